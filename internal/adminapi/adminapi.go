@@ -1,0 +1,136 @@
+// Package adminapi holds the wire types of keygate's admin REST API, shared by
+// the server (internal/admin) and its clients (the keygate CLI), so the two
+// cannot disagree about a field name.
+//
+// Every path is under /api/v1 on the admin listener and needs
+// "Authorization: Bearer kg_admin_...".
+//
+//	GET    /api/v1/whoami                  -> WhoAmI
+//	POST   /api/v1/providers               CreateProviderRequest -> 201 Provider
+//	GET    /api/v1/providers               -> ProviderList
+//	GET    /api/v1/providers/{name}        -> Provider
+//	DELETE /api/v1/providers/{name}        -> 204
+//	POST   /api/v1/keys                    CreateKeyRequest -> 201 CreatedKey
+//	GET    /api/v1/keys                    -> KeyList
+//	GET    /api/v1/keys/{ref}              -> Key        (ref: key id or name)
+//	POST   /api/v1/keys/{ref}/revoke       -> Key
+//
+// Errors answer with the matching HTTP status and an ErrorBody.
+package adminapi
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Prefix is the path prefix of every admin API route.
+const Prefix = "/api/v1"
+
+// WhoAmI describes the admin credential that made the request.
+type WhoAmI struct {
+	TokenID string `json:"token_id"`
+	Name    string `json:"name"`
+}
+
+// Provider is an upstream provider as the admin API shows it: never its key.
+type Provider struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Dialect   string    `json:"dialect"`
+	BaseURL   string    `json:"base_url"`
+	Models    []string  `json:"models"`
+	Default   bool      `json:"default"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// CreateProviderRequest registers an upstream provider and its real API key.
+// Dialect may be empty: "anthropic" for a provider named anthropic, else "openai".
+type CreateProviderRequest struct {
+	Name    string   `json:"name"`
+	Dialect string   `json:"dialect,omitempty"`
+	BaseURL string   `json:"base_url"`
+	Models  []string `json:"models,omitempty"`
+	Default bool     `json:"default,omitempty"`
+	APIKey  string   `json:"api_key"`
+}
+
+// ProviderList is the answer to GET /api/v1/providers.
+type ProviderList struct {
+	Providers []Provider `json:"providers"`
+}
+
+// Key is a keygate API key as the admin API shows it: never the secret.
+type Key struct {
+	ID             string     `json:"id"`
+	Name           string     `json:"name"`
+	Env            string     `json:"env"`
+	Prefix         string     `json:"prefix"`
+	Status         string     `json:"status"` // active, expired or revoked
+	AllowModels    []string   `json:"allow_models"`
+	AllowProviders []string   `json:"allow_providers"`
+	CreatedAt      time.Time  `json:"created_at"`
+	ExpiresAt      *time.Time `json:"expires_at,omitempty"`
+	RevokedAt      *time.Time `json:"revoked_at,omitempty"`
+	LastUsedAt     *time.Time `json:"last_used_at,omitempty"`
+}
+
+// CreateKeyRequest asks for a new keygate key. ExpiresIn takes Go durations
+// plus days ("30d", "12h", "1d12h"); empty means the key does not expire.
+type CreateKeyRequest struct {
+	Name           string   `json:"name"`
+	Env            string   `json:"env,omitempty"` // default "live"
+	AllowModels    []string `json:"allow_models,omitempty"`
+	AllowProviders []string `json:"allow_providers,omitempty"`
+	ExpiresIn      string   `json:"expires_in,omitempty"`
+}
+
+// CreatedKey is the answer to key creation: the only time the secret is shown.
+type CreatedKey struct {
+	Key    Key    `json:"key"`
+	Secret string `json:"secret"`
+}
+
+// KeyList is the answer to GET /api/v1/keys.
+type KeyList struct {
+	Keys []Key `json:"keys"`
+}
+
+// ErrorBody is the JSON body of every admin API error.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail says what went wrong: a stable code for programs and a message for people.
+type ErrorDetail struct {
+	Code    string `json:"code"` // bad_request, unauthorized, not_found, conflict, internal
+	Message string `json:"message"`
+}
+
+// ParseDuration parses a Go duration that may also use a "d" (24h) unit, such
+// as "30d" or "1d12h". It rejects zero and negative durations.
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	var days int64
+	if i := strings.IndexByte(s, 'd'); i >= 0 {
+		n, err := strconv.ParseInt(s[:i], 10, 32)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("duration %q: the days part must be a whole number, as in 30d or 1d12h", s)
+		}
+		days, s = n, s[i+1:]
+	}
+	var rest time.Duration
+	if s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return 0, fmt.Errorf("duration %q: use units d, h, m or s, as in 30d, 12h or 90m", s)
+		}
+		rest = d
+	}
+	d := time.Duration(days)*24*time.Hour + rest
+	if d <= 0 {
+		return 0, fmt.Errorf("duration must be positive, as in 30d or 12h")
+	}
+	return d, nil
+}

@@ -1,0 +1,31 @@
+package adminapi
+
+import (
+	"testing"
+	"time"
+)
+
+func TestParseDuration(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"30d", 30 * 24 * time.Hour, true},
+		{"1d12h", 36 * time.Hour, true},
+		{"12h", 12 * time.Hour, true},
+		{"90m", 90 * time.Minute, true},
+		{" 2d ", 48 * time.Hour, true},
+		{"", 0, false},
+		{"0d", 0, false},
+		{"-1h", 0, false},
+		{"xd", 0, false},
+		{"3 days", 0, false},
+		{"10", 0, false},
+	} {
+		got, err := ParseDuration(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}

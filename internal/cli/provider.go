@@ -1,0 +1,250 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keygate/keygate/internal/adminapi"
+)
+
+// apiKeyFlagMsg is the answer to --api-key. It never repeats the value given.
+const apiKeyFlagMsg = ("--api-key is not accepted: a key typed on the command line lands in shell history and process listings.\n" +
+	"Pass the provider's key with --api-key-env VAR (the name of an environment variable that holds it)\n" +
+	"or --api-key-stdin (read from standard input). If you typed a real key, remove it from your shell history")
+
+// validEnvName reports whether s is a portable environment variable name.
+func validEnvName(s string) bool {
+	for i, r := range s {
+		switch {
+		case r == '_', 'A' <= r && r <= 'Z', 'a' <= r && r <= 'z':
+		case '0' <= r && r <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
+
+func (a *app) providerCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "provider",
+		Short: "Manage upstream providers and their real API keys",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(a.providerAddCmd(), a.providerListCmd(), a.providerShowCmd(), a.providerRemoveCmd())
+	return cmd
+}
+
+func (a *app) providerAddCmd() *cobra.Command {
+	var (
+		baseURL, dialect, keyEnv, keyFlag string
+		models                            []string
+		isDefault, keyStdin               bool
+	)
+	cmd := &cobra.Command{
+		Use:   "add NAME --base-url URL (--api-key-env VAR | --api-key-stdin)",
+		Short: "Register an upstream provider and its API key",
+		Long: `Registers an upstream provider. keygate stores its API key encrypted and
+never shows it again. The key is read from an environment variable or from
+standard input, never from a flag value that would land in shell history.
+
+  OPENAI_API_KEY=... keygate provider add openai --base-url https://api.openai.com/v1 \
+      --models 'gpt-*,o3*' --default --api-key-env OPENAI_API_KEY
+  keygate provider add anthropic --base-url https://api.anthropic.com --api-key-stdin < key.txt`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			// Checked before the argument count, so the advice wins over any other error.
+			if cmd.Flags().Changed("api-key") {
+				return errors.New(apiKeyFlagMsg)
+			}
+			return cobra.ExactArgs(1)(cmd, args)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := strings.TrimSpace(args[0])
+			if name == "" {
+				return errors.New("provider add: the provider name is empty")
+			}
+			if strings.TrimSpace(baseURL) == "" {
+				return errors.New("provider add: --base-url is required, as in --base-url https://api.openai.com/v1")
+			}
+			if u, err := url.Parse(baseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return errors.New("provider add: --base-url must be an http:// or https:// URL, as in https://api.openai.com/v1")
+			}
+			switch dialect {
+			case "", "openai", "anthropic":
+			default:
+				return fmt.Errorf("provider add: --dialect %q is not known: use openai or anthropic", dialect)
+			}
+			key, err := a.providerKey(cmd, name, keyEnv, keyStdin)
+			if err != nil {
+				return err
+			}
+			c, cred, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			p, err := c.CreateProvider(cmd.Context(), adminapi.CreateProviderRequest{
+				Name:    name,
+				Dialect: dialect,
+				BaseURL: strings.TrimSpace(baseURL),
+				Models:  splitList(models),
+				Default: isDefault,
+				APIKey:  key,
+			})
+			if err != nil {
+				return explain(fmt.Errorf("provider add %s: %w", name, err), cred)
+			}
+			if a.json {
+				return writeJSON(cmd.OutOrStdout(), p)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "Added provider %s; its API key is stored encrypted and will not be shown.\n", p.Name)
+			return printProvider(cmd.OutOrStdout(), p)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&baseURL, "base-url", "", "the provider's API base `URL`, as its own SDK takes it (required)")
+	f.StringVar(&dialect, "dialect", "", "wire `DIALECT`: openai or anthropic (default: anthropic for a provider named anthropic, else openai)")
+	f.StringArrayVar(&models, "models", nil, "model name `PATTERNS` this provider serves, comma-separated or repeated ('gpt-*,o3*')")
+	f.BoolVar(&isDefault, "default", false, "make this the default provider for its dialect")
+	f.StringVar(&keyEnv, "api-key-env", "", "name of the environment variable (`VAR`) holding the provider's API key")
+	f.BoolVar(&keyStdin, "api-key-stdin", false, "read the provider's API key from standard input")
+	f.StringVar(&keyFlag, "api-key", "", "not accepted: use --api-key-env or --api-key-stdin")
+	_ = f.MarkHidden("api-key")
+	return cmd
+}
+
+// providerKey reads the provider's API key from the environment variable
+// named keyEnv or from stdin, and never from a flag value.
+func (a *app) providerKey(cmd *cobra.Command, name, keyEnv string, keyStdin bool) (string, error) {
+	switch {
+	case keyEnv != "" && keyStdin:
+		return "", errors.New("provider add: use either --api-key-env or --api-key-stdin, not both")
+	case keyEnv != "":
+		if !validEnvName(keyEnv) {
+			// Not echoed: a key pasted here by mistake must not reach the terminal or logs.
+			return "", errors.New("provider add: --api-key-env takes the NAME of an environment variable that holds the key (like OPENAI_API_KEY), not the key itself")
+		}
+		key := strings.TrimSpace(a.io.Getenv(keyEnv))
+		if key == "" {
+			return "", fmt.Errorf("provider add: environment variable %s is empty or not set: export the provider's API key in %s, or use --api-key-stdin", keyEnv, keyEnv)
+		}
+		return key, nil
+	case keyStdin:
+		key, err := readSecret(cmd.InOrStdin(), cmd.ErrOrStderr(), "API key for provider "+name+": ", true)
+		if err != nil {
+			return "", fmt.Errorf("provider add: %w", err)
+		}
+		if key.IsZero() {
+			return "", errors.New("provider add: the API key read from standard input is empty: pipe the key in, as in `keygate provider add NAME ... --api-key-stdin < key.txt`")
+		}
+		return key.Reveal(), nil
+	default:
+		return "", errors.New("provider add: the provider's API key is required: pass --api-key-env VAR (an environment variable that holds it) or --api-key-stdin")
+	}
+}
+
+func (a *app) providerListCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List providers",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, cred, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			ps, err := c.ListProviders(cmd.Context())
+			if err != nil {
+				return explain(fmt.Errorf("provider list: %w", err), cred)
+			}
+			if ps == nil {
+				ps = []adminapi.Provider{}
+			}
+			if a.json {
+				return writeJSON(cmd.OutOrStdout(), adminapi.ProviderList{Providers: ps})
+			}
+			if len(ps) == 0 {
+				_, err := fmt.Fprintln(cmd.OutOrStdout(), "No providers yet. Add one with `keygate provider add NAME --base-url URL --api-key-env VAR`.")
+				return err
+			}
+			tw := newTable(cmd.OutOrStdout())
+			fmt.Fprintln(tw, "NAME\tDIALECT\tBASE-URL\tMODELS\tDEFAULT\tCREATED")
+			for _, p := range ps {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Dialect, p.BaseURL,
+					list(p.Models, "-"), yesNo(p.Default), fmtTime(p.CreatedAt))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func (a *app) providerShowCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show one provider (never its key)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, cred, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			p, err := c.GetProvider(cmd.Context(), args[0])
+			if err != nil {
+				return explain(fmt.Errorf("provider show %s: %w", args[0], err), cred)
+			}
+			if a.json {
+				return writeJSON(cmd.OutOrStdout(), p)
+			}
+			return printProvider(cmd.OutOrStdout(), p)
+		},
+	}
+}
+
+func (a *app) providerRemoveCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "remove NAME",
+		Aliases: []string{"rm"},
+		Short:   "Remove a provider and its stored API key",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, cred, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteProvider(cmd.Context(), args[0]); err != nil {
+				return explain(fmt.Errorf("provider remove %s: %w", args[0], err), cred)
+			}
+			out := cmd.OutOrStdout()
+			if a.json {
+				out = cmd.ErrOrStderr() // with --json, stdout carries only JSON
+			}
+			_, err = fmt.Fprintf(out, "Removed provider %s.\n", args[0])
+			return err
+		},
+	}
+}
+
+func printProvider(w io.Writer, p adminapi.Provider) error {
+	return fields(w, [][2]string{
+		{"ID", p.ID},
+		{"Name", p.Name},
+		{"Dialect", p.Dialect},
+		{"Base URL", p.BaseURL},
+		{"Models", list(p.Models, "-")},
+		{"Default", yesNo(p.Default)},
+		{"Created", fmtTime(p.CreatedAt)},
+	})
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}

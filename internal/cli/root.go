@@ -1,0 +1,215 @@
+// Package cli builds the keygate command line. Every client command talks to
+// a running keygate through its admin REST API (internal/adminclient), so the
+// command line can do nothing the API cannot.
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keygate/keygate/internal/adminclient"
+)
+
+// DefaultAdminURL is where `keygate serve` runs its admin listener by default.
+const DefaultAdminURL = "http://127.0.0.1:8788"
+
+// Environment variables the command line reads.
+const (
+	EnvAdminURL   = "KEYGATE_ADMIN_URL"   // admin API address, like --admin-url
+	EnvAdminCA    = "KEYGATE_ADMIN_CA"    // PEM certificate to trust, like --admin-ca
+	EnvAdminToken = "KEYGATE_ADMIN_TOKEN" // admin credential, ahead of the keychain and the token file
+)
+
+// IO is everything the command line takes from its surroundings, so that it
+// can run in-process with fake streams, environment and home directory.
+type IO struct {
+	Stdin   io.Reader           // admin credential for login, provider key for --api-key-stdin
+	Stdout  io.Writer           // results
+	Stderr  io.Writer           // prompts, notes and warnings
+	Getenv  func(string) string // environment lookup; nil means an empty environment
+	HomeDir string              // home directory for the fallback token file; empty means none
+	Version string              // printed by `keygate version`; empty prints "(devel)"
+	// Keyring is where `keygate login` saves the admin credential; nil means
+	// the operating system's keychain (OSKeyring).
+	Keyring Keyring
+}
+
+// app holds the command line's surroundings and the persistent flag values.
+type app struct {
+	io       IO
+	adminURL string
+	adminCA  string
+	json     bool
+}
+
+// Root builds the `keygate` command with its client commands. extra commands,
+// such as `serve`, are added beside them. Errors are returned from Execute
+// and not printed: the caller prints them.
+func Root(stdio IO, extra ...*cobra.Command) *cobra.Command {
+	if stdio.Getenv == nil {
+		stdio.Getenv = func(string) string { return "" }
+	}
+	if stdio.Keyring == nil {
+		stdio.Keyring = OSKeyring()
+	}
+	a := &app{io: stdio}
+	root := &cobra.Command{
+		Use:   "keygate",
+		Short: "keygate: a self-hosted credential gateway for AI and HTTP APIs",
+		Long: `keygate keeps your real provider API keys and hands out its own keys instead.
+
+The commands below talk to a running keygate (started with "keygate serve")
+through its admin API. They find the admin credential in this order:
+  1. the KEYGATE_ADMIN_TOKEN environment variable
+  2. the OS keychain, where "keygate login" saves it
+  3. the file ~/.config/keygate/admin-token (mode 0600), used where no keychain exists
+The first "keygate serve" prints a bootstrap admin credential.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(stdio.Stdin)
+	root.SetOut(stdio.Stdout)
+	root.SetErr(stdio.Stderr)
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.adminURL, "admin-url", DefaultAdminURL, "admin API `URL` (env "+EnvAdminURL+")")
+	pf.StringVar(&a.adminCA, "admin-ca", "", "PEM certificate `FILE` to trust for an HTTPS admin API with a self-signed certificate (env "+EnvAdminCA+")")
+	pf.BoolVar(&a.json, "json", false, "print machine-readable JSON")
+
+	root.AddCommand(a.loginCmd(), a.logoutCmd(), a.providerCmd(), a.keyCmd(), a.versionCmd())
+	root.AddCommand(extra...)
+	return root
+}
+
+// resolvedURL returns the admin URL: the flag if given, else the environment, else the default.
+func (a *app) resolvedURL(cmd *cobra.Command) string {
+	if f := cmd.Flag("admin-url"); f != nil && f.Changed {
+		return strings.TrimSpace(a.adminURL)
+	}
+	if v := strings.TrimSpace(a.io.Getenv(EnvAdminURL)); v != "" {
+		return v
+	}
+	return DefaultAdminURL
+}
+
+// resolvedCA returns the CA file to trust, from the flag or the environment.
+func (a *app) resolvedCA(cmd *cobra.Command) string {
+	if f := cmd.Flag("admin-ca"); f != nil && f.Changed {
+		return strings.TrimSpace(a.adminCA)
+	}
+	return strings.TrimSpace(a.io.Getenv(EnvAdminCA))
+}
+
+// client builds an admin client with the resolved URL, CA and admin credential.
+func (a *app) client(cmd *cobra.Command) (*adminclient.Client, *credential, error) {
+	url := a.resolvedURL(cmd)
+	cred, err := a.loadCredential(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	var opts []adminclient.Option
+	if ca := a.resolvedCA(cmd); ca != "" {
+		opts = append(opts, adminclient.WithCAFile(ca))
+	}
+	c, err := adminclient.New(url, cred.token, opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, cred, nil
+}
+
+// explain adds a hint to errors a person can act on, keeping the *APIError reachable.
+func explain(err error, cred *credential) error {
+	var apiErr *adminclient.APIError
+	if errors.As(err, &apiErr) && apiErr.Status == 401 && cred != nil {
+		return fmt.Errorf("%w\nthe admin credential from %s was refused: run `keygate login` with a valid one, or set %s", err, cred.source, EnvAdminToken)
+	}
+	return err
+}
+
+func (a *app) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the keygate version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v := a.io.Version
+			if v == "" {
+				v = "(devel)"
+			}
+			if a.json {
+				return writeJSON(cmd.OutOrStdout(), map[string]string{"version": v})
+			}
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "keygate %s\n", v)
+			return err
+		},
+	}
+}
+
+// writeJSON prints v as indented JSON followed by a newline.
+func writeJSON(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode JSON output: %w", err)
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// newTable returns a tabwriter for aligned columns; call Flush when done.
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+}
+
+// fields prints label/value pairs as aligned "Label:  value" lines.
+func fields(w io.Writer, pairs [][2]string) error {
+	tw := newTable(w)
+	for _, p := range pairs {
+		fmt.Fprintf(tw, "%s:\t%s\n", p[0], p[1])
+	}
+	return tw.Flush()
+}
+
+// fmtTime formats t in RFC 3339 UTC, or "-" for the zero time.
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// fmtTimePtr formats *t in RFC 3339 UTC, or none when t is nil.
+func fmtTimePtr(t *time.Time, none string) string {
+	if t == nil || t.IsZero() {
+		return none
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// list joins values with ", ", or returns none for an empty list.
+func list(vs []string, none string) string {
+	if len(vs) == 0 {
+		return none
+	}
+	return strings.Join(vs, ", ")
+}
+
+// splitList splits each value on commas, trims spaces and drops empty items,
+// so repeated flags and comma lists can be mixed.
+func splitList(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		for _, item := range strings.Split(v, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				out = append(out, item)
+			}
+		}
+	}
+	return out
+}

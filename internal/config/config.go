@@ -1,0 +1,247 @@
+// Package config holds keygate's typed configuration: defaults, then a YAML
+// file, then KEYGATE_* environment variables, then command-line flags, each
+// overriding the one before. Validate checks the result once at start and
+// names the field at fault, so a typo fails loudly instead of half-working.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is everything `keygate serve` can be told. Field tags give the YAML
+// key; the environment variable is KEYGATE_ followed by the YAML path in upper
+// case joined by underscores (tls.cert -> KEYGATE_TLS_CERT).
+type Config struct {
+	// DataDir holds the SQLite database, the master key file and generated TLS files.
+	DataDir string `yaml:"data_dir"`
+	// Database is a PostgreSQL URL (postgres://...) or a SQLite file (sqlite:///path);
+	// empty means <data_dir>/keygate.db.
+	Database string `yaml:"database"`
+	// MasterKeyFile is the local key-encryption key; empty means <data_dir>/master.key.
+	MasterKeyFile string `yaml:"master_key_file"`
+	// Listen is the gateway (data plane) address.
+	Listen string `yaml:"listen"`
+	// AdminListen is the admin API address.
+	AdminListen string `yaml:"admin_listen"`
+	// TLS configures HTTPS on both listeners.
+	TLS TLS `yaml:"tls"`
+	// AllowPlainHTTP permits plain HTTP on a non-loopback address, for a
+	// TLS-terminating proxy in front of keygate.
+	AllowPlainHTTP bool `yaml:"allow_plain_http"`
+	// MaxBodyBytes caps a client request body; larger requests get 413.
+	MaxBodyBytes ByteSize `yaml:"max_body_bytes"`
+	// Upstream tunes the connections to providers.
+	Upstream Upstream `yaml:"upstream"`
+	// ShutdownGrace bounds how long in-flight requests and streams may run after a stop signal.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// KeyCacheTTL is how long a verified key is trusted before it is read again.
+	// Revocations made through this node apply on the next request regardless.
+	KeyCacheTTL time.Duration `yaml:"key_cache_ttl"`
+	// ProviderRefresh is how often the provider table is reloaded, so changes
+	// made through another node sharing the database are picked up.
+	ProviderRefresh time.Duration `yaml:"provider_refresh"`
+	// TrustedProxies lists CIDRs whose X-Forwarded-For is believed.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// Log configures logging.
+	Log Log `yaml:"log"`
+}
+
+// TLS configures HTTPS. Cert and Key go together; SelfSigned generates a
+// certificate for trials instead.
+type TLS struct {
+	Cert       string `yaml:"cert"`
+	Key        string `yaml:"key"`
+	SelfSigned bool   `yaml:"self_signed"`
+}
+
+// Enabled reports whether keygate serves HTTPS.
+func (t TLS) Enabled() bool { return t.Cert != "" || t.SelfSigned }
+
+// Upstream tunes the HTTP client that talks to providers.
+type Upstream struct {
+	// DialTimeout bounds connecting to a provider.
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// ResponseHeaderTimeout bounds the wait for a provider's first response
+	// byte; reasoning models can think for minutes, so the default is long.
+	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"`
+	// MaxIdleConnsPerHost sizes the keep-alive pool per provider.
+	MaxIdleConnsPerHost int `yaml:"max_idle_conns_per_host"`
+}
+
+// Log configures the process log.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+	// Requests writes one access-log line per gateway request.
+	Requests bool `yaml:"requests"`
+}
+
+// Default returns the configuration keygate runs with when told nothing.
+func Default(home string) Config {
+	return Config{
+		DataDir:         filepath.Join(home, ".keygate"),
+		Listen:          "127.0.0.1:8787",
+		AdminListen:     "127.0.0.1:8788",
+		MaxBodyBytes:    32 << 20,
+		ShutdownGrace:   30 * time.Second,
+		KeyCacheTTL:     10 * time.Second,
+		ProviderRefresh: 10 * time.Second,
+		Upstream: Upstream{
+			DialTimeout:           10 * time.Second,
+			ResponseHeaderTimeout: 10 * time.Minute,
+			MaxIdleConnsPerHost:   256,
+		},
+		Log: Log{Level: "info", Format: "text", Requests: true},
+	}
+}
+
+// Load builds the configuration: defaults, then the YAML file at path (if
+// path is not empty), then KEYGATE_* variables read through getenv.
+func Load(path string, home string, getenv func(string) string) (Config, error) {
+	c := Default(home)
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("config: read %s: %w", path, err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("config: %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&c, getenv); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// DatabaseURL returns the database to open, defaulting to SQLite in the data dir.
+func (c Config) DatabaseURL() string {
+	if c.Database != "" {
+		return c.Database
+	}
+	return "sqlite://" + filepath.Join(c.DataDir, "keygate.db")
+}
+
+// MasterKeyPath returns the local master key file, defaulting into the data dir.
+func (c Config) MasterKeyPath() string {
+	if c.MasterKeyFile != "" {
+		return c.MasterKeyFile
+	}
+	return filepath.Join(c.DataDir, "master.key")
+}
+
+// TrustedProxyPrefixes returns the parsed trusted proxy CIDRs (call after Validate).
+func (c Config) TrustedProxyPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range c.TrustedProxies {
+		if p, err := parsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	return netip.ParsePrefix(s)
+}
+
+// Validate checks every field and returns all problems at once, each naming its field.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("config: %s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "must not be empty")
+	}
+	if c.Database != "" {
+		u, err := url.Parse(c.Database)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql" && u.Scheme != "sqlite") {
+			bad("database", "must be postgres://... or sqlite:///path/to/file.db")
+		}
+	}
+	for _, l := range []struct{ field, addr string }{{"listen", c.Listen}, {"admin_listen", c.AdminListen}} {
+		host, port, err := net.SplitHostPort(l.addr)
+		if err != nil || port == "" {
+			bad(l.field, "%q is not host:port (for example 127.0.0.1:8787)", l.addr)
+			continue
+		}
+		if !c.TLS.Enabled() && !c.AllowPlainHTTP && !IsLoopback(host) {
+			bad(l.field, "%q is reachable from other machines, and keys must not cross a network in clear: "+
+				"configure tls.cert and tls.key (or tls.self_signed for a trial), or set allow_plain_http "+
+				"when a TLS-terminating proxy sits in front of keygate", l.addr)
+		}
+	}
+	if c.Listen != "" && c.Listen == c.AdminListen {
+		bad("admin_listen", "must differ from listen: the admin API never shares the gateway's listener")
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		bad("tls", "cert and key go together: set both or neither")
+	}
+	if c.TLS.SelfSigned && c.TLS.Cert != "" {
+		bad("tls.self_signed", "cannot be combined with tls.cert")
+	}
+	if c.MaxBodyBytes <= 0 {
+		bad("max_body_bytes", "must be positive")
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{
+		{"shutdown_grace", c.ShutdownGrace}, {"key_cache_ttl", c.KeyCacheTTL}, {"provider_refresh", c.ProviderRefresh},
+		{"upstream.dial_timeout", c.Upstream.DialTimeout}, {"upstream.response_header_timeout", c.Upstream.ResponseHeaderTimeout},
+	} {
+		if d.v <= 0 {
+			bad(d.field, "must be a positive duration such as 10s")
+		}
+	}
+	if c.Upstream.MaxIdleConnsPerHost <= 0 {
+		bad("upstream.max_idle_conns_per_host", "must be positive")
+	}
+	for _, p := range c.TrustedProxies {
+		if _, err := parsePrefix(p); err != nil {
+			bad("trusted_proxies", "%q is not an IP address or CIDR", p)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+// IsLoopback reports whether a listen host only accepts connections from this machine.
+func IsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && a.IsLoopback()
+}

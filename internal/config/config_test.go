@@ -1,0 +1,117 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestDefaultsAreValid(t *testing.T) {
+	c, err := Load("", "/home/u", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("defaults must validate: %v", err)
+	}
+	if c.DatabaseURL() != "sqlite:///home/u/.keygate/keygate.db" || c.MasterKeyPath() != "/home/u/.keygate/master.key" {
+		t.Fatalf("derived paths: %s %s", c.DatabaseURL(), c.MasterKeyPath())
+	}
+}
+
+func TestFileThenEnvPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "keygate.yaml")
+	os.WriteFile(p, []byte("listen: 127.0.0.1:9000\nmax_body_bytes: 1MiB\nupstream:\n  dial_timeout: 3s\ntrusted_proxies: [10.0.0.0/8]\nlog:\n  level: debug\n"), 0o600)
+	c, err := Load(p, dir, env(map[string]string{
+		"KEYGATE_LISTEN": "127.0.0.1:9100",
+		"KEYGATE_UPSTREAM_MAX_IDLE_CONNS_PER_HOST": "7",
+		"KEYGATE_TRUSTED_PROXIES":                  "192.0.2.1, 2001:db8::/32",
+		"KEYGATE_LOG_REQUESTS":                     "false",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:9100" || c.MaxBodyBytes != 1<<20 || c.Upstream.DialTimeout != 3*time.Second ||
+		c.Upstream.MaxIdleConnsPerHost != 7 || c.Log.Level != "debug" || c.Log.Requests {
+		t.Fatalf("unexpected config %+v", c)
+	}
+	if got := c.TrustedProxyPrefixes(); len(got) != 2 || got[0].String() != "192.0.2.1/32" {
+		t.Fatalf("trusted proxies %v", got)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUnknownFileFieldIsAnError(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "k.yaml")
+	os.WriteFile(p, []byte("lisen: 127.0.0.1:1\n"), 0o600)
+	if _, err := Load(p, "/h", env(nil)); err == nil || !strings.Contains(err.Error(), "lisen") {
+		t.Fatalf("want an error naming the unknown field, got %v", err)
+	}
+}
+
+func TestEnvErrorNamesVariable(t *testing.T) {
+	_, err := Load("", "/h", env(map[string]string{"KEYGATE_SHUTDOWN_GRACE": "soon"}))
+	if err == nil || !strings.Contains(err.Error(), "KEYGATE_SHUTDOWN_GRACE") || !strings.Contains(err.Error(), "shutdown_grace") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestValidateNamesEachField(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		mod   func(*Config)
+		field string
+	}{
+		{"bad listen", func(c *Config) { c.Listen = "8787" }, "listen:"},
+		{"public plain http", func(c *Config) { c.Listen = "0.0.0.0:8787" }, "tls.cert"},
+		{"public admin plain http", func(c *Config) { c.AdminListen = "[::]:8788" }, "admin_listen:"},
+		{"same listeners", func(c *Config) { c.AdminListen = c.Listen }, "admin_listen"},
+		{"half tls", func(c *Config) { c.TLS.Cert = "a.pem" }, "tls:"},
+		{"self signed and cert", func(c *Config) { c.TLS = TLS{Cert: "a", Key: "b", SelfSigned: true} }, "tls.self_signed"},
+		{"body", func(c *Config) { c.MaxBodyBytes = 0 }, "max_body_bytes"},
+		{"grace", func(c *Config) { c.ShutdownGrace = 0 }, "shutdown_grace"},
+		{"proxies", func(c *Config) { c.TrustedProxies = []string{"nope"} }, "trusted_proxies"},
+		{"level", func(c *Config) { c.Log.Level = "loud" }, "log.level"},
+		{"db", func(c *Config) { c.Database = "mysql://x" }, "database"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default("/h")
+			tc.mod(&c)
+			err := c.Validate()
+			if err == nil || !strings.Contains(err.Error(), tc.field) {
+				t.Fatalf("want error naming %q, got %v", tc.field, err)
+			}
+		})
+	}
+	ok := Default("/h")
+	ok.Listen = "0.0.0.0:8787"
+	ok.AllowPlainHTTP = true
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("allow_plain_http should permit a public address: %v", err)
+	}
+	ok.AllowPlainHTTP = false
+	ok.TLS.SelfSigned = true
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("TLS should permit a public address: %v", err)
+	}
+}
+
+func TestEnvVarsCoversNestedFields(t *testing.T) {
+	var names []string
+	for _, e := range EnvVars() {
+		names = append(names, e[0])
+	}
+	all := strings.Join(names, " ")
+	for _, want := range []string{"KEYGATE_TLS_CERT", "KEYGATE_UPSTREAM_RESPONSE_HEADER_TIMEOUT", "KEYGATE_LOG_FORMAT", "KEYGATE_DATABASE"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("missing %s in %s", want, all)
+		}
+	}
+}

@@ -1,0 +1,189 @@
+// Package route decides which upstream provider serves a request. A Table is
+// an immutable snapshot of the registered providers with their decrypted
+// credentials; the gateway swaps in a new one when providers change, so a
+// request never waits on the database or the vault to be routed.
+package route
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/keygate/keygate/internal/secret"
+	"github.com/keygate/keygate/internal/store"
+)
+
+// Upstream is one registered provider, ready to receive requests.
+type Upstream struct {
+	Name    string        // provider name, also the model prefix ("openai/gpt-4o")
+	Dialect string        // "openai" or "anthropic"
+	BaseURL *url.URL      // as the provider's SDK takes it
+	Models  []string      // glob patterns of bare model names it serves
+	Default bool          // default provider for its dialect
+	Key     secret.String // the real upstream credential
+}
+
+// Table is an immutable routing snapshot. Its methods are safe for concurrent use.
+type Table struct {
+	byName   map[string]*Upstream
+	ordered  []*Upstream // by name, for deterministic pattern matching
+	defaults map[string]*Upstream
+}
+
+// NewTable builds a table. For each dialect the default is the provider marked
+// default (the first by name if several are), else the only provider of that dialect.
+func NewTable(ups []*Upstream) *Table {
+	t := &Table{byName: make(map[string]*Upstream, len(ups)), defaults: map[string]*Upstream{}}
+	t.ordered = append([]*Upstream(nil), ups...)
+	sort.Slice(t.ordered, func(i, j int) bool { return t.ordered[i].Name < t.ordered[j].Name })
+	count := map[string]int{}
+	for _, u := range t.ordered {
+		t.byName[u.Name] = u
+		count[u.Dialect]++
+		if u.Default && t.defaults[u.Dialect] == nil {
+			t.defaults[u.Dialect] = u
+		}
+	}
+	for _, u := range t.ordered {
+		if count[u.Dialect] == 1 && t.defaults[u.Dialect] == nil {
+			t.defaults[u.Dialect] = u
+		}
+	}
+	return t
+}
+
+// Upstreams returns the providers ordered by name.
+func (t *Table) Upstreams() []*Upstream { return t.ordered }
+
+// Get returns the provider with the given name.
+func (t *Table) Get(name string) (*Upstream, bool) {
+	u, ok := t.byName[name]
+	return u, ok
+}
+
+// ErrNoProvider means no registered provider serves the requested model.
+var ErrNoProvider = errors.New("no provider serves this model")
+
+// WrongDialectError means the model names a provider that speaks the other API dialect.
+type WrongDialectError struct {
+	Provider, ProviderDialect, RequestDialect string
+}
+
+func (e *WrongDialectError) Error() string {
+	endpoint := "/v1/chat/completions"
+	if e.ProviderDialect == "anthropic" {
+		endpoint = "/v1/messages"
+	}
+	return fmt.Sprintf("provider %q speaks the %s API; send this request to %s instead", e.Provider, e.ProviderDialect, endpoint)
+}
+
+// Resolve picks the provider for a model requested in the given dialect and
+// returns the model name to send upstream:
+//  1. "name/model" where name is a registered provider: that provider, prefix stripped;
+//  2. else the first provider of this dialect (by name) whose patterns match the model;
+//  3. else the dialect's default provider.
+func (t *Table) Resolve(dialect, model string) (*Upstream, string, error) {
+	if i := strings.IndexByte(model, '/'); i > 0 {
+		if u, ok := t.byName[model[:i]]; ok {
+			if u.Dialect != dialect {
+				return nil, "", &WrongDialectError{Provider: u.Name, ProviderDialect: u.Dialect, RequestDialect: dialect}
+			}
+			return u, model[i+1:], nil
+		}
+	}
+	for _, u := range t.ordered {
+		if u.Dialect == dialect && MatchAny(u.Models, model) {
+			return u, model, nil
+		}
+	}
+	if u := t.defaults[dialect]; u != nil {
+		return u, model, nil
+	}
+	return nil, "", ErrNoProvider
+}
+
+// MatchAny reports whether name matches one of the glob patterns (path.Match syntax).
+func MatchAny(patterns []string, name string) bool {
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// ValidPattern reports whether p is a well-formed glob pattern.
+func ValidPattern(p string) bool {
+	_, err := path.Match(p, "")
+	return p != "" && err == nil
+}
+
+// ModelAllowed reports whether a key's model patterns permit the model, written
+// either bare or with its provider prefix. No patterns permits every model.
+func ModelAllowed(patterns []string, provider, model string) bool {
+	if len(patterns) == 0 {
+		return true
+	}
+	if MatchAny(patterns, model) {
+		return true
+	}
+	for _, p := range patterns {
+		if strings.Contains(p, "/") {
+			if ok, _ := path.Match(p, provider+"/"+model); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ProviderAllowed reports whether a key's provider list permits the provider.
+// An empty list permits every provider.
+func ProviderAllowed(allowed []string, provider string) bool {
+	if len(allowed) == 0 {
+		return true
+	}
+	for _, a := range allowed {
+		if a == provider {
+			return true
+		}
+	}
+	return false
+}
+
+// ProviderSource lists registered providers.
+type ProviderSource interface {
+	ListProviders(ctx context.Context) ([]store.Provider, error)
+}
+
+// SecretOpener decrypts a vault record.
+type SecretOpener interface {
+	Get(ctx context.Context, id string) (secret.String, int, error)
+}
+
+// Load reads every provider and decrypts its credential into a new Table.
+// A provider whose credential cannot be opened fails the load: keygate does
+// not route to a provider it cannot authenticate to.
+func Load(ctx context.Context, src ProviderSource, vault SecretOpener) (*Table, error) {
+	ps, err := src.ListProviders(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("route: list providers: %w", err)
+	}
+	ups := make([]*Upstream, 0, len(ps))
+	for _, p := range ps {
+		u, err := url.Parse(p.BaseURL)
+		if err != nil {
+			return nil, fmt.Errorf("route: provider %q has an invalid base URL: %w", p.Name, err)
+		}
+		key, _, err := vault.Get(ctx, p.SecretID)
+		if err != nil {
+			return nil, fmt.Errorf("route: provider %q: open its credential: %w", p.Name, err)
+		}
+		ups = append(ups, &Upstream{Name: p.Name, Dialect: p.Dialect, BaseURL: u, Models: p.Models, Default: p.IsDefault, Key: key})
+	}
+	return NewTable(ups), nil
+}

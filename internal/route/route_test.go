@@ -1,0 +1,72 @@
+package route
+
+import (
+	"errors"
+	"testing"
+)
+
+func table() *Table {
+	return NewTable([]*Upstream{
+		{Name: "openai", Dialect: "openai", Models: []string{"gpt-*", "o3*", "text-embedding-*"}},
+		{Name: "ollama", Dialect: "openai", Models: []string{"llama*"}},
+		{Name: "groq", Dialect: "openai", Default: true},
+		{Name: "anthropic", Dialect: "anthropic", Models: []string{"claude-*"}},
+	})
+}
+
+func TestResolve(t *testing.T) {
+	tb := table()
+	for _, tc := range []struct {
+		dialect, model, provider, upstreamModel string
+	}{
+		{"openai", "openai/gpt-4o-mini", "openai", "gpt-4o-mini"}, // explicit prefix, stripped
+		{"openai", "ollama/llama3", "ollama", "llama3"},
+		{"openai", "gpt-4o", "openai", "gpt-4o"},                               // pattern
+		{"openai", "llama3:8b", "ollama", "llama3:8b"},                         // pattern on another provider
+		{"openai", "mixtral-8x7b", "groq", "mixtral-8x7b"},                     // default
+		{"openai", "meta-llama/Llama-3-70b", "groq", "meta-llama/Llama-3-70b"}, // slash but not a provider: kept whole
+		{"anthropic", "claude-sonnet-4-5", "anthropic", "claude-sonnet-4-5"},   // the only anthropic provider
+		{"anthropic", "anthropic/claude-opus-4-1", "anthropic", "claude-opus-4-1"},
+		{"anthropic", "some-other-model", "anthropic", "some-other-model"}, // sole provider of its dialect is its default
+	} {
+		u, m, err := tb.Resolve(tc.dialect, tc.model)
+		if err != nil || u.Name != tc.provider || m != tc.upstreamModel {
+			t.Errorf("Resolve(%s, %s) = %v, %q, %v; want %s, %q", tc.dialect, tc.model, u, m, err, tc.provider, tc.upstreamModel)
+		}
+	}
+	var wd *WrongDialectError
+	if _, _, err := tb.Resolve("openai", "anthropic/claude-x"); !errors.As(err, &wd) || wd.Provider != "anthropic" {
+		t.Fatalf("cross-dialect prefix must be refused clearly, got %v", err)
+	}
+	empty := NewTable([]*Upstream{{Name: "a", Dialect: "openai", Models: []string{"x"}}, {Name: "b", Dialect: "openai"}})
+	if _, _, err := empty.Resolve("openai", "y"); !errors.Is(err, ErrNoProvider) {
+		t.Fatalf("two providers and no default: want ErrNoProvider, got %v", err)
+	}
+	if _, _, err := empty.Resolve("anthropic", "claude"); !errors.Is(err, ErrNoProvider) {
+		t.Fatalf("no provider of the dialect: want ErrNoProvider, got %v", err)
+	}
+}
+
+func TestKeyAllowances(t *testing.T) {
+	if !ModelAllowed(nil, "openai", "anything") {
+		t.Fatal("no patterns allow every model")
+	}
+	pats := []string{"gpt-4o*", "ollama/*"}
+	for _, tc := range []struct {
+		provider, model string
+		ok              bool
+	}{
+		{"openai", "gpt-4o", true}, {"openai", "gpt-4o-mini", true}, {"openai", "gpt-5", false},
+		{"ollama", "llama3", true}, {"groq", "llama3", false},
+	} {
+		if got := ModelAllowed(pats, tc.provider, tc.model); got != tc.ok {
+			t.Errorf("ModelAllowed(%s, %s) = %v", tc.provider, tc.model, got)
+		}
+	}
+	if !ProviderAllowed(nil, "x") || !ProviderAllowed([]string{"a", "x"}, "x") || ProviderAllowed([]string{"a"}, "x") {
+		t.Fatal("ProviderAllowed is wrong")
+	}
+	if ValidPattern("[") || ValidPattern("") || !ValidPattern("gpt-*") {
+		t.Fatal("ValidPattern is wrong")
+	}
+}
