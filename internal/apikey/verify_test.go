@@ -1,0 +1,456 @@
+package apikey
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/internal/store"
+)
+
+// memKeys is an in-memory Lookup, keyed by hash like the store's unique index.
+type memKeys struct {
+	mu    sync.Mutex
+	keys  map[string]store.Key
+	calls atomic.Int64
+	err   error
+	// during, when set, runs inside GetKeyByHash after the record is read.
+	during func()
+}
+
+func newMemKeys() *memKeys { return &memKeys{keys: map[string]store.Key{}} }
+
+func (m *memKeys) GetKeyByHash(_ context.Context, hash []byte) (store.Key, error) {
+	m.calls.Add(1)
+	m.mu.Lock()
+	k, ok := m.keys[string(hash)]
+	err := m.err
+	m.mu.Unlock()
+	if m.during != nil {
+		m.during()
+	}
+	if err != nil {
+		return store.Key{}, err
+	}
+	if !ok {
+		return store.Key{}, fmt.Errorf("memkeys: %w", store.ErrNotFound)
+	}
+	return k, nil
+}
+
+func (m *memKeys) add(k store.Key) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.keys[string(k.Hash)] = k
+}
+
+func (m *memKeys) revoke(id string, at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for h, k := range m.keys {
+		if k.ID == id {
+			k.RevokedAt = &at
+			m.keys[h] = k
+		}
+	}
+}
+
+func testHasher(t testing.TB) *Hasher {
+	t.Helper()
+	pepper := make([]byte, 32)
+	if _, err := rand.Read(pepper); err != nil {
+		t.Fatal(err)
+	}
+	h, err := NewHasher(pepper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// issue generates a key, stores its record, and returns the raw key.
+func issue(t testing.TB, h *Hasher, m *memKeys, id string, edit func(*store.Key)) string {
+	t.Helper()
+	raw := mustGenerate(t, "test")
+	p, err := Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := h.Hash(raw)
+	k := store.Key{ID: id, Name: id, Env: p.Env, Prefix: p.Prefix, Hash: sum[:], CreatedAt: time.Now().UTC()}
+	if edit != nil {
+		edit(&k)
+	}
+	m.add(k)
+	return raw
+}
+
+func TestNewHasher(t *testing.T) {
+	if _, err := NewHasher(make([]byte, 31)); err == nil {
+		t.Fatal("accepted a 31-byte pepper")
+	}
+	pepper := make([]byte, 32)
+	_, _ = rand.Read(pepper)
+	a, _ := NewHasher(pepper)
+	b, _ := NewHasher(append([]byte(nil), pepper...))
+	raw := mustGenerate(t, "live")
+	if a.Hash(raw) != b.Hash(raw) {
+		t.Fatal("same pepper, different hash")
+	}
+	pepper[0] ^= 1 // NewHasher copied the pepper
+	if a.Hash(raw) != b.Hash(raw) {
+		t.Fatal("Hasher kept a reference to the caller's pepper")
+	}
+	c := testHasher(t)
+	if c.Hash(raw) == a.Hash(raw) {
+		t.Fatal("different peppers, same hash")
+	}
+	other := mustGenerate(t, "live")
+	if a.Hash(raw) == a.Hash(other) {
+		t.Fatal("different keys, same hash")
+	}
+	long := string(make([]byte, 1000)) // longer than the scratch buffer
+	if a.Hash(long) == a.Hash(long[:999]) {
+		t.Fatal("long input hashed wrongly")
+	}
+}
+
+func TestVerify(t *testing.T) {
+	ctx := context.Background()
+	h := testHasher(t)
+	m := newMemKeys()
+	now := time.Now()
+	past, future := now.Add(-time.Hour), now.Add(time.Hour)
+	valid := issue(t, h, m, "key_valid", nil)
+	withFuture := issue(t, h, m, "key_future", func(k *store.Key) { k.ExpiresAt = &future })
+	expired := issue(t, h, m, "key_expired", func(k *store.Key) { k.ExpiresAt = &past })
+	expiresNow := issue(t, h, m, "key_now", func(k *store.Key) { k.ExpiresAt = &now })
+	revoked := issue(t, h, m, "key_revoked", func(k *store.Key) { k.RevokedAt = &past })
+	unknown := mustGenerate(t, "test")
+	admin, _ := GenerateAdmin()
+	// A record whose stored hash differs from the hash it was found under.
+	mismatched := mustGenerate(t, "test")
+	ms := h.Hash(mismatched)
+	m.keys[string(ms[:])] = store.Key{ID: "key_mismatch", Hash: make([]byte, 32)}
+
+	for _, tc := range []struct {
+		name, raw string
+		want      error
+		wantID    string
+	}{
+		{"valid", valid, nil, "key_valid"},
+		{"expires later", withFuture, nil, "key_future"},
+		{"expired", expired, ErrExpired, "key_expired"},
+		{"expires exactly now", expiresNow, ErrExpired, "key_now"},
+		{"revoked", revoked, ErrRevoked, "key_revoked"},
+		{"unknown", unknown, ErrUnknown, ""},
+		{"admin credential", admin.Reveal(), ErrUnknown, ""},
+		{"hash mismatch", mismatched, ErrUnknown, ""},
+		{"malformed", "kg_test_nope", ErrMalformed, ""},
+		{"empty", "", ErrMalformed, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := NewVerifier(h, m)
+			for pass := range 2 { // uncached, then cached
+				k, err := v.Verify(ctx, tc.raw, now)
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("pass %d: err = %v, want %v", pass, err, tc.want)
+				}
+				if k.ID != tc.wantID {
+					t.Fatalf("pass %d: key id %q, want %q", pass, k.ID, tc.wantID)
+				}
+			}
+		})
+	}
+
+	// Just before ExpiresAt the key is still valid.
+	v := NewVerifier(h, m)
+	if _, err := v.Verify(ctx, expiresNow, now.Add(-time.Nanosecond)); err != nil {
+		t.Fatalf("one nanosecond before expiry: %v", err)
+	}
+	if _, err := v.Verify(ctx, expiresNow, now); !errors.Is(err, ErrExpired) {
+		t.Fatalf("at expiry, from the cache: err = %v, want ErrExpired", err)
+	}
+}
+
+func TestVerifyLookupError(t *testing.T) {
+	ctx := context.Background()
+	h := testHasher(t)
+	m := newMemKeys()
+	raw := issue(t, h, m, "key_a", nil)
+	boom := errors.New("database is down")
+	m.err = boom
+	v := NewVerifier(h, m)
+	_, err := v.Verify(ctx, raw, time.Now())
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want the lookup error", err)
+	}
+	for _, sentinel := range []error{ErrUnknown, ErrRevoked, ErrExpired, ErrMalformed} {
+		if errors.Is(err, sentinel) {
+			t.Fatalf("a lookup failure matches %v; the gateway would answer 401 instead of failing closed with 5xx", sentinel)
+		}
+	}
+	m.err = nil
+	if _, err := v.Verify(ctx, raw, time.Now()); err != nil {
+		t.Fatalf("after the store recovered: %v", err)
+	}
+}
+
+func TestVerifyCaches(t *testing.T) {
+	ctx := context.Background()
+	h := testHasher(t)
+	m := newMemKeys()
+	raw := issue(t, h, m, "key_a", nil)
+	unknown := mustGenerate(t, "test")
+	v := NewVerifier(h, m, WithTTL(10*time.Second))
+	now := time.Now()
+	for i := range 5 {
+		if _, err := v.Verify(ctx, raw, now.Add(time.Duration(i)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := m.calls.Load(); got != 1 {
+		t.Fatalf("%d lookups for 5 verifications within the TTL, want 1", got)
+	}
+	if _, err := v.Verify(ctx, raw, now.Add(10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.calls.Load(); got != 2 {
+		t.Fatalf("%d lookups after the TTL passed, want 2", got)
+	}
+	// Unknown keys are not cached: a key issued later works at once.
+	for range 3 {
+		_, _ = v.Verify(ctx, unknown, now)
+	}
+	if got := m.calls.Load(); got != 5 {
+		t.Fatalf("%d lookups, want 5: unknown keys must not be cached", got)
+	}
+	// Malformed keys never reach the store.
+	_, _ = v.Verify(ctx, unknown[:len(unknown)-1]+"x", now)
+	if got := m.calls.Load(); got != 5 {
+		t.Fatal("a malformed key reached the store")
+	}
+}
+
+func TestVerifyCacheOff(t *testing.T) {
+	ctx := context.Background()
+	h := testHasher(t)
+	for _, opt := range []Option{WithTTL(0), WithMaxEntries(0)} {
+		m := newMemKeys()
+		raw := issue(t, h, m, "key_a", nil)
+		v := NewVerifier(h, m, opt)
+		for range 3 {
+			if _, err := v.Verify(ctx, raw, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := m.calls.Load(); got != 3 {
+			t.Fatalf("caching off: %d lookups for 3 verifications, want 3", got)
+		}
+	}
+}
+
+func TestVerifyInvalidate(t *testing.T) {
+	ctx := context.Background()
+	h := testHasher(t)
+	m := newMemKeys()
+	raw := issue(t, h, m, "key_a", nil)
+	other := issue(t, h, m, "key_b", nil)
+	v := NewVerifier(h, m, WithTTL(time.Hour))
+	now := time.Now()
+	for _, r := range []string{raw, other} {
+		if _, err := v.Verify(ctx, r, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.revoke("key_a", now)
+	// Without Invalidate the cached record is trusted for the TTL.
+	if _, err := v.Verify(ctx, raw, now); err != nil {
+		t.Fatalf("cached record: %v", err)
+	}
+	v.Invalidate("key_a")
+	if _, err := v.Verify(ctx, raw, now.Add(time.Millisecond)); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("right after Invalidate: err = %v, want ErrRevoked", err)
+	}
+	calls := m.calls.Load()
+	if _, err := v.Verify(ctx, other, now); err != nil {
+		t.Fatal(err)
+	}
+	if m.calls.Load() != calls {
+		t.Fatal("Invalidate dropped another key's entry")
+	}
+	v.Invalidate("key_never_seen") // no-op
+}
+
+func TestVerifyInvalidateDuringLookup(t *testing.T) {
+	ctx := context.Background()
+	h := testHasher(t)
+	m := newMemKeys()
+	raw := issue(t, h, m, "key_a", nil)
+	v := NewVerifier(h, m, WithTTL(time.Hour))
+	now := time.Now()
+	// The revocation lands after the lookup read the record but before the
+	// record is cached: the stale record must not be cached.
+	m.during = func() {
+		m.during = nil
+		m.revoke("key_a", now)
+		v.Invalidate("key_a")
+	}
+	if _, err := v.Verify(ctx, raw, now); err != nil {
+		t.Fatalf("in-flight verification: %v", err)
+	}
+	if _, err := v.Verify(ctx, raw, now); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("next request: err = %v, want ErrRevoked", err)
+	}
+}
+
+func TestVerifyCacheIsBounded(t *testing.T) {
+	ctx := context.Background()
+	h := testHasher(t)
+	m := newMemKeys()
+	const max = 16
+	v := NewVerifier(h, m, WithMaxEntries(max), WithTTL(time.Hour))
+	now := time.Now()
+	raws := make([]string, 100)
+	for i := range raws {
+		raws[i] = issue(t, h, m, fmt.Sprintf("key_%d", i), nil)
+		if _, err := v.Verify(ctx, raws[i], now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	total, ids := 0, 0
+	for i := range v.shards {
+		total += len(v.shards[i].entries)
+		ids += len(v.shards[i].byID)
+	}
+	if total > max || ids > max {
+		t.Fatalf("cache holds %d entries and %d ids, bound is %d", total, ids, max)
+	}
+	if total == 0 {
+		t.Fatal("nothing cached")
+	}
+	// Every key still verifies, evicted or not.
+	for _, r := range raws {
+		if _, err := v.Verify(ctx, r, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Expired entries are evicted first.
+	later := now.Add(2 * time.Hour)
+	fresh := issue(t, h, m, "key_fresh", nil)
+	if _, err := v.Verify(ctx, fresh, later); err != nil {
+		t.Fatal(err)
+	}
+	calls := m.calls.Load()
+	if _, err := v.Verify(ctx, fresh, later); err != nil || m.calls.Load() != calls {
+		t.Fatalf("the newest entry was not cached (err %v)", err)
+	}
+}
+
+func TestVerifyConcurrent(t *testing.T) {
+	ctx := context.Background()
+	h := testHasher(t)
+	m := newMemKeys()
+	raws := make([]string, 8)
+	for i := range raws {
+		raws[i] = issue(t, h, m, fmt.Sprintf("key_%d", i), nil)
+	}
+	v := NewVerifier(h, m, WithMaxEntries(4), WithTTL(time.Millisecond))
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 300 {
+				raw := raws[(g+i)%len(raws)]
+				if _, err := v.Verify(ctx, raw, time.Now()); err != nil && !errors.Is(err, ErrRevoked) {
+					t.Error(err)
+					return
+				}
+				if i%50 == 0 {
+					v.Invalidate(fmt.Sprintf("key_%d", i%len(raws)))
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		m.revoke("key_0", time.Now())
+		v.Invalidate("key_0")
+	})
+	wg.Wait()
+	if _, err := v.Verify(ctx, raws[0], time.Now()); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("after a concurrent revoke: err = %v, want ErrRevoked", err)
+	}
+}
+
+func TestHashAndVerifyDoNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under the race detector")
+	}
+	ctx := context.Background()
+	h := testHasher(t)
+	m := newMemKeys()
+	raw := issue(t, h, m, "key_a", nil)
+	v := NewVerifier(h, m)
+	now := time.Now()
+	if _, err := v.Verify(ctx, raw, now); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(200, func() { h.Hash(raw) }); n > 0 {
+		t.Errorf("Hash: %.1f allocs", n)
+	}
+	if n := testing.AllocsPerRun(200, func() { _, _ = v.Verify(ctx, raw, now) }); n > 1 {
+		t.Errorf("cached Verify: %.1f allocs", n)
+	}
+}
+
+func BenchmarkHash(b *testing.B) {
+	h := testHasher(b)
+	raw := mustGenerate(b, "live")
+	b.ReportAllocs()
+	for b.Loop() {
+		h.Hash(raw)
+	}
+}
+
+func benchVerifier(b *testing.B) (*Verifier, string) {
+	b.Helper()
+	h := testHasher(b)
+	m := newMemKeys()
+	raw := issue(b, h, m, "key_bench", nil)
+	v := NewVerifier(h, m, WithTTL(time.Hour))
+	if _, err := v.Verify(context.Background(), raw, time.Now()); err != nil {
+		b.Fatal(err)
+	}
+	return v, raw
+}
+
+func BenchmarkVerifyCached(b *testing.B) {
+	v, raw := benchVerifier(b)
+	ctx := context.Background()
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := v.Verify(ctx, raw, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkVerifyParallel(b *testing.B) {
+	v, raw := benchVerifier(b)
+	ctx := context.Background()
+	now := time.Now()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := v.Verify(ctx, raw, now); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
