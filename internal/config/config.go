@@ -193,7 +193,7 @@ func (c Config) Validate() error {
 				"when a TLS-terminating proxy sits in front of keygate", l.addr)
 		}
 	}
-	if c.Listen != "" && c.Listen == c.AdminListen {
+	if c.Listen != "" && c.Listen == c.AdminListen && !strings.HasSuffix(c.Listen, ":0") {
 		bad("admin_listen", "must differ from listen: the admin API never shares the gateway's listener")
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {

@@ -1,0 +1,208 @@
+// Package admin serves keygate's admin REST API on the admin listener: the
+// CLI and any automation manage providers and keys through it. Every route
+// needs an admin credential (kg_admin_...) from the very first start; the
+// wire types live in internal/adminapi.
+package admin
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/secret"
+	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/web"
+)
+
+// Store is the persistence the admin API needs.
+type Store interface {
+	CreateProvider(ctx context.Context, p store.Provider) error
+	GetProvider(ctx context.Context, name string) (store.Provider, error)
+	ListProviders(ctx context.Context) ([]store.Provider, error)
+	DeleteProvider(ctx context.Context, name string) error
+	DeleteSecret(ctx context.Context, id string) error
+	CreateKey(ctx context.Context, k store.Key) error
+	GetKey(ctx context.Context, id string) (store.Key, error)
+	GetKeyByName(ctx context.Context, name string) (store.Key, error)
+	ListKeys(ctx context.Context) ([]store.Key, error)
+	RevokeKey(ctx context.Context, id string, at time.Time) (store.Key, error)
+	GetAdminTokenByHash(ctx context.Context, hash []byte) (store.AdminToken, error)
+}
+
+// Vault encrypts secrets at rest.
+type Vault interface {
+	Put(ctx context.Context, id string, plaintext secret.String) (int, error)
+}
+
+// Hasher computes the stored HMAC of a key or admin credential.
+type Hasher interface {
+	Hash(raw string) [32]byte
+}
+
+// Options configures the admin API.
+type Options struct {
+	Store  Store
+	Vault  Vault
+	Hasher Hasher
+	Log    *slog.Logger
+	Now    func() time.Time
+	// ProvidersChanged runs after a provider is added or removed, so the
+	// gateway on this node routes with the change at once.
+	ProvidersChanged func(ctx context.Context) error
+	// KeyRevoked runs after a revocation, so this node's key cache forgets the
+	// key before the next request.
+	KeyRevoked func(keyID string)
+}
+
+// API is the admin HTTP API.
+type API struct {
+	opts    Options
+	handler http.Handler
+}
+
+const maxAdminBody = 1 << 20
+
+// New builds the admin API.
+func New(opts Options) *API {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.ProvidersChanged == nil {
+		opts.ProvidersChanged = func(context.Context) error { return nil }
+	}
+	if opts.KeyRevoked == nil {
+		opts.KeyRevoked = func(string) {}
+	}
+	a := &API{opts: opts}
+	mux := http.NewServeMux()
+	p := adminapi.Prefix
+	mux.HandleFunc("GET "+p+"/whoami", a.whoAmI)
+	mux.HandleFunc("POST "+p+"/providers", a.createProvider)
+	mux.HandleFunc("GET "+p+"/providers", a.listProviders)
+	mux.HandleFunc("GET "+p+"/providers/{name}", a.getProvider)
+	mux.HandleFunc("DELETE "+p+"/providers/{name}", a.deleteProvider)
+	mux.HandleFunc("POST "+p+"/keys", a.createKey)
+	mux.HandleFunc("GET "+p+"/keys", a.listKeys)
+	mux.HandleFunc("GET "+p+"/keys/{ref}", a.getKey)
+	mux.HandleFunc("POST "+p+"/keys/{ref}/revoke", a.revokeKey)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no admin API route "+r.Method+" "+r.URL.Path)
+	})
+	// Outermost first: request id, access log, recovery, then authentication
+	// before any route runs: there is no anonymous admin route.
+	a.handler = web.Chain(mux,
+		web.NewRequestIDs().Middleware,
+		web.AccessLog(opts.Log, "admin request", nil),
+		web.Recover(opts.Log, func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, http.StatusInternalServerError, "internal", "keygate hit an internal error; see its log")
+		}),
+		securityHeaders,
+		a.authenticate,
+	)
+	return a
+}
+
+// ServeHTTP serves the admin API.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.ServeHTTP(w, r) }
+
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		next.ServeHTTP(w, r)
+	})
+}
+
+type tokenKey struct{}
+
+// authenticate admits a request only with an active admin credential.
+func (a *API) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, ok := bearer(r.Header.Get("Authorization"))
+		if !ok {
+			writeError(w, http.StatusUnauthorized, "unauthorized", "send the admin credential as 'Authorization: Bearer kg_admin_...'")
+			return
+		}
+		p, err := apikey.Parse(raw)
+		if err != nil || p.Env != "admin" {
+			writeError(w, http.StatusUnauthorized, "unauthorized", "invalid admin credential")
+			return
+		}
+		h := a.opts.Hasher.Hash(raw)
+		tok, err := a.opts.Store.GetAdminTokenByHash(r.Context(), h[:])
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			writeError(w, http.StatusUnauthorized, "unauthorized", "invalid admin credential")
+			return
+		case err != nil:
+			a.opts.Log.Error("admin credential lookup failed", "err", err)
+			writeError(w, http.StatusServiceUnavailable, "unavailable", "keygate could not check the admin credential; try again")
+			return
+		}
+		if subtle.ConstantTimeCompare(tok.Hash, h[:]) != 1 || tok.RevokedAt != nil {
+			writeError(w, http.StatusUnauthorized, "unauthorized", "invalid admin credential")
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)))
+	})
+}
+
+func bearer(h string) (string, bool) {
+	const p = "bearer "
+	if len(h) <= len(p) || !strings.EqualFold(h[:len(p)], p) {
+		return "", false
+	}
+	t := strings.TrimSpace(h[len(p):])
+	return t, t != ""
+}
+
+func (a *API) whoAmI(w http.ResponseWriter, r *http.Request) {
+	tok, _ := r.Context().Value(tokenKey{}).(store.AdminToken)
+	web.WriteJSON(w, http.StatusOK, adminapi.WhoAmI{TokenID: tok.ID, Name: tok.Name})
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	web.WriteJSON(w, status, adminapi.ErrorBody{Error: adminapi.ErrorDetail{Code: code, Message: msg}})
+}
+
+// newID returns prefix followed by 96 random bits in hex.
+func newID(prefix string) string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// EnsureBootstrapToken creates the first admin credential when none exists
+// and returns it for a one-time display. On later starts it returns created=false.
+func EnsureBootstrapToken(ctx context.Context, st interface {
+	CountAdminTokens(ctx context.Context) (int, error)
+	CreateAdminToken(ctx context.Context, t store.AdminToken) error
+}, h Hasher, now time.Time) (secret.String, bool, error) {
+	n, err := st.CountAdminTokens(ctx)
+	if err != nil {
+		return secret.String{}, false, err
+	}
+	if n > 0 {
+		return secret.String{}, false, nil
+	}
+	tok, err := apikey.GenerateAdmin()
+	if err != nil {
+		return secret.String{}, false, err
+	}
+	hash := h.Hash(tok.Reveal())
+	err = st.CreateAdminToken(ctx, store.AdminToken{ID: newID("adm_"), Name: "bootstrap", Hash: hash[:], CreatedAt: now.UTC()})
+	if err != nil {
+		return secret.String{}, false, err
+	}
+	return tok, true, nil
+}

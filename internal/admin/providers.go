@@ -1,0 +1,172 @@
+package admin
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/route"
+	"github.com/keygate/keygate/internal/secret"
+	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/web"
+)
+
+var providerName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+
+func (a *API) createProvider(w http.ResponseWriter, r *http.Request) {
+	var req adminapi.CreateProviderRequest
+	if err := web.DecodeJSON(w, r, maxAdminBody, &req); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	apiKey := secret.New(strings.TrimSpace(req.APIKey))
+	req.APIKey = ""
+	if err := validateProvider(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	if apiKey.IsZero() {
+		writeError(w, http.StatusBadRequest, "bad_request", "api_key is required: the provider's real API key, which keygate stores encrypted")
+		return
+	}
+	ctx := r.Context()
+	existing, err := a.opts.Store.ListProviders(ctx)
+	if err != nil {
+		a.internal(w, "list providers", err)
+		return
+	}
+	for _, p := range existing {
+		if p.Name == req.Name {
+			writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("a provider named %q already exists; remove it first or choose another name", req.Name))
+			return
+		}
+		if req.Default && p.IsDefault && p.Dialect == req.Dialect {
+			writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("provider %q is already the default for the %s API; add this one without default", p.Name, p.Dialect))
+			return
+		}
+	}
+	p := store.Provider{
+		ID: newID("prv_"), Name: req.Name, Dialect: req.Dialect, BaseURL: req.BaseURL,
+		Models: req.Models, IsDefault: req.Default, CreatedAt: a.opts.Now().UTC(),
+	}
+	p.SecretID = "provider/" + p.ID
+	if _, err := a.opts.Vault.Put(ctx, p.SecretID, apiKey); err != nil {
+		a.internal(w, "store provider key", err)
+		return
+	}
+	if err := a.opts.Store.CreateProvider(ctx, p); err != nil {
+		_ = a.opts.Store.DeleteSecret(ctx, p.SecretID)
+		if errors.Is(err, store.ErrConflict) {
+			writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("a provider named %q already exists", req.Name))
+			return
+		}
+		a.internal(w, "create provider", err)
+		return
+	}
+	a.providersChanged(r)
+	web.WriteJSON(w, http.StatusCreated, providerView(p))
+}
+
+// validateProvider normalizes and checks a provider registration.
+func validateProvider(req *adminapi.CreateProviderRequest) error {
+	req.Name = strings.TrimSpace(req.Name)
+	if !providerName.MatchString(req.Name) {
+		return fmt.Errorf("name %q must be 1-63 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit", req.Name)
+	}
+	if req.Dialect == "" {
+		req.Dialect = "openai"
+		if req.Name == "anthropic" {
+			req.Dialect = "anthropic"
+		}
+	}
+	if req.Dialect != "openai" && req.Dialect != "anthropic" {
+		return fmt.Errorf("dialect %q must be openai or anthropic", req.Dialect)
+	}
+	u, err := url.Parse(strings.TrimSpace(req.BaseURL))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("base_url %q must be an http or https URL, such as https://api.openai.com/v1", req.BaseURL)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("base_url must not carry credentials, a query or a fragment; keygate injects the API key itself")
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	req.BaseURL = u.String()
+	for _, m := range req.Models {
+		if !route.ValidPattern(m) {
+			return fmt.Errorf("models: %q is not a valid pattern (use * and ? wildcards, as in gpt-*)", m)
+		}
+	}
+	return nil
+}
+
+func (a *API) listProviders(w http.ResponseWriter, r *http.Request) {
+	ps, err := a.opts.Store.ListProviders(r.Context())
+	if err != nil {
+		a.internal(w, "list providers", err)
+		return
+	}
+	out := adminapi.ProviderList{Providers: make([]adminapi.Provider, 0, len(ps))}
+	for _, p := range ps {
+		out.Providers = append(out.Providers, providerView(p))
+	}
+	web.WriteJSON(w, http.StatusOK, out)
+}
+
+func (a *API) getProvider(w http.ResponseWriter, r *http.Request) {
+	p, err := a.opts.Store.GetProvider(r.Context(), r.PathValue("name"))
+	if err != nil {
+		a.lookupError(w, "provider", r.PathValue("name"), err)
+		return
+	}
+	web.WriteJSON(w, http.StatusOK, providerView(p))
+}
+
+func (a *API) deleteProvider(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	p, err := a.opts.Store.GetProvider(ctx, r.PathValue("name"))
+	if err != nil {
+		a.lookupError(w, "provider", r.PathValue("name"), err)
+		return
+	}
+	if err := a.opts.Store.DeleteProvider(ctx, p.Name); err != nil {
+		a.lookupError(w, "provider", p.Name, err)
+		return
+	}
+	if err := a.opts.Store.DeleteSecret(ctx, p.SecretID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		a.opts.Log.Error("provider removed but its stored key could not be deleted", "provider", p.Name, "err", err)
+	}
+	a.providersChanged(r)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *API) providersChanged(r *http.Request) {
+	if err := a.opts.ProvidersChanged(r.Context()); err != nil {
+		a.opts.Log.Error("could not reload the provider table after a change; it will be retried on the next refresh", "err", err)
+	}
+}
+
+func providerView(p store.Provider) adminapi.Provider {
+	models := p.Models
+	if models == nil {
+		models = []string{}
+	}
+	return adminapi.Provider{ID: p.ID, Name: p.Name, Dialect: p.Dialect, BaseURL: p.BaseURL, Models: models, Default: p.IsDefault, CreatedAt: p.CreatedAt}
+}
+
+// lookupError answers a failed read of a named record.
+func (a *API) lookupError(w http.ResponseWriter, kind, name string, err error) {
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no %s named %q", kind, name))
+		return
+	}
+	a.internal(w, "read "+kind, err)
+}
+
+func (a *API) internal(w http.ResponseWriter, what string, err error) {
+	a.opts.Log.Error("admin API: "+what+" failed", "err", err)
+	writeError(w, http.StatusInternalServerError, "internal", "keygate could not "+what+"; see its log")
+}

@@ -1,0 +1,53 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"github.com/keygate/keygate/internal/provider"
+	"github.com/keygate/keygate/internal/route"
+)
+
+// call is the state of one gateway request, shared by the steps that handle
+// it and read by the access log when it ends. It never holds a secret.
+type call struct {
+	dialect  provider.Dialect
+	keyID    string
+	model    string
+	upstream *route.Upstream
+	body     []byte // the body to send upstream
+	denied   string // the denial code, when keygate refused the call
+	failure  string // upstream_unreachable, upstream_timeout, client_gone
+}
+
+type callKey struct{}
+
+func callFrom(ctx context.Context) *call {
+	if c, ok := ctx.Value(callKey{}).(*call); ok {
+		return c
+	}
+	return &call{}
+}
+
+// logFields adds the call's facts to its access-log line.
+func logFields(r *http.Request) []slog.Attr {
+	c := callFrom(r.Context())
+	attrs := make([]slog.Attr, 0, 5)
+	if c.keyID != "" {
+		attrs = append(attrs, slog.String("key_id", c.keyID))
+	}
+	if c.model != "" {
+		attrs = append(attrs, slog.String("model", c.model))
+	}
+	if c.upstream != nil {
+		attrs = append(attrs, slog.String("provider", c.upstream.Name))
+	}
+	if c.denied != "" {
+		attrs = append(attrs, slog.String("denied", c.denied))
+	}
+	if c.failure != "" {
+		attrs = append(attrs, slog.String("failure", c.failure))
+	}
+	return attrs
+}

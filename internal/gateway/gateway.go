@@ -1,0 +1,281 @@
+// Package gateway is keygate's data plane: the OpenAI- and Anthropic-compatible
+// endpoint that apps and agents call with their keygate key. Read this file top
+// to bottom to follow a request:
+//
+//	ServeHTTP        request id, access log, panic recovery (outermost first)
+//	 -> endpoint     which API dialect the path speaks (OpenAI or Anthropic)
+//	 -> authenticate the keygate key (Authorization: Bearer or x-api-key)
+//	 -> read body    size limit, then read model/stream without decoding the body
+//	 -> route        model -> provider (prefix, patterns, default); strip the prefix
+//	 -> authorize    the key's provider and model allowances
+//	 -> proxy        strip client credentials, inject the real key, stream back
+//
+// Every denial is written before any byte goes upstream, in the caller's
+// dialect, and never carries an upstream key or an internal address.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/jsonpeek"
+	"github.com/keygate/keygate/internal/provider"
+	"github.com/keygate/keygate/internal/route"
+	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/web"
+)
+
+// KeyVerifier checks a presented keygate key and returns its record.
+type KeyVerifier interface {
+	Verify(ctx context.Context, raw string, now time.Time) (store.Key, error)
+}
+
+// Options configures a Gateway.
+type Options struct {
+	Keys           KeyVerifier
+	Log            *slog.Logger
+	MaxBodyBytes   int64
+	Transport      http.RoundTripper // upstream client transport; see NewTransport
+	TrustedProxies []netip.Prefix
+	AccessLog      bool
+	// LoadTable builds a fresh routing table (providers and their credentials).
+	LoadTable func(ctx context.Context) (*route.Table, error)
+	Now       func() time.Time
+}
+
+// Gateway is the data-plane handler.
+type Gateway struct {
+	opts      Options
+	table     atomic.Pointer[route.Table]
+	proxy     *httputil.ReverseProxy
+	chain     http.Handler
+	openai    provider.Dialect
+	anthropic provider.Dialect
+	models    *modelCache
+}
+
+// New builds a gateway serving the given routing table.
+func New(opts Options, table *route.Table) *Gateway {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Transport == nil {
+		opts.Transport = http.DefaultTransport
+	}
+	g := &Gateway{opts: opts, models: newModelCache(time.Minute)}
+	g.openai, _ = provider.Lookup("openai")
+	g.anthropic, _ = provider.Lookup("anthropic")
+	g.table.Store(table)
+	g.proxy = &httputil.ReverseProxy{
+		Rewrite:        g.rewrite,
+		Transport:      opts.Transport,
+		ModifyResponse: g.modifyResponse,
+		ErrorHandler:   g.proxyError,
+		ErrorLog:       slog.NewLogLogger(opts.Log.Handler(), slog.LevelWarn),
+	}
+	// The order, outermost first: a request id exists before anything logs,
+	// the access log sees the final status, recovery answers in the dialect.
+	mws := []web.Middleware{web.NewRequestIDs().Middleware}
+	if opts.AccessLog {
+		mws = append(mws, web.AccessLog(opts.Log, "gateway request", logFields))
+	}
+	mws = append(mws, web.Recover(opts.Log, func(w http.ResponseWriter, r *http.Request) {
+		g.deny(w, r, http.StatusInternalServerError, "internal_error", "keygate hit an internal error; the request id is in the X-Request-Id header")
+	}))
+	g.chain = web.Chain(http.HandlerFunc(g.endpoint), mws...)
+	return g
+}
+
+// SetTable swaps in a new routing table; requests already routed keep the old one.
+func (g *Gateway) SetTable(t *route.Table) { g.table.Store(t) }
+
+// Reload rebuilds the routing table from the store and vault. On failure the
+// current table stays in place.
+func (g *Gateway) Reload(ctx context.Context) error {
+	if g.opts.LoadTable == nil {
+		return nil
+	}
+	t, err := g.opts.LoadTable(ctx)
+	if err != nil {
+		return err
+	}
+	g.SetTable(t)
+	return nil
+}
+
+// RefreshEvery reloads the routing table on a timer until ctx ends, so
+// provider changes made through another keygate node reach this one.
+func (g *Gateway) RefreshEvery(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := g.Reload(ctx); err != nil && ctx.Err() == nil {
+				g.opts.Log.Warn("provider table refresh failed; keeping the previous one", "err", err)
+			}
+		}
+	}
+}
+
+// ServeHTTP serves one gateway request.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c := &call{}
+	g.chain.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
+}
+
+// endpoint maps the path to its dialect and handler. Anything else is a 404
+// in the dialect the caller appears to speak.
+func (g *Gateway) endpoint(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses":
+		g.forward(w, r, g.openai)
+	case "/v1/messages", "/v1/messages/count_tokens":
+		g.forward(w, r, g.anthropic)
+	case "/v1/models":
+		if r.Method != http.MethodGet {
+			g.deny(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "use GET for /v1/models")
+			return
+		}
+		g.listModels(w, r)
+	case "/healthz":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	default:
+		g.deny(w, r, http.StatusNotFound, "unknown_url", fmt.Sprintf("keygate does not serve %s %s", r.Method, r.URL.Path))
+	}
+}
+
+// forward authenticates, routes, authorizes and proxies one API call.
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, d provider.Dialect) {
+	c := callFrom(r.Context())
+	c.dialect = d
+	if r.Method != http.MethodPost {
+		g.deny(w, r, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("use POST for %s", r.URL.Path))
+		return
+	}
+	key, ok := g.authenticate(w, r)
+	if !ok {
+		return
+	}
+	c.keyID = key.ID
+
+	body, ok := g.readBody(w, r)
+	if !ok {
+		return
+	}
+	f, err := jsonpeek.Scan(body)
+	if err != nil {
+		var se *jsonpeek.SyntaxError
+		if errors.As(err, &se) && se.Field != "" {
+			g.deny(w, r, http.StatusBadRequest, "invalid_field", fmt.Sprintf("request field %q cannot be used: %s", se.Field, err))
+			return
+		}
+		g.deny(w, r, http.StatusBadRequest, "invalid_json", "request body is not valid JSON: "+err.Error())
+		return
+	}
+	if !f.HasModel || f.Model == "" {
+		g.deny(w, r, http.StatusBadRequest, "missing_model", `request body must name a model, as in {"model": "gpt-4o-mini", ...}`)
+		return
+	}
+	c.model = f.Model
+
+	up, model, ok := g.route(w, r, d, f.Model)
+	if !ok {
+		return
+	}
+	if !g.authorize(w, r, key, up.Name, model) {
+		return
+	}
+	if model != f.Model {
+		body = jsonpeek.ReplaceString(body, f.ModelSpan, model)
+	}
+	c.upstream, c.body = up, body
+	g.proxy.ServeHTTP(w, r)
+}
+
+// authenticate reads the caller's keygate key and verifies it.
+func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) (store.Key, bool) {
+	raw, ok := callFrom(r.Context()).dialect.ClientKey(r.Header)
+	if !ok {
+		g.deny(w, r, http.StatusUnauthorized, "missing_api_key",
+			"no API key: send your keygate key as 'Authorization: Bearer kg_...' or 'x-api-key: kg_...'")
+		return store.Key{}, false
+	}
+	key, err := g.opts.Keys.Verify(r.Context(), raw, g.opts.Now())
+	switch {
+	case err == nil:
+		return key, true
+	case errors.Is(err, apikey.ErrMalformed):
+		g.deny(w, r, http.StatusUnauthorized, "invalid_api_key", "the API key is not a valid keygate key (they start with kg_); use the key `keygate key create` printed")
+	case errors.Is(err, apikey.ErrUnknown):
+		g.deny(w, r, http.StatusUnauthorized, "invalid_api_key", "invalid API key")
+	case errors.Is(err, apikey.ErrRevoked):
+		g.deny(w, r, http.StatusUnauthorized, "revoked_api_key", "this API key has been revoked")
+	case errors.Is(err, apikey.ErrExpired):
+		g.deny(w, r, http.StatusUnauthorized, "expired_api_key", "this API key has expired")
+	default:
+		g.opts.Log.Error("key verification failed", "request_id", web.RequestID(r.Context()), "err", err)
+		g.deny(w, r, http.StatusServiceUnavailable, "auth_unavailable", "keygate could not verify the API key right now; try again shortly")
+	}
+	return store.Key{}, false
+}
+
+// route picks the provider for the model.
+func (g *Gateway) route(w http.ResponseWriter, r *http.Request, d provider.Dialect, model string) (*route.Upstream, string, bool) {
+	up, upstreamModel, err := g.table.Load().Resolve(d.Name(), model)
+	var wd *route.WrongDialectError
+	switch {
+	case err == nil:
+		return up, upstreamModel, true
+	case errors.As(err, &wd):
+		g.deny(w, r, http.StatusBadRequest, "wrong_api_dialect", wd.Error())
+	default:
+		g.deny(w, r, http.StatusNotFound, "model_not_found", fmt.Sprintf(
+			"no provider serves model %q: prefix it with a provider name (as in openai/%s) or register a provider whose --models match it", model, model))
+	}
+	return nil, "", false
+}
+
+// authorize applies the key's allowances to the routed call.
+func (g *Gateway) authorize(w http.ResponseWriter, r *http.Request, key store.Key, providerName, model string) bool {
+	if !route.ProviderAllowed(key.AllowProviders, providerName) {
+		g.deny(w, r, http.StatusForbidden, "provider_not_allowed", fmt.Sprintf("this API key may not use provider %q", providerName))
+		return false
+	}
+	if !route.ModelAllowed(key.AllowModels, providerName, model) {
+		g.deny(w, r, http.StatusForbidden, "model_not_allowed", fmt.Sprintf("this API key may not use model %q", model))
+		return false
+	}
+	return true
+}
+
+// deny answers in the caller's dialect and records why.
+func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	c := callFrom(r.Context())
+	c.denied = code
+	d := c.dialect
+	if d == nil {
+		d = g.dialectFor(r)
+	}
+	d.WriteError(w, status, code, msg)
+}
+
+// dialectFor guesses the caller's dialect where the path does not fix it.
+func (g *Gateway) dialectFor(r *http.Request) provider.Dialect {
+	switch r.URL.Path {
+	case "/v1/messages", "/v1/messages/count_tokens":
+		return g.anthropic
+	}
+	return provider.DetectListDialect(r.Header)
+}

@@ -1,0 +1,141 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/keygate/keygate/internal/provider"
+	"github.com/keygate/keygate/internal/route"
+	"github.com/keygate/keygate/internal/web"
+)
+
+// listModels answers GET /v1/models with the models the caller's key may use,
+// gathered from each permitted provider of the caller's dialect. A model is
+// listed bare when a bare request would reach the same provider, else with its
+// provider prefix, so every listed id can be sent back as is.
+func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request) {
+	d := provider.DetectListDialect(r.Header)
+	callFrom(r.Context()).dialect = d
+	key, ok := g.authenticate(w, r)
+	if !ok {
+		return
+	}
+	callFrom(r.Context()).keyID = key.ID
+	table := g.table.Load()
+	var ups []*route.Upstream
+	for _, up := range table.Upstreams() {
+		if up.Dialect == d.Name() && route.ProviderAllowed(key.AllowProviders, up.Name) {
+			ups = append(ups, up)
+		}
+	}
+	results := make([][]provider.Model, len(ups))
+	errs := make([]error, len(ups))
+	var wg sync.WaitGroup
+	for i, up := range ups {
+		wg.Go(func() { results[i], errs[i] = g.models.get(r.Context(), g, d, up) })
+	}
+	wg.Wait()
+
+	var out []provider.Model
+	failed := 0
+	for i, up := range ups {
+		if errs[i] != nil {
+			failed++
+			g.opts.Log.Warn("could not list an upstream's models", "request_id", web.RequestID(r.Context()), "provider", up.Name, "err", errs[i])
+			continue
+		}
+		for _, m := range results[i] {
+			if !route.ModelAllowed(key.AllowModels, up.Name, m.ID) {
+				continue
+			}
+			if via, _, err := table.Resolve(d.Name(), m.ID); err != nil || via != up {
+				m.ID = up.Name + "/" + m.ID
+			}
+			if m.OwnedBy == "" {
+				m.OwnedBy = up.Name
+			}
+			out = append(out, m)
+		}
+	}
+	if failed > 0 && failed == len(ups) {
+		g.deny(w, r, http.StatusBadGateway, "upstream_unreachable", "keygate could not list models from any upstream provider")
+		return
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	d.WriteModels(w, out)
+}
+
+// modelCache keeps each upstream's model list for a while: listing is
+// frequent in agent start-ups and changes rarely.
+type modelCache struct {
+	ttl time.Duration
+	mu  sync.Mutex
+	m   map[*route.Upstream]cachedModels
+}
+
+type cachedModels struct {
+	at     time.Time
+	models []provider.Model
+}
+
+func newModelCache(ttl time.Duration) *modelCache {
+	return &modelCache{ttl: ttl, m: map[*route.Upstream]cachedModels{}}
+}
+
+func (mc *modelCache) get(ctx context.Context, g *Gateway, d provider.Dialect, up *route.Upstream) ([]provider.Model, error) {
+	now := g.opts.Now()
+	mc.mu.Lock()
+	if c, ok := mc.m[up]; ok && now.Sub(c.at) < mc.ttl {
+		mc.mu.Unlock()
+		return c.models, nil
+	}
+	mc.mu.Unlock()
+	models, err := g.fetchModels(ctx, d, up)
+	if err != nil {
+		return nil, err
+	}
+	mc.mu.Lock()
+	for k, c := range mc.m { // drop entries of replaced tables
+		if now.Sub(c.at) >= mc.ttl {
+			delete(mc.m, k)
+		}
+	}
+	mc.m[up] = cachedModels{at: now, models: models}
+	mc.mu.Unlock()
+	return models, nil
+}
+
+// fetchModels asks one upstream for its model list with the real credential.
+func (g *Gateway) fetchModels(ctx context.Context, d provider.Dialect, up *route.Upstream) ([]provider.Model, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	u := *up.BaseURL
+	u.Path = d.UpstreamPath(up.BaseURL.Path, "/v1/models")
+	u.RawQuery = ""
+	if d.Name() == "anthropic" {
+		u.RawQuery = "limit=1000" // Anthropic pages its list 20 at a time by default
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	d.InjectAuth(req.Header, up.Key)
+	resp, err := (&http.Client{Transport: g.opts.Transport}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("list models: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return nil, fmt.Errorf("list models: read: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("list models: upstream answered %s", resp.Status)
+	}
+	return d.ParseModels(body)
+}

@@ -1,0 +1,131 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"time"
+
+	"github.com/keygate/keygate/internal/provider"
+	"github.com/keygate/keygate/internal/web"
+)
+
+// TransportOptions tunes the connections to upstream providers.
+type TransportOptions struct {
+	DialTimeout           time.Duration
+	ResponseHeaderTimeout time.Duration
+	MaxIdleConnsPerHost   int
+}
+
+// NewTransport returns the upstream transport: keep-alive pools sized for
+// concurrency, HTTP/2 where the provider offers it, bounded connect and
+// first-byte waits.
+func NewTransport(o TransportOptions) *http.Transport {
+	d := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                 nil, // provider keys never take a detour through an ambient proxy
+		DialContext:           d.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          o.MaxIdleConnsPerHost * 4,
+		MaxIdleConnsPerHost:   o.MaxIdleConnsPerHost,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   o.DialTimeout,
+		ResponseHeaderTimeout: o.ResponseHeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+	}
+}
+
+// rewrite builds the upstream request. httputil.ReverseProxy has already
+// removed hop-by-hop headers (including any named in Connection) and the
+// X-Forwarded-* set before this runs, so nothing a client sends can remove
+// the credential injected here.
+func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
+	c := callFrom(pr.In.Context())
+	up := c.upstream
+	out := pr.Out
+	out.URL.Scheme = up.BaseURL.Scheme
+	out.URL.Host = up.BaseURL.Host
+	out.URL.Path = c.dialect.UpstreamPath(up.BaseURL.Path, pr.In.URL.Path)
+	out.URL.RawPath = ""
+	out.URL.RawQuery = pr.In.URL.RawQuery
+	out.Host = ""
+
+	c.dialect.StripCredentials(out.Header)
+	c.dialect.InjectAuth(out.Header, up.Key)
+	// The transport negotiates compression itself and decodes it, so error
+	// bodies can be scrubbed and the client receives plain bytes.
+	out.Header.Del("Accept-Encoding")
+
+	out.Body = io.NopCloser(bytes.NewReader(c.body))
+	out.ContentLength = int64(len(c.body))
+	out.Header.Set("Content-Length", strconv.Itoa(len(c.body)))
+	out.GetBody = nil
+}
+
+// maxScrubbedErrorBody bounds how much of an upstream error body is read to
+// remove an echoed credential; error bodies are small.
+const maxScrubbedErrorBody = 1 << 20
+
+// modifyResponse removes the upstream credential from anything the provider
+// echoes back: header values always, bodies of error responses.
+func (g *Gateway) modifyResponse(resp *http.Response) error {
+	c := callFrom(resp.Request.Context())
+	key := c.upstream.Key.Reveal()
+	resp.Header.Del("Set-Cookie") // provider session cookies belong to keygate's credential, not the client
+	for name, vals := range resp.Header {
+		for i, v := range vals {
+			if key != "" && len(v) >= len(key) && bytes.Contains([]byte(v), []byte(key)) {
+				resp.Header[name][i] = string(provider.Scrub([]byte(v), key))
+			}
+		}
+	}
+	if resp.StatusCode < 400 {
+		return nil
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxScrubbedErrorBody))
+	if err != nil {
+		return fmt.Errorf("read upstream error body: %w", err)
+	}
+	b = provider.Scrub(b, key)
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(b), resp.Body), resp.Body}
+	if len(b) < maxScrubbedErrorBody {
+		resp.ContentLength = int64(len(b))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
+	} else {
+		resp.ContentLength = -1
+		resp.Header.Del("Content-Length")
+	}
+	return nil
+}
+
+// proxyError answers when the provider could not be reached or did not answer
+// in time. The message names the provider, never its address or the cause's
+// text, which may hold internal host names; those go to the log.
+func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	c := callFrom(r.Context())
+	if r.Context().Err() != nil {
+		c.failure = "client_gone"
+		return
+	}
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		c.failure = "upstream_timeout"
+		g.opts.Log.Warn("upstream timed out", "request_id", web.RequestID(r.Context()), "provider", c.upstream.Name, "err", err)
+		g.deny(w, r, http.StatusGatewayTimeout, "upstream_timeout",
+			fmt.Sprintf("upstream provider %q did not answer in time", c.upstream.Name))
+		return
+	}
+	c.failure = "upstream_unreachable"
+	g.opts.Log.Warn("upstream unreachable", "request_id", web.RequestID(r.Context()), "provider", c.upstream.Name, "err", err)
+	g.deny(w, r, http.StatusBadGateway, "upstream_unreachable",
+		fmt.Sprintf("keygate could not reach upstream provider %q", c.upstream.Name))
+}
