@@ -44,7 +44,9 @@ func TestUpstreamFailures(t *testing.T) {
 	in.mustCLI(env, "", "provider", "add", "anthropic", "--base-url", limitedSrv.URL, "--api-key-env", "K_LIM")
 	key := in.createKey("--name", "app")
 	chat := in.addrs.Gateway + "/v1/chat/completions"
-	req := func(model string) string { return `{"model":"` + model + `","messages":[{"role":"user","content":"hi"}]}` }
+	req := func(model string) string {
+		return `{"model":"` + model + `","messages":[{"role":"user","content":"hi"}]}`
+	}
 
 	st, b := postJSON(t, chat, key, req("dead/gpt-4o-mini"))
 	if st != http.StatusBadGateway || !strings.Contains(b, `could not reach upstream provider \"dead\"`) || strings.Contains(b, "127.0.0.1") {
