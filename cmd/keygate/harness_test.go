@@ -17,6 +17,7 @@ import (
 
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/fakeprovider"
+	"github.com/keygate/keygate/internal/server"
 	"github.com/keygate/keygate/internal/store/storetest"
 )
 
@@ -45,7 +46,7 @@ type instance struct {
 	cfg     config.Config
 	stdout  *syncBuffer
 	stderr  *syncBuffer
-	addrs   listening
+	addrs   server.Listening
 	admin   string // the admin credential
 	cancel  context.CancelFunc
 	done    chan error
@@ -82,8 +83,8 @@ func start(t *testing.T, cfg config.Config, admin string) *instance {
 	in := &instance{t: t, cfg: cfg, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1), admin: admin}
 	ctx, cancel := context.WithCancel(context.Background())
 	in.cancel = cancel
-	ready := make(chan listening, 1)
-	go func() { in.done <- serve(ctx, cfg, in.stdout, in.stderr, func(l listening) { ready <- l }) }()
+	ready := make(chan server.Listening, 1)
+	go func() { in.done <- server.Run(ctx, cfg, in.stdout, in.stderr, func(l server.Listening) { ready <- l }) }()
 	select {
 	case in.addrs = <-ready:
 	case err := <-in.done:
