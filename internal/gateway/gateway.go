@@ -79,6 +79,7 @@ func New(opts Options, table *route.Table) *Gateway {
 		Transport:      opts.Transport,
 		ModifyResponse: g.modifyResponse,
 		ErrorHandler:   g.proxyError,
+		BufferPool:     newBufferPool(),
 		ErrorLog:       slog.NewLogLogger(opts.Log.Handler(), slog.LevelWarn),
 	}
 	// The order, outermost first: a request id exists before anything logs,

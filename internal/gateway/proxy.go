@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/keygate/keygate/internal/provider"
@@ -40,6 +41,20 @@ func NewTransport(o TransportOptions) *http.Transport {
 		ExpectContinueTimeout: time.Second,
 	}
 }
+
+// bufferPool lends ReverseProxy its copy buffers; without one it allocates
+// and clears 32 KiB for every response.
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+// Get returns a buffer.
+func (b *bufferPool) Get() []byte { return *b.p.Get().(*[]byte) }
+
+// Put returns a buffer to the pool.
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
 // rewrite builds the upstream request. httputil.ReverseProxy has already
 // removed hop-by-hop headers (including any named in Connection) and the

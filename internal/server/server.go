@@ -22,6 +22,7 @@ import (
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/gateway"
+	"github.com/keygate/keygate/internal/logbuf"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/vault"
@@ -37,7 +38,9 @@ type Listening struct {
 // then shuts down gracefully: new connections are refused and in-flight
 // requests and streams get up to shutdown_grace to finish.
 func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready func(Listening)) error {
-	log := newLogger(cfg.Log, stderr)
+	logOut := logbuf.New(stderr, 64<<10, 100*time.Millisecond)
+	defer logOut.Close()
+	log := newLogger(cfg.Log, logOut)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
 	}

@@ -1,0 +1,321 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/adminclient"
+	"github.com/keygate/keygate/internal/secret"
+)
+
+// Options configures a benchmark run.
+type Options struct {
+	// Binary is the keygate executable whose `serve` and `bench serve-*`
+	// commands run the servers as child processes; "" runs them in-process
+	// (no per-server memory figures then).
+	Binary string
+	// Concurrencies are the connection counts to drive, each a closed loop
+	// of that many workers.
+	Concurrencies []int
+	// Round is how long one target is driven at one concurrency in one round.
+	Round time.Duration
+	// Rounds is how many alternating rounds run per concurrency.
+	Rounds int
+	// StreamSamples is how many streaming requests measure time to first byte.
+	StreamSamples int
+	// Logs receives the servers' logs (io.Discard when nil).
+	Logs io.Writer
+	// Progress receives a line per round (nothing when nil).
+	Progress io.Writer
+}
+
+// Target names.
+const (
+	Direct   = "direct"        // straight to the fake upstream
+	Baseline = "baseline"      // bare httputil.ReverseProxy injecting the key
+	Pooled   = "baseline+pool" // the same with a copy-buffer pool
+	Keygate  = "keygate"       // keygate with a realistic key
+)
+
+// Row is one target at one concurrency, all rounds merged.
+type Row struct {
+	Target      string
+	Concurrency int
+	RPS         float64
+	P50         time.Duration
+	P99         time.Duration
+	P999        time.Duration
+	Requests    uint64
+	Errors      uint64
+}
+
+// TTFB is time to first byte of streamed responses through one target.
+type TTFB struct {
+	Target   string
+	P50, P99 time.Duration
+}
+
+// Memory is a server process's resident memory after the run.
+type Memory struct {
+	Target    string
+	RSS, Peak int64
+}
+
+// Report is everything one run measured.
+type Report struct {
+	Machine string
+	Options Options
+	Rows    []Row
+	TTFB    []TTFB
+	Memory  []Memory
+}
+
+// request is the chat completion every target serves.
+const request = `{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write one sentence about reverse proxies."}],"max_tokens":128}`
+
+// Run starts the upstream, the baseline and keygate, then measures them.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	if o.Logs == nil {
+		o.Logs = io.Discard
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	dir, err := os.MkdirTemp("", "keygate-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	l := launcher{binary: o.Binary, dir: dir, logs: o.Logs}
+
+	upKey := "bench-upstream-key-" + randHex(16)
+	up, err := l.upstream(ctx, upKey)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: %w", err)
+	}
+	defer up.stop()
+	base, err := l.baseline(ctx, up.url+"/v1", upKey, false)
+	if err != nil {
+		return nil, fmt.Errorf("baseline: %w", err)
+	}
+	defer base.stop()
+	pooled, err := l.baseline(ctx, up.url+"/v1", upKey, true)
+	if err != nil {
+		return nil, fmt.Errorf("pooled baseline: %w", err)
+	}
+	defer pooled.stop()
+	kg, err := l.keygate(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("keygate: %w", err)
+	}
+	defer kg.stop()
+	kgKey, err := configure(ctx, kg, up.url+"/v1", upKey)
+	if err != nil {
+		return nil, fmt.Errorf("configure keygate: %w", err)
+	}
+
+	targets := []struct {
+		name, url, key string
+	}{
+		{Direct, up.url, upKey},
+		{Baseline, base.url, "client-key-replaced-by-the-proxy"},
+		{Pooled, pooled.url, "client-key-replaced-by-the-proxy"},
+		{Keygate, kg.url, kgKey},
+	}
+	for _, t := range targets { // every target must answer before it is measured
+		if err := check(ctx, t.url, t.key); err != nil {
+			return nil, fmt.Errorf("%s: %w", t.name, err)
+		}
+	}
+
+	rep := &Report{Machine: machine(), Options: o}
+	for _, c := range o.Concurrencies {
+		metrics := map[string]*vegeta.Metrics{}
+		ok := map[string]uint64{}
+		busy := map[string]time.Duration{}
+		for _, t := range targets {
+			metrics[t.name] = &vegeta.Metrics{}
+			attack(ctx, t.url, t.key, c, time.Second/2, nil) // warm connections and caches
+		}
+		for r := 0; r < o.Rounds; r++ {
+			order := []int{0, 1, 2, 3}
+			if r%2 == 1 {
+				order = []int{3, 2, 1, 0}
+			}
+			for _, i := range order {
+				t := targets[i]
+				n, d := attack(ctx, t.url, t.key, c, o.Round, metrics[t.name])
+				ok[t.name] += n
+				busy[t.name] += d
+				fmt.Fprintf(o.Progress, "round %d/%d  c=%-4d %-8s done\n", r+1, o.Rounds, c, t.name)
+			}
+		}
+		for _, t := range targets {
+			m := metrics[t.name]
+			m.Close()
+			// Requests/s counts only the time this target was driven: vegeta's
+			// own throughput would span the other targets' rounds too.
+			rep.Rows = append(rep.Rows, Row{
+				Target: t.name, Concurrency: c, RPS: float64(ok[t.name]) / busy[t.name].Seconds(),
+				P50: m.Latencies.P50, P99: m.Latencies.P99, P999: m.Latencies.Quantile(0.999),
+				Requests: m.Requests, Errors: m.Requests - ok[t.name],
+			})
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	for _, t := range targets {
+		rep.TTFB = append(rep.TTFB, ttfb(ctx, t.name, t.url, t.key, o.StreamSamples))
+	}
+	for _, p := range []struct {
+		name string
+		p    *proc
+	}{{Baseline, base}, {Pooled, pooled}, {Keygate, kg}} {
+		if p.p.pid != 0 {
+			cur, peak := rss(p.p.pid)
+			rep.Memory = append(rep.Memory, Memory{Target: p.name, RSS: cur, Peak: peak})
+		}
+	}
+	return rep, nil
+}
+
+// configure registers the upstream in keygate and creates the kind of key a
+// team hands an agent: scoped to one provider and a model family, expiring.
+func configure(ctx context.Context, kg *proc, upstream, upKey string) (string, error) {
+	if kg.cred == "" {
+		return "", errors.New("keygate printed no admin credential")
+	}
+	c, err := adminclient.New(kg.admin, secret.New(kg.cred))
+	if err != nil {
+		return "", err
+	}
+	if _, err := c.CreateProvider(ctx, adminapi.CreateProviderRequest{Name: "openai", BaseURL: upstream, Models: []string{"gpt-*"}, APIKey: upKey}); err != nil {
+		return "", err
+	}
+	k, err := c.CreateKey(ctx, adminapi.CreateKeyRequest{
+		Name: "bench-agent", AllowModels: []string{"gpt-4o*"}, AllowProviders: []string{"openai"}, ExpiresIn: "30d",
+	})
+	if err != nil {
+		return "", err
+	}
+	return k.Secret, nil
+}
+
+func targetFor(base, key string) vegeta.Target {
+	h := http.Header{}
+	h.Set("Authorization", "Bearer "+key)
+	h.Set("Content-Type", "application/json")
+	return vegeta.Target{Method: "POST", URL: base + "/v1/chat/completions", Body: []byte(request), Header: h}
+}
+
+// attack drives one target with c closed-loop workers over c keep-alive
+// connections for d, adding results to m when m is not nil. It returns the
+// successful requests and the wall time from start to the last answer.
+func attack(ctx context.Context, base, key string, c int, d time.Duration, m *vegeta.Metrics) (uint64, time.Duration) {
+	a := vegeta.NewAttacker(
+		vegeta.Workers(uint64(c)), vegeta.MaxWorkers(uint64(c)),
+		vegeta.Connections(c), vegeta.MaxConnections(c),
+		vegeta.KeepAlive(true), vegeta.Timeout(30*time.Second), vegeta.Redirects(vegeta.NoFollow),
+	)
+	start := time.Now()
+	res := a.Attack(vegeta.NewStaticTargeter(targetFor(base, key)), vegeta.ConstantPacer{}, d, "")
+	var ok uint64
+	for {
+		select {
+		case <-ctx.Done():
+			a.Stop()
+		case r, open := <-res:
+			if !open {
+				return ok, time.Since(start)
+			}
+			if r.Code == http.StatusOK && r.Error == "" {
+				ok++
+			}
+			if m != nil {
+				m.Add(r)
+			}
+		}
+	}
+}
+
+func check(ctx context.Context, base, key string) error {
+	t := targetFor(base, key)
+	req, err := t.Request()
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "chat.completion") {
+		return fmt.Errorf("answered %d: %.200s", resp.StatusCode, b)
+	}
+	return nil
+}
+
+// ttfb measures time to the first streamed byte over n sequential requests.
+func ttfb(ctx context.Context, name, base, key string, n int) TTFB {
+	body := strings.Replace(request, `"max_tokens":128`, `"max_tokens":128,"stream":true`, 1)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	var ds []time.Duration
+	buf := make([]byte, 1)
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		req, _ := http.NewRequestWithContext(ctx, "POST", base+"/v1/chat/completions", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		start := time.Now()
+		resp, err := client.Do(req)
+		if err != nil {
+			continue
+		}
+		if _, err := io.ReadFull(resp.Body, buf); err == nil && resp.StatusCode == 200 {
+			ds = append(ds, time.Since(start))
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	q := func(p float64) time.Duration {
+		if len(ds) == 0 {
+			return 0
+		}
+		return ds[int(p*float64(len(ds)-1))]
+	}
+	return TTFB{Target: name, P50: q(0.5), P99: q(0.99)}
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d cores (%s), %s/%s, %s", runtime.NumCPU(), model, runtime.GOOS, runtime.GOARCH, runtime.Version())
+}

@@ -1,0 +1,82 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"time"
+)
+
+// Row looks up a target's row at a concurrency.
+func (r *Report) Row(target string, c int) (Row, bool) {
+	for _, row := range r.Rows {
+		if row.Target == target && row.Concurrency == c {
+			return row, true
+		}
+	}
+	return Row{}, false
+}
+
+// Ratio is keygate's throughput over the baseline's at a concurrency.
+func (r *Report) Ratio(c int) float64 {
+	k, ok1 := r.Row(Keygate, c)
+	b, ok2 := r.Row(Baseline, c)
+	if !ok1 || !ok2 || b.RPS == 0 {
+		return 0
+	}
+	return k.RPS / b.RPS
+}
+
+// WriteMarkdown prints the report as Markdown tables.
+func (r *Report) WriteMarkdown(w io.Writer) {
+	fmt.Fprintf(w, "Machine: %s\n", r.Machine)
+	fmt.Fprintf(w, "Load: POST /v1/chat/completions, closed loop, %d alternating rounds of %s per target and concurrency (vegeta).\n\n",
+		r.Options.Rounds, r.Options.Round)
+	fmt.Fprintln(w, "| conc | target | req/s | p50 | p99 | p99.9 | p50 added over direct | req/s vs baseline | errors |")
+	fmt.Fprintln(w, "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for _, c := range r.Options.Concurrencies {
+		d, _ := r.Row(Direct, c)
+		b, _ := r.Row(Baseline, c)
+		for _, t := range []string{Direct, Baseline, Pooled, Keygate} {
+			row, ok := r.Row(t, c)
+			if !ok {
+				continue
+			}
+			added, ratio := "", ""
+			if t != Direct {
+				added = dur(row.P50 - d.P50)
+			}
+			if t != Direct && b.RPS > 0 {
+				ratio = fmt.Sprintf("%.2fx", row.RPS/b.RPS)
+			}
+			fmt.Fprintf(w, "| %d | %s | %.0f | %s | %s | %s | %s | %s | %d |\n",
+				c, t, row.RPS, dur(row.P50), dur(row.P99), dur(row.P999), added, ratio, row.Errors)
+		}
+	}
+	if len(r.TTFB) > 0 {
+		fmt.Fprintf(w, "\nStreaming time to first byte (%d sequential requests each):\n\n", r.Options.StreamSamples)
+		fmt.Fprintln(w, "| target | p50 | p99 |")
+		fmt.Fprintln(w, "| --- | ---: | ---: |")
+		for _, t := range r.TTFB {
+			fmt.Fprintf(w, "| %s | %s | %s |\n", t.Target, dur(t.P50), dur(t.P99))
+		}
+	}
+	if len(r.Memory) > 0 {
+		fmt.Fprintln(w, "\nResident memory after the run:")
+		fmt.Fprintln(w, "\n| process | RSS | peak RSS |")
+		fmt.Fprintln(w, "| --- | ---: | ---: |")
+		for _, m := range r.Memory {
+			fmt.Fprintf(w, "| %s | %.1f MiB | %.1f MiB |\n", m.Target, float64(m.RSS)/(1<<20), float64(m.Peak)/(1<<20))
+		}
+	}
+}
+
+func dur(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "-" + dur(-d)
+	case d < time.Millisecond:
+		return fmt.Sprintf("%dµs", d.Microseconds())
+	default:
+		return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1000)
+	}
+}
