@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	_ "modernc.org/sqlite" // keygate's default store, as cmd/keygate registers it
 )
 
 // TestRunInProcess runs the whole harness briefly with the servers in this
