@@ -44,9 +44,11 @@ const (
 type Option func(*Verifier)
 
 // WithTTL sets how long a key record read from the store is trusted before
-// it is read again (default 10s). Revocations made on another keygate node
-// take effect within this time; on this node, Invalidate makes them
-// immediate. A TTL of zero or less turns caching off.
+// it is read again (default 10s). For one more TTL after that, the record
+// still answers while one background lookup renews it, so a busy key never
+// waits on the store. Revocations made on another keygate node therefore
+// take effect once the TTL has passed and that lookup returns; on this node,
+// Invalidate makes them immediate. A TTL of zero or less turns caching off.
 func WithTTL(d time.Duration) Option {
 	return func(v *Verifier) { v.ttl = d }
 }
@@ -86,6 +88,8 @@ type shard struct {
 type entry struct {
 	key     store.Key
 	expires time.Time
+	// refreshing is set while one background lookup renews a record past its TTL.
+	refreshing atomic.Bool
 }
 
 // NewVerifier returns a Verifier that hashes keys with h and reads them
@@ -175,10 +179,37 @@ func (v *Verifier) cached(h *[32]byte, now time.Time) (store.Key, bool) {
 	s.mu.RLock()
 	e := s.entries[*h]
 	s.mu.RUnlock()
-	if e == nil || !now.Before(e.expires) {
+	if e == nil {
 		return store.Key{}, false
 	}
-	return e.key, true
+	if now.Before(e.expires) {
+		return e.key, true
+	}
+	// Past its TTL but within one more TTL, the record still answers while a
+	// single background lookup renews it, so busy keys never wait on the
+	// store. Older records are read again before the request goes on.
+	if now.Before(e.expires.Add(v.ttl)) {
+		if e.refreshing.CompareAndSwap(false, true) {
+			go v.refresh(*h, e, now)
+		}
+		return e.key, true
+	}
+	return store.Key{}, false
+}
+
+// refresh renews a cached record in the background. A key that has gone
+// from the store is dropped; on a failed lookup the stale record stays until
+// its grace runs out, and a later request tries again.
+func (v *Verifier) refresh(h [32]byte, e *entry, now time.Time) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := v.fetch(ctx, h, now); err != nil {
+		if errors.Is(err, ErrUnknown) {
+			v.Invalidate(e.key.ID)
+			return
+		}
+		e.refreshing.Store(false)
+	}
 }
 
 // fetch reads the key from the store and caches it. It takes h by value so

@@ -217,12 +217,13 @@ func TestVerifyCaches(t *testing.T) {
 	if got := m.calls.Load(); got != 1 {
 		t.Fatalf("%d lookups for 5 verifications within the TTL, want 1", got)
 	}
-	if _, err := v.Verify(ctx, raw, now.Add(10*time.Second)); err != nil {
-		t.Fatal(err)
+	// Past the TTL the record still answers, and one background lookup renews it.
+	for range 3 {
+		if _, err := v.Verify(ctx, raw, now.Add(10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if got := m.calls.Load(); got != 2 {
-		t.Fatalf("%d lookups after the TTL passed, want 2", got)
-	}
+	waitCalls(t, m, 2)
 	// Unknown keys are not cached: a key issued later works at once.
 	for range 3 {
 		_, _ = v.Verify(ctx, unknown, now)
@@ -453,4 +454,69 @@ func BenchmarkVerifyParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// waitCalls waits for the store to have seen want lookups (background refreshes).
+func waitCalls(t *testing.T, m *memKeys, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for m.calls.Load() < want && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := m.calls.Load(); got != want {
+		t.Fatalf("%d lookups, want %d", got, want)
+	}
+}
+
+// TestVerifyRefreshSeesRevocationFromAnotherNode: a key revoked in the store
+// by another keygate node (no Invalidate here) is refused once the TTL has
+// passed and the background renewal has read the revocation; a record older
+// than twice the TTL is never served without reading the store first.
+func TestVerifyRefreshSeesRevocationFromAnotherNode(t *testing.T) {
+	ctx := context.Background()
+	h := testHasher(t)
+	m := newMemKeys()
+	raw := issue(t, h, m, "key_r", nil)
+	v := NewVerifier(h, m, WithTTL(10*time.Second))
+	now := time.Now()
+	if _, err := v.Verify(ctx, raw, now); err != nil {
+		t.Fatal(err)
+	}
+	hash := h.Hash(raw)
+	m.mu.Lock()
+	k := m.keys[string(hash[:])]
+	revoked := now.Add(time.Second)
+	k.RevokedAt = &revoked
+	m.keys[string(hash[:])] = k
+	m.mu.Unlock()
+	if _, err := v.Verify(ctx, raw, now.Add(5*time.Second)); err != nil {
+		t.Fatalf("within the TTL the cached record answers: %v", err)
+	}
+	_, _ = v.Verify(ctx, raw, now.Add(11*time.Second)) // starts the renewal
+	waitCalls(t, m, 2)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := v.Verify(ctx, raw, now.Add(11*time.Second))
+		if errors.Is(err, ErrRevoked) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("revocation not seen after renewal: %v", err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	// A record past twice its TTL is read again before answering.
+	raw2 := issue(t, h, m, "key_s", nil)
+	v2 := NewVerifier(h, m, WithTTL(10*time.Second))
+	if _, err := v2.Verify(ctx, raw2, now); err != nil {
+		t.Fatal(err)
+	}
+	before := m.calls.Load()
+	if _, err := v2.Verify(ctx, raw2, now.Add(21*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if m.calls.Load() != before+1 {
+		t.Fatal("a record past twice its TTL must be read synchronously")
+	}
 }

@@ -36,6 +36,9 @@ type Options struct {
 	Rounds int
 	// StreamSamples is how many streaming requests measure time to first byte.
 	StreamSamples int
+	// Keys, when above 1, adds a keygate target whose load cycles through
+	// that many distinct keys instead of one hot key.
+	Keys int
 	// Logs receives the servers' logs (io.Discard when nil).
 	Logs io.Writer
 	// Progress receives a line per round (nothing when nil).
@@ -44,10 +47,11 @@ type Options struct {
 
 // Target names.
 const (
-	Direct   = "direct"        // straight to the fake upstream
-	Baseline = "baseline"      // bare httputil.ReverseProxy injecting the key
-	Pooled   = "baseline+pool" // the same with a copy-buffer pool
-	Keygate  = "keygate"       // keygate with a realistic key
+	Direct   = "direct"             // straight to the fake upstream
+	Baseline = "baseline"           // bare httputil.ReverseProxy injecting the key
+	Pooled   = "baseline+pool"      // the same with a copy-buffer pool
+	Keygate  = "keygate"            // keygate with a realistic key
+	ManyKeys = "keygate, many keys" // keygate with the load spread over Options.Keys keys
 )
 
 // Row is one target at one concurrency, all rounds merged.
@@ -127,17 +131,24 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, fmt.Errorf("configure keygate: %w", err)
 	}
 
-	targets := []struct {
-		name, url, key string
-	}{
-		{Direct, up.url, upKey},
-		{Baseline, base.url, "client-key-replaced-by-the-proxy"},
-		{Pooled, pooled.url, "client-key-replaced-by-the-proxy"},
-		{Keygate, kg.url, kgKey},
+	targets := []target{
+		{name: Direct, url: up.url, keys: []string{upKey}},
+		{name: Baseline, url: base.url, keys: []string{"client-key-replaced-by-the-proxy"}},
+		{name: Pooled, url: pooled.url, keys: []string{"client-key-replaced-by-the-proxy"}},
+		{name: Keygate, url: kg.url, keys: []string{kgKey}},
+	}
+	if o.Keys > 1 {
+		keys, err := manyKeys(ctx, kg, o.Keys)
+		if err != nil {
+			return nil, fmt.Errorf("create %d keys: %w", o.Keys, err)
+		}
+		targets = append(targets, target{name: ManyKeys, url: kg.url, keys: keys})
 	}
 	for _, t := range targets { // every target must answer before it is measured
-		if err := check(ctx, t.url, t.key); err != nil {
-			return nil, fmt.Errorf("%s: %w", t.name, err)
+		for _, k := range t.keys {
+			if err := check(ctx, t.url, k); err != nil {
+				return nil, fmt.Errorf("%s: %w", t.name, err)
+			}
 		}
 	}
 
@@ -148,16 +159,19 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		busy := map[string]time.Duration{}
 		for _, t := range targets {
 			metrics[t.name] = &vegeta.Metrics{}
-			attack(ctx, t.url, t.key, c, time.Second/2, nil) // warm connections and caches
+			attack(ctx, t, c, time.Second/2, nil) // warm connections and caches
 		}
 		for r := 0; r < o.Rounds; r++ {
-			order := []int{0, 1, 2, 3}
-			if r%2 == 1 {
-				order = []int{3, 2, 1, 0}
+			order := make([]int, len(targets))
+			for i := range order {
+				order[i] = i
+				if r%2 == 1 {
+					order[i] = len(targets) - 1 - i
+				}
 			}
 			for _, i := range order {
 				t := targets[i]
-				n, d := attack(ctx, t.url, t.key, c, o.Round, metrics[t.name])
+				n, d := attack(ctx, t, c, o.Round, metrics[t.name])
 				ok[t.name] += n
 				busy[t.name] += d
 				fmt.Fprintf(o.Progress, "round %d/%d  c=%-4d %-8s done\n", r+1, o.Rounds, c, t.name)
@@ -179,7 +193,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	for _, t := range targets {
-		rep.TTFB = append(rep.TTFB, ttfb(ctx, t.name, t.url, t.key, o.StreamSamples))
+		if t.name != ManyKeys {
+			rep.TTFB = append(rep.TTFB, ttfb(ctx, t.name, t.url, t.keys[0], o.StreamSamples))
+		}
 	}
 	for _, p := range []struct {
 		name string
@@ -215,6 +231,52 @@ func configure(ctx context.Context, kg *proc, upstream, upKey string) (string, e
 	return k.Secret, nil
 }
 
+// target is one server under load and the keys its requests carry.
+type target struct {
+	name, url string
+	keys      []string
+}
+
+// manyKeys creates n more keys like the benchmark key, eight at a time.
+func manyKeys(ctx context.Context, kg *proc, n int) ([]string, error) {
+	c, err := adminclient.New(kg.admin, secret.New(kg.cred))
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, n)
+	errs := make(chan error, 8)
+	next := make(chan int)
+	for w := 0; w < 8; w++ {
+		go func() {
+			for i := range next {
+				k, err := c.CreateKey(ctx, adminapi.CreateKeyRequest{
+					Name: fmt.Sprintf("bench-agent-%d", i), AllowModels: []string{"gpt-4o*"}, AllowProviders: []string{"openai"}, ExpiresIn: "30d",
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+				keys[i] = k.Secret
+			}
+			errs <- nil
+		}()
+	}
+	var firstErr error
+	for i := 0; i < n && firstErr == nil; i++ {
+		select {
+		case next <- i:
+		case firstErr = <-errs:
+		}
+	}
+	close(next)
+	for w := 0; w < 8; w++ {
+		if err := <-errs; err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return keys, firstErr
+}
+
 func targetFor(base, key string) vegeta.Target {
 	h := http.Header{}
 	h.Set("Authorization", "Bearer "+key)
@@ -225,14 +287,18 @@ func targetFor(base, key string) vegeta.Target {
 // attack drives one target with c closed-loop workers over c keep-alive
 // connections for d, adding results to m when m is not nil. It returns the
 // successful requests and the wall time from start to the last answer.
-func attack(ctx context.Context, base, key string, c int, d time.Duration, m *vegeta.Metrics) (uint64, time.Duration) {
+func attack(ctx context.Context, t target, c int, d time.Duration, m *vegeta.Metrics) (uint64, time.Duration) {
 	a := vegeta.NewAttacker(
 		vegeta.Workers(uint64(c)), vegeta.MaxWorkers(uint64(c)),
 		vegeta.Connections(c), vegeta.MaxConnections(c),
 		vegeta.KeepAlive(true), vegeta.Timeout(30*time.Second), vegeta.Redirects(vegeta.NoFollow),
 	)
 	start := time.Now()
-	res := a.Attack(vegeta.NewStaticTargeter(targetFor(base, key)), vegeta.ConstantPacer{}, d, "")
+	tgts := make([]vegeta.Target, len(t.keys))
+	for i, k := range t.keys {
+		tgts[i] = targetFor(t.url, k)
+	}
+	res := a.Attack(vegeta.NewStaticTargeter(tgts...), vegeta.ConstantPacer{}, d, "")
 	var ok uint64
 	for {
 		select {

@@ -36,16 +36,19 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	for _, c := range r.Options.Concurrencies {
 		d, _ := r.Row(Direct, c)
 		b, _ := r.Row(Baseline, c)
-		for _, t := range []string{Direct, Baseline, Pooled, Keygate} {
+		for _, t := range []string{Direct, Baseline, Pooled, Keygate, ManyKeys} {
 			row, ok := r.Row(t, c)
 			if !ok {
 				continue
 			}
 			added, ratio := "", ""
-			if t != Direct {
+			if row.Target != Direct {
 				added = dur(row.P50 - d.P50)
 			}
-			if t != Direct && b.RPS > 0 {
+			if t == ManyKeys {
+				t = fmt.Sprintf("keygate, %d keys", r.Options.Keys)
+			}
+			if row.Target != Direct && b.RPS > 0 {
 				ratio = fmt.Sprintf("%.2fx", row.RPS/b.RPS)
 			}
 			fmt.Fprintf(w, "| %d | %s | %.0f | %s | %s | %s | %s | %s | %d |\n",

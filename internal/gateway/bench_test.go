@@ -1,0 +1,127 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/fakeprovider"
+	"github.com/keygate/keygate/internal/route"
+	"github.com/keygate/keygate/internal/secret"
+	"github.com/keygate/keygate/internal/store"
+)
+
+// memTransport answers upstream requests by calling the fake provider's
+// handler in memory, so a benchmark measures the proxy, not the network.
+type memTransport struct{ h http.Handler }
+
+func (t memTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, r)
+	resp := rec.Result()
+	resp.Request = r // as net/http's transport sets it
+	return resp, nil
+}
+
+// keyMap is a Lookup over a map: the verifier's cache sits in front of it.
+type keyMap map[[32]byte]store.Key
+
+func (m keyMap) GetKeyByHash(_ context.Context, h []byte) (store.Key, error) {
+	if k, ok := m[[32]byte(h)]; ok {
+		return k, nil
+	}
+	return store.Key{}, store.ErrNotFound
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(c int) { s.code = c; s.ResponseWriter.WriteHeader(c) }
+
+// discardWriter is a ResponseWriter that keeps nothing.
+type discardWriter struct{ h http.Header }
+
+func (d *discardWriter) Header() http.Header         { return d.h }
+func (d *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (d *discardWriter) WriteHeader(int)             {}
+
+const benchBody = `{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write one sentence about reverse proxies."}],"max_tokens":128}`
+
+// BenchmarkServeHTTP compares keygate's full request path (key check,
+// body peek, routing, allowances, credential swap, access log) with a bare
+// httputil.ReverseProxy that only injects the key, over the same in-memory
+// upstream. The difference is what keygate adds per request.
+func BenchmarkServeHTTP(b *testing.B) {
+	upKey := "bench-upstream-key-123"
+	up := fakeprovider.NewOpenAI(fakeprovider.Options{APIKey: upKey, NoRecord: true})
+	tr := memTransport{up}
+	base, _ := url.Parse("http://upstream.invalid/v1")
+
+	pepper := bytes.Repeat([]byte{7}, 32)
+	h, _ := apikey.NewHasher(pepper)
+	raw, _ := apikey.Generate("live")
+	hash := h.Hash(raw.Reveal())
+	exp := time.Now().Add(24 * time.Hour)
+	keys := keyMap{hash: {ID: "key_bench", Name: "bench", Hash: hash[:], AllowModels: []string{"gpt-4o*"}, AllowProviders: []string{"openai"}, ExpiresAt: &exp}}
+	table := route.NewTable([]*route.Upstream{{Name: "openai", Dialect: "openai", BaseURL: base, Models: []string{"gpt-*"}, Key: secret.New(upKey)}})
+
+	run := func(b *testing.B, handler http.Handler, key string) {
+		b.ReportAllocs()
+		w := &discardWriter{h: http.Header{}}
+		ok := 0
+		for b.Loop() {
+			r := httptest.NewRequest("POST", "/v1/chat/completions", bytes.NewReader([]byte(benchBody)))
+			r.Header.Set("Authorization", "Bearer "+key)
+			r.Header.Set("Content-Type", "application/json")
+			clear(w.h)
+			sw := &statusWriter{ResponseWriter: w}
+			handler.ServeHTTP(sw, r)
+			if sw.code == 0 || sw.code == http.StatusOK {
+				ok++
+			}
+		}
+		if ok != b.N {
+			b.Fatalf("%d of %d requests failed", b.N-ok, b.N)
+		}
+	}
+	for _, pooled := range []bool{false, true} {
+		name := "baseline"
+		if pooled {
+			name = "baseline+pool"
+		}
+		b.Run(name, func(b *testing.B) {
+			rp := &httputil.ReverseProxy{Transport: tr, Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.SetURL(base)
+				pr.Out.URL.Path = "/v1/chat/completions"
+				pr.Out.Header.Set("Authorization", "Bearer "+upKey)
+			}}
+			if pooled {
+				rp.BufferPool = newBufferPool()
+			}
+			run(b, rp, "client-key")
+		})
+	}
+	for _, accessLog := range []bool{false, true} {
+		name := "keygate"
+		if accessLog {
+			name = "keygate+accesslog"
+		}
+		b.Run(name, func(b *testing.B) {
+			g := New(Options{
+				Keys: apikey.NewVerifier(h, keys), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+				MaxBodyBytes: 1 << 20, Transport: tr, AccessLog: accessLog,
+			}, table)
+			run(b, g, raw.Reveal())
+		})
+	}
+}
