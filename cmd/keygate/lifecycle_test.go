@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,6 +24,9 @@ func TestSecondStartReusesEverything(t *testing.T) {
 	up := newUpstreams(t, fakeprovider.Options{}, fakeprovider.Options{})
 	first.register(up)
 	key := first.createKey("--name", "app")
+	if st, b := postJSON(t, first.addrs.Gateway+"/v1/chat/completions", key, `{"model":"gpt-4o-mini","messages":[]}`); st != 200 {
+		t.Fatalf("first run: %d %s", st, b)
+	}
 	mk, _ := os.ReadFile(cfg.MasterKeyPath())
 	first.stop()
 
@@ -38,6 +42,13 @@ func TestSecondStartReusesEverything(t *testing.T) {
 	}
 	if out := second.mustCLI(nil, "", "key", "list"); !strings.Contains(out, "app") {
 		t.Fatalf("key list after restart: %s", out)
+	}
+	// The use in the first run was written at its shutdown.
+	var shown struct {
+		LastUsedAt *time.Time `json:"last_used_at"`
+	}
+	if err := json.Unmarshal([]byte(second.mustCLI(nil, "", "--json", "key", "show", "app")), &shown); err != nil || shown.LastUsedAt == nil {
+		t.Fatalf("last_used_at after a use and a restart: %+v %v", shown, err)
 	}
 	if _, _, err := second.cli(map[string]string{"KEYGATE_ADMIN_TOKEN": "kg_admin_notreal"}, "", "key", "list"); err == nil {
 		t.Fatal("the admin API must refuse an invalid credential")

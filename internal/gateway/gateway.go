@@ -48,7 +48,9 @@ type Options struct {
 	AccessLog      bool
 	// LoadTable builds a fresh routing table (providers and their credentials).
 	LoadTable func(ctx context.Context) (*route.Table, error)
-	Now       func() time.Time
+	// KeyUsed, when set, is told each authenticated use of a key (it must not block).
+	KeyUsed func(keyID string, at time.Time)
+	Now     func() time.Time
 }
 
 // Gateway is the data-plane handler.
@@ -213,9 +215,13 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) (store.Ke
 			"no API key: send your keygate key as 'Authorization: Bearer kg_...' or 'x-api-key: kg_...'")
 		return store.Key{}, false
 	}
-	key, err := g.opts.Keys.Verify(r.Context(), raw, g.opts.Now())
+	now := g.opts.Now()
+	key, err := g.opts.Keys.Verify(r.Context(), raw, now)
 	switch {
 	case err == nil:
+		if g.opts.KeyUsed != nil {
+			g.opts.KeyUsed(key.ID, now)
+		}
 		return key, true
 	case errors.Is(err, apikey.ErrMalformed):
 		g.deny(w, r, http.StatusUnauthorized, "invalid_api_key", "the API key is not a valid keygate key (they start with kg_); use the key `keygate key create` printed")

@@ -22,6 +22,7 @@ import (
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/gateway"
+	"github.com/keygate/keygate/internal/lastused"
 	"github.com/keygate/keygate/internal/logbuf"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/store"
@@ -74,6 +75,7 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 	if err != nil {
 		return err
 	}
+	used := lastused.New(st, log)
 	gw := gateway.New(gateway.Options{
 		Keys:         verifier,
 		Log:          log,
@@ -86,6 +88,7 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 		TrustedProxies: cfg.TrustedProxyPrefixes(),
 		AccessLog:      cfg.Log.Requests,
 		LoadTable:      loadTable,
+		KeyUsed:        used.Seen,
 	}, table)
 	adm := admin.New(admin.Options{
 		Store: st, Vault: v, Hasher: hasher, Log: log,
@@ -138,6 +141,8 @@ Log the CLI in with:  keygate login   (or export KEYGATE_ADMIN_TOKEN=...)
 	refreshCtx, stopRefresh := context.WithCancel(context.Background())
 	defer stopRefresh()
 	go gw.RefreshEvery(refreshCtx, cfg.ProviderRefresh)
+	usedDone := make(chan struct{})
+	go func() { used.Run(refreshCtx, 5*time.Second); close(usedDone) }()
 	if ready != nil {
 		ready(addrs)
 	}
@@ -156,6 +161,8 @@ Log the CLI in with:  keygate login   (or export KEYGATE_ADMIN_TOKEN=...)
 			s.Close()
 		}
 	}
+	stopRefresh() // last-use times of the final requests are written before keygate exits
+	<-usedDone
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return serveErr
 	}
