@@ -52,6 +52,10 @@ type Options struct {
 
 	// StartTimeout bounds the wait for keygate to answer /healthz (60s).
 	StartTimeout time.Duration
+	// Env adds settings to keygate's environment, such as
+	// KEYGATE_KEY_CACHE_TTL=1m. KEYGATE_* variables of this process are not
+	// passed on, so that only these and the defaults apply.
+	Env []string
 	// Logs receives keygate's log (its standard error); nil discards it.
 	// Its standard output, which carries the one-time admin credential on
 	// a first start, is always discarded.
@@ -267,7 +271,7 @@ func start(ctx context.Context, opts Options) (*process, error) {
 		return nil, err
 	}
 	cmd := exec.Command(opts.Binary, "serve", "--data-dir", opts.DataDir, "--listen", gw, "--admin-listen", adm)
-	cmd.Env = childEnv(opts.DataDir)
+	cmd.Env = append(childEnv(opts.DataDir), opts.Env...)
 	cmd.Stdout = io.Discard
 	cmd.Stderr = opts.Logs
 	p := &process{cmd: cmd, gateway: "http://" + gw, done: make(chan error, 1)}

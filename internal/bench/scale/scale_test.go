@@ -188,7 +188,9 @@ func TestMeasureNeedsEnoughKeys(t *testing.T) {
 // KEYGATE_SCALE_KEYS keys (such as 1000000): start under 10s on SQLite and
 // under 1 GB of resident memory. It prints the report; compare it with a run
 // at 1000 keys for verification latency. KEYGATE_SCALE_THROUGHPUT (a
-// duration, default 5s) sets the length of each throughput case.
+// duration, default 5s) sets the length of each throughput case, and
+// KEYGATE_SCALE_ENV (space-separated NAME=value pairs) adds settings to
+// keygate's environment.
 func TestScale(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("KEYGATE_SCALE_KEYS"))
 	if n <= 0 {
@@ -217,13 +219,13 @@ func TestScale(t *testing.T) {
 		t.Logf("database: %.1f MiB", float64(fi.Size())/(1<<20))
 	}
 
-	spread := min(10_000, n-1)
+	spread := min(10_000, n/2)
 	cold := min(1000, n-1-spread)
 	var logs bytes.Buffer
 	rep, err := Measure(ctx, Options{
 		Binary: bin, DataDir: dir, Keys: keys,
 		ColdKeys: max(cold, 1), SpreadKeys: spread,
-		ThroughputDuration: rate, Logs: &logs,
+		ThroughputDuration: rate, Logs: &logs, Env: strings.Fields(os.Getenv("KEYGATE_SCALE_ENV")),
 	})
 	if err != nil {
 		t.Fatalf("%v\nkeygate log:\n%s", err, logs.String())
