@@ -44,7 +44,8 @@ const (
 type Option func(*Verifier)
 
 // WithTTL sets how long a key record read from the store is trusted before
-// it is read again (default 10s). For one more TTL after that, the record
+// it is read again (default 10s; each key's is up to a quarter shorter, so
+// keys cached together are not renewed together). For one more TTL after that, the record
 // still answers while one background lookup renews it, so a busy key never
 // waits on the store. Revocations made on another keygate node therefore
 // take effect once the TTL has passed and that lookup returns; on this node,
@@ -234,7 +235,11 @@ func (v *Verifier) insert(h *[32]byte, k store.Key, now time.Time, gen uint64) {
 	if v.shards == nil {
 		return
 	}
-	e := &entry{key: k, expires: now.Add(v.ttl)}
+	// Keys first seen together must not all expire together: each one's
+	// TTL is shortened by up to a quarter, by an amount taken from its own
+	// hash, so renewals spread out instead of arriving in a burst.
+	jitter := time.Duration(binary.LittleEndian.Uint32(h[4:8])) % (v.ttl/4 + 1)
+	e := &entry{key: k, expires: now.Add(v.ttl - jitter)}
 	s := v.shardFor(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
