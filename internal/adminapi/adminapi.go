@@ -108,6 +108,9 @@ type ErrorDetail struct {
 	Message string `json:"message"`
 }
 
+// maxDays bounds durations at about 100 years, far inside time.Duration's range.
+const maxDays = 36500
+
 // ParseDuration parses a Go duration that may also use a "d" (24h) unit, such
 // as "30d" or "1d12h". It rejects zero and negative durations.
 func ParseDuration(s string) (time.Duration, error) {
@@ -115,8 +118,8 @@ func ParseDuration(s string) (time.Duration, error) {
 	var days int64
 	if i := strings.IndexByte(s, 'd'); i >= 0 {
 		n, err := strconv.ParseInt(s[:i], 10, 32)
-		if err != nil || n < 0 {
-			return 0, fmt.Errorf("duration %q: the days part must be a whole number, as in 30d or 1d12h", s)
+		if err != nil || n < 0 || n > maxDays {
+			return 0, fmt.Errorf("duration %q: the days part must be a whole number up to %d, as in 30d or 1d12h", s, maxDays)
 		}
 		days, s = n, s[i+1:]
 	}
@@ -127,6 +130,9 @@ func ParseDuration(s string) (time.Duration, error) {
 			return 0, fmt.Errorf("duration %q: use units d, h, m or s, as in 30d, 12h or 90m", s)
 		}
 		rest = d
+	}
+	if rest > time.Duration(maxDays)*24*time.Hour {
+		return 0, fmt.Errorf("duration %q is longer than %d days", s, maxDays)
 	}
 	d := time.Duration(days)*24*time.Hour + rest
 	if d <= 0 {

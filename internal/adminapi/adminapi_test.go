@@ -22,6 +22,10 @@ func TestParseDuration(t *testing.T) {
 		{"xd", 0, false},
 		{"3 days", 0, false},
 		{"10", 0, false},
+		{"36500d", 36500 * 24 * time.Hour, true},
+		{"213504d", 0, false}, // would overflow time.Duration into a near expiry
+		{"2147483647d", 0, false},
+		{"900000h", 0, false}, // over 100 years in hours
 	} {
 		got, err := ParseDuration(tc.in)
 		if (err == nil) != tc.ok || got != tc.want {

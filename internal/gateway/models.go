@@ -53,7 +53,8 @@ func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request) {
 			if !route.ModelAllowed(key.AllowModels, up.Name, m.ID) {
 				continue
 			}
-			if via, _, err := table.Resolve(d.Name(), m.ID); err != nil || via != up {
+			// Bare only when a bare request reaches this provider with this very model name.
+			if via, sent, err := table.Resolve(d.Name(), m.ID); err != nil || via != up || sent != m.ID {
 				m.ID = up.Name + "/" + m.ID
 			}
 			if m.OwnedBy == "" {

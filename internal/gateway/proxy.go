@@ -73,6 +73,11 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 
 	c.dialect.StripCredentials(out.Header)
 	c.dialect.InjectAuth(out.Header, up.Key)
+	// keygate is the upstream's client; addresses a client claims for itself
+	// are not passed on (X-Forwarded-* and Forwarded are already gone).
+	for _, h := range clientAddressHeaders {
+		out.Header.Del(h)
+	}
 	// The transport negotiates compression itself and decodes it, so error
 	// bodies can be scrubbed and the client receives plain bytes.
 	out.Header.Del("Accept-Encoding")
@@ -82,6 +87,23 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	out.Header.Set("Content-Length", strconv.Itoa(len(c.body)))
 	out.GetBody = nil
 }
+
+// noTrailers drops a response's trailers when its body is closed, which is
+// after the transport has read them and before ReverseProxy copies them.
+type noTrailers struct {
+	io.ReadCloser
+	resp *http.Response
+}
+
+// Close closes the body and forgets its trailers.
+func (n *noTrailers) Close() error {
+	err := n.ReadCloser.Close()
+	n.resp.Trailer = nil
+	return err
+}
+
+// clientAddressHeaders are the headers that claim a client address.
+var clientAddressHeaders = []string{"X-Real-Ip", "True-Client-Ip", "X-Client-Ip", "Cf-Connecting-Ip", "Fastly-Client-Ip", "X-Cluster-Client-Ip"}
 
 // maxScrubbedErrorBody bounds how much of an upstream error body is read to
 // remove an echoed credential; error bodies are small.
@@ -93,6 +115,10 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	c := callFrom(resp.Request.Context())
 	key := c.upstream.Key.Reveal()
 	resp.Header.Del("Set-Cookie") // provider session cookies belong to keygate's credential, not the client
+	// Trailers arrive with the end of the body, after this runs, and
+	// ReverseProxy forwards them once it has closed the body. The APIs
+	// keygate fronts send none, so none pass: they could echo the key.
+	resp.Body = &noTrailers{ReadCloser: resp.Body, resp: resp}
 	for name, vals := range resp.Header {
 		for i, v := range vals {
 			if key != "" && len(v) >= len(key) && bytes.Contains([]byte(v), []byte(key)) {
@@ -107,12 +133,13 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	if err != nil {
 		return fmt.Errorf("read upstream error body: %w", err)
 	}
+	whole := len(b) < maxScrubbedErrorBody // decided before scrubbing shortens b
 	b = provider.Scrub(b, key)
 	resp.Body = struct {
 		io.Reader
 		io.Closer
-	}{io.MultiReader(bytes.NewReader(b), resp.Body), resp.Body}
-	if len(b) < maxScrubbedErrorBody {
+	}{io.MultiReader(bytes.NewReader(b), resp.Body), resp.Body.(io.Closer)}
+	if whole {
 		resp.ContentLength = int64(len(b))
 		resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
 	} else {
