@@ -10,11 +10,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/keygate/keygate/internal/store"
 )
 
-// Toucher persists a key's last use; keygate's store implements it.
+// Toucher persists keys' last use, many in one transaction; keygate's store implements it.
 type Toucher interface {
-	TouchKey(ctx context.Context, id string, at time.Time) error
+	TouchKeys(ctx context.Context, uses []store.KeyUse) error
 }
 
 // Recorder gathers last-use times. It is safe for concurrent use.
@@ -37,18 +39,26 @@ func (r *Recorder) Seen(id string, t time.Time) {
 	v.(*atomic.Int64).Store(t.UnixNano())
 }
 
-// Flush writes every key used since the last flush.
+// Flush writes every key used since the last flush, in one transaction.
+// If the write fails the times are put back for the next flush.
 func (r *Recorder) Flush(ctx context.Context) {
+	var uses []store.KeyUse
 	r.m.Range(func(k, v any) bool {
-		ns := v.(*atomic.Int64).Swap(0)
-		if ns == 0 {
-			return true
-		}
-		if err := r.st.TouchKey(ctx, k.(string), time.Unix(0, ns).UTC()); err != nil {
-			r.log.Warn("could not record a key's last use", "key_id", k, "err", err)
+		if ns := v.(*atomic.Int64).Swap(0); ns != 0 {
+			uses = append(uses, store.KeyUse{ID: k.(string), At: time.Unix(0, ns).UTC()})
 		}
 		return true
 	})
+	if len(uses) == 0 {
+		return
+	}
+	if err := r.st.TouchKeys(ctx, uses); err != nil {
+		r.log.Warn("could not record keys' last use; will retry", "keys", len(uses), "err", err)
+		for _, u := range uses {
+			v, _ := r.m.Load(u.ID)
+			v.(*atomic.Int64).CompareAndSwap(0, u.At.UnixNano())
+		}
+	}
 }
 
 // Run flushes every interval until ctx ends, then flushes once more.

@@ -97,6 +97,27 @@ func (s *Store) TouchKey(ctx context.Context, id string, at time.Time) error {
 	return nil
 }
 
+// KeyUse is one key's latest use, for TouchKeys.
+type KeyUse struct {
+	ID string
+	At time.Time
+}
+
+// TouchKeys records many keys' latest use in one transaction, so a busy
+// gateway pays one commit per flush rather than one per key. Like TouchKey
+// it never moves a time backwards; ids of deleted keys are skipped.
+func (s *Store) TouchKeys(ctx context.Context, uses []KeyUse) error {
+	return s.InTx(ctx, func(tx *Store) error {
+		for _, u := range uses {
+			t := tx.timeArg(u.At)
+			if _, err := tx.w.ExecContext(ctx, tx.q.touchKey, t, t, u.ID); err != nil {
+				return fmt.Errorf("store: record use of %d keys: %w", len(uses), mapErr(err))
+			}
+		}
+		return nil
+	})
+}
+
 func scanKey(row rowScanner) (Key, error) {
 	var k Key
 	err := row.Scan(&k.ID, &k.Name, &k.Env, &k.Prefix, &k.Hash,

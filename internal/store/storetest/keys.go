@@ -184,6 +184,18 @@ func testTouchKey(t *testing.T, newURL func(testing.TB) string) {
 	got, err := s.GetKey(ctx(t), other.ID)
 	must(t, err)
 	checkTimePtr(t, "LastUsedAt of an untouched key", got.LastUsedAt, nil)
+
+	// TouchKeys: many in one transaction, never backwards, deleted ids skipped.
+	must(t, s.TouchKeys(ctx(t), []store.KeyUse{
+		{ID: k.ID, At: at(time.Hour)}, // older than the stored 3h: kept at 3h
+		{ID: other.ID, At: at(4 * time.Hour)},
+		{ID: "key_gone", At: at(5 * time.Hour)},
+	}))
+	checkTimePtr(t, "LastUsedAt after an older batched touch", lastUsed(), ptr(at(3*time.Hour)))
+	got, err = s.GetKey(ctx(t), other.ID)
+	must(t, err)
+	checkTimePtr(t, "LastUsedAt after a batched touch", got.LastUsedAt, ptr(at(4*time.Hour)))
+	must(t, s.TouchKeys(ctx(t), nil))
 }
 
 func checkAdminToken(t testing.TB, got, want store.AdminToken) {
