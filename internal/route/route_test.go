@@ -70,3 +70,23 @@ func TestKeyAllowances(t *testing.T) {
 		t.Fatal("ValidPattern is wrong")
 	}
 }
+
+// BenchmarkResolveAndAuthorize is the per-request policy decision: route the
+// model, then apply the key's provider and model allowances.
+func BenchmarkResolveAndAuthorize(b *testing.B) {
+	tb := table()
+	allowModels, allowProviders := []string{"gpt-4o*", "claude-*"}, []string{"openai", "anthropic"}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, m := range []string{"gpt-4o-mini", "openai/gpt-4o", "claude-sonnet-4-5"} {
+			d := "openai"
+			if m[0] == 'c' {
+				d = "anthropic"
+			}
+			u, model, err := tb.Resolve(d, m)
+			if err != nil || !ProviderAllowed(allowProviders, u.Name) || !ModelAllowed(allowModels, u.Name, model) {
+				b.Fatal("denied", m, err)
+			}
+		}
+	}
+}
