@@ -203,3 +203,35 @@ func TestRefusesPublicPlainHTTP(t *testing.T) {
 		t.Fatal("a refused start must not create anything")
 	}
 }
+
+// TestLostAdminCredentialRecovery: an operator with the data directory can
+// issue a new admin credential while keygate runs; without the master key
+// nothing is created.
+func TestLostAdminCredentialRecovery(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	in := start(t, cfg, "")
+	var out, errb strings.Builder
+	err := run(context.Background(), []string{"admin", "token", "create", "--data-dir", cfg.DataDir, "--name", "ops"},
+		func(string) string { return "" }, strings.NewReader(""), &out, &errb)
+	if err != nil {
+		t.Fatalf("%v: %s", err, errb.String())
+	}
+	tok := strings.TrimSpace(out.String())
+	if !strings.HasPrefix(tok, "kg_admin_") {
+		t.Fatalf("printed %q", tok)
+	}
+	// The running keygate accepts the new credential at once.
+	in.mustCLI(map[string]string{"KEYGATE_ADMIN_TOKEN": tok}, "", "key", "list")
+
+	empty := t.TempDir()
+	out.Reset()
+	errb.Reset()
+	err = run(context.Background(), []string{"admin", "token", "create", "--data-dir", empty},
+		func(string) string { return "" }, strings.NewReader(""), &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "master key") {
+		t.Fatalf("without a master key: %v", err)
+	}
+	if files, _ := os.ReadDir(empty); len(files) != 0 {
+		t.Fatalf("a refused recovery created %d files", len(files))
+	}
+}

@@ -38,7 +38,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		home, _ = os.UserHomeDir()
 	}
 	sio := cli.IO{Stdin: stdin, Stdout: stdout, Stderr: stderr, Getenv: getenv, HomeDir: home, Version: version}
-	root := cli.Root(sio, serveCommand(sio, nil), benchCommand(sio))
+	root := cli.Root(sio, serveCommand(sio, nil), benchCommand(sio), adminCommand(sio))
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)

@@ -10,6 +10,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -182,12 +183,15 @@ func newID(prefix string) string {
 	return prefix + hex.EncodeToString(b[:])
 }
 
-// EnsureBootstrapToken creates the first admin credential when none exists
-// and returns it for a one-time display. On later starts it returns created=false.
-func EnsureBootstrapToken(ctx context.Context, st interface {
+// TokenStore keeps admin credentials.
+type TokenStore interface {
 	CountAdminTokens(ctx context.Context) (int, error)
 	CreateAdminToken(ctx context.Context, t store.AdminToken) error
-}, h Hasher, now time.Time) (secret.String, bool, error) {
+}
+
+// EnsureBootstrapToken creates the first admin credential when none exists
+// and returns it for a one-time display. On later starts it returns created=false.
+func EnsureBootstrapToken(ctx context.Context, st TokenStore, h Hasher, now time.Time) (secret.String, bool, error) {
 	n, err := st.CountAdminTokens(ctx)
 	if err != nil {
 		return secret.String{}, false, err
@@ -195,14 +199,21 @@ func EnsureBootstrapToken(ctx context.Context, st interface {
 	if n > 0 {
 		return secret.String{}, false, nil
 	}
+	tok, err := NewToken(ctx, st, h, "bootstrap", now)
+	return tok, err == nil, err
+}
+
+// NewToken issues an admin credential with the given name and returns it
+// for a one-time display; only its HMAC is stored.
+func NewToken(ctx context.Context, st TokenStore, h Hasher, name string, now time.Time) (secret.String, error) {
 	tok, err := apikey.GenerateAdmin()
 	if err != nil {
-		return secret.String{}, false, err
+		return secret.String{}, err
 	}
 	hash := h.Hash(tok.Reveal())
-	err = st.CreateAdminToken(ctx, store.AdminToken{ID: newID("adm_"), Name: "bootstrap", Hash: hash[:], CreatedAt: now.UTC()})
+	err = st.CreateAdminToken(ctx, store.AdminToken{ID: newID("adm_"), Name: name, Hash: hash[:], CreatedAt: now.UTC()})
 	if err != nil {
-		return secret.String{}, false, err
+		return secret.String{}, fmt.Errorf("store the admin credential: %w", err)
 	}
-	return tok, true, nil
+	return tok, nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/keygate/keygate/internal/lastused"
 	"github.com/keygate/keygate/internal/logbuf"
 	"github.com/keygate/keygate/internal/route"
+	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/vault"
 	"github.com/keygate/keygate/internal/web"
@@ -46,28 +47,12 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 		return fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
 	}
 
-	kek, created, err := vault.LoadOrCreateKeyFile(cfg.MasterKeyPath())
-	if err != nil {
-		return fmt.Errorf("master key: %w", err)
-	}
-	if created {
-		log.Info("created a new master key; back it up: without it the vault cannot be opened", "path", cfg.MasterKeyPath())
-	}
-	st, err := store.Open(ctx, cfg.DatabaseURL())
-	if err != nil {
-		return fmt.Errorf("database: %w", err)
-	}
-	defer st.Close()
-	v := vault.New(kek, st)
-
-	pepper, err := v.Ensure(ctx, "system/key-pepper", 32)
-	if err != nil {
-		return fmt.Errorf("key pepper: %w", err)
-	}
-	hasher, err := apikey.NewHasher([]byte(pepper.Reveal()))
+	c, err := openCore(ctx, cfg, log, true)
 	if err != nil {
 		return err
 	}
+	defer c.st.Close()
+	kek, st, v, hasher := c.kek, c.st, c.vault, c.hasher
 	verifier := apikey.NewVerifier(hasher, st, apikey.WithTTL(cfg.KeyCacheTTL))
 
 	loadTable := func(ctx context.Context) (*route.Table, error) { return route.Load(ctx, st, v) }
@@ -167,6 +152,61 @@ Log the CLI in with:  keygate login   (or export KEYGATE_ADMIN_TOKEN=...)
 		return serveErr
 	}
 	return nil
+}
+
+// core is the state every keygate command that opens the data directory needs.
+type core struct {
+	kek    *vault.LocalKEK
+	st     *store.Store
+	vault  *vault.Vault
+	hasher *apikey.Hasher
+}
+
+// openCore opens the master key, the database, the vault and the key pepper.
+// With create false, a missing master key is an error instead of a new key:
+// commands other than serve must never start a second, empty vault.
+func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, create bool) (*core, error) {
+	if !create {
+		if _, err := os.Stat(cfg.MasterKeyPath()); err != nil {
+			return nil, fmt.Errorf("master key %s: %w (point --data-dir or --config at the keygate installation)", cfg.MasterKeyPath(), err)
+		}
+	}
+	kek, created, err := vault.LoadOrCreateKeyFile(cfg.MasterKeyPath())
+	if err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	if created {
+		log.Info("created a new master key; back it up: without it the vault cannot be opened", "path", cfg.MasterKeyPath())
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL())
+	if err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	v := vault.New(kek, st)
+	pepper, err := v.Ensure(ctx, "system/key-pepper", 32)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("key pepper: %w", err)
+	}
+	hasher, err := apikey.NewHasher([]byte(pepper.Reveal()))
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &core{kek: kek, st: st, vault: v, hasher: hasher}, nil
+}
+
+// CreateAdminToken issues a new admin credential by opening the data
+// directory directly, for an operator who has lost theirs: holding the
+// master key and the database already means holding everything keygate
+// protects, so this grants nothing new. keygate need not be running.
+func CreateAdminToken(ctx context.Context, cfg config.Config, name string, stderr io.Writer) (secret.String, error) {
+	c, err := openCore(ctx, cfg, newLogger(cfg.Log, stderr), false)
+	if err != nil {
+		return secret.String{}, err
+	}
+	defer c.st.Close()
+	return admin.NewToken(ctx, c.st, c.hasher, name, time.Now())
 }
 
 func newServer(h http.Handler, log *slog.Logger) *http.Server {

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keygate/keygate/internal/cli"
+	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/server"
+)
+
+// adminCommand builds `keygate admin token create`, the way back in for an
+// operator who lost the admin credential.
+func adminCommand(sio cli.IO) *cobra.Command {
+	var configPath, dataDir, database, name string
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Issue a new admin credential by opening the data directory directly",
+		Long: `Issue a new admin credential without the admin API, for an operator who has
+lost theirs. It opens keygate's master key and database directly (keygate may be
+running or not), so it needs the same access to the data directory as keygate
+itself. The credential is printed once.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(configPath, sio.HomeDir, sio.Getenv)
+			if err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("data-dir") {
+				cfg.DataDir = dataDir
+			}
+			if cmd.Flags().Changed("database") {
+				cfg.Database = database
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			tok, err := server.CreateAdminToken(cmd.Context(), cfg, name, sio.Stderr)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(sio.Stdout, tok.Reveal())
+			fmt.Fprintf(sio.Stderr, "Issued admin credential %q. This is the only time keygate shows it: copy it now.\n", name)
+			return nil
+		},
+	}
+	f := create.Flags()
+	f.StringVar(&configPath, "config", "", "YAML configuration file")
+	f.StringVar(&dataDir, "data-dir", "", "data directory (default ~/.keygate)")
+	f.StringVar(&database, "database", "", "postgres://... or sqlite:///path (default: SQLite in the data directory)")
+	f.StringVar(&name, "name", "recovered", "a name for the credential")
+	token := &cobra.Command{Use: "token", Short: "Manage admin credentials"}
+	token.AddCommand(create)
+	admin := &cobra.Command{Use: "admin", Short: "Operator commands that work on the data directory directly"}
+	admin.AddCommand(token)
+	return admin
+}
