@@ -269,22 +269,7 @@ func (s *Server) openAIChat(w http.ResponseWriter, r *http.Request, body []byte)
 	if !event(`{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}`, nil, "") {
 		return
 	}
-	if includeUsage {
-		if !e.begin() {
-			return
-		}
-		e.buf = append(e.buf, head...)
-		e.buf = append(e.buf, `],"usage":`...)
-		e.buf = appendOpenAIUsage(e.buf, prompt, s.reply.tokens)
-		e.buf = append(e.buf, "}\n\n"...)
-		if !e.flush() {
-			return
-		}
-	}
-	if e.begin() {
-		e.buf = append(e.buf, "data: [DONE]\n\n"...)
-		e.flush()
-	}
+	s.endOpenAIStream(e, nil, head, prompt, includeUsage)
 }
 
 type completionRequest struct {
@@ -355,11 +340,18 @@ func (s *Server) openAICompletion(w http.ResponseWriter, r *http.Request, body [
 	if !event([]byte(`""`), `"stop"`) {
 		return
 	}
+	s.endOpenAIStream(e, []byte("data: "), head, prompt, includeUsage)
+}
+
+// endOpenAIStream writes a stream's tail: the usage chunk when the client
+// asked for it (stream_options.include_usage), then the [DONE] sentinel.
+// prefix goes before head when head lacks the SSE "data: " field name.
+func (s *Server) endOpenAIStream(e *sseWriter, prefix, head []byte, prompt int, includeUsage bool) {
 	if includeUsage {
 		if !e.begin() {
 			return
 		}
-		e.buf = append(e.buf, "data: "...)
+		e.buf = append(e.buf, prefix...)
 		e.buf = append(e.buf, head...)
 		e.buf = append(e.buf, `],"usage":`...)
 		e.buf = appendOpenAIUsage(e.buf, prompt, s.reply.tokens)
