@@ -15,6 +15,14 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite"
 
+	// Key-encryption keys held in a KMS, opened by URL (kek: in the config).
+	// base64key:// (gocloud's local keeper) needs no cloud account.
+	_ "gocloud.dev/secrets/awskms"
+	_ "gocloud.dev/secrets/azurekeyvault"
+	_ "gocloud.dev/secrets/gcpkms"
+	_ "gocloud.dev/secrets/hashivault"
+	_ "gocloud.dev/secrets/localsecrets"
+
 	"github.com/keygate/keygate/internal/cli"
 )
 
