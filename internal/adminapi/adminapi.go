@@ -32,6 +32,7 @@ const Prefix = "/api/v1"
 type WhoAmI struct {
 	TokenID string `json:"token_id"`
 	Name    string `json:"name"`
+	Role    string `json:"role"` // admin or operator
 }
 
 // Provider is an upstream provider as the admin API shows it: never its key.

@@ -10,7 +10,7 @@ import (
 // when a token with the same ID or hash already exists.
 func (s *Store) CreateAdminToken(ctx context.Context, t AdminToken) error {
 	_, err := s.w.ExecContext(ctx, s.q.createAdminToken,
-		t.ID, t.Name, bytesArg(t.Hash), s.timeArg(t.CreatedAt), s.nullTimeArg(t.RevokedAt))
+		t.ID, t.Name, bytesArg(t.Hash), roleArg(t.Role), s.timeArg(t.CreatedAt), s.nullTimeArg(t.RevokedAt))
 	if err != nil {
 		return fmt.Errorf("store: create admin token %q: %w", t.Name, mapErr(err))
 	}
@@ -53,6 +53,24 @@ func (s *Store) RevokeAdminToken(ctx context.Context, id string, at time.Time) e
 
 func scanAdminToken(row rowScanner) (AdminToken, error) {
 	var t AdminToken
-	err := row.Scan(&t.ID, &t.Name, &t.Hash, timeCol{&t.CreatedAt}, nullTimeCol{&t.RevokedAt})
+	err := row.Scan(&t.ID, &t.Name, &t.Hash, &t.Role, timeCol{&t.CreatedAt}, nullTimeCol{&t.RevokedAt})
 	return t, err
+}
+
+// ListAdminTokens returns every admin token, revoked ones included, oldest first.
+func (s *Store) ListAdminTokens(ctx context.Context) ([]AdminToken, error) {
+	rows, err := s.r.QueryContext(ctx, s.q.listAdminTokens)
+	if err != nil {
+		return nil, fmt.Errorf("store: list admin tokens: %w", err)
+	}
+	return collect(rows, scanAdminToken, "list admin tokens")
+}
+
+// roleArg stores an empty role as "admin", the role every token had before
+// roles existed.
+func roleArg(role string) string {
+	if role == "" {
+		return "admin"
+	}
+	return role
 }

@@ -2,10 +2,15 @@ package store
 
 // Column lists, in the order the scan functions read them.
 const (
-	providerCols = `id, name, dialect, base_url, models, is_default, secret_id, created_at`
-	secretCols   = `id, version, format, kek_id, wrapped_dek, ciphertext, created_at`
-	keyCols      = `id, name, env, prefix, hash, allow_models, allow_providers, created_at, expires_at, revoked_at, last_used_at`
-	adminCols    = `id, name, hash, created_at, revoked_at`
+	providerCols   = `id, name, dialect, base_url, models, is_default, secret_id, created_at`
+	secretCols     = `id, version, format, kek_id, wrapped_dek, ciphertext, created_at, destroy_at`
+	keyCols        = `id, name, env, prefix, hash, allow_models, allow_providers, created_at, expires_at, revoked_at, last_used_at`
+	adminCols      = `id, name, hash, role, created_at, revoked_at`
+	secretMetaCols = `s.name, s.record_id, s.created_at, s.updated_at, s.deleted_at, s.purge_at,
+		COALESCE((SELECT MAX(v.version) FROM secret_versions v WHERE v.id = s.record_id), 0),
+		(SELECT COUNT(*) FROM secret_versions v WHERE v.id = s.record_id)`
+	kekCols      = `id, kind, params, created_at`
+	rotationCols = `id, from_kek, to_kek, batch_size, batch_interval, rewrapped, last_error, started_at, heartbeat_at, finished_at`
 )
 
 // queries holds every statement the Store runs, with placeholders already
@@ -16,6 +21,19 @@ type queries struct {
 	createKey, getKey, getKeyByName, getKeyByHash, listKeys                   string
 	revokeKey, touchKey                                                       string
 	createAdminToken, getAdminTokenByHash, countAdminTokens, revokeAdminToken string
+	listAdminTokens                                                           string
+
+	listSecretVersions, scheduleDestroy, destroyDue                    string
+	rewrapCandidates, rewrap, countByKEK, countNotUnder                string
+	createSecretMeta, getSecretMeta, listSecretMeta, listAllSecretMeta string
+	touchSecretMeta, softDeleteSecret, restoreSecret, deleteSecretMeta string
+	dueForPurge                                                        string
+	listKEKs, putKEK                                                   string
+	createRotation, latestRotation, listRotations, rotationProgress    string
+	finishRotation                                                     string
+	countProviders, countKeys, countSecretMeta                         string
+	clearVersions, clearAdminTokens, clearKEKs, clearRotations         string
+	listAllSecretVersions                                              string
 }
 
 // newQueries prepares the statement texts for dialect d.
@@ -27,7 +45,7 @@ func newQueries(d Dialect) *queries {
 		listProviders:  r(`SELECT ` + providerCols + ` FROM providers ORDER BY name`),
 		deleteProvider: r(`DELETE FROM providers WHERE name = ?`),
 
-		putSecret:    r(`INSERT INTO secret_versions (` + secretCols + `) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+		putSecret:    r(`INSERT INTO secret_versions (` + secretCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
 		getSecret:    r(`SELECT ` + secretCols + ` FROM secret_versions WHERE id = ? AND version = ?`),
 		latestSecret: r(`SELECT ` + secretCols + ` FROM secret_versions WHERE id = ? ORDER BY version DESC LIMIT 1`),
 		deleteSecret: r(`DELETE FROM secret_versions WHERE id = ?`),
@@ -43,9 +61,51 @@ func newQueries(d Dialect) *queries {
 		// concurrent requests cannot make a key look less recently used.
 		touchKey: r(`UPDATE api_keys SET last_used_at = CASE WHEN last_used_at >= ? THEN last_used_at ELSE ? END WHERE id = ?`),
 
-		createAdminToken:    r(`INSERT INTO admin_tokens (` + adminCols + `) VALUES (?, ?, ?, ?, ?)`),
+		createAdminToken:    r(`INSERT INTO admin_tokens (` + adminCols + `) VALUES (?, ?, ?, ?, ?, ?)`),
 		getAdminTokenByHash: r(`SELECT ` + adminCols + ` FROM admin_tokens WHERE hash = ?`),
 		countAdminTokens:    r(`SELECT COUNT(*) FROM admin_tokens WHERE revoked_at IS NULL`),
 		revokeAdminToken:    r(`UPDATE admin_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`),
+		listAdminTokens:     r(`SELECT ` + adminCols + ` FROM admin_tokens ORDER BY created_at, id`),
+
+		listSecretVersions: r(`SELECT ` + secretCols + ` FROM secret_versions WHERE id = ? ORDER BY version`),
+		scheduleDestroy:    r(`UPDATE secret_versions SET destroy_at = ? WHERE id = ? AND version < ? AND destroy_at IS NULL`),
+		// The newest version of a record is never destroyed, whatever its
+		// destroy_at says: a record always keeps a current value.
+		destroyDue: r(`DELETE FROM secret_versions WHERE destroy_at IS NOT NULL AND destroy_at <= ?
+			AND version < (SELECT MAX(n.version) FROM secret_versions n WHERE n.id = secret_versions.id)`),
+		rewrapCandidates: r(`SELECT ` + secretCols + ` FROM secret_versions WHERE kek_id <> ? AND id NOT LIKE ? ORDER BY id, version LIMIT ?`),
+		// Only a version still wrapped as the caller read it is rewrapped, so
+		// two nodes rewrapping at once, or a put racing a rewrap, lose nothing.
+		rewrap:        r(`UPDATE secret_versions SET kek_id = ?, wrapped_dek = ? WHERE id = ? AND version = ? AND kek_id = ? AND wrapped_dek = ?`),
+		countByKEK:    r(`SELECT kek_id, format, COUNT(*) FROM secret_versions GROUP BY kek_id, format ORDER BY kek_id, format`),
+		countNotUnder: r(`SELECT COUNT(*) FROM secret_versions WHERE kek_id <> ? AND id NOT LIKE ?`),
+
+		createSecretMeta:  r(`INSERT INTO secrets (name, record_id, created_at, updated_at, deleted_at, purge_at) VALUES (?, ?, ?, ?, ?, ?)`),
+		getSecretMeta:     r(`SELECT ` + secretMetaCols + ` FROM secrets s WHERE s.name = ?`),
+		listSecretMeta:    r(`SELECT ` + secretMetaCols + ` FROM secrets s WHERE s.deleted_at IS NULL ORDER BY s.name`),
+		listAllSecretMeta: r(`SELECT ` + secretMetaCols + ` FROM secrets s ORDER BY s.name`),
+		touchSecretMeta:   r(`UPDATE secrets SET updated_at = ? WHERE name = ?`),
+		softDeleteSecret:  r(`UPDATE secrets SET deleted_at = ?, purge_at = ? WHERE name = ? AND deleted_at IS NULL`),
+		restoreSecret:     r(`UPDATE secrets SET deleted_at = NULL, purge_at = NULL, updated_at = ? WHERE name = ? AND deleted_at IS NOT NULL`),
+		deleteSecretMeta:  r(`DELETE FROM secrets WHERE name = ?`),
+		dueForPurge:       r(`SELECT name FROM secrets WHERE purge_at IS NOT NULL AND purge_at <= ? ORDER BY name`),
+
+		listKEKs: r(`SELECT ` + kekCols + ` FROM vault_keks ORDER BY created_at, id`),
+		putKEK:   r(`INSERT INTO vault_keks (` + kekCols + `) VALUES (?, ?, ?, ?)`),
+
+		createRotation:   r(`INSERT INTO kek_rotations (` + rotationCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		latestRotation:   r(`SELECT ` + rotationCols + ` FROM kek_rotations ORDER BY started_at DESC, id DESC LIMIT 1`),
+		listRotations:    r(`SELECT ` + rotationCols + ` FROM kek_rotations ORDER BY started_at, id`),
+		rotationProgress: r(`UPDATE kek_rotations SET rewrapped = rewrapped + ?, last_error = ?, heartbeat_at = ? WHERE id = ?`),
+		finishRotation:   r(`UPDATE kek_rotations SET finished_at = ?, heartbeat_at = ?, last_error = '' WHERE id = ? AND finished_at IS NULL`),
+
+		countProviders:        r(`SELECT COUNT(*) FROM providers`),
+		countKeys:             r(`SELECT COUNT(*) FROM api_keys`),
+		countSecretMeta:       r(`SELECT COUNT(*) FROM secrets`),
+		clearVersions:         r(`DELETE FROM secret_versions`),
+		clearAdminTokens:      r(`DELETE FROM admin_tokens`),
+		clearKEKs:             r(`DELETE FROM vault_keks`),
+		clearRotations:        r(`DELETE FROM kek_rotations`),
+		listAllSecretVersions: r(`SELECT ` + secretCols + ` FROM secret_versions ORDER BY id, version`),
 	}
 }

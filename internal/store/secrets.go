@@ -10,7 +10,7 @@ import (
 // racing to add the same version cannot both succeed.
 func (s *Store) PutSecretVersion(ctx context.Context, v SecretVersion) error {
 	_, err := s.w.ExecContext(ctx, s.q.putSecret,
-		v.ID, v.Version, v.Format, v.KEKID, bytesArg(v.WrappedDEK), bytesArg(v.Ciphertext), s.timeArg(v.CreatedAt))
+		v.ID, v.Version, v.Format, v.KEKID, bytesArg(v.WrappedDEK), bytesArg(v.Ciphertext), s.timeArg(v.CreatedAt), s.nullTimeArg(v.DestroyAt))
 	if err != nil {
 		return fmt.Errorf("store: put secret %q version %d: %w", v.ID, v.Version, mapErr(err))
 	}
@@ -51,6 +51,6 @@ func (s *Store) DeleteSecret(ctx context.Context, id string) error {
 
 func scanSecret(row rowScanner) (SecretVersion, error) {
 	var v SecretVersion
-	err := row.Scan(&v.ID, &v.Version, &v.Format, &v.KEKID, &v.WrappedDEK, &v.Ciphertext, timeCol{&v.CreatedAt})
+	err := row.Scan(&v.ID, &v.Version, &v.Format, &v.KEKID, &v.WrappedDEK, &v.Ciphertext, timeCol{&v.CreatedAt}, nullTimeCol{&v.DestroyAt})
 	return v, err
 }

@@ -27,13 +27,14 @@ type Provider struct {
 // SecretVersion is one encrypted version of a vault record (envelope encryption:
 // the ciphertext is sealed by a per-version data key, which is wrapped by a KEK).
 type SecretVersion struct {
-	ID         string    // record id, e.g. "provider/openai" or "system/pepper"
-	Version    int       // 1, 2, ...; part of the associated data
-	Format     int       // ciphertext format version
-	KEKID      string    // which key-encryption key wrapped the data key
-	WrappedDEK []byte    // data key, wrapped by the KEK
-	Ciphertext []byte    // nonce || AES-256-GCM(ciphertext || tag)
-	CreatedAt  time.Time // UTC
+	ID         string     // record id, e.g. "provider/openai" or "system/pepper"
+	Version    int        // 1, 2, ...; part of the associated data
+	Format     int        // ciphertext format version
+	KEKID      string     // which key-encryption key wrapped the data key
+	WrappedDEK []byte     // data key, wrapped by the KEK
+	Ciphertext []byte     // nonce || AES-256-GCM(ciphertext || tag)
+	CreatedAt  time.Time  // UTC
+	DestroyAt  *time.Time // a superseded version is destroyed after this; nil keeps it
 }
 
 // Key is a keygate API key as stored: only an HMAC of the secret is kept.
@@ -56,6 +57,66 @@ type AdminToken struct {
 	ID        string     // "adm_" + random
 	Name      string     // "bootstrap", or what the operator chose
 	Hash      []byte     // HMAC-SHA256(pepper, token); unique
+	Role      string     // "admin" or "operator"; empty is stored as "admin"
 	CreatedAt time.Time  // UTC
 	RevokedAt *time.Time // nil: active
+}
+
+// KEKRecord is what keygate keeps about one key-encryption key: never the
+// key itself, only what is needed to find or re-derive it.
+type KEKRecord struct {
+	ID        string    // the KEK's ID, as stored with every version it wraps
+	Kind      string    // "file", "passphrase" or "kms"
+	Params    []byte    // kind-specific JSON that is not secret, such as a passphrase KEK's salt and argon2id cost
+	CreatedAt time.Time // UTC
+}
+
+// SecretMeta is a user secret's name and lifecycle. Its values are vault
+// record versions under RecordID.
+type SecretMeta struct {
+	Name      string     // unique, such as "payments/stripe"
+	RecordID  string     // vault record holding the versions ("secret/sec_...")
+	CreatedAt time.Time  // UTC
+	UpdatedAt time.Time  // UTC; the last put, rollback or restore
+	DeletedAt *time.Time // set while soft-deleted
+	PurgeAt   *time.Time // when a soft-deleted secret is destroyed
+
+	// Read-only, filled in on reads from the record's versions.
+	CurrentVersion int // highest version; 0 when none
+	Versions       int // how many versions are stored
+}
+
+// KEKCount is how many stored versions have their data key wrapped by one
+// key-encryption key in one ciphertext format.
+type KEKCount struct {
+	KEKID    string
+	Format   int
+	Versions int
+}
+
+// KEKRotation records one rewrap of every data key under a new
+// key-encryption key.
+type KEKRotation struct {
+	ID            string        // "rot_" + random
+	FromKEK       string        // KEK id before the rotation
+	ToKEK         string        // KEK id every data key is rewrapped under
+	BatchSize     int           // data keys rewrapped per transaction
+	BatchInterval time.Duration // pause between batches (microsecond precision)
+	Rewrapped     int64         // data keys rewrapped so far
+	LastError     string        // the last error, empty when the rewrap is healthy
+	StartedAt     time.Time     // UTC
+	HeartbeatAt   time.Time     // UTC; the last time a node made progress or tried to
+	FinishedAt    *time.Time    // nil while running
+}
+
+// Snapshot is the whole of keygate's state that a backup carries: every
+// encrypted vault record exactly as stored, and the metadata around them.
+type Snapshot struct {
+	Providers      []Provider
+	SecretVersions []SecretVersion
+	Secrets        []SecretMeta
+	Keys           []Key
+	AdminTokens    []AdminToken
+	KEKRecords     []KEKRecord
+	KEKRotations   []KEKRotation
 }

@@ -73,6 +73,13 @@ func Run(t *testing.T, newURL func(t testing.TB) string) {
 		{"ConcurrentPutSameSecretVersion", testConcurrentPutSameSecretVersion},
 		{"ConcurrentStoresOneDatabase", testConcurrentStoresOneDatabase},
 		{"ConcurrentReadsDuringWrites", testConcurrentReadsDuringWrites},
+		{"AdminTokenRole", testAdminTokenRole},
+		{"SecretMetaLifecycle", testSecretMetaLifecycle},
+		{"DestroySupersededVersions", testDestroySupersededVersions},
+		{"Rewrap", testRewrap},
+		{"KEKRecords", testKEKRecords},
+		{"KEKRotations", testKEKRotations},
+		{"Snapshot", testSnapshot},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newURL) })
