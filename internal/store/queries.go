@@ -73,7 +73,8 @@ func newQueries(d Dialect) *queries {
 		// destroy_at says: a record always keeps a current value.
 		destroyDue: r(`DELETE FROM secret_versions WHERE destroy_at IS NOT NULL AND destroy_at <= ?
 			AND version < (SELECT MAX(n.version) FROM secret_versions n WHERE n.id = secret_versions.id)`),
-		rewrapCandidates: r(`SELECT ` + secretCols + ` FROM secret_versions WHERE kek_id <> ? AND id NOT LIKE ? ORDER BY id, version LIMIT ?`),
+		rewrapCandidates: r(`SELECT ` + secretCols + ` FROM secret_versions WHERE kek_id <> ? AND id NOT LIKE ?
+			AND (id > ? OR (id = ? AND version > ?)) ORDER BY id, version LIMIT ?`),
 		// Only a version still wrapped as the caller read it is rewrapped, so
 		// two nodes rewrapping at once, or a put racing a rewrap, lose nothing.
 		rewrap:        r(`UPDATE secret_versions SET kek_id = ?, wrapped_dek = ? WHERE id = ? AND version = ? AND kek_id = ? AND wrapped_dek = ?`),

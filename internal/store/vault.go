@@ -59,10 +59,13 @@ func (s *Store) DestroyDueVersions(ctx context.Context, now time.Time) (int, err
 	return int(n), err
 }
 
-// RewrapCandidates returns up to limit versions whose data key is not wrapped
-// by kekID, skipping records whose id matches the SQL LIKE pattern exclude.
-func (s *Store) RewrapCandidates(ctx context.Context, kekID, exclude string, limit int) ([]SecretVersion, error) {
-	rows, err := s.r.QueryContext(ctx, s.q.rewrapCandidates, kekID, exclude, limit)
+// RewrapCandidates returns, in (id, version) order after the given position,
+// up to limit versions whose data key is not wrapped by kekID, skipping
+// records whose id matches the SQL LIKE pattern exclude. Start a pass with
+// afterID "" and afterVersion 0, then continue from the last row returned,
+// so a version that cannot be rewrapped does not stop the others.
+func (s *Store) RewrapCandidates(ctx context.Context, kekID, exclude, afterID string, afterVersion, limit int) ([]SecretVersion, error) {
+	rows, err := s.r.QueryContext(ctx, s.q.rewrapCandidates, kekID, exclude, afterID, afterID, afterVersion, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: find data keys to rewrap: %w", err)
 	}

@@ -73,21 +73,43 @@ func SealVersion(ctx context.Context, kek KEK, id string, version int, plaintext
 // rather than return anything but the original plaintext. The caller should
 // clear the returned bytes when done with them.
 func OpenVersion(ctx context.Context, kek KEK, sv store.SecretVersion) ([]byte, error) {
-	if sv.Format != FormatV1 {
-		return nil, fmt.Errorf("vault: record %q version %d has ciphertext format %d, which this keygate does not know (it writes format %d); upgrade keygate to the version that wrote it: %w",
-			sv.ID, sv.Version, sv.Format, FormatV1, ErrUnknownFormat)
+	if err := checkSealed(sv); err != nil {
+		return nil, err
 	}
 	if sv.KEKID != kek.ID() {
 		return nil, fmt.Errorf("vault: record %q version %d was sealed under KEK %q, but keygate is running with KEK %q; start keygate with the master key that sealed it: %w",
 			sv.ID, sv.Version, sv.KEKID, kek.ID(), ErrWrongKEK)
 	}
+	aead, err := unwrapDataKey(ctx, kek, sv)
+	if err != nil {
+		return nil, err
+	}
+	return openWith(aead, sv)
+}
+
+// aeadOpener is an unwrapped data key, ready to open ciphertexts.
+type aeadOpener = cipher.AEAD
+
+// checkSealed rejects a version that cannot be a sealed record before any
+// key is touched.
+func checkSealed(sv store.SecretVersion) error {
+	if sv.Format != FormatV1 {
+		return fmt.Errorf("vault: record %q version %d has ciphertext format %d, which this keygate does not know (it writes format %d); upgrade keygate to the version that wrote it: %w",
+			sv.ID, sv.Version, sv.Format, FormatV1, ErrUnknownFormat)
+	}
 	if sv.ID == "" || sv.Version < 1 {
-		return nil, fmt.Errorf("vault: record %q version %d is not a valid record id and version: %w", sv.ID, sv.Version, ErrTampered)
+		return fmt.Errorf("vault: record %q version %d is not a valid record id and version: %w", sv.ID, sv.Version, ErrTampered)
 	}
 	if len(sv.Ciphertext) < gcmOverhead {
-		return nil, fmt.Errorf("vault: record %q version %d: ciphertext is truncated (%d bytes, at least %d expected); restore the record from a backup or set the secret again: %w",
+		return fmt.Errorf("vault: record %q version %d: ciphertext is truncated (%d bytes, at least %d expected); restore the record from a backup or set the secret again: %w",
 			sv.ID, sv.Version, len(sv.Ciphertext), gcmOverhead, ErrTampered)
 	}
+	return nil
+}
+
+// unwrapDataKey unwraps sv's data key with kek and returns it as an AEAD.
+// The raw key bytes are cleared before it returns.
+func unwrapDataKey(ctx context.Context, kek KEK, sv store.SecretVersion) (aeadOpener, error) {
 	dek, err := kek.Unwrap(ctx, sv.WrappedDEK)
 	defer clear(dek)
 	if err != nil {
@@ -102,6 +124,11 @@ func OpenVersion(ctx context.Context, kek KEK, sv store.SecretVersion) ([]byte, 
 	if err != nil {
 		return nil, fmt.Errorf("vault: record %q version %d: %w", sv.ID, sv.Version, err)
 	}
+	return aead, nil
+}
+
+// openWith decrypts sv's ciphertext with its unwrapped data key.
+func openWith(aead aeadOpener, sv store.SecretVersion) ([]byte, error) {
 	plaintext, err := aead.Open(nil, nil, sv.Ciphertext, associatedData(sv.Format, sv.ID, sv.Version))
 	if err != nil {
 		return nil, fmt.Errorf("vault: record %q version %d: ciphertext failed authentication (modified, truncated, or copied from another record or version); restore the record from a backup or set the secret again: %w",

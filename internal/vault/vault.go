@@ -1,13 +1,20 @@
 // Package vault keeps keygate's secrets encrypted at rest: the upstream
-// provider credentials and keygate's own system secrets.
+// provider credentials, the secrets users store, and keygate's own system
+// secrets.
 //
 // It uses envelope encryption. Every version of a record is sealed with
 // AES-256-GCM under its own random data key (DEK); the data key is stored
-// wrapped by a key-encryption key (KEK), such as the master key file. The
-// associated data binds each ciphertext to its format, record id and
-// version, so a ciphertext copied to another record or version does not
-// open. Any failure is an error naming the record and version; the vault
-// never returns garbage and never puts key material in an error.
+// wrapped by a key-encryption key (KEK): the master key file, a
+// passphrase-derived key, or a key in a cloud KMS. The associated data binds
+// each ciphertext to its format, record id and version, so a ciphertext
+// copied to another record or version does not open. Any failure is an error
+// naming the record and version; the vault never returns garbage and never
+// puts key material in an error.
+//
+// A Vault holds a key ring: the current KEK, which wraps every new data key,
+// and older KEKs that still unwrap records not yet rewrapped by a rotation
+// (see Rotator). Unwrapped data keys are cached in memory, so a KMS is
+// called once per data key, not once per read.
 package vault
 
 import (
@@ -15,6 +22,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keygate/keygate/internal/secret"
@@ -32,6 +41,8 @@ type Storage interface {
 	// LatestSecretVersion returns the highest version, or an error wrapping
 	// store.ErrNotFound when the record has none.
 	LatestSecretVersion(ctx context.Context, id string) (store.SecretVersion, error)
+	// ListSecretVersions returns every version of a record, oldest first.
+	ListSecretVersions(ctx context.Context, id string) ([]store.SecretVersion, error)
 }
 
 // putAttempts bounds how often Put retries when concurrent writers race for
@@ -41,28 +52,135 @@ const putAttempts = 8
 // maxEnsureSize bounds the size of a generated system secret.
 const maxEnsureSize = 1024
 
-// Vault seals and opens versioned secrets with one KEK over a Storage.
-// It is safe for concurrent use.
+// Option configures a Vault.
+type Option func(*Vault)
+
+// WithPrevious adds KEKs that only unwrap: records sealed under them still
+// open until a rotation has rewrapped them.
+func WithPrevious(keks ...KEK) Option {
+	return func(v *Vault) {
+		for _, k := range keks {
+			v.ring[k.ID()] = k
+		}
+	}
+}
+
+// WithKEKOpener lets the vault open a KEK it meets in the database but was
+// not given, such as the target of a rotation another keygate node started:
+// open turns a KEK URL, found sealed in the vault's own records, into a KEK.
+func WithKEKOpener(open func(ctx context.Context, url string) (KEK, error)) Option {
+	return func(v *Vault) { v.openURL = open }
+}
+
+// WithReadCache makes GetCached serve a record's latest version from memory
+// for up to ttl after reading it from storage. Zero (the default) disables it.
+func WithReadCache(ttl time.Duration) Option {
+	return func(v *Vault) { v.readTTL = ttl }
+}
+
+// WithDEKCacheSize bounds how many unwrapped data keys the vault keeps in
+// memory (default 4096). Zero disables the cache, so every open unwraps
+// (calls the KMS).
+func WithDEKCacheSize(n int) Option {
+	return func(v *Vault) { v.deks = newDEKCache(n) }
+}
+
+// Vault seals and opens versioned secrets over a Storage. It is safe for
+// concurrent use.
 type Vault struct {
-	kek KEK
-	st  Storage
+	st      Storage
+	openURL func(ctx context.Context, url string) (KEK, error)
+	readTTL time.Duration
+	deks    *dekCache
+
+	current atomic.Pointer[keyEntry]
+	mu      sync.RWMutex
+	ring    map[string]KEK // every KEK this vault can unwrap with, by ID
+	urls    map[string]secret.String
+	reads   sync.Map // record id -> *cachedRead, for GetCached
+	now     func() time.Time
+}
+
+type keyEntry struct{ kek KEK }
+
+type cachedRead struct {
+	sv      store.SecretVersion
+	expires time.Time
 }
 
 // New returns a Vault that seals new versions under kek and stores them in st.
-func New(kek KEK, st Storage) *Vault {
-	return &Vault{kek: kek, st: st}
+func New(kek KEK, st Storage, opts ...Option) *Vault {
+	v := &Vault{
+		st:   st,
+		deks: newDEKCache(defaultDEKCacheSize),
+		ring: map[string]KEK{kek.ID(): kek},
+		urls: map[string]secret.String{},
+		now:  time.Now,
+	}
+	v.current.Store(&keyEntry{kek})
+	for _, o := range opts {
+		o(v)
+	}
+	return v
 }
 
 // KEKID returns the ID of the KEK new versions are sealed under.
-func (v *Vault) KEKID() string { return v.kek.ID() }
+func (v *Vault) KEKID() string { return v.Current().ID() }
+
+// Current returns the KEK new data keys are wrapped under.
+func (v *Vault) Current() KEK { return v.current.Load().kek }
+
+// SetCurrent makes kek the KEK new data keys are wrapped under; the previous
+// one stays in the ring to unwrap older records.
+func (v *Vault) SetCurrent(kek KEK) {
+	v.AddKEK(kek)
+	v.current.Store(&keyEntry{kek})
+}
+
+// AddKEK adds kek to the ring, to unwrap records sealed under it.
+func (v *Vault) AddKEK(kek KEK) {
+	v.mu.Lock()
+	v.ring[kek.ID()] = kek
+	v.mu.Unlock()
+}
+
+// SetKEKURL records where the KEK with the given ID comes from, so a
+// rotation can leave it, sealed, for other keygate nodes to find.
+func (v *Vault) SetKEKURL(id string, url secret.String) {
+	v.mu.Lock()
+	v.urls[id] = url
+	v.mu.Unlock()
+}
+
+func (v *Vault) kekURL(id string) (secret.String, bool) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	u, ok := v.urls[id]
+	return u, ok
+}
+
+// KEK returns the ring's KEK with the given ID.
+func (v *Vault) KEK(id string) (KEK, bool) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	k, ok := v.ring[id]
+	return k, ok
+}
 
 // Put stores plaintext as a new version of record id (version 1 for a new
 // record) and returns that version number. Earlier versions stay readable
 // with GetVersion. When another writer adds a version at the same moment,
 // Put retries with the next number.
 func (v *Vault) Put(ctx context.Context, id string, plaintext secret.String) (int, error) {
+	return v.putUnder(ctx, v.Current(), id, plaintext, nil)
+}
+
+// putUnder stores plaintext as the next version of record id, its data key
+// wrapped by kek.
+func (v *Vault) putUnder(ctx context.Context, kek KEK, id string, plaintext secret.String, destroyAt *time.Time) (int, error) {
 	pt := []byte(plaintext.Reveal())
 	defer clear(pt)
+	defer v.reads.Delete(id)
 	for attempt := 0; attempt < putAttempts; attempt++ {
 		next := 1
 		latest, err := v.st.LatestSecretVersion(ctx, id)
@@ -72,11 +190,12 @@ func (v *Vault) Put(ctx context.Context, id string, plaintext secret.String) (in
 		case !errors.Is(err, store.ErrNotFound):
 			return 0, fmt.Errorf("vault: record %q: read latest version: %w", id, err)
 		}
-		sv, err := SealVersion(ctx, v.kek, id, next, pt)
+		sv, err := SealVersion(ctx, kek, id, next, pt)
 		if err != nil {
 			return 0, err
 		}
-		sv.CreatedAt = time.Now().UTC()
+		sv.CreatedAt = v.now().UTC()
+		sv.DestroyAt = destroyAt
 		err = v.st.PutSecretVersion(ctx, sv)
 		if err == nil {
 			return next, nil
@@ -91,18 +210,41 @@ func (v *Vault) Put(ctx context.Context, id string, plaintext secret.String) (in
 	return 0, fmt.Errorf("vault: record %q: %d concurrent writers kept taking the next version; try again: %w", id, putAttempts, store.ErrConflict)
 }
 
-// Get opens the latest version of record id and returns it with its version
-// number. A record with no versions gives an error wrapping store.ErrNotFound.
+// Get opens the latest version of record id, read from storage, and returns
+// it with its version number. A record with no versions gives an error
+// wrapping store.ErrNotFound.
 func (v *Vault) Get(ctx context.Context, id string) (secret.String, int, error) {
 	sv, err := v.st.LatestSecretVersion(ctx, id)
 	if err != nil {
 		return secret.String{}, 0, fmt.Errorf("vault: record %q: read latest version: %w", id, err)
 	}
+	v.reads.Store(id, &cachedRead{sv: sv, expires: v.now().Add(v.readTTL)})
 	s, err := v.open(ctx, id, 0, sv)
 	if err != nil {
 		return secret.String{}, 0, err
 	}
 	return s, sv.Version, nil
+}
+
+// GetCached is Get for hot paths that can accept a value up to the read
+// cache's TTL old (WithReadCache): within it, a read costs a map lookup and
+// one AES-GCM open, with no database or KMS call. Writes through this Vault
+// take effect at once; writes by other keygate nodes within the TTL.
+// Without a read cache it is Get.
+func (v *Vault) GetCached(ctx context.Context, id string) (secret.String, int, error) {
+	if v.readTTL > 0 {
+		if c, ok := v.reads.Load(id); ok {
+			cr := c.(*cachedRead)
+			if v.now().Before(cr.expires) {
+				s, err := v.open(ctx, id, 0, cr.sv)
+				if err == nil {
+					return s, cr.sv.Version, nil
+				}
+				v.reads.Delete(id)
+			}
+		}
+	}
+	return v.Get(ctx, id)
 }
 
 // GetVersion opens one version of record id. A missing version gives an
@@ -114,6 +256,10 @@ func (v *Vault) GetVersion(ctx context.Context, id string, version int) (secret.
 	}
 	return v.open(ctx, id, version, sv)
 }
+
+// Forget drops record id from the read cache, after it was deleted or
+// changed outside Put.
+func (v *Vault) Forget(id string) { v.reads.Delete(id) }
 
 // Ensure returns the latest version of record id, first creating version 1
 // from n random bytes when the record does not exist. keygate uses it for
@@ -132,11 +278,11 @@ func (v *Vault) Ensure(ctx context.Context, id string, n int) (secret.String, er
 	if _, err := rand.Read(buf); err != nil {
 		return secret.String{}, fmt.Errorf("vault: record %q: generate secret: %w", id, err)
 	}
-	sv, err := SealVersion(ctx, v.kek, id, 1, buf)
+	sv, err := SealVersion(ctx, v.Current(), id, 1, buf)
 	if err != nil {
 		return secret.String{}, err
 	}
-	sv.CreatedAt = time.Now().UTC()
+	sv.CreatedAt = v.now().UTC()
 	if err := v.st.PutSecretVersion(ctx, sv); err != nil && !errors.Is(err, store.ErrConflict) {
 		return secret.String{}, fmt.Errorf("vault: record %q: store version 1: %w", id, err)
 	}
@@ -153,10 +299,155 @@ func (v *Vault) open(ctx context.Context, id string, version int, sv store.Secre
 		return secret.String{}, fmt.Errorf("vault: asked the store for record %q but it returned record %q version %d; check the database: %w",
 			id, sv.ID, sv.Version, ErrTampered)
 	}
-	pt, err := OpenVersion(ctx, v.kek, sv)
+	pt, err := v.Open(ctx, sv)
 	if err != nil {
 		return secret.String{}, err
 	}
 	defer clear(pt)
 	return secret.New(string(pt)), nil
+}
+
+// Open decrypts a stored version with the ring's KEK for it, using the data
+// key cache. The caller should clear the returned bytes when done.
+func (v *Vault) Open(ctx context.Context, sv store.SecretVersion) ([]byte, error) {
+	if err := checkSealed(sv); err != nil {
+		return nil, err
+	}
+	aead, err := v.dataKey(ctx, sv)
+	if err != nil {
+		return nil, err
+	}
+	return openWith(aead, sv)
+}
+
+// dataKey returns the AEAD for sv's data key, from the cache or by
+// unwrapping it with the ring's KEK.
+func (v *Vault) dataKey(ctx context.Context, sv store.SecretVersion) (aeadOpener, error) {
+	ck := dekCacheKey(sv.KEKID, sv.WrappedDEK)
+	if a := v.deks.get(ck); a != nil {
+		return a, nil
+	}
+	kek, err := v.kekFor(ctx, sv)
+	if err != nil {
+		return nil, err
+	}
+	a, err := unwrapDataKey(ctx, kek, sv)
+	if err != nil {
+		return nil, err
+	}
+	v.deks.put(ck, a)
+	return a, nil
+}
+
+// kekFor finds the KEK that wrapped sv's data key: in the ring, or, failing
+// that, by following a KEK URL sealed in the vault under a KEK the ring has.
+func (v *Vault) kekFor(ctx context.Context, sv store.SecretVersion) (KEK, error) {
+	if k, ok := v.KEK(sv.KEKID); ok {
+		return k, nil
+	}
+	if v.openURL != nil {
+		k, err := v.Resolve(ctx, sv.KEKID)
+		if err == nil {
+			return k, nil
+		}
+		return nil, fmt.Errorf("vault: record %q version %d was sealed under KEK %q, which keygate cannot open: %v: %w",
+			sv.ID, sv.Version, sv.KEKID, err, ErrWrongKEK)
+	}
+	return nil, fmt.Errorf("vault: record %q version %d was sealed under KEK %q, but keygate is running with KEK %q; start keygate with the key that sealed it (kek, or kek_previous during a rotation): %w",
+		sv.ID, sv.Version, sv.KEKID, v.KEKID(), ErrWrongKEK)
+}
+
+// kekURLRecord is the vault record holding, sealed under another KEK, the
+// URL of the KEK with the given ID.
+func kekURLRecord(id string) string { return kekURLPrefix + id }
+
+const (
+	kekURLPrefix = "system/kek-url/"
+	// kekURLPattern matches every KEK URL record in SQL LIKE syntax. They
+	// are never rewrapped: each stays sealed under the KEK that can find it.
+	kekURLPattern  = kekURLPrefix + "%"
+	maxResolveHops = 4
+)
+
+// Resolve returns the KEK with the given ID: from the ring, or by opening
+// the URL a rotation sealed for it under a KEK the ring holds (following
+// up to a few rotations back). A resolved KEK joins the ring.
+func (v *Vault) Resolve(ctx context.Context, id string) (KEK, error) {
+	return v.resolve(ctx, id, maxResolveHops)
+}
+
+func (v *Vault) resolve(ctx context.Context, id string, hops int) (KEK, error) {
+	if k, ok := v.KEK(id); ok {
+		return k, nil
+	}
+	if v.openURL == nil || hops == 0 {
+		return nil, fmt.Errorf("no configured KEK has ID %q; add its URL to kek_previous", id)
+	}
+	versions, err := v.st.ListSecretVersions(ctx, kekURLRecord(id))
+	if err != nil {
+		return nil, fmt.Errorf("look for the URL of KEK %q: %w", id, err)
+	}
+	if len(versions) == 0 {
+		return nil, fmt.Errorf("no configured KEK has ID %q and no rotation recorded its URL; add its URL to kek_previous", id)
+	}
+	var errs []error
+	// Prefer versions sealed under a KEK already in the ring.
+	for pass := 0; pass < 2; pass++ {
+		for i := len(versions) - 1; i >= 0; i-- {
+			sv := versions[i]
+			_, inRing := v.KEK(sv.KEKID)
+			if (pass == 0) != inRing {
+				continue
+			}
+			if pass == 1 {
+				if _, err := v.resolve(ctx, sv.KEKID, hops-1); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+			}
+			k, err := v.openKEKURL(ctx, id, sv)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			return k, nil
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+func (v *Vault) openKEKURL(ctx context.Context, id string, sv store.SecretVersion) (KEK, error) {
+	kek, _ := v.KEK(sv.KEKID)
+	pt, err := OpenVersion(ctx, kek, sv)
+	if err != nil {
+		return nil, err
+	}
+	url := secret.New(string(pt))
+	clear(pt)
+	k, err := v.openURL(ctx, url.Reveal())
+	if err != nil {
+		return nil, fmt.Errorf("open KEK %q from its recorded URL: %w", id, err)
+	}
+	if k.ID() != id {
+		return nil, fmt.Errorf("the URL recorded for KEK %q opens KEK %q instead: %w", id, k.ID(), ErrWrongKEK)
+	}
+	v.AddKEK(k)
+	v.SetKEKURL(id, url)
+	return k, nil
+}
+
+// recordKEKURL seals url, the address of KEK id, under the KEK under, so a
+// keygate holding under can find id.
+func (v *Vault) recordKEKURL(ctx context.Context, id string, url secret.String, under KEK) error {
+	versions, err := v.st.ListSecretVersions(ctx, kekURLRecord(id))
+	if err != nil {
+		return fmt.Errorf("vault: read the recorded URLs of KEK %q: %w", id, err)
+	}
+	for _, sv := range versions {
+		if sv.KEKID == under.ID() {
+			return nil // already findable from under
+		}
+	}
+	_, err = v.putUnder(ctx, under, kekURLRecord(id), url, nil)
+	return err
 }

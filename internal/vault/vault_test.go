@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -69,6 +70,17 @@ func (m *memStorage) LatestSecretVersion(_ context.Context, id string) (store.Se
 		return store.SecretVersion{}, fmt.Errorf("memstorage: %q: %w", id, store.ErrNotFound)
 	}
 	return best, nil
+}
+
+func (m *memStorage) ListSecretVersions(_ context.Context, id string) ([]store.SecretVersion, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []store.SecretVersion
+	for _, sv := range m.recs[id] {
+		out = append(out, sv)
+	}
+	slices.SortFunc(out, func(a, b store.SecretVersion) int { return a.Version - b.Version })
+	return out, nil
 }
 
 // set replaces a stored version, bypassing conflict checks, to simulate

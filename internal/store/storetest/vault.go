@@ -175,12 +175,17 @@ func testRewrap(t *testing.T, newURL func(testing.TB) string) {
 	if n != 2 {
 		t.Errorf("CountNotWrappedBy = %d, want 2", n)
 	}
-	cands, err := s.RewrapCandidates(ctx(t), "new", exclude, 1)
+	cands, err := s.RewrapCandidates(ctx(t), "new", exclude, "", 0, 1)
 	must(t, err)
 	if len(cands) != 1 || cands[0].ID != "provider/a" {
 		t.Fatalf("RewrapCandidates(limit 1) = %+v, want provider/a", cands)
 	}
-	cands, err = s.RewrapCandidates(ctx(t), "new", exclude, 10)
+	next, err := s.RewrapCandidates(ctx(t), "new", exclude, cands[0].ID, cands[0].Version, 10)
+	must(t, err)
+	if len(next) != 1 || next[0].ID != "secret/b" {
+		t.Fatalf("RewrapCandidates after provider/a = %+v, want secret/b", next)
+	}
+	cands, err = s.RewrapCandidates(ctx(t), "new", exclude, "", 0, 10)
 	must(t, err)
 	if len(cands) != 2 || cands[1].ID != "secret/b" {
 		t.Fatalf("RewrapCandidates = %d rows, want provider/a and secret/b", len(cands))
