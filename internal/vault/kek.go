@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
 )
 
 // KEK is a key-encryption key: it wraps and unwraps the per-version data keys
@@ -47,8 +48,7 @@ const (
 // LocalKEK is a KEK held in memory, loaded from keygate's master key file.
 // It wraps data keys with AES-256-GCM under a random 96-bit nonce.
 type LocalKEK struct {
-	id   string
-	aead cipher.AEAD
+	gcm *gcmWrapper
 }
 
 // NewLocalKEK returns a LocalKEK for a 32-byte master key. The key bytes are
@@ -57,40 +57,83 @@ func NewLocalKEK(key []byte) (*LocalKEK, error) {
 	if len(key) != MasterKeySize {
 		return nil, fmt.Errorf("vault: a master key must be %d bytes, got %d", MasterKeySize, len(key))
 	}
-	block, err := aes.NewCipher(key)
+	gcm, err := newGCMWrapper(key, "local:", kekIDLabel, "master key")
 	if err != nil {
-		return nil, fmt.Errorf("vault: master key: %w", err)
+		return nil, err
 	}
-	aead, err := cipher.NewGCMWithRandomNonce(block)
-	if err != nil {
-		return nil, fmt.Errorf("vault: master key: %w", err)
-	}
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(kekIDLabel))
-	sum := m.Sum(nil)
-	return &LocalKEK{id: "local:" + hex.EncodeToString(sum[:8]), aead: aead}, nil
+	return &LocalKEK{gcm: gcm}, nil
 }
 
 // ID returns "local:" followed by 16 hex characters derived from the master
 // key by HMAC-SHA256. The same key always has the same ID; the ID reveals
 // nothing about the key.
-func (k *LocalKEK) ID() string { return k.id }
+func (k *LocalKEK) ID() string { return k.gcm.id }
 
-// Wrap encrypts a data key: the output is nonce || ciphertext || tag.
+// Wrap encrypts a data key: the output is nonce || ciphertext || tag. It
+// refuses once this process has wrapped 2^32 data keys under the master key.
 func (k *LocalKEK) Wrap(_ context.Context, dek []byte) ([]byte, error) {
-	return k.aead.Seal(nil, nil, dek, []byte(wrapAD)), nil
+	return k.gcm.wrap(dek)
 }
 
 // Unwrap decrypts a data key produced by Wrap under the same master key. The
 // error wraps ErrTampered when the input is truncated, modified, or was
 // wrapped by another master key.
 func (k *LocalKEK) Unwrap(_ context.Context, wrapped []byte) ([]byte, error) {
-	if len(wrapped) < k.aead.Overhead() {
-		return nil, fmt.Errorf("vault: KEK %s: wrapped data key is truncated (%d bytes): %w", k.id, len(wrapped), ErrTampered)
-	}
-	dek, err := k.aead.Open(nil, nil, wrapped, []byte(wrapAD))
+	return k.gcm.unwrap(wrapped)
+}
+
+// maxGCMWraps is how many data keys one AES-GCM wrapping key may wrap with
+// random 96-bit nonces: NIST SP 800-38D section 8.3 caps random-nonce
+// invocations of one key at 2^32.
+const maxGCMWraps = 1 << 32
+
+// gcmWrapper is the AES-256-GCM data key wrapping shared by every KEK whose
+// key keygate holds in memory (the master key file, a passphrase).
+type gcmWrapper struct {
+	id       string
+	keyName  string // what the key is, for error messages: "master key", "passphrase"
+	aead     cipher.AEAD
+	wraps    atomic.Uint64
+	maxWraps uint64
+}
+
+// newGCMWrapper returns a wrapper for a 32-byte key whose ID is idPrefix
+// followed by 16 hex characters of HMAC-SHA256(key, idLabel). The key bytes
+// are not retained.
+func newGCMWrapper(key []byte, idPrefix, idLabel, keyName string) (*gcmWrapper, error) {
+	block, err := aes.NewCipher(key)
 	if err != nil {
-		return nil, fmt.Errorf("vault: KEK %s: wrapped data key failed authentication (modified, or wrapped by another master key): %w", k.id, ErrTampered)
+		return nil, fmt.Errorf("vault: %s: %w", keyName, err)
+	}
+	aead, err := cipher.NewGCMWithRandomNonce(block)
+	if err != nil {
+		return nil, fmt.Errorf("vault: %s: %w", keyName, err)
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(idLabel))
+	sum := m.Sum(nil)
+	return &gcmWrapper{
+		id:       idPrefix + hex.EncodeToString(sum[:8]),
+		keyName:  keyName,
+		aead:     aead,
+		maxWraps: maxGCMWraps,
+	}, nil
+}
+
+func (w *gcmWrapper) wrap(dek []byte) ([]byte, error) {
+	if n := w.wraps.Add(1); n > w.maxWraps {
+		return nil, fmt.Errorf("vault: KEK %s has wrapped %d data keys in this process, the most one AES-GCM key may safely wrap (NIST SP 800-38D); keygate refuses to wrap more under it: rotate to a new KEK with `keygate vault rotate-kek`", w.id, w.maxWraps)
+	}
+	return w.aead.Seal(nil, nil, dek, []byte(wrapAD)), nil
+}
+
+func (w *gcmWrapper) unwrap(wrapped []byte) ([]byte, error) {
+	if len(wrapped) < w.aead.Overhead() {
+		return nil, fmt.Errorf("vault: KEK %s: wrapped data key is truncated (%d bytes): %w", w.id, len(wrapped), ErrTampered)
+	}
+	dek, err := w.aead.Open(nil, nil, wrapped, []byte(wrapAD))
+	if err != nil {
+		return nil, fmt.Errorf("vault: KEK %s: wrapped data key failed authentication (modified, or wrapped by another %s): %w", w.id, w.keyName, ErrTampered)
 	}
 	return dek, nil
 }

@@ -41,6 +41,9 @@ const (
 // another has not finished.
 var ErrRotationRunning = errors.New("a key-encryption key rotation is already running")
 
+// ErrSameKEK is returned when a rotation names the KEK already current.
+var ErrSameKEK = errors.New("the key-encryption key is already current")
+
 // Rotator rewraps every data key under a new KEK, online and in batches,
 // while keygate keeps serving. Progress lives in the database: a rotation
 // interrupted by a crash resumes when any keygate node starts (or syncs),
@@ -95,7 +98,7 @@ func (r *Rotator) Start(ctx context.Context, kek KEK, url secret.String, batch i
 	}
 	cur := r.v.Current()
 	if kek.ID() == cur.ID() {
-		return store.KEKRotation{}, fmt.Errorf("vault: KEK %s is already the current key-encryption key; name a different key", kek.ID())
+		return store.KEKRotation{}, fmt.Errorf("vault: KEK %s is already the current key-encryption key; name a different key: %w", kek.ID(), ErrSameKEK)
 	}
 	curURL, ok := r.v.kekURL(cur.ID())
 	if !ok {
