@@ -13,7 +13,7 @@ import (
 // adminCommand builds `keygate admin token create`, the way back in for an
 // operator who lost the admin credential.
 func adminCommand(sio cli.IO) *cobra.Command {
-	var configPath, dataDir, database, name string
+	var configPath, dataDir, database, name, role string
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Issue a new admin credential by opening the data directory directly",
@@ -36,7 +36,7 @@ itself. The credential is printed once.`,
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			tok, err := server.CreateAdminToken(cmd.Context(), cfg, name, sio.Stderr)
+			tok, err := server.CreateAdminToken(cmd.Context(), cfg, name, role, sio.Stderr, serverOptions(sio)...)
 			if err != nil {
 				return err
 			}
@@ -50,6 +50,7 @@ itself. The credential is printed once.`,
 	f.StringVar(&dataDir, "data-dir", "", "data directory (default ~/.keygate)")
 	f.StringVar(&database, "database", "", "postgres://... or sqlite:///path (default: SQLite in the data directory)")
 	f.StringVar(&name, "name", "recovered", "a name for the credential")
+	f.StringVar(&role, "role", "admin", "admin (everything) or operator (everything but reading secret values and exporting backups)")
 	token := &cobra.Command{Use: "token", Short: "Manage admin credentials"}
 	token.AddCommand(create)
 	admin := &cobra.Command{Use: "admin", Short: "Operator commands that work on the data directory directly"}

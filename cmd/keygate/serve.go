@@ -1,10 +1,17 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/keygate/keygate/internal/cli"
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/server"
 )
 
@@ -40,10 +47,11 @@ variables, then these flags.`,
 			set("tls-key", func() { cfg.TLS.Key = c.TLS.Key })
 			set("tls-self-signed", func() { cfg.TLS.SelfSigned = c.TLS.SelfSigned })
 			set("allow-plain-http", func() { cfg.AllowPlainHTTP = c.AllowPlainHTTP })
+			set("kek", func() { cfg.KEK = c.KEK })
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			return server.Run(cmd.Context(), cfg, sio.Stdout, sio.Stderr, ready)
+			return server.Run(cmd.Context(), cfg, sio.Stdout, sio.Stderr, ready, serverOptions(sio)...)
 		},
 	}
 	f := cmd.Flags()
@@ -56,5 +64,34 @@ variables, then these flags.`,
 	f.StringVar(&c.TLS.Key, "tls-key", "", "PEM private key for --tls-cert")
 	f.BoolVar(&c.TLS.SelfSigned, "tls-self-signed", false, "serve HTTPS with a generated self-signed certificate (for trials)")
 	f.BoolVar(&c.AllowPlainHTTP, "allow-plain-http", false, "allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy)")
+	f.StringVar(&c.KEK, "kek", "", "key-encryption key URL: file:///path, passphrase://?env=NAME, awskms://..., gcpkms://..., azurekeyvault://..., hashivault://... (default: the master key file in the data directory)")
 	return cmd
+}
+
+// serverOptions gives keygate the process's environment, its terminal (to
+// ask for a KEK passphrase) and its version.
+func serverOptions(sio cli.IO) []server.Option {
+	return []server.Option{
+		server.WithGetenv(sio.Getenv),
+		server.WithPrompt(terminalPrompt(sio.Stdin, sio.Stderr)),
+		server.WithVersion(sio.Version),
+	}
+}
+
+// terminalPrompt asks for a passphrase on the terminal without echoing it.
+func terminalPrompt(in io.Reader, out io.Writer) func(string) (secret.String, error) {
+	return func(prompt string) (secret.String, error) {
+		f, ok := in.(*os.File)
+		if !ok || !term.IsTerminal(int(f.Fd())) {
+			return secret.String{}, errors.New("no terminal to ask for the passphrase on; use passphrase://?env=NAME or passphrase://?file=/path")
+		}
+		fmt.Fprint(out, prompt)
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(out)
+		defer clear(b)
+		if err != nil {
+			return secret.String{}, fmt.Errorf("read the passphrase: %w", err)
+		}
+		return secret.New(string(b)), nil
+	}
 }

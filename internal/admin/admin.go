@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/vault"
 	"github.com/keygate/keygate/internal/web"
 )
 
@@ -36,11 +38,31 @@ type Store interface {
 	ListKeys(ctx context.Context) ([]store.Key, error)
 	RevokeKey(ctx context.Context, id string, at time.Time) (store.Key, error)
 	GetAdminTokenByHash(ctx context.Context, hash []byte) (store.AdminToken, error)
+
+	ListSecretVersions(ctx context.Context, id string) ([]store.SecretVersion, error)
+	ScheduleDestroy(ctx context.Context, id string, below int, at time.Time) (int, error)
+	CreateSecretMeta(ctx context.Context, m store.SecretMeta) error
+	GetSecretMeta(ctx context.Context, name string) (store.SecretMeta, error)
+	ListSecretMeta(ctx context.Context, includeDeleted bool) ([]store.SecretMeta, error)
+	TouchSecretMeta(ctx context.Context, name string, at time.Time) error
+	SoftDeleteSecret(ctx context.Context, name string, at, purgeAt time.Time) error
+	RestoreSecretMeta(ctx context.Context, name string, at time.Time) error
+	PurgeSecret(ctx context.Context, name string) error
 }
 
 // Vault encrypts secrets at rest.
 type Vault interface {
 	Put(ctx context.Context, id string, plaintext secret.String) (int, error)
+	Get(ctx context.Context, id string) (secret.String, int, error)
+	GetVersion(ctx context.Context, id string, version int) (secret.String, error)
+	Forget(id string)
+	KEKID() string
+}
+
+// KEKRotator rotates the vault's key-encryption key.
+type KEKRotator interface {
+	Start(ctx context.Context, kek vault.KEK, url secret.String, batch int, interval time.Duration) (store.KEKRotation, error)
+	Status(ctx context.Context) (vault.RotationStatus, error)
 }
 
 // Hasher computes the stored HMAC of a key or admin credential.
@@ -61,6 +83,23 @@ type Options struct {
 	// KeyRevoked runs after a revocation, so this node's key cache forgets the
 	// key before the next request.
 	KeyRevoked func(keyID string)
+
+	// Rotator rotates the key-encryption key; OpenKEK opens (and probes)
+	// the KEK a rotation names by URL. Without them the vault routes answer
+	// 501.
+	Rotator KEKRotator
+	OpenKEK func(ctx context.Context, url string) (vault.KEK, error)
+	// Backup writes an encrypted backup of keygate's state to w.
+	Backup func(ctx context.Context, w io.Writer) error
+
+	// Version and GatewayURL are reported by GET /status.
+	Version    string
+	GatewayURL string
+	// ProviderKeyGrace is how long a rotated provider key is kept by
+	// default (24h when zero); SecretRecoveryWindow how long a deleted
+	// secret can be restored before it is purged (30 days when zero).
+	ProviderKeyGrace     time.Duration
+	SecretRecoveryWindow time.Duration
 }
 
 // API is the admin HTTP API.
@@ -82,10 +121,23 @@ func New(opts Options) *API {
 	if opts.KeyRevoked == nil {
 		opts.KeyRevoked = func(string) {}
 	}
+	if opts.ProviderKeyGrace == 0 {
+		opts.ProviderKeyGrace = 24 * time.Hour
+	}
+	if opts.SecretRecoveryWindow == 0 {
+		opts.SecretRecoveryWindow = 30 * 24 * time.Hour
+	}
 	a := &API{opts: opts}
 	mux := http.NewServeMux()
 	p := adminapi.Prefix
 	mux.HandleFunc("GET "+p+"/whoami", a.whoAmI)
+	mux.HandleFunc("GET "+p+"/status", a.status)
+	mux.HandleFunc("GET "+p+"/secrets", a.listSecrets)
+	mux.HandleFunc(p+"/secrets/{path...}", a.secretRoute)
+	mux.HandleFunc("POST "+p+"/providers/{name}/rotate", a.rotateProvider)
+	mux.HandleFunc("POST "+p+"/vault/rotate-kek", a.rotateKEK)
+	mux.HandleFunc("GET "+p+"/vault/status", a.vaultStatus)
+	mux.HandleFunc("GET "+p+"/vault/backup", a.backup)
 	mux.HandleFunc("POST "+p+"/providers", a.createProvider)
 	mux.HandleFunc("GET "+p+"/providers", a.listProviders)
 	mux.HandleFunc("GET "+p+"/providers/{name}", a.getProvider)
@@ -101,7 +153,7 @@ func New(opts Options) *API {
 	// before any route runs: there is no anonymous admin route.
 	a.handler = web.Chain(mux,
 		web.NewRequestIDs().Middleware,
-		web.AccessLog(opts.Log, "admin request", nil),
+		web.AccessLogRedacting(opts.Log, "admin request", nil, a.redactPath),
 		web.Recover(opts.Log, func(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusInternalServerError, "internal", "keygate hit an internal error; see its log")
 		}),
@@ -169,7 +221,26 @@ func bearer(h string) (string, bool) {
 
 func (a *API) whoAmI(w http.ResponseWriter, r *http.Request) {
 	tok, _ := r.Context().Value(tokenKey{}).(store.AdminToken)
-	web.WriteJSON(w, http.StatusOK, adminapi.WhoAmI{TokenID: tok.ID, Name: tok.Name})
+	web.WriteJSON(w, http.StatusOK, adminapi.WhoAmI{TokenID: tok.ID, Name: tok.Name, Role: tok.Role})
+}
+
+// caller returns the admin credential the request was authenticated with.
+func caller(r *http.Request) store.AdminToken {
+	tok, _ := r.Context().Value(tokenKey{}).(store.AdminToken)
+	return tok
+}
+
+// requireAdmin answers 403 unless the caller's role is admin.
+func requireAdmin(w http.ResponseWriter, r *http.Request, what string) bool {
+	if caller(r).Role == adminapi.RoleAdmin {
+		return true
+	}
+	writeError(w, http.StatusForbidden, "forbidden", "only an admin credential may "+what+"; this one has role "+caller(r).Role)
+	return false
+}
+
+func (a *API) status(w http.ResponseWriter, r *http.Request) {
+	web.WriteJSON(w, http.StatusOK, adminapi.Status{Version: a.opts.Version, GatewayURL: a.opts.GatewayURL, KEKID: a.opts.Vault.KEKID()})
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
@@ -199,19 +270,22 @@ func EnsureBootstrapToken(ctx context.Context, st TokenStore, h Hasher, now time
 	if n > 0 {
 		return secret.String{}, false, nil
 	}
-	tok, err := NewToken(ctx, st, h, "bootstrap", now)
+	tok, err := NewToken(ctx, st, h, "bootstrap", adminapi.RoleAdmin, now)
 	return tok, err == nil, err
 }
 
-// NewToken issues an admin credential with the given name and returns it
-// for a one-time display; only its HMAC is stored.
-func NewToken(ctx context.Context, st TokenStore, h Hasher, name string, now time.Time) (secret.String, error) {
+// NewToken issues an admin credential with the given name and role (admin
+// or operator) and returns it for a one-time display; only its HMAC is stored.
+func NewToken(ctx context.Context, st TokenStore, h Hasher, name, role string, now time.Time) (secret.String, error) {
+	if role != adminapi.RoleAdmin && role != adminapi.RoleOperator {
+		return secret.String{}, fmt.Errorf("role %q must be %s or %s", role, adminapi.RoleAdmin, adminapi.RoleOperator)
+	}
 	tok, err := apikey.GenerateAdmin()
 	if err != nil {
 		return secret.String{}, err
 	}
 	hash := h.Hash(tok.Reveal())
-	err = st.CreateAdminToken(ctx, store.AdminToken{ID: newID("adm_"), Name: name, Hash: hash[:], CreatedAt: now.UTC()})
+	err = st.CreateAdminToken(ctx, store.AdminToken{ID: newID("adm_"), Name: name, Role: role, Hash: hash[:], CreatedAt: now.UTC()})
 	if err != nil {
 		return secret.String{}, fmt.Errorf("store the admin credential: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -47,6 +48,7 @@ type harness struct {
 	dbPath string
 	st     *store.Store
 	vault  *vault.Vault
+	rot    *vault.Rotator
 	hasher *apikey.Hasher
 	api    *admin.API
 	log    *lockedBuffer
@@ -89,7 +91,27 @@ func newHarness(t *testing.T) *harness {
 		t.Fatalf("bootstrap token: created=%v err=%v", created, err)
 	}
 	h.token = tok.Reveal()
+	h.rot = vault.NewRotator(t.Context(), h.vault, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(h.rot.Wait)
 	h.api = admin.New(admin.Options{
+		Rotator: h.rot,
+		OpenKEK: func(ctx context.Context, url string) (vault.KEK, error) {
+			o, err := vault.OpenKEK(ctx, url, vault.KEKOptions{DataDir: t.TempDir(), Create: true, Registry: st})
+			if err != nil {
+				return nil, err
+			}
+			t.Cleanup(func() { _ = o.Close() })
+			return o.KEK, nil
+		},
+		Backup: func(ctx context.Context, w io.Writer) error {
+			snap, err := st.ExportSnapshot(ctx)
+			if err != nil {
+				return err
+			}
+			return vault.WriteBackup(ctx, w, h.vault.Current(), snap, h.now)
+		},
+		GatewayURL: "http://127.0.0.1:8787",
+		Version:    "test",
 		Store: st, Vault: h.vault, Hasher: hasher,
 		Log: slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now: func() time.Time { return h.now },
@@ -328,7 +350,7 @@ func TestWhoAmI(t *testing.T) {
 	w = h.call("GET", "/api/v1/whoami", "", "Bearer "+other.Reveal())
 	h.mustStatus(w, http.StatusOK)
 	decode(t, w, &who)
-	if who != (adminapi.WhoAmI{TokenID: "adm_automation", Name: "automation"}) {
+	if who != (adminapi.WhoAmI{TokenID: "adm_automation", Name: "automation", Role: adminapi.RoleAdmin}) {
 		t.Fatalf("whoami for the second credential: %+v", who)
 	}
 

@@ -30,6 +30,18 @@ type Config struct {
 	Database string `yaml:"database"`
 	// MasterKeyFile is the local key-encryption key; empty means <data_dir>/master.key.
 	MasterKeyFile string `yaml:"master_key_file"`
+	// KEK is the URL of the key-encryption key that wraps every data key:
+	// file:///path (a local key file; the default, at master_key_file),
+	// passphrase://?env=NAME, passphrase://?file=/path or passphrase:// (asked
+	// on the terminal), or a KMS key: awskms://, gcpkms://, azurekeyvault://,
+	// hashivault://, or base64key:// (a local key, for trials).
+	KEK string `yaml:"kek"`
+	// KEKPrevious lists KEK URLs that still unwrap records not yet rewrapped
+	// by a rotation. A rotation records its KEKs' URLs sealed in the vault,
+	// so this is needed only to recover from an unusual state.
+	KEKPrevious []string `yaml:"kek_previous"`
+	// Vault tunes the secrets store.
+	Vault Vault `yaml:"vault"`
 	// Listen is the gateway (data plane) address.
 	Listen string `yaml:"listen"`
 	// AdminListen is the admin API address.
@@ -79,6 +91,23 @@ type Upstream struct {
 	MaxIdleConnsPerHost int `yaml:"max_idle_conns_per_host"`
 }
 
+// Vault tunes the secrets store.
+type Vault struct {
+	// ReadCacheTTL is how long a provider key read from the vault is reused
+	// before it is read again (0 reads every time). Changes made through
+	// this node apply at once.
+	ReadCacheTTL time.Duration `yaml:"read_cache_ttl"`
+	// ProviderKeyGrace is how long a rotated-out provider key is kept before
+	// it is destroyed, unless the rotation names its own grace.
+	ProviderKeyGrace time.Duration `yaml:"provider_key_grace"`
+	// SecretRecoveryWindow is how long a deleted secret can be restored
+	// before it is purged.
+	SecretRecoveryWindow time.Duration `yaml:"secret_recovery_window"`
+	// JanitorInterval is how often superseded provider keys past their grace
+	// and deleted secrets past their recovery window are destroyed.
+	JanitorInterval time.Duration `yaml:"janitor_interval"`
+}
+
 // Log configures the process log.
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
@@ -103,6 +132,12 @@ func Default(home string) Config {
 			MaxIdleConnsPerHost:   256,
 		},
 		Log: Log{Level: "info", Format: "text", Requests: true},
+		Vault: Vault{
+			ReadCacheTTL:         5 * time.Second,
+			ProviderKeyGrace:     24 * time.Hour,
+			SecretRecoveryWindow: 30 * 24 * time.Hour,
+			JanitorInterval:      time.Minute,
+		},
 	}
 }
 
@@ -141,6 +176,15 @@ func (c Config) MasterKeyPath() string {
 		return c.MasterKeyFile
 	}
 	return filepath.Join(c.DataDir, "master.key")
+}
+
+// KEKURL returns the URL of the key-encryption key: kek, or the master key
+// file as a file:// URL.
+func (c Config) KEKURL() string {
+	if c.KEK != "" {
+		return c.KEK
+	}
+	return "file://" + filepath.ToSlash(c.MasterKeyPath())
 }
 
 // TrustedProxyPrefixes returns the parsed trusted proxy CIDRs (call after Validate).
@@ -202,6 +246,24 @@ func (c Config) Validate() error {
 	if c.TLS.SelfSigned && c.TLS.Cert != "" {
 		bad("tls.self_signed", "cannot be combined with tls.cert")
 	}
+	if c.KEK != "" && c.MasterKeyFile != "" {
+		bad("kek", "set either kek or master_key_file, not both (kek: file:///path names a key file)")
+	}
+	for i, k := range append([]string{c.KEK}, c.KEKPrevious...) {
+		field := "kek"
+		if i > 0 {
+			field = fmt.Sprintf("kek_previous[%d]", i-1)
+		}
+		if k == "" && i == 0 {
+			continue
+		}
+		if u, err := url.Parse(k); err != nil || u.Scheme == "" {
+			bad(field, "must be a URL such as file:///path/master.key, passphrase://?env=NAME or awskms://...; got something else (not shown: it may hold key material)")
+		}
+	}
+	if c.Vault.ReadCacheTTL < 0 {
+		bad("vault.read_cache_ttl", "must not be negative")
+	}
 	if c.MaxBodyBytes <= 0 {
 		bad("max_body_bytes", "must be positive")
 	}
@@ -211,6 +273,8 @@ func (c Config) Validate() error {
 	}{
 		{"shutdown_grace", c.ShutdownGrace}, {"key_cache_ttl", c.KeyCacheTTL}, {"provider_refresh", c.ProviderRefresh},
 		{"upstream.dial_timeout", c.Upstream.DialTimeout}, {"upstream.response_header_timeout", c.Upstream.ResponseHeaderTimeout},
+		{"vault.provider_key_grace", c.Vault.ProviderKeyGrace}, {"vault.secret_recovery_window", c.Vault.SecretRecoveryWindow},
+		{"vault.janitor_interval", c.Vault.JanitorInterval},
 	} {
 		if d.v <= 0 {
 			bad(d.field, "must be a positive duration such as 10s")

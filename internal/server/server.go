@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keygate/keygate/internal/admin"
@@ -36,10 +37,42 @@ type Listening struct {
 	Gateway, Admin string // URLs, such as http://127.0.0.1:8787
 }
 
+// Option adjusts how Run, CreateAdminToken and Restore reach their
+// surroundings.
+type Option func(*runOptions)
+
+type runOptions struct {
+	getenv  func(string) string
+	prompt  func(string) (secret.String, error)
+	version string
+}
+
+// WithGetenv sets how passphrase://?env=NAME KEK URLs read the environment
+// (default os.Getenv).
+func WithGetenv(getenv func(string) string) Option { return func(o *runOptions) { o.getenv = getenv } }
+
+// WithPrompt sets how a passphrase:// KEK asks for its passphrase on the
+// terminal (default: there is no terminal).
+func WithPrompt(prompt func(string) (secret.String, error)) Option {
+	return func(o *runOptions) { o.prompt = prompt }
+}
+
+// WithVersion sets the version the admin API reports.
+func WithVersion(v string) Option { return func(o *runOptions) { o.version = v } }
+
+func applyOptions(opts []Option) runOptions {
+	o := runOptions{getenv: os.Getenv, version: "dev"}
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
 // Run builds every part from the configuration, serves until ctx ends,
 // then shuts down gracefully: new connections are refused and in-flight
 // requests and streams get up to shutdown_grace to finish.
-func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready func(Listening)) error {
+func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready func(Listening), opts ...Option) error {
+	o := applyOptions(opts)
 	logOut := logbuf.New(stderr, 64<<10, 100*time.Millisecond)
 	defer logOut.Close()
 	log := newLogger(cfg.Log, logOut)
@@ -47,15 +80,23 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 		return fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
 	}
 
-	c, err := openCore(ctx, cfg, log, true)
+	// Background work (KEK rewraps, vault sync, the janitor) runs until
+	// shutdown, after the listeners have drained.
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
+	c, err := openCore(ctx, bg, cfg, log, true, o)
 	if err != nil {
 		return err
 	}
-	defer c.st.Close()
-	kek, st, v, hasher := c.kek, c.st, c.vault, c.hasher
+	var bgWG sync.WaitGroup
+	defer c.close()
+	defer c.rot.Wait()
+	defer bgWG.Wait()
+	defer stopBG()
+	st, v, hasher := c.st, c.vault, c.hasher
 	verifier := apikey.NewVerifier(hasher, st, apikey.WithTTL(cfg.KeyCacheTTL))
 
-	loadTable := func(ctx context.Context) (*route.Table, error) { return route.Load(ctx, st, v) }
+	loadTable := func(ctx context.Context) (*route.Table, error) { return route.Load(ctx, st, cachedReads{v}) }
 	table, err := loadTable(ctx)
 	if err != nil {
 		return err
@@ -75,12 +116,6 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 		LoadTable:      loadTable,
 		KeyUsed:        used.Seen,
 	}, table)
-	adm := admin.New(admin.Options{
-		Store: st, Vault: v, Hasher: hasher, Log: log,
-		ProvidersChanged: gw.Reload,
-		KeyRevoked:       verifier.Invalidate,
-	})
-
 	bootstrap, isNew, err := admin.EnsureBootstrapToken(ctx, st, hasher, time.Now())
 	if err != nil {
 		return fmt.Errorf("admin credential: %w", err)
@@ -104,6 +139,26 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 		scheme = "https"
 	}
 	addrs := Listening{Gateway: scheme + "://" + gwLn.Addr().String(), Admin: scheme + "://" + admLn.Addr().String()}
+	adm := admin.New(admin.Options{
+		Store: st, Vault: v, Hasher: hasher, Log: log,
+		ProvidersChanged: gw.Reload,
+		KeyRevoked:       verifier.Invalidate,
+		Rotator:          c.rot,
+		OpenKEK: func(ctx context.Context, url string) (vault.KEK, error) {
+			return c.openKEK(ctx, url, true)
+		},
+		Backup: func(ctx context.Context, w io.Writer) error {
+			snap, err := st.ExportSnapshot(ctx)
+			if err != nil {
+				return err
+			}
+			return vault.WriteBackup(ctx, w, v.Current(), snap, time.Now())
+		},
+		Version:              o.version,
+		GatewayURL:           addrs.Gateway,
+		ProviderKeyGrace:     cfg.Vault.ProviderKeyGrace,
+		SecretRecoveryWindow: cfg.Vault.SecretRecoveryWindow,
+	})
 
 	if isNew {
 		fmt.Fprintf(stdout, `
@@ -116,7 +171,7 @@ Log the CLI in with:  keygate login   (or export KEYGATE_ADMIN_TOKEN=...)
 `, bootstrap.Reveal())
 	}
 	fmt.Fprintf(stdout, "keygate gateway listening on %s (OpenAI base URL %s/v1)\nkeygate admin API listening on %s\n", addrs.Gateway, addrs.Gateway, addrs.Admin)
-	log.Info("keygate started", "gateway", addrs.Gateway, "admin", addrs.Admin, "database", st.Dialect().String(), "providers", len(table.Upstreams()), "kek", kek.ID())
+	log.Info("keygate started", "gateway", addrs.Gateway, "admin", addrs.Admin, "database", st.Dialect().String(), "providers", len(table.Upstreams()), "kek", v.KEKID(), "kek_url", vault.RedactKEKURL(cfg.KEKURL()))
 
 	servers := []*http.Server{newServer(gw, log), newServer(adm, log)}
 	errc := make(chan error, 2)
@@ -128,6 +183,21 @@ Log the CLI in with:  keygate login   (or export KEYGATE_ADMIN_TOKEN=...)
 	go gw.RefreshEvery(refreshCtx, cfg.ProviderRefresh)
 	usedDone := make(chan struct{})
 	go func() { used.Run(refreshCtx, 5*time.Second); close(usedDone) }()
+	bgWG.Add(2)
+	go every(bg, &bgWG, cfg.ProviderRefresh, func() {
+		if err := c.rot.Sync(bg); err != nil {
+			log.Error("vault: could not follow the key-encryption key rotation; new secrets stay sealed under the old key until this is fixed", "err", err)
+		}
+	})
+	go every(bg, &bgWG, cfg.Vault.JanitorInterval, func() {
+		destroyed, purged, err := vault.Sweep(bg, st, v, time.Now())
+		if err != nil {
+			log.Error("vault: could not destroy expired secret versions; will retry", "err", err)
+		}
+		if destroyed+purged > 0 {
+			log.Info("vault: destroyed expired secrets", "superseded_versions", destroyed, "deleted_secrets", purged)
+		}
+	})
 	if ready != nil {
 		ready(addrs)
 	}
@@ -156,57 +226,147 @@ Log the CLI in with:  keygate login   (or export KEYGATE_ADMIN_TOKEN=...)
 
 // core is the state every keygate command that opens the data directory needs.
 type core struct {
-	kek    *vault.LocalKEK
-	st     *store.Store
-	vault  *vault.Vault
-	hasher *apikey.Hasher
+	cfg     config.Config
+	o       runOptions
+	st      *store.Store
+	vault   *vault.Vault
+	rot     *vault.Rotator
+	hasher  *apikey.Hasher
+	mu      sync.Mutex
+	closers []func() error
 }
 
-// openCore opens the master key, the database, the vault and the key pepper.
-// With create false, a missing master key is an error instead of a new key:
-// commands other than serve must never start a second, empty vault.
-func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, create bool) (*core, error) {
-	if !create {
+// openCore opens the database, the key-encryption key, the vault and the
+// key pepper. With create false, a missing master key is an error instead
+// of a new key: commands other than serve must never start a second, empty
+// vault. A new key (or passphrase KEK) is made only for an empty vault, so a
+// mistyped passphrase or a lost key file fails instead of starting over.
+// bg bounds background rewraps.
+func openCore(ctx, bg context.Context, cfg config.Config, log *slog.Logger, create bool, o runOptions) (*core, error) {
+	if !create && cfg.KEK == "" {
 		if _, err := os.Stat(cfg.MasterKeyPath()); err != nil {
 			return nil, fmt.Errorf("master key %s: %w (point --data-dir or --config at the keygate installation)", cfg.MasterKeyPath(), err)
 		}
-	}
-	kek, created, err := vault.LoadOrCreateKeyFile(cfg.MasterKeyPath())
-	if err != nil {
-		return nil, fmt.Errorf("master key: %w", err)
-	}
-	if created {
-		log.Info("created a new master key; back it up: without it the vault cannot be opened", "path", cfg.MasterKeyPath())
 	}
 	st, err := store.Open(ctx, cfg.DatabaseURL())
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}
-	v := vault.New(kek, st)
-	pepper, err := v.Ensure(ctx, "system/key-pepper", 32)
+	c := &core{cfg: cfg, o: o, st: st}
+	c.closers = append(c.closers, st.Close)
+	ok := false
+	defer func() {
+		if !ok {
+			c.close()
+		}
+	}()
+	counts, err := st.CountByKEK(ctx)
 	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("key pepper: %w", err)
+		return nil, fmt.Errorf("database: %w", err)
 	}
-	hasher, err := apikey.NewHasher([]byte(pepper.Reveal()))
+	opened, err := vault.OpenKEK(ctx, cfg.KEKURL(), c.kekOptions(create && len(counts) == 0, o.prompt, st))
 	if err != nil {
-		st.Close()
+		return nil, fmt.Errorf("key-encryption key: %w", err)
+	}
+	c.closers = append(c.closers, opened.Close)
+	if opened.Created {
+		log.Info("created a new key-encryption key; back it up: without it the vault cannot be opened", "kek", opened.URL, "id", opened.KEK.ID())
+	}
+	var previous []vault.KEK
+	for _, u := range cfg.KEKPrevious {
+		k, err := c.openKEK(ctx, u, false)
+		if err != nil {
+			return nil, fmt.Errorf("kek_previous: %w", err)
+		}
+		previous = append(previous, k)
+	}
+	c.vault = vault.New(opened.KEK, st,
+		vault.WithPrevious(previous...),
+		vault.WithKEKOpener(func(ctx context.Context, url string) (vault.KEK, error) { return c.openKEK(ctx, url, false) }),
+		vault.WithReadCache(cfg.Vault.ReadCacheTTL))
+	c.vault.SetKEKURL(opened.KEK.ID(), secret.New(cfg.KEKURL()))
+	c.rot = vault.NewRotator(bg, c.vault, st, log)
+	if err := c.rot.Sync(ctx); err != nil {
 		return nil, err
 	}
-	return &core{kek: kek, st: st, vault: v, hasher: hasher}, nil
+	pepper, err := c.vault.Ensure(ctx, "system/key-pepper", 32)
+	if err != nil {
+		return nil, fmt.Errorf("key pepper: %w", err)
+	}
+	if c.hasher, err = apikey.NewHasher([]byte(pepper.Reveal())); err != nil {
+		return nil, err
+	}
+	ok = true
+	return c, nil
+}
+
+func (c *core) kekOptions(create bool, prompt func(string) (secret.String, error), reg vault.KEKRegistry) vault.KEKOptions {
+	return vault.KEKOptions{DataDir: c.cfg.DataDir, Create: create, Getenv: c.o.getenv, Prompt: prompt, Registry: reg}
+}
+
+// openKEK opens a KEK by URL with no terminal prompt (a rotation or a
+// sealed URL cannot ask), keeping it open until the core closes.
+func (c *core) openKEK(ctx context.Context, url string, create bool) (vault.KEK, error) {
+	opened, err := vault.OpenKEK(ctx, url, c.kekOptions(create, nil, c.st))
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.closers = append(c.closers, opened.Close)
+	c.mu.Unlock()
+	return opened.KEK, nil
+}
+
+func (c *core) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := len(c.closers) - 1; i >= 0; i-- {
+		if c.closers[i] != nil {
+			_ = c.closers[i]()
+		}
+	}
+	c.closers = nil
+}
+
+// cachedReads lets the provider table read keys through the vault's read
+// cache: a refresh every few seconds costs no database or KMS round trip
+// per provider, and a rotation through this node is seen at once.
+type cachedReads struct{ v *vault.Vault }
+
+func (c cachedReads) Get(ctx context.Context, id string) (secret.String, int, error) {
+	return c.v.GetCached(ctx, id)
+}
+
+// every runs fn each interval until ctx ends, then marks wg done.
+func every(ctx context.Context, wg *sync.WaitGroup, interval time.Duration, fn func()) {
+	defer wg.Done()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
+		}
+	}
 }
 
 // CreateAdminToken issues a new admin credential by opening the data
 // directory directly, for an operator who has lost theirs: holding the
-// master key and the database already means holding everything keygate
-// protects, so this grants nothing new. keygate need not be running.
-func CreateAdminToken(ctx context.Context, cfg config.Config, name string, stderr io.Writer) (secret.String, error) {
-	c, err := openCore(ctx, cfg, newLogger(cfg.Log, stderr), false)
+// key-encryption key and the database already means holding everything
+// keygate protects, so this grants nothing new. keygate need not be running.
+func CreateAdminToken(ctx context.Context, cfg config.Config, name, role string, stderr io.Writer, opts ...Option) (secret.String, error) {
+	bg, stop := context.WithCancel(ctx)
+	defer stop()
+	c, err := openCore(ctx, bg, cfg, newLogger(cfg.Log, stderr), false, applyOptions(opts))
 	if err != nil {
 		return secret.String{}, err
 	}
-	defer c.st.Close()
-	return admin.NewToken(ctx, c.st, c.hasher, name, time.Now())
+	defer c.close()
+	defer c.rot.Wait()
+	defer stop()
+	return admin.NewToken(ctx, c.st, c.hasher, name, role, time.Now())
 }
 
 func newServer(h http.Handler, log *slog.Logger) *http.Server {

@@ -1,0 +1,317 @@
+package admin
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/secret"
+	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/web"
+)
+
+// maxSecretValue bounds a stored secret's size.
+const maxSecretValue = 64 << 10
+
+// secretRoute dispatches /secrets/{name}[:action]. Names hold slashes, so
+// the action follows a colon, which names cannot contain.
+func (a *API) secretRoute(w http.ResponseWriter, r *http.Request) {
+	name, action, _ := strings.Cut(r.PathValue("path"), ":")
+	if err := adminapi.ValidSecretName(name); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	switch r.Method + " " + action {
+	case "PUT ":
+		a.putSecret(w, r, name)
+	case "GET ":
+		a.getSecret(w, r, name)
+	case "DELETE ":
+		a.deleteSecret(w, r, name)
+	case "GET versions":
+		a.secretVersions(w, r, name)
+	case "GET value":
+		a.secretValue(w, r, name)
+	case "POST rollback":
+		a.rollbackSecret(w, r, name)
+	case "POST restore":
+		a.restoreSecret(w, r, name)
+	default:
+		writeError(w, http.StatusNotFound, "not_found", "no admin API route "+r.Method+" "+r.URL.Path+
+			"; secrets take PUT, GET and DELETE, GET :versions, GET :value, POST :rollback and POST :restore")
+	}
+}
+
+// secretRef identifies a secret in logs by an HMAC of its name, never the
+// name itself: names can say more than they should ("acme/merger-db").
+func (a *API) secretRef(name string) string {
+	h := a.opts.Hasher.Hash("secret-name:" + name)
+	return hex.EncodeToString(h[:8])
+}
+
+// redactPath replaces a secret's name in a logged path with its reference.
+func (a *API) redactPath(p string) string {
+	rest, ok := strings.CutPrefix(p, adminapi.Prefix+"/secrets/")
+	if !ok || rest == "" {
+		return p
+	}
+	name, action, hasAction := strings.Cut(rest, ":")
+	out := adminapi.Prefix + "/secrets/ref:" + a.secretRef(name)
+	if hasAction {
+		out += ":" + action
+	}
+	return out
+}
+
+func (a *API) putSecret(w http.ResponseWriter, r *http.Request, name string) {
+	var req adminapi.PutSecretRequest
+	if err := web.DecodeJSON(w, r, maxAdminBody, &req); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	val := secret.New(req.Value)
+	req.Value = ""
+	switch {
+	case val.IsZero():
+		writeError(w, http.StatusBadRequest, "bad_request", "value is required and must not be empty")
+		return
+	case len(val.Reveal()) > maxSecretValue:
+		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("value is %d bytes; keygate stores secrets up to %d bytes", len(val.Reveal()), maxSecretValue))
+		return
+	}
+	ctx := r.Context()
+	now := a.opts.Now().UTC()
+	m, err := a.opts.Store.GetSecretMeta(ctx, name)
+	created := false
+	if errors.Is(err, store.ErrNotFound) {
+		m = store.SecretMeta{Name: name, RecordID: "secret/" + newID("sec_"), CreatedAt: now, UpdatedAt: now}
+		err = a.opts.Store.CreateSecretMeta(ctx, m)
+		created = err == nil
+		if errors.Is(err, store.ErrConflict) { // another writer created it first
+			m, err = a.opts.Store.GetSecretMeta(ctx, name)
+		}
+	}
+	if err != nil {
+		a.internal(w, "store the secret", err)
+		return
+	}
+	if m.DeletedAt != nil {
+		writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("secret %q was deleted at %s; restore it (keygate secret restore %s) or purge it (keygate secret delete %s --purge) before storing it again",
+			name, m.DeletedAt.Format(time.RFC3339), name, name))
+		return
+	}
+	ver, err := a.opts.Vault.Put(ctx, m.RecordID, val)
+	if err != nil {
+		a.internal(w, "store the secret", err)
+		return
+	}
+	if err := a.opts.Store.TouchSecretMeta(ctx, name, now); err != nil {
+		a.opts.Log.Warn("secret stored but its update time was not", "secret_ref", a.secretRef(name), "err", err)
+	}
+	a.opts.Log.Info("secret stored", "actor", caller(r).ID, "secret_ref", a.secretRef(name), "version", ver)
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	a.writeSecretMeta(w, r, name, status)
+}
+
+func (a *API) writeSecretMeta(w http.ResponseWriter, r *http.Request, name string, status int) {
+	m, err := a.opts.Store.GetSecretMeta(r.Context(), name)
+	if err != nil {
+		a.secretLookupError(w, name, err)
+		return
+	}
+	web.WriteJSON(w, status, secretView(m))
+}
+
+func secretView(m store.SecretMeta) adminapi.Secret {
+	return adminapi.Secret{
+		Name: m.Name, CurrentVersion: m.CurrentVersion, Versions: m.Versions,
+		CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt, DeletedAt: m.DeletedAt, PurgeAt: m.PurgeAt,
+	}
+}
+
+func (a *API) secretLookupError(w http.ResponseWriter, name string, err error) {
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no secret named %q", name))
+		return
+	}
+	a.internal(w, "read the secret", err)
+}
+
+// liveSecret returns a secret that is not soft-deleted, or answers the
+// request and returns false.
+func (a *API) liveSecret(w http.ResponseWriter, r *http.Request, name string) (store.SecretMeta, bool) {
+	m, err := a.opts.Store.GetSecretMeta(r.Context(), name)
+	if err != nil {
+		a.secretLookupError(w, name, err)
+		return m, false
+	}
+	if m.DeletedAt != nil {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("secret %q was deleted at %s; restore it with keygate secret restore %s until %s",
+			name, m.DeletedAt.Format(time.RFC3339), name, m.PurgeAt.Format(time.RFC3339)))
+		return m, false
+	}
+	return m, true
+}
+
+func (a *API) getSecret(w http.ResponseWriter, r *http.Request, name string) {
+	a.writeSecretMeta(w, r, name, http.StatusOK)
+}
+
+func (a *API) listSecrets(w http.ResponseWriter, r *http.Request) {
+	ms, err := a.opts.Store.ListSecretMeta(r.Context(), r.URL.Query().Get("deleted") == "true")
+	if err != nil {
+		a.internal(w, "list secrets", err)
+		return
+	}
+	out := adminapi.SecretList{Secrets: make([]adminapi.Secret, 0, len(ms))}
+	for _, m := range ms {
+		out.Secrets = append(out.Secrets, secretView(m))
+	}
+	web.WriteJSON(w, http.StatusOK, out)
+}
+
+func (a *API) secretVersions(w http.ResponseWriter, r *http.Request, name string) {
+	m, err := a.opts.Store.GetSecretMeta(r.Context(), name)
+	if err != nil {
+		a.secretLookupError(w, name, err)
+		return
+	}
+	vs, err := a.opts.Store.ListSecretVersions(r.Context(), m.RecordID)
+	if err != nil {
+		a.internal(w, "list the secret's versions", err)
+		return
+	}
+	out := adminapi.SecretVersionList{Name: name, Versions: make([]adminapi.SecretVersion, 0, len(vs))}
+	for i, v := range vs {
+		out.Versions = append(out.Versions, adminapi.SecretVersion{
+			Version: v.Version, Current: i == len(vs)-1, KEKID: v.KEKID, Format: v.Format,
+			CreatedAt: v.CreatedAt, DestroyAt: v.DestroyAt,
+		})
+	}
+	web.WriteJSON(w, http.StatusOK, out)
+}
+
+// secretValue is the one route that returns a secret in clear. Only admins
+// may call it, and every call is logged with who asked.
+func (a *API) secretValue(w http.ResponseWriter, r *http.Request, name string) {
+	if !requireAdmin(w, r, "read secret values") {
+		a.opts.Log.Warn("secret value read refused", "actor", caller(r).ID, "role", caller(r).Role, "secret_ref", a.secretRef(name))
+		return
+	}
+	m, ok := a.liveSecret(w, r, name)
+	if !ok {
+		return
+	}
+	version := 0
+	if q := r.URL.Query().Get("version"); q != "" {
+		n, err := strconv.Atoi(q)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("version %q must be a whole number from 1", q))
+			return
+		}
+		version = n
+	}
+	var val secret.String
+	var err error
+	if version == 0 {
+		val, version, err = a.opts.Vault.Get(r.Context(), m.RecordID)
+	} else {
+		val, err = a.opts.Vault.GetVersion(r.Context(), m.RecordID, version)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("secret %q has no version %d", name, version))
+		return
+	}
+	if err != nil {
+		a.internal(w, "open the secret", err)
+		return
+	}
+	a.opts.Log.Info("secret value read", "actor", caller(r).ID, "secret_ref", a.secretRef(name), "version", version)
+	web.WriteJSON(w, http.StatusOK, adminapi.SecretValue{Name: name, Version: version, Value: val.Reveal()})
+}
+
+func (a *API) rollbackSecret(w http.ResponseWriter, r *http.Request, name string) {
+	var req adminapi.RollbackSecretRequest
+	if err := web.DecodeJSON(w, r, maxAdminBody, &req); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	m, ok := a.liveSecret(w, r, name)
+	if !ok {
+		return
+	}
+	if req.Version < 1 || req.Version >= m.CurrentVersion {
+		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("version must be an earlier version of %q, 1 to %d", name, m.CurrentVersion-1))
+		return
+	}
+	ctx := r.Context()
+	old, err := a.opts.Vault.GetVersion(ctx, m.RecordID, req.Version)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("secret %q has no version %d", name, req.Version))
+		return
+	}
+	if err != nil {
+		a.internal(w, "open the earlier version", err)
+		return
+	}
+	ver, err := a.opts.Vault.Put(ctx, m.RecordID, old)
+	if err != nil {
+		a.internal(w, "store the rolled-back value", err)
+		return
+	}
+	_ = a.opts.Store.TouchSecretMeta(ctx, name, a.opts.Now())
+	a.opts.Log.Info("secret rolled back", "actor", caller(r).ID, "secret_ref", a.secretRef(name), "from_version", req.Version, "version", ver)
+	a.writeSecretMeta(w, r, name, http.StatusOK)
+}
+
+func (a *API) deleteSecret(w http.ResponseWriter, r *http.Request, name string) {
+	ctx := r.Context()
+	m, err := a.opts.Store.GetSecretMeta(ctx, name)
+	if err != nil {
+		a.secretLookupError(w, name, err)
+		return
+	}
+	if r.URL.Query().Get("purge") == "true" {
+		if err := a.opts.Store.PurgeSecret(ctx, name); err != nil {
+			a.secretLookupError(w, name, err)
+			return
+		}
+		a.opts.Vault.Forget(m.RecordID)
+		a.opts.Log.Info("secret purged", "actor", caller(r).ID, "secret_ref", a.secretRef(name))
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if m.DeletedAt != nil {
+		writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("secret %q is already deleted; purge it now with ?purge=true or restore it", name))
+		return
+	}
+	now := a.opts.Now().UTC()
+	if err := a.opts.Store.SoftDeleteSecret(ctx, name, now, now.Add(a.opts.SecretRecoveryWindow)); err != nil {
+		a.secretLookupError(w, name, err)
+		return
+	}
+	a.opts.Vault.Forget(m.RecordID)
+	a.opts.Log.Info("secret deleted", "actor", caller(r).ID, "secret_ref", a.secretRef(name))
+	a.writeSecretMeta(w, r, name, http.StatusOK)
+}
+
+func (a *API) restoreSecret(w http.ResponseWriter, r *http.Request, name string) {
+	if err := a.opts.Store.RestoreSecretMeta(r.Context(), name, a.opts.Now()); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no deleted secret named %q (a purged secret cannot be restored)", name))
+			return
+		}
+		a.internal(w, "restore the secret", err)
+		return
+	}
+	a.opts.Log.Info("secret restored", "actor", caller(r).ID, "secret_ref", a.secretRef(name))
+	a.writeSecretMeta(w, r, name, http.StatusOK)
+}
