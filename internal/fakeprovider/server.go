@@ -103,8 +103,9 @@ type Server struct {
 	seq   atomic.Uint64
 	count atomic.Int64
 
-	mu   sync.Mutex
-	seen []Seen
+	mu    sync.Mutex
+	seen  []Seen
+	extra []string // keys accepted besides Options.APIKey, see AddAPIKey
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -271,9 +272,23 @@ func (s *Server) knownModel(m string) bool {
 	return ok
 }
 
-// keyMatches compares a presented key with the configured one in constant time.
+// keyMatches compares a presented key with each accepted one in constant time.
 func (s *Server) keyMatches(presented string) bool {
-	return subtle.ConstantTimeCompare([]byte(presented), []byte(s.opts.APIKey)) == 1
+	ok := subtle.ConstantTimeCompare([]byte(presented), []byte(s.opts.APIKey)) == 1
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range s.extra {
+		ok = subtle.ConstantTimeCompare([]byte(presented), []byte(k)) == 1 || ok
+	}
+	return ok
+}
+
+// AddAPIKey makes the fake accept key as well as its configured one, as a
+// provider does while an account rolls from one key to the next.
+func (s *Server) AddAPIKey(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.extra = append(s.extra, key)
 }
 
 // MaskKey masks a key the way OpenAI does in "Incorrect API key provided"

@@ -291,7 +291,7 @@ func openCore(ctx, bg context.Context, cfg config.Config, log *slog.Logger, crea
 	}
 	pepper, err := c.vault.Ensure(ctx, "system/key-pepper", 32)
 	if err != nil {
-		return nil, fmt.Errorf("key pepper: %w", err)
+		return nil, fmt.Errorf("open the vault with KEK %s (%s): %w", vault.RedactKEKURL(cfg.KEKURL()), opened.KEK.ID(), err)
 	}
 	if c.hasher, err = apikey.NewHasher([]byte(pepper.Reveal())); err != nil {
 		return nil, err
