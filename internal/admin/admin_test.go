@@ -112,7 +112,7 @@ func newHarness(t *testing.T) *harness {
 		},
 		GatewayURL: "http://127.0.0.1:8787",
 		Version:    "test",
-		Store: st, Vault: h.vault, Hasher: hasher,
+		Store:      st, Vault: h.vault, Hasher: hasher,
 		Log: slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now: func() time.Time { return h.now },
 		ProvidersChanged: func(context.Context) error {
