@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -31,22 +32,37 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	err := runEnviron(ctx, os.Args[1:], os.Getenv, os.Environ, os.Stdin, os.Stdout, os.Stderr)
 	stop()
+	// `keygate run` ends with its command's exit code, and the command has
+	// already said what went wrong.
+	var exit *cli.ExitCodeError
+	if errors.As(err, &exit) {
+		os.Exit(exit.Code)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "keygate:", err)
 		os.Exit(1)
 	}
 }
 
-// run executes one keygate command line.
+// run executes one keygate command line. The command `keygate run` starts
+// gets only the variables it asks for; runEnviron passes a base environment.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	return runEnviron(ctx, args, getenv, nil, stdin, stdout, stderr)
+}
+
+// runEnviron executes one keygate command line; environ lists the
+// environment that `keygate run` starts its command with (nil: none).
+func runEnviron(ctx context.Context, args []string, getenv func(string) string, environ func() []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	home := getenv("HOME")
 	if home == "" {
 		home, _ = os.UserHomeDir()
 	}
-	sio := cli.IO{Stdin: stdin, Stdout: stdout, Stderr: stderr, Getenv: getenv, HomeDir: home, Version: version}
+	sio := cli.IO{Stdin: stdin, Stdout: stdout, Stderr: stderr, Getenv: getenv, Environ: environ, HomeDir: home, Version: version}
 	root := cli.Root(sio, serveCommand(sio, nil), benchCommand(sio), adminCommand(sio))
+	// `vault restore` opens the data directory itself, without the admin API.
+	cli.VaultCommand(root).AddCommand(vaultRestoreCommand(sio))
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,6 +36,10 @@ type Client struct {
 	base  *url.URL
 	token secret.String
 	hc    *http.Client
+	// streamHC sends requests whose answers are streamed, such as a backup.
+	// It is hc without an overall timeout when hc is the client's own
+	// default; stream bounds each wait for data instead.
+	streamHC *http.Client
 }
 
 // Option configures a Client.
@@ -88,7 +93,13 @@ func New(baseURL string, token secret.String, opts ...Option) (*Client, error) {
 			return nil, err
 		}
 	}
-	return &Client{base: base, token: token, hc: hc}, nil
+	streamHC := hc
+	if o.hc == nil {
+		c := *hc
+		c.Timeout = 0
+		streamHC = &c
+	}
+	return &Client{base: base, token: token, hc: hc, streamHC: streamHC}, nil
 }
 
 func parseBaseURL(raw string) (*url.URL, error) {
@@ -157,7 +168,7 @@ func (c Client) Format(f fmt.State, _ rune) {
 // ErrorBody the API sends.
 type APIError struct {
 	Status  int    // HTTP status code
-	Code    string // stable code: bad_request, unauthorized, not_found, conflict, internal; empty if the answer had none
+	Code    string // stable code: bad_request, unauthorized, forbidden, not_found, conflict, internal; empty if the answer had none
 	Message string // what went wrong, for people
 }
 
@@ -281,33 +292,45 @@ func segment(prefix, what, v string) (string, error) {
 	return prefix + url.PathEscape(v), nil
 }
 
-// do sends one request and decodes a 2xx JSON answer into out (when non-nil)
-// or a non-2xx answer into an *APIError.
-func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+// newRequest builds an authenticated request for path, which is relative to
+// the API prefix and may end in a "?query".
+func (c *Client) newRequest(ctx context.Context, method, path, accept string, body any) (*http.Request, error) {
+	path, query, _ := strings.Cut(path, "?")
 	u := *c.base
 	u.RawPath = c.base.EscapedPath() + adminapi.Prefix + path
 	p, err := url.PathUnescape(u.RawPath)
 	if err != nil {
-		return fmt.Errorf("keygate admin client: build request path: %w", err)
+		return nil, fmt.Errorf("keygate admin client: build request path: %w", err)
 	}
 	u.Path = p
+	u.RawQuery = query
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return fmt.Errorf("keygate admin client: encode request: %w", err)
+			return nil, fmt.Errorf("keygate admin client: encode request: %w", err)
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
-		return fmt.Errorf("keygate admin client: build request: %w", err)
+		return nil, fmt.Errorf("keygate admin client: build request: %w", err)
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token.Reveal())
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", accept)
 	req.Header.Set("User-Agent", "keygate-cli")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	return req, nil
+}
+
+// do sends one request and decodes a 2xx JSON answer into out (when non-nil)
+// or a non-2xx answer into an *APIError. path may end in a "?query".
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	req, err := c.newRequest(ctx, method, path, "application/json", body)
+	if err != nil {
+		return err
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -328,6 +351,66 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		return fmt.Errorf("keygate admin API: %s %s: the answer is not the JSON keygate sends (%v); check that the admin URL points at keygate's admin listener", method, adminapi.Prefix+path, err)
 	}
 	return nil
+}
+
+// stream sends one request and copies a 2xx answer of the content type
+// want into w, or decodes a non-2xx answer into an *APIError. It gives up
+// when the server sends nothing for DefaultTimeout, but sets no bound on the
+// whole transfer. It returns the number of bytes written to w.
+func (c *Client) stream(ctx context.Context, method, path, want string, w io.Writer) (int64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	idle := &idleTimer{}
+	idle.t = time.AfterFunc(DefaultTimeout, func() { idle.fired.Store(true); cancel() })
+	defer idle.t.Stop()
+
+	req, err := c.newRequest(ctx, method, path, want, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := c.streamHC.Do(req)
+	if err != nil {
+		if idle.fired.Load() {
+			return 0, fmt.Errorf("keygate admin API at %s: %s %s: no answer within %s: check that keygate is healthy and try again", c.BaseURL(), method, adminapi.Prefix+path, DefaultTimeout)
+		}
+		return 0, c.transportError(method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+		return 0, decodeError(resp.StatusCode, data)
+	}
+	if ct, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";"); !strings.EqualFold(strings.TrimSpace(ct), want) {
+		return 0, fmt.Errorf("keygate admin API: %s %s: the answer is %q, not the %s keygate sends; check that the admin URL points at keygate's admin listener", method, adminapi.Prefix+path, ct, want)
+	}
+	n, err := io.Copy(w, &idleReader{r: resp.Body, idle: idle})
+	if err != nil {
+		if idle.fired.Load() {
+			return n, fmt.Errorf("keygate admin API: %s %s: the server sent nothing for %s after %d bytes: try again", method, adminapi.Prefix+path, DefaultTimeout, n)
+		}
+		return n, fmt.Errorf("keygate admin API: %s %s: copying the answer after %d bytes: %w", method, adminapi.Prefix+path, n, err)
+	}
+	return n, nil
+}
+
+// idleTimer cancels a streamed request that makes no progress.
+type idleTimer struct {
+	t     *time.Timer
+	fired atomic.Bool
+}
+
+// idleReader pushes its idleTimer back after every read that returns data.
+type idleReader struct {
+	r    io.Reader
+	idle *idleTimer
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 {
+		r.idle.t.Reset(DefaultTimeout)
+	}
+	return n, err
 }
 
 func decodeError(status int, data []byte) *APIError {

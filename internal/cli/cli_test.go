@@ -30,11 +30,12 @@ func (unavailableKeyring) Set(string, string, string) error   { return errors.Ne
 func (unavailableKeyring) Delete(string, string) error        { return errors.New(noKeychain) }
 
 type harness struct {
-	t     *testing.T
-	admin *fakeAdmin
-	home  string
-	env   map[string]string
-	kr    Keyring
+	t       *testing.T
+	admin   *fakeAdmin
+	home    string
+	env     map[string]string
+	environ []string // what IO.Environ returns, the base environment of `keygate run`'s command
+	kr      Keyring
 }
 
 // newHarness starts a fake admin API and an environment that points at it
@@ -54,6 +55,7 @@ func (h *harness) run(stdin string, args ...string) (stdout, stderr string, err 
 	root := Root(IO{
 		Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errOut,
 		Getenv: func(k string) string { return h.env[k] }, HomeDir: h.home, Version: "1.2.3-test", Keyring: h.kr,
+		Environ: func() []string { return h.environ },
 	})
 	root.SetArgs(args)
 	err = root.ExecuteContext(context.Background())

@@ -23,12 +23,17 @@ type fakeAdmin struct {
 	srv   *httptest.Server
 	token string
 
-	mu        sync.Mutex
-	providers []adminapi.Provider
-	keys      []adminapi.Key
-	upstream  map[string]string // provider name -> API key received in a request body
-	requests  []recorded        // every request, for leak checks
-	nextID    int
+	mu         sync.Mutex
+	providers  []adminapi.Provider
+	keys       []adminapi.Key
+	keySecrets map[string]string // key id -> its secret
+	upstream   map[string]string // provider name -> API key received in a request body
+	requests   []recorded        // every request, for leak checks
+	nextID     int
+
+	role       string // of the admin credential: adminapi.RoleAdmin (the default) or RoleOperator
+	failRevoke bool   // answer every key revocation with an internal error
+	vault      fakeVault
 }
 
 // recorded is what a request exposed outside its body.
@@ -49,11 +54,13 @@ func newToken(t *testing.T) string {
 
 func newFakeAdmin(t *testing.T) *fakeAdmin {
 	t.Helper()
-	f := &fakeAdmin{t: t, token: newToken(t), upstream: map[string]string{}}
+	f := &fakeAdmin{t: t, token: newToken(t), upstream: map[string]string{}, keySecrets: map[string]string{}, role: adminapi.RoleAdmin}
 	mux := http.NewServeMux()
 	p := adminapi.Prefix
 	mux.HandleFunc("GET "+p+"/whoami", func(w http.ResponseWriter, r *http.Request) {
-		writeJSONBody(w, http.StatusOK, adminapi.WhoAmI{TokenID: "adm_test1", Name: "bootstrap"})
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		writeJSONBody(w, http.StatusOK, adminapi.WhoAmI{TokenID: "adm_test1", Name: "bootstrap", Role: f.role})
 	})
 	mux.HandleFunc("POST "+p+"/providers", f.createProvider)
 	mux.HandleFunc("GET "+p+"/providers", func(w http.ResponseWriter, r *http.Request) {
@@ -107,10 +114,15 @@ func newFakeAdmin(t *testing.T) *fakeAdmin {
 			writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no key named %q", r.PathValue("ref")))
 			return
 		}
+		if f.failRevoke {
+			writeError(w, http.StatusInternalServerError, "internal", "the database is unavailable (test)")
+			return
+		}
 		now := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
 		f.keys[i].RevokedAt, f.keys[i].Status = &now, "revoked"
 		writeJSONBody(w, http.StatusOK, f.keys[i])
 	})
+	f.vaultRoutes(mux)
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		f.requests = append(f.requests, recorded{Method: r.Method, URL: r.URL.String(), Header: r.Header.Clone()})
@@ -213,6 +225,7 @@ func (f *fakeAdmin) createKey(w http.ResponseWriter, r *http.Request) {
 		CreatedAt: created, ExpiresAt: expires,
 	}
 	f.keys = append(f.keys, k)
+	f.keySecrets[k.ID] = secretValue
 	writeJSONBody(w, http.StatusCreated, adminapi.CreatedKey{Key: k, Secret: secretValue})
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/secret"
 )
 
 // apiKeyFlagMsg is the answer to --api-key. It never repeats the value given.
@@ -37,15 +38,15 @@ func (a *app) providerCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(a.providerAddCmd(), a.providerListCmd(), a.providerShowCmd(), a.providerRemoveCmd())
+	cmd.AddCommand(a.providerAddCmd(), a.providerListCmd(), a.providerShowCmd(), a.providerRotateCmd(), a.providerRemoveCmd())
 	return cmd
 }
 
 func (a *app) providerAddCmd() *cobra.Command {
 	var (
-		baseURL, dialect, keyEnv, keyFlag string
-		models                            []string
-		isDefault, keyStdin               bool
+		baseURL, dialect, keyEnv string
+		models                   []string
+		isDefault, keyStdin      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "add NAME --base-url URL (--api-key-env VAR | --api-key-stdin)",
@@ -57,13 +58,7 @@ standard input, never from a flag value that would land in shell history.
   OPENAI_API_KEY=... keygate provider add openai --base-url https://api.openai.com/v1 \
       --models 'gpt-*,o3*' --default --api-key-env OPENAI_API_KEY
   keygate provider add anthropic --base-url https://api.anthropic.com --api-key-stdin < key.txt`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			// Checked before the argument count, so the advice wins over any other error.
-			if cmd.Flags().Changed("api-key") {
-				return errors.New(apiKeyFlagMsg)
-			}
-			return cobra.ExactArgs(1)(cmd, args)
-		},
+		Args: refuseAPIKeyFlag(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := strings.TrimSpace(args[0])
 			if name == "" {
@@ -80,7 +75,7 @@ standard input, never from a flag value that would land in shell history.
 			default:
 				return fmt.Errorf("provider add: --dialect %q is not known: use openai or anthropic", dialect)
 			}
-			key, err := a.providerKey(cmd, name, keyEnv, keyStdin)
+			key, err := a.providerKey(cmd, "provider add", name, keyEnv, keyStdin)
 			if err != nil {
 				return err
 			}
@@ -94,7 +89,7 @@ standard input, never from a flag value that would land in shell history.
 				BaseURL: strings.TrimSpace(baseURL),
 				Models:  splitList(models),
 				Default: isDefault,
-				APIKey:  key,
+				APIKey:  key.Reveal(),
 			})
 			if err != nil {
 				return explain(fmt.Errorf("provider add %s: %w", name, err), cred)
@@ -111,41 +106,111 @@ standard input, never from a flag value that would land in shell history.
 	f.StringVar(&dialect, "dialect", "", "wire `DIALECT`: openai or anthropic (default: anthropic for a provider named anthropic, else openai)")
 	f.StringArrayVar(&models, "models", nil, "model name `PATTERNS` this provider serves, comma-separated or repeated ('gpt-*,o3*')")
 	f.BoolVar(&isDefault, "default", false, "make this the default provider for its dialect")
-	f.StringVar(&keyEnv, "api-key-env", "", "name of the environment variable (`VAR`) holding the provider's API key")
-	f.BoolVar(&keyStdin, "api-key-stdin", false, "read the provider's API key from standard input")
-	f.StringVar(&keyFlag, "api-key", "", "not accepted: use --api-key-env or --api-key-stdin")
-	_ = f.MarkHidden("api-key")
+	apiKeyFlags(cmd, &keyEnv, &keyStdin)
 	return cmd
 }
 
+// refuseAPIKeyFlag checks a command's arguments after refusing --api-key, so
+// the advice wins over any other error.
+func refuseAPIKeyFlag(args cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, a []string) error {
+		if cmd.Flags().Changed("api-key") {
+			return errors.New(apiKeyFlagMsg)
+		}
+		return args(cmd, a)
+	}
+}
+
+// apiKeyFlags adds --api-key-env, --api-key-stdin and the hidden, refused --api-key.
+func apiKeyFlags(cmd *cobra.Command, keyEnv *string, keyStdin *bool) {
+	var keyFlag string
+	f := cmd.Flags()
+	f.StringVar(keyEnv, "api-key-env", "", "name of the environment variable (`VAR`) holding the provider's API key")
+	f.BoolVar(keyStdin, "api-key-stdin", false, "read the provider's API key from standard input")
+	f.StringVar(&keyFlag, "api-key", "", "not accepted: use --api-key-env or --api-key-stdin")
+	_ = f.MarkHidden("api-key")
+}
+
 // providerKey reads the provider's API key from the environment variable
-// named keyEnv or from stdin, and never from a flag value.
-func (a *app) providerKey(cmd *cobra.Command, name, keyEnv string, keyStdin bool) (string, error) {
+// named keyEnv or from stdin, and never from a flag value. what names the
+// command in errors, as in "provider add".
+func (a *app) providerKey(cmd *cobra.Command, what, name, keyEnv string, keyStdin bool) (secret.String, error) {
 	switch {
 	case keyEnv != "" && keyStdin:
-		return "", errors.New("provider add: use either --api-key-env or --api-key-stdin, not both")
+		return secret.String{}, fmt.Errorf("%s: use either --api-key-env or --api-key-stdin, not both", what)
 	case keyEnv != "":
 		if !validEnvName(keyEnv) {
 			// Not echoed: a key pasted here by mistake must not reach the terminal or logs.
-			return "", errors.New("provider add: --api-key-env takes the NAME of an environment variable that holds the key (like OPENAI_API_KEY), not the key itself")
+			return secret.String{}, fmt.Errorf("%s: --api-key-env takes the NAME of an environment variable that holds the key (like OPENAI_API_KEY), not the key itself", what)
 		}
 		key := strings.TrimSpace(a.io.Getenv(keyEnv))
 		if key == "" {
-			return "", fmt.Errorf("provider add: environment variable %s is empty or not set: export the provider's API key in %s, or use --api-key-stdin", keyEnv, keyEnv)
+			return secret.String{}, fmt.Errorf("%s: environment variable %s is empty or not set: export the provider's API key in %s, or use --api-key-stdin", what, keyEnv, keyEnv)
 		}
-		return key, nil
+		return secret.New(key), nil
 	case keyStdin:
 		key, err := readSecret(cmd.InOrStdin(), cmd.ErrOrStderr(), "API key for provider "+name+": ", true)
 		if err != nil {
-			return "", fmt.Errorf("provider add: %w", err)
+			return secret.String{}, fmt.Errorf("%s: %w", what, err)
 		}
 		if key.IsZero() {
-			return "", errors.New("provider add: the API key read from standard input is empty: pipe the key in, as in `keygate provider add NAME ... --api-key-stdin < key.txt`")
+			return secret.String{}, fmt.Errorf("%s: the API key read from standard input is empty: pipe the key in, as in `keygate %s NAME ... --api-key-stdin < key.txt`", what, what)
 		}
-		return key.Reveal(), nil
+		return key, nil
 	default:
-		return "", errors.New("provider add: the provider's API key is required: pass --api-key-env VAR (an environment variable that holds it) or --api-key-stdin")
+		return secret.String{}, fmt.Errorf("%s: the provider's API key is required: pass --api-key-env VAR (an environment variable that holds it) or --api-key-stdin", what)
 	}
+}
+
+func (a *app) providerRotateCmd() *cobra.Command {
+	var (
+		keyEnv, grace string
+		keyStdin      bool
+	)
+	cmd := &cobra.Command{
+		Use:   "rotate NAME (--api-key-env VAR | --api-key-stdin) [--grace 24h]",
+		Short: "Replace a provider's API key, keeping the previous one for a grace period",
+		Long: `Replaces the upstream API key of a provider. New requests use the new key at
+once; requests already in flight finish with the previous key, which keygate
+keeps for the grace period (24h by default) and then destroys. Revoke the
+previous key at the provider once the grace period is over.
+
+  NEW_KEY=... keygate provider rotate openai --api-key-env NEW_KEY
+  keygate provider rotate anthropic --api-key-stdin --grace 1h < new-key.txt`,
+		Args: refuseAPIKeyFlag(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := strings.TrimSpace(args[0])
+			if name == "" {
+				return errors.New("provider rotate: the provider name is empty")
+			}
+			if _, err := adminapi.ParseDuration(grace); err != nil {
+				return fmt.Errorf("provider rotate: --grace: %w", err)
+			}
+			key, err := a.providerKey(cmd, "provider rotate", name, keyEnv, keyStdin)
+			if err != nil {
+				return err
+			}
+			c, cred, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			rot, err := c.RotateProvider(cmd.Context(), name, key, strings.TrimSpace(grace))
+			if err != nil {
+				return explain(fmt.Errorf("provider rotate %s: %w", name, err), cred)
+			}
+			if a.json {
+				return writeJSON(cmd.OutOrStdout(), rot)
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(),
+				"Rotated the API key of provider %s: version %d is now in use.\n"+
+					"The previous key (version %d) serves requests already in flight and is destroyed at %s.\n",
+				rot.Provider.Name, rot.Version, rot.PreviousVersion, fmtTime(rot.PreviousDestroyAt))
+			return err
+		},
+	}
+	apiKeyFlags(cmd, &keyEnv, &keyStdin)
+	cmd.Flags().StringVar(&grace, "grace", "24h", "`DURATION` the previous key is kept before it is destroyed, as in 1h or 7d")
+	return cmd
 }
 
 func (a *app) providerListCmd() *cobra.Command {

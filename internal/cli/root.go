@@ -25,15 +25,17 @@ const (
 	EnvAdminURL   = "KEYGATE_ADMIN_URL"   // admin API address, like --admin-url
 	EnvAdminCA    = "KEYGATE_ADMIN_CA"    // PEM certificate to trust, like --admin-ca
 	EnvAdminToken = "KEYGATE_ADMIN_TOKEN" // admin credential, ahead of the keychain and the token file
+	EnvGatewayURL = "KEYGATE_GATEWAY_URL" // gateway address for `keygate run --key`, like --gateway
 )
 
 // IO is everything the command line takes from its surroundings, so that it
 // can run in-process with fake streams, environment and home directory.
 type IO struct {
-	Stdin   io.Reader           // admin credential for login, provider key for --api-key-stdin
+	Stdin   io.Reader           // credentials, keys and secret values read from stdin; `keygate run` passes it on
 	Stdout  io.Writer           // results
 	Stderr  io.Writer           // prompts, notes and warnings
 	Getenv  func(string) string // environment lookup; nil means an empty environment
+	Environ func() []string     // KEY=value entries `keygate run` starts its command with; nil means none
 	HomeDir string              // home directory for the fallback token file; empty means none
 	Version string              // printed by `keygate version`; empty prints "(devel)"
 	// Keyring is where `keygate login` saves the admin credential; nil means
@@ -50,11 +52,17 @@ type app struct {
 }
 
 // Root builds the `keygate` command with its client commands. extra commands,
-// such as `serve`, are added beside them. Errors are returned from Execute
-// and not printed: the caller prints them.
+// such as `serve`, are added beside them; commands that belong under `vault`,
+// such as the offline `vault restore`, are attached with
+// VaultCommand(root).AddCommand(...). Errors are returned from Execute and
+// not printed: the caller prints them, except an *ExitCodeError, which only
+// carries the exit code of the command `keygate run` ran.
 func Root(stdio IO, extra ...*cobra.Command) *cobra.Command {
 	if stdio.Getenv == nil {
 		stdio.Getenv = func(string) string { return "" }
+	}
+	if stdio.Environ == nil {
+		stdio.Environ = func() []string { return nil }
 	}
 	if stdio.Keyring == nil {
 		stdio.Keyring = OSKeyring()
@@ -64,8 +72,11 @@ func Root(stdio IO, extra ...*cobra.Command) *cobra.Command {
 		Use:   "keygate",
 		Short: "keygate: a self-hosted credential gateway for AI and HTTP APIs",
 		Long: `keygate keeps your real provider API keys and hands out its own keys instead.
+It also keeps other secrets in an encrypted vault: store them with
+"keygate secret put" and hand them to a program with "keygate run".
 
-The commands below talk to a running keygate (started with "keygate serve")
+The client commands (login, provider, key, secret, vault and run, but not
+vault restore) talk to a running keygate (started with "keygate serve")
 through its admin API. They find the admin credential in this order:
   1. the KEYGATE_ADMIN_TOKEN environment variable
   2. the OS keychain, where "keygate login" saves it
@@ -82,9 +93,25 @@ The first "keygate serve" prints a bootstrap admin credential.`,
 	pf.StringVar(&a.adminCA, "admin-ca", "", "PEM certificate `FILE` to trust for an HTTPS admin API with a self-signed certificate (env "+EnvAdminCA+")")
 	pf.BoolVar(&a.json, "json", false, "print machine-readable JSON")
 
-	root.AddCommand(a.loginCmd(), a.logoutCmd(), a.providerCmd(), a.keyCmd(), a.versionCmd())
+	root.AddCommand(a.loginCmd(), a.logoutCmd(), a.providerCmd(), a.keyCmd(), a.secretCmd(), a.vaultCmd(),
+		a.runCmd(), a.versionCmd())
 	root.AddCommand(extra...)
 	return root
+}
+
+// VaultCommand returns the `vault` command of a root built by Root, so that
+// commands which work without the admin API can be attached under it:
+//
+//	cli.VaultCommand(root).AddCommand(restoreCmd)
+//
+// It returns nil if root has no `vault` command.
+func VaultCommand(root *cobra.Command) *cobra.Command {
+	for _, c := range root.Commands() {
+		if c.Name() == vaultCmdName {
+			return c
+		}
+	}
+	return nil
 }
 
 // resolvedURL returns the admin URL: the flag if given, else the environment, else the default.
@@ -127,8 +154,14 @@ func (a *app) client(cmd *cobra.Command) (*adminclient.Client, *credential, erro
 // explain adds a hint to errors a person can act on, keeping the *APIError reachable.
 func explain(err error, cred *credential) error {
 	var apiErr *adminclient.APIError
-	if errors.As(err, &apiErr) && apiErr.Status == 401 && cred != nil {
+	if !errors.As(err, &apiErr) || cred == nil {
+		return err
+	}
+	switch apiErr.Status {
+	case 401:
 		return fmt.Errorf("%w\nthe admin credential from %s was refused: run `keygate login` with a valid one, or set %s", err, cred.source, EnvAdminToken)
+	case 403:
+		return fmt.Errorf("%w\nthe admin credential from %s may not do this: operator credentials cannot read secret values or take backups; use an admin credential", err, cred.source)
 	}
 	return err
 }

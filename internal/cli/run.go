@@ -1,0 +1,349 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/adminclient"
+	"github.com/keygate/keygate/internal/secret"
+)
+
+// ExitCodeError carries the exit code of the command `keygate run` ran when
+// it did not succeed. keygate exits with Code and prints nothing more: the
+// command has already said what went wrong.
+type ExitCodeError struct {
+	Code int // the command's exit code, or 128+N after it was killed by signal N
+}
+
+// Error says which exit code the command ended with.
+func (e *ExitCodeError) Error() string {
+	return fmt.Sprintf("the command exited with code %d", e.Code)
+}
+
+// The variables `keygate run --key` sets for the command.
+const (
+	envOpenAIKey     = "OPENAI_API_KEY"
+	envOpenAIBase    = "OPENAI_BASE_URL"
+	envAnthropicKey  = "ANTHROPIC_API_KEY"
+	envAnthropicBase = "ANTHROPIC_BASE_URL"
+)
+
+// A --key credential is named KEYNAME + runKeySuffix + 6 random characters,
+// with KEYNAME shortened so the whole fits keygate's 64-character key names.
+const (
+	runKeySuffix  = ".run-"
+	runKeyRandLen = 6
+	maxKeyNameLen = 64
+)
+
+// defaultRunKeyTTL is how long a --key credential lives unless --ttl says otherwise.
+const defaultRunKeyTTL = "1h"
+
+// revokeTimeout bounds the revocation of a --key credential after the command ends.
+const revokeTimeout = 10 * time.Second
+
+// forwardedSignals are passed on to the command while it runs.
+var forwardedSignals = []os.Signal{os.Interrupt, syscall.SIGTERM}
+
+// envVar is one variable `keygate run` adds to the command's environment.
+type envVar struct {
+	name  string
+	value secret.String
+}
+
+// secretRef is one --secret ENV=NAME[@VERSION].
+type secretRef struct {
+	env, name string
+	version   int // 0 for the current version
+}
+
+// parseSecretRef parses the n-th --secret value. Its errors name the flag by
+// position and never repeat the value, which a person may have confused
+// with the secret itself.
+func parseSecretRef(n int, spec string) (secretRef, error) {
+	env, ref, ok := strings.Cut(spec, "=")
+	if !ok || ref == "" {
+		return secretRef{}, fmt.Errorf("run: --secret #%d must be ENV=NAME or ENV=NAME@VERSION, as in DB_PASSWORD=db/password", n)
+	}
+	if !validEnvName(env) {
+		return secretRef{}, fmt.Errorf("run: --secret #%d: the part before '=' must be an environment variable name such as DB_PASSWORD (letters, digits and '_', not starting with a digit)", n)
+	}
+	r := secretRef{env: env, name: ref}
+	if name, ver, ok := strings.Cut(ref, "@"); ok {
+		v, err := strconv.Atoi(ver)
+		if err != nil || v < 1 {
+			return secretRef{}, fmt.Errorf("run: --secret %s=...: the version after '@' must be a whole number of 1 or more, as in %s=%s@3", env, env, name)
+		}
+		r.name, r.version = name, v
+	}
+	if err := adminapi.ValidSecretName(r.name); err != nil {
+		return secretRef{}, fmt.Errorf("run: --secret %s=...: %w", env, err)
+	}
+	return r, nil
+}
+
+func (a *app) runCmd() *cobra.Command {
+	var (
+		specs                []string
+		keyRef, ttl, gateway string
+	)
+	cmd := &cobra.Command{
+		Use:   "run [--secret ENV=NAME[@VERSION]]... [--key KEYNAME [--ttl 1h]] -- COMMAND [ARGS...]",
+		Short: "Run a command with secrets, or a short-lived keygate key, in its environment",
+		Long: `Runs COMMAND with the current environment plus the variables asked for.
+Nothing is written to disk or printed; standard input, output and error pass
+through, and so do SIGINT and SIGTERM. keygate exits with the command's exit
+code (128+N if a signal N killed it). Every secret is fetched before the
+command starts; if one cannot be, the command does not start.
+KEYGATE_ADMIN_TOKEN is left out of the command's environment, so it cannot
+act as keygate's admin.
+
+--secret ENV=NAME[@VERSION] sets ENV to the value of the secret NAME (its
+current version unless @VERSION is given). Repeat it for more secrets.
+
+--key KEYNAME gives the command, such as a coding agent, a keygate credential
+and never an upstream provider key: a short-lived keygate key with the same
+environment and allowed models and providers as KEYNAME, named
+KEYNAME.run-XXXXXX. It expires after --ttl (1h by default) and is revoked
+when the command exits. OPENAI_API_KEY and ANTHROPIC_API_KEY are set to it,
+OPENAI_BASE_URL to GATEWAY/v1 and ANTHROPIC_BASE_URL to GATEWAY, where
+GATEWAY is --gateway, else KEYGATE_GATEWAY_URL, else the address keygate
+reports.
+
+  keygate run --secret DB_PASSWORD=db/password -- ./server --port 8080
+  keygate run --key agents --ttl 2h -- claude
+  keygate run --secret STRIPE_KEY=payments/stripe@3 -- sh -c 'deploy --key "$STRIPE_KEY"'`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return errors.New("run: no command given: put it after --, as in `keygate run --secret DB_PASSWORD=db/password -- ./server`")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			refs, err := a.checkRunFlags(cmd, specs, keyRef, ttl, gateway)
+			if err != nil {
+				return err
+			}
+			c, cred, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			var vars []envVar
+			for _, r := range refs {
+				v, _, err := c.SecretValue(ctx, r.name, r.version)
+				if err != nil {
+					return explain(fmt.Errorf("run: --secret %s: reading secret %s: %w\nthe command was not started", r.env, r.name, err), cred)
+				}
+				vars = append(vars, envVar{name: r.env, value: v})
+			}
+			if keyRef != "" {
+				keyVars, revoke, err := a.runKey(cmd, c, keyRef, ttl, gateway)
+				if err != nil {
+					return explain(fmt.Errorf("run: --key %s: %w\nthe command was not started", keyRef, err), cred)
+				}
+				defer revoke()
+				vars = append(vars, keyVars...)
+			}
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("run: interrupted before the command started: %w", err)
+			}
+			return runChild(cmd, args, childEnv(a.io.Environ(), vars))
+		},
+	}
+	f := cmd.Flags()
+	f.SetInterspersed(false) // everything from COMMAND on belongs to COMMAND
+	f.StringArrayVar(&specs, "secret", nil, "set ENV to the value of the secret NAME, given as `ENV=NAME[@VERSION]`; repeatable")
+	f.StringVar(&keyRef, "key", "", "give the command a short-lived keygate key modelled on the key `KEYNAME`")
+	f.StringVar(&ttl, "ttl", defaultRunKeyTTL, "`DURATION` the --key credential lives at most, as in 30m or 2h")
+	f.StringVar(&gateway, "gateway", "", "the gateway's base `URL` for --key (env "+EnvGatewayURL+"; default: the one keygate reports)")
+	return cmd
+}
+
+// checkRunFlags validates everything `keygate run` can check before a request.
+func (a *app) checkRunFlags(cmd *cobra.Command, specs []string, keyRef, ttl, gateway string) ([]secretRef, error) {
+	if len(specs) == 0 && keyRef == "" {
+		return nil, errors.New("run: nothing to add to the environment: pass --secret ENV=NAME or --key KEYNAME")
+	}
+	set := map[string]string{}
+	if keyRef != "" {
+		if _, err := adminapi.ParseDuration(ttl); err != nil {
+			return nil, fmt.Errorf("run: --ttl: %w", err)
+		}
+		if gateway != "" {
+			if _, err := gatewayURL(gateway); err != nil {
+				return nil, fmt.Errorf("run: --gateway: %w", err)
+			}
+		}
+		for _, v := range []string{envOpenAIKey, envOpenAIBase, envAnthropicKey, envAnthropicBase} {
+			set[v] = "--key"
+		}
+	} else {
+		for _, flag := range []string{"ttl", "gateway"} {
+			if cmd.Flags().Changed(flag) {
+				return nil, fmt.Errorf("run: --%s goes with --key KEYNAME", flag)
+			}
+		}
+	}
+	var refs []secretRef
+	for i, spec := range specs {
+		r, err := parseSecretRef(i+1, spec)
+		if err != nil {
+			return nil, err
+		}
+		if by, ok := set[r.env]; ok {
+			return nil, fmt.Errorf("run: %s is set twice, by --secret and by %s: set each variable once", r.env, by)
+		}
+		set[r.env] = "--secret " + r.env
+		refs = append(refs, r)
+	}
+	return refs, nil
+}
+
+// gatewayURL checks a gateway base URL and returns it without a trailing slash.
+func gatewayURL(raw string) (string, error) {
+	raw = strings.TrimSpace(raw)
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		return "", fmt.Errorf("gateway URL %q is not valid: use http://HOST:PORT or https://HOST:PORT, as in http://127.0.0.1:8787", raw)
+	}
+	return strings.TrimRight(raw, "/"), nil
+}
+
+// runKey creates the short-lived keygate key for --key and returns the
+// variables that hand it to the command, and a function that revokes it.
+func (a *app) runKey(cmd *cobra.Command, c *adminclient.Client, ref, ttl, gateway string) ([]envVar, func(), error) {
+	ctx := cmd.Context()
+	gw := gateway
+	if gw == "" {
+		gw = strings.TrimSpace(a.io.Getenv(EnvGatewayURL))
+	}
+	if gw == "" {
+		st, err := c.Status(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("asking keygate for its gateway URL: %w", err)
+		}
+		if gw = st.GatewayURL; gw == "" {
+			return nil, nil, fmt.Errorf("keygate did not report its gateway URL: pass --gateway URL or set %s", EnvGatewayURL)
+		}
+	}
+	gw, err := gatewayURL(gw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: pass --gateway URL or set %s", err, EnvGatewayURL)
+	}
+	tmpl, err := c.GetKey(ctx, ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	if tmpl.Status != "" && tmpl.Status != "active" {
+		return nil, nil, fmt.Errorf("key %s is %s: model the credential on an active key", tmpl.Name, tmpl.Status)
+	}
+	base := tmpl.Name
+	if n := maxKeyNameLen - len(runKeySuffix) - runKeyRandLen; len(base) > n {
+		base = base[:n]
+	}
+	created, err := c.CreateKey(ctx, adminapi.CreateKeyRequest{
+		Name:           base + runKeySuffix + strings.ToLower(rand.Text()[:runKeyRandLen]),
+		Env:            tmpl.Env,
+		AllowModels:    tmpl.AllowModels,
+		AllowProviders: tmpl.AllowProviders,
+		ExpiresIn:      strings.TrimSpace(ttl),
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating the short-lived key: %w", err)
+	}
+	k := created.Key
+	revoke := func() {
+		// The command has ended, or keygate was interrupted: the request
+		// must go out even though the command's context may be cancelled.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), revokeTimeout)
+		defer cancel()
+		if _, err := c.RevokeKey(rctx, k.ID); err != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "warning: could not revoke the short-lived key %s (%s): %v\n"+
+				"warning: revoke it with `keygate key revoke %s`; otherwise it stops working at %s\n",
+				k.Name, k.ID, err, k.ID, fmtTimePtr(k.ExpiresAt, "-"))
+		}
+	}
+	tok := secret.New(created.Secret)
+	return []envVar{
+		{envOpenAIKey, tok},
+		{envAnthropicKey, tok},
+		{envOpenAIBase, secret.New(gw + "/v1")},
+		{envAnthropicBase, secret.New(gw)},
+	}, revoke, nil
+}
+
+// childEnv returns base without the variables in vars and without the admin
+// credential, followed by vars.
+func childEnv(base []string, vars []envVar) []string {
+	drop := map[string]bool{EnvAdminToken: true}
+	for _, v := range vars {
+		drop[v.name] = true
+	}
+	env := make([]string, 0, len(base)+len(vars))
+	for _, kv := range base {
+		name, _, _ := strings.Cut(kv, "=")
+		if !drop[name] {
+			env = append(env, kv)
+		}
+	}
+	for _, v := range vars {
+		env = append(env, v.name+"="+v.value.Reveal())
+	}
+	return env
+}
+
+// runChild starts args with env, passes standard streams and SIGINT and
+// SIGTERM on to it, and waits for it to end. It returns nil when the command
+// succeeded and an *ExitCodeError when it did not.
+func runChild(cmd *cobra.Command, args, env []string) error {
+	child := exec.Command(args[0], args[1:]...)
+	child.Env = env
+	child.Stdin, child.Stdout, child.Stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, forwardedSignals...)
+	defer signal.Stop(sigs)
+	if err := child.Start(); err != nil {
+		return fmt.Errorf("run: starting %s: %w", args[0], err)
+	}
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				_ = child.Process.Signal(s) // it may have just exited
+			case <-done:
+				return
+			}
+		}
+	}()
+	err := child.Wait()
+	close(done)
+
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &exitErr):
+		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return &ExitCodeError{Code: 128 + int(ws.Signal())}
+		}
+		return &ExitCodeError{Code: exitErr.ExitCode()}
+	default:
+		return fmt.Errorf("run: %s: %w", args[0], err)
+	}
+}
