@@ -209,7 +209,7 @@ func TestVaultCanaries(t *testing.T) {
 	if got := up.openai.Requests(); len(got) == 0 || got[len(got)-1].Header.Get("Authorization") != "Bearer "+rotated {
 		t.Fatal("the gateway did not send the rotated key upstream")
 	}
-	in.mustCLI(nil, "", "vault", "rotate-kek", "--to", kekURL, "--wait")
+	in.mustCLI(map[string]string{"NEW_KEK": kekURL}, "", "vault", "rotate-kek", "--to-env", "NEW_KEK", "--wait")
 	in.waitRotation()
 	backup := filepath.Join(t.TempDir(), "keygate.kgbackup")
 	in.mustCLI(nil, "", "vault", "backup", "--out", backup)

@@ -105,7 +105,7 @@ type ErrorBody struct {
 
 // ErrorDetail says what went wrong: a stable code for programs and a message for people.
 type ErrorDetail struct {
-	Code    string `json:"code"` // bad_request, unauthorized, not_found, conflict, internal
+	Code    string `json:"code"` // bad_request, unauthorized, forbidden, not_found, conflict, not_implemented, unavailable, internal
 	Message string `json:"message"`
 }
 

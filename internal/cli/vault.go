@@ -124,12 +124,12 @@ func kekURLScheme(s string) string {
 
 func (a *app) vaultRotateKEKCmd() *cobra.Command {
 	var (
-		to, interval string
-		batchSize    int
+		to, toEnv, interval string
+		batchSize           int
 		wait         bool
 	)
 	cmd := &cobra.Command{
-		Use:   "rotate-kek --to URL [--batch-size N] [--batch-interval 10ms] [--wait]",
+		Use:   "rotate-kek (--to URL | --to-env VAR) [--batch-size N] [--batch-interval 10ms] [--wait]",
 		Short: "Rewrap every data key under a new key-encryption key",
 		Long: `Starts rewrapping every data key under the key-encryption key at URL. The
 rotation runs inside keygate, in batches, while it keeps serving; if keygate
@@ -138,15 +138,25 @@ re-encrypted: only their data keys are. Configure keygate with the new KEK
 once the rotation has finished.
 
 keygate never prints the URL, which may hold key material (base64key://),
-only KEK ids.
+only KEK ids. For such a URL, use --to-env VAR to keep it out of shell history.
 
   keygate vault rotate-kek --to awskms:///alias/keygate-2025 --wait
   keygate vault rotate-kek --to "gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k" --batch-size 50 --batch-interval 10ms`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			fromEnv := toEnv != ""
+			switch {
+			case fromEnv && to != "":
+				return errors.New("vault rotate-kek: give --to or --to-env, not both")
+			case fromEnv:
+				to = a.io.Getenv(toEnv)
+				if strings.TrimSpace(to) == "" {
+					return fmt.Errorf("vault rotate-kek: the environment variable %s is empty or unset", toEnv)
+				}
+			}
 			to = strings.TrimSpace(to)
 			if to == "" {
-				return errors.New("vault rotate-kek: --to is required: the URL of the new key-encryption key, as in awskms:///alias/NAME")
+				return errors.New("vault rotate-kek: --to (or --to-env) is required: the URL of the new key-encryption key, as in awskms:///alias/NAME")
 			}
 			scheme := kekURLScheme(to)
 			if scheme == "" {
@@ -162,7 +172,7 @@ only KEK ids.
 					return fmt.Errorf("vault rotate-kek: --batch-interval %q is not a duration: use one such as 10ms or 1s", interval)
 				}
 			}
-			if scheme == "base64key" {
+			if scheme == "base64key" && !fromEnv {
 				fmt.Fprintln(cmd.ErrOrStderr(), "warning: a base64key:// URL holds the key itself, and it is now in your shell history: remove it from there.")
 			}
 			c, cred, err := a.client(cmd)
@@ -202,7 +212,8 @@ only KEK ids.
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&to, "to", "", "`URL` of the new key-encryption key, as in awskms:///alias/NAME (required)")
+	f.StringVar(&to, "to", "", "`URL` of the new key-encryption key, as in awskms:///alias/NAME")
+	f.StringVar(&toEnv, "to-env", "", "name of the environment `VAR` holding the new KEK's URL (keeps key material out of shell history)")
 	f.IntVar(&batchSize, "batch-size", 0, "`N` data keys rewrapped per transaction (default 100)")
 	f.StringVar(&interval, "batch-interval", "", "`DURATION` to pause between batches, as in 10ms, to go easy on the database and the KMS")
 	f.BoolVar(&wait, "wait", false, "wait for the rotation to finish, printing its progress")

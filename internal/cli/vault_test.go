@@ -154,7 +154,7 @@ func TestVaultRotateKEK(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"vault", "rotate-kek"}, "--to is required"},
+		{[]string{"vault", "rotate-kek"}, "is required"},
 		{[]string{"vault", "rotate-kek", "--to", strings.TrimPrefix(kekURL, "base64key://")}, "must be a KEK URL"},
 		{[]string{"vault", "rotate-kek", "--to", kekURL, "--batch-size", "-1"}, "--batch-size"},
 		{[]string{"vault", "rotate-kek", "--to", kekURL, "--batch-interval", "often"}, "--batch-interval"},
