@@ -126,7 +126,7 @@ func (a *app) vaultRotateKEKCmd() *cobra.Command {
 	var (
 		to, toEnv, interval string
 		batchSize           int
-		wait         bool
+		wait                bool
 	)
 	cmd := &cobra.Command{
 		Use:   "rotate-kek (--to URL | --to-env VAR) [--batch-size N] [--batch-interval 10ms] [--wait]",
