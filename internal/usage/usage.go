@@ -1,174 +1,315 @@
 // Package usage reads token usage out of provider responses as they pass
-// through keygate: from a plain JSON answer, or from a server-sent event
-// stream observed chunk by chunk without buffering it. Metering and budgets
-// build on these figures.
+// through keygate, so keygate can meter tokens and cost per key. FromJSON
+// reads a plain JSON answer; StreamMeter watches a server-sent event stream
+// chunk by chunk as the proxy copies it to the client, without buffering the
+// stream and without decoding the events that cannot carry usage.
+//
+// Both read only what the upstream reported. Bodies must reach them as the
+// upstream encoded them before any Content-Encoding: keygate meters
+// uncompressed responses only.
 package usage
 
 import (
 	"bytes"
-	"encoding/json"
-	"fmt"
+	"io"
+)
+
+// Dialects keygate speaks. An empty or unknown dialect reads the usage
+// fields and stream events of both.
+const (
+	// DialectOpenAI is the OpenAI wire format: chat completions,
+	// completions, embeddings and the Responses API.
+	DialectOpenAI = "openai"
+	// DialectAnthropic is the Anthropic Messages wire format.
+	DialectAnthropic = "anthropic"
 )
 
 // Usage is what a response said it consumed.
+//
+// InputTokens is the upstream's input figure as reported: OpenAI's
+// prompt_tokens (Responses: input_tokens) include cached tokens, while
+// Anthropic's input_tokens exclude cache reads and cache writes. Cost
+// calculation must therefore take the dialect into account.
 type Usage struct {
-	InputTokens      int64
-	OutputTokens     int64
-	CacheReadTokens  int64
+	// InputTokens is prompt_tokens or input_tokens.
+	InputTokens int64
+	// OutputTokens is completion_tokens or output_tokens; for an Anthropic
+	// stream, the latest cumulative figure.
+	OutputTokens int64
+	// CacheReadTokens is Anthropic's cache_read_input_tokens, or OpenAI's
+	// prompt_tokens_details.cached_tokens (Responses:
+	// input_tokens_details.cached_tokens), which OpenAI also counts in
+	// InputTokens.
+	CacheReadTokens int64
+	// CacheWriteTokens is Anthropic's cache_creation_input_tokens.
 	CacheWriteTokens int64
-	// Complete reports that the response carried its final usage figures; a
-	// stream cut off before them reports what it had seen with Complete false.
+	// Complete reports that the response carried its final usage figures.
+	// A stream cut off before them reports what it had seen, with Complete
+	// false; so does an OpenAI stream requested without
+	// stream_options.include_usage, which never carries usage.
 	Complete bool
+	// StreamedBytes is the size of the generated text a stream's content
+	// deltas carried (text, tool-call arguments, reasoning), counted as
+	// JSON-escaped on the wire, so keygate can estimate output tokens when
+	// a stream ends without usage. It is always zero for FromJSON.
+	StreamedBytes int64
 }
 
-// wire holds the usage fields of every dialect keygate speaks.
-type wire struct {
-	PromptTokens        *int64 `json:"prompt_tokens"`     // OpenAI chat, completions, embeddings
-	CompletionTokens    *int64 `json:"completion_tokens"` // OpenAI chat, completions
-	InputTokens         *int64 `json:"input_tokens"`      // Anthropic, OpenAI Responses
-	OutputTokens        *int64 `json:"output_tokens"`     // Anthropic, OpenAI Responses
-	CacheRead           *int64 `json:"cache_read_input_tokens"`
-	CacheWrite          *int64 `json:"cache_creation_input_tokens"`
-	PromptTokensDetails *struct {
-		CachedTokens int64 `json:"cached_tokens"`
-	} `json:"prompt_tokens_details"`
-	InputTokensDetails *struct {
-		CachedTokens int64 `json:"cached_tokens"`
-	} `json:"input_tokens_details"`
-}
+// Errors FromJSON returns. They never quote the body.
+const (
+	errNotObject  usageError = "response body is not a JSON object"
+	errTruncated  usageError = "response body ends inside a JSON value"
+	errSyntax     usageError = "malformed JSON in response body"
+	errUsageType  usageError = `"usage" is not a JSON object`
+	errCountType  usageError = "a token count in usage is not an integer"
+	errDetailType usageError = "a usage details field is not a JSON object"
+)
 
-// merge copies the figures w carries into u; absent fields keep u's values,
-// so Anthropic's cumulative message_delta updates the output count only.
-func (u *Usage) merge(w *wire) {
-	set := func(dst *int64, src *int64) {
-		if src != nil {
-			*dst = *src
-		}
-	}
-	set(&u.InputTokens, w.PromptTokens)
-	set(&u.InputTokens, w.InputTokens)
-	set(&u.OutputTokens, w.CompletionTokens)
-	set(&u.OutputTokens, w.OutputTokens)
-	set(&u.CacheReadTokens, w.CacheRead)
-	set(&u.CacheWriteTokens, w.CacheWrite)
-	if w.PromptTokensDetails != nil {
-		u.CacheReadTokens = w.PromptTokensDetails.CachedTokens
-	}
-	if w.InputTokensDetails != nil {
-		u.CacheReadTokens = w.InputTokensDetails.CachedTokens
-	}
-}
+// usageError is an error FromJSON reports about a response body.
+type usageError string
 
-// FromJSON reads the top-level "usage" object of a plain JSON response
-// (OpenAI chat, completions, embeddings, responses; Anthropic messages).
-// Only the usage object is decoded into values; the rest is skipped.
-func FromJSON(body []byte) (Usage, error) {
-	var r struct {
-		Usage *wire `json:"usage"`
+// Error implements error.
+func (e usageError) Error() string { return "usage: " + string(e) }
+
+// FromJSON reads the top-level "usage" object of a plain JSON response: an
+// OpenAI chat completion, completion, embeddings list or Responses object, or
+// an Anthropic message. dialect is DialectOpenAI or DialectAnthropic.
+//
+// A body without usage (or with "usage": null) yields a zero Usage with
+// Complete false and no error. Keys are matched exactly after unescaping and
+// the last duplicate wins, as with encoding/json. FromJSON does not allocate
+// and does not decode the body: it locates usage from the end of the body,
+// where every upstream puts it, so a multi-megabyte embeddings answer costs
+// the same as a short one. The parts of the body it skips are not validated;
+// it reports an error when the body is not an object or what it reads is
+// malformed.
+func FromJSON(dialect string, body []byte) (Usage, error) {
+	_ = dialect // both dialects name their usage fields distinctly
+	i := skipWS(body, 0)
+	if i >= len(body) || body[i] != '{' {
+		return Usage{}, errNotObject
 	}
-	if err := json.Unmarshal(body, &r); err != nil {
-		return Usage{}, fmt.Errorf("usage: response is not JSON: %w", err)
+	val, found, err := lookup(body[i:], `"usage"`, true)
+	if err != nil || !found {
+		return Usage{}, err
+	}
+	f, isObject, err := readUsage(val)
+	if err != nil {
+		return Usage{}, err
 	}
 	var u Usage
-	if r.Usage != nil {
-		u.merge(r.Usage)
-		u.Complete = true
-	}
+	f.mergeInto(&u)
+	u.Complete = isObject
 	return u, nil
 }
 
-// maxLine bounds the one event line a Meter holds while it waits for the
-// rest; a longer line cannot be a usage event and is skipped.
-const maxLine = 1 << 20
+// figures are the counts one usage object carried; has marks which.
+type figures struct {
+	in, out, cacheRead, cacheWrite int64
+	has                            uint8
+}
 
-var (
-	usageKey  = []byte(`"usage"`)
-	usageNull = []byte(`"usage":null`)
+// Bits of figures.has.
+const (
+	hasIn uint8 = 1 << iota
+	hasOut
+	hasCacheRead
+	hasCacheWrite
 )
 
-// Meter watches a server-sent event stream for usage: write each chunk
-// the client receives to it. Content deltas cost a line scan and a
-// substring test; only events that mention usage are decoded. A Meter is
-// not safe for concurrent use; one stream writes to it.
-type Meter struct {
-	u        Usage
-	line     []byte
-	skipping bool // inside an over-long line
+// mergeInto overwrites u's counts with those f carries; absent counts keep
+// u's values, so Anthropic's message_delta updates only what it reports.
+func (f *figures) mergeInto(u *Usage) {
+	if f.has&hasIn != 0 {
+		u.InputTokens = f.in
+	}
+	if f.has&hasOut != 0 {
+		u.OutputTokens = f.out
+	}
+	if f.has&hasCacheRead != 0 {
+		u.CacheReadTokens = f.cacheRead
+	}
+	if f.has&hasCacheWrite != 0 {
+		u.CacheWriteTokens = f.cacheWrite
+	}
 }
 
-// Write observes the next bytes of the stream. It never fails.
-func (m *Meter) Write(p []byte) (int, error) {
-	n := len(p)
-	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			m.hold(p)
+// count is one integer field of a usage object; null or absent is unset.
+type count struct {
+	v   int64
+	set bool
+}
+
+// setFrom reads an integer or null.
+func (c *count) setFrom(val []byte) error {
+	if string(val) == "null" {
+		*c = count{}
+		return nil
+	}
+	v, ok := parseInt(val)
+	if !ok {
+		return errCountType
+	}
+	*c = count{v, true}
+	return nil
+}
+
+// readUsage reads a usage value: an object, or null (isObject false).
+//
+// Precedence when a body carries both spellings: input_tokens over
+// prompt_tokens, output_tokens over completion_tokens, and
+// cache_read_input_tokens over input_tokens_details.cached_tokens over
+// prompt_tokens_details.cached_tokens.
+func readUsage(val []byte) (f figures, isObject bool, err error) {
+	if string(val) == "null" {
+		return figures{}, false, nil
+	}
+	if len(val) == 0 || val[0] != '{' {
+		return figures{}, false, errUsageType
+	}
+	var prompt, completion, input, output, cacheRead, cacheWrite, promptCached, inputCached count
+	it := members{b: val, i: 1, first: true}
+	for {
+		key, v, ok, err := it.next()
+		if err != nil {
+			return figures{}, false, err
+		}
+		if !ok {
 			break
 		}
-		if len(m.line) == 0 && !m.skipping {
-			m.event(p[:i]) // the whole line is in this chunk: no copy
-		} else {
-			m.hold(p[:i])
-			if !m.skipping {
-				m.event(m.line)
+		var c *count
+		switch {
+		case keyIs(key, "prompt_tokens"):
+			c = &prompt
+		case keyIs(key, "completion_tokens"):
+			c = &completion
+		case keyIs(key, "input_tokens"):
+			c = &input
+		case keyIs(key, "output_tokens"):
+			c = &output
+		case keyIs(key, "cache_read_input_tokens"):
+			c = &cacheRead
+		case keyIs(key, "cache_creation_input_tokens"):
+			c = &cacheWrite
+		case keyIs(key, "prompt_tokens_details"):
+			if promptCached, err = readCached(v); err != nil {
+				return figures{}, false, err
 			}
-			m.line, m.skipping = m.line[:0], false
+			continue
+		case keyIs(key, "input_tokens_details"):
+			if inputCached, err = readCached(v); err != nil {
+				return figures{}, false, err
+			}
+			continue
+		default:
+			continue
 		}
-		p = p[i+1:]
+		if err := c.setFrom(v); err != nil {
+			return figures{}, false, err
+		}
 	}
-	return n, nil
+	pick := func(dst *int64, bit uint8, cs ...count) {
+		for _, c := range cs {
+			if c.set {
+				*dst, f.has = c.v, f.has|bit
+				return
+			}
+		}
+	}
+	pick(&f.in, hasIn, input, prompt)
+	pick(&f.out, hasOut, output, completion)
+	pick(&f.cacheRead, hasCacheRead, cacheRead, inputCached, promptCached)
+	pick(&f.cacheWrite, hasCacheWrite, cacheWrite)
+	return f, true, nil
 }
 
-func (m *Meter) hold(p []byte) {
-	if m.skipping {
-		return
+// readCached reads cached_tokens from a details object, or null.
+func readCached(val []byte) (count, error) {
+	if string(val) == "null" {
+		return count{}, nil
 	}
-	if len(m.line)+len(p) > maxLine {
-		m.line, m.skipping = m.line[:0], true
-		return
+	if len(val) == 0 || val[0] != '{' {
+		return count{}, errDetailType
 	}
-	m.line = append(m.line, p...)
-}
-
-// event handles one line: a "data:" field that mentions usage.
-func (m *Meter) event(line []byte) {
-	line = bytes.TrimSuffix(line, []byte{'\r'})
-	data, ok := bytes.CutPrefix(line, []byte("data:"))
-	if !ok || !bytes.Contains(data, usageKey) {
-		return
-	}
-	// OpenAI sends "usage":null on every chunk but the last when the client
-	// asked for usage; those carry nothing and are not decoded.
-	if bytes.Contains(data, usageNull) && bytes.Count(data, usageKey) == 1 {
-		return
-	}
-	var ev struct {
-		Type    string `json:"type"`
-		Usage   *wire  `json:"usage"`
-		Message *struct {
-			Usage *wire `json:"usage"`
-		} `json:"message"`
-		Response *struct {
-			Usage *wire `json:"usage"`
-		} `json:"response"`
-	}
-	if json.Unmarshal(bytes.TrimSpace(data), &ev) != nil {
-		return
-	}
-	switch {
-	case ev.Type == "message_start" && ev.Message != nil && ev.Message.Usage != nil: // Anthropic, opening figures
-		m.u.merge(ev.Message.Usage)
-	case ev.Type == "message_delta" && ev.Usage != nil: // Anthropic, cumulative final figures
-		m.u.merge(ev.Usage)
-		m.u.Complete = true
-	case ev.Response != nil && ev.Response.Usage != nil: // OpenAI Responses: response.completed and kin
-		m.u.merge(ev.Response.Usage)
-		m.u.Complete = ev.Type == "response.completed"
-	case ev.Type == "" && ev.Usage != nil: // OpenAI chat and completions: the include_usage chunk
-		m.u.merge(ev.Usage)
-		m.u.Complete = true
+	var c count
+	it := members{b: val, i: 1, first: true}
+	for {
+		key, v, ok, err := it.next()
+		if err != nil {
+			return count{}, err
+		}
+		if !ok {
+			return c, nil
+		}
+		if keyIs(key, "cached_tokens") {
+			if err := c.setFrom(v); err != nil {
+				return count{}, err
+			}
+		}
 	}
 }
 
-// Usage returns what the stream has reported so far.
-func (m *Meter) Usage() Usage { return m.u }
+// parseInt parses a JSON integer: -?(0|[1-9][0-9]*) fitting in an int64.
+func parseInt(b []byte) (int64, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 19 || (b[0] == '0' && len(b) > 1) {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	if neg {
+		if n > 1<<63 {
+			return 0, false
+		}
+		return -int64(n), true
+	}
+	if n > 1<<63-1 {
+		return 0, false
+	}
+	return int64(n), true
+}
+
+// MeterBody returns a body that reads from body and writes every byte it
+// returns to m, typically a *StreamMeter, before handing it on. keygate
+// installs it in httputil.ReverseProxy.ModifyResponse: the proxy's own reads
+// feed the meter, so the stream is neither copied nor delayed. Write errors
+// from m are ignored. Closing the returned body closes body. Do not wrap the
+// body of a 101 Switching Protocols response, which the proxy needs to be
+// writable. A nil m returns body unchanged.
+func MeterBody(body io.ReadCloser, m io.Writer) io.ReadCloser {
+	if m == nil {
+		return body
+	}
+	return &meteredBody{body: body, m: m}
+}
+
+// meteredBody tees reads into a meter.
+type meteredBody struct {
+	body io.ReadCloser
+	m    io.Writer
+}
+
+// Read implements io.Reader.
+func (b *meteredBody) Read(p []byte) (int, error) {
+	n, err := b.body.Read(p)
+	if n > 0 {
+		_, _ = b.m.Write(p[:n])
+	}
+	return n, err
+}
+
+// Close implements io.Closer.
+func (b *meteredBody) Close() error { return b.body.Close() }
+
+// trimWS trims JSON whitespace from both ends of b.
+func trimWS(b []byte) []byte {
+	return bytes.Trim(b, " \t\r\n")
+}
