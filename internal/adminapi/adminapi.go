@@ -75,6 +75,8 @@ type Key struct {
 	ExpiresAt      *time.Time `json:"expires_at,omitempty"`
 	RevokedAt      *time.Time `json:"revoked_at,omitempty"`
 	LastUsedAt     *time.Time `json:"last_used_at,omitempty"`
+	Limits         Limits     `json:"limits"`
+	Group          string     `json:"group,omitempty"`
 }
 
 // CreateKeyRequest asks for a new keygate key. ExpiresIn takes Go durations
@@ -85,6 +87,8 @@ type CreateKeyRequest struct {
 	AllowModels    []string `json:"allow_models,omitempty"`
 	AllowProviders []string `json:"allow_providers,omitempty"`
 	ExpiresIn      string   `json:"expires_in,omitempty"`
+	Limits         Limits   `json:"limits,omitempty"`
+	Group          string   `json:"group,omitempty"` // an existing group whose limits the key shares
 }
 
 // CreatedKey is the answer to key creation: the only time the secret is shown.

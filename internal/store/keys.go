@@ -12,7 +12,8 @@ func (s *Store) CreateKey(ctx context.Context, k Key) error {
 	_, err := s.w.ExecContext(ctx, s.q.createKey,
 		k.ID, k.Name, k.Env, k.Prefix, bytesArg(k.Hash),
 		listArg(k.AllowModels), listArg(k.AllowProviders), s.timeArg(k.CreatedAt),
-		s.nullTimeArg(k.ExpiresAt), s.nullTimeArg(k.RevokedAt), s.nullTimeArg(k.LastUsedAt))
+		s.nullTimeArg(k.ExpiresAt), s.nullTimeArg(k.RevokedAt), s.nullTimeArg(k.LastUsedAt),
+		limitsArg(k.Limits), nullString(k.Group))
 	if err != nil {
 		return fmt.Errorf("store: create key %q: %w", k.Name, mapErr(err))
 	}
@@ -122,6 +123,7 @@ func scanKey(row rowScanner) (Key, error) {
 	var k Key
 	err := row.Scan(&k.ID, &k.Name, &k.Env, &k.Prefix, &k.Hash,
 		listCol{&k.AllowModels}, listCol{&k.AllowProviders}, timeCol{&k.CreatedAt},
-		nullTimeCol{&k.ExpiresAt}, nullTimeCol{&k.RevokedAt}, nullTimeCol{&k.LastUsedAt})
+		nullTimeCol{&k.ExpiresAt}, nullTimeCol{&k.RevokedAt}, nullTimeCol{&k.LastUsedAt},
+		limitsCol{&k.Limits}, nullStringCol{&k.Group})
 	return k, err
 }

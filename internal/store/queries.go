@@ -4,7 +4,7 @@ package store
 const (
 	providerCols   = `id, name, dialect, base_url, models, is_default, secret_id, created_at`
 	secretCols     = `id, version, format, kek_id, wrapped_dek, ciphertext, created_at, destroy_at`
-	keyCols        = `id, name, env, prefix, hash, allow_models, allow_providers, created_at, expires_at, revoked_at, last_used_at`
+	keyCols        = `id, name, env, prefix, hash, allow_models, allow_providers, created_at, expires_at, revoked_at, last_used_at, limits, group_name`
 	adminCols      = `id, name, hash, role, created_at, revoked_at`
 	secretMetaCols = `s.name, s.record_id, s.created_at, s.updated_at, s.deleted_at, s.purge_at,
 		COALESCE((SELECT MAX(v.version) FROM secret_versions v WHERE v.id = s.record_id), 0),
@@ -33,7 +33,11 @@ type queries struct {
 	finishRotation                                                     string
 	countProviders, countKeys, countSecretMeta                         string
 	clearVersions, clearAdminTokens, clearKEKs, clearRotations         string
-	listAllSecretVersions                                              string
+
+	updateKeyLimits, updateKeyGroup                             string
+	createGroup, getGroup, listGroups, updateGroup, deleteGroup string
+	addUsage, listUsage, countGroups                            string
+	listAllSecretVersions                                       string
 }
 
 // newQueries prepares the statement texts for dialect d.
@@ -50,7 +54,7 @@ func newQueries(d Dialect) *queries {
 		latestSecret: r(`SELECT ` + secretCols + ` FROM secret_versions WHERE id = ? ORDER BY version DESC LIMIT 1`),
 		deleteSecret: r(`DELETE FROM secret_versions WHERE id = ?`),
 
-		createKey:    r(`INSERT INTO api_keys (` + keyCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		createKey:    r(`INSERT INTO api_keys (` + keyCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		getKey:       r(`SELECT ` + keyCols + ` FROM api_keys WHERE id = ?`),
 		getKeyByName: r(`SELECT ` + keyCols + ` FROM api_keys WHERE name = ?`),
 		getKeyByHash: r(`SELECT ` + keyCols + ` FROM api_keys WHERE hash = ?`),
@@ -108,5 +112,27 @@ func newQueries(d Dialect) *queries {
 		clearKEKs:             r(`DELETE FROM vault_keks`),
 		clearRotations:        r(`DELETE FROM kek_rotations`),
 		listAllSecretVersions: r(`SELECT ` + secretCols + ` FROM secret_versions ORDER BY id, version`),
+
+		updateKeyLimits: r(`UPDATE api_keys SET limits = ? WHERE id = ? RETURNING ` + keyCols),
+		// A key can join only a group that exists, checked in the same statement.
+		updateKeyGroup: r(`UPDATE api_keys SET group_name = ? WHERE id = ?
+			AND (CAST(? AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM key_groups g WHERE g.name = ?)) RETURNING ` + keyCols),
+		createGroup: r(`INSERT INTO key_groups (name, limits, created_at) VALUES (?, ?, ?)`),
+		getGroup:    r(`SELECT g.name, g.limits, g.created_at, (SELECT COUNT(*) FROM api_keys k WHERE k.group_name = g.name) FROM key_groups g WHERE g.name = ?`),
+		listGroups:  r(`SELECT g.name, g.limits, g.created_at, (SELECT COUNT(*) FROM api_keys k WHERE k.group_name = g.name) FROM key_groups g ORDER BY g.name`),
+		updateGroup: r(`UPDATE key_groups SET limits = ? WHERE name = ?`),
+		// A group with keys in it is not deleted; the caller reports why.
+		deleteGroup: r(`DELETE FROM key_groups WHERE name = ? AND NOT EXISTS (SELECT 1 FROM api_keys k WHERE k.group_name = key_groups.name)`),
+		addUsage: r(`INSERT INTO usage_daily (key_id, day, model, requests, input_tokens, output_tokens, micro_usd, denials)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (key_id, day, model) DO UPDATE SET
+				requests = usage_daily.requests + excluded.requests,
+				input_tokens = usage_daily.input_tokens + excluded.input_tokens,
+				output_tokens = usage_daily.output_tokens + excluded.output_tokens,
+				micro_usd = usage_daily.micro_usd + excluded.micro_usd,
+				denials = usage_daily.denials + excluded.denials`),
+		countGroups: r(`SELECT COUNT(*) FROM key_groups`),
+		listUsage: r(`SELECT key_id, day, model, requests, input_tokens, output_tokens, micro_usd, denials
+			FROM usage_daily WHERE key_id = ? AND day >= ? ORDER BY day DESC, model`),
 	}
 }

@@ -53,6 +53,9 @@ func (s *Store) ExportSnapshot(ctx context.Context) (Snapshot, error) {
 	if snap.KEKRotations, err = ro.ListKEKRotations(ctx); err != nil {
 		return Snapshot{}, err
 	}
+	if snap.Groups, err = ro.ListGroups(ctx); err != nil {
+		return Snapshot{}, err
+	}
 	return snap, nil
 }
 
@@ -68,7 +71,7 @@ var ErrNotEmpty = errors.New("the database already holds providers, keys or secr
 func (s *Store) ImportSnapshot(ctx context.Context, snap Snapshot) error {
 	return s.InTx(ctx, func(tx *Store) error {
 		for _, q := range []struct{ sql, what string }{
-			{tx.q.countProviders, "providers"}, {tx.q.countKeys, "API keys"}, {tx.q.countSecretMeta, "secrets"},
+			{tx.q.countProviders, "providers"}, {tx.q.countKeys, "API keys"}, {tx.q.countSecretMeta, "secrets"}, {tx.q.countGroups, "groups"},
 		} {
 			var n int
 			if err := tx.r.QueryRowContext(ctx, q.sql).Scan(&n); err != nil {
@@ -95,6 +98,11 @@ func (s *Store) ImportSnapshot(ctx context.Context, snap Snapshot) error {
 		}
 		for _, m := range snap.Secrets {
 			if err := tx.CreateSecretMeta(ctx, m); err != nil {
+				return fmt.Errorf("store: restore: %w", err)
+			}
+		}
+		for _, g := range snap.Groups {
+			if err := tx.CreateGroup(ctx, g); err != nil {
 				return fmt.Errorf("store: restore: %w", err)
 			}
 		}

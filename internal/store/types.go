@@ -50,6 +50,29 @@ type Key struct {
 	ExpiresAt      *time.Time // nil: never expires
 	RevokedAt      *time.Time // nil: not revoked
 	LastUsedAt     *time.Time // nil: never used
+	Limits         []byte     // JSON of the key's limits (adminapi.Limits); nil or "{}" limits nothing
+	Group          string     // the group whose limits the key also obeys; "" for none
+}
+
+// Group is a named set of limits shared by the keys in it.
+type Group struct {
+	Name      string
+	Limits    []byte    // JSON (adminapi.Limits)
+	CreatedAt time.Time // UTC
+	Keys      int       // read-only: how many keys are in the group
+}
+
+// UsageRow is what one key consumed of one model on one day. Written rows
+// are added to what is stored.
+type UsageRow struct {
+	KeyID        string
+	Day          string // YYYY-MM-DD
+	Model        string
+	Requests     int64
+	InputTokens  int64
+	OutputTokens int64
+	MicroUSD     int64
+	Denials      int64
 }
 
 // AdminToken is a credential for the admin API, stored as an HMAC.
@@ -119,4 +142,5 @@ type Snapshot struct {
 	AdminTokens    []AdminToken
 	KEKRecords     []KEKRecord
 	KEKRotations   []KEKRotation
+	Groups         []Group
 }

@@ -80,6 +80,8 @@ func Run(t *testing.T, newURL func(t testing.TB) string) {
 		{"KEKRecords", testKEKRecords},
 		{"KEKRotations", testKEKRotations},
 		{"Snapshot", testSnapshot},
+		{"KeyLimitsAndGroups", testKeyLimitsAndGroups},
+		{"Usage", testUsage},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newURL) })

@@ -279,7 +279,10 @@ func testSnapshot(t *testing.T, newURL func(testing.TB) string) {
 	must(t, src.PutSecretVersion(ctx(t), secretVersion("system/key-pepper", 1)))
 	must(t, src.CreateSecretMeta(ctx(t), store.SecretMeta{Name: "payments/stripe", RecordID: "secret/sec_1", CreatedAt: at(0), UpdatedAt: at(0)}))
 	must(t, src.PutSecretVersion(ctx(t), secretVersion("secret/sec_1", 1)))
-	must(t, src.CreateKey(ctx(t), fullKey("key_1", "ci")))
+	must(t, src.CreateGroup(ctx(t), store.Group{Name: "team", Limits: []byte(`{"rpm":5}`), CreatedAt: at(0)}))
+	withLimits := fullKey("key_1", "ci")
+	withLimits.Limits, withLimits.Group = []byte(`{"tpm":9}`), "team"
+	must(t, src.CreateKey(ctx(t), withLimits))
 	must(t, src.CreateAdminToken(ctx(t), store.AdminToken{ID: "adm_1", Name: "bootstrap", Hash: hashOf("adm_1"), Role: "admin", CreatedAt: at(0)}))
 	must(t, src.PutKEKRecord(ctx(t), store.KEKRecord{ID: "passphrase:aa", Kind: "passphrase", Params: []byte(`{"salt":"AAAA"}`), CreatedAt: at(0)}))
 	must(t, src.CreateKEKRotation(ctx(t), store.KEKRotation{ID: "rot_1", FromKEK: "a", ToKEK: "b", BatchSize: 1, StartedAt: at(0), HeartbeatAt: at(0)}))
@@ -314,6 +317,12 @@ func testSnapshot(t *testing.T, newURL func(testing.TB) string) {
 	k, err := dst.GetKeyByHash(ctx(t), fullKey("key_1", "ci").Hash)
 	must(t, err)
 	checkKey(t, k, fullKey("key_1", "ci"))
+	if string(k.Limits) != `{"tpm":9}` || k.Group != "team" {
+		t.Errorf("restored key limits %q group %q", k.Limits, k.Group)
+	}
+	if g, err := dst.GetGroup(ctx(t), "team"); err != nil || string(g.Limits) != `{"rpm":5}` || g.Keys != 1 {
+		t.Errorf("restored group %+v, %v", g, err)
+	}
 	if _, err := dst.GetAdminTokenByHash(ctx(t), hashOf("adm_new")); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("the target's own admin token survived the restore: %v", err)
 	}

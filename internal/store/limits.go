@@ -1,0 +1,190 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// limitsArg stores nil or empty limits as "{}".
+func limitsArg(b []byte) string {
+	if len(b) == 0 {
+		return "{}"
+	}
+	return string(b)
+}
+
+// limitsCol scans a limits column; "{}" reads back as nil.
+type limitsCol struct{ b *[]byte }
+
+// Scan implements sql.Scanner.
+func (c limitsCol) Scan(src any) error {
+	var v []byte
+	switch x := src.(type) {
+	case nil:
+	case string:
+		v = []byte(x)
+	case []byte:
+		v = append([]byte(nil), x...)
+	default:
+		return fmt.Errorf("cannot read %T as limits", src)
+	}
+	if string(v) == "{}" || len(v) == 0 {
+		v = nil
+	}
+	*c.b = v
+	return nil
+}
+
+// nullString stores "" as NULL.
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// nullStringCol scans an optional text column; NULL reads as "".
+type nullStringCol struct{ s *string }
+
+// Scan implements sql.Scanner.
+func (c nullStringCol) Scan(src any) error {
+	switch x := src.(type) {
+	case nil:
+		*c.s = ""
+	case string:
+		*c.s = x
+	case []byte:
+		*c.s = string(x)
+	default:
+		return fmt.Errorf("cannot read %T as text", src)
+	}
+	return nil
+}
+
+// UpdateKeyLimits replaces a key's limits (JSON; nil limits nothing) and
+// returns the key as stored, or ErrNotFound.
+func (s *Store) UpdateKeyLimits(ctx context.Context, id string, limits []byte) (Key, error) {
+	k, err := scanKey(s.w.QueryRowContext(ctx, s.q.updateKeyLimits, limitsArg(limits), id))
+	if err != nil {
+		return Key{}, fmt.Errorf("store: update limits of key %q: %w", id, mapErr(err))
+	}
+	return k, nil
+}
+
+// ErrNoSuchGroup is returned when a key is put in a group that does not exist.
+var ErrNoSuchGroup = errors.New("no such group")
+
+// SetKeyGroup puts a key in a group ("" for none) and returns it as stored.
+// It returns ErrNotFound for an unknown key and ErrNoSuchGroup for an
+// unknown group.
+func (s *Store) SetKeyGroup(ctx context.Context, id, group string) (Key, error) {
+	g := nullString(group)
+	k, err := scanKey(s.w.QueryRowContext(ctx, s.q.updateKeyGroup, g, id, g, g))
+	if err == nil {
+		return k, nil
+	}
+	err = mapErr(err)
+	if errors.Is(err, ErrNotFound) && group != "" {
+		if _, kerr := s.GetKey(ctx, id); kerr == nil {
+			err = ErrNoSuchGroup
+		}
+	}
+	return Key{}, fmt.Errorf("store: put key %q in group %q: %w", id, group, err)
+}
+
+// CreateGroup stores a new group, or returns ErrConflict.
+func (s *Store) CreateGroup(ctx context.Context, g Group) error {
+	_, err := s.w.ExecContext(ctx, s.q.createGroup, g.Name, limitsArg(g.Limits), s.timeArg(g.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("store: create group %q: %w", g.Name, mapErr(err))
+	}
+	return nil
+}
+
+// GetGroup returns a group with its key count, or ErrNotFound.
+func (s *Store) GetGroup(ctx context.Context, name string) (Group, error) {
+	g, err := scanGroup(s.r.QueryRowContext(ctx, s.q.getGroup, name))
+	if err != nil {
+		return Group{}, fmt.Errorf("store: get group %q: %w", name, mapErr(err))
+	}
+	return g, nil
+}
+
+// ListGroups returns every group ordered by name.
+func (s *Store) ListGroups(ctx context.Context) ([]Group, error) {
+	rows, err := s.r.QueryContext(ctx, s.q.listGroups)
+	if err != nil {
+		return nil, fmt.Errorf("store: list groups: %w", err)
+	}
+	return collect(rows, scanGroup, "list groups")
+}
+
+// UpdateGroupLimits replaces a group's limits, or returns ErrNotFound.
+func (s *Store) UpdateGroupLimits(ctx context.Context, name string, limits []byte) error {
+	res, err := s.w.ExecContext(ctx, s.q.updateGroup, limitsArg(limits), name)
+	if err == nil {
+		err = rowsAffectedOrNotFound(res)
+	}
+	if err != nil {
+		return fmt.Errorf("store: update group %q: %w", name, mapErr(err))
+	}
+	return nil
+}
+
+// ErrGroupInUse is returned when a group that still has keys is deleted.
+var ErrGroupInUse = errors.New("the group still has keys")
+
+// DeleteGroup removes a group without keys. It returns ErrNotFound for an
+// unknown group and ErrGroupInUse while keys are in it.
+func (s *Store) DeleteGroup(ctx context.Context, name string) error {
+	res, err := s.w.ExecContext(ctx, s.q.deleteGroup, name)
+	if err == nil {
+		err = rowsAffectedOrNotFound(res)
+	}
+	if errors.Is(err, ErrNotFound) {
+		if _, gerr := s.GetGroup(ctx, name); gerr == nil {
+			err = ErrGroupInUse
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("store: delete group %q: %w", name, mapErr(err))
+	}
+	return nil
+}
+
+func scanGroup(row rowScanner) (Group, error) {
+	var g Group
+	err := row.Scan(&g.Name, limitsCol{&g.Limits}, timeCol{&g.CreatedAt}, &g.Keys)
+	return g, err
+}
+
+// AddUsage adds every row to the stored totals in one transaction.
+func (s *Store) AddUsage(ctx context.Context, rows []UsageRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	return s.InTx(ctx, func(tx *Store) error {
+		for _, r := range rows {
+			if _, err := tx.w.ExecContext(ctx, tx.q.addUsage, r.KeyID, r.Day, r.Model,
+				r.Requests, r.InputTokens, r.OutputTokens, r.MicroUSD, r.Denials); err != nil {
+				return fmt.Errorf("store: record usage: %w", mapErr(err))
+			}
+		}
+		return nil
+	})
+}
+
+// ListUsage returns a key's usage rows from day since (YYYY-MM-DD) on,
+// newest day first, then by model.
+func (s *Store) ListUsage(ctx context.Context, keyID, since string) ([]UsageRow, error) {
+	rows, err := s.r.QueryContext(ctx, s.q.listUsage, keyID, since)
+	if err != nil {
+		return nil, fmt.Errorf("store: read usage of key %q: %w", keyID, err)
+	}
+	return collect(rows, func(r rowScanner) (UsageRow, error) {
+		var u UsageRow
+		err := r.Scan(&u.KeyID, &u.Day, &u.Model, &u.Requests, &u.InputTokens, &u.OutputTokens, &u.MicroUSD, &u.Denials)
+		return u, err
+	}, "read usage")
+}
