@@ -76,6 +76,7 @@ throughput falls below that fraction of the baseline's at any concurrency.`,
 	f.DurationVar(&o.Round, "round", o.Round, "time per target per round")
 	f.IntVar(&o.Rounds, "rounds", o.Rounds, "alternating rounds per concurrency")
 	f.IntVar(&o.Keys, "keys", 0, "also drive keygate with this many distinct keys (cycled) instead of one hot key")
+	f.StringVar(&o.Redis, "redis", "", "also drive a keygate that keeps its limits in this Redis (redis://...)")
 	f.IntVar(&o.StreamSamples, "stream-samples", o.StreamSamples, "streaming requests for time to first byte")
 	f.BoolVar(&short, "short", false, "a few-second run for CI")
 	f.BoolVar(&inProcess, "in-process", false, "run the servers inside this process (no memory figures)")

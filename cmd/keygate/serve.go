@@ -48,6 +48,7 @@ variables, then these flags.`,
 			set("tls-self-signed", func() { cfg.TLS.SelfSigned = c.TLS.SelfSigned })
 			set("allow-plain-http", func() { cfg.AllowPlainHTTP = c.AllowPlainHTTP })
 			set("kek", func() { cfg.KEK = c.KEK })
+			set("redis", func() { cfg.Limits.Redis = c.Limits.Redis })
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
@@ -64,6 +65,7 @@ variables, then these flags.`,
 	f.StringVar(&c.TLS.Key, "tls-key", "", "PEM private key for --tls-cert")
 	f.BoolVar(&c.TLS.SelfSigned, "tls-self-signed", false, "serve HTTPS with a generated self-signed certificate (for trials)")
 	f.BoolVar(&c.AllowPlainHTTP, "allow-plain-http", false, "allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy)")
+	f.StringVar(&c.Limits.Redis, "redis", "", "redis:// URL of a Redis that keeps rate limits, quotas and budgets for every keygate node (default: this process's memory)")
 	f.StringVar(&c.KEK, "kek", "", "key-encryption key URL: file:///path, passphrase://?env=NAME, awskms://..., gcpkms://..., azurekeyvault://..., hashivault://... (default: the master key file in the data directory)")
 	return cmd
 }

@@ -48,6 +48,15 @@ type Store interface {
 	SoftDeleteSecret(ctx context.Context, name string, at, purgeAt time.Time) error
 	RestoreSecretMeta(ctx context.Context, name string, at time.Time) error
 	PurgeSecret(ctx context.Context, name string) error
+
+	UpdateKeyLimits(ctx context.Context, id string, limits []byte) (store.Key, error)
+	SetKeyGroup(ctx context.Context, id, group string) (store.Key, error)
+	CreateGroup(ctx context.Context, g store.Group) error
+	GetGroup(ctx context.Context, name string) (store.Group, error)
+	ListGroups(ctx context.Context) ([]store.Group, error)
+	UpdateGroupLimits(ctx context.Context, name string, limits []byte) error
+	DeleteGroup(ctx context.Context, name string) error
+	ListUsage(ctx context.Context, keyID, since string) ([]store.UsageRow, error)
 }
 
 // Vault encrypts secrets at rest.
@@ -80,9 +89,14 @@ type Options struct {
 	// ProvidersChanged runs after a provider is added or removed, so the
 	// gateway on this node routes with the change at once.
 	ProvidersChanged func(ctx context.Context) error
-	// KeyRevoked runs after a revocation, so this node's key cache forgets the
-	// key before the next request.
+	// KeyRevoked runs after a revocation or a change to a key, so this
+	// node's key cache forgets the key before the next request.
 	KeyRevoked func(keyID string)
+	// GroupsChanged runs after a group is created, changed or deleted, so
+	// this node enforces the change at once.
+	GroupsChanged func(ctx context.Context)
+	// UsageLocation names usage days; nil means UTC.
+	UsageLocation *time.Location
 
 	// Rotator rotates the key-encryption key; OpenKEK opens (and probes)
 	// the KEK a rotation names by URL. Without them the vault routes answer
@@ -121,6 +135,12 @@ func New(opts Options) *API {
 	if opts.KeyRevoked == nil {
 		opts.KeyRevoked = func(string) {}
 	}
+	if opts.GroupsChanged == nil {
+		opts.GroupsChanged = func(context.Context) {}
+	}
+	if opts.UsageLocation == nil {
+		opts.UsageLocation = time.UTC
+	}
 	if opts.ProviderKeyGrace == 0 {
 		opts.ProviderKeyGrace = 24 * time.Hour
 	}
@@ -146,6 +166,13 @@ func New(opts Options) *API {
 	mux.HandleFunc("GET "+p+"/keys", a.listKeys)
 	mux.HandleFunc("GET "+p+"/keys/{ref}", a.getKey)
 	mux.HandleFunc("POST "+p+"/keys/{ref}/revoke", a.revokeKey)
+	mux.HandleFunc("PATCH "+p+"/keys/{ref}", a.updateKey)
+	mux.HandleFunc("GET "+p+"/keys/{ref}/usage", a.keyUsage)
+	mux.HandleFunc("POST "+p+"/groups", a.createGroup)
+	mux.HandleFunc("GET "+p+"/groups", a.listGroups)
+	mux.HandleFunc("GET "+p+"/groups/{name}", a.getGroup)
+	mux.HandleFunc("PATCH "+p+"/groups/{name}", a.updateGroup)
+	mux.HandleFunc("DELETE "+p+"/groups/{name}", a.deleteGroup)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no admin API route "+r.Method+" "+r.URL.Path)
 	})

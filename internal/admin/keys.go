@@ -84,6 +84,20 @@ func (a *API) validateKey(r *http.Request, req *adminapi.CreateKeyRequest, now t
 		ID: newID("key_"), Name: req.Name, Env: req.Env,
 		AllowModels: req.AllowModels, AllowProviders: req.AllowProviders, CreatedAt: now,
 	}
+	limits, err := encodeLimits(req.Limits)
+	if err != nil {
+		return store.Key{}, err
+	}
+	k.Limits = limits
+	if req.Group != "" {
+		if _, err := a.opts.Store.GetGroup(r.Context(), req.Group); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return store.Key{}, fmt.Errorf("group: no group named %q; create it with keygate group create", req.Group)
+			}
+			return store.Key{}, fmt.Errorf("group: could not check %q: %w", req.Group, err)
+		}
+		k.Group = req.Group
+	}
 	if req.ExpiresIn != "" {
 		d, err := adminapi.ParseDuration(req.ExpiresIn)
 		if err != nil {
@@ -163,5 +177,6 @@ func keyView(k store.Key, now time.Time) adminapi.Key {
 		ID: k.ID, Name: k.Name, Env: k.Env, Prefix: k.Prefix, Status: status,
 		AllowModels: orEmpty(k.AllowModels), AllowProviders: orEmpty(k.AllowProviders),
 		CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt, LastUsedAt: k.LastUsedAt,
+		Limits: decodeLimits(k.Limits), Group: k.Group,
 	}
 }

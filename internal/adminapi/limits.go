@@ -84,9 +84,16 @@ func (l Limits) Validate() error {
 	for _, f := range []struct {
 		name string
 		v    int64
-	}{{"rps", l.RPS}, {"rpm", l.RPM}, {"rph", l.RPH}, {"tpm", l.TPM}, {"concurrency", l.Concurrency}} {
-		if f.v < 0 || f.v > maxLimit {
-			return fmt.Errorf("limits: %s must be 0 (unlimited) to %d, got %d", f.name, int64(maxLimit), f.v)
+		per  time.Duration
+	}{{"rps", l.RPS, time.Second}, {"rpm", l.RPM, time.Minute}, {"rph", l.RPH, time.Hour}, {"tpm", l.TPM, time.Minute}, {"concurrency", l.Concurrency, 0}} {
+		// A token bucket keeps time in microseconds in a double, so a rate's
+		// limit times its period in microseconds stays below 2^53.
+		most := int64(maxLimit)
+		if f.per > 0 {
+			most = (1<<53 - 1) / f.per.Microseconds()
+		}
+		if f.v < 0 || f.v > most {
+			return fmt.Errorf("limits: %s must be 0 (unlimited) to %d, got %d", f.name, most, f.v)
 		}
 	}
 	seen := map[string]bool{}

@@ -40,6 +40,10 @@ type Options struct {
 	// Keys, when above 1, adds a keygate target whose load cycles through
 	// that many distinct keys instead of one hot key.
 	Keys int
+	// Redis, when set, adds a second keygate that keeps its limits in this
+	// Redis (redis://...), driven with a key under limits that never refuse:
+	// the cost of one shared-limiter round trip per request.
+	Redis string
 	// Logs receives the servers' logs (io.Discard when nil).
 	Logs io.Writer
 	// Progress receives a line per round (nothing when nil).
@@ -53,6 +57,8 @@ const (
 	Pooled   = "baseline+pool"      // the same with a copy-buffer pool
 	Keygate  = "keygate"            // keygate with a realistic key
 	ManyKeys = "keygate, many keys" // keygate with the load spread over Options.Keys keys
+	Limited  = "keygate+limits"     // keygate with a key under rate, token, concurrency, quota and budget limits (memory)
+	Redis    = "keygate+redis"      // the same limits kept in Redis by a second keygate
 )
 
 // Row is one target at one concurrency, all rounds merged.
@@ -122,12 +128,16 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, fmt.Errorf("pooled baseline: %w", err)
 	}
 	defer pooled.stop()
-	kg, err := l.keygate(ctx)
+	kg, err := l.keygate(ctx, "keygate", "")
 	if err != nil {
 		return nil, fmt.Errorf("keygate: %w", err)
 	}
 	defer kg.stop()
 	kgKey, err := configure(ctx, kg, up.url+"/v1", upKey)
+	if err != nil {
+		return nil, fmt.Errorf("configure keygate: %w", err)
+	}
+	limitedKey, err := createLimitedKey(ctx, kg)
 	if err != nil {
 		return nil, fmt.Errorf("configure keygate: %w", err)
 	}
@@ -137,6 +147,22 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		{name: Baseline, url: base.url, keys: []string{"client-key-replaced-by-the-proxy"}},
 		{name: Pooled, url: pooled.url, keys: []string{"client-key-replaced-by-the-proxy"}},
 		{name: Keygate, url: kg.url, keys: []string{kgKey}},
+		{name: Limited, url: kg.url, keys: []string{limitedKey}},
+	}
+	if o.Redis != "" {
+		rkg, err := l.keygate(ctx, "keygate-redis", o.Redis)
+		if err != nil {
+			return nil, fmt.Errorf("keygate with Redis: %w", err)
+		}
+		defer rkg.stop()
+		if _, err := configure(ctx, rkg, up.url+"/v1", upKey); err != nil {
+			return nil, fmt.Errorf("configure keygate with Redis: %w", err)
+		}
+		rkey, err := createLimitedKey(ctx, rkg)
+		if err != nil {
+			return nil, fmt.Errorf("configure keygate with Redis: %w", err)
+		}
+		targets = append(targets, target{name: Redis, url: rkg.url, keys: []string{rkey}})
 	}
 	if o.Keys > 1 {
 		keys, err := manyKeys(ctx, kg, o.Keys)
@@ -200,7 +226,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	for _, t := range targets {
-		if t.name != ManyKeys {
+		if t.name == Direct || t.name == Baseline || t.name == Pooled || t.name == Keygate {
 			rep.TTFB = append(rep.TTFB, ttfb(ctx, t.name, t.url, t.keys[0], o.StreamSamples))
 		}
 	}
@@ -231,6 +257,29 @@ func configure(ctx context.Context, kg *proc, upstream, upKey string) (string, e
 	}
 	k, err := c.CreateKey(ctx, adminapi.CreateKeyRequest{
 		Name: "bench-agent", AllowModels: []string{"gpt-4o*"}, AllowProviders: []string{"openai"}, ExpiresIn: "30d",
+	})
+	if err != nil {
+		return "", err
+	}
+	return k.Secret, nil
+}
+
+// createLimitedKey makes a key like the benchmark key under every kind of
+// limit, set so high that none refuses: the measurement is the cost of
+// checking, reserving and settling them.
+func createLimitedKey(ctx context.Context, kg *proc) (string, error) {
+	c, err := adminclient.New(kg.admin, secret.New(kg.cred))
+	if err != nil {
+		return "", err
+	}
+	const huge = 1 << 45
+	k, err := c.CreateKey(ctx, adminapi.CreateKeyRequest{
+		Name: "bench-limited", AllowModels: []string{"gpt-4o*"}, AllowProviders: []string{"openai"}, ExpiresIn: "30d",
+		Limits: adminapi.Limits{
+			RPS: 1 << 30, RPM: 1 << 27, TPM: 1 << 27, Concurrency: 100_000,
+			Quotas:  []adminapi.Quota{{Limit: huge, Unit: adminapi.UnitRequests, Period: adminapi.PeriodDay}},
+			Budgets: []adminapi.Budget{{MicroUSD: huge, Period: adminapi.PeriodMonth}},
+		},
 	})
 	if err != nil {
 		return "", err

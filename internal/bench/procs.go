@@ -62,12 +62,14 @@ func (l launcher) baseline(ctx context.Context, upstream, key string, pooled boo
 }
 
 // keygate starts a real keygate on its defaults (SQLite, local master key,
-// access log on) in a fresh data directory.
-func (l launcher) keygate(ctx context.Context) (*proc, error) {
-	dataDir := filepath.Join(l.dir, "keygate")
+// access log on) in a fresh data directory named name; with redis set, its
+// limits live in that Redis.
+func (l launcher) keygate(ctx context.Context, name, redis string) (*proc, error) {
+	dataDir := filepath.Join(l.dir, name)
 	if l.binary == "" {
 		cfg := config.Default(l.dir)
 		cfg.DataDir, cfg.Listen, cfg.AdminListen = dataDir, "127.0.0.1:0", "127.0.0.1:0"
+		cfg.Limits.Redis = redis
 		var out bytes.Buffer
 		ready := make(chan server.Listening, 1)
 		cctx, cancel := context.WithCancel(ctx)
@@ -82,8 +84,11 @@ func (l launcher) keygate(ctx context.Context) (*proc, error) {
 			return nil, fmt.Errorf("keygate did not start: %w", err)
 		}
 	}
-	return l.child(ctx, []string{"serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"},
-		[]string{"HOME=" + l.dir}, keygateLines)
+	args := []string{"serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}
+	if redis != "" {
+		args = append(args, "--redis", redis)
+	}
+	return l.child(ctx, args, []string{"HOME=" + l.dir}, keygateLines)
 }
 
 var (

@@ -321,9 +321,9 @@ func TestKeyListShowRevoke(t *testing.T) {
 
 	out, _ = h.mustRun("", "key", "list")
 	want := "" +
-		"ID         NAME   ENV   PREFIX        STATUS  EXPIRES               LAST-USED\n" +
-		"key_test1  ci     live  kg_live_test  active  2025-02-04T04:05:06Z  never\n" +
-		"key_test2  batch  test  kg_test_test  active  never                 never\n"
+		"ID         NAME   ENV   PREFIX        STATUS  EXPIRES               LAST-USED  GROUP  LIMITS\n" +
+		"key_test1  ci     live  kg_live_test  active  2025-02-04T04:05:06Z  never      -      -\n" +
+		"key_test2  batch  test  kg_test_test  active  never                 never      -      -\n"
 	if out != want {
 		t.Errorf("key list:\n%s\nwant:\n%s", out, want)
 	}
@@ -340,6 +340,8 @@ func TestKeyListShowRevoke(t *testing.T) {
 		"Status:             active\n" +
 		"Allowed models:     any\n" +
 		"Allowed providers:  openai\n" +
+		"Group:              -\n" +
+		"Limits:             none\n" +
 		"Created:            2025-02-03T04:05:06Z\n" +
 		"Expires:            never\n" +
 		"Revoked:            -\n" +

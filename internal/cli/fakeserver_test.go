@@ -34,6 +34,7 @@ type fakeAdmin struct {
 	role       string // of the admin credential: adminapi.RoleAdmin (the default) or RoleOperator
 	failRevoke bool   // answer every key revocation with an internal error
 	vault      fakeVault
+	limits     fakeLimits
 }
 
 // recorded is what a request exposed outside its body.
@@ -123,6 +124,7 @@ func newFakeAdmin(t *testing.T) *fakeAdmin {
 		writeJSONBody(w, http.StatusOK, f.keys[i])
 	})
 	f.vaultRoutes(mux)
+	f.limitRoutes(mux)
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		f.requests = append(f.requests, recorded{Method: r.Method, URL: r.URL.String(), Header: r.Header.Clone()})
@@ -196,6 +198,10 @@ func (f *fakeAdmin) createKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "name is required")
 		return
 	}
+	if err := req.Limits.Validate(); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
 	created := time.Date(2025, 2, 3, 4, 5, 6, 0, time.UTC)
 	var expires *time.Time
 	if req.ExpiresIn != "" {
@@ -217,12 +223,16 @@ func (f *fakeAdmin) createKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("a key named %q already exists", req.Name))
 		return
 	}
+	if req.Group != "" && f.findGroup(req.Group) < 0 {
+		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("no group named %q", req.Group))
+		return
+	}
 	f.nextID++
 	secretValue := fmt.Sprintf("kg_%s_testsecret%04d", env, f.nextID)
 	k := adminapi.Key{
 		ID: fmt.Sprintf("key_test%d", f.nextID), Name: req.Name, Env: env, Prefix: secretValue[:12], Status: "active",
 		AllowModels: orEmpty(req.AllowModels), AllowProviders: orEmpty(req.AllowProviders),
-		CreatedAt: created, ExpiresAt: expires,
+		CreatedAt: created, ExpiresAt: expires, Limits: req.Limits, Group: req.Group,
 	}
 	f.keys = append(f.keys, k)
 	f.keySecrets[k.ID] = secretValue

@@ -18,23 +18,29 @@ func (a *app) keyCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(a.keyCreateCmd(), a.keyListCmd(), a.keyShowCmd(), a.keyRevokeCmd())
+	cmd.AddCommand(a.keyCreateCmd(), a.keyListCmd(), a.keyShowCmd(), a.keyUpdateCmd(), a.keyUsageCmd(), a.keyRevokeCmd())
 	return cmd
 }
 
 func (a *app) keyCreateCmd() *cobra.Command {
 	var (
-		name, env, expires string
-		models, providers  []string
+		name, env, expires, group string
+		models, providers         []string
+		lf                        *limitFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "create --name NAME",
+		Use:   "create --name NAME [limit flags] [--group NAME]",
 		Short: "Create a keygate API key and print it once",
 		Long: `Creates a keygate API key and prints it once on standard output. keygate
 stores only a hash of it, so copy it now: it cannot be shown again.
 
+The limit flags cap what the key may consume; without them it is unlimited.
+A key in a group (--group) must also stay within the group's limits.
+
   keygate key create --name ci --allow-model 'gpt-4o*' --expires 30d
-  export OPENAI_API_KEY=$(keygate key create --name laptop --allow-provider openai)`,
+  export OPENAI_API_KEY=$(keygate key create --name laptop --allow-provider openai)
+  keygate key create --name ci-bot --rpm 60 --tpm 200000 --concurrency 4 \
+      --quota 5000/day --budget 20usd/month --group team-a`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			name = strings.TrimSpace(name)
@@ -46,6 +52,17 @@ stores only a hash of it, so copy it now: it cannot be shown again.
 					return fmt.Errorf("key create: --expires: %w", err)
 				}
 			}
+			group = strings.TrimSpace(group)
+			if cmd.Flags().Changed("group") {
+				if err := checkGroupName("key create: --group", group); err != nil {
+					return err
+				}
+			}
+			edit, err := lf.edit("key create")
+			if err != nil {
+				return err
+			}
+			limits := edit.apply(adminapi.Limits{})
 			c, cred, err := a.client(cmd)
 			if err != nil {
 				return err
@@ -56,9 +73,11 @@ stores only a hash of it, so copy it now: it cannot be shown again.
 				AllowModels:    splitList(models),
 				AllowProviders: splitList(providers),
 				ExpiresIn:      strings.TrimSpace(expires),
+				Limits:         limits,
+				Group:          group,
 			})
 			if err != nil {
-				return explain(fmt.Errorf("key create %s: %w", name, err), cred)
+				return explain(groupHint(fmt.Errorf("key create %s: %w", name, err), group), cred)
 			}
 			out := cmd.OutOrStdout()
 			if a.json {
@@ -81,6 +100,8 @@ stores only a hash of it, so copy it now: it cannot be shown again.
 	f.StringArrayVar(&models, "allow-model", nil, "model name `PATTERN` the key may use; repeat or separate with commas (default: any model)")
 	f.StringArrayVar(&providers, "allow-provider", nil, "provider `NAME` the key may use; repeat or separate with commas (default: any provider)")
 	f.StringVar(&expires, "expires", "", "`DURATION` the key lives, as in 30d, 12h or 1d12h (default: never expires)")
+	f.StringVar(&group, "group", "", "put the key in the group `NAME`, whose limits it then shares too")
+	lf = addLimitFlags(cmd, false)
 	return cmd
 }
 
@@ -110,10 +131,10 @@ func (a *app) keyListCmd() *cobra.Command {
 				return err
 			}
 			tw := newTable(cmd.OutOrStdout())
-			fmt.Fprintln(tw, "ID\tNAME\tENV\tPREFIX\tSTATUS\tEXPIRES\tLAST-USED")
+			fmt.Fprintln(tw, "ID\tNAME\tENV\tPREFIX\tSTATUS\tEXPIRES\tLAST-USED\tGROUP\tLIMITS")
 			for _, k := range keys {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Env, k.Prefix, k.Status,
-					fmtTimePtr(k.ExpiresAt, "never"), fmtTimePtr(k.LastUsedAt, "never"))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Env, k.Prefix, k.Status,
+					fmtTimePtr(k.ExpiresAt, "never"), fmtTimePtr(k.LastUsedAt, "never"), orDash(k.Group), fmtLimits(k.Limits, "-"))
 			}
 			return tw.Flush()
 		},
@@ -174,9 +195,19 @@ func printKey(w io.Writer, k adminapi.Key) error {
 		{"Status", k.Status},
 		{"Allowed models", list(k.AllowModels, "any")},
 		{"Allowed providers", list(k.AllowProviders, "any")},
+		{"Group", orDash(k.Group)},
+		{"Limits", fmtLimits(k.Limits, "none")},
 		{"Created", fmtTime(k.CreatedAt)},
 		{"Expires", fmtTimePtr(k.ExpiresAt, "never")},
 		{"Revoked", fmtTimePtr(k.RevokedAt, "-")},
 		{"Last used", fmtTimePtr(k.LastUsedAt, "never")},
 	})
+}
+
+// orDash returns s, or "-" when s is empty.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -75,9 +75,9 @@ func Root(stdio IO, extra ...*cobra.Command) *cobra.Command {
 It also keeps other secrets in an encrypted vault: store them with
 "keygate secret put" and hand them to a program with "keygate run".
 
-The client commands (login, provider, key, secret, vault and run, but not
-vault restore) talk to a running keygate (started with "keygate serve")
-through its admin API. They find the admin credential in this order:
+The client commands (login, provider, key, group, secret, vault and run,
+but not vault restore) talk to a running keygate (started with "keygate
+serve") through its admin API. They find the admin credential in this order:
   1. the KEYGATE_ADMIN_TOKEN environment variable
   2. the OS keychain, where "keygate login" saves it
   3. the file ~/.config/keygate/admin-token (mode 0600), used where no keychain exists
@@ -93,7 +93,7 @@ The first "keygate serve" prints a bootstrap admin credential.`,
 	pf.StringVar(&a.adminCA, "admin-ca", "", "PEM certificate `FILE` to trust for an HTTPS admin API with a self-signed certificate (env "+EnvAdminCA+")")
 	pf.BoolVar(&a.json, "json", false, "print machine-readable JSON")
 
-	root.AddCommand(a.loginCmd(), a.logoutCmd(), a.providerCmd(), a.keyCmd(), a.secretCmd(), a.vaultCmd(),
+	root.AddCommand(a.loginCmd(), a.logoutCmd(), a.providerCmd(), a.keyCmd(), a.groupCmd(), a.secretCmd(), a.vaultCmd(),
 		a.runCmd(), a.versionCmd())
 	root.AddCommand(extra...)
 	return root

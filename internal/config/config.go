@@ -42,6 +42,12 @@ type Config struct {
 	KEKPrevious []string `yaml:"kek_previous"`
 	// Vault tunes the secrets store.
 	Vault Vault `yaml:"vault"`
+	// Limits configures how keys' rate limits, quotas and budgets are kept.
+	Limits Limits `yaml:"limits"`
+	// Prices sets or overrides model prices in US dollars per million
+	// tokens, for spend budgets: {"gpt-4o": {"input": 2.5, "output": 10}}.
+	// A name ending in * covers every model it prefixes.
+	Prices map[string]ModelPrice `yaml:"prices"`
 	// Listen is the gateway (data plane) address.
 	Listen string `yaml:"listen"`
 	// AdminListen is the admin API address.
@@ -91,6 +97,39 @@ type Upstream struct {
 	MaxIdleConnsPerHost int `yaml:"max_idle_conns_per_host"`
 }
 
+// Limits configures admission control.
+type Limits struct {
+	// Redis is a redis:// URL whose server keeps every node's counters, so
+	// N nodes enforce one limit; empty keeps counters in this process.
+	Redis string `yaml:"redis"`
+	// Timezone is where quota and budget days and months start, and where
+	// usage days are named (an IANA name such as Europe/Berlin).
+	Timezone string `yaml:"timezone"`
+	// DefaultMaxTokens is the output reserved for a request that sets no
+	// max_tokens, until its real usage settles it.
+	DefaultMaxTokens int64 `yaml:"default_max_tokens"`
+	// AuthFailures failed authentications per AuthFailureWindow are
+	// allowed from one client address and against one key prefix; then
+	// requests are refused until the window refills. 0 disables it.
+	AuthFailures      int64         `yaml:"auth_failures"`
+	AuthFailureWindow time.Duration `yaml:"auth_failure_window"`
+}
+
+// ModelPrice is a model's price in US dollars per million tokens.
+type ModelPrice struct {
+	Input  float64 `yaml:"input"`
+	Output float64 `yaml:"output"`
+}
+
+// Location returns the limits time zone (call after Validate).
+func (l Limits) Location() *time.Location {
+	loc, err := time.LoadLocation(l.Timezone)
+	if err != nil {
+		return time.UTC
+	}
+	return loc
+}
+
 // Vault tunes the secrets store.
 type Vault struct {
 	// ReadCacheTTL is how long a provider key read from the vault is reused
@@ -132,6 +171,12 @@ func Default(home string) Config {
 			MaxIdleConnsPerHost:   256,
 		},
 		Log: Log{Level: "info", Format: "text", Requests: true},
+		Limits: Limits{
+			Timezone:          "UTC",
+			DefaultMaxTokens:  4096,
+			AuthFailures:      10,
+			AuthFailureWindow: 10 * time.Minute,
+		},
 		Vault: Vault{
 			ReadCacheTTL:         5 * time.Second,
 			ProviderKeyGrace:     24 * time.Hour,
@@ -259,6 +304,28 @@ func (c Config) Validate() error {
 		}
 		if u, err := url.Parse(k); err != nil || u.Scheme == "" {
 			bad(field, "must be a URL such as file:///path/master.key, passphrase://?env=NAME or awskms://...; got something else (not shown: it may hold key material)")
+		}
+	}
+	if _, err := time.LoadLocation(c.Limits.Timezone); err != nil || c.Limits.Timezone == "" {
+		bad("limits.timezone", "%q is not a time zone name such as UTC or Europe/Berlin", c.Limits.Timezone)
+	}
+	if c.Limits.Redis != "" {
+		if u, err := url.Parse(c.Limits.Redis); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+			bad("limits.redis", "must be a redis:// or rediss:// URL")
+		}
+	}
+	if c.Limits.DefaultMaxTokens <= 0 {
+		bad("limits.default_max_tokens", "must be positive")
+	}
+	if c.Limits.AuthFailures < 0 {
+		bad("limits.auth_failures", "must not be negative (0 turns throttling off)")
+	}
+	if c.Limits.AuthFailures > 0 && c.Limits.AuthFailureWindow <= 0 {
+		bad("limits.auth_failure_window", "must be a positive duration such as 10m")
+	}
+	for name, p := range c.Prices {
+		if p.Input < 0 || p.Output < 0 {
+			bad("prices", "model %q: prices must not be negative", name)
 		}
 	}
 	if c.Vault.ReadCacheTTL < 0 {

@@ -14,9 +14,12 @@ import (
 
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/fakeprovider"
+	"github.com/keygate/keygate/internal/limit"
+	"github.com/keygate/keygate/internal/pricing"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/usage"
 )
 
 // memTransport answers upstream requests by calling the fake provider's
@@ -122,6 +125,31 @@ func BenchmarkServeHTTP(b *testing.B) {
 				MaxBodyBytes: 1 << 20, Transport: tr, AccessLog: accessLog,
 			}, table)
 			run(b, g, raw.Reveal())
+		})
+	}
+	// As `keygate serve` runs by default: usage metered and recorded, failed
+	// authentication throttled; then with a key under every kind of limit.
+	prices, _ := pricing.NewTable(nil)
+	limited := keys[hash]
+	limited.ID = "key_limited"
+	limited.Limits = []byte(`{"rps":1000000000,"rpm":100000000,"tpm":100000000,"concurrency":100000,` +
+		`"quotas":[{"limit":1000000000000,"unit":"requests","period":"day"}],"budgets":[{"micro_usd":1000000000000,"period":"month"}]}`)
+	limRaw, _ := apikey.Generate("live")
+	limHash := h.Hash(limRaw.Reveal())
+	limited.Hash = limHash[:]
+	keys[limHash] = limited
+	for _, tc := range []struct{ name, key string }{{"keygate+metering", raw.Reveal()}, {"keygate+limits", limRaw.Reveal()}} {
+		b.Run(tc.name, func(b *testing.B) {
+			mem := limit.NewMemory()
+			g := New(Options{
+				Keys: apikey.NewVerifier(h, keys), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+				MaxBodyBytes: 1 << 20, Transport: tr,
+				Limits: LimitOptions{
+					Shared: mem, Local: mem, Prices: prices, Location: time.UTC, DefaultMaxTokens: 4096,
+					Usage: usage.NewRecorder(nil, time.UTC, nil), AuthFailures: 10, AuthFailureWindow: 10 * time.Minute,
+				},
+			}, table)
+			run(b, g, tc.key)
 		})
 	}
 }

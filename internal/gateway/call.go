@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync"
 
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
@@ -16,9 +17,12 @@ type call struct {
 	keyID    string
 	model    string
 	upstream *route.Upstream
-	body     []byte // the body to send upstream
-	denied   string // the denial code, when keygate refused the call
-	failure  string // upstream_unreachable, upstream_timeout, client_gone
+	body     []byte     // the body to send upstream
+	denied   string     // the denial code, when keygate refused the call
+	failure  string     // upstream_unreachable, upstream_timeout, client_gone
+	est      estimate   // the worst case reserved for the call
+	adm      *admission // the call's hold on its limits, when it has any
+	finished sync.Once  // finishCall runs once
 }
 
 type callKey struct{}

@@ -8,13 +8,18 @@
 //	 -> read body    size limit, then read model/stream without decoding the body
 //	 -> route        model -> provider (prefix, patterns, default); strip the prefix
 //	 -> authorize    the key's provider and model allowances
+//	 -> admit        reserve the worst case against every limit of the key and
+//	                 its group (rate, tokens, concurrency, quotas, budgets), all
+//	                 or nothing (limits.go)
 //	 -> proxy        strip client credentials, inject the real key, stream back
+//	 -> settle       when the response ends, charge what it really used (meter.go)
 //
 // Every denial is written before any byte goes upstream, in the caller's
 // dialect, and never carries an upstream key or an internal address.
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +35,7 @@ import (
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/usage"
 	"github.com/keygate/keygate/internal/web"
 )
 
@@ -50,7 +56,10 @@ type Options struct {
 	LoadTable func(ctx context.Context) (*route.Table, error)
 	// KeyUsed, when set, is told each authenticated use of a key (it must not block).
 	KeyUsed func(keyID string, at time.Time)
-	Now     func() time.Time
+	// Limits configures admission control, metering and the throttling of
+	// failed authentication.
+	Limits LimitOptions
+	Now    func() time.Time
 }
 
 // Gateway is the data-plane handler.
@@ -62,6 +71,7 @@ type Gateway struct {
 	openai    provider.Dialect
 	anthropic provider.Dialect
 	models    *modelCache
+	plans     plans
 }
 
 // New builds a gateway serving the given routing table.
@@ -200,8 +210,14 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, d provider.Dia
 	if !g.authorize(w, r, key, up.Name, model) {
 		return
 	}
+	if !g.admit(w, r, key, model, f, len(body)) {
+		return
+	}
 	if model != f.Model {
 		body = jsonpeek.ReplaceString(body, f.ModelSpan, model)
+	}
+	if f.Stream && d == g.openai && r.URL.Path != "/v1/responses" {
+		body = askForStreamUsage(body)
 	}
 	c.upstream, c.body = up, body
 	g.proxy.ServeHTTP(w, r)
@@ -215,8 +231,13 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) (store.Ke
 			"no API key: send your keygate key as 'Authorization: Bearer kg_...' or 'x-api-key: kg_...'")
 		return store.Key{}, false
 	}
+	done, ok := g.authThrottle(w, r, raw)
+	if !ok {
+		return store.Key{}, false
+	}
 	now := g.opts.Now()
 	key, err := g.opts.Keys.Verify(r.Context(), raw, now)
+	done(err == nil || !(errors.Is(err, apikey.ErrMalformed) || errors.Is(err, apikey.ErrUnknown)))
 	switch {
 	case err == nil:
 		if g.opts.KeyUsed != nil {
@@ -271,6 +292,9 @@ func (g *Gateway) authorize(w http.ResponseWriter, r *http.Request, key store.Ke
 func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
 	c := callFrom(r.Context())
 	c.denied = code
+	if c.keyID != "" && g.opts.Limits.Usage != nil {
+		g.opts.Limits.Usage.Record(usage.Entry{KeyID: c.keyID, Model: c.model, At: g.opts.Now(), Denied: true})
+	}
 	d := c.dialect
 	if d == nil {
 		d = g.dialectFor(r)
@@ -285,4 +309,26 @@ func (g *Gateway) dialectFor(r *http.Request) provider.Dialect {
 		return g.anthropic
 	}
 	return provider.DetectListDialect(r.Header)
+}
+
+// finishCall settles the call's limits and records its usage, once.
+func (g *Gateway) finishCall(c *call, u usage.Usage) {
+	c.finished.Do(func() { g.finish(c, u) })
+}
+
+// askForStreamUsage asks an OpenAI stream for its final usage chunk when the
+// client did not, so keygate can settle the request on real figures. A
+// client that set stream_options itself is left alone.
+func askForStreamUsage(body []byte) []byte {
+	if bytes.Contains(body, []byte(`"stream_options"`)) {
+		return body
+	}
+	end := bytes.LastIndexByte(body, '}')
+	if end < 0 {
+		return body
+	}
+	out := make([]byte, 0, len(body)+40)
+	out = append(out, body[:end]...)
+	out = append(out, `,"stream_options":{"include_usage":true}`...)
+	return append(out, body[end:]...)
 }

@@ -10,10 +10,12 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/keygate/keygate/internal/provider"
+	"github.com/keygate/keygate/internal/usage"
 	"github.com/keygate/keygate/internal/web"
 )
 
@@ -119,6 +121,14 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	// ReverseProxy forwards them once it has closed the body. The APIs
 	// keygate fronts send none, so none pass: they could echo the key.
 	resp.Body = &noTrailers{ReadCloser: resp.Body, resp: resp}
+	// The provider's rate-limit headers describe keygate's upstream account,
+	// not the client's limits, which keygate reports itself.
+	for name := range resp.Header {
+		if strings.HasPrefix(name, "X-Ratelimit-") || strings.HasPrefix(name, "Anthropic-Ratelimit-") {
+			delete(resp.Header, name)
+		}
+	}
+	resp.Body = newMeteredBody(g, c, resp)
 	for name, vals := range resp.Header {
 		for i, v := range vals {
 			if key != "" && len(v) >= len(key) && bytes.Contains([]byte(v), []byte(key)) {
@@ -154,6 +164,7 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 // text, which may hold internal host names; those go to the log.
 func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	c := callFrom(r.Context())
+	g.finishCall(c, usage.Usage{})
 	if r.Context().Err() != nil {
 		c.failure = "client_gone"
 		return

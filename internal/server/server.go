@@ -102,6 +102,11 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 		return err
 	}
 	used := lastused.New(st, log)
+	lim, err := newLimits(ctx, cfg, st, log)
+	if err != nil {
+		return err
+	}
+	defer lim.close()
 	gw := gateway.New(gateway.Options{
 		Keys:         verifier,
 		Log:          log,
@@ -115,6 +120,7 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 		AccessLog:      cfg.Log.Requests,
 		LoadTable:      loadTable,
 		KeyUsed:        used.Seen,
+		Limits:         lim.gateway,
 	}, table)
 	bootstrap, isNew, err := admin.EnsureBootstrapToken(ctx, st, hasher, time.Now())
 	if err != nil {
@@ -143,6 +149,8 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 		Store: st, Vault: v, Hasher: hasher, Log: log,
 		ProvidersChanged: gw.Reload,
 		KeyRevoked:       verifier.Invalidate,
+		GroupsChanged:    lim.groupsChanged,
+		UsageLocation:    cfg.Limits.Location(),
 		Rotator:          c.rot,
 		OpenKEK: func(ctx context.Context, url string) (vault.KEK, error) {
 			return c.openKEK(ctx, url, true)
@@ -183,7 +191,13 @@ Log the CLI in with:  keygate login   (or export KEYGATE_ADMIN_TOKEN=...)
 	go gw.RefreshEvery(refreshCtx, cfg.ProviderRefresh)
 	usedDone := make(chan struct{})
 	go func() { used.Run(refreshCtx, 5*time.Second); close(usedDone) }()
-	bgWG.Add(2)
+	bgWG.Add(4)
+	go func() { defer bgWG.Done(); lim.usage.Run(refreshCtx, 5*time.Second) }()
+	go every(bg, &bgWG, cfg.ProviderRefresh, func() {
+		if err := lim.groups.reload(bg); err != nil {
+			log.Warn("key group refresh failed; keeping the previous limits", "err", err)
+		}
+	})
 	go every(bg, &bgWG, cfg.ProviderRefresh, func() {
 		if err := c.rot.Sync(bg); err != nil {
 			log.Error("vault: could not follow the key-encryption key rotation; new secrets stay sealed under the old key until this is fixed", "err", err)

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/fakeprovider"
+	"github.com/keygate/keygate/internal/store/storetest"
+)
+
+const redisEnv = "KEYGATE_TEST_REDIS_URL"
+
+func redisURL(t *testing.T) string {
+	u := os.Getenv(redisEnv)
+	if u == "" {
+		t.Skip("set " + redisEnv + "=redis://127.0.0.1:6379/0 to run the tests that share limits through Redis")
+	}
+	return u
+}
+
+// gatewayURLRe finds the gateway address a keygate process prints.
+func gatewayOf(t *testing.T, p *proc) string {
+	t.Helper()
+	for _, line := range strings.Split(p.out.String(), "\n") {
+		if _, rest, ok := strings.Cut(line, "keygate gateway listening on "); ok {
+			return strings.Fields(rest)[0]
+		}
+	}
+	t.Fatalf("no gateway address in:\n%s", p.out.String())
+	return ""
+}
+
+// TestLimitsAcrossNodes: three keygate processes on loopback share Redis
+// and PostgreSQL; 600 requests spread across them against a 100/min limit:
+// between 100 and 102 pass (a token bucket refills 100 per minute, so a
+// run that takes a second or so may admit one or two more).
+func TestLimitsAcrossNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three keygate processes")
+	}
+	rurl := redisURL(t)
+	db := storetest.PostgresURL(t)
+	up := newUpstreams(t, fakeprovider.Options{}, fakeprovider.Options{})
+	env := map[string]string{
+		"KEYGATE_DATABASE":         db,
+		"KEYGATE_LIMITS_REDIS":     rurl,
+		"KEYGATE_KEK":              randomKeyURL(t),
+		"KEYGATE_PROVIDER_REFRESH": "200ms",
+		"KEYGATE_LOG_REQUESTS":     "false",
+	}
+	var nodes []*proc
+	for i := range 3 {
+		dir := filepath.Join(t.TempDir(), fmt.Sprintf("node%d", i))
+		nodes = append(nodes, startProc(t, env, "serve", "--data-dir", dir, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"))
+	}
+	admin := nodes[0].admin
+	if admin == "" {
+		t.Fatal("the first node printed no admin credential")
+	}
+	in := &instance{t: t, admin: admin}
+	in.addrs.Admin = nodes[0].adminU
+	in.register(up)
+	key := in.createKey("--name", "shared", "--rpm", "100")
+	probe := in.createKey("--name", "probe")
+	gateways := []string{gatewayOf(t, nodes[0]), gatewayOf(t, nodes[1]), gatewayOf(t, nodes[2])}
+	// Wait until every node routes to the provider (they load it on their
+	// refresh timer).
+	for _, gw := range gateways {
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			code, _ := postJSON(t, gw+"/v1/chat/completions", probe, `{"model":"gpt-4o-mini","messages":[]}`)
+			if code == 200 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s never became ready (last status %d)", gw, code)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	before := up.openai.RequestCount()
+
+	var passed, refused, other atomic.Int64
+	var wg sync.WaitGroup
+	work := make(chan int, 600)
+	for i := range 600 {
+		work <- i
+	}
+	close(work)
+	start := time.Now()
+	for range 30 {
+		wg.Go(func() {
+			for i := range work {
+				code, _ := postJSON(t, gateways[i%3]+"/v1/chat/completions", key, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`)
+				switch code {
+				case 200:
+					passed.Add(1)
+				case 429:
+					refused.Add(1)
+				default:
+					other.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("600 requests over 3 nodes in %v: %d passed, %d refused, %d other", time.Since(start), passed.Load(), refused.Load(), other.Load())
+	if p := passed.Load(); p < 100 || p > 102 || other.Load() != 0 {
+		t.Fatalf("%d passed and %d failed otherwise; want 100 to 102 passed and the rest refused", p, other.Load())
+	}
+	if n := up.openai.RequestCount() - before; n != passed.Load() {
+		t.Fatalf("the upstream saw %d calls for %d admitted", n, passed.Load())
+	}
+}
+
+// TestBudgetExactWithRedis is the gateway's concurrency promise with the
+// limits kept in Redis: 50 concurrent calls against a budget for exactly 2.
+func TestBudgetExactWithRedis(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.Limits.Redis = redisURL(t)
+	in := start(t, cfg, "")
+	up := newUpstreams(t, fakeprovider.Options{Latency: 300 * time.Millisecond}, fakeprovider.Options{})
+	in.register(up)
+	body := `{"model":"gpt-4o-mini","max_tokens":1000,"messages":[{"role":"user","content":"hello"}]}`
+	// gpt-4o-mini lists at $0.15 and $0.60 per million tokens; the call
+	// reserves (len(body)+3)/4 input and 1000 output tokens.
+	in.mustCLI(nil, "", "group", "create", "team")
+	in1 := int64(len(body)+3) / 4
+	est := (in1*150_000 + 1000*600_000 + 999_999) / 1_000_000
+	budget := fmt.Sprintf("%gusd", float64(2*est)/1e6)
+	key := in.createKey("--name", "two-calls", "--budget", budget, "--group", "team")
+	var ok, refused atomic.Int64
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			code, body := postJSON(t, in.addrs.Gateway+"/v1/chat/completions", key, body)
+			switch code {
+			case 200:
+				ok.Add(1)
+			case 429:
+				if !strings.Contains(body, "budget_exceeded") {
+					t.Errorf("429 without budget_exceeded: %s", body)
+				}
+				refused.Add(1)
+			default:
+				t.Errorf("status %d: %s", code, body)
+			}
+		})
+	}
+	wg.Wait()
+	if ok.Load() != 2 || refused.Load() != 48 {
+		t.Fatalf("budget %s for exactly 2 calls: %d passed, %d refused", budget, ok.Load(), refused.Load())
+	}
+
+	// The usage report shows the two calls, their spend and the denials.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var u adminapi.KeyUsage
+		decodeJSON(t, in.mustCLI(nil, "", "--json", "key", "usage", "two-calls"), &u)
+		if len(u.Rows) == 1 && u.Rows[0].Requests == 2 {
+			if u.Rows[0].Denials != 48 || u.Rows[0].MicroUSD <= 0 || u.Rows[0].Model != "gpt-4o-mini" {
+				t.Fatalf("usage row %+v", u.Rows[0])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("usage never showed the calls: %+v", u.Rows)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

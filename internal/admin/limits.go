@@ -1,0 +1,214 @@
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/web"
+)
+
+// encodeLimits validates limits and encodes them for the store; no limits
+// encode as nil.
+func encodeLimits(l adminapi.Limits) ([]byte, error) {
+	if err := l.Validate(); err != nil {
+		return nil, err
+	}
+	if l.IsZero() {
+		return nil, nil
+	}
+	return json.Marshal(l)
+}
+
+// decodeLimits reads stored limits; the store only holds what
+// encodeLimits wrote.
+func decodeLimits(b []byte) adminapi.Limits {
+	var l adminapi.Limits
+	if len(b) > 0 {
+		_ = json.Unmarshal(b, &l)
+	}
+	return l
+}
+
+// updateKey changes a live key's limits or group. The change applies on
+// this node at the next request, on others within key_cache_ttl.
+func (a *API) updateKey(w http.ResponseWriter, r *http.Request) {
+	var req adminapi.UpdateKeyRequest
+	if err := web.DecodeJSON(w, r, maxAdminBody, &req); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	if req.Limits == nil && req.Group == nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "nothing to change: send limits, group, or both")
+		return
+	}
+	var limits []byte
+	if req.Limits != nil {
+		var err error
+		if limits, err = encodeLimits(*req.Limits); err != nil {
+			writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+			return
+		}
+	}
+	ctx := r.Context()
+	k, err := a.findKey(r, r.PathValue("ref"))
+	if err != nil {
+		a.lookupError(w, "key", r.PathValue("ref"), err)
+		return
+	}
+	if req.Group != nil {
+		k, err = a.opts.Store.SetKeyGroup(ctx, k.ID, strings.TrimSpace(*req.Group))
+		if errors.Is(err, store.ErrNoSuchGroup) {
+			writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("group: no group named %q; create it with keygate group create", *req.Group))
+			return
+		}
+		if err != nil {
+			a.lookupError(w, "key", r.PathValue("ref"), err)
+			return
+		}
+	}
+	if req.Limits != nil {
+		if k, err = a.opts.Store.UpdateKeyLimits(ctx, k.ID, limits); err != nil {
+			a.lookupError(w, "key", r.PathValue("ref"), err)
+			return
+		}
+	}
+	a.opts.KeyRevoked(k.ID)
+	a.opts.Log.Info("key updated", "actor", caller(r).ID, "key_id", k.ID, "limits", string(limits), "group", k.Group)
+	web.WriteJSON(w, http.StatusOK, keyView(k, a.opts.Now()))
+}
+
+const (
+	defaultUsageDays = 30
+	maxUsageDays     = 400
+)
+
+func (a *API) keyUsage(w http.ResponseWriter, r *http.Request) {
+	days := defaultUsageDays
+	if q := r.URL.Query().Get("days"); q != "" {
+		n, err := strconv.Atoi(q)
+		if err != nil || n < 1 || n > maxUsageDays {
+			writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("days %q must be a whole number from 1 to %d", q, maxUsageDays))
+			return
+		}
+		days = n
+	}
+	k, err := a.findKey(r, r.PathValue("ref"))
+	if err != nil {
+		a.lookupError(w, "key", r.PathValue("ref"), err)
+		return
+	}
+	since := a.opts.Now().In(a.opts.UsageLocation).AddDate(0, 0, 1-days).Format(time.DateOnly)
+	rows, err := a.opts.Store.ListUsage(r.Context(), k.ID, since)
+	if err != nil {
+		a.internal(w, "read the key's usage", err)
+		return
+	}
+	out := adminapi.KeyUsage{Key: keyView(k, a.opts.Now()), Rows: make([]adminapi.UsageRow, 0, len(rows))}
+	for _, u := range rows {
+		out.Rows = append(out.Rows, adminapi.UsageRow{
+			Date: u.Day, Model: u.Model, Requests: u.Requests, InputTokens: u.InputTokens,
+			OutputTokens: u.OutputTokens, MicroUSD: u.MicroUSD, Denials: u.Denials,
+		})
+	}
+	web.WriteJSON(w, http.StatusOK, out)
+}
+
+func groupView(g store.Group) adminapi.Group {
+	return adminapi.Group{Name: g.Name, Limits: decodeLimits(g.Limits), Keys: g.Keys, CreatedAt: g.CreatedAt}
+}
+
+func (a *API) createGroup(w http.ResponseWriter, r *http.Request) {
+	var req adminapi.GroupRequest
+	if err := web.DecodeJSON(w, r, maxAdminBody, &req); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	req.Name = strings.TrimSpace(req.Name)
+	if !keyName.MatchString(req.Name) {
+		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("name %q must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", req.Name))
+		return
+	}
+	limits, err := encodeLimits(req.Limits)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	g := store.Group{Name: req.Name, Limits: limits, CreatedAt: a.opts.Now().UTC()}
+	if err := a.opts.Store.CreateGroup(r.Context(), g); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("a group named %q already exists", req.Name))
+			return
+		}
+		a.internal(w, "create the group", err)
+		return
+	}
+	a.opts.GroupsChanged(r.Context())
+	a.opts.Log.Info("group created", "actor", caller(r).ID, "group", g.Name, "limits", string(limits))
+	web.WriteJSON(w, http.StatusCreated, groupView(g))
+}
+
+func (a *API) listGroups(w http.ResponseWriter, r *http.Request) {
+	gs, err := a.opts.Store.ListGroups(r.Context())
+	if err != nil {
+		a.internal(w, "list groups", err)
+		return
+	}
+	out := adminapi.GroupList{Groups: make([]adminapi.Group, 0, len(gs))}
+	for _, g := range gs {
+		out.Groups = append(out.Groups, groupView(g))
+	}
+	web.WriteJSON(w, http.StatusOK, out)
+}
+
+func (a *API) getGroup(w http.ResponseWriter, r *http.Request) {
+	g, err := a.opts.Store.GetGroup(r.Context(), r.PathValue("name"))
+	if err != nil {
+		a.lookupError(w, "group", r.PathValue("name"), err)
+		return
+	}
+	web.WriteJSON(w, http.StatusOK, groupView(g))
+}
+
+func (a *API) updateGroup(w http.ResponseWriter, r *http.Request) {
+	var req adminapi.GroupRequest
+	if err := web.DecodeJSON(w, r, maxAdminBody, &req); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	limits, err := encodeLimits(req.Limits)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	name := r.PathValue("name")
+	if err := a.opts.Store.UpdateGroupLimits(r.Context(), name, limits); err != nil {
+		a.lookupError(w, "group", name, err)
+		return
+	}
+	a.opts.GroupsChanged(r.Context())
+	a.opts.Log.Info("group updated", "actor", caller(r).ID, "group", name, "limits", string(limits))
+	a.getGroup(w, r)
+}
+
+func (a *API) deleteGroup(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	err := a.opts.Store.DeleteGroup(r.Context(), name)
+	if errors.Is(err, store.ErrGroupInUse) {
+		writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("group %q still has keys; move them out first (keygate key update KEY --no-group)", name))
+		return
+	}
+	if err != nil {
+		a.lookupError(w, "group", name, err)
+		return
+	}
+	a.opts.GroupsChanged(r.Context())
+	a.opts.Log.Info("group deleted", "actor", caller(r).ID, "group", name)
+	w.WriteHeader(http.StatusNoContent)
+}

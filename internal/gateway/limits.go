@@ -1,0 +1,439 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/jsonpeek"
+	"github.com/keygate/keygate/internal/limit"
+	"github.com/keygate/keygate/internal/pricing"
+	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/usage"
+	"github.com/keygate/keygate/internal/web"
+)
+
+// Limiter admits requests against limits and settles them afterwards;
+// internal/limit's memory and Redis limiters implement it.
+type Limiter interface {
+	Admit(ctx context.Context, checks []limit.Check) (limit.Decision, error)
+	Settle(ctx context.Context, r limit.Reservation, actual []int64) error
+}
+
+// UsageRecorder is told what each request consumed (it must not block).
+type UsageRecorder interface {
+	Record(e usage.Entry)
+}
+
+// LimitOptions configures admission control. The zero value enforces no
+// limits, meters nothing and throttles no failed authentication.
+type LimitOptions struct {
+	// Shared decides admissions: this node's memory limiter, or Redis
+	// shared by every node.
+	Shared Limiter
+	// Local is this node's memory limiter: it throttles failed
+	// authentication, and stands in for Shared's rate and concurrency
+	// limits when Shared is unreachable. Quotas and budgets never fall back:
+	// without Shared they are refused (they fail closed).
+	Local Limiter
+	// GroupLimits returns the limits (JSON) of a key group, if it exists.
+	GroupLimits func(name string) ([]byte, bool)
+	// Prices turns tokens into spend; a budget on a model without a price
+	// refuses the request.
+	Prices *pricing.Table
+	// Location is where quota and budget days and months start.
+	Location *time.Location
+	// DefaultMaxTokens is the output reserved for a request that names no
+	// max_tokens.
+	DefaultMaxTokens int64
+	// Usage records what each request consumed.
+	Usage UsageRecorder
+	// AuthFailures failed authentications per AuthFailureWindow are allowed
+	// from one client address, and against one key prefix; beyond them
+	// requests are refused until the window refills. 0 disables it.
+	AuthFailures      int64
+	AuthFailureWindow time.Duration
+}
+
+// costKind says what a check's cost is measured in.
+type costKind uint8
+
+const (
+	costRequest costKind = iota + 1
+	costTokens
+	costMoney
+	costNone // concurrency
+)
+
+// limitPlan is the checks one key (and its group) needs, built once per
+// change of its limits. Costs are filled in per request.
+type limitPlan struct {
+	raw, group, groupRaw string
+	checks               []limit.Check
+	kinds                []costKind
+	hasBudget            bool
+	needsShared          bool // quotas or budgets: no local fallback
+	err                  error
+}
+
+// plans caches the plan of every key seen, keyed by key id.
+type plans struct {
+	mu sync.RWMutex
+	m  map[string]*limitPlan
+}
+
+// planFor returns key's plan, rebuilding it when the key's or its group's
+// limits changed. A key and group without limits have an empty plan.
+func (g *Gateway) planFor(key store.Key) *limitPlan {
+	var groupRaw []byte
+	if key.Group != "" && g.opts.Limits.GroupLimits != nil {
+		groupRaw, _ = g.opts.Limits.GroupLimits(key.Group)
+	}
+	g.plans.mu.RLock()
+	p := g.plans.m[key.ID]
+	g.plans.mu.RUnlock()
+	if p != nil && p.raw == string(key.Limits) && p.group == key.Group && p.groupRaw == string(groupRaw) {
+		return p
+	}
+	p = &limitPlan{raw: string(key.Limits), group: key.Group, groupRaw: string(groupRaw)}
+	if err := p.add(g.opts.Limits.Location, "k:"+key.ID, key.Limits); err != nil {
+		p.err = fmt.Errorf("key %s: %w", key.ID, err)
+	}
+	if err := p.add(g.opts.Limits.Location, "g:"+key.Group, groupRaw); err != nil && p.err == nil {
+		p.err = fmt.Errorf("group %s: %w", key.Group, err)
+	}
+	g.plans.mu.Lock()
+	if g.plans.m == nil {
+		g.plans.m = map[string]*limitPlan{}
+	}
+	g.plans.m[key.ID] = p
+	g.plans.mu.Unlock()
+	return p
+}
+
+// add appends the checks of one set of limits, counted under prefix.
+func (p *limitPlan) add(loc *time.Location, prefix string, raw []byte) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	var l adminapi.Limits
+	if err := json.Unmarshal(raw, &l); err != nil {
+		return fmt.Errorf("stored limits are not readable: %w", err)
+	}
+	rate := func(name string, n int64, per time.Duration, kind costKind) {
+		if n > 0 {
+			p.checks = append(p.checks, limit.Check{Key: prefix + ":" + name, Kind: limit.Rate, Limit: n, Period: per})
+			p.kinds = append(p.kinds, kind)
+		}
+	}
+	rate("rps", l.RPS, time.Second, costRequest)
+	rate("rpm", l.RPM, time.Minute, costRequest)
+	rate("rph", l.RPH, time.Hour, costRequest)
+	rate("tpm", l.TPM, time.Minute, costTokens)
+	if l.Concurrency > 0 {
+		p.checks = append(p.checks, limit.Check{Key: prefix + ":conc", Kind: limit.Concurrency, Limit: l.Concurrency})
+		p.kinds = append(p.kinds, costNone)
+	}
+	quota := func(name string, n int64, period string, kind costKind) {
+		p.checks = append(p.checks, limit.Check{Key: prefix + ":" + name + ":" + period, Kind: limit.Quota, Limit: n, Calendar: calendar(period), Location: loc})
+		p.kinds = append(p.kinds, kind)
+		p.needsShared = true
+	}
+	for _, q := range l.Quotas {
+		kind := costRequest
+		if q.Unit == adminapi.UnitTokens {
+			kind = costTokens
+		}
+		quota(q.Unit, q.Limit, q.Period, kind)
+	}
+	for _, b := range l.Budgets {
+		quota("usd", b.MicroUSD, b.Period, costMoney)
+		p.hasBudget = true
+	}
+	return nil
+}
+
+func calendar(period string) limit.Calendar {
+	switch period {
+	case adminapi.PeriodDay:
+		return limit.Day
+	case adminapi.PeriodMonth:
+		return limit.Month
+	}
+	return limit.Total
+}
+
+// estimate is a request's worst case, reserved before it goes upstream.
+type estimate struct {
+	in, out int64
+	price   pricing.Price
+	priced  bool
+}
+
+func (e estimate) cost() int64 { return e.price.Cost(e.in, e.out) }
+
+// cost is what a check is charged for the given consumption.
+func cost(kind costKind, in, out, money int64) int64 {
+	switch kind {
+	case costRequest:
+		return 1
+	case costTokens:
+		return in + out
+	case costMoney:
+		return money
+	}
+	return 0
+}
+
+// admission is an admitted request's hold on its limits, settled once the
+// response has been read.
+type admission struct {
+	lim   Limiter
+	res   limit.Reservation
+	plan  *limitPlan
+	est   estimate
+	once  sync.Once
+	start time.Time
+}
+
+// admit reserves the request's worst-case cost against every limit of its
+// key and group, before anything goes upstream. It answers and returns
+// false when a limit refuses.
+func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, key store.Key, model string, f jsonpeek.Fields, bodyLen int) bool {
+	c := callFrom(r.Context())
+	lo := &g.opts.Limits
+	est := estimate{in: int64(bodyLen+3) / 4, out: f.MaxTokens}
+	if est.out == 0 && r.URL.Path != "/v1/embeddings" {
+		est.out = lo.DefaultMaxTokens
+	}
+	if lo.Prices != nil {
+		est.price, est.priced = lo.Prices.Lookup(model)
+	}
+	c.est = est
+	if lo.Shared == nil {
+		return true
+	}
+	p := g.planFor(key)
+	if p.err != nil {
+		g.opts.Log.Error("a key's limits cannot be read; refusing its requests until they are fixed", "key_id", key.ID, "err", p.err)
+		g.deny(w, r, http.StatusInternalServerError, "limits_unreadable", "keygate cannot read this API key's limits; ask its administrator to set them again (keygate key update)")
+		return false
+	}
+	if len(p.checks) == 0 {
+		return true
+	}
+	if p.hasBudget && !est.priced {
+		g.deny(w, r, http.StatusForbidden, "budget_unpriced", fmt.Sprintf(
+			"this API key has a spend budget, and keygate has no price for model %q, so it cannot hold the key to it; ask keygate's operator to add the model under prices:", model))
+		return false
+	}
+	checks := make([]limit.Check, len(p.checks))
+	copy(checks, p.checks)
+	money := est.cost()
+	for i := range checks {
+		checks[i].Cost = cost(p.kinds[i], est.in, est.out, money)
+	}
+	lim := lo.Shared
+	d, err := lim.Admit(r.Context(), checks)
+	if errors.Is(err, limit.ErrInvalid) {
+		g.opts.Log.Error("a key's limits are out of range; refusing its requests until they are fixed", "key_id", key.ID, "err", err)
+		g.deny(w, r, http.StatusInternalServerError, "limits_unreadable", "keygate cannot apply this API key's limits; ask its administrator to set them again (keygate key update)")
+		return false
+	}
+	if err != nil && !p.needsShared && lo.Local != nil {
+		g.opts.Log.Warn("shared limiter unavailable; enforcing rate limits with this node's counters", "err", err)
+		lim = lo.Local
+		d, err = lim.Admit(r.Context(), checks)
+	}
+	if err != nil {
+		g.opts.Log.Error("limiter unavailable; refusing requests that need a spend or quota decision", "request_id", web.RequestID(r.Context()), "err", err)
+		g.deny(w, r, http.StatusServiceUnavailable, "limits_unavailable", "keygate cannot check this API key's quotas and budgets right now, so it refuses the request rather than overspend; try again shortly")
+		return false
+	}
+	if !d.Allowed {
+		g.refuse(w, r, checks[d.Denied], p.kinds[d.Denied], d, d.Denied)
+		return false
+	}
+	c.adm = &admission{lim: lim, res: d.Reservation, plan: p, est: est, start: g.opts.Now()}
+	setLimitHeaders(w.Header(), checks, p.kinds, d)
+	return true
+}
+
+// refuse answers a request a limit denied: 429 with Retry-After, in the
+// caller's dialect, naming the limit.
+func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, ch limit.Check, kind costKind, d limit.Decision, i int) {
+	h := w.Header()
+	setLimitHeaders(h, []limit.Check{ch}, []costKind{kind}, limit.Decision{Remaining: []int64{d.Remaining[i]}, Reset: []time.Time{d.Reset[i]}})
+	var code, msg string
+	switch {
+	case ch.Kind == limit.Concurrency:
+		code, msg = "concurrency_limit", fmt.Sprintf("this API key already has %d requests in flight, its limit; retry when one finishes", ch.Limit)
+		h.Set("Retry-After", "1")
+	case ch.Kind == limit.Rate:
+		code, msg = "rate_limit_exceeded", fmt.Sprintf("rate limit of %d %s per %s reached", ch.Limit, unitName(kind), ch.Period)
+	case kind == costMoney:
+		code, msg = "budget_exceeded", fmt.Sprintf("spend budget of %s reached", adminapi.Budget{MicroUSD: ch.Limit, Period: periodName(ch.Calendar)})
+	default:
+		code, msg = "insufficient_quota", fmt.Sprintf("quota of %d %s per %s reached", ch.Limit, unitName(kind), periodName(ch.Calendar))
+	}
+	switch {
+	case d.RetryAfter < 0:
+		msg += "; this request alone needs more than the limit allows"
+		h.Set("X-Should-Retry", "false")
+	case d.RetryAfter > 0:
+		secs := int64(math.Ceil(d.RetryAfter.Seconds()))
+		h.Set("Retry-After", strconv.FormatInt(secs, 10))
+		msg += fmt.Sprintf("; retry in %ds", secs)
+		if ch.Kind == limit.Quota {
+			h.Set("X-Should-Retry", "false") // hours away: an SDK's retry loop cannot wait it out
+		}
+	}
+	g.deny(w, r, http.StatusTooManyRequests, code, msg)
+}
+
+func unitName(k costKind) string {
+	if k == costTokens {
+		return "tokens"
+	}
+	return "requests"
+}
+
+func periodName(c limit.Calendar) string {
+	switch c {
+	case limit.Day:
+		return adminapi.PeriodDay
+	case limit.Month:
+		return adminapi.PeriodMonth
+	}
+	return adminapi.PeriodTotal
+}
+
+// setLimitHeaders reports the tightest request limit as X-RateLimit-Limit,
+// -Remaining and -Reset (seconds), and the tightest token limit as the
+// same names with a -Tokens suffix.
+func setLimitHeaders(h http.Header, checks []limit.Check, kinds []costKind, d limit.Decision) {
+	best := [2]int{-1, -1}
+	for i := range checks {
+		var slot int
+		switch {
+		case kinds[i] == costRequest:
+			slot = 0
+		case kinds[i] == costTokens:
+			slot = 1
+		default:
+			continue
+		}
+		if b := best[slot]; b < 0 || d.Remaining[i] < d.Remaining[b] {
+			best[slot] = i
+		}
+	}
+	for slot, suffix := range [2]string{"", "-Tokens"} {
+		i := best[slot]
+		if i < 0 {
+			continue
+		}
+		h.Set("X-Ratelimit-Limit"+suffix, strconv.FormatInt(checks[i].Limit, 10))
+		h.Set("X-Ratelimit-Remaining"+suffix, strconv.FormatInt(max(d.Remaining[i], 0), 10))
+		if reset := d.Reset[i]; !reset.IsZero() {
+			secs := int64(math.Ceil(time.Until(reset).Seconds()))
+			h.Set("X-Ratelimit-Reset"+suffix, strconv.FormatInt(max(secs, 0), 10))
+		}
+	}
+}
+
+// finish settles an admitted request to what it consumed and records its
+// usage. It runs once per request that reached the proxy, whether the
+// response completed, failed or was cut off.
+func (g *Gateway) finish(c *call, u usage.Usage) {
+	in, out := u.InputTokens+u.CacheWriteTokens, u.OutputTokens
+	if !u.Complete {
+		// A stream cut off before its usage: settle what was streamed.
+		if in == 0 {
+			in = c.est.in
+		}
+		if est := (u.StreamedBytes + 3) / 4; out < est {
+			out = est
+		}
+	}
+	var money int64
+	if c.est.priced {
+		money = c.est.price.Cost(in, out)
+	}
+	if a := c.adm; a != nil {
+		a.once.Do(func() {
+			actual := make([]int64, len(a.plan.checks))
+			for i, k := range a.plan.kinds {
+				actual[i] = cost(k, in, out, money)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := a.lim.Settle(ctx, a.res, actual); err != nil && !errors.Is(err, context.Canceled) {
+				g.opts.Log.Error("could not settle a request's limits; its reservation stands", "key_id", c.keyID, "err", err)
+			}
+		})
+	}
+	if g.opts.Limits.Usage != nil && c.keyID != "" {
+		g.opts.Limits.Usage.Record(usage.Entry{KeyID: c.keyID, Model: c.model, At: g.opts.Now(), InputTokens: in, OutputTokens: out, MicroUSD: money})
+	}
+}
+
+// authThrottle refuses a client address, or a key prefix, that has failed
+// authentication too often lately, before its key is even checked, so a
+// guesser learns nothing more. It returns a function that records the
+// outcome once the key has been checked.
+func (g *Gateway) authThrottle(w http.ResponseWriter, r *http.Request, raw string) (done func(ok bool), allowed bool) {
+	lo := &g.opts.Limits
+	if lo.Local == nil || lo.AuthFailures <= 0 {
+		return func(bool) {}, true
+	}
+	addr := web.ClientAddr(r, g.opts.TrustedProxies).String()
+	prefix := raw[:min(len(raw), 16)]
+	checks := []limit.Check{
+		{Key: "af:addr:" + addr, Kind: limit.Rate, Limit: lo.AuthFailures, Period: lo.AuthFailureWindow},
+		{Key: "af:prefix:" + prefix, Kind: limit.Rate, Limit: lo.AuthFailures, Period: lo.AuthFailureWindow},
+	}
+	// Cost 0 consumes nothing: it only asks whether failures have put
+	// either bucket into debt.
+	d, err := lo.Local.Admit(r.Context(), checks)
+	if err != nil {
+		return func(bool) {}, true
+	}
+	if !d.Allowed {
+		who := "address " + addr
+		if d.Denied == 1 {
+			who = "key prefix " + prefix
+		}
+		g.opts.Log.Warn("authentication failures throttled", "request_id", web.RequestID(r.Context()), "client", who)
+		secs := int64(math.Ceil(max(d.RetryAfter, time.Second).Seconds()))
+		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+		g.deny(w, r, http.StatusTooManyRequests, "too_many_auth_failures",
+			fmt.Sprintf("too many failed authentications from this client; retry in %ds", secs))
+		return nil, false
+	}
+	return func(ok bool) {
+		if ok {
+			return
+		}
+		// Charge the failure in full: past the allowance the buckets go
+		// into debt, and every request from there waits it out.
+		_ = lo.Local.Settle(context.Background(), d.Reservation, []int64{1, 1})
+		// Slow a client that keeps failing: up to 2s once it has used half
+		// its allowance.
+		if left := min(d.Remaining[0], d.Remaining[1]); left < lo.AuthFailures/2 {
+			delay := time.Duration(lo.AuthFailures/2-left) * 200 * time.Millisecond
+			t := time.NewTimer(min(delay, 2*time.Second))
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+			}
+		}
+	}, true
+}
