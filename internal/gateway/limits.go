@@ -315,6 +315,13 @@ func periodName(c limit.Calendar) string {
 	return adminapi.PeriodTotal
 }
 
+// rateLimitHeaders are the canonical names setLimitHeaders writes, for
+// requests and for tokens.
+var rateLimitHeaders = [2][3]string{
+	{"X-Ratelimit-Limit", "X-Ratelimit-Remaining", "X-Ratelimit-Reset"},
+	{"X-Ratelimit-Limit-Tokens", "X-Ratelimit-Remaining-Tokens", "X-Ratelimit-Reset-Tokens"},
+}
+
 // setLimitHeaders reports the tightest request limit as X-RateLimit-Limit,
 // -Remaining and -Reset (seconds), and the tightest token limit as the
 // same names with a -Tokens suffix.
@@ -334,16 +341,17 @@ func setLimitHeaders(h http.Header, checks []limit.Check, kinds []costKind, d li
 			best[slot] = i
 		}
 	}
-	for slot, suffix := range [2]string{"", "-Tokens"} {
+	for slot := range rateLimitHeaders {
 		i := best[slot]
 		if i < 0 {
 			continue
 		}
-		h.Set("X-Ratelimit-Limit"+suffix, strconv.FormatInt(checks[i].Limit, 10))
-		h.Set("X-Ratelimit-Remaining"+suffix, strconv.FormatInt(max(d.Remaining[i], 0), 10))
+		names := rateLimitHeaders[slot]
+		h[names[0]] = []string{strconv.FormatInt(checks[i].Limit, 10)}
+		h[names[1]] = []string{strconv.FormatInt(max(d.Remaining[i], 0), 10)}
 		if reset := d.Reset[i]; !reset.IsZero() {
 			secs := int64(math.Ceil(time.Until(reset).Seconds()))
-			h.Set("X-Ratelimit-Reset"+suffix, strconv.FormatInt(max(secs, 0), 10))
+			h[names[2]] = []string{strconv.FormatInt(max(secs, 0), 10)}
 		}
 	}
 }
@@ -368,19 +376,33 @@ func (g *Gateway) finish(c *call, u usage.Usage) {
 	}
 	if a := c.adm; a != nil {
 		a.once.Do(func() {
+			// Every admission is settled, even one whose charge needs no
+			// correction: the Redis limiter keeps a pending record of each
+			// reservation until its settlement.
 			actual := make([]int64, len(a.plan.checks))
 			for i, k := range a.plan.kinds {
 				actual[i] = cost(k, in, out, money)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := a.lim.Settle(ctx, a.res, actual); err != nil && !errors.Is(err, context.Canceled) {
-				g.opts.Log.Error("could not settle a request's limits; its reservation stands", "key_id", c.keyID, "err", err)
+			if a.lim == g.opts.Limits.Local {
+				g.settle(a, actual, c.keyID)
+				return
 			}
+			// A shared limiter costs a round trip: the response is already
+			// complete, so the client does not wait for it.
+			go g.settle(a, actual, c.keyID)
 		})
 	}
 	if g.opts.Limits.Usage != nil && c.keyID != "" {
 		g.opts.Limits.Usage.Record(usage.Entry{KeyID: c.keyID, Model: c.model, At: g.opts.Now(), InputTokens: in, OutputTokens: out, MicroUSD: money})
+	}
+}
+
+// settle charges an admission its actual costs.
+func (g *Gateway) settle(a *admission, actual []int64, keyID string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.lim.Settle(ctx, a.res, actual); err != nil && !errors.Is(err, context.Canceled) {
+		g.opts.Log.Error("could not settle a request's limits; its reservation stands", "key_id", keyID, "err", err)
 	}
 }
 
