@@ -273,3 +273,47 @@ func TestUpstreamRateLimitHeadersDoNotLeak(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamCutOffSettlesWhatWasStreamed: a client that goes away mid-stream
+// is charged for the text it was sent, not the whole reservation and not
+// nothing.
+func TestStreamCutOffSettlesWhatWasStreamed(t *testing.T) {
+	l := newLimited(t, fakeprovider.Options{Chunks: 40, ChunkDelay: 20 * time.Millisecond, ReplyBytes: 4000}, nil)
+	key := l.key(t, "cut", adminapi.Limits{TPM: 1_000_000})
+	// The client asks for usage itself but never sees the final chunk.
+	body := `{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"max_tokens":2000,"messages":[{"role":"user","content":"hi"}]}`
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "POST", l.url+"/v1/chat/completions", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2048)
+	got := 0
+	for got < 1500 {
+		n, err := resp.Body.Read(buf)
+		got += n
+		if err != nil {
+			t.Fatalf("stream ended early: %v", err)
+		}
+	}
+	cancel()
+	resp.Body.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		l.usage.Flush(context.Background())
+		rows, _ := l.keys.st.ListUsage(context.Background(), "key_cut", "2000-01-01")
+		if len(rows) == 1 {
+			out := rows[0].OutputTokens
+			if out <= 0 || out >= 1000 {
+				t.Fatalf("a stream cut after %d bytes was charged %d output tokens; want what was streamed (more than 0, well under the 1000 the whole reply holds)", got, out)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the cut-off stream was never settled")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
