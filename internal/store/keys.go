@@ -13,7 +13,8 @@ func (s *Store) CreateKey(ctx context.Context, k Key) error {
 		k.ID, k.Name, k.Env, k.Prefix, bytesArg(k.Hash),
 		listArg(k.AllowModels), listArg(k.AllowProviders), s.timeArg(k.CreatedAt),
 		s.nullTimeArg(k.ExpiresAt), s.nullTimeArg(k.RevokedAt), s.nullTimeArg(k.LastUsedAt),
-		limitsArg(k.Limits), nullString(k.Group))
+		limitsArg(k.Limits), nullString(k.Group),
+		listArg(k.AllowPaths), listArg(k.AllowIPs), k.Hours, s.nullTimeArg(k.SuspendedAt), nullString(k.RotatedFrom))
 	if err != nil {
 		return fmt.Errorf("store: create key %q: %w", k.Name, mapErr(err))
 	}
@@ -124,6 +125,7 @@ func scanKey(row rowScanner) (Key, error) {
 	err := row.Scan(&k.ID, &k.Name, &k.Env, &k.Prefix, &k.Hash,
 		listCol{&k.AllowModels}, listCol{&k.AllowProviders}, timeCol{&k.CreatedAt},
 		nullTimeCol{&k.ExpiresAt}, nullTimeCol{&k.RevokedAt}, nullTimeCol{&k.LastUsedAt},
-		limitsCol{&k.Limits}, nullStringCol{&k.Group})
+		limitsCol{&k.Limits}, nullStringCol{&k.Group},
+		listCol{&k.AllowPaths}, listCol{&k.AllowIPs}, &k.Hours, nullTimeCol{&k.SuspendedAt}, nullStringCol{&k.RotatedFrom})
 	return k, err
 }

@@ -146,6 +146,7 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 	return &Store{
 		dialect: SQLite,
 		q:       newQueries(SQLite),
+		t:       ptrTo(newTokenQueries(SQLite)),
 		r:       readDB,
 		w:       writeDB,
 		writeDB: writeDB,
@@ -191,9 +192,12 @@ func openPostgres(ctx context.Context, url string) (*Store, error) {
 	return &Store{
 		dialect: Postgres,
 		q:       newQueries(Postgres),
+		t:       ptrTo(newTokenQueries(Postgres)),
 		r:       db,
 		w:       db,
 		writeDB: db,
 		readDB:  db,
 	}, nil
 }
+
+func ptrTo[T any](v T) *T { return &v }

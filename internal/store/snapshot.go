@@ -25,7 +25,7 @@ func (s *Store) ExportSnapshot(ctx context.Context) (Snapshot, error) {
 		return Snapshot{}, fmt.Errorf("store: begin backup read: %w", err)
 	}
 	defer tx.Rollback()
-	ro := &Store{dialect: s.dialect, q: s.q, r: tx, w: tx, inTx: true}
+	ro := &Store{dialect: s.dialect, q: s.q, t: s.t, r: tx, w: tx, inTx: true}
 
 	var snap Snapshot
 	if snap.Providers, err = ro.ListProviders(ctx); err != nil {

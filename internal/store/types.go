@@ -22,6 +22,7 @@ type Provider struct {
 	IsDefault bool      // the default provider for its dialect when no pattern matches
 	SecretID  string    // vault record that holds the upstream credential
 	CreatedAt time.Time // UTC
+	Env       string    // environment tag ("prod"); only keys of that env may use it; "" accepts any
 }
 
 // SecretVersion is one encrypted version of a vault record (envelope encryption:
@@ -52,6 +53,11 @@ type Key struct {
 	LastUsedAt     *time.Time // nil: never used
 	Limits         []byte     // JSON of the key's limits (adminapi.Limits); nil or "{}" limits nothing
 	Group          string     // the group whose limits the key also obeys; "" for none
+	AllowPaths     []string   // "METHOD /path" rules; empty means any API path
+	AllowIPs       []string   // CIDRs clients must call from; empty means anywhere
+	Hours          string     // time windows the key may be used in; "" means any time
+	SuspendedAt    *time.Time // set while suspended
+	RotatedFrom    string     // the key this one succeeded, if any
 }
 
 // Group is a named set of limits shared by the keys in it.
@@ -143,4 +149,50 @@ type Snapshot struct {
 	KEKRecords     []KEKRecord
 	KEKRotations   []KEKRotation
 	Groups         []Group
+}
+
+// Revocation is one revocation broadcast to every keygate node: each node
+// polls for new ones and applies them to its caches, so a revocation made
+// on one node takes effect on all within a poll interval.
+type Revocation struct {
+	Seq     int64     // increasing; assigned by the store
+	Kind    string    // "key", "family" or "token" (an access token's jti)
+	Subject string    // the key id, family id or jti
+	At      time.Time // UTC
+	Until   time.Time // UTC; after this the subject has expired anyway and the revocation may be forgotten
+}
+
+// SigningKey is the public half of a token-signing key and its schedule.
+// The private half is a vault record ("system/signing-key/<kid>").
+type SigningKey struct {
+	KID          string
+	Alg          string    // "EdDSA"
+	PublicKey    []byte    // raw public key
+	CreatedAt    time.Time // UTC
+	SignFrom     time.Time // new tokens are signed with it from here...
+	SignUntil    time.Time // ...until here
+	PublishUntil time.Time // it stays in the JWKS until here, so tokens it signed still verify
+}
+
+// TokenFamily groups the refresh tokens descending from one token exchange.
+// Presenting a spent refresh token revokes the whole family.
+type TokenFamily struct {
+	ID        string
+	KeyID     string     // the keygate key the family was exchanged for
+	Scope     []byte     // JSON: the narrowed scopes every token in the family carries
+	Cnf       string     // the client certificate thumbprint tokens are bound to, if any
+	AMR       []string   // authentication methods ("otp" after step-up)
+	CreatedAt time.Time  // UTC
+	ExpiresAt time.Time  // UTC; absolute lifetime of the family
+	RevokedAt *time.Time // set when revoked
+	Reason    string     // why it was revoked
+}
+
+// RefreshToken is one opaque refresh token, stored as a hash.
+type RefreshToken struct {
+	Hash      []byte
+	FamilyID  string
+	CreatedAt time.Time  // UTC
+	ExpiresAt time.Time  // UTC
+	UsedAt    *time.Time // set when exchanged; a second use is reuse
 }

@@ -82,6 +82,9 @@ func Run(t *testing.T, newURL func(t testing.TB) string) {
 		{"Snapshot", testSnapshot},
 		{"KeyLimitsAndGroups", testKeyLimitsAndGroups},
 		{"Usage", testUsage},
+		{"KeyScopesSuspendExpiry", testKeyScopesSuspendExpiry},
+		{"Revocations", testRevocations},
+		{"SigningKeysAndFamilies", testSigningKeysAndFamilies},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newURL) })
