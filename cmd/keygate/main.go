@@ -12,6 +12,10 @@ import (
 	"os/signal"
 	"syscall"
 
+	// Time zone data built in, so key time windows and quota calendars work
+	// on hosts without a zoneinfo database.
+	_ "time/tzdata"
+
 	// keygate picks its database drivers here and nowhere else.
 	_ "github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite"

@@ -57,6 +57,11 @@ type Store interface {
 	UpdateGroupLimits(ctx context.Context, name string, limits []byte) error
 	DeleteGroup(ctx context.Context, name string) error
 	ListUsage(ctx context.Context, keyID, since string) ([]store.UsageRow, error)
+
+	SetKeyScopes(ctx context.Context, id string, paths, ips []string, hours string) (store.Key, error)
+	SetKeySuspended(ctx context.Context, id string, at *time.Time) (store.Key, error)
+	ShortenKeyExpiry(ctx context.Context, id string, at time.Time) (store.Key, error)
+	AddRevocation(ctx context.Context, r store.Revocation) (int64, error)
 }
 
 // Vault encrypts secrets at rest.
@@ -167,6 +172,9 @@ func New(opts Options) *API {
 	mux.HandleFunc("GET "+p+"/keys/{ref}", a.getKey)
 	mux.HandleFunc("POST "+p+"/keys/{ref}/revoke", a.revokeKey)
 	mux.HandleFunc("PATCH "+p+"/keys/{ref}", a.updateKey)
+	mux.HandleFunc("POST "+p+"/keys/{ref}/suspend", a.suspendKey)
+	mux.HandleFunc("POST "+p+"/keys/{ref}/resume", a.resumeKey)
+	mux.HandleFunc("POST "+p+"/keys/{ref}/rotate", a.rotateKey)
 	mux.HandleFunc("GET "+p+"/keys/{ref}/usage", a.keyUsage)
 	mux.HandleFunc("POST "+p+"/groups", a.createGroup)
 	mux.HandleFunc("GET "+p+"/groups", a.listGroups)

@@ -89,6 +89,10 @@ func (a *API) validateKey(r *http.Request, req *adminapi.CreateKeyRequest, now t
 		return store.Key{}, err
 	}
 	k.Limits = limits
+	if err := validateScopes(req.AllowPaths, req.AllowIPs, req.Hours); err != nil {
+		return store.Key{}, err
+	}
+	k.AllowPaths, k.AllowIPs, k.Hours = req.AllowPaths, req.AllowIPs, strings.TrimSpace(req.Hours)
 	if req.Group != "" {
 		if _, err := a.opts.Store.GetGroup(r.Context(), req.Group); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
@@ -110,6 +114,15 @@ func (a *API) validateKey(r *http.Request, req *adminapi.CreateKeyRequest, now t
 }
 
 func (a *API) listKeys(w http.ResponseWriter, r *http.Request) {
+	var unused time.Duration
+	if q := r.URL.Query().Get("unused"); q != "" {
+		d, err := adminapi.ParseDuration(q)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "bad_request", "unused: "+err.Error())
+			return
+		}
+		unused = d
+	}
 	ks, err := a.opts.Store.ListKeys(r.Context())
 	if err != nil {
 		a.internal(w, "list keys", err)
@@ -118,6 +131,9 @@ func (a *API) listKeys(w http.ResponseWriter, r *http.Request) {
 	now := a.opts.Now()
 	out := adminapi.KeyList{Keys: make([]adminapi.Key, 0, len(ks))}
 	for _, k := range ks {
+		if unused > 0 && !staleKey(k, now, unused) {
+			continue
+		}
 		out.Keys = append(out.Keys, keyView(k, now))
 	}
 	web.WriteJSON(w, http.StatusOK, out)
@@ -154,7 +170,7 @@ func (a *API) revokeKey(w http.ResponseWriter, r *http.Request) {
 		a.lookupError(w, "key", r.PathValue("ref"), err)
 		return
 	}
-	a.opts.KeyRevoked(k.ID)
+	a.keyChanged(r, k, "revoked")
 	a.opts.Log.Info("key revoked", "key_id", k.ID, "name", k.Name)
 	web.WriteJSON(w, http.StatusOK, keyView(k, a.opts.Now()))
 }
@@ -178,5 +194,7 @@ func keyView(k store.Key, now time.Time) adminapi.Key {
 		AllowModels: orEmpty(k.AllowModels), AllowProviders: orEmpty(k.AllowProviders),
 		CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt, LastUsedAt: k.LastUsedAt,
 		Limits: decodeLimits(k.Limits), Group: k.Group,
+		AllowPaths: orEmpty(k.AllowPaths), AllowIPs: orEmpty(k.AllowIPs), Hours: k.Hours,
+		SuspendedAt: k.SuspendedAt, RotatedFrom: k.RotatedFrom,
 	}
 }

@@ -44,8 +44,8 @@ func (a *API) updateKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	if req.Limits == nil && req.Group == nil {
-		writeError(w, http.StatusBadRequest, "bad_request", "nothing to change: send limits, group, or both")
+	if req.Limits == nil && req.Group == nil && req.AllowPaths == nil && req.AllowIPs == nil && req.Hours == nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "nothing to change: send limits, group, allow_paths, allow_ips or hours")
 		return
 	}
 	var limits []byte
@@ -79,7 +79,16 @@ func (a *API) updateKey(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	a.opts.KeyRevoked(k.ID)
+	if k, err = a.updateScopes(ctx, k, req); err != nil {
+		var bad badRequest
+		if errors.As(err, &bad) {
+			writeError(w, http.StatusBadRequest, "bad_request", bad.Error())
+			return
+		}
+		a.lookupError(w, "key", r.PathValue("ref"), err)
+		return
+	}
+	a.keyChanged(r, k, "updated")
 	a.opts.Log.Info("key updated", "actor", caller(r).ID, "key_id", k.ID, "limits", string(limits), "group", k.Group)
 	web.WriteJSON(w, http.StatusOK, keyView(k, a.opts.Now()))
 }

@@ -51,7 +51,7 @@ func (a *API) createProvider(w http.ResponseWriter, r *http.Request) {
 	}
 	p := store.Provider{
 		ID: newID("prv_"), Name: req.Name, Dialect: req.Dialect, BaseURL: req.BaseURL,
-		Models: req.Models, IsDefault: req.Default, CreatedAt: a.opts.Now().UTC(),
+		Models: req.Models, IsDefault: req.Default, CreatedAt: a.opts.Now().UTC(), Env: req.Env,
 	}
 	p.SecretID = "provider/" + p.ID
 	if _, err := a.opts.Vault.Put(ctx, p.SecretID, apiKey); err != nil {
@@ -82,6 +82,9 @@ func validateProvider(req *adminapi.CreateProviderRequest) error {
 		if req.Name == "anthropic" {
 			req.Dialect = "anthropic"
 		}
+	}
+	if req.Env != "" && !keyEnv.MatchString(req.Env) {
+		return fmt.Errorf("env %q must be 2-10 lower-case letters or digits, such as prod or staging", req.Env)
 	}
 	if req.Dialect != "openai" && req.Dialect != "anthropic" {
 		return fmt.Errorf("dialect %q must be openai or anthropic", req.Dialect)
@@ -154,7 +157,7 @@ func providerView(p store.Provider) adminapi.Provider {
 	if models == nil {
 		models = []string{}
 	}
-	return adminapi.Provider{ID: p.ID, Name: p.Name, Dialect: p.Dialect, BaseURL: p.BaseURL, Models: models, Default: p.IsDefault, CreatedAt: p.CreatedAt}
+	return adminapi.Provider{ID: p.ID, Name: p.Name, Dialect: p.Dialect, BaseURL: p.BaseURL, Models: models, Default: p.IsDefault, CreatedAt: p.CreatedAt, Env: p.Env}
 }
 
 // lookupError answers a failed read of a named record.

@@ -44,6 +44,7 @@ type Provider struct {
 	Models    []string  `json:"models"`
 	Default   bool      `json:"default"`
 	CreatedAt time.Time `json:"created_at"`
+	Env       string    `json:"env,omitempty"` // only keys of this environment may use it
 }
 
 // CreateProviderRequest registers an upstream provider and its real API key.
@@ -55,6 +56,7 @@ type CreateProviderRequest struct {
 	Models  []string `json:"models,omitempty"`
 	Default bool     `json:"default,omitempty"`
 	APIKey  string   `json:"api_key"`
+	Env     string   `json:"env,omitempty"` // such as prod: only keys of that environment may use it
 }
 
 // ProviderList is the answer to GET /api/v1/providers.
@@ -77,6 +79,11 @@ type Key struct {
 	LastUsedAt     *time.Time `json:"last_used_at,omitempty"`
 	Limits         Limits     `json:"limits"`
 	Group          string     `json:"group,omitempty"`
+	AllowPaths     []string   `json:"allow_paths"`            // "METHOD /path" rules; empty: any path
+	AllowIPs       []string   `json:"allow_ips"`              // CIDRs; empty: any address
+	Hours          string     `json:"hours,omitempty"`        // time windows, such as "mon-fri 08:00-20:00 Europe/Berlin"
+	SuspendedAt    *time.Time `json:"suspended_at,omitempty"` // set while suspended
+	RotatedFrom    string     `json:"rotated_from,omitempty"` // the key this one succeeded
 }
 
 // CreateKeyRequest asks for a new keygate key. ExpiresIn takes Go durations
@@ -88,7 +95,10 @@ type CreateKeyRequest struct {
 	AllowProviders []string `json:"allow_providers,omitempty"`
 	ExpiresIn      string   `json:"expires_in,omitempty"`
 	Limits         Limits   `json:"limits,omitempty"`
-	Group          string   `json:"group,omitempty"` // an existing group whose limits the key shares
+	Group          string   `json:"group,omitempty"`       // an existing group whose limits the key shares
+	AllowPaths     []string `json:"allow_paths,omitempty"` // "POST /v1/embeddings", "GET /v1/models", "* /v1/*"
+	AllowIPs       []string `json:"allow_ips,omitempty"`   // CIDRs or addresses, IPv4 or IPv6
+	Hours          string   `json:"hours,omitempty"`       // "mon-fri 08:00-20:00 Europe/Berlin"; windows separated by ;
 }
 
 // CreatedKey is the answer to key creation: the only time the secret is shown.

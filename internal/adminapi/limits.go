@@ -213,8 +213,26 @@ func plainDecimal(s string) bool {
 // UpdateKeyRequest changes a live key: PATCH /api/v1/keys/{ref}. Absent
 // fields are left as they are.
 type UpdateKeyRequest struct {
-	Limits *Limits `json:"limits,omitempty"` // replaces the key's limits; {} removes them all
-	Group  *string `json:"group,omitempty"`  // "" takes the key out of its group
+	Limits     *Limits   `json:"limits,omitempty"`      // replaces the key's limits; {} removes them all
+	Group      *string   `json:"group,omitempty"`       // "" takes the key out of its group
+	AllowPaths *[]string `json:"allow_paths,omitempty"` // replaces the path rules; [] allows any path
+	AllowIPs   *[]string `json:"allow_ips,omitempty"`   // replaces the networks; [] allows any address
+	Hours      *string   `json:"hours,omitempty"`       // replaces the time windows; "" allows any time
+}
+
+// RotateKeyRequest issues a successor to a key: POST /api/v1/keys/{ref}/rotate.
+type RotateKeyRequest struct {
+	// Grace is how long the old key keeps working, such as 24h; default 24h.
+	// It never extends the old key past its own expiry.
+	Grace string `json:"grace,omitempty"`
+}
+
+// RotatedKey answers a rotation: the successor, shown once, and the old key
+// with its new expiry.
+type RotatedKey struct {
+	Key      Key    `json:"key"`
+	Secret   string `json:"secret"`
+	Previous Key    `json:"previous"`
 }
 
 // Group is a named set of limits that every key in it shares, such as a

@@ -7,7 +7,8 @@
 //	 -> authenticate the keygate key (Authorization: Bearer or x-api-key)
 //	 -> read body    size limit, then read model/stream without decoding the body
 //	 -> route        model -> provider (prefix, patterns, default); strip the prefix
-//	 -> authorize    the key's provider and model allowances
+//	 -> scope        suspended? this path and method, network, hours (scopes.go)
+//	 -> authorize    the key's environment, provider and model allowances
 //	 -> admit        reserve the worst case against every limit of the key and
 //	                 its group (rate, tokens, concurrency, quotas, budgets), all
 //	                 or nothing (limits.go)
@@ -32,6 +33,7 @@ import (
 
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/jsonpeek"
+	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/store"
@@ -72,6 +74,7 @@ type Gateway struct {
 	anthropic provider.Dialect
 	models    *modelCache
 	plans     plans
+	scopes    scopes
 }
 
 // New builds a gateway serving the given routing table.
@@ -182,6 +185,9 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, d provider.Dia
 		return
 	}
 	c.keyID = key.ID
+	if !g.scope(w, r, key) {
+		return
+	}
 
 	body, ok := g.readBody(w, r)
 	if !ok {
@@ -207,7 +213,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, d provider.Dia
 	if !ok {
 		return
 	}
-	if !g.authorize(w, r, key, up.Name, model) {
+	if !g.authorize(w, r, key, up, model) {
 		return
 	}
 	if !g.admit(w, r, key, model, f, len(body)) {
@@ -276,7 +282,12 @@ func (g *Gateway) route(w http.ResponseWriter, r *http.Request, d provider.Diale
 }
 
 // authorize applies the key's allowances to the routed call.
-func (g *Gateway) authorize(w http.ResponseWriter, r *http.Request, key store.Key, providerName, model string) bool {
+func (g *Gateway) authorize(w http.ResponseWriter, r *http.Request, key store.Key, up *route.Upstream, model string) bool {
+	providerName := up.Name
+	if !policy.EnvAllowed(key.Env, up.Env) {
+		g.deny(w, r, http.StatusForbidden, "environment_not_allowed", fmt.Sprintf("provider %q serves the %s environment; this is a %s key", providerName, up.Env, key.Env))
+		return false
+	}
 	if !route.ProviderAllowed(key.AllowProviders, providerName) {
 		g.deny(w, r, http.StatusForbidden, "provider_not_allowed", fmt.Sprintf("this API key may not use provider %q", providerName))
 		return false

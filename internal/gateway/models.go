@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/web"
@@ -26,10 +27,13 @@ func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	callFrom(r.Context()).keyID = key.ID
+	if !g.scope(w, r, key) {
+		return
+	}
 	table := g.table.Load()
 	var ups []*route.Upstream
 	for _, up := range table.Upstreams() {
-		if up.Dialect == d.Name() && route.ProviderAllowed(key.AllowProviders, up.Name) {
+		if up.Dialect == d.Name() && route.ProviderAllowed(key.AllowProviders, up.Name) && policy.EnvAllowed(key.Env, up.Env) {
 			ups = append(ups, up)
 		}
 	}

@@ -25,6 +25,7 @@ type Upstream struct {
 	Models  []string      // glob patterns of bare model names it serves
 	Default bool          // default provider for its dialect
 	Key     secret.String // the real upstream credential
+	Env     string        // environment tag: only keys of this env may use it; "" accepts any
 }
 
 // Table is an immutable routing snapshot. Its methods are safe for concurrent use.
@@ -183,7 +184,7 @@ func Load(ctx context.Context, src ProviderSource, vault SecretOpener) (*Table, 
 		if err != nil {
 			return nil, fmt.Errorf("route: provider %q: open its credential: %w", p.Name, err)
 		}
-		ups = append(ups, &Upstream{Name: p.Name, Dialect: p.Dialect, BaseURL: u, Models: p.Models, Default: p.IsDefault, Key: key})
+		ups = append(ups, &Upstream{Name: p.Name, Dialect: p.Dialect, BaseURL: u, Models: p.Models, Default: p.IsDefault, Key: key, Env: p.Env})
 	}
 	return NewTable(ups), nil
 }

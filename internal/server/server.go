@@ -191,7 +191,8 @@ Log the CLI in with:  keygate login   (or export KEYGATE_ADMIN_TOKEN=...)
 	go gw.RefreshEvery(refreshCtx, cfg.ProviderRefresh)
 	usedDone := make(chan struct{})
 	go func() { used.Run(refreshCtx, 5*time.Second); close(usedDone) }()
-	bgWG.Add(4)
+	bgWG.Add(5)
+	go func() { defer bgWG.Done(); followRevocations(bg, st, verifier.Invalidate, log) }()
 	go func() { defer bgWG.Done(); lim.usage.Run(refreshCtx, 5*time.Second) }()
 	go every(bg, &bgWG, cfg.ProviderRefresh, func() {
 		if err := lim.groups.reload(bg); err != nil {
@@ -204,6 +205,9 @@ Log the CLI in with:  keygate login   (or export KEYGATE_ADMIN_TOKEN=...)
 		}
 	})
 	go every(bg, &bgWG, cfg.Vault.JanitorInterval, func() {
+		if _, err := st.PruneRevocations(bg, time.Now()); err != nil {
+			log.Warn("could not prune the revocation log; will retry", "err", err)
+		}
 		destroyed, purged, err := vault.Sweep(bg, st, v, time.Now())
 		if err != nil {
 			log.Error("vault: could not destroy expired secret versions; will retry", "err", err)

@@ -14,7 +14,8 @@ func (s *Store) CreateKey(ctx context.Context, k Key) error {
 		listArg(k.AllowModels), listArg(k.AllowProviders), s.timeArg(k.CreatedAt),
 		s.nullTimeArg(k.ExpiresAt), s.nullTimeArg(k.RevokedAt), s.nullTimeArg(k.LastUsedAt),
 		limitsArg(k.Limits), nullString(k.Group),
-		listArg(k.AllowPaths), listArg(k.AllowIPs), k.Hours, s.nullTimeArg(k.SuspendedAt), nullString(k.RotatedFrom))
+		listArg(k.AllowPaths), listArg(k.AllowIPs), k.Hours, s.nullTimeArg(k.SuspendedAt), nullString(k.RotatedFrom),
+		k.RotateEvery.Microseconds(), k.RotateGrace.Microseconds(), k.DeliverTo, s.nullTimeArg(k.NextRotationAt))
 	if err != nil {
 		return fmt.Errorf("store: create key %q: %w", k.Name, mapErr(err))
 	}
@@ -126,6 +127,7 @@ func scanKey(row rowScanner) (Key, error) {
 		listCol{&k.AllowModels}, listCol{&k.AllowProviders}, timeCol{&k.CreatedAt},
 		nullTimeCol{&k.ExpiresAt}, nullTimeCol{&k.RevokedAt}, nullTimeCol{&k.LastUsedAt},
 		limitsCol{&k.Limits}, nullStringCol{&k.Group},
-		listCol{&k.AllowPaths}, listCol{&k.AllowIPs}, &k.Hours, nullTimeCol{&k.SuspendedAt}, nullStringCol{&k.RotatedFrom})
+		listCol{&k.AllowPaths}, listCol{&k.AllowIPs}, &k.Hours, nullTimeCol{&k.SuspendedAt}, nullStringCol{&k.RotatedFrom},
+		durationCol{&k.RotateEvery}, durationCol{&k.RotateGrace}, &k.DeliverTo, nullTimeCol{&k.NextRotationAt})
 	return k, err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // limitsArg stores nil or empty limits as "{}".
@@ -187,4 +188,17 @@ func (s *Store) ListUsage(ctx context.Context, keyID, since string) ([]UsageRow,
 		err := r.Scan(&u.KeyID, &u.Day, &u.Model, &u.Requests, &u.InputTokens, &u.OutputTokens, &u.MicroUSD, &u.Denials)
 		return u, err
 	}, "read usage")
+}
+
+// durationCol scans microseconds into a time.Duration.
+type durationCol struct{ d *time.Duration }
+
+// Scan implements sql.Scanner.
+func (c durationCol) Scan(src any) error {
+	v, ok := src.(int64)
+	if !ok {
+		return fmt.Errorf("cannot read %T as a duration", src)
+	}
+	*c.d = time.Duration(v) * time.Microsecond
+	return nil
 }

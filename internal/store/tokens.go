@@ -18,6 +18,7 @@ type tokenQueries struct {
 	createFamily, getFamily, revokeFamily, revokeKeyFamilies            string
 	putRefresh, useRefresh, getRefresh                                  string
 	setKeyScopes, setKeySuspended, setKeyExpiry                         string
+	setKeyRotation, dueRotations, claimRotation                         string
 }
 
 const (
@@ -43,9 +44,14 @@ func newTokenQueries(d Dialect) tokenQueries {
 		revokeKeyFamilies: r(`UPDATE token_families SET revoked_at = ?, reason = ? WHERE key_id = ? AND revoked_at IS NULL`),
 		putRefresh:        r(`INSERT INTO refresh_tokens (` + refreshCols + `) VALUES (?, ?, ?, ?, ?)`),
 		// Only one exchange of a refresh token can mark it used.
-		useRefresh:      r(`UPDATE refresh_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL RETURNING ` + refreshCols),
-		getRefresh:      r(`SELECT ` + refreshCols + ` FROM refresh_tokens WHERE hash = ?`),
-		setKeyScopes:    r(`UPDATE api_keys SET allow_paths = ?, allow_ips = ?, hours = ? WHERE id = ? RETURNING ` + keyCols),
+		useRefresh:     r(`UPDATE refresh_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL RETURNING ` + refreshCols),
+		getRefresh:     r(`SELECT ` + refreshCols + ` FROM refresh_tokens WHERE hash = ?`),
+		setKeyScopes:   r(`UPDATE api_keys SET allow_paths = ?, allow_ips = ?, hours = ? WHERE id = ? RETURNING ` + keyCols),
+		setKeyRotation: r(`UPDATE api_keys SET rotate_every = ?, rotate_grace = ?, deliver_to = ?, next_rotation_at = ? WHERE id = ? RETURNING ` + keyCols),
+		dueRotations: r(`SELECT ` + keyCols + ` FROM api_keys WHERE rotate_every > 0 AND next_rotation_at IS NOT NULL AND next_rotation_at <= ?
+			AND revoked_at IS NULL ORDER BY next_rotation_at LIMIT 100`),
+		// Only one node claims a due rotation: the one that moves its time.
+		claimRotation:   r(`UPDATE api_keys SET next_rotation_at = NULL WHERE id = ? AND next_rotation_at = ?`),
 		setKeySuspended: r(`UPDATE api_keys SET suspended_at = ? WHERE id = ? RETURNING ` + keyCols),
 		// A key's expiry only ever moves earlier.
 		setKeyExpiry: r(`UPDATE api_keys SET expires_at = CASE WHEN expires_at IS NOT NULL AND expires_at < ? THEN expires_at ELSE ? END
@@ -227,4 +233,34 @@ func (s *Store) ShortenKeyExpiry(ctx context.Context, id string, at time.Time) (
 		return Key{}, fmt.Errorf("store: set expiry of key %q: %w", id, mapErr(err))
 	}
 	return k, nil
+}
+
+// SetKeyRotation sets a key's rotation policy and returns it as stored, or
+// ErrNotFound. every 0 turns automatic rotation off.
+func (s *Store) SetKeyRotation(ctx context.Context, id string, every, grace time.Duration, deliverTo string, next *time.Time) (Key, error) {
+	k, err := scanKey(s.w.QueryRowContext(ctx, s.t.setKeyRotation, every.Microseconds(), grace.Microseconds(), deliverTo, s.nullTimeArg(next), id))
+	if err != nil {
+		return Key{}, fmt.Errorf("store: set rotation of key %q: %w", id, mapErr(err))
+	}
+	return k, nil
+}
+
+// DueRotations returns up to 100 live keys whose automatic rotation is due.
+func (s *Store) DueRotations(ctx context.Context, now time.Time) ([]Key, error) {
+	rows, err := s.r.QueryContext(ctx, s.t.dueRotations, s.timeArg(now))
+	if err != nil {
+		return nil, fmt.Errorf("store: find keys due for rotation: %w", err)
+	}
+	return collect(rows, scanKey, "find keys due for rotation")
+}
+
+// ClaimRotation takes a due rotation for this node: it reports true to
+// exactly one of the nodes that try with the same due time.
+func (s *Store) ClaimRotation(ctx context.Context, id string, due time.Time) (bool, error) {
+	res, err := s.w.ExecContext(ctx, s.t.claimRotation, id, s.timeArg(due))
+	if err != nil {
+		return false, fmt.Errorf("store: claim rotation of key %q: %w", id, mapErr(err))
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
 }

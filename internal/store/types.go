@@ -58,6 +58,11 @@ type Key struct {
 	Hours          string     // time windows the key may be used in; "" means any time
 	SuspendedAt    *time.Time // set while suspended
 	RotatedFrom    string     // the key this one succeeded, if any
+
+	RotateEvery    time.Duration // rotate automatically this often (microsecond precision); 0 never
+	RotateGrace    time.Duration // how long a rotated-out key keeps working
+	DeliverTo      string        // where a rotated key is delivered: "secret:NAME" or "webhook:URL"
+	NextRotationAt *time.Time    // when the next automatic rotation is due
 }
 
 // Group is a named set of limits shared by the keys in it.

@@ -1,0 +1,187 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/policy"
+	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/web"
+)
+
+// validateScopes checks path rules, networks and time windows, naming the
+// field at fault.
+func validateScopes(paths, ips []string, hours string) error {
+	if _, err := policy.ParsePathRules(paths); err != nil {
+		return fmt.Errorf("allow_paths: %w", err)
+	}
+	if _, err := policy.ParseCIDRs(ips); err != nil {
+		return fmt.Errorf("allow_ips: %w", err)
+	}
+	if strings.TrimSpace(hours) != "" {
+		if _, err := policy.ParseWindows(hours); err != nil {
+			return fmt.Errorf("hours: %w", err)
+		}
+	}
+	return nil
+}
+
+// staleKey reports whether a live key has gone unused for at least d: never
+// used since it was made d ago, or last used before that.
+func staleKey(k store.Key, now time.Time, d time.Duration) bool {
+	if k.RevokedAt != nil || (k.ExpiresAt != nil && !now.Before(*k.ExpiresAt)) {
+		return false
+	}
+	last := k.CreatedAt
+	if k.LastUsedAt != nil {
+		last = *k.LastUsedAt
+	}
+	return now.Sub(last) >= d
+}
+
+// keyChanged makes a change to a key take effect at once: this node's key
+// cache forgets it, and a revocation record tells every other node to.
+func (a *API) keyChanged(r *http.Request, k store.Key, what string) {
+	a.opts.KeyRevoked(k.ID)
+	until := a.opts.Now().UTC().Add(24 * time.Hour)
+	if _, err := a.opts.Store.AddRevocation(r.Context(), store.Revocation{Kind: "key", Subject: k.ID, At: a.opts.Now().UTC(), Until: until}); err != nil {
+		a.opts.Log.Error("key "+what+" but other nodes could not be told at once; they apply it within key_cache_ttl", "key_id", k.ID, "err", err)
+	}
+}
+
+// updateScopes applies the scope fields of an update, if any.
+func (a *API) updateScopes(ctx context.Context, k store.Key, req adminapi.UpdateKeyRequest) (store.Key, error) {
+	if req.AllowPaths == nil && req.AllowIPs == nil && req.Hours == nil {
+		return k, nil
+	}
+	paths, ips, hours := k.AllowPaths, k.AllowIPs, k.Hours
+	if req.AllowPaths != nil {
+		paths = *req.AllowPaths
+	}
+	if req.AllowIPs != nil {
+		ips = *req.AllowIPs
+	}
+	if req.Hours != nil {
+		hours = strings.TrimSpace(*req.Hours)
+	}
+	if err := validateScopes(paths, ips, hours); err != nil {
+		return k, badRequest{err}
+	}
+	return a.opts.Store.SetKeyScopes(ctx, k.ID, paths, ips, hours)
+}
+
+// badRequest marks an error as the caller's.
+type badRequest struct{ error }
+
+func (a *API) suspendKey(w http.ResponseWriter, r *http.Request) { a.setSuspended(w, r, true) }
+func (a *API) resumeKey(w http.ResponseWriter, r *http.Request)  { a.setSuspended(w, r, false) }
+
+func (a *API) setSuspended(w http.ResponseWriter, r *http.Request, suspend bool) {
+	k, err := a.findKey(r, r.PathValue("ref"))
+	if err != nil {
+		a.lookupError(w, "key", r.PathValue("ref"), err)
+		return
+	}
+	var at *time.Time
+	what := "resumed"
+	if suspend {
+		now := a.opts.Now().UTC()
+		at, what = &now, "suspended"
+		if k.SuspendedAt != nil {
+			at = k.SuspendedAt
+		}
+	}
+	if k, err = a.opts.Store.SetKeySuspended(r.Context(), k.ID, at); err != nil {
+		a.lookupError(w, "key", r.PathValue("ref"), err)
+		return
+	}
+	a.keyChanged(r, k, what)
+	a.opts.Log.Info("key "+what, "actor", caller(r).ID, "key_id", k.ID)
+	web.WriteJSON(w, http.StatusOK, keyView(k, a.opts.Now()))
+}
+
+// rotateKey issues a successor with the same name (suffixed), scopes,
+// limits and group, and lets the old key work only until the grace ends,
+// never past its own expiry.
+func (a *API) rotateKey(w http.ResponseWriter, r *http.Request) {
+	var req adminapi.RotateKeyRequest
+	if r.ContentLength != 0 {
+		if err := web.DecodeJSON(w, r, maxAdminBody, &req); err != nil {
+			writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+			return
+		}
+	}
+	grace := 24 * time.Hour
+	if req.Grace != "" {
+		d, err := adminapi.ParseDuration(req.Grace)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "bad_request", "grace: "+err.Error())
+			return
+		}
+		grace = d
+	}
+	ctx := r.Context()
+	old, err := a.findKey(r, r.PathValue("ref"))
+	if err != nil {
+		a.lookupError(w, "key", r.PathValue("ref"), err)
+		return
+	}
+	now := a.opts.Now().UTC()
+	if old.RevokedAt != nil || (old.ExpiresAt != nil && !now.Before(*old.ExpiresAt)) {
+		writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("key %q is revoked or expired; create a new key instead", old.Name))
+		return
+	}
+	raw, err := apikey.Generate(old.Env)
+	if err != nil {
+		a.internal(w, "generate key", err)
+		return
+	}
+	p, err := apikey.Parse(raw.Reveal())
+	if err != nil {
+		a.internal(w, "generate key", err)
+		return
+	}
+	h := a.opts.Hasher.Hash(raw.Reveal())
+	next := old
+	next.ID, next.Hash, next.Prefix, next.CreatedAt = newID("key_"), h[:], p.Prefix, now
+	next.LastUsedAt, next.RevokedAt, next.SuspendedAt, next.RotatedFrom = nil, nil, nil, old.ID
+	next.Name = successorName(old.Name, now)
+	if old.ExpiresAt != nil {
+		// The successor lives as long as its predecessor was meant to.
+		life := old.ExpiresAt.Sub(old.CreatedAt)
+		exp := now.Add(life)
+		next.ExpiresAt = &exp
+	}
+	if err := a.opts.Store.CreateKey(ctx, next); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			writeError(w, http.StatusConflict, "conflict", "a rotation of this key is already in progress; try again")
+			return
+		}
+		a.internal(w, "create the successor key", err)
+		return
+	}
+	old, err = a.opts.Store.ShortenKeyExpiry(ctx, old.ID, now.Add(grace))
+	if err != nil {
+		a.internal(w, "end the old key's life", err)
+		return
+	}
+	a.keyChanged(r, old, "rotated")
+	a.opts.Log.Info("key rotated", "actor", caller(r).ID, "key_id", old.ID, "successor", next.ID, "old_expires_at", old.ExpiresAt)
+	web.WriteJSON(w, http.StatusCreated, adminapi.RotatedKey{Key: keyView(next, now), Secret: raw.Reveal(), Previous: keyView(old, now)})
+}
+
+// successorName names a rotated key: its base name and the rotation time.
+func successorName(name string, now time.Time) string {
+	base, _, _ := strings.Cut(name, ".rot-")
+	suffix := ".rot-" + now.Format("20060102T150405")
+	if len(base)+len(suffix) > 64 {
+		base = base[:64-len(suffix)]
+	}
+	return base + suffix
+}
