@@ -62,6 +62,9 @@ type Store interface {
 	SetKeySuspended(ctx context.Context, id string, at *time.Time) (store.Key, error)
 	ShortenKeyExpiry(ctx context.Context, id string, at time.Time) (store.Key, error)
 	AddRevocation(ctx context.Context, r store.Revocation) (int64, error)
+	SetKeyRotation(ctx context.Context, id string, every, grace time.Duration, deliverTo string, next *time.Time) (store.Key, error)
+	DueRotations(ctx context.Context, now time.Time) ([]store.Key, error)
+	ClaimRotation(ctx context.Context, id string, due time.Time) (bool, error)
 }
 
 // Vault encrypts secrets at rest.
@@ -71,6 +74,7 @@ type Vault interface {
 	GetVersion(ctx context.Context, id string, version int) (secret.String, error)
 	Forget(id string)
 	KEKID() string
+	Ensure(ctx context.Context, id string, n int) (secret.String, error)
 }
 
 // KEKRotator rotates the vault's key-encryption key.

@@ -93,6 +93,13 @@ func (a *API) validateKey(r *http.Request, req *adminapi.CreateKeyRequest, now t
 		return store.Key{}, err
 	}
 	k.AllowPaths, k.AllowIPs, k.Hours = req.AllowPaths, req.AllowIPs, strings.TrimSpace(req.Hours)
+	if k.RotateEvery, k.RotateGrace, k.DeliverTo, err = parseRotation(req.Rotation); err != nil {
+		return store.Key{}, err
+	}
+	if k.RotateEvery > 0 {
+		due := now.Add(k.RotateEvery)
+		k.NextRotationAt = &due
+	}
 	if req.Group != "" {
 		if _, err := a.opts.Store.GetGroup(r.Context(), req.Group); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
@@ -195,6 +202,6 @@ func keyView(k store.Key, now time.Time) adminapi.Key {
 		CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt, LastUsedAt: k.LastUsedAt,
 		Limits: decodeLimits(k.Limits), Group: k.Group,
 		AllowPaths: orEmpty(k.AllowPaths), AllowIPs: orEmpty(k.AllowIPs), Hours: k.Hours,
-		SuspendedAt: k.SuspendedAt, RotatedFrom: k.RotatedFrom,
+		SuspendedAt: k.SuspendedAt, RotatedFrom: k.RotatedFrom, Rotation: keyRotationView(k),
 	}
 }

@@ -44,8 +44,13 @@ func (a *API) updateKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	if req.Limits == nil && req.Group == nil && req.AllowPaths == nil && req.AllowIPs == nil && req.Hours == nil {
-		writeError(w, http.StatusBadRequest, "bad_request", "nothing to change: send limits, group, allow_paths, allow_ips or hours")
+	if req.Limits == nil && req.Group == nil && req.AllowPaths == nil && req.AllowIPs == nil && req.Hours == nil && req.Rotation == nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "nothing to change: send limits, group, allow_paths, allow_ips, hours or rotation")
+		return
+	}
+	every, grace, deliverTo, err := parseRotation(req.Rotation)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
 	var limits []byte
@@ -87,6 +92,17 @@ func (a *API) updateKey(w http.ResponseWriter, r *http.Request) {
 		}
 		a.lookupError(w, "key", r.PathValue("ref"), err)
 		return
+	}
+	if req.Rotation != nil {
+		var next *time.Time
+		if every > 0 {
+			due := a.opts.Now().UTC().Add(every)
+			next = &due
+		}
+		if k, err = a.opts.Store.SetKeyRotation(ctx, k.ID, every, grace, deliverTo, next); err != nil {
+			a.lookupError(w, "key", r.PathValue("ref"), err)
+			return
+		}
 	}
 	a.keyChanged(r, k, "updated")
 	a.opts.Log.Info("key updated", "actor", caller(r).ID, "key_id", k.ID, "limits", string(limits), "group", k.Group)

@@ -11,6 +11,7 @@ import (
 	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/policy"
+	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/web"
 )
@@ -48,10 +49,14 @@ func staleKey(k store.Key, now time.Time, d time.Duration) bool {
 // keyChanged makes a change to a key take effect at once: this node's key
 // cache forgets it, and a revocation record tells every other node to.
 func (a *API) keyChanged(r *http.Request, k store.Key, what string) {
-	a.opts.KeyRevoked(k.ID)
+	a.keyChangedID(r.Context(), k.ID, what)
+}
+
+func (a *API) keyChangedID(ctx context.Context, id, what string) {
+	a.opts.KeyRevoked(id)
 	until := a.opts.Now().UTC().Add(24 * time.Hour)
-	if _, err := a.opts.Store.AddRevocation(r.Context(), store.Revocation{Kind: "key", Subject: k.ID, At: a.opts.Now().UTC(), Until: until}); err != nil {
-		a.opts.Log.Error("key "+what+" but other nodes could not be told at once; they apply it within key_cache_ttl", "key_id", k.ID, "err", err)
+	if _, err := a.opts.Store.AddRevocation(ctx, store.Revocation{Kind: "key", Subject: id, At: a.opts.Now().UTC(), Until: until}); err != nil {
+		a.opts.Log.Error("key "+what+" but other nodes could not be told at once; they apply it within key_cache_ttl", "key_id", id, "err", err)
 	}
 }
 
@@ -126,7 +131,6 @@ func (a *API) rotateKey(w http.ResponseWriter, r *http.Request) {
 		}
 		grace = d
 	}
-	ctx := r.Context()
 	old, err := a.findKey(r, r.PathValue("ref"))
 	if err != nil {
 		a.lookupError(w, "key", r.PathValue("ref"), err)
@@ -137,15 +141,29 @@ func (a *API) rotateKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("key %q is revoked or expired; create a new key instead", old.Name))
 		return
 	}
+	next, raw, old, err := a.rotate(r.Context(), old, grace, now)
+	if errors.Is(err, store.ErrConflict) {
+		writeError(w, http.StatusConflict, "conflict", "a rotation of this key is already in progress; try again")
+		return
+	}
+	if err != nil {
+		a.internal(w, "rotate the key", err)
+		return
+	}
+	a.opts.Log.Info("key rotated", "actor", caller(r).ID, "key_id", old.ID, "successor", next.ID, "old_expires_at", old.ExpiresAt)
+	web.WriteJSON(w, http.StatusCreated, adminapi.RotatedKey{Key: keyView(next, now), Secret: raw.Reveal(), Previous: keyView(old, now)})
+}
+
+// rotate creates old's successor and shortens old's life to the grace. The
+// successor inherits the rotation policy; the old key stops rotating.
+func (a *API) rotate(ctx context.Context, old store.Key, grace time.Duration, now time.Time) (store.Key, secret.String, store.Key, error) {
 	raw, err := apikey.Generate(old.Env)
 	if err != nil {
-		a.internal(w, "generate key", err)
-		return
+		return store.Key{}, secret.String{}, old, err
 	}
 	p, err := apikey.Parse(raw.Reveal())
 	if err != nil {
-		a.internal(w, "generate key", err)
-		return
+		return store.Key{}, secret.String{}, old, err
 	}
 	h := a.opts.Hasher.Hash(raw.Reveal())
 	next := old
@@ -154,26 +172,27 @@ func (a *API) rotateKey(w http.ResponseWriter, r *http.Request) {
 	next.Name = successorName(old.Name, now)
 	if old.ExpiresAt != nil {
 		// The successor lives as long as its predecessor was meant to.
-		life := old.ExpiresAt.Sub(old.CreatedAt)
-		exp := now.Add(life)
+		exp := now.Add(old.ExpiresAt.Sub(old.CreatedAt))
 		next.ExpiresAt = &exp
 	}
+	if next.RotateEvery > 0 {
+		due := now.Add(next.RotateEvery)
+		next.NextRotationAt = &due
+	}
 	if err := a.opts.Store.CreateKey(ctx, next); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			writeError(w, http.StatusConflict, "conflict", "a rotation of this key is already in progress; try again")
-			return
+		return store.Key{}, secret.String{}, old, err
+	}
+	if old.RotateEvery > 0 {
+		if _, err := a.opts.Store.SetKeyRotation(ctx, old.ID, 0, 0, "", nil); err != nil {
+			return store.Key{}, secret.String{}, old, err
 		}
-		a.internal(w, "create the successor key", err)
-		return
 	}
 	old, err = a.opts.Store.ShortenKeyExpiry(ctx, old.ID, now.Add(grace))
 	if err != nil {
-		a.internal(w, "end the old key's life", err)
-		return
+		return store.Key{}, secret.String{}, old, err
 	}
-	a.keyChanged(r, old, "rotated")
-	a.opts.Log.Info("key rotated", "actor", caller(r).ID, "key_id", old.ID, "successor", next.ID, "old_expires_at", old.ExpiresAt)
-	web.WriteJSON(w, http.StatusCreated, adminapi.RotatedKey{Key: keyView(next, now), Secret: raw.Reveal(), Previous: keyView(old, now)})
+	a.keyChangedID(ctx, old.ID, "rotated")
+	return next, raw, old, nil
 }
 
 // successorName names a rotated key: its base name and the rotation time.

@@ -2,7 +2,13 @@ package admin_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -102,4 +108,75 @@ func TestUnusedKeysReport(t *testing.T) {
 		t.Fatalf("unused for 30 days: %v", names)
 	}
 	wantError(t, h.do("GET", "/api/v1/keys?unused=soon", ""), http.StatusBadRequest, "bad_request", "unused")
+}
+
+func TestAutomaticRotationDelivers(t *testing.T) {
+	h := newHarness(t)
+	var got struct {
+		body []byte
+		sig  string
+	}
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.body, _ = io.ReadAll(r.Body)
+		got.sig = r.Header.Get("X-Keygate-Signature")
+	}))
+	t.Cleanup(hook.Close)
+	wantError(t, h.do("POST", "/api/v1/keys", `{"name":"x","rotation":{"every":"30d"}}`), http.StatusBadRequest, "bad_request", "deliver_to")
+	wantError(t, h.do("POST", "/api/v1/keys", `{"name":"x","rotation":{"every":"30d","grace":"31d","deliver_to":"secret:a"}}`), http.StatusBadRequest, "bad_request", "grace")
+	h.mustStatus(h.do("POST", "/api/v1/keys", `{"name":"bot","rotation":{"every":"30d","grace":"1d","deliver_to":"secret:agents/bot-key"}}`), http.StatusCreated)
+	h.mustStatus(h.do("POST", "/api/v1/keys", `{"name":"hooked","rotation":{"every":"7d","grace":"1h","deliver_to":"webhook:`+hook.URL+`"}}`), http.StatusCreated)
+
+	ctx := context.Background()
+	h.api.RunRotations(ctx)
+	if vs, _ := h.st.GetSecretMeta(ctx, "agents/bot-key"); vs.Name != "" {
+		t.Fatal("a rotation ran before it was due")
+	}
+	h.now = h.now.Add(31 * 24 * time.Hour)
+	h.api.RunRotations(ctx)
+
+	// The secret holds a working successor key.
+	var val adminapi.SecretValue
+	decode(t, h.do("GET", "/api/v1/secrets/agents/bot-key:value", ""), &val)
+	sum := h.hasher.Hash(val.Value)
+	next, err := h.st.GetKeyByHash(ctx, sum[:])
+	if err != nil {
+		t.Fatalf("the delivered key is not a keygate key: %v", err)
+	}
+	old, _ := h.st.GetKeyByName(ctx, "bot")
+	if next.RotatedFrom != old.ID || next.RotateEvery != 30*24*time.Hour || next.NextRotationAt == nil || !next.NextRotationAt.Equal(h.now.Add(30*24*time.Hour)) {
+		t.Fatalf("successor %+v", next)
+	}
+	if old.ExpiresAt == nil || !old.ExpiresAt.Equal(h.now.Add(24*time.Hour)) || old.RotateEvery != 0 {
+		t.Fatalf("old key %+v", old)
+	}
+
+	// The webhook got the other key, signed.
+	var m map[string]any
+	if err := json.Unmarshal(got.body, &m); err != nil || m["event"] != "key.rotated" {
+		t.Fatalf("webhook body %s", got.body)
+	}
+	signing, err := h.vault.Ensure(ctx, "system/webhook-signing-key", 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := hmac.New(sha256.New, []byte(signing.Reveal()))
+	mac.Write(got.body)
+	if got.sig != "sha256="+hex.EncodeToString(mac.Sum(nil)) {
+		t.Fatal("the webhook signature does not verify")
+	}
+	hookSum := h.hasher.Hash(m["key"].(string))
+	if k, err := h.st.GetKeyByHash(ctx, hookSum[:]); err != nil || !strings.HasPrefix(k.Name, "hooked.rot-") {
+		t.Fatalf("webhook key: %v", err)
+	}
+	if strings.Contains(h.log.String(), val.Value) || strings.Contains(h.log.String(), m["key"].(string)) {
+		t.Fatal("a rotated key reached the log")
+	}
+
+	// Nothing more is due.
+	before, _ := h.st.ListKeys(ctx)
+	h.api.RunRotations(ctx)
+	after, _ := h.st.ListKeys(ctx)
+	if len(after) != len(before) {
+		t.Fatalf("a second run rotated again: %d keys, then %d", len(before), len(after))
+	}
 }

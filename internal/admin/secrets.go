@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -84,38 +85,21 @@ func (a *API) putSecret(w http.ResponseWriter, r *http.Request, name string) {
 		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("value is %d bytes; keygate stores secrets up to %d bytes", len(val.Reveal()), maxSecretValue))
 		return
 	}
-	ctx := r.Context()
-	now := a.opts.Now().UTC()
-	m, err := a.opts.Store.GetSecretMeta(ctx, name)
-	created := false
-	if errors.Is(err, store.ErrNotFound) {
-		m = store.SecretMeta{Name: name, RecordID: "secret/" + newID("sec_"), CreatedAt: now, UpdatedAt: now}
-		err = a.opts.Store.CreateSecretMeta(ctx, m)
-		created = err == nil
-		if errors.Is(err, store.ErrConflict) { // another writer created it first
-			m, err = a.opts.Store.GetSecretMeta(ctx, name)
-		}
-	}
-	if err != nil {
-		a.internal(w, "store the secret", err)
-		return
-	}
-	if m.DeletedAt != nil {
+	created, err := a.storeSecret(r.Context(), name, val)
+	var deleted deletedSecret
+	if errors.As(err, &deleted) {
 		writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("secret %q was deleted at %s; restore it (keygate secret restore %s) or purge it (keygate secret delete %s --purge) before storing it again",
-			name, m.DeletedAt.Format(time.RFC3339), name, name))
+			name, deleted.at.Format(time.RFC3339), name, name))
 		return
 	}
-	ver, err := a.opts.Vault.Put(ctx, m.RecordID, val)
 	if err != nil {
 		a.internal(w, "store the secret", err)
 		return
 	}
-	if err := a.opts.Store.TouchSecretMeta(ctx, name, now); err != nil {
-		a.opts.Log.Warn("secret stored but its update time was not", "secret_ref", a.secretRef(name), "err", err)
-	}
+	ver := created.version
 	a.opts.Log.Info("secret stored", "actor", caller(r).ID, "secret_ref", a.secretRef(name), "version", ver)
 	status := http.StatusOK
-	if created {
+	if created.isNew {
 		status = http.StatusCreated
 	}
 	a.writeSecretMeta(w, r, name, status)
@@ -314,4 +298,45 @@ func (a *API) restoreSecret(w http.ResponseWriter, r *http.Request, name string)
 	}
 	a.opts.Log.Info("secret restored", "actor", caller(r).ID, "secret_ref", a.secretRef(name))
 	a.writeSecretMeta(w, r, name, http.StatusOK)
+}
+
+// deletedSecret is storeSecret's refusal to write to a soft-deleted secret.
+type deletedSecret struct{ at time.Time }
+
+func (d deletedSecret) Error() string { return "the secret is deleted" }
+
+// stored says what storeSecret wrote.
+type stored struct {
+	isNew   bool
+	version int
+}
+
+// storeSecret stores val as the next version of secret name, creating the
+// secret if it does not exist.
+func (a *API) storeSecret(ctx context.Context, name string, val secret.String) (stored, error) {
+	now := a.opts.Now().UTC()
+	m, err := a.opts.Store.GetSecretMeta(ctx, name)
+	created := false
+	if errors.Is(err, store.ErrNotFound) {
+		m = store.SecretMeta{Name: name, RecordID: "secret/" + newID("sec_"), CreatedAt: now, UpdatedAt: now}
+		err = a.opts.Store.CreateSecretMeta(ctx, m)
+		created = err == nil
+		if errors.Is(err, store.ErrConflict) { // another writer created it first
+			m, err = a.opts.Store.GetSecretMeta(ctx, name)
+		}
+	}
+	if err != nil {
+		return stored{}, err
+	}
+	if m.DeletedAt != nil {
+		return stored{}, deletedSecret{*m.DeletedAt}
+	}
+	ver, err := a.opts.Vault.Put(ctx, m.RecordID, val)
+	if err != nil {
+		return stored{}, err
+	}
+	if err := a.opts.Store.TouchSecretMeta(ctx, name, now); err != nil {
+		a.opts.Log.Warn("secret stored but its update time was not", "secret_ref", a.secretRef(name), "err", err)
+	}
+	return stored{isNew: created, version: ver}, nil
 }

@@ -84,21 +84,31 @@ type Key struct {
 	Hours          string     `json:"hours,omitempty"`        // time windows, such as "mon-fri 08:00-20:00 Europe/Berlin"
 	SuspendedAt    *time.Time `json:"suspended_at,omitempty"` // set while suspended
 	RotatedFrom    string     `json:"rotated_from,omitempty"` // the key this one succeeded
+	Rotation       *Rotation  `json:"rotation,omitempty"`     // automatic rotation, if set
+}
+
+// Rotation is a key's automatic rotation policy.
+type Rotation struct {
+	Every     string     `json:"every"`          // such as 30d
+	Grace     string     `json:"grace"`          // how long the rotated-out key keeps working, such as 24h
+	DeliverTo string     `json:"deliver_to"`     // "secret:NAME" (a vault secret the app reads with keygate run) or "webhook:https://..."
+	Next      *time.Time `json:"next,omitempty"` // when the next rotation is due
 }
 
 // CreateKeyRequest asks for a new keygate key. ExpiresIn takes Go durations
 // plus days ("30d", "12h", "1d12h"); empty means the key does not expire.
 type CreateKeyRequest struct {
-	Name           string   `json:"name"`
-	Env            string   `json:"env,omitempty"` // default "live"
-	AllowModels    []string `json:"allow_models,omitempty"`
-	AllowProviders []string `json:"allow_providers,omitempty"`
-	ExpiresIn      string   `json:"expires_in,omitempty"`
-	Limits         Limits   `json:"limits,omitempty"`
-	Group          string   `json:"group,omitempty"`       // an existing group whose limits the key shares
-	AllowPaths     []string `json:"allow_paths,omitempty"` // "POST /v1/embeddings", "GET /v1/models", "* /v1/*"
-	AllowIPs       []string `json:"allow_ips,omitempty"`   // CIDRs or addresses, IPv4 or IPv6
-	Hours          string   `json:"hours,omitempty"`       // "mon-fri 08:00-20:00 Europe/Berlin"; windows separated by ;
+	Name           string    `json:"name"`
+	Env            string    `json:"env,omitempty"` // default "live"
+	AllowModels    []string  `json:"allow_models,omitempty"`
+	AllowProviders []string  `json:"allow_providers,omitempty"`
+	ExpiresIn      string    `json:"expires_in,omitempty"`
+	Limits         Limits    `json:"limits,omitempty"`
+	Group          string    `json:"group,omitempty"`       // an existing group whose limits the key shares
+	AllowPaths     []string  `json:"allow_paths,omitempty"` // "POST /v1/embeddings", "GET /v1/models", "* /v1/*"
+	AllowIPs       []string  `json:"allow_ips,omitempty"`   // CIDRs or addresses, IPv4 or IPv6
+	Hours          string    `json:"hours,omitempty"`       // "mon-fri 08:00-20:00 Europe/Berlin"; windows separated by ;
+	Rotation       *Rotation `json:"rotation,omitempty"`    // rotate automatically and deliver the successor
 }
 
 // CreatedKey is the answer to key creation: the only time the secret is shown.

@@ -218,6 +218,7 @@ type UpdateKeyRequest struct {
 	AllowPaths *[]string `json:"allow_paths,omitempty"` // replaces the path rules; [] allows any path
 	AllowIPs   *[]string `json:"allow_ips,omitempty"`   // replaces the networks; [] allows any address
 	Hours      *string   `json:"hours,omitempty"`       // replaces the time windows; "" allows any time
+	Rotation   *Rotation `json:"rotation,omitempty"`    // replaces the rotation policy; {"every":""} turns it off
 }
 
 // RotateKeyRequest issues a successor to a key: POST /api/v1/keys/{ref}/rotate.
