@@ -10,8 +10,9 @@ import (
 )
 
 // UpdateKey changes the live key whose id or name is ref and returns it as
-// changed. Fields of req left nil are not touched; Limits, when given,
-// replace the key's limits entirely.
+// changed. Fields of req left nil are not touched; Limits, AllowPaths and
+// AllowIPs, when given, replace the key's own entirely, and an empty list or
+// Hours of "" lifts that restriction.
 func (c *Client) UpdateKey(ctx context.Context, ref string, req adminapi.UpdateKeyRequest) (adminapi.Key, error) {
 	var out adminapi.Key
 	p, err := segment("/keys/", "key id or name", ref)

@@ -209,13 +209,13 @@ func TestProviderListShowRemove(t *testing.T) {
 	}
 	h.env["TEST_PROVIDER_KEY"] = upstreamKey
 	h.mustRun("", "provider", "add", "openai", "--base-url", "https://api.openai.example/v1", "--models", "gpt-*", "--default", "--api-key-env", "TEST_PROVIDER_KEY")
-	h.mustRun("", "provider", "add", "local", "--base-url", "http://127.0.0.1:11434/v1", "--api-key-env", "TEST_PROVIDER_KEY")
+	h.mustRun("", "provider", "add", "local", "--base-url", "http://127.0.0.1:11434/v1", "--api-key-env", "TEST_PROVIDER_KEY", "--env", "dev")
 
 	out, _ = h.mustRun("", "provider", "list")
 	want := "" +
-		"NAME    DIALECT  BASE-URL                       MODELS  DEFAULT  CREATED\n" +
-		"openai  openai   https://api.openai.example/v1  gpt-*   yes      2025-01-02T03:04:05Z\n" +
-		"local   openai   http://127.0.0.1:11434/v1      -       no       2025-01-02T03:04:05Z\n"
+		"NAME    DIALECT  BASE-URL                       MODELS  DEFAULT  ENV  CREATED\n" +
+		"openai  openai   https://api.openai.example/v1  gpt-*   yes      any  2025-01-02T03:04:05Z\n" +
+		"local   openai   http://127.0.0.1:11434/v1      -       no       dev  2025-01-02T03:04:05Z\n"
 	if out != want {
 		t.Errorf("provider list:\n%s\nwant:\n%s", out, want)
 	}
@@ -233,6 +233,7 @@ func TestProviderListShowRemove(t *testing.T) {
 		"Base URL:  https://api.openai.example/v1\n" +
 		"Models:    gpt-*\n" +
 		"Default:   yes\n" +
+		"Env:       any\n" +
 		"Created:   2025-01-02T03:04:05Z\n"
 	if out != want {
 		t.Errorf("provider show:\n%s\nwant:\n%s", out, want)
@@ -321,9 +322,9 @@ func TestKeyListShowRevoke(t *testing.T) {
 
 	out, _ = h.mustRun("", "key", "list")
 	want := "" +
-		"ID         NAME   ENV   PREFIX        STATUS  EXPIRES               LAST-USED  GROUP  LIMITS\n" +
-		"key_test1  ci     live  kg_live_test  active  2025-02-04T04:05:06Z  never      -      -\n" +
-		"key_test2  batch  test  kg_test_test  active  never                 never      -      -\n"
+		"ID         NAME   ENV   PREFIX        STATUS  EXPIRES               LAST-USED  GROUP  LIMITS  PATHS  IPS  HOURS\n" +
+		"key_test1  ci     live  kg_live_test  active  2025-02-04T04:05:06Z  never      -      -       any    any  any\n" +
+		"key_test2  batch  test  kg_test_test  active  never                 never      -      -       any    any  any\n"
 	if out != want {
 		t.Errorf("key list:\n%s\nwant:\n%s", out, want)
 	}
@@ -340,12 +341,17 @@ func TestKeyListShowRevoke(t *testing.T) {
 		"Status:             active\n" +
 		"Allowed models:     any\n" +
 		"Allowed providers:  openai\n" +
+		"Allowed paths:      any\n" +
+		"Allowed IPs:        any\n" +
+		"Hours:              any time\n" +
 		"Group:              -\n" +
 		"Limits:             none\n" +
 		"Created:            2025-02-03T04:05:06Z\n" +
 		"Expires:            never\n" +
+		"Suspended:          -\n" +
 		"Revoked:            -\n" +
-		"Last used:          never\n"
+		"Last used:          never\n" +
+		"Rotated from:       -\n"
 	if out != want {
 		t.Errorf("key show:\n%s\nwant:\n%s", out, want)
 	}

@@ -128,6 +128,9 @@ func (f *fakeAdmin) updateKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("no group named %q", *req.Group))
 		return
 	}
+	if !f.updateScopes(w, i, req) {
+		return
+	}
 	if req.Limits != nil {
 		f.keys[i].Limits = *req.Limits
 	}

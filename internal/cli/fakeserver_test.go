@@ -35,6 +35,7 @@ type fakeAdmin struct {
 	failRevoke bool   // answer every key revocation with an internal error
 	vault      fakeVault
 	limits     fakeLimits
+	scopes     fakeScopes
 }
 
 // recorded is what a request exposed outside its body.
@@ -93,11 +94,7 @@ func newFakeAdmin(t *testing.T) *fakeAdmin {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no provider named %q", r.PathValue("name")))
 	})
 	mux.HandleFunc("POST "+p+"/keys", f.createKey)
-	mux.HandleFunc("GET "+p+"/keys", func(w http.ResponseWriter, r *http.Request) {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		writeJSONBody(w, http.StatusOK, adminapi.KeyList{Keys: append([]adminapi.Key{}, f.keys...)})
-	})
+	mux.HandleFunc("GET "+p+"/keys", f.listKeys)
 	mux.HandleFunc("GET "+p+"/keys/{ref}", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -125,6 +122,7 @@ func newFakeAdmin(t *testing.T) *fakeAdmin {
 	})
 	f.vaultRoutes(mux)
 	f.limitRoutes(mux)
+	f.scopeRoutes(mux)
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		f.requests = append(f.requests, recorded{Method: r.Method, URL: r.URL.String(), Header: r.Header.Clone()})
@@ -179,7 +177,7 @@ func (f *fakeAdmin) createProvider(w http.ResponseWriter, r *http.Request) {
 	f.nextID++
 	p := adminapi.Provider{
 		ID: fmt.Sprintf("prv_test%d", f.nextID), Name: req.Name, Dialect: dialect, BaseURL: req.BaseURL,
-		Models: req.Models, Default: req.Default, CreatedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
+		Models: req.Models, Default: req.Default, CreatedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), Env: req.Env,
 	}
 	if p.Models == nil {
 		p.Models = []string{}
@@ -191,14 +189,22 @@ func (f *fakeAdmin) createProvider(w http.ResponseWriter, r *http.Request) {
 
 func (f *fakeAdmin) createKey(w http.ResponseWriter, r *http.Request) {
 	var req adminapi.CreateKeyRequest
-	if !decodeBody(w, r, &req) {
+	raw, ok := decodeRaw(w, r, &req)
+	if !ok {
 		return
 	}
+	f.mu.Lock()
+	f.scopes.creates = append(f.scopes.creates, strings.TrimSpace(raw))
+	f.mu.Unlock()
 	if req.Name == "" {
 		writeError(w, http.StatusBadRequest, "bad_request", "name is required")
 		return
 	}
 	if err := req.Limits.Validate(); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	if err := checkScopes(req.AllowPaths, req.AllowIPs, req.Hours); err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
@@ -233,6 +239,7 @@ func (f *fakeAdmin) createKey(w http.ResponseWriter, r *http.Request) {
 		ID: fmt.Sprintf("key_test%d", f.nextID), Name: req.Name, Env: env, Prefix: secretValue[:12], Status: "active",
 		AllowModels: orEmpty(req.AllowModels), AllowProviders: orEmpty(req.AllowProviders),
 		CreatedAt: created, ExpiresAt: expires, Limits: req.Limits, Group: req.Group,
+		AllowPaths: orEmpty(req.AllowPaths), AllowIPs: orEmpty(req.AllowIPs), Hours: req.Hours,
 	}
 	f.keys = append(f.keys, k)
 	f.keySecrets[k.ID] = secretValue

@@ -18,7 +18,8 @@ func (a *app) keyCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(a.keyCreateCmd(), a.keyListCmd(), a.keyShowCmd(), a.keyUpdateCmd(), a.keyUsageCmd(), a.keyRevokeCmd())
+	cmd.AddCommand(a.keyCreateCmd(), a.keyListCmd(), a.keyShowCmd(), a.keyUpdateCmd(), a.keyUsageCmd(),
+		a.keySuspendCmd(), a.keyResumeCmd(), a.keyRotateCmd(), a.keyRevokeCmd())
 	return cmd
 }
 
@@ -27,30 +28,53 @@ func (a *app) keyCreateCmd() *cobra.Command {
 		name, env, expires, group string
 		models, providers         []string
 		lf                        *limitFlags
+		sf                        *scopeFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "create --name NAME [limit flags] [--group NAME]",
+		Use:   "create --name NAME [--env TAG] [scope flags] [limit flags] [--group NAME]",
 		Short: "Create a keygate API key and print it once",
 		Long: `Creates a keygate API key and prints it once on standard output. keygate
 stores only a hash of it, so copy it now: it cannot be shown again.
+
+The key's secret starts with kg_<env>_ (kg_live_ by default); a provider
+added with --env accepts only keys of the same environment.
+
+The scope flags restrict which requests the key may make: the paths it may
+call (--allow-path), the networks it may be used from (--allow-ip) and the
+hours in which it works (--hours). Without them it may call any path, from
+anywhere, at any time.
 
 The limit flags cap what the key may consume; without them it is unlimited.
 A key in a group (--group) must also stay within the group's limits.
 
   keygate key create --name ci --allow-model 'gpt-4o*' --expires 30d
   export OPENAI_API_KEY=$(keygate key create --name laptop --allow-provider openai)
+  keygate key create --name etl --allow-provider openai --allow-model 'text-embedding-*' \
+      --allow-path 'POST /v1/embeddings' --allow-ip 10.0.0.0/8 --allow-ip 2001:db8::/32 \
+      --hours 'mon-fri 08:00-20:00 Europe/Berlin' --env prod
   keygate key create --name ci-bot --rpm 60 --tpm 200000 --concurrency 4 \
       --quota 5000/day --budget 20usd/month --group team-a`,
-		Args: cobra.NoArgs,
+		Args: scopeArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			name = strings.TrimSpace(name)
 			if name == "" {
 				return errors.New("key create: --name is required, as in --name ci-pipeline")
 			}
+			what := "key create " + name
+			env = strings.TrimSpace(env)
+			if cmd.Flags().Changed("env") {
+				if err := checkEnv(what, "--env", env); err != nil {
+					return err
+				}
+			}
 			if expires != "" {
 				if _, err := adminapi.ParseDuration(expires); err != nil {
-					return fmt.Errorf("key create: --expires: %w", err)
+					return fmt.Errorf("%s: --expires: %w", what, err)
 				}
+			}
+			scopes, err := sf.edit(what)
+			if err != nil {
+				return err
 			}
 			group = strings.TrimSpace(group)
 			if cmd.Flags().Changed("group") {
@@ -63,19 +87,21 @@ A key in a group (--group) must also stay within the group's limits.
 				return err
 			}
 			limits := edit.apply(adminapi.Limits{})
-			c, cred, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			created, err := c.CreateKey(cmd.Context(), adminapi.CreateKeyRequest{
+			req := adminapi.CreateKeyRequest{
 				Name:           name,
-				Env:            strings.TrimSpace(env),
+				Env:            env,
 				AllowModels:    splitList(models),
 				AllowProviders: splitList(providers),
 				ExpiresIn:      strings.TrimSpace(expires),
 				Limits:         limits,
 				Group:          group,
-			})
+			}
+			scopes.toCreate(&req)
+			c, cred, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			created, err := c.CreateKey(cmd.Context(), req)
 			if err != nil {
 				return explain(groupHint(fmt.Errorf("key create %s: %w", name, err), group), cred)
 			}
@@ -96,27 +122,49 @@ A key in a group (--group) must also stay within the group's limits.
 	}
 	f := cmd.Flags()
 	f.StringVar(&name, "name", "", "a unique `NAME` for the key (required)")
-	f.StringVar(&env, "env", "", "environment `TAG` shown in the key's prefix, as in kg_live_ (default \"live\")")
+	f.StringVar(&env, "env", "", "environment `TAG` of the key, as in prod: its secret starts kg_<TAG>_, and providers added with --env TAG accept it (default \"live\")")
 	f.StringArrayVar(&models, "allow-model", nil, "model name `PATTERN` the key may use; repeat or separate with commas (default: any model)")
 	f.StringArrayVar(&providers, "allow-provider", nil, "provider `NAME` the key may use; repeat or separate with commas (default: any provider)")
 	f.StringVar(&expires, "expires", "", "`DURATION` the key lives, as in 30d, 12h or 1d12h (default: never expires)")
 	f.StringVar(&group, "group", "", "put the key in the group `NAME`, whose limits it then shares too")
+	sf = addScopeFlags(cmd, false)
 	lf = addLimitFlags(cmd, false)
 	return cmd
 }
 
 func (a *app) keyListCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:     "list",
+	var unused string
+	cmd := &cobra.Command{
+		Use:     "list [--unused DURATION]",
 		Aliases: []string{"ls"},
 		Short:   "List keygate API keys (never their secrets)",
-		Args:    cobra.NoArgs,
+		Long: `Lists keygate API keys, never their secrets.
+
+With --unused, lists only the stale keys: live keys that have not been used
+for at least that long, either never used since they were created that long
+ago or last used before then. Revoke or suspend the ones nobody needs.
+
+  keygate key list
+  keygate key list --unused 30d`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			report := cmd.Flags().Changed("unused")
+			unused = strings.TrimSpace(unused)
+			if report {
+				if _, err := adminapi.ParseDuration(unused); err != nil {
+					return fmt.Errorf("key list: --unused: %w", err)
+				}
+			}
 			c, cred, err := a.client(cmd)
 			if err != nil {
 				return err
 			}
-			keys, err := c.ListKeys(cmd.Context())
+			var keys []adminapi.Key
+			if report {
+				keys, err = c.ListKeysUnused(cmd.Context(), unused)
+			} else {
+				keys, err = c.ListKeys(cmd.Context())
+			}
 			if err != nil {
 				return explain(fmt.Errorf("key list: %w", err), cred)
 			}
@@ -126,19 +174,54 @@ func (a *app) keyListCmd() *cobra.Command {
 			if a.json {
 				return writeJSON(cmd.OutOrStdout(), adminapi.KeyList{Keys: keys})
 			}
+			if report {
+				return printStaleKeys(cmd.OutOrStdout(), cmd.ErrOrStderr(), keys, unused)
+			}
 			if len(keys) == 0 {
 				_, err := fmt.Fprintln(cmd.OutOrStdout(), "No keys yet. Create one with `keygate key create --name NAME`.")
 				return err
 			}
 			tw := newTable(cmd.OutOrStdout())
-			fmt.Fprintln(tw, "ID\tNAME\tENV\tPREFIX\tSTATUS\tEXPIRES\tLAST-USED\tGROUP\tLIMITS")
+			fmt.Fprintln(tw, "ID\tNAME\tENV\tPREFIX\tSTATUS\tEXPIRES\tLAST-USED\tGROUP\tLIMITS\tPATHS\tIPS\tHOURS")
 			for _, k := range keys {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Env, k.Prefix, k.Status,
-					fmtTimePtr(k.ExpiresAt, "never"), fmtTimePtr(k.LastUsedAt, "never"), orDash(k.Group), fmtLimits(k.Limits, "-"))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Env, k.Prefix, keyStatus(k),
+					fmtTimePtr(k.ExpiresAt, "never"), fmtTimePtr(k.LastUsedAt, "never"), orDash(k.Group), fmtLimits(k.Limits, "-"),
+					list(k.AllowPaths, "any"), list(k.AllowIPs, "any"), fmtHours(k.Hours, "any"))
 			}
 			return tw.Flush()
 		},
 	}
+	cmd.Flags().StringVar(&unused, "unused", "", "list only live keys not used for at least `DURATION`, as in 30d or 12h")
+	return cmd
+}
+
+// printStaleKeys prints the keys of `key list --unused d` on w, with advice
+// on what to do about them on notes.
+func printStaleKeys(w, notes io.Writer, keys []adminapi.Key, d string) error {
+	if len(keys) == 0 {
+		_, err := fmt.Fprintf(w, "No live key has gone unused for %s.\n", d)
+		return err
+	}
+	tw := newTable(w)
+	fmt.Fprintln(tw, "ID\tNAME\tENV\tPREFIX\tSTATUS\tCREATED\tLAST-USED\tEXPIRES\tGROUP")
+	for _, k := range keys {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Env, k.Prefix, keyStatus(k),
+			fmtTime(k.CreatedAt), fmtTimePtr(k.LastUsedAt, "never"), fmtTimePtr(k.ExpiresAt, "never"), orDash(k.Group))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(notes, "%d %s unused for %s or more. Revoke those nobody needs with `keygate key revoke REF`, or suspend them first with `keygate key suspend REF` to see who complains.\n",
+		len(keys), plural(len(keys), "key", "keys"), d)
+	return nil
+}
+
+// plural returns one when n is 1, else many.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 func (a *app) keyShowCmd() *cobra.Command {
@@ -192,15 +275,20 @@ func printKey(w io.Writer, k adminapi.Key) error {
 		{"Name", k.Name},
 		{"Env", k.Env},
 		{"Prefix", k.Prefix},
-		{"Status", k.Status},
+		{"Status", keyStatus(k)},
 		{"Allowed models", list(k.AllowModels, "any")},
 		{"Allowed providers", list(k.AllowProviders, "any")},
+		{"Allowed paths", list(k.AllowPaths, "any")},
+		{"Allowed IPs", list(k.AllowIPs, "any")},
+		{"Hours", fmtHours(k.Hours, "any time")},
 		{"Group", orDash(k.Group)},
 		{"Limits", fmtLimits(k.Limits, "none")},
 		{"Created", fmtTime(k.CreatedAt)},
 		{"Expires", fmtTimePtr(k.ExpiresAt, "never")},
+		{"Suspended", fmtTimePtr(k.SuspendedAt, "-")},
 		{"Revoked", fmtTimePtr(k.RevokedAt, "-")},
 		{"Last used", fmtTimePtr(k.LastUsedAt, "never")},
+		{"Rotated from", orDash(k.RotatedFrom)},
 	})
 }
 

@@ -20,27 +20,41 @@ func (a *app) keyUpdateCmd() *cobra.Command {
 		group   string
 		noGroup bool
 		lf      *limitFlags
+		sf      *scopeFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "update REF [limit flags] [--clear-limits] [--group NAME | --no-group]",
-		Short: "Change the limits or the group of a live key, by id or name",
-		Long: `Changes the limits or the group of a live key; the change applies to its
-next request. ` + limitsHelp + `
+		Use:   "update REF [scope flags] [limit flags] [--clear-limits] [--group NAME | --no-group]",
+		Short: "Change the scopes, limits or group of a live key, by id or name",
+		Long: `Changes the scopes, limits or group of a live key in one step; the change
+applies to its next request.
 
+Scopes are replaced whole: --allow-path and --allow-ip (each repeatable) give
+the key's new list of path rules and networks, --hours its new time windows.
+--clear-allow-paths, --clear-allow-ips and --clear-hours lift a restriction.
+
+` + limitsHelp + `
+
+  keygate key update etl --allow-path 'POST /v1/embeddings' --allow-path 'GET /v1/models'
+  keygate key update etl --allow-ip 10.0.0.0/8 --clear-hours
   keygate key update ci-bot --rpm 120 --budget 50usd/month
   keygate key update ci-bot --quota 0/day --tpm 0
   keygate key update ci-bot --clear-limits --concurrency 2
   keygate key update ci-bot --group team-a
   keygate key update ci-bot --no-group`,
-		Args: cobra.ExactArgs(1),
+		Args: scopeArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ref := args[0]
 			what := "key update " + ref
+			scopes, err := sf.edit(what)
+			if err != nil {
+				return err
+			}
 			edit, err := lf.edit(what)
 			if err != nil {
 				return err
 			}
 			var req adminapi.UpdateKeyRequest
+			scopes.toUpdate(&req)
 			groupSet := cmd.Flags().Changed("group")
 			switch {
 			case groupSet && noGroup:
@@ -54,8 +68,9 @@ next request. ` + limitsHelp + `
 			case noGroup:
 				req.Group = new(string)
 			}
-			if edit.empty() && req.Group == nil {
-				return fmt.Errorf("%s: nothing to change: give limit flags (%s), --clear-limits, --group NAME or --no-group; see `keygate key update --help`", what, limitFlagNames)
+			if edit.empty() && req.Group == nil && scopes.empty() {
+				return fmt.Errorf("%s: nothing to change: give scope flags (%s), limit flags (%s), --clear-limits, --group NAME or --no-group; see `keygate key update --help`",
+					what, scopeFlagNames, limitFlagNames)
 			}
 			c, cred, err := a.client(cmd)
 			if err != nil {
@@ -87,6 +102,9 @@ next request. ` + limitsHelp + `
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "Updated key %s (%s).\n", k.Name, k.ID)
 			return fields(out, [][2]string{
+				{"Allowed paths", list(k.AllowPaths, "any")},
+				{"Allowed IPs", list(k.AllowIPs, "any")},
+				{"Hours", fmtHours(k.Hours, "any time")},
 				{"Group", orDash(k.Group)},
 				{"Limits", fmtLimits(k.Limits, "none")},
 			})
@@ -95,6 +113,7 @@ next request. ` + limitsHelp + `
 	f := cmd.Flags()
 	f.StringVar(&group, "group", "", "move the key into the group `NAME`, whose limits it then shares too")
 	f.BoolVar(&noGroup, "no-group", false, "take the key out of its group")
+	sf = addScopeFlags(cmd, true)
 	lf = addLimitFlags(cmd, true)
 	return cmd
 }

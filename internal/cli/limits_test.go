@@ -97,9 +97,9 @@ func TestKeyCreateWithLimits(t *testing.T) {
 
 	out, _ = h.mustRun("", "key", "list")
 	wantList := "" +
-		"ID         NAME    ENV   PREFIX        STATUS  EXPIRES  LAST-USED  GROUP   LIMITS\n" +
-		"key_test1  ci-bot  live  kg_live_test  active  never    never      -       60rpm 200000tpm 4conc 5000/day 20usd/month\n" +
-		"key_test2  batch   live  kg_live_test  active  never    never      team-a  2rps 1000rph 2000000tokens/month 100000/total 100usd/total 2.5usd/day\n"
+		"ID         NAME    ENV   PREFIX        STATUS  EXPIRES  LAST-USED  GROUP   LIMITS                                                                 PATHS  IPS  HOURS\n" +
+		"key_test1  ci-bot  live  kg_live_test  active  never    never      -       60rpm 200000tpm 4conc 5000/day 20usd/month                             any    any  any\n" +
+		"key_test2  batch   live  kg_live_test  active  never    never      team-a  2rps 1000rph 2000000tokens/month 100000/total 100usd/total 2.5usd/day  any    any  any\n"
 	if out != wantList {
 		t.Errorf("key list:\n%s\nwant:\n%s", out, wantList)
 	}
@@ -195,8 +195,11 @@ func TestKeyUpdateMergesLimits(t *testing.T) {
 	}
 	wantOut := "" +
 		"Updated key ci-bot (key_test1).\n" +
-		"Group:   -\n" +
-		"Limits:  120rpm 4conc 6000/day 2000000tokens/month 5usd/day\n"
+		"Allowed paths:  any\n" +
+		"Allowed IPs:    any\n" +
+		"Hours:          any time\n" +
+		"Group:          -\n" +
+		"Limits:         120rpm 4conc 6000/day 2000000tokens/month 5usd/day\n"
 	if out != wantOut {
 		t.Errorf("key update:\n%s\nwant:\n%s", out, wantOut)
 	}
@@ -227,7 +230,7 @@ func TestKeyUpdateMergesLimits(t *testing.T) {
 	if got := h.lastPatch(); got != `{"limits":{}}` {
 		t.Errorf("--clear-limits sent %s, want empty limits", got)
 	}
-	if !strings.Contains(out, "Limits:  none\n") {
+	if !strings.Contains(out, "Limits:         none\n") {
 		t.Errorf("key update --clear-limits:\n%s", out)
 	}
 
@@ -242,7 +245,7 @@ func TestKeyUpdateMergesLimits(t *testing.T) {
 	if got := h.requestsSince(n); len(got) != 1 {
 		t.Errorf("requests = %v, want only the update", got)
 	}
-	if want := "Group:   team-a\nLimits:  60rpm\n"; !strings.HasSuffix(out, want) {
+	if want := "Group:          team-a\nLimits:         60rpm\n"; !strings.HasSuffix(out, want) {
 		t.Errorf("key update --group:\n%s\nwant it to end with:\n%s", out, want)
 	}
 	out, _ = h.mustRun("", "key", "update", "ci-bot", "--no-group", "--json")

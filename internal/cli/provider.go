@@ -44,20 +44,26 @@ func (a *app) providerCmd() *cobra.Command {
 
 func (a *app) providerAddCmd() *cobra.Command {
 	var (
-		baseURL, dialect, keyEnv string
-		models                   []string
-		isDefault, keyStdin      bool
+		baseURL, dialect, keyEnv, env string
+		models                        []string
+		isDefault, keyStdin           bool
 	)
 	cmd := &cobra.Command{
-		Use:   "add NAME --base-url URL (--api-key-env VAR | --api-key-stdin)",
+		Use:   "add NAME --base-url URL (--api-key-env VAR | --api-key-stdin) [--env TAG]",
 		Short: "Register an upstream provider and its API key",
 		Long: `Registers an upstream provider. keygate stores its API key encrypted and
 never shows it again. The key is read from an environment variable or from
 standard input, never from a flag value that would land in shell history.
 
+With --env, only keygate keys of that environment (created with
+"keygate key create --env TAG", their secrets starting kg_<TAG>_) may use
+the provider, so a test key can never reach a production account.
+
   OPENAI_API_KEY=... keygate provider add openai --base-url https://api.openai.com/v1 \
       --models 'gpt-*,o3*' --default --api-key-env OPENAI_API_KEY
-  keygate provider add anthropic --base-url https://api.anthropic.com --api-key-stdin < key.txt`,
+  keygate provider add anthropic --base-url https://api.anthropic.com --api-key-stdin < key.txt
+  PROD_KEY=... keygate provider add openai-prod --base-url https://api.openai.com/v1 \
+      --api-key-env PROD_KEY --env prod`,
 		Args: refuseAPIKeyFlag(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := strings.TrimSpace(args[0])
@@ -75,6 +81,12 @@ standard input, never from a flag value that would land in shell history.
 			default:
 				return fmt.Errorf("provider add: --dialect %q is not known: use openai or anthropic", dialect)
 			}
+			env = strings.TrimSpace(env)
+			if cmd.Flags().Changed("env") {
+				if err := checkEnv("provider add "+name, "--env", env); err != nil {
+					return err
+				}
+			}
 			key, err := a.providerKey(cmd, "provider add", name, keyEnv, keyStdin)
 			if err != nil {
 				return err
@@ -90,6 +102,7 @@ standard input, never from a flag value that would land in shell history.
 				Models:  splitList(models),
 				Default: isDefault,
 				APIKey:  key.Reveal(),
+				Env:     env,
 			})
 			if err != nil {
 				return explain(fmt.Errorf("provider add %s: %w", name, err), cred)
@@ -106,6 +119,7 @@ standard input, never from a flag value that would land in shell history.
 	f.StringVar(&dialect, "dialect", "", "wire `DIALECT`: openai or anthropic (default: anthropic for a provider named anthropic, else openai)")
 	f.StringArrayVar(&models, "models", nil, "model name `PATTERNS` this provider serves, comma-separated or repeated ('gpt-*,o3*')")
 	f.BoolVar(&isDefault, "default", false, "make this the default provider for its dialect")
+	f.StringVar(&env, "env", "", "environment `TAG`, as in prod: only keys created with --env TAG may use this provider (default: keys of any environment)")
 	apiKeyFlags(cmd, &keyEnv, &keyStdin)
 	return cmd
 }
@@ -239,10 +253,10 @@ func (a *app) providerListCmd() *cobra.Command {
 				return err
 			}
 			tw := newTable(cmd.OutOrStdout())
-			fmt.Fprintln(tw, "NAME\tDIALECT\tBASE-URL\tMODELS\tDEFAULT\tCREATED")
+			fmt.Fprintln(tw, "NAME\tDIALECT\tBASE-URL\tMODELS\tDEFAULT\tENV\tCREATED")
 			for _, p := range ps {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Dialect, p.BaseURL,
-					list(p.Models, "-"), yesNo(p.Default), fmtTime(p.CreatedAt))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Dialect, p.BaseURL,
+					list(p.Models, "-"), yesNo(p.Default), orAny(p.Env), fmtTime(p.CreatedAt))
 			}
 			return tw.Flush()
 		},
@@ -303,8 +317,18 @@ func printProvider(w io.Writer, p adminapi.Provider) error {
 		{"Base URL", p.BaseURL},
 		{"Models", list(p.Models, "-")},
 		{"Default", yesNo(p.Default)},
+		{"Env", orAny(p.Env)},
 		{"Created", fmtTime(p.CreatedAt)},
 	})
+}
+
+// orAny returns a provider's environment, or "any" when keys of every
+// environment may use it.
+func orAny(env string) string {
+	if env == "" {
+		return "any"
+	}
+	return env
 }
 
 func yesNo(b bool) string {

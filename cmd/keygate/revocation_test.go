@@ -1,0 +1,61 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/internal/fakeprovider"
+	"github.com/keygate/keygate/internal/store/storetest"
+)
+
+// TestRevocationReachesEveryNodeWithinASecond: two keygate processes share
+// PostgreSQL; a key revoked (or suspended) through one is refused by the
+// other within a second, though each caches verified keys for 10 s.
+func TestRevocationReachesEveryNodeWithinASecond(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two keygate processes")
+	}
+	db := storetest.PostgresURL(t)
+	up := newUpstreams(t, fakeprovider.Options{}, fakeprovider.Options{})
+	env := map[string]string{
+		"KEYGATE_DATABASE": db, "KEYGATE_KEK": randomKeyURL(t),
+		"KEYGATE_PROVIDER_REFRESH": "200ms", "KEYGATE_KEY_CACHE_TTL": "10s",
+	}
+	var nodes []*proc
+	for i := range 2 {
+		nodes = append(nodes, startProc(t, env, "serve", "--data-dir", filepath.Join(t.TempDir(), fmt.Sprint(i)), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"))
+	}
+	in := &instance{t: t, admin: nodes[0].admin}
+	in.addrs.Admin = nodes[0].adminU
+	in.register(up)
+	other := gatewayOf(t, nodes[1])
+	chat := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`
+	for _, action := range []string{"suspend", "revoke"} {
+		key := in.createKey("--name", "victim-"+action)
+		deadline := time.Now().Add(15 * time.Second)
+		for { // the other node serves the key (and has cached it)
+			if code, _ := postJSON(t, other+"/v1/chat/completions", key, chat); code == 200 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the second node never served the key")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		start := time.Now()
+		in.mustCLI(nil, "", "key", action, "victim-"+action)
+		for {
+			code, _ := postJSON(t, other+"/v1/chat/completions", key, chat)
+			if code == 401 || code == 403 {
+				t.Logf("%s through node 1 took effect on node 2 after %v (status %d)", action, time.Since(start), code)
+				break
+			}
+			if time.Since(start) > time.Second {
+				t.Fatalf("%s through node 1: node 2 still answered %d after a second", action, code)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}

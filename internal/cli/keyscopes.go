@@ -1,0 +1,208 @@
+package cli
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	// Time zone data built in, so that --hours is checked the same way on
+	// every machine, including those without a system zoneinfo database.
+	_ "time/tzdata"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/policy"
+)
+
+// envRE is the form the admin API takes for environment tags: the <env> of
+// a key's kg_<env>_ prefix, and the tag of a provider that only keys of
+// that environment may use.
+var envRE = regexp.MustCompile(`^[a-z][a-z0-9]{1,9}$`)
+
+// checkEnv validates an environment tag given with flag, before any request.
+func checkEnv(what, flag, env string) error {
+	if !envRE.MatchString(env) {
+		return fmt.Errorf("%s: %s %q is not valid: use 2 to 10 lower-case letters or digits, starting with a letter, as in prod, staging or live", what, flag, env)
+	}
+	if env == "admin" {
+		return fmt.Errorf("%s: %s admin is reserved for admin credentials: choose another, such as prod or live", what, flag)
+	}
+	return nil
+}
+
+// ipsExample and hoursExample show the form of a scope flag in errors.
+const (
+	ipsExample   = `--allow-ip 10.0.0.0/8 or --allow-ip 2001:db8::/32`
+	hoursExample = `--hours 'mon-fri 08:00-20:00 Europe/Berlin'`
+)
+
+// scopeFlagNames lists the scope flags of key update for messages.
+const scopeFlagNames = "--allow-path, --clear-allow-paths, --allow-ip, --clear-allow-ips, --hours, --clear-hours"
+
+// scopeFlags are the flags that restrict where, how and when a key may be
+// used: its request paths, client networks and hours. key create and key
+// update share them.
+type scopeFlags struct {
+	cmd    *cobra.Command
+	update bool
+	paths  []string
+	ips    []string
+	hours  string
+	// On key update only: lift the restriction instead of replacing it.
+	clearPaths, clearIPs, clearHours bool
+}
+
+// addScopeFlags adds the scope flags to cmd; update adds the --clear-* flags
+// and words the others as replacing the key's own.
+func addScopeFlags(cmd *cobra.Command, update bool) *scopeFlags {
+	sf := &scopeFlags{cmd: cmd, update: update}
+	f := cmd.Flags()
+	// On create a flag not given leaves the key unrestricted; on update it
+	// leaves the key's own restriction as it is.
+	pathsTail, ipsTail, hoursTail := " (default: any path)", " (default: anywhere)", " (default: any time)"
+	if update {
+		pathsTail, ipsTail, hoursTail = "; replaces the key's list", "; replaces the key's list", "; replaces the key's windows"
+	}
+	f.StringArrayVar(&sf.paths, "allow-path", nil, "path `RULE` the key may call, \"METHOD /path\" as in 'POST /v1/embeddings', 'GET /v1/models' or '* /v1/*'; repeat for more"+pathsTail)
+	f.StringArrayVar(&sf.ips, "allow-ip", nil, "client network (`CIDR`) or address the key may be used from, IPv4 or IPv6, as in 10.0.0.0/8; repeat or separate with commas"+ipsTail)
+	f.StringVar(&sf.hours, "hours", "", "time `WINDOWS` in which the key works, as in 'mon-fri 08:00-20:00 Europe/Berlin'; separate several with ';'"+hoursTail)
+	if update {
+		f.BoolVar(&sf.clearPaths, "clear-allow-paths", false, "let the key call any path again")
+		f.BoolVar(&sf.clearIPs, "clear-allow-ips", false, "let the key be used from any address again")
+		f.BoolVar(&sf.clearHours, "clear-hours", false, "let the key work at any time again")
+	}
+	return sf
+}
+
+// scopeEdit is a checked set of scopes from the flags. A nil field was not
+// given; an empty list or string lifts that restriction.
+type scopeEdit struct {
+	paths, ips *[]string
+	hours      *string
+}
+
+// empty reports whether the flags asked for no scope at all.
+func (e scopeEdit) empty() bool { return e.paths == nil && e.ips == nil && e.hours == nil }
+
+// edit checks the scope flags with keygate's own parsers and returns the
+// scopes they ask for, so that a bad value fails before any request. what
+// names the command in errors, as in "key create etl".
+func (sf *scopeFlags) edit(what string) (scopeEdit, error) {
+	var e scopeEdit
+	f := sf.cmd.Flags()
+
+	pathsSet := f.Changed("allow-path")
+	switch {
+	case pathsSet && sf.clearPaths:
+		return e, fmt.Errorf("%s: give either --allow-path or --clear-allow-paths, not both", what)
+	case pathsSet:
+		paths := make([]string, 0, len(sf.paths))
+		for _, p := range sf.paths {
+			paths = append(paths, strings.TrimSpace(p))
+		}
+		if _, err := policy.ParsePathRules(paths); err != nil {
+			return e, fmt.Errorf("%s: --allow-path: %s", what, noPolicyPrefix(err))
+		}
+		e.paths = &paths
+	case sf.clearPaths:
+		e.paths = &[]string{}
+	}
+
+	ipsSet := f.Changed("allow-ip")
+	switch {
+	case ipsSet && sf.clearIPs:
+		return e, fmt.Errorf("%s: give either --allow-ip or --clear-allow-ips, not both", what)
+	case ipsSet:
+		ips := splitList(sf.ips)
+		if len(ips) == 0 {
+			return e, fmt.Errorf("%s: --allow-ip is empty: give a network, as in %s%s", what, ipsExample, sf.clearHint("--clear-allow-ips", "from any address"))
+		}
+		if _, err := policy.ParseCIDRs(ips); err != nil {
+			return e, fmt.Errorf("%s: --allow-ip: %s", what, noPolicyPrefix(err))
+		}
+		e.ips = &ips
+	case sf.clearIPs:
+		e.ips = &[]string{}
+	}
+
+	hoursSet := f.Changed("hours")
+	switch {
+	case hoursSet && sf.clearHours:
+		return e, fmt.Errorf("%s: give either --hours or --clear-hours, not both", what)
+	case hoursSet:
+		hours := strings.TrimSpace(sf.hours)
+		if hours == "" {
+			return e, fmt.Errorf("%s: --hours is empty: give time windows, as in %s%s", what, hoursExample, sf.clearHint("--clear-hours", "at any time"))
+		}
+		if _, err := policy.ParseWindows(hours); err != nil {
+			return e, fmt.Errorf("%s: --hours: %s", what, noPolicyPrefix(err))
+		}
+		e.hours = &hours
+	case sf.clearHours:
+		e.hours = new(string)
+	}
+	return e, nil
+}
+
+// scopeArgs wraps a command's argument check: when there are stray
+// arguments, it says that a path rule or time window with spaces needs
+// quotes, the likely cause ("--allow-path POST /v1/embeddings").
+func scopeArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) > n && (cmd.Flags().Changed("allow-path") || cmd.Flags().Changed("hours")) {
+			return fmt.Errorf("%s: unexpected argument %q: quote each --allow-path rule and the --hours windows, as in --allow-path 'POST /v1/embeddings' %s",
+				cmd.CommandPath(), args[n], hoursExample)
+		}
+		if n == 0 {
+			return cobra.NoArgs(cmd, args)
+		}
+		return cobra.ExactArgs(n)(cmd, args)
+	}
+}
+
+// clearHint tells the user of key update how to lift a restriction instead.
+func (sf *scopeFlags) clearHint(flag, how string) string {
+	if !sf.update {
+		return ""
+	}
+	return fmt.Sprintf(", or use %s to let the key be used %s", flag, how)
+}
+
+// toCreate sets the scopes of e on a key creation request.
+func (e scopeEdit) toCreate(req *adminapi.CreateKeyRequest) {
+	if e.paths != nil {
+		req.AllowPaths = *e.paths
+	}
+	if e.ips != nil {
+		req.AllowIPs = *e.ips
+	}
+	if e.hours != nil {
+		req.Hours = *e.hours
+	}
+}
+
+// toUpdate sets the scopes of e on a key update request.
+func (e scopeEdit) toUpdate(req *adminapi.UpdateKeyRequest) {
+	req.AllowPaths, req.AllowIPs, req.Hours = e.paths, e.ips, e.hours
+}
+
+// noPolicyPrefix drops the "policy: " that internal/policy puts before its
+// errors: the flag's name says it better on the command line.
+func noPolicyPrefix(err error) string { return strings.TrimPrefix(err.Error(), "policy: ") }
+
+// keyStatus is the status the command line shows for k: the admin API's,
+// or "suspended" for a key that would be active but is suspended.
+func keyStatus(k adminapi.Key) string {
+	if k.SuspendedAt != nil && k.Status == "active" {
+		return "suspended"
+	}
+	return k.Status
+}
+
+// fmtHours renders a key's time windows, or none when it has none.
+func fmtHours(hours, none string) string {
+	if strings.TrimSpace(hours) == "" {
+		return none
+	}
+	return hours
+}
