@@ -44,6 +44,8 @@ type Config struct {
 	Vault Vault `yaml:"vault"`
 	// Limits configures how keys' rate limits, quotas and budgets are kept.
 	Limits Limits `yaml:"limits"`
+	// Tokens configures the short-lived access tokens keys are exchanged for.
+	Tokens Tokens `yaml:"tokens"`
 	// Prices sets or overrides model prices in US dollars per million
 	// tokens, for spend budgets: {"gpt-4o": {"input": 2.5, "output": 10}}.
 	// A name ending in * covers every model it prefixes.
@@ -115,6 +117,14 @@ type Limits struct {
 	AuthFailureWindow time.Duration `yaml:"auth_failure_window"`
 }
 
+// Tokens configures access tokens (RFC 9068 JWTs, EdDSA).
+type Tokens struct {
+	// Issuer is every token's iss, such as keygate's public URL.
+	Issuer string `yaml:"issuer"`
+	// Audience is every token's aud and the one keygate accepts.
+	Audience string `yaml:"audience"`
+}
+
 // ModelPrice is a model's price in US dollars per million tokens.
 type ModelPrice struct {
 	Input  float64 `yaml:"input"`
@@ -170,7 +180,8 @@ func Default(home string) Config {
 			ResponseHeaderTimeout: 10 * time.Minute,
 			MaxIdleConnsPerHost:   256,
 		},
-		Log: Log{Level: "info", Format: "text", Requests: true},
+		Log:    Log{Level: "info", Format: "text", Requests: true},
+		Tokens: Tokens{Issuer: "keygate", Audience: "keygate"},
 		Limits: Limits{
 			Timezone:          "UTC",
 			DefaultMaxTokens:  4096,
@@ -313,6 +324,9 @@ func (c Config) Validate() error {
 		if u, err := url.Parse(c.Limits.Redis); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
 			bad("limits.redis", "must be a redis:// or rediss:// URL")
 		}
+	}
+	if c.Tokens.Issuer == "" || c.Tokens.Audience == "" {
+		bad("tokens", "issuer and audience must not be empty")
 	}
 	if c.Limits.DefaultMaxTokens <= 0 {
 		bad("limits.default_max_tokens", "must be positive")

@@ -8,6 +8,7 @@ import (
 
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
+	"github.com/keygate/keygate/internal/token"
 )
 
 // call is the state of one gateway request, shared by the steps that handle
@@ -22,7 +23,10 @@ type call struct {
 	failure  string     // upstream_unreachable, upstream_timeout, client_gone
 	est      estimate   // the worst case reserved for the call
 	adm      *admission // the call's hold on its limits, when it has any
-	finished sync.Once  // finishCall runs once
+	// tokenScope is the narrowed scope of the access token that
+	// authenticated the call, if one did.
+	tokenScope *token.Scope
+	finished   sync.Once // finishCall runs once
 }
 
 type callKey struct{}

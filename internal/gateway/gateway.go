@@ -4,7 +4,8 @@
 //
 //	ServeHTTP        request id, access log, panic recovery (outermost first)
 //	 -> endpoint     which API dialect the path speaks (OpenAI or Anthropic)
-//	 -> authenticate the keygate key (Authorization: Bearer or x-api-key)
+//	 -> authenticate the keygate key or an access token exchanged for one
+//	                 (Authorization: Bearer or x-api-key; oauth.go)
 //	 -> read body    size limit, then read model/stream without decoding the body
 //	 -> route        model -> provider (prefix, patterns, default); strip the prefix
 //	 -> scope        suspended? this path and method, network, hours (scopes.go)
@@ -37,6 +38,7 @@ import (
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/token"
 	"github.com/keygate/keygate/internal/usage"
 	"github.com/keygate/keygate/internal/web"
 )
@@ -61,6 +63,10 @@ type Options struct {
 	// Limits configures admission control, metering and the throttling of
 	// failed authentication.
 	Limits LimitOptions
+	// Tokens, when set, serves /oauth/token, /oauth/revoke,
+	// /oauth/introspect and /.well-known/jwks.json, and accepts access
+	// tokens wherever keys are accepted.
+	Tokens *TokenOptions
 	Now    func() time.Time
 }
 
@@ -75,6 +81,7 @@ type Gateway struct {
 	models    *modelCache
 	plans     plans
 	scopes    scopes
+	tokenKeys tokenKeys
 }
 
 // New builds a gateway serving the given routing table.
@@ -164,6 +171,14 @@ func (g *Gateway) endpoint(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		g.listModels(w, r)
+	case "/oauth/token":
+		g.tokenEndpoint(w, r)
+	case "/oauth/revoke":
+		g.revokeEndpoint(w, r)
+	case "/oauth/introspect":
+		g.introspectEndpoint(w, r)
+	case "/.well-known/jwks.json":
+		g.jwks(w, r)
 	case "/healthz":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -242,8 +257,27 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) (store.Ke
 		return store.Key{}, false
 	}
 	now := g.opts.Now()
-	key, err := g.opts.Keys.Verify(r.Context(), raw, now)
-	done(err == nil || !(errors.Is(err, apikey.ErrMalformed) || errors.Is(err, apikey.ErrUnknown)))
+	var key store.Key
+	var err error
+	if g.opts.Tokens != nil && token.LooksLikeJWT(raw) {
+		key, err = g.verifyToken(r.Context(), raw, now)
+		done(err == nil || !errors.Is(err, token.ErrInvalid))
+		if errors.Is(err, token.ErrInvalid) {
+			msg := "invalid access token"
+			if errors.Is(err, token.ErrExpired) {
+				msg = "the access token has expired; exchange your key or refresh token for a new one at /oauth/token"
+			}
+			g.deny(w, r, http.StatusUnauthorized, "invalid_api_key", msg)
+			return store.Key{}, false
+		}
+		if errors.Is(err, errSuspended) {
+			g.deny(w, r, http.StatusForbidden, "key_suspended", "the key this token was issued for is suspended")
+			return store.Key{}, false
+		}
+	} else {
+		key, err = g.opts.Keys.Verify(r.Context(), raw, now)
+		done(err == nil || !(errors.Is(err, apikey.ErrMalformed) || errors.Is(err, apikey.ErrUnknown)))
+	}
 	switch {
 	case err == nil:
 		if g.opts.KeyUsed != nil {
@@ -296,7 +330,7 @@ func (g *Gateway) authorize(w http.ResponseWriter, r *http.Request, key store.Ke
 		g.deny(w, r, http.StatusForbidden, "model_not_allowed", fmt.Sprintf("this API key may not use model %q", model))
 		return false
 	}
-	return true
+	return g.tokenAllows(w, r, up, model)
 }
 
 // deny answers in the caller's dialect and records why.

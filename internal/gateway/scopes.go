@@ -62,6 +62,13 @@ func (g *Gateway) scope(w http.ResponseWriter, r *http.Request, key store.Key) b
 		g.deny(w, r, http.StatusForbidden, "key_suspended", "this API key is suspended; ask its administrator to resume it")
 		return false
 	}
+	if ts := callFrom(r.Context()).tokenScope; ts != nil && len(ts.Paths) > 0 {
+		rules, err := policy.ParsePathRules(ts.Paths)
+		if err != nil || !policy.PathsAllow(rules, r.Method, r.URL.Path) {
+			g.deny(w, r, http.StatusForbidden, "path_not_allowed", fmt.Sprintf("this access token may not call %s %s", r.Method, r.URL.Path))
+			return false
+		}
+	}
 	if len(key.AllowPaths) == 0 && len(key.AllowIPs) == 0 && key.Hours == "" {
 		return true
 	}

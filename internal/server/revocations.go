@@ -15,7 +15,7 @@ const revocationPoll = 250 * time.Millisecond
 // followRevocations applies revocations recorded by any node to this one's
 // caches until ctx ends: a revoked, suspended, rotated or changed key is
 // re-read on its next request.
-func followRevocations(ctx context.Context, st *store.Store, forgetKey func(id string), log *slog.Logger) {
+func followRevocations(ctx context.Context, st *store.Store, apply func(store.Revocation), log *slog.Logger) {
 	last, err := st.LatestRevocationSeq(ctx)
 	if err != nil {
 		log.Warn("could not read the revocation log; changes made on other nodes apply within key_cache_ttl until it can be", "err", err)
@@ -39,9 +39,7 @@ func followRevocations(ctx context.Context, st *store.Store, forgetKey func(id s
 		}
 		failing = false
 		for _, r := range revs {
-			if r.Kind == "key" {
-				forgetKey(r.Subject)
-			}
+			apply(r)
 			last = r.Seq
 		}
 	}

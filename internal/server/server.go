@@ -28,6 +28,7 @@ import (
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/token"
 	"github.com/keygate/keygate/internal/vault"
 	"github.com/keygate/keygate/internal/web"
 )
@@ -107,6 +108,10 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 		return err
 	}
 	defer lim.close()
+	tok, err := newTokens(ctx, cfg, st, v)
+	if err != nil {
+		return err
+	}
 	gw := gateway.New(gateway.Options{
 		Keys:         verifier,
 		Log:          log,
@@ -121,6 +126,7 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 		LoadTable:      loadTable,
 		KeyUsed:        used.Seen,
 		Limits:         lim.gateway,
+		Tokens:         tok.gateway,
 	}, table)
 	bootstrap, isNew, err := admin.EnsureBootstrapToken(ctx, st, hasher, time.Now())
 	if err != nil {
@@ -148,7 +154,7 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 	adm := admin.New(admin.Options{
 		Store: st, Vault: v, Hasher: hasher, Log: log,
 		ProvidersChanged: gw.Reload,
-		KeyRevoked:       verifier.Invalidate,
+		KeyRevoked:       func(id string) { verifier.Invalidate(id); gw.ForgetKey(id) },
 		GroupsChanged:    lim.groupsChanged,
 		UsageLocation:    cfg.Limits.Location(),
 		Rotator:          c.rot,
@@ -191,9 +197,30 @@ Log the CLI in with:  keygate login   (or export KEYGATE_ADMIN_TOKEN=...)
 	go gw.RefreshEvery(refreshCtx, cfg.ProviderRefresh)
 	usedDone := make(chan struct{})
 	go func() { used.Run(refreshCtx, 5*time.Second); close(usedDone) }()
-	bgWG.Add(6)
+	bgWG.Add(8)
 	go every(bg, &bgWG, cfg.Vault.JanitorInterval, func() { adm.RunRotations(bg) })
-	go func() { defer bgWG.Done(); followRevocations(bg, st, verifier.Invalidate, log) }()
+	go func() {
+		defer bgWG.Done()
+		followRevocations(bg, st, func(r store.Revocation) {
+			switch r.Kind {
+			case token.RevokedKey:
+				verifier.Invalidate(r.Subject)
+				gw.ForgetKey(r.Subject)
+			case token.RevokedFamily, token.RevokedToken:
+				tok.gateway.Denied.Deny(r.Kind, r.Subject, r.Until)
+			}
+		}, log)
+	}()
+	go every(bg, &bgWG, 5*time.Minute, func() {
+		if err := tok.ring.Rotate(bg, time.Now()); err != nil {
+			log.Error("token signing key rotation failed; will retry", "err", err)
+		}
+	})
+	go every(bg, &bgWG, cfg.ProviderRefresh, func() {
+		if err := tok.ring.Refresh(bg); err != nil {
+			log.Warn("token signing key refresh failed; will retry", "err", err)
+		}
+	})
 	go func() { defer bgWG.Done(); lim.usage.Run(refreshCtx, 5*time.Second) }()
 	go every(bg, &bgWG, cfg.ProviderRefresh, func() {
 		if err := lim.groups.reload(bg); err != nil {

@@ -264,3 +264,12 @@ func (s *Store) ClaimRotation(ctx context.Context, id string, due time.Time) (bo
 	n, err := res.RowsAffected()
 	return n == 1, err
 }
+
+// GetRefreshToken returns a refresh token's record by its hash, or ErrNotFound.
+func (s *Store) GetRefreshToken(ctx context.Context, hash []byte) (RefreshToken, error) {
+	t, err := scanRefresh(s.r.QueryRowContext(ctx, s.t.getRefresh, bytesArg(hash)))
+	if err != nil {
+		return RefreshToken{}, fmt.Errorf("store: get refresh token: %w", mapErr(err))
+	}
+	return t, nil
+}

@@ -43,6 +43,9 @@ type FamilyStore interface {
 	// AddRevocation records a revocation for every node and returns its
 	// sequence number.
 	AddRevocation(ctx context.Context, r store.Revocation) (int64, error)
+	// GetRefreshToken returns a refresh token's record by its hash, or an
+	// error wrapping store.ErrNotFound.
+	GetRefreshToken(ctx context.Context, hash []byte) (store.RefreshToken, error)
 }
 
 // Hasher computes the value stored for a refresh token: an HMAC under a
@@ -305,3 +308,24 @@ func wellFormedRefresh(raw string) bool {
 	}
 	return true
 }
+
+// RevokeRefresh revokes the family of a presented refresh token (RFC 7009:
+// revoking a refresh token revokes what it grants). An unknown or malformed
+// token is not an error: there is nothing to revoke.
+func (f *Families) RevokeRefresh(ctx context.Context, refresh, reason string, now time.Time) error {
+	if !wellFormedRefresh(refresh) {
+		return nil
+	}
+	h := f.hash.Hash(refresh)
+	t, err := f.st.GetRefreshToken(ctx, h[:])
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("token: revoke a refresh token: %w", err)
+	}
+	return f.RevokeFamily(ctx, t.FamilyID, reason, now)
+}
+
+// IsRefresh reports whether raw is shaped like a keygate refresh token.
+func IsRefresh(raw string) bool { return wellFormedRefresh(raw) }

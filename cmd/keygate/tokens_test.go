@@ -1,0 +1,197 @@
+package main
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/keygate/keygate/internal/fakeprovider"
+)
+
+type tokenAnswer struct {
+	AccessToken     string `json:"access_token"`
+	IssuedTokenType string `json:"issued_token_type"`
+	TokenType       string `json:"token_type"`
+	ExpiresIn       int    `json:"expires_in"`
+	RefreshToken    string `json:"refresh_token"`
+	Scope           string `json:"scope"`
+	Error           string `json:"error"`
+}
+
+func postForm(t *testing.T, u string, form url.Values, bearer string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", u, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func exchange(t *testing.T, gw string, form url.Values) (int, tokenAnswer) {
+	t.Helper()
+	code, body := postForm(t, gw+"/oauth/token", form, "")
+	var a tokenAnswer
+	if err := json.Unmarshal(body, &a); err != nil {
+		t.Fatalf("token answer %d %s", code, body)
+	}
+	return code, a
+}
+
+// TestTokenExchange walks a key through the short-lived token flow: RFC
+// 8693 exchange with a narrower scope, use at the gateway, refresh with
+// rotation, reuse detection, revocation, introspection and the JWKS a
+// resource server verifies with.
+func TestTokenExchange(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	in := start(t, cfg, "")
+	up := newUpstreams(t, fakeprovider.Options{}, fakeprovider.Options{})
+	in.register(up)
+	key := in.createKey("--name", "agent")
+	gw := in.addrs.Gateway
+	chat := func(model string) string {
+		return `{"model":"` + model + `","messages":[{"role":"user","content":"hi"}]}`
+	}
+
+	code, a := exchange(t, gw, url.Values{"grant_type": {grantTE}, "subject_token": {key}, "subject_token_type": {"urn:keygate:params:oauth:token-type:api-key"}, "scope": {"model:gpt-4o-mini"}})
+	if code != 200 || a.TokenType != "Bearer" || a.IssuedTokenType != "urn:ietf:params:oauth:token-type:access_token" ||
+		a.ExpiresIn != 900 || !strings.HasPrefix(a.RefreshToken, "kgr_") || a.Scope != "model:gpt-4o-mini" {
+		t.Fatalf("exchange: %d %+v", code, a)
+	}
+	if c, body := postJSON(t, gw+"/v1/chat/completions", a.AccessToken, chat("gpt-4o-mini")); c != 200 {
+		t.Fatalf("the access token at the gateway: %d %s", c, body)
+	}
+	reqs := up.openai.Requests()
+	if reqs[len(reqs)-1].Header.Get("Authorization") != "Bearer "+up.openaiKey {
+		t.Fatal("the upstream did not get the real key")
+	}
+	// The token is narrower than its key.
+	if c, body := postJSON(t, gw+"/v1/chat/completions", a.AccessToken, chat("gpt-4o")); c != 403 || !strings.Contains(body, "model_not_allowed") {
+		t.Fatalf("a model outside the token's scope: %d %s", c, body)
+	}
+	if c, _ := postJSON(t, gw+"/v1/chat/completions", key, chat("gpt-4o")); c != 200 {
+		t.Fatalf("the key itself still may: %d", c)
+	}
+
+	// Wrong inputs.
+	if c, a := exchange(t, gw, url.Values{"grant_type": {grantTE}, "subject_token": {key}, "subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}}); c != 400 || a.Error != "invalid_request" {
+		t.Fatalf("wrong subject_token_type: %d %+v", c, a)
+	}
+	if c, a := exchange(t, gw, url.Values{"grant_type": {grantTE}, "subject_token": {"kg_live_notakey"}, "subject_token_type": {"urn:keygate:params:oauth:token-type:api-key"}}); c != 401 || a.Error != "invalid_client" {
+		t.Fatalf("bad key: %d %+v", c, a)
+	}
+	if c, a := exchange(t, gw, url.Values{"grant_type": {"password"}}); c != 400 || a.Error != "unsupported_grant_type" {
+		t.Fatalf("password grant: %d %+v", c, a)
+	}
+	// alg none, made by hand from the real token's payload.
+	parts := strings.Split(a.AccessToken, ".")
+	none := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"at+jwt"}`)) + "." + parts[1] + "."
+	if c, _ := postJSON(t, gw+"/v1/chat/completions", none, chat("gpt-4o-mini")); c != 401 {
+		t.Fatalf("alg none: %d", c)
+	}
+
+	// A resource server verifies with the JWKS.
+	resp, err := http.Get(gw + "/.well-known/jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil || len(set.Keys) == 0 {
+		t.Fatalf("jwks: %v %+v", err, set)
+	}
+	resp.Body.Close()
+	parsed, err := jwt.ParseSigned(a.AccessToken, []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims jwt.Claims
+	if err := parsed.Claims(set.Key(parsed.Headers[0].KeyID)[0].Key, &claims); err != nil || claims.Subject == "" {
+		t.Fatalf("verifying with the JWKS: %v", err)
+	}
+
+	// Introspection, by a resource server holding a keygate key.
+	rs := in.createKey("--name", "resource-server")
+	code, body := postForm(t, gw+"/oauth/introspect", url.Values{"token": {a.AccessToken}}, rs)
+	var intro map[string]any
+	_ = json.Unmarshal(body, &intro)
+	if code != 200 || intro["active"] != true || intro["client_id"] != "agent" {
+		t.Fatalf("introspection: %d %s", code, body)
+	}
+	if c, _ := postForm(t, gw+"/oauth/introspect", url.Values{"token": {a.AccessToken}}, ""); c != 401 {
+		t.Fatalf("introspection without a credential: %d", c)
+	}
+
+	// Refresh rotates; the spent refresh token presented again revokes the
+	// family, and with it the newer access token, within a second.
+	code, b := exchange(t, gw, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {a.RefreshToken}})
+	if code != 200 || b.RefreshToken == a.RefreshToken || b.Scope != "model:gpt-4o-mini" {
+		t.Fatalf("refresh: %d %+v", code, b)
+	}
+	if c, _ := postJSON(t, gw+"/v1/chat/completions", b.AccessToken, chat("gpt-4o-mini")); c != 200 {
+		t.Fatalf("the refreshed token: %d", c)
+	}
+	if c, r := exchange(t, gw, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {a.RefreshToken}}); c != 400 || r.Error != "invalid_grant" {
+		t.Fatalf("reused refresh token: %d %+v", c, r)
+	}
+	deadline := time.Now().Add(time.Second)
+	for {
+		c, _ := postJSON(t, gw+"/v1/chat/completions", b.AccessToken, chat("gpt-4o-mini"))
+		if c == 401 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the family's access token still works a second after reuse was detected (%d)", c)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if c, _ := exchange(t, gw, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {b.RefreshToken}}); c != 400 {
+		t.Fatalf("the family's newest refresh token after reuse: %d", c)
+	}
+	if !strings.Contains(in.stderr.String(), "spent refresh token was presented again") {
+		t.Fatal("refresh token reuse was not recorded")
+	}
+
+	// RFC 7009 revocation of an access token, then of the key itself.
+	_, c2 := exchange(t, gw, url.Values{"grant_type": {grantTE}, "subject_token": {key}, "subject_token_type": {"urn:keygate:params:oauth:token-type:api-key"}})
+	if c, _ := postForm(t, gw+"/oauth/revoke", url.Values{"token": {c2.AccessToken}}, ""); c != 200 {
+		t.Fatalf("revoke: %d", c)
+	}
+	if c, _ := postJSON(t, gw+"/v1/chat/completions", c2.AccessToken, chat("gpt-4o-mini")); c != 401 {
+		t.Fatalf("a revoked access token: %d", c)
+	}
+	code, body = postForm(t, gw+"/oauth/introspect", url.Values{"token": {c2.AccessToken}}, rs)
+	intro = nil
+	_ = json.Unmarshal(body, &intro)
+	if intro["active"] != false {
+		t.Fatalf("introspecting a revoked token: %d %s", code, body)
+	}
+	_, c3 := exchange(t, gw, url.Values{"grant_type": {grantTE}, "subject_token": {key}, "subject_token_type": {"urn:keygate:params:oauth:token-type:api-key"}})
+	in.mustCLI(nil, "", "key", "revoke", "agent")
+	if c, _ := postJSON(t, gw+"/v1/chat/completions", c3.AccessToken, chat("gpt-4o-mini")); c != 401 {
+		t.Fatalf("a token of a revoked key: %d", c)
+	}
+	if c, _ := exchange(t, gw, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {c3.RefreshToken}}); c != 400 {
+		t.Fatalf("refreshing a token of a revoked key: %d", c)
+	}
+	for _, secret := range []string{a.AccessToken, a.RefreshToken, b.RefreshToken} {
+		if strings.Contains(in.stderr.String(), secret) {
+			t.Fatal("a token reached the log")
+		}
+	}
+}
+
+const grantTE = "urn:ietf:params:oauth:grant-type:token-exchange"

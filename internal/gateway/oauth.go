@@ -1,0 +1,440 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/route"
+	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/token"
+	"github.com/keygate/keygate/internal/web"
+)
+
+// TokenOptions lets the gateway exchange keygate keys for short-lived access
+// tokens and accept those tokens wherever it accepts keys.
+type TokenOptions struct {
+	Authority *token.Authority
+	Families  *token.Families
+	Keyring   *token.Keyring
+	// Keys reads the record of the key a token was exchanged for.
+	Keys interface {
+		GetKey(ctx context.Context, id string) (store.Key, error)
+	}
+	// Revocations records what /oauth/revoke revokes, for every node.
+	Revocations interface {
+		AddRevocation(ctx context.Context, r store.Revocation) (int64, error)
+		RevokeKey(ctx context.Context, id string, at time.Time) (store.Key, error)
+	}
+	// Denied holds the revoked token families and access tokens this node
+	// refuses; the server feeds it from the revocation log.
+	Denied *Denylist
+	// KeyTTL is how long a token's key record is trusted before it is read
+	// again (revocations of it apply at once through ForgetKey).
+	KeyTTL time.Duration
+}
+
+// Token exchange parameters (RFC 8693) keygate accepts.
+const (
+	grantTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
+	grantRefresh       = "refresh_token"
+	subjectTypeAPIKey  = "urn:keygate:params:oauth:token-type:api-key"
+	issuedTypeAccess   = "urn:ietf:params:oauth:token-type:access_token"
+	maxOAuthForm       = 16 << 10
+)
+
+// Denylist is the set of revoked token families and access tokens (by jti)
+// a node refuses, each until it would have expired anyway. It is safe for
+// concurrent use.
+type Denylist struct {
+	mu sync.RWMutex
+	m  map[string]time.Time
+}
+
+// Deny refuses kind ("family" or "token") subject until until.
+func (d *Denylist) Deny(kind, subject string, until time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m == nil {
+		d.m = map[string]time.Time{}
+	}
+	d.m[kind+":"+subject] = until
+	if len(d.m)%1024 == 0 { // forget what has expired, now and then
+		now := time.Now()
+		for k, u := range d.m {
+			if u.Before(now) {
+				delete(d.m, k)
+			}
+		}
+	}
+}
+
+// denied reports whether kind subject is revoked.
+func (d *Denylist) denied(kind, subject string) bool {
+	if d == nil || subject == "" {
+		return false
+	}
+	d.mu.RLock()
+	_, ok := d.m[kind+":"+subject]
+	d.mu.RUnlock()
+	return ok
+}
+
+// tokenKeys caches the key records behind access tokens, by key id.
+type tokenKeys struct {
+	mu sync.RWMutex
+	m  map[string]cachedKey
+}
+
+type cachedKey struct {
+	key     store.Key
+	fetched time.Time
+}
+
+// ForgetKey drops a key from the token path's cache, after it changed.
+func (g *Gateway) ForgetKey(id string) {
+	g.tokenKeys.mu.Lock()
+	delete(g.tokenKeys.m, id)
+	g.tokenKeys.mu.Unlock()
+}
+
+func (g *Gateway) keyByID(ctx context.Context, id string) (store.Key, error) {
+	to := g.opts.Tokens
+	g.tokenKeys.mu.RLock()
+	c, ok := g.tokenKeys.m[id]
+	g.tokenKeys.mu.RUnlock()
+	if ok && time.Since(c.fetched) < to.KeyTTL {
+		return c.key, nil
+	}
+	k, err := to.Keys.GetKey(ctx, id)
+	if err != nil {
+		return store.Key{}, err
+	}
+	g.tokenKeys.mu.Lock()
+	if g.tokenKeys.m == nil {
+		g.tokenKeys.m = map[string]cachedKey{}
+	}
+	g.tokenKeys.m[id] = cachedKey{key: k, fetched: time.Now()}
+	g.tokenKeys.mu.Unlock()
+	return k, nil
+}
+
+// keyUsable refuses a key that is revoked, expired or suspended, saying why.
+func keyUsable(k store.Key, now time.Time) error {
+	switch {
+	case k.RevokedAt != nil:
+		return apikey.ErrRevoked
+	case k.ExpiresAt != nil && !now.Before(*k.ExpiresAt):
+		return apikey.ErrExpired
+	case k.SuspendedAt != nil:
+		return errSuspended
+	}
+	return nil
+}
+
+var errSuspended = errors.New("key suspended")
+
+// verifyToken checks an access token and returns the key it stands for,
+// with the token's narrower scope recorded on the call.
+func (g *Gateway) verifyToken(ctx context.Context, raw string, now time.Time) (store.Key, error) {
+	to := g.opts.Tokens
+	claims, err := to.Authority.Verify(ctx, raw, now)
+	if err != nil {
+		return store.Key{}, err
+	}
+	if to.Denied.denied(token.RevokedToken, claims.JTI) || to.Denied.denied(token.RevokedFamily, claims.FamilyID) {
+		return store.Key{}, apikey.ErrRevoked
+	}
+	key, err := g.keyByID(ctx, claims.Subject)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Key{}, apikey.ErrRevoked
+	}
+	if err != nil {
+		return store.Key{}, err
+	}
+	if err := keyUsable(key, now); err != nil {
+		return store.Key{}, err
+	}
+	c := callFrom(ctx)
+	c.tokenScope = &claims.Scope
+	return key, nil
+}
+
+// tokenAllows applies an access token's narrowed scope on top of its key's:
+// a token can only take allowances away.
+func (g *Gateway) tokenAllows(w http.ResponseWriter, r *http.Request, up *route.Upstream, model string) bool {
+	s := callFrom(r.Context()).tokenScope
+	if s == nil {
+		return true
+	}
+	if !route.ProviderAllowed(s.Providers, up.Name) {
+		g.deny(w, r, http.StatusForbidden, "provider_not_allowed", fmt.Sprintf("this access token may not use provider %q", up.Name))
+		return false
+	}
+	if !route.ModelAllowed(s.Models, up.Name, model) {
+		g.deny(w, r, http.StatusForbidden, "model_not_allowed", fmt.Sprintf("this access token may not use model %q", model))
+		return false
+	}
+	return true
+}
+
+// oauthError answers in RFC 6749's error shape.
+func oauthError(w http.ResponseWriter, status int, code, desc string) {
+	w.Header().Set("Cache-Control", "no-store")
+	web.WriteJSON(w, status, map[string]string{"error": code, "error_description": desc})
+}
+
+// tokenEndpoint is POST /oauth/token: a keygate key (RFC 8693 token
+// exchange) or a refresh token (RFC 6749 §6) for a short-lived access token
+// and the next refresh token.
+func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
+	to := g.opts.Tokens
+	if to == nil {
+		oauthError(w, http.StatusNotFound, "unsupported_grant_type", "this keygate does not issue tokens")
+		return
+	}
+	if r.Method != http.MethodPost {
+		oauthError(w, http.StatusMethodNotAllowed, "invalid_request", "use POST with a form-encoded body")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxOAuthForm)
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded and under 16 KiB")
+		return
+	}
+	ctx, now := r.Context(), g.opts.Now()
+	var key store.Key
+	var fam store.TokenFamily
+	var refresh string
+	switch r.PostForm.Get("grant_type") {
+	case grantTokenExchange:
+		if r.PostForm.Get("subject_token_type") != subjectTypeAPIKey {
+			oauthError(w, http.StatusBadRequest, "invalid_request", "subject_token_type must be "+subjectTypeAPIKey)
+			return
+		}
+		raw := r.PostForm.Get("subject_token")
+		done, ok := g.authThrottle(w, r, raw)
+		if !ok {
+			return
+		}
+		k, err := g.opts.Keys.Verify(ctx, raw, now)
+		done(err == nil || !(errors.Is(err, apikey.ErrMalformed) || errors.Is(err, apikey.ErrUnknown)))
+		if err == nil {
+			err = keyUsable(k, now)
+		}
+		if err != nil {
+			oauthError(w, http.StatusUnauthorized, "invalid_client", "the subject token is not a usable keygate key")
+			return
+		}
+		scope, err := parseScope(r.PostForm.Get("scope"))
+		if err != nil {
+			oauthError(w, http.StatusBadRequest, "invalid_scope", err.Error())
+			return
+		}
+		sj, _ := json.Marshal(scope)
+		f, rt, err := to.Families.Start(ctx, store.TokenFamily{KeyID: k.ID, Scope: sj, CreatedAt: now})
+		if err != nil {
+			g.opts.Log.Error("token exchange failed", "err", err)
+			oauthError(w, http.StatusInternalServerError, "server_error", "keygate could not issue a token; try again")
+			return
+		}
+		key, fam, refresh = k, f, rt.Reveal()
+	case grantRefresh:
+		f, rt, err := to.Families.Exchange(ctx, r.PostForm.Get("refresh_token"), now)
+		if errors.Is(err, token.ErrRefreshReused) {
+			g.opts.Log.Warn("security: a spent refresh token was presented again; its family is revoked",
+				"client", web.ClientAddr(r, g.opts.TrustedProxies).String(), "family", f.ID, "key_id", f.KeyID)
+		}
+		if err != nil {
+			if errors.Is(err, token.ErrInvalid) {
+				oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token is invalid, expired, revoked or already used")
+				return
+			}
+			g.opts.Log.Error("refresh failed", "err", err)
+			oauthError(w, http.StatusInternalServerError, "server_error", "keygate could not refresh the token; try again")
+			return
+		}
+		k, err := g.keyByID(ctx, f.KeyID)
+		if err == nil {
+			err = keyUsable(k, now)
+		}
+		if err != nil {
+			oauthError(w, http.StatusBadRequest, "invalid_grant", "the key this token was issued for is no longer usable")
+			return
+		}
+		key, fam, refresh = k, f, rt.Reveal()
+	default:
+		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be "+grantTokenExchange+" or "+grantRefresh)
+		return
+	}
+	var scope token.Scope
+	_ = json.Unmarshal(fam.Scope, &scope)
+	access, err := to.Authority.Issue(ctx, token.Claims{Subject: key.ID, ClientID: key.Name, Scope: scope, FamilyID: fam.ID, AMR: fam.AMR, CnfX5t: fam.Cnf})
+	if err != nil {
+		g.opts.Log.Error("issuing an access token failed", "err", err)
+		oauthError(w, http.StatusInternalServerError, "server_error", "keygate could not issue a token; try again")
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	web.WriteJSON(w, http.StatusOK, map[string]any{
+		"access_token": access, "issued_token_type": issuedTypeAccess, "token_type": "Bearer",
+		"expires_in": int(to.Authority.Lifetime().Seconds()), "refresh_token": refresh, "scope": formatScope(scope),
+	})
+}
+
+// parseScope reads a requested scope: space-separated provider:NAME,
+// model:PATTERN and path:METHOD:/path items. The token may use only what
+// both it and its key allow, so a scope can narrow but never widen.
+func parseScope(s string) (token.Scope, error) {
+	var sc token.Scope
+	for item := range strings.FieldsSeq(s) {
+		kind, val, ok := strings.Cut(item, ":")
+		if !ok || val == "" {
+			return sc, fmt.Errorf("scope item %q must be provider:NAME, model:PATTERN or path:METHOD:/path", item)
+		}
+		switch kind {
+		case "provider":
+			sc.Providers = append(sc.Providers, val)
+		case "model":
+			if !route.ValidPattern(val) {
+				return sc, fmt.Errorf("scope item %q is not a valid model pattern", item)
+			}
+			sc.Models = append(sc.Models, val)
+		case "path":
+			method, p, ok := strings.Cut(val, ":")
+			if !ok {
+				return sc, fmt.Errorf("scope item %q must be path:METHOD:/path", item)
+			}
+			sc.Paths = append(sc.Paths, method+" "+p)
+		default:
+			return sc, fmt.Errorf("scope item %q must be provider:NAME, model:PATTERN or path:METHOD:/path", item)
+		}
+	}
+	return sc, nil
+}
+
+func formatScope(sc token.Scope) string {
+	var parts []string
+	for _, p := range sc.Providers {
+		parts = append(parts, "provider:"+p)
+	}
+	for _, m := range sc.Models {
+		parts = append(parts, "model:"+m)
+	}
+	for _, p := range sc.Paths {
+		parts = append(parts, "path:"+strings.Replace(p, " ", ":", 1))
+	}
+	return strings.Join(parts, " ")
+}
+
+// revokeEndpoint is POST /oauth/revoke (RFC 7009): an access token, a
+// refresh token (its whole family) or a keygate key (and every token
+// exchanged for it). Presenting the token is the authority to revoke it;
+// an unknown token is not an error.
+func (g *Gateway) revokeEndpoint(w http.ResponseWriter, r *http.Request) {
+	to := g.opts.Tokens
+	if to == nil || r.Method != http.MethodPost {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "use POST with a form-encoded token")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxOAuthForm)
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
+		return
+	}
+	ctx, now := r.Context(), g.opts.Now()
+	raw := r.PostForm.Get("token")
+	var err error
+	switch {
+	case token.LooksLikeJWT(raw):
+		var claims token.Claims
+		if claims, err = to.Authority.Verify(ctx, raw, now); err == nil {
+			until := claims.Expiry.Add(token.Leeway)
+			to.Denied.Deny(token.RevokedToken, claims.JTI, until)
+			_, err = to.Revocations.AddRevocation(ctx, store.Revocation{Kind: token.RevokedToken, Subject: claims.JTI, At: now.UTC(), Until: until.UTC()})
+		} else if errors.Is(err, token.ErrInvalid) {
+			err = nil
+		}
+	case token.IsRefresh(raw):
+		err = to.Families.RevokeRefresh(ctx, raw, "revoked by its holder", now)
+	default:
+		var k store.Key
+		if k, err = g.opts.Keys.Verify(ctx, raw, now); err == nil {
+			if _, err = to.Revocations.RevokeKey(ctx, k.ID, now.UTC()); err == nil {
+				_, err = to.Families.RevokeKey(ctx, k.ID, "key revoked by its holder", now)
+			}
+			g.ForgetKey(k.ID)
+		} else if !errors.Is(err, apikey.ErrMalformed) && !errors.Is(err, apikey.ErrUnknown) && !errors.Is(err, apikey.ErrRevoked) && !errors.Is(err, apikey.ErrExpired) {
+			break
+		} else {
+			err = nil
+		}
+	}
+	if err != nil {
+		g.opts.Log.Error("revocation failed", "err", err)
+		oauthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "keygate could not record the revocation; try again")
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+}
+
+// introspectEndpoint is POST /oauth/introspect (RFC 7662) for resource
+// servers, which authenticate with a keygate key of their own.
+func (g *Gateway) introspectEndpoint(w http.ResponseWriter, r *http.Request) {
+	to := g.opts.Tokens
+	if to == nil || r.Method != http.MethodPost {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "use POST with a form-encoded token")
+		return
+	}
+	c := callFrom(r.Context())
+	c.dialect = g.openai
+	if _, ok := g.authenticate(w, r); !ok {
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxOAuthForm)
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	now := g.opts.Now()
+	raw := r.PostForm.Get("token")
+	if !token.LooksLikeJWT(raw) {
+		web.WriteJSON(w, http.StatusOK, map[string]any{"active": false})
+		return
+	}
+	claims, err := to.Authority.Verify(r.Context(), raw, now)
+	active := err == nil && !to.Denied.denied(token.RevokedToken, claims.JTI) && !to.Denied.denied(token.RevokedFamily, claims.FamilyID)
+	if active {
+		k, kerr := g.keyByID(r.Context(), claims.Subject)
+		active = kerr == nil && keyUsable(k, now) == nil
+	}
+	if !active {
+		web.WriteJSON(w, http.StatusOK, map[string]any{"active": false})
+		return
+	}
+	web.WriteJSON(w, http.StatusOK, map[string]any{
+		"active": true, "token_type": "Bearer", "sub": claims.Subject, "client_id": claims.ClientID,
+		"scope": formatScope(claims.Scope), "jti": claims.JTI, "exp": claims.Expiry.Unix(), "iat": claims.IssuedAt.Unix(),
+		"amr": claims.AMR,
+	})
+}
+
+// jwks serves the public signing keys (GET /.well-known/jwks.json).
+func (g *Gateway) jwks(w http.ResponseWriter, r *http.Request) {
+	if g.opts.Tokens == nil {
+		g.deny(w, r, http.StatusNotFound, "unknown_url", "this keygate does not issue tokens")
+		return
+	}
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	_, _ = w.Write(g.opts.Tokens.Keyring.JWKS())
+}
