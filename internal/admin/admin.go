@@ -179,6 +179,7 @@ func New(opts Options) *API {
 	mux.HandleFunc("POST "+p+"/keys/{ref}/suspend", a.suspendKey)
 	mux.HandleFunc("POST "+p+"/keys/{ref}/resume", a.resumeKey)
 	mux.HandleFunc("POST "+p+"/keys/{ref}/rotate", a.rotateKey)
+	mux.HandleFunc("POST "+p+"/keys/{ref}/totp", a.enrollTOTP)
 	mux.HandleFunc("GET "+p+"/keys/{ref}/usage", a.keyUsage)
 	mux.HandleFunc("POST "+p+"/groups", a.createGroup)
 	mux.HandleFunc("GET "+p+"/groups", a.listGroups)

@@ -157,3 +157,11 @@ func ValidSecretName(name string) error {
 func isAlnum(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
+
+// TOTPEnrollment answers POST /api/v1/keys/{ref}/totp: the one-time-password
+// secret for a key's step-up, shown once.
+type TOTPEnrollment struct {
+	KeyID  string `json:"key_id"`
+	Secret string `json:"secret"` // base32, for an authenticator app
+	URL    string `json:"url"`    // otpauth:// URL, for a QR code
+}

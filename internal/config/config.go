@@ -46,6 +46,8 @@ type Config struct {
 	Limits Limits `yaml:"limits"`
 	// Tokens configures the short-lived access tokens keys are exchanged for.
 	Tokens Tokens `yaml:"tokens"`
+	// Risk configures the zero-trust risk rules.
+	Risk Risk `yaml:"risk"`
 	// Prices sets or overrides model prices in US dollars per million
 	// tokens, for spend budgets: {"gpt-4o": {"input": 2.5, "output": 10}}.
 	// A name ending in * covers every model it prefixes.
@@ -125,6 +127,21 @@ type Tokens struct {
 	Audience string `yaml:"audience"`
 }
 
+// Risk configures the zero-trust rules applied to every request: each
+// rule's action is allow (record only), step-up (a token with a one-time
+// password is needed) or deny.
+type Risk struct {
+	// GeoIPDatabase is a MaxMind-format City or Country database (such as
+	// GeoLite2-City.mmdb); without one, only hours and networks are judged.
+	GeoIPDatabase    string   `yaml:"geoip_database"`
+	AllowCountries   []string `yaml:"allow_countries"`
+	DenyCountries    []string `yaml:"deny_countries"`
+	CountryAction    string   `yaml:"country_action"`
+	ImpossibleTravel string   `yaml:"impossible_travel"`
+	UnusualHour      string   `yaml:"unusual_hour"`
+	NewNetwork       string   `yaml:"new_network"`
+}
+
 // ModelPrice is a model's price in US dollars per million tokens.
 type ModelPrice struct {
 	Input  float64 `yaml:"input"`
@@ -182,6 +199,7 @@ func Default(home string) Config {
 		},
 		Log:    Log{Level: "info", Format: "text", Requests: true},
 		Tokens: Tokens{Issuer: "keygate", Audience: "keygate"},
+		Risk:   Risk{CountryAction: "deny", ImpossibleTravel: "step-up", UnusualHour: "allow", NewNetwork: "allow"},
 		Limits: Limits{
 			Timezone:          "UTC",
 			DefaultMaxTokens:  4096,
@@ -323,6 +341,16 @@ func (c Config) Validate() error {
 	if c.Limits.Redis != "" {
 		if u, err := url.Parse(c.Limits.Redis); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
 			bad("limits.redis", "must be a redis:// or rediss:// URL")
+		}
+	}
+	for _, a := range []struct{ field, v string }{
+		{"risk.country_action", c.Risk.CountryAction}, {"risk.impossible_travel", c.Risk.ImpossibleTravel},
+		{"risk.unusual_hour", c.Risk.UnusualHour}, {"risk.new_network", c.Risk.NewNetwork},
+	} {
+		switch a.v {
+		case "allow", "step-up", "deny":
+		default:
+			bad(a.field, "%q must be allow, step-up or deny", a.v)
 		}
 	}
 	if c.Tokens.Issuer == "" || c.Tokens.Audience == "" {

@@ -26,6 +26,7 @@ type call struct {
 	// tokenScope is the narrowed scope of the access token that
 	// authenticated the call, if one did.
 	tokenScope *token.Scope
+	tokenAMR   []string  // how the token's holder authenticated ("otp")
 	finished   sync.Once // finishCall runs once
 }
 

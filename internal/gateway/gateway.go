@@ -9,6 +9,7 @@
 //	 -> read body    size limit, then read model/stream without decoding the body
 //	 -> route        model -> provider (prefix, patterns, default); strip the prefix
 //	 -> scope        suspended? this path and method, network, hours (scopes.go)
+//	 -> risk         places and hours against the key's history; step-up (risk.go)
 //	 -> authorize    the key's environment, provider and model allowances
 //	 -> admit        reserve the worst case against every limit of the key and
 //	                 its group (rate, tokens, concurrency, quotas, budgets), all
@@ -67,7 +68,9 @@ type Options struct {
 	// /oauth/introspect and /.well-known/jwks.json, and accepts access
 	// tokens wherever keys are accepted.
 	Tokens *TokenOptions
-	Now    func() time.Time
+	// Risk, when set, applies the zero-trust risk rules (risk.go).
+	Risk *RiskOptions
+	Now  func() time.Time
 }
 
 // Gateway is the data-plane handler.
@@ -82,6 +85,7 @@ type Gateway struct {
 	plans     plans
 	scopes    scopes
 	tokenKeys tokenKeys
+	histories histories
 }
 
 // New builds a gateway serving the given routing table.
@@ -200,7 +204,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, d provider.Dia
 		return
 	}
 	c.keyID = key.ID
-	if !g.scope(w, r, key) {
+	if !g.scope(w, r, key) || !g.assessRisk(w, r, key) {
 		return
 	}
 

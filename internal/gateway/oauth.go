@@ -38,6 +38,9 @@ type TokenOptions struct {
 	// KeyTTL is how long a token's key record is trusted before it is read
 	// again (revocations of it apply at once through ForgetKey).
 	KeyTTL time.Duration
+	// VerifyTOTP checks a key's one-time password (step-up); a code is
+	// accepted once. nil: step-up is not offered.
+	VerifyTOTP func(ctx context.Context, keyID, code string, now time.Time) error
 }
 
 // Token exchange parameters (RFC 8693) keygate accepts.
@@ -162,7 +165,7 @@ func (g *Gateway) verifyToken(ctx context.Context, raw string, now time.Time) (s
 		return store.Key{}, err
 	}
 	c := callFrom(ctx)
-	c.tokenScope = &claims.Scope
+	c.tokenScope, c.tokenAMR = &claims.Scope, claims.AMR
 	return key, nil
 }
 
@@ -237,8 +240,21 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 			oauthError(w, http.StatusBadRequest, "invalid_scope", err.Error())
 			return
 		}
+		var amr []string
+		if code := r.PostForm.Get("totp"); code != "" {
+			if to.VerifyTOTP == nil {
+				oauthError(w, http.StatusBadRequest, "invalid_request", "this keygate does not take one-time passwords")
+				return
+			}
+			if err := to.VerifyTOTP(ctx, k.ID, code, now); err != nil {
+				g.opts.Log.Warn("a one-time password was refused", "key_id", k.ID, "client", web.ClientAddr(r, g.opts.TrustedProxies).String(), "err", err)
+				oauthError(w, http.StatusBadRequest, "invalid_grant", "the one-time password is wrong, expired or already used, or the key has none enrolled")
+				return
+			}
+			amr = []string{"otp"}
+		}
 		sj, _ := json.Marshal(scope)
-		f, rt, err := to.Families.Start(ctx, store.TokenFamily{KeyID: k.ID, Scope: sj, CreatedAt: now})
+		f, rt, err := to.Families.Start(ctx, store.TokenFamily{KeyID: k.ID, Scope: sj, AMR: amr, CreatedAt: now})
 		if err != nil {
 			g.opts.Log.Error("token exchange failed", "err", err)
 			oauthError(w, http.StatusInternalServerError, "server_error", "keygate could not issue a token; try again")

@@ -112,6 +112,12 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 	if err != nil {
 		return err
 	}
+	tok.gateway.VerifyTOTP = totpVerifier(v)
+	risk, closeRisk, err := newRisk(cfg)
+	if err != nil {
+		return err
+	}
+	defer closeRisk()
 	gw := gateway.New(gateway.Options{
 		Keys:         verifier,
 		Log:          log,
@@ -127,6 +133,7 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 		KeyUsed:        used.Seen,
 		Limits:         lim.gateway,
 		Tokens:         tok.gateway,
+		Risk:           risk,
 	}, table)
 	bootstrap, isNew, err := admin.EnsureBootstrapToken(ctx, st, hasher, time.Now())
 	if err != nil {

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pquerna/otp/totp"
+
+	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/fakeprovider"
+	"github.com/keygate/keygate/internal/geoip/geoiptest"
+	"github.com/keygate/keygate/internal/policy"
+)
+
+// TestRiskRulesAndStepUp: a key used in Berlin and minutes later from
+// Sydney trips impossible travel and must step up; its owner completes a
+// one-time password, gets a token carrying amr ["otp"], and that token
+// passes. A country on the deny list is refused outright.
+func TestRiskRulesAndStepUp(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.Risk.GeoIPDatabase = geoiptest.WriteDB(t, map[string]policy.Location{
+		"81.2.0.0/16":     {Country: "DE", Lat: 52.52, Lon: 13.40, HasCoords: true},
+		"1.128.0.0/11":    {Country: "AU", Lat: -33.87, Lon: 151.21, HasCoords: true},
+		"175.45.176.0/22": {Country: "KP", Lat: 39.03, Lon: 125.75, HasCoords: true},
+	})
+	cfg.Risk.DenyCountries = []string{"KP"}
+	// The test client stands behind a proxy on loopback that says where
+	// each request comes from.
+	cfg.TrustedProxies = []string{"127.0.0.1/32"}
+	in := start(t, cfg, "")
+	up := newUpstreams(t, fakeprovider.Options{}, fakeprovider.Options{})
+	in.register(up)
+	key := in.createKey("--name", "traveller")
+	gw := in.addrs.Gateway
+	chat := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`
+	from := func(cred, addr string) (int, string) {
+		return postJSON(t, gw+"/v1/chat/completions", cred, chat, "X-Forwarded-For", addr)
+	}
+
+	if c, body := from(key, "81.2.3.4"); c != 200 {
+		t.Fatalf("from Berlin: %d %s", c, body)
+	}
+	c, body := from(key, "1.130.1.1")
+	if c != 401 || !strings.Contains(body, "step_up_required") || !strings.Contains(body, "km") {
+		t.Fatalf("from Sydney minutes later: %d %s", c, body)
+	}
+	n := up.openai.RequestCount()
+
+	// The owner enrolls a one-time password and steps up.
+	req, _ := http.NewRequest("POST", in.addrs.Admin+"/api/v1/keys/traveller/totp", nil)
+	req.Header.Set("Authorization", "Bearer "+in.admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var enr adminapi.TOTPEnrollment
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err := json.Unmarshal(b, &enr); err != nil || enr.Secret == "" || !strings.HasPrefix(enr.URL, "otpauth://") {
+		t.Fatalf("enrollment: %d %s", resp.StatusCode, b)
+	}
+	code, err := totp.GenerateCode(enr.Secret, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := url.Values{"grant_type": {grantTE}, "subject_token": {key}, "subject_token_type": {"urn:keygate:params:oauth:token-type:api-key"}, "totp": {code}}
+	st, tok := exchange(t, gw, form)
+	if st != 200 {
+		t.Fatalf("exchange with a one-time password: %d %+v", st, tok)
+	}
+	if c, body := from(tok.AccessToken, "1.130.1.1"); c != 200 {
+		t.Fatalf("the stepped-up token from Sydney: %d %s", c, body)
+	}
+	if up.openai.RequestCount() != n+1 {
+		t.Fatal("the step-up refusal reached the upstream")
+	}
+	// A one-time password works once.
+	if st, r := exchange(t, gw, form); st != 400 || r.Error != "invalid_grant" {
+		t.Fatalf("the same one-time password again: %d %+v", st, r)
+	}
+	wrong := url.Values{"grant_type": {grantTE}, "subject_token": {key}, "subject_token_type": {"urn:keygate:params:oauth:token-type:api-key"}, "totp": {"000000"}}
+	if code == "000000" {
+		wrong.Set("totp", "111111")
+	}
+	if st, _ := exchange(t, gw, wrong); st != 400 {
+		t.Fatalf("a wrong one-time password: %d", st)
+	}
+
+	// A denied country is refused, second factor or not.
+	if c, body := from(tok.AccessToken, "175.45.177.1"); c != 403 || !strings.Contains(body, "risk_denied") {
+		t.Fatalf("from a denied country: %d %s", c, body)
+	}
+	deadline := time.Now().Add(3 * time.Second) // logs are written in batches
+	for !strings.Contains(in.stderr.String(), "impossible-travel") || !strings.Contains(in.stderr.String(), "risk rules flagged a request") {
+		if time.Now().After(deadline) {
+			t.Fatal("the risk decisions were not recorded with their reasons")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,124 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/keygate/keygate/internal/policy"
+	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/web"
+)
+
+// RiskOptions turns on the zero-trust risk rules: each request is compared
+// with what keygate has learned of its key's usual places and hours.
+type RiskOptions struct {
+	Rules policy.RiskRules
+	// GeoIP places client addresses; nil judges hours and networks only.
+	GeoIP interface {
+		Lookup(addr netip.Addr) (policy.Location, bool)
+	}
+}
+
+// histories is what this node has learned of each key's use, one lock per
+// key so keys do not wait on each other.
+type histories struct {
+	mu sync.RWMutex
+	m  map[string]*keyHistory
+}
+
+type keyHistory struct {
+	mu sync.Mutex
+	h  policy.History
+}
+
+func (hs *histories) of(id string) *keyHistory {
+	hs.mu.RLock()
+	kh := hs.m[id]
+	hs.mu.RUnlock()
+	if kh != nil {
+		return kh
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if hs.m == nil {
+		hs.m = map[string]*keyHistory{}
+	}
+	if kh = hs.m[id]; kh == nil {
+		kh = &keyHistory{}
+		hs.m[id] = kh
+	}
+	return kh
+}
+
+// recentKept bounds the past uses kept per key.
+const recentKept = policy.DefaultRecent
+
+// assessRisk judges a request against its key's history. It answers and
+// returns false for a request the rules refuse or want a second factor for;
+// every decision with findings is logged with its reasons. A request let
+// through is learned from.
+func (g *Gateway) assessRisk(w http.ResponseWriter, r *http.Request, key store.Key) bool {
+	ro := g.opts.Risk
+	if ro == nil {
+		return true
+	}
+	addr := web.ClientAddr(r, g.opts.TrustedProxies)
+	var loc policy.Location
+	if ro.GeoIP != nil {
+		loc, _ = ro.GeoIP.Lookup(addr)
+	}
+	if !loc.Network.IsValid() && addr.IsValid() {
+		// Without a database entry, the client's /24 (IPv4) or /48 (IPv6)
+		// still tells a new network from a known one.
+		bits := 24
+		if addr.Is6() {
+			bits = 48
+		}
+		loc.Network, _ = addr.Prefix(bits)
+	}
+	now := g.opts.Now()
+	c := callFrom(r.Context())
+	stepUp := c.tokenScope != nil && slices.Contains(c.tokenAMR, "otp")
+
+	kh := g.histories.of(key.ID)
+	kh.mu.Lock()
+	d := policy.Assess(ro.Rules, kh.h, now, loc, stepUp)
+	if d.Action == policy.Allow {
+		kh.h.Observe(policy.Sighting{At: now, Loc: loc}, ro.Rules.Location, recentKept)
+	}
+	kh.mu.Unlock()
+
+	if len(d.Findings) > 0 {
+		reasons := make([]string, 0, len(d.Findings))
+		for _, f := range d.Findings {
+			reasons = append(reasons, f.Rule+": "+f.Reason)
+		}
+		g.opts.Log.Warn("risk rules flagged a request", "request_id", web.RequestID(r.Context()), "key_id", key.ID,
+			"decision", d.Action.String(), "client", addr.String(), "country", loc.Country, "reasons", strings.Join(reasons, "; "))
+	}
+	switch d.Action {
+	case policy.Deny:
+		g.deny(w, r, http.StatusForbidden, "risk_denied", "keygate refused this request: "+findingsText(d))
+		return false
+	case policy.StepUp:
+		g.deny(w, r, http.StatusUnauthorized, "step_up_required", fmt.Sprintf(
+			"this request needs a second factor (%s): exchange your key with a one-time password for an access token "+
+				"(keygate token issue --totp CODE, or POST /oauth/token with totp=CODE) and send that token instead", findingsText(d)))
+		return false
+	}
+	return true
+}
+
+func findingsText(d policy.Decision) string {
+	var parts []string
+	for _, f := range d.Findings {
+		if f.Action == d.Action {
+			parts = append(parts, f.Reason)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
