@@ -1,9 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"io"
-	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -51,28 +48,19 @@ func TestRiskRulesAndStepUp(t *testing.T) {
 	}
 	n := up.openai.RequestCount()
 
-	// The owner enrolls a one-time password and steps up.
-	req, _ := http.NewRequest("POST", in.addrs.Admin+"/api/v1/keys/traveller/totp", nil)
-	req.Header.Set("Authorization", "Bearer "+in.admin)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The owner enrolls a one-time password and steps up with the CLI.
 	var enr adminapi.TOTPEnrollment
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err := json.Unmarshal(b, &enr); err != nil || enr.Secret == "" || !strings.HasPrefix(enr.URL, "otpauth://") {
-		t.Fatalf("enrollment: %d %s", resp.StatusCode, b)
+	decodeJSON(t, in.mustCLI(nil, "", "--json", "key", "totp", "traveller"), &enr)
+	if enr.Secret == "" || !strings.HasPrefix(enr.URL, "otpauth://") {
+		t.Fatalf("enrollment: %+v", enr)
 	}
 	code, err := totp.GenerateCode(enr.Secret, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
+	var tok tokenAnswer
+	decodeJSON(t, in.mustCLI(map[string]string{"MY_KEY": key}, "", "--json", "token", "issue", "--key-env", "MY_KEY", "--totp", code, "--gateway", gw), &tok)
 	form := url.Values{"grant_type": {grantTE}, "subject_token": {key}, "subject_token_type": {"urn:keygate:params:oauth:token-type:api-key"}, "totp": {code}}
-	st, tok := exchange(t, gw, form)
-	if st != 200 {
-		t.Fatalf("exchange with a one-time password: %d %+v", st, tok)
-	}
 	if c, body := from(tok.AccessToken, "1.130.1.1"); c != 200 {
 		t.Fatalf("the stepped-up token from Sydney: %d %s", c, body)
 	}

@@ -67,3 +67,15 @@ func (c *Client) ListKeysUnused(ctx context.Context, d string) ([]adminapi.Key, 
 	err := c.do(ctx, http.MethodGet, "/keys?"+url.Values{"unused": {d}}.Encode(), nil, &out)
 	return out.Keys, err
 }
+
+// EnrollTOTP gives a key a new one-time-password secret for step-up and
+// returns it (shown once).
+func (c *Client) EnrollTOTP(ctx context.Context, ref string) (adminapi.TOTPEnrollment, error) {
+	p, err := segment("/keys/", "key", ref)
+	if err != nil {
+		return adminapi.TOTPEnrollment{}, err
+	}
+	var out adminapi.TOTPEnrollment
+	err = c.do(ctx, http.MethodPost, p+"/totp", nil, &out)
+	return out, err
+}
