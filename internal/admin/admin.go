@@ -65,6 +65,7 @@ type Store interface {
 	SetKeyRotation(ctx context.Context, id string, every, grace time.Duration, deliverTo string, next *time.Time) (store.Key, error)
 	DueRotations(ctx context.Context, now time.Time) ([]store.Key, error)
 	ClaimRotation(ctx context.Context, id string, due time.Time) (bool, error)
+	SetKeyClientCert(ctx context.Context, id, match string) (store.Key, error)
 }
 
 // Vault encrypts secrets at rest.

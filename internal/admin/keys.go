@@ -93,6 +93,12 @@ func (a *API) validateKey(r *http.Request, req *adminapi.CreateKeyRequest, now t
 		return store.Key{}, err
 	}
 	k.AllowPaths, k.AllowIPs, k.Hours = req.AllowPaths, req.AllowIPs, strings.TrimSpace(req.Hours)
+	if req.ClientCert != "" {
+		if err := adminapi.ValidClientCertMatch(req.ClientCert); err != nil {
+			return store.Key{}, fmt.Errorf("client_cert: %w", err)
+		}
+		k.ClientCert = req.ClientCert
+	}
 	if k.RotateEvery, k.RotateGrace, k.DeliverTo, err = parseRotation(req.Rotation); err != nil {
 		return store.Key{}, err
 	}
@@ -202,6 +208,6 @@ func keyView(k store.Key, now time.Time) adminapi.Key {
 		CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt, LastUsedAt: k.LastUsedAt,
 		Limits: decodeLimits(k.Limits), Group: k.Group,
 		AllowPaths: orEmpty(k.AllowPaths), AllowIPs: orEmpty(k.AllowIPs), Hours: k.Hours,
-		SuspendedAt: k.SuspendedAt, RotatedFrom: k.RotatedFrom, Rotation: keyRotationView(k),
+		SuspendedAt: k.SuspendedAt, RotatedFrom: k.RotatedFrom, Rotation: keyRotationView(k), ClientCert: k.ClientCert,
 	}
 }

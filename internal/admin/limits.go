@@ -44,7 +44,7 @@ func (a *API) updateKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	if req.Limits == nil && req.Group == nil && req.AllowPaths == nil && req.AllowIPs == nil && req.Hours == nil && req.Rotation == nil {
+	if req.Limits == nil && req.Group == nil && req.AllowPaths == nil && req.AllowIPs == nil && req.Hours == nil && req.Rotation == nil && req.ClientCert == nil {
 		writeError(w, http.StatusBadRequest, "bad_request", "nothing to change: send limits, group, allow_paths, allow_ips, hours or rotation")
 		return
 	}
@@ -92,6 +92,18 @@ func (a *API) updateKey(w http.ResponseWriter, r *http.Request) {
 		}
 		a.lookupError(w, "key", r.PathValue("ref"), err)
 		return
+	}
+	if req.ClientCert != nil {
+		if *req.ClientCert != "" {
+			if err := adminapi.ValidClientCertMatch(*req.ClientCert); err != nil {
+				writeError(w, http.StatusBadRequest, "bad_request", "client_cert: "+err.Error())
+				return
+			}
+		}
+		if k, err = a.opts.Store.SetKeyClientCert(ctx, k.ID, *req.ClientCert); err != nil {
+			a.lookupError(w, "key", r.PathValue("ref"), err)
+			return
+		}
 	}
 	if req.Rotation != nil {
 		var next *time.Time

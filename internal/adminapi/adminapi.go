@@ -85,6 +85,7 @@ type Key struct {
 	SuspendedAt    *time.Time `json:"suspended_at,omitempty"` // set while suspended
 	RotatedFrom    string     `json:"rotated_from,omitempty"` // the key this one succeeded
 	Rotation       *Rotation  `json:"rotation,omitempty"`     // automatic rotation, if set
+	ClientCert     string     `json:"client_cert,omitempty"`  // "uri:spiffe://..." or "cn:NAME": required mutual-TLS certificate
 }
 
 // Rotation is a key's automatic rotation policy.
@@ -109,6 +110,7 @@ type CreateKeyRequest struct {
 	AllowIPs       []string  `json:"allow_ips,omitempty"`   // CIDRs or addresses, IPv4 or IPv6
 	Hours          string    `json:"hours,omitempty"`       // "mon-fri 08:00-20:00 Europe/Berlin"; windows separated by ;
 	Rotation       *Rotation `json:"rotation,omitempty"`    // rotate automatically and deliver the successor
+	ClientCert     string    `json:"client_cert,omitempty"` // require this client certificate: uri:SPIFFE-ID or cn:NAME
 }
 
 // CreatedKey is the answer to key creation: the only time the secret is shown.

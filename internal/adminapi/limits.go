@@ -219,6 +219,7 @@ type UpdateKeyRequest struct {
 	AllowIPs   *[]string `json:"allow_ips,omitempty"`   // replaces the networks; [] allows any address
 	Hours      *string   `json:"hours,omitempty"`       // replaces the time windows; "" allows any time
 	Rotation   *Rotation `json:"rotation,omitempty"`    // replaces the rotation policy; {"every":""} turns it off
+	ClientCert *string   `json:"client_cert,omitempty"` // replaces the client certificate rule; "" requires none
 }
 
 // RotateKeyRequest issues a successor to a key: POST /api/v1/keys/{ref}/rotate.

@@ -165,3 +165,14 @@ type TOTPEnrollment struct {
 	Secret string `json:"secret"` // base32, for an authenticator app
 	URL    string `json:"url"`    // otpauth:// URL, for a QR code
 }
+
+// ValidClientCertMatch checks a key's client certificate rule: "uri:" and a
+// URI SAN (a SPIFFE ID such as spiffe://example.org/agent), or "cn:" and a
+// subject common name.
+func ValidClientCertMatch(m string) error {
+	kind, val, ok := strings.Cut(m, ":")
+	if !ok || val == "" || (kind != "uri" && kind != "cn") {
+		return fmt.Errorf("client certificate rule %q must be uri:URI (a SPIFFE ID such as spiffe://example.org/agent) or cn:NAME", m)
+	}
+	return nil
+}

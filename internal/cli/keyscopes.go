@@ -37,7 +37,7 @@ const (
 )
 
 // scopeFlagNames lists the scope flags of key update for messages.
-const scopeFlagNames = "--allow-path, --clear-allow-paths, --allow-ip, --clear-allow-ips, --hours, --clear-hours"
+const scopeFlagNames = "--allow-path, --clear-allow-paths, --allow-ip, --clear-allow-ips, --hours, --clear-hours, --client-cert, --clear-client-cert"
 
 // scopeFlags are the flags that restrict where, how and when a key may be
 // used: its request paths, client networks and hours. key create and key
@@ -48,8 +48,9 @@ type scopeFlags struct {
 	paths  []string
 	ips    []string
 	hours  string
+	cert   string
 	// On key update only: lift the restriction instead of replacing it.
-	clearPaths, clearIPs, clearHours bool
+	clearPaths, clearIPs, clearHours, clearCert bool
 }
 
 // addScopeFlags adds the scope flags to cmd; update adds the --clear-* flags
@@ -66,7 +67,9 @@ func addScopeFlags(cmd *cobra.Command, update bool) *scopeFlags {
 	f.StringArrayVar(&sf.paths, "allow-path", nil, "path `RULE` the key may call, \"METHOD /path\" as in 'POST /v1/embeddings', 'GET /v1/models' or '* /v1/*'; repeat for more"+pathsTail)
 	f.StringArrayVar(&sf.ips, "allow-ip", nil, "client network (`CIDR`) or address the key may be used from, IPv4 or IPv6, as in 10.0.0.0/8; repeat or separate with commas"+ipsTail)
 	f.StringVar(&sf.hours, "hours", "", "time `WINDOWS` in which the key works, as in 'mon-fri 08:00-20:00 Europe/Berlin'; separate several with ';'"+hoursTail)
+	f.StringVar(&sf.cert, "client-cert", "", "require mutual TLS with this client certificate: `uri:SPIFFE-ID` (as in uri:spiffe://example.org/agent) or cn:NAME")
 	if update {
+		f.BoolVar(&sf.clearCert, "clear-client-cert", false, "stop requiring a client certificate")
 		f.BoolVar(&sf.clearPaths, "clear-allow-paths", false, "let the key call any path again")
 		f.BoolVar(&sf.clearIPs, "clear-allow-ips", false, "let the key be used from any address again")
 		f.BoolVar(&sf.clearHours, "clear-hours", false, "let the key work at any time again")
@@ -79,10 +82,13 @@ func addScopeFlags(cmd *cobra.Command, update bool) *scopeFlags {
 type scopeEdit struct {
 	paths, ips *[]string
 	hours      *string
+	cert       *string
 }
 
 // empty reports whether the flags asked for no scope at all.
-func (e scopeEdit) empty() bool { return e.paths == nil && e.ips == nil && e.hours == nil }
+func (e scopeEdit) empty() bool {
+	return e.paths == nil && e.ips == nil && e.hours == nil && e.cert == nil
+}
 
 // edit checks the scope flags with keygate's own parsers and returns the
 // scopes they ask for, so that a bad value fails before any request. what
@@ -141,6 +147,20 @@ func (sf *scopeFlags) edit(what string) (scopeEdit, error) {
 	case sf.clearHours:
 		e.hours = new(string)
 	}
+
+	certSet := f.Changed("client-cert")
+	switch {
+	case certSet && sf.clearCert:
+		return e, fmt.Errorf("%s: give either --client-cert or --clear-client-cert, not both", what)
+	case certSet:
+		c := strings.TrimSpace(sf.cert)
+		if err := adminapi.ValidClientCertMatch(c); err != nil {
+			return e, fmt.Errorf("%s: --client-cert: %w", what, err)
+		}
+		e.cert = &c
+	case sf.clearCert:
+		e.cert = new(string)
+	}
 	return e, nil
 }
 
@@ -179,11 +199,14 @@ func (e scopeEdit) toCreate(req *adminapi.CreateKeyRequest) {
 	if e.hours != nil {
 		req.Hours = *e.hours
 	}
+	if e.cert != nil {
+		req.ClientCert = *e.cert
+	}
 }
 
 // toUpdate sets the scopes of e on a key update request.
 func (e scopeEdit) toUpdate(req *adminapi.UpdateKeyRequest) {
-	req.AllowPaths, req.AllowIPs, req.Hours = e.paths, e.ips, e.hours
+	req.AllowPaths, req.AllowIPs, req.Hours, req.ClientCert = e.paths, e.ips, e.hours, e.cert
 }
 
 // noPolicyPrefix drops the "policy: " that internal/policy puts before its

@@ -85,6 +85,10 @@ type TLS struct {
 	Cert       string `yaml:"cert"`
 	Key        string `yaml:"key"`
 	SelfSigned bool   `yaml:"self_signed"`
+	// ClientCA is a PEM file of the CAs whose client certificates the
+	// gateway accepts (mutual TLS); keys that require a certificate, and
+	// tokens bound to one, work only with it.
+	ClientCA string `yaml:"client_ca"`
 }
 
 // Enabled reports whether keygate serves HTTPS.
@@ -316,6 +320,9 @@ func (c Config) Validate() error {
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		bad("tls", "cert and key go together: set both or neither")
+	}
+	if c.TLS.ClientCA != "" && !c.TLS.Enabled() {
+		bad("tls.client_ca", "needs TLS: set tls.cert and tls.key (or tls.self_signed)")
 	}
 	if c.TLS.SelfSigned && c.TLS.Cert != "" {
 		bad("tls.self_signed", "cannot be combined with tls.cert")

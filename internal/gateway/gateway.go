@@ -264,8 +264,12 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) (store.Ke
 	var key store.Key
 	var err error
 	if g.opts.Tokens != nil && token.LooksLikeJWT(raw) {
-		key, err = g.verifyToken(r.Context(), raw, now)
+		key, err = g.verifyToken(r.Context(), r, raw, now)
 		done(err == nil || !errors.Is(err, token.ErrInvalid))
+		if errors.Is(err, errUnbound) {
+			g.deny(w, r, http.StatusUnauthorized, "invalid_api_key", err.Error())
+			return store.Key{}, false
+		}
 		if errors.Is(err, token.ErrInvalid) {
 			msg := "invalid access token"
 			if errors.Is(err, token.ErrExpired) {

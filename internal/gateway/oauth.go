@@ -143,13 +143,25 @@ func keyUsable(k store.Key, now time.Time) error {
 
 var errSuspended = errors.New("key suspended")
 
+// errUnbound refuses a certificate-bound token presented without its
+// certificate.
+var errUnbound = errors.New("the access token is bound to a client certificate the connection did not present")
+
 // verifyToken checks an access token and returns the key it stands for,
-// with the token's narrower scope recorded on the call.
-func (g *Gateway) verifyToken(ctx context.Context, raw string, now time.Time) (store.Key, error) {
+// with the token's narrower scope recorded on the call. A token bound to a
+// client certificate (RFC 8705) is accepted only over a connection that
+// presents that certificate.
+func (g *Gateway) verifyToken(ctx context.Context, r *http.Request, raw string, now time.Time) (store.Key, error) {
 	to := g.opts.Tokens
 	claims, err := to.Authority.Verify(ctx, raw, now)
 	if err != nil {
 		return store.Key{}, err
+	}
+	if claims.CnfX5t != "" {
+		c := clientCert(r)
+		if c == nil || thumbprint(c) != claims.CnfX5t {
+			return store.Key{}, errUnbound
+		}
 	}
 	if to.Denied.denied(token.RevokedToken, claims.JTI) || to.Denied.denied(token.RevokedFamily, claims.FamilyID) {
 		return store.Key{}, apikey.ErrRevoked
@@ -253,8 +265,20 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 			}
 			amr = []string{"otp"}
 		}
+		if k.ClientCert != "" {
+			if c := clientCert(r); c == nil || !certMatches(c, k.ClientCert) {
+				oauthError(w, http.StatusUnauthorized, "invalid_client", "this key may be exchanged only over mutual TLS with its client certificate")
+				return
+			}
+		}
+		// A token minted over mutual TLS is bound to the certificate: a
+		// stolen copy is useless without the private key.
+		var cnf string
+		if c := clientCert(r); c != nil {
+			cnf = thumbprint(c)
+		}
 		sj, _ := json.Marshal(scope)
-		f, rt, err := to.Families.Start(ctx, store.TokenFamily{KeyID: k.ID, Scope: sj, AMR: amr, CreatedAt: now})
+		f, rt, err := to.Families.Start(ctx, store.TokenFamily{KeyID: k.ID, Scope: sj, AMR: amr, Cnf: cnf, CreatedAt: now})
 		if err != nil {
 			g.opts.Log.Error("token exchange failed", "err", err)
 			oauthError(w, http.StatusInternalServerError, "server_error", "keygate could not issue a token; try again")
@@ -275,6 +299,12 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 			g.opts.Log.Error("refresh failed", "err", err)
 			oauthError(w, http.StatusInternalServerError, "server_error", "keygate could not refresh the token; try again")
 			return
+		}
+		if f.Cnf != "" {
+			if c := clientCert(r); c == nil || thumbprint(c) != f.Cnf {
+				oauthError(w, http.StatusBadRequest, "invalid_grant", "this refresh token is bound to a client certificate the connection did not present")
+				return
+			}
 		}
 		k, err := g.keyByID(ctx, f.KeyID)
 		if err == nil {

@@ -62,6 +62,14 @@ func (g *Gateway) scope(w http.ResponseWriter, r *http.Request, key store.Key) b
 		g.deny(w, r, http.StatusForbidden, "key_suspended", "this API key is suspended; ask its administrator to resume it")
 		return false
 	}
+	if key.ClientCert != "" {
+		c := clientCert(r)
+		if c == nil || !certMatches(c, key.ClientCert) {
+			g.deny(w, r, http.StatusUnauthorized, "client_certificate_required",
+				"this API key may be used only over mutual TLS with its client certificate")
+			return false
+		}
+	}
 	if ts := callFrom(r.Context()).tokenScope; ts != nil && len(ts.Paths) > 0 {
 		rules, err := policy.ParsePathRules(ts.Paths)
 		if err != nil || !policy.PathsAllow(rules, r.Method, r.URL.Path) {

@@ -7,6 +7,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -144,7 +145,13 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 	if err != nil {
 		return err
 	}
-	gwLn, err := listen(cfg.Listen, tlsCfg)
+	gwTLS := tlsCfg
+	if tlsCfg != nil && cfg.TLS.ClientCA != "" {
+		if gwTLS, err = withClientCA(tlsCfg, cfg.TLS.ClientCA); err != nil {
+			return err
+		}
+	}
+	gwLn, err := listen(cfg.Listen, gwTLS)
 	if err != nil {
 		return fmt.Errorf("gateway listener: %w", err)
 	}
@@ -467,6 +474,24 @@ func serverTLS(cfg config.Config) (*tls.Config, error) {
 		return web.TLSConfig(cert), nil
 	}
 	return nil, nil
+}
+
+// withClientCA asks gateway clients for a certificate from the CAs in
+// caFile and verifies any they present; presenting none stays allowed (keys
+// that require one are refused at the key check).
+func withClientCA(base *tls.Config, caFile string) (*tls.Config, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls.client_ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("tls.client_ca: %s holds no PEM certificate", caFile)
+	}
+	c := base.Clone()
+	c.ClientAuth = tls.VerifyClientCertIfGiven
+	c.ClientCAs = pool
+	return c, nil
 }
 
 func newLogger(c config.Log, w io.Writer) *slog.Logger {

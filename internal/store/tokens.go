@@ -19,6 +19,7 @@ type tokenQueries struct {
 	putRefresh, useRefresh, getRefresh                                  string
 	setKeyScopes, setKeySuspended, setKeyExpiry                         string
 	setKeyRotation, dueRotations, claimRotation                         string
+	setKeyClientCert                                                    string
 }
 
 const (
@@ -44,10 +45,11 @@ func newTokenQueries(d Dialect) tokenQueries {
 		revokeKeyFamilies: r(`UPDATE token_families SET revoked_at = ?, reason = ? WHERE key_id = ? AND revoked_at IS NULL`),
 		putRefresh:        r(`INSERT INTO refresh_tokens (` + refreshCols + `) VALUES (?, ?, ?, ?, ?)`),
 		// Only one exchange of a refresh token can mark it used.
-		useRefresh:     r(`UPDATE refresh_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL RETURNING ` + refreshCols),
-		getRefresh:     r(`SELECT ` + refreshCols + ` FROM refresh_tokens WHERE hash = ?`),
-		setKeyScopes:   r(`UPDATE api_keys SET allow_paths = ?, allow_ips = ?, hours = ? WHERE id = ? RETURNING ` + keyCols),
-		setKeyRotation: r(`UPDATE api_keys SET rotate_every = ?, rotate_grace = ?, deliver_to = ?, next_rotation_at = ? WHERE id = ? RETURNING ` + keyCols),
+		useRefresh:       r(`UPDATE refresh_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL RETURNING ` + refreshCols),
+		getRefresh:       r(`SELECT ` + refreshCols + ` FROM refresh_tokens WHERE hash = ?`),
+		setKeyClientCert: r(`UPDATE api_keys SET client_cert = ? WHERE id = ? RETURNING ` + keyCols),
+		setKeyScopes:     r(`UPDATE api_keys SET allow_paths = ?, allow_ips = ?, hours = ? WHERE id = ? RETURNING ` + keyCols),
+		setKeyRotation:   r(`UPDATE api_keys SET rotate_every = ?, rotate_grace = ?, deliver_to = ?, next_rotation_at = ? WHERE id = ? RETURNING ` + keyCols),
 		dueRotations: r(`SELECT ` + keyCols + ` FROM api_keys WHERE rotate_every > 0 AND next_rotation_at IS NOT NULL AND next_rotation_at <= ?
 			AND revoked_at IS NULL ORDER BY next_rotation_at LIMIT 100`),
 		// Only one node claims a due rotation: the one that moves its time.
@@ -272,4 +274,14 @@ func (s *Store) GetRefreshToken(ctx context.Context, hash []byte) (RefreshToken,
 		return RefreshToken{}, fmt.Errorf("store: get refresh token: %w", mapErr(err))
 	}
 	return t, nil
+}
+
+// SetKeyClientCert sets the client certificate a key's requests must
+// present ("" for none) and returns the key as stored, or ErrNotFound.
+func (s *Store) SetKeyClientCert(ctx context.Context, id, match string) (Key, error) {
+	k, err := scanKey(s.w.QueryRowContext(ctx, s.t.setKeyClientCert, match, id))
+	if err != nil {
+		return Key{}, fmt.Errorf("store: set client certificate of key %q: %w", id, mapErr(err))
+	}
+	return k, nil
 }

@@ -63,6 +63,8 @@ type Key struct {
 	RotateGrace    time.Duration // how long a rotated-out key keeps working
 	DeliverTo      string        // where a rotated key is delivered: "secret:NAME" or "webhook:URL"
 	NextRotationAt *time.Time    // when the next automatic rotation is due
+
+	ClientCert string // "uri:spiffe://..." or "cn:NAME": the client certificate requests must present; "" none
 }
 
 // Group is a named set of limits shared by the keys in it.

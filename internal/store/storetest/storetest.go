@@ -85,6 +85,7 @@ func Run(t *testing.T, newURL func(t testing.TB) string) {
 		{"KeyScopesSuspendExpiry", testKeyScopesSuspendExpiry},
 		{"Revocations", testRevocations},
 		{"SigningKeysAndFamilies", testSigningKeysAndFamilies},
+		{"KeyClientCert", testKeyClientCert},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newURL) })

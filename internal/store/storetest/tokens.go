@@ -171,3 +171,24 @@ func testSigningKeysAndFamilies(t *testing.T, newURL func(testing.TB) string) {
 		t.Fatalf("%d exchanges won and %d saw reuse; want 1 and 7", wins, reuses)
 	}
 }
+
+func testKeyClientCert(t *testing.T, newURL func(testing.TB) string) {
+	s := Open(t, newURL(t))
+	must(t, s.CreateKey(ctx(t), bareKey("key_1", "workload")))
+	k, err := s.SetKeyClientCert(ctx(t), "key_1", "uri:spiffe://example.org/agent")
+	must(t, err)
+	if k.ClientCert != "uri:spiffe://example.org/agent" {
+		t.Fatalf("client cert %q", k.ClientCert)
+	}
+	got, _ := s.GetKey(ctx(t), "key_1")
+	if got.ClientCert != k.ClientCert {
+		t.Fatalf("read back %q", got.ClientCert)
+	}
+	k, err = s.SetKeyClientCert(ctx(t), "key_1", "")
+	must(t, err)
+	if k.ClientCert != "" {
+		t.Fatalf("cleared: %q", k.ClientCert)
+	}
+	_, err = s.SetKeyClientCert(ctx(t), "key_x", "")
+	wantErr(t, err, store.ErrNotFound, "SetKeyClientCert of an unknown key")
+}
