@@ -91,3 +91,30 @@ func TestRiskRulesAndStepUp(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestRiskHistorySurvivesRestart: what keygate learned of a key's places
+// is kept across a restart, so the first request after it is still judged
+// against the key's history.
+func TestRiskHistorySurvivesRestart(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.Risk.GeoIPDatabase = geoiptest.WriteDB(t, map[string]policy.Location{
+		"81.2.0.0/16":  {Country: "DE", Lat: 52.52, Lon: 13.40, HasCoords: true},
+		"1.128.0.0/11": {Country: "AU", Lat: -33.87, Lon: 151.21, HasCoords: true},
+	})
+	cfg.TrustedProxies = []string{"127.0.0.1/32"}
+	in := start(t, cfg, "")
+	up := newUpstreams(t, fakeprovider.Options{}, fakeprovider.Options{})
+	in.register(up)
+	key := in.createKey("--name", "homebody")
+	chat := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`
+	if c, body := postJSON(t, in.addrs.Gateway+"/v1/chat/completions", key, chat, "X-Forwarded-For", "81.2.3.4"); c != 200 {
+		t.Fatalf("from Berlin: %d %s", c, body)
+	}
+	admin := in.admin
+	in.stop()
+	again := start(t, cfg, admin)
+	c, body := postJSON(t, again.addrs.Gateway+"/v1/chat/completions", key, chat, "X-Forwarded-For", "1.130.1.1")
+	if c != 401 || !strings.Contains(body, "step_up_required") {
+		t.Fatalf("from Sydney right after a restart: %d %s", c, body)
+	}
+}

@@ -27,6 +27,7 @@ type call struct {
 	// authenticated the call, if one did.
 	tokenScope *token.Scope
 	tokenAMR   []string  // how the token's holder authenticated ("otp")
+	risk       string    // the risk rules\' decision: allow, step-up or deny
 	finished   sync.Once // finishCall runs once
 }
 
@@ -42,7 +43,7 @@ func callFrom(ctx context.Context) *call {
 // logFields adds the call's facts to its access-log line.
 func logFields(r *http.Request) []slog.Attr {
 	c := callFrom(r.Context())
-	attrs := make([]slog.Attr, 0, 5)
+	attrs := make([]slog.Attr, 0, 6)
 	if c.keyID != "" {
 		attrs = append(attrs, slog.String("key_id", c.keyID))
 	}
@@ -57,6 +58,9 @@ func logFields(r *http.Request) []slog.Attr {
 	}
 	if c.failure != "" {
 		attrs = append(attrs, slog.String("failure", c.failure))
+	}
+	if c.risk != "" {
+		attrs = append(attrs, slog.String("risk", c.risk))
 	}
 	return attrs
 }

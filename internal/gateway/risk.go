@@ -1,12 +1,16 @@
 package gateway
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/internal/store"
@@ -21,6 +25,13 @@ type RiskOptions struct {
 	GeoIP interface {
 		Lookup(addr netip.Addr) (policy.Location, bool)
 	}
+	// History keeps what is learned per key across restarts and nodes:
+	// read at a key's first use on this node, written by FlushHistories.
+	// nil keeps it in memory only.
+	History interface {
+		LoadKeyHistory(ctx context.Context, keyID string) ([]byte, error)
+		SaveKeyHistory(ctx context.Context, keyID string, data []byte, at time.Time) error
+	}
 }
 
 // histories is what this node has learned of each key's use, one lock per
@@ -31,8 +42,10 @@ type histories struct {
 }
 
 type keyHistory struct {
-	mu sync.Mutex
-	h  policy.History
+	mu     sync.Mutex
+	h      policy.History
+	loaded bool // read from the store (or found absent)
+	dirty  bool // learned something since the last flush
 }
 
 func (hs *histories) of(id string) *keyHistory {
@@ -52,6 +65,42 @@ func (hs *histories) of(id string) *keyHistory {
 		hs.m[id] = kh
 	}
 	return kh
+}
+
+// FlushHistories writes what was learned since the last flush. keygate
+// calls it periodically and at shutdown. Nodes write their own view; the
+// last write wins.
+func (g *Gateway) FlushHistories(ctx context.Context) {
+	ro := g.opts.Risk
+	if ro == nil || ro.History == nil {
+		return
+	}
+	g.histories.mu.RLock()
+	ids := make([]string, 0, len(g.histories.m))
+	for id := range g.histories.m {
+		ids = append(ids, id)
+	}
+	g.histories.mu.RUnlock()
+	for _, id := range ids {
+		kh := g.histories.of(id)
+		kh.mu.Lock()
+		if !kh.dirty {
+			kh.mu.Unlock()
+			continue
+		}
+		data, err := json.Marshal(kh.h)
+		kh.dirty = false
+		kh.mu.Unlock()
+		if err == nil {
+			err = ro.History.SaveKeyHistory(ctx, id, data, g.opts.Now())
+		}
+		if err != nil {
+			g.opts.Log.Warn("could not save what the risk rules learned of a key; will retry", "key_id", id, "err", err)
+			kh.mu.Lock()
+			kh.dirty = true
+			kh.mu.Unlock()
+		}
+	}
 }
 
 // recentKept bounds the past uses kept per key.
@@ -86,12 +135,26 @@ func (g *Gateway) assessRisk(w http.ResponseWriter, r *http.Request, key store.K
 
 	kh := g.histories.of(key.ID)
 	kh.mu.Lock()
+	if !kh.loaded && ro.History != nil {
+		// A key's first use on this node: start from what other nodes, and
+		// earlier runs, learned.
+		if data, err := ro.History.LoadKeyHistory(r.Context(), key.ID); err == nil {
+			var h policy.History
+			if json.Unmarshal(data, &h) == nil {
+				kh.h = h
+			}
+		} else if !errors.Is(err, store.ErrNotFound) {
+			g.opts.Log.Warn("could not read what the risk rules learned of a key; judging from this node's view", "key_id", key.ID, "err", err)
+		}
+	}
+	kh.loaded = true
 	d := policy.Assess(ro.Rules, kh.h, now, loc, stepUp)
 	if d.Action == policy.Allow {
 		kh.h.Observe(policy.Sighting{At: now, Loc: loc}, ro.Rules.Location, recentKept)
+		kh.dirty = true
 	}
 	kh.mu.Unlock()
-
+	c.risk = d.Action.String()
 	if len(d.Findings) > 0 {
 		reasons := make([]string, 0, len(d.Findings))
 		for _, f := range d.Findings {

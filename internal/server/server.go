@@ -119,6 +119,7 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 		return err
 	}
 	defer closeRisk()
+	risk.History = st
 	gw := gateway.New(gateway.Options{
 		Keys:         verifier,
 		Log:          log,
@@ -211,7 +212,17 @@ Log the CLI in with:  keygate login   (or export KEYGATE_ADMIN_TOKEN=...)
 	go gw.RefreshEvery(refreshCtx, cfg.ProviderRefresh)
 	usedDone := make(chan struct{})
 	go func() { used.Run(refreshCtx, 5*time.Second); close(usedDone) }()
-	bgWG.Add(8)
+	bgWG.Add(9)
+	go func() {
+		defer bgWG.Done()
+		var loop sync.WaitGroup
+		loop.Add(1)
+		every(bg, &loop, 10*time.Second, func() { gw.FlushHistories(bg) })
+		// What the last requests taught is kept across the restart.
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		gw.FlushHistories(fctx)
+		cancel()
+	}()
 	go every(bg, &bgWG, cfg.Vault.JanitorInterval, func() { adm.RunRotations(bg) })
 	go func() {
 		defer bgWG.Done()

@@ -285,3 +285,24 @@ func (s *Store) SetKeyClientCert(ctx context.Context, id, match string) (Key, er
 	}
 	return k, nil
 }
+
+// SaveKeyHistory stores what the risk rules learned of a key (JSON),
+// replacing the previous record.
+func (s *Store) SaveKeyHistory(ctx context.Context, keyID string, data []byte, at time.Time) error {
+	q := rebind(s.dialect, `INSERT INTO key_history (key_id, data, updated_at) VALUES (?, ?, ?)
+		ON CONFLICT (key_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at`)
+	if _, err := s.w.ExecContext(ctx, q, keyID, string(data), s.timeArg(at)); err != nil {
+		return fmt.Errorf("store: save history of key %q: %w", keyID, mapErr(err))
+	}
+	return nil
+}
+
+// LoadKeyHistory returns what the risk rules learned of a key, or ErrNotFound.
+func (s *Store) LoadKeyHistory(ctx context.Context, keyID string) ([]byte, error) {
+	var data string
+	err := s.r.QueryRowContext(ctx, rebind(s.dialect, `SELECT data FROM key_history WHERE key_id = ?`), keyID).Scan(&data)
+	if err != nil {
+		return nil, fmt.Errorf("store: load history of key %q: %w", keyID, mapErr(err))
+	}
+	return []byte(data), nil
+}

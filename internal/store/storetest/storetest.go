@@ -86,6 +86,7 @@ func Run(t *testing.T, newURL func(t testing.TB) string) {
 		{"Revocations", testRevocations},
 		{"SigningKeysAndFamilies", testSigningKeysAndFamilies},
 		{"KeyClientCert", testKeyClientCert},
+		{"KeyHistory", testKeyHistory},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newURL) })

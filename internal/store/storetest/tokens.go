@@ -192,3 +192,16 @@ func testKeyClientCert(t *testing.T, newURL func(testing.TB) string) {
 	_, err = s.SetKeyClientCert(ctx(t), "key_x", "")
 	wantErr(t, err, store.ErrNotFound, "SetKeyClientCert of an unknown key")
 }
+
+func testKeyHistory(t *testing.T, newURL func(testing.TB) string) {
+	s := Open(t, newURL(t))
+	_, err := s.LoadKeyHistory(ctx(t), "key_1")
+	wantErr(t, err, store.ErrNotFound, "LoadKeyHistory of a key without one")
+	must(t, s.SaveKeyHistory(ctx(t), "key_1", []byte(`{"a":1}`), at(0)))
+	must(t, s.SaveKeyHistory(ctx(t), "key_1", []byte(`{"a":2}`), at(time.Minute)))
+	got, err := s.LoadKeyHistory(ctx(t), "key_1")
+	must(t, err)
+	if string(got) != `{"a":2}` {
+		t.Fatalf("history %s", got)
+	}
+}
