@@ -195,3 +195,28 @@ func TestTokenExchange(t *testing.T) {
 }
 
 const grantTE = "urn:ietf:params:oauth:grant-type:token-exchange"
+
+// TestRotationPolicyFromTheCLI sets and removes an automatic rotation.
+func TestRotationPolicyFromTheCLI(t *testing.T) {
+	in := start(t, testConfig(t, t.TempDir()), "")
+	in.createKey("--name", "bot", "--rotate-every", "30d", "--rotate-grace", "12h", "--deliver-to", "secret:agents/bot-key")
+	var k struct {
+		Rotation *struct {
+			Every, Grace, DeliverTo string
+			Next                    *time.Time
+		} `json:"rotation"`
+	}
+	decodeJSON(t, in.mustCLI(nil, "", "--json", "key", "show", "bot"), &k)
+	if k.Rotation == nil || k.Rotation.Every != "30d" || k.Rotation.Grace != "12h0m0s" || k.Rotation.Next == nil {
+		t.Fatalf("rotation %+v", k.Rotation)
+	}
+	if _, _, err := in.cli(nil, "", "key", "create", "--name", "x", "--rotate-every", "30d"); err == nil {
+		t.Fatal("a rotation without a destination was accepted")
+	}
+	in.mustCLI(nil, "", "key", "update", "bot", "--no-rotation")
+	k.Rotation = nil
+	decodeJSON(t, in.mustCLI(nil, "", "--json", "key", "show", "bot"), &k)
+	if k.Rotation != nil {
+		t.Fatalf("rotation after --no-rotation: %+v", k.Rotation)
+	}
+}

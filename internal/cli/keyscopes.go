@@ -37,7 +37,7 @@ const (
 )
 
 // scopeFlagNames lists the scope flags of key update for messages.
-const scopeFlagNames = "--allow-path, --clear-allow-paths, --allow-ip, --clear-allow-ips, --hours, --clear-hours, --client-cert, --clear-client-cert"
+const scopeFlagNames = "--allow-path, --clear-allow-paths, --allow-ip, --clear-allow-ips, --hours, --clear-hours, --client-cert, --clear-client-cert, --rotate-every, --rotate-grace, --deliver-to, --no-rotation"
 
 // scopeFlags are the flags that restrict where, how and when a key may be
 // used: its request paths, client networks and hours. key create and key
@@ -49,8 +49,10 @@ type scopeFlags struct {
 	ips    []string
 	hours  string
 	cert   string
+	// Automatic rotation.
+	rotateEvery, rotateGrace, deliverTo string
 	// On key update only: lift the restriction instead of replacing it.
-	clearPaths, clearIPs, clearHours, clearCert bool
+	clearPaths, clearIPs, clearHours, clearCert, noRotation bool
 }
 
 // addScopeFlags adds the scope flags to cmd; update adds the --clear-* flags
@@ -67,8 +69,12 @@ func addScopeFlags(cmd *cobra.Command, update bool) *scopeFlags {
 	f.StringArrayVar(&sf.paths, "allow-path", nil, "path `RULE` the key may call, \"METHOD /path\" as in 'POST /v1/embeddings', 'GET /v1/models' or '* /v1/*'; repeat for more"+pathsTail)
 	f.StringArrayVar(&sf.ips, "allow-ip", nil, "client network (`CIDR`) or address the key may be used from, IPv4 or IPv6, as in 10.0.0.0/8; repeat or separate with commas"+ipsTail)
 	f.StringVar(&sf.hours, "hours", "", "time `WINDOWS` in which the key works, as in 'mon-fri 08:00-20:00 Europe/Berlin'; separate several with ';'"+hoursTail)
+	f.StringVar(&sf.rotateEvery, "rotate-every", "", "rotate the key automatically this often (`DURATION`, as in 30d), delivering the successor to --deliver-to")
+	f.StringVar(&sf.rotateGrace, "rotate-grace", "", "how long a rotated-out key keeps working (default 24h)")
+	f.StringVar(&sf.deliverTo, "deliver-to", "", "where a rotated key goes: secret:NAME (a vault secret the app reads with keygate run) or webhook:https://...")
 	f.StringVar(&sf.cert, "client-cert", "", "require mutual TLS with this client certificate: `uri:SPIFFE-ID` (as in uri:spiffe://example.org/agent) or cn:NAME")
 	if update {
+		f.BoolVar(&sf.noRotation, "no-rotation", false, "stop rotating the key automatically")
 		f.BoolVar(&sf.clearCert, "clear-client-cert", false, "stop requiring a client certificate")
 		f.BoolVar(&sf.clearPaths, "clear-allow-paths", false, "let the key call any path again")
 		f.BoolVar(&sf.clearIPs, "clear-allow-ips", false, "let the key be used from any address again")
@@ -83,11 +89,12 @@ type scopeEdit struct {
 	paths, ips *[]string
 	hours      *string
 	cert       *string
+	rotation   *adminapi.Rotation
 }
 
 // empty reports whether the flags asked for no scope at all.
 func (e scopeEdit) empty() bool {
-	return e.paths == nil && e.ips == nil && e.hours == nil && e.cert == nil
+	return e.paths == nil && e.ips == nil && e.hours == nil && e.cert == nil && e.rotation == nil
 }
 
 // edit checks the scope flags with keygate's own parsers and returns the
@@ -161,6 +168,27 @@ func (sf *scopeFlags) edit(what string) (scopeEdit, error) {
 	case sf.clearCert:
 		e.cert = new(string)
 	}
+
+	rotSet := f.Changed("rotate-every") || f.Changed("rotate-grace") || f.Changed("deliver-to")
+	switch {
+	case rotSet && sf.noRotation:
+		return e, fmt.Errorf("%s: give either the rotation flags or --no-rotation, not both", what)
+	case rotSet:
+		if sf.rotateEvery == "" || sf.deliverTo == "" {
+			return e, fmt.Errorf("%s: automatic rotation needs --rotate-every DURATION and --deliver-to secret:NAME or webhook:URL together", what)
+		}
+		for _, d := range []struct{ flag, v string }{{"--rotate-every", sf.rotateEvery}, {"--rotate-grace", sf.rotateGrace}} {
+			if d.v == "" {
+				continue
+			}
+			if _, err := adminapi.ParseDuration(d.v); err != nil {
+				return e, fmt.Errorf("%s: %s: %w", what, d.flag, err)
+			}
+		}
+		e.rotation = &adminapi.Rotation{Every: strings.TrimSpace(sf.rotateEvery), Grace: strings.TrimSpace(sf.rotateGrace), DeliverTo: strings.TrimSpace(sf.deliverTo)}
+	case sf.noRotation:
+		e.rotation = &adminapi.Rotation{}
+	}
 	return e, nil
 }
 
@@ -202,11 +230,13 @@ func (e scopeEdit) toCreate(req *adminapi.CreateKeyRequest) {
 	if e.cert != nil {
 		req.ClientCert = *e.cert
 	}
+	req.Rotation = e.rotation
 }
 
 // toUpdate sets the scopes of e on a key update request.
 func (e scopeEdit) toUpdate(req *adminapi.UpdateKeyRequest) {
 	req.AllowPaths, req.AllowIPs, req.Hours, req.ClientCert = e.paths, e.ips, e.hours, e.cert
+	req.Rotation = e.rotation
 }
 
 // noPolicyPrefix drops the "policy: " that internal/policy puts before its
