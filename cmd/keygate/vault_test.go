@@ -58,7 +58,7 @@ func childMain() int {
 	if key == "" {
 		return 0
 	}
-	fmt.Printf("key_prefix=%s same_key=%v anthropic_base=%s\n", key[:min(8, len(key))], key == os.Getenv("ANTHROPIC_API_KEY"), os.Getenv("ANTHROPIC_BASE_URL"))
+	fmt.Printf("key_prefix=%s same_key=%v anthropic_base=%s openai_base=%s\n", key[:min(4, len(key))], key == os.Getenv("ANTHROPIC_API_KEY"), os.Getenv("ANTHROPIC_BASE_URL"), os.Getenv("OPENAI_BASE_URL"))
 	req, _ := http.NewRequest("POST", os.Getenv("OPENAI_BASE_URL")+"/chat/completions",
 		strings.NewReader(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`))
 	req.Header.Set("Authorization", "Bearer "+key)
@@ -110,9 +110,14 @@ func TestKeygateRun(t *testing.T) {
 	if err != nil {
 		t.Fatalf("keygate run --key: %v\n%s\n%s", err, out, errOut)
 	}
-	if !strings.Contains(out, "key_prefix=kg_live_") || !strings.Contains(out, "same_key=true") ||
-		!strings.Contains(out, "anthropic_base="+in.addrs.Gateway) || !strings.Contains(out, "status=200") {
+	// The agent sees a loopback gateway and a credential that works only
+	// there; keygate run sends the real gateway short-lived tokens.
+	if !strings.Contains(out, "key_prefix=kgl_") || !strings.Contains(out, "same_key=true") ||
+		!strings.Contains(out, "openai_base=http://127.0.0.1:") || !strings.Contains(out, "status=200") {
 		t.Fatalf("the agent's view: %q", out)
+	}
+	if strings.Contains(out, "kg_live_") {
+		t.Fatal("the agent saw a keygate key")
 	}
 	reqs := up.openai.Requests()
 	if len(reqs) == 0 || reqs[len(reqs)-1].Header.Get("Authorization") != "Bearer "+up.openaiKey {

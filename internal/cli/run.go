@@ -114,14 +114,18 @@ act as keygate's admin.
 --secret ENV=NAME[@VERSION] sets ENV to the value of the secret NAME (its
 current version unless @VERSION is given). Repeat it for more secrets.
 
---key KEYNAME gives the command, such as a coding agent, a keygate credential
-and never an upstream provider key: a short-lived keygate key with the same
-environment and allowed models and providers as KEYNAME, named
-KEYNAME.run-XXXXXX. It expires after --ttl (1h by default) and is revoked
-when the command exits. OPENAI_API_KEY and ANTHROPIC_API_KEY are set to it,
-OPENAI_BASE_URL to GATEWAY/v1 and ANTHROPIC_BASE_URL to GATEWAY, where
-GATEWAY is --gateway, else KEYGATE_GATEWAY_URL, else the address keygate
-reports.
+--key KEYNAME gives the command, such as a coding agent, access to the
+gateway and never an upstream provider key. keygate run makes a short-lived
+keygate key with the same environment and allowed models and providers as
+KEYNAME (named KEYNAME.run-XXXXXX, expiring after --ttl, 1h by default, and
+revoked when the command exits), keeps it to itself, and serves the command a
+gateway on loopback: OPENAI_BASE_URL and ANTHROPIC_BASE_URL point there, and
+OPENAI_API_KEY and ANTHROPIC_API_KEY hold a credential that works only there.
+Requests go on to the real gateway with 15-minute access tokens exchanged for
+the key and refreshed before they expire, so nothing the command could leak
+outlives the run. With a gateway that issues no tokens, the command gets the
+short-lived key and GATEWAY/v1 and GATEWAY directly. GATEWAY is --gateway,
+else KEYGATE_GATEWAY_URL, else the address keygate reports.
 
   keygate run --secret DB_PASSWORD=db/password -- ./server --port 8080
   keygate run --key agents --ttl 2h -- claude
@@ -277,10 +281,23 @@ func (a *app) runKey(cmd *cobra.Command, c *adminclient.Client, ref, ttl, gatewa
 				k.Name, k.ID, err, k.ID, fmtTimePtr(k.ExpiresAt, "-"))
 		}
 	}
-	tok := secret.New(created.Secret)
+	key := secret.New(created.Secret)
+	// Preferred: the command gets a loopback gateway and a credential that
+	// works only there; keygate run holds the key and sends short-lived
+	// access tokens, refreshed before they expire.
+	if proxy, err := startTokenProxy(ctx, gw, key, a.resolvedCA(cmd)); err == nil {
+		local := secret.New(proxy.local)
+		return []envVar{
+			{envOpenAIKey, local},
+			{envAnthropicKey, local},
+			{envOpenAIBase, secret.New(proxy.URL() + "/v1")},
+			{envAnthropicBase, secret.New(proxy.URL())},
+		}, func() { proxy.Close(); revoke() }, nil
+	}
+	// A gateway that issues no tokens: hand over the short-lived key itself.
 	return []envVar{
-		{envOpenAIKey, tok},
-		{envAnthropicKey, tok},
+		{envOpenAIKey, key},
+		{envAnthropicKey, key},
 		{envOpenAIBase, secret.New(gw + "/v1")},
 		{envAnthropicBase, secret.New(gw)},
 	}, revoke, nil

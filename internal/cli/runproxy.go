@@ -1,0 +1,190 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keygate/keygate/internal/secret"
+)
+
+// tokenProxy stands between a command started by `keygate run --key` and
+// the gateway. The command holds only a random credential this proxy
+// accepts, on loopback; the proxy sends the gateway a short-lived access
+// token exchanged for the run's keygate key, and refreshes it before it
+// expires. Neither the key nor a token ever reaches the command, so
+// nothing it leaks outlives the run.
+type tokenProxy struct {
+	gw    *url.URL
+	key   secret.String // the run's keygate key; stays in this process
+	local string        // the credential the command presents
+	hc    *http.Client
+
+	mu      sync.Mutex
+	access  secret.String
+	refresh secret.String
+	expires time.Time
+
+	srv *http.Server
+	ln  net.Listener
+}
+
+// refreshBefore is how long before its expiry an access token is replaced.
+const refreshBefore = time.Minute
+
+// startTokenProxy exchanges key at the gateway gw and starts serving on
+// loopback. It fails, starting nothing, when the gateway issues no tokens.
+func startTokenProxy(ctx context.Context, gw string, key secret.String, caFile string) (*tokenProxy, error) {
+	u, err := url.Parse(gw)
+	if err != nil {
+		return nil, err
+	}
+	hc := &http.Client{Timeout: 30 * time.Second}
+	if caFile != "" && u.Scheme == "https" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("read the CA certificate: %w", err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	}
+	p := &tokenProxy{gw: u, key: key, local: "kgl_" + rand.Text() + rand.Text(), hc: hc}
+	if err := p.grant(ctx, url.Values{
+		"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
+		"subject_token":      {key.Reveal()},
+		"subject_token_type": {"urn:keygate:params:oauth:token-type:api-key"},
+	}); err != nil {
+		return nil, err
+	}
+	if p.ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		return nil, err
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(p.gw)
+			pr.Out.Host = ""
+		},
+		Transport:     hc.Transport,
+		FlushInterval: -1, // streams pass as they arrive
+	}
+	p.srv = &http.Server{Handler: p.handler(rp), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = p.srv.Serve(p.ln) }()
+	return p, nil
+}
+
+// URL is where the command reaches the gateway through the proxy.
+func (p *tokenProxy) URL() string { return "http://" + p.ln.Addr().String() }
+
+// Close stops the proxy and revokes the refresh family.
+func (p *tokenProxy) Close() {
+	_ = p.srv.Close()
+	p.mu.Lock()
+	refresh := p.refresh
+	p.mu.Unlock()
+	if !refresh.IsZero() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(p.gw.String(), "/")+"/oauth/revoke",
+			strings.NewReader(url.Values{"token": {refresh.Reveal()}}.Encode()))
+		if err == nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if resp, err := p.hc.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}
+	}
+}
+
+func (p *tokenProxy) handler(rp *httputil.ReverseProxy) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		presented := r.Header.Get("X-Api-Key")
+		if b, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			presented = b
+		}
+		if subtle.ConstantTimeCompare([]byte(presented), []byte(p.local)) != 1 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"error":{"message":"this is keygate run's local gateway for one command; use the credential in its environment","type":"invalid_request_error","code":"invalid_api_key"}}`)
+			return
+		}
+		tok, err := p.token(r.Context())
+		if err != nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadGateway)
+			_, _ = io.WriteString(w, `{"error":{"message":"keygate run could not get an access token from the gateway","type":"server_error","code":"token_unavailable"}}`)
+			return
+		}
+		r.Header.Del("X-Api-Key")
+		r.Header.Set("Authorization", "Bearer "+tok.Reveal())
+		rp.ServeHTTP(w, r)
+	})
+}
+
+// token returns a current access token, refreshing it when it is about to
+// expire, and exchanging the key again if the refresh fails.
+func (p *tokenProxy) token(ctx context.Context) (secret.String, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if time.Until(p.expires) > refreshBefore {
+		return p.access, nil
+	}
+	err := p.grantLocked(ctx, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {p.refresh.Reveal()}})
+	if err != nil {
+		err = p.grantLocked(ctx, url.Values{
+			"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
+			"subject_token":      {p.key.Reveal()},
+			"subject_token_type": {"urn:keygate:params:oauth:token-type:api-key"},
+		})
+	}
+	return p.access, err
+}
+
+func (p *tokenProxy) grant(ctx context.Context, form url.Values) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.grantLocked(ctx, form)
+}
+
+// grantLocked calls /oauth/token and keeps the answer; p.mu is held.
+func (p *tokenProxy) grantLocked(ctx context.Context, form url.Values) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(p.gw.String(), "/")+"/oauth/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := p.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("reach the gateway's token endpoint: %w", err)
+	}
+	defer resp.Body.Close()
+	var ans struct {
+		AccessToken  string `json:"access_token"`
+		RefreshToken string `json:"refresh_token"`
+		ExpiresIn    int    `json:"expires_in"`
+		Error        string `json:"error"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&ans); err != nil || resp.StatusCode != http.StatusOK || ans.AccessToken == "" {
+		if ans.Error != "" {
+			return fmt.Errorf("the gateway refused a token: %s", ans.Error)
+		}
+		return errors.New("the gateway issues no access tokens")
+	}
+	p.access, p.refresh = secret.New(ans.AccessToken), secret.New(ans.RefreshToken)
+	p.expires = time.Now().Add(time.Duration(ans.ExpiresIn) * time.Second)
+	return nil
+}
