@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keygate/keygate/internal/adminapi"
@@ -66,6 +67,7 @@ type Store interface {
 	DueRotations(ctx context.Context, now time.Time) ([]store.Key, error)
 	ClaimRotation(ctx context.Context, id string, due time.Time) (bool, error)
 	SetKeyClientCert(ctx context.Context, id, match string) (store.Key, error)
+	KeysExpiringInUse(ctx context.Context, now time.Time, window time.Duration) ([]store.Key, error)
 }
 
 // Vault encrypts secrets at rest.
@@ -130,6 +132,7 @@ type Options struct {
 type API struct {
 	opts    Options
 	handler http.Handler
+	warned  sync.Map // key id -> struct{}: expiry warnings given by this process
 }
 
 const maxAdminBody = 1 << 20

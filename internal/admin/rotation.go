@@ -82,6 +82,7 @@ func formatDuration(d time.Duration) string {
 // A delivery that fails is retried at the next run, with the same successor.
 func (a *API) RunRotations(ctx context.Context) {
 	now := a.opts.Now().UTC()
+	a.warnExpiring(ctx, now)
 	due, err := a.opts.Store.DueRotations(ctx, now)
 	if err != nil {
 		a.opts.Log.Error("could not look for keys due for rotation; will retry", "err", err)
@@ -185,4 +186,26 @@ func (a *API) deliverWebhook(ctx context.Context, target string, next store.Key,
 // redactErr renders an error without a secret it might quote.
 func redactErr(err error, s secret.String) string {
 	return strings.ReplaceAll(err.Error(), s.Reveal(), "[REDACTED]")
+}
+
+// expiryWarning is how long before a key that is still in use stops working
+// keygate warns about it.
+const expiryWarning = 24 * time.Hour
+
+// warnExpiring logs, once per key, a key that stops working within a day
+// while callers still use it: most often a rotated-out key whose successor
+// has not reached everyone.
+func (a *API) warnExpiring(ctx context.Context, now time.Time) {
+	keys, err := a.opts.Store.KeysExpiringInUse(ctx, now, expiryWarning)
+	if err != nil {
+		a.opts.Log.Warn("could not look for keys about to expire; will retry", "err", err)
+		return
+	}
+	for _, k := range keys {
+		if _, done := a.warned.LoadOrStore(k.ID, struct{}{}); done {
+			continue
+		}
+		a.opts.Log.Warn("a key still in use stops working soon; deliver its successor to its callers (keygate key rotate, or its rotation policy)",
+			"key_id", k.ID, "name", k.Name, "expires_at", k.ExpiresAt, "last_used_at", k.LastUsedAt)
+	}
 }

@@ -180,3 +180,27 @@ func TestAutomaticRotationDelivers(t *testing.T) {
 		t.Fatalf("a second run rotated again: %d keys, then %d", len(before), len(after))
 	}
 }
+
+func TestExpiryWarningForKeysInUse(t *testing.T) {
+	h := newHarness(t)
+	h.mustStatus(h.do("POST", "/api/v1/keys", `{"name":"busy"}`), http.StatusCreated)
+	h.mustStatus(h.do("POST", "/api/v1/keys", `{"name":"idle"}`), http.StatusCreated)
+	ctx := context.Background()
+	for _, name := range []string{"busy", "idle"} {
+		k, _ := h.st.GetKeyByName(ctx, name)
+		if _, err := h.st.ShortenKeyExpiry(ctx, k.ID, h.now.Add(2*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if name == "busy" {
+			if err := h.st.TouchKey(ctx, k.ID, h.now.Add(-time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	h.api.RunRotations(ctx)
+	h.api.RunRotations(ctx)
+	logs := h.log.String()
+	if n := strings.Count(logs, "stops working soon"); n != 1 || !strings.Contains(logs, "name=busy") {
+		t.Fatalf("%d expiry warnings, want one for the key in use:\n%s", n, logs)
+	}
+}

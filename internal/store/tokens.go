@@ -306,3 +306,16 @@ func (s *Store) LoadKeyHistory(ctx context.Context, keyID string) ([]byte, error
 	}
 	return []byte(data), nil
 }
+
+// KeysExpiringInUse returns up to 100 live keys that expire within the
+// given window after now and were used within it before now: callers still
+// depend on a key about to stop working.
+func (s *Store) KeysExpiringInUse(ctx context.Context, now time.Time, window time.Duration) ([]Key, error) {
+	q := rebind(s.dialect, `SELECT `+keyCols+` FROM api_keys WHERE revoked_at IS NULL AND expires_at IS NOT NULL
+		AND expires_at > ? AND expires_at <= ? AND last_used_at IS NOT NULL AND last_used_at >= ? ORDER BY expires_at LIMIT 100`)
+	rows, err := s.r.QueryContext(ctx, q, s.timeArg(now), s.timeArg(now.Add(window)), s.timeArg(now.Add(-window)))
+	if err != nil {
+		return nil, fmt.Errorf("store: find keys expiring in use: %w", err)
+	}
+	return collect(rows, scanKey, "find keys expiring in use")
+}
