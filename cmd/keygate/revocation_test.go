@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/url"
 	"path/filepath"
 	"testing"
 	"time"
@@ -32,6 +33,34 @@ func TestRevocationReachesEveryNodeWithinASecond(t *testing.T) {
 	in.register(up)
 	other := gatewayOf(t, nodes[1])
 	chat := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`
+	// An access token exchanged on node 2 and revoked through node 1.
+	tokKey := in.createKey("--name", "token-holder")
+	_, tok := exchange(t, other, url.Values{"grant_type": {grantTE}, "subject_token": {tokKey}, "subject_token_type": {"urn:keygate:params:oauth:token-type:api-key"}})
+	for ready := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		code, _ := postJSON(t, other+"/v1/chat/completions", tok.AccessToken, chat)
+		if code == 200 {
+			break
+		}
+		if time.Now().After(ready) {
+			t.Fatalf("the token on node 2: %d", code)
+		}
+	}
+	if code, _ := postForm(t, gatewayOf(t, nodes[0])+"/oauth/revoke", url.Values{"token": {tok.AccessToken}}, ""); code != 200 {
+		t.Fatalf("revoke through node 1: %d", code)
+	}
+	start := time.Now()
+	for {
+		code, _ := postJSON(t, other+"/v1/chat/completions", tok.AccessToken, chat)
+		if code == 401 {
+			t.Logf("token revocation through node 1 took effect on node 2 after %v", time.Since(start))
+			break
+		}
+		if time.Since(start) > time.Second {
+			t.Fatalf("node 2 still accepted the revoked token after a second (%d)", code)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
 	for _, action := range []string{"suspend", "revoke"} {
 		key := in.createKey("--name", "victim-"+action)
 		deadline := time.Now().Add(15 * time.Second)
