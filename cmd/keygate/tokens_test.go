@@ -87,6 +87,23 @@ func TestTokenExchange(t *testing.T) {
 		t.Fatalf("the key itself still may: %d", c)
 	}
 
+	// A token's own, lower limits count per token family, on top of its key's.
+	_, lim := exchange(t, gw, url.Values{"grant_type": {grantTE}, "subject_token": {key}, "subject_token_type": {"urn:keygate:params:oauth:token-type:api-key"}, "scope": {"rpm:2"}})
+	if lim.Scope != "rpm:2" {
+		t.Fatalf("scope of a limited token: %q", lim.Scope)
+	}
+	for i, want := range []int{200, 200, 429} {
+		if c, body := postJSON(t, gw+"/v1/chat/completions", lim.AccessToken, chat("gpt-4o-mini")); c != want {
+			t.Fatalf("request %d with an rpm:2 token: %d, want %d: %s", i+1, c, want, body)
+		}
+	}
+	if c, _ := postJSON(t, gw+"/v1/chat/completions", key, chat("gpt-4o-mini")); c != 200 {
+		t.Fatalf("the key itself is not held to its token's limits: %d", c)
+	}
+	if c, a := exchange(t, gw, url.Values{"grant_type": {grantTE}, "subject_token": {key}, "subject_token_type": {"urn:keygate:params:oauth:token-type:api-key"}, "scope": {"rpm:-1"}}); c != 400 || a.Error != "invalid_scope" {
+		t.Fatalf("a bad limit in the scope: %d %+v", c, a)
+	}
+
 	// Wrong inputs.
 	if c, a := exchange(t, gw, url.Values{"grant_type": {grantTE}, "subject_token": {key}, "subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}}); c != 400 || a.Error != "invalid_request" {
 		t.Fatalf("wrong subject_token_type: %d %+v", c, a)

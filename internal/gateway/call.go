@@ -25,10 +25,11 @@ type call struct {
 	adm      *admission // the call's hold on its limits, when it has any
 	// tokenScope is the narrowed scope of the access token that
 	// authenticated the call, if one did.
-	tokenScope *token.Scope
-	tokenAMR   []string  // how the token's holder authenticated ("otp")
-	risk       string    // the risk rules\' decision: allow, step-up or deny
-	finished   sync.Once // finishCall runs once
+	tokenScope  *token.Scope
+	tokenAMR    []string  // how the token's holder authenticated ("otp")
+	tokenFamily string    // the refresh family of that token
+	risk        string    // the risk rules' decision: allow, step-up or deny
+	finished    sync.Once // finishCall runs once
 }
 
 type callKey struct{}

@@ -226,6 +226,20 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, key store.Key, m
 		g.deny(w, r, http.StatusInternalServerError, "limits_unreadable", "keygate cannot read this API key's limits; ask its administrator to set them again (keygate key update)")
 		return false
 	}
+	if ts := c.tokenScope; ts != nil && len(ts.Limits) > 0 && c.tokenFamily != "" {
+		// An access token's own, lower limits, counted per token family,
+		// on top of its key's.
+		tp := &limitPlan{}
+		if err := tp.add(lo.Location, "f:"+c.tokenFamily, ts.Limits); err != nil {
+			g.deny(w, r, http.StatusUnauthorized, "invalid_api_key", "the access token's limits cannot be read")
+			return false
+		}
+		merged := &limitPlan{
+			checks: append(append([]limit.Check(nil), p.checks...), tp.checks...), kinds: append(append([]costKind(nil), p.kinds...), tp.kinds...),
+			hasBudget: p.hasBudget || tp.hasBudget, needsShared: p.needsShared || tp.needsShared,
+		}
+		p = merged
+	}
 	if len(p.checks) == 0 {
 		return true
 	}

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/store"
@@ -177,7 +179,7 @@ func (g *Gateway) verifyToken(ctx context.Context, r *http.Request, raw string, 
 		return store.Key{}, err
 	}
 	c := callFrom(ctx)
-	c.tokenScope, c.tokenAMR = &claims.Scope, claims.AMR
+	c.tokenScope, c.tokenAMR, c.tokenFamily = &claims.Scope, claims.AMR, claims.FamilyID
 	return key, nil
 }
 
@@ -336,10 +338,17 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 }
 
 // parseScope reads a requested scope: space-separated provider:NAME,
-// model:PATTERN and path:METHOD:/path items. The token may use only what
-// both it and its key allow, so a scope can narrow but never widen.
-func parseScope(s string) (token.Scope, error) {
-	var sc token.Scope
+// model:PATTERN and path:METHOD:/path items, and rps:N, rpm:N, tpm:N and
+// concurrency:N limits. The token may use only what both it and its key
+// allow, and its limits count on top of its key's, so a scope can narrow
+// but never widen.
+func parseScope(s string) (sc token.Scope, err error) {
+	var lim adminapi.Limits
+	defer func() {
+		if !lim.IsZero() {
+			sc.Limits, _ = json.Marshal(lim)
+		}
+	}()
 	for item := range strings.FieldsSeq(s) {
 		kind, val, ok := strings.Cut(item, ":")
 		if !ok || val == "" {
@@ -359,8 +368,26 @@ func parseScope(s string) (token.Scope, error) {
 				return sc, fmt.Errorf("scope item %q must be path:METHOD:/path", item)
 			}
 			sc.Paths = append(sc.Paths, method+" "+p)
+		case "rps", "rpm", "tpm", "concurrency":
+			n, perr := strconv.ParseInt(val, 10, 64)
+			if perr != nil || n <= 0 {
+				return sc, fmt.Errorf("scope item %q: the limit must be a positive whole number", item)
+			}
+			switch kind {
+			case "rps":
+				lim.RPS = n
+			case "rpm":
+				lim.RPM = n
+			case "tpm":
+				lim.TPM = n
+			default:
+				lim.Concurrency = n
+			}
+			if err := lim.Validate(); err != nil {
+				return sc, fmt.Errorf("scope item %q: %w", item, err)
+			}
 		default:
-			return sc, fmt.Errorf("scope item %q must be provider:NAME, model:PATTERN or path:METHOD:/path", item)
+			return sc, fmt.Errorf("scope item %q must be provider:NAME, model:PATTERN, path:METHOD:/path, rps:N, rpm:N, tpm:N or concurrency:N", item)
 		}
 	}
 	return sc, nil
@@ -368,6 +395,17 @@ func parseScope(s string) (token.Scope, error) {
 
 func formatScope(sc token.Scope) string {
 	var parts []string
+	var lim adminapi.Limits
+	if len(sc.Limits) > 0 && json.Unmarshal(sc.Limits, &lim) == nil {
+		for _, l := range []struct {
+			name string
+			v    int64
+		}{{"rps", lim.RPS}, {"rpm", lim.RPM}, {"tpm", lim.TPM}, {"concurrency", lim.Concurrency}} {
+			if l.v > 0 {
+				parts = append(parts, l.name+":"+strconv.FormatInt(l.v, 10))
+			}
+		}
+	}
 	for _, p := range sc.Providers {
 		parts = append(parts, "provider:"+p)
 	}
