@@ -118,6 +118,10 @@ type Options struct {
 	// Backup writes an encrypted backup of keygate's state to w.
 	Backup func(ctx context.Context, w io.Writer) error
 
+	// Metrics, when set, is served at GET /metrics (Prometheus text
+	// format), behind the admin credential like every admin route.
+	Metrics http.Handler
+
 	// Version and GatewayURL are reported by GET /status.
 	Version    string
 	GatewayURL string
@@ -163,6 +167,9 @@ func New(opts Options) *API {
 	a := &API{opts: opts}
 	mux := http.NewServeMux()
 	p := adminapi.Prefix
+	if opts.Metrics != nil {
+		mux.Handle("GET /metrics", opts.Metrics)
+	}
 	mux.HandleFunc("GET "+p+"/whoami", a.whoAmI)
 	mux.HandleFunc("GET "+p+"/status", a.status)
 	mux.HandleFunc("GET "+p+"/secrets", a.listSecrets)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
@@ -30,6 +31,7 @@ type call struct {
 	tokenFamily string    // the refresh family of that token
 	risk        string    // the risk rules' decision: allow, step-up or deny
 	finished    sync.Once // finishCall runs once
+	sentAt      time.Time // when the request went upstream
 }
 
 type callKey struct{}

@@ -70,7 +70,9 @@ type Options struct {
 	Tokens *TokenOptions
 	// Risk, when set, applies the zero-trust risk rules (risk.go).
 	Risk *RiskOptions
-	Now  func() time.Time
+	// Metrics, when set, is told about every request (internal/metrics).
+	Metrics Metrics
+	Now     func() time.Time
 }
 
 // Gateway is the data-plane handler.
@@ -155,10 +157,29 @@ func (g *Gateway) RefreshEvery(ctx context.Context, every time.Duration) {
 	}
 }
 
+// Metrics records what the gateway does; internal/metrics implements it
+// for Prometheus.
+type Metrics interface {
+	Request(dialect string, status int, denied string, d time.Duration)
+	Upstream(provider string, d time.Duration)
+	Usage(provider string, in, out, microUSD int64)
+}
+
 // ServeHTTP serves one gateway request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &call{}
-	g.chain.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
+	if g.opts.Metrics == nil {
+		g.chain.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
+		return
+	}
+	start := time.Now()
+	sw := &web.StatusWriter{ResponseWriter: w}
+	g.chain.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
+	dialect := ""
+	if c.dialect != nil {
+		dialect = c.dialect.Name()
+	}
+	g.opts.Metrics.Request(dialect, sw.Status, c.denied, time.Since(start))
 }
 
 // endpoint maps the path to its dialect and handler. Anything else is a 404

@@ -406,6 +406,9 @@ func (g *Gateway) finish(c *call, u usage.Usage) {
 			go g.settle(a, actual, c.keyID)
 		})
 	}
+	if g.opts.Metrics != nil && c.upstream != nil {
+		g.opts.Metrics.Usage(c.upstream.Name, in, out, money)
+	}
 	if g.opts.Limits.Usage != nil && c.keyID != "" {
 		g.opts.Limits.Usage.Record(usage.Entry{KeyID: c.keyID, Model: c.model, At: g.opts.Now(), InputTokens: in, OutputTokens: out, MicroUSD: money})
 	}

@@ -84,6 +84,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	// bodies can be scrubbed and the client receives plain bytes.
 	out.Header.Del("Accept-Encoding")
 
+	c.sentAt = time.Now()
 	out.Body = io.NopCloser(bytes.NewReader(c.body))
 	out.ContentLength = int64(len(c.body))
 	out.Header.Set("Content-Length", strconv.Itoa(len(c.body)))
@@ -115,6 +116,9 @@ const maxScrubbedErrorBody = 1 << 20
 // echoes back: header values always, bodies of error responses.
 func (g *Gateway) modifyResponse(resp *http.Response) error {
 	c := callFrom(resp.Request.Context())
+	if g.opts.Metrics != nil {
+		g.opts.Metrics.Upstream(c.upstream.Name, time.Since(c.sentAt))
+	}
 	key := c.upstream.Key.Reveal()
 	resp.Header.Del("Set-Cookie") // provider session cookies belong to keygate's credential, not the client
 	// Trailers arrive with the end of the body, after this runs, and

@@ -26,6 +26,7 @@ import (
 	"github.com/keygate/keygate/internal/gateway"
 	"github.com/keygate/keygate/internal/lastused"
 	"github.com/keygate/keygate/internal/logbuf"
+	"github.com/keygate/keygate/internal/metrics"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
@@ -120,6 +121,7 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 	}
 	defer closeRisk()
 	risk.History = st
+	met := metrics.New()
 	gw := gateway.New(gateway.Options{
 		Keys:         verifier,
 		Log:          log,
@@ -136,6 +138,7 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 		Limits:         lim.gateway,
 		Tokens:         tok.gateway,
 		Risk:           risk,
+		Metrics:        met,
 	}, table)
 	bootstrap, isNew, err := admin.EnsureBootstrapToken(ctx, st, hasher, time.Now())
 	if err != nil {
@@ -171,6 +174,7 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 		ProvidersChanged: gw.Reload,
 		KeyRevoked:       func(id string) { verifier.Invalidate(id); gw.ForgetKey(id) },
 		GroupsChanged:    lim.groupsChanged,
+		Metrics:          met.Handler(),
 		UsageLocation:    cfg.Limits.Location(),
 		Rotator:          c.rot,
 		OpenKEK: func(ctx context.Context, url string) (vault.KEK, error) {

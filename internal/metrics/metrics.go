@@ -1,0 +1,117 @@
+// Package metrics exposes keygate's Prometheus metrics: requests, latency,
+// upstream latency, denials by reason, tokens and spend, alerts and audit
+// lag. Labels stay low-cardinality: dialect, status class, provider, reason;
+// never key ids, addresses or model names a client could vary at will.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics is keygate's registry and instruments. It is safe for concurrent use.
+type Metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	upstream *prometheus.HistogramVec
+	denials  *prometheus.CounterVec
+	tokens   *prometheus.CounterVec
+	spend    *prometheus.CounterVec
+	alerts   *prometheus.CounterVec
+	auditLag prometheus.Gauge
+}
+
+// latencyBuckets span a cached denial (tens of µs) to a long stream.
+var latencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120}
+
+// New builds the registry with Go runtime and process collectors.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_requests_total", Help: "Gateway requests by API dialect, status class and outcome (proxied or denied).",
+		}, []string{"dialect", "code", "outcome"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "keygate_request_duration_seconds", Help: "Time from a request's arrival to the end of its answer.", Buckets: latencyBuckets,
+		}, []string{"dialect"}),
+		upstream: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "keygate_upstream_duration_seconds", Help: "Time from sending a request upstream to the provider's response headers.", Buckets: latencyBuckets,
+		}, []string{"provider"}),
+		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_denials_total", Help: "Requests keygate refused before anything went upstream, by reason.",
+		}, []string{"reason"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_tokens_total", Help: "Tokens consumed, by provider and direction (input or output).",
+		}, []string{"provider", "direction"}),
+		spend: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_spend_usd_total", Help: "Spend in US dollars at keygate's prices, by provider.",
+		}, []string{"provider"}),
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_alerts_total", Help: "Alerts raised, by rule.",
+		}, []string{"rule"}),
+		auditLag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "keygate_audit_lag_events", Help: "Audit events recorded but not yet written by every sink.",
+		}),
+	}
+	m.reg.MustRegister(m.requests, m.latency, m.upstream, m.denials, m.tokens, m.spend, m.alerts, m.auditLag,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Request records one gateway request: its dialect ("" for endpoints
+// without one), final status, the denial reason if keygate refused it, and
+// how long it took.
+func (m *Metrics) Request(dialect string, status int, denied string, d time.Duration) {
+	if dialect == "" {
+		dialect = "none"
+	}
+	outcome := "proxied"
+	if denied != "" {
+		outcome = "denied"
+		m.denials.WithLabelValues(denied).Inc()
+	}
+	m.requests.WithLabelValues(dialect, statusClass(status), outcome).Inc()
+	m.latency.WithLabelValues(dialect).Observe(d.Seconds())
+}
+
+// Upstream records the time a provider took to answer with headers.
+func (m *Metrics) Upstream(provider string, d time.Duration) {
+	m.upstream.WithLabelValues(provider).Observe(d.Seconds())
+}
+
+// Usage records the tokens and spend of one request.
+func (m *Metrics) Usage(provider string, in, out, microUSD int64) {
+	if in > 0 {
+		m.tokens.WithLabelValues(provider, "input").Add(float64(in))
+	}
+	if out > 0 {
+		m.tokens.WithLabelValues(provider, "output").Add(float64(out))
+	}
+	if microUSD > 0 {
+		m.spend.WithLabelValues(provider).Add(float64(microUSD) / 1e6)
+	}
+}
+
+// Alert counts one alert.
+func (m *Metrics) Alert(rule string) { m.alerts.WithLabelValues(rule).Inc() }
+
+// AuditLag sets how many audit events await writing.
+func (m *Metrics) AuditLag(n int) { m.auditLag.Set(float64(n)) }
+
+func statusClass(code int) string {
+	if code < 100 || code > 599 {
+		return "other"
+	}
+	return strconv.Itoa(code/100) + "xx"
+}
