@@ -87,6 +87,7 @@ func Run(t *testing.T, newURL func(t testing.TB) string) {
 		{"SigningKeysAndFamilies", testSigningKeysAndFamilies},
 		{"KeyClientCert", testKeyClientCert},
 		{"KeyHistory", testKeyHistory},
+		{"Audit", testAudit},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newURL) })

@@ -1,0 +1,117 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// AuditRecord is one audit event as stored: its JSON as written, with the
+// fields searches filter on copied out.
+type AuditRecord struct {
+	Seq   uint64
+	Time  time.Time // UTC
+	Type  string
+	KeyID string
+	Data  []byte // the event's JSON, hash chain included
+}
+
+// AuditFilter selects audit events; zero fields do not filter.
+type AuditFilter struct {
+	KeyID        string
+	Type         string
+	Since, Until time.Time
+	AfterSeq     uint64
+	Limit        int // default and maximum 10,000
+}
+
+// AppendAudit stores a batch of events in one transaction. An event whose
+// seq is already stored is an ErrConflict and nothing of the batch lands.
+func (s *Store) AppendAudit(ctx context.Context, recs []AuditRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	q := rebind(s.dialect, `INSERT INTO audit_events (seq, time, type, key_id, data) VALUES (?, ?, ?, ?, ?)`)
+	return s.InTx(ctx, func(tx *Store) error {
+		for _, r := range recs {
+			if _, err := tx.w.ExecContext(ctx, q, int64(r.Seq), tx.timeArg(r.Time), r.Type, r.KeyID, string(r.Data)); err != nil {
+				return fmt.Errorf("store: append audit event %d: %w", r.Seq, mapErr(err))
+			}
+		}
+		return nil
+	})
+}
+
+// LastAudit returns the newest stored event, or ErrNotFound.
+func (s *Store) LastAudit(ctx context.Context) (AuditRecord, error) {
+	q := `SELECT seq, time, type, key_id, data FROM audit_events ORDER BY seq DESC LIMIT 1`
+	r, err := scanAudit(s.r.QueryRowContext(ctx, q))
+	if err != nil {
+		return AuditRecord{}, fmt.Errorf("store: last audit event: %w", mapErr(err))
+	}
+	return r, nil
+}
+
+// SearchAudit returns the events f selects, oldest first.
+func (s *Store) SearchAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, error) {
+	q := `SELECT seq, time, type, key_id, data FROM audit_events WHERE seq > ?`
+	args := []any{int64(f.AfterSeq)}
+	if f.KeyID != "" {
+		q += ` AND key_id = ?`
+		args = append(args, f.KeyID)
+	}
+	if f.Type != "" {
+		q += ` AND type = ?`
+		args = append(args, f.Type)
+	}
+	if !f.Since.IsZero() {
+		q += ` AND time >= ?`
+		args = append(args, s.timeArg(f.Since))
+	}
+	if !f.Until.IsZero() {
+		q += ` AND time < ?`
+		args = append(args, s.timeArg(f.Until))
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > 10000 {
+		limit = 10000
+	}
+	q += ` ORDER BY seq LIMIT ?`
+	args = append(args, limit)
+	rows, err := s.r.QueryContext(ctx, rebind(s.dialect, q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: search audit events: %w", err)
+	}
+	return collect(rows, scanAudit, "search audit events")
+}
+
+func scanAudit(row rowScanner) (AuditRecord, error) {
+	var r AuditRecord
+	var seq int64
+	var data string
+	err := row.Scan(&seq, timeCol{&r.Time}, &r.Type, &r.KeyID, &data)
+	r.Seq, r.Data = uint64(seq), []byte(data)
+	return r, err
+}
+
+// PutAuditCheckpoint stores a signed checkpoint (JSON) at its seq.
+func (s *Store) PutAuditCheckpoint(ctx context.Context, seq uint64, data []byte) error {
+	q := rebind(s.dialect, `INSERT INTO audit_checkpoints (seq, data) VALUES (?, ?)`)
+	if _, err := s.w.ExecContext(ctx, q, int64(seq), string(data)); err != nil {
+		return fmt.Errorf("store: store audit checkpoint %d: %w", seq, mapErr(err))
+	}
+	return nil
+}
+
+// ListAuditCheckpoints returns every checkpoint (JSON), oldest first.
+func (s *Store) ListAuditCheckpoints(ctx context.Context) ([][]byte, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT data FROM audit_checkpoints ORDER BY seq`)
+	if err != nil {
+		return nil, fmt.Errorf("store: list audit checkpoints: %w", err)
+	}
+	return collect(rows, func(r rowScanner) ([]byte, error) {
+		var d string
+		err := r.Scan(&d)
+		return []byte(d), err
+	}, "list audit checkpoints")
+}
