@@ -9,6 +9,7 @@ import (
 // AuditRecord is one audit event as stored: its JSON as written, with the
 // fields searches filter on copied out.
 type AuditRecord struct {
+	Node  string // the keygate node whose chain it belongs to
 	Seq   uint64
 	Time  time.Time // UTC
 	Type  string
@@ -18,6 +19,7 @@ type AuditRecord struct {
 
 // AuditFilter selects audit events; zero fields do not filter.
 type AuditFilter struct {
+	Node         string // with AfterSeq: one node's chain in order
 	KeyID        string
 	Type         string
 	Since, Until time.Time
@@ -31,10 +33,10 @@ func (s *Store) AppendAudit(ctx context.Context, recs []AuditRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	q := rebind(s.dialect, `INSERT INTO audit_events (seq, time, type, key_id, data) VALUES (?, ?, ?, ?, ?)`)
+	q := rebind(s.dialect, `INSERT INTO audit_events (node, seq, time, type, key_id, data) VALUES (?, ?, ?, ?, ?, ?)`)
 	return s.InTx(ctx, func(tx *Store) error {
 		for _, r := range recs {
-			if _, err := tx.w.ExecContext(ctx, q, int64(r.Seq), tx.timeArg(r.Time), r.Type, r.KeyID, string(r.Data)); err != nil {
+			if _, err := tx.w.ExecContext(ctx, q, r.Node, int64(r.Seq), tx.timeArg(r.Time), r.Type, r.KeyID, string(r.Data)); err != nil {
 				return fmt.Errorf("store: append audit event %d: %w", r.Seq, mapErr(err))
 			}
 		}
@@ -42,10 +44,10 @@ func (s *Store) AppendAudit(ctx context.Context, recs []AuditRecord) error {
 	})
 }
 
-// LastAudit returns the newest stored event, or ErrNotFound.
-func (s *Store) LastAudit(ctx context.Context) (AuditRecord, error) {
-	q := `SELECT seq, time, type, key_id, data FROM audit_events ORDER BY seq DESC LIMIT 1`
-	r, err := scanAudit(s.r.QueryRowContext(ctx, q))
+// LastAudit returns the newest stored event of a node's chain, or ErrNotFound.
+func (s *Store) LastAudit(ctx context.Context, node string) (AuditRecord, error) {
+	q := rebind(s.dialect, `SELECT node, seq, time, type, key_id, data FROM audit_events WHERE node = ? ORDER BY seq DESC LIMIT 1`)
+	r, err := scanAudit(s.r.QueryRowContext(ctx, q, node))
 	if err != nil {
 		return AuditRecord{}, fmt.Errorf("store: last audit event: %w", mapErr(err))
 	}
@@ -54,8 +56,12 @@ func (s *Store) LastAudit(ctx context.Context) (AuditRecord, error) {
 
 // SearchAudit returns the events f selects, oldest first.
 func (s *Store) SearchAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, error) {
-	q := `SELECT seq, time, type, key_id, data FROM audit_events WHERE seq > ?`
+	q := `SELECT node, seq, time, type, key_id, data FROM audit_events WHERE seq > ?`
 	args := []any{int64(f.AfterSeq)}
+	if f.Node != "" {
+		q += ` AND node = ?`
+		args = append(args, f.Node)
+	}
 	if f.KeyID != "" {
 		q += ` AND key_id = ?`
 		args = append(args, f.KeyID)
@@ -76,7 +82,7 @@ func (s *Store) SearchAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, 
 	if limit <= 0 || limit > 10000 {
 		limit = 10000
 	}
-	q += ` ORDER BY seq LIMIT ?`
+	q += ` ORDER BY node, seq LIMIT ?`
 	args = append(args, limit)
 	rows, err := s.r.QueryContext(ctx, rebind(s.dialect, q), args...)
 	if err != nil {
@@ -89,23 +95,23 @@ func scanAudit(row rowScanner) (AuditRecord, error) {
 	var r AuditRecord
 	var seq int64
 	var data string
-	err := row.Scan(&seq, timeCol{&r.Time}, &r.Type, &r.KeyID, &data)
+	err := row.Scan(&r.Node, &seq, timeCol{&r.Time}, &r.Type, &r.KeyID, &data)
 	r.Seq, r.Data = uint64(seq), []byte(data)
 	return r, err
 }
 
-// PutAuditCheckpoint stores a signed checkpoint (JSON) at its seq.
-func (s *Store) PutAuditCheckpoint(ctx context.Context, seq uint64, data []byte) error {
-	q := rebind(s.dialect, `INSERT INTO audit_checkpoints (seq, data) VALUES (?, ?)`)
-	if _, err := s.w.ExecContext(ctx, q, int64(seq), string(data)); err != nil {
+// PutAuditCheckpoint stores a signed checkpoint (JSON) of a node's chain.
+func (s *Store) PutAuditCheckpoint(ctx context.Context, node string, seq uint64, data []byte) error {
+	q := rebind(s.dialect, `INSERT INTO audit_checkpoints (node, seq, data) VALUES (?, ?, ?)`)
+	if _, err := s.w.ExecContext(ctx, q, node, int64(seq), string(data)); err != nil {
 		return fmt.Errorf("store: store audit checkpoint %d: %w", seq, mapErr(err))
 	}
 	return nil
 }
 
-// ListAuditCheckpoints returns every checkpoint (JSON), oldest first.
-func (s *Store) ListAuditCheckpoints(ctx context.Context) ([][]byte, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT data FROM audit_checkpoints ORDER BY seq`)
+// ListAuditCheckpoints returns a node's checkpoints (JSON), oldest first.
+func (s *Store) ListAuditCheckpoints(ctx context.Context, node string) ([][]byte, error) {
+	rows, err := s.r.QueryContext(ctx, rebind(s.dialect, `SELECT data FROM audit_checkpoints WHERE node = ? ORDER BY seq`), node)
 	if err != nil {
 		return nil, fmt.Errorf("store: list audit checkpoints: %w", err)
 	}
@@ -114,4 +120,17 @@ func (s *Store) ListAuditCheckpoints(ctx context.Context) ([][]byte, error) {
 		err := r.Scan(&d)
 		return []byte(d), err
 	}, "list audit checkpoints")
+}
+
+// AuditNodes lists the nodes that have written audit events.
+func (s *Store) AuditNodes(ctx context.Context) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT DISTINCT node FROM audit_events ORDER BY node`)
+	if err != nil {
+		return nil, fmt.Errorf("store: list audit nodes: %w", err)
+	}
+	return collect(rows, func(r rowScanner) (string, error) {
+		var n string
+		err := r.Scan(&n)
+		return n, err
+	}, "list audit nodes")
 }

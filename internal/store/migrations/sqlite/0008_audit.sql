@@ -1,19 +1,24 @@
 -- keygate schema version 8 for SQLite: the audit trail.
 
 -- Every audit event as written (data is its JSON, with the hash of the one
--- before it); seq, time, type and key_id are copied out to be searched.
+-- before it); each keygate node keeps its own chain (node, seq). seq, time,
+-- type and key_id are copied out to be searched.
 CREATE TABLE audit_events (
-    seq    INTEGER NOT NULL PRIMARY KEY,
+    node   TEXT    NOT NULL,
+    seq    INTEGER NOT NULL,
     time   INTEGER NOT NULL,
     type   TEXT    NOT NULL,
     key_id TEXT    NOT NULL DEFAULT '',
-    data   TEXT    NOT NULL
+    data   TEXT    NOT NULL,
+    PRIMARY KEY (node, seq)
 ) STRICT;
 CREATE INDEX audit_events_key_time ON audit_events (key_id, time);
 CREATE INDEX audit_events_time ON audit_events (time);
 
--- Signed checkpoints over the chain.
+-- Signed checkpoints over each node's chain.
 CREATE TABLE audit_checkpoints (
-    seq  INTEGER NOT NULL PRIMARY KEY,
-    data TEXT    NOT NULL
+    node TEXT    NOT NULL,
+    seq  INTEGER NOT NULL,
+    data TEXT    NOT NULL,
+    PRIMARY KEY (node, seq)
 ) STRICT;
