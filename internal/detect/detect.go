@@ -1,0 +1,93 @@
+// Package detect watches keygate's stream of request observations for anomalies (rate spikes,
+// shifts in what a key is used for, failed-auth bursts, fast spending, risk findings), raises
+// alerts with the numbers that tripped them, and delivers those alerts to webhooks, Slack and
+// syslog. Detectors run in process; Observe is cheap enough to sit on the request path.
+package detect
+
+import (
+	"time"
+)
+
+// Observation is one settled request, or one failed authentication, as seen by the detectors.
+// It is built from an audit event and carries no secret.
+type Observation struct {
+	// At is when the request happened.
+	At time.Time
+	// KeyID identifies the keygate key that made the request; empty for failed authentication.
+	KeyID string
+	// KeyPrefix is the public, non-secret prefix of the credential presented in a failed
+	// authentication, so a burst against one key can be seen across client addresses.
+	KeyPrefix string
+	// Client is the client's address.
+	Client string
+	// AuthFailed marks a failed authentication.
+	AuthFailed bool
+	// Model, Provider and Path name the resource the request used.
+	Model, Provider, Path string
+	// MicroUSD is the request's cost in millionths of a US dollar.
+	MicroUSD int64
+	// BudgetMicroUSD is the key's budget for the current period, 0 if the key has none.
+	BudgetMicroUSD int64
+	// SpentMicroUSD is the key's spend so far in the budget period, including this request,
+	// 0 if unknown. When unknown, the spend-velocity rule counts the spend it has observed.
+	SpentMicroUSD int64
+	// Risk is "" or the name of a risk-rule finding such as "impossible-travel" or "unusual-hour".
+	Risk string
+	// RefreshReuse marks a refresh token presented a second time (its family is revoked).
+	RefreshReuse bool
+	// EventSeq is the sequence number of the audit event the observation came from.
+	EventSeq uint64
+}
+
+// Alert is one finding, or the notice that an earlier finding is over (Recovered).
+type Alert struct {
+	// ID is unique per alert.
+	ID string `json:"id"`
+	// At is when the alert was raised.
+	At time.Time `json:"at"`
+	// Rule names the detector or risk finding, e.g. RuleRateSpike or "impossible-travel".
+	Rule string `json:"rule"`
+	// KeyID is the keygate key concerned, if any.
+	KeyID string `json:"key_id,omitempty"`
+	// KeyPrefix is the public credential prefix concerned, for failed-auth bursts by prefix.
+	KeyPrefix string `json:"key_prefix,omitempty"`
+	// Client is the client address concerned, if any.
+	Client string `json:"client,omitempty"`
+	// Severity is one of SeverityInfo, SeverityLow, SeverityMedium, SeverityHigh.
+	Severity string `json:"severity"`
+	// Summary is one line with the numbers that tripped the rule.
+	Summary string `json:"summary"`
+	// Numbers holds the same numbers by name, for machines.
+	Numbers map[string]float64 `json:"numbers,omitempty"`
+	// Events lists the sequence numbers of (the most recent) audit events that led to the alert.
+	Events []uint64 `json:"events,omitempty"`
+	// Recovered marks a notice that the condition of an earlier alert is over.
+	Recovered bool `json:"recovered,omitempty"`
+}
+
+// Rule names of the built-in detectors. Pass-through risk findings use the finding's own name,
+// and refresh-token reuse uses RuleRefreshReuse.
+const (
+	RuleRateSpike        = "rate-spike"
+	RuleResourceShift    = "resource-shift"
+	RuleAuthFailClient   = "auth-failures-client"
+	RuleAuthFailPrefix   = "auth-failures-prefix"
+	RuleSpendVelocity    = "spend-velocity"
+	RuleRefreshReuse     = "refresh-reuse"
+	RuleAlertsSuppressed = "alerts-suppressed"
+)
+
+// Severities an Alert can carry.
+const (
+	SeverityInfo   = "info"
+	SeverityLow    = "low"
+	SeverityMedium = "medium"
+	SeverityHigh   = "high"
+)
+
+// Actions a rule can be mapped to in Config.Actions.
+const (
+	ActionNotify  = "notify"
+	ActionSuspend = "suspend"
+	ActionStepUp  = "step-up"
+)
