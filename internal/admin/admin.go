@@ -6,6 +6,7 @@ package admin
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/vault"
@@ -118,6 +120,15 @@ type Options struct {
 	// Backup writes an encrypted backup of keygate's state to w.
 	Backup func(ctx context.Context, w io.Writer) error
 
+	// Audit, when set, records admin actions and secret reads; AuditStore
+	// and AuditKey (the checkpoint signing key's public half) serve search
+	// and verification.
+	Audit interface {
+		Record(ev audit.Event) error
+	}
+	AuditStore AuditStore
+	AuditKey   ed25519.PublicKey
+
 	// Metrics, when set, is served at GET /metrics (Prometheus text
 	// format), behind the admin credential like every admin route.
 	Metrics http.Handler
@@ -172,6 +183,8 @@ func New(opts Options) *API {
 	}
 	mux.HandleFunc("GET "+p+"/whoami", a.whoAmI)
 	mux.HandleFunc("GET "+p+"/status", a.status)
+	mux.HandleFunc("GET "+p+"/audit/events", a.auditEvents)
+	mux.HandleFunc("GET "+p+"/audit/verify", a.auditVerify)
 	mux.HandleFunc("GET "+p+"/secrets", a.listSecrets)
 	mux.HandleFunc(p+"/secrets/{path...}", a.secretRoute)
 	mux.HandleFunc("POST "+p+"/providers/{name}/rotate", a.rotateProvider)
@@ -210,6 +223,7 @@ func New(opts Options) *API {
 		}),
 		securityHeaders,
 		a.authenticate,
+		a.auditActions,
 	)
 	return a
 }
@@ -232,13 +246,16 @@ type tokenKey struct{}
 // authenticate admits a request only with an active admin credential.
 func (a *API) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		refused := func() { a.auditAuthFailure(r) }
 		raw, ok := bearer(r.Header.Get("Authorization"))
 		if !ok {
+			refused()
 			writeError(w, http.StatusUnauthorized, "unauthorized", "send the admin credential as 'Authorization: Bearer kg_admin_...'")
 			return
 		}
 		p, err := apikey.Parse(raw)
 		if err != nil || p.Env != "admin" {
+			refused()
 			writeError(w, http.StatusUnauthorized, "unauthorized", "invalid admin credential")
 			return
 		}
@@ -246,6 +263,7 @@ func (a *API) authenticate(next http.Handler) http.Handler {
 		tok, err := a.opts.Store.GetAdminTokenByHash(r.Context(), h[:])
 		switch {
 		case errors.Is(err, store.ErrNotFound):
+			refused()
 			writeError(w, http.StatusUnauthorized, "unauthorized", "invalid admin credential")
 			return
 		case err != nil:
@@ -254,6 +272,7 @@ func (a *API) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		if subtle.ConstantTimeCompare(tok.Hash, h[:]) != 1 || tok.RevokedAt != nil {
+			refused()
 			writeError(w, http.StatusUnauthorized, "unauthorized", "invalid admin credential")
 			return
 		}

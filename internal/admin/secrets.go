@@ -219,6 +219,7 @@ func (a *API) secretValue(w http.ResponseWriter, r *http.Request, name string) {
 		return
 	}
 	a.opts.Log.Info("secret value read", "actor", caller(r).ID, "secret_ref", a.secretRef(name), "version", version)
+	a.auditSecretRead(r, name, version)
 	web.WriteJSON(w, http.StatusOK, adminapi.SecretValue{Name: name, Version: version, Value: val.Reveal()})
 }
 

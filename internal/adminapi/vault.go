@@ -1,6 +1,7 @@
 package adminapi
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -175,4 +176,25 @@ func ValidClientCertMatch(m string) error {
 		return fmt.Errorf("client certificate rule %q must be uri:URI (a SPIFFE ID such as spiffe://example.org/agent) or cn:NAME", m)
 	}
 	return nil
+}
+
+// AuditEvents answers GET /api/v1/audit/events?key=&type=&since=1h&limit=.
+type AuditEvents struct {
+	Events []json.RawMessage `json:"events"`
+}
+
+// AuditVerification answers GET /api/v1/audit/verify: each node's chain,
+// checked against its signed checkpoints.
+type AuditVerification struct {
+	OK    bool              `json:"ok"`
+	Nodes []AuditNodeResult `json:"nodes"`
+}
+
+// AuditNodeResult is one node's chain check.
+type AuditNodeResult struct {
+	Node        string `json:"node"`
+	Events      int    `json:"events"`
+	Checkpoints int    `json:"checkpoints"`
+	Error       string `json:"error,omitempty"` // the first tampered place, when any
+	Seq         uint64 `json:"seq,omitempty"`   // its sequence number
 }

@@ -94,7 +94,7 @@ The first "keygate serve" prints a bootstrap admin credential.`,
 	pf.BoolVar(&a.json, "json", false, "print machine-readable JSON")
 
 	root.AddCommand(a.loginCmd(), a.logoutCmd(), a.providerCmd(), a.keyCmd(), a.groupCmd(), a.secretCmd(), a.vaultCmd(),
-		a.runCmd(), a.tokenCmd(), a.versionCmd())
+		a.runCmd(), a.tokenCmd(), a.auditCmd(), a.versionCmd())
 	root.AddCommand(extra...)
 	return root
 }

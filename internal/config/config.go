@@ -48,6 +48,8 @@ type Config struct {
 	Tokens Tokens `yaml:"tokens"`
 	// Risk configures the zero-trust risk rules.
 	Risk Risk `yaml:"risk"`
+	// Audit configures where the audit trail is written besides the database.
+	Audit Audit `yaml:"audit"`
 	// Prices sets or overrides model prices in US dollars per million
 	// tokens, for spend budgets: {"gpt-4o": {"input": 2.5, "output": 10}}.
 	// A name ending in * covers every model it prefixes.
@@ -121,6 +123,18 @@ type Limits struct {
 	// requests are refused until the window refills. 0 disables it.
 	AuthFailures      int64         `yaml:"auth_failures"`
 	AuthFailureWindow time.Duration `yaml:"auth_failure_window"`
+}
+
+// Audit configures the audit trail. The database always receives it.
+type Audit struct {
+	// File is a JSON-lines file (rotated at 64 MiB, 10 kept), mode 0600.
+	File string `yaml:"file"`
+	// Syslog is udp://host:port or tcp://host:port for RFC 5424 lines.
+	Syslog string `yaml:"syslog"`
+	// Webhook receives batches as JSON, signed (X-Keygate-Signature).
+	Webhook string `yaml:"webhook"`
+	// FailClosed refuses requests while no sink keeps up with the trail.
+	FailClosed bool `yaml:"fail_closed"`
 }
 
 // Tokens configures access tokens (RFC 9068 JWTs, EdDSA).

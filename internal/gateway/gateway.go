@@ -30,10 +30,12 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/jsonpeek"
 	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/internal/provider"
@@ -72,7 +74,12 @@ type Options struct {
 	Risk *RiskOptions
 	// Metrics, when set, is told about every request (internal/metrics).
 	Metrics Metrics
-	Now     func() time.Time
+	// Audit, when set, receives an event for every authenticated or
+	// refused request. With AuditFailClosed, requests are refused while no
+	// audit sink keeps up.
+	Audit           AuditRecorder
+	AuditFailClosed bool
+	Now             func() time.Time
 }
 
 // Gateway is the data-plane handler.
@@ -165,21 +172,61 @@ type Metrics interface {
 	Usage(provider string, in, out, microUSD int64)
 }
 
+// AuditRecorder takes audit events; internal/audit's Writer implements it.
+type AuditRecorder interface {
+	Record(ev audit.Event) error
+	Healthy() bool
+}
+
 // ServeHTTP serves one gateway request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &call{}
-	if g.opts.Metrics == nil {
+	if g.opts.Metrics == nil && g.opts.Audit == nil {
 		g.chain.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
 		return
 	}
 	start := time.Now()
 	sw := &web.StatusWriter{ResponseWriter: w}
 	g.chain.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
-	dialect := ""
-	if c.dialect != nil {
-		dialect = c.dialect.Name()
+	if g.opts.Metrics != nil {
+		dialect := ""
+		if c.dialect != nil {
+			dialect = c.dialect.Name()
+		}
+		g.opts.Metrics.Request(dialect, sw.Status, c.denied, time.Since(start))
 	}
-	g.opts.Metrics.Request(dialect, sw.Status, c.denied, time.Since(start))
+	if g.opts.Audit != nil && (c.keyID != "" || c.denied != "") {
+		g.audit(r, c, sw.Status, start)
+	}
+}
+
+// audit records a request's event: who, from where, what, the decision and
+// its reasons. Strings a client chose are escaped by every sink.
+func (g *Gateway) audit(r *http.Request, c *call, status int, start time.Time) {
+	ev := audit.Event{
+		Time: start.UTC(), Type: "request", KeyID: c.keyID,
+		Client:   web.ClientAddr(r, g.opts.TrustedProxies).String(),
+		Resource: r.Method + " " + r.URL.Path, Decision: "allow",
+		Fields: map[string]string{"status": strconv.Itoa(status), "request_id": web.RequestID(r.Context())},
+	}
+	if c.denied != "" {
+		ev.Decision, ev.Reasons = "deny", []string{c.denied}
+		if c.keyID == "" {
+			ev.Type = "auth.failure"
+		}
+	}
+	if c.model != "" {
+		ev.Fields["model"] = c.model
+	}
+	if c.upstream != nil {
+		ev.Fields["provider"] = c.upstream.Name
+	}
+	if c.risk != "" {
+		ev.Fields["risk"] = c.risk
+	}
+	if err := g.opts.Audit.Record(ev); err != nil {
+		g.opts.Log.Error("could not record a request in the audit trail", "request_id", web.RequestID(r.Context()), "err", err)
+	}
 }
 
 // endpoint maps the path to its dialect and handler. Anything else is a 404
@@ -216,6 +263,10 @@ func (g *Gateway) endpoint(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, d provider.Dialect) {
 	c := callFrom(r.Context())
 	c.dialect = d
+	if g.opts.AuditFailClosed && g.opts.Audit != nil && !g.opts.Audit.Healthy() {
+		g.deny(w, r, http.StatusServiceUnavailable, "audit_unavailable", "keygate cannot record requests in its audit trail right now, so it refuses them; try again shortly")
+		return
+	}
 	if r.Method != http.MethodPost {
 		g.deny(w, r, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("use POST for %s", r.URL.Path))
 		return

@@ -122,6 +122,17 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 	defer closeRisk()
 	risk.History = st
 	met := metrics.New()
+	trail, err := newAudit(ctx, cfg, st, v, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := trail.w.Close(cctx); err != nil {
+			log.Error("the audit trail could not write everything before shutdown", "err", err)
+		}
+	}()
 	gw := gateway.New(gateway.Options{
 		Keys:         verifier,
 		Log:          log,
@@ -131,14 +142,16 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 			ResponseHeaderTimeout: cfg.Upstream.ResponseHeaderTimeout,
 			MaxIdleConnsPerHost:   cfg.Upstream.MaxIdleConnsPerHost,
 		}),
-		TrustedProxies: cfg.TrustedProxyPrefixes(),
-		AccessLog:      cfg.Log.Requests,
-		LoadTable:      loadTable,
-		KeyUsed:        used.Seen,
-		Limits:         lim.gateway,
-		Tokens:         tok.gateway,
-		Risk:           risk,
-		Metrics:        met,
+		TrustedProxies:  cfg.TrustedProxyPrefixes(),
+		AccessLog:       cfg.Log.Requests,
+		LoadTable:       loadTable,
+		KeyUsed:         used.Seen,
+		Limits:          lim.gateway,
+		Tokens:          tok.gateway,
+		Risk:            risk,
+		Metrics:         met,
+		Audit:           trail.w,
+		AuditFailClosed: cfg.Audit.FailClosed,
 	}, table)
 	bootstrap, isNew, err := admin.EnsureBootstrapToken(ctx, st, hasher, time.Now())
 	if err != nil {
@@ -175,6 +188,9 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 		KeyRevoked:       func(id string) { verifier.Invalidate(id); gw.ForgetKey(id) },
 		GroupsChanged:    lim.groupsChanged,
 		Metrics:          met.Handler(),
+		Audit:            trail.w,
+		AuditStore:       st,
+		AuditKey:         trail.pub,
 		UsageLocation:    cfg.Limits.Location(),
 		Rotator:          c.rot,
 		OpenKEK: func(ctx context.Context, url string) (vault.KEK, error) {

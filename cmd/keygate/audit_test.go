@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/fakeprovider"
+)
+
+// TestAuditTrail: requests, refusals, admin actions and secret reads land
+// on the audit trail, searchable by key and time; forged-line attempts stay
+// one event; `keygate audit verify` passes an intact trail and names the
+// place an edit or deletion made in the database.
+func TestAuditTrail(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.Audit.File = filepath.Join(t.TempDir(), "audit.jsonl")
+	in := start(t, cfg, "")
+	up := newUpstreams(t, fakeprovider.Options{}, fakeprovider.Options{})
+	in.register(up)
+	key := in.createKey("--name", "audited")
+	postJSON(t, in.addrs.Gateway+"/v1/chat/completions", key, `{"model":"gpt-4o-mini","messages":[]}`)
+	// A model name with a newline and control characters cannot forge a line.
+	postJSON(t, in.addrs.Gateway+"/v1/chat/completions", key, `{"model":"x\n{\"type\":\"forged\"}\u001b[31m","messages":[]}`)
+	postJSON(t, in.addrs.Gateway+"/v1/chat/completions", "kg_live_wrong", `{"model":"gpt-4o-mini"}`)
+	in.mustCLI(map[string]string{"V": "audit-canary-" + time.Now().String()}, "", "secret", "put", "app/x", "--from-env", "V")
+	in.mustCLI(nil, "", "secret", "get", "app/x")
+
+	var evs adminapi.AuditEvents
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		decodeJSON(t, in.mustCLI(nil, "", "--json", "audit", "search", "--key", "audited", "--since", "1h"), &evs)
+		if len(evs.Events) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the key's requests never reached the trail: %d events", len(evs.Events))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var first map[string]any
+	json.Unmarshal(evs.Events[0], &first)
+	if first["type"] != "request" || first["decision"] != "allow" || first["client"] != "127.0.0.1" || !strings.Contains(first["resource"].(string), "/v1/chat/completions") {
+		t.Fatalf("first event %v", first)
+	}
+	var all adminapi.AuditEvents
+	decodeJSON(t, in.mustCLI(nil, "", "--json", "audit", "search", "--since", "1h"), &all)
+	types := map[string]int{}
+	for _, raw := range all.Events {
+		var ev map[string]any
+		json.Unmarshal(raw, &ev)
+		types[ev["type"].(string)]++
+		if ev["type"] == "forged" {
+			t.Fatal("a request forged an audit event")
+		}
+	}
+	for _, want := range []string{"request", "auth.failure", "admin.action", "secret.read"} {
+		if types[want] == 0 {
+			t.Errorf("no %s event in %v", want, types)
+		}
+	}
+	out := in.mustCLI(nil, "", "audit", "verify")
+	if !strings.Contains(out, "intact") {
+		t.Fatalf("verify of an untouched trail: %s", out)
+	}
+	in.stop()
+
+	// Tamper with the database: edit one event, then delete another.
+	db, err := sql.Open("sqlite", filepath.Join(cfg.DataDir, "keygate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	if _, err := db.ExecContext(ctx, `UPDATE audit_events SET data = replace(data, '"decision":"allow"', '"decision":"deny"') WHERE seq = 2`); err != nil {
+		t.Fatal(err)
+	}
+	again := start(t, cfg, in.admin)
+	_, _, err = again.cli(nil, "", "audit", "verify")
+	if err == nil {
+		t.Fatal("verify passed an edited trail")
+	}
+	var v adminapi.AuditVerification
+	o, _, _ := again.cli(nil, "", "--json", "audit", "verify")
+	json.Unmarshal([]byte(o), &v)
+	if v.OK || len(v.Nodes) != 1 || v.Nodes[0].Seq != 2 || !strings.Contains(v.Nodes[0].Error, "edit") {
+		t.Fatalf("verify of an edited event: %+v", v)
+	}
+	again.stop()
+	if _, err := db.ExecContext(ctx, `UPDATE audit_events SET data = replace(data, '"decision":"deny"', '"decision":"allow"') WHERE seq = 2`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `DELETE FROM audit_events WHERE seq = 3`); err != nil {
+		t.Fatal(err)
+	}
+	third := start(t, cfg, in.admin)
+	o, _, _ = third.cli(nil, "", "--json", "audit", "verify")
+	v = adminapi.AuditVerification{}
+	json.Unmarshal([]byte(o), &v)
+	if v.OK || v.Nodes[0].Seq == 0 || !strings.Contains(strings.ToLower(v.Nodes[0].Error), "delet") {
+		t.Fatalf("verify of a deleted event: %+v", v)
+	}
+}

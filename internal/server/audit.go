@@ -1,0 +1,165 @@
+package server
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/keygate/keygate/internal/audit"
+	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/secret"
+	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/vault"
+)
+
+// nodeID names this keygate installation's audit chain. It is kept in the
+// data directory, so a restarted node resumes its own chain, and nodes
+// sharing a database keep separate ones.
+func nodeID(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, "node-id")
+	if b, err := os.ReadFile(path); err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" {
+			return id, nil
+		}
+	}
+	var r [8]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return "", err
+	}
+	id := "node_" + hex.EncodeToString(r[:])
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nodeID(dataDir)
+	}
+	if err != nil {
+		return "", fmt.Errorf("record this node's id: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(id + "\n"); err != nil {
+		return "", fmt.Errorf("record this node's id: %w", err)
+	}
+	return id, nil
+}
+
+// dbSink writes audit events to keygate's database, where keygate audit
+// search and verify read them.
+type dbSink struct {
+	st   *store.Store
+	node string
+}
+
+func (s dbSink) Write(ctx context.Context, batch []audit.Event) error {
+	recs := make([]store.AuditRecord, 0, len(batch))
+	for _, ev := range batch {
+		data, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		recs = append(recs, store.AuditRecord{Node: s.node, Seq: ev.Seq, Time: ev.Time, Type: ev.Type, KeyID: ev.KeyID, Data: data})
+	}
+	err := s.st.AppendAudit(ctx, recs)
+	if errors.Is(err, store.ErrConflict) && len(batch) > 0 {
+		// A retry of a batch that did land before: nothing to do.
+		if last, lerr := s.st.LastAudit(ctx, s.node); lerr == nil && last.Seq >= batch[len(batch)-1].Seq {
+			return nil
+		}
+	}
+	return err
+}
+
+func (s dbSink) Close() error { return nil }
+
+// auditSigningRecord is the vault record of the checkpoint signing key seed.
+const auditSigningRecord = "system/audit-signing-key"
+
+// auditSigningKey returns the key that signs audit checkpoints.
+func auditSigningKey(ctx context.Context, v *vault.Vault) (ed25519.PrivateKey, error) {
+	seed, err := v.Ensure(ctx, auditSigningRecord, ed25519.SeedSize)
+	if err != nil {
+		return nil, fmt.Errorf("audit signing key: %w", err)
+	}
+	return ed25519.NewKeyFromSeed([]byte(seed.Reveal())), nil
+}
+
+// auditTrail is the audit writer with the node it writes for.
+type auditTrail struct {
+	w    *audit.Writer
+	node string
+	pub  ed25519.PublicKey
+}
+
+// newAudit builds the audit writer: the database always, and the file,
+// syslog and webhook sinks the configuration names.
+func newAudit(ctx context.Context, cfg config.Config, st *store.Store, v *vault.Vault, log *slog.Logger) (*auditTrail, error) {
+	node, err := nodeID(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	var last audit.Event
+	if rec, err := st.LastAudit(ctx, node); err == nil {
+		if err := json.Unmarshal(rec.Data, &last); err != nil {
+			return nil, fmt.Errorf("audit: the last stored event of this node cannot be read: %w", err)
+		}
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	sinks := []audit.Sink{dbSink{st: st, node: node}}
+	if cfg.Audit.File != "" {
+		f, err := audit.OpenFile(cfg.Audit.File, audit.FileOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("config: audit.file: %w", err)
+		}
+		sinks = append(sinks, f)
+	}
+	if cfg.Audit.Syslog != "" {
+		u, err := url.Parse(cfg.Audit.Syslog)
+		if err != nil || (u.Scheme != "udp" && u.Scheme != "tcp") || u.Host == "" {
+			return nil, errors.New("config: audit.syslog must be udp://host:port or tcp://host:port")
+		}
+		s, err := audit.DialSyslog(ctx, audit.SyslogOptions{Network: u.Scheme, Addr: u.Host, AppName: "keygate"})
+		if err != nil {
+			return nil, fmt.Errorf("config: audit.syslog: %w", err)
+		}
+		sinks = append(sinks, s)
+	}
+	if cfg.Audit.Webhook != "" {
+		key, err := v.Ensure(ctx, "system/audit-webhook-key", 32)
+		if err != nil {
+			return nil, fmt.Errorf("audit webhook signing key: %w", err)
+		}
+		wh, err := audit.NewWebhookSink(audit.WebhookOptions{URL: cfg.Audit.Webhook, Secret: secret.New(key.Reveal())})
+		if err != nil {
+			return nil, fmt.Errorf("config: audit.webhook: %w", err)
+		}
+		sinks = append(sinks, wh)
+	}
+	priv, err := auditSigningKey(ctx, v)
+	if err != nil {
+		return nil, err
+	}
+	w, err := audit.NewWriter(audit.NewChain(last), sinks, audit.WriterOptions{
+		FailClosed: cfg.Audit.FailClosed, SigningKey: priv, Logger: log,
+		Checkpointer: func(cp audit.Checkpoint) {
+			data, err := json.Marshal(cp)
+			if err == nil {
+				err = st.PutAuditCheckpoint(context.Background(), node, cp.Seq, data)
+			}
+			if err != nil && !errors.Is(err, store.ErrConflict) {
+				log.Error("could not store an audit checkpoint; the next one covers the chain too", "seq", cp.Seq, "err", err)
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &auditTrail{w: w, node: node, pub: priv.Public().(ed25519.PublicKey)}, nil
+}
