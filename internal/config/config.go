@@ -50,6 +50,8 @@ type Config struct {
 	Risk Risk `yaml:"risk"`
 	// Audit configures where the audit trail is written besides the database.
 	Audit Audit `yaml:"audit"`
+	// Alerts configures where anomaly alerts go and what they do.
+	Alerts Alerts `yaml:"alerts"`
 	// Prices sets or overrides model prices in US dollars per million
 	// tokens, for spend budgets: {"gpt-4o": {"input": 2.5, "output": 10}}.
 	// A name ending in * covers every model it prefixes.
@@ -123,6 +125,22 @@ type Limits struct {
 	// requests are refused until the window refills. 0 disables it.
 	AuthFailures      int64         `yaml:"auth_failures"`
 	AuthFailureWindow time.Duration `yaml:"auth_failure_window"`
+}
+
+// Alerts configures anomaly alerts. Every alert is logged, counted in the
+// metrics and put on the audit trail; these send it further.
+type Alerts struct {
+	// Webhook receives each alert as JSON, signed (X-Keygate-Signature), with retries.
+	Webhook string `yaml:"webhook"`
+	// Slack is a Slack-compatible incoming-webhook URL.
+	Slack string `yaml:"slack"`
+	// Syslog is udp://host:port for RFC 5424 lines.
+	Syslog string `yaml:"syslog"`
+	// AuthFailures is how many failed authentications from one address, or
+	// against one key prefix, in a minute raise an alert (default 20).
+	AuthFailures int `yaml:"auth_failures"`
+	// Actions maps a rule to notify (the default), suspend or step-up.
+	Actions map[string]string `yaml:"actions"`
 }
 
 // Audit configures the audit trail. The database always receives it.

@@ -32,6 +32,11 @@ type call struct {
 	risk        string    // the risk rules' decision: allow, step-up or deny
 	finished    sync.Once // finishCall runs once
 	sentAt      time.Time // when the request went upstream
+	microUSD    int64     // what the call cost, once settled
+	riskRules   []string  // the risk rules that flagged the call
+	// presentedPrefix is the public start of the credential presented
+	// (kg_live_abcd), for spotting guesses aimed at one key.
+	presentedPrefix string
 }
 
 type callKey struct{}

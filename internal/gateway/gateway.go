@@ -36,6 +36,7 @@ import (
 
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/audit"
+	"github.com/keygate/keygate/internal/detect"
 	"github.com/keygate/keygate/internal/jsonpeek"
 	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/internal/provider"
@@ -79,7 +80,11 @@ type Options struct {
 	// audit sink keeps up.
 	Audit           AuditRecorder
 	AuditFailClosed bool
-	Now             func() time.Time
+	// Detect, when set, watches every request for anomalies (internal/detect).
+	Detect interface {
+		Observe(o detect.Observation)
+	}
+	Now func() time.Time
 }
 
 // Gateway is the data-plane handler.
@@ -181,7 +186,7 @@ type AuditRecorder interface {
 // ServeHTTP serves one gateway request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &call{}
-	if g.opts.Metrics == nil && g.opts.Audit == nil {
+	if g.opts.Metrics == nil && g.opts.Audit == nil && g.opts.Detect == nil {
 		g.chain.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
 		return
 	}
@@ -197,6 +202,35 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if g.opts.Audit != nil && (c.keyID != "" || c.denied != "") {
 		g.audit(r, c, sw.Status, start)
+	}
+	if g.opts.Detect != nil && (c.keyID != "" || c.denied != "") {
+		g.observe(r, c, start)
+	}
+}
+
+// authDenials are the refusals that count as failed authentication.
+var authDenials = map[string]bool{"missing_api_key": true, "invalid_api_key": true, "too_many_auth_failures": true}
+
+// observe hands a finished request to the anomaly detectors.
+func (g *Gateway) observe(r *http.Request, c *call, start time.Time) {
+	o := detect.Observation{
+		At: start, KeyID: c.keyID, Client: web.ClientAddr(r, g.opts.TrustedProxies).String(),
+		AuthFailed: authDenials[c.denied], Model: c.model, Path: r.URL.Path, MicroUSD: c.microUSD,
+	}
+	if o.AuthFailed {
+		o.KeyPrefix = c.presentedPrefix
+	}
+	if c.upstream != nil {
+		o.Provider = c.upstream.Name
+	}
+	if len(c.riskRules) == 0 {
+		g.opts.Detect.Observe(o)
+		return
+	}
+	for _, rule := range c.riskRules {
+		o.Risk = rule
+		g.opts.Detect.Observe(o)
+		o.MicroUSD = 0 // counted once
 	}
 }
 
@@ -328,6 +362,7 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) (store.Ke
 			"no API key: send your keygate key as 'Authorization: Bearer kg_...' or 'x-api-key: kg_...'")
 		return store.Key{}, false
 	}
+	callFrom(r.Context()).presentedPrefix = raw[:min(len(raw), 12)]
 	done, ok := g.authThrottle(w, r, raw)
 	if !ok {
 		return store.Key{}, false

@@ -388,6 +388,7 @@ func (g *Gateway) finish(c *call, u usage.Usage) {
 	if c.est.priced {
 		money = c.est.price.Cost(in, out)
 	}
+	c.microUSD = money
 	if a := c.adm; a != nil {
 		a.once.Do(func() {
 			// Every admission is settled, even one whose charge needs no

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/detect"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/token"
@@ -292,6 +293,9 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, token.ErrRefreshReused) {
 			g.opts.Log.Warn("security: a spent refresh token was presented again; its family is revoked",
 				"client", web.ClientAddr(r, g.opts.TrustedProxies).String(), "family", f.ID, "key_id", f.KeyID)
+			if g.opts.Detect != nil {
+				g.opts.Detect.Observe(detect.Observation{At: now, KeyID: f.KeyID, Client: web.ClientAddr(r, g.opts.TrustedProxies).String(), RefreshReuse: true})
+			}
 		}
 		if err != nil {
 			if errors.Is(err, token.ErrInvalid) {

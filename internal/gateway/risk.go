@@ -155,6 +155,9 @@ func (g *Gateway) assessRisk(w http.ResponseWriter, r *http.Request, key store.K
 	}
 	kh.mu.Unlock()
 	c.risk = d.Action.String()
+	for _, f := range d.Findings {
+		c.riskRules = append(c.riskRules, f.Rule)
+	}
 	if len(d.Findings) > 0 {
 		reasons := make([]string, 0, len(d.Findings))
 		for _, f := range d.Findings {

@@ -133,6 +133,12 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 			log.Error("the audit trail could not write everything before shutdown", "err", err)
 		}
 	}()
+	var forgetKey func(string) // set once the gateway exists
+	det, err := newDetection(ctx, cfg, st, v, trail, met, func(id string) { forgetKey(id) }, log)
+	if err != nil {
+		return err
+	}
+	defer det.close()
 	gw := gateway.New(gateway.Options{
 		Keys:         verifier,
 		Log:          log,
@@ -152,7 +158,9 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 		Metrics:         met,
 		Audit:           trail.w,
 		AuditFailClosed: cfg.Audit.FailClosed,
+		Detect:          det.engine,
 	}, table)
+	forgetKey = func(id string) { verifier.Invalidate(id); gw.ForgetKey(id) }
 	bootstrap, isNew, err := admin.EnsureBootstrapToken(ctx, st, hasher, time.Now())
 	if err != nil {
 		return fmt.Errorf("admin credential: %w", err)
@@ -232,7 +240,8 @@ Log the CLI in with:  keygate login   (or export KEYGATE_ADMIN_TOKEN=...)
 	go gw.RefreshEvery(refreshCtx, cfg.ProviderRefresh)
 	usedDone := make(chan struct{})
 	go func() { used.Run(refreshCtx, 5*time.Second); close(usedDone) }()
-	bgWG.Add(9)
+	bgWG.Add(10)
+	go func() { defer bgWG.Done(); det.run(bg) }()
 	go func() {
 		defer bgWG.Done()
 		var loop sync.WaitGroup

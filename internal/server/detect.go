@@ -1,0 +1,127 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/keygate/keygate/internal/audit"
+	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/detect"
+	"github.com/keygate/keygate/internal/metrics"
+	"github.com/keygate/keygate/internal/secret"
+	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/vault"
+)
+
+// detection is the anomaly engine with its alert delivery.
+type detection struct {
+	engine *detect.Engine
+	disp   *detect.Dispatcher // nil without a notifier
+}
+
+// newDetection builds the detectors and the notifiers the configuration
+// names. Every alert is logged, counted and put on the audit trail; an
+// alert whose rule maps to suspend suspends its key on every node.
+func newDetection(ctx context.Context, cfg config.Config, st *store.Store, v *vault.Vault, trail *auditTrail, met *metrics.Metrics,
+	forgetKey func(string), log *slog.Logger) (*detection, error) {
+	d := &detection{}
+	notifiers := map[string]detect.Notifier{}
+	if cfg.Alerts.Webhook != "" {
+		key, err := v.Ensure(ctx, "system/alert-webhook-key", 32)
+		if err != nil {
+			return nil, fmt.Errorf("alert webhook signing key: %w", err)
+		}
+		notifiers["webhook"] = &detect.WebhookNotifier{URL: secret.New(cfg.Alerts.Webhook), Secret: secret.New(key.Reveal())}
+	}
+	if cfg.Alerts.Slack != "" {
+		notifiers["slack"] = &detect.SlackNotifier{URL: secret.New(cfg.Alerts.Slack)}
+	}
+	if cfg.Alerts.Syslog != "" {
+		u, err := url.Parse(cfg.Alerts.Syslog)
+		if err != nil || u.Scheme != "udp" || u.Host == "" {
+			return nil, errors.New("config: alerts.syslog must be udp://host:port")
+		}
+		notifiers["syslog"] = &detect.SyslogNotifier{Addr: u.Host}
+	}
+	if len(notifiers) > 0 {
+		disp, err := detect.NewDispatcher(notifiers, detect.DispatcherOptions{OnError: func(name string, a detect.Alert, err error) {
+			log.Error("an alert could not be delivered", "notifier", name, "rule", a.Rule, "err", err)
+		}})
+		if err != nil {
+			return nil, err
+		}
+		d.disp = disp
+	}
+	dc := detect.DefaultConfig()
+	if cfg.Alerts.AuthFailures > 0 {
+		dc.Auth.Max = cfg.Alerts.AuthFailures
+	}
+	dc.Actions = cfg.Alerts.Actions
+	dc.Act = func(a detect.Alert, action string) {
+		if action != detect.ActionSuspend || a.KeyID == "" {
+			return
+		}
+		go func() {
+			now := time.Now().UTC()
+			if _, err := st.SetKeySuspended(context.Background(), a.KeyID, &now); err != nil {
+				log.Error("an alert asked to suspend a key, and it could not be", "key_id", a.KeyID, "rule", a.Rule, "err", err)
+				return
+			}
+			_, _ = st.AddRevocation(context.Background(), store.Revocation{Kind: "key", Subject: a.KeyID, At: now, Until: now.Add(24 * time.Hour)})
+			forgetKey(a.KeyID)
+			log.Warn("key suspended by an alert", "key_id", a.KeyID, "rule", a.Rule)
+		}()
+	}
+	engine, err := detect.NewEngine(dc, time.Now, func(a detect.Alert) {
+		met.Alert(a.Rule)
+		log.Warn("alert", "rule", a.Rule, "key_id", a.KeyID, "client", a.Client, "severity", a.Severity, "summary", a.Summary, "recovered", a.Recovered)
+		ev := audit.Event{Type: "alert", KeyID: a.KeyID, Client: a.Client, Resource: a.Rule, Decision: a.Severity,
+			Reasons: []string{a.Summary}, Fields: map[string]string{"alert_id": a.ID}}
+		if a.Recovered {
+			ev.Decision = "recovered"
+		}
+		if len(a.Events) > 0 {
+			seqs := make([]string, len(a.Events))
+			for i, s := range a.Events {
+				seqs[i] = fmt.Sprint(s)
+			}
+			ev.Fields["events"] = strings.Join(seqs, ",")
+		}
+		_ = trail.w.Record(ev)
+		if d.disp != nil {
+			d.disp.Emit(a)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("config: alerts: %w", err)
+	}
+	d.engine = engine
+	return d, nil
+}
+
+// run ticks the detectors every second until ctx ends.
+func (d *detection) run(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			d.engine.Tick(now)
+		}
+	}
+}
+
+func (d *detection) close() {
+	if d.disp != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = d.disp.Close(ctx)
+	}
+}
