@@ -9,10 +9,12 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/fakeprovider"
 	"github.com/keygate/keygate/internal/limit"
 	"github.com/keygate/keygate/internal/pricing"
@@ -138,6 +140,24 @@ func BenchmarkServeHTTP(b *testing.B) {
 	limHash := h.Hash(limRaw.Reveal())
 	limited.Hash = limHash[:]
 	keys[limHash] = limited
+	// Audit off and on, in the same run: every request chained and written
+	// to a synced JSON-lines file.
+	b.Run("keygate+audit", func(b *testing.B) {
+		f, err := audit.OpenFile(filepath.Join(b.TempDir(), "audit.jsonl"), audit.FileOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		w, err := audit.NewWriter(audit.NewChain(audit.Event{}), []audit.Sink{f}, audit.WriterOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer w.Close(context.Background())
+		g := New(Options{
+			Keys: apikey.NewVerifier(h, keys), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			MaxBodyBytes: 1 << 20, Transport: tr, Audit: w,
+		}, table)
+		run(b, g, raw.Reveal())
+	})
 	for _, tc := range []struct{ name, key string }{{"keygate+metering", raw.Reveal()}, {"keygate+limits", limRaw.Reveal()}} {
 		b.Run(tc.name, func(b *testing.B) {
 			mem := limit.NewMemory()

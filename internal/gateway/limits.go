@@ -250,6 +250,11 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, key store.Key, m
 	}
 	checks := make([]limit.Check, len(p.checks))
 	copy(checks, p.checks)
+	for i, k := range p.kinds {
+		if k == costMoney && (c.budgetMicro == 0 || checks[i].Limit < c.budgetMicro) {
+			c.budgetMicro = checks[i].Limit // the tightest budget, for spend-velocity detection
+		}
+	}
 	money := est.cost()
 	for i := range checks {
 		checks[i].Cost = cost(p.kinds[i], est.in, est.out, money)
