@@ -209,6 +209,16 @@ func TestTokenExchange(t *testing.T) {
 			t.Fatal("a token reached the log")
 		}
 	}
+	// Issuing, reuse and revocation are on the audit trail, without the tokens.
+	trail := in.mustCLI(nil, "", "--json", "audit", "search", "--since", "1h")
+	for _, typ := range []string{`"token.issued"`, `"token.refresh_reuse"`, `"token.revoked"`} {
+		if !strings.Contains(trail, typ) {
+			t.Errorf("no %s event on the audit trail", typ)
+		}
+	}
+	if strings.Contains(trail, a.AccessToken) || strings.Contains(trail, a.RefreshToken) {
+		t.Fatal("a token reached the audit trail")
+	}
 }
 
 const grantTE = "urn:ietf:params:oauth:grant-type:token-exchange"

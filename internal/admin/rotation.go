@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
 )
@@ -112,6 +113,10 @@ func (a *API) RunRotations(ctx context.Context) {
 			continue
 		}
 		a.opts.Log.Info("key rotated automatically", "key_id", prev.ID, "successor", next.ID, "deliver_to", redactDestination(next.DeliverTo), "old_expires_at", prev.ExpiresAt)
+		if a.opts.Audit != nil {
+			_ = a.opts.Audit.Record(audit.Event{Type: "key.rotated", Actor: "keygate", KeyID: prev.ID, Decision: "allow",
+				Fields: map[string]string{"successor": next.ID, "deliver_to": redactDestination(next.DeliverTo)}})
+		}
 	}
 }
 

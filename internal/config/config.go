@@ -139,8 +139,27 @@ type Alerts struct {
 	// AuthFailures is how many failed authentications from one address, or
 	// against one key prefix, in a minute raise an alert (default 20).
 	AuthFailures int `yaml:"auth_failures"`
-	// Actions maps a rule to notify (the default), suspend or step-up.
+	// Actions maps a rule to notify (the default) or suspend.
 	Actions map[string]string `yaml:"actions"`
+	// Rate tunes the rate-spike detector: alert when a key's rate over
+	// Window exceeds Factor times its moving baseline over Baseline, once
+	// the baseline has formed for Forming. Zero fields keep the defaults
+	// (6x, 10s, 10m, 5m).
+	Rate struct {
+		Factor   float64       `yaml:"factor"`
+		Window   time.Duration `yaml:"window"`
+		Baseline time.Duration `yaml:"baseline"`
+		Forming  time.Duration `yaml:"forming"`
+	} `yaml:"rate"`
+	// ShiftThreshold is the Jensen-Shannon divergence between a key's recent
+	// and usual mix of providers, models and paths that raises an alert
+	// (default 0.5).
+	ShiftThreshold float64 `yaml:"shift_threshold"`
+	// SpendFactor: alert when a key spends this many times faster than
+	// usual and would exhaust its budget within the hour (default 4).
+	SpendFactor float64 `yaml:"spend_factor"`
+	// PerMinute bounds the alerts sent in a minute (default 60).
+	PerMinute int `yaml:"per_minute"`
 }
 
 // Audit configures the audit trail. The database always receives it.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/detect"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/store"
@@ -296,6 +297,7 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 			if g.opts.Detect != nil {
 				g.opts.Detect.Observe(detect.Observation{At: now, KeyID: f.KeyID, Client: web.ClientAddr(r, g.opts.TrustedProxies).String(), RefreshReuse: true})
 			}
+			g.auditEvent(r, "token.refresh_reuse", f.KeyID, map[string]string{"family": f.ID})
 		}
 		if err != nil {
 			if errors.Is(err, token.ErrInvalid) {
@@ -333,6 +335,7 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusInternalServerError, "server_error", "keygate could not issue a token; try again")
 		return
 	}
+	g.auditEvent(r, "token.issued", key.ID, map[string]string{"family": fam.ID, "scope": formatScope(scope), "grant": r.PostForm.Get("grant_type")})
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
 	web.WriteJSON(w, http.StatusOK, map[string]any{
@@ -465,6 +468,9 @@ func (g *Gateway) revokeEndpoint(w http.ResponseWriter, r *http.Request) {
 			err = nil
 		}
 	}
+	if err == nil {
+		g.auditEvent(r, "token.revoked", "", map[string]string{"token_kind": revokedKind(raw)})
+	}
 	if err != nil {
 		g.opts.Log.Error("revocation failed", "err", err)
 		oauthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "keygate could not record the revocation; try again")
@@ -525,4 +531,27 @@ func (g *Gateway) jwks(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/jwk-set+json")
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	_, _ = w.Write(g.opts.Tokens.Keyring.JWKS())
+}
+
+// revokedKind names what /oauth/revoke was given, never the token itself.
+func revokedKind(raw string) string {
+	switch {
+	case token.LooksLikeJWT(raw):
+		return "access_token"
+	case token.IsRefresh(raw):
+		return "refresh_token"
+	}
+	return "api_key"
+}
+
+// auditEvent records a token event on the audit trail, if there is one.
+func (g *Gateway) auditEvent(r *http.Request, typ, keyID string, fields map[string]string) {
+	if g.opts.Audit == nil {
+		return
+	}
+	fields["request_id"] = web.RequestID(r.Context())
+	ev := audit.Event{Type: typ, KeyID: keyID, Client: web.ClientAddr(r, g.opts.TrustedProxies).String(), Resource: r.Method + " " + r.URL.Path, Decision: "allow", Fields: fields}
+	if err := g.opts.Audit.Record(ev); err != nil {
+		g.opts.Log.Error("could not record a token event in the audit trail", "err", err)
+	}
 }

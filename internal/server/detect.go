@@ -61,6 +61,26 @@ func newDetection(ctx context.Context, cfg config.Config, st *store.Store, v *va
 	if cfg.Alerts.AuthFailures > 0 {
 		dc.Auth.Max = cfg.Alerts.AuthFailures
 	}
+	a := cfg.Alerts
+	setF := func(dst *float64, v float64) {
+		if v > 0 {
+			*dst = v
+		}
+	}
+	setD := func(dst *time.Duration, v time.Duration) {
+		if v > 0 {
+			*dst = v
+		}
+	}
+	setF(&dc.Rate.Factor, a.Rate.Factor)
+	setD(&dc.Rate.Window, a.Rate.Window)
+	setD(&dc.Rate.BaselineWindow, a.Rate.Baseline)
+	setD(&dc.Rate.Forming, a.Rate.Forming)
+	setF(&dc.Shift.Threshold, a.ShiftThreshold)
+	setF(&dc.Spend.Factor, a.SpendFactor)
+	if a.PerMinute > 0 {
+		dc.Limits.PerMinute = a.PerMinute
+	}
 	dc.Actions = cfg.Alerts.Actions
 	dc.Act = func(a detect.Alert, action string) {
 		if action != detect.ActionSuspend || a.KeyID == "" {
@@ -74,6 +94,8 @@ func newDetection(ctx context.Context, cfg config.Config, st *store.Store, v *va
 			}
 			_, _ = st.AddRevocation(context.Background(), store.Revocation{Kind: "key", Subject: a.KeyID, At: now, Until: now.Add(24 * time.Hour)})
 			forgetKey(a.KeyID)
+			_ = trail.w.Record(audit.Event{Type: "key.suspended", Actor: "alert", KeyID: a.KeyID, Decision: "deny",
+				Reasons: []string{a.Rule + ": " + a.Summary}, Fields: map[string]string{"alert_id": a.ID}})
 			log.Warn("key suspended by an alert", "key_id", a.KeyID, "rule", a.Rule)
 		}()
 	}
