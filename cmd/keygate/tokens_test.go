@@ -209,8 +209,15 @@ func TestTokenExchange(t *testing.T) {
 			t.Fatal("a token reached the log")
 		}
 	}
-	// Issuing, reuse and revocation are on the audit trail, without the tokens.
-	trail := in.mustCLI(nil, "", "--json", "audit", "search", "--since", "1h")
+	// Issuing, reuse and revocation are on the audit trail (written in
+	// batches), without the tokens.
+	var trail string
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		trail = in.mustCLI(nil, "", "--json", "audit", "search", "--since", "1h")
+		if strings.Contains(trail, `"token.revoked"`) || time.Now().After(deadline) {
+			break
+		}
+	}
 	for _, typ := range []string{`"token.issued"`, `"token.refresh_reuse"`, `"token.revoked"`} {
 		if !strings.Contains(trail, typ) {
 			t.Errorf("no %s event on the audit trail", typ)
