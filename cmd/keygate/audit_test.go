@@ -64,6 +64,11 @@ func TestAuditTrail(t *testing.T) {
 			t.Errorf("no %s event in %v", want, types)
 		}
 	}
+	// The secret read is recorded under a reference the admin can compute.
+	ref := strings.TrimSpace(in.mustCLI(nil, "", "audit", "ref", "app/x"))
+	if !strings.HasPrefix(ref, "ref:") || !strings.Contains(string(mustJSON(t, all)), strings.TrimPrefix(ref, "ref:")) {
+		t.Fatalf("the reference %q of the secret read is not on the trail", ref)
+	}
 	out := in.mustCLI(nil, "", "audit", "verify")
 	if !strings.Contains(out, "intact") {
 		t.Fatalf("verify of an untouched trail: %s", out)
@@ -105,4 +110,13 @@ func TestAuditTrail(t *testing.T) {
 	if v.OK || v.Nodes[0].Seq == 0 || !strings.Contains(strings.ToLower(v.Nodes[0].Error), "delet") {
 		t.Fatalf("verify of a deleted event: %+v", v)
 	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

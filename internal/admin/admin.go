@@ -185,6 +185,7 @@ func New(opts Options) *API {
 	mux.HandleFunc("GET "+p+"/status", a.status)
 	mux.HandleFunc("GET "+p+"/audit/events", a.auditEvents)
 	mux.HandleFunc("GET "+p+"/audit/verify", a.auditVerify)
+	mux.HandleFunc("POST "+p+"/audit/ref", a.auditRef)
 	mux.HandleFunc("GET "+p+"/secrets", a.listSecrets)
 	mux.HandleFunc(p+"/secrets/{path...}", a.secretRoute)
 	mux.HandleFunc("POST "+p+"/providers/{name}/rotate", a.rotateProvider)

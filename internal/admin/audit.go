@@ -174,3 +174,17 @@ func (a *API) auditAuthFailure(r *http.Request) {
 		Fields: map[string]string{"request_id": web.RequestID(r.Context())},
 	})
 }
+
+// auditRef computes the reference under which a secret's name appears on
+// the audit trail and in logs, so an admin can search for it without the
+// name ever being written: POST /api/v1/audit/ref {"value": "payments/stripe"}.
+func (a *API) auditRef(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Value string `json:"value"`
+	}
+	if err := web.DecodeJSON(w, r, maxAdminBody, &req); err != nil || req.Value == "" {
+		writeError(w, http.StatusBadRequest, "bad_request", "send {\"value\": \"the secret name\"}")
+		return
+	}
+	web.WriteJSON(w, http.StatusOK, map[string]string{"ref": "ref:" + a.secretRef(req.Value)})
+}

@@ -310,3 +310,19 @@ func TestBackupThroughTheAPI(t *testing.T) {
 }
 
 func secretOf(s string) secret.String { return secret.New(s) }
+
+// TestAuditRef: an admin computes the reference a secret's name is logged
+// under, and finds it in the log line of a read.
+func TestAuditRef(t *testing.T) {
+	h := newHarness(t)
+	h.mustStatus(h.do("PUT", "/api/v1/secrets/payments/stripe", putBody(t, canary(t, "ref"))), http.StatusCreated)
+	h.mustStatus(h.do("GET", "/api/v1/secrets/payments/stripe:value", ""), http.StatusOK)
+	var ref struct {
+		Ref string `json:"ref"`
+	}
+	decode(t, h.do("POST", "/api/v1/audit/ref", `{"value":"payments/stripe"}`), &ref)
+	if !strings.HasPrefix(ref.Ref, "ref:") || !strings.Contains(h.log.String(), strings.TrimPrefix(ref.Ref, "ref:")) {
+		t.Fatalf("ref %q not in the log", ref.Ref)
+	}
+	wantError(t, h.do("POST", "/api/v1/audit/ref", `{}`), http.StatusBadRequest, "bad_request")
+}

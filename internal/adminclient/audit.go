@@ -40,3 +40,13 @@ func (c *Client) AuditVerify(ctx context.Context) (adminapi.AuditVerification, e
 	err := c.do(ctx, http.MethodGet, "/audit/verify", nil, &out)
 	return out, err
 }
+
+// AuditRef returns the reference a secret's name is recorded under in
+// keygate's logs and audit trail ("ref:..."), to search for it.
+func (c *Client) AuditRef(ctx context.Context, value string) (string, error) {
+	var out struct {
+		Ref string `json:"ref"`
+	}
+	err := c.do(ctx, http.MethodPost, "/audit/ref", map[string]string{"value": value}, &out)
+	return out.Ref, err
+}

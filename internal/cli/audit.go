@@ -105,7 +105,27 @@ insertion is reported with the first place it shows.`,
 			return nil
 		},
 	}
+	ref := &cobra.Command{
+		Use:   "ref SECRET-NAME",
+		Short: "Print the reference a secret's name is recorded under",
+		Long: `Secret names never reach keygate's logs or audit trail; they appear as
+references (HMACs under a key only keygate holds). Print the reference of a
+name, to search the log or the trail for it.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, cred, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			r, err := c.AuditRef(cmd.Context(), args[0])
+			if err != nil {
+				return explain(fmt.Errorf("audit ref: %w", err), cred)
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), r)
+			return err
+		},
+	}
 	cmd := &cobra.Command{Use: "audit", Short: "Search and verify the audit trail"}
-	cmd.AddCommand(search, verify)
+	cmd.AddCommand(search, verify, ref)
 	return cmd
 }
