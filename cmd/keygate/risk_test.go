@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"net/url"
 	"strings"
 	"testing"
@@ -116,5 +117,102 @@ func TestRiskHistorySurvivesRestart(t *testing.T) {
 	c, body := postJSON(t, again.addrs.Gateway+"/v1/chat/completions", key, chat, "X-Forwarded-For", "1.130.1.1")
 	if c != 401 || !strings.Contains(body, "step_up_required") {
 		t.Fatalf("from Sydney right after a restart: %d %s", c, body)
+	}
+}
+
+// TestAlertRequiresStepUp: an alert whose rule is mapped to the step-up
+// action makes every later request of the key need a token minted with a
+// one-time password, on the next request; resuming the key lifts it.
+func TestAlertRequiresStepUp(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.Risk.NewNetwork = "allow" // recorded and alerted, not refused by the rule itself
+	cfg.Alerts.Actions = map[string]string{policy.RuleNewNetwork: "step-up"}
+	cfg.TrustedProxies = []string{"127.0.0.1/32"}
+	in := start(t, cfg, "")
+	up := newUpstreams(t, fakeprovider.Options{}, fakeprovider.Options{})
+	in.register(up)
+	key := in.createKey("--name", "roamer")
+	gw := in.addrs.Gateway
+	chat := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`
+	from := func(cred, addr string) (int, string) {
+		return postJSON(t, gw+"/v1/chat/completions", cred, chat, "X-Forwarded-For", addr)
+	}
+	if c, body := from(key, "198.51.100.7"); c != 200 {
+		t.Fatalf("first use: %d %s", c, body)
+	}
+	// A new network: the rule allows the request and raises an alert,
+	// whose action requires a second factor from now on.
+	if c, body := from(key, "203.0.113.9"); c != 200 {
+		t.Fatalf("from a new network: %d %s", c, body)
+	}
+	n := up.openai.RequestCount()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		c, body := from(key, "198.51.100.7")
+		if c == 401 && strings.Contains(body, "step_up_required") && strings.Contains(body, "alert") {
+			break
+		}
+		if c != 200 || time.Now().After(deadline) {
+			t.Fatalf("after the alert: %d %s", c, body)
+		}
+		n = up.openai.RequestCount()
+		time.Sleep(20 * time.Millisecond)
+	}
+	if up.openai.RequestCount() != n {
+		t.Fatal("a request refused for step-up reached the upstream")
+	}
+	var k struct {
+		StepUpUntil *time.Time `json:"step_up_until"`
+	}
+	decodeJSON(t, in.mustCLI(nil, "", "--json", "key", "show", "roamer"), &k)
+	if k.StepUpUntil == nil || k.StepUpUntil.Before(time.Now().Add(23*time.Hour)) {
+		t.Fatalf("key shows step_up_until %v, want about a day ahead", k.StepUpUntil)
+	}
+
+	// The holder steps up with a one-time password; the token passes.
+	var enr adminapi.TOTPEnrollment
+	decodeJSON(t, in.mustCLI(nil, "", "--json", "key", "totp", "roamer"), &enr)
+	code, err := totp.GenerateCode(enr.Secret, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok tokenAnswer
+	decodeJSON(t, in.mustCLI(map[string]string{"MY_KEY": key}, "", "--json", "token", "issue", "--key-env", "MY_KEY", "--totp", code, "--gateway", gw), &tok)
+	if c, body := from(tok.AccessToken, "198.51.100.7"); c != 200 {
+		t.Fatalf("the stepped-up token: %d %s", c, body)
+	}
+	// A token without the second factor does not.
+	var plain tokenAnswer
+	decodeJSON(t, in.mustCLI(map[string]string{"MY_KEY": key}, "", "--json", "token", "issue", "--key-env", "MY_KEY", "--gateway", gw), &plain)
+	if c, body := from(plain.AccessToken, "198.51.100.7"); c != 401 || !strings.Contains(body, "step_up_required") {
+		t.Fatalf("a token without a second factor: %d %s", c, body)
+	}
+	var evs struct {
+		Events []json.RawMessage `json:"events"`
+	}
+	deadline = time.Now().Add(3 * time.Second) // the trail is written in batches
+	for {
+		decodeJSON(t, in.mustCLI(nil, "", "--json", "audit", "search", "--type", "key.step_up_required"), &evs)
+		if len(evs.Events) == 1 {
+			break
+		}
+		if len(evs.Events) > 1 || time.Now().After(deadline) {
+			t.Fatalf("%d key.step_up_required events on the audit trail, want 1", len(evs.Events))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// Resuming the key lifts the requirement.
+	in.mustCLI(nil, "", "key", "resume", "roamer")
+	deadline = time.Now().Add(3 * time.Second)
+	for {
+		c, body := from(key, "198.51.100.7")
+		if c == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after resume: %d %s", c, body)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

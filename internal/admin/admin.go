@@ -63,6 +63,7 @@ type Store interface {
 
 	SetKeyScopes(ctx context.Context, id string, paths, ips []string, hours string) (store.Key, error)
 	SetKeySuspended(ctx context.Context, id string, at *time.Time) (store.Key, error)
+	SetKeyStepUp(ctx context.Context, id string, until *time.Time) (store.Key, error)
 	ShortenKeyExpiry(ctx context.Context, id string, at time.Time) (store.Key, error)
 	AddRevocation(ctx context.Context, r store.Revocation) (int64, error)
 	SetKeyRotation(ctx context.Context, id string, every, grace time.Duration, deliverTo string, next *time.Time) (store.Key, error)

@@ -209,5 +209,6 @@ func keyView(k store.Key, now time.Time) adminapi.Key {
 		Limits: decodeLimits(k.Limits), Group: k.Group,
 		AllowPaths: orEmpty(k.AllowPaths), AllowIPs: orEmpty(k.AllowIPs), Hours: k.Hours,
 		SuspendedAt: k.SuspendedAt, RotatedFrom: k.RotatedFrom, Rotation: keyRotationView(k), ClientCert: k.ClientCert,
+		StepUpUntil: k.StepUpUntil,
 	}
 }

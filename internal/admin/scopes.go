@@ -106,6 +106,13 @@ func (a *API) setSuspended(w http.ResponseWriter, r *http.Request, suspend bool)
 		a.lookupError(w, "key", r.PathValue("ref"), err)
 		return
 	}
+	if !suspend && k.StepUpUntil != nil {
+		// Resuming also lifts a second-factor requirement an alert set.
+		if k, err = a.opts.Store.SetKeyStepUp(r.Context(), k.ID, nil); err != nil {
+			a.lookupError(w, "key", r.PathValue("ref"), err)
+			return
+		}
+	}
 	a.keyChanged(r, k, what)
 	a.opts.Log.Info("key "+what, "actor", caller(r).ID, "key_id", k.ID)
 	web.WriteJSON(w, http.StatusOK, keyView(k, a.opts.Now()))

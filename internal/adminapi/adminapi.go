@@ -83,9 +83,11 @@ type Key struct {
 	AllowIPs       []string   `json:"allow_ips"`              // CIDRs; empty: any address
 	Hours          string     `json:"hours,omitempty"`        // time windows, such as "mon-fri 08:00-20:00 Europe/Berlin"
 	SuspendedAt    *time.Time `json:"suspended_at,omitempty"` // set while suspended
-	RotatedFrom    string     `json:"rotated_from,omitempty"` // the key this one succeeded
-	Rotation       *Rotation  `json:"rotation,omitempty"`     // automatic rotation, if set
-	ClientCert     string     `json:"client_cert,omitempty"`  // "uri:spiffe://..." or "cn:NAME": required mutual-TLS certificate
+	// StepUpUntil is set while an alert requires a second factor for the key's requests.
+	StepUpUntil *time.Time `json:"step_up_until,omitempty"`
+	RotatedFrom string     `json:"rotated_from,omitempty"` // the key this one succeeded
+	Rotation    *Rotation  `json:"rotation,omitempty"`     // automatic rotation, if set
+	ClientCert  string     `json:"client_cert,omitempty"`  // "uri:spiffe://..." or "cn:NAME": required mutual-TLS certificate
 }
 
 // Rotation is a key's automatic rotation policy.

@@ -139,8 +139,13 @@ type Alerts struct {
 	// AuthFailures is how many failed authentications from one address, or
 	// against one key prefix, in a minute raise an alert (default 20).
 	AuthFailures int `yaml:"auth_failures"`
-	// Actions maps a rule to notify (the default) or suspend.
+	// Actions maps a rule to notify (the default), suspend (the key is
+	// suspended on every node until an administrator resumes it) or
+	// step-up (the key's requests need an access token minted with a
+	// one-time password for StepUpFor, or until the key is resumed).
 	Actions map[string]string `yaml:"actions"`
+	// StepUpFor is how long a step-up action lasts (default 24h).
+	StepUpFor time.Duration `yaml:"step_up_for"`
 	// Rate tunes the rate-spike detector: alert when a key's rate over
 	// Window exceeds Factor times its moving baseline over Baseline, once
 	// the baseline has formed for Forming. Zero fields keep the defaults

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/internal/store"
@@ -61,6 +62,17 @@ func (g *Gateway) scope(w http.ResponseWriter, r *http.Request, key store.Key) b
 	if key.SuspendedAt != nil {
 		g.deny(w, r, http.StatusForbidden, "key_suspended", "this API key is suspended; ask its administrator to resume it")
 		return false
+	}
+	if key.StepUpUntil != nil && g.opts.Now().Before(*key.StepUpUntil) {
+		c := callFrom(r.Context())
+		if c.tokenScope == nil || !slices.Contains(c.tokenAMR, "otp") {
+			c.risk = "step-up"
+			g.deny(w, r, http.StatusUnauthorized, "step_up_required",
+				"an alert on this API key requires a second factor until "+key.StepUpUntil.UTC().Format(time.RFC3339)+
+					": exchange your key with a one-time password for an access token (keygate token issue --totp CODE, "+
+					"or POST /oauth/token with totp=CODE) and send that token instead, or ask the key's administrator to resume it")
+			return false
+		}
 	}
 	if key.ClientCert != "" {
 		c := clientCert(r)

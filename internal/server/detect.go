@@ -82,21 +82,36 @@ func newDetection(ctx context.Context, cfg config.Config, st *store.Store, v *va
 		dc.Limits.PerMinute = a.PerMinute
 	}
 	dc.Actions = cfg.Alerts.Actions
+	stepUpFor := cfg.Alerts.StepUpFor
+	if stepUpFor <= 0 {
+		stepUpFor = 24 * time.Hour
+	}
 	dc.Act = func(a detect.Alert, action string) {
-		if action != detect.ActionSuspend || a.KeyID == "" {
+		if a.KeyID == "" || (action != detect.ActionSuspend && action != detect.ActionStepUp) {
 			return
 		}
 		go func() {
+			ctx := context.Background()
 			now := time.Now().UTC()
-			if _, err := st.SetKeySuspended(context.Background(), a.KeyID, &now); err != nil {
-				log.Error("an alert asked to suspend a key, and it could not be", "key_id", a.KeyID, "rule", a.Rule, "err", err)
+			var err error
+			evType, what := "key.suspended", "suspended"
+			if action == detect.ActionSuspend {
+				_, err = st.SetKeySuspended(ctx, a.KeyID, &now)
+			} else {
+				until := now.Add(stepUpFor)
+				evType, what = "key.step_up_required", "required to step up with a second factor"
+				_, err = st.SetKeyStepUp(ctx, a.KeyID, &until)
+			}
+			if err != nil {
+				log.Error("an alert asked to act on a key, and it could not", "action", action, "key_id", a.KeyID, "rule", a.Rule, "err", err)
 				return
 			}
-			_, _ = st.AddRevocation(context.Background(), store.Revocation{Kind: "key", Subject: a.KeyID, At: now, Until: now.Add(24 * time.Hour)})
+			// Every node re-reads the key on its next request.
+			_, _ = st.AddRevocation(ctx, store.Revocation{Kind: "key", Subject: a.KeyID, At: now, Until: now.Add(24 * time.Hour)})
 			forgetKey(a.KeyID)
-			_ = trail.w.Record(audit.Event{Type: "key.suspended", Actor: "alert", KeyID: a.KeyID, Decision: "deny",
+			_ = trail.w.Record(audit.Event{Type: evType, Actor: "alert", KeyID: a.KeyID, Decision: "deny",
 				Reasons: []string{a.Rule + ": " + a.Summary}, Fields: map[string]string{"alert_id": a.ID}})
-			log.Warn("key suspended by an alert", "key_id", a.KeyID, "rule", a.Rule)
+			log.Warn("key "+what+" by an alert", "key_id", a.KeyID, "rule", a.Rule)
 		}()
 	}
 	engine, err := detect.NewEngine(dc, time.Now, func(a detect.Alert) {

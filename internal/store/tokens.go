@@ -17,7 +17,7 @@ type tokenQueries struct {
 	putSigningKey, listSigningKeys                                      string
 	createFamily, getFamily, revokeFamily, revokeKeyFamilies            string
 	putRefresh, useRefresh, getRefresh                                  string
-	setKeyScopes, setKeySuspended, setKeyExpiry                         string
+	setKeyScopes, setKeySuspended, setKeyExpiry, setKeyStepUp           string
 	setKeyRotation, dueRotations, claimRotation                         string
 	setKeyClientCert                                                    string
 }
@@ -55,6 +55,7 @@ func newTokenQueries(d Dialect) tokenQueries {
 		// Only one node claims a due rotation: the one that moves its time.
 		claimRotation:   r(`UPDATE api_keys SET next_rotation_at = NULL WHERE id = ? AND next_rotation_at = ?`),
 		setKeySuspended: r(`UPDATE api_keys SET suspended_at = ? WHERE id = ? RETURNING ` + keyCols),
+		setKeyStepUp:    r(`UPDATE api_keys SET step_up_until = ? WHERE id = ? RETURNING ` + keyCols),
 		// A key's expiry only ever moves earlier.
 		setKeyExpiry: r(`UPDATE api_keys SET expires_at = CASE WHEN expires_at IS NOT NULL AND expires_at < ? THEN expires_at ELSE ? END
 			WHERE id = ? RETURNING ` + keyCols),
@@ -221,6 +222,16 @@ func (s *Store) SetKeySuspended(ctx context.Context, id string, at *time.Time) (
 	k, err := scanKey(s.w.QueryRowContext(ctx, s.t.setKeySuspended, s.nullTimeArg(at), id))
 	if err != nil {
 		return Key{}, fmt.Errorf("store: suspend or resume key %q: %w", id, mapErr(err))
+	}
+	return k, nil
+}
+
+// SetKeyStepUp makes every request of a key need a second factor until
+// until, or lifts that (nil), and returns the key as stored, or ErrNotFound.
+func (s *Store) SetKeyStepUp(ctx context.Context, id string, until *time.Time) (Key, error) {
+	k, err := scanKey(s.w.QueryRowContext(ctx, s.t.setKeyStepUp, s.nullTimeArg(until), id))
+	if err != nil {
+		return Key{}, fmt.Errorf("store: set or lift the step-up requirement of key %q: %w", id, mapErr(err))
 	}
 	return k, nil
 }

@@ -65,6 +65,11 @@ type Key struct {
 	NextRotationAt *time.Time    // when the next automatic rotation is due
 
 	ClientCert string // "uri:spiffe://..." or "cn:NAME": the client certificate requests must present; "" none
+
+	// StepUpUntil, while in the future, makes every request of the key
+	// need an access token minted with a second factor: an alert whose
+	// rule asks for step-up sets it; resuming the key clears it.
+	StepUpUntil *time.Time
 }
 
 // Group is a named set of limits shared by the keys in it.

@@ -39,6 +39,17 @@ func testKeyScopesSuspendExpiry(t *testing.T, newURL func(testing.TB) string) {
 	checkTimePtr(t, "SuspendedAt", got.SuspendedAt, nil)
 	_, err = s.SetKeySuspended(ctx(t), "key_x", nil)
 	wantErr(t, err, store.ErrNotFound, "SetKeySuspended of an unknown key")
+	got, err = s.SetKeyStepUp(ctx(t), "key_1", ptr(at(2*time.Hour)))
+	must(t, err)
+	checkTimePtr(t, "StepUpUntil", got.StepUpUntil, ptr(at(2*time.Hour)))
+	got, err = s.GetKey(ctx(t), "key_1")
+	must(t, err)
+	checkTimePtr(t, "StepUpUntil read back", got.StepUpUntil, ptr(at(2*time.Hour)))
+	got, err = s.SetKeyStepUp(ctx(t), "key_1", nil)
+	must(t, err)
+	checkTimePtr(t, "StepUpUntil lifted", got.StepUpUntil, nil)
+	_, err = s.SetKeyStepUp(ctx(t), "key_x", nil)
+	wantErr(t, err, store.ErrNotFound, "SetKeyStepUp of an unknown key")
 
 	// Expiry only moves earlier.
 	got, err = s.ShortenKeyExpiry(ctx(t), "key_1", at(48*time.Hour))
