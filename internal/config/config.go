@@ -52,6 +52,8 @@ type Config struct {
 	Audit Audit `yaml:"audit"`
 	// Alerts configures where anomaly alerts go and what they do.
 	Alerts Alerts `yaml:"alerts"`
+	// Metrics configures the Prometheus metrics on the admin listener.
+	Metrics Metrics `yaml:"metrics"`
 	// Prices sets or overrides model prices in US dollars per million
 	// tokens, for spend budgets: {"gpt-4o": {"input": 2.5, "output": 10}}.
 	// A name ending in * covers every model it prefixes.
@@ -125,6 +127,13 @@ type Limits struct {
 	// requests are refused until the window refills. 0 disables it.
 	AuthFailures      int64         `yaml:"auth_failures"`
 	AuthFailureWindow time.Duration `yaml:"auth_failure_window"`
+}
+
+// Metrics configures the Prometheus metrics.
+type Metrics struct {
+	// KeyLabels adds per-key request and spend series labelled by key id
+	// (one series per key: keep it off for many thousands of keys).
+	KeyLabels bool `yaml:"key_labels"`
 }
 
 // Alerts configures anomaly alerts. Every alert is logged, counted in the

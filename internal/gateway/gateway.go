@@ -172,9 +172,10 @@ func (g *Gateway) RefreshEvery(ctx context.Context, every time.Duration) {
 // Metrics records what the gateway does; internal/metrics implements it
 // for Prometheus.
 type Metrics interface {
-	Request(dialect string, status int, denied string, d time.Duration)
+	Request(dialect, keyID string, status int, denied string, d time.Duration)
 	Upstream(provider string, d time.Duration)
-	Usage(provider string, in, out, microUSD int64)
+	Usage(provider, keyID string, in, out, microUSD int64)
+	LimitUsage(limit string, fraction float64)
 }
 
 // AuditRecorder takes audit events; internal/audit's Writer implements it.
@@ -198,7 +199,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if c.dialect != nil {
 			dialect = c.dialect.Name()
 		}
-		g.opts.Metrics.Request(dialect, sw.Status, c.denied, time.Since(start))
+		g.opts.Metrics.Request(dialect, c.keyID, sw.Status, c.denied, time.Since(start))
 	}
 	if g.opts.Audit != nil && (c.keyID != "" || c.denied != "") {
 		g.audit(r, c, sw.Status, start)

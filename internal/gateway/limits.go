@@ -282,7 +282,31 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, key store.Key, m
 	}
 	c.adm = &admission{lim: lim, res: d.Reservation, plan: p, est: est, start: g.opts.Now()}
 	setLimitHeaders(w.Header(), checks, p.kinds, d)
+	if g.opts.Metrics != nil {
+		for i, ch := range checks {
+			if ch.Limit > 0 && i < len(d.Remaining) {
+				g.opts.Metrics.LimitUsage(limitName(ch, p.kinds[i]), float64(ch.Limit-d.Remaining[i])/float64(ch.Limit))
+			}
+		}
+	}
 	return true
+}
+
+// limitName names a kind of limit for the metrics, never a key.
+func limitName(ch limit.Check, kind costKind) string {
+	switch {
+	case ch.Kind == limit.Concurrency:
+		return "concurrency"
+	case kind == costMoney:
+		return "budget"
+	case ch.Kind == limit.Rate && kind == costTokens:
+		return "tokens_per_period"
+	case ch.Kind == limit.Rate:
+		return "requests_per_period"
+	case kind == costTokens:
+		return "tokens_quota"
+	}
+	return "requests_quota"
 }
 
 // refuse answers a request a limit denied: 429 with Retry-After, in the
@@ -413,7 +437,7 @@ func (g *Gateway) finish(c *call, u usage.Usage) {
 		})
 	}
 	if g.opts.Metrics != nil && c.upstream != nil {
-		g.opts.Metrics.Usage(c.upstream.Name, in, out, money)
+		g.opts.Metrics.Usage(c.upstream.Name, c.keyID, in, out, money)
 	}
 	if g.opts.Limits.Usage != nil && c.keyID != "" {
 		g.opts.Limits.Usage.Record(usage.Entry{KeyID: c.keyID, Model: c.model, At: g.opts.Now(), InputTokens: in, OutputTokens: out, MicroUSD: money})

@@ -25,13 +25,27 @@ type Metrics struct {
 	spend    *prometheus.CounterVec
 	alerts   *prometheus.CounterVec
 	auditLag prometheus.Gauge
+	limits   *prometheus.HistogramVec
+	// Per-key series, only when New was asked for them.
+	keyRequests *prometheus.CounterVec
+	keySpend    *prometheus.CounterVec
+}
+
+// Options configures the instruments.
+type Options struct {
+	// KeyLabels adds keygate_key_requests_total and keygate_key_spend_usd_total
+	// labelled by key id. Off by default: one series per key.
+	KeyLabels bool
 }
 
 // latencyBuckets span a cached denial (tens of µs) to a long stream.
 var latencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120}
 
+// utilizationBuckets are fractions of a limit in use after an admission.
+var utilizationBuckets = []float64{0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1}
+
 // New builds the registry with Go runtime and process collectors.
-func New() *Metrics {
+func New(o Options) *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -59,8 +73,21 @@ func New() *Metrics {
 			Name: "keygate_audit_lag_events", Help: "Audit events recorded but not yet written by every sink.",
 		}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.upstream, m.denials, m.tokens, m.spend, m.alerts, m.auditLag,
+	m.limits = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "keygate_limit_utilization_ratio", Buckets: utilizationBuckets,
+		Help: "How much of a limit was in use once a request was admitted (reservations included), by kind of limit.",
+	}, []string{"limit"})
+	m.reg.MustRegister(m.requests, m.latency, m.upstream, m.denials, m.tokens, m.spend, m.alerts, m.auditLag, m.limits,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if o.KeyLabels {
+		m.keyRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_key_requests_total", Help: "Gateway requests by key id and outcome (proxied or denied).",
+		}, []string{"key_id", "outcome"})
+		m.keySpend = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_key_spend_usd_total", Help: "Spend in US dollars at keygate's prices, by key id.",
+		}, []string{"key_id"})
+		m.reg.MustRegister(m.keyRequests, m.keySpend)
+	}
 	return m
 }
 
@@ -72,7 +99,7 @@ func (m *Metrics) Handler() http.Handler {
 // Request records one gateway request: its dialect ("" for endpoints
 // without one), final status, the denial reason if keygate refused it, and
 // how long it took.
-func (m *Metrics) Request(dialect string, status int, denied string, d time.Duration) {
+func (m *Metrics) Request(dialect, keyID string, status int, denied string, d time.Duration) {
 	if dialect == "" {
 		dialect = "none"
 	}
@@ -82,6 +109,9 @@ func (m *Metrics) Request(dialect string, status int, denied string, d time.Dura
 		m.denials.WithLabelValues(denied).Inc()
 	}
 	m.requests.WithLabelValues(dialect, statusClass(status), outcome).Inc()
+	if m.keyRequests != nil && keyID != "" {
+		m.keyRequests.WithLabelValues(keyID, outcome).Inc()
+	}
 	m.latency.WithLabelValues(dialect).Observe(d.Seconds())
 }
 
@@ -91,7 +121,7 @@ func (m *Metrics) Upstream(provider string, d time.Duration) {
 }
 
 // Usage records the tokens and spend of one request.
-func (m *Metrics) Usage(provider string, in, out, microUSD int64) {
+func (m *Metrics) Usage(provider, keyID string, in, out, microUSD int64) {
 	if in > 0 {
 		m.tokens.WithLabelValues(provider, "input").Add(float64(in))
 	}
@@ -100,7 +130,17 @@ func (m *Metrics) Usage(provider string, in, out, microUSD int64) {
 	}
 	if microUSD > 0 {
 		m.spend.WithLabelValues(provider).Add(float64(microUSD) / 1e6)
+		if m.keySpend != nil && keyID != "" {
+			m.keySpend.WithLabelValues(keyID).Add(float64(microUSD) / 1e6)
+		}
 	}
+}
+
+// LimitUsage records the fraction of one limit in use after an admission;
+// limit names the kind ("requests_per_period", "tokens_per_period",
+// "concurrency", "requests_quota", "tokens_quota", "budget").
+func (m *Metrics) LimitUsage(limit string, fraction float64) {
+	m.limits.WithLabelValues(limit).Observe(fraction)
 }
 
 // Alert counts one alert.

@@ -121,7 +121,7 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 	}
 	defer closeRisk()
 	risk.History = st
-	met := metrics.New()
+	met := metrics.New(metrics.Options{KeyLabels: cfg.Metrics.KeyLabels})
 	trail, err := newAudit(ctx, cfg, st, v, log)
 	if err != nil {
 		return err
