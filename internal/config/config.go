@@ -186,6 +186,9 @@ type Audit struct {
 	Webhook string `yaml:"webhook"`
 	// FailClosed refuses requests while no sink keeps up with the trail.
 	FailClosed bool `yaml:"fail_closed"`
+	// FlushInterval is how often recorded events are written to every
+	// sink (default 100ms): the most a kill -9 can lose.
+	FlushInterval time.Duration `yaml:"flush_interval"`
 }
 
 // Tokens configures access tokens (RFC 9068 JWTs, EdDSA).
@@ -268,6 +271,7 @@ func Default(home string) Config {
 		},
 		Log:    Log{Level: "info", Format: "text", Requests: true},
 		Tokens: Tokens{Issuer: "keygate", Audience: "keygate"},
+		Audit:  Audit{FlushInterval: 100 * time.Millisecond},
 		Risk:   Risk{CountryAction: "deny", ImpossibleTravel: "step-up", UnusualHour: "allow", NewNetwork: "allow"},
 		Limits: Limits{
 			Timezone:          "UTC",
@@ -455,7 +459,7 @@ func (c Config) Validate() error {
 		{"shutdown_grace", c.ShutdownGrace}, {"key_cache_ttl", c.KeyCacheTTL}, {"provider_refresh", c.ProviderRefresh},
 		{"upstream.dial_timeout", c.Upstream.DialTimeout}, {"upstream.response_header_timeout", c.Upstream.ResponseHeaderTimeout},
 		{"vault.provider_key_grace", c.Vault.ProviderKeyGrace}, {"vault.secret_recovery_window", c.Vault.SecretRecoveryWindow},
-		{"vault.janitor_interval", c.Vault.JanitorInterval},
+		{"vault.janitor_interval", c.Vault.JanitorInterval}, {"audit.flush_interval", c.Audit.FlushInterval},
 	} {
 		if d.v <= 0 {
 			bad(d.field, "must be a positive duration such as 10s")

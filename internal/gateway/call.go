@@ -38,6 +38,7 @@ type call struct {
 	// presentedPrefix is the public start of the credential presented
 	// (kg_live_abcd), for spotting guesses aimed at one key.
 	presentedPrefix string
+	requestID       string // as the client sees it in X-Request-Id
 }
 
 type callKey struct{}

@@ -243,7 +243,7 @@ func (g *Gateway) audit(r *http.Request, c *call, status int, start time.Time) {
 		Time: start.UTC(), Type: "request", KeyID: c.keyID,
 		Client:   web.ClientAddr(r, g.opts.TrustedProxies).String(),
 		Resource: r.Method + " " + r.URL.Path, Decision: "allow",
-		Fields: map[string]string{"status": strconv.Itoa(status), "request_id": web.RequestID(r.Context())},
+		Fields: map[string]string{"status": strconv.Itoa(status), "request_id": c.requestID},
 	}
 	if c.denied != "" {
 		ev.Decision, ev.Reasons = "deny", []string{c.denied}
@@ -261,13 +261,14 @@ func (g *Gateway) audit(r *http.Request, c *call, status int, start time.Time) {
 		ev.Fields["risk"] = c.risk
 	}
 	if err := g.opts.Audit.Record(ev); err != nil {
-		g.opts.Log.Error("could not record a request in the audit trail", "request_id", web.RequestID(r.Context()), "err", err)
+		g.opts.Log.Error("could not record a request in the audit trail", "request_id", c.requestID, "err", err)
 	}
 }
 
 // endpoint maps the path to its dialect and handler. Anything else is a 404
 // in the dialect the caller appears to speak.
 func (g *Gateway) endpoint(w http.ResponseWriter, r *http.Request) {
+	callFrom(r.Context()).requestID = web.RequestID(r.Context())
 	switch r.URL.Path {
 	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses":
 		g.forward(w, r, g.openai)

@@ -147,7 +147,7 @@ func newAudit(ctx context.Context, cfg config.Config, st *store.Store, v *vault.
 		return nil, err
 	}
 	w, err := audit.NewWriter(audit.NewChain(last), sinks, audit.WriterOptions{
-		FailClosed: cfg.Audit.FailClosed, SigningKey: priv, Logger: log,
+		FailClosed: cfg.Audit.FailClosed, FlushInterval: cfg.Audit.FlushInterval, SigningKey: priv, Logger: log,
 		Checkpointer: func(cp audit.Checkpoint) {
 			data, err := json.Marshal(cp)
 			if err == nil {
