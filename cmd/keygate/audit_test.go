@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -49,20 +50,27 @@ func TestAuditTrail(t *testing.T) {
 		t.Fatalf("first event %v", first)
 	}
 	var all adminapi.AuditEvents
-	decodeJSON(t, in.mustCLI(nil, "", "--json", "audit", "search", "--since", "1h"), &all)
 	types := map[string]int{}
-	for _, raw := range all.Events {
-		var ev map[string]any
-		json.Unmarshal(raw, &ev)
-		types[ev["type"].(string)]++
-		if ev["type"] == "forged" {
-			t.Fatal("a request forged an audit event")
+	wanted := []string{"request", "auth.failure", "admin.action", "secret.read"}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		decodeJSON(t, in.mustCLI(nil, "", "--json", "audit", "search", "--since", "1h"), &all)
+		clear(types)
+		for _, raw := range all.Events {
+			var ev map[string]any
+			json.Unmarshal(raw, &ev)
+			types[ev["type"].(string)]++
+			if ev["type"] == "forged" {
+				t.Fatal("a request forged an audit event")
+			}
 		}
-	}
-	for _, want := range []string{"request", "auth.failure", "admin.action", "secret.read"} {
-		if types[want] == 0 {
-			t.Errorf("no %s event in %v", want, types)
+		missing := slices.ContainsFunc(wanted, func(w string) bool { return types[w] == 0 })
+		if !missing {
+			break
 		}
+		if time.Now().After(deadline) { // the trail is written in batches
+			t.Fatalf("want events of types %v, have %v", wanted, types)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	// The secret read is recorded under a reference the admin can compute.
 	ref := strings.TrimSpace(in.mustCLI(nil, "", "audit", "ref", "app/x"))
