@@ -177,9 +177,10 @@ func validJSON(b []byte) bool {
 
 // object iterates the members of a JSON object.
 type object struct {
-	b   []byte
-	i   int
-	bad bool
+	b     []byte
+	i     int
+	bad   bool
+	after bool // a member has been read, so a comma must come next
 }
 
 // members starts iterating raw, which must be a JSON object; otherwise the
@@ -203,9 +204,14 @@ func (o *object) next() (key, val []byte, ok bool) {
 		o.b = nil
 		return nil, nil, false
 	}
-	if i < len(o.b) && o.b[i] == ',' && o.i > 0 && o.b[o.i-1] != '{' {
+	if o.after {
+		if i >= len(o.b) || o.b[i] != ',' {
+			o.bad = true
+			return nil, nil, false
+		}
 		i = skipWS(o.b, i+1)
 	}
+	o.after = true
 	if i >= len(o.b) || o.b[i] != '"' {
 		o.bad = true
 		return nil, nil, false
@@ -247,9 +253,10 @@ func field(obj []byte, key string) []byte {
 
 // array iterates the elements of a JSON array.
 type array struct {
-	b   []byte
-	i   int
-	bad bool
+	b     []byte
+	i     int
+	bad   bool
+	after bool
 }
 
 func elements(raw []byte) array {
@@ -269,9 +276,14 @@ func (a *array) next() ([]byte, bool) {
 		a.b = nil
 		return nil, false
 	}
-	if i < len(a.b) && a.b[i] == ',' && a.b[a.i-1] != '[' {
+	if a.after {
+		if i >= len(a.b) || a.b[i] != ',' {
+			a.bad = true
+			return nil, false
+		}
 		i++
 	}
+	a.after = true
 	vs := skipWS(a.b, i)
 	ve := skipValue(a.b, vs)
 	if ve < 0 {
