@@ -31,9 +31,9 @@ import (
 	"strings"
 )
 
-// Prefix is the path prefix of the passthrough route. A request for
+// RoutePrefix is the path prefix of the passthrough route. A request for
 // /proxy/{name}/rest goes to the service called name.
-const Prefix = "/proxy/"
+const RoutePrefix = "/proxy/"
 
 // Auth kinds: how the credential is put on the upstream request.
 const (
@@ -329,7 +329,7 @@ func validHeaderValue(s string) bool {
 // encoding. ok is false when the path is not under /proxy/ or the name is
 // not a valid service name.
 func ServiceFromPath(path string) (name, rest string, ok bool) {
-	after, found := strings.CutPrefix(path, Prefix)
+	after, found := strings.CutPrefix(path, RoutePrefix)
 	if !found {
 		return "", "", false
 	}
