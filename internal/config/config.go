@@ -54,6 +54,8 @@ type Config struct {
 	Alerts Alerts `yaml:"alerts"`
 	// Metrics configures the Prometheus metrics on the admin listener.
 	Metrics Metrics `yaml:"metrics"`
+	// Routing declares deployments and the model aliases clients call.
+	Routing Routing `yaml:"routing"`
 	// Prices sets or overrides model prices in US dollars per million
 	// tokens, for spend budgets: {"gpt-4o": {"input": 2.5, "output": 10}}.
 	// A name ending in * covers every model it prefixes.
@@ -127,6 +129,63 @@ type Limits struct {
 	// requests are refused until the window refills. 0 disables it.
 	AuthFailures      int64         `yaml:"auth_failures"`
 	AuthFailureWindow time.Duration `yaml:"auth_failure_window"`
+}
+
+// Routing declares deployments (a model at a registered provider, with its
+// weight, price and the provider's own rate limits) and the model aliases
+// clients call, each served by a list of deployments with a strategy and
+// failover.
+type Routing struct {
+	Deployments []Deployment     `yaml:"deployments"`
+	Aliases     map[string]Alias `yaml:"aliases"`
+	// Breaker takes a failing deployment out: after Failures failures in a
+	// row (default 5) it is skipped for Cooldown (default 30s), then one
+	// probe request decides whether it comes back.
+	Breaker struct {
+		Failures int           `yaml:"failures"`
+		Cooldown time.Duration `yaml:"cooldown"`
+	} `yaml:"breaker"`
+}
+
+// Deployment is one model at one or more registered providers.
+type Deployment struct {
+	Name string `yaml:"name"`
+	// Provider is the registered provider (its credential, base URL and
+	// API dialect) that serves the model.
+	Provider string `yaml:"provider"`
+	// Providers, instead of Provider, is a pool of registered providers of
+	// one service, each with its own key: requests spread over them, each
+	// key with its own RPM and TPM.
+	Providers []string `yaml:"providers"`
+	// Model is the model's name at the provider.
+	Model string `yaml:"model"`
+	// Weight is the deployment's share under the weighted strategy (default 1).
+	Weight int `yaml:"weight"`
+	// Env, when set, is the environment the deployment serves (only keys
+	// of that environment may reach it); else the provider's.
+	Env string `yaml:"env"`
+	// RPM and TPM are the provider's own limits for this key and model:
+	// keygate never sends more (0: no limit).
+	RPM int64 `yaml:"rpm"`
+	TPM int64 `yaml:"tpm"`
+	// Price overrides the price table for this deployment.
+	Price *ModelPrice `yaml:"price"`
+}
+
+// Alias is a model name clients call, served by deployments.
+type Alias struct {
+	// Strategy orders the deployments per request: priority (default),
+	// weighted, least-busy, lowest-latency or lowest-cost.
+	Strategy    string   `yaml:"strategy"`
+	Deployments []string `yaml:"deployments"`
+	// MaxAttempts bounds the deployments tried per request (default: all, at most 3).
+	MaxAttempts int `yaml:"max_attempts"`
+	// Timeout bounds the time to a response from any deployment, across
+	// attempts (default 60s).
+	Timeout time.Duration `yaml:"timeout"`
+	// AttemptTimeout bounds one deployment's time to response headers, so
+	// a hung one leaves time for the next (default: the rest of Timeout).
+	AttemptTimeout time.Duration `yaml:"attempt_timeout"`
 }
 
 // Metrics configures the Prometheus metrics.

@@ -96,6 +96,9 @@ func setField(f reflect.Value, v string) error {
 		}
 		f.SetInt(n)
 	case reflect.Slice:
+		if f.Type() != reflect.TypeFor[[]string]() {
+			return fmt.Errorf("cannot be set from the environment; use the configuration file")
+		}
 		var items []string
 		for _, s := range strings.Split(v, ",") {
 			if s = strings.TrimSpace(s); s != "" {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keygate/keygate/internal/jsonpeek"
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/token"
@@ -39,6 +40,15 @@ type call struct {
 	// (kg_live_abcd), for spotting guesses aimed at one key.
 	presentedPrefix string
 	requestID       string // as the client sees it in X-Request-Id
+
+	// A call for a model alias: the deployments to try, in order, the
+	// one that answered, and what each attempt's body is made from.
+	alias      *route.Alias
+	order      []*route.Deployment
+	deployment *route.Deployment
+	raw        []byte
+	fields     jsonpeek.Fields
+	path       string
 }
 
 type callKey struct{}

@@ -36,8 +36,10 @@ import (
 
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/audit"
+	"github.com/keygate/keygate/internal/balance"
 	"github.com/keygate/keygate/internal/detect"
 	"github.com/keygate/keygate/internal/jsonpeek"
+	"github.com/keygate/keygate/internal/limit"
 	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
@@ -73,6 +75,8 @@ type Options struct {
 	Tokens *TokenOptions
 	// Risk, when set, applies the zero-trust risk rules (risk.go).
 	Risk *RiskOptions
+	// Breaker tunes the circuit breakers of model aliases' deployments.
+	Breaker balance.BreakerConfig
 	// Metrics, when set, is told about every request (internal/metrics).
 	Metrics Metrics
 	// Audit, when set, receives an event for every authenticated or
@@ -100,6 +104,10 @@ type Gateway struct {
 	scopes    scopes
 	tokenKeys tokenKeys
 	histories histories
+	// What is known of each alias deployment, across table reloads, and
+	// the limiter holding deployments to their providers' RPM and TPM.
+	health         *balance.Health
+	upstreamLimits Limiter
 }
 
 // New builds a gateway serving the given routing table.
@@ -110,13 +118,17 @@ func New(opts Options, table *route.Table) *Gateway {
 	if opts.Transport == nil {
 		opts.Transport = http.DefaultTransport
 	}
-	g := &Gateway{opts: opts, models: newModelCache(time.Minute)}
+	g := &Gateway{opts: opts, models: newModelCache(time.Minute), health: balance.NewHealth(opts.Breaker)}
+	g.upstreamLimits = opts.Limits.Shared
+	if g.upstreamLimits == nil {
+		g.upstreamLimits = limit.NewMemory()
+	}
 	g.openai, _ = provider.Lookup("openai")
 	g.anthropic, _ = provider.Lookup("anthropic")
 	g.table.Store(table)
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:        g.rewrite,
-		Transport:      opts.Transport,
+		Transport:      &failover{g: g, base: opts.Transport},
 		ModifyResponse: g.modifyResponse,
 		ErrorHandler:   g.proxyError,
 		BufferPool:     newBufferPool(),
@@ -337,6 +349,14 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, d provider.Dia
 	}
 	c.model = f.Model
 
+	if a, isAlias := g.table.Load().Alias(f.Model); isAlias {
+		if !g.routeAlias(w, r, key, a, d) || !g.admit(w, r, key, f.Model, f, len(body)) {
+			return
+		}
+		c.raw, c.fields, c.path = body, f, r.URL.Path
+		g.proxy.ServeHTTP(w, r)
+		return
+	}
 	up, model, ok := g.route(w, r, d, f.Model)
 	if !ok {
 		return

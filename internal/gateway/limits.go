@@ -213,7 +213,11 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, key store.Key, m
 	if est.out == 0 && r.URL.Path != "/v1/embeddings" {
 		est.out = lo.DefaultMaxTokens
 	}
-	if lo.Prices != nil {
+	switch {
+	case c.alias != nil:
+		p := aliasPrice(c.order)
+		est.price, est.priced = p.price, p.priced
+	case lo.Prices != nil:
 		est.price, est.priced = lo.Prices.Lookup(model)
 	}
 	c.est = est

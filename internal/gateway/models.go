@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -67,7 +68,20 @@ func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request) {
 			out = append(out, m)
 		}
 	}
-	if failed > 0 && failed == len(ups) {
+	// Model aliases the key may use are listed by the name clients call;
+	// an alias hides a provider model of the same name, as it does when
+	// a request names it.
+	var aliases []provider.Model
+	named := map[string]bool{}
+	for _, a := range table.Aliases() {
+		if cands, _ := aliasCandidates(key, callFrom(r.Context()).tokenScope, a, d); len(cands) > 0 {
+			aliases = append(aliases, provider.Model{ID: a.Name, OwnedBy: "keygate", DisplayName: a.Name})
+		}
+		named[a.Name] = true
+	}
+	out = slices.DeleteFunc(out, func(m provider.Model) bool { return named[m.ID] })
+	out = append(out, aliases...)
+	if failed > 0 && failed == len(ups) && len(out) == 0 {
 		g.deny(w, r, http.StatusBadGateway, "upstream_unreachable", "keygate could not list models from any upstream provider")
 		return
 	}

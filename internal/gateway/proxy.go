@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -15,8 +16,8 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/provider"
+	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/usage"
-	"github.com/keygate/keygate/internal/web"
 )
 
 // TransportOptions tunes the connections to upstream providers.
@@ -64,17 +65,10 @@ func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 // the credential injected here.
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	c := callFrom(pr.In.Context())
-	up := c.upstream
 	out := pr.Out
-	out.URL.Scheme = up.BaseURL.Scheme
-	out.URL.Host = up.BaseURL.Host
-	out.URL.Path = c.dialect.UpstreamPath(up.BaseURL.Path, pr.In.URL.Path)
-	out.URL.RawPath = ""
 	out.URL.RawQuery = pr.In.URL.RawQuery
 	out.Host = ""
-
 	c.dialect.StripCredentials(out.Header)
-	c.dialect.InjectAuth(out.Header, up.Key)
 	// keygate is the upstream's client; addresses a client claims for itself
 	// are not passed on (X-Forwarded-* and Forwarded are already gone).
 	for _, h := range clientAddressHeaders {
@@ -83,12 +77,26 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	// The transport negotiates compression itself and decodes it, so error
 	// bodies can be scrubbed and the client receives plain bytes.
 	out.Header.Del("Accept-Encoding")
-
+	if c.alias != nil {
+		return // the failover transport points it at each deployment in turn
+	}
+	g.target(out, c, c.upstream, pr.In.URL.Path)
 	c.sentAt = time.Now()
 	out.Body = io.NopCloser(bytes.NewReader(c.body))
 	out.ContentLength = int64(len(c.body))
 	out.Header.Set("Content-Length", strconv.Itoa(len(c.body)))
 	out.GetBody = nil
+}
+
+// target points an outbound request at an upstream: its URL for the
+// client's path, and its real credential in place of the client's.
+func (g *Gateway) target(out *http.Request, c *call, up *route.Upstream, clientPath string) {
+	out.URL.Scheme = up.BaseURL.Scheme
+	out.URL.Host = up.BaseURL.Host
+	out.URL.Path = c.dialect.UpstreamPath(up.BaseURL.Path, clientPath)
+	out.URL.RawPath = ""
+	out.GetBody = nil
+	c.dialect.InjectAuth(out.Header, up.Key)
 }
 
 // noTrailers drops a response's trailers when its body is closed, which is
@@ -173,16 +181,29 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		c.failure = "client_gone"
 		return
 	}
+	if nd, ok := errNoDeployment(err); ok {
+		c.failure = "no_deployment"
+		if nd.retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(nd.retryAfter.Seconds())), 10))
+		}
+		g.deny(w, r, http.StatusServiceUnavailable, "model_unavailable",
+			fmt.Sprintf("every deployment of model %q is failing, cooling down or at its own rate limit; retry shortly", nd.alias))
+		return
+	}
+	name := c.upstream.Name
+	if c.alias != nil {
+		name = c.alias.Name
+	}
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 		c.failure = "upstream_timeout"
-		g.opts.Log.Warn("upstream timed out", "request_id", web.RequestID(r.Context()), "provider", c.upstream.Name, "err", err)
+		g.opts.Log.Warn("upstream timed out", "request_id", c.requestID, "provider", c.upstream.Name, "err", err)
 		g.deny(w, r, http.StatusGatewayTimeout, "upstream_timeout",
-			fmt.Sprintf("upstream provider %q did not answer in time", c.upstream.Name))
+			fmt.Sprintf("upstream provider %q did not answer in time", name))
 		return
 	}
 	c.failure = "upstream_unreachable"
-	g.opts.Log.Warn("upstream unreachable", "request_id", web.RequestID(r.Context()), "provider", c.upstream.Name, "err", err)
+	g.opts.Log.Warn("upstream unreachable", "request_id", c.requestID, "provider", c.upstream.Name, "err", err)
 	g.deny(w, r, http.StatusBadGateway, "upstream_unreachable",
-		fmt.Sprintf("keygate could not reach upstream provider %q", c.upstream.Name))
+		fmt.Sprintf("keygate could not reach upstream provider %q", name))
 }

@@ -33,6 +33,7 @@ type Table struct {
 	byName   map[string]*Upstream
 	ordered  []*Upstream // by name, for deterministic pattern matching
 	defaults map[string]*Upstream
+	aliases  map[string]*Alias // see WithRouting
 }
 
 // NewTable builds a table. For each dialect the default is the provider marked

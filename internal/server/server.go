@@ -22,6 +22,7 @@ import (
 
 	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/balance"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/gateway"
 	"github.com/keygate/keygate/internal/lastused"
@@ -99,16 +100,30 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 	st, v, hasher := c.st, c.vault, c.hasher
 	verifier := apikey.NewVerifier(hasher, st, apikey.WithTTL(cfg.KeyCacheTTL))
 
-	loadTable := func(ctx context.Context) (*route.Table, error) { return route.Load(ctx, st, cachedReads{v}) }
-	table, err := loadTable(ctx)
-	if err != nil {
+	if err := route.ValidateRouting(cfg.Routing); err != nil {
 		return err
 	}
-	used := lastused.New(st, log)
 	lim, err := newLimits(ctx, cfg, st, log)
 	if err != nil {
 		return err
 	}
+	loadTable := func(ctx context.Context) (*route.Table, error) {
+		t, err := route.Load(ctx, st, cachedReads{v})
+		if err != nil {
+			return nil, err
+		}
+		return t.WithRouting(cfg.Routing, lim.gateway.Prices), nil
+	}
+	table, err := loadTable(ctx)
+	if err != nil {
+		return err
+	}
+	for _, a := range table.Aliases() {
+		if len(a.Unavailable) > 0 {
+			log.Warn("a model alias has deployments whose provider is not registered; they are left out until it is", "alias", a.Name, "unavailable", a.Unavailable)
+		}
+	}
+	used := lastused.New(st, log)
 	defer lim.close()
 	tok, err := newTokens(ctx, cfg, st, v)
 	if err != nil {
@@ -151,6 +166,7 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 		TrustedProxies:  cfg.TrustedProxyPrefixes(),
 		AccessLog:       cfg.Log.Requests,
 		LoadTable:       loadTable,
+		Breaker:         balance.BreakerConfig{Failures: cfg.Routing.Breaker.Failures, Cooldown: cfg.Routing.Breaker.Cooldown},
 		KeyUsed:         used.Seen,
 		Limits:          lim.gateway,
 		Tokens:          tok.gateway,
