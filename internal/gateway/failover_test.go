@@ -3,9 +3,12 @@ package gateway_test
 import (
 	"bufio"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,14 +40,14 @@ func deployment(name, provider, model string) config.Deployment {
 }
 
 // deadUpstream is a provider address nothing listens on.
-func deadUpstream(t *testing.T, name string) *route.Upstream {
+func deadUpstream(t testing.TB, name string) *route.Upstream {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
 	l.Close()
-	return upstreamAt(name, "openai", "http://"+addr+"/v1", upstreamKey(t, name))
+	return upstreamAt(name, "openai", "http://"+addr+"/v1", "test-upstream-key-"+name+"-not-real")
 }
 
 func chatFor(model string) string {
@@ -370,4 +373,69 @@ func TestAliasScopes(t *testing.T) {
 	if !ids["smart"] || ids["prod-only"] {
 		t.Fatalf("dev key's /v1/models: %v", ids)
 	}
+}
+
+// BenchmarkAliasFailover measures what failover costs a request, on real
+// loopback connections: a provider called directly (the baseline), the
+// same through a one-deployment alias, and through an alias whose first
+// deployment answers 503 or refuses the connection before the second
+// answers. The time keygate adds to a failover is the failover case minus
+// the baseline minus the failed upstream call itself (503-direct).
+func BenchmarkAliasFailover(b *testing.B) {
+	k := newKeys(b)
+	good := newFakeTB(b, fakeprovider.Options{NoRecord: true})
+	failing := newFakeTB(b, fakeprovider.Options{NoRecord: true, FailStatus: 503})
+	dead := deadUpstream(b, "dead")
+	goodUp := upstreamAt("good", "openai", good.url+"/v1", good.key, "gpt-*")
+	failUp := upstreamAt("failing", "openai", failing.url+"/v1", failing.key, "fail-*")
+	r := config.Routing{
+		Deployments: []config.Deployment{deployment("good", "good", "gpt-4o"), deployment("failing", "failing", "gpt-4o"), deployment("dead", "dead", "gpt-4o")},
+		Aliases: map[string]config.Alias{
+			"one":           {Deployments: []string{"good"}},
+			"after-503":     {Deployments: []string{"failing", "good"}},
+			"after-refused": {Deployments: []string{"dead", "good"}},
+		},
+	}
+	ups := []*route.Upstream{goodUp, failUp, dead}
+	g := gateway.New(gateway.Options{
+		Keys: k.verifier(), Log: slog.New(slog.DiscardHandler), MaxBodyBytes: 1 << 20,
+		Transport: gateway.NewTransport(gateway.TransportOptions{DialTimeout: time.Second, ResponseHeaderTimeout: 10 * time.Second, MaxIdleConnsPerHost: 16}),
+		Breaker:   balance.BreakerConfig{Failures: math.MaxInt32}, // keep trying the failing ones
+	}, route.NewTable(ups).WithRouting(r, nil))
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+	key := k.issue("bench", nil)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	for _, c := range []struct{ name, model string }{
+		{"direct", "gpt-4o"}, {"503-direct", "fail-x"}, {"alias", "one"}, {"alias-after-503", "after-503"}, {"alias-after-refused", "after-refused"},
+	} {
+		body := chatFor(c.model)
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				req, _ := http.NewRequest("POST", srv.URL+"/v1/chat/completions", strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+key)
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				want := 200
+				if c.name == "503-direct" {
+					want = 503
+				}
+				if resp.StatusCode != want {
+					b.Fatalf("status %d, want %d", resp.StatusCode, want)
+				}
+			}
+		})
+	}
+}
+
+func newFakeTB(tb testing.TB, opts fakeprovider.Options) *fake {
+	opts.APIKey = "test-upstream-key-bench-not-real"
+	s := fakeprovider.NewOpenAI(opts)
+	srv := httptest.NewServer(s)
+	tb.Cleanup(srv.Close)
+	return &fake{Server: s, key: opts.APIKey, url: srv.URL}
 }

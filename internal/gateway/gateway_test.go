@@ -50,12 +50,12 @@ func (l *lockedBuffer) String() string {
 
 // keys issues keygate keys into a real SQLite store with a real hasher.
 type keys struct {
-	t      *testing.T
+	t      testing.TB
 	st     *store.Store
 	hasher *apikey.Hasher
 }
 
-func newKeys(t *testing.T) *keys {
+func newKeys(t testing.TB) *keys {
 	t.Helper()
 	h, err := apikey.NewHasher(randomBytes(t, apikey.MinPepperSize))
 	if err != nil {
