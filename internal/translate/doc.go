@@ -34,7 +34,8 @@
 // translation would silently change what the user asked for, fails with an
 // *UnsupportedError naming the field and what to change: for example OpenAI
 // n>1, logprobs, audio, response_format other than text, non-zero penalties,
-// logit_bias, legacy functions, reasoning_effort; and Anthropic top_k,
+// logit_bias, legacy functions, reasoning_effort, a temperature above 1
+// (Anthropic's maximum); and Anthropic top_k,
 // extended thinking, documents, server tools and images inside tool results.
 // Fields the translator does not know are refused too, so that a new API
 // feature is never dropped without notice. A few hints that change no result
@@ -50,5 +51,8 @@
 // nothing is buffered beyond the current event. A stream that ends without
 // its terminal event (message_stop or data: [DONE]) ends the same way in
 // the other dialect, with no invented finish; an upstream error event
-// becomes the other dialect's error event and ends the stream.
+// becomes the other dialect's error event and ends the stream. Anthropic
+// pings become SSE comments. An OpenAI stream reports input tokens only at
+// its end, so the translated message_start counts 0 input tokens and the
+// final message_delta carries the real counts.
 package translate

@@ -12,7 +12,7 @@ type UnsupportedError struct {
 
 // Error implements error.
 func (e *UnsupportedError) Error() string {
-	return fmt.Sprintf("translate: %s is not supported when keygate translates between the OpenAI and Anthropic APIs: %s", e.Field, e.Reason)
+	return fmt.Sprintf("translate: %s cannot be translated between the OpenAI and Anthropic APIs: %s", e.Field, e.Reason)
 }
 
 // InvalidError reports a body that is not valid JSON or does not have the

@@ -121,7 +121,7 @@ func MessagesToChatRequest(body []byte, model string) ([]byte, error) {
 			if err != nil {
 				return nil, err
 			}
-			if text != nil {
+			if text != nil && *text != "" {
 				system = append(system, *text)
 			}
 			for i, b := range blocks {

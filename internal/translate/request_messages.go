@@ -158,6 +158,9 @@ func ChatToMessagesRequest(body []byte, model string, defaultMaxTokens int) ([]b
 			if err := decode(v, &out.Temperature, k, "a number"); err != nil {
 				return nil, err
 			}
+			if *out.Temperature > 1 {
+				return nil, unsupported(k, "Anthropic accepts a temperature from 0 to 1; lower it")
+			}
 		case "top_p":
 			if err := decode(v, &out.TopP, k, "a number"); err != nil {
 				return nil, err

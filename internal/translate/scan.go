@@ -181,6 +181,13 @@ type object struct {
 	i     int
 	bad   bool
 	after bool // a member has been read, so a comma must come next
+	end   int  // index just past the closing brace, once reached
+}
+
+// complete reports whether the iteration reached the closing brace of an
+// object that is the whole of raw.
+func (o *object) complete(raw []byte) bool {
+	return !o.bad && o.end > 0 && skipWS(raw, o.end) == len(raw)
 }
 
 // members starts iterating raw, which must be a JSON object; otherwise the
@@ -201,7 +208,7 @@ func (o *object) next() (key, val []byte, ok bool) {
 	}
 	i := skipWS(o.b, o.i)
 	if i < len(o.b) && o.b[i] == '}' {
-		o.b = nil
+		o.b, o.end = nil, i+1
 		return nil, nil, false
 	}
 	if o.after {

@@ -112,27 +112,47 @@ func (s *chatStream) readUsage(u []byte) {
 }
 
 func (s *chatStream) event(out, name, data []byte) ([]byte, bool) {
-	if !validJSON(data) {
-		return s.fail(out, "", "keygate could not read an event of the upstream Anthropic stream: it is not valid JSON"), true
+	// One pass over the event reads the members every event type needs.
+	var typ, message, index, block, delta, usage, errv []byte
+	it := members(data)
+	for {
+		k, v, ok := it.next()
+		if !ok {
+			break
+		}
+		switch string(k) {
+		case "type":
+			typ = v
+		case "message":
+			message = v
+		case "index":
+			index = v
+		case "content_block":
+			block = v
+		case "delta":
+			delta = v
+		case "usage":
+			usage = v
+		case "error":
+			errv = v
+		}
 	}
-	typ := field(data, "type")
-	switch {
-	case typ == nil && len(name) > 0:
-		// An event whose data has no type is named by its event line.
-	case isString(typ):
+	if !it.complete(data) {
+		return s.fail(out, "", "keygate could not read an event of the upstream Anthropic stream: it is not a valid JSON object"), true
+	}
+	if isString(typ) {
 		name = typ[1 : len(typ)-1]
 	}
 	switch string(name) {
 	case "message_start":
-		msg := field(data, "message")
-		s.start(field(msg, "id"))
-		s.readUsage(field(msg, "usage"))
+		s.start(field(message, "id"))
+		s.readUsage(field(message, "usage"))
 		out = s.openDelta(out)
 		out = append(out, `"role":"assistant","content":""`...)
 		return closeDelta(out), false
 
 	case "content_block_start":
-		idx, ok := uint64Of(field(data, "index"))
+		idx, ok := uint64Of(index)
 		if !ok || idx >= maxBlocks {
 			return s.fail(out, "", "keygate could not read the upstream Anthropic stream: a content block has no valid index"), true
 		}
@@ -140,7 +160,6 @@ func (s *chatStream) event(out, name, data []byte) ([]byte, bool) {
 			s.kinds = append(s.kinds, blockOther)
 			s.toolIdx = append(s.toolIdx, -1)
 		}
-		block := field(data, "content_block")
 		switch string(field(block, "type")) {
 		case `"text"`:
 			s.kinds[idx] = blockText
@@ -177,11 +196,10 @@ func (s *chatStream) event(out, name, data []byte) ([]byte, bool) {
 		return out, false
 
 	case "content_block_delta":
-		idx, ok := uint64Of(field(data, "index"))
+		idx, ok := uint64Of(index)
 		if !ok || idx >= uint64(len(s.kinds)) {
 			return s.fail(out, "", "keygate could not read the upstream Anthropic stream: a delta names a content block that was not started"), true
 		}
-		delta := field(data, "delta")
 		switch s.kinds[idx] {
 		case blockText:
 			if string(field(delta, "type")) != `"text_delta"` {
@@ -210,8 +228,8 @@ func (s *chatStream) event(out, name, data []byte) ([]byte, bool) {
 		return out, false
 
 	case "message_delta":
-		s.readUsage(field(data, "usage"))
-		reason := field(field(data, "delta"), "stop_reason")
+		s.readUsage(usage)
+		reason := field(delta, "stop_reason")
 		if isNull(reason) {
 			return out, false
 		}
@@ -237,22 +255,25 @@ func (s *chatStream) event(out, name, data []byte) ([]byte, bool) {
 		}
 		return append(out, "data: [DONE]\n\n"...), true
 
+	case "ping":
+		// An SSE comment keeps idle connections open; clients ignore it.
+		return append(out, ": ping\n\n"...), false
+
 	case "error":
-		e := field(data, "error")
-		var typ, msg string
-		if t := field(e, "type"); isString(t) {
-			typ = unquote(t)
+		var errType, msg string
+		if t := field(errv, "type"); isString(t) {
+			errType = unquote(t)
 		}
-		if m := field(e, "message"); isString(m) {
+		if m := field(errv, "message"); isString(m) {
 			msg = unquote(m)
 		}
 		if msg == "" {
 			msg = "upstream reported an error without a message"
 		}
-		return s.fail(out, typ, msg), true
+		return s.fail(out, errType, msg), true
 	}
-	// ping, content_block_stop and event types added later carry nothing an
-	// OpenAI client can use.
+	// content_block_stop and event types added later carry nothing an OpenAI
+	// client can use.
 	return out, false
 }
 

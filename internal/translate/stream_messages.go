@@ -173,18 +173,36 @@ func (s *messagesStream) event(out, _, data []byte) ([]byte, bool) {
 		out = appendEvent(out, "message_stop")
 		return append(out, `{"type":"message_stop"}`+"\n\n"...), true
 	}
-	if !validJSON(data) {
-		return s.fail(out, "api_error", "keygate could not read an event of the upstream OpenAI stream: it is not valid JSON"), true
+	var id, choices, usage, errv []byte
+	it := members(data)
+	for {
+		k, v, ok := it.next()
+		if !ok {
+			break
+		}
+		switch string(k) {
+		case "id":
+			id = v
+		case "choices":
+			choices = v
+		case "usage":
+			usage = v
+		case "error":
+			errv = v
+		}
 	}
-	if e := field(data, "error"); !isNull(e) {
+	if !it.complete(data) {
+		return s.fail(out, "api_error", "keygate could not read an event of the upstream OpenAI stream: it is not a valid JSON object"), true
+	}
+	if !isNull(errv) {
 		var typ, code, msg string
-		if t := field(e, "type"); isString(t) {
+		if t := field(errv, "type"); isString(t) {
 			typ = unquote(t)
 		}
-		if c := field(e, "code"); isString(c) {
+		if c := field(errv, "code"); isString(c) {
 			code = unquote(c)
 		}
-		if m := field(e, "message"); isString(m) {
+		if m := field(errv, "message"); isString(m) {
 			msg = unquote(m)
 		}
 		if msg == "" {
@@ -193,28 +211,59 @@ func (s *messagesStream) event(out, _, data []byte) ([]byte, bool) {
 		return s.fail(out, messagesErrorType(0, typ, code), msg), true
 	}
 	if !s.started {
-		out = s.start(out, field(data, "id"))
+		out = s.start(out, id)
 	}
-	if u := field(data, "usage"); !isNull(u) {
-		s.readUsage(u)
+	if !isNull(usage) {
+		s.readUsage(usage)
 	}
-	choices := elements(field(data, "choices"))
+	list := elements(choices)
 	for {
-		choice, ok := choices.next()
+		choice, ok := list.next()
 		if !ok {
 			break
 		}
-		if n, ok := uint64Of(field(choice, "index")); ok && n != 0 {
+		var index, delta, reason []byte
+		cm := members(choice)
+		for {
+			k, v, ok := cm.next()
+			if !ok {
+				break
+			}
+			switch string(k) {
+			case "index":
+				index = v
+			case "delta":
+				delta = v
+			case "finish_reason":
+				reason = v
+			}
+		}
+		if n, ok := uint64Of(index); ok && n != 0 {
 			continue
 		}
-		delta := field(choice, "delta")
-		if c := field(delta, "content"); nonEmptyString(c) {
-			out = s.text(out, c)
+		var content, refusal, toolCalls []byte
+		dm := members(delta)
+		for {
+			k, v, ok := dm.next()
+			if !ok {
+				break
+			}
+			switch string(k) {
+			case "content":
+				content = v
+			case "refusal":
+				refusal = v
+			case "tool_calls":
+				toolCalls = v
+			}
 		}
-		if r := field(delta, "refusal"); nonEmptyString(r) {
-			out = s.text(out, r)
+		if nonEmptyString(content) {
+			out = s.text(out, content)
 		}
-		calls := elements(field(delta, "tool_calls"))
+		if nonEmptyString(refusal) {
+			out = s.text(out, refusal)
+		}
+		calls := elements(toolCalls)
 		for pos := 0; ; pos++ {
 			call, ok := calls.next()
 			if !ok {
@@ -224,7 +273,7 @@ func (s *messagesStream) event(out, _, data []byte) ([]byte, bool) {
 				return out, true
 			}
 		}
-		if reason := field(choice, "finish_reason"); !isNull(reason) {
+		if !isNull(reason) {
 			s.stopReason = stopReason(reason)
 			out = s.closeBlock(out)
 		}
