@@ -56,6 +56,9 @@ type Config struct {
 	Metrics Metrics `yaml:"metrics"`
 	// Routing declares deployments and the model aliases clients call.
 	Routing Routing `yaml:"routing"`
+	// Services are HTTP APIs reachable through /proxy/{name}/..., with
+	// their credential injected from the vault.
+	Services map[string]Service `yaml:"services"`
 	// Prices sets or overrides model prices in US dollars per million
 	// tokens, for spend budgets: {"gpt-4o": {"input": 2.5, "output": 10}}.
 	// A name ending in * covers every model it prefixes.
@@ -186,6 +189,33 @@ type Alias struct {
 	// AttemptTimeout bounds one deployment's time to response headers, so
 	// a hung one leaves time for the next (default: the rest of Timeout).
 	AttemptTimeout time.Duration `yaml:"attempt_timeout"`
+}
+
+// Service is an HTTP API keygate forwards /proxy/{name}/... to, with the
+// credential a vault secret holds put where the API wants it.
+type Service struct {
+	// BaseURL is where requests go: https://api.stripe.com, or with a base
+	// path, https://api.example.com/v2.
+	BaseURL string `yaml:"base_url"`
+	// Secret names the vault secret holding the credential (keygate secret put).
+	Secret string `yaml:"secret"`
+	// Auth is how the credential is sent: bearer (Authorization: Bearer),
+	// header (AuthName: AuthPrefix+credential), query (?AuthName=credential)
+	// or basic (AuthUser as user name and the credential as password, or
+	// the credential as user name when AuthUser is empty).
+	Auth       string `yaml:"auth"`
+	AuthName   string `yaml:"auth_name"`
+	AuthPrefix string `yaml:"auth_prefix"`
+	AuthUser   string `yaml:"auth_user"`
+	// AllowPrivate lets keygate connect to private, loopback and
+	// link-local addresses for this service; leave it off unless the API
+	// is deliberately internal.
+	AllowPrivate bool `yaml:"allow_private"`
+	// Headers are fixed headers sent on every request, such as an API version.
+	Headers map[string]string `yaml:"headers"`
+	// Env, when set, is the environment the service serves: only keys of
+	// that environment may call it.
+	Env string `yaml:"env"`
 }
 
 // Metrics configures the Prometheus metrics.

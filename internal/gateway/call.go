@@ -49,6 +49,10 @@ type call struct {
 	raw        []byte
 	fields     jsonpeek.Fields
 	path       string
+
+	// A /proxy/ call: the service and the path after its name.
+	service  *route.Service
+	passRest string
 }
 
 type callKey struct{}

@@ -40,6 +40,7 @@ import (
 	"github.com/keygate/keygate/internal/detect"
 	"github.com/keygate/keygate/internal/jsonpeek"
 	"github.com/keygate/keygate/internal/limit"
+	"github.com/keygate/keygate/internal/passthrough"
 	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
@@ -75,6 +76,9 @@ type Options struct {
 	Tokens *TokenOptions
 	// Risk, when set, applies the zero-trust risk rules (risk.go).
 	Risk *RiskOptions
+	// PassthroughTransport carries /proxy/ requests; nil uses
+	// passthrough.NewTransport's defaults, which refuse private addresses.
+	PassthroughTransport http.RoundTripper
 	// Breaker tunes the circuit breakers of model aliases' deployments.
 	Breaker balance.BreakerConfig
 	// Metrics, when set, is told about every request (internal/metrics).
@@ -96,6 +100,7 @@ type Gateway struct {
 	opts      Options
 	table     atomic.Pointer[route.Table]
 	proxy     *httputil.ReverseProxy
+	passProxy *httputil.ReverseProxy
 	chain     http.Handler
 	openai    provider.Dialect
 	anthropic provider.Dialect
@@ -134,6 +139,11 @@ func New(opts Options, table *route.Table) *Gateway {
 		BufferPool:     newBufferPool(),
 		ErrorLog:       slog.NewLogLogger(opts.Log.Handler(), slog.LevelWarn),
 	}
+	pt := opts.PassthroughTransport
+	if pt == nil {
+		pt = passthrough.NewTransport(passthrough.TransportOptions{})
+	}
+	g.passProxy = g.newPassthroughProxy(pt)
 	// The order, outermost first: a request id exists before anything logs,
 	// the access log sees the final status, recovery answers in the dialect.
 	mws := []web.Middleware{web.NewRequestIDs().Middleware}
@@ -304,6 +314,10 @@ func (g *Gateway) endpoint(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	default:
+		if isPassthrough(r.URL.Path) {
+			g.passthrough(w, r)
+			return
+		}
 		g.deny(w, r, http.StatusNotFound, "unknown_url", fmt.Sprintf("keygate does not serve %s %s", r.Method, r.URL.Path))
 	}
 }

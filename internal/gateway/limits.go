@@ -214,6 +214,8 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, key store.Key, m
 		est.out = lo.DefaultMaxTokens
 	}
 	switch {
+	case c.service != nil:
+		est = estimate{priced: true} // a passthrough call costs requests, not tokens or money
 	case c.alias != nil:
 		p := aliasPrice(c.order)
 		est.price, est.priced = p.price, p.priced

@@ -141,6 +141,12 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 		}
 	}
 	resp.Body = newMeteredBody(g, c, resp)
+	return scrubResponse(resp, key)
+}
+
+// scrubResponse removes an upstream credential from a response's header
+// values, and from its body when it is an error.
+func scrubResponse(resp *http.Response, key string) error {
 	for name, vals := range resp.Header {
 		for i, v := range vals {
 			if key != "" && len(v) >= len(key) && bytes.Contains([]byte(v), []byte(key)) {

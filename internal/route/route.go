@@ -33,7 +33,8 @@ type Table struct {
 	byName   map[string]*Upstream
 	ordered  []*Upstream // by name, for deterministic pattern matching
 	defaults map[string]*Upstream
-	aliases  map[string]*Alias // see WithRouting
+	aliases  map[string]*Alias   // see WithRouting
+	services map[string]*Service // see WithServices
 }
 
 // NewTable builds a table. For each dialect the default is the provider marked

@@ -28,6 +28,7 @@ import (
 	"github.com/keygate/keygate/internal/lastused"
 	"github.com/keygate/keygate/internal/logbuf"
 	"github.com/keygate/keygate/internal/metrics"
+	"github.com/keygate/keygate/internal/passthrough"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
@@ -107,16 +108,29 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 	if err != nil {
 		return err
 	}
+	services, err := route.ParseServices(cfg.Services)
+	if err != nil {
+		return err
+	}
 	loadTable := func(ctx context.Context) (*route.Table, error) {
 		t, err := route.Load(ctx, st, cachedReads{v})
 		if err != nil {
 			return nil, err
 		}
-		return t.WithRouting(cfg.Routing, lim.gateway.Prices), nil
+		svcs, err := route.OpenServices(ctx, services, cfg.Services, st, cachedReads{v})
+		if err != nil {
+			return nil, err
+		}
+		return t.WithRouting(cfg.Routing, lim.gateway.Prices).WithServices(svcs), nil
 	}
 	table, err := loadTable(ctx)
 	if err != nil {
 		return err
+	}
+	for name := range services {
+		if svc, _ := table.Service(name); svc.Unavailable != "" {
+			log.Warn("a passthrough service cannot be used until its credential is stored", "service", name, "reason", svc.Unavailable)
+		}
 	}
 	for _, a := range table.Aliases() {
 		if len(a.Unavailable) > 0 {
@@ -163,9 +177,12 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 			ResponseHeaderTimeout: cfg.Upstream.ResponseHeaderTimeout,
 			MaxIdleConnsPerHost:   cfg.Upstream.MaxIdleConnsPerHost,
 		}),
-		TrustedProxies:  cfg.TrustedProxyPrefixes(),
-		AccessLog:       cfg.Log.Requests,
-		LoadTable:       loadTable,
+		TrustedProxies: cfg.TrustedProxyPrefixes(),
+		AccessLog:      cfg.Log.Requests,
+		LoadTable:      loadTable,
+		PassthroughTransport: passthrough.NewTransport(passthrough.TransportOptions{
+			DialTimeout: cfg.Upstream.DialTimeout, ResponseHeaderTimeout: cfg.Upstream.ResponseHeaderTimeout, MaxIdleConnsPerHost: cfg.Upstream.MaxIdleConnsPerHost,
+		}),
 		Breaker:         balance.BreakerConfig{Failures: cfg.Routing.Breaker.Failures, Cooldown: cfg.Routing.Breaker.Cooldown},
 		KeyUsed:         used.Seen,
 		Limits:          lim.gateway,

@@ -1,0 +1,199 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keygate/keygate/internal/jsonpeek"
+	"github.com/keygate/keygate/internal/passthrough"
+	"github.com/keygate/keygate/internal/policy"
+	"github.com/keygate/keygate/internal/route"
+	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/usage"
+)
+
+// /proxy/{service}/... forwards any HTTP API call to a configured service
+// (services: in the configuration) with the service's credential from the
+// vault injected where it wants it. The request passes the same steps as
+// an API call: authentication, the key's scopes (paths, methods, networks,
+// hours, providers, environment), risk rules, request limits, audit and
+// detection. Only the service's own host is ever contacted, never a
+// private address unless the service allows it, and redirects are handed
+// back to the client, not followed.
+
+// newPassthroughProxy builds the reverse proxy for /proxy/ requests.
+func (g *Gateway) newPassthroughProxy(transport http.RoundTripper) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite:        g.passthroughRewrite,
+		Transport:      transport,
+		ModifyResponse: g.passthroughResponse,
+		ErrorHandler:   g.passthroughError,
+		BufferPool:     newBufferPool(),
+		ErrorLog:       slog.NewLogLogger(g.opts.Log.Handler(), slog.LevelWarn),
+	}
+}
+
+// passthrough serves /proxy/{service}/...
+func (g *Gateway) passthrough(w http.ResponseWriter, r *http.Request) {
+	c := callFrom(r.Context())
+	c.dialect = g.openai // errors in the OpenAI JSON shape
+	if g.opts.AuditFailClosed && g.opts.Audit != nil && !g.opts.Audit.Healthy() {
+		g.deny(w, r, http.StatusServiceUnavailable, "audit_unavailable", "keygate cannot record requests in its audit trail right now, so it refuses them; try again shortly")
+		return
+	}
+	name, rest, ok := passthrough.ServiceFromPath(r.URL.EscapedPath())
+	svc, known := g.table.Load().Service(name)
+	if !ok || !known {
+		g.deny(w, r, http.StatusNotFound, "unknown_service", fmt.Sprintf("keygate has no service %q; services are configured under services: in keygate's configuration", name))
+		return
+	}
+	key, ok := g.authenticate(w, r)
+	if !ok {
+		return
+	}
+	c.keyID = key.ID
+	if !g.scope(w, r, key) || !g.assessRisk(w, r, key) || !g.authorizeService(w, r, key, svc) {
+		return
+	}
+	if err := passthrough.CheckPath(rest); err != nil {
+		g.deny(w, r, http.StatusBadRequest, "invalid_path", err.Error())
+		return
+	}
+	c.service, c.passRest = svc, rest
+	body, ok := g.readBody(w, r)
+	if !ok {
+		return
+	}
+	c.upstream = &route.Upstream{Name: svc.Name, Key: svc.Key, Env: svc.Env}
+	if !g.admit(w, r, key, "", emptyFields, len(body)) {
+		return
+	}
+	c.body = body
+	g.passProxy.ServeHTTP(w, r)
+}
+
+// authorizeService applies the key's (and its token's) provider and
+// environment allowances to a service, named like a provider.
+func (g *Gateway) authorizeService(w http.ResponseWriter, r *http.Request, key store.Key, svc *route.Service) bool {
+	if svc.Unavailable != "" {
+		g.deny(w, r, http.StatusServiceUnavailable, "service_unavailable", fmt.Sprintf("service %q cannot be used now: %s", svc.Name, svc.Unavailable))
+		return false
+	}
+	up := &route.Upstream{Name: svc.Name, Env: svc.Env}
+	if !policy.EnvAllowed(key.Env, svc.Env) {
+		g.deny(w, r, http.StatusForbidden, "environment_not_allowed", fmt.Sprintf("service %q serves the %s environment; this is a %s key", svc.Name, svc.Env, key.Env))
+		return false
+	}
+	if !route.ProviderAllowed(key.AllowProviders, svc.Name) {
+		g.deny(w, r, http.StatusForbidden, "provider_not_allowed", fmt.Sprintf("this API key may not use service %q", svc.Name))
+		return false
+	}
+	if ts := callFrom(r.Context()).tokenScope; ts != nil && !route.ProviderAllowed(ts.Providers, up.Name) {
+		g.deny(w, r, http.StatusForbidden, "provider_not_allowed", fmt.Sprintf("this access token may not use service %q", svc.Name))
+		return false
+	}
+	return true
+}
+
+// passthroughRewrite points the request at the service with its
+// credential. Client credentials and claimed addresses never pass.
+func (g *Gateway) passthroughRewrite(pr *httputil.ProxyRequest) {
+	c := callFrom(pr.In.Context())
+	out := pr.Out
+	for _, h := range clientAddressHeaders {
+		out.Header.Del(h)
+	}
+	out.Header.Del("Accept-Encoding")
+	out.Header.Del("Authorization") // the keygate key, in whichever form it came
+	out.Header.Del("X-Api-Key")
+	ctx := passthrough.WithService(out.Context(), c.service.Service)
+	if err := c.service.Rewrite(out, c.passRest, pr.In.URL.RawQuery, c.service.Key); err != nil {
+		// Nothing may go out: without a service the transport refuses it.
+		g.opts.Log.Error("passthrough request could not be prepared", "request_id", c.requestID, "service", c.service.Name, "err", err)
+		ctx = passthrough.WithService(out.Context(), nil)
+	}
+	pr.Out = out.WithContext(ctx)
+	c.sentAt = time.Now()
+	pr.Out.GetBody = nil
+	pr.Out.ContentLength = int64(len(c.body))
+	pr.Out.Header.Del("Content-Length")
+	pr.Out.Header.Del("Transfer-Encoding")
+	if len(c.body) == 0 {
+		pr.Out.Body = http.NoBody
+		return
+	}
+	pr.Out.Body = io.NopCloser(bytes.NewReader(c.body))
+	pr.Out.Header.Set("Content-Length", strconv.Itoa(len(c.body)))
+}
+
+// passthroughResponse scrubs the credential from what the service sends
+// back and settles the request's limits when the answer has been read.
+func (g *Gateway) passthroughResponse(resp *http.Response) error {
+	c := callFrom(resp.Request.Context())
+	if g.opts.Metrics != nil {
+		g.opts.Metrics.Upstream(c.service.Name, time.Since(c.sentAt))
+	}
+	resp.Header.Del("Set-Cookie") // a session of keygate's credential, not the client's
+	passthrough.ScrubLocation(resp.Header, c.service.Service, c.service.Key)
+	resp.Body = &settledBody{ReadCloser: resp.Body, done: func() { g.finishCall(c, usage.Usage{Complete: true}) }}
+	resp.Body = &noTrailers{ReadCloser: resp.Body, resp: resp}
+	return scrubResponse(resp, c.service.Key.Reveal())
+}
+
+// settledBody runs done once the body is closed.
+type settledBody struct {
+	io.ReadCloser
+	done func()
+}
+
+// Close closes the body and runs done.
+func (b *settledBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.done()
+	return err
+}
+
+// passthroughError answers when the service could not be reached, or
+// keygate refused to contact it.
+func (g *Gateway) passthroughError(w http.ResponseWriter, r *http.Request, err error) {
+	c := callFrom(r.Context())
+	g.finishCall(c, usage.Usage{})
+	if r.Context().Err() != nil {
+		c.failure = "client_gone"
+		return
+	}
+	name := c.service.Name
+	var be *passthrough.BlockedError
+	var ne net.Error
+	switch {
+	case errors.As(err, &be):
+		c.failure = "upstream_blocked"
+		g.opts.Log.Warn("passthrough request refused", "request_id", c.requestID, "service", name, "err", err)
+		g.deny(w, r, http.StatusBadGateway, "upstream_blocked", fmt.Sprintf(
+			"keygate refused to contact service %q: its address is not a public one (set allow_private on the service if it is meant to be internal)", name))
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
+		c.failure = "upstream_timeout"
+		g.opts.Log.Warn("passthrough service timed out", "request_id", c.requestID, "service", name, "err", err)
+		g.deny(w, r, http.StatusGatewayTimeout, "upstream_timeout", fmt.Sprintf("service %q did not answer in time", name))
+	default:
+		c.failure = "upstream_unreachable"
+		g.opts.Log.Warn("passthrough service unreachable", "request_id", c.requestID, "service", name, "err", err)
+		g.deny(w, r, http.StatusBadGateway, "upstream_unreachable", fmt.Sprintf("keygate could not reach service %q", name))
+	}
+}
+
+func isPassthrough(path string) bool { return strings.HasPrefix(path, passthrough.RoutePrefix) }
+
+// emptyFields is what a passthrough body holds for admission: no model,
+// no tokens.
+var emptyFields = jsonpeek.Fields{}
