@@ -198,4 +198,3 @@ func TestPassthroughUnavailableService(t *testing.T) {
 		t.Fatalf("%q %q, %d requests upstream", code, msg, api.count())
 	}
 }
-
