@@ -50,6 +50,13 @@ type call struct {
 	fields     jsonpeek.Fields
 	path       string
 
+	// A call answered by a provider of the other dialect: its dialect, and
+	// what the client asked for, to translate the answer back.
+	translate    bool
+	upDialect    provider.Dialect
+	clientModel  string
+	includeUsage bool
+
 	// A /proxy/ call: the service and the path after its name.
 	service  *route.Service
 	passRest string
@@ -87,4 +94,12 @@ func logFields(r *http.Request) []slog.Attr {
 		attrs = append(attrs, slog.String("risk", c.risk))
 	}
 	return attrs
+}
+
+// wireDialect is the dialect of the provider's own answer.
+func (c *call) wireDialect() provider.Dialect {
+	if c.translate {
+		return c.upDialect
+	}
+	return c.dialect
 }

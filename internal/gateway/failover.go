@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -39,10 +40,27 @@ func (g *Gateway) routeAlias(w http.ResponseWriter, r *http.Request, key store.K
 		g.deny(w, r, http.StatusServiceUnavailable, "model_unavailable", fmt.Sprintf("model alias %q has no usable deployment: %v", a.Name, a.Unavailable))
 		return false
 	}
-	cands, why := aliasCandidates(key, c.tokenScope, a, d)
+	cands, why := aliasCandidates(key, c.tokenScope, a, d, translatedPath(r.URL.Path) != "")
+	// Deployments of the other dialect serve the request translated, if
+	// it can be: a feature the other API lacks leaves them out.
+	var untranslatable error
+	cands = slices.DeleteFunc(cands, func(dep *route.Deployment) bool {
+		if dep.Upstream.Dialect == d.Name() {
+			return false
+		}
+		if untranslatable == nil {
+			_, untranslatable = g.translateRequest(c, c.raw, dep.Model)
+		}
+		return untranslatable != nil
+	})
+	if len(cands) == 0 && untranslatable != nil {
+		g.deny(w, r, http.StatusBadRequest, "untranslatable_request", fmt.Sprintf(
+			"model %q is served by providers of the other API, and this request cannot be translated for them: %v", a.Name, untranslatable))
+		return false
+	}
 	if len(cands) == 0 {
 		msg := map[string]string{
-			"wrong_api_dialect":       fmt.Sprintf("model alias %q is served by providers of the other API dialect; send this request to the other endpoint", a.Name),
+			"wrong_api_dialect":       fmt.Sprintf("model alias %q is served by providers of the other API dialect, and keygate translates only chat requests; send this request to the other API's endpoint", a.Name),
 			"environment_not_allowed": fmt.Sprintf("model alias %q has no deployment for the %s environment of this key", a.Name, key.Env),
 			"provider_not_allowed":    fmt.Sprintf("this API key may not use any provider that serves model alias %q", a.Name),
 			"model_not_allowed":       fmt.Sprintf("this API key may not use model %q", a.Name),
@@ -71,14 +89,14 @@ func (g *Gateway) routeAlias(w http.ResponseWriter, r *http.Request, key store.K
 // aliasCandidates returns the deployments of an alias a key (and the
 // access token it came with, if any) may reach in dialect d, or none and
 // the reason.
-func aliasCandidates(key store.Key, ts *token.Scope, a *route.Alias, d provider.Dialect) ([]*route.Deployment, string) {
+func aliasCandidates(key store.Key, ts *token.Scope, a *route.Alias, d provider.Dialect, translatable bool) ([]*route.Deployment, string) {
 	aliasAllowed := route.ModelAllowed(key.AllowModels, "", a.Name) && (ts == nil || route.ModelAllowed(ts.Models, "", a.Name))
 	cands := make([]*route.Deployment, 0, len(a.Deployments))
 	why := "model_not_allowed"
 	for _, dep := range a.Deployments {
 		up := dep.Upstream
 		switch {
-		case up.Dialect != d.Name():
+		case up.Dialect != d.Name() && !translatable:
 			why = "wrong_api_dialect"
 		case !policy.EnvAllowed(key.Env, dep.Env):
 			why = "environment_not_allowed"
@@ -165,6 +183,7 @@ func (g *Gateway) tryDeployments(base http.RoundTripper, req *http.Request, c *c
 			case <-req.Context().Done():
 				t.Stop()
 				if held != nil {
+					g.answeredBy(c, held)
 					return held, nil
 				}
 				return nil, req.Context().Err()
@@ -194,12 +213,14 @@ func (g *Gateway) tryDeployments(base http.RoundTripper, req *http.Request, c *c
 			continue
 		}
 		if !retryable(resp.StatusCode) {
+			g.answeredBy(c, resp)
 			return resp, nil
 		}
 		g.opts.Log.Warn("deployment refused; trying the next", "alias", a.Name, "deployment", dep.Name, "status", resp.StatusCode)
 		held = resp
 	}
 	if held != nil {
+		g.answeredBy(c, held)
 		return held, nil
 	}
 	if lastErr != nil {
@@ -340,19 +361,30 @@ func (g *Gateway) attempt(base http.RoundTripper, req *http.Request, c *call, de
 	default:
 		st.Success(time.Since(sent))
 	}
-	c.upstream, c.deployment, c.sentAt = dep.Upstream, dep, sent
+	resp.Body = &attemptBody{ReadCloser: resp.Body, end: func() { cancel(); done() }, dep: dep, sent: sent}
+	return resp, nil
+}
+
+// answeredBy makes the call's answer the one of the attempt that
+// produced resp: its provider's credential is scrubbed from it, its
+// dialect translated, its price charged.
+func (g *Gateway) answeredBy(c *call, resp *http.Response) {
+	ab := resp.Body.(*attemptBody)
+	dep := ab.dep
+	c.upstream, c.deployment, c.sentAt = dep.Upstream, dep, ab.sent
+	c.translate, c.upDialect = dep.Upstream.Dialect != c.dialect.Name(), g.wire(dep.Upstream)
 	if dep.Priced {
 		c.est.price, c.est.priced = dep.Price, true
 	}
-	resp.Body = &attemptBody{ReadCloser: resp.Body, end: func() { cancel(); done() }}
-	return resp, nil
 }
 
 // attemptBody ends an attempt's context and in-flight count when the
 // answer has been read.
 type attemptBody struct {
 	io.ReadCloser
-	end func()
+	end  func()
+	dep  *route.Deployment
+	sent time.Time
 }
 
 // Close closes the answer and ends the attempt.
@@ -365,6 +397,12 @@ func (b *attemptBody) Close() error {
 // deploymentBody is the client's body for one deployment: its model name,
 // and a request for the stream's usage.
 func (g *Gateway) deploymentBody(c *call, dep *route.Deployment) []byte {
+	if dep.Upstream.Dialect != c.dialect.Name() {
+		if b, err := g.translateRequest(c, c.raw, dep.Model); err == nil {
+			return b
+		}
+		// routeAlias left out deployments the request cannot be translated for.
+	}
 	body := c.raw
 	if dep.Model != c.fields.Model {
 		body = jsonpeek.ReplaceString(body, c.fields.ModelSpan, dep.Model)

@@ -363,11 +363,13 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, d provider.Dia
 	}
 	c.model = f.Model
 
+	c.clientModel, c.includeUsage = f.Model, d == g.openai && f.Stream && wantsStreamUsage(body)
+
 	if a, isAlias := g.table.Load().Alias(f.Model); isAlias {
+		c.raw, c.fields, c.path = body, f, r.URL.Path
 		if !g.routeAlias(w, r, key, a, d) || !g.admit(w, r, key, f.Model, f, len(body)) {
 			return
 		}
-		c.raw, c.fields, c.path = body, f, r.URL.Path
 		g.proxy.ServeHTTP(w, r)
 		return
 	}
@@ -378,14 +380,29 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, d provider.Dia
 	if !g.authorize(w, r, key, up, model) {
 		return
 	}
+	cross, err := g.crossDialect(c, up, r.URL.Path)
+	if err != nil {
+		g.deny(w, r, http.StatusBadRequest, "wrong_api_dialect", err.Error())
+		return
+	}
+	if cross {
+		if body, err = g.translateRequest(c, body, model); err != nil {
+			g.deny(w, r, http.StatusBadRequest, "untranslatable_request", fmt.Sprintf(
+				"model %q is served by a provider of the %s API, and this request cannot be translated for it: %v", f.Model, up.Dialect, err))
+			return
+		}
+		c.translate, c.upDialect = true, g.wire(up)
+	}
 	if !g.admit(w, r, key, model, f, len(body)) {
 		return
 	}
-	if model != f.Model {
-		body = jsonpeek.ReplaceString(body, f.ModelSpan, model)
-	}
-	if f.Stream && d == g.openai && r.URL.Path != "/v1/responses" {
-		body = askForStreamUsage(body)
+	if !cross {
+		if model != f.Model {
+			body = jsonpeek.ReplaceString(body, f.ModelSpan, model)
+		}
+		if f.Stream && d == g.openai && r.URL.Path != "/v1/responses" {
+			body = askForStreamUsage(body)
+		}
 	}
 	c.upstream, c.body = up, body
 	g.proxy.ServeHTTP(w, r)

@@ -32,7 +32,7 @@ type meteredBody struct {
 }
 
 func newMeteredBody(g *Gateway, c *call, resp *http.Response) *meteredBody {
-	m := &meteredBody{ReadCloser: resp.Body, g: g, c: c, dialect: c.dialect.Name()}
+	m := &meteredBody{ReadCloser: resp.Body, g: g, c: c, dialect: c.wireDialect().Name()}
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		m.stream = usage.NewStreamMeter(m.dialect)
 	} else {

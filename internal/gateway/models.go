@@ -74,7 +74,7 @@ func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request) {
 	var aliases []provider.Model
 	named := map[string]bool{}
 	for _, a := range table.Aliases() {
-		if cands, _ := aliasCandidates(key, callFrom(r.Context()).tokenScope, a, d); len(cands) > 0 {
+		if cands, _ := aliasCandidates(key, callFrom(r.Context()).tokenScope, a, d, true); len(cands) > 0 {
 			aliases = append(aliases, provider.Model{ID: a.Name, OwnedBy: "keygate", DisplayName: a.Name})
 		}
 		named[a.Name] = true

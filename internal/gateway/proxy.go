@@ -91,12 +91,23 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 // target points an outbound request at an upstream: its URL for the
 // client's path, and its real credential in place of the client's.
 func (g *Gateway) target(out *http.Request, c *call, up *route.Upstream, clientPath string) {
+	d, path := c.dialect, clientPath
+	if up.Dialect != d.Name() {
+		// A translated call: the provider's own endpoint, and none of the
+		// client dialect's version headers.
+		d, path = g.wire(up), translatedPath(clientPath)
+		for name := range out.Header {
+			if strings.HasPrefix(name, "Anthropic-") || strings.HasPrefix(name, "Openai-") {
+				delete(out.Header, name)
+			}
+		}
+	}
 	out.URL.Scheme = up.BaseURL.Scheme
 	out.URL.Host = up.BaseURL.Host
-	out.URL.Path = c.dialect.UpstreamPath(up.BaseURL.Path, clientPath)
+	out.URL.Path = d.UpstreamPath(up.BaseURL.Path, path)
 	out.URL.RawPath = ""
 	out.GetBody = nil
-	c.dialect.InjectAuth(out.Header, up.Key)
+	d.InjectAuth(out.Header, up.Key)
 }
 
 // noTrailers drops a response's trailers when its body is closed, which is
@@ -141,7 +152,13 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 		}
 	}
 	resp.Body = newMeteredBody(g, c, resp)
-	return scrubResponse(resp, key)
+	if err := scrubResponse(resp, key); err != nil {
+		return err
+	}
+	if c.translate {
+		return g.translateResponse(resp, c)
+	}
+	return nil
 }
 
 // scrubResponse removes an upstream credential from a response's header

@@ -71,7 +71,8 @@ func (t *Table) Get(name string) (*Upstream, bool) {
 // ErrNoProvider means no registered provider serves the requested model.
 var ErrNoProvider = errors.New("no provider serves this model")
 
-// WrongDialectError means the model names a provider that speaks the other API dialect.
+// WrongDialectError means the model is served by a provider that speaks
+// the other API dialect, on an endpoint keygate cannot translate.
 type WrongDialectError struct {
 	Provider, ProviderDialect, RequestDialect string
 }
@@ -81,25 +82,31 @@ func (e *WrongDialectError) Error() string {
 	if e.ProviderDialect == "anthropic" {
 		endpoint = "/v1/messages"
 	}
-	return fmt.Sprintf("provider %q speaks the %s API; send this request to %s instead", e.Provider, e.ProviderDialect, endpoint)
+	return fmt.Sprintf("provider %q speaks the %s API, and keygate translates only chat requests between the two; send this request to %s instead", e.Provider, e.ProviderDialect, endpoint)
 }
 
 // Resolve picks the provider for a model requested in the given dialect and
 // returns the model name to send upstream:
 //  1. "name/model" where name is a registered provider: that provider, prefix stripped;
 //  2. else the first provider of this dialect (by name) whose patterns match the model;
-//  3. else the dialect's default provider.
+//  3. else the first provider of the other dialect whose patterns match it;
+//  4. else the dialect's default provider.
+//
+// A provider of the other dialect is returned as is: the caller translates
+// the request, or refuses it with a WrongDialectError where it cannot.
 func (t *Table) Resolve(dialect, model string) (*Upstream, string, error) {
 	if i := strings.IndexByte(model, '/'); i > 0 {
 		if u, ok := t.byName[model[:i]]; ok {
-			if u.Dialect != dialect {
-				return nil, "", &WrongDialectError{Provider: u.Name, ProviderDialect: u.Dialect, RequestDialect: dialect}
-			}
 			return u, model[i+1:], nil
 		}
 	}
 	for _, u := range t.ordered {
 		if u.Dialect == dialect && MatchAny(u.Models, model) {
+			return u, model, nil
+		}
+	}
+	for _, u := range t.ordered {
+		if u.Dialect != dialect && MatchAny(u.Models, model) {
 			return u, model, nil
 		}
 	}

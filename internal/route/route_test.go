@@ -34,9 +34,15 @@ func TestResolve(t *testing.T) {
 			t.Errorf("Resolve(%s, %s) = %v, %q, %v; want %s, %q", tc.dialect, tc.model, u, m, err, tc.provider, tc.upstreamModel)
 		}
 	}
-	var wd *WrongDialectError
-	if _, _, err := tb.Resolve("openai", "anthropic/claude-x"); !errors.As(err, &wd) || wd.Provider != "anthropic" {
-		t.Fatalf("cross-dialect prefix must be refused clearly, got %v", err)
+	// The other dialect's providers: by prefix, and by pattern before the
+	// dialect's default (the gateway translates).
+	for _, tc := range [][3]string{{"anthropic/claude-x", "anthropic", "claude-x"}, {"claude-sonnet-4-5", "anthropic", "claude-sonnet-4-5"}} {
+		if u, m, err := tb.Resolve("openai", tc[0]); err != nil || u.Name != tc[1] || m != tc[2] {
+			t.Errorf("Resolve(openai, %s) = %v, %q, %v", tc[0], u, m, err)
+		}
+	}
+	if u, _, err := tb.Resolve("anthropic", "gpt-4o"); err != nil || u.Name != "openai" {
+		t.Errorf("an Anthropic request for gpt-4o: %v, %v", u, err)
 	}
 	empty := NewTable([]*Upstream{{Name: "a", Dialect: "openai", Models: []string{"x"}}, {Name: "b", Dialect: "openai"}})
 	if _, _, err := empty.Resolve("openai", "y"); !errors.Is(err, ErrNoProvider) {
