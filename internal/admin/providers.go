@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
@@ -52,6 +53,7 @@ func (a *API) createProvider(w http.ResponseWriter, r *http.Request) {
 	p := store.Provider{
 		ID: newID("prv_"), Name: req.Name, Dialect: req.Dialect, BaseURL: req.BaseURL,
 		Models: req.Models, IsDefault: req.Default, CreatedAt: a.opts.Now().UTC(), Env: req.Env,
+		Preset: req.Preset, APIVersion: req.APIVersion,
 	}
 	p.SecretID = "provider/" + p.ID
 	if _, err := a.opts.Vault.Put(ctx, p.SecretID, apiKey); err != nil {
@@ -76,6 +78,29 @@ func validateProvider(req *adminapi.CreateProviderRequest) error {
 	req.Name = strings.TrimSpace(req.Name)
 	if !providerName.MatchString(req.Name) {
 		return fmt.Errorf("name %q must be 1-63 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit", req.Name)
+	}
+	req.Preset, req.APIVersion = strings.TrimSpace(req.Preset), strings.TrimSpace(req.APIVersion)
+	if req.Preset != "" {
+		p, ok := provider.LookupPreset(req.Preset)
+		if !ok {
+			names := make([]string, 0, 12)
+			for _, p := range provider.Presets() {
+				names = append(names, p.Name)
+			}
+			return fmt.Errorf("preset %q is not known; use one of %s", req.Preset, strings.Join(names, ", "))
+		}
+		if req.Dialect != "" && req.Dialect != p.Dialect {
+			return fmt.Errorf("preset %s speaks the %s API; leave dialect out or set it to %s", p.Name, p.Dialect, p.Dialect)
+		}
+		req.Dialect = p.Dialect
+		if strings.TrimSpace(req.BaseURL) == "" {
+			req.BaseURL = p.BaseURL
+		}
+		if err := p.Validate(req.BaseURL, true); err != nil {
+			return err
+		}
+	} else if req.APIVersion != "" {
+		return errors.New("api_version is for presets that want one (azure-openai); set preset too")
 	}
 	if req.Dialect == "" {
 		req.Dialect = "openai"
@@ -157,7 +182,8 @@ func providerView(p store.Provider) adminapi.Provider {
 	if models == nil {
 		models = []string{}
 	}
-	return adminapi.Provider{ID: p.ID, Name: p.Name, Dialect: p.Dialect, BaseURL: p.BaseURL, Models: models, Default: p.IsDefault, CreatedAt: p.CreatedAt, Env: p.Env}
+	return adminapi.Provider{ID: p.ID, Name: p.Name, Dialect: p.Dialect, BaseURL: p.BaseURL, Models: models, Default: p.IsDefault, CreatedAt: p.CreatedAt, Env: p.Env,
+		Preset: p.Preset, APIVersion: p.APIVersion}
 }
 
 // lookupError answers a failed read of a named record.

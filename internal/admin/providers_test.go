@@ -44,6 +44,10 @@ func TestProviderValidation(t *testing.T) {
 		{"not JSON", `{"name":openai}`, "JSON"},
 		{"empty body", ``, "empty"},
 		{"trailing data", providerBody("x", good, key, "") + `{}`, "after"},
+		{"unknown preset", providerBody("x", "", key, `"preset":"nope"`), "groq"},
+		{"azure preset without its base URL", providerBody("x", "", key, `"preset":"azure-openai"`), "RESOURCE"},
+		{"preset of the other dialect", providerBody("x", "", key, `"preset":"groq","dialect":"anthropic"`), "openai"},
+		{"api_version without a preset", providerBody("x", good, key, `"api_version":"2024-10-21"`), "preset"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wantError(t, h.do("POST", "/api/v1/providers", tc.body), http.StatusBadRequest, "bad_request", tc.field)
@@ -241,5 +245,21 @@ func TestProviderKeyIsStoredEncrypted(t *testing.T) {
 	}
 	if got, _, err := h.vault.Get(ctx, p2.SecretID); err != nil || got.Reveal() != key2 {
 		t.Fatalf("re-registered key: err %v", err)
+	}
+}
+
+// TestProviderPresets: a preset fills in the dialect and base URL, and is
+// shown on the provider.
+func TestProviderPresets(t *testing.T) {
+	h := newHarness(t)
+	var p adminapi.Provider
+	decode(t, h.do("POST", "/api/v1/providers", providerBody("groq", "", "test-groq-key-not-real", `"preset":"groq"`)), &p)
+	if p.Preset != "groq" || p.Dialect != "openai" || p.BaseURL != "https://api.groq.com/openai/v1" {
+		t.Fatalf("groq from its preset: %+v", p)
+	}
+	decode(t, h.do("POST", "/api/v1/providers", providerBody("azure", "https://example-resource.openai.azure.com", "test-azure-key-not-real",
+		`"preset":"azure-openai","api_version":"2024-10-21"`)), &p)
+	if p.Preset != "azure-openai" || p.APIVersion != "2024-10-21" || p.BaseURL != "https://example-resource.openai.azure.com" {
+		t.Fatalf("azure from its preset: %+v", p)
 	}
 }

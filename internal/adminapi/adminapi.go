@@ -45,18 +45,24 @@ type Provider struct {
 	Default   bool      `json:"default"`
 	CreatedAt time.Time `json:"created_at"`
 	Env       string    `json:"env,omitempty"` // only keys of this environment may use it
+	// Preset is the known service the provider is, such as groq or azure-openai.
+	Preset     string `json:"preset,omitempty"`
+	APIVersion string `json:"api_version,omitempty"` // the api-version sent (Azure OpenAI)
 }
 
 // CreateProviderRequest registers an upstream provider and its real API key.
 // Dialect may be empty: "anthropic" for a provider named anthropic, else "openai".
+// With Preset, Dialect and BaseURL default to the preset's.
 type CreateProviderRequest struct {
-	Name    string   `json:"name"`
-	Dialect string   `json:"dialect,omitempty"`
-	BaseURL string   `json:"base_url"`
-	Models  []string `json:"models,omitempty"`
-	Default bool     `json:"default,omitempty"`
-	APIKey  string   `json:"api_key"`
-	Env     string   `json:"env,omitempty"` // such as prod: only keys of that environment may use it
+	Preset     string   `json:"preset,omitempty"`
+	APIVersion string   `json:"api_version,omitempty"`
+	Name       string   `json:"name"`
+	Dialect    string   `json:"dialect,omitempty"`
+	BaseURL    string   `json:"base_url"`
+	Models     []string `json:"models,omitempty"`
+	Default    bool     `json:"default,omitempty"`
+	APIKey     string   `json:"api_key"`
+	Env        string   `json:"env,omitempty"` // such as prod: only keys of that environment may use it
 }
 
 // ProviderList is the answer to GET /api/v1/providers.

@@ -6,10 +6,12 @@ import (
 	"io"
 	"net/url"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/secret"
 )
 
@@ -38,18 +40,19 @@ func (a *app) providerCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(a.providerAddCmd(), a.providerListCmd(), a.providerShowCmd(), a.providerRotateCmd(), a.providerRemoveCmd())
+	cmd.AddCommand(a.providerAddCmd(), a.providerPresetsCmd(), a.providerListCmd(), a.providerShowCmd(), a.providerRotateCmd(), a.providerRemoveCmd())
 	return cmd
 }
 
 func (a *app) providerAddCmd() *cobra.Command {
 	var (
 		baseURL, dialect, keyEnv, env string
+		preset, apiVersion            string
 		models                        []string
 		isDefault, keyStdin           bool
 	)
 	cmd := &cobra.Command{
-		Use:   "add NAME --base-url URL (--api-key-env VAR | --api-key-stdin) [--env TAG]",
+		Use:   "add NAME (--base-url URL | --preset NAME) (--api-key-env VAR | --api-key-stdin) [--env TAG]",
 		Short: "Register an upstream provider and its API key",
 		Long: `Registers an upstream provider. keygate stores its API key encrypted and
 never shows it again. The key is read from an environment variable or from
@@ -63,17 +66,26 @@ the provider, so a test key can never reach a production account.
       --models 'gpt-*,o3*' --default --api-key-env OPENAI_API_KEY
   keygate provider add anthropic --base-url https://api.anthropic.com --api-key-stdin < key.txt
   PROD_KEY=... keygate provider add openai-prod --base-url https://api.openai.com/v1 \
-      --api-key-env PROD_KEY --env prod`,
+      --api-key-env PROD_KEY --env prod
+
+A preset fills in a known service's base URL, API dialect, auth header and
+paths (keygate provider presets lists them):
+
+  GROQ_API_KEY=... keygate provider add groq --preset groq --models 'llama-*' --api-key-env GROQ_API_KEY
+  AZURE_KEY=... keygate provider add azure --preset azure-openai \
+      --base-url https://RESOURCE.openai.azure.com --api-version 2024-10-21 --api-key-env AZURE_KEY
+
+With azure-openai, the model a request routes to is the deployment name.`,
 		Args: refuseAPIKeyFlag(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := strings.TrimSpace(args[0])
 			if name == "" {
 				return errors.New("provider add: the provider name is empty")
 			}
-			if strings.TrimSpace(baseURL) == "" {
-				return errors.New("provider add: --base-url is required, as in --base-url https://api.openai.com/v1")
+			if strings.TrimSpace(baseURL) == "" && preset == "" {
+				return errors.New("provider add: --base-url is required, as in --base-url https://api.openai.com/v1, unless a --preset gives it")
 			}
-			if u, err := url.Parse(baseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			if u, err := url.Parse(baseURL); baseURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
 				return errors.New("provider add: --base-url must be an http:// or https:// URL, as in https://api.openai.com/v1")
 			}
 			switch dialect {
@@ -103,6 +115,7 @@ the provider, so a test key can never reach a production account.
 				Default: isDefault,
 				APIKey:  key.Reveal(),
 				Env:     env,
+				Preset:  strings.TrimSpace(preset), APIVersion: strings.TrimSpace(apiVersion),
 			})
 			if err != nil {
 				return explain(fmt.Errorf("provider add %s: %w", name, err), cred)
@@ -115,7 +128,9 @@ the provider, so a test key can never reach a production account.
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&baseURL, "base-url", "", "the provider's API base `URL`, as its own SDK takes it (required)")
+	f.StringVar(&baseURL, "base-url", "", "the provider's API base `URL`, as its own SDK takes it (required unless --preset gives it)")
+	f.StringVar(&preset, "preset", "", "a known service's settings: `NAME` from keygate provider presets, such as groq, gemini or azure-openai")
+	f.StringVar(&apiVersion, "api-version", "", "the api-version `VERSION` to send (azure-openai; default "+provider.AzureAPIVersion+")")
 	f.StringVar(&dialect, "dialect", "", "wire `DIALECT`: openai or anthropic (default: anthropic for a provider named anthropic, else openai)")
 	f.StringArrayVar(&models, "models", nil, "model name `PATTERNS` this provider serves, comma-separated or repeated ('gpt-*,o3*')")
 	f.BoolVar(&isDefault, "default", false, "make this the default provider for its dialect")
@@ -310,16 +325,20 @@ func (a *app) providerRemoveCmd() *cobra.Command {
 }
 
 func printProvider(w io.Writer, p adminapi.Provider) error {
-	return fields(w, [][2]string{
-		{"ID", p.ID},
-		{"Name", p.Name},
-		{"Dialect", p.Dialect},
+	rows := [][2]string{{"ID", p.ID}, {"Name", p.Name}, {"Dialect", p.Dialect}}
+	if p.Preset != "" {
+		rows = append(rows, [2]string{"Preset", p.Preset})
+	}
+	if p.APIVersion != "" {
+		rows = append(rows, [2]string{"API version", p.APIVersion})
+	}
+	return fields(w, append(rows, [][2]string{
 		{"Base URL", p.BaseURL},
 		{"Models", list(p.Models, "-")},
 		{"Default", yesNo(p.Default)},
 		{"Env", orAny(p.Env)},
 		{"Created", fmtTime(p.CreatedAt)},
-	})
+	}...))
 }
 
 // orAny returns a provider's environment, or "any" when keys of every
@@ -336,4 +355,32 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+func (a *app) providerPresetsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "presets",
+		Short: "List the known services a provider can be added with (--preset)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ps := provider.Presets()
+			if a.json {
+				return writeJSON(cmd.OutOrStdout(), ps)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "PRESET\tDIALECT\tBASE URL\tAUTH")
+			for _, p := range ps {
+				base := p.BaseURL
+				if base == "" {
+					base = "(yours, such as " + p.BaseURLExample + ")"
+				}
+				auth := p.AuthHeader
+				if p.KeyOptional {
+					auth += " (optional)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, p.Dialect, base, auth)
+			}
+			return tw.Flush()
+		},
+	}
 }

@@ -20,11 +20,13 @@ type call struct {
 	keyID    string
 	model    string
 	upstream *route.Upstream
-	body     []byte     // the body to send upstream
-	denied   string     // the denial code, when keygate refused the call
-	failure  string     // upstream_unreachable, upstream_timeout, client_gone
-	est      estimate   // the worst case reserved for the call
-	adm      *admission // the call's hold on its limits, when it has any
+	body     []byte // the body to send upstream
+	// sentModel is the model named upstream (a preset's deployment).
+	sentModel string
+	denied    string     // the denial code, when keygate refused the call
+	failure   string     // upstream_unreachable, upstream_timeout, client_gone
+	est       estimate   // the worst case reserved for the call
+	adm       *admission // the call's hold on its limits, when it has any
 	// tokenScope is the narrowed scope of the access token that
 	// authenticated the call, if one did.
 	tokenScope  *token.Scope

@@ -324,7 +324,10 @@ func (g *Gateway) attempt(base http.RoundTripper, req *http.Request, c *call, de
 	out.Body = io.NopCloser(bytes.NewReader(body))
 	out.ContentLength = int64(len(body))
 	out.Header.Set("Content-Length", strconv.Itoa(len(body)))
-	g.target(out, c, dep.Upstream, req.URL.Path)
+	if err := g.target(out, c, dep.Upstream, req.URL.Path, dep.Model); err != nil {
+		cancel()
+		return nil, fmt.Errorf("deployment %q: %w", dep.Name, err)
+	}
 
 	done := st.Start()
 	timer := time.AfterFunc(time.Until(deadline), cancel)

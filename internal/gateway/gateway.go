@@ -385,6 +385,14 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, d provider.Dia
 		g.deny(w, r, http.StatusBadRequest, "wrong_api_dialect", err.Error())
 		return
 	}
+	upPath := r.URL.Path
+	if cross {
+		upPath = translatedPath(upPath)
+	}
+	if err := checkTarget(up, upPath, model); err != nil {
+		g.deny(w, r, http.StatusBadRequest, "invalid_model", err.Error())
+		return
+	}
 	if cross {
 		if body, err = g.translateRequest(c, body, model); err != nil {
 			g.deny(w, r, http.StatusBadRequest, "untranslatable_request", fmt.Sprintf(
@@ -404,7 +412,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, d provider.Dia
 			body = askForStreamUsage(body)
 		}
 	}
-	c.upstream, c.body = up, body
+	c.upstream, c.body, c.sentModel = up, body, model
 	g.proxy.ServeHTTP(w, r)
 }
 

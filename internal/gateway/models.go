@@ -143,7 +143,14 @@ func (g *Gateway) fetchModels(ctx context.Context, d provider.Dialect, up *route
 	if err != nil {
 		return nil, err
 	}
-	d.InjectAuth(req.Header, up.Key)
+	if up.Preset != nil {
+		req.URL.RawQuery = ""
+		if err := up.Preset.Prepare(req, up.BaseURL, "/v1/models", "", up.Key, up.APIVersion); err != nil {
+			return nil, fmt.Errorf("list models: %w", err)
+		}
+	} else {
+		d.InjectAuth(req.Header, up.Key)
+	}
 	resp, err := (&http.Client{Transport: g.opts.Transport}).Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("list models: %w", err)

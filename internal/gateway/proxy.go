@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -80,7 +82,8 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	if c.alias != nil {
 		return // the failover transport points it at each deployment in turn
 	}
-	g.target(out, c, c.upstream, pr.In.URL.Path)
+	// forward checked the target with checkTarget: this cannot fail.
+	_ = g.target(out, c, c.upstream, pr.In.URL.Path, c.sentModel)
 	c.sentAt = time.Now()
 	out.Body = io.NopCloser(bytes.NewReader(c.body))
 	out.ContentLength = int64(len(c.body))
@@ -89,8 +92,9 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 }
 
 // target points an outbound request at an upstream: its URL for the
-// client's path, and its real credential in place of the client's.
-func (g *Gateway) target(out *http.Request, c *call, up *route.Upstream, clientPath string) {
+// client's path, and its real credential in place of the client's. model
+// is the model the request names upstream (a preset's deployment name).
+func (g *Gateway) target(out *http.Request, c *call, up *route.Upstream, clientPath, model string) error {
 	d, path := c.dialect, clientPath
 	if up.Dialect != d.Name() {
 		// A translated call: the provider's own endpoint, and none of the
@@ -102,12 +106,26 @@ func (g *Gateway) target(out *http.Request, c *call, up *route.Upstream, clientP
 			}
 		}
 	}
+	out.GetBody = nil
+	if up.Preset != nil {
+		return up.Preset.Prepare(out, up.BaseURL, path, model, up.Key, up.APIVersion)
+	}
 	out.URL.Scheme = up.BaseURL.Scheme
 	out.URL.Host = up.BaseURL.Host
 	out.URL.Path = d.UpstreamPath(up.BaseURL.Path, path)
 	out.URL.RawPath = ""
-	out.GetBody = nil
 	d.InjectAuth(out.Header, up.Key)
+	return nil
+}
+
+// checkTarget reports whether a request can be pointed at up, before any
+// limit is taken: a preset may refuse a model name it cannot put in a URL.
+func checkTarget(up *route.Upstream, clientPath, model string) error {
+	if up.Preset == nil {
+		return nil
+	}
+	scratch := &http.Request{URL: &url.URL{}, Header: http.Header{}}
+	return up.Preset.Prepare(scratch, up.BaseURL, clientPath, model, up.Key, up.APIVersion)
 }
 
 // noTrailers drops a response's trailers when its body is closed, which is
@@ -155,10 +173,45 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	if err := scrubResponse(resp, key); err != nil {
 		return err
 	}
+	if c.upstream.Preset != nil && resp.StatusCode >= 400 {
+		normalizeError(resp, c.upstream.Preset)
+	}
 	if c.translate {
 		return g.translateResponse(resp, c)
 	}
 	return nil
+}
+
+// normalizeError rewrites a preset service's own error body (Gemini's
+// array, xAI's and vLLM's bare strings, Mistral's detail) into the OpenAI
+// error shape its clients' SDKs parse. The body is already scrubbed.
+func normalizeError(resp *http.Response, p *provider.Preset) {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxScrubbedErrorBody))
+	if err != nil {
+		return
+	}
+	msg, code := p.ParseError(resp.StatusCode, b)
+	out, _ := json.Marshal(map[string]any{"error": map[string]any{
+		"message": msg, "type": openAIErrorType(resp.StatusCode), "param": nil, "code": code,
+	}})
+	setBody(resp, out, resp.Body.(io.Closer))
+}
+
+// openAIErrorType is the OpenAI error type for a status.
+func openAIErrorType(status int) string {
+	switch {
+	case status == http.StatusUnauthorized:
+		return "authentication_error"
+	case status == http.StatusForbidden:
+		return "permission_error"
+	case status == http.StatusNotFound:
+		return "not_found_error"
+	case status == http.StatusTooManyRequests:
+		return "rate_limit_error"
+	case status >= 500:
+		return "server_error"
+	}
+	return "invalid_request_error"
 }
 
 // scrubResponse removes an upstream credential from a response's header

@@ -86,8 +86,15 @@ func TestOpenAIClientReachesAnthropicModel(t *testing.T) {
 	if err := stream.Err(); err != nil || acc.Choices[0].Message.Content != tr.claude.ReplyText() || acc.Usage.CompletionTokens == 0 {
 		t.Fatalf("translated stream: %v %q usage %+v", err, acc.Choices[0].Message.Content, acc.Usage)
 	}
-	if out := tr.usageOf(t, "key_oai-client")["claude-sonnet-4-5"]; out < 2*acc.Usage.CompletionTokens {
-		t.Fatalf("metered %d output tokens for two calls of %d", out, acc.Usage.CompletionTokens)
+	// The stream settles when keygate has copied its end, just after the client read it.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		out := tr.usageOf(t, "key_oai-client")["claude-sonnet-4-5"]
+		if out >= 2*acc.Usage.CompletionTokens {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metered %d output tokens for two calls of %d", out, acc.Usage.CompletionTokens)
+		}
 	}
 }
 
@@ -125,8 +132,10 @@ func TestAnthropicClientReachesOpenAIModel(t *testing.T) {
 	if err := stream.Err(); err != nil || len(m.Content) == 0 || m.Content[0].Text != tr.up.ReplyText() || m.Usage.OutputTokens == 0 {
 		t.Fatalf("translated stream: %v %+v", err, m)
 	}
-	if out := tr.usageOf(t, "key_claude-client")["gpt-4o-mini"]; out == 0 {
-		t.Fatal("no usage metered for translated calls")
+	for deadline := time.Now().Add(5 * time.Second); tr.usageOf(t, "key_claude-client")["gpt-4o-mini"] == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no usage metered for translated calls")
+		}
 	}
 }
 

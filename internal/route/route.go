@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
 )
@@ -26,6 +27,10 @@ type Upstream struct {
 	Default bool          // default provider for its dialect
 	Key     secret.String // the real upstream credential
 	Env     string        // environment tag: only keys of this env may use it; "" accepts any
+	// Preset, for a known service other than plain OpenAI or Anthropic,
+	// says how it wants its credential, paths and errors; nil otherwise.
+	Preset     *provider.Preset
+	APIVersion string // the api-version the preset sends, "" its default
 }
 
 // Table is an immutable routing snapshot. Its methods are safe for concurrent use.
@@ -193,7 +198,15 @@ func Load(ctx context.Context, src ProviderSource, vault SecretOpener) (*Table, 
 		if err != nil {
 			return nil, fmt.Errorf("route: provider %q: open its credential: %w", p.Name, err)
 		}
-		ups = append(ups, &Upstream{Name: p.Name, Dialect: p.Dialect, BaseURL: u, Models: p.Models, Default: p.IsDefault, Key: key, Env: p.Env})
+		up := &Upstream{Name: p.Name, Dialect: p.Dialect, BaseURL: u, Models: p.Models, Default: p.IsDefault, Key: key, Env: p.Env, APIVersion: p.APIVersion}
+		if p.Preset != "" && p.Preset != "openai" && p.Preset != "anthropic" {
+			pre, ok := provider.LookupPreset(p.Preset)
+			if !ok {
+				return nil, fmt.Errorf("route: provider %q names preset %q, which this keygate does not know; upgrade keygate or re-add the provider", p.Name, p.Preset)
+			}
+			up.Preset = &pre
+		}
+		ups = append(ups, up)
 	}
 	return NewTable(ups), nil
 }

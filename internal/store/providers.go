@@ -9,7 +9,7 @@ import (
 // provider with the same ID or name already exists.
 func (s *Store) CreateProvider(ctx context.Context, p Provider) error {
 	_, err := s.w.ExecContext(ctx, s.q.createProvider,
-		p.ID, p.Name, p.Dialect, p.BaseURL, listArg(p.Models), p.IsDefault, p.SecretID, s.timeArg(p.CreatedAt), p.Env)
+		p.ID, p.Name, p.Dialect, p.BaseURL, listArg(p.Models), p.IsDefault, p.SecretID, s.timeArg(p.CreatedAt), p.Env, p.Preset, p.APIVersion)
 	if err != nil {
 		return fmt.Errorf("store: create provider %q: %w", p.Name, mapErr(err))
 	}
@@ -61,6 +61,6 @@ func (s *Store) DeleteProvider(ctx context.Context, name string) error {
 
 func scanProvider(row rowScanner) (Provider, error) {
 	var p Provider
-	err := row.Scan(&p.ID, &p.Name, &p.Dialect, &p.BaseURL, listCol{&p.Models}, &p.IsDefault, &p.SecretID, timeCol{&p.CreatedAt}, &p.Env)
+	err := row.Scan(&p.ID, &p.Name, &p.Dialect, &p.BaseURL, listCol{&p.Models}, &p.IsDefault, &p.SecretID, timeCol{&p.CreatedAt}, &p.Env, &p.Preset, &p.APIVersion)
 	return p, err
 }

@@ -2,7 +2,7 @@ package store
 
 // Column lists, in the order the scan functions read them.
 const (
-	providerCols = `id, name, dialect, base_url, models, is_default, secret_id, created_at, env`
+	providerCols = `id, name, dialect, base_url, models, is_default, secret_id, created_at, env, preset, api_version`
 	secretCols   = `id, version, format, kek_id, wrapped_dek, ciphertext, created_at, destroy_at`
 	keyCols      = `id, name, env, prefix, hash, allow_models, allow_providers, created_at, expires_at, revoked_at, last_used_at, limits, group_name,
 		allow_paths, allow_ips, hours, suspended_at, rotated_from,
@@ -46,7 +46,7 @@ type queries struct {
 func newQueries(d Dialect) *queries {
 	r := func(q string) string { return rebind(d, q) }
 	return &queries{
-		createProvider: r(`INSERT INTO providers (` + providerCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		createProvider: r(`INSERT INTO providers (` + providerCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		getProvider:    r(`SELECT ` + providerCols + ` FROM providers WHERE name = ?`),
 		listProviders:  r(`SELECT ` + providerCols + ` FROM providers ORDER BY name`),
 		deleteProvider: r(`DELETE FROM providers WHERE name = ?`),

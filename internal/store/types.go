@@ -23,6 +23,11 @@ type Provider struct {
 	SecretID  string    // vault record that holds the upstream credential
 	CreatedAt time.Time // UTC
 	Env       string    // environment tag ("prod"); only keys of that env may use it; "" accepts any
+	// Preset names the known service the provider is ("groq",
+	// "azure-openai"; see provider.Presets), "" for a plain dialect.
+	Preset string
+	// APIVersion is the api-version the service wants (Azure OpenAI); "" its default.
+	APIVersion string
 }
 
 // SecretVersion is one encrypted version of a vault record (envelope encryption:

@@ -93,13 +93,16 @@ func fullProvider(id, name string) store.Provider {
 		IsDefault: true,
 		SecretID:  "provider/" + name,
 		CreatedAt: at(0),
+		Env:       "prod",
+		Preset:    "azure-openai", APIVersion: "2024-10-21",
 	}
 }
 
 func checkProvider(t testing.TB, got, want store.Provider) {
 	t.Helper()
 	if got.ID != want.ID || got.Name != want.Name || got.Dialect != want.Dialect ||
-		got.BaseURL != want.BaseURL || got.IsDefault != want.IsDefault || got.SecretID != want.SecretID {
+		got.BaseURL != want.BaseURL || got.IsDefault != want.IsDefault || got.SecretID != want.SecretID ||
+		got.Env != want.Env || got.Preset != want.Preset || got.APIVersion != want.APIVersion {
 		t.Errorf("provider = %+v, want %+v", got, want)
 	}
 	checkList(t, "Models", got.Models, want.Models)
