@@ -27,6 +27,17 @@ func (a *API) secretRoute(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
+	if r.Method != http.MethodGet {
+		// A passthrough service's credential is a secret: a change reaches
+		// routing at once on this node (on others within provider_refresh).
+		sw := &web.StatusWriter{ResponseWriter: w}
+		w = sw
+		defer func() {
+			if sw.Status >= 200 && sw.Status < 300 {
+				a.providersChanged(r)
+			}
+		}()
+	}
 	switch r.Method + " " + action {
 	case "PUT ":
 		a.putSecret(w, r, name)
