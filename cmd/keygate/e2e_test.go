@@ -197,6 +197,7 @@ func TestDenialsNeverReachUpstream(t *testing.T) {
 	in.register(up)
 	key := in.createKey("--name", "narrow", "--allow-model", "gpt-4o-mini", "--allow-provider", "openai")
 	revoked := in.createKey("--name", "soon-revoked")
+	wide := in.createKey("--name", "wide")
 	chat := in.addrs.Gateway + "/v1/chat/completions"
 	msgs := in.addrs.Gateway + "/v1/messages"
 	body := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`
@@ -234,7 +235,9 @@ func TestDenialsNeverReachUpstream(t *testing.T) {
 		{"provider not allowed", msgs, key, abody, 403, true, "permission_error"},
 		{"unknown key on anthropic", msgs, "kg_live_0000000000000000000000000000000000000000000000000", abody, 401, true, "authentication_error"},
 		{"model not allowed behind a prefix", chat, key, `{"model":"openai/gpt-4.1","messages":[]}`, 403, false, ""},
-		{"cross-dialect prefix", chat, key, `{"model":"anthropic/claude-sonnet-4-5","messages":[]}`, 400, false, "invalid_request_error"},
+		{"cross-dialect prefix", chat, key, `{"model":"anthropic/claude-sonnet-4-5","messages":[]}`, 403, false, ""},
+		{"cross-dialect embeddings", in.addrs.Gateway + "/v1/embeddings", wide, `{"model":"anthropic/claude-sonnet-4-5","input":"x"}`, 400, false, "invalid_request_error"},
+		{"untranslatable request", chat, wide, `{"model":"anthropic/claude-sonnet-4-5","n":3,"messages":[{"role":"user","content":"x"}]}`, 400, false, "invalid_request_error"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st, b := postJSON(t, tc.url, tc.key, tc.body)
