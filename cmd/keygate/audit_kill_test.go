@@ -20,8 +20,10 @@ func TestAuditLossOnKill9IsBoundedByTheFlushInterval(t *testing.T) {
 		t.Skip("starts keygate processes")
 	}
 	const flush = 200 * time.Millisecond
-	// Allowance for the write itself (one SQLite commit) after the tick.
-	const writeAllowance = 100 * time.Millisecond
+	// Allowance for the batch being written when the kill lands (one
+	// database commit), generous for a machine loaded by a parallel,
+	// race-instrumented test run; the figure measured is logged.
+	const writeAllowance = 400 * time.Millisecond
 	dir := t.TempDir()
 	env := map[string]string{"KEYGATE_AUDIT_FLUSH_INTERVAL": flush.String(), "KEYGATE_LIMITS_AUTH_FAILURES": "0"}
 	args := []string{"serve", "--data-dir", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}
