@@ -86,11 +86,9 @@ func (s *FileSink) Write(ctx context.Context, batch []Event) error {
 		return errors.New("audit: file sink is closed; open a new one with OpenFile")
 	}
 	s.buf.Reset()
-	enc := json.NewEncoder(&s.buf) // Encode ends each event with '\n'
 	for i := range batch {
-		if err := enc.Encode(&batch[i]); err != nil {
-			return fmt.Errorf("audit: encoding event %d for the audit file: %w", batch[i].Seq, err)
-		}
+		b := batch[i].AppendJSON(s.buf.AvailableBuffer())
+		s.buf.Write(append(b, '\n'))
 	}
 	if s.size > 0 && s.size+int64(s.buf.Len()) > s.opts.MaxSize {
 		if err := s.rotate(); err != nil {

@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -185,11 +184,7 @@ func (s *SyslogSink) appendMessage(b []byte, ev *Event) ([]byte, error) {
 	}
 	param("hash", ev.Hash)
 	b = append(b, "] "...)
-	js, err := json.Marshal(ev) // JSON escaping keeps the message on one line
-	if err != nil {
-		return nil, fmt.Errorf("audit: encoding event %d for syslog: %w", ev.Seq, err)
-	}
-	return append(b, js...), nil
+	return ev.AppendJSON(b), nil // JSON escaping keeps the message on one line
 }
 
 // appendParamValue escapes v as an RFC 5424 PARAM-VALUE: '"', '\' and ']'

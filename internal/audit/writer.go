@@ -157,11 +157,8 @@ func (w *Writer) Record(ev Event) error {
 		}
 		w.mu.Lock()
 	}
-	ev, err := w.chain.Append(ev)
-	if err != nil {
-		w.mu.Unlock()
-		return err
-	}
+	// The event is chained when it is flushed, in queue order, off the
+	// caller's path: hashing is the costly part of recording.
 	w.queue = append(w.queue, ev)
 	full := len(w.queue) >= w.opts.BatchSize
 	w.mu.Unlock()
@@ -250,7 +247,16 @@ func (w *Writer) flush(ctx context.Context) {
 	close(w.room)
 	w.room = make(chan struct{})
 	w.mu.Unlock()
-	w.pending = append(w.pending, q...)
+	for _, ev := range q {
+		ev, err := w.chain.Append(ev)
+		if err != nil {
+			// Only an event that cannot be encoded fails; it cannot be stored either.
+			w.log.Error("audit event could not be chained; it is dropped", "type", ev.Type, "err", err)
+			w.unsent.Add(-1)
+			continue
+		}
+		w.pending = append(w.pending, ev)
+	}
 	if len(w.pending) == 0 {
 		w.healthy.Store(true)
 		return

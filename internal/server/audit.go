@@ -59,12 +59,9 @@ type dbSink struct {
 
 func (s dbSink) Write(ctx context.Context, batch []audit.Event) error {
 	recs := make([]store.AuditRecord, 0, len(batch))
-	for _, ev := range batch {
-		data, err := json.Marshal(ev)
-		if err != nil {
-			return err
-		}
-		recs = append(recs, store.AuditRecord{Node: s.node, Seq: ev.Seq, Time: ev.Time, Type: ev.Type, KeyID: ev.KeyID, Data: data})
+	for i := range batch {
+		ev := &batch[i]
+		recs = append(recs, store.AuditRecord{Node: s.node, Seq: ev.Seq, Time: ev.Time, Type: ev.Type, KeyID: ev.KeyID, Data: ev.AppendJSON(nil)})
 	}
 	err := s.st.AppendAudit(ctx, recs)
 	if errors.Is(err, store.ErrConflict) && len(batch) > 0 {
