@@ -51,7 +51,7 @@ func BenchmarkCanonical(b *testing.B) {
 	ev := Event{Seq: 12345, Time: time.Now().UTC(), Type: "request", KeyID: "key_abcdef", Client: "203.0.113.9",
 		Resource: "POST /v1/chat/completions", Decision: "allow",
 		Fields: map[string]string{"status": "200", "request_id": "req_0123456789ab_1", "model": "gpt-4o-mini", "provider": "openai"},
-		Prev: "9c1e0000000000000000000000000000000000000000000000000000000000ff"}
+		Prev:   "9c1e0000000000000000000000000000000000000000000000000000000000ff"}
 	b.Run("AppendJSON", func(b *testing.B) {
 		b.ReportAllocs()
 		buf := make([]byte, 0, 512)
