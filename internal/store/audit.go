@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -33,15 +34,40 @@ func (s *Store) AppendAudit(ctx context.Context, recs []AuditRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	q := rebind(s.dialect, `INSERT INTO audit_events (node, seq, time, type, key_id, data) VALUES (?, ?, ?, ?, ?, ?)`)
+	// Many rows per statement: one round trip (and one parse) per chunk
+	// rather than per event, which is what lets PostgreSQL keep up.
 	return s.InTx(ctx, func(tx *Store) error {
-		for _, r := range recs {
-			if _, err := tx.w.ExecContext(ctx, q, r.Node, int64(r.Seq), tx.timeArg(r.Time), r.Type, r.KeyID, string(r.Data)); err != nil {
-				return fmt.Errorf("store: append audit event %d: %w", r.Seq, mapErr(err))
+		args := make([]any, 0, min(len(recs), auditRowsPerInsert)*6)
+		for len(recs) > 0 {
+			n := min(len(recs), auditRowsPerInsert)
+			args = args[:0]
+			for _, r := range recs[:n] {
+				args = append(args, r.Node, int64(r.Seq), tx.timeArg(r.Time), r.Type, r.KeyID, string(r.Data))
 			}
+			if _, err := tx.w.ExecContext(ctx, s.auditInsert(n), args...); err != nil {
+				return fmt.Errorf("store: append audit events %d to %d: %w", recs[0].Seq, recs[n-1].Seq, mapErr(err))
+			}
+			recs = recs[n:]
 		}
 		return nil
 	})
+}
+
+// auditRowsPerInsert bounds the rows of one audit INSERT (6 parameters
+// each, far below either database's limit).
+const auditRowsPerInsert = 128
+
+// auditInsert returns the INSERT statement for n audit rows.
+func (s *Store) auditInsert(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO audit_events (node, seq, time, type, key_id, data) VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`(?, ?, ?, ?, ?, ?)`)
+	}
+	return rebind(s.dialect, b.String())
 }
 
 // LastAudit returns the newest stored event of a node's chain, or ErrNotFound.
