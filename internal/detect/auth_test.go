@@ -16,19 +16,25 @@ func TestFailedAuthBurst(t *testing.T) {
 	r.run(600, normal)
 	r.expectNone("normal failures")
 
-	// Anomaly one: one client tries 25 credentials in one second.
-	r.run(1, func(int) {
-		for i := 0; i < 25; i++ {
-			r.observe(Observation{AuthFailed: true, Client: "203.0.113.9", KeyPrefix: fmt.Sprintf("kg_test_%03d", i)})
-		}
-	})
-	a := r.expectOne("client burst", RuleAuthFailClient, false)
-	if a.Client != "203.0.113.9" || a.KeyID != "" || a.Numbers["failures"] != 25 || a.Numbers["threshold"] != 20 {
-		t.Errorf("alert client %q numbers %v, want 203.0.113.9 with 25 failures over threshold 20", a.Client, a.Numbers)
+	// Anomaly one: one client tries 25 credentials in one second. The
+	// alert goes out with the failure that crosses the threshold, before
+	// the second's tick.
+	for i := 0; i < 21; i++ {
+		r.observe(Observation{AuthFailed: true, Client: "203.0.113.9", KeyPrefix: fmt.Sprintf("kg_test_%03d", i)})
+	}
+	a := r.expectOne("client burst, before the tick", RuleAuthFailClient, false)
+	if a.Client != "203.0.113.9" || a.KeyID != "" || a.Numbers["failures"] != 21 || a.Numbers["threshold"] != 20 {
+		t.Errorf("alert client %q numbers %v, want 203.0.113.9 with 21 failures over threshold 20", a.Client, a.Numbers)
 	}
 	if len(a.Events) != 16 {
 		t.Errorf("events %v, want the 16 latest", a.Events)
 	}
+	r.run(1, func(int) {
+		for i := 21; i < 25; i++ {
+			r.observe(Observation{AuthFailed: true, Client: "203.0.113.9", KeyPrefix: fmt.Sprintf("kg_test_%03d", i)})
+		}
+	})
+	r.expectNone("the rest of the burst and the tick")
 	r.run(30, normal)
 	r.expectNone("client burst still in the window")
 	r.run(120, normal)

@@ -87,11 +87,11 @@ func (e *Engine) Observe(o Observation) {
 	}
 	if o.AuthFailed {
 		if o.Client != "" {
-			e.authFail(&e.clients[shardOf(o.Client)], o.Client, o.EventSeq)
+			e.authFail(&e.clients[shardOf(o.Client)], RuleAuthFailClient, o.Client, o.EventSeq)
 		}
 		if o.KeyPrefix != "" {
 			p := safePrefix(o.KeyPrefix)
-			e.authFail(&e.prefixes[shardOf(p)], p, o.EventSeq)
+			e.authFail(&e.prefixes[shardOf(p)], RuleAuthFailPrefix, p, o.EventSeq)
 		}
 		return
 	}
@@ -105,8 +105,11 @@ func (e *Engine) Observe(o Observation) {
 		st = e.newKeyState()
 		sh.m[o.KeyID] = st
 	}
-	st.observe(e, &o)
+	early, tripped := st.observe(e, o.KeyID, &o)
 	sh.mu.Unlock()
+	if tripped {
+		e.deliver(e.now(), []pendingAlert{early})
+	}
 }
 
 // maxPrefix bounds the credential prefix kept and shown: a whole credential must never reach an alert.
@@ -205,7 +208,11 @@ type authState struct {
 	lastActive int64
 }
 
-func (e *Engine) authFail(sh *authShard, subject string, seq uint64) {
+// authFail counts one failed authentication. With one-second slots the
+// window the next tick will judge is known now (it drops the oldest slot),
+// so a burst that crosses the threshold is alerted at once rather than up
+// to a second later; the tick then finds the alert already raised.
+func (e *Engine) authFail(sh *authShard, rule, subject string, seq uint64) {
 	sh.mu.Lock()
 	st := sh.m[subject]
 	if st == nil {
@@ -214,7 +221,34 @@ func (e *Engine) authFail(sh *authShard, subject string, seq uint64) {
 	}
 	st.cur++
 	st.ev.add(seq)
+	var early pendingAlert
+	tripped := false
+	if e.authSlot == 1 && !st.latch.on {
+		if count := st.win.sum - st.win.v[st.win.pos] + st.cur; count > int64(e.cfg.Auth.Max) {
+			st.latch.on, st.latch.clearAt = true, 0
+			early, tripped = e.authRaise(rule, subject, count, st), true
+		}
+	}
 	sh.mu.Unlock()
+	if tripped {
+		e.deliver(e.now(), []pendingAlert{early})
+	}
+}
+
+// authRaise is the alert for count failures of one address or key prefix.
+func (e *Engine) authRaise(rule, subject string, count int64, st *authState) pendingAlert {
+	c := e.cfg.Auth
+	a := Alert{Rule: rule, Severity: SeverityMedium}
+	what := "key prefix " + subject
+	if rule == RuleAuthFailClient {
+		a.Client, what = subject, "client "+subject
+	} else {
+		a.KeyPrefix = subject
+	}
+	a.Summary = fmt.Sprintf("%d failed authentications from %s in %v (threshold more than %d)", count, what, c.Window, c.Max)
+	a.Numbers = map[string]float64{"failures": float64(count), "threshold": float64(c.Max), "window_seconds": float64(e.authWin)}
+	a.Events = st.ev.list()
+	return pendingAlert{a: a, subject: rule + "\x00" + subject}
 }
 
 func (e *Engine) tickAuth(sh *authShard, rule string, from, to int64, out []pendingAlert) []pendingAlert {
@@ -245,11 +279,7 @@ func (e *Engine) tickAuth(sh *authShard, rule string, from, to int64, out []pend
 		}
 		switch tr {
 		case raise:
-			a.Severity = SeverityMedium
-			a.Summary = fmt.Sprintf("%d failed authentications from %s in %v (threshold more than %d)", count, what, c.Window, c.Max)
-			a.Numbers = map[string]float64{"failures": float64(count), "threshold": float64(c.Max), "window_seconds": float64(e.authWin)}
-			a.Events = st.ev.list()
-			out = append(out, pendingAlert{a: a, subject: rule + "\x00" + subject})
+			out = append(out, e.authRaise(rule, subject, count, st))
 		case recovery:
 			a.Severity, a.Recovered = SeverityInfo, true
 			a.Summary = fmt.Sprintf("failed authentications from %s are down to %d in %v (threshold more than %d)", what, count, c.Window, c.Max)

@@ -63,6 +63,13 @@ func (r *rig) run(secs int, traffic func(sec int)) {
 	}
 }
 
+// peek returns the alerts emitted so far, keeping them.
+func (r *rig) peek() []Alert {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Alert(nil), r.got...)
+}
+
 // take returns and forgets the alerts emitted so far.
 func (r *rig) take() []Alert {
 	r.mu.Lock()

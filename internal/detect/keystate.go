@@ -63,11 +63,27 @@ func (e *Engine) newKeyState() *keyState {
 	}
 }
 
-// observe records one request; it runs under the key's shard lock.
-func (st *keyState) observe(e *Engine, o *Observation) {
+// observe records one request; it runs under the key's shard lock. Like
+// failed authentication, a rate spike is judged at once when the window
+// the next tick will judge is already known (one-second slots), and the
+// alert to deliver is returned.
+func (st *keyState) observe(e *Engine, id string, o *Observation) (pendingAlert, bool) {
 	st.active = true
 	st.rateCur++
-	st.ev.add(o.EventSeq)
+	var early pendingAlert
+	tripped := false
+	if e.rateSlot == 1 && !st.rateLatch.on && st.rateNB >= e.rateFormBuckets {
+		c := e.cfg.Rate
+		short := float64(st.rate.sum-st.rate.v[st.rate.pos]+st.rateCur) / float64(e.rateWin)
+		if short > c.Floor && short > c.Factor*st.rateBase {
+			st.rateLatch.on, st.rateLatch.clearAt = true, 0
+			st.ev.add(o.EventSeq)
+			early, tripped = st.rateRaise(e, id, short), true
+		}
+	}
+	if !tripped {
+		st.ev.add(o.EventSeq)
+	}
 	path := o.Path
 	if i := strings.IndexByte(path, '?'); i >= 0 {
 		path = path[:i] // a query string may carry credentials; the mix is by path only
@@ -85,6 +101,7 @@ func (st *keyState) observe(e *Engine, o *Observation) {
 			sp.spentTold = o.SpentMicroUSD
 		}
 	}
+	return early, tripped
 }
 
 const otherResource = "(other)"
@@ -167,15 +184,7 @@ func (st *keyState) tickRate(e *Engine, id string, from, to int64, out []pending
 	cond := formed && short > c.Floor && short > c.Factor*st.rateBase
 	switch st.rateLatch.step(cond, to, int64(c.RecoverAfter/time.Second)) {
 	case raise:
-		nums := map[string]float64{"rate": short, "baseline": st.rateBase,
-			"factor": c.Factor, "floor": c.Floor, "window_seconds": float64(e.rateWin)}
-		out = append(out, pendingAlert{subject: RuleRateSpike + "\x00" + id, a: Alert{
-			Rule: RuleRateSpike, KeyID: id, Severity: SeverityMedium,
-			Summary: fmt.Sprintf("rate %.1f req/s is %s the baseline %.1f req/s (threshold %gx, floor %g req/s)",
-				short, ratioText(short, st.rateBase, nums), st.rateBase, c.Factor, c.Floor),
-			Numbers: nums,
-			Events:  st.ev.list(),
-		}})
+		out = append(out, st.rateRaise(e, id, short))
 	case recovery:
 		out = append(out, pendingAlert{subject: RuleRateSpike + "\x00" + id, a: Alert{
 			Rule: RuleRateSpike, KeyID: id, Severity: SeverityInfo, Recovered: true,
@@ -184,6 +193,20 @@ func (st *keyState) tickRate(e *Engine, id string, from, to int64, out []pending
 		}})
 	}
 	return out
+}
+
+// rateRaise is the alert for a key's rate spiking to short requests a second.
+func (st *keyState) rateRaise(e *Engine, id string, short float64) pendingAlert {
+	c := e.cfg.Rate
+	nums := map[string]float64{"rate": short, "baseline": st.rateBase,
+		"factor": c.Factor, "floor": c.Floor, "window_seconds": float64(e.rateWin)}
+	return pendingAlert{subject: RuleRateSpike + "\x00" + id, a: Alert{
+		Rule: RuleRateSpike, KeyID: id, Severity: SeverityMedium,
+		Summary: fmt.Sprintf("rate %.1f req/s is %s the baseline %.1f req/s (threshold %gx, floor %g req/s)",
+			short, ratioText(short, st.rateBase, nums), st.rateBase, c.Factor, c.Floor),
+		Numbers: nums,
+		Events:  st.ev.list(),
+	}}
 }
 
 func (st *keyState) tickShift(e *Engine, id string, from, to int64, out []pendingAlert) []pendingAlert {

@@ -30,8 +30,23 @@ func TestRateSpike(t *testing.T) {
 	})
 	r.expectNone("normal traffic and baseline formation")
 
-	// The anomaly: 42 req/s. It trips once the 10 s window's rate passes 6 x 5 req/s.
-	r.run(60, steady(func(int) int { return 42 }))
+	// The anomaly: 42 req/s. It trips once the 10 s window's rate passes 6 x 5 req/s,
+	// with the request that crosses it, not at the next tick.
+	tripped := -1
+	r.run(60, func(sec int) {
+		for i := 0; i < 42; i++ {
+			r.observe(chat)
+			if tripped < 0 && len(r.peek()) > 0 {
+				tripped = sec
+				if i == 41 {
+					t.Error("the spike was alerted only with the second's last request")
+				}
+			}
+		}
+	})
+	if tripped < 0 {
+		t.Fatal("no alert between ticks")
+	}
 	a := r.expectOne("spike", RuleRateSpike, false)
 	t.Log(a.Summary)
 	if a.KeyID != "key_app" || a.Severity != SeverityMedium {
