@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -29,6 +30,9 @@ func TestAuditTrail(t *testing.T) {
 	// A model name with a newline and control characters cannot forge a line.
 	postJSON(t, in.addrs.Gateway+"/v1/chat/completions", key, `{"model":"x\n{\"type\":\"forged\"}\u001b[31m","messages":[]}`)
 	postJSON(t, in.addrs.Gateway+"/v1/chat/completions", "kg_live_wrong", `{"model":"gpt-4o-mini"}`)
+	// So can a path with an encoded newline, quote and escape, and a credential full of quotes.
+	postJSON(t, in.addrs.Gateway+"/v1/chat%0A%7B%22type%22:%22forged%22%7D%1B[31m", key, `{}`)
+	postJSON(t, in.addrs.Gateway+"/proxy/x%0D%0A%7B%22type%22:%22forged%22%7D", `kg_live_"}{"type":"forged"}\`, `{}`)
 	in.mustCLI(map[string]string{"V": "audit-canary-" + time.Now().String()}, "", "secret", "put", "app/x", "--from-env", "V")
 	in.mustCLI(nil, "", "secret", "get", "app/x")
 
@@ -71,6 +75,18 @@ func TestAuditTrail(t *testing.T) {
 			t.Fatalf("want events of types %v, have %v", wanted, types)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	// The JSON-lines file holds one parseable event per line, none forged.
+	lines := strings.Split(strings.TrimSpace(string(must(os.ReadFile(cfg.Audit.File)))), "\n")
+	for i, line := range lines {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil || ev["type"] == "forged" {
+			t.Fatalf("audit file line %d is not one event: %q (%v)", i+1, line, err)
+		}
+	}
+	// The trail keeps the path as sent, escaped, under its own event.
+	if !strings.Contains(string(mustJSON(t, all)), `/v1/chat\n{\"type\":\"forged\"}\u001b[31m`) {
+		t.Error("the request with a newline in its path is not on the trail as sent")
 	}
 	// The secret read is recorded under a reference the admin can compute.
 	ref := strings.TrimSpace(in.mustCLI(nil, "", "audit", "ref", "app/x"))
@@ -127,4 +143,11 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

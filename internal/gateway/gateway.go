@@ -269,7 +269,7 @@ func (g *Gateway) audit(r *http.Request, c *call, status int, start time.Time) {
 	}
 	if c.denied != "" {
 		ev.Decision, ev.Reasons = "deny", []string{c.denied}
-		if c.keyID == "" {
+		if authDenials[c.denied] {
 			ev.Type = "auth.failure"
 		}
 	}
