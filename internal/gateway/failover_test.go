@@ -439,3 +439,31 @@ func newFakeTB(tb testing.TB, opts fakeprovider.Options) *fake {
 	tb.Cleanup(srv.Close)
 	return &fake{Server: s, key: opts.APIKey, url: srv.URL}
 }
+
+// TestAliasKeyPool: a deployment over a pool of upstream keys spreads
+// requests over them, each key held to its own RPM; when every key is at
+// its limit keygate refuses without calling any.
+func TestAliasKeyPool(t *testing.T) {
+	k := newKeys(t)
+	a1 := newFake(t, "openai", fakeprovider.Options{})
+	a2 := newFake(t, "openai", fakeprovider.Options{})
+	pool := config.Deployment{Name: "pool", Providers: []string{"key-a", "key-b"}, Model: "gpt-4o", RPM: 2}
+	r := config.Routing{
+		Deployments: []config.Deployment{pool},
+		Aliases:     map[string]config.Alias{"gpt": {Strategy: "least-busy", Deployments: []string{"pool"}, Timeout: time.Second}},
+	}
+	g := aliasGateway(t, k, r, nil, a1.upstream("key-a", "openai"), a2.upstream("key-b", "openai"))
+	key := k.issue("pooled", nil)
+	for i := range 4 {
+		if a := send(t, "POST", g.url+"/v1/chat/completions", chatFor("gpt"), "Authorization", "Bearer "+key); a.status != 200 {
+			t.Fatalf("request %d: %d %s", i+1, a.status, a.body)
+		}
+	}
+	if a1.RequestCount() != 2 || a2.RequestCount() != 2 {
+		t.Fatalf("key a served %d, key b %d; want 2 each", a1.RequestCount(), a2.RequestCount())
+	}
+	a := send(t, "POST", g.url+"/v1/chat/completions", chatFor("gpt"), "Authorization", "Bearer "+key)
+	if _, code := openAIError(t, a, 503); code != "model_unavailable" || a1.RequestCount()+a2.RequestCount() != 4 {
+		t.Fatalf("past every key's RPM: %q", code)
+	}
+}
