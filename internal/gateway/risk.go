@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/internal/store"
@@ -30,7 +29,7 @@ type RiskOptions struct {
 	// nil keeps it in memory only.
 	History interface {
 		LoadKeyHistory(ctx context.Context, keyID string) ([]byte, error)
-		SaveKeyHistory(ctx context.Context, keyID string, data []byte, at time.Time) error
+		SaveKeyHistories(ctx context.Context, hs []store.KeyHistory) error
 	}
 }
 
@@ -67,22 +66,23 @@ func (hs *histories) of(id string) *keyHistory {
 	return kh
 }
 
-// FlushHistories writes what was learned since the last flush. keygate
-// calls it periodically and at shutdown. Nodes write their own view; the
-// last write wins.
+// FlushHistories writes what was learned since the last flush, for every
+// key at once. keygate calls it periodically and at shutdown. Nodes write
+// their own view; the last write wins.
 func (g *Gateway) FlushHistories(ctx context.Context) {
 	ro := g.opts.Risk
 	if ro == nil || ro.History == nil {
 		return
 	}
 	g.histories.mu.RLock()
-	ids := make([]string, 0, len(g.histories.m))
-	for id := range g.histories.m {
-		ids = append(ids, id)
+	khs := make(map[string]*keyHistory, len(g.histories.m))
+	for id, kh := range g.histories.m {
+		khs[id] = kh
 	}
 	g.histories.mu.RUnlock()
-	for _, id := range ids {
-		kh := g.histories.of(id)
+	now := g.opts.Now()
+	var batch []store.KeyHistory
+	for id, kh := range khs {
 		kh.mu.Lock()
 		if !kh.dirty {
 			kh.mu.Unlock()
@@ -92,10 +92,16 @@ func (g *Gateway) FlushHistories(ctx context.Context) {
 		kh.dirty = false
 		kh.mu.Unlock()
 		if err == nil {
-			err = ro.History.SaveKeyHistory(ctx, id, data, g.opts.Now())
+			batch = append(batch, store.KeyHistory{KeyID: id, Data: data, At: now})
 		}
-		if err != nil {
-			g.opts.Log.Warn("could not save what the risk rules learned of a key; will retry", "key_id", id, "err", err)
+	}
+	if len(batch) == 0 {
+		return
+	}
+	if err := ro.History.SaveKeyHistories(ctx, batch); err != nil {
+		g.opts.Log.Warn("could not save what the risk rules learned of keys; will retry", "keys", len(batch), "err", err)
+		for _, h := range batch {
+			kh := khs[h.KeyID]
 			kh.mu.Lock()
 			kh.dirty = true
 			kh.mu.Unlock()

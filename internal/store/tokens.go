@@ -297,15 +297,28 @@ func (s *Store) SetKeyClientCert(ctx context.Context, id, match string) (Key, er
 	return k, nil
 }
 
-// SaveKeyHistory stores what the risk rules learned of a key (JSON),
-// replacing the previous record.
-func (s *Store) SaveKeyHistory(ctx context.Context, keyID string, data []byte, at time.Time) error {
+// KeyHistory is what the risk rules learned of one key (JSON), as of At.
+type KeyHistory struct {
+	KeyID string
+	Data  []byte
+	At    time.Time
+}
+
+// SaveKeyHistories stores what the risk rules learned of many keys,
+// replacing their previous records, in one transaction: a busy gateway
+// flushes thousands of keys at once, and one commit per key would cost
+// more than the requests themselves.
+func (s *Store) SaveKeyHistories(ctx context.Context, hs []KeyHistory) error {
 	q := rebind(s.dialect, `INSERT INTO key_history (key_id, data, updated_at) VALUES (?, ?, ?)
 		ON CONFLICT (key_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at`)
-	if _, err := s.w.ExecContext(ctx, q, keyID, string(data), s.timeArg(at)); err != nil {
-		return fmt.Errorf("store: save history of key %q: %w", keyID, mapErr(err))
-	}
-	return nil
+	return s.InTx(ctx, func(tx *Store) error {
+		for _, h := range hs {
+			if _, err := tx.w.ExecContext(ctx, q, h.KeyID, string(h.Data), tx.timeArg(h.At)); err != nil {
+				return fmt.Errorf("store: save history of key %q: %w", h.KeyID, mapErr(err))
+			}
+		}
+		return nil
+	})
 }
 
 // LoadKeyHistory returns what the risk rules learned of a key, or ErrNotFound.

@@ -208,11 +208,17 @@ func testKeyHistory(t *testing.T, newURL func(testing.TB) string) {
 	s := Open(t, newURL(t))
 	_, err := s.LoadKeyHistory(ctx(t), "key_1")
 	wantErr(t, err, store.ErrNotFound, "LoadKeyHistory of a key without one")
-	must(t, s.SaveKeyHistory(ctx(t), "key_1", []byte(`{"a":1}`), at(0)))
-	must(t, s.SaveKeyHistory(ctx(t), "key_1", []byte(`{"a":2}`), at(time.Minute)))
-	got, err := s.LoadKeyHistory(ctx(t), "key_1")
-	must(t, err)
-	if string(got) != `{"a":2}` {
-		t.Fatalf("history %s", got)
+	must(t, s.SaveKeyHistories(ctx(t), []store.KeyHistory{{KeyID: "key_1", Data: []byte(`{"a":1}`), At: at(0)}}))
+	must(t, s.SaveKeyHistories(ctx(t), []store.KeyHistory{
+		{KeyID: "key_1", Data: []byte(`{"a":2}`), At: at(time.Minute)},
+		{KeyID: "key_2", Data: []byte(`{"b":1}`), At: at(time.Minute)},
+	}))
+	must(t, s.SaveKeyHistories(ctx(t), nil))
+	for id, want := range map[string]string{"key_1": `{"a":2}`, "key_2": `{"b":1}`} {
+		got, err := s.LoadKeyHistory(ctx(t), id)
+		must(t, err)
+		if string(got) != want {
+			t.Fatalf("history of %s: %s, want %s", id, got, want)
+		}
 	}
 }
