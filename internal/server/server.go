@@ -280,7 +280,9 @@ Log the CLI in with:  keygate login   (or export KEYGATE_ADMIN_TOKEN=...)
 		defer bgWG.Done()
 		var loop sync.WaitGroup
 		loop.Add(1)
-		every(bg, &loop, 10*time.Second, func() { gw.FlushHistories(bg) })
+		// Histories are read when a key is first used on a node, so saving
+		// them often buys little; every busy key is rewritten each time.
+		every(bg, &loop, time.Minute, func() { gw.FlushHistories(bg) })
 		// What the last requests taught is kept across the restart.
 		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		gw.FlushHistories(fctx)
