@@ -44,12 +44,15 @@ func (g *Gateway) routeAlias(w http.ResponseWriter, r *http.Request, key store.K
 	// Deployments of the other dialect serve the request translated, if
 	// it can be: a feature the other API lacks leaves them out.
 	var untranslatable error
+	checked := false
 	cands = slices.DeleteFunc(cands, func(dep *route.Deployment) bool {
 		if dep.Upstream.Dialect == d.Name() {
 			return false
 		}
-		if untranslatable == nil {
+		if !checked {
+			checked = true
 			_, untranslatable = g.translateRequest(c, c.raw, dep.Model)
+			c.includeUsage = d == g.openai && c.fields.Stream && wantsStreamUsage(c.raw)
 		}
 		return untranslatable != nil
 	})

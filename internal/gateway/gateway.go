@@ -363,7 +363,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, d provider.Dia
 	}
 	c.model = f.Model
 
-	c.clientModel, c.includeUsage = f.Model, d == g.openai && f.Stream && wantsStreamUsage(body)
+	c.clientModel = f.Model
 
 	if a, isAlias := g.table.Load().Alias(f.Model); isAlias {
 		c.raw, c.fields, c.path = body, f, r.URL.Path
@@ -394,6 +394,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, d provider.Dia
 		return
 	}
 	if cross {
+		c.includeUsage = d == g.openai && f.Stream && wantsStreamUsage(body)
 		if body, err = g.translateRequest(c, body, model); err != nil {
 			g.deny(w, r, http.StatusBadRequest, "untranslatable_request", fmt.Sprintf(
 				"model %q is served by a provider of the %s API, and this request cannot be translated for it: %v", f.Model, up.Dialect, err))

@@ -25,7 +25,7 @@ type Metrics struct {
 	spend    *prometheus.CounterVec
 	alerts   *prometheus.CounterVec
 	auditLag prometheus.Gauge
-	limits   *prometheus.HistogramVec
+	limits   map[string]prometheus.Observer // by kind of limit, made once
 	// Per-key series, only when New was asked for them.
 	keyRequests *prometheus.CounterVec
 	keySpend    *prometheus.CounterVec
@@ -73,11 +73,15 @@ func New(o Options) *Metrics {
 			Name: "keygate_audit_lag_events", Help: "Audit events recorded but not yet written by every sink.",
 		}),
 	}
-	m.limits = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	limits := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "keygate_limit_utilization_ratio", Buckets: utilizationBuckets,
 		Help: "How much of a limit was in use once a request was admitted (reservations included), by kind of limit.",
 	}, []string{"limit"})
-	m.reg.MustRegister(m.requests, m.latency, m.upstream, m.denials, m.tokens, m.spend, m.alerts, m.auditLag, m.limits,
+	m.limits = map[string]prometheus.Observer{}
+	for _, kind := range LimitKinds() {
+		m.limits[kind] = limits.WithLabelValues(kind)
+	}
+	m.reg.MustRegister(m.requests, m.latency, m.upstream, m.denials, m.tokens, m.spend, m.alerts, m.auditLag, limits,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if o.KeyLabels {
 		m.keyRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -140,7 +144,14 @@ func (m *Metrics) Usage(provider, keyID string, in, out, microUSD int64) {
 // limit names the kind ("requests_per_period", "tokens_per_period",
 // "concurrency", "requests_quota", "tokens_quota", "budget").
 func (m *Metrics) LimitUsage(limit string, fraction float64) {
-	m.limits.WithLabelValues(limit).Observe(fraction)
+	if o, ok := m.limits[limit]; ok {
+		o.Observe(fraction)
+	}
+}
+
+// LimitKinds are the kinds of limit LimitUsage takes.
+func LimitKinds() []string {
+	return []string{"requests_per_period", "tokens_per_period", "concurrency", "requests_quota", "tokens_quota", "budget"}
 }
 
 // Alert counts one alert.
