@@ -110,10 +110,7 @@ func (g *Gateway) authorizeService(w http.ResponseWriter, r *http.Request, key s
 func (g *Gateway) passthroughRewrite(pr *httputil.ProxyRequest) {
 	c := callFrom(pr.In.Context())
 	out := pr.Out
-	for _, h := range clientAddressHeaders {
-		out.Header.Del(h)
-	}
-	out.Header.Del("Accept-Encoding")
+	stripClientHeaders(out.Header)
 	out.Header.Del("Authorization") // the keygate key, in whichever form it came
 	out.Header.Del("X-Api-Key")
 	ctx := passthrough.WithService(out.Context(), c.service.Service)

@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -71,14 +70,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	out.URL.RawQuery = pr.In.URL.RawQuery
 	out.Host = ""
 	c.dialect.StripCredentials(out.Header)
-	// keygate is the upstream's client; addresses a client claims for itself
-	// are not passed on (X-Forwarded-* and Forwarded are already gone).
-	for _, h := range clientAddressHeaders {
-		out.Header.Del(h)
-	}
-	// The transport negotiates compression itself and decodes it, so error
-	// bodies can be scrubbed and the client receives plain bytes.
-	out.Header.Del("Accept-Encoding")
+	stripClientHeaders(out.Header)
 	if c.alias != nil {
 		return // the failover transport points it at each deployment in turn
 	}
@@ -126,6 +118,18 @@ func checkTarget(up *route.Upstream, clientPath, model string) error {
 	}
 	scratch := &http.Request{URL: &url.URL{}, Header: http.Header{}}
 	return up.Preset.Prepare(scratch, up.BaseURL, clientPath, model, up.Key, up.APIVersion)
+}
+
+// stripClientHeaders removes what a client may not pass upstream besides
+// its credential. keygate is the upstream's client: addresses a client
+// claims for itself are not passed on (X-Forwarded-* and Forwarded are
+// already gone). The transport negotiates compression itself and decodes
+// it, so error bodies can be scrubbed and the client receives plain bytes.
+func stripClientHeaders(h http.Header) {
+	for _, name := range clientAddressHeaders {
+		h.Del(name)
+	}
+	h.Del("Accept-Encoding")
 }
 
 // noTrailers drops a response's trailers when its body is closed, which is
@@ -191,27 +195,7 @@ func normalizeError(resp *http.Response, p *provider.Preset) {
 		return
 	}
 	msg, code := p.ParseError(resp.StatusCode, b)
-	out, _ := json.Marshal(map[string]any{"error": map[string]any{
-		"message": msg, "type": openAIErrorType(resp.StatusCode), "param": nil, "code": code,
-	}})
-	setBody(resp, out, resp.Body.(io.Closer))
-}
-
-// openAIErrorType is the OpenAI error type for a status.
-func openAIErrorType(status int) string {
-	switch {
-	case status == http.StatusUnauthorized:
-		return "authentication_error"
-	case status == http.StatusForbidden:
-		return "permission_error"
-	case status == http.StatusNotFound:
-		return "not_found_error"
-	case status == http.StatusTooManyRequests:
-		return "rate_limit_error"
-	case status >= 500:
-		return "server_error"
-	}
-	return "invalid_request_error"
+	setBody(resp, provider.OpenAIErrorBody(resp.StatusCode, code, msg), resp.Body.(io.Closer))
 }
 
 // scrubResponse removes an upstream credential from a response's header

@@ -83,12 +83,23 @@ func openAIErrorType(status int, code string) string {
 // empty code is written as null. Client errors that retrying cannot fix
 // carry x-should-retry: false.
 func (OpenAI) WriteError(w http.ResponseWriter, status int, code, message string) {
+	setRetryHint(w.Header(), status)
+	writeJSON(w, status, newOpenAIError(status, code, message))
+}
+
+// OpenAIErrorBody is the error body WriteError sends, for callers that
+// replace a response's body rather than write one.
+func OpenAIErrorBody(status int, code, message string) []byte {
+	b, _ := json.Marshal(newOpenAIError(status, code, message)) // a plain struct cannot fail
+	return b
+}
+
+func newOpenAIError(status int, code, message string) openAIError {
 	d := openAIErrorDetail{Message: message, Type: openAIErrorType(status, code)}
 	if code != "" {
 		d.Code = &code
 	}
-	setRetryHint(w.Header(), status)
-	writeJSON(w, status, openAIError{Error: d})
+	return openAIError{Error: d}
 }
 
 type openAIModelList struct {
