@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/keygate/keygate/internal/jsonpeek"
 )
 
 // Config is everything `keygate serve` can be told. Field tags give the YAML
@@ -521,8 +523,8 @@ func (c Config) Validate() error {
 	if c.Tokens.Issuer == "" || c.Tokens.Audience == "" {
 		bad("tokens", "issuer and audience must not be empty")
 	}
-	if c.Limits.DefaultMaxTokens <= 0 {
-		bad("limits.default_max_tokens", "must be positive")
+	if c.Limits.DefaultMaxTokens <= 0 || c.Limits.DefaultMaxTokens > jsonpeek.MaxTokensCeiling {
+		bad("limits.default_max_tokens", "must be a whole number from 1 to %d", jsonpeek.MaxTokensCeiling)
 	}
 	if c.Limits.AuthFailures < 0 {
 		bad("limits.auth_failures", "must not be negative (0 turns throttling off)")

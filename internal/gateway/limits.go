@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -177,19 +178,40 @@ type estimate struct {
 	priced  bool
 }
 
-func (e estimate) cost() int64 { return e.price.Cost(e.in, e.out) }
+// cost is the estimate's worst-case spend, at most limit.MaxValue: a
+// saturated cost is refused by any budget rather than wrapping to a small
+// one.
+func (e estimate) cost() int64 { return min(e.price.Cost(e.in, e.out), limit.MaxValue) }
 
-// cost is what a check is charged for the given consumption.
+// cost is what a check is charged for the given consumption, at most
+// limit.MaxValue so an absurd figure (a reservation, or an upstream's
+// usage report) is charged in full, never wrapped to a small one.
 func cost(kind costKind, in, out, money int64) int64 {
 	switch kind {
 	case costRequest:
 		return 1
 	case costTokens:
-		return in + out
+		return tokenSum(in, out)
 	case costMoney:
-		return money
+		return min(max(money, 0), limit.MaxValue)
 	}
 	return 0
+}
+
+// tokenSum adds token counts without overflowing: negative counts count
+// as 0 and the sum stops at limit.MaxValue.
+func tokenSum(counts ...int64) int64 {
+	var sum int64
+	for _, n := range counts {
+		if n <= 0 {
+			continue
+		}
+		if n >= limit.MaxValue-sum {
+			return limit.MaxValue
+		}
+		sum += n
+	}
+	return sum
 }
 
 // admission is an admitted request's hold on its limits, settled once the
@@ -315,36 +337,75 @@ func limitName(ch limit.Check, kind costKind) string {
 	return "requests_quota"
 }
 
-// refuse answers a request a limit denied: 429 with Retry-After, in the
-// caller's dialect, naming the limit.
+// refuse answers a request a limit denied: 429 in the caller's dialect,
+// naming the limit, what is left of it and when it frees up, with
+// Retry-After whenever waiting helps.
 func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, ch limit.Check, kind costKind, d limit.Decision, i int) {
 	h := w.Header()
-	setLimitHeaders(h, []limit.Check{ch}, []costKind{kind}, limit.Decision{Remaining: []int64{d.Remaining[i]}, Reset: []time.Time{d.Reset[i]}})
+	left := d.Remaining[i]
+	setLimitHeaders(h, []limit.Check{ch}, []costKind{kind}, limit.Decision{Remaining: []int64{left}, Reset: []time.Time{d.Reset[i]}})
 	var code, msg string
+	amount := func(n int64) string {
+		if kind == costMoney {
+			return usd(n)
+		}
+		return strconv.FormatInt(n, 10) + " " + unitName(kind)
+	}
 	switch {
 	case ch.Kind == limit.Concurrency:
 		code, msg = "concurrency_limit", fmt.Sprintf("this API key already has %d requests in flight, its limit; retry when one finishes", ch.Limit)
 		h.Set("Retry-After", "1")
 	case ch.Kind == limit.Rate:
 		code, msg = "rate_limit_exceeded", fmt.Sprintf("rate limit of %d %s per %s reached", ch.Limit, unitName(kind), ch.Period)
-	case kind == costMoney:
-		code, msg = "budget_exceeded", fmt.Sprintf("spend budget of %s reached", adminapi.Budget{MicroUSD: ch.Limit, Period: periodName(ch.Calendar)})
 	default:
-		code, msg = "insufficient_quota", fmt.Sprintf("quota of %d %s per %s reached", ch.Limit, unitName(kind), periodName(ch.Calendar))
+		what := fmt.Sprintf("quota of %s per %s", amount(ch.Limit), periodName(ch.Calendar))
+		code = "insufficient_quota"
+		if kind == costMoney {
+			what = "spend budget of " + usd(ch.Limit)
+			if ch.Calendar != limit.Total {
+				what += " per " + periodName(ch.Calendar)
+			}
+			code = "budget_exceeded"
+		}
+		switch {
+		case ch.Cost > ch.Limit:
+			msg = fmt.Sprintf("this request may use up to %s, more than the whole %s; lower max_tokens", amount(ch.Cost), what)
+		case left <= 0:
+			msg = fmt.Sprintf("the %s is spent", what)
+		default:
+			msg = fmt.Sprintf("the %s has %s left and this request may use up to %s; lower max_tokens or wait", what, amount(left), amount(ch.Cost))
+		}
+		if ch.Calendar == limit.Total {
+			msg += "; it does not reset: ask the key's administrator to raise it"
+		} else if reset := d.Reset[i]; !reset.IsZero() {
+			msg += "; it resets at " + reset.UTC().Format(time.RFC3339)
+		}
 	}
 	switch {
 	case d.RetryAfter < 0:
-		msg += "; this request alone needs more than the limit allows"
 		h.Set("X-Should-Retry", "false")
+		if ch.Kind == limit.Rate {
+			msg += "; this request alone needs more than the limit allows"
+		}
 	case d.RetryAfter > 0:
 		secs := int64(math.Ceil(d.RetryAfter.Seconds()))
 		h.Set("Retry-After", strconv.FormatInt(secs, 10))
-		msg += fmt.Sprintf("; retry in %ds", secs)
 		if ch.Kind == limit.Quota {
 			h.Set("X-Should-Retry", "false") // hours away: an SDK's retry loop cannot wait it out
+		} else {
+			msg += fmt.Sprintf("; retry in %ds", secs)
 		}
 	}
 	g.deny(w, r, http.StatusTooManyRequests, code, msg)
+}
+
+// usd renders micro-dollars as dollars for a message: $0.000125, $12.50.
+func usd(micro int64) string {
+	s := strconv.FormatFloat(float64(micro)/1e6, 'f', -1, 64)
+	if i := strings.IndexByte(s, '.'); i >= 0 && len(s)-i == 2 {
+		s += "0"
+	}
+	return "$" + s
 }
 
 func unitName(k costKind) string {
@@ -409,7 +470,7 @@ func setLimitHeaders(h http.Header, checks []limit.Check, kinds []costKind, d li
 // usage. It runs once per request that reached the proxy, whether the
 // response completed, failed or was cut off.
 func (g *Gateway) finish(c *call, u usage.Usage) {
-	in, out := u.InputTokens+u.CacheWriteTokens, u.OutputTokens
+	in, out := tokenSum(u.InputTokens, u.CacheWriteTokens), tokenSum(u.OutputTokens)
 	if !u.Complete {
 		// A stream cut off before its usage: settle what was streamed.
 		if in == 0 {

@@ -42,7 +42,7 @@ func expectFields(t *testing.T, body []byte) (want Fields, modelRaw []byte, refu
 			continue
 		}
 		v, err := strconv.ParseInt(string(raw), 10, 64)
-		if err != nil {
+		if err != nil || v < 1 || v > MaxTokensCeiling {
 			refuse = n
 			continue
 		}

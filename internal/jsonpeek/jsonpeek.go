@@ -10,11 +10,19 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"strconv"
 	"unicode/utf8"
 )
 
 // MaxDepth is the deepest nesting Scan accepts, the same limit encoding/json applies.
 const MaxDepth = 10000
+
+// MaxTokensCeiling is the largest output-token cap Scan accepts. No model
+// writes anywhere near ten million tokens in one answer, and a bound keeps
+// every reservation computed from the value far from integer overflow, so
+// a client cannot shrink its worst-case charge by sending a number that
+// wraps around.
+const MaxTokensCeiling = 10_000_000
 
 // Span is the byte range [Start, End) of a value in a body; both are -1 when
 // the value is absent.
@@ -35,6 +43,8 @@ type Fields struct {
 	Stream bool
 	// MaxTokens is the largest of "max_tokens", "max_completion_tokens" and
 	// "max_output_tokens" present with a non-null value; 0 when none is.
+	// Each present value is a whole number from 1 to MaxTokensCeiling, or
+	// Scan refuses the body naming the field.
 	MaxTokens int64
 }
 
@@ -161,9 +171,9 @@ func (s *scanner) object(f *Fields) error {
 					break
 				}
 				n, ok := parseInt(body[vStart:s.i])
-				if !ok {
+				if !ok || n < 1 || n > MaxTokensCeiling {
 					name := fieldNames[fld]
-					return &SyntaxError{Offset: vStart, Msg: name + " must be an integer", Field: name}
+					return &SyntaxError{Offset: vStart, Msg: name + " must be a whole number from 1 to " + strconv.Itoa(MaxTokensCeiling), Field: name}
 				}
 				maxVals[k], maxSet[k] = n, true
 			default:
