@@ -195,3 +195,44 @@ func TestReservationNeverDecreasesAsMaxTokensGrows(t *testing.T) {
 		})
 	}
 }
+
+// TestSpentBudgetSaysWhichAndWhen: a refusal names the budget, says it is
+// spent (not that the request alone is too big) and when it resets, with
+// Retry-After; a lifetime budget says it never resets; a request whose
+// worst case exceeds the whole budget is told to lower max_tokens.
+func TestSpentBudgetSaysWhichAndWhen(t *testing.T) {
+	// Each answer uses more output than the 50 tokens reserved, so the
+	// first call alone spends the budget.
+	l := newLimited(t, fakeprovider.Options{ReplyBytes: 2000}, nil)
+	body := `{"model":"gpt-4o-mini","max_tokens":50,"messages":[{"role":"user","content":"hello"}]}`
+	est := pricing.USD(1, 2).Cost(int64(len(body)+3)/4, 50)
+	for _, tc := range []struct {
+		period, resets string
+	}{{adminapi.PeriodMonth, "; it resets at "}, {adminapi.PeriodTotal, "; it does not reset"}} {
+		key := l.key(t, "spent-"+tc.period, adminapi.Limits{Budgets: []adminapi.Budget{{MicroUSD: est, Period: tc.period}}})
+		if a := l.chat(t, key, body); a.status != 200 {
+			t.Fatalf("first call: %d %s", a.status, a.body)
+		}
+		var a answer
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			// The first call settles to what it used, in the background.
+			a = l.chat(t, key, body)
+			if a.status == http.StatusTooManyRequests || time.Now().After(deadline) {
+				break
+			}
+		}
+		msg, code := openAIError(t, a, http.StatusTooManyRequests)
+		if code != "budget_exceeded" || strings.Contains(msg, "alone") || !strings.Contains(msg, "spend budget of $") || !strings.Contains(msg, " is spent") || !strings.Contains(msg, tc.resets) {
+			t.Fatalf("%s budget spent: %q %q", tc.period, code, msg)
+		}
+		if ra := a.header.Get("Retry-After"); (tc.period == adminapi.PeriodTotal) != (ra == "") {
+			t.Fatalf("%s budget spent: Retry-After %q", tc.period, ra)
+		}
+	}
+	small := l.key(t, "small", adminapi.Limits{Budgets: []adminapi.Budget{{MicroUSD: 10, Period: adminapi.PeriodDay}}})
+	msg, _ := openAIError(t, l.chat(t, small, body), http.StatusTooManyRequests)
+	if !strings.Contains(msg, "more than the whole spend budget of $0.00001 per day; lower max_tokens") {
+		t.Fatalf("a request above the whole budget: %q", msg)
+	}
+}
