@@ -205,3 +205,14 @@ func Parse(raw string) (Parsed, error) {
 	}
 	return Parsed{Env: env, Prefix: raw[:sep+1+prefixBody]}, nil
 }
+
+// MalformedReason says why a key failed Parse, in words for its holder
+// ("checksum mismatch: the key was mistyped or truncated; copy it again"),
+// or "" when err is not a malformed-key error.
+func MalformedReason(err error) string {
+	var m malformed
+	if errors.As(err, &m) {
+		return string(m)
+	}
+	return ""
+}

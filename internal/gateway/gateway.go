@@ -417,7 +417,10 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, d provider.Dia
 	g.proxy.ServeHTTP(w, r)
 }
 
-// authenticate reads the caller's keygate key and verifies it.
+// authenticate reads the caller's keygate key or access token and
+// verifies it. A credential that verifies is accepted whatever failures
+// others have charged to its address or prefix; one that fails is charged
+// to its source (authfail.go).
 func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) (store.Key, bool) {
 	raw, ok := callFrom(r.Context()).dialect.ClientKey(r.Header)
 	if !ok {
@@ -425,27 +428,25 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) (store.Ke
 			"no API key: send your keygate key as 'Authorization: Bearer kg_...' or 'x-api-key: kg_...'")
 		return store.Key{}, false
 	}
-	callFrom(r.Context()).presentedPrefix = raw[:min(len(raw), 12)]
-	done, ok := g.authThrottle(w, r, raw)
-	if !ok {
-		return store.Key{}, false
-	}
 	now := g.opts.Now()
 	var key store.Key
 	var err error
 	if g.opts.Tokens != nil && token.LooksLikeJWT(raw) {
 		key, err = g.verifyToken(r.Context(), r, raw, now)
-		done(err == nil || !errors.Is(err, token.ErrInvalid))
-		if errors.Is(err, errUnbound) {
-			g.deny(w, r, http.StatusUnauthorized, "invalid_api_key", err.Error())
-			return store.Key{}, false
-		}
 		if errors.Is(err, token.ErrInvalid) {
+			if t := g.authFailure(r, raw); t != nil {
+				t.write(g, w, r)
+				return store.Key{}, false
+			}
 			msg := "invalid access token"
 			if errors.Is(err, token.ErrExpired) {
 				msg = "the access token has expired; exchange your key or refresh token for a new one at /oauth/token"
 			}
 			g.deny(w, r, http.StatusUnauthorized, "invalid_api_key", msg)
+			return store.Key{}, false
+		}
+		if errors.Is(err, errUnbound) {
+			g.deny(w, r, http.StatusUnauthorized, "invalid_api_key", err.Error())
 			return store.Key{}, false
 		}
 		if errors.Is(err, errSuspended) {
@@ -454,7 +455,13 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) (store.Ke
 		}
 	} else {
 		key, err = g.opts.Keys.Verify(r.Context(), raw, now)
-		done(err == nil || !(errors.Is(err, apikey.ErrMalformed) || errors.Is(err, apikey.ErrUnknown)))
+		if errors.Is(err, apikey.ErrMalformed) || errors.Is(err, apikey.ErrUnknown) {
+			callFrom(r.Context()).presentedPrefix = failingIdentity(raw)
+			if t := g.authFailure(r, raw); t != nil {
+				t.write(g, w, r)
+				return store.Key{}, false
+			}
+		}
 	}
 	switch {
 	case err == nil:
@@ -463,7 +470,11 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) (store.Ke
 		}
 		return key, true
 	case errors.Is(err, apikey.ErrMalformed):
-		g.deny(w, r, http.StatusUnauthorized, "invalid_api_key", "the API key is not a valid keygate key (they start with kg_); use the key `keygate key create` printed")
+		why := apikey.MalformedReason(err)
+		if why == "" {
+			why = "keygate keys start with kg_"
+		}
+		g.deny(w, r, http.StatusUnauthorized, "invalid_api_key", "the API key is not a valid keygate key ("+why+"); use the key `keygate key create` printed")
 	case errors.Is(err, apikey.ErrUnknown):
 		g.deny(w, r, http.StatusUnauthorized, "invalid_api_key", "invalid API key")
 	case errors.Is(err, apikey.ErrRevoked):

@@ -219,9 +219,10 @@ func TestQuotasFailClosed(t *testing.T) {
 }
 
 // TestFailedAuthenticationIsThrottled: after a burst of bad keys from one
-// address, every request from it is refused for a while, a valid key
-// included (so the refusal says nothing about the guess); a spoofed
-// X-Forwarded-For from an untrusted socket changes nothing.
+// address, further failures from it are refused with 429 and Retry-After
+// (a spoofed X-Forwarded-For from an untrusted socket changes nothing),
+// while a valid key from the same address is still served: a credential
+// that verifies is never refused for failures charged to someone else.
 func TestFailedAuthenticationIsThrottled(t *testing.T) {
 	l := newLimited(t, fakeprovider.Options{}, nil)
 	good := l.key(t, "good", adminapi.Limits{})
@@ -234,15 +235,18 @@ func TestFailedAuthenticationIsThrottled(t *testing.T) {
 	if statuses[0] != 401 || statuses[5] != 429 {
 		t.Fatalf("statuses for 6 bad keys: %v; want 401s then 429", statuses)
 	}
-	a := l.chat(t, good, chatBody)
+	a := send(t, "POST", l.url+"/v1/chat/completions", chatBody, "Authorization", "Bearer "+bad)
 	if _, code := openAIError(t, a, http.StatusTooManyRequests); code != "too_many_auth_failures" {
-		t.Fatalf("a valid key from a throttled address: %q", code)
+		t.Fatalf("another bad key from the throttled address: %q", code)
 	}
 	if a.header.Get("Retry-After") == "" {
 		t.Fatal("no Retry-After")
 	}
-	if l.up.RequestCount() != 0 {
-		t.Fatal("a request reached the upstream")
+	if a := l.chat(t, good, chatBody); a.status != 200 {
+		t.Fatalf("a valid key from the throttled address: %d %s", a.status, a.body)
+	}
+	if l.up.RequestCount() != 1 {
+		t.Fatalf("the upstream saw %d requests; want only the valid key's", l.up.RequestCount())
 	}
 	if !strings.Contains(l.log.String(), "authentication failures throttled") {
 		t.Fatal("the throttling was not recorded")

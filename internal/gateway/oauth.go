@@ -238,12 +238,14 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		raw := r.PostForm.Get("subject_token")
-		done, ok := g.authThrottle(w, r, raw)
-		if !ok {
-			return
-		}
 		k, err := g.opts.Keys.Verify(ctx, raw, now)
-		done(err == nil || !(errors.Is(err, apikey.ErrMalformed) || errors.Is(err, apikey.ErrUnknown)))
+		if errors.Is(err, apikey.ErrMalformed) || errors.Is(err, apikey.ErrUnknown) {
+			if t := g.authFailure(r, raw); t != nil {
+				w.Header().Set("Retry-After", strconv.FormatInt(int64(t.retryAfter/time.Second), 10))
+				oauthError(w, http.StatusTooManyRequests, "too_many_auth_failures", t.msg)
+				return
+			}
+		}
 		if err == nil {
 			err = keyUsable(k, now)
 		}
