@@ -12,8 +12,9 @@ import (
 )
 
 // TestRevocationReachesEveryNodeWithinASecond: two keygate processes share
-// PostgreSQL; a key revoked (or suspended) through one is refused by the
-// other within a second, though each caches verified keys for 10 s.
+// PostgreSQL; a key revoked (through the admin API or by its holder at
+// /oauth/revoke) or suspended through one is refused by the other within a
+// second, though each caches verified keys for 10 s.
 func TestRevocationReachesEveryNodeWithinASecond(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts two keygate processes")
@@ -61,7 +62,7 @@ func TestRevocationReachesEveryNodeWithinASecond(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	for _, action := range []string{"suspend", "revoke"} {
+	for _, action := range []string{"suspend", "revoke", "oauth-revoke"} {
 		key := in.createKey("--name", "victim-"+action)
 		deadline := time.Now().Add(15 * time.Second)
 		for { // the other node serves the key (and has cached it)
@@ -74,7 +75,14 @@ func TestRevocationReachesEveryNodeWithinASecond(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		start := time.Now()
-		in.mustCLI(nil, "", "key", action, "victim-"+action)
+		if action == "oauth-revoke" {
+			// The key's holder revokes it through node 1's gateway.
+			if code, b := postForm(t, gatewayOf(t, nodes[0])+"/oauth/revoke", url.Values{"token": {key}}, ""); code != 200 {
+				t.Fatalf("/oauth/revoke through node 1: %d %s", code, b)
+			}
+		} else {
+			in.mustCLI(nil, "", "key", action, "victim-"+action)
+		}
 		for {
 			code, _ := postJSON(t, other+"/v1/chat/completions", key, chat)
 			if code == 401 || code == 403 {

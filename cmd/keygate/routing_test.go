@@ -62,7 +62,7 @@ func TestOneEndpointManyProviders(t *testing.T) {
 	billingKey := canary("billing")
 	in.mustCLI(map[string]string{"V": billingKey}, "", "secret", "put", "billing/api-key", "--from-env", "V")
 
-	key := in.createKey("--name", "one-key")
+	key := in.createKey("--name", "one-key", "--allow-service", "billing")
 	ctx := context.Background()
 	oc := openai.NewClient(option.WithBaseURL(in.addrs.Gateway+"/v1"), option.WithAPIKey(key), option.WithMaxRetries(0))
 	ac := anthropic.NewClient(aoption.WithBaseURL(in.addrs.Gateway), aoption.WithAPIKey(key), aoption.WithMaxRetries(0))

@@ -62,6 +62,7 @@ type Store interface {
 	ListUsage(ctx context.Context, keyID, since string) ([]store.UsageRow, error)
 
 	SetKeyScopes(ctx context.Context, id string, paths, ips []string, hours string) (store.Key, error)
+	SetKeyServices(ctx context.Context, id string, services []string) (store.Key, error)
 	SetKeySuspended(ctx context.Context, id string, at *time.Time) (store.Key, error)
 	SetKeyStepUp(ctx context.Context, id string, until *time.Time) (store.Key, error)
 	ShortenKeyExpiry(ctx context.Context, id string, at time.Time) (store.Key, error)

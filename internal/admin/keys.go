@@ -10,7 +10,7 @@ import (
 
 	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/apikey"
-	"github.com/keygate/keygate/internal/route"
+	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/web"
 )
@@ -68,7 +68,7 @@ func (a *API) validateKey(r *http.Request, req *adminapi.CreateKeyRequest, now t
 		return store.Key{}, fmt.Errorf("env %q must be 2-10 lower-case letters or digits (such as live, test, dev), and not admin", req.Env)
 	}
 	for _, m := range req.AllowModels {
-		if !route.ValidPattern(m) {
+		if !authz.ValidPattern(m) {
 			return store.Key{}, fmt.Errorf("allow_models: %q is not a valid pattern (use * and ? wildcards, as in gpt-4o*)", m)
 		}
 	}
@@ -80,9 +80,12 @@ func (a *API) validateKey(r *http.Request, req *adminapi.CreateKeyRequest, now t
 			return store.Key{}, fmt.Errorf("allow_providers: could not check %q: %w", p, err)
 		}
 	}
+	if err := validateServices(req.AllowServices); err != nil {
+		return store.Key{}, err
+	}
 	k := store.Key{
 		ID: newID("key_"), Name: req.Name, Env: req.Env,
-		AllowModels: req.AllowModels, AllowProviders: req.AllowProviders, CreatedAt: now,
+		AllowModels: req.AllowModels, AllowProviders: req.AllowProviders, AllowServices: req.AllowServices, CreatedAt: now,
 	}
 	limits, err := encodeLimits(req.Limits)
 	if err != nil {
@@ -207,7 +210,7 @@ func keyView(k store.Key, now time.Time) adminapi.Key {
 		AllowModels: orEmpty(k.AllowModels), AllowProviders: orEmpty(k.AllowProviders),
 		CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt, LastUsedAt: k.LastUsedAt,
 		Limits: decodeLimits(k.Limits), Group: k.Group,
-		AllowPaths: orEmpty(k.AllowPaths), AllowIPs: orEmpty(k.AllowIPs), Hours: k.Hours,
+		AllowServices: orEmpty(k.AllowServices), AllowPaths: orEmpty(k.AllowPaths), AllowIPs: orEmpty(k.AllowIPs), Hours: k.Hours,
 		SuspendedAt: k.SuspendedAt, RotatedFrom: k.RotatedFrom, Rotation: keyRotationView(k), ClientCert: k.ClientCert,
 		StepUpUntil: k.StepUpUntil,
 	}

@@ -44,11 +44,16 @@ func (a *API) updateKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	if req.Limits == nil && req.Group == nil && req.AllowPaths == nil && req.AllowIPs == nil && req.Hours == nil && req.Rotation == nil && req.ClientCert == nil {
-		writeError(w, http.StatusBadRequest, "bad_request", "nothing to change: send limits, group, allow_paths, allow_ips, hours or rotation")
+	if req.Limits == nil && req.Group == nil && req.AllowPaths == nil && req.AllowIPs == nil && req.Hours == nil && req.Rotation == nil && req.ClientCert == nil && req.AllowServices == nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "nothing to change: send limits, group, allow_services, allow_paths, allow_ips, hours, client_cert or rotation")
 		return
 	}
+	// Every field is checked before anything is written: a bad one
+	// changes nothing.
 	every, grace, deliverTo, err := parseRotation(req.Rotation)
+	if err == nil {
+		err = checkUpdate(req)
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
@@ -94,12 +99,6 @@ func (a *API) updateKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.ClientCert != nil {
-		if *req.ClientCert != "" {
-			if err := adminapi.ValidClientCertMatch(*req.ClientCert); err != nil {
-				writeError(w, http.StatusBadRequest, "bad_request", "client_cert: "+err.Error())
-				return
-			}
-		}
 		if k, err = a.opts.Store.SetKeyClientCert(ctx, k.ID, *req.ClientCert); err != nil {
 			a.lookupError(w, "key", r.PathValue("ref"), err)
 			return
@@ -119,6 +118,32 @@ func (a *API) updateKey(w http.ResponseWriter, r *http.Request) {
 	a.keyChanged(r, k, "updated")
 	a.opts.Log.Info("key updated", "actor", caller(r).ID, "key_id", k.ID, "limits", string(limits), "group", k.Group)
 	web.WriteJSON(w, http.StatusOK, keyView(k, a.opts.Now()))
+}
+
+// checkUpdate checks the fields of a key update that need no lookup.
+func checkUpdate(req adminapi.UpdateKeyRequest) error {
+	deref := func(l *[]string) []string {
+		if l == nil {
+			return nil
+		}
+		return *l
+	}
+	hours := ""
+	if req.Hours != nil {
+		hours = *req.Hours
+	}
+	if err := validateScopes(deref(req.AllowPaths), deref(req.AllowIPs), hours); err != nil {
+		return err
+	}
+	if err := validateServices(deref(req.AllowServices)); err != nil {
+		return err
+	}
+	if req.ClientCert != nil && *req.ClientCert != "" {
+		if err := adminapi.ValidClientCertMatch(*req.ClientCert); err != nil {
+			return fmt.Errorf("client_cert: %w", err)
+		}
+	}
+	return nil
 }
 
 const (

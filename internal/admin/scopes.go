@@ -10,6 +10,7 @@ import (
 
 	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/passthrough"
 	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
@@ -28,6 +29,19 @@ func validateScopes(paths, ips []string, hours string) error {
 	if strings.TrimSpace(hours) != "" {
 		if _, err := policy.ParseWindows(hours); err != nil {
 			return fmt.Errorf("hours: %w", err)
+		}
+	}
+	return nil
+}
+
+// validateServices checks the passthrough service names a key may reach.
+// The services themselves live in the configuration, which may differ
+// between nodes, so an unknown name is accepted: it reaches nothing until
+// a service of that name exists.
+func validateServices(names []string) error {
+	for _, n := range names {
+		if err := passthrough.CheckName(n); err != nil {
+			return fmt.Errorf("allow_services: %w", err)
 		}
 	}
 	return nil
@@ -60,8 +74,15 @@ func (a *API) keyChangedID(ctx context.Context, id, what string) {
 	}
 }
 
-// updateScopes applies the scope fields of an update, if any.
+// updateScopes applies the scope fields of an update, if any. The caller
+// has checked them with checkScopeUpdate.
 func (a *API) updateScopes(ctx context.Context, k store.Key, req adminapi.UpdateKeyRequest) (store.Key, error) {
+	if req.AllowServices != nil {
+		var err error
+		if k, err = a.opts.Store.SetKeyServices(ctx, k.ID, *req.AllowServices); err != nil {
+			return k, err
+		}
+	}
 	if req.AllowPaths == nil && req.AllowIPs == nil && req.Hours == nil {
 		return k, nil
 	}

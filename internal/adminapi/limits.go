@@ -216,10 +216,13 @@ type UpdateKeyRequest struct {
 	Limits     *Limits   `json:"limits,omitempty"`      // replaces the key's limits; {} removes them all
 	Group      *string   `json:"group,omitempty"`       // "" takes the key out of its group
 	AllowPaths *[]string `json:"allow_paths,omitempty"` // replaces the path rules; [] allows any path
-	AllowIPs   *[]string `json:"allow_ips,omitempty"`   // replaces the networks; [] allows any address
-	Hours      *string   `json:"hours,omitempty"`       // replaces the time windows; "" allows any time
-	Rotation   *Rotation `json:"rotation,omitempty"`    // replaces the rotation policy; {"every":""} turns it off
-	ClientCert *string   `json:"client_cert,omitempty"` // replaces the client certificate rule; "" requires none
+	// AllowServices replaces the passthrough services the key may reach;
+	// [] reaches none.
+	AllowServices *[]string `json:"allow_services,omitempty"`
+	AllowIPs      *[]string `json:"allow_ips,omitempty"`   // replaces the networks; [] allows any address
+	Hours         *string   `json:"hours,omitempty"`       // replaces the time windows; "" allows any time
+	Rotation      *Rotation `json:"rotation,omitempty"`    // replaces the rotation policy; {"every":""} turns it off
+	ClientCert    *string   `json:"client_cert,omitempty"` // replaces the client certificate rule; "" requires none
 }
 
 // RotateKeyRequest issues a successor to a key: POST /api/v1/keys/{ref}/rotate.

@@ -341,6 +341,7 @@ func TestKeyListShowRevoke(t *testing.T) {
 		"Status:             active\n" +
 		"Allowed models:     any\n" +
 		"Allowed providers:  openai\n" +
+		"Allowed services:   none (passthrough refused)\n" +
 		"Allowed paths:      any\n" +
 		"Allowed IPs:        any\n" +
 		"Hours:              any time\n" +

@@ -48,6 +48,9 @@ func checkScopes(paths, ips []string, hours string) error {
 // i, answering a bad request itself; f.mu must be held.
 func (f *fakeAdmin) updateScopes(w http.ResponseWriter, i int, req adminapi.UpdateKeyRequest) bool {
 	k := f.keys[i]
+	if req.AllowServices != nil {
+		k.AllowServices = orEmpty(*req.AllowServices)
+	}
 	if req.AllowPaths != nil {
 		k.AllowPaths = orEmpty(*req.AllowPaths)
 	}

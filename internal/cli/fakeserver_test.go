@@ -237,7 +237,7 @@ func (f *fakeAdmin) createKey(w http.ResponseWriter, r *http.Request) {
 	secretValue := fmt.Sprintf("kg_%s_testsecret%04d", env, f.nextID)
 	k := adminapi.Key{
 		ID: fmt.Sprintf("key_test%d", f.nextID), Name: req.Name, Env: env, Prefix: secretValue[:12], Status: "active",
-		AllowModels: orEmpty(req.AllowModels), AllowProviders: orEmpty(req.AllowProviders),
+		AllowModels: orEmpty(req.AllowModels), AllowProviders: orEmpty(req.AllowProviders), AllowServices: orEmpty(req.AllowServices),
 		CreatedAt: created, ExpiresAt: expires, Limits: req.Limits, Group: req.Group,
 		AllowPaths: orEmpty(req.AllowPaths), AllowIPs: orEmpty(req.AllowIPs), Hours: req.Hours,
 	}

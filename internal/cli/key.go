@@ -44,6 +44,10 @@ call (--allow-path), the networks it may be used from (--allow-ip) and the
 hours in which it works (--hours). Without them it may call any path, from
 anywhere, at any time.
 
+Passthrough services (/proxy/NAME/...) are the exception: a key reaches
+none of them unless --allow-service names it, since a service's credential
+(a GitHub or Stripe token) is often worth far more than a model key.
+
 The limit flags cap what the key may consume; without them it is unlimited.
 A key in a group (--group) must also stay within the group's limits.
 
@@ -53,7 +57,8 @@ A key in a group (--group) must also stay within the group's limits.
       --allow-path 'POST /v1/embeddings' --allow-ip 10.0.0.0/8 --allow-ip 2001:db8::/32 \
       --hours 'mon-fri 08:00-20:00 Europe/Berlin' --env prod
   keygate key create --name ci-bot --rpm 60 --tpm 200000 --concurrency 4 \
-      --quota 5000/day --budget 20usd/month --group team-a`,
+      --quota 5000/day --budget 20usd/month --group team-a
+  keygate key create --name deploy-bot --allow-model 'gpt-4o*' --allow-service github`,
 		Args: scopeArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			name = strings.TrimSpace(name)
@@ -117,6 +122,11 @@ A key in a group (--group) must also stay within the group's limits.
 			k := created.Key
 			fmt.Fprintf(cmd.ErrOrStderr(), "Created key %s (%s, expires: %s). This is the only time keygate shows it: copy it now.\n",
 				k.Name, k.ID, fmtTimePtr(k.ExpiresAt, "never"))
+			if len(k.AllowServices) == 0 {
+				fmt.Fprintln(cmd.ErrOrStderr(), "It reaches no passthrough service (/proxy/...); grant one with --allow-service NAME.")
+			} else {
+				fmt.Fprintf(cmd.ErrOrStderr(), "It may call the passthrough services: %s.\n", strings.Join(k.AllowServices, ", "))
+			}
 			return nil
 		},
 	}
@@ -278,6 +288,7 @@ func printKey(w io.Writer, k adminapi.Key) error {
 		{"Status", keyStatus(k)},
 		{"Allowed models", list(k.AllowModels, "any")},
 		{"Allowed providers", list(k.AllowProviders, "any")},
+		{"Allowed services", list(k.AllowServices, "none (passthrough refused)")},
 		{"Allowed paths", list(k.AllowPaths, "any")},
 		{"Allowed IPs", list(k.AllowIPs, "any")},
 		{"Hours", fmtHours(k.Hours, "any time")},

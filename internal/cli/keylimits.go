@@ -28,14 +28,17 @@ func (a *app) keyUpdateCmd() *cobra.Command {
 		Long: `Changes the scopes, limits or group of a live key in one step; the change
 applies to its next request.
 
-Scopes are replaced whole: --allow-path and --allow-ip (each repeatable) give
-the key's new list of path rules and networks, --hours its new time windows.
---clear-allow-paths, --clear-allow-ips and --clear-hours lift a restriction.
+Scopes are replaced whole: --allow-service, --allow-path and --allow-ip (each
+repeatable) give the key's new list of passthrough services, path rules and
+networks, --hours its new time windows. --clear-allow-paths, --clear-allow-ips
+and --clear-hours lift a restriction; --clear-allow-services takes every
+passthrough service away.
 
 ` + limitsHelp + `
 
   keygate key update etl --allow-path 'POST /v1/embeddings' --allow-path 'GET /v1/models'
   keygate key update etl --allow-ip 10.0.0.0/8 --clear-hours
+  keygate key update deploy-bot --allow-service github
   keygate key update ci-bot --rpm 120 --budget 50usd/month
   keygate key update ci-bot --quota 0/day --tpm 0
   keygate key update ci-bot --clear-limits --concurrency 2

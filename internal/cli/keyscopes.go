@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/passthrough"
 	"github.com/keygate/keygate/internal/policy"
 )
 
@@ -37,22 +38,23 @@ const (
 )
 
 // scopeFlagNames lists the scope flags of key update for messages.
-const scopeFlagNames = "--allow-path, --clear-allow-paths, --allow-ip, --clear-allow-ips, --hours, --clear-hours, --client-cert, --clear-client-cert, --rotate-every, --rotate-grace, --deliver-to, --no-rotation"
+const scopeFlagNames = "--allow-service, --clear-allow-services, --allow-path, --clear-allow-paths, --allow-ip, --clear-allow-ips, --hours, --clear-hours, --client-cert, --clear-client-cert, --rotate-every, --rotate-grace, --deliver-to, --no-rotation"
 
 // scopeFlags are the flags that restrict where, how and when a key may be
 // used: its request paths, client networks and hours. key create and key
 // update share them.
 type scopeFlags struct {
-	cmd    *cobra.Command
-	update bool
-	paths  []string
-	ips    []string
-	hours  string
-	cert   string
+	cmd      *cobra.Command
+	update   bool
+	paths    []string
+	ips      []string
+	services []string
+	hours    string
+	cert     string
 	// Automatic rotation.
 	rotateEvery, rotateGrace, deliverTo string
 	// On key update only: lift the restriction instead of replacing it.
-	clearPaths, clearIPs, clearHours, clearCert, noRotation bool
+	clearPaths, clearIPs, clearHours, clearCert, noRotation, clearServices bool
 }
 
 // addScopeFlags adds the scope flags to cmd; update adds the --clear-* flags
@@ -62,10 +64,11 @@ func addScopeFlags(cmd *cobra.Command, update bool) *scopeFlags {
 	f := cmd.Flags()
 	// On create a flag not given leaves the key unrestricted; on update it
 	// leaves the key's own restriction as it is.
-	pathsTail, ipsTail, hoursTail := " (default: any path)", " (default: anywhere)", " (default: any time)"
+	pathsTail, ipsTail, hoursTail, servicesTail := " (default: any path)", " (default: anywhere)", " (default: any time)", " (default: none)"
 	if update {
-		pathsTail, ipsTail, hoursTail = "; replaces the key's list", "; replaces the key's list", "; replaces the key's windows"
+		pathsTail, ipsTail, hoursTail, servicesTail = "; replaces the key's list", "; replaces the key's list", "; replaces the key's windows", "; replaces the key's list"
 	}
+	f.StringArrayVar(&sf.services, "allow-service", nil, "passthrough service `NAME` the key may call through /proxy/NAME/; repeat or separate with commas. Services are never reachable without it"+servicesTail)
 	f.StringArrayVar(&sf.paths, "allow-path", nil, "path `RULE` the key may call, \"METHOD /path\" as in 'POST /v1/embeddings', 'GET /v1/models' or '* /v1/*'; repeat for more"+pathsTail)
 	f.StringArrayVar(&sf.ips, "allow-ip", nil, "client network (`CIDR`) or address the key may be used from, IPv4 or IPv6, as in 10.0.0.0/8; repeat or separate with commas"+ipsTail)
 	f.StringVar(&sf.hours, "hours", "", "time `WINDOWS` in which the key works, as in 'mon-fri 08:00-20:00 Europe/Berlin'; separate several with ';'"+hoursTail)
@@ -77,6 +80,7 @@ func addScopeFlags(cmd *cobra.Command, update bool) *scopeFlags {
 		f.BoolVar(&sf.noRotation, "no-rotation", false, "stop rotating the key automatically")
 		f.BoolVar(&sf.clearCert, "clear-client-cert", false, "stop requiring a client certificate")
 		f.BoolVar(&sf.clearPaths, "clear-allow-paths", false, "let the key call any path again")
+		f.BoolVar(&sf.clearServices, "clear-allow-services", false, "let the key reach no passthrough service")
 		f.BoolVar(&sf.clearIPs, "clear-allow-ips", false, "let the key be used from any address again")
 		f.BoolVar(&sf.clearHours, "clear-hours", false, "let the key work at any time again")
 	}
@@ -87,6 +91,7 @@ func addScopeFlags(cmd *cobra.Command, update bool) *scopeFlags {
 // given; an empty list or string lifts that restriction.
 type scopeEdit struct {
 	paths, ips *[]string
+	services   *[]string
 	hours      *string
 	cert       *string
 	rotation   *adminapi.Rotation
@@ -94,7 +99,7 @@ type scopeEdit struct {
 
 // empty reports whether the flags asked for no scope at all.
 func (e scopeEdit) empty() bool {
-	return e.paths == nil && e.ips == nil && e.hours == nil && e.cert == nil && e.rotation == nil
+	return e.paths == nil && e.ips == nil && e.hours == nil && e.cert == nil && e.rotation == nil && e.services == nil
 }
 
 // edit checks the scope flags with keygate's own parsers and returns the
@@ -119,6 +124,25 @@ func (sf *scopeFlags) edit(what string) (scopeEdit, error) {
 		e.paths = &paths
 	case sf.clearPaths:
 		e.paths = &[]string{}
+	}
+
+	servicesSet := f.Changed("allow-service")
+	switch {
+	case servicesSet && sf.clearServices:
+		return e, fmt.Errorf("%s: give either --allow-service or --clear-allow-services, not both", what)
+	case servicesSet:
+		services := splitList(sf.services)
+		if len(services) == 0 {
+			return e, fmt.Errorf("%s: --allow-service is empty: name a service, as in --allow-service github%s", what, sf.clearHint("--clear-allow-services", "with no service"))
+		}
+		for _, s := range services {
+			if err := passthrough.CheckName(s); err != nil {
+				return e, fmt.Errorf("%s: --allow-service: %w", what, err)
+			}
+		}
+		e.services = &services
+	case sf.clearServices:
+		e.services = &[]string{}
 	}
 
 	ipsSet := f.Changed("allow-ip")
@@ -221,6 +245,9 @@ func (e scopeEdit) toCreate(req *adminapi.CreateKeyRequest) {
 	if e.paths != nil {
 		req.AllowPaths = *e.paths
 	}
+	if e.services != nil {
+		req.AllowServices = *e.services
+	}
 	if e.ips != nil {
 		req.AllowIPs = *e.ips
 	}
@@ -235,7 +262,7 @@ func (e scopeEdit) toCreate(req *adminapi.CreateKeyRequest) {
 
 // toUpdate sets the scopes of e on a key update request.
 func (e scopeEdit) toUpdate(req *adminapi.UpdateKeyRequest) {
-	req.AllowPaths, req.AllowIPs, req.Hours, req.ClientCert = e.paths, e.ips, e.hours, e.cert
+	req.AllowPaths, req.AllowIPs, req.Hours, req.ClientCert, req.AllowServices = e.paths, e.ips, e.hours, e.cert, e.services
 	req.Rotation = e.rotation
 }
 

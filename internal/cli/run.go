@@ -264,6 +264,13 @@ func (a *app) runKey(cmd *cobra.Command, c *adminclient.Client, ref, ttl, gatewa
 		Env:            tmpl.Env,
 		AllowModels:    tmpl.AllowModels,
 		AllowProviders: tmpl.AllowProviders,
+		AllowServices:  tmpl.AllowServices,
+		AllowPaths:     tmpl.AllowPaths,
+		AllowIPs:       tmpl.AllowIPs,
+		Hours:          tmpl.Hours,
+		Limits:         tmpl.Limits,
+		Group:          tmpl.Group,
+		ClientCert:     tmpl.ClientCert,
 		ExpiresIn:      strings.TrimSpace(ttl),
 	})
 	if err != nil {

@@ -7,9 +7,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/jsonpeek"
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
+	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/token"
 )
 
@@ -30,14 +32,15 @@ type call struct {
 	// tokenScope is the narrowed scope of the access token that
 	// authenticated the call, if one did.
 	tokenScope  *token.Scope
-	tokenAMR    []string  // how the token's holder authenticated ("otp")
-	tokenFamily string    // the refresh family of that token
-	risk        string    // the risk rules' decision: allow, step-up or deny
-	finished    sync.Once // finishCall runs once
-	sentAt      time.Time // when the request went upstream
-	microUSD    int64     // what the call cost, once settled
-	budgetMicro int64     // the tightest spend budget of its key, if any
-	riskRules   []string  // the risk rules that flagged the call
+	tokenNarrow authz.Scope // tokenScope's allowances, for authz
+	tokenAMR    []string    // how the token's holder authenticated ("otp")
+	tokenFamily string      // the refresh family of that token
+	risk        string      // the risk rules' decision: allow, step-up or deny
+	finished    sync.Once   // finishCall runs once
+	sentAt      time.Time   // when the request went upstream
+	microUSD    int64       // what the call cost, once settled
+	budgetMicro int64       // the tightest spend budget of its key, if any
+	riskRules   []string    // the risk rules that flagged the call
 	// presentedPrefix is the public start of the credential presented
 	// (kg_live_abcd), for spotting guesses aimed at one key.
 	presentedPrefix string
@@ -96,6 +99,16 @@ func logFields(r *http.Request) []slog.Attr {
 		attrs = append(attrs, slog.String("risk", c.risk))
 	}
 	return attrs
+}
+
+// principal is who the call is made by, for authz: the key's grant and
+// the access token's scope, if a token authenticated the call.
+func (c *call) principal(key store.Key) authz.Principal {
+	p := authz.Principal{Grant: authz.Grant{Env: key.Env, Providers: key.AllowProviders, Models: key.AllowModels, Services: key.AllowServices}}
+	if c.tokenScope != nil {
+		p.Token = &c.tokenNarrow
+	}
+	return p
 }
 
 // wireDialect is the dialect of the provider's own answer.

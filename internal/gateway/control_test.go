@@ -111,8 +111,12 @@ func (panicVerifier) Verify(context.Context, string, time.Time) (store.Key, erro
 	panic(panicText)
 }
 
+func (panicVerifier) Invalidate(string) {}
+
 // errVerifier fails the way a database outage would.
 type errVerifier struct{ calls atomic.Int64 }
+
+func (v *errVerifier) Invalidate(string) {}
 
 func (v *errVerifier) Verify(context.Context, string, time.Time) (store.Key, error) {
 	v.calls.Add(1)

@@ -11,14 +11,13 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/balance"
 	"github.com/keygate/keygate/internal/jsonpeek"
 	"github.com/keygate/keygate/internal/limit"
-	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/store"
-	"github.com/keygate/keygate/internal/token"
 )
 
 // A request for a model alias (routing.aliases in the configuration) is
@@ -40,7 +39,7 @@ func (g *Gateway) routeAlias(w http.ResponseWriter, r *http.Request, key store.K
 		g.deny(w, r, http.StatusServiceUnavailable, "model_unavailable", fmt.Sprintf("model alias %q has no usable deployment: %v", a.Name, a.Unavailable))
 		return false
 	}
-	cands, why := aliasCandidates(key, c.tokenScope, a, d, translatedPath(r.URL.Path) != "")
+	cands, why := aliasCandidates(c.principal(key), a, d, translatedPath(r.URL.Path) != "")
 	// Deployments of the other dialect serve the request translated, if
 	// it can be: a feature the other API lacks leaves them out.
 	var untranslatable error
@@ -89,27 +88,22 @@ func (g *Gateway) routeAlias(w http.ResponseWriter, r *http.Request, key store.K
 	return true
 }
 
-// aliasCandidates returns the deployments of an alias a key (and the
-// access token it came with, if any) may reach in dialect d, or none and
-// the reason.
-func aliasCandidates(key store.Key, ts *token.Scope, a *route.Alias, d provider.Dialect, translatable bool) ([]*route.Deployment, string) {
-	aliasAllowed := route.ModelAllowed(key.AllowModels, "", a.Name) && (ts == nil || route.ModelAllowed(ts.Models, "", a.Name))
+// aliasCandidates returns the deployments of an alias a principal may
+// reach in dialect d, or none and the reason (internal/authz decides).
+func aliasCandidates(p authz.Principal, a *route.Alias, d provider.Dialect, translatable bool) ([]*route.Deployment, string) {
 	cands := make([]*route.Deployment, 0, len(a.Deployments))
 	why := "model_not_allowed"
 	for _, dep := range a.Deployments {
 		up := dep.Upstream
-		switch {
-		case up.Dialect != d.Name() && !translatable:
+		if up.Dialect != d.Name() && !translatable {
 			why = "wrong_api_dialect"
-		case !policy.EnvAllowed(key.Env, dep.Env):
-			why = "environment_not_allowed"
-		case !route.ProviderAllowed(key.AllowProviders, up.Name) || (ts != nil && !route.ProviderAllowed(ts.Providers, up.Name)):
-			why = "provider_not_allowed"
-		case !aliasAllowed && !(route.ModelAllowed(key.AllowModels, up.Name, dep.Model) && (ts == nil || route.ModelAllowed(ts.Models, up.Name, dep.Model))):
-			why = "model_not_allowed"
-		default:
-			cands = append(cands, dep)
+			continue
 		}
+		if den := authz.Authorize(p, authz.Target{Kind: authz.Deployment, Provider: up.Name, Env: dep.Env, Model: dep.Model, Alias: a.Name}); den != nil {
+			why = den.Code
+			continue
+		}
+		cands = append(cands, dep)
 	}
 	return cands, why
 }

@@ -36,12 +36,12 @@ import (
 
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/audit"
+	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/balance"
 	"github.com/keygate/keygate/internal/detect"
 	"github.com/keygate/keygate/internal/jsonpeek"
 	"github.com/keygate/keygate/internal/limit"
 	"github.com/keygate/keygate/internal/passthrough"
-	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/store"
@@ -53,6 +53,8 @@ import (
 // KeyVerifier checks a presented keygate key and returns its record.
 type KeyVerifier interface {
 	Verify(ctx context.Context, raw string, now time.Time) (store.Key, error)
+	// Invalidate forgets what is cached of a key, after it changed.
+	Invalidate(keyID string)
 }
 
 // Options configures a Gateway.
@@ -504,22 +506,15 @@ func (g *Gateway) route(w http.ResponseWriter, r *http.Request, d provider.Diale
 	return nil, "", false
 }
 
-// authorize applies the key's allowances to the routed call.
+// authorize applies the key's (and its token's) allowances to the routed
+// call: internal/authz decides.
 func (g *Gateway) authorize(w http.ResponseWriter, r *http.Request, key store.Key, up *route.Upstream, model string) bool {
-	providerName := up.Name
-	if !policy.EnvAllowed(key.Env, up.Env) {
-		g.deny(w, r, http.StatusForbidden, "environment_not_allowed", fmt.Sprintf("provider %q serves the %s environment; this is a %s key", providerName, up.Env, key.Env))
+	c := callFrom(r.Context())
+	if d := authz.Authorize(c.principal(key), authz.Target{Kind: authz.Model, Provider: up.Name, Env: up.Env, Model: model}); d != nil {
+		g.deny(w, r, http.StatusForbidden, d.Code, d.Message)
 		return false
 	}
-	if !route.ProviderAllowed(key.AllowProviders, providerName) {
-		g.deny(w, r, http.StatusForbidden, "provider_not_allowed", fmt.Sprintf("this API key may not use provider %q", providerName))
-		return false
-	}
-	if !route.ModelAllowed(key.AllowModels, providerName, model) {
-		g.deny(w, r, http.StatusForbidden, "model_not_allowed", fmt.Sprintf("this API key may not use model %q", model))
-		return false
-	}
-	return g.tokenAllows(w, r, up, model)
+	return true
 }
 
 // deny answers in the caller's dialect and records why.

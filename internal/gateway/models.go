@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keygate/keygate/internal/policy"
+	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/web"
@@ -32,9 +32,10 @@ func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	table := g.table.Load()
+	p := callFrom(r.Context()).principal(key)
 	var ups []*route.Upstream
 	for _, up := range table.Upstreams() {
-		if up.Dialect == d.Name() && route.ProviderAllowed(key.AllowProviders, up.Name) && policy.EnvAllowed(key.Env, up.Env) {
+		if up.Dialect == d.Name() && authz.Authorize(p, authz.Target{Kind: authz.Provider, Provider: up.Name, Env: up.Env}) == nil {
 			ups = append(ups, up)
 		}
 	}
@@ -55,7 +56,7 @@ func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		for _, m := range results[i] {
-			if !route.ModelAllowed(key.AllowModels, up.Name, m.ID) {
+			if authz.Authorize(p, authz.Target{Kind: authz.Model, Provider: up.Name, Env: up.Env, Model: m.ID}) != nil {
 				continue
 			}
 			// Bare only when a bare request reaches this provider with this very model name.
@@ -74,7 +75,7 @@ func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request) {
 	var aliases []provider.Model
 	named := map[string]bool{}
 	for _, a := range table.Aliases() {
-		if cands, _ := aliasCandidates(key, callFrom(r.Context()).tokenScope, a, d, true); len(cands) > 0 {
+		if cands, _ := aliasCandidates(p, a, d, true); len(cands) > 0 {
 			aliases = append(aliases, provider.Model{ID: a.Name, OwnedBy: "keygate", DisplayName: a.Name})
 		}
 		named[a.Name] = true

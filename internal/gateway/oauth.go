@@ -14,8 +14,9 @@ import (
 	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/audit"
+	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/detect"
-	"github.com/keygate/keygate/internal/route"
+	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/token"
 	"github.com/keygate/keygate/internal/web"
@@ -104,11 +105,29 @@ type cachedKey struct {
 	fetched time.Time
 }
 
-// ForgetKey drops a key from the token path's cache, after it changed.
+// ForgetKey drops a key from every cache of this gateway, the key
+// verifier's included, after it changed: its next request reads it again.
 func (g *Gateway) ForgetKey(id string) {
+	g.opts.Keys.Invalidate(id)
 	g.tokenKeys.mu.Lock()
 	delete(g.tokenKeys.m, id)
 	g.tokenKeys.mu.Unlock()
+}
+
+// Revoked applies a revocation to this node at once: a key (revoked,
+// suspended, rotated or changed) is forgotten by every cache, a token
+// family or access token is refused from now on. The node that takes a
+// revocation calls it before answering; every other node calls it when
+// it reads the revocation log.
+func (g *Gateway) Revoked(r store.Revocation) {
+	switch r.Kind {
+	case token.RevokedKey:
+		g.ForgetKey(r.Subject)
+	case token.RevokedFamily, token.RevokedToken:
+		if to := g.opts.Tokens; to != nil && to.Denied != nil {
+			to.Denied.Deny(r.Kind, r.Subject, r.Until)
+		}
+	}
 }
 
 func (g *Gateway) keyByID(ctx context.Context, id string) (store.Key, error) {
@@ -182,25 +201,33 @@ func (g *Gateway) verifyToken(ctx context.Context, r *http.Request, raw string, 
 	}
 	c := callFrom(ctx)
 	c.tokenScope, c.tokenAMR, c.tokenFamily = &claims.Scope, claims.AMR, claims.FamilyID
+	c.tokenNarrow = authz.Scope{Providers: claims.Scope.Providers, Models: claims.Scope.Models, Services: claims.Scope.Services}
 	return key, nil
 }
 
-// tokenAllows applies an access token's narrowed scope on top of its key's:
-// a token can only take allowances away.
-func (g *Gateway) tokenAllows(w http.ResponseWriter, r *http.Request, up *route.Upstream, model string) bool {
-	s := callFrom(r.Context()).tokenScope
-	if s == nil {
-		return true
+// scopeWithin refuses a token scope that names anything its key does not
+// allow: a provider, model or service outside the key's, or a path rule
+// the key's path rules do not cover (internal/authz and internal/policy
+// decide).
+func scopeWithin(k store.Key, sc token.Scope) error {
+	if err := authz.Within(authz.Grant{Env: k.Env, Providers: k.AllowProviders, Models: k.AllowModels, Services: k.AllowServices},
+		authz.Scope{Providers: sc.Providers, Models: sc.Models, Services: sc.Services}); err != nil {
+		return err
 	}
-	if !route.ProviderAllowed(s.Providers, up.Name) {
-		g.deny(w, r, http.StatusForbidden, "provider_not_allowed", fmt.Sprintf("this access token may not use provider %q", up.Name))
-		return false
+	keyRules, err := policy.ParsePathRules(k.AllowPaths)
+	if err != nil {
+		return fmt.Errorf("this key's path rules cannot be read; ask its administrator to set them again")
 	}
-	if !route.ModelAllowed(s.Models, up.Name, model) {
-		g.deny(w, r, http.StatusForbidden, "model_not_allowed", fmt.Sprintf("this access token may not use model %q", model))
-		return false
+	for _, p := range sc.Paths {
+		rule, err := policy.ParsePathRule(p)
+		if err != nil {
+			return err
+		}
+		if !policy.PathRulesCover(keyRules, rule) {
+			return fmt.Errorf("scope item path:%s is not within this key's paths (%s)", strings.Replace(p, " ", ":", 1), strings.Join(k.AllowPaths, ", "))
+		}
 	}
-	return true
+	return nil
 }
 
 // oauthError answers in RFC 6749's error shape.
@@ -254,6 +281,9 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		scope, err := parseScope(r.PostForm.Get("scope"))
+		if err == nil {
+			err = scopeWithin(k, scope)
+		}
 		if err != nil {
 			oauthError(w, http.StatusBadRequest, "invalid_scope", err.Error())
 			return
@@ -300,6 +330,7 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 				g.opts.Detect.Observe(detect.Observation{At: now, KeyID: f.KeyID, Client: web.ClientAddr(r, g.opts.TrustedProxies).String(), RefreshReuse: true})
 			}
 			g.auditEvent(r, "token.refresh_reuse", f.KeyID, map[string]string{"family": f.ID})
+			g.Revoked(store.Revocation{Kind: token.RevokedFamily, Subject: f.ID, Until: now.Add(token.MaxFamilyLifetime + token.MaxLifetime + token.Leeway)})
 		}
 		if err != nil {
 			if errors.Is(err, token.ErrInvalid) {
@@ -322,6 +353,13 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 		}
 		if err != nil {
 			oauthError(w, http.StatusBadRequest, "invalid_grant", "the key this token was issued for is no longer usable")
+			return
+		}
+		// The key's allowances may have narrowed since the exchange: a
+		// refreshed token never claims more than the key allows now.
+		var fs token.Scope
+		if json.Unmarshal(f.Scope, &fs) != nil || scopeWithin(k, fs) != nil {
+			oauthError(w, http.StatusBadRequest, "invalid_grant", "the key's allowances have changed since this token was issued; exchange the key again")
 			return
 		}
 		key, fam, refresh = k, f, rt.Reveal()
@@ -347,10 +385,10 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 }
 
 // parseScope reads a requested scope: space-separated provider:NAME,
-// model:PATTERN and path:METHOD:/path items, and rps:N, rpm:N, tpm:N and
-// concurrency:N limits. The token may use only what both it and its key
-// allow, and its limits count on top of its key's, so a scope can narrow
-// but never widen.
+// model:PATTERN, service:NAME and path:METHOD:/path items, and rps:N,
+// rpm:N, tpm:N and concurrency:N limits. Its items must lie inside the
+// key's allowances (scopeWithin), and its limits count on top of the
+// key's, so a scope can narrow but never widen.
 func parseScope(s string) (sc token.Scope, err error) {
 	var lim adminapi.Limits
 	defer func() {
@@ -361,20 +399,25 @@ func parseScope(s string) (sc token.Scope, err error) {
 	for item := range strings.FieldsSeq(s) {
 		kind, val, ok := strings.Cut(item, ":")
 		if !ok || val == "" {
-			return sc, fmt.Errorf("scope item %q must be provider:NAME, model:PATTERN or path:METHOD:/path", item)
+			return sc, fmt.Errorf("scope item %q must be provider:NAME, model:PATTERN, service:NAME or path:METHOD:/path", item)
 		}
 		switch kind {
 		case "provider":
 			sc.Providers = append(sc.Providers, val)
 		case "model":
-			if !route.ValidPattern(val) {
+			if !authz.ValidPattern(val) {
 				return sc, fmt.Errorf("scope item %q is not a valid model pattern", item)
 			}
 			sc.Models = append(sc.Models, val)
+		case "service":
+			sc.Services = append(sc.Services, val)
 		case "path":
 			method, p, ok := strings.Cut(val, ":")
 			if !ok {
 				return sc, fmt.Errorf("scope item %q must be path:METHOD:/path", item)
+			}
+			if _, err := policy.ParsePathRule(method + " " + p); err != nil {
+				return sc, fmt.Errorf("scope item %q: %w", item, err)
 			}
 			sc.Paths = append(sc.Paths, method+" "+p)
 		case "rps", "rpm", "tpm", "concurrency":
@@ -396,7 +439,7 @@ func parseScope(s string) (sc token.Scope, err error) {
 				return sc, fmt.Errorf("scope item %q: %w", item, err)
 			}
 		default:
-			return sc, fmt.Errorf("scope item %q must be provider:NAME, model:PATTERN, path:METHOD:/path, rps:N, rpm:N, tpm:N or concurrency:N", item)
+			return sc, fmt.Errorf("scope item %q must be provider:NAME, model:PATTERN, service:NAME, path:METHOD:/path, rps:N, rpm:N, tpm:N or concurrency:N", item)
 		}
 	}
 	return sc, nil
@@ -420,6 +463,9 @@ func formatScope(sc token.Scope) string {
 	}
 	for _, m := range sc.Models {
 		parts = append(parts, "model:"+m)
+	}
+	for _, svc := range sc.Services {
+		parts = append(parts, "service:"+svc)
 	}
 	for _, p := range sc.Paths {
 		parts = append(parts, "path:"+strings.Replace(p, " ", ":", 1))
@@ -449,21 +495,28 @@ func (g *Gateway) revokeEndpoint(w http.ResponseWriter, r *http.Request) {
 	case token.LooksLikeJWT(raw):
 		var claims token.Claims
 		if claims, err = to.Authority.Verify(ctx, raw, now); err == nil {
-			until := claims.Expiry.Add(token.Leeway)
-			to.Denied.Deny(token.RevokedToken, claims.JTI, until)
-			_, err = to.Revocations.AddRevocation(ctx, store.Revocation{Kind: token.RevokedToken, Subject: claims.JTI, At: now.UTC(), Until: until.UTC()})
+			rev := store.Revocation{Kind: token.RevokedToken, Subject: claims.JTI, At: now.UTC(), Until: claims.Expiry.Add(token.Leeway).UTC()}
+			g.Revoked(rev)
+			_, err = to.Revocations.AddRevocation(ctx, rev)
 		} else if errors.Is(err, token.ErrInvalid) {
 			err = nil
 		}
 	case token.IsRefresh(raw):
-		err = to.Families.RevokeRefresh(ctx, raw, "revoked by its holder", now)
+		var fam string
+		if fam, err = to.Families.RevokeRefresh(ctx, raw, "revoked by its holder", now); fam != "" {
+			// Its access tokens are refused here before the answer;
+			// other nodes read the family's revocation from the log.
+			g.Revoked(store.Revocation{Kind: token.RevokedFamily, Subject: fam, Until: now.Add(token.MaxFamilyLifetime + token.MaxLifetime + token.Leeway)})
+		}
 	default:
 		var k store.Key
 		if k, err = g.opts.Keys.Verify(ctx, raw, now); err == nil {
 			if _, err = to.Revocations.RevokeKey(ctx, k.ID, now.UTC()); err == nil {
 				_, err = to.Families.RevokeKey(ctx, k.ID, "key revoked by its holder", now)
 			}
-			g.ForgetKey(k.ID)
+			// Forgotten here before the answer, whatever else failed:
+			// the next request reads the key, revoked, from the store.
+			g.Revoked(store.Revocation{Kind: token.RevokedKey, Subject: k.ID})
 		} else if !errors.Is(err, apikey.ErrMalformed) && !errors.Is(err, apikey.ErrUnknown) && !errors.Is(err, apikey.ErrRevoked) && !errors.Is(err, apikey.ErrExpired) {
 			break
 		} else {

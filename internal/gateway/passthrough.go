@@ -14,9 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/jsonpeek"
 	"github.com/keygate/keygate/internal/passthrough"
-	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/usage"
@@ -82,24 +82,17 @@ func (g *Gateway) passthrough(w http.ResponseWriter, r *http.Request) {
 	g.passProxy.ServeHTTP(w, r)
 }
 
-// authorizeService applies the key's (and its token's) provider and
-// environment allowances to a service, named like a provider.
+// authorizeService refuses a service that cannot be used now, and one
+// the key (or its token) may not reach: services are deny-by-default
+// (internal/authz decides).
 func (g *Gateway) authorizeService(w http.ResponseWriter, r *http.Request, key store.Key, svc *route.Service) bool {
 	if svc.Unavailable != "" {
 		g.deny(w, r, http.StatusServiceUnavailable, "service_unavailable", fmt.Sprintf("service %q cannot be used now: %s", svc.Name, svc.Unavailable))
 		return false
 	}
-	up := &route.Upstream{Name: svc.Name, Env: svc.Env}
-	if !policy.EnvAllowed(key.Env, svc.Env) {
-		g.deny(w, r, http.StatusForbidden, "environment_not_allowed", fmt.Sprintf("service %q serves the %s environment; this is a %s key", svc.Name, svc.Env, key.Env))
-		return false
-	}
-	if !route.ProviderAllowed(key.AllowProviders, svc.Name) {
-		g.deny(w, r, http.StatusForbidden, "provider_not_allowed", fmt.Sprintf("this API key may not use service %q", svc.Name))
-		return false
-	}
-	if ts := callFrom(r.Context()).tokenScope; ts != nil && !route.ProviderAllowed(ts.Providers, up.Name) {
-		g.deny(w, r, http.StatusForbidden, "provider_not_allowed", fmt.Sprintf("this access token may not use service %q", svc.Name))
+	c := callFrom(r.Context())
+	if d := authz.Authorize(c.principal(key), authz.Target{Kind: authz.Service, Provider: svc.Name, Env: svc.Env}); d != nil {
+		g.deny(w, r, http.StatusForbidden, d.Code, d.Message)
 		return false
 	}
 	return true

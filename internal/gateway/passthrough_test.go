@@ -61,6 +61,11 @@ func passthroughGateway(t *testing.T, l *limited, api http.Handler, c config.Ser
 	return l.gw, svcs["svc"]
 }
 
+// serviceKey issues a key with limits lim that may reach the service svc.
+func (l *limited) serviceKey(t *testing.T, name string, lim adminapi.Limits) string {
+	return l.keys.issue(name, func(k *store.Key) { k.Limits = limitsJSON(t, lim); k.AllowServices = []string{"svc"} })
+}
+
 // TestPassthroughInjectsTheServiceCredential: /proxy/svc/... reaches the
 // service's base URL with its credential where it wants it, and without
 // the client's keygate key; the answer comes back as sent.
@@ -70,7 +75,7 @@ func TestPassthroughInjectsTheServiceCredential(t *testing.T) {
 	cred := upstreamKey(t, "svc")
 	g, _ := passthroughGateway(t, l, api, config.Service{Secret: "s", Auth: "header", AuthName: "X-Service-Key", AllowPrivate: true,
 		Headers: map[string]string{"Api-Version": "2026-01-01"}}, cred)
-	key := l.key(t, "caller", adminapi.Limits{})
+	key := l.serviceKey(t, "caller", adminapi.Limits{})
 	a := send(t, "PUT", g.url+"/proxy/svc/v1/items/42?expand=all", `{"name":"x"}`, "Authorization", "Bearer "+key, "X-Service-Key", "client-chosen")
 	if a.status != 200 || string(a.body) != `{"ok":true}` {
 		t.Fatalf("status %d: %s", a.status, a.body)
@@ -92,14 +97,15 @@ func TestPassthroughInjectsTheServiceCredential(t *testing.T) {
 	}
 }
 
-// TestPassthroughScopesAndLimits: a key's path and method rules, provider
-// list and request limits hold for services as for model APIs, and every
-// refusal happens before anything reaches the service.
+// TestPassthroughScopesAndLimits: services are deny-by-default (a key
+// made for models, with any model allowance, reaches none); a key's path
+// and method rules and request limits hold for services as for model APIs;
+// every refusal happens before anything reaches the service.
 func TestPassthroughScopesAndLimits(t *testing.T) {
 	l := newLimited(t, fakeprovider.Options{}, nil)
 	api := &recordingAPI{}
 	g, _ := passthroughGateway(t, l, api, config.Service{Secret: "s", Auth: "bearer", AllowPrivate: true}, upstreamKey(t, "svc"))
-	readOnly := l.keys.issue("reader", func(k *store.Key) { k.AllowPaths = []string{"GET /proxy/svc/v1/*"} })
+	readOnly := l.keys.issue("reader", func(k *store.Key) { k.AllowPaths = []string{"GET /proxy/svc/v1/*"}; k.AllowServices = []string{"svc"} })
 	if a := send(t, "GET", g.url+"/proxy/svc/v1/items", "", "Authorization", "Bearer "+readOnly); a.status != 200 {
 		t.Fatalf("an allowed GET: %d %s", a.status, a.body)
 	}
@@ -109,11 +115,18 @@ func TestPassthroughScopesAndLimits(t *testing.T) {
 	if _, code := openAIError(t, send(t, "DELETE", g.url+"/proxy/svc/v1/items/1", "", "Authorization", "Bearer "+readOnly), 403); code != "path_not_allowed" {
 		t.Fatalf("a DELETE by a read-only key: %q", code)
 	}
-	other := l.keys.issue("llm-only", func(k *store.Key) { k.AllowProviders = []string{"openai"} })
-	if _, code := openAIError(t, send(t, "GET", g.url+"/proxy/svc/v1/items", "", "Authorization", "Bearer "+other), 403); code != "provider_not_allowed" {
-		t.Fatalf("a key limited to openai: %q", code)
+	for name, edit := range map[string]func(*store.Key){
+		"llm-only":     func(k *store.Key) { k.AllowProviders = []string{"openai"} },
+		"model-scoped": func(k *store.Key) { k.AllowModels = []string{"gpt-4o*"} }, // the README's example key
+		"unscoped":     nil,
+		"other-svc":    func(k *store.Key) { k.AllowServices = []string{"github"} },
+	} {
+		other := l.keys.issue(name, edit)
+		if _, code := openAIError(t, send(t, "GET", g.url+"/proxy/svc/v1/items", "", "Authorization", "Bearer "+other), 403); code != "service_not_allowed" {
+			t.Fatalf("key %s, which names no service svc: %q", name, code)
+		}
 	}
-	limited := l.key(t, "rpm2", adminapi.Limits{RPM: 2})
+	limited := l.serviceKey(t, "rpm2", adminapi.Limits{RPM: 2})
 	for range 2 {
 		if a := send(t, "GET", g.url+"/proxy/svc/v1/items", "", "Authorization", "Bearer "+limited); a.status != 200 {
 			t.Fatalf("within the limit: %d", a.status)
@@ -140,7 +153,7 @@ func TestPassthroughRefusesEscapesAndPrivateAddresses(t *testing.T) {
 	l := newLimited(t, fakeprovider.Options{}, nil)
 	api := &recordingAPI{}
 	g, _ := passthroughGateway(t, l, api, config.Service{Secret: "s", Auth: "bearer", AllowPrivate: true}, upstreamKey(t, "svc"))
-	key := l.key(t, "caller", adminapi.Limits{})
+	key := l.serviceKey(t, "caller", adminapi.Limits{})
 	for _, p := range []string{"/proxy/svc/v1/%2e%2e/%2e%2e/admin", "/proxy/svc/v1%2f..%2fadmin", "/proxy/svc/v1/..%5cadmin"} {
 		if _, code := openAIError(t, send(t, "GET", g.url+p, "", "Authorization", "Bearer "+key), 400); code != "invalid_path" {
 			t.Errorf("%s: %q", p, code)
@@ -171,7 +184,7 @@ func TestPassthroughScrubsEchoedCredential(t *testing.T) {
 	}}
 	cred := upstreamKey(t, "svc")
 	g, _ := passthroughGateway(t, l, api, config.Service{Secret: "s", Auth: "bearer", AllowPrivate: true}, cred)
-	key := l.key(t, "caller", adminapi.Limits{})
+	key := l.serviceKey(t, "caller", adminapi.Limits{})
 	a := send(t, "GET", g.url+"/proxy/svc/v1/me", "", "Authorization", "Bearer "+key)
 	if a.status != 401 {
 		t.Fatalf("status %d", a.status)
@@ -192,7 +205,7 @@ func TestPassthroughUnavailableService(t *testing.T) {
 	api := &recordingAPI{}
 	_, svc := passthroughGateway(t, l, api, config.Service{Secret: "payments/stripe", Auth: "basic", AllowPrivate: true}, "")
 	svc.Unavailable = `its credential, vault secret "payments/stripe", does not exist; store it with keygate secret put payments/stripe`
-	key := l.key(t, "caller", adminapi.Limits{})
+	key := l.serviceKey(t, "caller", adminapi.Limits{})
 	msg, code := openAIError(t, send(t, "GET", l.url+"/proxy/svc/v1/charges", "", "Authorization", "Bearer "+key), 503)
 	if code != "service_unavailable" || !strings.Contains(msg, "keygate secret put payments/stripe") || api.count() != 0 {
 		t.Fatalf("%q %q, %d requests upstream", code, msg, api.count())

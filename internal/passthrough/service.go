@@ -161,6 +161,10 @@ const maxNameLen = 63
 
 // checkName accepts lower-case letters, digits, '-' and '_', starting with a
 // letter or digit: names that are a path segment as they are.
+// CheckName reports whether name can name a passthrough service: a plain
+// lower-case path segment, as in "stripe" or "github-app".
+func CheckName(name string) error { return checkName(name) }
+
 func checkName(name string) error {
 	if name == "" {
 		return fmt.Errorf("the service name is empty; give a name such as \"stripe\"")

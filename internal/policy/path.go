@@ -154,3 +154,37 @@ func isToken(s string) bool {
 	}
 	return true
 }
+
+// Covers reports whether every request o permits, r permits too. It is
+// conservative: it answers true when r is the same rule, when r's method
+// covers o's and r is a literal prefix (a trailing *) that o's literal
+// start extends, or when o names one literal path that r allows.
+func (r PathRule) Covers(o PathRule) bool {
+	if r.method != "*" && r.method != o.method {
+		return false
+	}
+	if r.pattern == o.pattern || r.pattern == "*" {
+		return true
+	}
+	if r.prefix && !r.glob && !o.glob && strings.HasPrefix(o.stem, r.stem) {
+		return true
+	}
+	if !o.prefix && !o.glob && o.method != "*" {
+		return r.Allows(o.method, o.stem)
+	}
+	return false
+}
+
+// PathRulesCover reports whether rules permit everything rule o permits:
+// no rules permit every request; otherwise one rule must cover o.
+func PathRulesCover(rules []PathRule, o PathRule) bool {
+	if len(rules) == 0 {
+		return true
+	}
+	for _, r := range rules {
+		if r.Covers(o) {
+			return true
+		}
+	}
+	return false
+}

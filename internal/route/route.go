@@ -137,39 +137,6 @@ func ValidPattern(p string) bool {
 	return p != "" && err == nil
 }
 
-// ModelAllowed reports whether a key's model patterns permit the model, written
-// either bare or with its provider prefix. No patterns permits every model.
-func ModelAllowed(patterns []string, provider, model string) bool {
-	if len(patterns) == 0 {
-		return true
-	}
-	if MatchAny(patterns, model) {
-		return true
-	}
-	for _, p := range patterns {
-		if strings.Contains(p, "/") {
-			if ok, _ := path.Match(p, provider+"/"+model); ok {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// ProviderAllowed reports whether a key's provider list permits the provider.
-// An empty list permits every provider.
-func ProviderAllowed(allowed []string, provider string) bool {
-	if len(allowed) == 0 {
-		return true
-	}
-	for _, a := range allowed {
-		if a == provider {
-			return true
-		}
-	}
-	return false
-}
-
 // ProviderSource lists registered providers.
 type ProviderSource interface {
 	ListProviders(ctx context.Context) ([]store.Provider, error)

@@ -3,6 +3,8 @@ package route
 import (
 	"errors"
 	"testing"
+
+	"github.com/keygate/keygate/internal/authz"
 )
 
 func table() *Table {
@@ -53,25 +55,7 @@ func TestResolve(t *testing.T) {
 	}
 }
 
-func TestKeyAllowances(t *testing.T) {
-	if !ModelAllowed(nil, "openai", "anything") {
-		t.Fatal("no patterns allow every model")
-	}
-	pats := []string{"gpt-4o*", "ollama/*"}
-	for _, tc := range []struct {
-		provider, model string
-		ok              bool
-	}{
-		{"openai", "gpt-4o", true}, {"openai", "gpt-4o-mini", true}, {"openai", "gpt-5", false},
-		{"ollama", "llama3", true}, {"groq", "llama3", false},
-	} {
-		if got := ModelAllowed(pats, tc.provider, tc.model); got != tc.ok {
-			t.Errorf("ModelAllowed(%s, %s) = %v", tc.provider, tc.model, got)
-		}
-	}
-	if !ProviderAllowed(nil, "x") || !ProviderAllowed([]string{"a", "x"}, "x") || ProviderAllowed([]string{"a"}, "x") {
-		t.Fatal("ProviderAllowed is wrong")
-	}
+func TestValidPattern(t *testing.T) {
 	if ValidPattern("[") || ValidPattern("") || !ValidPattern("gpt-*") {
 		t.Fatal("ValidPattern is wrong")
 	}
@@ -81,7 +65,7 @@ func TestKeyAllowances(t *testing.T) {
 // model, then apply the key's provider and model allowances.
 func BenchmarkResolveAndAuthorize(b *testing.B) {
 	tb := table()
-	allowModels, allowProviders := []string{"gpt-4o*", "claude-*"}, []string{"openai", "anthropic"}
+	p := authz.Principal{Grant: authz.Grant{Env: "live", Models: []string{"gpt-4o*", "claude-*"}, Providers: []string{"openai", "anthropic"}}}
 	b.ReportAllocs()
 	for b.Loop() {
 		for _, m := range []string{"gpt-4o-mini", "openai/gpt-4o", "claude-sonnet-4-5"} {
@@ -90,7 +74,7 @@ func BenchmarkResolveAndAuthorize(b *testing.B) {
 				d = "anthropic"
 			}
 			u, model, err := tb.Resolve(d, m)
-			if err != nil || !ProviderAllowed(allowProviders, u.Name) || !ModelAllowed(allowModels, u.Name, model) {
+			if err != nil || authz.Authorize(p, authz.Target{Kind: authz.Model, Provider: u.Name, Env: u.Env, Model: model}) != nil {
 				b.Fatal("denied", m, err)
 			}
 		}

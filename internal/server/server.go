@@ -32,7 +32,6 @@ import (
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
-	"github.com/keygate/keygate/internal/token"
 	"github.com/keygate/keygate/internal/vault"
 	"github.com/keygate/keygate/internal/web"
 )
@@ -193,7 +192,7 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 		AuditFailClosed: cfg.Audit.FailClosed,
 		Detect:          det.engine,
 	}, table)
-	forgetKey = func(id string) { verifier.Invalidate(id); gw.ForgetKey(id) }
+	forgetKey = gw.ForgetKey
 	bootstrap, isNew, err := admin.EnsureBootstrapToken(ctx, st, hasher, time.Now())
 	if err != nil {
 		return fmt.Errorf("admin credential: %w", err)
@@ -226,7 +225,7 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 	adm := admin.New(admin.Options{
 		Store: st, Vault: v, Hasher: hasher, Log: log,
 		ProvidersChanged: gw.Reload,
-		KeyRevoked:       func(id string) { verifier.Invalidate(id); gw.ForgetKey(id) },
+		KeyRevoked:       gw.ForgetKey,
 		GroupsChanged:    lim.groupsChanged,
 		Metrics:          met.Handler(),
 		Audit:            trail.w,
@@ -291,15 +290,7 @@ Log the CLI in with:  keygate login   (or export KEYGATE_ADMIN_TOKEN=...)
 	go every(bg, &bgWG, cfg.Vault.JanitorInterval, func() { adm.RunRotations(bg) })
 	go func() {
 		defer bgWG.Done()
-		followRevocations(bg, st, func(r store.Revocation) {
-			switch r.Kind {
-			case token.RevokedKey:
-				verifier.Invalidate(r.Subject)
-				gw.ForgetKey(r.Subject)
-			case token.RevokedFamily, token.RevokedToken:
-				tok.gateway.Denied.Deny(r.Kind, r.Subject, r.Until)
-			}
-		}, log)
+		followRevocations(bg, st, gw.Revoked, log)
 	}()
 	go every(bg, &bgWG, 5*time.Minute, func() {
 		if err := tok.ring.Rotate(bg, time.Now()); err != nil {

@@ -15,7 +15,7 @@ func (s *Store) CreateKey(ctx context.Context, k Key) error {
 		s.nullTimeArg(k.ExpiresAt), s.nullTimeArg(k.RevokedAt), s.nullTimeArg(k.LastUsedAt),
 		limitsArg(k.Limits), nullString(k.Group),
 		listArg(k.AllowPaths), listArg(k.AllowIPs), k.Hours, s.nullTimeArg(k.SuspendedAt), nullString(k.RotatedFrom),
-		k.RotateEvery.Microseconds(), k.RotateGrace.Microseconds(), k.DeliverTo, s.nullTimeArg(k.NextRotationAt), k.ClientCert, s.nullTimeArg(k.StepUpUntil))
+		k.RotateEvery.Microseconds(), k.RotateGrace.Microseconds(), k.DeliverTo, s.nullTimeArg(k.NextRotationAt), k.ClientCert, s.nullTimeArg(k.StepUpUntil), listArg(k.AllowServices))
 	if err != nil {
 		return fmt.Errorf("store: create key %q: %w", k.Name, mapErr(err))
 	}
@@ -128,6 +128,6 @@ func scanKey(row rowScanner) (Key, error) {
 		nullTimeCol{&k.ExpiresAt}, nullTimeCol{&k.RevokedAt}, nullTimeCol{&k.LastUsedAt},
 		limitsCol{&k.Limits}, nullStringCol{&k.Group},
 		listCol{&k.AllowPaths}, listCol{&k.AllowIPs}, &k.Hours, nullTimeCol{&k.SuspendedAt}, nullStringCol{&k.RotatedFrom},
-		durationCol{&k.RotateEvery}, durationCol{&k.RotateGrace}, &k.DeliverTo, nullTimeCol{&k.NextRotationAt}, &k.ClientCert, nullTimeCol{&k.StepUpUntil})
+		durationCol{&k.RotateEvery}, durationCol{&k.RotateGrace}, &k.DeliverTo, nullTimeCol{&k.NextRotationAt}, &k.ClientCert, nullTimeCol{&k.StepUpUntil}, listCol{&k.AllowServices})
 	return k, err
 }

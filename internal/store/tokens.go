@@ -18,6 +18,7 @@ type tokenQueries struct {
 	createFamily, getFamily, revokeFamily, revokeKeyFamilies            string
 	putRefresh, useRefresh, getRefresh                                  string
 	setKeyScopes, setKeySuspended, setKeyExpiry, setKeyStepUp           string
+	setKeyServices                                                      string
 	setKeyRotation, dueRotations, claimRotation                         string
 	setKeyClientCert                                                    string
 }
@@ -49,6 +50,7 @@ func newTokenQueries(d Dialect) tokenQueries {
 		getRefresh:       r(`SELECT ` + refreshCols + ` FROM refresh_tokens WHERE hash = ?`),
 		setKeyClientCert: r(`UPDATE api_keys SET client_cert = ? WHERE id = ? RETURNING ` + keyCols),
 		setKeyScopes:     r(`UPDATE api_keys SET allow_paths = ?, allow_ips = ?, hours = ? WHERE id = ? RETURNING ` + keyCols),
+		setKeyServices:   r(`UPDATE api_keys SET allow_services = ? WHERE id = ? RETURNING ` + keyCols),
 		setKeyRotation:   r(`UPDATE api_keys SET rotate_every = ?, rotate_grace = ?, deliver_to = ?, next_rotation_at = ? WHERE id = ? RETURNING ` + keyCols),
 		dueRotations: r(`SELECT ` + keyCols + ` FROM api_keys WHERE rotate_every > 0 AND next_rotation_at IS NOT NULL AND next_rotation_at <= ?
 			AND revoked_at IS NULL ORDER BY next_rotation_at LIMIT 100`),
@@ -212,6 +214,16 @@ func (s *Store) SetKeyScopes(ctx context.Context, id string, paths, ips []string
 	k, err := scanKey(s.w.QueryRowContext(ctx, s.t.setKeyScopes, listArg(paths), listArg(ips), hours, id))
 	if err != nil {
 		return Key{}, fmt.Errorf("store: update scopes of key %q: %w", id, mapErr(err))
+	}
+	return k, nil
+}
+
+// SetKeyServices replaces the passthrough services a key may reach and
+// returns it as stored, or ErrNotFound.
+func (s *Store) SetKeyServices(ctx context.Context, id string, services []string) (Key, error) {
+	k, err := scanKey(s.w.QueryRowContext(ctx, s.t.setKeyServices, listArg(services), id))
+	if err != nil {
+		return Key{}, fmt.Errorf("store: update services of key %q: %w", id, mapErr(err))
 	}
 	return k, nil
 }

@@ -75,6 +75,10 @@ type Key struct {
 	// need an access token minted with a second factor: an alert whose
 	// rule asks for step-up sets it; resuming the key clears it.
 	StepUpUntil *time.Time
+
+	// AllowServices names the passthrough services (/proxy/{service}/)
+	// the key may reach; empty means none: services are deny-by-default.
+	AllowServices []string
 }
 
 // Group is a named set of limits shared by the keys in it.

@@ -47,6 +47,8 @@ type Scope struct {
 	Models []string `json:"models,omitempty"`
 	// Paths are the "METHOD /path" patterns the token may call.
 	Paths []string `json:"paths,omitempty"`
+	// Services are the passthrough services the token may call.
+	Services []string `json:"services,omitempty"`
 	// Limits are the token's own limits, as a JSON object keygate's limiter reads.
 	Limits json.RawMessage `json:"limits,omitempty"`
 }

@@ -311,20 +311,24 @@ func wellFormedRefresh(raw string) bool {
 
 // RevokeRefresh revokes the family of a presented refresh token (RFC 7009:
 // revoking a refresh token revokes what it grants). An unknown or malformed
-// token is not an error: there is nothing to revoke.
-func (f *Families) RevokeRefresh(ctx context.Context, refresh, reason string, now time.Time) error {
+// token is not an error: there is nothing to revoke. It returns the id of
+// the family revoked, or "" when there was none.
+func (f *Families) RevokeRefresh(ctx context.Context, refresh, reason string, now time.Time) (familyID string, err error) {
 	if !wellFormedRefresh(refresh) {
-		return nil
+		return "", nil
 	}
 	h := f.hash.Hash(refresh)
 	t, err := f.st.GetRefreshToken(ctx, h[:])
 	if errors.Is(err, store.ErrNotFound) {
-		return nil
+		return "", nil
 	}
 	if err != nil {
-		return fmt.Errorf("token: revoke a refresh token: %w", err)
+		return "", fmt.Errorf("token: revoke a refresh token: %w", err)
 	}
-	return f.RevokeFamily(ctx, t.FamilyID, reason, now)
+	if err := f.RevokeFamily(ctx, t.FamilyID, reason, now); err != nil {
+		return "", err
+	}
+	return t.FamilyID, nil
 }
 
 // IsRefresh reports whether raw is shaped like a keygate refresh token.

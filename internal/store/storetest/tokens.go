@@ -16,9 +16,11 @@ func testKeyScopesSuspendExpiry(t *testing.T, newURL func(testing.TB) string) {
 	k.AllowIPs = []string{"10.0.0.0/8", "2001:db8::/32"}
 	k.Hours = "mon-fri 08:00-20:00 Europe/Berlin"
 	k.RotatedFrom = "key_0"
+	k.AllowServices = []string{"github"}
 	must(t, s.CreateKey(ctx(t), k))
 	got, err := s.GetKey(ctx(t), "key_1")
 	must(t, err)
+	checkList(t, "AllowServices", got.AllowServices, []string{"github"})
 	checkList(t, "AllowPaths", got.AllowPaths, k.AllowPaths)
 	checkList(t, "AllowIPs", got.AllowIPs, k.AllowIPs)
 	if got.Hours != k.Hours || got.RotatedFrom != "key_0" || got.SuspendedAt != nil {
@@ -31,6 +33,12 @@ func testKeyScopesSuspendExpiry(t *testing.T, newURL func(testing.TB) string) {
 	if got.Hours != "" {
 		t.Fatalf("hours %q", got.Hours)
 	}
+	got, err = s.SetKeyServices(ctx(t), "key_1", []string{"stripe", "slack"})
+	must(t, err)
+	checkList(t, "AllowServices after SetKeyServices", got.AllowServices, []string{"stripe", "slack"})
+	checkList(t, "AllowIPs kept by SetKeyServices", got.AllowIPs, []string{"192.0.2.0/24"})
+	_, err = s.SetKeyServices(ctx(t), "key_x", nil)
+	wantErr(t, err, store.ErrNotFound, "SetKeyServices of an unknown key")
 	got, err = s.SetKeySuspended(ctx(t), "key_1", ptr(at(time.Hour)))
 	must(t, err)
 	checkTimePtr(t, "SuspendedAt", got.SuspendedAt, ptr(at(time.Hour)))
