@@ -558,6 +558,11 @@ func TestVersionAndExtraCommands(t *testing.T) {
 	if err := root.Execute(); err != nil || out.String() != "keygate 1.2.3-test\n" {
 		t.Fatalf("version: %v %q", err, out.String())
 	}
+	out.Reset()
+	root.SetArgs([]string{"--version"})
+	if err := root.Execute(); err != nil || out.String() != "keygate 1.2.3-test\n" {
+		t.Fatalf("--version: %v %q", err, out.String())
+	}
 	root.SetArgs([]string{"serve"})
 	if err := root.Execute(); err != nil || !ran {
 		t.Fatalf("extra command: %v ran=%v", err, ran)

@@ -37,7 +37,7 @@ type IO struct {
 	Getenv  func(string) string // environment lookup; nil means an empty environment
 	Environ func() []string     // KEY=value entries `keygate run` starts its command with; nil means none
 	HomeDir string              // home directory for the fallback token file; empty means none
-	Version string              // printed by `keygate version`; empty prints "(devel)"
+	Version string              // printed by `keygate version` and `keygate --version`; empty prints "(devel)"
 	// Keyring is where `keygate login` saves the admin credential; nil means
 	// the operating system's keychain (OSKeyring).
 	Keyring Keyring
@@ -67,6 +67,9 @@ func Root(stdio IO, extra ...*cobra.Command) *cobra.Command {
 	if stdio.Keyring == nil {
 		stdio.Keyring = OSKeyring()
 	}
+	if stdio.Version == "" {
+		stdio.Version = "(devel)"
+	}
 	a := &app{io: stdio}
 	root := &cobra.Command{
 		Use:   "keygate",
@@ -82,9 +85,11 @@ serve") through its admin API. They find the admin credential in this order:
   2. the OS keychain, where "keygate login" saves it
   3. the file ~/.config/keygate/admin-token (mode 0600), used where no keychain exists
 The first "keygate serve" prints a bootstrap admin credential.`,
+		Version:       stdio.Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate("keygate {{.Version}}\n")
 	root.SetIn(stdio.Stdin)
 	root.SetOut(stdio.Stdout)
 	root.SetErr(stdio.Stderr)
@@ -173,9 +178,6 @@ func (a *app) versionCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			v := a.io.Version
-			if v == "" {
-				v = "(devel)"
-			}
 			if a.json {
 				return writeJSON(cmd.OutOrStdout(), map[string]string{"version": v})
 			}
