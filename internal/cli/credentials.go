@@ -364,4 +364,3 @@ func readSecret(in io.Reader, errOut io.Writer, prompt string, whole bool) (secr
 	}
 	return secret.New(strings.TrimSpace(line)), nil
 }
-
