@@ -96,15 +96,17 @@ func (a *app) target(cmd *cobra.Command, sending bool) (adminTarget, error) {
 		return t, nil
 	}
 	u, _ := url.Parse(strings.TrimSpace(raw)) // Origin has parsed it
-	if err := a.checkCleartext(cmd, u, "the admin credential"); err != nil {
+	if err := a.checkCleartext(cmd, u, "the admin credential",
+		"serve keygate over HTTPS (tls.cert and tls.key, or --tls-self-signed with --admin-ca here) and use an https:// --admin-url"); err != nil {
 		return adminTarget{}, err
 	}
 	return t, nil
 }
 
 // checkCleartext refuses to send what over plain http:// to a host that is
-// not this machine, unless --insecure-http was given; then it warns.
-func (a *app) checkCleartext(cmd *cobra.Command, u *url.URL, what string) error {
+// not this machine, unless --insecure-http was given; then it warns. fix
+// says how to reach the server over HTTPS instead.
+func (a *app) checkCleartext(cmd *cobra.Command, u *url.URL, what, fix string) error {
 	err := adminclient.CheckCleartext(u)
 	if err == nil {
 		return nil
@@ -114,9 +116,8 @@ func (a *app) checkCleartext(cmd *cobra.Command, u *url.URL, what string) error 
 		return nil
 	}
 	return fmt.Errorf("refusing to send %s to %s: %w\n"+
-		"serve keygate over HTTPS (tls.cert and tls.key, or --tls-self-signed with --admin-ca here) and use https://, "+
-		"or pass --insecure-http if the network in between is trusted to protect it (such as a service mesh that encrypts every connection)",
-		what, u.Redacted(), err)
+		"%s, or pass --insecure-http if the network in between is trusted to protect it (such as a service mesh that encrypts every connection)",
+		what, u.Redacted(), err, fix)
 }
 
 // clientOptions are the admin client options the persistent flags ask for.
