@@ -28,11 +28,14 @@ import (
 	_ "gocloud.dev/secrets/hashivault"
 	_ "gocloud.dev/secrets/localsecrets"
 
+	"github.com/keygate/keygate/internal/buildinfo"
 	"github.com/keygate/keygate/internal/cli"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version is empty unless a release build sets it with
+// -ldflags "-X main.version=v1.2.3"; the module version and VCS revision
+// the Go toolchain stamps into the binary are reported either way.
+var version string
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -63,7 +66,7 @@ func runEnviron(ctx context.Context, args []string, getenv func(string) string, 
 	if home == "" {
 		home, _ = os.UserHomeDir()
 	}
-	sio := cli.IO{Stdin: stdin, Stdout: stdout, Stderr: stderr, Getenv: getenv, Environ: environ, HomeDir: home, Version: version}
+	sio := cli.IO{Stdin: stdin, Stdout: stdout, Stderr: stderr, Getenv: getenv, Environ: environ, HomeDir: home, Version: buildinfo.Read(version).String()}
 	root := cli.Root(sio, serveCommand(sio, nil), benchCommand(sio), adminCommand(sio))
 	// `vault restore` opens the data directory itself, without the admin API.
 	cli.VaultCommand(root).AddCommand(vaultRestoreCommand(sio))

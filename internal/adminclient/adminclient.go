@@ -46,8 +46,9 @@ type Client struct {
 type Option func(*options)
 
 type options struct {
-	hc     *http.Client
-	caFile string
+	hc          *http.Client
+	caFile      string
+	plainHTTPOK bool
 }
 
 // WithHTTPClient makes the client send its requests with hc instead of a
@@ -63,9 +64,19 @@ func WithCAFile(path string) Option {
 	return func(o *options) { o.caFile = path }
 }
 
+// AllowPlainHTTP lets the client send its credential over plain http:// to
+// a host that is not loopback, which New otherwise refuses. It is for a
+// network the operator trusts to keep it, such as a service mesh that
+// encrypts every connection itself.
+func AllowPlainHTTP() Option {
+	return func(o *options) { o.plainHTTPOK = true }
+}
+
 // New returns a client for the admin API at baseURL ("http://127.0.0.1:8788")
 // that authenticates with token. The token is sent only as a bearer
-// credential in the Authorization header.
+// credential in the Authorization header, and never over plain http:// to
+// another machine unless AllowPlainHTTP is given: New refuses such a URL
+// with an error wrapping ErrPlainHTTP.
 func New(baseURL string, token secret.String, opts ...Option) (*Client, error) {
 	base, err := parseBaseURL(baseURL)
 	if err != nil {
@@ -77,6 +88,11 @@ func New(baseURL string, token secret.String, opts ...Option) (*Client, error) {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if !o.plainHTTPOK {
+		if err := CheckCleartext(base); err != nil {
+			return nil, fmt.Errorf("keygate admin client: refusing to send the admin credential to %s: %w", base.Redacted(), err)
+		}
 	}
 	hc := o.hc
 	if hc == nil {

@@ -434,29 +434,44 @@ func (m mapKeyring) Get(service, user string) (string, error) {
 func (m mapKeyring) Set(service, user, pw string) error { m[service+"|"+user] = pw; return nil }
 func (m mapKeyring) Delete(service, user string) error  { delete(m, service+"|"+user); return nil }
 
+// writeCredentials writes the credentials file with the given mode.
+func writeCredentials(t *testing.T, home string, saved map[string]string, mode os.FileMode) {
+	t.Helper()
+	b, err := json.Marshal(map[string]any{"credentials": saved})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, credentialsPath(home), string(b), mode)
+}
+
 func TestCredentialResolutionOrder(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	file := filepath.Join(h.home, ".config", "keygate", "admin-token")
+	url := h.admin.srv.URL
 	good := h.admin.token
 
 	// Environment over file: the file holds a refused credential.
-	writeFile(t, file, newToken(t)+"\n", 0o600)
+	writeCredentials(t, h.home, map[string]string{url: newToken(t)}, 0o600)
 	h.mustRun("", "provider", "list")
 
 	// File alone.
 	delete(h.env, EnvAdminToken)
-	writeFile(t, file, good+"\n", 0o600)
+	writeCredentials(t, h.home, map[string]string{url: good}, 0o600)
 	h.mustRun("", "provider", "list")
 
 	// Keychain over file.
-	writeFile(t, file, newToken(t)+"\n", 0o600)
-	h.kr = mapKeyring{KeyringService + "|" + h.admin.srv.URL: good}
+	writeCredentials(t, h.home, map[string]string{url: newToken(t)}, 0o600)
+	h.kr = mapKeyring{KeyringService + "|" + url: good}
 	h.mustRun("", "provider", "list")
+
+	// A keychain entry an earlier version saved under the URL as typed.
+	typed := strings.Replace(url, "http://", "HTTP://", 1) + "/"
+	h.kr = mapKeyring{KeyringService + "|" + typed: good}
+	h.mustRun("", "--admin-url", typed, "provider", "list")
 
 	// Nothing at all.
 	h.kr = unavailableKeyring{}
-	if err := os.Remove(file); err != nil {
+	if err := os.Remove(credentialsPath(h.home)); err != nil {
 		t.Fatal(err)
 	}
 	_, _, err := h.run("", "provider", "list")
@@ -472,16 +487,23 @@ func TestCredentialResolutionOrder(t *testing.T) {
 
 func TestTokenFileWithLoosePermissionsIsRefused(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	delete(h.env, EnvAdminToken)
-	file := filepath.Join(h.home, ".config", "keygate", "admin-token")
-	writeFile(t, file, h.admin.token+"\n", 0o644)
-	_, _, err := h.run("", "key", "list")
-	if err == nil || !strings.Contains(err.Error(), "chmod 600 "+file) {
-		t.Fatalf("0644 token file: %v", err)
-	}
-	if n := h.requestCount(); n != 0 {
-		t.Errorf("%d requests reached the admin API, want none", n)
+	for _, legacy := range []bool{false, true} {
+		h := newHarness(t)
+		delete(h.env, EnvAdminToken)
+		file := credentialsPath(h.home)
+		if legacy {
+			file = legacyPath(h.home)
+			writeFile(t, file, h.admin.token+"\n", 0o644)
+		} else {
+			writeCredentials(t, h.home, map[string]string{h.admin.srv.URL: h.admin.token}, 0o644)
+		}
+		_, _, err := h.run("", "key", "list")
+		if err == nil || !strings.Contains(err.Error(), "chmod 600 "+file) {
+			t.Fatalf("0644 %s: %v", file, err)
+		}
+		if n := h.requestCount(); n != 0 {
+			t.Errorf("%d requests reached the admin API, want none", n)
+		}
 	}
 }
 
@@ -491,7 +513,7 @@ func TestLoginWithoutKeychainUsesFile(t *testing.T) {
 	tok := h.admin.token
 	delete(h.env, EnvAdminToken)
 	out, errOut := h.mustRun(tok+"\n", "login")
-	file := filepath.Join(h.home, ".config", "keygate", "admin-token")
+	file := credentialsPath(h.home)
 	if !strings.Contains(out, "Logged in to "+h.admin.srv.URL+" as bootstrap (adm_test1)") {
 		t.Errorf("stdout: %s", out)
 	}
@@ -506,25 +528,29 @@ func TestLoginWithoutKeychainUsesFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	if st.Mode().Perm() != 0o600 {
-		t.Errorf("token file mode %04o, want 0600", st.Mode().Perm())
+		t.Errorf("credentials file mode %04o, want 0600", st.Mode().Perm())
 	}
 	if dst, _ := os.Stat(filepath.Dir(file)); dst.Mode().Perm() != 0o700 {
-		t.Errorf("token dir mode %04o, want 0700", dst.Mode().Perm())
+		t.Errorf("credentials dir mode %04o, want 0700", dst.Mode().Perm())
 	}
-	if b, _ := os.ReadFile(file); strings.TrimSpace(string(b)) != tok {
-		t.Errorf("token file does not hold the credential")
+	if saved := savedCredentials(t, h.home); saved[h.admin.srv.URL] != tok || len(saved) != 1 {
+		t.Errorf("credentials file does not hold the credential under the admin URL")
 	}
 	h.mustRun("", "key", "list")
 
 	out, _ = h.mustRun("", "logout")
-	if !strings.Contains(out, "Removed "+file) {
+	if !strings.Contains(out, "Removed the admin credential for "+h.admin.srv.URL+" from "+file) {
 		t.Errorf("logout: %s", out)
 	}
 	if _, err := os.Stat(file); !os.IsNotExist(err) {
-		t.Errorf("token file still there after logout: %v", err)
+		t.Errorf("credentials file still there after logout of its only credential: %v", err)
 	}
 	if _, _, err := h.run("", "key", "list"); err == nil || !strings.Contains(err.Error(), "keygate login") {
 		t.Errorf("after logout: %v", err)
+	}
+	out, _ = h.mustRun("", "logout")
+	if !strings.Contains(out, "No saved admin credential for "+h.admin.srv.URL) {
+		t.Errorf("second logout: %s", out)
 	}
 }
 
@@ -538,7 +564,7 @@ func TestLoginRejectsBadCredential(t *testing.T) {
 		t.Fatalf("login with a refused credential: %v", err)
 	}
 	h.assertNotExposed(wrong, out, errOut, err.Error())
-	if _, err := os.Stat(filepath.Join(h.home, ".config", "keygate", "admin-token")); !os.IsNotExist(err) {
+	if _, err := os.Stat(credentialsPath(h.home)); !os.IsNotExist(err) {
 		t.Errorf("a refused credential was saved: %v", err)
 	}
 	if _, _, err := h.run("\n", "login"); err == nil || !strings.Contains(err.Error(), "no admin credential given") {
@@ -558,6 +584,11 @@ func TestVersionAndExtraCommands(t *testing.T) {
 	root.SetArgs([]string{"version"})
 	if err := root.Execute(); err != nil || out.String() != "keygate 1.2.3-test\n" {
 		t.Fatalf("version: %v %q", err, out.String())
+	}
+	out.Reset()
+	root.SetArgs([]string{"--version"})
+	if err := root.Execute(); err != nil || out.String() != "keygate 1.2.3-test\n" {
+		t.Fatalf("--version: %v %q", err, out.String())
 	}
 	root.SetArgs([]string{"serve"})
 	if err := root.Execute(); err != nil || !ran {

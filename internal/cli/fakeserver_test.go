@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -55,6 +56,13 @@ func newToken(t *testing.T) string {
 }
 
 func newFakeAdmin(t *testing.T) *fakeAdmin {
+	t.Helper()
+	return newFakeAdminOn(t, nil)
+}
+
+// newFakeAdminOn serves the fake admin API on ln, or on a loopback port
+// when ln is nil.
+func newFakeAdminOn(t *testing.T, ln net.Listener) *fakeAdmin {
 	t.Helper()
 	f := &fakeAdmin{t: t, token: newToken(t), upstream: map[string]string{}, keySecrets: map[string]string{}, role: adminapi.RoleAdmin}
 	mux := http.NewServeMux()
@@ -123,7 +131,7 @@ func newFakeAdmin(t *testing.T) *fakeAdmin {
 	f.vaultRoutes(mux)
 	f.limitRoutes(mux)
 	f.scopeRoutes(mux)
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		f.requests = append(f.requests, recorded{Method: r.Method, URL: r.URL.String(), Header: r.Header.Clone()})
 		f.mu.Unlock()
@@ -137,6 +145,11 @@ func newFakeAdmin(t *testing.T) *fakeAdmin {
 		}
 		mux.ServeHTTP(w, r)
 	}))
+	if ln != nil {
+		f.srv.Listener.Close()
+		f.srv.Listener = ln
+	}
+	f.srv.Start()
 	t.Cleanup(f.srv.Close)
 	return f
 }

@@ -34,7 +34,7 @@ func fakeTime(n int) time.Time {
 
 func (f *fakeAdmin) vaultRoutes(mux *http.ServeMux) {
 	p := adminapi.Prefix
-	f.vault.gatewayURL = "http://gateway.test:8787"
+	f.vault.gatewayURL = "https://gateway.test:8787"
 	mux.HandleFunc("GET "+p+"/status", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		defer f.mu.Unlock()

@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -44,7 +43,7 @@ func TestLoginWithKeychain(t *testing.T) {
 	if err != nil || got != admin.token {
 		t.Fatalf("keychain entry: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(home, ".config", "keygate", "admin-token")); !os.IsNotExist(err) {
+	if _, err := os.Stat(credentialsPath(home)); !os.IsNotExist(err) {
 		t.Errorf("a token file was written although the keychain worked: %v", err)
 	}
 	if _, _, err := run("", "provider", "list"); err != nil {

@@ -37,7 +37,7 @@ type IO struct {
 	Getenv  func(string) string // environment lookup; nil means an empty environment
 	Environ func() []string     // KEY=value entries `keygate run` starts its command with; nil means none
 	HomeDir string              // home directory for the fallback token file; empty means none
-	Version string              // printed by `keygate version`; empty prints "(devel)"
+	Version string              // printed by `keygate version` and `keygate --version`; empty prints "(devel)"
 	// Keyring is where `keygate login` saves the admin credential; nil means
 	// the operating system's keychain (OSKeyring).
 	Keyring Keyring
@@ -45,10 +45,11 @@ type IO struct {
 
 // app holds the command line's surroundings and the persistent flag values.
 type app struct {
-	io       IO
-	adminURL string
-	adminCA  string
-	json     bool
+	io           IO
+	adminURL     string
+	adminCA      string
+	json         bool
+	insecureHTTP bool
 }
 
 // Root builds the `keygate` command with its client commands. extra commands,
@@ -67,6 +68,9 @@ func Root(stdio IO, extra ...*cobra.Command) *cobra.Command {
 	if stdio.Keyring == nil {
 		stdio.Keyring = OSKeyring()
 	}
+	if stdio.Version == "" {
+		stdio.Version = "(devel)"
+	}
 	a := &app{io: stdio}
 	root := &cobra.Command{
 		Use:   "keygate",
@@ -80,11 +84,17 @@ but not vault restore) talk to a running keygate (started with "keygate
 serve") through its admin API. They find the admin credential in this order:
   1. the KEYGATE_ADMIN_TOKEN environment variable
   2. the OS keychain, where "keygate login" saves it
-  3. the file ~/.config/keygate/admin-token (mode 0600), used where no keychain exists
+  3. the file ~/.config/keygate/admin-credentials.json (mode 0600), used where
+     no keychain exists
+"keygate login" saves one credential per admin URL (--admin-url), and a
+command sends only the one saved for its own admin URL. No credential is sent
+over plain http:// to another machine unless --insecure-http is given.
 The first "keygate serve" prints a bootstrap admin credential.`,
+		Version:       stdio.Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate("keygate {{.Version}}\n")
 	root.SetIn(stdio.Stdin)
 	root.SetOut(stdio.Stdout)
 	root.SetErr(stdio.Stderr)
@@ -92,6 +102,7 @@ The first "keygate serve" prints a bootstrap admin credential.`,
 	pf.StringVar(&a.adminURL, "admin-url", DefaultAdminURL, "admin API `URL` (env "+EnvAdminURL+")")
 	pf.StringVar(&a.adminCA, "admin-ca", "", "PEM certificate `FILE` to trust for an HTTPS admin API with a self-signed certificate (env "+EnvAdminCA+")")
 	pf.BoolVar(&a.json, "json", false, "print machine-readable JSON")
+	pf.BoolVar(&a.insecureHTTP, "insecure-http", false, "allow sending the admin credential, and keygate keys, over plain http:// to another machine (only on a network trusted to protect them)")
 
 	root.AddCommand(a.loginCmd(), a.logoutCmd(), a.providerCmd(), a.keyCmd(), a.groupCmd(), a.secretCmd(), a.vaultCmd(),
 		a.runCmd(), a.tokenCmd(), a.auditCmd(), a.versionCmd())
@@ -133,18 +144,18 @@ func (a *app) resolvedCA(cmd *cobra.Command) string {
 	return strings.TrimSpace(a.io.Getenv(EnvAdminCA))
 }
 
-// client builds an admin client with the resolved URL, CA and admin credential.
+// client builds an admin client with the resolved URL, CA and the admin
+// credential saved for that URL.
 func (a *app) client(cmd *cobra.Command) (*adminclient.Client, *credential, error) {
-	url := a.resolvedURL(cmd)
-	cred, err := a.loadCredential(url)
+	t, err := a.target(cmd, true)
 	if err != nil {
 		return nil, nil, err
 	}
-	var opts []adminclient.Option
-	if ca := a.resolvedCA(cmd); ca != "" {
-		opts = append(opts, adminclient.WithCAFile(ca))
+	cred, err := a.loadCredential(t)
+	if err != nil {
+		return nil, nil, err
 	}
-	c, err := adminclient.New(url, cred.token, opts...)
+	c, err := adminclient.New(t.url, cred.token, a.clientOptions(cmd)...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -173,9 +184,6 @@ func (a *app) versionCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			v := a.io.Version
-			if v == "" {
-				v = "(devel)"
-			}
 			if a.json {
 				return writeJSON(cmd.OutOrStdout(), map[string]string{"version": v})
 			}

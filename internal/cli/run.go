@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -188,8 +190,14 @@ func (a *app) checkRunFlags(cmd *cobra.Command, specs []string, keyRef, ttl, gat
 			return nil, fmt.Errorf("run: --ttl: %w", err)
 		}
 		if gateway != "" {
-			if _, err := gatewayURL(gateway); err != nil {
+			gw, err := gatewayURL(gateway)
+			if err != nil {
 				return nil, fmt.Errorf("run: --gateway: %w", err)
+			}
+			// Checked again, with a warning under --insecure-http, once the
+			// gateway is settled; here only to fail before any request.
+			if u, _ := url.Parse(gw); !a.insecureHTTP && adminclient.CheckCleartext(u) != nil {
+				return nil, fmt.Errorf("run: --gateway: %w", a.checkCleartext(cmd, u, runKeyWhat, gatewayFix))
 			}
 		}
 		for _, v := range []string{envOpenAIKey, envOpenAIBase, envAnthropicKey, envAnthropicBase} {
@@ -217,6 +225,47 @@ func (a *app) checkRunFlags(cmd *cobra.Command, specs []string, keyRef, ttl, gat
 	return refs, nil
 }
 
+// What `keygate run --key` sends the gateway, and how to reach it over
+// HTTPS, for checkCleartext.
+const (
+	runKeyWhat = "the run's keygate key"
+	gatewayFix = "point --gateway (or " + EnvGatewayURL + ") at the gateway's https:// address"
+)
+
+// reachableGateway turns the gateway URL keygate reports, the address its
+// gateway listener is bound to, into one to use from here, given the admin
+// URL keygate was reached at. An unspecified host (0.0.0.0, ::) means every
+// address of keygate's machine, so the admin URL's host is used. A loopback
+// host reported by a keygate on another machine is refused: here it would
+// name this machine, and the key would go to whatever listens on it.
+func reachableGateway(gw, adminURL string) (string, error) {
+	g, err := url.Parse(gw)
+	if err != nil {
+		return "", err
+	}
+	adm, err := url.Parse(adminURL)
+	if err != nil {
+		return "", err
+	}
+	host, port := g.Hostname(), g.Port()
+	if ip, err := netip.ParseAddr(host); err == nil && ip.IsUnspecified() {
+		switch h := adm.Hostname(); {
+		case port != "":
+			g.Host = net.JoinHostPort(h, port)
+		case strings.Contains(h, ":"):
+			g.Host = "[" + h + "]"
+		default:
+			g.Host = h
+		}
+		return strings.TrimRight(g.String(), "/"), nil
+	}
+	if adminclient.IsLoopbackHost(host) && !adminclient.IsLoopbackHost(adm.Hostname()) {
+		return "", fmt.Errorf("keygate reports its gateway at %s, an address only keygate's own machine can reach, "+
+			"but its admin API is at %s: pass the gateway's address as this machine reaches it with --gateway URL or %s", gw, adm.Host, EnvGatewayURL)
+	}
+	return gw, nil
+}
+
 // gatewayURL checks a gateway base URL and returns it without a trailing slash.
 func gatewayURL(raw string) (string, error) {
 	raw = strings.TrimSpace(raw)
@@ -235,7 +284,8 @@ func (a *app) runKey(cmd *cobra.Command, c *adminclient.Client, ref, ttl, gatewa
 	if gw == "" {
 		gw = strings.TrimSpace(a.io.Getenv(EnvGatewayURL))
 	}
-	if gw == "" {
+	reported := gw == ""
+	if reported {
 		st, err := c.Status(ctx)
 		if err != nil {
 			return nil, nil, fmt.Errorf("asking keygate for its gateway URL: %w", err)
@@ -247,6 +297,15 @@ func (a *app) runKey(cmd *cobra.Command, c *adminclient.Client, ref, ttl, gatewa
 	gw, err := gatewayURL(gw)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: pass --gateway URL or set %s", err, EnvGatewayURL)
+	}
+	if reported {
+		if gw, err = reachableGateway(gw, c.BaseURL()); err != nil {
+			return nil, nil, err
+		}
+	}
+	u, _ := url.Parse(gw)
+	if err := a.checkCleartext(cmd, u, runKeyWhat, gatewayFix); err != nil {
+		return nil, nil, err
 	}
 	tmpl, err := c.GetKey(ctx, ref)
 	if err != nil {

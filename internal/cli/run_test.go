@@ -297,8 +297,8 @@ func TestRunKey(t *testing.T) {
 	}
 	wantVar(t, vars, envOpenAIKey, tok)
 	wantVar(t, vars, envAnthropicKey, tok)
-	wantVar(t, vars, envOpenAIBase, "http://gateway.test:8787/v1")
-	wantVar(t, vars, envAnthropicBase, "http://gateway.test:8787")
+	wantVar(t, vars, envOpenAIBase, "https://gateway.test:8787/v1")
+	wantVar(t, vars, envAnthropicBase, "https://gateway.test:8787")
 	if out != "hello from the command\n" || errOut != "note from the command\n" {
 		t.Errorf("stdout %q stderr %q: want only the command's own output", out, errOut)
 	}
@@ -374,6 +374,7 @@ func TestRunFlagErrors(t *testing.T) {
 		{[]string{"run", "--secret", "A=db/password", "--gateway", "http://x", "--", "true"}, "--gateway goes with --key"},
 		{[]string{"run", "--key", "agents", "--ttl", "forever", "--", "true"}, "--ttl"},
 		{[]string{"run", "--key", "agents", "--gateway", "gateway.test:8787", "--", "true"}, "--gateway"},
+		{[]string{"run", "--key", "agents", "--gateway", "http://gateway.test:8787", "--", "true"}, "plain HTTP"},
 	}
 	for _, c := range cases {
 		out, errOut, err := h.run("", c.args...)

@@ -43,6 +43,15 @@ type tokenProxy struct {
 	ln  net.Listener
 }
 
+// noRedirects is the CheckRedirect of HTTP clients whose requests carry a
+// keygate key or token: a key goes only to the address it was given, never
+// on to wherever an answer points (a 307 or 308 would resend it, body and
+// all).
+func noRedirects(req *http.Request, _ []*http.Request) error {
+	return fmt.Errorf("the gateway answered with a redirect to %s://%s, and keygate sends a key only to the address it was given: "+
+		"if that is the gateway, pass it with --gateway", req.URL.Scheme, req.URL.Host)
+}
+
 // refreshBefore is how long before its expiry an access token is replaced.
 const refreshBefore = time.Minute
 
@@ -53,7 +62,7 @@ func startTokenProxy(ctx context.Context, gw string, key secret.String, caFile s
 	if err != nil {
 		return nil, err
 	}
-	hc := &http.Client{Timeout: 30 * time.Second}
+	hc := &http.Client{Timeout: 30 * time.Second, CheckRedirect: noRedirects}
 	if caFile != "" && u.Scheme == "https" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {

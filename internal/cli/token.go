@@ -73,6 +73,14 @@ The access token is printed on stdout; --json prints the whole answer.`,
 			if gw == "" {
 				return fmt.Errorf("token issue: pass --gateway URL or set %s", EnvGatewayURL)
 			}
+			gw, err := gatewayURL(gw)
+			if err != nil {
+				return fmt.Errorf("token issue: %w", err)
+			}
+			u, _ := url.Parse(gw)
+			if err := a.checkCleartext(cmd, u, "your keygate key", gatewayFix); err != nil {
+				return fmt.Errorf("token issue: %w", err)
+			}
 			form := url.Values{
 				"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
 				"subject_token":      {key},
@@ -84,8 +92,8 @@ The access token is printed on stdout; --json prints the whole answer.`,
 			if scope != "" {
 				form.Set("scope", scope)
 			}
-			hc := &http.Client{Timeout: 30 * time.Second}
-			resp, err := hc.PostForm(strings.TrimRight(gw, "/")+"/oauth/token", form)
+			hc := &http.Client{Timeout: 30 * time.Second, CheckRedirect: noRedirects}
+			resp, err := hc.PostForm(gw+"/oauth/token", form)
 			if err != nil {
 				return fmt.Errorf("token issue: reach the gateway: %w", err)
 			}

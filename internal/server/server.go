@@ -18,11 +18,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/balance"
+	"github.com/keygate/keygate/internal/buildinfo"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/gateway"
 	"github.com/keygate/keygate/internal/lastused"
@@ -61,11 +63,12 @@ func WithPrompt(prompt func(string) (secret.String, error)) Option {
 	return func(o *runOptions) { o.prompt = prompt }
 }
 
-// WithVersion sets the version the admin API reports.
+// WithVersion sets the version the admin API reports (default: the
+// running binary's, from buildinfo).
 func WithVersion(v string) Option { return func(o *runOptions) { o.version = v } }
 
 func applyOptions(opts []Option) runOptions {
-	o := runOptions{getenv: os.Getenv, version: "dev"}
+	o := runOptions{getenv: os.Getenv, version: buildinfo.Read("").String()}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -80,6 +83,16 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 	logOut := logbuf.New(stderr, 64<<10, 100*time.Millisecond)
 	defer logOut.Close()
 	log := newLogger(cfg.Log, logOut)
+	// Both ports are bound before the master key, the database or the
+	// admin credential exists: a start that cannot have its ports (one in
+	// use) creates nothing, and the next start is still a first start that
+	// prints the admin credential.
+	tlsCfg, gwLn, admLn, err := bindListeners(cfg)
+	if err != nil {
+		return err
+	}
+	defer gwLn.Close() // a no-op once the servers have shut down
+	defer admLn.Close()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
 	}
@@ -193,30 +206,6 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 		Detect:          det.engine,
 	}, table)
 	forgetKey = gw.ForgetKey
-	bootstrap, isNew, err := admin.EnsureBootstrapToken(ctx, st, hasher, time.Now())
-	if err != nil {
-		return fmt.Errorf("admin credential: %w", err)
-	}
-
-	tlsCfg, err := serverTLS(cfg)
-	if err != nil {
-		return err
-	}
-	gwTLS := tlsCfg
-	if tlsCfg != nil && cfg.TLS.ClientCA != "" {
-		if gwTLS, err = withClientCA(tlsCfg, cfg.TLS.ClientCA); err != nil {
-			return err
-		}
-	}
-	gwLn, err := listen(cfg.Listen, gwTLS)
-	if err != nil {
-		return fmt.Errorf("gateway listener: %w", err)
-	}
-	admLn, err := listen(cfg.AdminListen, tlsCfg)
-	if err != nil {
-		gwLn.Close()
-		return fmt.Errorf("admin listener: %w", err)
-	}
 	scheme := "http"
 	if tlsCfg != nil {
 		scheme = "https"
@@ -249,6 +238,12 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 		SecretRecoveryWindow: cfg.Vault.SecretRecoveryWindow,
 	})
 
+	// Made only now, with nothing left that can fail before it is shown:
+	// a credential stored but never printed would lock the operator out.
+	bootstrap, isNew, err := admin.EnsureBootstrapToken(ctx, st, hasher, time.Now())
+	if err != nil {
+		return fmt.Errorf("admin credential: %w", err)
+	}
 	if isNew {
 		fmt.Fprintf(stdout, `
 keygate admin credential (shown once; keep it safe):
@@ -504,6 +499,40 @@ func newServer(h http.Handler, log *slog.Logger) *http.Server {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+}
+
+// bindListeners loads the TLS configuration and binds the gateway and
+// admin ports; it returns the admin listeners' TLS configuration (nil for
+// plain HTTP). On error nothing stays bound.
+func bindListeners(cfg config.Config) (*tls.Config, net.Listener, net.Listener, error) {
+	tlsCfg, err := serverTLS(cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	gwTLS := tlsCfg
+	if tlsCfg != nil && cfg.TLS.ClientCA != "" {
+		if gwTLS, err = withClientCA(tlsCfg, cfg.TLS.ClientCA); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	gwLn, err := listen(cfg.Listen, gwTLS)
+	if err != nil {
+		return nil, nil, nil, listenError("gateway", cfg.Listen, "--listen (listen: in the config file)", err)
+	}
+	admLn, err := listen(cfg.AdminListen, tlsCfg)
+	if err != nil {
+		gwLn.Close()
+		return nil, nil, nil, listenError("admin", cfg.AdminListen, "--admin-listen (admin_listen: in the config file)", err)
+	}
+	return tlsCfg, gwLn, admLn, nil
+}
+
+// listenError says which listener could not bind and what to do about it.
+func listenError(which, addr, setting string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%s listener: %s is in use by another program (perhaps another keygate): stop it, or give keygate another address with %s (%w)", which, addr, setting, err)
+	}
+	return fmt.Errorf("%s listener on %s: %w (check the address given with %s)", which, addr, err, setting)
 }
 
 func listen(addr string, tlsCfg *tls.Config) (net.Listener, error) {

@@ -1,0 +1,119 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keygate/keygate/internal/adminclient"
+)
+
+func (a *app) loginCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "login",
+		Short: "Save the admin credential for this admin URL",
+		Long: `Reads the admin credential from standard input (a hidden prompt on a terminal),
+checks it against the admin API, and saves it in the OS keychain under the
+admin URL's origin (scheme://host:port). Where no keychain is available, as on
+most servers, it is saved to ~/.config/keygate/admin-credentials.json (mode
+0600) instead. Each admin URL keeps its own credential: logging in to a second
+keygate does not replace the first one's, and no command sends a credential
+to a server it was not saved for.
+
+  keygate login
+  printf '%s\n' "$ADMIN_CREDENTIAL" | keygate login --admin-url https://keygate.internal:8788`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			t, err := a.target(cmd, true)
+			if err != nil {
+				return fmt.Errorf("login: %w", err)
+			}
+			tok, err := readSecret(cmd.InOrStdin(), cmd.ErrOrStderr(), "Admin credential for "+t.url+": ", false)
+			if err != nil {
+				return fmt.Errorf("login: %w", err)
+			}
+			if tok.IsZero() {
+				return errors.New("login: no admin credential given: paste the one the first `keygate serve` printed")
+			}
+			if v := tok.Reveal(); strings.HasPrefix(v, "kg_") && !strings.HasPrefix(v, "kg_admin_") {
+				return errors.New("login: that looks like a keygate API key, not an admin credential (admin credentials start with kg_admin_)")
+			}
+			c, err := adminclient.New(t.url, tok, a.clientOptions(cmd)...)
+			if err != nil {
+				return fmt.Errorf("login: %w", err)
+			}
+			who, err := c.WhoAmI(cmd.Context())
+			if err != nil {
+				return fmt.Errorf("login: checking the admin credential: %w", err)
+			}
+			errOut := cmd.ErrOrStderr()
+			if kerr := a.io.Keyring.Set(KeyringService, t.origin, tok.Reveal()); kerr == nil {
+				if typed := keychainAccounts(t); len(typed) > 1 {
+					_ = a.io.Keyring.Delete(KeyringService, typed[1]) // an entry of an earlier version
+				}
+				fmt.Fprintf(errOut, "Saved the admin credential for %s in the OS keychain.\n", t.origin)
+			} else {
+				path, err := a.updateCredentialsFile(func(saved map[string]string) { saved[t.origin] = tok.Reveal() })
+				if err != nil {
+					return fmt.Errorf("login: the OS keychain is not available (%v), and: %w", kerr, err)
+				}
+				fmt.Fprintf(errOut, "warning: no OS keychain is available (%v).\n"+
+					"warning: saved the admin credential for %s to %s, protected only by its file permissions (0600).\n", kerr, t.origin, path)
+			}
+			if a.json {
+				return writeJSON(cmd.OutOrStdout(), who)
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "Logged in to %s as %s (%s).\n", t.url, who.Name, who.TokenID)
+			return err
+		},
+	}
+}
+
+func (a *app) logoutCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "logout",
+		Short: "Forget the admin credential saved for this admin URL",
+		Long: `Removes the admin credential saved for this admin URL from the OS keychain and
+from ~/.config/keygate/admin-credentials.json. Credentials saved for other
+admin URLs stay.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			t, err := a.target(cmd, false)
+			if err != nil {
+				return fmt.Errorf("logout: %w", err)
+			}
+			out := cmd.OutOrStdout()
+			if a.json {
+				out = cmd.ErrOrStderr()
+			}
+			removed := false
+			for _, account := range keychainAccounts(t) {
+				if err := a.io.Keyring.Delete(KeyringService, account); err == nil && !removed {
+					removed = true
+					fmt.Fprintf(out, "Removed the admin credential for %s from the OS keychain.\n", t.origin)
+				}
+			}
+			inFile := false
+			path, err := a.updateCredentialsFile(func(saved map[string]string) {
+				_, inFile = saved[t.origin]
+				delete(saved, t.origin)
+			})
+			switch {
+			case err != nil && a.io.HomeDir != "":
+				return fmt.Errorf("logout: %w", err)
+			case inFile:
+				removed = true
+				fmt.Fprintf(out, "Removed the admin credential for %s from %s.\n", t.origin, path)
+			}
+			if !removed {
+				fmt.Fprintf(out, "No saved admin credential for %s.\n", t.origin)
+			}
+			if a.io.Getenv(EnvAdminToken) != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "note: %s is still set in this environment and keygate will keep using it.\n", EnvAdminToken)
+			}
+			return nil
+		},
+	}
+}
