@@ -76,6 +76,9 @@ type Config struct {
 	AllowPlainHTTP bool `yaml:"allow_plain_http"`
 	// MaxBodyBytes caps a client request body; larger requests get 413.
 	MaxBodyBytes ByteSize `yaml:"max_body_bytes"`
+	// Client bounds how long, and with how much memory, keygate waits on
+	// its clients, on both listeners.
+	Client Client `yaml:"client"`
 	// Upstream tunes the connections to providers.
 	Upstream Upstream `yaml:"upstream"`
 	// ShutdownGrace bounds how long in-flight requests and streams may run after a stop signal.
@@ -106,6 +109,25 @@ type TLS struct {
 
 // Enabled reports whether keygate serves HTTPS.
 func (t TLS) Enabled() bool { return t.Cert != "" || t.SelfSigned }
+
+// Client bounds what a client connection can hold of keygate: a client
+// that sends its headers or body slowly, or stops half-way, is cut off,
+// and request bodies held in memory at once are capped.
+type Client struct {
+	// ReadHeaderTimeout bounds the wait for a request's headers.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// ReadBodyTimeout bounds the wait for a request's whole body, from the
+	// end of its headers; a body that stalls is answered 408 and its
+	// connection closed. It does not bound the response: streams run as
+	// long as the upstream takes.
+	ReadBodyTimeout time.Duration `yaml:"read_body_timeout"`
+	// IdleTimeout closes a kept-alive connection that sends nothing more.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxInflightBodyBytes caps the request bodies (and their translated
+	// copies) the gateway holds in memory at once; a request that would
+	// pass it waits briefly, then gets 503 with Retry-After.
+	MaxInflightBodyBytes ByteSize `yaml:"max_inflight_body_bytes"`
+}
 
 // Upstream tunes the HTTP client that talks to providers.
 type Upstream struct {
@@ -352,6 +374,12 @@ func Default(home string) Config {
 		Listen:          "127.0.0.1:8787",
 		AdminListen:     "127.0.0.1:8788",
 		MaxBodyBytes:    32 << 20,
+		Client: Client{
+			ReadHeaderTimeout:    10 * time.Second,
+			ReadBodyTimeout:      time.Minute,
+			IdleTimeout:          2 * time.Minute,
+			MaxInflightBodyBytes: 256 << 20,
+		},
 		ShutdownGrace:   30 * time.Second,
 		KeyCacheTTL:     10 * time.Second,
 		ProviderRefresh: 10 * time.Second,
@@ -543,6 +571,9 @@ func (c Config) Validate() error {
 	if c.MaxBodyBytes <= 0 {
 		bad("max_body_bytes", "must be positive")
 	}
+	if c.Client.MaxInflightBodyBytes < c.MaxBodyBytes {
+		bad("client.max_inflight_body_bytes", "must be at least max_body_bytes (%d), or no request of the largest size could ever be read", c.MaxBodyBytes)
+	}
 	for _, d := range []struct {
 		field string
 		v     time.Duration
@@ -551,6 +582,8 @@ func (c Config) Validate() error {
 		{"upstream.dial_timeout", c.Upstream.DialTimeout}, {"upstream.response_header_timeout", c.Upstream.ResponseHeaderTimeout},
 		{"vault.provider_key_grace", c.Vault.ProviderKeyGrace}, {"vault.secret_recovery_window", c.Vault.SecretRecoveryWindow},
 		{"vault.janitor_interval", c.Vault.JanitorInterval}, {"audit.flush_interval", c.Audit.FlushInterval},
+		{"client.read_header_timeout", c.Client.ReadHeaderTimeout}, {"client.read_body_timeout", c.Client.ReadBodyTimeout},
+		{"client.idle_timeout", c.Client.IdleTimeout},
 	} {
 		if d.v <= 0 {
 			bad(d.field, "must be a positive duration such as 10s")

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+
+	"github.com/keygate/keygate/internal/web"
 )
 
 // readBody reads the request body up to the configured limit. It answers 413
@@ -36,6 +38,11 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool
 		}
 		if errors.Is(err, io.EOF) {
 			break
+		}
+		if web.IsBodyTimeout(err) {
+			w.Header().Set("Connection", "close")
+			g.deny(w, r, http.StatusRequestTimeout, "request_timeout", "the request body did not arrive in time (client.read_body_timeout)")
+			return nil, false
 		}
 		if err != nil {
 			g.deny(w, r, http.StatusBadRequest, "invalid_body", "could not read the request body")

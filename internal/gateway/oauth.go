@@ -230,6 +230,23 @@ func scopeWithin(k store.Key, sc token.Scope) error {
 	return nil
 }
 
+// readOAuthForm parses a form-encoded OAuth request body of at most 16
+// KiB, answering a bad or stalled one itself.
+func readOAuthForm(w http.ResponseWriter, r *http.Request) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, maxOAuthForm)
+	err := r.ParseForm()
+	switch {
+	case err == nil:
+		return true
+	case web.IsBodyTimeout(err):
+		w.Header().Set("Connection", "close")
+		oauthError(w, http.StatusRequestTimeout, "invalid_request", "the request body did not arrive in time")
+	default:
+		oauthError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded and under 16 KiB")
+	}
+	return false
+}
+
 // oauthError answers in RFC 6749's error shape.
 func oauthError(w http.ResponseWriter, status int, code, desc string) {
 	w.Header().Set("Cache-Control", "no-store")
@@ -249,9 +266,7 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusMethodNotAllowed, "invalid_request", "use POST with a form-encoded body")
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxOAuthForm)
-	if err := r.ParseForm(); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded and under 16 KiB")
+	if !readOAuthForm(w, r) {
 		return
 	}
 	ctx, now := r.Context(), g.opts.Now()
@@ -483,9 +498,7 @@ func (g *Gateway) revokeEndpoint(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "use POST with a form-encoded token")
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxOAuthForm)
-	if err := r.ParseForm(); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
+	if !readOAuthForm(w, r) {
 		return
 	}
 	ctx, now := r.Context(), g.opts.Now()
@@ -548,9 +561,7 @@ func (g *Gateway) introspectEndpoint(w http.ResponseWriter, r *http.Request) {
 	if _, ok := g.authenticate(w, r); !ok {
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxOAuthForm)
-	if err := r.ParseForm(); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
+	if !readOAuthForm(w, r) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")

@@ -257,7 +257,7 @@ Log the CLI in with:  keygate login   (or export KEYGATE_ADMIN_TOKEN=...)
 	fmt.Fprintf(stdout, "keygate gateway listening on %s (OpenAI base URL %s/v1)\nkeygate admin API listening on %s\n", addrs.Gateway, addrs.Gateway, addrs.Admin)
 	log.Info("keygate started", "gateway", addrs.Gateway, "admin", addrs.Admin, "database", st.Dialect().String(), "providers", len(table.Upstreams()), "kek", v.KEKID(), "kek_url", vault.RedactKEKURL(cfg.KEKURL()))
 
-	servers := []*http.Server{newServer(gw, log), newServer(adm, log)}
+	servers := []*http.Server{newServer(gw, cfg.Client, log), newServer(adm, cfg.Client, log)}
 	errc := make(chan error, 2)
 	for i, ln := range []net.Listener{gwLn, admLn} {
 		go func() { errc <- servers[i].Serve(ln) }()
@@ -491,11 +491,14 @@ func CreateAdminToken(ctx context.Context, cfg config.Config, name, role string,
 	return admin.NewToken(ctx, c.st, c.hasher, name, role, time.Now())
 }
 
-func newServer(h http.Handler, log *slog.Logger) *http.Server {
+// newServer serves h with the client bounds: headers and bodies must
+// arrive in time (the body deadline wraps the handler outermost, on the
+// server's own ResponseWriter), and idle connections are closed.
+func newServer(h http.Handler, c config.Client, log *slog.Logger) *http.Server {
 	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		Handler:           web.BodyDeadline(c.ReadBodyTimeout)(h),
+		ReadHeaderTimeout: c.ReadHeaderTimeout,
+		IdleTimeout:       c.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
