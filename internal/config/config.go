@@ -370,10 +370,10 @@ type Log struct {
 // Default returns the configuration keygate runs with when told nothing.
 func Default(home string) Config {
 	return Config{
-		DataDir:         filepath.Join(home, ".keygate"),
-		Listen:          "127.0.0.1:8787",
-		AdminListen:     "127.0.0.1:8788",
-		MaxBodyBytes:    32 << 20,
+		DataDir:      filepath.Join(home, ".keygate"),
+		Listen:       "127.0.0.1:8787",
+		AdminListen:  "127.0.0.1:8788",
+		MaxBodyBytes: 32 << 20,
 		Client: Client{
 			ReadHeaderTimeout:    10 * time.Second,
 			ReadBodyTimeout:      time.Minute,
