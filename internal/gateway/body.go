@@ -21,6 +21,23 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool
 	if r.ContentLength > limit {
 		return tooLarge()
 	}
+	// The body's share of the memory budget, before a byte is read: its
+	// declared length, or the most it may be, three times over where it may
+	// be translated (memory.go).
+	c := callFrom(r.Context())
+	declared := r.ContentLength
+	if declared < 0 {
+		declared = limit
+	}
+	copies := int64(1)
+	if translatedPath(r.URL.Path) != "" {
+		copies = 3
+	}
+	if err := g.hold(r.Context(), c, copies*declared); err != nil {
+		g.denyBusy(w, r)
+		return nil, false
+	}
+	c.translated = copies == 3
 	size := r.ContentLength
 	if size < 0 {
 		size = 4096
@@ -49,7 +66,10 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool
 			return nil, false
 		}
 	}
-	if len(buf) == 0 && callFrom(r.Context()).service == nil { // a passthrough call may have no body
+	if r.ContentLength < 0 {
+		g.giveBack(c, copies*(declared-int64(len(buf))))
+	}
+	if len(buf) == 0 && c.service == nil { // a passthrough call may have no body
 		g.deny(w, r, http.StatusBadRequest, "empty_body", "request body is empty; send a JSON object")
 		return nil, false
 	}

@@ -29,6 +29,7 @@ type call struct {
 	failure   string     // upstream_unreachable, upstream_timeout, client_gone
 	est       estimate   // the worst case reserved for the call
 	adm       *admission // the call's hold on its limits, when it has any
+	early     *early     // concurrency slots taken before the body was read, until adm takes them
 	// tokenScope is the narrowed scope of the access token that
 	// authenticated the call, if one did.
 	tokenScope  *token.Scope
@@ -45,6 +46,9 @@ type call struct {
 	// (kg_live_abcd), for spotting guesses aimed at one key.
 	presentedPrefix string
 	requestID       string // as the client sees it in X-Request-Id
+	memHeld         int64  // bytes of the body budget the call holds (memory.go)
+	translated      bool   // the call holds memory for a translated copy of its body
+	mayTranslate    bool   // an alias call has deployments of the other dialect
 
 	// A call for a model alias: the deployments to try, in order, the
 	// one that answered, and what each attempt's body is made from.

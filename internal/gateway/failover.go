@@ -50,11 +50,16 @@ func (g *Gateway) routeAlias(w http.ResponseWriter, r *http.Request, key store.K
 		}
 		if !checked {
 			checked = true
-			_, untranslatable = g.translateRequest(c, c.raw, dep.Model)
+			_, untranslatable = g.translateRequest(r.Context(), c, c.raw, dep.Model)
 			c.includeUsage = d == g.openai && c.fields.Stream && wantsStreamUsage(c.raw)
 		}
 		return untranslatable != nil
 	})
+	if errors.Is(untranslatable, errMemoryBusy) {
+		g.denyBusy(w, r)
+		return false
+	}
+	c.mayTranslate = checked && untranslatable == nil
 	if len(cands) == 0 && untranslatable != nil {
 		g.deny(w, r, http.StatusBadRequest, "untranslatable_request", fmt.Sprintf(
 			"model %q is served by providers of the other API, and this request cannot be translated for them: %v", a.Name, untranslatable))
@@ -398,7 +403,7 @@ func (b *attemptBody) Close() error {
 // and a request for the stream's usage.
 func (g *Gateway) deploymentBody(c *call, dep *route.Deployment) []byte {
 	if dep.Upstream.Dialect != c.dialect.Name() {
-		if b, err := g.translateRequest(c, c.raw, dep.Model); err == nil {
+		if b, err := g.translateRequest(context.Background(), c, c.raw, dep.Model); err == nil {
 			return b
 		}
 		// routeAlias left out deployments the request cannot be translated for.

@@ -90,6 +90,9 @@ type Options struct {
 	// audit sink keeps up.
 	Audit           AuditRecorder
 	AuditFailClosed bool
+	// MaxInflightBodyBytes caps the request bodies held in memory at once
+	// (memory.go); 0 sets no cap.
+	MaxInflightBodyBytes int64
 	// Detect, when set, watches every request for anomalies (internal/detect).
 	Detect interface {
 		Observe(o detect.Observation)
@@ -115,6 +118,7 @@ type Gateway struct {
 	// the limiter holding deployments to their providers' RPM and TPM.
 	health         *balance.Health
 	upstreamLimits Limiter
+	bodyMem        *bodyBudget
 }
 
 // New builds a gateway serving the given routing table.
@@ -125,7 +129,7 @@ func New(opts Options, table *route.Table) *Gateway {
 	if opts.Transport == nil {
 		opts.Transport = http.DefaultTransport
 	}
-	g := &Gateway{opts: opts, models: newModelCache(time.Minute), health: balance.NewHealth(opts.Breaker)}
+	g := &Gateway{opts: opts, models: newModelCache(time.Minute), health: balance.NewHealth(opts.Breaker), bodyMem: newBodyBudget(opts.MaxInflightBodyBytes)}
 	g.upstreamLimits = opts.Limits.Shared
 	if g.upstreamLimits == nil {
 		g.upstreamLimits = limit.NewMemory()
@@ -211,6 +215,10 @@ type AuditRecorder interface {
 // ServeHTTP serves one gateway request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &call{}
+	defer func() {
+		g.giveBack(c, c.memHeld)
+		g.releaseEarly(c) // a call refused after admitEarly, before admit
+	}()
 	if g.opts.Metrics == nil && g.opts.Audit == nil && g.opts.Detect == nil {
 		g.chain.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
 		return
@@ -341,7 +349,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, d provider.Dia
 		return
 	}
 	c.keyID = key.ID
-	if !g.scope(w, r, key) || !g.assessRisk(w, r, key) {
+	if !g.scope(w, r, key) || !g.assessRisk(w, r, key) || !g.admitEarly(w, r, key) {
 		return
 	}
 
@@ -369,7 +377,13 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, d provider.Dia
 
 	if a, isAlias := g.table.Load().Alias(f.Model); isAlias {
 		c.raw, c.fields, c.path = body, f, r.URL.Path
-		if !g.routeAlias(w, r, key, a, d) || !g.admit(w, r, key, f.Model, f, len(body)) {
+		if !g.routeAlias(w, r, key, a, d) {
+			return
+		}
+		if !c.mayTranslate {
+			g.untranslated(c, body)
+		}
+		if !g.admit(w, r, key, f.Model, f, len(body)) {
 			return
 		}
 		g.proxy.ServeHTTP(w, r)
@@ -397,7 +411,10 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, d provider.Dia
 	}
 	if cross {
 		c.includeUsage = d == g.openai && f.Stream && wantsStreamUsage(body)
-		if body, err = g.translateRequest(c, body, model); err != nil {
+		if body, err = g.translateRequest(r.Context(), c, body, model); errors.Is(err, errMemoryBusy) {
+			g.denyBusy(w, r)
+			return
+		} else if err != nil {
 			g.deny(w, r, http.StatusBadRequest, "untranslatable_request", fmt.Sprintf(
 				"model %q is served by a provider of the %s API, and this request cannot be translated for it: %v", f.Model, up.Dialect, err))
 			return
@@ -408,6 +425,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, d provider.Dia
 		return
 	}
 	if !cross {
+		g.untranslated(c, body)
 		if model != f.Model {
 			body = jsonpeek.ReplaceString(body, f.ModelSpan, model)
 		}

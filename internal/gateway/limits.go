@@ -223,6 +223,7 @@ type admission struct {
 	est   estimate
 	once  sync.Once
 	start time.Time
+	early *early // concurrency slots taken before the body was read, if any
 }
 
 // admit reserves the request's worst-case cost against every limit of its
@@ -248,30 +249,24 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, key store.Key, m
 	if lo.Shared == nil {
 		return true
 	}
-	p := g.planFor(key)
-	if p.err != nil {
-		g.opts.Log.Error("a key's limits cannot be read; refusing its requests until they are fixed", "key_id", key.ID, "err", p.err)
-		g.deny(w, r, http.StatusInternalServerError, "limits_unreadable", "keygate cannot read this API key's limits; ask its administrator to set them again (keygate key update)")
+	p, ok := g.callPlan(w, r, key)
+	if !ok {
+		g.releaseEarly(c)
 		return false
 	}
-	if ts := c.tokenScope; ts != nil && len(ts.Limits) > 0 && c.tokenFamily != "" {
-		// An access token's own, lower limits, counted per token family,
-		// on top of its key's.
-		tp := &limitPlan{}
-		if err := tp.add(lo.Location, "f:"+c.tokenFamily, ts.Limits); err != nil {
-			g.deny(w, r, http.StatusUnauthorized, "invalid_api_key", "the access token's limits cannot be read")
-			return false
-		}
-		merged := &limitPlan{
-			checks: append(append([]limit.Check(nil), p.checks...), tp.checks...), kinds: append(append([]costKind(nil), p.kinds...), tp.kinds...),
-			hasBudget: p.hasBudget || tp.hasBudget, needsShared: p.needsShared || tp.needsShared,
-		}
-		p = merged
+	if c.early != nil {
+		// The concurrency slots are already held (admitEarly).
+		p = p.without(limit.Concurrency)
 	}
 	if len(p.checks) == 0 {
+		if c.early != nil {
+			c.adm = &admission{plan: p, est: est, start: g.opts.Now(), early: c.early}
+			c.early = nil
+		}
 		return true
 	}
 	if p.hasBudget && !est.priced {
+		g.releaseEarly(c)
 		g.deny(w, r, http.StatusForbidden, "budget_unpriced", fmt.Sprintf(
 			"this API key has a spend budget, and keygate has no price for model %q, so it cannot hold the key to it; ask keygate's operator to add the model under prices:", model))
 		return false
@@ -287,28 +282,13 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, key store.Key, m
 	for i := range checks {
 		checks[i].Cost = cost(p.kinds[i], est.in, est.out, money)
 	}
-	lim := lo.Shared
-	d, err := lim.Admit(r.Context(), checks)
-	if errors.Is(err, limit.ErrInvalid) {
-		g.opts.Log.Error("a key's limits are out of range; refusing its requests until they are fixed", "key_id", key.ID, "err", err)
-		g.deny(w, r, http.StatusInternalServerError, "limits_unreadable", "keygate cannot apply this API key's limits; ask its administrator to set them again (keygate key update)")
+	lim, d, ok := g.admitChecks(w, r, key, p, checks)
+	if !ok {
+		g.releaseEarly(c)
 		return false
 	}
-	if err != nil && !p.needsShared && lo.Local != nil {
-		g.opts.Log.Warn("shared limiter unavailable; enforcing rate limits with this node's counters", "err", err)
-		lim = lo.Local
-		d, err = lim.Admit(r.Context(), checks)
-	}
-	if err != nil {
-		g.opts.Log.Error("limiter unavailable; refusing requests that need a spend or quota decision", "request_id", web.RequestID(r.Context()), "err", err)
-		g.deny(w, r, http.StatusServiceUnavailable, "limits_unavailable", "keygate cannot check this API key's quotas and budgets right now, so it refuses the request rather than overspend; try again shortly")
-		return false
-	}
-	if !d.Allowed {
-		g.refuse(w, r, checks[d.Denied], p.kinds[d.Denied], d, d.Denied)
-		return false
-	}
-	c.adm = &admission{lim: lim, res: d.Reservation, plan: p, est: est, start: g.opts.Now()}
+	c.adm = &admission{lim: lim, res: d.Reservation, plan: p, est: est, start: g.opts.Now(), early: c.early}
+	c.early = nil
 	setLimitHeaders(w.Header(), checks, p.kinds, d)
 	if g.opts.Metrics != nil {
 		for i, ch := range checks {
@@ -318,6 +298,133 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, key store.Key, m
 		}
 	}
 	return true
+}
+
+// admitChecks asks the shared limiter to admit checks (this node's, for
+// rate and concurrency limits, when the shared one is unreachable). It
+// answers and returns false when the checks cannot be decided or refuse.
+func (g *Gateway) admitChecks(w http.ResponseWriter, r *http.Request, key store.Key, p *limitPlan, checks []limit.Check) (Limiter, limit.Decision, bool) {
+	lo := &g.opts.Limits
+	lim := lo.Shared
+	d, err := lim.Admit(r.Context(), checks)
+	if errors.Is(err, limit.ErrInvalid) {
+		g.opts.Log.Error("a key's limits are out of range; refusing its requests until they are fixed", "key_id", key.ID, "err", err)
+		g.deny(w, r, http.StatusInternalServerError, "limits_unreadable", "keygate cannot apply this API key's limits; ask its administrator to set them again (keygate key update)")
+		return nil, d, false
+	}
+	if err != nil && !p.needsShared && lo.Local != nil {
+		g.opts.Log.Warn("shared limiter unavailable; enforcing rate limits with this node's counters", "err", err)
+		lim = lo.Local
+		d, err = lim.Admit(r.Context(), checks)
+	}
+	if err != nil {
+		g.opts.Log.Error("limiter unavailable; refusing requests that need a spend or quota decision", "request_id", web.RequestID(r.Context()), "err", err)
+		g.deny(w, r, http.StatusServiceUnavailable, "limits_unavailable", "keygate cannot check this API key's quotas and budgets right now, so it refuses the request rather than overspend; try again shortly")
+		return nil, d, false
+	}
+	if !d.Allowed {
+		g.refuse(w, r, checks[d.Denied], p.kinds[d.Denied], d, d.Denied)
+		return nil, d, false
+	}
+	return lim, d, true
+}
+
+// callPlan is the checks the call needs: its key's and group's (cached
+// per key version), and its access token's own, lower limits, counted per
+// token family, on top. It answers and returns false when they cannot be
+// read.
+func (g *Gateway) callPlan(w http.ResponseWriter, r *http.Request, key store.Key) (*limitPlan, bool) {
+	c := callFrom(r.Context())
+	p := g.planFor(key)
+	if p.err != nil {
+		g.opts.Log.Error("a key's limits cannot be read; refusing its requests until they are fixed", "key_id", key.ID, "err", p.err)
+		g.deny(w, r, http.StatusInternalServerError, "limits_unreadable", "keygate cannot read this API key's limits; ask its administrator to set them again (keygate key update)")
+		return nil, false
+	}
+	if ts := c.tokenScope; ts != nil && len(ts.Limits) > 0 && c.tokenFamily != "" {
+		tp := &limitPlan{}
+		if err := tp.add(g.opts.Limits.Location, "f:"+c.tokenFamily, ts.Limits); err != nil {
+			g.deny(w, r, http.StatusUnauthorized, "invalid_api_key", "the access token's limits cannot be read")
+			return nil, false
+		}
+		p = &limitPlan{
+			checks: append(append([]limit.Check(nil), p.checks...), tp.checks...), kinds: append(append([]costKind(nil), p.kinds...), tp.kinds...),
+			hasBudget: p.hasBudget || tp.hasBudget, needsShared: p.needsShared || tp.needsShared,
+		}
+	}
+	return p, true
+}
+
+// without returns the plan less its checks of one kind.
+func (p *limitPlan) without(kind limit.Kind) *limitPlan {
+	out := &limitPlan{hasBudget: p.hasBudget, needsShared: p.needsShared}
+	for i, ch := range p.checks {
+		if ch.Kind != kind {
+			out.checks = append(out.checks, ch)
+			out.kinds = append(out.kinds, p.kinds[i])
+		}
+	}
+	return out
+}
+
+// earlyAdmitBytes is the body size from which a call takes its
+// concurrency slots before reading its body: a key limited to two
+// requests in flight then has at most two large bodies in memory.
+const earlyAdmitBytes = 1 << 20
+
+// early is a call's hold on its concurrency slots, taken before its body
+// was read.
+type early struct {
+	lim Limiter
+	res limit.Reservation
+	n   int // checks held
+}
+
+// admitEarly takes the call's concurrency slots before a large body (or
+// one of unknown length) is read. It answers and returns false when they
+// are all taken.
+func (g *Gateway) admitEarly(w http.ResponseWriter, r *http.Request, key store.Key) bool {
+	if g.opts.Limits.Shared == nil || (r.ContentLength >= 0 && r.ContentLength < earlyAdmitBytes) {
+		return true
+	}
+	p, ok := g.callPlan(w, r, key)
+	if !ok {
+		return false
+	}
+	conc := &limitPlan{needsShared: false}
+	for i, ch := range p.checks {
+		if ch.Kind == limit.Concurrency {
+			conc.checks = append(conc.checks, ch)
+			conc.kinds = append(conc.kinds, p.kinds[i])
+		}
+	}
+	if len(conc.checks) == 0 {
+		return true
+	}
+	lim, d, ok := g.admitChecks(w, r, key, conc, conc.checks)
+	if !ok {
+		return false
+	}
+	callFrom(r.Context()).early = &early{lim: lim, res: d.Reservation, n: len(conc.checks)}
+	return true
+}
+
+// releaseEarly gives back concurrency slots taken early, if the call holds
+// any its admission has not taken over.
+func (g *Gateway) releaseEarly(c *call) {
+	if e := c.early; e != nil {
+		c.early = nil
+		g.settleEarly(e)
+	}
+}
+
+// settleEarly releases early-held slots.
+func (g *Gateway) settleEarly(e *early) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.lim.Settle(ctx, e.res, make([]int64, e.n)); err != nil && !errors.Is(err, context.Canceled) {
+		g.opts.Log.Error("could not release a request's concurrency slots; they free themselves when their lease ends", "err", err)
+	}
 }
 
 // limitName names a kind of limit for the metrics, never a key.
@@ -494,7 +601,7 @@ func (g *Gateway) finish(c *call, u usage.Usage) {
 			for i, k := range a.plan.kinds {
 				actual[i] = cost(k, in, out, money)
 			}
-			if a.lim == g.opts.Limits.Local {
+			if a.lim == g.opts.Limits.Local && a.early == nil {
 				g.settle(a, actual, c.keyID)
 				return
 			}
@@ -511,8 +618,15 @@ func (g *Gateway) finish(c *call, u usage.Usage) {
 	}
 }
 
-// settle charges an admission its actual costs.
+// settle charges an admission its actual costs, and releases the
+// concurrency slots it took before its body was read.
 func (g *Gateway) settle(a *admission, actual []int64, keyID string) {
+	if a.early != nil {
+		g.settleEarly(a.early)
+	}
+	if a.lim == nil {
+		return // everything it held was early
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := a.lim.Settle(ctx, a.res, actual); err != nil && !errors.Is(err, context.Canceled) {

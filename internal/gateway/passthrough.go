@@ -70,6 +70,9 @@ func (g *Gateway) passthrough(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.service, c.passRest = svc, rest
+	if !g.admitEarly(w, r, key) {
+		return
+	}
 	body, ok := g.readBody(w, r)
 	if !ok {
 		return

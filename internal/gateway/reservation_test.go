@@ -63,7 +63,7 @@ func TestAbsurdMaxTokensIsRefusedBeforeAnyReservation(t *testing.T) {
 	for name, newLimiter := range limiters(t) {
 		t.Run(name, func(t *testing.T) {
 			lim := newLimiter(t)
-			l := newLimited(t, fakeprovider.Options{Latency: 100 * time.Millisecond}, func(o *gateway.LimitOptions) { o.Shared = lim })
+			l := newLimited(t, fakeprovider.Options{Latency: 600 * time.Millisecond}, func(o *gateway.LimitOptions) { o.Shared = lim })
 			body := `{"model":"gpt-4o-mini","max_tokens":100,"messages":[{"role":"user","content":"hello"}]}`
 			est := pricing.USD(1, 2).Cost(int64(len(body)+3)/4, 100)
 			key := l.key(t, "budget2", adminapi.Limits{

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -58,7 +59,15 @@ func (g *Gateway) crossDialect(c *call, up *route.Upstream, clientPath string) (
 
 // translateRequest turns the client's body into the provider's dialect,
 // naming model.
-func (g *Gateway) translateRequest(c *call, body []byte, model string) ([]byte, error) {
+func (g *Gateway) translateRequest(ctx context.Context, c *call, body []byte, model string) ([]byte, error) {
+	if !c.translated {
+		// Decoding, converting and re-encoding holds about two more
+		// copies of the body while it runs (memory.go).
+		if err := g.hold(ctx, c, 2*int64(len(body))); err != nil {
+			return nil, err
+		}
+		c.translated = true
+	}
 	if c.dialect == g.openai {
 		return translate.ChatToMessagesRequest(body, model, int(g.opts.Limits.DefaultMaxTokens))
 	}

@@ -204,6 +204,8 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 		Audit:           trail.w,
 		AuditFailClosed: cfg.Audit.FailClosed,
 		Detect:          det.engine,
+
+		MaxInflightBodyBytes: int64(cfg.Client.MaxInflightBodyBytes),
 	}, table)
 	forgetKey = gw.ForgetKey
 	scheme := "http"
