@@ -572,9 +572,18 @@ func TestKEKRotationSurvivesKill9(t *testing.T) {
 	}
 	p.kill()
 
-	// The same configuration: the KEK URL in the config is still the old
-	// key file; keygate finds the new KEK through the rotation's record.
-	p2 := startProc(t, nil, args...)
+	// The same configuration, whose KEK is still the old key file, is
+	// refused: the new KEK's URL is its key, which keygate never stores, so
+	// the operator supplies it, as with the first KEK.
+	out, err := runProc(t, nil, args...)
+	newID := "kms:" // the rotation's target, named in the refusal
+	if err == nil || !strings.Contains(out, "needs KEK "+newID) || !strings.Contains(out, "base64key://REDACTED") || !strings.Contains(out, "KEYGATE_KEK") {
+		t.Fatalf("a restart with only the old KEK: %v\n%s", err, out)
+	}
+	// With the new KEK supplied, keygate finds the old one through the
+	// locator the rotation left (a file path, not key material) and
+	// finishes the rewrap.
+	p2 := startProc(t, map[string]string{"KEYGATE_KEK": kekURL}, args...)
 	deadline = time.Now().Add(60 * time.Second)
 	var st adminapi.VaultStatus
 	for {

@@ -275,6 +275,17 @@ func TestRotateKEKThroughTheAPI(t *testing.T) {
 	if got := secretValue(t, h, "/api/v1/secrets/app/s3:value"); got.Value == "" {
 		t.Fatal("a rotated secret does not open")
 	}
+	// The status says what each KEK still opens: the old one, only the
+	// locator of the new one (a file URL, not key material), kept for the
+	// grace in which other nodes may follow; the new one's URL is its key,
+	// so it is recorded redacted and never stored.
+	if len(st.KEKs) != 2 || !st.KEKs[0].Current || st.KEKs[0].KEKID != rot.To || st.KEKs[0].URL != "base64key://REDACTED" ||
+		st.KEKs[0].Opens < 12 || !strings.HasPrefix(st.KEKs[0].Verdict, "wraps ") {
+		t.Fatalf("the current KEK in the status: %+v", st.KEKs)
+	}
+	if o := st.KEKs[1]; o.KEKID != oldID || o.Current || o.Opens != 0 || o.Verdict != "opens nothing; it can be destroyed once no keygate is configured with it" {
+		t.Fatalf("the old KEK in the status: %+v", o)
+	}
 
 	wantError(t, h.do("POST", "/api/v1/vault/rotate-kek", fmt.Sprintf(`{"to":%q}`, to)), http.StatusConflict, "conflict", "already")
 	bad := "base64key://" + strings.Repeat("A", 10)

@@ -132,11 +132,48 @@ func (a *API) vaultStatus(w http.ResponseWriter, r *http.Request) {
 	for _, c := range st.Counts {
 		out.Counts = append(out.Counts, adminapi.KEKCount{KEKID: c.KEKID, Format: c.Format, Versions: c.Versions})
 	}
+	out.KEKs = make([]adminapi.KEKState, 0, len(st.KEKs))
+	for _, k := range st.KEKs {
+		out.KEKs = append(out.KEKs, adminapi.KEKState{
+			KEKID: k.ID, Kind: k.Kind, URL: k.URL, Current: k.Current,
+			Opens: k.Versions, Locators: k.Locators, StoredKeys: k.StoredKeys, Verdict: kekVerdict(k),
+		})
+	}
 	if st.Latest != nil {
 		rv := rotationView(st)
 		out.Rotation = &rv
 	}
 	web.WriteJSON(w, http.StatusOK, out)
+}
+
+// kekVerdict says in one line what a KEK still opens and whether it can be
+// destroyed.
+func kekVerdict(k vault.KEKState) string {
+	if k.Current {
+		return fmt.Sprintf("wraps %s", plural(k.Versions, "record"))
+	}
+	if k.Versions == 0 {
+		return "opens nothing; it can be destroyed once no keygate is configured with it"
+	}
+	var why []string
+	if data := k.Versions - k.Locators; data > 0 {
+		why = append(why, fmt.Sprintf("%s not yet rewrapped under the current KEK", plural(data, "data key")))
+	}
+	if n := k.Locators - k.StoredKeys; n > 0 {
+		why = append(why, fmt.Sprintf("%s of a newer KEK, kept so nodes still on this one can follow the rotation, then deleted", plural(n, "locator")))
+	}
+	if k.StoredKeys > 0 {
+		why = append(why, fmt.Sprintf("%s of a newer KEK, written by an older keygate: set kek to that KEK's URL and restart, and keygate deletes them", plural(k.StoredKeys, "stored key")))
+	}
+	return fmt.Sprintf("still opens %s (%s); keep it", plural(k.Versions, "record"), strings.Join(why, "; "))
+}
+
+// plural writes n of what, adding an s unless n is 1.
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func rotationView(st vault.RotationStatus) adminapi.KEKRotation {

@@ -105,7 +105,28 @@ type VaultStatus struct {
 	KEKID    string       `json:"kek_id"`   // the KEK new data keys are wrapped under
 	KEKKind  string       `json:"kek_kind"` // file, passphrase or kms
 	Counts   []KEKCount   `json:"counts"`   // stored versions by KEK and format
+	KEKs     []KEKState   `json:"keks"`     // every KEK the vault has known, the current one first
 	Rotation *KEKRotation `json:"rotation,omitempty"`
+}
+
+// KEKState is what one key-encryption key still opens in the vault. An old
+// KEK that opens nothing can be destroyed once no keygate is configured
+// with it: a copy of it, with a copy of the database, opens no secret.
+type KEKState struct {
+	KEKID   string `json:"kek_id"`
+	Kind    string `json:"kind"`          // file, passphrase or kms
+	URL     string `json:"url,omitempty"` // where it is, redacted: never key material
+	Current bool   `json:"current"`       // new data keys are wrapped under it
+	// Opens is how many stored versions it wraps, locators of other KEKs
+	// included: everything a copy of this KEK opens.
+	Opens int `json:"opens"`
+	// Locators is how many of Opens locate a newer KEK, kept while nodes
+	// may still follow a rotation.
+	Locators int `json:"locators,omitempty"`
+	// StoredKeys is how many of Locators hold another KEK's key, written
+	// by an older keygate; configuring that KEK deletes them.
+	StoredKeys int    `json:"stored_keys,omitempty"`
+	Verdict    string `json:"verdict"` // one line: what it opens, and whether it can be destroyed
 }
 
 // KEKCount is how many stored versions have their data key wrapped by one

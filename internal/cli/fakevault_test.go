@@ -270,7 +270,8 @@ func (f *fakeAdmin) rotateKEK(w http.ResponseWriter, r *http.Request) {
 func (f *fakeAdmin) vaultStatus(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	st := adminapi.VaultStatus{KEKID: "kek_test1", KEKKind: "file", Counts: []adminapi.KEKCount{{KEKID: "kek_test1", Format: 1, Versions: 4}}}
+	st := adminapi.VaultStatus{KEKID: "kek_test1", KEKKind: "file", Counts: []adminapi.KEKCount{{KEKID: "kek_test1", Format: 1, Versions: 4}},
+		KEKs: []adminapi.KEKState{{KEKID: "kek_test1", Kind: "file", URL: "file:///var/lib/keygate/master.key", Current: true, Opens: 4, Verdict: "wraps 4 records"}}}
 	if rot := f.vault.rotation; rot != nil && rot.State != "finished" {
 		switch {
 		case rot.Rewrapped == 0 && rot.Error == "":
@@ -290,6 +291,10 @@ func (f *fakeAdmin) vaultStatus(w http.ResponseWriter, r *http.Request) {
 		if rot.State == "finished" {
 			st.KEKID = rot.To
 			st.Counts = []adminapi.KEKCount{{KEKID: rot.To, Format: 1, Versions: 4}}
+			st.KEKs = []adminapi.KEKState{
+				{KEKID: rot.To, Kind: "kms", URL: "base64key://REDACTED", Current: true, Opens: 4, Verdict: "wraps 4 records"},
+				{KEKID: rot.From, Kind: "file", URL: "file:///var/lib/keygate/master.key", Verdict: "opens nothing; it can be destroyed once no keygate is configured with it"},
+			}
 		}
 	}
 	writeJSONBody(w, http.StatusOK, st)

@@ -76,6 +76,9 @@ func (a *app) vaultStatusCmd() *cobra.Command {
 				}
 			}
 			fmt.Fprintln(out)
+			if err := printKEKStates(out, st.KEKs); err != nil {
+				return err
+			}
 			if st.Rotation == nil {
 				_, err := fmt.Fprintln(out, "No KEK rotation yet.")
 				return err
@@ -84,6 +87,30 @@ func (a *app) vaultStatusCmd() *cobra.Command {
 			return printRotation(out, *st.Rotation)
 		},
 	}
+}
+
+// printKEKStates prints one line per KEK saying what it still opens, such
+// as "Old KEK local:...: opens nothing; it can be destroyed ...". URLs are
+// the redacted ones keygate recorded.
+func printKEKStates(w io.Writer, keks []adminapi.KEKState) error {
+	if len(keks) == 0 {
+		return nil
+	}
+	for _, k := range keks {
+		label := "Old KEK"
+		if k.Current {
+			label = "Current KEK"
+		}
+		where := k.Kind
+		if k.URL != "" {
+			where += ", " + k.URL
+		}
+		if _, err := fmt.Fprintf(w, "%s %s (%s): %s.\n", label, k.KEKID, where, k.Verdict); err != nil {
+			return err
+		}
+	}
+	_, err := fmt.Fprintln(w)
+	return err
 }
 
 // printRotation prints a KEK rotation. It holds KEK ids only, never a KEK URL.
@@ -134,11 +161,13 @@ func (a *app) vaultRotateKEKCmd() *cobra.Command {
 		Long: `Starts rewrapping every data key under the key-encryption key at URL. The
 rotation runs inside keygate, in batches, while it keeps serving; if keygate
 stops, it carries on where it left off. Secrets and provider keys are not
-re-encrypted: only their data keys are. Configure keygate with the new KEK
-once the rotation has finished.
+re-encrypted: only their data keys are. Configure every keygate with the new
+KEK (kek:, KEYGATE_KEK) once the rotation has finished; when "keygate vault
+status" says the old KEK opens nothing, it can be destroyed.
 
-keygate never prints the URL, which may hold key material (base64key://),
-only KEK ids. For such a URL, use --to-env VAR to keep it out of shell history.
+keygate never prints or stores a URL that holds key material (base64key://),
+only KEK ids: give such a KEK to every keygate before restarting it, or it
+will refuse to start. Use --to-env VAR to keep it out of shell history.
 
   keygate vault rotate-kek --to awskms:///alias/keygate-2025 --wait
   keygate vault rotate-kek --to "gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k" --batch-size 50 --batch-interval 10ms`,

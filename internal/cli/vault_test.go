@@ -91,6 +91,8 @@ func TestVaultStatus(t *testing.T) {
 		"KEK        FORMAT  VERSIONS\n" +
 		"kek_test1  1       4\n" +
 		"\n" +
+		"Current KEK kek_test1 (file, file:///var/lib/keygate/master.key): wraps 4 records.\n" +
+		"\n" +
 		"No KEK rotation yet.\n"
 	if out != want {
 		t.Errorf("vault status:\n%s\nwant:\n%s", out, want)
@@ -137,7 +139,9 @@ func TestVaultRotateKEK(t *testing.T) {
 	h.assertNotExposed(kekURL, out, errOut)
 
 	out, _ = h.mustRun("", "vault", "status")
-	for _, want := range []string{"KEK:       kek_test2", "Latest KEK rotation:", "State:      finished", "Finished:   2025-06-01T12:05:00Z"} {
+	for _, want := range []string{"KEK:       kek_test2", "Latest KEK rotation:", "State:      finished", "Finished:   2025-06-01T12:05:00Z",
+		"Current KEK kek_test2 (kms, base64key://REDACTED): wraps 4 records.\n",
+		"Old KEK kek_test1 (file, file:///var/lib/keygate/master.key): opens nothing; it can be destroyed once no keygate is configured with it.\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("vault status after rotation lacks %q:\n%s", want, out)
 		}

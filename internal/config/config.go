@@ -39,8 +39,9 @@ type Config struct {
 	// hashivault://, or base64key:// (a local key, for trials).
 	KEK string `yaml:"kek"`
 	// KEKPrevious lists KEK URLs that still unwrap records not yet rewrapped
-	// by a rotation. A rotation records its KEKs' URLs sealed in the vault,
-	// so this is needed only to recover from an unusual state.
+	// by a rotation. A rotation leaves a locator for a KEK whose URL holds
+	// no key material, so this is needed only for one whose URL is its key
+	// (base64key://), or to recover from an unusual state.
 	KEKPrevious []string `yaml:"kek_previous"`
 	// Vault tunes the secrets store.
 	Vault Vault `yaml:"vault"`

@@ -307,7 +307,7 @@ Log the CLI in with:  keygate login   (or export KEYGATE_ADMIN_TOKEN=...)
 	})
 	go every(bg, &bgWG, cfg.ProviderRefresh, func() {
 		if err := c.rot.Sync(bg); err != nil {
-			log.Error("vault: could not follow the key-encryption key rotation; new secrets stay sealed under the old key until this is fixed", "err", err)
+			log.Error("vault: could not follow the key-encryption key rotation; keygate seals no new secret until it can open the vault's current KEK", "err", err)
 		}
 	})
 	go every(bg, &bgWG, cfg.Vault.JanitorInterval, func() {
@@ -409,7 +409,9 @@ func openCore(ctx, bg context.Context, cfg config.Config, log *slog.Logger, crea
 		vault.WithKEKOpener(func(ctx context.Context, url string) (vault.KEK, error) { return c.openKEK(ctx, url, false) }),
 		vault.WithReadCache(cfg.Vault.ReadCacheTTL))
 	c.vault.SetKEKURL(opened.KEK.ID(), secret.New(cfg.KEKURL()))
-	c.rot = vault.NewRotator(bg, c.vault, st, log)
+	// Nodes sync every provider_refresh; a finished rotation's locators
+	// outlive a few syncs so nodes still on the old KEK can follow.
+	c.rot = vault.NewRotator(bg, c.vault, st, log, vault.WithFollowGrace(max(vault.DefaultFollowGrace, 3*cfg.ProviderRefresh)))
 	if err := c.rot.Sync(ctx); err != nil {
 		return nil, err
 	}

@@ -26,6 +26,7 @@ type queries struct {
 	listAdminTokens                                                           string
 
 	listSecretVersions, scheduleDestroy, destroyDue                    string
+	listSecretVersionsLike, deleteSecretVersion                        string
 	rewrapCandidates, rewrap, countByKEK, countNotUnder                string
 	createSecretMeta, getSecretMeta, listSecretMeta, listAllSecretMeta string
 	touchSecretMeta, softDeleteSecret, restoreSecret, deleteSecretMeta string
@@ -73,8 +74,12 @@ func newQueries(d Dialect) *queries {
 		revokeAdminToken:    r(`UPDATE admin_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`),
 		listAdminTokens:     r(`SELECT ` + adminCols + ` FROM admin_tokens ORDER BY created_at, id`),
 
-		listSecretVersions: r(`SELECT ` + secretCols + ` FROM secret_versions WHERE id = ? ORDER BY version`),
-		scheduleDestroy:    r(`UPDATE secret_versions SET destroy_at = ? WHERE id = ? AND version < ? AND destroy_at IS NULL`),
+		listSecretVersions:     r(`SELECT ` + secretCols + ` FROM secret_versions WHERE id = ? ORDER BY version`),
+		listSecretVersionsLike: r(`SELECT ` + secretCols + ` FROM secret_versions WHERE id LIKE ? ORDER BY id, version`),
+		// Only a version still as the caller read it is deleted, so a
+		// rewrap or a new value racing the delete is not lost with it.
+		deleteSecretVersion: r(`DELETE FROM secret_versions WHERE id = ? AND version = ? AND kek_id = ? AND wrapped_dek = ?`),
+		scheduleDestroy:     r(`UPDATE secret_versions SET destroy_at = ? WHERE id = ? AND version < ? AND destroy_at IS NULL`),
 		// The newest version of a record is never destroyed, whatever its
 		// destroy_at says: a record always keeps a current value.
 		destroyDue: r(`DELETE FROM secret_versions WHERE destroy_at IS NOT NULL AND destroy_at <= ?

@@ -34,6 +34,31 @@ func (s *Store) ListSecretVersions(ctx context.Context, id string) ([]SecretVers
 	return collect(rows, scanSecret, "list versions of secret "+id)
 }
 
+// ListSecretVersionsLike returns every stored version of the records whose
+// id matches the SQL LIKE pattern, ordered by id and version.
+func (s *Store) ListSecretVersionsLike(ctx context.Context, pattern string) ([]SecretVersion, error) {
+	rows, err := s.r.QueryContext(ctx, s.q.listSecretVersionsLike, pattern)
+	if err != nil {
+		return nil, fmt.Errorf("store: list versions of secrets like %q: %w", pattern, err)
+	}
+	return collect(rows, scanSecret, "list versions of secrets like "+pattern)
+}
+
+// DeleteSecretVersion deletes one version, but only while it is still
+// wrapped exactly as the caller read it (same KEK and wrapped data key). It
+// reports whether it deleted it; false means it was gone or had changed.
+func (s *Store) DeleteSecretVersion(ctx context.Context, sv SecretVersion) (bool, error) {
+	res, err := s.w.ExecContext(ctx, s.q.deleteSecretVersion, sv.ID, sv.Version, sv.KEKID, bytesArg(sv.WrappedDEK))
+	if err != nil {
+		return false, fmt.Errorf("store: delete secret %q version %d: %w", sv.ID, sv.Version, mapErr(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("store: delete secret %q version %d: %w", sv.ID, sv.Version, err)
+	}
+	return n == 1, nil
+}
+
 // ScheduleDestroy sets destroy_at to at on every version of record id below
 // version that has none yet, and returns how many it set. Versions already
 // scheduled keep their earlier time.

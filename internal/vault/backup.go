@@ -50,8 +50,17 @@ func WriteBackup(ctx context.Context, w io.Writer, kek KEK, snap store.Snapshot,
 	if err != nil {
 		return fmt.Errorf("vault: wrap the backup's data key with KEK %s: %w", kek.ID(), err)
 	}
+	// The clear header carries only what opening the backup needs: the
+	// passphrase KEKs' salts. Where other KEKs live (a KMS key, a key file's
+	// path) stays inside, sealed with the rest.
+	var pass []store.KEKRecord
+	for _, r := range snap.KEKRecords {
+		if r.Kind == KEKKindPassphrase {
+			pass = append(pass, r)
+		}
+	}
 	hdr, err := json.Marshal(BackupHeader{
-		Format: BackupFormat, CreatedAt: now.UTC(), KEKID: kek.ID(), KEKRecords: snap.KEKRecords, WrappedDEK: wrapped,
+		Format: BackupFormat, CreatedAt: now.UTC(), KEKID: kek.ID(), KEKRecords: pass, WrappedDEK: wrapped,
 	})
 	if err != nil {
 		return fmt.Errorf("vault: encode backup header: %w", err)

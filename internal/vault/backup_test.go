@@ -18,7 +18,10 @@ func testSnapshot(t testing.TB, kek KEK) store.Snapshot {
 	return store.Snapshot{
 		SecretVersions: []store.SecretVersion{sv},
 		Secrets:        []store.SecretMeta{{Name: "app/a", RecordID: "secret/a"}},
-		KEKRecords:     []store.KEKRecord{{ID: "passphrase:00", Kind: "passphrase", Params: []byte(`{"salt":"x"}`)}},
+		KEKRecords: []store.KEKRecord{
+			{ID: "passphrase:00", Kind: "passphrase", Params: []byte(`{"salt":"x"}`)},
+			{ID: "kms:01", Kind: "kms", Params: []byte(`{"url":"awskms:///alias/backup-test-infra"}`)},
+		},
 	}
 }
 
@@ -43,9 +46,17 @@ func TestBackupRoundTripAndTampering(t *testing.T) {
 	if bytes.Contains(data, []byte("backup-test-value")) || bytes.Contains(data, []byte("app/a")) {
 		t.Fatal("the backup holds a value or a name in clear")
 	}
+	// The clear header names only passphrase KEKs (their salts are needed
+	// to open it); where a KMS key lives stays sealed inside.
+	if bytes.Contains(data, []byte("backup-test-infra")) {
+		t.Fatal("the backup's clear header holds a KMS KEK's URL")
+	}
 	got, err := readWith(kek, data)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(got.KEKRecords) != 2 {
+		t.Fatalf("the sealed snapshot lost KEK records: %+v", got.KEKRecords)
 	}
 	if len(got.SecretVersions) != 1 || got.Secrets[0].Name != "app/a" || !bytes.Equal(got.SecretVersions[0].Ciphertext, snap.SecretVersions[0].Ciphertext) {
 		t.Fatalf("restored snapshot differs: %+v", got)

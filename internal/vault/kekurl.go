@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"gocloud.dev/secrets"
+	"gocloud.dev/secrets/localsecrets"
 
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
@@ -118,6 +119,9 @@ func openKEK(ctx context.Context, rawURL string, o KEKOptions) (opened OpenedKEK
 	if isBarePath(rawURL) {
 		return openFileKEK(rawURL, o.Create)
 	}
+	if isBase64KeyURL(rawURL) {
+		return openBase64KeyKEK(rawURL)
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return opened, keep, errors.New("the KEK URL cannot be parsed; write it as scheme://... (file:///path, passphrase://?env=NAME, or a KMS URL)")
@@ -152,9 +156,6 @@ func openKEK(ctx context.Context, rawURL string, o KEKOptions) (opened OpenedKEK
 		return OpenedKEK{KEK: kek, Kind: KEKKindPassphrase, Created: created, Close: noClose}, keep, nil
 	}
 	scrub = scrubber(rawURL, u)
-	if scheme == "base64key" && u.Host == "" && u.Opaque == "" {
-		return opened, keep, errors.New("a base64key URL needs its key (base64key://<32 bytes in URL-safe base64>); without one a new random key would be made on every start and nothing sealed before could be opened")
-	}
 	mux := secrets.DefaultURLMux()
 	if !mux.ValidKeeperScheme(scheme) {
 		if slices.Contains([]string{"awskms", "azurekeyvault", "base64key", "gcpkms", "hashivault"}, scheme) {
@@ -168,6 +169,23 @@ func openKEK(ctx context.Context, rawURL string, o KEKOptions) (opened OpenedKEK
 	}
 	kek := NewKeeperKEK(keeper, rawURL)
 	return OpenedKEK{KEK: kek, Kind: KEKKindKMS, Close: kek.Close}, scrub, nil
+}
+
+// openBase64KeyKEK opens a base64key:// URL with gocloud.dev's local keeper
+// (NaCl secretbox), parsing the key itself so that every base64 form of it
+// works and gives the same KEK ID.
+func openBase64KeyKEK(rawURL string) (OpenedKEK, func(error) error, error) {
+	keep := func(err error) error { return err }
+	key, canonical, err := parseBase64KeyURL(rawURL)
+	if err != nil {
+		return OpenedKEK{}, keep, err
+	}
+	var k [MasterKeySize]byte
+	copy(k[:], key)
+	clear(key)
+	kek := NewKeeperKEK(localsecrets.NewKeeper(k), canonical)
+	clear(k[:])
+	return OpenedKEK{KEK: kek, Kind: KEKKindKMS, Close: kek.Close}, keep, nil
 }
 
 func openFileKEK(path string, create bool) (OpenedKEK, func(error) error, error) {

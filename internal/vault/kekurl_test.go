@@ -484,7 +484,7 @@ func TestOpenKEKBadKMSURL(t *testing.T) {
 	for _, tc := range []struct{ name, url, secret string }{
 		{"not base64", "base64key://not-valid-base64!" + key[:8], key[:8]},
 		{"short key", "base64key://" + short, short},
-		{"standard base64", "base64key://+" + key[1:], key[1:]},
+		{"mixed base64 alphabets", "base64key://+-" + key[2:], key[2:]},
 		{"unsupported query", "base64key://" + key + "?region=x", key},
 		{"unparsable", "base64key://" + key + "%zz", key},
 		{"secrets prefix", "secrets+base64key://" + short, short},
@@ -494,6 +494,78 @@ func TestOpenKEKBadKMSURL(t *testing.T) {
 			assertNoSecret(t, err, tc.secret)
 			if !strings.Contains(err.Error(), "base64key://REDACTED") {
 				t.Fatalf("error does not name the redacted URL: %v", err)
+			}
+		})
+	}
+}
+
+// TestBase64KeyForms: a base64key:// key may be written in standard or
+// URL-safe base64, with or without padding; every form is the same KEK
+// (same ID, and what one wraps the others unwrap). A key of the wrong
+// length, or text that is not base64, is refused with an error that says
+// what a key must be and never quotes it.
+func TestBase64KeyForms(t *testing.T) {
+	key := make([]byte, vault.MasterKeySize)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	// The first bytes encode to characters that differ between the two
+	// alphabets ("+/" against "-_"), so every form below is distinct.
+	key[0], key[1] = 0xfb, 0xff
+	canonical := "base64key://" + base64.URLEncoding.EncodeToString(key)
+	forms := map[string]string{
+		"URL-safe, padded":   canonical,
+		"URL-safe, unpadded": "base64key://" + base64.RawURLEncoding.EncodeToString(key),
+		"standard, padded":   "base64key://" + base64.StdEncoding.EncodeToString(key),
+		"standard, unpadded": "base64key://" + base64.RawStdEncoding.EncodeToString(key),
+		"secrets+ prefix":    "secrets+base64key://" + base64.RawURLEncoding.EncodeToString(key),
+		"surrounding spaces": "  base64key://" + base64.RawStdEncoding.EncodeToString(key) + "\n",
+	}
+	ref := mustOpen(t, canonical, vault.KEKOptions{})
+	wrapped, err := ref.KEK.Wrap(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, u := range forms {
+		t.Run(name, func(t *testing.T) {
+			k := mustOpen(t, u, vault.KEKOptions{})
+			if k.KEK.ID() != ref.KEK.ID() {
+				t.Fatalf("KEK ID %s, want %s: one key must have one ID however it is written", k.KEK.ID(), ref.KEK.ID())
+			}
+			if k.URL != "base64key://REDACTED" {
+				t.Fatalf("shown URL %q", k.URL)
+			}
+			got, err := k.KEK.Unwrap(context.Background(), wrapped)
+			if err != nil || string(got) != string(key) {
+				t.Fatalf("the %s form does not unwrap what the canonical form wrapped: %v", name, err)
+			}
+		})
+	}
+
+	enc := base64.RawURLEncoding.EncodeToString
+	keyText := enc(key)
+	for _, tc := range []struct {
+		name, url string
+		want      []string
+	}{
+		{"31 bytes", "base64key://" + enc(key[:31]), []string{"31 bytes", "32 bytes"}},
+		{"33 bytes", "base64key://" + enc(append(append([]byte(nil), key...), 7)), []string{"33 bytes", "32 bytes"}},
+		{"16 bytes, padded", "base64key://" + base64.StdEncoding.EncodeToString(key[:16]), []string{"16 bytes", "32 bytes"}},
+		{"only padding", "base64key://==", []string{"needs its key"}},
+		{"not base64", "base64key://" + keyText[:40] + "!!!", []string{"not base64"}},
+		{"mixed alphabets", "base64key://+-" + keyText[2:], []string{"not base64", "mixes"}},
+		{"padding inside", "base64key://" + keyText[:20] + "=" + keyText[21:], []string{"not base64"}},
+		{"too much padding", "base64key://" + keyText + "===", []string{"not base64"}},
+		{"a query", "base64key://" + keyText + "?x=1", []string{"takes no query"}},
+		{"a path", "base64key://" + keyText + "/more", []string{"not base64"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := vault.OpenKEK(context.Background(), tc.url, vault.KEKOptions{})
+			assertNoSecret(t, err, keyText[:20], keyText[20:], base64.StdEncoding.EncodeToString(key)[:20])
+			for _, w := range append(tc.want, "base64key://REDACTED") {
+				if !strings.Contains(err.Error(), w) {
+					t.Fatalf("error does not mention %q: %v", w, err)
+				}
 			}
 		})
 	}

@@ -17,12 +17,16 @@ import (
 // RotationStore is what a KEK rotation needs from keygate's database.
 type RotationStore interface {
 	Storage
+	KEKRegistry
 	RewrapCandidates(ctx context.Context, kekID, exclude, afterID string, afterVersion, limit int) ([]store.SecretVersion, error)
 	CountNotWrappedBy(ctx context.Context, kekID, exclude string) (int, error)
 	CountByKEK(ctx context.Context) ([]store.KEKCount, error)
 	Rewrap(ctx context.Context, old store.SecretVersion, kekID string, wrapped []byte) (bool, error)
+	ListSecretVersionsLike(ctx context.Context, pattern string) ([]store.SecretVersion, error)
+	DeleteSecretVersion(ctx context.Context, sv store.SecretVersion) (bool, error)
 	CreateKEKRotation(ctx context.Context, r store.KEKRotation) error
 	LatestKEKRotation(ctx context.Context) (store.KEKRotation, error)
+	ListKEKRotations(ctx context.Context) ([]store.KEKRotation, error)
 	KEKRotationProgress(ctx context.Context, id string, rewrapped int, lastErr string, at time.Time) error
 	FinishKEKRotation(ctx context.Context, id string, at time.Time) error
 }
@@ -35,6 +39,9 @@ const (
 	// retryAfterFailure is how long a pass that left data keys behind waits
 	// before trying them again.
 	retryAfterFailure = 5 * time.Second
+	// DefaultFollowGrace is how long after a rotation finishes its locators
+	// are kept, so keygate nodes still running with the old KEK can follow.
+	DefaultFollowGrace = time.Minute
 )
 
 // ErrRotationRunning is returned when a KEK rotation is asked for while
@@ -51,26 +58,47 @@ var ErrSameKEK = errors.New("the key-encryption key is already current")
 // a conditional update of one version's wrapped data key. Ciphertexts are
 // not touched, so no plaintext is handled.
 //
-// A rotation records each KEK's URL sealed under the other (records
-// system/kek-url/<id>), so a node still configured with the old KEK finds
-// the new one, and a node configured with the new one can finish
-// rewrapping records under the old.
+// While a rotation runs, each KEK whose URL holds no key material has a
+// locator record sealed under the other (see locator.go), so nodes can
+// follow; once it has settled the locators are deleted and the old KEK
+// opens nothing.
 type Rotator struct {
-	v    *Vault
-	st   RotationStore
-	log  *slog.Logger
-	base context.Context
-	now  func() time.Time
+	v     *Vault
+	st    RotationStore
+	log   *slog.Logger
+	base  context.Context
+	now   func() time.Time
+	grace time.Duration
 
-	mu      sync.Mutex
-	working map[string]bool // rotation ids with a worker in this process
-	wg      sync.WaitGroup
+	mu         sync.Mutex
+	working    map[string]bool // rotation ids with a worker in this process
+	warned     map[string]bool // stored keys already warned about
+	registered bool            // whether the configured KEKs are in the registry
+	settled    string          // the rotation ("" for none) found settled, with no locator left
+	settledSet bool            // whether settled is set
+	wg         sync.WaitGroup
+}
+
+// RotatorOption tunes a Rotator.
+type RotatorOption func(*Rotator)
+
+// WithFollowGrace sets how long a finished rotation's locators are kept so
+// that nodes still on the old KEK can follow it (default
+// DefaultFollowGrace). keygate sets it above the interval at which nodes
+// sync. Zero deletes them as soon as the rotation finishes.
+func WithFollowGrace(d time.Duration) RotatorOption {
+	return func(r *Rotator) { r.grace = max(d, 0) }
 }
 
 // NewRotator returns a Rotator for v over st. Workers it starts stop when
 // base ends; Wait waits for them.
-func NewRotator(base context.Context, v *Vault, st RotationStore, log *slog.Logger) *Rotator {
-	return &Rotator{v: v, st: st, log: log, base: base, now: time.Now, working: map[string]bool{}}
+func NewRotator(base context.Context, v *Vault, st RotationStore, log *slog.Logger, opts ...RotatorOption) *Rotator {
+	r := &Rotator{v: v, st: st, log: log, base: base, now: time.Now, grace: DefaultFollowGrace,
+		working: map[string]bool{}, warned: map[string]bool{}}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
 }
 
 // Wait blocks until every rewrap worker of this process has stopped.
@@ -97,18 +125,29 @@ func (r *Rotator) Start(ctx context.Context, kek KEK, url secret.String, batch i
 		return store.KEKRotation{}, fmt.Errorf("vault: read the last rotation: %w", err)
 	}
 	cur := r.v.Current()
+	if r.v.held() {
+		return store.KEKRotation{}, fmt.Errorf("vault: this keygate cannot open the vault's current KEK %s, so it cannot rotate away from it: %w", cur.ID(), cur.(unavailableKEK).err)
+	}
 	if kek.ID() == cur.ID() {
 		return store.KEKRotation{}, fmt.Errorf("vault: KEK %s is already the current key-encryption key; name a different key: %w", kek.ID(), ErrSameKEK)
 	}
-	curURL, ok := r.v.kekURL(cur.ID())
-	if !ok {
-		return store.KEKRotation{}, fmt.Errorf("vault: keygate does not know the URL of its current KEK %s, so other nodes could not follow the rotation", cur.ID())
-	}
-	if err := r.v.recordKEKURL(ctx, kek.ID(), url, cur); err != nil {
+	curURL, curKnown := r.v.kekURL(cur.ID())
+	if err := r.register(ctx, kek.ID(), url.Reveal()); err != nil {
 		return store.KEKRotation{}, err
 	}
-	if err := r.v.recordKEKURL(ctx, cur.ID(), curURL, kek); err != nil {
+	if curKnown {
+		if err := r.register(ctx, cur.ID(), curURL.Reveal()); err != nil {
+			return store.KEKRotation{}, err
+		}
+	}
+	findable, err := r.v.recordKEKURL(ctx, kek.ID(), url, cur)
+	if err != nil {
 		return store.KEKRotation{}, err
+	}
+	if curKnown {
+		if _, err := r.v.recordKEKURL(ctx, cur.ID(), curURL, kek); err != nil {
+			return store.KEKRotation{}, err
+		}
 	}
 	now := r.now().UTC()
 	rot := store.KEKRotation{
@@ -121,36 +160,122 @@ func (r *Rotator) Start(ctx context.Context, kek KEK, url secret.String, batch i
 	r.v.SetKEKURL(kek.ID(), url)
 	r.v.SetCurrent(kek)
 	r.log.Info("key-encryption key rotation started", "rotation", rot.ID, "from", rot.FromKEK, "to", rot.ToKEK, "batch_size", batch)
+	if !findable {
+		r.log.Warn("the new KEK's URL holds key material, which keygate never stores: set kek (KEYGATE_KEK) to it on every keygate before restarting one; "+
+			"a keygate started with only the old KEK will refuse to start", "kek", kek.ID(), "kek_url", RedactKEKURL(url.Reveal()))
+	}
 	r.spawn(rot)
 	return rot, nil
 }
 
 // Sync brings this node in line with the latest rotation: it makes the
-// rotation's target the current KEK (finding it through its sealed URL if
-// this node was configured with the old one) and resumes rewrapping if the
-// rotation has not finished. keygate calls it at start and then
-// periodically. It returns an error when the target cannot be opened, in
-// which case this node must not seal anything new.
+// rotation's target the current KEK (finding it through its locator if
+// this node was configured with the old one), resumes rewrapping if any
+// data key is left under another KEK, and deletes the locators nothing
+// needs any more. keygate calls it at start and then periodically. It
+// returns an error when the target cannot be opened; the vault then seals
+// nothing new until it can, rather than leave new data keys for the old
+// KEK to open.
 func (r *Rotator) Sync(ctx context.Context) error {
+	if err := r.registerSupplied(ctx); err != nil {
+		return err
+	}
 	rot, err := r.st.LatestKEKRotation(ctx)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil
+		return r.pruneSettled(ctx, "")
 	}
 	if err != nil {
 		return fmt.Errorf("vault: read the last rotation: %w", err)
 	}
-	if rot.ToKEK != r.v.KEKID() {
+	if k, ok := r.v.KEK(rot.ToKEK); ok {
+		if r.v.KEKID() != k.ID() {
+			r.v.SetCurrent(k) // configured as kek_previous, or a hold ended
+		}
+	} else {
 		k, err := r.v.Resolve(ctx, rot.ToKEK)
 		if err != nil {
-			return fmt.Errorf("vault: the vault was rotated to KEK %s, which this keygate cannot open (%v); configure its URL as kek", rot.ToKEK, err)
+			err = r.needKEK(ctx, rot, err)
+			r.v.holdWrites(rot.ToKEK, err)
+			return err
 		}
 		r.v.SetCurrent(k)
-		r.log.Warn("the vault was rotated to another key-encryption key; keygate follows it. Set kek in the configuration to its URL",
+		r.log.Warn("the vault was rotated to another key-encryption key; keygate follows it. Set kek in the configuration to its URL: once the rotation has settled, keygate will not start with only the old one",
 			"kek", rot.ToKEK, "configured", rot.FromKEK)
 	}
+	if r.isSettled(rot.ID) {
+		return nil
+	}
+	remaining := 0
 	if rot.FinishedAt == nil {
 		r.spawn(rot)
+	} else {
+		// A node that had not yet followed may have sealed under the old
+		// KEK after the rotation finished: rewrap those too.
+		if remaining, err = r.st.CountNotWrappedBy(ctx, rot.ToKEK, kekURLPattern); err != nil {
+			return fmt.Errorf("vault: count data keys to rewrap: %w", err)
+		}
+		if remaining > 0 {
+			r.spawn(rot)
+		}
 	}
+	if rot.FinishedAt != nil && remaining == 0 && !r.now().Before(rot.FinishedAt.Add(r.grace)) {
+		return r.pruneSettled(ctx, rot.ID)
+	}
+	_, err = r.prune(ctx, false)
+	return err
+}
+
+// pruneSettled prunes after the rotation with the given ID ("" for none)
+// has settled. Once nothing is left to delete, later syncs skip the work
+// until another rotation starts: after the grace no node is left to
+// follow, or to seal under the old KEK.
+func (r *Rotator) pruneSettled(ctx context.Context, id string) error {
+	if r.isSettled(id) {
+		return nil
+	}
+	kept, err := r.prune(ctx, true)
+	if err == nil && kept == 0 {
+		r.mu.Lock()
+		r.settled = id
+		r.settledSet = true
+		r.mu.Unlock()
+	}
+	return err
+}
+
+// isSettled reports whether the rotation with the given ID ("" for none)
+// was found settled, with nothing left to delete.
+func (r *Rotator) isSettled(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.settledSet && r.settled == id
+}
+
+// registerSupplied records, once per process, the configured KEKs whose URL
+// this vault knows in the KEK registry (redacted, never a key).
+func (r *Rotator) registerSupplied(ctx context.Context) error {
+	r.mu.Lock()
+	done := r.registered
+	r.mu.Unlock()
+	if done {
+		return nil
+	}
+	r.v.mu.RLock()
+	urls := map[string]secret.String{}
+	for id := range r.v.supplied {
+		if u, ok := r.v.urls[id]; ok {
+			urls[id] = u
+		}
+	}
+	r.v.mu.RUnlock()
+	for id, u := range urls {
+		if err := r.register(ctx, id, u.Reveal()); err != nil {
+			return err
+		}
+	}
+	r.mu.Lock()
+	r.registered = true
+	r.mu.Unlock()
 	return nil
 }
 
@@ -186,7 +311,14 @@ func (r *Rotator) work(ctx context.Context, rot store.KEKRotation) {
 				if ferr := r.st.FinishKEKRotation(ctx, rot.ID, r.now()); ferr != nil {
 					err = ferr
 				} else {
-					r.log.Info("key-encryption key rotation finished", "rotation", rot.ID, "to", rot.ToKEK)
+					if rot.FinishedAt == nil {
+						r.log.Info("key-encryption key rotation finished", "rotation", rot.ID, "to", rot.ToKEK)
+					} else {
+						r.log.Info("rewrapped data keys sealed under an old KEK after the rotation had finished", "rotation", rot.ID, "to", rot.ToKEK)
+					}
+					if _, perr := r.prune(ctx, r.grace == 0); perr != nil {
+						r.log.Error("vault: could not delete the KEK locators; will retry", "err", perr)
+					}
 					return
 				}
 			} else if cerr != nil {
@@ -286,45 +418,6 @@ func (r *Rotator) rewrap(ctx context.Context, sv store.SecretVersion, to KEK) (b
 		r.v.Forget(sv.ID)
 	}
 	return ok, err
-}
-
-// RotationStatus is the vault's key-encryption state.
-type RotationStatus struct {
-	KEKID     string             // the KEK new data keys are wrapped under
-	Counts    []store.KEKCount   // stored versions by KEK and format
-	Latest    *store.KEKRotation // the latest rotation, if any
-	Remaining int                // versions the latest rotation has yet to rewrap
-	State     string             // "running", "finished" or "paused" (no node has made progress lately)
-}
-
-// Status reports the current KEK, counts by KEK and format, and the latest
-// rotation's progress.
-func (r *Rotator) Status(ctx context.Context) (RotationStatus, error) {
-	st := RotationStatus{KEKID: r.v.KEKID()}
-	var err error
-	if st.Counts, err = r.st.CountByKEK(ctx); err != nil {
-		return RotationStatus{}, err
-	}
-	rot, err := r.st.LatestKEKRotation(ctx)
-	if errors.Is(err, store.ErrNotFound) {
-		return st, nil
-	}
-	if err != nil {
-		return RotationStatus{}, err
-	}
-	st.Latest = &rot
-	if st.Remaining, err = r.st.CountNotWrappedBy(ctx, rot.ToKEK, kekURLPattern); err != nil {
-		return RotationStatus{}, err
-	}
-	switch {
-	case rot.FinishedAt != nil:
-		st.State = "finished"
-	case r.now().Sub(rot.HeartbeatAt) < staleAfter(rot):
-		st.State = "running"
-	default:
-		st.State = "paused"
-	}
-	return st, nil
 }
 
 // staleAfter is how long without a heartbeat before a rotation counts as

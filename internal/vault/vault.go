@@ -56,18 +56,22 @@ const maxEnsureSize = 1024
 type Option func(*Vault)
 
 // WithPrevious adds KEKs that only unwrap: records sealed under them still
-// open until a rotation has rewrapped them.
+// open until a rotation has rewrapped them. Like the KEK given to New, they
+// count as supplied by the operator (see Supplied).
 func WithPrevious(keks ...KEK) Option {
 	return func(v *Vault) {
 		for _, k := range keks {
 			v.ring[k.ID()] = k
+			v.supplied[k.ID()] = true
 		}
 	}
 }
 
 // WithKEKOpener lets the vault open a KEK it meets in the database but was
 // not given, such as the target of a rotation another keygate node started:
-// open turns a KEK URL, found sealed in the vault's own records, into a KEK.
+// open turns a KEK URL, found in a locator record that a KEK the vault
+// holds vouches for, into a KEK (see locator.go). Such URLs never hold key
+// material.
 func WithKEKOpener(open func(ctx context.Context, url string) (KEK, error)) Option {
 	return func(v *Vault) { v.openURL = open }
 }
@@ -93,12 +97,13 @@ type Vault struct {
 	readTTL time.Duration
 	deks    *dekCache
 
-	current atomic.Pointer[keyEntry]
-	mu      sync.RWMutex
-	ring    map[string]KEK // every KEK this vault can unwrap with, by ID
-	urls    map[string]secret.String
-	reads   sync.Map // record id -> *cachedRead, for GetCached
-	now     func() time.Time
+	current  atomic.Pointer[keyEntry]
+	mu       sync.RWMutex
+	ring     map[string]KEK  // every KEK this vault can unwrap with, by ID
+	supplied map[string]bool // IDs of the KEKs the operator configured (New, WithPrevious)
+	urls     map[string]secret.String
+	reads    sync.Map // record id -> *cachedRead, for GetCached
+	now      func() time.Time
 }
 
 type keyEntry struct{ kek KEK }
@@ -111,11 +116,12 @@ type cachedRead struct {
 // New returns a Vault that seals new versions under kek and stores them in st.
 func New(kek KEK, st Storage, opts ...Option) *Vault {
 	v := &Vault{
-		st:   st,
-		deks: newDEKCache(defaultDEKCacheSize),
-		ring: map[string]KEK{kek.ID(): kek},
-		urls: map[string]secret.String{},
-		now:  time.Now,
+		st:       st,
+		deks:     newDEKCache(defaultDEKCacheSize),
+		ring:     map[string]KEK{kek.ID(): kek},
+		supplied: map[string]bool{kek.ID(): true},
+		urls:     map[string]secret.String{},
+		now:      time.Now,
 	}
 	v.current.Store(&keyEntry{kek})
 	for _, o := range opts {
@@ -137,6 +143,46 @@ func (v *Vault) SetCurrent(kek KEK) {
 	v.current.Store(&keyEntry{kek})
 }
 
+// holdWrites makes the vault wrap nothing new: the vault was rotated to KEK
+// id, which this keygate cannot open (err says why), and sealing new data
+// keys under the KEK being retired would leave them for the old key to
+// open. Records under KEKs in the ring still open. SetCurrent with the KEK
+// ends the hold.
+func (v *Vault) holdWrites(id string, err error) {
+	v.current.Store(&keyEntry{unavailableKEK{id: id, err: err}})
+}
+
+// held reports whether the vault is holding writes (see holdWrites).
+func (v *Vault) held() bool {
+	_, ok := v.Current().(unavailableKEK)
+	return ok
+}
+
+// unavailableKEK stands in for the current KEK while the vault holds writes.
+type unavailableKEK struct {
+	id  string
+	err error
+}
+
+func (k unavailableKEK) ID() string { return k.id }
+
+func (k unavailableKEK) Wrap(context.Context, []byte) ([]byte, error) {
+	return nil, fmt.Errorf("vault: keygate seals nothing new until it can open the vault's current KEK: %w", k.err)
+}
+
+func (k unavailableKEK) Unwrap(context.Context, []byte) ([]byte, error) {
+	return nil, fmt.Errorf("vault: %w: %w", k.err, ErrWrongKEK)
+}
+
+// Supplied reports whether the operator configured the KEK with the given
+// ID (as kek or kek_previous), rather than keygate finding it through a
+// locator record.
+func (v *Vault) Supplied(id string) bool {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.supplied[id]
+}
+
 // AddKEK adds kek to the ring, to unwrap records sealed under it.
 func (v *Vault) AddKEK(kek KEK) {
 	v.mu.Lock()
@@ -144,8 +190,9 @@ func (v *Vault) AddKEK(kek KEK) {
 	v.mu.Unlock()
 }
 
-// SetKEKURL records where the KEK with the given ID comes from, so a
-// rotation can leave it, sealed, for other keygate nodes to find.
+// SetKEKURL records, in memory, where the KEK with the given ID comes from,
+// so a rotation can leave a locator for other keygate nodes when the URL
+// holds no key material (see storableKEKURL).
 func (v *Vault) SetKEKURL(id string, url secret.String) {
 	v.mu.Lock()
 	v.urls[id] = url
@@ -340,7 +387,7 @@ func (v *Vault) dataKey(ctx context.Context, sv store.SecretVersion) (aeadOpener
 }
 
 // kekFor finds the KEK that wrapped sv's data key: in the ring, or, failing
-// that, by following a KEK URL sealed in the vault under a KEK the ring has.
+// that, by following a locator sealed under a KEK the ring has.
 func (v *Vault) kekFor(ctx context.Context, sv store.SecretVersion) (KEK, error) {
 	if k, ok := v.KEK(sv.KEKID); ok {
 		return k, nil
@@ -355,99 +402,4 @@ func (v *Vault) kekFor(ctx context.Context, sv store.SecretVersion) (KEK, error)
 	}
 	return nil, fmt.Errorf("vault: record %q version %d was sealed under KEK %q, but keygate is running with KEK %q; start keygate with the key that sealed it (kek, or kek_previous during a rotation): %w",
 		sv.ID, sv.Version, sv.KEKID, v.KEKID(), ErrWrongKEK)
-}
-
-// kekURLRecord is the vault record holding, sealed under another KEK, the
-// URL of the KEK with the given ID.
-func kekURLRecord(id string) string { return kekURLPrefix + id }
-
-const (
-	kekURLPrefix = "system/kek-url/"
-	// kekURLPattern matches every KEK URL record in SQL LIKE syntax. They
-	// are never rewrapped: each stays sealed under the KEK that can find it.
-	kekURLPattern  = kekURLPrefix + "%"
-	maxResolveHops = 4
-)
-
-// Resolve returns the KEK with the given ID: from the ring, or by opening
-// the URL a rotation sealed for it under a KEK the ring holds (following
-// up to a few rotations back). A resolved KEK joins the ring.
-func (v *Vault) Resolve(ctx context.Context, id string) (KEK, error) {
-	return v.resolve(ctx, id, maxResolveHops)
-}
-
-func (v *Vault) resolve(ctx context.Context, id string, hops int) (KEK, error) {
-	if k, ok := v.KEK(id); ok {
-		return k, nil
-	}
-	if v.openURL == nil || hops == 0 {
-		return nil, fmt.Errorf("no configured KEK has ID %q; add its URL to kek_previous", id)
-	}
-	versions, err := v.st.ListSecretVersions(ctx, kekURLRecord(id))
-	if err != nil {
-		return nil, fmt.Errorf("look for the URL of KEK %q: %w", id, err)
-	}
-	if len(versions) == 0 {
-		return nil, fmt.Errorf("no configured KEK has ID %q and no rotation recorded its URL; add its URL to kek_previous", id)
-	}
-	var errs []error
-	// Prefer versions sealed under a KEK already in the ring.
-	for pass := 0; pass < 2; pass++ {
-		for i := len(versions) - 1; i >= 0; i-- {
-			sv := versions[i]
-			_, inRing := v.KEK(sv.KEKID)
-			if (pass == 0) != inRing {
-				continue
-			}
-			if pass == 1 {
-				if _, err := v.resolve(ctx, sv.KEKID, hops-1); err != nil {
-					errs = append(errs, err)
-					continue
-				}
-			}
-			k, err := v.openKEKURL(ctx, id, sv)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			return k, nil
-		}
-	}
-	return nil, errors.Join(errs...)
-}
-
-func (v *Vault) openKEKURL(ctx context.Context, id string, sv store.SecretVersion) (KEK, error) {
-	kek, _ := v.KEK(sv.KEKID)
-	pt, err := OpenVersion(ctx, kek, sv)
-	if err != nil {
-		return nil, err
-	}
-	url := secret.New(string(pt))
-	clear(pt)
-	k, err := v.openURL(ctx, url.Reveal())
-	if err != nil {
-		return nil, fmt.Errorf("open KEK %q from its recorded URL: %w", id, err)
-	}
-	if k.ID() != id {
-		return nil, fmt.Errorf("the URL recorded for KEK %q opens KEK %q instead: %w", id, k.ID(), ErrWrongKEK)
-	}
-	v.AddKEK(k)
-	v.SetKEKURL(id, url)
-	return k, nil
-}
-
-// recordKEKURL seals url, the address of KEK id, under the KEK under, so a
-// keygate holding under can find id.
-func (v *Vault) recordKEKURL(ctx context.Context, id string, url secret.String, under KEK) error {
-	versions, err := v.st.ListSecretVersions(ctx, kekURLRecord(id))
-	if err != nil {
-		return fmt.Errorf("vault: read the recorded URLs of KEK %q: %w", id, err)
-	}
-	for _, sv := range versions {
-		if sv.KEKID == under.ID() {
-			return nil // already findable from under
-		}
-	}
-	_, err = v.putUnder(ctx, under, kekURLRecord(id), url, nil)
-	return err
 }

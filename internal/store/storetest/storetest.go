@@ -78,6 +78,7 @@ func Run(t *testing.T, newURL func(t testing.TB) string) {
 		{"DestroySupersededVersions", testDestroySupersededVersions},
 		{"Rewrap", testRewrap},
 		{"KEKRecords", testKEKRecords},
+		{"ListAndDeleteVersions", testListAndDeleteVersions},
 		{"KEKRotations", testKEKRotations},
 		{"Snapshot", testSnapshot},
 		{"KeyLimitsAndGroups", testKeyLimitsAndGroups},

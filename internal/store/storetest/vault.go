@@ -217,6 +217,48 @@ func testRewrap(t *testing.T, newURL func(testing.TB) string) {
 	}
 }
 
+func testListAndDeleteVersions(t *testing.T, newURL func(testing.TB) string) {
+	s := Open(t, newURL(t))
+	for _, id := range []string{"system/kek-url/b", "system/kek-url/a", "system/kek-urlx", "secret/kek-url/c"} {
+		must(t, s.PutSecretVersion(ctx(t), secretVersion(id, 1)))
+	}
+	must(t, s.PutSecretVersion(ctx(t), secretVersion("system/kek-url/a", 2)))
+	got, err := s.ListSecretVersionsLike(ctx(t), "system/kek-url/%")
+	must(t, err)
+	if len(got) != 3 || got[0].ID != "system/kek-url/a" || got[0].Version != 1 || got[1].Version != 2 || got[2].ID != "system/kek-url/b" {
+		t.Fatalf("ListSecretVersionsLike = %+v, want a v1, a v2, b v1", got)
+	}
+	checkBytes(t, "WrappedDEK", got[0].WrappedDEK, secretVersion("system/kek-url/a", 1).WrappedDEK)
+
+	// A version changed since it was read (rewrapped) is not deleted.
+	stale := got[0]
+	ok, err := s.Rewrap(ctx(t), stale, "new", []byte("rewrapped"))
+	must(t, err)
+	if !ok {
+		t.Fatal("Rewrap reported no change")
+	}
+	ok, err = s.DeleteSecretVersion(ctx(t), stale)
+	must(t, err)
+	if ok {
+		t.Error("DeleteSecretVersion deleted a version that was rewrapped after it was read")
+	}
+	ok, err = s.DeleteSecretVersion(ctx(t), got[1])
+	must(t, err)
+	if !ok {
+		t.Error("DeleteSecretVersion of an unchanged version reported no change")
+	}
+	ok, err = s.DeleteSecretVersion(ctx(t), got[1])
+	must(t, err)
+	if ok {
+		t.Error("deleting a deleted version reported a change")
+	}
+	left, err := s.ListSecretVersionsLike(ctx(t), "system/kek-url/%")
+	must(t, err)
+	if len(left) != 2 || left[0].Version != 1 || left[0].KEKID != "new" || left[1].ID != "system/kek-url/b" {
+		t.Fatalf("after the deletes: %+v, want a v1 (rewrapped) and b v1", left)
+	}
+}
+
 func testKEKRecords(t *testing.T, newURL func(testing.TB) string) {
 	s := Open(t, newURL(t))
 	recs, err := s.ListKEKRecords(ctx(t))
