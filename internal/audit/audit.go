@@ -71,6 +71,16 @@ type Sink interface {
 	Close() error
 }
 
+// CheckpointSink is a Sink that also keeps signed checkpoints. The writer
+// gives each checkpoint to every sink that is one, after that sink has
+// stored the events it covers, and offers it again until it is stored. The
+// file, syslog and webhook sinks are; so is keygate's database sink. A sink
+// may receive a checkpoint twice and must accept that.
+type CheckpointSink interface {
+	Sink
+	WriteCheckpoint(ctx context.Context, cp Checkpoint) error
+}
+
 // RefHMAC returns a reference to a sensitive value: the hex form of the first
 // 16 bytes of HMAC-SHA256(key, value). Equal values give equal references
 // under one key, so the trail can be searched without holding the value.

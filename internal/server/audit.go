@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/secret"
@@ -73,6 +74,19 @@ func (s dbSink) Write(ctx context.Context, batch []audit.Event) error {
 	return err
 }
 
+// WriteCheckpoint stores a signed checkpoint of this node's chain. One
+// already stored (a retry after a timeout) is not an error.
+func (s dbSink) WriteCheckpoint(ctx context.Context, cp audit.Checkpoint) error {
+	data, err := json.Marshal(cp)
+	if err != nil {
+		return fmt.Errorf("audit: encoding checkpoint %d: %w", cp.Seq, err)
+	}
+	if err := s.st.PutAuditCheckpoint(ctx, s.node, cp.Seq, data); err != nil && !errors.Is(err, store.ErrConflict) {
+		return err
+	}
+	return nil
+}
+
 func (s dbSink) Close() error { return nil }
 
 // auditSigningRecord is the vault record of the checkpoint signing key seed.
@@ -129,11 +143,15 @@ func newAudit(ctx context.Context, cfg config.Config, st *store.Store, v *vault.
 		sinks = append(sinks, s)
 	}
 	if cfg.Audit.Webhook != "" {
-		key, err := v.Ensure(ctx, "system/audit-webhook-key", 32)
-		if err != nil {
+		if _, err := v.Ensure(ctx, admin.AuditWebhookKeyRecord, admin.WebhookKeySize); err != nil {
 			return nil, fmt.Errorf("audit webhook signing key: %w", err)
 		}
-		wh, err := audit.NewWebhookSink(audit.WebhookOptions{URL: cfg.Audit.Webhook, Secret: secret.New(key.Reveal())})
+		// Read at every post (the vault caches it briefly), so a key rotated
+		// with keygate audit webhook-key rotate applies without a restart.
+		wh, err := audit.NewWebhookSink(audit.WebhookOptions{URL: cfg.Audit.Webhook, KeySource: func(ctx context.Context) (secret.String, error) {
+			k, _, err := v.GetCached(ctx, admin.AuditWebhookKeyRecord)
+			return k, err
+		}})
 		if err != nil {
 			return nil, fmt.Errorf("config: audit.webhook: %w", err)
 		}
@@ -143,20 +161,47 @@ func newAudit(ctx context.Context, cfg config.Config, st *store.Store, v *vault.
 	if err != nil {
 		return nil, err
 	}
+	pub := priv.Public().(ed25519.PublicKey)
+	lastCP := checkAuditResume(ctx, st, node, last, pub, log)
+	log.Info("audit checkpoints are signed with this Ed25519 key; pin it for keygate audit verify --public-key (keygate audit public-key prints it)",
+		"key_id", audit.KeyIDOf(pub), "public_key", hex.EncodeToString(pub))
 	w, err := audit.NewWriter(audit.NewChain(last), sinks, audit.WriterOptions{
-		FailClosed: cfg.Audit.FailClosed, FlushInterval: cfg.Audit.FlushInterval, SigningKey: priv, Logger: log,
-		Checkpointer: func(cp audit.Checkpoint) {
-			data, err := json.Marshal(cp)
-			if err == nil {
-				err = st.PutAuditCheckpoint(context.Background(), node, cp.Seq, data)
-			}
-			if err != nil && !errors.Is(err, store.ErrConflict) {
-				log.Error("could not store an audit checkpoint; the next one covers the chain too", "seq", cp.Seq, "err", err)
-			}
-		},
+		FailClosed: cfg.Audit.FailClosed, FlushInterval: cfg.Audit.FlushInterval, Deadline: cfg.Audit.Deadline,
+		SigningKey: priv, CheckpointInterval: cfg.Audit.CheckpointInterval, Node: node, LastCheckpoint: lastCP, Logger: log,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &auditTrail{w: w, node: node, pub: priv.Public().(ed25519.PublicKey)}, nil
+	return &auditTrail{w: w, node: node, pub: pub}, nil
+}
+
+// checkAuditResume looks at where this node's stored chain ends before the
+// writer continues it, and returns the seq of its newest stored checkpoint,
+// which the next checkpoint names as its predecessor. A checkpoint past the
+// last stored event, or one signed by another key, means the trail or the
+// signing key was tampered with while keygate was stopped; that is logged
+// as an error (keygate audit verify reports it too) and keygate goes on, so
+// the evidence is kept rather than overwritten.
+func checkAuditResume(ctx context.Context, st *store.Store, node string, last audit.Event, pub ed25519.PublicKey, log *slog.Logger) uint64 {
+	rec, err := st.LastAuditCheckpoint(ctx, node)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			log.Error("could not read this node's newest audit checkpoint; the next checkpoint will not name it", "err", err)
+		}
+		return 0
+	}
+	var cp audit.Checkpoint
+	if err := json.Unmarshal(rec.Data, &cp); err != nil {
+		log.Error("this node's newest audit checkpoint is unreadable: the audit trail may have been tampered with; run keygate audit verify", "seq", rec.Seq)
+		return rec.Seq
+	}
+	if rec.Seq > last.Seq {
+		log.Error("a signed audit checkpoint covers events that are no longer stored: the audit trail was cut while keygate was stopped; run keygate audit verify",
+			"checkpoint_seq", rec.Seq, "last_event_seq", last.Seq)
+	}
+	if cp.KeyID != "" && cp.KeyID != audit.KeyIDOf(pub) {
+		log.Error("the audit signing key changed since the last checkpoint: its vault record was replaced; verify the trail with the pinned key (keygate audit verify --public-key)",
+			"previous_key_id", cp.KeyID, "key_id", audit.KeyIDOf(pub))
+	}
+	return rec.Seq
 }
