@@ -239,5 +239,5 @@ func parsePublicKey(s string) (ed25519.PublicKey, error) {
 			return ed25519.PublicKey(b), nil
 		}
 	}
-	return nil, errors.New("not an Ed25519 public key: give 64 hex characters, base64 of 32 bytes, a PEM PUBLIC KEY, or a file holding one (keygate audit public-key prints keygate's)")
+	return nil, errors.New("neither a readable file nor an Ed25519 public key: give 64 hex characters, base64 of 32 bytes, a PEM PUBLIC KEY, or a file holding one (keygate audit public-key prints keygate's)")
 }
