@@ -6,6 +6,12 @@
 // the trail back and runs Verify, which names the first place where an event
 // was edited, deleted, inserted or reordered, or where the trail was cut short.
 //
+// Checkpoints go to every sink, not only the database, and each names the
+// one before it, so an external copy (ReadCopy) or a later checkpoint shows
+// events and checkpoints someone removed from the database; VerifyAll holds
+// every stored chain to them and reports how much of the tail checkpoints
+// cover.
+//
 // # Event schema
 //
 // Each event is one JSON object; the field names and their order are stable:
