@@ -332,3 +332,75 @@ func TestAuditTamperEvidence(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditForgedRowsWhileRunning: someone with write access to the
+// database writes forged events at the seqs keygate is about to store,
+// chained to the newest stored event so the rows look consistent. keygate
+// logs that someone else writes its trail and keeps the genuine events it
+// can; verify reports the forgery (against the copy, where it starts).
+func TestAuditForgedRowsWhileRunning(t *testing.T) {
+	for name, dbURL := range databases(t) {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := testConfig(t, dir)
+			cfg.Database = dbURL(t)
+			cfg.Audit.File = filepath.Join(dir, "audit.jsonl")
+			cfg.Audit.CheckpointInterval = 50 * time.Millisecond
+			cfg.Limits.AuthFailures = 0
+			in := start(t, cfg, "")
+			refuse := func() {
+				postJSON(t, in.addrs.Gateway+"/v1/chat/completions", "kg_live_not-a-key", `{"model":"gpt-4o-mini"}`)
+			}
+			db, q := auditDB(t, cfg)
+			stored := func() (node string, seq int64, data string) {
+				row := db.QueryRow(`SELECT node, seq, data FROM audit_events ORDER BY seq DESC LIMIT 1`)
+				if err := row.Scan(&node, &seq, &data); err != nil && err != sql.ErrNoRows {
+					t.Fatal(err)
+				}
+				return
+			}
+			for range 3 {
+				refuse()
+			}
+			for end := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				if _, seq, _ := stored(); seq >= 3 {
+					break
+				}
+				if time.Now().After(end) {
+					t.Fatal("the first events never reached the database")
+				}
+			}
+			time.Sleep(100 * time.Millisecond) // let the last of them land
+			node, head, data := stored()
+			var last audit.Event
+			if err := json.Unmarshal([]byte(data), &last); err != nil {
+				t.Fatal(err)
+			}
+			ch := audit.NewChain(last)
+			for range 2 {
+				ev, _ := ch.Append(audit.Event{Time: time.Now(), Type: "auth.success", Resource: "POST /v1/chat/completions", Decision: "allow"})
+				execSQL(t, db, q(`INSERT INTO audit_events (node, seq, time, type, key_id, data) SELECT ?, ?, time, ?, '', ? FROM audit_events WHERE node = ? AND seq = ?`),
+					node, int64(ev.Seq), ev.Type, string(ev.AppendJSON(nil)), node, head)
+			}
+			for range 3 {
+				refuse()
+				time.Sleep(20 * time.Millisecond)
+			}
+			time.Sleep(200 * time.Millisecond)
+			in.stop()
+			if !strings.Contains(in.stderr.String()+in.stdout.String(), "did not write") {
+				t.Fatal("keygate did not report the rows it did not write")
+			}
+			again := start(t, cfg, in.admin)
+			plain := again.verify()
+			withCopy := again.verify("--against", cfg.Audit.File)
+			again.stop()
+			if plain.OK {
+				t.Fatalf("forged rows verified intact: %+v", plain)
+			}
+			if withCopy.OK || len(withCopy.Nodes) != 1 || withCopy.Nodes[0].Kind != "differs from the external copy" || withCopy.Nodes[0].Seq != uint64(head)+1 {
+				t.Fatalf("forged rows, against the copy: %+v", withCopy)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -56,6 +57,7 @@ func nodeID(dataDir string) (string, error) {
 type dbSink struct {
 	st   *store.Store
 	node string
+	log  *slog.Logger
 }
 
 func (s dbSink) Write(ctx context.Context, batch []audit.Event) error {
@@ -65,24 +67,61 @@ func (s dbSink) Write(ctx context.Context, batch []audit.Event) error {
 		recs = append(recs, store.AuditRecord{Node: s.node, Seq: ev.Seq, Time: ev.Time, Type: ev.Type, KeyID: ev.KeyID, Data: ev.AppendJSON(nil)})
 	}
 	err := s.st.AppendAudit(ctx, recs)
-	if errors.Is(err, store.ErrConflict) && len(batch) > 0 {
-		// A retry of a batch that did land before: nothing to do.
-		if last, lerr := s.st.LastAudit(ctx, s.node); lerr == nil && last.Seq >= batch[len(batch)-1].Seq {
-			return nil
+	if !errors.Is(err, store.ErrConflict) || len(batch) == 0 {
+		return err
+	}
+	// A retry of a batch that did land before has nothing to do. Rows at
+	// these seqs that keygate did not write mean someone else writes this
+	// node's trail: that cannot be repaired here, so it is reported, and
+	// the checkpoints and external copies keep the genuine events.
+	stored, serr := s.st.SearchAudit(ctx, store.AuditFilter{Node: s.node, AfterSeq: batch[0].Seq - 1, Limit: len(batch)})
+	if serr != nil {
+		return err
+	}
+	have := make(map[uint64][]byte, len(stored))
+	for _, r := range stored {
+		have[r.Seq] = r.Data
+	}
+	var foreign []uint64
+	var missing []store.AuditRecord
+	for _, r := range recs {
+		d, ok := have[r.Seq]
+		switch {
+		case !ok:
+			missing = append(missing, r)
+		case !bytes.Equal(d, r.Data):
+			foreign = append(foreign, r.Seq)
 		}
 	}
-	return err
+	if len(foreign) == 0 && len(missing) == 0 {
+		return nil
+	}
+	s.log.Error("the database holds audit rows this keygate did not write at seqs it was storing; someone else writes this node's audit trail: run keygate audit verify --against an external copy",
+		"node", s.node, "seqs", foreign)
+	// Keep what can be kept of the genuine events beside the foreign rows.
+	for _, r := range missing {
+		if err := s.st.AppendAudit(ctx, []store.AuditRecord{r}); err != nil && !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+	}
+	return nil
 }
 
 // WriteCheckpoint stores a signed checkpoint of this node's chain. One
-// already stored (a retry after a timeout) is not an error.
+// already stored (a retry after a timeout) is not an error; another
+// checkpoint stored at its seq is reported.
 func (s dbSink) WriteCheckpoint(ctx context.Context, cp audit.Checkpoint) error {
 	data, err := json.Marshal(cp)
 	if err != nil {
 		return fmt.Errorf("audit: encoding checkpoint %d: %w", cp.Seq, err)
 	}
-	if err := s.st.PutAuditCheckpoint(ctx, s.node, cp.Seq, data); err != nil && !errors.Is(err, store.ErrConflict) {
+	err = s.st.PutAuditCheckpoint(ctx, s.node, cp.Seq, data)
+	if !errors.Is(err, store.ErrConflict) {
 		return err
+	}
+	if cur, lerr := s.st.ListAuditCheckpoints(ctx, s.node, cp.Seq-1, 1); lerr == nil && (len(cur) != 1 || !bytes.Equal(cur[0].Data, data)) {
+		s.log.Error("the database holds an audit checkpoint this keygate did not make at the seq it was storing; someone else writes this node's audit trail: run keygate audit verify",
+			"node", s.node, "seq", cp.Seq)
 	}
 	return nil
 }
@@ -123,7 +162,7 @@ func newAudit(ctx context.Context, cfg config.Config, st *store.Store, v *vault.
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	sinks := []audit.Sink{dbSink{st: st, node: node}}
+	sinks := []audit.Sink{dbSink{st: st, node: node, log: log}}
 	if cfg.Audit.File != "" {
 		f, err := audit.OpenFile(cfg.Audit.File, audit.FileOptions{})
 		if err != nil {
