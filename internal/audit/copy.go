@@ -51,7 +51,8 @@ type Copy struct {
 	seenCP map[string]bool
 }
 
-// ReadCopy reads an external copy of the trail from r: JSON lines of events
+// ReadCopy reads an external copy of the trail from r (name labels its
+// errors): JSON lines of events
 // and {"checkpoint":...} objects, or lines holding JSON arrays of them. A
 // line that is none of these (a field the schema does not have, trailing
 // bytes, a line cut short) is an error naming its number; blank lines are

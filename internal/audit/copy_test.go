@@ -254,6 +254,18 @@ func TestVerifyAllSplitsACopyOfTwoNodes(t *testing.T) {
 	if len(reports) != 1 || reports[0].Node != UnknownNode || reports[0].Err == nil || reports[0].Err.What != Truncated {
 		t.Fatalf("unmatched chain, nothing stored: %+v", reports)
 	}
+	// --node names the chain's node when nothing else can: node_b's
+	// re-hashed chain is held to node_b, not reported as unknown.
+	src.put("node_b", linkedTrailEvents(t, priv, "node_b_rehashed", 6), nil)
+	reports, _ = VerifyAll(t.Context(), src, pub, c, "node_b")
+	if len(reports) != 2 || reports[1].Node != "node_b" || reports[1].Err == nil || reports[1].Err.What != DiffersFromCopy || reports[1].Err.Seq != 1 {
+		t.Fatalf("unmatched chain held to --node: %+v", reports)
+	}
+}
+
+func linkedTrailEvents(t testing.TB, priv ed25519.PrivateKey, actor string, n int) []Event {
+	evs, _ := linkedTrail(t, priv, actor, n)
+	return evs
 }
 
 // TestVerifyAllStoredRows: a stored row that is not an event or checkpoint,
