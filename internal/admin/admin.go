@@ -124,12 +124,15 @@ type Options struct {
 
 	// Audit, when set, records admin actions and secret reads; AuditStore
 	// and AuditKey (the checkpoint signing key's public half) serve search
-	// and verification.
+	// and verification. With AuditFailClosed, changes are refused while
+	// Audit is not Healthy.
 	Audit interface {
 		Record(ev audit.Event) error
+		Healthy() bool
 	}
-	AuditStore AuditStore
-	AuditKey   ed25519.PublicKey
+	AuditStore      AuditStore
+	AuditKey        ed25519.PublicKey
+	AuditFailClosed bool
 
 	// Metrics, when set, is served at GET /metrics (Prometheus text
 	// format), behind the admin credential like every admin route.
@@ -188,6 +191,12 @@ func New(opts Options) *API {
 	mux.HandleFunc("GET "+p+"/audit/events", a.auditEvents)
 	mux.HandleFunc("GET "+p+"/audit/verify", a.auditVerify)
 	mux.HandleFunc("POST "+p+"/audit/ref", a.auditRef)
+	mux.HandleFunc("GET "+p+"/audit/public-key", a.auditPublicKey)
+	mux.HandleFunc("GET "+p+"/audit/nodes", a.auditNodes)
+	mux.HandleFunc("GET "+p+"/audit/trail", a.auditRows(false))
+	mux.HandleFunc("GET "+p+"/audit/checkpoints", a.auditRows(true))
+	mux.HandleFunc("GET "+p+"/audit/webhook-key", a.webhookKey)
+	mux.HandleFunc("POST "+p+"/audit/webhook-key/rotate", a.rotateWebhookKey)
 	mux.HandleFunc("GET "+p+"/secrets", a.listSecrets)
 	mux.HandleFunc(p+"/secrets/{path...}", a.secretRoute)
 	mux.HandleFunc("POST "+p+"/providers/{name}/rotate", a.rotateProvider)
@@ -217,7 +226,9 @@ func New(opts Options) *API {
 		writeError(w, http.StatusNotFound, "not_found", "no admin API route "+r.Method+" "+r.URL.Path)
 	})
 	// Outermost first: request id, access log, recovery, then authentication
-	// before any route runs: there is no anonymous admin route.
+	// before any route runs: there is no anonymous admin route. Every change
+	// is recorded (auditActions); with audit.fail_closed, one the trail
+	// cannot record is refused (auditGate).
 	a.handler = web.Chain(mux,
 		web.NewRequestIDs().Middleware,
 		web.AccessLogRedacting(opts.Log, "admin request", nil, a.redactPath),
@@ -227,6 +238,7 @@ func New(opts Options) *API {
 		securityHeaders,
 		a.authenticate,
 		a.auditActions,
+		a.auditGate,
 	)
 	return a
 }

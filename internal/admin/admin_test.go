@@ -69,7 +69,8 @@ func randomBytes(t testing.TB, n int) []byte {
 	return b
 }
 
-func newHarness(t *testing.T) *harness {
+// newHarness builds the harness; mods adjust the admin API's options.
+func newHarness(t *testing.T, mods ...func(*admin.Options)) *harness {
 	t.Helper()
 	url := storetest.SQLiteURL(t)
 	st := storetest.Open(t, url)
@@ -93,7 +94,7 @@ func newHarness(t *testing.T) *harness {
 	h.token = tok.Reveal()
 	h.rot = vault.NewRotator(t.Context(), h.vault, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t.Cleanup(h.rot.Wait)
-	h.api = admin.New(admin.Options{
+	opts := admin.Options{
 		Rotator: h.rot,
 		OpenKEK: func(ctx context.Context, url string) (vault.KEK, error) {
 			o, err := vault.OpenKEK(ctx, url, vault.KEKOptions{DataDir: t.TempDir(), Create: true, Registry: st})
@@ -126,7 +127,11 @@ func newHarness(t *testing.T) *harness {
 			defer h.mu.Unlock()
 			h.revoked = append(h.revoked, id)
 		},
-	})
+	}
+	for _, m := range mods {
+		m(&opts)
+	}
+	h.api = admin.New(opts)
 	return h
 }
 

@@ -2,9 +2,12 @@ package admin
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
+	"math"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/audit"
@@ -16,7 +19,27 @@ import (
 type AuditStore interface {
 	SearchAudit(ctx context.Context, f store.AuditFilter) ([]store.AuditRecord, error)
 	AuditNodes(ctx context.Context) ([]string, error)
-	ListAuditCheckpoints(ctx context.Context, node string) ([][]byte, error)
+	ListAuditCheckpoints(ctx context.Context, node string, after uint64, limit int) ([]store.AuditCheckpoint, error)
+}
+
+// auditGate refuses every request that changes something (any method but
+// GET and HEAD) with 503 while, with AuditFailClosed, the audit trail cannot
+// record: a change that leaves no trace is not made. Refusals still go
+// through auditActions, which records them once the trail recovers.
+func (a *API) auditGate(next http.Handler) http.Handler {
+	if a.opts.Audit == nil || !a.opts.AuditFailClosed {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && !a.opts.Audit.Healthy() {
+			a.opts.Log.Warn("admin change refused: the audit trail cannot record it (audit.fail_closed)", "method", r.Method, "path", a.redactPath(r.URL.Path))
+			w.Header().Set("Retry-After", "5")
+			writeError(w, http.StatusServiceUnavailable, "audit_unavailable",
+				"keygate cannot record this change on its audit trail right now, and audit.fail_closed refuses changes it cannot record; nothing was changed. Check the audit sinks (keygate's log names the failing one) and retry")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // auditActions records every admin request that changes something, and
@@ -98,69 +121,152 @@ func (a *API) auditEvents(w http.ResponseWriter, r *http.Request) {
 	web.WriteJSON(w, http.StatusOK, out)
 }
 
-// auditVerify checks every node's chain against its signed checkpoints.
+// auditVerify checks every node's chain against its signed checkpoints,
+// with keygate's own key. `keygate audit verify` does the same on the
+// auditor's side, with a pinned key and an external copy when given.
 func (a *API) auditVerify(w http.ResponseWriter, r *http.Request) {
 	if a.opts.AuditStore == nil || a.opts.AuditKey == nil {
 		writeError(w, http.StatusNotImplemented, "not_implemented", "this keygate keeps no verifiable audit trail")
 		return
 	}
-	ctx := r.Context()
-	nodes, err := a.opts.AuditStore.AuditNodes(ctx)
+	reports, err := audit.VerifyAll(r.Context(), storeSource{a.opts.AuditStore}, a.opts.AuditKey, nil, "")
 	if err != nil {
 		a.internal(w, "read the audit trail", err)
 		return
 	}
-	out := adminapi.AuditVerification{OK: true, Nodes: []adminapi.AuditNodeResult{}}
-	for _, node := range nodes {
-		res := adminapi.AuditNodeResult{Node: node}
-		var events []audit.Event
+	out := verificationOf(reports)
+	out.KeyID = audit.KeyIDOf(a.opts.AuditKey)
+	a.opts.Log.Info("audit trail verified", "actor", caller(r).ID, "ok", out.OK, "nodes", len(out.Nodes))
+	web.WriteJSON(w, http.StatusOK, out)
+}
+
+// verificationOf turns audit.VerifyAll's reports into the admin API's
+// answer; `keygate audit verify` prints the same.
+func verificationOf(reports []audit.Report) adminapi.AuditVerification {
+	out := adminapi.AuditVerification{OK: true, Nodes: make([]adminapi.AuditNodeResult, 0, len(reports))}
+	stamp := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format(time.RFC3339Nano)
+	}
+	for _, rep := range reports {
+		res := adminapi.AuditNodeResult{
+			Node: rep.Node, Events: rep.Events, Checkpoints: rep.Checkpoints,
+			LastSeq: rep.LastSeq, LastTime: stamp(rep.LastTime),
+			CheckpointSeq: rep.CheckpointSeq, CheckpointTime: stamp(rep.CheckpointTime), Uncovered: rep.Uncovered,
+			CopyEvents: rep.CopyEvents, CopyCheckpoints: rep.CopyCheckpoints, CopyLastSeq: rep.CopyLastSeq,
+		}
+		if rep.Err != nil {
+			res.Error, res.Seq, res.Kind = rep.Err.Error(), rep.Err.Seq, rep.Err.What
+			out.OK = false
+		}
+		out.Nodes = append(out.Nodes, res)
+	}
+	return out
+}
+
+// storeSource reads the stored chains for audit.VerifyAll.
+type storeSource struct{ st AuditStore }
+
+func (s storeSource) Nodes(ctx context.Context) ([]string, error) { return s.st.AuditNodes(ctx) }
+
+func (s storeSource) Events(ctx context.Context, node string, after uint64) ([]audit.Row, error) {
+	recs, err := s.st.SearchAudit(ctx, store.AuditFilter{Node: node, AfterSeq: after})
+	rows := make([]audit.Row, len(recs))
+	for i, r := range recs {
+		rows[i] = audit.Row{Seq: r.Seq, Data: r.Data}
+	}
+	return rows, err
+}
+
+func (s storeSource) Checkpoints(ctx context.Context, node string, after uint64) ([]audit.Row, error) {
+	cps, err := s.st.ListAuditCheckpoints(ctx, node, after, 0)
+	rows := make([]audit.Row, len(cps))
+	for i, c := range cps {
+		rows[i] = audit.Row{Seq: c.Seq, Data: c.Data}
+	}
+	return rows, err
+}
+
+// auditPublicKey serves the checkpoint signing key's public half, to pin.
+func (a *API) auditPublicKey(w http.ResponseWriter, r *http.Request) {
+	if a.opts.AuditKey == nil {
+		writeError(w, http.StatusNotImplemented, "not_implemented", "this keygate signs no audit checkpoints")
+		return
+	}
+	web.WriteJSON(w, http.StatusOK, adminapi.AuditPublicKey{KeyID: audit.KeyIDOf(a.opts.AuditKey), PublicKey: hex.EncodeToString(a.opts.AuditKey)})
+}
+
+// auditNodes lists the nodes with a stored chain.
+func (a *API) auditNodes(w http.ResponseWriter, r *http.Request) {
+	if a.opts.AuditStore == nil {
+		writeError(w, http.StatusNotImplemented, "not_implemented", "this keygate keeps no audit trail")
+		return
+	}
+	nodes, err := a.opts.AuditStore.AuditNodes(r.Context())
+	if err != nil {
+		a.internal(w, "read the audit trail", err)
+		return
+	}
+	web.WriteJSON(w, http.StatusOK, adminapi.AuditNodes{Nodes: append([]string{}, nodes...)})
+}
+
+// auditRows serves one page of a node's stored events (GET /audit/trail)
+// or checkpoints (GET /audit/checkpoints) as stored, for an auditor's own
+// verification.
+func (a *API) auditRows(checkpoints bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a.opts.AuditStore == nil {
+			writeError(w, http.StatusNotImplemented, "not_implemented", "this keygate keeps no audit trail")
+			return
+		}
+		q := r.URL.Query()
+		node := q.Get("node")
+		if node == "" {
+			writeError(w, http.StatusBadRequest, "bad_request", "node is required: one of those GET "+adminapi.Prefix+"/audit/nodes lists")
+			return
+		}
 		var after uint64
-		for {
-			recs, err := a.opts.AuditStore.SearchAudit(ctx, store.AuditFilter{Node: node, AfterSeq: after})
+		if s := q.Get("after"); s != "" {
+			n, err := strconv.ParseUint(s, 10, 64)
+			if err != nil || n > math.MaxInt64 {
+				writeError(w, http.StatusBadRequest, "bad_request", "after must be a sequence number (a whole number from 0)")
+				return
+			}
+			after = n
+		}
+		limit := 2000
+		if s := q.Get("limit"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 || n > 10000 {
+				writeError(w, http.StatusBadRequest, "bad_request", "limit must be 1 to 10000")
+				return
+			}
+			limit = n
+		}
+		out := adminapi.AuditRows{Rows: []adminapi.AuditRow{}}
+		if checkpoints {
+			cps, err := a.opts.AuditStore.ListAuditCheckpoints(r.Context(), node, after, limit)
+			if err != nil {
+				a.internal(w, "read the audit checkpoints", err)
+				return
+			}
+			for _, c := range cps {
+				out.Rows = append(out.Rows, adminapi.AuditRow{Seq: c.Seq, Data: string(c.Data)})
+			}
+		} else {
+			recs, err := a.opts.AuditStore.SearchAudit(r.Context(), store.AuditFilter{Node: node, AfterSeq: after, Limit: limit})
 			if err != nil {
 				a.internal(w, "read the audit trail", err)
 				return
 			}
 			for _, rec := range recs {
-				var ev audit.Event
-				if err := json.Unmarshal(rec.Data, &ev); err != nil {
-					res.Error, res.Seq = "an event is not readable JSON", rec.Seq
-				}
-				events = append(events, ev)
-				after = rec.Seq
-			}
-			if len(recs) < 10000 {
-				break
+				out.Rows = append(out.Rows, adminapi.AuditRow{Seq: rec.Seq, Data: string(rec.Data)})
 			}
 		}
-		raw, err := a.opts.AuditStore.ListAuditCheckpoints(ctx, node)
-		if err != nil {
-			a.internal(w, "read the audit checkpoints", err)
-			return
-		}
-		var cps []audit.Checkpoint
-		for _, b := range raw {
-			var cp audit.Checkpoint
-			if json.Unmarshal(b, &cp) == nil {
-				cps = append(cps, cp)
-			}
-		}
-		res.Events, res.Checkpoints = len(events), len(cps)
-		if res.Error == "" {
-			if err := audit.Verify(events, cps, a.opts.AuditKey); err != nil {
-				res.Error = err.Error()
-				if te, ok := err.(*audit.TamperError); ok {
-					res.Seq = te.Seq
-				}
-			}
-		}
-		if res.Error != "" {
-			out.OK = false
-		}
-		out.Nodes = append(out.Nodes, res)
+		web.WriteJSON(w, http.StatusOK, out)
 	}
-	a.opts.Log.Info("audit trail verified", "actor", caller(r).ID, "ok", out.OK, "nodes", len(out.Nodes))
-	web.WriteJSON(w, http.StatusOK, out)
 }
 
 // auditAuthFailure records a request refused for its admin credential.

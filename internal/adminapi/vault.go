@@ -204,11 +204,15 @@ type AuditEvents struct {
 	Events []json.RawMessage `json:"events"`
 }
 
-// AuditVerification answers GET /api/v1/audit/verify: each node's chain,
-// checked against its signed checkpoints.
+// AuditVerification answers GET /api/v1/audit/verify and is what
+// `keygate audit verify` prints with --json: each node's chain, checked
+// against its signed checkpoints (and, from the CLI, an external copy).
 type AuditVerification struct {
-	OK    bool              `json:"ok"`
-	Nodes []AuditNodeResult `json:"nodes"`
+	OK     bool              `json:"ok"`
+	KeyID  string            `json:"key_id,omitempty"` // the key checkpoints were verified with
+	Pinned bool              `json:"pinned,omitempty"` // that key was pinned with --public-key
+	Error  string            `json:"error,omitempty"`  // a finding about the whole trail, such as a replaced signing key
+	Nodes  []AuditNodeResult `json:"nodes"`
 }
 
 // AuditNodeResult is one node's chain check.
@@ -218,4 +222,19 @@ type AuditNodeResult struct {
 	Checkpoints int    `json:"checkpoints"`
 	Error       string `json:"error,omitempty"` // the first tampered place, when any
 	Seq         uint64 `json:"seq,omitempty"`   // its sequence number
+	Kind        string `json:"kind,omitempty"`  // what was found there: "truncated", "checkpoint deleted", ...
+
+	// How much of the tail signed checkpoints vouch for: the newest event
+	// (LastSeq), the newest event a valid checkpoint covers (CheckpointSeq,
+	// signed at CheckpointTime) and the Uncovered events after it.
+	LastSeq        uint64 `json:"last_seq,omitempty"`
+	LastTime       string `json:"last_time,omitempty"`
+	CheckpointSeq  uint64 `json:"checkpoint_seq,omitempty"`
+	CheckpointTime string `json:"checkpoint_time,omitempty"`
+	Uncovered      uint64 `json:"uncovered,omitempty"`
+
+	// What of an external copy (verify --against) was compared.
+	CopyEvents      int    `json:"copy_events,omitempty"`
+	CopyCheckpoints int    `json:"copy_checkpoints,omitempty"`
+	CopyLastSeq     uint64 `json:"copy_last_seq,omitempty"`
 }

@@ -50,3 +50,49 @@ func (c *Client) AuditRef(ctx context.Context, value string) (string, error) {
 	err := c.do(ctx, http.MethodPost, "/audit/ref", map[string]string{"value": value}, &out)
 	return out.Ref, err
 }
+
+// AuditPublicKey returns the Ed25519 key audit checkpoints are signed with.
+func (c *Client) AuditPublicKey(ctx context.Context) (adminapi.AuditPublicKey, error) {
+	var out adminapi.AuditPublicKey
+	err := c.do(ctx, http.MethodGet, "/audit/public-key", nil, &out)
+	return out, err
+}
+
+// AuditNodes lists every node with stored audit events or checkpoints.
+func (c *Client) AuditNodes(ctx context.Context) ([]string, error) {
+	var out adminapi.AuditNodes
+	err := c.do(ctx, http.MethodGet, "/audit/nodes", nil, &out)
+	return out.Nodes, err
+}
+
+// AuditRows returns one page of a node's stored events (checkpoints false)
+// or checkpoints after seq after, oldest first, as stored; limit 0 means
+// the server's.
+func (c *Client) AuditRows(ctx context.Context, checkpoints bool, node string, after uint64, limit int) ([]adminapi.AuditRow, error) {
+	q := url.Values{"node": {node}, "after": {strconv.FormatUint(after, 10)}}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	path := "/audit/trail?"
+	if checkpoints {
+		path = "/audit/checkpoints?"
+	}
+	var out adminapi.AuditRows
+	err := c.do(ctx, http.MethodGet, path+q.Encode(), nil, &out)
+	return out.Rows, err
+}
+
+// WebhookKey returns the key the audit or alert webhook (which is
+// adminapi.WebhookAudit or WebhookAlerts) signs its bodies with.
+func (c *Client) WebhookKey(ctx context.Context, which string) (adminapi.WebhookKey, error) {
+	var out adminapi.WebhookKey
+	err := c.do(ctx, http.MethodGet, "/audit/webhook-key?"+url.Values{"for": {which}}.Encode(), nil, &out)
+	return out, err
+}
+
+// RotateWebhookKey replaces a webhook's signing key and returns the new one.
+func (c *Client) RotateWebhookKey(ctx context.Context, which string) (adminapi.WebhookKey, error) {
+	var out adminapi.WebhookKey
+	err := c.do(ctx, http.MethodPost, "/audit/webhook-key/rotate", adminapi.WebhookKeyRequest{For: which}, &out)
+	return out, err
+}

@@ -6,6 +6,12 @@
 // the trail back and runs Verify, which names the first place where an event
 // was edited, deleted, inserted or reordered, or where the trail was cut short.
 //
+// Checkpoints go to every sink, not only the database, and each names the
+// one before it, so an external copy (ReadCopy) or a later checkpoint shows
+// events and checkpoints someone removed from the database; VerifyAll holds
+// every stored chain to them and reports how much of the tail checkpoints
+// cover.
+//
 // # Event schema
 //
 // Each event is one JSON object; the field names and their order are stable:
@@ -69,6 +75,16 @@ type Event struct {
 type Sink interface {
 	Write(ctx context.Context, batch []Event) error
 	Close() error
+}
+
+// CheckpointSink is a Sink that also keeps signed checkpoints. The writer
+// gives each checkpoint to every sink that is one, after that sink has
+// stored the events it covers, and offers it again until it is stored. The
+// file, syslog and webhook sinks are; so is keygate's database sink. A sink
+// may receive a checkpoint twice and must accept that.
+type CheckpointSink interface {
+	Sink
+	WriteCheckpoint(ctx context.Context, cp Checkpoint) error
 }
 
 // RefHMAC returns a reference to a sensitive value: the hex form of the first

@@ -1,13 +1,10 @@
 package audit
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -82,13 +79,39 @@ func (s *FileSink) Write(ctx context.Context, batch []Event) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.f == nil {
-		return errors.New("audit: file sink is closed; open a new one with OpenFile")
-	}
 	s.buf.Reset()
 	for i := range batch {
 		b := batch[i].AppendJSON(s.buf.AvailableBuffer())
 		s.buf.Write(append(b, '\n'))
+	}
+	if err := s.append(); err != nil {
+		return fmt.Errorf("audit: writing %d events to %s: %w", len(batch), s.path, err)
+	}
+	return nil
+}
+
+// WriteCheckpoint appends cp as a {"checkpoint":...} line and syncs the
+// file, so the file is a copy of the trail that verify --against can hold
+// the database to.
+func (s *FileSink) WriteCheckpoint(ctx context.Context, cp Checkpoint) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf.Reset()
+	s.buf.Write(append(AppendCheckpointLine(s.buf.AvailableBuffer(), cp), '\n'))
+	if err := s.append(); err != nil {
+		return fmt.Errorf("audit: writing checkpoint %d to %s: %w", cp.Seq, s.path, err)
+	}
+	return nil
+}
+
+// append writes s.buf at the end of the file, rotating first when it would
+// pass MaxSize, and syncs. The caller holds s.mu.
+func (s *FileSink) append() error {
+	if s.f == nil {
+		return errors.New("the file sink is closed; open a new one with OpenFile")
 	}
 	if s.size > 0 && s.size+int64(s.buf.Len()) > s.opts.MaxSize {
 		if err := s.rotate(); err != nil {
@@ -103,7 +126,7 @@ func (s *FileSink) Write(ctx context.Context, batch []Event) error {
 		if n > 0 {
 			_ = s.f.Truncate(s.size)
 		}
-		return fmt.Errorf("audit: writing %d events to %s: %w; check free disk space and permissions", len(batch), s.path, err)
+		return fmt.Errorf("%w; check free disk space and permissions", err)
 	}
 	s.size += int64(n)
 	return nil
@@ -112,18 +135,18 @@ func (s *FileSink) Write(ctx context.Context, batch []Event) error {
 // rotate moves name.i to name.i+1, name to name.1, and starts a new file.
 func (s *FileSink) rotate() error {
 	if err := s.f.Close(); err != nil {
-		return fmt.Errorf("audit: closing %s before rotation: %w", s.path, err)
+		return fmt.Errorf("closing %s before rotation: %w", s.path, err)
 	}
 	s.f = nil
 	_ = os.Remove(s.path + "." + strconv.Itoa(s.opts.Keep))
 	for i := s.opts.Keep - 1; i >= 1; i-- {
 		from := s.path + "." + strconv.Itoa(i)
 		if err := os.Rename(from, s.path+"."+strconv.Itoa(i+1)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("audit: rotating %s: %w", from, err)
+			return fmt.Errorf("rotating %s: %w", from, err)
 		}
 	}
 	if err := os.Rename(s.path, s.path+".1"); err != nil {
-		return fmt.Errorf("audit: rotating %s: %w; check permissions on its directory", s.path, err)
+		return fmt.Errorf("rotating %s: %w; check permissions on its directory", s.path, err)
 	}
 	if err := s.open(); err != nil {
 		return err
@@ -155,9 +178,21 @@ func (s *FileSink) Close() error {
 
 // ReadFile reads back every event a FileSink wrote to path, oldest first:
 // the rotated files from the highest number down to path.1, then path
-// itself. A line that is not a well-formed event (including one with fields
-// the schema does not have) is an error naming the file and line.
+// itself. Checkpoint lines are skipped (ReadCopyFile returns them too). A
+// line that is not a well-formed event or checkpoint (including one with
+// fields the schema does not have) is an error naming the file and line.
 func ReadFile(path string) ([]Event, error) {
+	c, err := ReadCopyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return c.Events, nil
+}
+
+// ReadCopyFile reads the external copy a FileSink (or a webhook receiver
+// writing the same lines) keeps at path: its rotated files from the
+// highest number down to path.1, then path itself. See ReadCopy.
+func ReadCopyFile(path string) (*Copy, error) {
 	rotated, err := filepath.Glob(globEscape(path) + ".*")
 	if err != nil {
 		return nil, fmt.Errorf("audit: listing rotated files of %s: %w", path, err)
@@ -176,49 +211,22 @@ func ReadFile(path string) ([]Event, error) {
 	slices.SortFunc(files, func(a, b numbered) int { return b.n - a.n })
 	files = append(files, numbered{0, path})
 
-	var out []Event
+	c := &Copy{}
 	for _, f := range files {
-		evs, err := readLines(f.name)
+		fh, err := os.Open(f.name)
 		if err != nil {
 			if f.n == 0 && errors.Is(err, fs.ErrNotExist) && len(files) > 1 {
 				continue // rotated just now; no current file yet
 			}
+			return nil, fmt.Errorf("audit: reading audit file: %w", err)
+		}
+		err = c.read(fh, f.name)
+		fh.Close()
+		if err != nil {
 			return nil, err
 		}
-		out = append(out, evs...)
 	}
-	return out, nil
-}
-
-func readLines(name string) ([]Event, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, fmt.Errorf("audit: reading audit file: %w", err)
-	}
-	defer f.Close()
-	r := bufio.NewReaderSize(f, 64<<10)
-	var out []Event
-	for line := 1; ; line++ {
-		b, err := r.ReadBytes('\n')
-		if len(b) > 0 {
-			if b[len(b)-1] != '\n' {
-				return out, fmt.Errorf("audit: %s line %d is cut short (no newline); the writer may have crashed mid-write — verify the events before it and investigate", name, line)
-			}
-			var ev Event
-			dec := json.NewDecoder(bytes.NewReader(b))
-			dec.DisallowUnknownFields()
-			if derr := dec.Decode(&ev); derr != nil {
-				return out, fmt.Errorf("audit: %s line %d is not an audit event: %v", name, line, derr)
-			}
-			out = append(out, ev)
-		}
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return out, fmt.Errorf("audit: reading %s: %w", name, err)
-		}
-	}
+	return c, nil
 }
 
 // globEscape quotes the glob metacharacters in a literal path.

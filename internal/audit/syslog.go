@@ -83,15 +83,8 @@ func (s *SyslogSink) dial(ctx context.Context) error {
 func (s *SyslogSink) Write(ctx context.Context, batch []Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.conn == nil {
-		if err := s.dial(ctx); err != nil {
-			return err
-		}
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = s.conn.SetWriteDeadline(dl)
-	} else {
-		_ = s.conn.SetWriteDeadline(time.Time{})
+	if err := s.ready(ctx); err != nil {
+		return err
 	}
 	tcp := s.opts.Network == "tcp"
 	s.buf = s.buf[:0]
@@ -115,6 +108,52 @@ func (s *SyslogSink) Write(ctx context.Context, batch []Event) error {
 		if _, err := s.conn.Write(s.buf); err != nil {
 			return s.broken(err, batch[0].Seq)
 		}
+	}
+	return nil
+}
+
+// WriteCheckpoint sends cp as one message of type audit.checkpoint (severity
+// notice) whose structured data names its node, seq, hash and signing key,
+// and whose message is the {"checkpoint":...} line a file copy holds.
+func (s *SyslogSink) WriteCheckpoint(ctx context.Context, cp Checkpoint) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.ready(ctx); err != nil {
+		return err
+	}
+	msg := s.appendHeader(s.msg[:0], cp.Time, 5, "audit.checkpoint")
+	param := func(name, v string) { msg = appendParam(msg, name, v) }
+	param("node", cp.Node)
+	param("seq", strconv.FormatUint(cp.Seq, 10))
+	param("hash", cp.Hash)
+	param("key_id", cp.KeyID)
+	msg = append(msg, "] "...)
+	msg = AppendCheckpointLine(msg, cp)
+	s.msg = msg
+	if s.opts.Network == "tcp" {
+		s.buf = strconv.AppendInt(s.buf[:0], int64(len(msg)), 10)
+		s.buf = append(s.buf, ' ')
+		msg = append(s.buf, msg...)
+		s.buf = msg
+	}
+	if _, err := s.conn.Write(msg); err != nil {
+		return s.broken(err, cp.Seq)
+	}
+	return nil
+}
+
+// ready dials when the last write broke the connection and sets the write
+// deadline from ctx. The caller holds s.mu.
+func (s *SyslogSink) ready(ctx context.Context) error {
+	if s.conn == nil {
+		if err := s.dial(ctx); err != nil {
+			return err
+		}
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = s.conn.SetWriteDeadline(dl)
+	} else {
+		_ = s.conn.SetWriteDeadline(time.Time{})
 	}
 	return nil
 }
@@ -151,27 +190,8 @@ func severity(typ string) int {
 
 // appendMessage appends one RFC 5424 message (without framing) for ev.
 func (s *SyslogSink) appendMessage(b []byte, ev *Event) ([]byte, error) {
-	b = append(b, '<')
-	b = strconv.AppendInt(b, int64(s.opts.Facility*8+severity(ev.Type)), 10)
-	b = append(b, ">1 "...)
-	b = ev.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z07:00")
-	b = append(b, ' ')
-	b = append(b, s.opts.Hostname...)
-	b = append(b, ' ')
-	b = append(b, s.opts.AppName...)
-	b = append(b, " - "...)
-	b = append(b, headerField(ev.Type, 32)...)
-	b = append(b, " ["+sdID...)
-	param := func(name, v string) {
-		if v == "" {
-			return
-		}
-		b = append(b, ' ')
-		b = append(b, name...)
-		b = append(b, `="`...)
-		b = appendParamValue(b, v)
-		b = append(b, '"')
-	}
+	b = s.appendHeader(b, ev.Time, severity(ev.Type), ev.Type)
+	param := func(name, v string) { b = appendParam(b, name, v) }
 	param("seq", strconv.FormatUint(ev.Seq, 10))
 	param("type", ev.Type)
 	param("actor", ev.Actor)
@@ -185,6 +205,34 @@ func (s *SyslogSink) appendMessage(b []byte, ev *Event) ([]byte, error) {
 	param("hash", ev.Hash)
 	b = append(b, "] "...)
 	return ev.AppendJSON(b), nil // JSON escaping keeps the message on one line
+}
+
+// appendHeader appends a message's header up to and including the opening
+// of keygate's structured data element.
+func (s *SyslogSink) appendHeader(b []byte, t time.Time, sev int, msgID string) []byte {
+	b = append(b, '<')
+	b = strconv.AppendInt(b, int64(s.opts.Facility*8+sev), 10)
+	b = append(b, ">1 "...)
+	b = t.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z07:00")
+	b = append(b, ' ')
+	b = append(b, s.opts.Hostname...)
+	b = append(b, ' ')
+	b = append(b, s.opts.AppName...)
+	b = append(b, " - "...)
+	b = append(b, headerField(msgID, 32)...)
+	return append(b, " ["+sdID...)
+}
+
+// appendParam appends one SD-PARAM, or nothing when v is empty.
+func appendParam(b []byte, name, v string) []byte {
+	if v == "" {
+		return b
+	}
+	b = append(b, ' ')
+	b = append(b, name...)
+	b = append(b, `="`...)
+	b = appendParamValue(b, v)
+	return append(b, '"')
 }
 
 // appendParamValue escapes v as an RFC 5424 PARAM-VALUE: '"', '\' and ']'

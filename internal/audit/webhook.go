@@ -23,7 +23,10 @@ const SignatureHeader = "X-Keygate-Signature"
 type WebhookOptions struct {
 	URL    string        // where batches are POSTed
 	Secret secret.String // key for the body signature; the receiver holds the same
-	Client *http.Client  // default: a client of its own, bounded by each write's deadline
+	// KeySource, when set, is asked for the signing key at every post
+	// instead of Secret, so a rotated key applies without a restart.
+	KeySource func(ctx context.Context) (secret.String, error)
+	Client    *http.Client // default: a client of its own, bounded by each write's deadline
 }
 
 // WebhookSink POSTs each batch as a JSON array of events, signed with
@@ -42,7 +45,7 @@ func NewWebhookSink(opts WebhookOptions) (*WebhookSink, error) {
 	if opts.URL == "" {
 		return nil, errors.New("audit: webhook sink needs a URL; set the audit webhook URL in keygate's config")
 	}
-	if opts.Secret.IsZero() {
+	if opts.Secret.IsZero() && opts.KeySource == nil {
 		return nil, errors.New("audit: webhook sink needs a signing secret so receivers can authenticate batches; set one in keygate's config")
 	}
 	s := &WebhookSink{opts: opts}
@@ -68,23 +71,60 @@ func (s *WebhookSink) Write(ctx context.Context, batch []Event) error {
 	if err := json.NewEncoder(&s.buf).Encode(batch); err != nil {
 		return fmt.Errorf("audit: encoding %d events for the webhook: %w", len(batch), err)
 	}
+	return s.post(ctx, fmt.Sprintf("%d events", len(batch)))
+}
+
+// WriteCheckpoint POSTs cp as a one-element array, [{"checkpoint":{...}}],
+// signed like every batch, so the receiver keeps the checkpoints beside the
+// events.
+func (s *WebhookSink) WriteCheckpoint(ctx context.Context, cp Checkpoint) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf.Reset()
+	b := append(s.buf.AvailableBuffer(), '[')
+	b = AppendCheckpointLine(b, cp)
+	s.buf.Write(append(b, ']', '\n'))
+	return s.post(ctx, fmt.Sprintf("checkpoint %d", cp.Seq))
+}
+
+// post sends s.buf, signed. The caller holds s.mu.
+func (s *WebhookSink) post(ctx context.Context, what string) error {
 	body := s.buf.Bytes()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.opts.URL, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("audit: building the webhook request: %w; check the webhook URL", err)
 	}
+	key, err := s.key(ctx)
+	if err != nil {
+		return err
+	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(SignatureHeader, SignBody([]byte(s.opts.Secret.Reveal()), body))
+	req.Header.Set(SignatureHeader, SignBody([]byte(key.Reveal()), body))
 	resp, err := s.opts.Client.Do(req)
 	if err != nil {
-		return fmt.Errorf("audit: posting %d events to the webhook: %w", len(batch), err)
+		return fmt.Errorf("audit: posting %s to the webhook: %w", what, err)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("audit: webhook answered %s to %d events; check the receiver's logs and its copy of the signing secret", resp.Status, len(batch))
+		return fmt.Errorf("audit: webhook answered %s to %s; check the receiver's logs and its copy of the signing secret", resp.Status, what)
 	}
 	return nil
+}
+
+// key returns the signing key: the one a KeySource gives now, or Secret.
+func (s *WebhookSink) key(ctx context.Context) (secret.String, error) {
+	if s.opts.KeySource == nil {
+		return s.opts.Secret, nil
+	}
+	k, err := s.opts.KeySource(ctx)
+	if err != nil {
+		return secret.String{}, fmt.Errorf("audit: reading the webhook signing key: %w", err)
+	}
+	if k.IsZero() {
+		return secret.String{}, errors.New("audit: the webhook signing key is empty; rotate it with keygate audit webhook-key rotate")
+	}
+	return k, nil
 }
 
 // Close releases idle connections of the sink's own client.

@@ -31,16 +31,23 @@ type WriterOptions struct {
 	FailClosed bool
 	Now        func() time.Time // clock for events recorded without a time (default time.Now)
 
-	// SigningKey signs checkpoints handed to Checkpointer; both must be set
-	// for checkpoints to be made.
+	// SigningKey, when set, signs checkpoints (version 2, see SignLinked):
+	// each one goes to every sink that is a CheckpointSink, once that sink
+	// has stored the event it covers, and to Checkpointer when set.
 	SigningKey   ed25519.PrivateKey
 	Checkpointer func(Checkpoint)
 	// A checkpoint is made for every event whose seq is a multiple of
 	// CheckpointEvery (default 1000) once a sink has stored it; for the newest
 	// stored event when CheckpointInterval (0: never) has passed since the last
-	// checkpoint; and for the newest stored event on Close.
+	// checkpoint; and for the newest stored event on Close. None is made
+	// while no new event has been stored.
 	CheckpointEvery    uint64
 	CheckpointInterval time.Duration
+	// Node names the chain in every checkpoint. LastCheckpoint is the seq of
+	// the newest checkpoint an earlier run made for the chain (0: none); the
+	// first checkpoint of this run names it as its predecessor.
+	Node           string
+	LastCheckpoint uint64
 
 	Logger *slog.Logger // where sink failures are reported (default: discarded)
 }
@@ -69,16 +76,24 @@ type Writer struct {
 	sinks   []*sinkState
 	pending []Event // events not yet stored by every sink, in order
 	newest  Event   // newest event stored by at least one sink
-	lastCP  uint64
+	lastCP  uint64  // no checkpoint is made at or below this seq
+	prevCP  uint64  // seq of the newest checkpoint made, named by the next one
 	cpAt    time.Time
 }
 
 type sinkState struct {
-	sink   Sink
-	done   int         // how many of pending this sink has stored
-	flight chan result // non-nil while a write is running
-	last   uint64      // seq of the last event in the write in flight
+	sink    Sink
+	done    int         // how many of pending this sink has stored
+	flight  chan result // non-nil while a write is running
+	last    uint64      // seq of the last event in the write in flight (0 for a checkpoint)
+	through uint64      // seq of the newest event this sink has stored
+	cpw     CheckpointSink
+	cps     []Checkpoint // checkpoints this sink has yet to store, oldest first
 }
+
+// maxOwedCheckpoints bounds the checkpoints kept for a sink that is down;
+// the oldest are dropped past it (a later checkpoint covers their events).
+const maxOwedCheckpoints = 4096
 
 type result struct{ err error }
 
@@ -112,10 +127,13 @@ func NewWriter(chain *Chain, sinks []Sink, opts WriterOptions) (*Writer, error) 
 	if w.log == nil {
 		w.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	head, _ := chain.Head()
 	for _, s := range sinks {
-		w.sinks = append(w.sinks, &sinkState{sink: s})
+		st := &sinkState{sink: s, through: head}
+		st.cpw, _ = s.(CheckpointSink)
+		w.sinks = append(w.sinks, st)
 	}
-	w.lastCP, _ = chain.Head()
+	w.lastCP, w.prevCP = head, opts.LastCheckpoint
 	w.cpAt = opts.Now()
 	w.healthy.Store(true)
 	go w.loop()
@@ -197,7 +215,9 @@ func (w *Writer) Close(ctx context.Context) error {
 	retry := 10 * time.Millisecond
 	for {
 		w.flush(ctx)
-		if w.caughtUp() {
+		w.checkpoint(true)
+		w.deliver(ctx)
+		if w.caughtUp() && w.checkpointsDelivered() {
 			break
 		}
 		select {
@@ -206,10 +226,13 @@ func (w *Writer) Close(ctx context.Context) error {
 			retry = min(2*retry, time.Second)
 			continue
 		}
-		errs = append(errs, fmt.Errorf("audit: %d events were not stored by every sink before shutdown ended (%d by none): %w", len(w.pending)-w.minDone(), w.unsent.Load(), ctx.Err()))
+		if !w.caughtUp() {
+			errs = append(errs, fmt.Errorf("audit: %d events were not stored by every sink before shutdown ended (%d by none): %w", len(w.pending)-w.minDone(), w.unsent.Load(), ctx.Err()))
+		} else {
+			errs = append(errs, fmt.Errorf("audit: a checkpoint was not stored by every sink before shutdown ended: %w", ctx.Err()))
+		}
 		break
 	}
-	w.checkpoint(true)
 	for _, s := range w.sinks {
 		if s.flight != nil {
 			continue // a hung write still owns the sink; closing it under it is unsafe
@@ -235,6 +258,7 @@ func (w *Writer) loop() {
 		}
 		w.flush(ctx)
 		w.checkpoint(false)
+		w.deliver(ctx)
 	}
 }
 
@@ -263,39 +287,54 @@ func (w *Writer) flush(ctx context.Context) {
 	}
 
 	for i, s := range w.sinks {
-		if s.flight != nil { // a write outlived its deadline; see whether it has finished
-			select {
-			case r := <-s.flight:
-				s.flight = nil
-				if r.err == nil && len(w.pending) > 0 && s.last >= w.pending[0].Seq {
-					// pending holds consecutive seqs, so the index follows from the seq.
-					s.done = max(s.done, min(int(s.last-w.pending[0].Seq)+1, len(w.pending)))
-				}
-			default:
-				continue
-			}
+		if !w.poll(s) {
+			continue
 		}
 		for s.done < len(w.pending) && ctx.Err() == nil {
 			end := min(s.done+w.opts.BatchSize, len(w.pending))
-			if err := w.write(ctx, s, w.pending[s.done:end:end]); err != nil {
+			batch := w.pending[s.done:end:end]
+			if err := w.write(ctx, s, batch[len(batch)-1].Seq, func(ctx context.Context) error { return s.sink.Write(ctx, batch) }); err != nil {
 				w.log.Warn("audit sink could not store events; they will be offered again",
 					"sink", i, "type", fmt.Sprintf("%T", s.sink), "from_seq", w.pending[s.done].Seq, "events", end-s.done, "err", err)
 				break
 			}
-			s.done = end
+			s.done, s.through = end, batch[len(batch)-1].Seq
 		}
 	}
 	w.settle()
 }
 
+// poll sees whether a sink's write that outlived its deadline has finished,
+// and reports whether the sink is free for the next one.
+func (w *Writer) poll(s *sinkState) bool {
+	if s.flight == nil {
+		return true
+	}
+	select {
+	case r := <-s.flight:
+		s.flight = nil
+		if r.err == nil && s.last > 0 {
+			s.through = max(s.through, s.last)
+			if len(w.pending) > 0 && s.last >= w.pending[0].Seq {
+				// pending holds consecutive seqs, so the index follows from the seq.
+				s.done = max(s.done, min(int(s.last-w.pending[0].Seq)+1, len(w.pending)))
+			}
+		}
+		return true
+	default:
+		return false
+	}
+}
+
 // write runs one sink write, waiting at most Deadline. A write that has not
-// returned by then is left running and the sink is skipped until it does.
-func (w *Writer) write(ctx context.Context, s *sinkState, batch []Event) error {
+// returned by then is left running and the sink is skipped until it does;
+// last is the seq of the newest event it stores (0 for a checkpoint).
+func (w *Writer) write(ctx context.Context, s *sinkState, last uint64, fn func(context.Context) error) error {
 	wctx, cancel := context.WithTimeout(ctx, w.opts.Deadline)
 	ch := make(chan result, 1)
 	go func() {
 		defer cancel()
-		ch <- result{s.sink.Write(wctx, batch)}
+		ch <- result{fn(wctx)}
 	}()
 	t := time.NewTimer(w.opts.Deadline)
 	defer t.Stop()
@@ -303,7 +342,7 @@ func (w *Writer) write(ctx context.Context, s *sinkState, batch []Event) error {
 	case r := <-ch:
 		return r.err
 	case <-t.C:
-		s.flight, s.last = ch, batch[len(batch)-1].Seq
+		s.flight, s.last = ch, last
 		return fmt.Errorf("audit: sink write did not return within %v; the sink is hung and is skipped until it returns", w.opts.Deadline)
 	}
 }
@@ -321,6 +360,7 @@ func (w *Writer) settle() {
 			w.log.Error("audit sink fell too far behind; events stored by other sinks are skipped for it",
 				"sink", i, "type", fmt.Sprintf("%T", s.sink), "from_seq", w.pending[s.done].Seq, "skipped", owed-w.opts.QueueSize)
 			s.done = maxDone - w.opts.QueueSize
+			s.through = max(s.through, w.pending[s.done-1].Seq)
 		}
 	}
 	if maxDone > 0 {
@@ -359,28 +399,76 @@ func (w *Writer) durable(stored []Event) {
 	if last.Seq <= w.newest.Seq {
 		return
 	}
-	if w.opts.SigningKey != nil && w.opts.Checkpointer != nil {
+	if w.opts.SigningKey != nil {
 		every, first := w.opts.CheckpointEvery, stored[0].Seq
 		for seq := (w.lastCP/every + 1) * every; seq <= last.Seq; seq += every {
 			if seq >= first {
-				w.opts.Checkpointer(Sign(w.opts.SigningKey, stored[seq-first]))
-				w.lastCP, w.cpAt = seq, w.opts.Now()
+				w.makeCheckpoint(stored[seq-first])
 			}
 		}
 	}
 	w.newest = last
 }
 
-// checkpoint signs and hands over a checkpoint when one is due.
+// checkpoint signs a checkpoint of the newest stored event when one is due.
 func (w *Writer) checkpoint(final bool) {
-	if w.opts.SigningKey == nil || w.opts.Checkpointer == nil || w.newest.Seq <= w.lastCP {
+	if w.opts.SigningKey == nil || w.newest.Seq <= w.lastCP {
 		return
 	}
-	now := w.opts.Now()
-	due := final || (w.opts.CheckpointInterval > 0 && now.Sub(w.cpAt) >= w.opts.CheckpointInterval)
-	if !due {
-		return
+	due := final || (w.opts.CheckpointInterval > 0 && w.opts.Now().Sub(w.cpAt) >= w.opts.CheckpointInterval)
+	if due {
+		w.makeCheckpoint(w.newest)
 	}
-	w.opts.Checkpointer(Sign(w.opts.SigningKey, w.newest))
-	w.lastCP, w.cpAt = w.newest.Seq, now
+}
+
+// makeCheckpoint signs a checkpoint of ev, linked to the one before it, and
+// queues it for every checkpoint sink.
+func (w *Writer) makeCheckpoint(ev Event) {
+	cp := SignLinked(w.opts.SigningKey, w.opts.Node, w.prevCP, ev)
+	w.lastCP, w.prevCP, w.cpAt = ev.Seq, ev.Seq, w.opts.Now()
+	if w.opts.Checkpointer != nil {
+		w.opts.Checkpointer(cp)
+	}
+	for i, s := range w.sinks {
+		if s.cpw == nil {
+			continue
+		}
+		if len(s.cps) >= maxOwedCheckpoints {
+			w.log.Error("audit sink has been down too long; its oldest unsent checkpoint is dropped, and verify will report it missing from this sink",
+				"sink", i, "type", fmt.Sprintf("%T", s.sink), "seq", s.cps[0].Seq)
+			s.cps = s.cps[1:]
+		}
+		s.cps = append(s.cps, cp)
+	}
+}
+
+// deliver offers every checkpoint sink the checkpoints it has yet to store
+// whose events it already holds, oldest first.
+func (w *Writer) deliver(ctx context.Context) {
+	for i, s := range w.sinks {
+		if s.cpw == nil || len(s.cps) == 0 || !w.poll(s) {
+			continue
+		}
+		for len(s.cps) > 0 && s.cps[0].Seq <= s.through && ctx.Err() == nil {
+			cp := s.cps[0]
+			if err := w.write(ctx, s, 0, func(ctx context.Context) error { return s.cpw.WriteCheckpoint(ctx, cp) }); err != nil {
+				w.log.Warn("audit sink could not store a checkpoint; it will be offered again",
+					"sink", i, "type", fmt.Sprintf("%T", s.sink), "seq", cp.Seq, "err", err)
+				break
+			}
+			s.cps[0] = Checkpoint{}
+			s.cps = s.cps[1:]
+		}
+	}
+}
+
+// checkpointsDelivered reports whether every checkpoint sink has stored
+// every checkpoint made.
+func (w *Writer) checkpointsDelivered() bool {
+	for _, s := range w.sinks {
+		if len(s.cps) > 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -2,14 +2,15 @@ package cli
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/keygate/keygate/internal/adminapi"
 )
 
-// auditCmd is `keygate audit search` and `keygate audit verify`.
+// auditCmd is `keygate audit search`, `verify`, `ref`, `public-key` and `webhook-key`.
 func (a *app) auditCmd() *cobra.Command {
 	var key, typ, since string
 	var limit int
@@ -69,42 +70,6 @@ stored, hash chain included.
 	f.StringVar(&since, "since", "", "only events newer than this `DURATION`, such as 1h or 7d")
 	f.IntVar(&limit, "limit", 0, "at most N events (default and maximum 10000)")
 
-	verify := &cobra.Command{
-		Use:   "verify",
-		Short: "Check the audit trail for edited, deleted, reordered or inserted events",
-		Long: `Walk every node's audit chain, checking each event's hash, its link to the
-one before, and the signed checkpoints. An edit, deletion, reordering or
-insertion is reported with the first place it shows.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, cred, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			v, err := c.AuditVerify(cmd.Context())
-			if err != nil {
-				return explain(fmt.Errorf("audit verify: %w", err), cred)
-			}
-			out := cmd.OutOrStdout()
-			if a.json {
-				if err := writeJSON(out, v); err != nil {
-					return err
-				}
-			} else {
-				for _, n := range v.Nodes {
-					status := "intact"
-					if n.Error != "" {
-						status = fmt.Sprintf("TAMPERED at seq %d: %s", n.Seq, n.Error)
-					}
-					fmt.Fprintf(out, "%s: %d events, %d signed checkpoints: %s\n", n.Node, n.Events, n.Checkpoints, status)
-				}
-			}
-			if !v.OK {
-				return errors.New("audit verify: the audit trail has been tampered with")
-			}
-			return nil
-		},
-	}
 	ref := &cobra.Command{
 		Use:   "ref SECRET-NAME",
 		Short: "Print the reference a secret's name is recorded under",
@@ -125,7 +90,97 @@ name, to search the log or the trail for it.`,
 			return err
 		},
 	}
+	pub := &cobra.Command{
+		Use:   "public-key",
+		Short: "Print the key audit checkpoints are signed with, to pin",
+		Long: `Print the Ed25519 public key keygate signs audit checkpoints with, in hex.
+Keep it somewhere the keygate host cannot write, and pass it to
+keygate audit verify --public-key, so checkpoints re-signed with another key
+(after someone replaced keygate's signing key) fail. keygate also logs it at
+every start. --json adds the key id checkpoints name.
+
+  keygate audit public-key > audit.pub`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, cred, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			k, err := c.AuditPublicKey(cmd.Context())
+			if err != nil {
+				return explain(fmt.Errorf("audit public-key: %w", err), cred)
+			}
+			if a.json {
+				return writeJSON(cmd.OutOrStdout(), k)
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), k.PublicKey)
+			return err
+		},
+	}
 	cmd := &cobra.Command{Use: "audit", Short: "Search and verify the audit trail"}
-	cmd.AddCommand(search, verify, ref)
+	cmd.AddCommand(search, a.auditVerifyCmd(), ref, pub, a.webhookKeyCmd())
+	return cmd
+}
+
+// webhookKeyCmd is `keygate audit webhook-key show|rotate`.
+func (a *app) webhookKeyCmd() *cobra.Command {
+	var which string
+	printKey := func(cmd *cobra.Command, k adminapi.WebhookKey) error {
+		if a.json {
+			return writeJSON(cmd.OutOrStdout(), k)
+		}
+		out := cmd.OutOrStdout()
+		fmt.Fprintln(out, k.Key)
+		_, err := fmt.Fprintf(cmd.ErrOrStderr(), "%s webhook signing key, version %d, used %s; the receiver computes HMAC-SHA256 of the raw body with the bytes this hex decodes to and compares it with X-Keygate-Signature: sha256=<hex>\n", k.For, k.Version, k.Applies)
+		return err
+	}
+	show := &cobra.Command{
+		Use:   "show [--for audit|alerts]",
+		Short: "Print the key a webhook's bodies are signed with",
+		Long: `Print, in hex, the key keygate signs audit (or alert) webhook bodies with,
+so the receiver can check the X-Keygate-Signature header: HMAC-SHA256 of the
+raw body, keyed with the bytes the hex decodes to, sent as sha256=<hex>.
+Only an admin credential may read it; every read is on the audit trail.
+
+  keygate audit webhook-key show --for audit`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, cred, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			k, err := c.WebhookKey(cmd.Context(), which)
+			if err != nil {
+				return explain(fmt.Errorf("audit webhook-key show: %w", err), cred)
+			}
+			return printKey(cmd, k)
+		},
+	}
+	show.Flags().StringVar(&which, "for", adminapi.WebhookAudit, "the webhook: audit or alerts")
+	rotate := &cobra.Command{
+		Use:   "rotate [--for audit|alerts]",
+		Short: "Replace a webhook's signing key with a new random one",
+		Long: `Make a new random signing key for the audit (or alert) webhook and print it
+once, in hex. The audit webhook signs with it at once on this node and
+within vault.read_cache_ttl on the others; the alert webhook from each node's
+next start. Let the receiver accept the old and the new key until then.
+
+  keygate audit webhook-key rotate --for audit`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, cred, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			k, err := c.RotateWebhookKey(cmd.Context(), which)
+			if err != nil {
+				return explain(fmt.Errorf("audit webhook-key rotate: %w", err), cred)
+			}
+			return printKey(cmd, k)
+		},
+	}
+	rotate.Flags().StringVar(&which, "for", adminapi.WebhookAudit, "the webhook: audit or alerts")
+	cmd := &cobra.Command{Use: "webhook-key", Short: "Show or rotate the key webhook bodies are signed with"}
+	cmd.AddCommand(show, rotate)
 	return cmd
 }

@@ -298,11 +298,19 @@ type Audit struct {
 	Syslog string `yaml:"syslog"`
 	// Webhook receives batches as JSON, signed (X-Keygate-Signature).
 	Webhook string `yaml:"webhook"`
-	// FailClosed refuses requests while no sink keeps up with the trail.
+	// FailClosed refuses requests and admin changes while no sink keeps up
+	// with the trail.
 	FailClosed bool `yaml:"fail_closed"`
 	// FlushInterval is how often recorded events are written to every
 	// sink (default 100ms): the most a kill -9 can lose.
 	FlushInterval time.Duration `yaml:"flush_interval"`
+	// Deadline bounds one sink write; a sink that has not answered by then
+	// counts as down, which fail_closed acts on (default 2s).
+	Deadline time.Duration `yaml:"deadline"`
+	// CheckpointInterval is how often, while events flow, a signed
+	// checkpoint of the newest stored event is made and sent to every sink
+	// (default 5s); none is made while the trail is idle.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 }
 
 // Tokens configures access tokens (RFC 9068 JWTs, EdDSA).
@@ -391,7 +399,7 @@ func Default(home string) Config {
 		},
 		Log:    Log{Level: "info", Format: "text", Requests: true},
 		Tokens: Tokens{Issuer: "keygate", Audience: "keygate"},
-		Audit:  Audit{FlushInterval: 100 * time.Millisecond},
+		Audit:  Audit{FlushInterval: 100 * time.Millisecond, Deadline: 2 * time.Second, CheckpointInterval: 5 * time.Second},
 		Risk:   Risk{CountryAction: "deny", ImpossibleTravel: "step-up", UnusualHour: "allow", NewNetwork: "allow"},
 		Limits: Limits{
 			Timezone:          "UTC",
@@ -585,6 +593,7 @@ func (c Config) Validate() error {
 		{"vault.janitor_interval", c.Vault.JanitorInterval}, {"audit.flush_interval", c.Audit.FlushInterval},
 		{"client.read_header_timeout", c.Client.ReadHeaderTimeout}, {"client.read_body_timeout", c.Client.ReadBodyTimeout},
 		{"client.idle_timeout", c.Client.IdleTimeout},
+		{"audit.deadline", c.Audit.Deadline}, {"audit.checkpoint_interval", c.Audit.CheckpointInterval},
 	} {
 		if d.v <= 0 {
 			bad(d.field, "must be a positive duration such as 10s")

@@ -80,6 +80,8 @@ func TestValidateNamesEachField(t *testing.T) {
 		{"proxies", func(c *Config) { c.TrustedProxies = []string{"nope"} }, "trusted_proxies"},
 		{"level", func(c *Config) { c.Log.Level = "loud" }, "log.level"},
 		{"db", func(c *Config) { c.Database = "mysql://x" }, "database"},
+		{"audit deadline", func(c *Config) { c.Audit.Deadline = 0 }, "audit.deadline"},
+		{"audit checkpoint interval", func(c *Config) { c.Audit.CheckpointInterval = -time.Second }, "audit.checkpoint_interval"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Default("/h")

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/secret"
@@ -55,6 +57,7 @@ func nodeID(dataDir string) (string, error) {
 type dbSink struct {
 	st   *store.Store
 	node string
+	log  *slog.Logger
 }
 
 func (s dbSink) Write(ctx context.Context, batch []audit.Event) error {
@@ -64,13 +67,63 @@ func (s dbSink) Write(ctx context.Context, batch []audit.Event) error {
 		recs = append(recs, store.AuditRecord{Node: s.node, Seq: ev.Seq, Time: ev.Time, Type: ev.Type, KeyID: ev.KeyID, Data: ev.AppendJSON(nil)})
 	}
 	err := s.st.AppendAudit(ctx, recs)
-	if errors.Is(err, store.ErrConflict) && len(batch) > 0 {
-		// A retry of a batch that did land before: nothing to do.
-		if last, lerr := s.st.LastAudit(ctx, s.node); lerr == nil && last.Seq >= batch[len(batch)-1].Seq {
-			return nil
+	if !errors.Is(err, store.ErrConflict) || len(batch) == 0 {
+		return err
+	}
+	// A retry of a batch that did land before has nothing to do. Rows at
+	// these seqs that keygate did not write mean someone else writes this
+	// node's trail: that cannot be repaired here, so it is reported, and
+	// the checkpoints and external copies keep the genuine events.
+	stored, serr := s.st.SearchAudit(ctx, store.AuditFilter{Node: s.node, AfterSeq: batch[0].Seq - 1, Limit: len(batch)})
+	if serr != nil {
+		return err
+	}
+	have := make(map[uint64][]byte, len(stored))
+	for _, r := range stored {
+		have[r.Seq] = r.Data
+	}
+	var foreign []uint64
+	var missing []store.AuditRecord
+	for _, r := range recs {
+		d, ok := have[r.Seq]
+		switch {
+		case !ok:
+			missing = append(missing, r)
+		case !bytes.Equal(d, r.Data):
+			foreign = append(foreign, r.Seq)
 		}
 	}
-	return err
+	if len(foreign) == 0 && len(missing) == 0 {
+		return nil
+	}
+	s.log.Error("the database holds audit rows this keygate did not write at seqs it was storing; someone else writes this node's audit trail: run keygate audit verify --against an external copy",
+		"node", s.node, "seqs", foreign)
+	// Keep what can be kept of the genuine events beside the foreign rows.
+	for _, r := range missing {
+		if err := s.st.AppendAudit(ctx, []store.AuditRecord{r}); err != nil && !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteCheckpoint stores a signed checkpoint of this node's chain. One
+// already stored (a retry after a timeout) is not an error; another
+// checkpoint stored at its seq is reported.
+func (s dbSink) WriteCheckpoint(ctx context.Context, cp audit.Checkpoint) error {
+	data, err := json.Marshal(cp)
+	if err != nil {
+		return fmt.Errorf("audit: encoding checkpoint %d: %w", cp.Seq, err)
+	}
+	err = s.st.PutAuditCheckpoint(ctx, s.node, cp.Seq, data)
+	if !errors.Is(err, store.ErrConflict) {
+		return err
+	}
+	if cur, lerr := s.st.ListAuditCheckpoints(ctx, s.node, cp.Seq-1, 1); lerr == nil && (len(cur) != 1 || !bytes.Equal(cur[0].Data, data)) {
+		s.log.Error("the database holds an audit checkpoint this keygate did not make at the seq it was storing; someone else writes this node's audit trail: run keygate audit verify",
+			"node", s.node, "seq", cp.Seq)
+	}
+	return nil
 }
 
 func (s dbSink) Close() error { return nil }
@@ -109,7 +162,7 @@ func newAudit(ctx context.Context, cfg config.Config, st *store.Store, v *vault.
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	sinks := []audit.Sink{dbSink{st: st, node: node}}
+	sinks := []audit.Sink{dbSink{st: st, node: node, log: log}}
 	if cfg.Audit.File != "" {
 		f, err := audit.OpenFile(cfg.Audit.File, audit.FileOptions{})
 		if err != nil {
@@ -129,11 +182,15 @@ func newAudit(ctx context.Context, cfg config.Config, st *store.Store, v *vault.
 		sinks = append(sinks, s)
 	}
 	if cfg.Audit.Webhook != "" {
-		key, err := v.Ensure(ctx, "system/audit-webhook-key", 32)
-		if err != nil {
+		if _, err := v.Ensure(ctx, admin.AuditWebhookKeyRecord, admin.WebhookKeySize); err != nil {
 			return nil, fmt.Errorf("audit webhook signing key: %w", err)
 		}
-		wh, err := audit.NewWebhookSink(audit.WebhookOptions{URL: cfg.Audit.Webhook, Secret: secret.New(key.Reveal())})
+		// Read at every post (the vault caches it briefly), so a key rotated
+		// with keygate audit webhook-key rotate applies without a restart.
+		wh, err := audit.NewWebhookSink(audit.WebhookOptions{URL: cfg.Audit.Webhook, KeySource: func(ctx context.Context) (secret.String, error) {
+			k, _, err := v.GetCached(ctx, admin.AuditWebhookKeyRecord)
+			return k, err
+		}})
 		if err != nil {
 			return nil, fmt.Errorf("config: audit.webhook: %w", err)
 		}
@@ -143,20 +200,47 @@ func newAudit(ctx context.Context, cfg config.Config, st *store.Store, v *vault.
 	if err != nil {
 		return nil, err
 	}
+	pub := priv.Public().(ed25519.PublicKey)
+	lastCP := checkAuditResume(ctx, st, node, last, pub, log)
+	log.Info("audit checkpoints are signed with this Ed25519 key; pin it for keygate audit verify --public-key (keygate audit public-key prints it)",
+		"key_id", audit.KeyIDOf(pub), "public_key", hex.EncodeToString(pub))
 	w, err := audit.NewWriter(audit.NewChain(last), sinks, audit.WriterOptions{
-		FailClosed: cfg.Audit.FailClosed, FlushInterval: cfg.Audit.FlushInterval, SigningKey: priv, Logger: log,
-		Checkpointer: func(cp audit.Checkpoint) {
-			data, err := json.Marshal(cp)
-			if err == nil {
-				err = st.PutAuditCheckpoint(context.Background(), node, cp.Seq, data)
-			}
-			if err != nil && !errors.Is(err, store.ErrConflict) {
-				log.Error("could not store an audit checkpoint; the next one covers the chain too", "seq", cp.Seq, "err", err)
-			}
-		},
+		FailClosed: cfg.Audit.FailClosed, FlushInterval: cfg.Audit.FlushInterval, Deadline: cfg.Audit.Deadline,
+		SigningKey: priv, CheckpointInterval: cfg.Audit.CheckpointInterval, Node: node, LastCheckpoint: lastCP, Logger: log,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &auditTrail{w: w, node: node, pub: priv.Public().(ed25519.PublicKey)}, nil
+	return &auditTrail{w: w, node: node, pub: pub}, nil
+}
+
+// checkAuditResume looks at where this node's stored chain ends before the
+// writer continues it, and returns the seq of its newest stored checkpoint,
+// which the next checkpoint names as its predecessor. A checkpoint past the
+// last stored event, or one signed by another key, means the trail or the
+// signing key was tampered with while keygate was stopped; that is logged
+// as an error (keygate audit verify reports it too) and keygate goes on, so
+// the evidence is kept rather than overwritten.
+func checkAuditResume(ctx context.Context, st *store.Store, node string, last audit.Event, pub ed25519.PublicKey, log *slog.Logger) uint64 {
+	rec, err := st.LastAuditCheckpoint(ctx, node)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			log.Error("could not read this node's newest audit checkpoint; the next checkpoint will not name it", "err", err)
+		}
+		return 0
+	}
+	var cp audit.Checkpoint
+	if err := json.Unmarshal(rec.Data, &cp); err != nil {
+		log.Error("this node's newest audit checkpoint is unreadable: the audit trail may have been tampered with; run keygate audit verify", "seq", rec.Seq)
+		return rec.Seq
+	}
+	if rec.Seq > last.Seq {
+		log.Error("a signed audit checkpoint covers events that are no longer stored: the audit trail was cut while keygate was stopped; run keygate audit verify",
+			"checkpoint_seq", rec.Seq, "last_event_seq", last.Seq)
+	}
+	if cp.KeyID != "" && cp.KeyID != audit.KeyIDOf(pub) {
+		log.Error("the audit signing key changed since the last checkpoint: its vault record was replaced; verify the trail with the pinned key (keygate audit verify --public-key)",
+			"previous_key_id", cp.KeyID, "key_id", audit.KeyIDOf(pub))
+	}
+	return rec.Seq
 }

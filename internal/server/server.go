@@ -222,6 +222,7 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 		Audit:            trail.w,
 		AuditStore:       st,
 		AuditKey:         trail.pub,
+		AuditFailClosed:  cfg.Audit.FailClosed,
 		UsageLocation:    cfg.Limits.Location(),
 		Rotator:          c.rot,
 		OpenKEK: func(ctx context.Context, url string) (vault.KEK, error) {

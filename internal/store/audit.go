@@ -135,22 +135,51 @@ func (s *Store) PutAuditCheckpoint(ctx context.Context, node string, seq uint64,
 	return nil
 }
 
-// ListAuditCheckpoints returns a node's checkpoints (JSON), oldest first.
-func (s *Store) ListAuditCheckpoints(ctx context.Context, node string) ([][]byte, error) {
-	rows, err := s.r.QueryContext(ctx, rebind(s.dialect, `SELECT data FROM audit_checkpoints WHERE node = ? ORDER BY seq`), node)
+// AuditCheckpoint is one signed checkpoint of a node's chain as stored.
+type AuditCheckpoint struct {
+	Node string
+	Seq  uint64
+	Data []byte // the checkpoint's JSON
+}
+
+// ListAuditCheckpoints returns a node's checkpoints after seq after, oldest
+// first, at most limit of them (default and maximum 10,000).
+func (s *Store) ListAuditCheckpoints(ctx context.Context, node string, after uint64, limit int) ([]AuditCheckpoint, error) {
+	if limit <= 0 || limit > 10000 {
+		limit = 10000
+	}
+	q := rebind(s.dialect, `SELECT node, seq, data FROM audit_checkpoints WHERE node = ? AND seq > ? ORDER BY seq LIMIT ?`)
+	rows, err := s.r.QueryContext(ctx, q, node, int64(after), limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: list audit checkpoints: %w", err)
 	}
-	return collect(rows, func(r rowScanner) ([]byte, error) {
-		var d string
-		err := r.Scan(&d)
-		return []byte(d), err
-	}, "list audit checkpoints")
+	return collect(rows, scanCheckpoint, "list audit checkpoints")
 }
 
-// AuditNodes lists the nodes that have written audit events.
+// LastAuditCheckpoint returns the newest checkpoint of a node's chain, or ErrNotFound.
+func (s *Store) LastAuditCheckpoint(ctx context.Context, node string) (AuditCheckpoint, error) {
+	q := rebind(s.dialect, `SELECT node, seq, data FROM audit_checkpoints WHERE node = ? ORDER BY seq DESC LIMIT 1`)
+	cp, err := scanCheckpoint(s.r.QueryRowContext(ctx, q, node))
+	if err != nil {
+		return AuditCheckpoint{}, fmt.Errorf("store: last audit checkpoint: %w", mapErr(err))
+	}
+	return cp, nil
+}
+
+func scanCheckpoint(row rowScanner) (AuditCheckpoint, error) {
+	var cp AuditCheckpoint
+	var seq int64
+	var data string
+	err := row.Scan(&cp.Node, &seq, &data)
+	cp.Seq, cp.Data = uint64(seq), []byte(data)
+	return cp, err
+}
+
+// AuditNodes lists the nodes that have written audit events or checkpoints:
+// a node whose events were all deleted is still listed while a checkpoint
+// of it remains.
 func (s *Store) AuditNodes(ctx context.Context) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT DISTINCT node FROM audit_events ORDER BY node`)
+	rows, err := s.r.QueryContext(ctx, `SELECT DISTINCT node FROM audit_events UNION SELECT DISTINCT node FROM audit_checkpoints ORDER BY node`)
 	if err != nil {
 		return nil, fmt.Errorf("store: list audit nodes: %w", err)
 	}

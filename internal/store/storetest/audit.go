@@ -44,14 +44,35 @@ func testAudit(t *testing.T, newURL func(testing.TB) string) {
 	}
 	must(t, s.PutAuditCheckpoint(ctx(t), "n1", 2, []byte(`{"seq":2}`)))
 	wantErr(t, s.PutAuditCheckpoint(ctx(t), "n1", 2, []byte(`{}`)), store.ErrConflict, "a second checkpoint at one seq")
-	cps, err := s.ListAuditCheckpoints(ctx(t), "n1")
+	must(t, s.PutAuditCheckpoint(ctx(t), "n1", 3, []byte(`{"seq":3}`)))
+	cps, err := s.ListAuditCheckpoints(ctx(t), "n1", 0, 0)
 	must(t, err)
-	if len(cps) != 1 || string(cps[0]) != `{"seq":2}` {
-		t.Fatalf("checkpoints %q", cps)
+	if len(cps) != 2 || cps[0].Seq != 2 || string(cps[0].Data) != `{"seq":2}` || cps[1].Seq != 3 || cps[1].Node != "n1" {
+		t.Fatalf("checkpoints %+v", cps)
 	}
+	cps, err = s.ListAuditCheckpoints(ctx(t), "n1", 2, 1)
+	must(t, err)
+	if len(cps) != 1 || cps[0].Seq != 3 {
+		t.Fatalf("checkpoints after seq 2, limit 1: %+v", cps)
+	}
+	lastCP, err := s.LastAuditCheckpoint(ctx(t), "n1")
+	must(t, err)
+	if lastCP.Seq != 3 || string(lastCP.Data) != `{"seq":3}` {
+		t.Fatalf("last checkpoint %+v", lastCP)
+	}
+	_, err = s.LastAuditCheckpoint(ctx(t), "n2")
+	wantErr(t, err, store.ErrNotFound, "LastAuditCheckpoint of a node without checkpoints")
 	nodes, err := s.AuditNodes(ctx(t))
 	must(t, err)
 	if len(nodes) != 2 || nodes[0] != "n1" || nodes[1] != "n2" {
 		t.Fatalf("nodes %v", nodes)
+	}
+	// A node whose events were all deleted is still listed by its checkpoints,
+	// so verify sees that its trail is gone.
+	must(t, s.PutAuditCheckpoint(ctx(t), "n3", 7, []byte(`{"seq":7}`)))
+	nodes, err = s.AuditNodes(ctx(t))
+	must(t, err)
+	if len(nodes) != 3 || nodes[2] != "n3" {
+		t.Fatalf("nodes with a checkpoint-only node: %v", nodes)
 	}
 }
