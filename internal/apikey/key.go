@@ -18,6 +18,7 @@ package apikey
 import (
 	"crypto/rand"
 	"errors"
+	"strings"
 	"fmt"
 	"hash/crc32"
 
@@ -215,4 +216,27 @@ func MalformedReason(err error) string {
 		return string(m)
 	}
 	return ""
+}
+
+// Contains reports whether s holds a well-formed keygate key anywhere in
+// it (a kg_<env>_ prefix, its random part and a matching checksum), so a
+// key pasted into a header, query or body can be found without a lookup.
+func Contains(s string) bool {
+	for {
+		i := strings.Index(s, keyPrefix)
+		if i < 0 {
+			return false
+		}
+		s = s[i:]
+		for env := minEnvLen; env <= maxEnvLen; env++ {
+			n := len(keyPrefix) + env + tailLen
+			if n > len(s) {
+				break
+			}
+			if _, err := Parse(s[:n]); err == nil {
+				return true
+			}
+		}
+		s = s[len(keyPrefix):]
+	}
 }

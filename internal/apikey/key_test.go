@@ -288,3 +288,31 @@ func TestCRC32MatchesStandardLibrary(t *testing.T) {
 		}
 	}
 }
+
+func TestContains(t *testing.T) {
+	k, err := Generate("live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := k.Reveal()
+	admin, _ := GenerateAdmin()
+	for _, tc := range []struct {
+		s    string
+		want bool
+	}{
+		{key, true},
+		{"Bearer " + key, true},
+		{"token=" + key + ";path=/", true},
+		{"kg_" + key, true},                              // a stray prefix before the real one
+		{admin.Reveal() + "x", true},                     // followed by other text
+		{key[:len(key)-1], false},                        // truncated
+		{key[:len(key)-1] + "0", key[len(key)-1] == '0'}, // checksum changed
+		{"kg_live_not-a-key", false},
+		{"", false},
+		{"kg_kg_kg_", false},
+	} {
+		if got := Contains(tc.s); got != tc.want {
+			t.Errorf("Contains(%.20q...) = %v, want %v", tc.s, got, tc.want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,5 +54,21 @@ func TestAuditFailClosed(t *testing.T) {
 	}
 	if up.RequestCount() != n {
 		t.Fatal("a request went upstream while the audit trail could not record it")
+	}
+	// Nor is a model listing or a passthrough call served, nor a token
+	// issued or revoked; the health check still answers.
+	for _, p := range []string{"/v1/models", "/proxy/svc/x"} {
+		if _, code := openAIError(t, send(t, "GET", g.url+p, "", "Authorization", "Bearer "+key), http.StatusServiceUnavailable); code != "audit_unavailable" {
+			t.Fatalf("GET %s with no audit sink working: %q", p, code)
+		}
+	}
+	for _, p := range []string{"/oauth/token", "/oauth/revoke", "/oauth/introspect"} {
+		a := send(t, "POST", g.url+p, "grant_type=refresh_token&token=x", "Content-Type", "application/x-www-form-urlencoded")
+		if a.status != http.StatusServiceUnavailable || !strings.Contains(string(a.body), `"temporarily_unavailable"`) || a.header.Get("Retry-After") == "" {
+			t.Fatalf("POST %s with no audit sink working: %d %s", p, a.status, a.body)
+		}
+	}
+	if a := send(t, "GET", g.url+"/healthz", ""); a.status != 200 {
+		t.Fatalf("health check: %d", a.status)
 	}
 }

@@ -16,7 +16,9 @@ import (
 )
 
 // call is the state of one gateway request, shared by the steps that handle
-// it and read by the access log when it ends. It never holds a secret.
+// it and read by the access log when it ends. Of secrets it holds only the
+// credential the caller presented, to strip every copy of it from the
+// upstream request; nothing logs it.
 type call struct {
 	dialect  provider.Dialect
 	keyID    string
@@ -46,6 +48,7 @@ type call struct {
 	// (kg_live_abcd), for spotting guesses aimed at one key.
 	presentedPrefix string
 	requestID       string // as the client sees it in X-Request-Id
+	cred            string // the credential presented; see the type's comment
 	memHeld         int64  // bytes of the body budget the call holds (memory.go)
 	translated      bool   // the call holds memory for a translated copy of its body
 	mayTranslate    bool   // an alias call has deployments of the other dialect

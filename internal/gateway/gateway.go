@@ -31,6 +31,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -301,6 +302,19 @@ func (g *Gateway) audit(r *http.Request, c *call, status int, start time.Time) {
 // in the dialect the caller appears to speak.
 func (g *Gateway) endpoint(w http.ResponseWriter, r *http.Request) {
 	callFrom(r.Context()).requestID = web.RequestID(r.Context())
+	if g.opts.AuditFailClosed && g.opts.Audit != nil && !g.opts.Audit.Healthy() && recorded(r.URL.Path) {
+		// Every call, every token issued or revoked and every listing is
+		// an audit event: none is served while none can be recorded.
+		const msg = "keygate cannot record requests in its audit trail right now, so it refuses them; try again shortly"
+		w.Header().Set("Retry-After", "1")
+		if strings.HasPrefix(r.URL.Path, "/oauth/") {
+			callFrom(r.Context()).denied = "audit_unavailable"
+			oauthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", msg)
+			return
+		}
+		g.deny(w, r, http.StatusServiceUnavailable, "audit_unavailable", msg)
+		return
+	}
 	switch r.URL.Path {
 	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses":
 		g.forward(w, r, g.openai)
@@ -332,14 +346,17 @@ func (g *Gateway) endpoint(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// recorded reports whether requests to path are audit events, which
+// fail-closed auditing refuses while the trail cannot record: everything
+// but the health check and the public signing keys.
+func recorded(path string) bool {
+	return path != "/healthz" && path != "/.well-known/jwks.json"
+}
+
 // forward authenticates, routes, authorizes and proxies one API call.
 func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, d provider.Dialect) {
 	c := callFrom(r.Context())
 	c.dialect = d
-	if g.opts.AuditFailClosed && g.opts.Audit != nil && !g.opts.Audit.Healthy() {
-		g.deny(w, r, http.StatusServiceUnavailable, "audit_unavailable", "keygate cannot record requests in its audit trail right now, so it refuses them; try again shortly")
-		return
-	}
 	if r.Method != http.MethodPost {
 		g.deny(w, r, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("use POST for %s", r.URL.Path))
 		return
@@ -442,12 +459,14 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, d provider.Dia
 // others have charged to its address or prefix; one that fails is charged
 // to its source (authfail.go).
 func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) (store.Key, bool) {
-	raw, ok := callFrom(r.Context()).dialect.ClientKey(r.Header)
+	c := callFrom(r.Context())
+	raw, ok := c.dialect.ClientKey(r.Header)
 	if !ok {
 		g.deny(w, r, http.StatusUnauthorized, "missing_api_key",
 			"no API key: send your keygate key as 'Authorization: Bearer kg_...' or 'x-api-key: kg_...'")
 		return store.Key{}, false
 	}
+	c.cred = raw
 	now := g.opts.Now()
 	var key store.Key
 	var err error

@@ -18,7 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/fakeprovider"
 	"github.com/keygate/keygate/internal/gateway"
 	"github.com/keygate/keygate/internal/route"
@@ -455,4 +457,43 @@ func TestCompressedUpstreamErrorIsScrubbed(t *testing.T) {
 	if a.status != http.StatusUnauthorized || a.header.Get("Content-Encoding") != "" || string(a.body) != want {
 		t.Fatalf("got %d, Content-Encoding %q, body %q; want plain %s", a.status, a.header.Get("Content-Encoding"), a.body, want)
 	}
+}
+
+// TestCredentialCopiesNeverReachTheUpstream: a client that also sends its
+// keygate key (or another keygate key, or its access token) in a query
+// parameter or a header of its own does not hand it to the provider or a
+// passthrough service; the rest of its query and headers pass.
+func TestCredentialCopiesNeverReachTheUpstream(t *testing.T) {
+	l := newLimited(t, fakeprovider.Options{}, nil)
+	key := l.serviceKey(t, "app", adminapi.Limits{})
+	other := l.key(t, "other", adminapi.Limits{})
+	api := &recordingAPI{}
+	g, _ := passthroughGateway(t, l, api, config.Service{Secret: "s", Auth: "bearer", AllowPrivate: true}, upstreamKey(t, "svc"))
+	hdr := []string{"Authorization", "Bearer " + key, "X-Custom-Key", key, "X-Other", "token=" + other + ";", "X-Keep", "kept"}
+	q := "?api_key=" + key + "&keep=1&k2=" + url.QueryEscape("Bearer "+other) + "&enc=" + url.QueryEscape(key)
+	if a := send(t, "POST", g.url+"/v1/chat/completions"+q, chatBody, hdr...); a.status != 200 {
+		t.Fatalf("chat: %d %s", a.status, a.body)
+	}
+	if a := send(t, "GET", g.url+"/proxy/svc/v1/items"+q, "", hdr...); a.status != 200 {
+		t.Fatalf("passthrough: %d %s", a.status, a.body)
+	}
+	seen := l.up.Requests()
+	check := func(where string, h http.Header, rawQuery string) {
+		t.Helper()
+		for name, vals := range h {
+			for _, v := range vals {
+				if strings.Contains(v, key) || strings.Contains(v, other) {
+					t.Errorf("%s: header %s carries a keygate key", where, name)
+				}
+			}
+		}
+		if strings.Contains(rawQuery, "kg_") || strings.Contains(rawQuery, "api_key") || strings.Contains(rawQuery, "enc=") {
+			t.Errorf("%s: query %q carries a keygate key", where, rawQuery)
+		}
+		if h.Get("X-Keep") != "kept" || !strings.Contains(rawQuery, "keep=1") {
+			t.Errorf("%s: the client's other header and query were dropped: %v %q", where, h, rawQuery)
+		}
+	}
+	check("provider", seen[len(seen)-1].Header, seen[len(seen)-1].RawQuery)
+	check("service", api.seen[0].Header, api.seen[0].URL.RawQuery)
 }

@@ -47,10 +47,6 @@ func (g *Gateway) newPassthroughProxy(transport http.RoundTripper) *httputil.Rev
 func (g *Gateway) passthrough(w http.ResponseWriter, r *http.Request) {
 	c := callFrom(r.Context())
 	c.dialect = g.openai // errors in the OpenAI JSON shape
-	if g.opts.AuditFailClosed && g.opts.Audit != nil && !g.opts.Audit.Healthy() {
-		g.deny(w, r, http.StatusServiceUnavailable, "audit_unavailable", "keygate cannot record requests in its audit trail right now, so it refuses them; try again shortly")
-		return
-	}
 	name, rest, ok := passthrough.ServiceFromPath(r.URL.EscapedPath())
 	svc, known := g.table.Load().Service(name)
 	if !ok || !known {
@@ -109,8 +105,9 @@ func (g *Gateway) passthroughRewrite(pr *httputil.ProxyRequest) {
 	stripClientHeaders(out.Header)
 	out.Header.Del("Authorization") // the keygate key, in whichever form it came
 	out.Header.Del("X-Api-Key")
+	stripCredentialCopies(out, c.cred)
 	ctx := passthrough.WithService(out.Context(), c.service.Service)
-	if err := c.service.Rewrite(out, c.passRest, pr.In.URL.RawQuery, c.service.Key); err != nil {
+	if err := c.service.Rewrite(out, c.passRest, out.URL.RawQuery, c.service.Key); err != nil {
 		// Nothing may go out: without a service the transport refuses it.
 		g.opts.Log.Error("passthrough request could not be prepared", "request_id", c.requestID, "service", c.service.Name, "err", err)
 		ctx = passthrough.WithService(out.Context(), nil)

@@ -71,6 +71,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	out.Host = ""
 	c.dialect.StripCredentials(out.Header)
 	stripClientHeaders(out.Header)
+	stripCredentialCopies(out, c.cred)
 	if c.alias != nil {
 		return // the failover transport points it at each deployment in turn
 	}
