@@ -245,14 +245,20 @@ type Alerts struct {
 	// StepUpFor is how long a step-up action lasts (default 24h).
 	StepUpFor time.Duration `yaml:"step_up_for"`
 	// Rate tunes the rate-spike detector: alert when a key's rate over
-	// Window exceeds Factor times its moving baseline over Baseline, once
-	// the baseline has formed for Forming. Zero fields keep the defaults
-	// (6x, 10s, 10m, 5m).
+	// Window, or over ShortWindow, exceeds Factor times its moving baseline
+	// over Baseline, once the baseline has formed for Forming. A key with
+	// less than History of recent activity is judged against the larger of
+	// the fleet's typical per-key rate and LimitShare of its configured
+	// request-rate limit instead. Zero fields keep the defaults (6x, 10s,
+	// 2s, 10m, 5m, 5m, 0.1).
 	Rate struct {
-		Factor   float64       `yaml:"factor"`
-		Window   time.Duration `yaml:"window"`
-		Baseline time.Duration `yaml:"baseline"`
-		Forming  time.Duration `yaml:"forming"`
+		Factor      float64       `yaml:"factor"`
+		Window      time.Duration `yaml:"window"`
+		ShortWindow time.Duration `yaml:"short_window"`
+		Baseline    time.Duration `yaml:"baseline"`
+		Forming     time.Duration `yaml:"forming"`
+		History     time.Duration `yaml:"history"`
+		LimitShare  float64       `yaml:"limit_share"`
 	} `yaml:"rate"`
 	// ShiftThreshold is the Jensen-Shannon divergence between a key's recent
 	// and usual mix of providers, models and paths that raises an alert
@@ -553,6 +559,12 @@ func (c Config) Validate() error {
 		if d.v <= 0 {
 			bad(d.field, "must be a positive duration such as 10s")
 		}
+	}
+	if r := c.Alerts.Rate; r.LimitShare < 0 || r.LimitShare > 1 {
+		bad("alerts.rate.limit_share", "%v must be between 0 and 1 (the share of a key's rate limit taken as its usual rate)", r.LimitShare)
+	}
+	if r := c.Alerts.Rate; r.ShortWindow < 0 || r.History < 0 {
+		bad("alerts.rate", "short_window and history must not be negative")
 	}
 	if c.Upstream.MaxIdleConnsPerHost <= 0 {
 		bad("upstream.max_idle_conns_per_host", "must be positive")
