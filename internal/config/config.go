@@ -52,6 +52,8 @@ type Config struct {
 	Audit Audit `yaml:"audit"`
 	// Alerts configures where anomaly alerts go and what they do.
 	Alerts Alerts `yaml:"alerts"`
+	// OTP limits wrong one-time passwords (a key's step-up), across every node.
+	OTP OTP `yaml:"otp"`
 	// Metrics configures the Prometheus metrics on the admin listener.
 	Metrics Metrics `yaml:"metrics"`
 	// Routing declares deployments and the model aliases clients call.
@@ -271,6 +273,22 @@ type Alerts struct {
 	PerMinute int `yaml:"per_minute"`
 }
 
+// OTP limits wrong one-time passwords. Counts are kept in the database, so
+// the limits hold across every node.
+type OTP struct {
+	// MaxFailures is how many wrong codes for one key within Window lock
+	// its one-time passwords out for Lockout (default 5).
+	MaxFailures int `yaml:"max_failures"`
+	// MaxClientFailures is how many wrong codes from one client address
+	// (an IPv6 address counts as its /64), across keys, within Window lock
+	// the address out (default 20).
+	MaxClientFailures int `yaml:"max_client_failures"`
+	// Window is the counting window (default 15m).
+	Window time.Duration `yaml:"window"`
+	// Lockout is how long a lockout lasts (default 15m).
+	Lockout time.Duration `yaml:"lockout"`
+}
+
 // Audit configures the audit trail. The database always receives it.
 type Audit struct {
 	// File is a JSON-lines file (rotated at 64 MiB, 10 kept), mode 0600.
@@ -367,6 +385,7 @@ func Default(home string) Config {
 		Log:    Log{Level: "info", Format: "text", Requests: true},
 		Tokens: Tokens{Issuer: "keygate", Audience: "keygate"},
 		Audit:  Audit{FlushInterval: 100 * time.Millisecond},
+		OTP:    OTP{MaxFailures: 5, MaxClientFailures: 20, Window: 15 * time.Minute, Lockout: 15 * time.Minute},
 		Risk:   Risk{CountryAction: "deny", ImpossibleTravel: "step-up", UnusualHour: "allow", NewNetwork: "allow"},
 		Limits: Limits{
 			Timezone:          "UTC",
@@ -555,10 +574,17 @@ func (c Config) Validate() error {
 		{"upstream.dial_timeout", c.Upstream.DialTimeout}, {"upstream.response_header_timeout", c.Upstream.ResponseHeaderTimeout},
 		{"vault.provider_key_grace", c.Vault.ProviderKeyGrace}, {"vault.secret_recovery_window", c.Vault.SecretRecoveryWindow},
 		{"vault.janitor_interval", c.Vault.JanitorInterval}, {"audit.flush_interval", c.Audit.FlushInterval},
+		{"otp.window", c.OTP.Window}, {"otp.lockout", c.OTP.Lockout},
 	} {
 		if d.v <= 0 {
 			bad(d.field, "must be a positive duration such as 10s")
 		}
+	}
+	if c.OTP.MaxFailures <= 0 {
+		bad("otp.max_failures", "must be positive (wrong one-time passwords per key before a lockout)")
+	}
+	if c.OTP.MaxClientFailures <= 0 {
+		bad("otp.max_client_failures", "must be positive (wrong one-time passwords per client address before a lockout)")
 	}
 	if r := c.Alerts.Rate; r.LimitShare < 0 || r.LimitShare > 1 {
 		bad("alerts.rate.limit_share", "%v must be between 0 and 1 (the share of a key's rate limit taken as its usual rate)", r.LimitShare)

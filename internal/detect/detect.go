@@ -70,7 +70,7 @@ type Alert struct {
 }
 
 // Rule names of the built-in detectors. Pass-through risk findings use the finding's own name,
-// and refresh-token reuse uses RuleRefreshReuse.
+// refresh-token reuse uses RuleRefreshReuse, and a one-time-password lockout RuleOTPBruteForce.
 const (
 	RuleRateSpike        = "rate-spike"
 	RuleResourceShift    = "resource-shift"
@@ -78,6 +78,7 @@ const (
 	RuleAuthFailPrefix   = "auth-failures-prefix"
 	RuleSpendVelocity    = "spend-velocity"
 	RuleRefreshReuse     = "refresh-reuse"
+	RuleOTPBruteForce    = "otp-brute-force"
 	RuleAlertsSuppressed = "alerts-suppressed"
 )
 
