@@ -55,6 +55,8 @@ type Config struct {
 	Audit Audit `yaml:"audit"`
 	// Alerts configures where anomaly alerts go and what they do.
 	Alerts Alerts `yaml:"alerts"`
+	// OTP limits wrong one-time passwords (a key's step-up), across every node.
+	OTP OTP `yaml:"otp"`
 	// Metrics configures the Prometheus metrics on the admin listener.
 	Metrics Metrics `yaml:"metrics"`
 	// Routing declares deployments and the model aliases clients call.
@@ -270,14 +272,20 @@ type Alerts struct {
 	// StepUpFor is how long a step-up action lasts (default 24h).
 	StepUpFor time.Duration `yaml:"step_up_for"`
 	// Rate tunes the rate-spike detector: alert when a key's rate over
-	// Window exceeds Factor times its moving baseline over Baseline, once
-	// the baseline has formed for Forming. Zero fields keep the defaults
-	// (6x, 10s, 10m, 5m).
+	// Window, or over ShortWindow, exceeds Factor times its moving baseline
+	// over Baseline, once the baseline has formed for Forming. A key with
+	// less than History of recent activity is judged against the larger of
+	// the fleet's typical per-key rate and LimitShare of its configured
+	// request-rate limit instead. Zero fields keep the defaults (6x, 10s,
+	// 2s, 10m, 5m, 5m, 0.1).
 	Rate struct {
-		Factor   float64       `yaml:"factor"`
-		Window   time.Duration `yaml:"window"`
-		Baseline time.Duration `yaml:"baseline"`
-		Forming  time.Duration `yaml:"forming"`
+		Factor      float64       `yaml:"factor"`
+		Window      time.Duration `yaml:"window"`
+		ShortWindow time.Duration `yaml:"short_window"`
+		Baseline    time.Duration `yaml:"baseline"`
+		Forming     time.Duration `yaml:"forming"`
+		History     time.Duration `yaml:"history"`
+		LimitShare  float64       `yaml:"limit_share"`
 	} `yaml:"rate"`
 	// ShiftThreshold is the Jensen-Shannon divergence between a key's recent
 	// and usual mix of providers, models and paths that raises an alert
@@ -288,6 +296,22 @@ type Alerts struct {
 	SpendFactor float64 `yaml:"spend_factor"`
 	// PerMinute bounds the alerts sent in a minute (default 60).
 	PerMinute int `yaml:"per_minute"`
+}
+
+// OTP limits wrong one-time passwords. Counts are kept in the database, so
+// the limits hold across every node.
+type OTP struct {
+	// MaxFailures is how many wrong codes for one key within Window lock
+	// its one-time passwords out for Lockout (default 5).
+	MaxFailures int `yaml:"max_failures"`
+	// MaxClientFailures is how many wrong codes from one client address
+	// (an IPv6 address counts as its /64), across keys, within Window lock
+	// the address out (default 20).
+	MaxClientFailures int `yaml:"max_client_failures"`
+	// Window is the counting window (default 15m).
+	Window time.Duration `yaml:"window"`
+	// Lockout is how long a lockout lasts (default 15m).
+	Lockout time.Duration `yaml:"lockout"`
 }
 
 // Audit configures the audit trail. The database always receives it.
@@ -400,6 +424,7 @@ func Default(home string) Config {
 		Log:    Log{Level: "info", Format: "text", Requests: true},
 		Tokens: Tokens{Issuer: "keygate", Audience: "keygate"},
 		Audit:  Audit{FlushInterval: 100 * time.Millisecond, Deadline: 2 * time.Second, CheckpointInterval: 5 * time.Second},
+		OTP:    OTP{MaxFailures: 5, MaxClientFailures: 20, Window: 15 * time.Minute, Lockout: 15 * time.Minute},
 		Risk:   Risk{CountryAction: "deny", ImpossibleTravel: "step-up", UnusualHour: "allow", NewNetwork: "allow"},
 		Limits: Limits{
 			Timezone:          "UTC",
@@ -594,10 +619,23 @@ func (c Config) Validate() error {
 		{"client.read_header_timeout", c.Client.ReadHeaderTimeout}, {"client.read_body_timeout", c.Client.ReadBodyTimeout},
 		{"client.idle_timeout", c.Client.IdleTimeout},
 		{"audit.deadline", c.Audit.Deadline}, {"audit.checkpoint_interval", c.Audit.CheckpointInterval},
+		{"otp.window", c.OTP.Window}, {"otp.lockout", c.OTP.Lockout},
 	} {
 		if d.v <= 0 {
 			bad(d.field, "must be a positive duration such as 10s")
 		}
+	}
+	if c.OTP.MaxFailures <= 0 {
+		bad("otp.max_failures", "must be positive (wrong one-time passwords per key before a lockout)")
+	}
+	if c.OTP.MaxClientFailures <= 0 {
+		bad("otp.max_client_failures", "must be positive (wrong one-time passwords per client address before a lockout)")
+	}
+	if r := c.Alerts.Rate; r.LimitShare < 0 || r.LimitShare > 1 {
+		bad("alerts.rate.limit_share", "%v must be between 0 and 1 (the share of a key's rate limit taken as its usual rate)", r.LimitShare)
+	}
+	if r := c.Alerts.Rate; r.ShortWindow < 0 || r.History < 0 {
+		bad("alerts.rate", "short_window and history must not be negative")
 	}
 	if c.Upstream.MaxIdleConnsPerHost <= 0 {
 		bad("upstream.max_idle_conns_per_host", "must be positive")

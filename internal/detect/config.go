@@ -32,10 +32,26 @@ type Config struct {
 	EventsPerAlert int
 }
 
-// RateConfig tunes the per-key rate-spike rule.
+// RateConfig tunes the per-key rate-spike rule. It judges two windows of a key's requests
+// together, the long Window and the ShortWindow, each against the key's baseline, or against
+// a prior when the key has too little recent history for a baseline of its own.
 type RateConfig struct {
-	// Window is the short window whose rate is compared with the baseline (default 10 s).
+	// Window is the long window whose rate is compared with the baseline (default 10 s).
 	Window time.Duration
+	// ShortWindow is the short window, judged alongside Window so that a jump alerts within a
+	// second of its start (default 2 s). Its rate must also exceed Factor times Floor, and its
+	// count twice the key's usual burst (its largest short-window count lately). A ShortWindow
+	// no shorter than Window turns it off.
+	ShortWindow time.Duration
+	// History is how much recent activity, in seconds of baseline buckets in which the key made
+	// a request (decayed like the baseline), its own baseline needs before the key is judged by
+	// it (default 5 min). A key with less is judged against the largest of Floor, the fleet's
+	// typical per-key rate (the median baseline of the keys with history) and LimitShare of its
+	// configured request-rate limit, never against the near-zero baseline of an idle key.
+	History time.Duration
+	// LimitShare is the share of a key's configured request-rate limit taken as its usual rate
+	// while it has little history (default 0.1: with Factor 6, alert above 60% of the limit).
+	LimitShare float64
 	// Bucket is the baseline's bucket (default 10 s).
 	Bucket time.Duration
 	// BaselineWindow is the EWMA's span over buckets (default 10 min): alpha = Bucket/BaselineWindow.
@@ -110,8 +126,9 @@ type LimitConfig struct {
 // DefaultConfig returns the configuration every zero field falls back to.
 func DefaultConfig() Config {
 	return Config{
-		Rate: RateConfig{Window: 10 * time.Second, Bucket: 10 * time.Second, BaselineWindow: 10 * time.Minute,
-			Forming: 5 * time.Minute, Factor: 6, Floor: 1, RecoverAfter: 30 * time.Second},
+		Rate: RateConfig{Window: 10 * time.Second, ShortWindow: 2 * time.Second, History: 5 * time.Minute, LimitShare: 0.1,
+			Bucket: 10 * time.Second, BaselineWindow: 10 * time.Minute, Forming: 5 * time.Minute, Factor: 6, Floor: 1,
+			RecoverAfter: 30 * time.Second},
 		Shift: ShiftConfig{Window: time.Minute, BaselineWindow: 10 * time.Minute, Forming: 5 * time.Minute,
 			Threshold: 0.5, MinRequests: 30, MaxResources: 32, RecoverAfter: time.Minute},
 		Auth: AuthConfig{Window: time.Minute, Max: 20, RecoverAfter: time.Minute},
@@ -145,6 +162,9 @@ func orI(v *int, d int) {
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
 	orDur(&c.Rate.Window, d.Rate.Window)
+	orDur(&c.Rate.ShortWindow, d.Rate.ShortWindow)
+	orDur(&c.Rate.History, d.Rate.History)
+	orF(&c.Rate.LimitShare, d.Rate.LimitShare)
 	orDur(&c.Rate.Bucket, d.Rate.Bucket)
 	orDur(&c.Rate.BaselineWindow, d.Rate.BaselineWindow)
 	orDur(&c.Rate.Forming, d.Rate.Forming)
@@ -182,7 +202,8 @@ func (c Config) Validate() error {
 		name string
 		d    time.Duration
 	}{
-		{"rate window", c.Rate.Window}, {"rate bucket", c.Rate.Bucket},
+		{"rate window", c.Rate.Window}, {"rate short window", c.Rate.ShortWindow}, {"rate history", c.Rate.History},
+		{"rate bucket", c.Rate.Bucket},
 		{"rate baseline window", c.Rate.BaselineWindow}, {"rate forming", c.Rate.Forming},
 		{"rate recover-after", c.Rate.RecoverAfter},
 		{"shift window", c.Shift.Window}, {"shift baseline window", c.Shift.BaselineWindow},
@@ -200,6 +221,9 @@ func (c Config) Validate() error {
 	}
 	if c.Rate.Bucket > c.Rate.BaselineWindow {
 		errs = append(errs, fmt.Errorf("detect config: rate bucket %v is longer than the baseline window %v", c.Rate.Bucket, c.Rate.BaselineWindow))
+	}
+	if c.Rate.LimitShare < 0 || c.Rate.LimitShare > 1 {
+		errs = append(errs, fmt.Errorf("detect config: rate limit share %v is outside (0, 1]", c.Rate.LimitShare))
 	}
 	if c.Shift.Window < 6*time.Second {
 		errs = append(errs, fmt.Errorf("detect config: shift window %v is shorter than 6s", c.Shift.Window))

@@ -33,6 +33,10 @@ type Observation struct {
 	SpentMicroUSD int64
 	// Risk is "" or the name of a risk-rule finding such as "impossible-travel" or "unusual-hour".
 	Risk string
+	// LimitRPS is the key's tightest configured request-rate limit in requests a second (an
+	// rpm limit of 600 is 10), 0 if it has none. A key with little history is judged against
+	// a share of it rather than against its own thin baseline.
+	LimitRPS float64
 	// RefreshReuse marks a refresh token presented a second time (its family is revoked).
 	RefreshReuse bool
 	// EventSeq is the sequence number of the audit event the observation came from.
@@ -66,7 +70,7 @@ type Alert struct {
 }
 
 // Rule names of the built-in detectors. Pass-through risk findings use the finding's own name,
-// and refresh-token reuse uses RuleRefreshReuse.
+// refresh-token reuse uses RuleRefreshReuse, and a one-time-password lockout RuleOTPBruteForce.
 const (
 	RuleRateSpike        = "rate-spike"
 	RuleResourceShift    = "resource-shift"
@@ -74,6 +78,7 @@ const (
 	RuleAuthFailPrefix   = "auth-failures-prefix"
 	RuleSpendVelocity    = "spend-velocity"
 	RuleRefreshReuse     = "refresh-reuse"
+	RuleOTPBruteForce    = "otp-brute-force"
 	RuleAlertsSuppressed = "alerts-suppressed"
 )
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,9 +29,17 @@ type Engine struct {
 
 	gate gate
 
+	// fleet is the fleet's typical per-key rate (float64 bits), updated at
+	// each baseline bucket from fleetBuf, which Tick fills under tickMu.
+	fleet    atomic.Uint64
+	fleetBuf []float64
+
 	// Window arithmetic in whole seconds, derived once from cfg.
 	rateWin, rateSlot, rateBucket, rateFormBuckets int64
 	rateAlpha                                      float64
+	shortN, shortWin                               int64   // short window in slots and seconds; 0 slots: off
+	shortFloor                                     float64 // the count a short window must exceed to be judged
+	rateHistNeed                                   float64
 	shiftSlot, shiftFormSlots                      int64
 	shiftDecay                                     float64
 	authWin, authSlot                              int64
@@ -58,6 +67,14 @@ func NewEngine(cfg Config, now func() time.Time, emit func(Alert)) (*Engine, err
 	e.rateBucket = max(e.rateSlot, secs(cfg.Rate.Bucket)/e.rateSlot*e.rateSlot)
 	e.rateFormBuckets = max(1, (secs(cfg.Rate.Forming)+e.rateBucket-1)/e.rateBucket)
 	e.rateAlpha = float64(e.rateBucket) / float64(secs(cfg.Rate.BaselineWindow))
+	if n := secs(cfg.Rate.ShortWindow) / e.rateSlot; n >= 1 && n < e.rateWin/e.rateSlot {
+		e.shortN, e.shortWin = n, n*e.rateSlot
+	}
+	e.shortFloor = math.Inf(1)
+	if e.shortN > 0 {
+		e.shortFloor = cfg.Rate.Factor * cfg.Rate.Floor * float64(e.shortWin)
+	}
+	e.rateHistNeed = cfg.Rate.History.Seconds()
 	e.shiftSlot = max(1, secs(cfg.Shift.Window)/shiftSlots)
 	e.shiftFormSlots = max(1, (secs(cfg.Shift.Forming)+e.shiftSlot-1)/e.shiftSlot)
 	e.shiftDecay = math.Exp(-float64(e.shiftSlot) / float64(secs(cfg.Shift.BaselineWindow)))
@@ -134,6 +151,7 @@ func (e *Engine) Tick(now time.Time) {
 	}
 	e.sec = to
 	out := e.buf[:0]
+	bucket, _ := boundaries(from, to, e.rateBucket)
 	for i := range e.keys {
 		sh := &e.keys[i]
 		sh.mu.Lock()
@@ -141,9 +159,14 @@ func (e *Engine) Tick(now time.Time) {
 			out = st.tick(e, id, from, to, out)
 			if st.idle(e, to) {
 				delete(sh.m, id)
+			} else if bucket > 0 {
+				e.fleetAdd(st)
 			}
 		}
 		sh.mu.Unlock()
+	}
+	if bucket > 0 {
+		e.fleetUpdate()
 	}
 	for i := range e.clients {
 		out = e.tickAuth(&e.clients[i], RuleAuthFailClient, from, to, out)

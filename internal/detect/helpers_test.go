@@ -107,3 +107,35 @@ func (r *rig) expectOne(phase, rule string, recovered bool) Alert {
 }
 
 func near(got, want, tol float64) bool { return got >= want-tol && got <= want+tol }
+
+// runSpread plays secs seconds in which the traffic function's requests are spread evenly over
+// each second, the clock moving between them, so an alert raised between ticks carries the
+// simulated moment it was raised.
+func (r *rig) runSpread(secs int, traffic func(sec int) []Observation) {
+	for s := 0; s < secs; s++ {
+		r.mu.Lock()
+		start := r.now
+		r.mu.Unlock()
+		obs := traffic(s)
+		for i, o := range obs {
+			r.mu.Lock()
+			r.now = start.Add(time.Duration(i) * time.Second / time.Duration(len(obs)))
+			r.mu.Unlock()
+			r.observe(o)
+		}
+		r.mu.Lock()
+		r.now = start.Add(time.Second)
+		now := r.now
+		r.mu.Unlock()
+		r.e.Tick(now)
+	}
+}
+
+// repeat returns n copies of o.
+func repeat(o Observation, n int) []Observation {
+	out := make([]Observation, n)
+	for i := range out {
+		out[i] = o
+	}
+	return out
+}

@@ -33,6 +33,16 @@ type keyState struct {
 	rateBase  float64
 	rateNB    int64 // closed baseline buckets
 	rateLatch latch
+	// rateHist is the key's recent activity: the seconds of baseline buckets
+	// in which it made a request, decayed like the baseline. Below
+	// Rate.History the baseline is not the key's own to judge by.
+	rateHist float64
+	// ratePeak is the key's usual burst: the largest short-window count,
+	// decayed like the baseline; rateBucketPeak is the open bucket's.
+	ratePeak       float64
+	rateBucketPeak int64
+	rateShort      int64   // the sum of the short window's slots
+	rateLimit      float64 // the key's configured request-rate limit, req/s; 0 if none
 
 	// resource shift
 	res        []resource
@@ -64,21 +74,28 @@ func (e *Engine) newKeyState() *keyState {
 }
 
 // observe records one request; it runs under the key's shard lock. Like
-// failed authentication, a rate spike is judged at once when the window
-// the next tick will judge is already known (one-second slots), and the
+// failed authentication, a rate spike is judged at once when the windows
+// the next tick will judge are already known (one-second slots), and the
 // alert to deliver is returned.
 func (st *keyState) observe(e *Engine, id string, o *Observation) (pendingAlert, bool) {
 	st.active = true
 	st.rateCur++
+	st.rateLimit = o.LimitRPS
 	var early pendingAlert
 	tripped := false
 	if e.rateSlot == 1 && !st.rateLatch.on && st.rateNB >= e.rateFormBuckets {
-		c := e.cfg.Rate
-		short := float64(st.rate.sum-st.rate.v[st.rate.pos]+st.rateCur) / float64(e.rateWin)
-		if short > c.Floor && short > c.Factor*st.rateBase {
-			st.rateLatch.on, st.rateLatch.clearAt = true, 0
-			st.ev.add(o.EventSeq)
-			early, tripped = st.rateRaise(e, id, short), true
+		long := float64(st.rate.sum-st.rate.v[st.rate.pos]+st.rateCur) / float64(e.rateWin)
+		var n int64
+		if e.shortN > 0 {
+			n = st.rateShort - st.rate.back(int(e.shortN)) + st.rateCur
+		}
+		if e.overFloor(long, n) {
+			if j, ok := st.rateJudge(e, long, n); ok {
+				st.rateLatch.on, st.rateLatch.clearAt = true, 0
+				st.rateBucketPeak = 0 // the spike's start is no part of the key's usual bursts
+				st.ev.add(o.EventSeq)
+				early, tripped = st.rateRaise(e, id, j), true
+			}
 		}
 	}
 	if !tripped {
@@ -152,61 +169,6 @@ func (st *keyState) tick(e *Engine, id string, from, to int64, out []pendingAler
 func (st *keyState) idle(e *Engine, sec int64) bool {
 	return sec-st.lastActive >= int64(e.cfg.IdleEvict/time.Second) && !st.rateLatch.on &&
 		!st.shiftLatch.on && (st.spend == nil || !st.spend.spendLatch.on)
-}
-
-func (st *keyState) tickRate(e *Engine, id string, from, to int64, out []pendingAlert) []pendingAlert {
-	n, b := boundaries(from, to, e.rateSlot)
-	n = min(n, e.maxSteps)
-	for i := int64(0); i < n; i, b = i+1, b+e.rateSlot {
-		x := st.rateCur
-		st.rateCur = 0
-		old := st.rate.push(x)
-		if st.rate.evictedReal() && !st.rateLatch.on {
-			// The baseline follows the traffic that left the short window, and stands still
-			// while an alert is on so a sustained spike does not become the new normal.
-			st.rateAcc += old
-			st.rateAccN++
-		}
-		if b%e.rateBucket == 0 && st.rateAccN > 0 {
-			r := float64(st.rateAcc) / float64(st.rateAccN*e.rateSlot)
-			if st.rateNB < e.rateFormBuckets {
-				st.rateBase = (st.rateBase*float64(st.rateNB) + r) / float64(st.rateNB+1)
-			} else {
-				st.rateBase += e.rateAlpha * (r - st.rateBase)
-			}
-			st.rateNB++
-			st.rateAcc, st.rateAccN = 0, 0
-		}
-	}
-	c := e.cfg.Rate
-	short := float64(st.rate.sum) / float64(e.rateWin)
-	formed := st.rateNB >= e.rateFormBuckets
-	cond := formed && short > c.Floor && short > c.Factor*st.rateBase
-	switch st.rateLatch.step(cond, to, int64(c.RecoverAfter/time.Second)) {
-	case raise:
-		out = append(out, st.rateRaise(e, id, short))
-	case recovery:
-		out = append(out, pendingAlert{subject: RuleRateSpike + "\x00" + id, a: Alert{
-			Rule: RuleRateSpike, KeyID: id, Severity: SeverityInfo, Recovered: true,
-			Summary: fmt.Sprintf("rate %.1f req/s is back under %gx the baseline %.1f req/s", short, c.Factor, st.rateBase),
-			Numbers: map[string]float64{"rate": short, "baseline": st.rateBase, "factor": c.Factor},
-		}})
-	}
-	return out
-}
-
-// rateRaise is the alert for a key's rate spiking to short requests a second.
-func (st *keyState) rateRaise(e *Engine, id string, short float64) pendingAlert {
-	c := e.cfg.Rate
-	nums := map[string]float64{"rate": short, "baseline": st.rateBase,
-		"factor": c.Factor, "floor": c.Floor, "window_seconds": float64(e.rateWin)}
-	return pendingAlert{subject: RuleRateSpike + "\x00" + id, a: Alert{
-		Rule: RuleRateSpike, KeyID: id, Severity: SeverityMedium,
-		Summary: fmt.Sprintf("rate %.1f req/s is %s the baseline %.1f req/s (threshold %gx, floor %g req/s)",
-			short, ratioText(short, st.rateBase, nums), st.rateBase, c.Factor, c.Floor),
-		Numbers: nums,
-		Events:  st.ev.list(),
-	}}
 }
 
 func (st *keyState) tickShift(e *Engine, id string, from, to int64, out []pendingAlert) []pendingAlert {

@@ -43,6 +43,7 @@ type call struct {
 	sentAt      time.Time   // when the request went upstream
 	microUSD    int64       // what the call cost, once settled
 	budgetMicro int64       // the tightest spend budget of its key, if any
+	limitRPS    float64     // the tightest request-rate limit of its key, req/s, if any
 	riskRules   []string    // the risk rules that flagged the call
 	// presentedPrefix is the public start of the credential presented
 	// (kg_live_abcd), for spotting guesses aimed at one key.

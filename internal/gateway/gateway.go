@@ -250,7 +250,7 @@ func (g *Gateway) observe(r *http.Request, c *call, start time.Time) {
 	o := detect.Observation{
 		At: start, KeyID: c.keyID, Client: web.ClientAddr(r, g.opts.TrustedProxies).String(),
 		AuthFailed: authDenials[c.denied], Model: c.model, Path: r.URL.Path, MicroUSD: c.microUSD,
-		BudgetMicroUSD: c.budgetMicro,
+		BudgetMicroUSD: c.budgetMicro, LimitRPS: c.limitRPS,
 	}
 	if o.AuthFailed {
 		o.KeyPrefix = c.presentedPrefix

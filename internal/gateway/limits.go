@@ -277,6 +277,11 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, key store.Key, m
 		if k == costMoney && (c.budgetMicro == 0 || checks[i].Limit < c.budgetMicro) {
 			c.budgetMicro = checks[i].Limit // the tightest budget, for spend-velocity detection
 		}
+		if k == costRequest && checks[i].Kind == limit.Rate {
+			if rps := float64(checks[i].Limit) / checks[i].Period.Seconds(); c.limitRPS == 0 || rps < c.limitRPS {
+				c.limitRPS = rps // the tightest request rate, for rate-spike detection
+			}
+		}
 	}
 	money := est.cost()
 	for i := range checks {

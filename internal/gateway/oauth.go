@@ -16,6 +16,7 @@ import (
 	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/detect"
+	"github.com/keygate/keygate/internal/otp"
 	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/token"
@@ -43,9 +44,11 @@ type TokenOptions struct {
 	// KeyTTL is how long a token's key record is trusted before it is read
 	// again (revocations of it apply at once through ForgetKey).
 	KeyTTL time.Duration
-	// VerifyTOTP checks a key's one-time password (step-up); a code is
-	// accepted once. nil: step-up is not offered.
-	VerifyTOTP func(ctx context.Context, keyID, code string, now time.Time) error
+	// VerifyTOTP checks a key's one-time password (step-up) presented from
+	// client; a code is accepted once. An error matching otp.ErrLockedOut
+	// (too many wrong codes) is answered 429 with Retry-After. nil: step-up
+	// is not offered.
+	VerifyTOTP func(ctx context.Context, keyID, code, client string, now time.Time) error
 }
 
 // Token exchange parameters (RFC 8693) keygate accepts.
@@ -309,8 +312,19 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 				oauthError(w, http.StatusBadRequest, "invalid_request", "this keygate does not take one-time passwords")
 				return
 			}
-			if err := to.VerifyTOTP(ctx, k.ID, code, now); err != nil {
-				g.opts.Log.Warn("a one-time password was refused", "key_id", k.ID, "client", web.ClientAddr(r, g.opts.TrustedProxies).String(), "err", err)
+			client := web.ClientAddr(r, g.opts.TrustedProxies).String()
+			if err := to.VerifyTOTP(ctx, k.ID, code, client, now); err != nil {
+				g.opts.Log.Warn("a one-time password was refused", "key_id", k.ID, "client", client, "err", err)
+				// A lockout is invalid_grant (the grant is refused, RFC 6749 §5.2)
+				// with 429 and Retry-After, so clients and proxies back off;
+				// slow_down (RFC 8628) means "poll slower", not "stop".
+				if locked := (*otp.LockedError)(nil); errors.As(err, &locked) {
+					secs := strconv.Itoa(int((locked.RetryAfter + time.Second - 1) / time.Second))
+					w.Header().Set("Retry-After", secs)
+					oauthError(w, http.StatusTooManyRequests, "invalid_grant", "too many wrong one-time passwords for this key or from this address: "+
+						"every one-time password, even a right one, is refused until "+locked.Until.UTC().Format(time.RFC3339)+" (retry after "+secs+" s)")
+					return
+				}
 				oauthError(w, http.StatusBadRequest, "invalid_grant", "the one-time password is wrong, expired or already used, or the key has none enrolled")
 				return
 			}

@@ -74,6 +74,9 @@ func newDetection(ctx context.Context, cfg config.Config, st *store.Store, v *va
 	}
 	setF(&dc.Rate.Factor, a.Rate.Factor)
 	setD(&dc.Rate.Window, a.Rate.Window)
+	setD(&dc.Rate.ShortWindow, a.Rate.ShortWindow)
+	setD(&dc.Rate.History, a.Rate.History)
+	setF(&dc.Rate.LimitShare, a.Rate.LimitShare)
 	setD(&dc.Rate.BaselineWindow, a.Rate.Baseline)
 	setD(&dc.Rate.Forming, a.Rate.Forming)
 	setF(&dc.Shift.Threshold, a.ShiftThreshold)

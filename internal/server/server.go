@@ -155,7 +155,6 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 	if err != nil {
 		return err
 	}
-	tok.gateway.VerifyTOTP = totpVerifier(v)
 	risk, closeRisk, err := newRisk(cfg)
 	if err != nil {
 		return err
@@ -180,6 +179,11 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 		return err
 	}
 	defer det.close()
+	verifyTOTP, stepUp, err := newStepUp(cfg, st, v, det, trail, log)
+	if err != nil {
+		return err
+	}
+	tok.gateway.VerifyTOTP = verifyTOTP
 	gw := gateway.New(gateway.Options{
 		Keys:         verifier,
 		Log:          log,
@@ -314,6 +318,9 @@ Log the CLI in with:  keygate login   (or export KEYGATE_ADMIN_TOKEN=...)
 	go every(bg, &bgWG, cfg.Vault.JanitorInterval, func() {
 		if _, err := st.PruneRevocations(bg, time.Now()); err != nil {
 			log.Warn("could not prune the revocation log; will retry", "err", err)
+		}
+		if _, err := stepUp.Prune(bg, time.Now()); err != nil {
+			log.Warn("could not prune the one-time-password counts; will retry", "err", err)
 		}
 		destroyed, purged, err := vault.Sweep(bg, st, v, time.Now())
 		if err != nil {

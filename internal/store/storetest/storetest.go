@@ -89,6 +89,10 @@ func Run(t *testing.T, newURL func(t testing.TB) string) {
 		{"KeyClientCert", testKeyClientCert},
 		{"KeyHistory", testKeyHistory},
 		{"Audit", testAudit},
+		{"OTPSteps", testOTPSteps},
+		{"OTPStepRace", testOTPStepRace},
+		{"OTPCounters", testOTPCounters},
+		{"OTPCounterRace", testOTPCounterRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newURL) })
