@@ -18,9 +18,9 @@ package apikey
 import (
 	"crypto/rand"
 	"errors"
-	"strings"
 	"fmt"
 	"hash/crc32"
+	"strings"
 
 	"github.com/keygate/keygate/internal/secret"
 )
