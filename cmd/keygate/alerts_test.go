@@ -34,6 +34,7 @@ func TestAlertWithinSeconds(t *testing.T) {
 	defer hook.Close()
 	cfg := testConfig(t, t.TempDir())
 	cfg.Alerts.Webhook = hook.URL
+	cfg.Egress.Allow = []string{"127.0.0.1"} // the receiver runs on loopback
 	cfg.Alerts.AuthFailures = 5
 	in := start(t, cfg, "")
 

@@ -80,6 +80,7 @@ func TestAuditWebhookKeyAndCopy(t *testing.T) {
 	defer srv.Close()
 	cfg := testConfig(t, dir)
 	cfg.Audit.Webhook = srv.URL
+	cfg.Egress.Allow = []string{"127.0.0.1"} // the receiver runs on loopback
 	cfg.Audit.CheckpointInterval = 100 * time.Millisecond
 	cfg.Limits.AuthFailures = 0
 	in := start(t, cfg, "")

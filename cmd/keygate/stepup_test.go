@@ -32,6 +32,7 @@ func TestStepUpLockoutAlerts(t *testing.T) {
 	defer hook.Close()
 	cfg := testConfig(t, t.TempDir())
 	cfg.Alerts.Webhook = hook.URL
+	cfg.Egress.Allow = []string{"127.0.0.1"} // the receiver runs on loopback
 	in := start(t, cfg, "")
 	key := in.createKey("--name", "stepper")
 	var enr adminapi.TOTPEnrollment

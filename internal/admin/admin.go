@@ -22,6 +22,7 @@ import (
 	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/audit"
+	"github.com/keygate/keygate/internal/egress"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/vault"
@@ -133,6 +134,10 @@ type Options struct {
 	AuditStore      AuditStore
 	AuditKey        ed25519.PublicKey
 	AuditFailClosed bool
+
+	// Egress decides where rotation webhooks may be delivered; the zero
+	// policy allows public addresses only.
+	Egress egress.Policy
 
 	// Metrics, when set, is served at GET /metrics (Prometheus text
 	// format), behind the admin credential like every admin route.

@@ -105,6 +105,11 @@ func (a *API) validateKey(r *http.Request, req *adminapi.CreateKeyRequest, now t
 	if k.RotateEvery, k.RotateGrace, k.DeliverTo, err = parseRotation(req.Rotation); err != nil {
 		return store.Key{}, err
 	}
+	if k.DeliverTo != "" {
+		if err := a.checkDelivery(r.Context(), req.Name, k.DeliverTo); err != nil {
+			return store.Key{}, err
+		}
+	}
 	if k.RotateEvery > 0 {
 		due := now.Add(k.RotateEvery)
 		k.NextRotationAt = &due

@@ -72,6 +72,12 @@ func (a *API) updateKey(w http.ResponseWriter, r *http.Request) {
 		a.lookupError(w, "key", r.PathValue("ref"), err)
 		return
 	}
+	if deliverTo != "" {
+		if err := a.checkDelivery(ctx, k.Name, deliverTo); err != nil {
+			writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+			return
+		}
+	}
 	if req.Group != nil {
 		k, err = a.opts.Store.SetKeyGroup(ctx, k.ID, strings.TrimSpace(*req.Group))
 		if errors.Is(err, store.ErrNoSuchGroup) {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -60,6 +61,45 @@ func parseRotation(p *adminapi.Rotation) (every, grace time.Duration, deliverTo 
 		return 0, 0, "", errors.New(`rotation.deliver_to must be "secret:NAME" (a vault secret the app reads with keygate run) or "webhook:https://..."; without a destination nobody would receive the new key`)
 	}
 	return every, grace, deliverTo, nil
+}
+
+// rotationOwner names what owns a secret a key's rotations deliver into:
+// the key's base name, which its successors share.
+func rotationOwner(keyName string) string {
+	base, _, _ := strings.Cut(keyName, ".rot-")
+	return "rotation:" + base
+}
+
+// checkDelivery refuses, when a rotation policy is set, a destination the
+// rotation could not deliver to: a secret that exists and was not created
+// by this key's rotation, or a webhook on an address keygate may not
+// reach.
+func (a *API) checkDelivery(ctx context.Context, keyName, deliverTo string) error {
+	kind, target, _ := strings.Cut(deliverTo, ":")
+	switch kind {
+	case "secret":
+		m, err := a.opts.Store.GetSecretMeta(ctx, target)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("rotation.deliver_to: could not check secret %q: %w", target, err)
+		}
+		if m.Owner != rotationOwner(keyName) {
+			return fmt.Errorf("rotation.deliver_to: %w", notOwner{name: target, owner: m.Owner})
+		}
+	case "webhook":
+		u, err := url.Parse(target)
+		if err != nil {
+			return fmt.Errorf("rotation.deliver_to: webhook:URL is not a valid URL")
+		}
+		if ip, err := netip.ParseAddr(strings.Trim(u.Hostname(), "[]")); err == nil {
+			if err := a.opts.Egress.Check(ip); err != nil {
+				return fmt.Errorf("rotation.deliver_to: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 func keyRotationView(k store.Key) *adminapi.Rotation {
@@ -139,7 +179,7 @@ func (a *API) deliver(ctx context.Context, next store.Key, raw secret.String, pr
 	kind, target, _ := strings.Cut(next.DeliverTo, ":")
 	switch kind {
 	case "secret":
-		_, err := a.storeSecret(ctx, target, raw)
+		_, err := a.storeSecretAs(ctx, target, rotationOwner(next.Name), raw)
 		return err
 	case "webhook":
 		return a.deliverWebhook(ctx, target, next, raw, prev)
@@ -176,8 +216,10 @@ func (a *API) deliverWebhook(ctx context.Context, target string, next store.Key,
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Keygate-Signature", "sha256="+hex.EncodeToString(m.Sum(nil)))
-	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Do(req)
+	// The destination was set through the admin API: keygate connects only
+	// where its egress policy allows (never to a metadata endpoint or a
+	// private address unless listed), follows no redirect, uses no proxy.
+	resp, err := a.opts.Egress.Client(10 * time.Second).Do(req)
 	if err != nil {
 		return fmt.Errorf("webhook: %s", redactErr(err, raw))
 	}

@@ -7,14 +7,19 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/egress"
 )
 
 func TestKeyScopesSuspendRotate(t *testing.T) {
@@ -111,7 +116,10 @@ func TestUnusedKeysReport(t *testing.T) {
 }
 
 func TestAutomaticRotationDelivers(t *testing.T) {
-	h := newHarness(t)
+	// The receiver runs on loopback, which the egress policy must list.
+	h := newHarness(t, func(o *admin.Options) {
+		o.Egress = egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
+	})
 	var got struct {
 		body []byte
 		sig  string
@@ -203,4 +211,60 @@ func TestExpiryWarningForKeysInUse(t *testing.T) {
 	if n := strings.Count(logs, "stops working soon"); n != 1 || !strings.Contains(logs, "name=busy") {
 		t.Fatalf("%d expiry warnings, want one for the key in use:\n%s", n, logs)
 	}
+}
+
+// TestRotationDeliveryCannotBeAimedInside: a rotation policy set through
+// the admin API cannot deliver a key to a cloud metadata endpoint or any
+// internal address (refused when set for an address, when connecting for
+// a name that resolves to one), and never overwrites a secret it did not
+// create: a person's secret, or another key's deliveries.
+func TestRotationDeliveryCannotBeAimedInside(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	for _, target := range []string{"http://169.254.169.254/latest/meta-data/", "http://127.0.0.1:8788/x", "http://[::1]/x", "http://10.0.0.7/x", "http://[fd00::1]/x"} {
+		wantError(t, h.do("POST", "/api/v1/keys", `{"name":"bot","rotation":{"every":"7d","grace":"1h","deliver_to":"webhook:`+target+`"}}`),
+			http.StatusBadRequest, "bad_request", "egress.allow")
+	}
+	// A name that resolves to loopback passes the check when set, and is
+	// refused when keygate connects: nothing is delivered.
+	var hits atomic.Int64
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	t.Cleanup(hook.Close)
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(hook.URL, "http://"))
+	h.mustStatus(h.do("POST", "/api/v1/keys", `{"name":"named","rotation":{"every":"7d","grace":"1h","deliver_to":"webhook:http://localhost:`+port+`/hook"}}`), http.StatusCreated)
+	h.now = h.now.Add(8 * 24 * time.Hour)
+	h.api.RunRotations(ctx)
+	if hits.Load() != 0 {
+		t.Fatal("a rotated key was delivered to a loopback receiver the egress policy does not list")
+	}
+	if !strings.Contains(h.log.String(), "could not be delivered") || !strings.Contains(h.log.String(), "loopback") {
+		t.Fatalf("the refused delivery was not logged:\n%s", h.log.String())
+	}
+
+	// A person's secret cannot become a delivery target, when set or
+	// updated.
+	h.mustStatus(h.do("PUT", "/api/v1/secrets/team/db-password", `{"value":"a-person-stored-this"}`), http.StatusCreated)
+	wantError(t, h.do("POST", "/api/v1/keys", `{"name":"thief","rotation":{"every":"7d","deliver_to":"secret:team/db-password"}}`),
+		http.StatusBadRequest, "bad_request", "created by a person")
+	h.mustStatus(h.do("POST", "/api/v1/keys", `{"name":"plain"}`), http.StatusCreated)
+	wantError(t, h.do("PATCH", "/api/v1/keys/plain", `{"rotation":{"every":"7d","deliver_to":"secret:team/db-password"}}`),
+		http.StatusBadRequest, "bad_request", "created by a person")
+	var val adminapi.SecretValue
+	decode(t, h.do("GET", "/api/v1/secrets/team/db-password:value", ""), &val)
+	if val.Value != "a-person-stored-this" {
+		t.Fatal("the person's secret changed")
+	}
+
+	// A key's rotation delivers into its own secret again and again; a
+	// second key cannot point at it.
+	h.mustStatus(h.do("POST", "/api/v1/keys", `{"name":"bot","rotation":{"every":"7d","grace":"1h","deliver_to":"secret:agents/bot"}}`), http.StatusCreated)
+	for range 2 {
+		h.now = h.now.Add(8 * 24 * time.Hour)
+		h.api.RunRotations(ctx)
+	}
+	if m, err := h.st.GetSecretMeta(ctx, "agents/bot"); err != nil || m.Versions != 2 || m.Owner != "rotation:bot" {
+		t.Fatalf("two rotations of bot delivered %+v, %v; want 2 versions owned by bot's rotation", m, err)
+	}
+	wantError(t, h.do("POST", "/api/v1/keys", `{"name":"other","rotation":{"every":"7d","deliver_to":"secret:agents/bot"}}`),
+		http.StatusBadRequest, "bad_request", "bot's rotation")
 }

@@ -323,14 +323,32 @@ type stored struct {
 	version int
 }
 
+// notOwner is a delivery's refusal to write into a secret it did not
+// create.
+type notOwner struct{ name, owner string }
+
+func (e notOwner) Error() string {
+	who := "a person (keygate secret put)"
+	if e.owner != "" {
+		who = strings.TrimPrefix(e.owner, "rotation:") + "'s rotation"
+	}
+	return fmt.Sprintf("secret %q was created by %s, and a key's rotation writes only into a secret it created itself; deliver to a new secret name", e.name, who)
+}
+
 // storeSecret stores val as the next version of secret name, creating the
-// secret if it does not exist.
+// secret if it does not exist. A person's put (owner "") may write into
+// any secret; a rotation (owner "rotation:NAME") only into one that does
+// not exist yet or that the same rotation created.
 func (a *API) storeSecret(ctx context.Context, name string, val secret.String) (stored, error) {
+	return a.storeSecretAs(ctx, name, "", val)
+}
+
+func (a *API) storeSecretAs(ctx context.Context, name, owner string, val secret.String) (stored, error) {
 	now := a.opts.Now().UTC()
 	m, err := a.opts.Store.GetSecretMeta(ctx, name)
 	created := false
 	if errors.Is(err, store.ErrNotFound) {
-		m = store.SecretMeta{Name: name, RecordID: "secret/" + newID("sec_"), CreatedAt: now, UpdatedAt: now}
+		m = store.SecretMeta{Name: name, RecordID: "secret/" + newID("sec_"), CreatedAt: now, UpdatedAt: now, Owner: owner}
 		err = a.opts.Store.CreateSecretMeta(ctx, m)
 		created = err == nil
 		if errors.Is(err, store.ErrConflict) { // another writer created it first
@@ -342,6 +360,9 @@ func (a *API) storeSecret(ctx context.Context, name string, val secret.String) (
 	}
 	if m.DeletedAt != nil {
 		return stored{}, deletedSecret{*m.DeletedAt}
+	}
+	if owner != "" && m.Owner != owner {
+		return stored{}, notOwner{name: name, owner: m.Owner}
 	}
 	ver, err := a.opts.Vault.Put(ctx, m.RecordID, val)
 	if err != nil {

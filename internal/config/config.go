@@ -18,6 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/keygate/keygate/internal/egress"
 	"github.com/keygate/keygate/internal/jsonpeek"
 )
 
@@ -94,6 +95,8 @@ type Config struct {
 	ProviderRefresh time.Duration `yaml:"provider_refresh"`
 	// TrustedProxies lists CIDRs whose X-Forwarded-For is believed.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// Egress lists the internal addresses keygate's webhooks may reach.
+	Egress Egress `yaml:"egress"`
 	// Log configures logging.
 	Log Log `yaml:"log"`
 }
@@ -130,6 +133,27 @@ type Client struct {
 	// copies) the gateway holds in memory at once; a request that would
 	// pass it waits briefly, then gets 503 with Retry-After.
 	MaxInflightBodyBytes ByteSize `yaml:"max_inflight_body_bytes"`
+}
+
+// Egress bounds where keygate sends webhooks: alert webhooks and Slack,
+// the audit webhook, and rotation deliveries set through the admin API.
+// Each connection is checked after DNS; by default only public addresses
+// are reached, so no URL can point keygate at a cloud metadata endpoint or
+// an internal service. Passthrough services use their own allow_private;
+// providers are reached wherever their base URL says (a local model server
+// is a provider like any other).
+type Egress struct {
+	// Allow lists the loopback, private or other special-purpose
+	// addresses and CIDRs webhooks may reach, such as an internal SIEM
+	// collector at 10.1.2.3 or 10.1.0.0/16.
+	Allow []string `yaml:"allow"`
+}
+
+// EgressPolicy is the policy Egress describes; call it on a validated
+// configuration.
+func (c Config) EgressPolicy() egress.Policy {
+	allow, _ := egress.ParsePrefixes(c.Egress.Allow)
+	return egress.Policy{Allow: allow, What: "egress.allow"}
 }
 
 // Upstream tunes the HTTP client that talks to providers.
@@ -639,6 +663,9 @@ func (c Config) Validate() error {
 	}
 	if c.Upstream.MaxIdleConnsPerHost <= 0 {
 		bad("upstream.max_idle_conns_per_host", "must be positive")
+	}
+	if _, err := egress.ParsePrefixes(c.Egress.Allow); err != nil {
+		bad("egress.allow", "%v", err)
 	}
 	for _, p := range c.TrustedProxies {
 		if _, err := parsePrefix(p); err != nil {

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keygate/keygate/internal/egress"
 	"github.com/keygate/keygate/internal/secret"
 )
 
@@ -111,14 +112,14 @@ type TransportOptions struct {
 // It refuses a request unless its scheme, host and Host header match its
 // service's base URL, and it checks every address it actually connects to,
 // after DNS resolution, so a name that resolves (or later rebinds) to a
-// private address is refused too; see Classify. It uses no proxy from the
+// private address is refused too; see egress.Classify. It uses no proxy from the
 // environment and, being a RoundTripper, never follows redirects: a 3xx
 // goes back to the client as it came (pass its headers through
 // ScrubLocation). Services with AllowPrivate use a separate connection
 // pool, so a connection opened for one is never reused by a service
 // without it.
 type Transport struct {
-	public  *http.Transport // dials only addresses Classify calls public
+	public  *http.Transport // dials only addresses egress.Classify calls public
 	private *http.Transport // dials anything; for AllowPrivate services
 }
 
@@ -175,7 +176,7 @@ func refuseSpecialAddr(_ context.Context, _, address string, _ syscall.RawConn) 
 	if err != nil {
 		return &BlockedError{Reason: "the dialled address could not be checked; refusing to connect"}
 	}
-	if public, reason := Classify(ap.Addr()); !public {
+	if public, reason := egress.Classify(ap.Addr()); !public {
 		return &BlockedError{IP: ap.Addr().WithZone(""), Reason: reason + " is not reachable through passthrough; set AllowPrivate on the service if this upstream is meant to be internal"}
 	}
 	return nil

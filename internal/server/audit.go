@@ -187,7 +187,7 @@ func newAudit(ctx context.Context, cfg config.Config, st *store.Store, v *vault.
 		}
 		// Read at every post (the vault caches it briefly), so a key rotated
 		// with keygate audit webhook-key rotate applies without a restart.
-		wh, err := audit.NewWebhookSink(audit.WebhookOptions{URL: cfg.Audit.Webhook, KeySource: func(ctx context.Context) (secret.String, error) {
+		wh, err := audit.NewWebhookSink(audit.WebhookOptions{URL: cfg.Audit.Webhook, Client: cfg.EgressPolicy().Client(0), KeySource: func(ctx context.Context) (secret.String, error) {
 			k, _, err := v.GetCached(ctx, admin.AuditWebhookKeyRecord)
 			return k, err
 		}})

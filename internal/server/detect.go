@@ -36,10 +36,10 @@ func newDetection(ctx context.Context, cfg config.Config, st *store.Store, v *va
 		if err != nil {
 			return nil, fmt.Errorf("alert webhook signing key: %w", err)
 		}
-		notifiers["webhook"] = &detect.WebhookNotifier{URL: secret.New(cfg.Alerts.Webhook), Secret: secret.New(key.Reveal())}
+		notifiers["webhook"] = &detect.WebhookNotifier{URL: secret.New(cfg.Alerts.Webhook), Secret: secret.New(key.Reveal()), Client: cfg.EgressPolicy().Client(30 * time.Second)}
 	}
 	if cfg.Alerts.Slack != "" {
-		notifiers["slack"] = &detect.SlackNotifier{URL: secret.New(cfg.Alerts.Slack)}
+		notifiers["slack"] = &detect.SlackNotifier{URL: secret.New(cfg.Alerts.Slack), Client: cfg.EgressPolicy().Client(30 * time.Second)}
 	}
 	if cfg.Alerts.Syslog != "" {
 		u, err := url.Parse(cfg.Alerts.Syslog)

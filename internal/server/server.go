@@ -239,6 +239,7 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 			}
 			return vault.WriteBackup(ctx, w, v.Current(), snap, time.Now())
 		},
+		Egress:               cfg.EgressPolicy(),
 		Version:              o.version,
 		GatewayURL:           addrs.Gateway,
 		ProviderKeyGrace:     cfg.Vault.ProviderKeyGrace,

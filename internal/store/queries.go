@@ -8,7 +8,7 @@ const (
 		allow_paths, allow_ips, hours, suspended_at, rotated_from,
 		rotate_every, rotate_grace, deliver_to, next_rotation_at, client_cert, step_up_until, allow_services`
 	adminCols      = `id, name, hash, role, created_at, revoked_at`
-	secretMetaCols = `s.name, s.record_id, s.created_at, s.updated_at, s.deleted_at, s.purge_at,
+	secretMetaCols = `s.name, s.record_id, s.created_at, s.updated_at, s.deleted_at, s.purge_at, s.owner,
 		COALESCE((SELECT MAX(v.version) FROM secret_versions v WHERE v.id = s.record_id), 0),
 		(SELECT COUNT(*) FROM secret_versions v WHERE v.id = s.record_id)`
 	kekCols      = `id, kind, params, created_at`
@@ -92,7 +92,7 @@ func newQueries(d Dialect) *queries {
 		countByKEK:    r(`SELECT kek_id, format, COUNT(*) FROM secret_versions GROUP BY kek_id, format ORDER BY kek_id, format`),
 		countNotUnder: r(`SELECT COUNT(*) FROM secret_versions WHERE kek_id <> ? AND id NOT LIKE ?`),
 
-		createSecretMeta:  r(`INSERT INTO secrets (name, record_id, created_at, updated_at, deleted_at, purge_at) VALUES (?, ?, ?, ?, ?, ?)`),
+		createSecretMeta:  r(`INSERT INTO secrets (name, record_id, created_at, updated_at, deleted_at, purge_at, owner) VALUES (?, ?, ?, ?, ?, ?, ?)`),
 		getSecretMeta:     r(`SELECT ` + secretMetaCols + ` FROM secrets s WHERE s.name = ?`),
 		listSecretMeta:    r(`SELECT ` + secretMetaCols + ` FROM secrets s WHERE s.deleted_at IS NULL ORDER BY s.name`),
 		listAllSecretMeta: r(`SELECT ` + secretMetaCols + ` FROM secrets s ORDER BY s.name`),

@@ -130,6 +130,10 @@ type SecretMeta struct {
 	UpdatedAt time.Time  // UTC; the last put, rollback or restore
 	DeletedAt *time.Time // set while soft-deleted
 	PurgeAt   *time.Time // when a soft-deleted secret is destroyed
+	// Owner is what created the secret when keygate did: "rotation:NAME"
+	// for a key's automatic rotation delivering into it; "" when a person
+	// put it.
+	Owner string
 
 	// Read-only, filled in on reads from the record's versions.
 	CurrentVersion int // highest version; 0 when none

@@ -139,7 +139,7 @@ func (s *Store) CountByKEK(ctx context.Context) ([]KEKCount, error) {
 // ErrConflict when the name or record id is taken.
 func (s *Store) CreateSecretMeta(ctx context.Context, m SecretMeta) error {
 	_, err := s.w.ExecContext(ctx, s.q.createSecretMeta, m.Name, m.RecordID,
-		s.timeArg(m.CreatedAt), s.timeArg(m.UpdatedAt), s.nullTimeArg(m.DeletedAt), s.nullTimeArg(m.PurgeAt))
+		s.timeArg(m.CreatedAt), s.timeArg(m.UpdatedAt), s.nullTimeArg(m.DeletedAt), s.nullTimeArg(m.PurgeAt), m.Owner)
 	if err != nil {
 		return fmt.Errorf("store: create secret %q: %w", m.Name, mapErr(err))
 	}
@@ -242,7 +242,7 @@ func (s *Store) SecretsDueForPurge(ctx context.Context, now time.Time) ([]string
 func scanSecretMeta(row rowScanner) (SecretMeta, error) {
 	var m SecretMeta
 	err := row.Scan(&m.Name, &m.RecordID, timeCol{&m.CreatedAt}, timeCol{&m.UpdatedAt},
-		nullTimeCol{&m.DeletedAt}, nullTimeCol{&m.PurgeAt}, &m.CurrentVersion, &m.Versions)
+		nullTimeCol{&m.DeletedAt}, nullTimeCol{&m.PurgeAt}, &m.Owner, &m.CurrentVersion, &m.Versions)
 	return m, err
 }
 

@@ -31,7 +31,7 @@ func testAdminTokenRole(t *testing.T, newURL func(testing.TB) string) {
 
 func testSecretMetaLifecycle(t *testing.T, newURL func(testing.TB) string) {
 	s := Open(t, newURL(t))
-	m := store.SecretMeta{Name: "payments/stripe", RecordID: "secret/sec_1", CreatedAt: at(0), UpdatedAt: at(0)}
+	m := store.SecretMeta{Name: "payments/stripe", RecordID: "secret/sec_1", CreatedAt: at(0), UpdatedAt: at(0), Owner: "rotation:bot"}
 	must(t, s.CreateSecretMeta(ctx(t), m))
 	wantErr(t, s.CreateSecretMeta(ctx(t), store.SecretMeta{Name: m.Name, RecordID: "secret/sec_2", CreatedAt: at(0), UpdatedAt: at(0)}),
 		store.ErrConflict, "CreateSecretMeta with a taken name")
@@ -40,7 +40,7 @@ func testSecretMetaLifecycle(t *testing.T, newURL func(testing.TB) string) {
 
 	got, err := s.GetSecretMeta(ctx(t), m.Name)
 	must(t, err)
-	if got.CurrentVersion != 0 || got.Versions != 0 || got.RecordID != m.RecordID {
+	if got.CurrentVersion != 0 || got.Versions != 0 || got.RecordID != m.RecordID || got.Owner != "rotation:bot" {
 		t.Errorf("new secret = %+v, want no versions", got)
 	}
 	for v := 1; v <= 3; v++ {

@@ -1,10 +1,18 @@
-package passthrough
+// Package egress guards the requests keygate sends to addresses someone
+// configured: passthrough services, rotation deliveries, alert and audit
+// webhooks. A URL naming a cloud metadata endpoint, a loopback or private
+// address, or a host whose DNS answer points at one (now or after a
+// rebinding) would otherwise let whoever set the URL reach the inside of
+// keygate's network with keygate's credentials. Every address is checked
+// when it is dialled, after DNS; special-purpose addresses are refused
+// unless the operator listed them.
+package egress
 
 import "net/netip"
 
 // Classify reports whether ip is an ordinary public unicast address that
-// the transport may dial for a service without AllowPrivate. When it is
-// not, reason names the range it belongs to: loopback, private (RFC 1918,
+// keygate may send a request to without the operator allowing it. When it
+// is not, reason names the range it belongs to: loopback, private (RFC 1918,
 // fc00::/7), link-local (169.254.0.0/16 with the cloud metadata address,
 // fe80::/10), unspecified, multicast, shared CGNAT space (100.64.0.0/10),
 // 0.0.0.0/8, broadcast and the other special-purpose ranges of the IANA
