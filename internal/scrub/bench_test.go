@@ -1,0 +1,255 @@
+package scrub
+
+import (
+	"encoding/base64"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/keygate/keygate/internal/secret"
+)
+
+// words are the text of the sample bodies.
+var words = strings.Fields(`the model answered with a long explanation of how the request was
+handled and which tools were called along the way including search results citations and a
+summary of the findings for the user who asked about Paris weather in June and the best
+restaurants near the Eiffel Tower with prices opening hours and reviews from 2024`)
+
+// sampleJSON returns about n bytes of chat-completion JSON, the same for
+// the same n.
+func sampleJSON(n int) string {
+	rng := rand.New(rand.NewPCG(1, uint64(n)))
+	var b strings.Builder
+	for i := 0; b.Len() < n; i++ {
+		fmt.Fprintf(&b, `{"id":"chatcmpl-%016x","object":"chat.completion.chunk","created":%d,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"`,
+			rng.Uint64(), 1700000000+i)
+		for range 8 + rng.IntN(24) {
+			b.WriteString(words[rng.IntN(len(words))])
+			b.WriteByte(' ')
+		}
+		b.WriteString(`"},"finish_reason":null}]}` + "\n")
+	}
+	return b.String()[:n]
+}
+
+// sampleSSE returns events server-sent events of a chat completion stream.
+func sampleSSE(events int) [][]byte {
+	rng := rand.New(rand.NewPCG(2, uint64(events)))
+	out := make([][]byte, events)
+	for i := range out {
+		out[i] = fmt.Appendf(nil, "data: {\"id\":\"chatcmpl-%016x\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"%s \"}}]}\n\n",
+			rng.Uint64(), words[rng.IntN(len(words))])
+	}
+	return out
+}
+
+// onlyWriter hides io.Discard's ReadFrom, so both sides of a benchmark copy
+// through the same 32 KiB buffer, as ReverseProxy does.
+type onlyWriter struct{ io.Writer }
+
+// eventSource yields one event per Read, as a stream arrives.
+type eventSource struct {
+	events [][]byte
+	i, off int
+}
+
+func (e *eventSource) Read(p []byte) (int, error) {
+	if e.i == len(e.events) {
+		return 0, io.EOF
+	}
+	n := copy(p, e.events[e.i][e.off:])
+	e.off += n
+	if e.off == len(e.events[e.i]) {
+		e.i, e.off = e.i+1, 0
+	}
+	return n, nil
+}
+
+// BenchmarkBody copies bodies of 1 KiB, 64 KiB and 1 MiB that hold no
+// credential, plainly and through a Reader, with ReverseProxy's 32 KiB
+// buffer; and a stream of 1,000 SSE events read as they arrive.
+func BenchmarkBody(b *testing.B) {
+	s, _ := basicSet(b)
+	buf := make([]byte, 32<<10)
+	dst := onlyWriter{io.Discard}
+	for _, size := range []int{1 << 10, 64 << 10, 1 << 20} {
+		body := strings.NewReader(sampleJSON(size))
+		b.Run(fmt.Sprintf("%dKiB/copy", size>>10), func(b *testing.B) {
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				body.Seek(0, io.SeekStart)
+				_, _ = io.CopyBuffer(dst, struct{ io.Reader }{body}, buf)
+			}
+		})
+		b.Run(fmt.Sprintf("%dKiB/scrub", size>>10), func(b *testing.B) {
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				body.Seek(0, io.SeekStart)
+				_, _ = io.CopyBuffer(dst, s.Reader(body), buf)
+			}
+		})
+	}
+	events := sampleSSE(1000)
+	total := 0
+	for _, e := range events {
+		total += len(e)
+	}
+	b.Run("sse1000/copy", func(b *testing.B) {
+		b.SetBytes(int64(total))
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = io.CopyBuffer(dst, &eventSource{events: events}, buf)
+		}
+	})
+	b.Run("sse1000/scrub", func(b *testing.B) {
+		b.SetBytes(int64(total))
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = io.CopyBuffer(dst, s.Reader(&eventSource{events: events}), buf)
+		}
+	})
+}
+
+// BenchmarkBase64Body copies 1 MiB of base64 text (an image as b64_json,
+// audio, embeddings), where every letter and digit is frequent, plainly
+// and through a Reader.
+func BenchmarkBase64Body(b *testing.B) {
+	s, _ := basicSet(b)
+	raw := make([]byte, 3<<18)
+	rng := rand.New(rand.NewPCG(3, 3))
+	for i := range raw {
+		raw[i] = byte(rng.Uint32())
+	}
+	doc := `{"data":[{"b64_json":"` + base64.StdEncoding.EncodeToString(raw) + `"}]}`
+	body := strings.NewReader(doc)
+	buf := make([]byte, 32<<10)
+	dst := onlyWriter{io.Discard}
+	b.Run("copy", func(b *testing.B) {
+		b.SetBytes(int64(len(doc)))
+		for b.Loop() {
+			body.Seek(0, io.SeekStart)
+			_, _ = io.CopyBuffer(dst, struct{ io.Reader }{body}, buf)
+		}
+	})
+	b.Run("scrub", func(b *testing.B) {
+		b.SetBytes(int64(len(doc)))
+		b.ReportAllocs()
+		for b.Loop() {
+			body.Seek(0, io.SeekStart)
+			_, _ = io.CopyBuffer(dst, s.Reader(body), buf)
+		}
+	})
+}
+
+// BenchmarkBodyWithEchoes scrubs a 64 KiB body that echoes the key twenty
+// times, against a plain copy of it.
+func BenchmarkBodyWithEchoes(b *testing.B) {
+	s, _ := basicSet(b)
+	doc := sampleJSON(64 << 10)
+	for i := range 20 {
+		at := i * (len(doc) / 20)
+		doc = doc[:at] + testKey + doc[at+len(testKey):]
+	}
+	body := strings.NewReader(doc)
+	buf := make([]byte, 32<<10)
+	dst := onlyWriter{io.Discard}
+	b.Run("copy", func(b *testing.B) {
+		b.SetBytes(int64(len(doc)))
+		for b.Loop() {
+			body.Seek(0, io.SeekStart)
+			_, _ = io.CopyBuffer(dst, struct{ io.Reader }{body}, buf)
+		}
+	})
+	b.Run("scrub", func(b *testing.B) {
+		b.SetBytes(int64(len(doc)))
+		b.ReportAllocs()
+		for b.Loop() {
+			body.Seek(0, io.SeekStart)
+			_, _ = io.CopyBuffer(dst, s.Reader(body), buf)
+		}
+	})
+}
+
+// BenchmarkForRequest builds the Set of a Bearer request and of a Basic
+// one, as the gateway would per call without a cache.
+func BenchmarkForRequest(b *testing.B) {
+	for _, basic := range []bool{false, true} {
+		req, _ := http.NewRequest("POST", "https://api.example.com/v1/chat/completions", nil)
+		req.Header.Set("Content-Type", "application/json")
+		if basic {
+			req.SetBasicAuth(testUser, testKey)
+		} else {
+			req.Header.Set("Authorization", "Bearer "+testKey)
+		}
+		key := secret.New(testKey)
+		b.Run(fmt.Sprintf("basic=%v", basic), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				ForRequest(req, key)
+			}
+		})
+	}
+}
+
+// BenchmarkHTTP reads answers from a real HTTP server over loopback, as the
+// gateway does from an upstream, plainly and through a Reader: bodies of
+// 64 KiB and 1 MiB, and a stream of 1,000 SSE events each flushed on its
+// own. It shows what the scan costs on a real data path.
+func BenchmarkHTTP(b *testing.B) {
+	s, _ := basicSet(b)
+	bodies := map[string][]byte{"64KiB": []byte(sampleJSON(64 << 10)), "1024KiB": []byte(sampleJSON(1 << 20))}
+	events := sampleSSE(1000)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/sse" {
+			w.Header().Set("Content-Type", "text/event-stream")
+			for _, e := range events {
+				_, _ = w.Write(e)
+				w.(http.Flusher).Flush()
+			}
+			return
+		}
+		_, _ = w.Write(bodies[r.URL.Path[1:]])
+	}))
+	defer srv.Close()
+	client := srv.Client()
+	buf := make([]byte, 32<<10)
+	dst := onlyWriter{io.Discard}
+	get := func(b *testing.B, path string, scrub bool) {
+		resp, err := client.Get(srv.URL + path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var body io.Reader = struct{ io.Reader }{resp.Body}
+		if scrub {
+			body = s.Reader(resp.Body)
+		}
+		if _, err := io.CopyBuffer(dst, body, buf); err != nil {
+			b.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	for _, path := range []string{"/64KiB", "/1024KiB", "/sse"} {
+		size := len(bodies[path[1:]])
+		if path == "/sse" {
+			size = 0
+			for _, e := range events {
+				size += len(e)
+			}
+		}
+		for _, scrub := range []bool{false, true} {
+			name := map[bool]string{false: "copy", true: "scrub"}[scrub]
+			b.Run(path[1:]+"/"+name, func(b *testing.B) {
+				b.SetBytes(int64(size))
+				for b.Loop() {
+					get(b, path, scrub)
+				}
+			})
+		}
+	}
+}
