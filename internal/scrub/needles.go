@@ -98,25 +98,7 @@ func New(creds ...Credential) *Set {
 // outgoing request (resp.Request in ReverseProxy.ModifyResponse) and the
 // keys injected into it.
 func ForRequest(req *http.Request, keys ...secret.String) *Set {
-	var creds []Credential
-	for _, k := range keys {
-		if k.IsZero() {
-			continue
-		}
-		creds = append(creds, Credential{Key: k})
-		if req == nil {
-			continue
-		}
-		raw := k.Reveal()
-		for _, vals := range req.Header {
-			for _, v := range vals {
-				if v != raw && (strings.Contains(v, raw) || strings.Contains(basicUserPass(v), raw)) {
-					creds = append(creds, Credential{Key: k, Header: secret.New(v)})
-				}
-			}
-		}
-	}
-	return New(creds...)
+	return New(requestCredentials(req, keys)...)
 }
 
 // appendForms appends the plain forms of c: the strings that went on the
