@@ -17,16 +17,34 @@ const maxCodings = 3
 
 // EncodingError reports a response body keygate cannot decode, and so
 // cannot search for its credential. The gateway must not pass such a body
-// on: answer 502 with Error() as the message (it holds no secret).
+// on: answer 502 with Error() as the message. Encoding and Coding are the
+// upstream's text: Set.Response scrubs them before returning the error;
+// scrub them (Set.String) when DecodeResponse is called directly.
 type EncodingError struct {
-	Encoding string // the Content-Encoding value, as the upstream sent it
+	Encoding string // the Content-Encoding values, as the upstream sent them
+	Coding   string // the coding refused, or "" when the stack is refused as a whole
 	Reason   string // why it cannot be decoded
 }
 
+// maxShown bounds how much of the upstream's text an EncodingError repeats.
+const maxShown = 64
+
 // Error says what the upstream sent and why keygate refuses it.
 func (e *EncodingError) Error() string {
+	what := e.Reason
+	if e.Coding != "" {
+		what = fmt.Sprintf("keygate does not decode %q", shorten(e.Coding))
+	}
 	return fmt.Sprintf("the upstream answered with Content-Encoding %q, which keygate cannot check for its credential: %s; keygate asks upstreams for gzip or no encoding, so the upstream should honour Accept-Encoding",
-		e.Encoding, e.Reason)
+		shorten(e.Encoding), what)
+}
+
+// shorten cuts s to maxShown bytes.
+func shorten(s string) string {
+	if len(s) > maxShown {
+		return s[:maxShown] + "..."
+	}
+	return s
 }
 
 // Decode returns body with the content codings of h (Content-Encoding)
@@ -90,7 +108,7 @@ func contentCodings(h http.Header) ([]string, error) {
 			case "gzip", "x-gzip", "deflate":
 				codings = append(codings, c)
 			default:
-				return nil, &EncodingError{Encoding: strings.Join(vals, ", "), Reason: fmt.Sprintf("keygate does not decode %q", strings.TrimSpace(tok))}
+				return nil, &EncodingError{Encoding: strings.Join(vals, ", "), Coding: strings.TrimSpace(tok)}
 			}
 		}
 	}

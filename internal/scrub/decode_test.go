@@ -205,3 +205,20 @@ func TestEncodedErrorBodyOverHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestEncodingErrorNeverCarriesTheKey: an upstream that puts the key in
+// Content-Encoding does not get it into the 502 message.
+func TestEncodingErrorNeverCarriesTheKey(t *testing.T) {
+	s, _ := basicSet(t)
+	for _, enc := range []string{"gzip, " + testKey, testKey + ", gzip", "Bearer " + testKey} {
+		resp := response(200, []byte("x"), enc)
+		err := s.Response(resp)
+		var ee *EncodingError
+		if !errors.As(err, &ee) {
+			t.Fatalf("%q: %v, want an *EncodingError", enc, err)
+		}
+		if strings.Contains(err.Error(), testKey) || strings.Contains(err.Error(), testKey[:20]) {
+			t.Fatalf("the message carries the key: %s", err)
+		}
+	}
+}

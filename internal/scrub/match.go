@@ -2,6 +2,8 @@ package scrub
 
 import (
 	"slices"
+
+	"github.com/keygate/keygate/internal/secret"
 )
 
 // match is a needle found at b[start:end].
@@ -131,4 +133,14 @@ func (s *Set) replaceString(v, with string) (string, bool) {
 		pos = m.end
 	}
 	return string(append(out, b[pos:]...)), true
+}
+
+// String returns v with every needle replaced by "[REDACTED]", for text
+// from the upstream that keygate repeats, such as an error message.
+func (s *Set) String(v string) string {
+	if s.Empty() {
+		return v
+	}
+	v, _ = s.replaceString(v, secret.Redacted)
+	return v
 }

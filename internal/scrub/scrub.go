@@ -92,18 +92,26 @@
 // parameter's place.
 package scrub
 
-import "net/http"
+import (
+	"errors"
+	"net/http"
+)
 
 // Response makes resp safe to hand to a client: it decodes the body
 // (DecodeResponse), removes the needles from the headers (Header) and
 // wraps the body so its needles are removed as it is read (Body). It
-// returns an *EncodingError, and leaves resp untouched, when the body uses
-// a coding keygate cannot decode. With an empty Set it does nothing.
+// returns an *EncodingError, scrubbed and safe to show, and leaves resp
+// untouched, when the body uses a coding keygate cannot decode. With an
+// empty Set it does nothing.
 func (s *Set) Response(resp *http.Response) error {
 	if s.Empty() {
 		return nil
 	}
 	if err := DecodeResponse(resp); err != nil {
+		var ee *EncodingError
+		if errors.As(err, &ee) { // the upstream's text may echo the key
+			ee.Encoding, ee.Coding = s.String(ee.Encoding), s.String(ee.Coding)
+		}
 		return err
 	}
 	s.Header(resp.Header)
