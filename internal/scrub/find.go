@@ -8,9 +8,6 @@ import (
 // gramLen is the length of the byte strings the dense scan samples.
 const gramLen = 4
 
-// gramBits is log2 of the number of bits in a Set's gram filter.
-const gramBits = 16
-
 // find appends every complete occurrence of every needle in b to ms, in no
 // particular order, and reports whether the next buffer of the same stream
 // should start with the dense scan.
@@ -23,8 +20,8 @@ const gramBits = 16
 // a 4-byte gram every step bytes (step = shortest needle - 3, so every
 // occurrence covers one), tests it against a Bloom filter of the needles'
 // grams and runs the sparse scan only around the grams that pass. The
-// dense scan samples the anchor bytes at its probes to tell when the
-// stream has turned sparse again.
+// dense scan counts anchor bytes in the first 4 KiB of each buffer to tell
+// when the stream has turned sparse again.
 func (s *Set) find(b []byte, ms []match, dense bool) ([]match, bool) {
 	if len(b) < 2 {
 		return ms, dense
@@ -84,11 +81,8 @@ func (s *Set) findDense(b []byte, ms []match) ([]match, bool) {
 	step := s.minLen - gramLen + 1
 	reach := step - 1
 	winLo, winHi := 0, 0
-	anchored, probes := 0, (len(b)-gramLen)/step+1
 	for p := 0; ; p += step {
-		var a int
-		p, a = s.grams.next(b, p, step, &s.isAnchor)
-		anchored += a
+		p = s.grams.next(b, p, step)
 		if p < 0 {
 			break
 		}
@@ -105,25 +99,28 @@ func (s *Set) findDense(b []byte, ms []match) ([]match, bool) {
 	if winHi > winLo {
 		ms, _ = s.findSparse(b, ms, winLo, winHi, -1)
 	}
-	// anchored/probes estimates the share of anchor bytes; go back to the
-	// sparse scan when it falls well under the switching density.
-	return ms, anchored*2*denseEvery >= probes
+	// Go back to the sparse scan when anchor bytes fall well under the
+	// switching density, judged on a sample.
+	sample := b[:min(len(b), densitySample)]
+	anchored := 0
+	for _, a := range s.anchors {
+		anchored += bytes.Count(sample, []byte{a.b})
+	}
+	return ms, anchored*2*denseEvery >= len(sample)
 }
 
+// densitySample is how many bytes findDense counts anchor bytes in.
+const densitySample = 4096
+
 // next returns the first probe at or after from, stepping by step, whose
-// gram may belong to a needle, or -1, and how many probes it passed on an
-// anchor byte.
-func (f *gramFilter) next(b []byte, from, step int, isAnchor *[256]bool) (p, anchored int) {
-	for p = from; p <= len(b)-gramLen; p += step {
-		g := binary.LittleEndian.Uint32(b[p:])
-		if isAnchor[byte(g)] {
-			anchored++
-		}
-		if w, m := gramHash(g); f[w%gramWords]&m == m {
-			return p, anchored
+// gram may belong to a needle, or -1.
+func (f *gramFilter) next(b []byte, from, step int) int {
+	for p := from; p <= len(b)-gramLen; p += step {
+		if w, m := gramHash(binary.LittleEndian.Uint32(b[p:])); f[w%gramWords]&m == m {
+			return p
 		}
 	}
-	return -1, anchored
+	return -1
 }
 
 // gramWords is the number of 64-bit words of a Set's gram filter.

@@ -119,6 +119,9 @@ func (s *Set) Contains(b []byte) bool {
 // replaceString returns v with every needle replaced by with, which need
 // not have the needle's length, and whether it replaced any.
 func (s *Set) replaceString(v, with string) (string, bool) {
+	if len(v) < s.minLen {
+		return v, false // most header values: no needle fits
+	}
 	b := []byte(v)
 	var sc scratch
 	ms, _ := s.scan(b, true, &sc)

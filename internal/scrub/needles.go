@@ -40,7 +40,6 @@ type Set struct {
 	first    [257]uint32 // byFirst[first[c]:first[c+1]] start with byte c
 	byFirst  []uint32    // needle indexes by first byte, longest first
 	anchors  []anchor
-	isAnchor [256]bool   // the anchors' bytes
 	minLen   int         // the shortest needle's length
 	grams    *gramFilter // the needles' 4-byte grams (see find)
 	bodyMask []byte      // "[REDACTED]" then '*' up to maxLen
@@ -242,9 +241,6 @@ func compile(forms []string) *Set {
 	s.shortMask = []byte("[REDACT]*")
 	s.minLen = len(forms[len(forms)-1])
 	s.anchors = chooseAnchors(s.needles)
-	for _, a := range s.anchors {
-		s.isAnchor[a.b] = true
-	}
 	s.addGrams()
 	return s
 }

@@ -198,10 +198,10 @@ type sizedReader struct {
 func (s *sizedReader) Read(p []byte) (int, error) { return s.r.Read(p[:min(len(p), s.size)]) }
 
 // TestReadDoesNotAllocate: in steady state a Read allocates nothing, with
-// or without matches.
+// or without matches, scanning text or sampling base64.
 func TestReadDoesNotAllocate(t *testing.T) {
 	s, _ := basicSet(t)
-	for _, body := range []string{sampleJSON(4 << 10), sampleJSON(4<<10) + testKey + "Bearer " + testKey} {
+	for _, body := range []string{sampleJSON(4 << 10), sampleJSON(4<<10) + testKey + "Bearer " + testKey, sampleBase64(40 << 10)} {
 		src := &repeatSource{data: []byte(body)}
 		r := s.Reader(src)
 		p := make([]byte, 32<<10)
