@@ -20,7 +20,7 @@ const gramLen = 4
 // a 4-byte gram every step bytes (step = shortest needle - 3, so every
 // occurrence covers one), tests it against a Bloom filter of the needles'
 // grams and runs the sparse scan only around the grams that pass. The
-// dense scan counts anchor bytes in the first 4 KiB of each buffer to tell
+// dense scan counts anchor bytes in the first 2 KiB of each buffer to tell
 // when the stream has turned sparse again.
 func (s *Set) find(b []byte, ms []match, dense bool) ([]match, bool) {
 	if len(b) < 2 {
@@ -110,39 +110,56 @@ func (s *Set) findDense(b []byte, ms []match) ([]match, bool) {
 }
 
 // densitySample is how many bytes findDense counts anchor bytes in.
-const densitySample = 4096
+const densitySample = 2048
 
 // next returns the first probe at or after from, stepping by step, whose
-// gram may belong to a needle, or -1.
+// gram may belong to a needle, or -1. A probe first tests the gram's
+// first two bytes against the needles' byte pairs (one load, no hashing;
+// about one base64 pair in twenty passes), then the whole gram.
 func (f *gramFilter) next(b []byte, from, step int) int {
 	for p := from; p <= len(b)-gramLen; p += step {
-		if w, m := gramHash(binary.LittleEndian.Uint32(b[p:])); f[w%gramWords]&m == m {
+		g := binary.LittleEndian.Uint32(b[p:])
+		if pair := uint16(g); f.pairs[pair>>6]&(1<<(pair&63)) == 0 {
+			continue
+		}
+		if w, m := gramHash(g); f.quads[w%gramWords]&m == m {
 			return p
 		}
 	}
 	return -1
 }
 
-// gramWords is the number of 64-bit words of a Set's gram filter.
+// gramWords is the number of 64-bit words of each table of a gramFilter.
 const gramWords = 1024
 
-// gramFilter is a blocked Bloom filter of 4-byte grams: a gram sets two
-// bits of one word, so a test costs one load.
-type gramFilter [gramWords]uint64
+// gramFilter tells which 4-byte grams may belong to a needle: a bit for
+// every byte pair a needle holds, and a blocked Bloom filter of the
+// needles' 4-byte grams, where a gram sets two bits of one word so a test
+// costs one load.
+type gramFilter struct {
+	pairs [1 << 16 / 64]uint64
+	quads [gramWords]uint64
+}
 
-// addGrams puts every gram of every needle in the Set's filter.
+// addGrams puts every byte pair and gram of every needle in the Set's
+// filter.
 func (s *Set) addGrams() {
 	s.grams = new(gramFilter)
 	for _, n := range s.needles {
+		for i := 0; i+2 <= len(n); i++ {
+			pair := binary.LittleEndian.Uint16(n[i:])
+			s.grams.pairs[pair>>6] |= 1 << (pair & 63)
+		}
 		for i := 0; i+gramLen <= len(n); i++ {
 			w, m := gramHash(binary.LittleEndian.Uint32(n[i:]))
-			s.grams[w] |= m
+			s.grams.quads[w] |= m
 		}
 	}
 }
 
-// gramHash returns the word of a gramFilter a gram g maps to and the mask
-// of its two bits there, from the top bits of one multiplicative hash.
+// gramHash returns the word of a gramFilter's Bloom filter a gram g maps
+// to and the mask of its two bits there, from the top bits of one
+// multiplicative hash.
 func gramHash(g uint32) (uint32, uint64) {
 	h := uint64(g) * 0x9e3779b97f4a7c15
 	return uint32(h >> 54), 1<<(h>>48&63) | 1<<(h>>42&63)

@@ -36,7 +36,7 @@ const maxEmptyReads = 100
 
 // Reader returns a Reader that removes s's needles from what r yields.
 func (s *Set) Reader(r io.Reader) *Reader {
-	return &Reader{src: r, set: s, held: make([]byte, 0, max(s.maxLen, 1))}
+	return &Reader{src: r, set: s, held: make([]byte, 0, max(s.maxLen, 1)), sc: scratch{ms: make([]match, 0, 8)}}
 }
 
 // Body wraps an HTTP body so its needles are removed as it is read; Close
