@@ -1,0 +1,109 @@
+package scrub
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/keygate/keygate/internal/secret"
+)
+
+// Cache keeps the Sets of the credentials in use, so the data path builds
+// each Set once instead of on every call (see BenchmarkForRequest). It is
+// safe for concurrent use. Entries are found by a SHA-256 of the
+// credential strings, kept only in memory; when full, an arbitrary entry
+// makes room, so a rotated key's Set does not stay forever.
+type Cache struct {
+	mu   sync.Mutex
+	max  int
+	sets map[[sha256.Size]byte]*Set
+}
+
+// NewCache returns a Cache of at most size Sets (at least 1). A Set takes
+// about 20 KiB; size the cache for the number of upstream credentials.
+func NewCache(size int) *Cache {
+	return &Cache{max: max(1, size), sets: make(map[[sha256.Size]byte]*Set)}
+}
+
+// ForRequest returns the Set ForRequest would build for req and keys,
+// from the cache when the same credentials went out before.
+func (c *Cache) ForRequest(req *http.Request, keys ...secret.String) *Set {
+	creds := requestCredentials(req, keys)
+	if len(creds) == 0 {
+		return New()
+	}
+	id := fingerprint(creds)
+	c.mu.Lock()
+	s, ok := c.sets[id]
+	c.mu.Unlock()
+	if ok {
+		return s
+	}
+	s = New(creds...)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if prev, ok := c.sets[id]; ok {
+		return prev // built at the same time by another call
+	}
+	for k := range c.sets {
+		if len(c.sets) < c.max {
+			break
+		}
+		delete(c.sets, k)
+	}
+	c.sets[id] = s
+	return s
+}
+
+// Len returns the number of Sets held.
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.sets)
+}
+
+// requestCredentials lists each non-empty key, and each header value of
+// req that carries one of them, raw or inside Basic's base64.
+func requestCredentials(req *http.Request, keys []secret.String) []Credential {
+	var creds []Credential
+	for _, k := range keys {
+		if k.IsZero() {
+			continue
+		}
+		creds = append(creds, Credential{Key: k})
+		if req == nil {
+			continue
+		}
+		raw := k.Reveal()
+		for _, vals := range req.Header {
+			for _, v := range vals {
+				if v != raw && (strings.Contains(v, raw) || strings.Contains(basicUserPass(v), raw)) {
+					creds = append(creds, Credential{Key: k, Header: secret.New(v)})
+				}
+			}
+		}
+	}
+	return creds
+}
+
+// fingerprint identifies a list of credentials regardless of order: the
+// SHA-256 of their length-prefixed strings, sorted. It sorts creds.
+func fingerprint(creds []Credential) [sha256.Size]byte {
+	slices.SortFunc(creds, func(a, b Credential) int {
+		if c := strings.Compare(a.Key.Reveal(), b.Key.Reveal()); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Header.Reveal(), b.Header.Reveal())
+	})
+	buf := make([]byte, 0, 512)
+	for _, c := range creds {
+		for _, v := range []string{c.Key.Reveal(), c.Header.Reveal()} {
+			buf = binary.AppendUvarint(buf, uint64(len(v)))
+			buf = append(buf, v...)
+		}
+	}
+	return sha256.Sum256(buf)
+}
