@@ -45,6 +45,7 @@ import (
 	"github.com/keygate/keygate/internal/passthrough"
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
+	"github.com/keygate/keygate/internal/scrub"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/token"
 	"github.com/keygate/keygate/internal/usage"
@@ -120,6 +121,7 @@ type Gateway struct {
 	health         *balance.Health
 	upstreamLimits Limiter
 	bodyMem        *bodyBudget
+	scrubs         *scrub.Cache // the wire forms of upstream credentials, to remove from answers
 }
 
 // New builds a gateway serving the given routing table.
@@ -130,7 +132,7 @@ func New(opts Options, table *route.Table) *Gateway {
 	if opts.Transport == nil {
 		opts.Transport = http.DefaultTransport
 	}
-	g := &Gateway{opts: opts, models: newModelCache(time.Minute), health: balance.NewHealth(opts.Breaker), bodyMem: newBodyBudget(opts.MaxInflightBodyBytes)}
+	g := &Gateway{opts: opts, models: newModelCache(time.Minute), health: balance.NewHealth(opts.Breaker), bodyMem: newBodyBudget(opts.MaxInflightBodyBytes), scrubs: scrub.NewCache(256)}
 	g.upstreamLimits = opts.Limits.Shared
 	if g.upstreamLimits == nil {
 		g.upstreamLimits = limit.NewMemory()

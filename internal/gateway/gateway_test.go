@@ -378,7 +378,7 @@ func TestUpstreamEchoesAreScrubbed(t *testing.T) {
 				}
 			}
 		}
-		if got := a.header.Get("X-Echo-Authorization"); got != "Bearer "+secret.Redacted {
+		if got := a.header.Get("X-Echo-Authorization"); got != secret.Redacted {
 			t.Errorf("%d: echoed header %q, want it scrubbed in place", status, got)
 		}
 		if got := a.header.Values("X-Debug"); len(got) != 2 || got[0] != "first value" || got[1] != "key=[REDACTED]; again [REDACTED]" {
@@ -403,7 +403,7 @@ func TestUpstreamErrorBodies(t *testing.T) {
 	})
 	g := newGateway(t, ks.verifier(), nil, upstreamAt("small", "openai", small.URL+"/v1", realKey))
 	a := send(t, "POST", g.url+"/v1/chat/completions", chatBody, "Authorization", "Bearer "+key)
-	wantBody := `{"error":{"message":"Incorrect API key provided: [REDACTED]"}}`
+	wantBody := `{"error":{"message":"Incorrect API key provided: ` + mask(realKey) + `"}}`
 	if a.status != http.StatusUnauthorized || string(a.body) != wantBody {
 		t.Fatalf("small error: %d %q", a.status, a.body)
 	}
@@ -453,7 +453,7 @@ func TestCompressedUpstreamErrorIsScrubbed(t *testing.T) {
 	// Setting Accept-Encoding by hand stops the client from decoding, so
 	// the test sees the bytes exactly as keygate sent them.
 	a := send(t, "POST", g.url+"/v1/chat/completions", chatBody, "Authorization", "Bearer "+key, "Accept-Encoding", "gzip")
-	want := `{"error":{"message":"Incorrect API key provided: [REDACTED]"}}`
+	want := `{"error":{"message":"Incorrect API key provided: ` + mask(realKey) + `"}}`
 	if a.status != http.StatusUnauthorized || a.header.Get("Content-Encoding") != "" || string(a.body) != want {
 		t.Fatalf("got %d, Content-Encoding %q, body %q; want plain %s", a.status, a.header.Get("Content-Encoding"), a.body, want)
 	}
@@ -496,4 +496,9 @@ func TestCredentialCopiesNeverReachTheUpstream(t *testing.T) {
 	}
 	check("provider", seen[len(seen)-1].Header, seen[len(seen)-1].RawQuery)
 	check("service", api.seen[0].Header, api.seen[0].URL.RawQuery)
+}
+
+// mask is what replaces key in a scrubbed body: as many bytes.
+func mask(key string) string {
+	return secret.Redacted + strings.Repeat("*", len(key)-len(secret.Redacted))
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/keygate/keygate/internal/jsonpeek"
 	"github.com/keygate/keygate/internal/passthrough"
 	"github.com/keygate/keygate/internal/route"
+	"github.com/keygate/keygate/internal/scrub"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/usage"
 )
@@ -135,9 +136,12 @@ func (g *Gateway) passthroughResponse(resp *http.Response) error {
 	}
 	resp.Header.Del("Set-Cookie") // a session of keygate's credential, not the client's
 	passthrough.ScrubLocation(resp.Header, c.service.Service, c.service.Key)
+	if err := g.scrubs.ForRequest(resp.Request, c.service.Key).Response(resp); err != nil {
+		return err // *scrub.EncodingError, answered 502 by passthroughError
+	}
 	resp.Body = &settledBody{ReadCloser: resp.Body, done: func() { g.finishCall(c, usage.Usage{Complete: true}) }}
 	resp.Body = &noTrailers{ReadCloser: resp.Body, resp: resp}
-	return scrubResponse(resp, c.service.Key.Reveal())
+	return nil
 }
 
 // settledBody runs done once the body is closed.
@@ -164,8 +168,13 @@ func (g *Gateway) passthroughError(w http.ResponseWriter, r *http.Request, err e
 	}
 	name := c.service.Name
 	var be *passthrough.BlockedError
+	var ee *scrub.EncodingError
 	var ne net.Error
 	switch {
+	case errors.As(err, &ee):
+		c.failure = "upstream_encoding"
+		g.opts.Log.Warn("passthrough answer refused", "request_id", c.requestID, "service", name, "err", err)
+		g.deny(w, r, http.StatusBadGateway, "upstream_encoding", fmt.Sprintf("service %q: %s", name, ee.Error()))
 	case errors.As(err, &be):
 		c.failure = "upstream_blocked"
 		g.opts.Log.Warn("passthrough request refused", "request_id", c.requestID, "service", name, "err", err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
+	"github.com/keygate/keygate/internal/scrub"
 	"github.com/keygate/keygate/internal/usage"
 )
 
@@ -150,19 +151,24 @@ func (n *noTrailers) Close() error {
 // clientAddressHeaders are the headers that claim a client address.
 var clientAddressHeaders = []string{"X-Real-Ip", "True-Client-Ip", "X-Client-Ip", "Cf-Connecting-Ip", "Fastly-Client-Ip", "X-Cluster-Client-Ip"}
 
-// maxScrubbedErrorBody bounds how much of an upstream error body is read to
-// remove an echoed credential; error bodies are small.
-const maxScrubbedErrorBody = 1 << 20
+// maxErrorBody bounds how much of an upstream error body is read whole to
+// rewrite it into another shape (a preset's, or the other dialect's);
+// error bodies are small.
+const maxErrorBody = 1 << 20
 
 // modifyResponse removes the upstream credential from anything the provider
-// echoes back: header values always, bodies of error responses.
+// echoes back: header names and values, and every body, decoded first.
 func (g *Gateway) modifyResponse(resp *http.Response) error {
 	c := callFrom(resp.Request.Context())
 	if g.opts.Metrics != nil {
 		g.opts.Metrics.Upstream(c.upstream.Name, time.Since(c.sentAt))
 	}
-	key := c.upstream.Key.Reveal()
 	resp.Header.Del("Set-Cookie") // provider session cookies belong to keygate's credential, not the client
+	// Before anything reads the body: decode it, scrub headers, wrap it.
+	set := g.scrubs.ForRequest(resp.Request, c.upstream.Key)
+	if err := set.Response(resp); err != nil {
+		return err // *scrub.EncodingError, answered 502 by proxyError
+	}
 	// Trailers arrive with the end of the body, after this runs, and
 	// ReverseProxy forwards them once it has closed the body. The APIs
 	// keygate fronts send none, so none pass: they could echo the key.
@@ -175,14 +181,17 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 		}
 	}
 	resp.Body = newMeteredBody(g, c, resp)
-	if err := scrubResponse(resp, key); err != nil {
-		return err
-	}
+	// Rewritten bodies are scrubbed again: decoding and re-encoding JSON
+	// can turn an escaped form of the key into a plain one.
 	if c.upstream.Preset != nil && resp.StatusCode >= 400 {
 		normalizeError(resp, c.upstream.Preset)
+		resp.Body = set.Body(resp.Body)
 	}
 	if c.translate {
-		return g.translateResponse(resp, c)
+		if err := g.translateResponse(resp, c); err != nil {
+			return err
+		}
+		resp.Body = set.Body(resp.Body)
 	}
 	return nil
 }
@@ -191,45 +200,12 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 // array, xAI's and vLLM's bare strings, Mistral's detail) into the OpenAI
 // error shape its clients' SDKs parse. The body is already scrubbed.
 func normalizeError(resp *http.Response, p *provider.Preset) {
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxScrubbedErrorBody))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	if err != nil {
 		return
 	}
 	msg, code := p.ParseError(resp.StatusCode, b)
 	setBody(resp, provider.OpenAIErrorBody(resp.StatusCode, code, msg), resp.Body.(io.Closer))
-}
-
-// scrubResponse removes an upstream credential from a response's header
-// values, and from its body when it is an error.
-func scrubResponse(resp *http.Response, key string) error {
-	for name, vals := range resp.Header {
-		for i, v := range vals {
-			if key != "" && len(v) >= len(key) && bytes.Contains([]byte(v), []byte(key)) {
-				resp.Header[name][i] = string(provider.Scrub([]byte(v), key))
-			}
-		}
-	}
-	if resp.StatusCode < 400 {
-		return nil
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxScrubbedErrorBody))
-	if err != nil {
-		return fmt.Errorf("read upstream error body: %w", err)
-	}
-	whole := len(b) < maxScrubbedErrorBody // decided before scrubbing shortens b
-	b = provider.Scrub(b, key)
-	resp.Body = struct {
-		io.Reader
-		io.Closer
-	}{io.MultiReader(bytes.NewReader(b), resp.Body), resp.Body.(io.Closer)}
-	if whole {
-		resp.ContentLength = int64(len(b))
-		resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
-	} else {
-		resp.ContentLength = -1
-		resp.Header.Del("Content-Length")
-	}
-	return nil
 }
 
 // proxyError answers when the provider could not be reached or did not answer
@@ -254,6 +230,13 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	name := c.upstream.Name
 	if c.alias != nil {
 		name = c.alias.Name
+	}
+	var ee *scrub.EncodingError
+	if errors.As(err, &ee) {
+		c.failure = "upstream_encoding"
+		g.opts.Log.Warn("upstream answer refused", "request_id", c.requestID, "provider", c.upstream.Name, "err", err)
+		g.deny(w, r, http.StatusBadGateway, "upstream_encoding", fmt.Sprintf("upstream provider %q: %s", name, ee.Error()))
+		return
 	}
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {

@@ -23,7 +23,7 @@ func TestLargeScrubbedErrorArrivesWhole(t *testing.T) {
 	})
 	g := newGateway(t, ks.verifier(), nil, upstreamAt("big", "openai", up.URL+"/v1", realKey))
 	a := send(t, "POST", g.url+"/v1/chat/completions", chatBody, "Authorization", "Bearer "+key)
-	want := `{"error":{"message":"bad key [REDACTED]","pad":"` + pad + `"},"end":"END"}`
+	want := `{"error":{"message":"bad key ` + mask(realKey) + `","pad":"` + pad + `"},"end":"END"}`
 	if a.status != http.StatusBadRequest || string(a.body) != want {
 		t.Fatalf("status %d, %d bytes (want %d); tail %q", a.status, len(a.body), len(want), a.body[max(0, len(a.body)-12):])
 	}

@@ -94,7 +94,7 @@ func (g *Gateway) translateResponse(resp *http.Response, c *call) error {
 	toChat := c.dialect == g.openai
 	closer := resp.Body.(io.Closer)
 	if resp.StatusCode >= 400 {
-		b, err := io.ReadAll(io.LimitReader(resp.Body, maxScrubbedErrorBody))
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 		if err != nil {
 			return fmt.Errorf("read upstream error body: %w", err)
 		}

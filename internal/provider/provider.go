@@ -5,7 +5,6 @@
 package provider
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -184,20 +183,6 @@ func joinPath(base, suffix string) string {
 	return base + suffix
 }
 
-// Scrub returns b with every occurrence of key replaced by [REDACTED]. It
-// returns b itself when key is empty or absent, so the common case does not
-// allocate. Upstreams echo keys in error bodies and headers; keygate scrubs
-// both before they reach the client.
-func Scrub(b []byte, key string) []byte {
-	if key == "" {
-		return b
-	}
-	k := []byte(key)
-	if !bytes.Contains(b, k) {
-		return b
-	}
-	return bytes.ReplaceAll(b, k, []byte(secret.Redacted))
-}
 
 // writeJSON encodes v and writes it as the response with status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
