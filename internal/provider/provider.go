@@ -183,7 +183,6 @@ func joinPath(base, suffix string) string {
 	return base + suffix
 }
 
-
 // writeJSON encodes v and writes it as the response with status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	body, err := json.Marshal(v)

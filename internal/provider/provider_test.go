@@ -215,4 +215,3 @@ func TestDetectListDialect(t *testing.T) {
 		}
 	}
 }
-
