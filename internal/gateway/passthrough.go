@@ -48,6 +48,13 @@ func (g *Gateway) newPassthroughProxy(transport http.RoundTripper) *httputil.Rev
 func (g *Gateway) passthrough(w http.ResponseWriter, r *http.Request) {
 	c := callFrom(r.Context())
 	c.dialect = g.openai // errors in the OpenAI JSON shape
+	switch r.Method {
+	case http.MethodTrace, "TRACK", http.MethodConnect:
+		// TRACE and TRACK echo the request, injected credential included,
+		// back to the client; CONNECT would turn keygate into a tunnel.
+		g.deny(w, r, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("keygate does not pass %s to a service", r.Method))
+		return
+	}
 	name, rest, ok := passthrough.ServiceFromPath(r.URL.EscapedPath())
 	svc, known := g.table.Load().Service(name)
 	if !ok || !known {

@@ -211,3 +211,24 @@ func TestPassthroughUnavailableService(t *testing.T) {
 		t.Fatalf("%q %q, %d requests upstream", code, msg, api.count())
 	}
 }
+
+// TestPassthroughRefusesEchoAndTunnelMethods: TRACE and TRACK would have
+// the service echo the injected credential back; CONNECT would make keygate
+// a tunnel. None of them reaches the service.
+func TestPassthroughRefusesEchoAndTunnelMethods(t *testing.T) {
+	l := newLimited(t, fakeprovider.Options{}, nil)
+	api := &recordingAPI{answer: func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "message/http")
+		r.Write(w) // a TRACE answer: the request as received
+	}}
+	g, _ := passthroughGateway(t, l, api, config.Service{Secret: "s", Auth: "bearer", AllowPrivate: true}, upstreamKey(t, "svc"))
+	key := l.serviceKey(t, "caller", adminapi.Limits{})
+	for _, m := range []string{"TRACE", "TRACK", "CONNECT"} {
+		if _, code := openAIError(t, send(t, m, g.url+"/proxy/svc/v1/items", "", "Authorization", "Bearer "+key), http.StatusMethodNotAllowed); code != "method_not_allowed" {
+			t.Fatalf("%s: %q", m, code)
+		}
+	}
+	if api.count() != 0 {
+		t.Fatalf("the service saw %d requests", api.count())
+	}
+}
