@@ -56,7 +56,7 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		if web.IsBodyTimeout(err) {
+		if err != nil && web.IsBodyTimeout(err) {
 			w.Header().Set("Connection", "close")
 			g.deny(w, r, http.StatusRequestTimeout, "request_timeout", "the request body did not arrive in time (client.read_body_timeout)")
 			return nil, false

@@ -1,7 +1,6 @@
 package scrub
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
 	"net/http"
 	"slices"
@@ -13,19 +12,21 @@ import (
 
 // Cache keeps the Sets of the credentials in use, so the data path builds
 // each Set once instead of on every call (see BenchmarkForRequest). It is
-// safe for concurrent use. Entries are found by a SHA-256 of the
-// credential strings, kept only in memory; when full, an arbitrary entry
-// makes room, so a rotated key's Set does not stay forever.
+// safe for concurrent use. Entries are found by the credential strings
+// themselves (length-prefixed, in a canonical order), kept only in memory
+// like the Sets' needles, which are those same strings in other forms;
+// when full, an arbitrary entry makes room, so a rotated key's Set does
+// not stay forever.
 type Cache struct {
 	mu   sync.Mutex
 	max  int
-	sets map[[sha256.Size]byte]*Set
+	sets map[string]*Set
 }
 
 // NewCache returns a Cache of at most size Sets (at least 1). A Set takes
 // about 20 KiB; size the cache for the number of upstream credentials.
 func NewCache(size int) *Cache {
-	return &Cache{max: max(1, size), sets: make(map[[sha256.Size]byte]*Set)}
+	return &Cache{max: max(1, size), sets: make(map[string]*Set)}
 }
 
 // ForRequest returns the Set ForRequest would build for req and keys,
@@ -35,9 +36,10 @@ func (c *Cache) ForRequest(req *http.Request, keys ...secret.String) *Set {
 	if len(creds) == 0 {
 		return New()
 	}
-	id := fingerprint(creds)
+	var arr [512]byte
+	id := fingerprint(arr[:0], creds)
 	c.mu.Lock()
-	s, ok := c.sets[id]
+	s, ok := c.sets[string(id)] // no allocation for the lookup
 	c.mu.Unlock()
 	if ok {
 		return s
@@ -45,7 +47,7 @@ func (c *Cache) ForRequest(req *http.Request, keys ...secret.String) *Set {
 	s = New(creds...)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if prev, ok := c.sets[id]; ok {
+	if prev, ok := c.sets[string(id)]; ok {
 		return prev // built at the same time by another call
 	}
 	for k := range c.sets {
@@ -54,7 +56,7 @@ func (c *Cache) ForRequest(req *http.Request, keys ...secret.String) *Set {
 		}
 		delete(c.sets, k)
 	}
-	c.sets[id] = s
+	c.sets[string(id)] = s
 	return s
 }
 
@@ -80,7 +82,7 @@ func requestCredentials(req *http.Request, keys []secret.String) []Credential {
 		raw := k.Reveal()
 		for _, vals := range req.Header {
 			for _, v := range vals {
-				if v != raw && (strings.Contains(v, raw) || strings.Contains(basicUserPass(v), raw)) {
+				if v != raw && (strings.Contains(v, raw) || (len(v) > 6 && strings.EqualFold(v[:6], "basic ") && strings.Contains(basicUserPass(v), raw))) {
 					creds = append(creds, Credential{Key: k, Header: secret.New(v)})
 				}
 			}
@@ -89,21 +91,24 @@ func requestCredentials(req *http.Request, keys []secret.String) []Credential {
 	return creds
 }
 
-// fingerprint identifies a list of credentials regardless of order: the
-// SHA-256 of their length-prefixed strings, sorted. It sorts creds.
-func fingerprint(creds []Credential) [sha256.Size]byte {
-	slices.SortFunc(creds, func(a, b Credential) int {
-		if c := strings.Compare(a.Key.Reveal(), b.Key.Reveal()); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Header.Reveal(), b.Header.Reveal())
-	})
-	buf := make([]byte, 0, 512)
-	for _, c := range creds {
-		for _, v := range []string{c.Key.Reveal(), c.Header.Reveal()} {
-			buf = binary.AppendUvarint(buf, uint64(len(v)))
-			buf = append(buf, v...)
-		}
+// fingerprint appends to buf what identifies a list of credentials
+// regardless of order: their length-prefixed strings, sorted. It sorts
+// creds.
+func fingerprint(buf []byte, creds []Credential) []byte {
+	if len(creds) > 1 {
+		slices.SortFunc(creds, func(a, b Credential) int {
+			if c := strings.Compare(a.Key.Reveal(), b.Key.Reveal()); c != 0 {
+				return c
+			}
+			return strings.Compare(a.Header.Reveal(), b.Header.Reveal())
+		})
 	}
-	return sha256.Sum256(buf)
+	for _, c := range creds {
+		k, h := c.Key.Reveal(), c.Header.Reveal()
+		buf = binary.AppendUvarint(buf, uint64(len(k)))
+		buf = append(buf, k...)
+		buf = binary.AppendUvarint(buf, uint64(len(h)))
+		buf = append(buf, h...)
+	}
+	return buf
 }

@@ -41,23 +41,33 @@ func (s *Set) Header(h http.Header) bool {
 			continue
 		}
 		with := secret.Redacted
-		switch http.CanonicalHeaderKey(name) {
+		switch name { // net/http hands response headers over canonicalized
 		case "Location", "Content-Location", "Link", "Refresh":
 			with = urlMask
 		}
-		kept := vals[:0]
-		for _, v := range vals {
+		// Values are rewritten in place; only a dropped value rebuilds the
+		// list (most headers hold no needle and are left untouched).
+		kept, dropped := vals, false
+		for i, v := range vals {
 			v2, replaced := s.replaceString(v, with)
 			if s.hiddenIn(v2) {
+				if !dropped {
+					kept, dropped = append([]string(nil), vals[:i]...), true
+				}
 				changed = true
 				continue
 			}
-			changed = changed || replaced
-			kept = append(kept, v2)
+			if replaced {
+				vals[i], changed = v2, true
+			}
+			if dropped {
+				kept = append(kept, v2)
+			}
 		}
-		if len(kept) == 0 {
+		switch {
+		case len(kept) == 0:
 			delete(h, name)
-		} else {
+		case dropped:
 			h[name] = kept
 		}
 	}
@@ -66,7 +76,7 @@ func (s *Set) Header(h http.Header) bool {
 
 // nameHolds reports whether a header name holds a needle in any case.
 func (s *Set) nameHolds(name string) bool {
-	if len(name) < MinNeedle {
+	if len(name) < MinNeedle || len(name) < s.minLen {
 		return false
 	}
 	for _, n := range s.needles {

@@ -20,7 +20,16 @@ type Reader struct {
 	buf  []byte // where short reads are decided, allocated on the first one
 	sc   scratch
 	err  error // the source's error, returned once held and pend are out
+
+	// Room for held and the first matches inside the Reader itself, so a
+	// Reader for a typical credential is one allocation.
+	heldArr  [inlineHeld]byte
+	matchArr [8]match
 }
+
+// inlineHeld is the longest needle whose held bytes fit inside a Reader;
+// longer ones get a buffer of their own.
+const inlineHeld = 384
 
 // directMin is the smallest buffer, in multiples of the longest needle,
 // that Read decides bytes in directly; smaller buffers go through an
@@ -36,7 +45,14 @@ const maxEmptyReads = 100
 
 // Reader returns a Reader that removes s's needles from what r yields.
 func (s *Set) Reader(r io.Reader) *Reader {
-	return &Reader{src: r, set: s, held: make([]byte, 0, max(s.maxLen, 1)), sc: scratch{ms: make([]match, 0, 8)}}
+	rd := &Reader{src: r, set: s}
+	if n := max(s.maxLen, 1); n <= inlineHeld {
+		rd.held = rd.heldArr[:0:n]
+	} else {
+		rd.held = make([]byte, 0, n)
+	}
+	rd.sc.ms = rd.matchArr[:0]
+	return rd
 }
 
 // Body wraps an HTTP body so its needles are removed as it is read; Close
