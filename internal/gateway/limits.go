@@ -227,10 +227,9 @@ type admission struct {
 }
 
 // admit reserves the request's worst-case cost against every limit of its
-// key and group, before anything goes upstream. It answers and returns
-// false when a limit refuses.
-func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, key store.Key, model string, f jsonpeek.Fields, bodyLen int) bool {
-	c := callFrom(r.Context())
+// key, its group and its access token, all at once, before anything goes
+// upstream. An admitted call's limit figures are set on h.
+func (g *Gateway) admit(h http.Header, r *http.Request, c *call, key store.Key, model string, f jsonpeek.Fields, bodyLen int) *Denial {
 	lo := &g.opts.Limits
 	est := estimate{in: int64(bodyLen+3) / 4, out: f.MaxTokens}
 	if est.out == 0 && r.URL.Path != "/v1/embeddings" {
@@ -247,12 +246,12 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, key store.Key, m
 	}
 	c.est = est
 	if lo.Shared == nil {
-		return true
+		return nil
 	}
-	p, ok := g.callPlan(w, r, key)
-	if !ok {
+	p, den := g.callPlan(c, key)
+	if den != nil {
 		g.releaseEarly(c)
-		return false
+		return den
 	}
 	if c.early != nil {
 		// The concurrency slots are already held (admitEarly).
@@ -263,13 +262,12 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, key store.Key, m
 			c.adm = &admission{plan: p, est: est, start: g.opts.Now(), early: c.early}
 			c.early = nil
 		}
-		return true
+		return nil
 	}
 	if p.hasBudget && !est.priced {
 		g.releaseEarly(c)
-		g.deny(w, r, http.StatusForbidden, "budget_unpriced", fmt.Sprintf(
-			"this API key has a spend budget, and keygate has no price for model %q, so it cannot hold the key to it; ask keygate's operator to add the model under prices:", model))
-		return false
+		return denyf(http.StatusForbidden, "budget_unpriced",
+			"this API key has a spend budget, and keygate has no price for model %q, so it cannot hold the key to it; ask keygate's operator to add the model under prices:", model)
 	}
 	checks := make([]limit.Check, len(p.checks))
 	copy(checks, p.checks)
@@ -287,14 +285,14 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, key store.Key, m
 	for i := range checks {
 		checks[i].Cost = cost(p.kinds[i], est.in, est.out, money)
 	}
-	lim, d, ok := g.admitChecks(w, r, key, p, checks)
-	if !ok {
+	lim, d, den := g.admitChecks(r, key, p, checks)
+	if den != nil {
 		g.releaseEarly(c)
-		return false
+		return den
 	}
 	c.adm = &admission{lim: lim, res: d.Reservation, plan: p, est: est, start: g.opts.Now(), early: c.early}
 	c.early = nil
-	setLimitHeaders(w.Header(), checks, p.kinds, d)
+	setLimitHeaders(h, checks, p.kinds, d)
 	if g.opts.Metrics != nil {
 		for i, ch := range checks {
 			if ch.Limit > 0 && i < len(d.Remaining) {
@@ -302,20 +300,19 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, key store.Key, m
 			}
 		}
 	}
-	return true
+	return nil
 }
 
 // admitChecks asks the shared limiter to admit checks (this node's, for
 // rate and concurrency limits, when the shared one is unreachable). It
-// answers and returns false when the checks cannot be decided or refuse.
-func (g *Gateway) admitChecks(w http.ResponseWriter, r *http.Request, key store.Key, p *limitPlan, checks []limit.Check) (Limiter, limit.Decision, bool) {
+// refuses when the checks cannot be decided or a limit refuses.
+func (g *Gateway) admitChecks(r *http.Request, key store.Key, p *limitPlan, checks []limit.Check) (Limiter, limit.Decision, *Denial) {
 	lo := &g.opts.Limits
 	lim := lo.Shared
 	d, err := lim.Admit(r.Context(), checks)
 	if errors.Is(err, limit.ErrInvalid) {
 		g.opts.Log.Error("a key's limits are out of range; refusing its requests until they are fixed", "key_id", key.ID, "err", err)
-		g.deny(w, r, http.StatusInternalServerError, "limits_unreadable", "keygate cannot apply this API key's limits; ask its administrator to set them again (keygate key update)")
-		return nil, d, false
+		return nil, d, deny(http.StatusInternalServerError, "limits_unreadable", "keygate cannot apply this API key's limits; ask its administrator to set them again (keygate key update)")
 	}
 	if err != nil && !p.needsShared && lo.Local != nil {
 		g.opts.Log.Warn("shared limiter unavailable; enforcing rate limits with this node's counters", "err", err)
@@ -324,40 +321,34 @@ func (g *Gateway) admitChecks(w http.ResponseWriter, r *http.Request, key store.
 	}
 	if err != nil {
 		g.opts.Log.Error("limiter unavailable; refusing requests that need a spend or quota decision", "request_id", web.RequestID(r.Context()), "err", err)
-		g.deny(w, r, http.StatusServiceUnavailable, "limits_unavailable", "keygate cannot check this API key's quotas and budgets right now, so it refuses the request rather than overspend; try again shortly")
-		return nil, d, false
+		return nil, d, deny(http.StatusServiceUnavailable, "limits_unavailable", "keygate cannot check this API key's quotas and budgets right now, so it refuses the request rather than overspend; try again shortly")
 	}
 	if !d.Allowed {
-		g.refuse(w, r, checks[d.Denied], p.kinds[d.Denied], d, d.Denied)
-		return nil, d, false
+		return nil, d, limitDenial(checks[d.Denied], p.kinds[d.Denied], d, d.Denied)
 	}
-	return lim, d, true
+	return lim, d, nil
 }
 
 // callPlan is the checks the call needs: its key's and group's (cached
 // per key version), and its access token's own, lower limits, counted per
-// token family, on top. It answers and returns false when they cannot be
-// read.
-func (g *Gateway) callPlan(w http.ResponseWriter, r *http.Request, key store.Key) (*limitPlan, bool) {
-	c := callFrom(r.Context())
+// token family, on top.
+func (g *Gateway) callPlan(c *call, key store.Key) (*limitPlan, *Denial) {
 	p := g.planFor(key)
 	if p.err != nil {
 		g.opts.Log.Error("a key's limits cannot be read; refusing its requests until they are fixed", "key_id", key.ID, "err", p.err)
-		g.deny(w, r, http.StatusInternalServerError, "limits_unreadable", "keygate cannot read this API key's limits; ask its administrator to set them again (keygate key update)")
-		return nil, false
+		return nil, deny(http.StatusInternalServerError, "limits_unreadable", "keygate cannot read this API key's limits; ask its administrator to set them again (keygate key update)")
 	}
 	if ts := c.tokenScope; ts != nil && len(ts.Limits) > 0 && c.tokenFamily != "" {
 		tp := &limitPlan{}
 		if err := tp.add(g.opts.Limits.Location, "f:"+c.tokenFamily, ts.Limits); err != nil {
-			g.deny(w, r, http.StatusUnauthorized, "invalid_api_key", "the access token's limits cannot be read")
-			return nil, false
+			return nil, deny(http.StatusUnauthorized, "invalid_api_key", "the access token's limits cannot be read")
 		}
 		p = &limitPlan{
 			checks: append(append([]limit.Check(nil), p.checks...), tp.checks...), kinds: append(append([]costKind(nil), p.kinds...), tp.kinds...),
 			hasBudget: p.hasBudget || tp.hasBudget, needsShared: p.needsShared || tp.needsShared,
 		}
 	}
-	return p, true
+	return p, nil
 }
 
 // without returns the plan less its checks of one kind.
@@ -386,17 +377,16 @@ type early struct {
 }
 
 // admitEarly takes the call's concurrency slots before a large body (or
-// one of unknown length) is read. It answers and returns false when they
-// are all taken.
-func (g *Gateway) admitEarly(w http.ResponseWriter, r *http.Request, key store.Key) bool {
+// one of unknown length) is read.
+func (g *Gateway) admitEarly(r *http.Request, c *call, key store.Key) *Denial {
 	if g.opts.Limits.Shared == nil || (r.ContentLength >= 0 && r.ContentLength < earlyAdmitBytes) {
-		return true
+		return nil
 	}
-	p, ok := g.callPlan(w, r, key)
-	if !ok {
-		return false
+	p, den := g.callPlan(c, key)
+	if den != nil {
+		return den
 	}
-	conc := &limitPlan{needsShared: false}
+	conc := &limitPlan{}
 	for i, ch := range p.checks {
 		if ch.Kind == limit.Concurrency {
 			conc.checks = append(conc.checks, ch)
@@ -404,14 +394,14 @@ func (g *Gateway) admitEarly(w http.ResponseWriter, r *http.Request, key store.K
 		}
 	}
 	if len(conc.checks) == 0 {
-		return true
+		return nil
 	}
-	lim, d, ok := g.admitChecks(w, r, key, conc, conc.checks)
-	if !ok {
-		return false
+	lim, d, den := g.admitChecks(r, key, conc, conc.checks)
+	if den != nil {
+		return den
 	}
-	callFrom(r.Context()).early = &early{lim: lim, res: d.Reservation, n: len(conc.checks)}
-	return true
+	c.early = &early{lim: lim, res: d.Reservation, n: len(conc.checks)}
+	return nil
 }
 
 // releaseEarly gives back concurrency slots taken early, if the call holds
@@ -449,14 +439,14 @@ func limitName(ch limit.Check, kind costKind) string {
 	return "requests_quota"
 }
 
-// refuse answers a request a limit denied: 429 in the caller's dialect,
-// naming the limit, what is left of it and when it frees up, with
-// Retry-After whenever waiting helps.
-func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, ch limit.Check, kind costKind, d limit.Decision, i int) {
-	h := w.Header()
+// limitDenial is the 429 for a request a limit denied: naming the limit,
+// what is left of it and when it frees up, with Retry-After whenever
+// waiting helps.
+func limitDenial(ch limit.Check, kind costKind, d limit.Decision, i int) *Denial {
+	h := http.Header{}
 	left := d.Remaining[i]
 	setLimitHeaders(h, []limit.Check{ch}, []costKind{kind}, limit.Decision{Remaining: []int64{left}, Reset: []time.Time{d.Reset[i]}})
-	var code, msg string
+	den := &Denial{Status: http.StatusTooManyRequests, Header: h}
 	amount := func(n int64) string {
 		if kind == costMoney {
 			return usd(n)
@@ -465,50 +455,49 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, ch limit.Check,
 	}
 	switch {
 	case ch.Kind == limit.Concurrency:
-		code, msg = "concurrency_limit", fmt.Sprintf("this API key already has %d requests in flight, its limit; retry when one finishes", ch.Limit)
-		h.Set("Retry-After", "1")
+		den.Code, den.Message = "concurrency_limit", fmt.Sprintf("this API key already has %d requests in flight, its limit; retry when one finishes", ch.Limit)
+		den.RetryAfter = time.Second
 	case ch.Kind == limit.Rate:
-		code, msg = "rate_limit_exceeded", fmt.Sprintf("rate limit of %d %s per %s reached", ch.Limit, unitName(kind), ch.Period)
+		den.Code, den.Message = "rate_limit_exceeded", fmt.Sprintf("rate limit of %d %s per %s reached", ch.Limit, unitName(kind), ch.Period)
 	default:
 		what := fmt.Sprintf("quota of %s per %s", amount(ch.Limit), periodName(ch.Calendar))
-		code = "insufficient_quota"
+		den.Code = "insufficient_quota"
 		if kind == costMoney {
 			what = "spend budget of " + usd(ch.Limit)
 			if ch.Calendar != limit.Total {
 				what += " per " + periodName(ch.Calendar)
 			}
-			code = "budget_exceeded"
+			den.Code = "budget_exceeded"
 		}
 		switch {
 		case ch.Cost > ch.Limit:
-			msg = fmt.Sprintf("this request may use up to %s, more than the whole %s; lower max_tokens", amount(ch.Cost), what)
+			den.Message = fmt.Sprintf("this request may use up to %s, more than the whole %s; lower max_tokens", amount(ch.Cost), what)
 		case left <= 0:
-			msg = fmt.Sprintf("the %s is spent", what)
+			den.Message = fmt.Sprintf("the %s is spent", what)
 		default:
-			msg = fmt.Sprintf("the %s has %s left and this request may use up to %s; lower max_tokens or wait", what, amount(left), amount(ch.Cost))
+			den.Message = fmt.Sprintf("the %s has %s left and this request may use up to %s; lower max_tokens or wait", what, amount(left), amount(ch.Cost))
 		}
 		if ch.Calendar == limit.Total {
-			msg += "; it does not reset: ask the key's administrator to raise it"
+			den.Message += "; it does not reset: ask the key's administrator to raise it"
 		} else if reset := d.Reset[i]; !reset.IsZero() {
-			msg += "; it resets at " + reset.UTC().Format(time.RFC3339)
+			den.Message += "; it resets at " + reset.UTC().Format(time.RFC3339)
 		}
 	}
 	switch {
 	case d.RetryAfter < 0:
 		h.Set("X-Should-Retry", "false")
 		if ch.Kind == limit.Rate {
-			msg += "; this request alone needs more than the limit allows"
+			den.Message += "; this request alone needs more than the limit allows"
 		}
 	case d.RetryAfter > 0:
-		secs := int64(math.Ceil(d.RetryAfter.Seconds()))
-		h.Set("Retry-After", strconv.FormatInt(secs, 10))
+		den.RetryAfter = d.RetryAfter
 		if ch.Kind == limit.Quota {
 			h.Set("X-Should-Retry", "false") // hours away: an SDK's retry loop cannot wait it out
 		} else {
-			msg += fmt.Sprintf("; retry in %ds", secs)
+			den.Message += fmt.Sprintf("; retry in %ds", int64(math.Ceil(d.RetryAfter.Seconds())))
 		}
 	}
-	g.deny(w, r, http.StatusTooManyRequests, code, msg)
+	return den
 }
 
 // usd renders micro-dollars as dollars for a message: $0.000125, $12.50.
@@ -575,66 +564,5 @@ func setLimitHeaders(h http.Header, checks []limit.Check, kinds []costKind, d li
 			secs := int64(math.Ceil(time.Until(reset).Seconds()))
 			h[names[2]] = []string{strconv.FormatInt(max(secs, 0), 10)}
 		}
-	}
-}
-
-// finish settles an admitted request to what it consumed and records its
-// usage. It runs once per request that reached the proxy, whether the
-// response completed, failed or was cut off.
-func (g *Gateway) finish(c *call, u usage.Usage) {
-	in, out := tokenSum(u.InputTokens, u.CacheWriteTokens), tokenSum(u.OutputTokens)
-	if !u.Complete {
-		// A stream cut off before its usage: settle what was streamed.
-		if in == 0 {
-			in = c.est.in
-		}
-		if est := (u.StreamedBytes + 3) / 4; out < est {
-			out = est
-		}
-	}
-	var money int64
-	if c.est.priced {
-		money = c.est.price.Cost(in, out)
-	}
-	c.microUSD = money
-	if a := c.adm; a != nil {
-		a.once.Do(func() {
-			// Every admission is settled, even one whose charge needs no
-			// correction: the Redis limiter keeps a pending record of each
-			// reservation until its settlement.
-			actual := make([]int64, len(a.plan.checks))
-			for i, k := range a.plan.kinds {
-				actual[i] = cost(k, in, out, money)
-			}
-			if a.lim == g.opts.Limits.Local && a.early == nil {
-				g.settle(a, actual, c.keyID)
-				return
-			}
-			// A shared limiter costs a round trip: the response is already
-			// complete, so the client does not wait for it.
-			go g.settle(a, actual, c.keyID)
-		})
-	}
-	if g.opts.Metrics != nil && c.upstream != nil {
-		g.opts.Metrics.Usage(c.upstream.Name, c.keyID, in, out, money)
-	}
-	if g.opts.Limits.Usage != nil && c.keyID != "" {
-		g.opts.Limits.Usage.Record(usage.Entry{KeyID: c.keyID, Model: c.model, At: g.opts.Now(), InputTokens: in, OutputTokens: out, MicroUSD: money})
-	}
-}
-
-// settle charges an admission its actual costs, and releases the
-// concurrency slots it took before its body was read.
-func (g *Gateway) settle(a *admission, actual []int64, keyID string) {
-	if a.early != nil {
-		g.settleEarly(a.early)
-	}
-	if a.lim == nil {
-		return // everything it held was early
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := a.lim.Settle(ctx, a.res, actual); err != nil && !errors.Is(err, context.Canceled) {
-		g.opts.Log.Error("could not settle a request's limits; its reservation stands", "key_id", keyID, "err", err)
 	}
 }

@@ -286,8 +286,8 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 		k, err := g.opts.Keys.Verify(ctx, raw, now)
 		if errors.Is(err, apikey.ErrMalformed) || errors.Is(err, apikey.ErrUnknown) {
 			if t := g.authFailure(r, raw); t != nil {
-				w.Header().Set("Retry-After", strconv.FormatInt(int64(t.retryAfter/time.Second), 10))
-				oauthError(w, http.StatusTooManyRequests, "too_many_auth_failures", t.msg)
+				w.Header().Set("Retry-After", strconv.FormatInt(int64(t.RetryAfter/time.Second), 10))
+				oauthError(w, http.StatusTooManyRequests, "too_many_auth_failures", t.Message)
 				return
 			}
 		}
@@ -572,7 +572,8 @@ func (g *Gateway) introspectEndpoint(w http.ResponseWriter, r *http.Request) {
 	}
 	c := callFrom(r.Context())
 	c.dialect = g.openai
-	if _, ok := g.authenticate(w, r); !ok {
+	if _, den := g.authenticate(r, c); den != nil {
+		g.refuse(w, r, den)
 		return
 	}
 	if !readOAuthForm(w, r) {
@@ -605,7 +606,7 @@ func (g *Gateway) introspectEndpoint(w http.ResponseWriter, r *http.Request) {
 // jwks serves the public signing keys (GET /.well-known/jwks.json).
 func (g *Gateway) jwks(w http.ResponseWriter, r *http.Request) {
 	if g.opts.Tokens == nil {
-		g.deny(w, r, http.StatusNotFound, "unknown_url", "this keygate does not issue tokens")
+		g.refuse(w, r, deny(http.StatusNotFound, "unknown_url", "this keygate does not issue tokens"))
 		return
 	}
 	w.Header().Set("Content-Type", "application/jwk-set+json")
