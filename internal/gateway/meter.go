@@ -115,8 +115,8 @@ func (g *Gateway) settleOnce(c *call, u usage.Usage) {
 			// Every admission is settled, even one whose charge needs no
 			// correction: the Redis limiter keeps a pending record of each
 			// reservation until its settlement.
-			actual := make([]int64, len(a.plan.checks))
-			for i, k := range a.plan.kinds {
+			actual := make([]int64, len(a.plan.Checks))
+			for i, k := range a.plan.Kinds {
 				actual[i] = cost(k, in, out, money)
 			}
 			if a.lim == g.opts.Limits.Local && a.early == nil {

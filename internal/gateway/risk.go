@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/keygate/keygate/internal/policy"
+	"github.com/keygate/keygate/internal/principal"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/web"
 )
@@ -115,7 +116,7 @@ const recentKept = policy.DefaultRecent
 // request the rules refuse or want a second factor for; every decision
 // with findings is logged with its reasons. A request let through is
 // learned from.
-func (g *Gateway) assessRisk(r *http.Request, c *call, key store.Key) *Denial {
+func (g *Gateway) assessRisk(r *http.Request, c *call, key *principal.Principal) *Denial {
 	ro := g.opts.Risk
 	if ro == nil {
 		return nil

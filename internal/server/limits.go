@@ -62,7 +62,6 @@ func newLimits(ctx context.Context, cfg config.Config, st *store.Store, log *slo
 	}
 	l.gateway = gateway.LimitOptions{
 		Shared: shared, Local: local,
-		GroupLimits:       l.groups.limits,
 		Prices:            prices,
 		Location:          loc,
 		DefaultMaxTokens:  cfg.Limits.DefaultMaxTokens,

@@ -27,6 +27,7 @@ import (
 	"github.com/keygate/keygate/internal/buildinfo"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/gateway"
+	"github.com/keygate/keygate/internal/keysource"
 	"github.com/keygate/keygate/internal/lastused"
 	"github.com/keygate/keygate/internal/logbuf"
 	"github.com/keygate/keygate/internal/metrics"
@@ -111,8 +112,6 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 	defer bgWG.Wait()
 	defer stopBG()
 	st, v, hasher := c.st, c.vault, c.hasher
-	verifier := apikey.NewVerifier(hasher, st, apikey.WithTTL(cfg.KeyCacheTTL))
-
 	if err := route.ValidateRouting(cfg.Routing); err != nil {
 		return err
 	}
@@ -120,6 +119,12 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 	if err != nil {
 		return err
 	}
+	// One cache of compiled principals for the whole data plane. A key's
+	// group limits are compiled into its principal, so a change to any
+	// group drops them all.
+	verifier := keysource.New(hasher, st, keysource.WithTTL(cfg.KeyCacheTTL),
+		keysource.WithGroups(lim.groups.limits), keysource.WithLocation(cfg.Limits.Location()))
+	lim.groups.onChange = verifier.InvalidateAll
 	services, err := route.ParseServices(cfg.Services)
 	if err != nil {
 		return err
