@@ -59,7 +59,7 @@ type Node struct {
 	adm    *admin.API
 	revs   *revocationFollower
 
-	tasks *taskRunner
+	runner *taskRunner // the background tasks (taskTable)
 
 	serving  atomic.Bool
 	shutOnce sync.Once
@@ -117,7 +117,7 @@ func Build(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, opt
 		return nil, err
 	}
 	n.servers = []*http.Server{newServer(n.gw, cfg.Client, n.log), newServer(n.adm, cfg.Client, n.log)}
-	n.tasks = newTaskRunner(n.taskTable(), n.log)
+	n.runner = newTaskRunner(n.taskTable(), n.log)
 
 	bootstrap, isNew, err := admin.EnsureBootstrapToken(ctx, n.core.st, n.core.hasher, time.Now())
 	if err != nil {
@@ -158,7 +158,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	for i, ln := range []net.Listener{n.gwLn, n.admLn} {
 		go func() { errc <- n.servers[i].Serve(ln) }()
 	}
-	n.tasks.start()
+	n.runner.start()
 	fmt.Fprintf(n.stdout, "keygate gateway listening on %s (OpenAI base URL %s/v1)\nkeygate admin API listening on %s\n", n.addrs.Gateway, n.addrs.Gateway, n.addrs.Admin)
 	n.log.Info("keygate started", "gateway", n.addrs.Gateway, "admin", n.addrs.Admin, "database", n.core.st.Dialect().String(),
 		"providers", n.providers, "kek", n.core.vault.KEKID(), "kek_url", vault.RedactKEKURL(n.cfg.KEKURL()))
@@ -194,7 +194,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.shutOnce.Do(func() {
 		n.log.Info("keygate shutting down; waiting for in-flight requests", "grace", n.cfg.ShutdownGrace.String())
 		n.drain()
-		n.tasks.stop(ctx)
+		n.runner.stop(ctx)
 		n.shutErr = n.release(ctx)
 		_ = n.logOut.Close()
 	})

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -130,9 +131,9 @@ func (tn *testNode) shutdown() error {
 // setEvery changes a task's interval; call it before the node serves.
 func setEvery(t *testing.T, n *Node, name string, every time.Duration) {
 	t.Helper()
-	for i := range n.tasks.tasks {
-		if n.tasks.tasks[i].name == name {
-			n.tasks.tasks[i].every = every
+	for i := range n.runner.tasks {
+		if n.runner.tasks[i].name == name {
+			n.runner.tasks[i].every = every
 			return
 		}
 	}
@@ -141,9 +142,9 @@ func setEvery(t *testing.T, n *Node, name string, every time.Duration) {
 
 // taskRuns reports how often the named task has run.
 func taskRuns(n *Node, name string) int64 {
-	for i, tk := range n.tasks.tasks {
+	for i, tk := range n.runner.tasks {
 		if tk.name == name {
-			return n.tasks.stats[i].runs.Load()
+			return n.runner.stats[i].runs.Load()
 		}
 	}
 	return -1
@@ -394,5 +395,28 @@ func TestServeReturnsOnContextEnd(t *testing.T) {
 	}
 	if _, err := http.Get(n.Listening().Admin + adminapi.Prefix + "/keys"); err == nil {
 		t.Fatal("the admin listener answers after Shutdown")
+	}
+}
+
+// TestShutdownWithoutServe: a node built and never served shuts down
+// cleanly: its ports are free again and its store is closed.
+func TestShutdownWithoutServe(t *testing.T) {
+	cfg := testConfig(filepath.Join(t.TempDir(), "data"), "")
+	n, err := Build(context.Background(), cfg, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{n.Listening().Gateway, n.Listening().Admin} {
+		ln, err := net.Listen("tcp", strings.TrimPrefix(u, "http://"))
+		if err != nil {
+			t.Fatalf("%s stayed bound: %v", u, err)
+		}
+		ln.Close()
+	}
+	if _, err := n.core.st.ListKeys(context.Background()); err == nil {
+		t.Fatal("the store is still open after shutdown")
 	}
 }

@@ -32,7 +32,7 @@ func testEveryTaskRuns(t *testing.T, dbURL string) {
 	cfg := testConfig(filepath.Join(t.TempDir(), "data"), dbURL)
 	tn := startNode(t, cfg, func(n *Node) {
 		names := map[string]bool{}
-		for _, tk := range n.tasks.tasks {
+		for _, tk := range n.runner.tasks {
 			if tk.every <= 0 || tk.run == nil || names[tk.name] {
 				t.Fatalf("task %q: every task needs a unique name, an interval and a function", tk.name)
 			}
@@ -154,15 +154,15 @@ func testEveryTaskRuns(t *testing.T, dbURL string) {
 
 	// The rest show only in the node's own state; each has run.
 	waitFor(t, "every task running at least twice", func() bool {
-		for _, tk := range n.tasks.tasks {
+		for _, tk := range n.runner.tasks {
 			if taskRuns(n, tk.name) < 2 {
 				return false
 			}
 		}
 		return true
 	})
-	for _, tk := range n.tasks.tasks {
-		if i := slices.IndexFunc(n.tasks.tasks, func(x task) bool { return x.name == tk.name }); n.tasks.stats[i].panics.Load() != 0 {
+	for _, tk := range n.runner.tasks {
+		if i := slices.IndexFunc(n.runner.tasks, func(x task) bool { return x.name == tk.name }); n.runner.stats[i].panics.Load() != 0 {
 			t.Errorf("task %s panicked", tk.name)
 		}
 	}
