@@ -42,9 +42,8 @@ type Node struct {
 	gwLn, admLn net.Listener
 	servers     []*http.Server // gateway, admin
 
-	// bg bounds the vault's background rewraps; stopBG ends them at
-	// shutdown, after the tasks and before the store closes.
-	bg     context.Context
+	// stopBG ends the vault's background rewraps at shutdown, after the
+	// tasks and before the store closes.
 	stopBG context.CancelFunc
 	core   *core
 
@@ -109,8 +108,9 @@ func Build(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, opt
 	}
 	n.addrs = Listening{Gateway: scheme + "://" + n.gwLn.Addr().String(), Admin: scheme + "://" + n.admLn.Addr().String()}
 
-	n.bg, n.stopBG = context.WithCancel(context.Background())
-	if n.core, err = openCore(ctx, n.bg, cfg, n.log, true, n.o); err != nil {
+	var bg context.Context
+	bg, n.stopBG = context.WithCancel(context.Background())
+	if n.core, err = openCore(ctx, bg, cfg, n.log, true, n.o); err != nil {
 		return nil, err
 	}
 	if err := n.buildParts(ctx); err != nil {
