@@ -11,15 +11,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/detect"
+	"github.com/keygate/keygate/internal/limitspec"
 	"github.com/keygate/keygate/internal/otp"
 	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/internal/principal"
-	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/token"
 	"github.com/keygate/keygate/internal/web"
 )
@@ -32,8 +31,10 @@ type TokenOptions struct {
 	Keyring   *token.Keyring
 	// Revocations records what /oauth/revoke revokes, for every node.
 	Revocations interface {
-		AddRevocation(ctx context.Context, r store.Revocation) (int64, error)
-		RevokeKey(ctx context.Context, id string, at time.Time) (store.Key, error)
+		// Announce adds r to the revocation log every node follows.
+		Announce(ctx context.Context, r Revocation) error
+		// RevokeKey marks a key revoked at at.
+		RevokeKey(ctx context.Context, id string, at time.Time) error
 	}
 	// Denied holds the revoked token families and access tokens this node
 	// refuses; the server feeds it from the revocation log.
@@ -97,12 +98,22 @@ func (g *Gateway) ForgetKey(id string) {
 	g.opts.Keys.Invalidate(id)
 }
 
+// Revocation is one entry of the revocation log every node follows: a
+// key (revoked, suspended, rotated or changed), a token family or an
+// access token, refused until Until.
+type Revocation struct {
+	Kind    string // token.RevokedKey, token.RevokedFamily or token.RevokedToken
+	Subject string // the key id, family id or token id (jti)
+	At      time.Time
+	Until   time.Time
+}
+
 // Revoked applies a revocation to this node at once: a key (revoked,
 // suspended, rotated or changed) is forgotten by every cache, a token
 // family or access token is refused from now on. The node that takes a
 // revocation calls it before answering; every other node calls it when
 // it reads the revocation log.
-func (g *Gateway) Revoked(r store.Revocation) {
+func (g *Gateway) Revoked(r Revocation) {
 	switch r.Kind {
 	case token.RevokedKey:
 		g.ForgetKey(r.Subject)
@@ -235,7 +246,7 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, now := r.Context(), g.opts.Now()
 	var key *principal.Principal
-	var fam store.TokenFamily
+	var fam token.Family
 	var refresh string
 	switch r.PostForm.Get("grant_type") {
 	case grantTokenExchange:
@@ -304,7 +315,7 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 			cnf = thumbprint(c)
 		}
 		sj, _ := json.Marshal(scope)
-		f, rt, err := to.Families.Start(ctx, store.TokenFamily{KeyID: k.ID, Scope: sj, AMR: amr, Cnf: cnf, CreatedAt: now})
+		f, rt, err := to.Families.Start(ctx, token.Family{KeyID: k.ID, Scope: sj, AMR: amr, Cnf: cnf, CreatedAt: now})
 		if err != nil {
 			g.opts.Log.Error("token exchange failed", "err", err)
 			oauthError(w, http.StatusInternalServerError, "server_error", "keygate could not issue a token; try again")
@@ -320,7 +331,7 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 				g.opts.Detect.Observe(detect.Observation{At: now, KeyID: f.KeyID, Client: web.ClientAddr(r, g.opts.TrustedProxies).String(), RefreshReuse: true})
 			}
 			g.auditEvent(r, "token.refresh_reuse", f.KeyID, map[string]string{"family": f.ID})
-			g.Revoked(store.Revocation{Kind: token.RevokedFamily, Subject: f.ID, Until: now.Add(token.MaxFamilyLifetime + token.MaxLifetime + token.Leeway)})
+			g.Revoked(Revocation{Kind: token.RevokedFamily, Subject: f.ID, Until: now.Add(token.MaxFamilyLifetime + token.MaxLifetime + token.Leeway)})
 		}
 		if err != nil {
 			if errors.Is(err, token.ErrInvalid) {
@@ -380,7 +391,7 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 // key's allowances (scopeWithin), and its limits count on top of the
 // key's, so a scope can narrow but never widen.
 func parseScope(s string) (sc token.Scope, err error) {
-	var lim adminapi.Limits
+	var lim limitspec.Limits
 	defer func() {
 		if !lim.IsZero() {
 			sc.Limits, _ = json.Marshal(lim)
@@ -437,7 +448,7 @@ func parseScope(s string) (sc token.Scope, err error) {
 
 func formatScope(sc token.Scope) string {
 	var parts []string
-	var lim adminapi.Limits
+	var lim limitspec.Limits
 	if len(sc.Limits) > 0 && json.Unmarshal(sc.Limits, &lim) == nil {
 		for _, l := range []struct {
 			name string
@@ -483,9 +494,9 @@ func (g *Gateway) revokeEndpoint(w http.ResponseWriter, r *http.Request) {
 	case token.LooksLikeJWT(raw):
 		var claims token.Claims
 		if claims, err = to.Authority.Verify(ctx, raw, now); err == nil {
-			rev := store.Revocation{Kind: token.RevokedToken, Subject: claims.JTI, At: now.UTC(), Until: claims.Expiry.Add(token.Leeway).UTC()}
+			rev := Revocation{Kind: token.RevokedToken, Subject: claims.JTI, At: now.UTC(), Until: claims.Expiry.Add(token.Leeway).UTC()}
 			g.Revoked(rev)
-			_, err = to.Revocations.AddRevocation(ctx, rev)
+			err = to.Revocations.Announce(ctx, rev)
 		} else if errors.Is(err, token.ErrInvalid) {
 			err = nil
 		}
@@ -494,17 +505,17 @@ func (g *Gateway) revokeEndpoint(w http.ResponseWriter, r *http.Request) {
 		if fam, err = to.Families.RevokeRefresh(ctx, raw, "revoked by its holder", now); fam != "" {
 			// Its access tokens are refused here before the answer;
 			// other nodes read the family's revocation from the log.
-			g.Revoked(store.Revocation{Kind: token.RevokedFamily, Subject: fam, Until: now.Add(token.MaxFamilyLifetime + token.MaxLifetime + token.Leeway)})
+			g.Revoked(Revocation{Kind: token.RevokedFamily, Subject: fam, Until: now.Add(token.MaxFamilyLifetime + token.MaxLifetime + token.Leeway)})
 		}
 	default:
 		var k *principal.Principal
 		if k, err = g.opts.Keys.Verify(ctx, raw, now); err == nil {
-			if _, err = to.Revocations.RevokeKey(ctx, k.ID, now.UTC()); err == nil {
+			if err = to.Revocations.RevokeKey(ctx, k.ID, now.UTC()); err == nil {
 				_, err = to.Families.RevokeKey(ctx, k.ID, "key revoked by its holder", now)
 			}
 			// Forgotten here before the answer, whatever else failed:
 			// the next request reads the key, revoked, from the store.
-			g.Revoked(store.Revocation{Kind: token.RevokedKey, Subject: k.ID})
+			g.Revoked(Revocation{Kind: token.RevokedKey, Subject: k.ID})
 		} else if !errors.Is(err, apikey.ErrMalformed) && !errors.Is(err, apikey.ErrUnknown) && !errors.Is(err, apikey.ErrRevoked) && !errors.Is(err, apikey.ErrExpired) {
 			break
 		} else {

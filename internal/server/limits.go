@@ -10,6 +10,7 @@ import (
 
 	"github.com/keygate/keygate/internal/gateway"
 	"github.com/keygate/keygate/internal/limit"
+	"github.com/keygate/keygate/internal/limit/redisscripts"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/usage"
 )
@@ -46,7 +47,7 @@ func newLimits(ctx context.Context, p *plan, st *store.Store, log *slog.Logger) 
 			log.Warn("Redis for limits is not reachable yet; quotas and budgets are refused and rate limits use this node's counters until it is",
 				"addr", p.redis.Addr, "err", err)
 		}
-		shared = limit.NewRedis(l.redis)
+		shared = limit.NewRedis(redisscripts.New(l.redis))
 	}
 	l.gateway = gateway.LimitOptions{
 		Shared: shared, Local: local,

@@ -8,11 +8,13 @@ import (
 	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/balance"
 	"github.com/keygate/keygate/internal/gateway"
+	"github.com/keygate/keygate/internal/gatewaystore"
 	"github.com/keygate/keygate/internal/keysource"
 	"github.com/keygate/keygate/internal/lastused"
 	"github.com/keygate/keygate/internal/metrics"
 	"github.com/keygate/keygate/internal/passthrough"
 	"github.com/keygate/keygate/internal/route"
+	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/vault"
 )
 
@@ -58,7 +60,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 	if n.tok, err = newTokens(ctx, cfg, st, v); err != nil {
 		return err
 	}
-	risk := &gateway.RiskOptions{Rules: p.risk, History: st}
+	risk := &gateway.RiskOptions{Rules: p.risk, History: gatewaystore.New(st)}
 	if p.geoip != nil {
 		risk.GeoIP = p.geoip
 	}
@@ -138,6 +140,6 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		ProviderKeyGrace:     cfg.Vault.ProviderKeyGrace,
 		SecretRecoveryWindow: cfg.Vault.SecretRecoveryWindow,
 	})
-	n.revs = newRevocationFollower(ctx, st, n.gw.Revoked, log)
+	n.revs = newRevocationFollower(ctx, st, func(r store.Revocation) { n.gw.Revoked(gatewaystore.Revocation(r)) }, log)
 	return nil
 }
