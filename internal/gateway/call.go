@@ -32,6 +32,7 @@ type call struct {
 	failure   string     // upstream_unreachable, upstream_timeout, client_gone
 	est       estimate   // the worst case reserved for the call
 	adm       *admission // the call's hold on its limits, when it has any
+	admission admission  // backs adm
 	early     *early     // concurrency slots taken before the body was read, until adm takes them
 	// tokenScope is the narrowed scope of the access token that
 	// authenticated the call, if one did.

@@ -113,6 +113,20 @@ type admission struct {
 	once  sync.Once
 	start time.Time
 	early *early // concurrency slots taken before the body was read, if any
+
+	// checks and actual back the reserved checks and their settled costs
+	// for plans of up to len(checks) checks, nearly every key's, so that
+	// admitting and settling a call allocate nothing of their own.
+	checks [8]limit.Check
+	actual [8]int64
+}
+
+// hold starts c's admission of plan p for the worst case est; c owns its
+// storage.
+func (c *call) hold(p *principal.Plan, est estimate) *admission {
+	c.admission.plan, c.admission.est = p, est
+	c.adm = &c.admission
+	return c.adm
 }
 
 // admit reserves the request's worst-case cost against every limit of its
@@ -148,7 +162,8 @@ func (g *Gateway) admit(h http.Header, r *http.Request, c *call, key *principal.
 	}
 	if len(p.Checks) == 0 {
 		if c.early != nil {
-			c.adm = &admission{plan: p, est: est, start: g.opts.Now(), early: c.early}
+			a := c.hold(p, est)
+			a.start, a.early = g.opts.Now(), c.early
 			c.early = nil
 		}
 		return nil
@@ -158,7 +173,13 @@ func (g *Gateway) admit(h http.Header, r *http.Request, c *call, key *principal.
 		return denyf(http.StatusForbidden, "budget_unpriced",
 			"this API key has a spend budget, and keygate has no price for model %q, so it cannot hold the key to it; ask keygate's operator to add the model under prices:", model)
 	}
-	checks := make([]limit.Check, len(p.Checks))
+	a := c.hold(p, est)
+	var checks []limit.Check
+	if n := len(p.Checks); n <= len(a.checks) {
+		checks = a.checks[:n:n]
+	} else {
+		checks = make([]limit.Check, n)
+	}
 	copy(checks, p.Checks)
 	for i, k := range p.Kinds {
 		if k == principal.CostMoney && (c.budgetMicro == 0 || checks[i].Limit < c.budgetMicro) {
@@ -176,10 +197,11 @@ func (g *Gateway) admit(h http.Header, r *http.Request, c *call, key *principal.
 	}
 	lim, d, den := g.admitChecks(r, key, p, checks)
 	if den != nil {
+		c.adm = nil
 		g.releaseEarly(c)
 		return den
 	}
-	c.adm = &admission{lim: lim, res: d.Reservation, plan: p, est: est, start: g.opts.Now(), early: c.early}
+	a.lim, a.res, a.start, a.early = lim, d.Reservation, g.opts.Now(), c.early
 	c.early = nil
 	setLimitHeaders(h, checks, p.Kinds, d)
 	if g.opts.Metrics != nil {
@@ -410,17 +432,40 @@ func setLimitHeaders(h http.Header, checks []limit.Check, kinds []principal.Cost
 			best[slot] = i
 		}
 	}
+	// The figures are formatted into one string and the header values
+	// share one backing array: two allocations rather than twelve.
+	var buf [6 * 20]byte
+	var ends [6]int
+	var set [6]bool
+	b := buf[:0]
 	for slot := range rateLimitHeaders {
 		i := best[slot]
 		if i < 0 {
 			continue
 		}
-		names := rateLimitHeaders[slot]
-		h[names[0]] = []string{strconv.FormatInt(checks[i].Limit, 10)}
-		h[names[1]] = []string{strconv.FormatInt(max(d.Remaining[i], 0), 10)}
+		figures := [3]int64{checks[i].Limit, max(d.Remaining[i], 0), -1}
 		if reset := d.Reset[i]; !reset.IsZero() {
-			secs := int64(math.Ceil(time.Until(reset).Seconds()))
-			h[names[2]] = []string{strconv.FormatInt(max(secs, 0), 10)}
+			figures[2] = max(int64(math.Ceil(time.Until(reset).Seconds())), 0)
 		}
+		for j, v := range figures {
+			if v >= 0 {
+				b = strconv.AppendInt(b, v, 10)
+				set[slot*3+j] = true
+			}
+			ends[slot*3+j] = len(b)
+		}
+	}
+	if len(b) == 0 {
+		return
+	}
+	s := string(b)
+	vals := make([]string, len(ends))
+	start := 0
+	for k, end := range ends {
+		if set[k] {
+			vals[k] = s[start:end]
+			h[rateLimitHeaders[k/3][k%3]] = vals[k : k+1 : k+1]
+		}
+		start = end
 	}
 }

@@ -21,11 +21,10 @@ import (
 // route picks the provider for the model.
 func (g *Gateway) route(d provider.Dialect, model string) (*route.Upstream, string, *Denial) {
 	up, upstreamModel, err := g.table.Load().Resolve(d.Name(), model)
-	var wd *route.WrongDialectError
-	switch {
-	case err == nil:
+	if err == nil {
 		return up, upstreamModel, nil
-	case errors.As(err, &wd):
+	}
+	if wd := (*route.WrongDialectError)(nil); errors.As(err, &wd) {
 		return nil, "", deny(http.StatusBadRequest, "wrong_api_dialect", wd.Error())
 	}
 	return nil, "", denyf(http.StatusNotFound, "model_not_found",
