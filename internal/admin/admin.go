@@ -175,8 +175,8 @@ type Options struct {
 type API struct {
 	opts    Options
 	handler http.Handler
-	table   []endpoint  // the route table, as registered
-	warned  sync.Map // key id -> struct{}: expiry warnings given by this process
+	table   []endpoint // the route table, as registered
+	warned  sync.Map   // key id -> struct{}: expiry warnings given by this process
 }
 
 const maxAdminBody = 1 << 20
@@ -290,4 +290,3 @@ func newID(prefix string) string {
 	_, _ = rand.Read(b[:])
 	return prefix + hex.EncodeToString(b[:])
 }
-
