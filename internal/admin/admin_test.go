@@ -51,6 +51,7 @@ type harness struct {
 	rot    *vault.Rotator
 	hasher *apikey.Hasher
 	api    *admin.API
+	opts   admin.Options
 	log    *lockedBuffer
 	token  string // the bootstrap admin credential
 	now    time.Time
@@ -134,6 +135,7 @@ func newHarness(t *testing.T, mods ...func(*admin.Options)) *harness {
 	for _, m := range mods {
 		m(&opts)
 	}
+	h.opts = opts
 	h.api = admin.New(opts)
 	return h
 }
