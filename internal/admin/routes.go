@@ -57,6 +57,7 @@ func (rt endpoint) ID() string {
 type resolved struct {
 	res        rbac.Resource
 	kind, name string
+	self       bool // the principal's own: refused with 403, never 404
 }
 
 // routes is the admin API: every route with its permission and scope.
@@ -243,10 +244,10 @@ func (a *API) authorize(rt endpoint) http.HandlerFunc {
 				return
 			}
 			if !roles.Allowed(p, rt.perm, got.res) {
-				// The principal knows what it owns (itself, its requests)
-				// exists; anything else only if it may see it.
-				knows := got.res.Owner != "" && got.res.Owner == p.ID
-				if !knows && !roles.Allowed(p, rt.visible, got.res) {
+				// The principal knows what is its own (itself, its
+				// credentials, its requests) exists; anything else only
+				// if it may see it.
+				if !got.self && !roles.Allowed(p, rt.visible, got.res) {
 					// Whoever may not know it exists is told what it is
 					// told of one that does not.
 					writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no %s named %q", got.kind, got.name))

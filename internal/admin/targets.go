@@ -152,13 +152,15 @@ func (a *API) tokenTarget(r *http.Request) (resolved, error) {
 		return resolved{}, err
 	}
 	state(r).cred = &t
-	return resolved{res: rbac.Resource{Owner: t.UserID}, kind: "admin credential", name: id}, nil
+	p := principal(r)
+	self := t.UserID != "" && t.UserID == p.UserID || t.ID == p.Credential
+	return resolved{res: rbac.Resource{Owner: t.UserID}, kind: "admin credential", name: id, self: self}, nil
 }
 
 // selfTarget is the caller itself: POST /me/tokens.
 func (a *API) selfTarget(r *http.Request) (resolved, error) {
 	p := principal(r)
-	return resolved{res: rbac.Resource{Owner: p.UserID}, kind: "user", name: p.Name}, nil
+	return resolved{res: rbac.Resource{Owner: p.UserID}, kind: "user", name: p.Name, self: true}, nil
 }
 
 // approvalTarget resolves /approvals/{id}; its owner is its requester.
@@ -171,7 +173,7 @@ func (a *API) approvalTarget(r *http.Request) (resolved, error) {
 	if err != nil {
 		return resolved{}, err
 	}
-	return resolved{res: rbac.Resource{Owner: ap.Requester}, kind: "approval", name: id}, nil
+	return resolved{res: rbac.Resource{Owner: ap.Requester}, kind: "approval", name: id, self: ap.Requester == principal(r).ID}, nil
 }
 
 // peekBody reads the request body, up to the admin limit, and puts it

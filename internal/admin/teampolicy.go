@@ -127,9 +127,16 @@ func policyViolations(p adminapi.TeamPolicy, k store.Key) []string {
 		if len(p.AllowProviders) > 0 && len(k.AllowProviders) == 0 {
 			out = append(out, fmt.Sprintf("allow_providers: the key may use any provider, and the team allows only %s", strings.Join(p.AllowProviders, ", ")))
 		}
-		if err := authz.Within(authz.Grant{Providers: p.AllowProviders, Models: p.AllowModels},
-			authz.Scope{Providers: k.AllowProviders, Models: k.AllowModels}); err != nil {
-			out = append(out, "the team's policy: "+strings.Replace(err.Error(), "this key's", "the team's", 1))
+		g := authz.Grant{Providers: p.AllowProviders, Models: p.AllowModels}
+		for _, m := range k.AllowModels {
+			if authz.Within(g, authz.Scope{Models: []string{m}}) != nil {
+				out = append(out, fmt.Sprintf("allow_models: %q is not within the team's models (%s)", m, strings.Join(p.AllowModels, ", ")))
+			}
+		}
+		for _, pr := range k.AllowProviders {
+			if authz.Within(g, authz.Scope{Providers: []string{pr}}) != nil {
+				out = append(out, fmt.Sprintf("allow_providers: %q is not one of the team's providers (%s)", pr, strings.Join(p.AllowProviders, ", ")))
+			}
 		}
 	}
 	if d, err := adminapi.ParseDuration(p.MaxKeyTTL); p.MaxKeyTTL != "" && err == nil {
