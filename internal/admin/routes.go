@@ -225,6 +225,7 @@ func (a *API) authorize(rt endpoint) http.HandlerFunc {
 		st := state(r)
 		p := st.principal
 		roles := a.opts.Roles
+		st.route, st.perm = rt.ID(), rt.perm
 		switch rt.scope {
 		case scopeAnyone:
 		case scopeGlobal:
@@ -258,8 +259,6 @@ func (a *API) authorize(rt endpoint) http.HandlerFunc {
 			}
 			st.resource = got.res
 		}
-		st.route = rt.ID()
-		st.perm = rt.perm
 		if a.needsApproval(rt.perm) {
 			a.approvalGate(w, r, rt, rt.handler)
 			return
