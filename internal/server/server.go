@@ -28,6 +28,7 @@ import (
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/gateway"
 	"github.com/keygate/keygate/internal/lastused"
+	"github.com/keygate/keygate/internal/limit"
 	"github.com/keygate/keygate/internal/logbuf"
 	"github.com/keygate/keygate/internal/metrics"
 	"github.com/keygate/keygate/internal/passthrough"
@@ -217,8 +218,17 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 		scheme = "https"
 	}
 	addrs := Listening{Gateway: scheme + "://" + gwLn.Addr().String(), Admin: scheme + "://" + admLn.Addr().String()}
+	roles, err := cfg.RoleTable()
+	if err != nil {
+		return err
+	}
 	adm := admin.New(admin.Options{
 		Store: st, Vault: v, Hasher: hasher, Log: log,
+		People: st, Credentials: st, Approvals: st,
+		Roles:          roles,
+		Approval:       admin.ApprovalPolicy{RequiredFor: cfg.ApprovalPermissions(), TTL: cfg.Approvals.TTL},
+		TrustedProxies: cfg.TrustedProxyPrefixes(),
+		AuthFailures:   &admin.AuthFailureLimits{Limiter: limit.NewMemory(), Max: cfg.Limits.AuthFailures, Window: cfg.Limits.AuthFailureWindow},
 		ProvidersChanged: gw.Reload,
 		KeyRevoked:       gw.ForgetKey,
 		GroupsChanged:    lim.groupsChanged,
@@ -258,9 +268,17 @@ keygate admin credential (shown once; keep it safe):
 
     %s
 
-Log the CLI in with:  keygate login   (or export KEYGATE_ADMIN_TOKEN=...)
+It is an owner's and expires in %d days. Log the CLI in with:  keygate login
+(or export KEYGATE_ADMIN_TOKEN=...), add the first user with
+keygate user add NAME --role owner, then revoke it (keygate admin-token revoke).
 
-`, bootstrap.Reveal())
+`, bootstrap.Reveal(), int(admin.BootstrapTTL.Hours()/24))
+	}
+	if tok, valid, err := admin.BootstrapStillValid(ctx, st, st, time.Now()); err != nil {
+		log.Warn("could not check whether the bootstrap admin credential is still valid", "err", err)
+	} else if valid {
+		log.Warn("the bootstrap admin credential is still valid though users exist; revoke it: keygate admin-token revoke "+tok.ID, "token_id", tok.ID, "expires_at", tok.ExpiresAt)
+		fmt.Fprintf(stdout, "warning: the bootstrap admin credential %s is still valid though users exist; revoke it with keygate admin-token revoke %s\n", tok.ID, tok.ID)
 	}
 	fmt.Fprintf(stdout, "keygate gateway listening on %s (OpenAI base URL %s/v1)\nkeygate admin API listening on %s\n", addrs.Gateway, addrs.Gateway, addrs.Admin)
 	log.Info("keygate started", "gateway", addrs.Gateway, "admin", addrs.Admin, "database", st.Dialect().String(), "providers", len(table.Upstreams()), "kek", v.KEKID(), "kek_url", vault.RedactKEKURL(cfg.KEKURL()))
@@ -487,11 +505,25 @@ func every(ctx context.Context, wg *sync.WaitGroup, interval time.Duration, fn f
 	}
 }
 
-// CreateAdminToken issues a new admin credential by opening the data
-// directory directly, for an operator who has lost theirs: holding the
-// key-encryption key and the database already means holding everything
-// keygate protects, so this grants nothing new. keygate need not be running.
-func CreateAdminToken(ctx context.Context, cfg config.Config, name, role string, stderr io.Writer, opts ...Option) (secret.String, error) {
+// CreateAdminToken issues a new admin credential of no user, with role,
+// living ttl, by opening the data directory directly, for an operator who
+// has lost theirs: holding the key-encryption key and the database already
+// means holding everything keygate protects, so this grants nothing new.
+// keygate need not be running.
+func CreateAdminToken(ctx context.Context, cfg config.Config, name, role string, ttl time.Duration, stderr io.Writer, opts ...Option) (secret.String, error) {
+	roles, err := cfg.RoleTable()
+	if err != nil {
+		return secret.String{}, err
+	}
+	if err := roles.CheckRole(role); err != nil {
+		return secret.String{}, fmt.Errorf("--role: %w", err)
+	}
+	if r, _ := roles.Role(role); r.Team {
+		return secret.String{}, fmt.Errorf("--role: %s applies only within a team, and a credential of no user belongs to none; give a role that applies everywhere, such as owner or admin", role)
+	}
+	if ttl <= 0 || ttl > admin.MaxTokenTTL {
+		return secret.String{}, fmt.Errorf("--ttl: give a lifetime from 1s to %d days", int(admin.MaxTokenTTL.Hours()/24))
+	}
 	bg, stop := context.WithCancel(ctx)
 	defer stop()
 	c, err := openCore(ctx, bg, cfg, newLogger(cfg.Log, stderr), false, applyOptions(opts))
@@ -501,7 +533,8 @@ func CreateAdminToken(ctx context.Context, cfg config.Config, name, role string,
 	defer c.close()
 	defer c.rot.Wait()
 	defer stop()
-	return admin.NewToken(ctx, c.st, c.hasher, name, role, time.Now())
+	tok, _, err := admin.NewToken(ctx, c.st, c.hasher, admin.TokenSpec{Name: name, Role: role, TTL: ttl}, time.Now())
+	return tok, err
 }
 
 // newServer serves h with the client bounds: headers and bodies must
