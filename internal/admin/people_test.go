@@ -307,4 +307,3 @@ func TestUpgradedTokensKeepTheirPowers(t *testing.T) {
 	wantError(t, h.as(op, "GET", "/api/v1/users", ""), http.StatusForbidden, "forbidden", "users.read")
 	h.asStatus(h.boot(), "GET", "/api/v1/secrets/app/db:value", "", http.StatusOK)
 }
-
