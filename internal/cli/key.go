@@ -26,9 +26,9 @@ func (a *app) keyCmd() *cobra.Command {
 func (a *app) keyCreateCmd() *cobra.Command {
 	var (
 		name, env, expires, group, team string
-		models, providers         []string
-		lf                        *limitFlags
-		sf                        *scopeFlags
+		models, providers               []string
+		lf                              *limitFlags
+		sf                              *scopeFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "create --name NAME [--env TAG] [scope flags] [limit flags] [--group NAME]",
