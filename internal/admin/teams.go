@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -405,13 +404,4 @@ func (a *API) teamOfGroup(r *http.Request, group string) (string, error) {
 		}
 	}
 	return "", nil
-}
-
-// marshalOrEmpty renders v for the audit trail.
-func marshalOrEmpty(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return ""
-	}
-	return string(b)
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/adminapi"
-	"github.com/keygate/keygate/internal/rbac"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/web"
 )
@@ -367,8 +366,9 @@ func (a *API) writeUser(w http.ResponseWriter, r *http.Request, u store.User) {
 	web.WriteJSON(w, http.StatusOK, v)
 }
 
-// bootstrapStillValid reports whether a bootstrap credential still works
-// while a user exists: it was meant only to add the first user.
+// BootstrapStillValid returns a bootstrap credential that still works
+// while a user exists: it was meant only to add the first user, and
+// keygate serve warns about it.
 func BootstrapStillValid(ctx context.Context, creds interface {
 	ListAdminTokens(ctx context.Context) ([]store.AdminToken, error)
 }, people interface {
@@ -388,12 +388,4 @@ func BootstrapStillValid(ctx context.Context, creds interface {
 		}
 	}
 	return store.AdminToken{}, false, nil
-}
-
-// roleOf is the principal's role as shown: its own, or its cap's.
-func roleOf(p rbac.Principal) string {
-	if p.Cap != "" {
-		return p.Cap
-	}
-	return p.Role
 }
