@@ -3,6 +3,7 @@ package admin_test
 import (
 	"context"
 	"net/http"
+	"sort"
 	"strings"
 	"testing"
 
@@ -50,6 +51,7 @@ func keyNames(t *testing.T, h *harness, p person) []string {
 	for _, k := range l.Keys {
 		out = append(out, k.Name)
 	}
+	sort.Strings(out) // keys made at one instant list in id order
 	return out
 }
 
@@ -65,7 +67,7 @@ func TestTeamIsolation(t *testing.T) {
 	if f.devKey.Team != "payments" || f.devKey.Owner != "dana" || f.devKey.CreatedBy != "dana" {
 		t.Fatalf("a developer's key: team %q owner %q created by %q; want dana's own", f.devKey.Team, f.devKey.Owner, f.devKey.CreatedBy)
 	}
-	if got := strings.Join(keyNames(t, h, f.pa), ","); got != "pay-bot,dana-laptop" {
+	if got := strings.Join(keyNames(t, h, f.pa), ","); got != "dana-laptop,pay-bot" {
 		t.Errorf("payments' team-admin lists %s", got)
 	}
 	if got := strings.Join(keyNames(t, h, f.sa), ","); got != "search-bot" {
