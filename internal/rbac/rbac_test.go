@@ -1,6 +1,9 @@
 package rbac_test
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -163,5 +166,42 @@ func TestCustomRoles(t *testing.T) {
 	}
 	if err := tb.CheckRole("nope"); err == nil || !strings.Contains(err.Error(), "owner") {
 		t.Errorf("CheckRole of an unknown role: %v", err)
+	}
+}
+
+// TestREADMERoleTable: the README's role table is this package's, so the
+// documentation cannot drift from what the admin API decides.
+func TestREADMERoleTable(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := table(t, nil)
+	var b strings.Builder
+	b.WriteString("| permission | what it allows |")
+	for _, r := range tb.Roles() {
+		b.WriteString(" " + r.Name + " |")
+	}
+	b.WriteString("\n| --- | --- |")
+	for range tb.Roles() {
+		b.WriteString(" :-: |")
+	}
+	b.WriteString("\n")
+	for _, p := range rbac.All() {
+		fmt.Fprintf(&b, "| `%s` | %s |", p, rbac.Describe(p))
+		for _, r := range tb.Roles() {
+			switch g, ok := r.Grant(p); {
+			case !ok:
+				b.WriteString("  |")
+			case g.OwnOnly:
+				b.WriteString(" own |")
+			default:
+				b.WriteString(" ✓ |")
+			}
+		}
+		b.WriteString("\n")
+	}
+	if !strings.Contains(string(readme), b.String()) {
+		t.Fatalf("README.md's role table differs from the role table in code; replace it with:\n%s", b.String())
 	}
 }
