@@ -145,15 +145,23 @@ func (a *API) checkTeamUpdate(r *http.Request, k store.Key, req adminapi.UpdateK
 			return badRequestf("group: %s holds the shared limits of team %s; only the team's keys are in it", g, owner)
 		}
 	}
-	if k.Team == "" || req.Limits == nil || a.global(r, rbac.KeysUpdate) {
+	if k.Team == "" || (req.Limits == nil && req.AllowServices == nil) || a.global(r, rbac.KeysUpdate) {
 		return nil
 	}
 	t, err := a.opts.People.GetTeam(r.Context(), k.Team)
 	if err != nil {
 		return err
 	}
-	if v := limitViolations(decodeLimits(limits), decodePolicy(t.Policy).MaxLimits); len(v) > 0 {
-		return badRequestf("the limits break the policy of team %s: %s", k.Team, strings.Join(v, "; "))
+	pol := decodePolicy(t.Policy)
+	var v []string
+	if req.Limits != nil {
+		v = limitViolations(decodeLimits(limits), pol.MaxLimits)
+	}
+	if req.AllowServices != nil {
+		v = append(v, policyViolations(adminapi.TeamPolicy{AllowServices: pol.AllowServices}, store.Key{AllowServices: *req.AllowServices})...)
+	}
+	if len(v) > 0 {
+		return badRequestf("the change breaks the policy of team %s: %s", k.Team, strings.Join(v, "; "))
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,7 +18,9 @@ import (
 // global grant: a team-admin or a developer creates and changes keys only
 // within it, and anything the request leaves out is filled in from it (a
 // new key without a model list gets the team's, without an expiry the
-// longest the team allows, without a limit the team's ceiling).
+// longest the team allows, without a limit the team's ceiling). Passthrough
+// services are the exception: none but those the policy lists, so a team
+// cannot hand its keys an organisation's GitHub or Stripe credential.
 
 // decodePolicy reads a stored policy; the store holds only what
 // encodePolicy wrote.
@@ -45,6 +48,9 @@ func (a *API) encodePolicy(ctx context.Context, p adminapi.TeamPolicy) ([]byte, 
 			return nil, fmt.Errorf("policy.allow_providers: could not check %q: %w", name, err)
 		}
 	}
+	if err := validateServices(p.AllowServices); err != nil {
+		return nil, fmt.Errorf("policy.%w", err)
+	}
 	if p.MaxKeyTTL != "" {
 		if _, err := adminapi.ParseDuration(p.MaxKeyTTL); err != nil {
 			return nil, fmt.Errorf("policy.max_key_ttl: %w", err)
@@ -53,7 +59,7 @@ func (a *API) encodePolicy(ctx context.Context, p adminapi.TeamPolicy) ([]byte, 
 	if err := p.MaxLimits.Validate(); err != nil {
 		return nil, fmt.Errorf("policy.max_limits: %w", err)
 	}
-	if len(p.AllowModels) == 0 && len(p.AllowProviders) == 0 && p.MaxKeyTTL == "" && p.MaxLimits.IsZero() {
+	if len(p.AllowModels) == 0 && len(p.AllowProviders) == 0 && len(p.AllowServices) == 0 && p.MaxKeyTTL == "" && p.MaxLimits.IsZero() {
 		return nil, nil
 	}
 	return json.Marshal(p)
@@ -139,6 +145,11 @@ func policyViolations(p adminapi.TeamPolicy, k store.Key) []string {
 			}
 		}
 	}
+	for _, svc := range k.AllowServices {
+		if !slices.Contains(p.AllowServices, svc) {
+			out = append(out, fmt.Sprintf("allow_services: %q is not one of the team's passthrough services (%s)", svc, orNoneList(p.AllowServices)))
+		}
+	}
 	if d, err := adminapi.ParseDuration(p.MaxKeyTTL); p.MaxKeyTTL != "" && err == nil {
 		switch {
 		case k.ExpiresAt == nil:
@@ -189,6 +200,13 @@ func limitViolations(l, ceiling adminapi.Limits) []string {
 		}
 	}
 	return out
+}
+
+func orNoneList(l []string) string {
+	if len(l) == 0 {
+		return "none"
+	}
+	return strings.Join(l, ", ")
 }
 
 func unlimitedOr(v int64) string {

@@ -164,6 +164,11 @@ func TestTeamPolicy(t *testing.T) {
 		}
 	}
 	wantError(t, h.as(f.dev, "PATCH", "/api/v1/keys/dana-2", `{"limits":{"rpm":1000}}`), http.StatusBadRequest, "bad_request", "rpm")
+	// Passthrough services: none below admin but those the team is given.
+	wantError(t, h.as(f.dev, "POST", "/api/v1/keys", `{"name":"bad-5","allow_services":["github"]}`), http.StatusBadRequest, "bad_request", "allow_services", "github")
+	wantError(t, h.as(f.dev, "PATCH", "/api/v1/keys/dana-2", `{"allow_services":["github"]}`), http.StatusBadRequest, "bad_request", "github")
+	h.asStatus(h.boot(), "PATCH", "/api/v1/teams/payments", `{"policy":{"allow_models":["gpt-4o*"],"allow_services":["github"],"max_key_ttl":"30d","max_limits":{"rpm":100,"budgets":[{"micro_usd":10000000,"period":"month"}]}}}`, http.StatusOK)
+	h.asStatus(f.dev, "PATCH", "/api/v1/keys/dana-2", `{"allow_services":["github"]}`, http.StatusOK)
 	h.asStatus(f.dev, "PATCH", "/api/v1/keys/dana-2", `{"limits":{"rpm":50,"budgets":[{"micro_usd":5000000,"period":"month"}]}}`, http.StatusOK)
 	// An admin is not bound by the team's policy.
 	h.asStatus(h.boot(), "POST", "/api/v1/keys", `{"name":"admin-made","team":"payments","limits":{"rpm":1000}}`, http.StatusCreated)

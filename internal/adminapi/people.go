@@ -152,11 +152,16 @@ type AdminTokenList struct {
 }
 
 // TeamPolicy is what the keys of a team may be given by anyone without a
-// global grant (below admin). Empty fields allow anything.
+// global grant (below admin). Empty fields allow anything, but for
+// AllowServices, where empty allows none.
 type TeamPolicy struct {
 	AllowModels    []string `json:"allow_models,omitempty"`    // model patterns a key may allow; a key's patterns must lie within them
 	AllowProviders []string `json:"allow_providers,omitempty"` // providers a key may allow
-	MaxKeyTTL      string   `json:"max_key_ttl,omitempty"`     // the longest life of a key, such as 30d
+	// AllowServices lists the passthrough services a key may be given;
+	// none when empty: a service's credential is often worth more than
+	// a model key, so only an admin grants one a team has not been given.
+	AllowServices []string `json:"allow_services,omitempty"`
+	MaxKeyTTL     string   `json:"max_key_ttl,omitempty"` // the longest life of a key, such as 30d
 	MaxLimits      Limits   `json:"max_limits"`                // the highest limits and budgets of each key
 }
 

@@ -152,18 +152,20 @@ func printTeam(w io.Writer, t adminapi.Team) error {
 }
 
 func (a *app) teamPolicyCmd() *cobra.Command {
-	var models, providers []string
+	var models, providers, services []string
 	var maxTTL string
-	var clearModels, clearProviders, clearTTL bool
+	var clearModels, clearProviders, clearServices, clearTTL bool
 	var lf *limitFlags
 	cmd := &cobra.Command{
 		Use:   "policy NAME [--allow-model P] [--allow-provider N] [--max-key-ttl 30d] [limit flags]",
 		Short: "Set what the team's keys may be given by anyone below admin",
 		Long: `Sets the team's policy: the models and providers its keys may use (a key's
 own list must lie within them, and a key made without one gets the team's),
-the longest life of a key (--max-key-ttl; a key made without an expiry gets
-it) and the highest limits of each key (the limit flags; a key made without
-a limit gets the ceiling). Flags not given keep the policy's current values.
+the passthrough services its keys may be given (--allow-service; none unless
+listed), the longest life of a key (--max-key-ttl; a key made without an
+expiry gets it) and the highest limits of each key (the limit flags; a key
+made without a limit gets the ceiling). Flags not given keep the policy's
+current values.
 
 A policy that an existing key of the team breaks is refused, naming the
 keys, and nothing changes: lower or revoke them first.
@@ -203,6 +205,12 @@ keys, and nothing changes: lower or revoke them first.
 				p.AllowProviders = splitList(providers)
 			}
 			switch {
+			case clearServices:
+				p.AllowServices = nil
+			case cmd.Flags().Changed("allow-service"):
+				p.AllowServices = splitList(services)
+			}
+			switch {
 			case clearTTL:
 				p.MaxKeyTTL = ""
 			case maxTTL != "":
@@ -222,9 +230,11 @@ keys, and nothing changes: lower or revoke them first.
 	f := cmd.Flags()
 	f.StringArrayVar(&models, "allow-model", nil, "model `PATTERN` the team's keys may use; repeat or separate with commas")
 	f.StringArrayVar(&providers, "allow-provider", nil, "provider `NAME` the team's keys may use; repeat or separate with commas")
+	f.StringArrayVar(&services, "allow-service", nil, "passthrough service `NAME` the team's keys may be given (none by default)")
 	f.StringVar(&maxTTL, "max-key-ttl", "", "the longest `DURATION` a key of the team lives, as in 30d")
 	f.BoolVar(&clearModels, "clear-allow-models", false, "let the team's keys use any model")
 	f.BoolVar(&clearProviders, "clear-allow-providers", false, "let the team's keys use any provider")
+	f.BoolVar(&clearServices, "clear-allow-services", false, "give the team's keys no passthrough service")
 	f.BoolVar(&clearTTL, "clear-max-key-ttl", false, "let the team's keys live as long as they are made to")
 	lf = addLimitFlags(cmd, true)
 	return cmd
