@@ -162,7 +162,7 @@ type TeamPolicy struct {
 	// a model key, so only an admin grants one a team has not been given.
 	AllowServices []string `json:"allow_services,omitempty"`
 	MaxKeyTTL     string   `json:"max_key_ttl,omitempty"` // the longest life of a key, such as 30d
-	MaxLimits      Limits   `json:"max_limits"`                // the highest limits and budgets of each key
+	MaxLimits     Limits   `json:"max_limits"`            // the highest limits and budgets of each key
 }
 
 // Team is a team as the admin API shows it.
