@@ -44,7 +44,7 @@ func (l *lockedBuffer) String() string {
 // harness is an admin API over a real SQLite store, a real vault and a real
 // hasher, with a clock the test moves and a record of the change callbacks.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	dbPath string
 	st     *store.Store
 	vault  *vault.Vault
@@ -71,7 +71,7 @@ func randomBytes(t testing.TB, n int) []byte {
 }
 
 // newHarness builds the harness; mods adjust the admin API's options.
-func newHarness(t *testing.T, mods ...func(*admin.Options)) *harness {
+func newHarness(t testing.TB, mods ...func(*admin.Options)) *harness {
 	t.Helper()
 	url := storetest.SQLiteURL(t)
 	st := storetest.Open(t, url)
@@ -180,7 +180,7 @@ func (h *harness) do(method, path, body string) *httptest.ResponseRecorder {
 }
 
 // decode reads a JSON answer into v, refusing fields v does not declare.
-func decode(t *testing.T, w *httptest.ResponseRecorder, v any) {
+func decode(t testing.TB, w *httptest.ResponseRecorder, v any) {
 	t.Helper()
 	dec := json.NewDecoder(bytes.NewReader(w.Body.Bytes()))
 	dec.DisallowUnknownFields()
@@ -191,7 +191,7 @@ func decode(t *testing.T, w *httptest.ResponseRecorder, v any) {
 
 // wantError checks status, that the body is an adminapi.ErrorBody with the
 // code, and that its message contains every one of words.
-func wantError(t *testing.T, w *httptest.ResponseRecorder, status int, code string, words ...string) {
+func wantError(t testing.TB, w *httptest.ResponseRecorder, status int, code string, words ...string) {
 	t.Helper()
 	if w.Code != status {
 		t.Fatalf("status %d, want %d: %s", w.Code, status, w.Body)
