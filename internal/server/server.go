@@ -274,6 +274,17 @@ keygate user add NAME --role owner, then revoke it (keygate admin-token revoke).
 
 `, bootstrap.Reveal(), int(admin.BootstrapTTL.Hours()/24))
 	}
+	if toks, err := st.ListAdminTokens(ctx); err == nil {
+		var ids []string
+		for _, t := range toks {
+			if t.RevokedAt == nil && t.ExpiresAt == nil {
+				ids = append(ids, t.ID)
+			}
+		}
+		if len(ids) > 0 {
+			log.Warn("admin credentials from before credentials expired never expire; issue replacements (keygate user token create, keygate admin token create) and revoke these with keygate admin-token revoke", "token_ids", strings.Join(ids, ","))
+		}
+	}
 	if tok, valid, err := admin.BootstrapStillValid(ctx, st, st, time.Now()); err != nil {
 		log.Warn("could not check whether the bootstrap admin credential is still valid", "err", err)
 	} else if valid {
