@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -22,7 +23,7 @@ import (
 func benchCommand(sio cli.IO) *cobra.Command {
 	o := bench.Options{Concurrencies: []int{1, 32, 128}, Round: 3 * time.Second, Rounds: 3, StreamSamples: 200}
 	var short, inProcess bool
-	var cpuProfile string
+	var cpuProfile, memProfile string
 	var minRatio float64
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -62,6 +63,17 @@ throughput falls below that fraction of the baseline's at any concurrency.`,
 			if err != nil {
 				return err
 			}
+			if memProfile != "" {
+				runtime.GC() // what is live, not what was allocated
+				f, err := os.Create(memProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+					return err
+				}
+			}
 			rep.WriteMarkdown(sio.Stdout)
 			for _, c := range o.Concurrencies {
 				if r := rep.Ratio(c); minRatio > 0 && r < minRatio {
@@ -81,6 +93,7 @@ throughput falls below that fraction of the baseline's at any concurrency.`,
 	f.BoolVar(&short, "short", false, "a few-second run for CI")
 	f.BoolVar(&inProcess, "in-process", false, "run the servers inside this process (no memory figures)")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of this process (use with --in-process to see keygate's own frames)")
+	f.StringVar(&memProfile, "memprofile", "", "write a heap profile of this process after the run (use with --in-process to see what keygate keeps)")
 	f.Float64Var(&minRatio, "min-ratio", 0, "fail when keygate's requests/s fall below this fraction of the baseline's")
 
 	cmd.AddCommand(&cobra.Command{

@@ -690,6 +690,7 @@ func (c Config) Validate() error {
 	default:
 		bad("log.format", "%q is not one of text, json", c.Log.Format)
 	}
+	c.validateMore(bad)
 	return errors.Join(errs...)
 }
 

@@ -2,21 +2,20 @@ package gateway
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 
 	"github.com/keygate/keygate/internal/web"
 )
 
-// readBody reads the request body up to the configured limit. It answers 413
-// before reading when the declared length is already too large.
-func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+// readBody reads the request body up to the configured limit, within the
+// call's share of the memory budget. It refuses with 413 before reading
+// when the declared length is already too large.
+func (g *Gateway) readBody(r *http.Request, c *call) ([]byte, *Denial) {
 	limit := g.opts.MaxBodyBytes
-	tooLarge := func() ([]byte, bool) {
-		g.deny(w, r, http.StatusRequestEntityTooLarge, "request_too_large",
-			fmt.Sprintf("request body is larger than keygate's limit of %d bytes (max_body_bytes)", limit))
-		return nil, false
+	tooLarge := func() ([]byte, *Denial) {
+		return nil, denyf(http.StatusRequestEntityTooLarge, "request_too_large",
+			"request body is larger than keygate's limit of %d bytes (max_body_bytes)", limit)
 	}
 	if r.ContentLength > limit {
 		return tooLarge()
@@ -24,7 +23,6 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool
 	// The body's share of the memory budget, before a byte is read: its
 	// declared length, or the most it may be, three times over where it may
 	// be translated (memory.go).
-	c := callFrom(r.Context())
 	declared := r.ContentLength
 	if declared < 0 {
 		declared = limit
@@ -34,8 +32,7 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool
 		copies = 3
 	}
 	if err := g.hold(r.Context(), c, copies*declared); err != nil {
-		g.denyBusy(w, r)
-		return nil, false
+		return nil, busyDenial()
 	}
 	c.translated = copies == 3
 	size := r.ContentLength
@@ -57,21 +54,19 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool
 			break
 		}
 		if err != nil && web.IsBodyTimeout(err) {
-			w.Header().Set("Connection", "close")
-			g.deny(w, r, http.StatusRequestTimeout, "request_timeout", "the request body did not arrive in time (client.read_body_timeout)")
-			return nil, false
+			den := deny(http.StatusRequestTimeout, "request_timeout", "the request body did not arrive in time (client.read_body_timeout)")
+			den.Header = http.Header{"Connection": {"close"}}
+			return nil, den
 		}
 		if err != nil {
-			g.deny(w, r, http.StatusBadRequest, "invalid_body", "could not read the request body")
-			return nil, false
+			return nil, deny(http.StatusBadRequest, "invalid_body", "could not read the request body")
 		}
 	}
 	if r.ContentLength < 0 {
 		g.giveBack(c, copies*(declared-int64(len(buf))))
 	}
 	if len(buf) == 0 && c.service == nil { // a passthrough call may have no body
-		g.deny(w, r, http.StatusBadRequest, "empty_body", "request body is empty; send a JSON object")
-		return nil, false
+		return nil, deny(http.StatusBadRequest, "empty_body", "request body is empty; send a JSON object")
 	}
-	return buf, true
+	return buf, nil
 }

@@ -9,10 +9,11 @@ import (
 
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/jsonpeek"
+	"github.com/keygate/keygate/internal/principal"
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
-	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/token"
+	"github.com/keygate/keygate/internal/usage"
 )
 
 // call is the state of one gateway request, shared by the steps that handle
@@ -39,7 +40,8 @@ type call struct {
 	tokenAMR    []string    // how the token's holder authenticated ("otp")
 	tokenFamily string      // the refresh family of that token
 	risk        string      // the risk rules' decision: allow, step-up or deny
-	finished    sync.Once   // finishCall runs once
+	settled     sync.Once   // settle runs once
+	used        usage.Usage // what the answer reported it used, once read
 	sentAt      time.Time   // when the request went upstream
 	microUSD    int64       // what the call cost, once settled
 	budgetMicro int64       // the tightest spend budget of its key, if any
@@ -111,8 +113,8 @@ func logFields(r *http.Request) []slog.Attr {
 
 // principal is who the call is made by, for authz: the key's grant and
 // the access token's scope, if a token authenticated the call.
-func (c *call) principal(key store.Key) authz.Principal {
-	p := authz.Principal{Grant: authz.Grant{Env: key.Env, Providers: key.AllowProviders, Models: key.AllowModels, Services: key.AllowServices}}
+func (c *call) principal(key *principal.Principal) authz.Principal {
+	p := authz.Principal{Grant: key.Grant}
 	if c.tokenScope != nil {
 		p.Token = &c.tokenNarrow
 	}

@@ -7,17 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
-	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/balance"
 	"github.com/keygate/keygate/internal/jsonpeek"
 	"github.com/keygate/keygate/internal/limit"
-	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
-	"github.com/keygate/keygate/internal/store"
 )
 
 // A request for a model alias (routing.aliases in the configuration) is
@@ -30,88 +26,6 @@ import (
 // alias's attempts and deadline. Everything happens before the first byte
 // of the answer reaches the client, so a stream is never retried once it
 // started.
-
-// routeAlias narrows an alias to the deployments the key may use, in the
-// order the strategy prefers, and records them on the call.
-func (g *Gateway) routeAlias(w http.ResponseWriter, r *http.Request, key store.Key, a *route.Alias, d provider.Dialect) bool {
-	c := callFrom(r.Context())
-	if len(a.Deployments) == 0 {
-		g.deny(w, r, http.StatusServiceUnavailable, "model_unavailable", fmt.Sprintf("model alias %q has no usable deployment: %v", a.Name, a.Unavailable))
-		return false
-	}
-	cands, why := aliasCandidates(c.principal(key), a, d, translatedPath(r.URL.Path) != "")
-	// Deployments of the other dialect serve the request translated, if
-	// it can be: a feature the other API lacks leaves them out.
-	var untranslatable error
-	checked := false
-	cands = slices.DeleteFunc(cands, func(dep *route.Deployment) bool {
-		if dep.Upstream.Dialect == d.Name() {
-			return false
-		}
-		if !checked {
-			checked = true
-			_, untranslatable = g.translateRequest(r.Context(), c, c.raw, dep.Model)
-			c.includeUsage = d == g.openai && c.fields.Stream && wantsStreamUsage(c.raw)
-		}
-		return untranslatable != nil
-	})
-	if errors.Is(untranslatable, errMemoryBusy) {
-		g.denyBusy(w, r)
-		return false
-	}
-	c.mayTranslate = checked && untranslatable == nil
-	if len(cands) == 0 && untranslatable != nil {
-		g.deny(w, r, http.StatusBadRequest, "untranslatable_request", fmt.Sprintf(
-			"model %q is served by providers of the other API, and this request cannot be translated for them: %v", a.Name, untranslatable))
-		return false
-	}
-	if len(cands) == 0 {
-		msg := map[string]string{
-			"wrong_api_dialect":       fmt.Sprintf("model alias %q is served by providers of the other API dialect, and keygate translates only chat requests; send this request to the other API's endpoint", a.Name),
-			"environment_not_allowed": fmt.Sprintf("model alias %q has no deployment for the %s environment of this key", a.Name, key.Env),
-			"provider_not_allowed":    fmt.Sprintf("this API key may not use any provider that serves model alias %q", a.Name),
-			"model_not_allowed":       fmt.Sprintf("this API key may not use model %q", a.Name),
-		}[why]
-		status := http.StatusForbidden
-		if why == "wrong_api_dialect" {
-			status = http.StatusBadRequest
-		}
-		g.deny(w, r, status, why, msg)
-		return false
-	}
-	bc := make([]balance.Candidate, len(cands))
-	for i, dep := range cands {
-		bc[i] = balance.Candidate{Weight: dep.Weight, Cost: float64(dep.Price.Input + 3*dep.Price.Output), State: g.health.Of(dep.Name)}
-	}
-	order := balance.Order(a.Strategy, bc, nil)
-	c.alias = a
-	c.order = make([]*route.Deployment, len(order))
-	for i, j := range order {
-		c.order[i] = cands[j]
-	}
-	c.upstream = c.order[0].Upstream // until one answers: for logs and the first guess at a price
-	return true
-}
-
-// aliasCandidates returns the deployments of an alias a principal may
-// reach in dialect d, or none and the reason (internal/authz decides).
-func aliasCandidates(p authz.Principal, a *route.Alias, d provider.Dialect, translatable bool) ([]*route.Deployment, string) {
-	cands := make([]*route.Deployment, 0, len(a.Deployments))
-	why := "model_not_allowed"
-	for _, dep := range a.Deployments {
-		up := dep.Upstream
-		if up.Dialect != d.Name() && !translatable {
-			why = "wrong_api_dialect"
-			continue
-		}
-		if den := authz.Authorize(p, authz.Target{Kind: authz.Deployment, Provider: up.Name, Env: dep.Env, Model: dep.Model, Alias: a.Name}); den != nil {
-			why = den.Code
-			continue
-		}
-		cands = append(cands, dep)
-	}
-	return cands, why
-}
 
 // aliasPrice is the worst case of the call's deployments, for the
 // reservation; priced is false when any of them has no price.

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -12,11 +11,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/jsonpeek"
 	"github.com/keygate/keygate/internal/limit"
 	"github.com/keygate/keygate/internal/pricing"
-	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/principal"
 	"github.com/keygate/keygate/internal/usage"
 	"github.com/keygate/keygate/internal/web"
 )
@@ -34,7 +32,8 @@ type UsageRecorder interface {
 }
 
 // LimitOptions configures admission control. The zero value enforces no
-// limits, meters nothing and throttles no failed authentication.
+// limits, meters nothing and throttles no failed authentication. A key's
+// limits, and its group's, come compiled with its principal.
 type LimitOptions struct {
 	// Shared decides admissions: this node's memory limiter, or Redis
 	// shared by every node.
@@ -44,8 +43,6 @@ type LimitOptions struct {
 	// limits when Shared is unreachable. Quotas and budgets never fall back:
 	// without Shared they are refused (they fail closed).
 	Local Limiter
-	// GroupLimits returns the limits (JSON) of a key group, if it exists.
-	GroupLimits func(name string) ([]byte, bool)
 	// Prices turns tokens into spend; a budget on a model without a price
 	// refuses the request.
 	Prices *pricing.Table
@@ -63,114 +60,6 @@ type LimitOptions struct {
 	AuthFailureWindow time.Duration
 }
 
-// costKind says what a check's cost is measured in.
-type costKind uint8
-
-const (
-	costRequest costKind = iota + 1
-	costTokens
-	costMoney
-	costNone // concurrency
-)
-
-// limitPlan is the checks one key (and its group) needs, built once per
-// change of its limits. Costs are filled in per request.
-type limitPlan struct {
-	raw, group, groupRaw string
-	checks               []limit.Check
-	kinds                []costKind
-	hasBudget            bool
-	needsShared          bool // quotas or budgets: no local fallback
-	err                  error
-}
-
-// plans caches the plan of every key seen, keyed by key id.
-type plans struct {
-	mu sync.RWMutex
-	m  map[string]*limitPlan
-}
-
-// planFor returns key's plan, rebuilding it when the key's or its group's
-// limits changed. A key and group without limits have an empty plan.
-func (g *Gateway) planFor(key store.Key) *limitPlan {
-	var groupRaw []byte
-	if key.Group != "" && g.opts.Limits.GroupLimits != nil {
-		groupRaw, _ = g.opts.Limits.GroupLimits(key.Group)
-	}
-	g.plans.mu.RLock()
-	p := g.plans.m[key.ID]
-	g.plans.mu.RUnlock()
-	if p != nil && p.raw == string(key.Limits) && p.group == key.Group && p.groupRaw == string(groupRaw) {
-		return p
-	}
-	p = &limitPlan{raw: string(key.Limits), group: key.Group, groupRaw: string(groupRaw)}
-	if err := p.add(g.opts.Limits.Location, "k:"+key.ID, key.Limits); err != nil {
-		p.err = fmt.Errorf("key %s: %w", key.ID, err)
-	}
-	if err := p.add(g.opts.Limits.Location, "g:"+key.Group, groupRaw); err != nil && p.err == nil {
-		p.err = fmt.Errorf("group %s: %w", key.Group, err)
-	}
-	g.plans.mu.Lock()
-	if g.plans.m == nil {
-		g.plans.m = map[string]*limitPlan{}
-	}
-	g.plans.m[key.ID] = p
-	g.plans.mu.Unlock()
-	return p
-}
-
-// add appends the checks of one set of limits, counted under prefix.
-func (p *limitPlan) add(loc *time.Location, prefix string, raw []byte) error {
-	if len(raw) == 0 {
-		return nil
-	}
-	var l adminapi.Limits
-	if err := json.Unmarshal(raw, &l); err != nil {
-		return fmt.Errorf("stored limits are not readable: %w", err)
-	}
-	rate := func(name string, n int64, per time.Duration, kind costKind) {
-		if n > 0 {
-			p.checks = append(p.checks, limit.Check{Key: prefix + ":" + name, Kind: limit.Rate, Limit: n, Period: per})
-			p.kinds = append(p.kinds, kind)
-		}
-	}
-	rate("rps", l.RPS, time.Second, costRequest)
-	rate("rpm", l.RPM, time.Minute, costRequest)
-	rate("rph", l.RPH, time.Hour, costRequest)
-	rate("tpm", l.TPM, time.Minute, costTokens)
-	if l.Concurrency > 0 {
-		p.checks = append(p.checks, limit.Check{Key: prefix + ":conc", Kind: limit.Concurrency, Limit: l.Concurrency})
-		p.kinds = append(p.kinds, costNone)
-	}
-	quota := func(name string, n int64, period string, kind costKind) {
-		p.checks = append(p.checks, limit.Check{Key: prefix + ":" + name + ":" + period, Kind: limit.Quota, Limit: n, Calendar: calendar(period), Location: loc})
-		p.kinds = append(p.kinds, kind)
-		p.needsShared = true
-	}
-	for _, q := range l.Quotas {
-		kind := costRequest
-		if q.Unit == adminapi.UnitTokens {
-			kind = costTokens
-		}
-		quota(q.Unit, q.Limit, q.Period, kind)
-	}
-	for _, b := range l.Budgets {
-		quota("usd", b.MicroUSD, b.Period, costMoney)
-		p.hasBudget = true
-	}
-	return nil
-}
-
-func calendar(period string) limit.Calendar {
-	switch period {
-	case adminapi.PeriodDay:
-		return limit.Day
-	case adminapi.PeriodMonth:
-		return limit.Month
-	}
-	return limit.Total
-}
-
 // estimate is a request's worst case, reserved before it goes upstream.
 type estimate struct {
 	in, out int64
@@ -186,13 +75,13 @@ func (e estimate) cost() int64 { return min(e.price.Cost(e.in, e.out), limit.Max
 // cost is what a check is charged for the given consumption, at most
 // limit.MaxValue so an absurd figure (a reservation, or an upstream's
 // usage report) is charged in full, never wrapped to a small one.
-func cost(kind costKind, in, out, money int64) int64 {
+func cost(kind principal.CostKind, in, out, money int64) int64 {
 	switch kind {
-	case costRequest:
+	case principal.CostRequest:
 		return 1
-	case costTokens:
+	case principal.CostTokens:
 		return tokenSum(in, out)
-	case costMoney:
+	case principal.CostMoney:
 		return min(max(money, 0), limit.MaxValue)
 	}
 	return 0
@@ -219,7 +108,7 @@ func tokenSum(counts ...int64) int64 {
 type admission struct {
 	lim   Limiter
 	res   limit.Reservation
-	plan  *limitPlan
+	plan  *principal.Plan
 	est   estimate
 	once  sync.Once
 	start time.Time
@@ -227,10 +116,9 @@ type admission struct {
 }
 
 // admit reserves the request's worst-case cost against every limit of its
-// key and group, before anything goes upstream. It answers and returns
-// false when a limit refuses.
-func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, key store.Key, model string, f jsonpeek.Fields, bodyLen int) bool {
-	c := callFrom(r.Context())
+// key, its group and its access token, all at once, before anything goes
+// upstream. An admitted call's limit figures are set on h.
+func (g *Gateway) admit(h http.Header, r *http.Request, c *call, key *principal.Principal, model string, f jsonpeek.Fields, bodyLen int) *Denial {
 	lo := &g.opts.Limits
 	est := estimate{in: int64(bodyLen+3) / 4, out: f.MaxTokens}
 	if est.out == 0 && r.URL.Path != "/v1/embeddings" {
@@ -247,37 +135,36 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, key store.Key, m
 	}
 	c.est = est
 	if lo.Shared == nil {
-		return true
+		return nil
 	}
-	p, ok := g.callPlan(w, r, key)
-	if !ok {
+	p, den := g.callPlan(c, key)
+	if den != nil {
 		g.releaseEarly(c)
-		return false
+		return den
 	}
 	if c.early != nil {
 		// The concurrency slots are already held (admitEarly).
-		p = p.without(limit.Concurrency)
+		p = p.Without(limit.Concurrency)
 	}
-	if len(p.checks) == 0 {
+	if len(p.Checks) == 0 {
 		if c.early != nil {
 			c.adm = &admission{plan: p, est: est, start: g.opts.Now(), early: c.early}
 			c.early = nil
 		}
-		return true
+		return nil
 	}
-	if p.hasBudget && !est.priced {
+	if p.HasBudget && !est.priced {
 		g.releaseEarly(c)
-		g.deny(w, r, http.StatusForbidden, "budget_unpriced", fmt.Sprintf(
-			"this API key has a spend budget, and keygate has no price for model %q, so it cannot hold the key to it; ask keygate's operator to add the model under prices:", model))
-		return false
+		return denyf(http.StatusForbidden, "budget_unpriced",
+			"this API key has a spend budget, and keygate has no price for model %q, so it cannot hold the key to it; ask keygate's operator to add the model under prices:", model)
 	}
-	checks := make([]limit.Check, len(p.checks))
-	copy(checks, p.checks)
-	for i, k := range p.kinds {
-		if k == costMoney && (c.budgetMicro == 0 || checks[i].Limit < c.budgetMicro) {
+	checks := make([]limit.Check, len(p.Checks))
+	copy(checks, p.Checks)
+	for i, k := range p.Kinds {
+		if k == principal.CostMoney && (c.budgetMicro == 0 || checks[i].Limit < c.budgetMicro) {
 			c.budgetMicro = checks[i].Limit // the tightest budget, for spend-velocity detection
 		}
-		if k == costRequest && checks[i].Kind == limit.Rate {
+		if k == principal.CostRequest && checks[i].Kind == limit.Rate {
 			if rps := float64(checks[i].Limit) / checks[i].Period.Seconds(); c.limitRPS == 0 || rps < c.limitRPS {
 				c.limitRPS = rps // the tightest request rate, for rate-spike detection
 			}
@@ -285,91 +172,69 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, key store.Key, m
 	}
 	money := est.cost()
 	for i := range checks {
-		checks[i].Cost = cost(p.kinds[i], est.in, est.out, money)
+		checks[i].Cost = cost(p.Kinds[i], est.in, est.out, money)
 	}
-	lim, d, ok := g.admitChecks(w, r, key, p, checks)
-	if !ok {
+	lim, d, den := g.admitChecks(r, key, p, checks)
+	if den != nil {
 		g.releaseEarly(c)
-		return false
+		return den
 	}
 	c.adm = &admission{lim: lim, res: d.Reservation, plan: p, est: est, start: g.opts.Now(), early: c.early}
 	c.early = nil
-	setLimitHeaders(w.Header(), checks, p.kinds, d)
+	setLimitHeaders(h, checks, p.Kinds, d)
 	if g.opts.Metrics != nil {
 		for i, ch := range checks {
 			if ch.Limit > 0 && i < len(d.Remaining) {
-				g.opts.Metrics.LimitUsage(limitName(ch, p.kinds[i]), float64(ch.Limit-d.Remaining[i])/float64(ch.Limit))
+				g.opts.Metrics.LimitUsage(limitName(ch, p.Kinds[i]), float64(ch.Limit-d.Remaining[i])/float64(ch.Limit))
 			}
 		}
 	}
-	return true
+	return nil
 }
 
 // admitChecks asks the shared limiter to admit checks (this node's, for
 // rate and concurrency limits, when the shared one is unreachable). It
-// answers and returns false when the checks cannot be decided or refuse.
-func (g *Gateway) admitChecks(w http.ResponseWriter, r *http.Request, key store.Key, p *limitPlan, checks []limit.Check) (Limiter, limit.Decision, bool) {
+// refuses when the checks cannot be decided or a limit refuses.
+func (g *Gateway) admitChecks(r *http.Request, key *principal.Principal, p *principal.Plan, checks []limit.Check) (Limiter, limit.Decision, *Denial) {
 	lo := &g.opts.Limits
 	lim := lo.Shared
 	d, err := lim.Admit(r.Context(), checks)
 	if errors.Is(err, limit.ErrInvalid) {
 		g.opts.Log.Error("a key's limits are out of range; refusing its requests until they are fixed", "key_id", key.ID, "err", err)
-		g.deny(w, r, http.StatusInternalServerError, "limits_unreadable", "keygate cannot apply this API key's limits; ask its administrator to set them again (keygate key update)")
-		return nil, d, false
+		return nil, d, deny(http.StatusInternalServerError, "limits_unreadable", "keygate cannot apply this API key's limits; ask its administrator to set them again (keygate key update)")
 	}
-	if err != nil && !p.needsShared && lo.Local != nil {
+	if err != nil && !p.NeedsShared && lo.Local != nil {
 		g.opts.Log.Warn("shared limiter unavailable; enforcing rate limits with this node's counters", "err", err)
 		lim = lo.Local
 		d, err = lim.Admit(r.Context(), checks)
 	}
 	if err != nil {
 		g.opts.Log.Error("limiter unavailable; refusing requests that need a spend or quota decision", "request_id", web.RequestID(r.Context()), "err", err)
-		g.deny(w, r, http.StatusServiceUnavailable, "limits_unavailable", "keygate cannot check this API key's quotas and budgets right now, so it refuses the request rather than overspend; try again shortly")
-		return nil, d, false
+		return nil, d, deny(http.StatusServiceUnavailable, "limits_unavailable", "keygate cannot check this API key's quotas and budgets right now, so it refuses the request rather than overspend; try again shortly")
 	}
 	if !d.Allowed {
-		g.refuse(w, r, checks[d.Denied], p.kinds[d.Denied], d, d.Denied)
-		return nil, d, false
+		return nil, d, limitDenial(checks[d.Denied], p.Kinds[d.Denied], d, d.Denied)
 	}
-	return lim, d, true
+	return lim, d, nil
 }
 
 // callPlan is the checks the call needs: its key's and group's (cached
 // per key version), and its access token's own, lower limits, counted per
-// token family, on top. It answers and returns false when they cannot be
-// read.
-func (g *Gateway) callPlan(w http.ResponseWriter, r *http.Request, key store.Key) (*limitPlan, bool) {
-	c := callFrom(r.Context())
-	p := g.planFor(key)
-	if p.err != nil {
-		g.opts.Log.Error("a key's limits cannot be read; refusing its requests until they are fixed", "key_id", key.ID, "err", p.err)
-		g.deny(w, r, http.StatusInternalServerError, "limits_unreadable", "keygate cannot read this API key's limits; ask its administrator to set them again (keygate key update)")
-		return nil, false
+// token family, on top.
+func (g *Gateway) callPlan(c *call, key *principal.Principal) (*principal.Plan, *Denial) {
+	p := &key.Plan
+	if p.Err != nil {
+		g.opts.Log.Error("a key's limits cannot be read; refusing its requests until they are fixed", "key_id", key.ID, "err", p.Err)
+		return nil, deny(http.StatusInternalServerError, "limits_unreadable", "keygate cannot read this API key's limits; ask its administrator to set them again (keygate key update)")
 	}
 	if ts := c.tokenScope; ts != nil && len(ts.Limits) > 0 && c.tokenFamily != "" {
-		tp := &limitPlan{}
-		if err := tp.add(g.opts.Limits.Location, "f:"+c.tokenFamily, ts.Limits); err != nil {
-			g.deny(w, r, http.StatusUnauthorized, "invalid_api_key", "the access token's limits cannot be read")
-			return nil, false
+		tp := &principal.Plan{}
+		if err := tp.AddStored(g.opts.Limits.Location, "f:"+c.tokenFamily, ts.Limits); err != nil {
+			return nil, deny(http.StatusUnauthorized, "invalid_api_key", "the access token's limits cannot be read")
 		}
-		p = &limitPlan{
-			checks: append(append([]limit.Check(nil), p.checks...), tp.checks...), kinds: append(append([]costKind(nil), p.kinds...), tp.kinds...),
-			hasBudget: p.hasBudget || tp.hasBudget, needsShared: p.needsShared || tp.needsShared,
-		}
+		p = p.Merge(tp)
 	}
-	return p, true
-}
-
-// without returns the plan less its checks of one kind.
-func (p *limitPlan) without(kind limit.Kind) *limitPlan {
-	out := &limitPlan{hasBudget: p.hasBudget, needsShared: p.needsShared}
-	for i, ch := range p.checks {
-		if ch.Kind != kind {
-			out.checks = append(out.checks, ch)
-			out.kinds = append(out.kinds, p.kinds[i])
-		}
-	}
-	return out
+	return p, nil
 }
 
 // earlyAdmitBytes is the body size from which a call takes its
@@ -386,32 +251,25 @@ type early struct {
 }
 
 // admitEarly takes the call's concurrency slots before a large body (or
-// one of unknown length) is read. It answers and returns false when they
-// are all taken.
-func (g *Gateway) admitEarly(w http.ResponseWriter, r *http.Request, key store.Key) bool {
+// one of unknown length) is read.
+func (g *Gateway) admitEarly(r *http.Request, c *call, key *principal.Principal) *Denial {
 	if g.opts.Limits.Shared == nil || (r.ContentLength >= 0 && r.ContentLength < earlyAdmitBytes) {
-		return true
+		return nil
 	}
-	p, ok := g.callPlan(w, r, key)
-	if !ok {
-		return false
+	p, den := g.callPlan(c, key)
+	if den != nil {
+		return den
 	}
-	conc := &limitPlan{needsShared: false}
-	for i, ch := range p.checks {
-		if ch.Kind == limit.Concurrency {
-			conc.checks = append(conc.checks, ch)
-			conc.kinds = append(conc.kinds, p.kinds[i])
-		}
+	conc := p.Only(limit.Concurrency)
+	if len(conc.Checks) == 0 {
+		return nil
 	}
-	if len(conc.checks) == 0 {
-		return true
+	lim, d, den := g.admitChecks(r, key, conc, conc.Checks)
+	if den != nil {
+		return den
 	}
-	lim, d, ok := g.admitChecks(w, r, key, conc, conc.checks)
-	if !ok {
-		return false
-	}
-	callFrom(r.Context()).early = &early{lim: lim, res: d.Reservation, n: len(conc.checks)}
-	return true
+	c.early = &early{lim: lim, res: d.Reservation, n: len(conc.Checks)}
+	return nil
 }
 
 // releaseEarly gives back concurrency slots taken early, if the call holds
@@ -433,82 +291,81 @@ func (g *Gateway) settleEarly(e *early) {
 }
 
 // limitName names a kind of limit for the metrics, never a key.
-func limitName(ch limit.Check, kind costKind) string {
+func limitName(ch limit.Check, kind principal.CostKind) string {
 	switch {
 	case ch.Kind == limit.Concurrency:
 		return "concurrency"
-	case kind == costMoney:
+	case kind == principal.CostMoney:
 		return "budget"
-	case ch.Kind == limit.Rate && kind == costTokens:
+	case ch.Kind == limit.Rate && kind == principal.CostTokens:
 		return "tokens_per_period"
 	case ch.Kind == limit.Rate:
 		return "requests_per_period"
-	case kind == costTokens:
+	case kind == principal.CostTokens:
 		return "tokens_quota"
 	}
 	return "requests_quota"
 }
 
-// refuse answers a request a limit denied: 429 in the caller's dialect,
-// naming the limit, what is left of it and when it frees up, with
-// Retry-After whenever waiting helps.
-func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, ch limit.Check, kind costKind, d limit.Decision, i int) {
-	h := w.Header()
+// limitDenial is the 429 for a request a limit denied: naming the limit,
+// what is left of it and when it frees up, with Retry-After whenever
+// waiting helps.
+func limitDenial(ch limit.Check, kind principal.CostKind, d limit.Decision, i int) *Denial {
+	h := http.Header{}
 	left := d.Remaining[i]
-	setLimitHeaders(h, []limit.Check{ch}, []costKind{kind}, limit.Decision{Remaining: []int64{left}, Reset: []time.Time{d.Reset[i]}})
-	var code, msg string
+	setLimitHeaders(h, []limit.Check{ch}, []principal.CostKind{kind}, limit.Decision{Remaining: []int64{left}, Reset: []time.Time{d.Reset[i]}})
+	den := &Denial{Status: http.StatusTooManyRequests, Header: h}
 	amount := func(n int64) string {
-		if kind == costMoney {
+		if kind == principal.CostMoney {
 			return usd(n)
 		}
 		return strconv.FormatInt(n, 10) + " " + unitName(kind)
 	}
 	switch {
 	case ch.Kind == limit.Concurrency:
-		code, msg = "concurrency_limit", fmt.Sprintf("this API key already has %d requests in flight, its limit; retry when one finishes", ch.Limit)
-		h.Set("Retry-After", "1")
+		den.Code, den.Message = "concurrency_limit", fmt.Sprintf("this API key already has %d requests in flight, its limit; retry when one finishes", ch.Limit)
+		den.RetryAfter = time.Second
 	case ch.Kind == limit.Rate:
-		code, msg = "rate_limit_exceeded", fmt.Sprintf("rate limit of %d %s per %s reached", ch.Limit, unitName(kind), ch.Period)
+		den.Code, den.Message = "rate_limit_exceeded", fmt.Sprintf("rate limit of %d %s per %s reached", ch.Limit, unitName(kind), ch.Period)
 	default:
-		what := fmt.Sprintf("quota of %s per %s", amount(ch.Limit), periodName(ch.Calendar))
-		code = "insufficient_quota"
-		if kind == costMoney {
+		what := fmt.Sprintf("quota of %s per %s", amount(ch.Limit), principal.PeriodName(ch.Calendar))
+		den.Code = "insufficient_quota"
+		if kind == principal.CostMoney {
 			what = "spend budget of " + usd(ch.Limit)
 			if ch.Calendar != limit.Total {
-				what += " per " + periodName(ch.Calendar)
+				what += " per " + principal.PeriodName(ch.Calendar)
 			}
-			code = "budget_exceeded"
+			den.Code = "budget_exceeded"
 		}
 		switch {
 		case ch.Cost > ch.Limit:
-			msg = fmt.Sprintf("this request may use up to %s, more than the whole %s; lower max_tokens", amount(ch.Cost), what)
+			den.Message = fmt.Sprintf("this request may use up to %s, more than the whole %s; lower max_tokens", amount(ch.Cost), what)
 		case left <= 0:
-			msg = fmt.Sprintf("the %s is spent", what)
+			den.Message = fmt.Sprintf("the %s is spent", what)
 		default:
-			msg = fmt.Sprintf("the %s has %s left and this request may use up to %s; lower max_tokens or wait", what, amount(left), amount(ch.Cost))
+			den.Message = fmt.Sprintf("the %s has %s left and this request may use up to %s; lower max_tokens or wait", what, amount(left), amount(ch.Cost))
 		}
 		if ch.Calendar == limit.Total {
-			msg += "; it does not reset: ask the key's administrator to raise it"
+			den.Message += "; it does not reset: ask the key's administrator to raise it"
 		} else if reset := d.Reset[i]; !reset.IsZero() {
-			msg += "; it resets at " + reset.UTC().Format(time.RFC3339)
+			den.Message += "; it resets at " + reset.UTC().Format(time.RFC3339)
 		}
 	}
 	switch {
 	case d.RetryAfter < 0:
 		h.Set("X-Should-Retry", "false")
 		if ch.Kind == limit.Rate {
-			msg += "; this request alone needs more than the limit allows"
+			den.Message += "; this request alone needs more than the limit allows"
 		}
 	case d.RetryAfter > 0:
-		secs := int64(math.Ceil(d.RetryAfter.Seconds()))
-		h.Set("Retry-After", strconv.FormatInt(secs, 10))
+		den.RetryAfter = d.RetryAfter
 		if ch.Kind == limit.Quota {
 			h.Set("X-Should-Retry", "false") // hours away: an SDK's retry loop cannot wait it out
 		} else {
-			msg += fmt.Sprintf("; retry in %ds", secs)
+			den.Message += fmt.Sprintf("; retry in %ds", int64(math.Ceil(d.RetryAfter.Seconds())))
 		}
 	}
-	g.deny(w, r, http.StatusTooManyRequests, code, msg)
+	return den
 }
 
 // usd renders micro-dollars as dollars for a message: $0.000125, $12.50.
@@ -520,21 +377,11 @@ func usd(micro int64) string {
 	return "$" + s
 }
 
-func unitName(k costKind) string {
-	if k == costTokens {
+func unitName(k principal.CostKind) string {
+	if k == principal.CostTokens {
 		return "tokens"
 	}
 	return "requests"
-}
-
-func periodName(c limit.Calendar) string {
-	switch c {
-	case limit.Day:
-		return adminapi.PeriodDay
-	case limit.Month:
-		return adminapi.PeriodMonth
-	}
-	return adminapi.PeriodTotal
 }
 
 // rateLimitHeaders are the canonical names setLimitHeaders writes, for
@@ -547,14 +394,14 @@ var rateLimitHeaders = [2][3]string{
 // setLimitHeaders reports the tightest request limit as X-RateLimit-Limit,
 // -Remaining and -Reset (seconds), and the tightest token limit as the
 // same names with a -Tokens suffix.
-func setLimitHeaders(h http.Header, checks []limit.Check, kinds []costKind, d limit.Decision) {
+func setLimitHeaders(h http.Header, checks []limit.Check, kinds []principal.CostKind, d limit.Decision) {
 	best := [2]int{-1, -1}
 	for i := range checks {
 		var slot int
 		switch {
-		case kinds[i] == costRequest:
+		case kinds[i] == principal.CostRequest:
 			slot = 0
-		case kinds[i] == costTokens:
+		case kinds[i] == principal.CostTokens:
 			slot = 1
 		default:
 			continue
@@ -575,66 +422,5 @@ func setLimitHeaders(h http.Header, checks []limit.Check, kinds []costKind, d li
 			secs := int64(math.Ceil(time.Until(reset).Seconds()))
 			h[names[2]] = []string{strconv.FormatInt(max(secs, 0), 10)}
 		}
-	}
-}
-
-// finish settles an admitted request to what it consumed and records its
-// usage. It runs once per request that reached the proxy, whether the
-// response completed, failed or was cut off.
-func (g *Gateway) finish(c *call, u usage.Usage) {
-	in, out := tokenSum(u.InputTokens, u.CacheWriteTokens), tokenSum(u.OutputTokens)
-	if !u.Complete {
-		// A stream cut off before its usage: settle what was streamed.
-		if in == 0 {
-			in = c.est.in
-		}
-		if est := (u.StreamedBytes + 3) / 4; out < est {
-			out = est
-		}
-	}
-	var money int64
-	if c.est.priced {
-		money = c.est.price.Cost(in, out)
-	}
-	c.microUSD = money
-	if a := c.adm; a != nil {
-		a.once.Do(func() {
-			// Every admission is settled, even one whose charge needs no
-			// correction: the Redis limiter keeps a pending record of each
-			// reservation until its settlement.
-			actual := make([]int64, len(a.plan.checks))
-			for i, k := range a.plan.kinds {
-				actual[i] = cost(k, in, out, money)
-			}
-			if a.lim == g.opts.Limits.Local && a.early == nil {
-				g.settle(a, actual, c.keyID)
-				return
-			}
-			// A shared limiter costs a round trip: the response is already
-			// complete, so the client does not wait for it.
-			go g.settle(a, actual, c.keyID)
-		})
-	}
-	if g.opts.Metrics != nil && c.upstream != nil {
-		g.opts.Metrics.Usage(c.upstream.Name, c.keyID, in, out, money)
-	}
-	if g.opts.Limits.Usage != nil && c.keyID != "" {
-		g.opts.Limits.Usage.Record(usage.Entry{KeyID: c.keyID, Model: c.model, At: g.opts.Now(), InputTokens: in, OutputTokens: out, MicroUSD: money})
-	}
-}
-
-// settle charges an admission its actual costs, and releases the
-// concurrency slots it took before its body was read.
-func (g *Gateway) settle(a *admission, actual []int64, keyID string) {
-	if a.early != nil {
-		g.settleEarly(a.early)
-	}
-	if a.lim == nil {
-		return // everything it held was early
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := a.lim.Settle(ctx, a.res, actual); err != nil && !errors.Is(err, context.Canceled) {
-		g.opts.Log.Error("could not settle a request's limits; its reservation stands", "key_id", keyID, "err", err)
 	}
 }

@@ -84,9 +84,9 @@ func (g *Gateway) untranslated(c *call, body []byte) {
 	}
 }
 
-// denyBusy answers a call that could not get its share of the budget.
-func (g *Gateway) denyBusy(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Retry-After", "1")
-	g.deny(w, r, http.StatusServiceUnavailable, "server_busy",
-		"keygate is holding as many large request bodies as it may at once; retry shortly")
+// busyDenial answers a call that could not get its share of the budget.
+func busyDenial() *Denial {
+	den := deny(http.StatusServiceUnavailable, "server_busy", "keygate is holding as many large request bodies as it may at once; retry shortly")
+	den.RetryAfter = time.Second
+	return den
 }

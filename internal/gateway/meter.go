@@ -1,10 +1,13 @@
 package gateway
 
 import (
+	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/keygate/keygate/internal/usage"
 )
@@ -77,7 +80,74 @@ func (m *meteredBody) Close() error {
 			}
 			m.buf = nil
 		}
-		m.g.finishCall(m.c, u)
+		m.c.used = u
 	})
 	return err
+}
+
+// settle is the response half's last step, once the answer has ended
+// (completed, failed or cut off): the call's admission is charged what it
+// used, the usage the answer reported, what streamed of one cut off, or
+// nothing when no answer came; its usage is recorded and metered. It runs
+// once per call that was forwarded.
+func (g *Gateway) settle(c *call) {
+	c.settled.Do(func() { g.settleOnce(c, c.used) })
+}
+
+func (g *Gateway) settleOnce(c *call, u usage.Usage) {
+	in, out := tokenSum(u.InputTokens, u.CacheWriteTokens), tokenSum(u.OutputTokens)
+	if !u.Complete {
+		// A stream cut off before its usage: settle what was streamed.
+		if in == 0 {
+			in = c.est.in
+		}
+		if est := (u.StreamedBytes + 3) / 4; out < est {
+			out = est
+		}
+	}
+	var money int64
+	if c.est.priced {
+		money = c.est.price.Cost(in, out)
+	}
+	c.microUSD = money
+	if a := c.adm; a != nil {
+		a.once.Do(func() {
+			// Every admission is settled, even one whose charge needs no
+			// correction: the Redis limiter keeps a pending record of each
+			// reservation until its settlement.
+			actual := make([]int64, len(a.plan.Checks))
+			for i, k := range a.plan.Kinds {
+				actual[i] = cost(k, in, out, money)
+			}
+			if a.lim == g.opts.Limits.Local && a.early == nil {
+				g.charge(a, actual, c.keyID)
+				return
+			}
+			// A shared limiter costs a round trip: the client need not wait
+			// for it.
+			go g.charge(a, actual, c.keyID)
+		})
+	}
+	if g.opts.Metrics != nil && c.upstream != nil {
+		g.opts.Metrics.Usage(c.upstream.Name, c.keyID, in, out, money)
+	}
+	if g.opts.Limits.Usage != nil && c.keyID != "" {
+		g.opts.Limits.Usage.Record(usage.Entry{KeyID: c.keyID, Model: c.model, At: g.opts.Now(), InputTokens: in, OutputTokens: out, MicroUSD: money})
+	}
+}
+
+// charge settles an admission at its actual costs, and releases the
+// concurrency slots it took before its body was read.
+func (g *Gateway) charge(a *admission, actual []int64, keyID string) {
+	if a.early != nil {
+		g.settleEarly(a.early)
+	}
+	if a.lim == nil {
+		return // everything it held was early
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.lim.Settle(ctx, a.res, actual); err != nil && !errors.Is(err, context.Canceled) {
+		g.opts.Log.Error("could not settle a request's limits; its reservation stands", "key_id", keyID, "err", err)
+	}
 }

@@ -21,18 +21,23 @@ import (
 // listed bare when a bare request would reach the same provider, else with its
 // provider prefix, so every listed id can be sent back as is.
 func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request) {
+	c := callFrom(r.Context())
 	d := provider.DetectListDialect(r.Header)
-	callFrom(r.Context()).dialect = d
-	key, ok := g.authenticate(w, r)
-	if !ok {
+	c.dialect = d
+	if r.Method != http.MethodGet {
+		g.refuse(w, r, notServed("GET", r.URL.Path))
 		return
 	}
-	callFrom(r.Context()).keyID = key.ID
-	if !g.scope(w, r, key) {
+	key, den := g.authenticate(r, c)
+	if den == nil {
+		den = g.checkScope(r, c, key)
+	}
+	if den != nil {
+		g.refuse(w, r, den)
 		return
 	}
 	table := g.table.Load()
-	p := callFrom(r.Context()).principal(key)
+	p := c.principal(key)
 	var ups []*route.Upstream
 	for _, up := range table.Upstreams() {
 		if up.Dialect == d.Name() && authz.Authorize(p, authz.Target{Kind: authz.Provider, Provider: up.Name, Env: up.Env}) == nil {
@@ -83,7 +88,7 @@ func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request) {
 	out = slices.DeleteFunc(out, func(m provider.Model) bool { return named[m.ID] })
 	out = append(out, aliases...)
 	if failed > 0 && failed == len(ups) && len(out) == 0 {
-		g.deny(w, r, http.StatusBadGateway, "upstream_unreachable", "keygate could not list models from any upstream provider")
+		g.refuse(w, r, deny(http.StatusBadGateway, "upstream_unreachable", "keygate could not list models from any upstream provider"))
 		return
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].ID < out[j].ID })

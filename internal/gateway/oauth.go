@@ -18,6 +18,7 @@ import (
 	"github.com/keygate/keygate/internal/detect"
 	"github.com/keygate/keygate/internal/otp"
 	"github.com/keygate/keygate/internal/policy"
+	"github.com/keygate/keygate/internal/principal"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/token"
 	"github.com/keygate/keygate/internal/web"
@@ -29,10 +30,6 @@ type TokenOptions struct {
 	Authority *token.Authority
 	Families  *token.Families
 	Keyring   *token.Keyring
-	// Keys reads the record of the key a token was exchanged for.
-	Keys interface {
-		GetKey(ctx context.Context, id string) (store.Key, error)
-	}
 	// Revocations records what /oauth/revoke revokes, for every node.
 	Revocations interface {
 		AddRevocation(ctx context.Context, r store.Revocation) (int64, error)
@@ -41,9 +38,6 @@ type TokenOptions struct {
 	// Denied holds the revoked token families and access tokens this node
 	// refuses; the server feeds it from the revocation log.
 	Denied *Denylist
-	// KeyTTL is how long a token's key record is trusted before it is read
-	// again (revocations of it apply at once through ForgetKey).
-	KeyTTL time.Duration
 	// VerifyTOTP checks a key's one-time password (step-up) presented from
 	// client; a code is accepted once. An error matching otp.ErrLockedOut
 	// (too many wrong codes) is answered 429 with Retry-After. nil: step-up
@@ -97,24 +91,10 @@ func (d *Denylist) denied(kind, subject string) bool {
 	return ok
 }
 
-// tokenKeys caches the key records behind access tokens, by key id.
-type tokenKeys struct {
-	mu sync.RWMutex
-	m  map[string]cachedKey
-}
-
-type cachedKey struct {
-	key     store.Key
-	fetched time.Time
-}
-
 // ForgetKey drops a key from every cache of this gateway, the key
 // verifier's included, after it changed: its next request reads it again.
 func (g *Gateway) ForgetKey(id string) {
 	g.opts.Keys.Invalidate(id)
-	g.tokenKeys.mu.Lock()
-	delete(g.tokenKeys.m, id)
-	g.tokenKeys.mu.Unlock()
 }
 
 // Revoked applies a revocation to this node at once: a key (revoked,
@@ -133,35 +113,14 @@ func (g *Gateway) Revoked(r store.Revocation) {
 	}
 }
 
-func (g *Gateway) keyByID(ctx context.Context, id string) (store.Key, error) {
-	to := g.opts.Tokens
-	g.tokenKeys.mu.RLock()
-	c, ok := g.tokenKeys.m[id]
-	g.tokenKeys.mu.RUnlock()
-	if ok && time.Since(c.fetched) < to.KeyTTL {
-		return c.key, nil
-	}
-	k, err := to.Keys.GetKey(ctx, id)
-	if err != nil {
-		return store.Key{}, err
-	}
-	g.tokenKeys.mu.Lock()
-	if g.tokenKeys.m == nil {
-		g.tokenKeys.m = map[string]cachedKey{}
-	}
-	g.tokenKeys.m[id] = cachedKey{key: k, fetched: time.Now()}
-	g.tokenKeys.mu.Unlock()
-	return k, nil
-}
-
 // keyUsable refuses a key that is revoked, expired or suspended, saying why.
-func keyUsable(k store.Key, now time.Time) error {
+func keyUsable(k *principal.Principal, now time.Time) error {
 	switch {
-	case k.RevokedAt != nil:
+	case k.Revoked:
 		return apikey.ErrRevoked
-	case k.ExpiresAt != nil && !now.Before(*k.ExpiresAt):
+	case k.Expired(now):
 		return apikey.ErrExpired
-	case k.SuspendedAt != nil:
+	case k.Suspended():
 		return errSuspended
 	}
 	return nil
@@ -177,30 +136,30 @@ var errUnbound = errors.New("the access token is bound to a client certificate t
 // with the token's narrower scope recorded on the call. A token bound to a
 // client certificate (RFC 8705) is accepted only over a connection that
 // presents that certificate.
-func (g *Gateway) verifyToken(ctx context.Context, r *http.Request, raw string, now time.Time) (store.Key, error) {
+func (g *Gateway) verifyToken(ctx context.Context, r *http.Request, raw string, now time.Time) (*principal.Principal, error) {
 	to := g.opts.Tokens
 	claims, err := to.Authority.Verify(ctx, raw, now)
 	if err != nil {
-		return store.Key{}, err
+		return nil, err
 	}
 	if claims.CnfX5t != "" {
 		c := clientCert(r)
 		if c == nil || thumbprint(c) != claims.CnfX5t {
-			return store.Key{}, errUnbound
+			return nil, errUnbound
 		}
 	}
 	if to.Denied.denied(token.RevokedToken, claims.JTI) || to.Denied.denied(token.RevokedFamily, claims.FamilyID) {
-		return store.Key{}, apikey.ErrRevoked
+		return nil, apikey.ErrRevoked
 	}
-	key, err := g.keyByID(ctx, claims.Subject)
-	if errors.Is(err, store.ErrNotFound) {
-		return store.Key{}, apikey.ErrRevoked
+	key, err := g.opts.Keys.ByID(ctx, claims.Subject, now)
+	if errors.Is(err, apikey.ErrUnknown) {
+		return nil, apikey.ErrRevoked
 	}
 	if err != nil {
-		return store.Key{}, err
+		return nil, err
 	}
 	if err := keyUsable(key, now); err != nil {
-		return store.Key{}, err
+		return nil, err
 	}
 	c := callFrom(ctx)
 	c.tokenScope, c.tokenAMR, c.tokenFamily = &claims.Scope, claims.AMR, claims.FamilyID
@@ -212,13 +171,11 @@ func (g *Gateway) verifyToken(ctx context.Context, r *http.Request, raw string, 
 // allow: a provider, model or service outside the key's, or a path rule
 // the key's path rules do not cover (internal/authz and internal/policy
 // decide).
-func scopeWithin(k store.Key, sc token.Scope) error {
-	if err := authz.Within(authz.Grant{Env: k.Env, Providers: k.AllowProviders, Models: k.AllowModels, Services: k.AllowServices},
-		authz.Scope{Providers: sc.Providers, Models: sc.Models, Services: sc.Services}); err != nil {
+func scopeWithin(k *principal.Principal, sc token.Scope) error {
+	if err := authz.Within(k.Grant, authz.Scope{Providers: sc.Providers, Models: sc.Models, Services: sc.Services}); err != nil {
 		return err
 	}
-	keyRules, err := policy.ParsePathRules(k.AllowPaths)
-	if err != nil {
+	if k.Scope.Err != nil {
 		return fmt.Errorf("this key's path rules cannot be read; ask its administrator to set them again")
 	}
 	for _, p := range sc.Paths {
@@ -226,8 +183,12 @@ func scopeWithin(k store.Key, sc token.Scope) error {
 		if err != nil {
 			return err
 		}
-		if !policy.PathRulesCover(keyRules, rule) {
-			return fmt.Errorf("scope item path:%s is not within this key's paths (%s)", strings.Replace(p, " ", ":", 1), strings.Join(k.AllowPaths, ", "))
+		if !policy.PathRulesCover(k.Scope.Paths, rule) {
+			keyPaths := make([]string, len(k.Scope.Paths))
+			for i, r := range k.Scope.Paths {
+				keyPaths[i] = r.String()
+			}
+			return fmt.Errorf("scope item path:%s is not within this key's paths (%s)", strings.Replace(p, " ", ":", 1), strings.Join(keyPaths, ", "))
 		}
 	}
 	return nil
@@ -273,7 +234,7 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx, now := r.Context(), g.opts.Now()
-	var key store.Key
+	var key *principal.Principal
 	var fam store.TokenFamily
 	var refresh string
 	switch r.PostForm.Get("grant_type") {
@@ -286,8 +247,8 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 		k, err := g.opts.Keys.Verify(ctx, raw, now)
 		if errors.Is(err, apikey.ErrMalformed) || errors.Is(err, apikey.ErrUnknown) {
 			if t := g.authFailure(r, raw); t != nil {
-				w.Header().Set("Retry-After", strconv.FormatInt(int64(t.retryAfter/time.Second), 10))
-				oauthError(w, http.StatusTooManyRequests, "too_many_auth_failures", t.msg)
+				w.Header().Set("Retry-After", strconv.FormatInt(int64(t.RetryAfter/time.Second), 10))
+				oauthError(w, http.StatusTooManyRequests, "too_many_auth_failures", t.Message)
 				return
 			}
 		}
@@ -376,7 +337,7 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		k, err := g.keyByID(ctx, f.KeyID)
+		k, err := g.opts.Keys.ByID(ctx, f.KeyID, now)
 		if err == nil {
 			err = keyUsable(k, now)
 		}
@@ -536,7 +497,7 @@ func (g *Gateway) revokeEndpoint(w http.ResponseWriter, r *http.Request) {
 			g.Revoked(store.Revocation{Kind: token.RevokedFamily, Subject: fam, Until: now.Add(token.MaxFamilyLifetime + token.MaxLifetime + token.Leeway)})
 		}
 	default:
-		var k store.Key
+		var k *principal.Principal
 		if k, err = g.opts.Keys.Verify(ctx, raw, now); err == nil {
 			if _, err = to.Revocations.RevokeKey(ctx, k.ID, now.UTC()); err == nil {
 				_, err = to.Families.RevokeKey(ctx, k.ID, "key revoked by its holder", now)
@@ -572,7 +533,8 @@ func (g *Gateway) introspectEndpoint(w http.ResponseWriter, r *http.Request) {
 	}
 	c := callFrom(r.Context())
 	c.dialect = g.openai
-	if _, ok := g.authenticate(w, r); !ok {
+	if _, den := g.authenticate(r, c); den != nil {
+		g.refuse(w, r, den)
 		return
 	}
 	if !readOAuthForm(w, r) {
@@ -588,7 +550,7 @@ func (g *Gateway) introspectEndpoint(w http.ResponseWriter, r *http.Request) {
 	claims, err := to.Authority.Verify(r.Context(), raw, now)
 	active := err == nil && !to.Denied.denied(token.RevokedToken, claims.JTI) && !to.Denied.denied(token.RevokedFamily, claims.FamilyID)
 	if active {
-		k, kerr := g.keyByID(r.Context(), claims.Subject)
+		k, kerr := g.opts.Keys.ByID(r.Context(), claims.Subject, now)
 		active = kerr == nil && keyUsable(k, now) == nil
 	}
 	if !active {
@@ -605,7 +567,7 @@ func (g *Gateway) introspectEndpoint(w http.ResponseWriter, r *http.Request) {
 // jwks serves the public signing keys (GET /.well-known/jwks.json).
 func (g *Gateway) jwks(w http.ResponseWriter, r *http.Request) {
 	if g.opts.Tokens == nil {
-		g.deny(w, r, http.StatusNotFound, "unknown_url", "this keygate does not issue tokens")
+		g.refuse(w, r, deny(http.StatusNotFound, "unknown_url", "this keygate does not issue tokens"))
 		return
 	}
 	w.Header().Set("Content-Type", "application/jwk-set+json")

@@ -4,22 +4,20 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/jsonpeek"
 	"github.com/keygate/keygate/internal/passthrough"
+	"github.com/keygate/keygate/internal/principal"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/scrub"
-	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/usage"
 )
 
@@ -44,65 +42,22 @@ func (g *Gateway) newPassthroughProxy(transport http.RoundTripper) *httputil.Rev
 	}
 }
 
-// passthrough serves /proxy/{service}/...
-func (g *Gateway) passthrough(w http.ResponseWriter, r *http.Request) {
-	c := callFrom(r.Context())
-	c.dialect = g.openai // errors in the OpenAI JSON shape
-	switch r.Method {
-	case http.MethodTrace, "TRACK", http.MethodConnect:
-		// TRACE and TRACK echo the request, injected credential included,
-		// back to the client; CONNECT would turn keygate into a tunnel.
-		g.deny(w, r, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("keygate does not pass %s to a service", r.Method))
-		return
-	}
-	name, rest, ok := passthrough.ServiceFromPath(r.URL.EscapedPath())
-	svc, known := g.table.Load().Service(name)
-	if !ok || !known {
-		g.deny(w, r, http.StatusNotFound, "unknown_service", fmt.Sprintf("keygate has no service %q; services are configured under services: in keygate's configuration", name))
-		return
-	}
-	key, ok := g.authenticate(w, r)
-	if !ok {
-		return
-	}
-	c.keyID = key.ID
-	if !g.scope(w, r, key) || !g.assessRisk(w, r, key) || !g.authorizeService(w, r, key, svc) {
-		return
-	}
-	if err := passthrough.CheckPath(rest); err != nil {
-		g.deny(w, r, http.StatusBadRequest, "invalid_path", err.Error())
-		return
-	}
-	c.service, c.passRest = svc, rest
-	if !g.admitEarly(w, r, key) {
-		return
-	}
-	body, ok := g.readBody(w, r)
-	if !ok {
-		return
-	}
-	c.upstream = &route.Upstream{Name: svc.Name, Key: svc.Key, Env: svc.Env}
-	if !g.admit(w, r, key, "", emptyFields, len(body)) {
-		return
-	}
-	c.body = body
-	g.passProxy.ServeHTTP(w, r)
-}
-
 // authorizeService refuses a service that cannot be used now, and one
 // the key (or its token) may not reach: services are deny-by-default
 // (internal/authz decides).
-func (g *Gateway) authorizeService(w http.ResponseWriter, r *http.Request, key store.Key, svc *route.Service) bool {
+func (g *Gateway) authorizeService(c *call, key *principal.Principal, svc *route.Service) *Denial {
 	if svc.Unavailable != "" {
-		g.deny(w, r, http.StatusServiceUnavailable, "service_unavailable", fmt.Sprintf("service %q cannot be used now: %s", svc.Name, svc.Unavailable))
-		return false
+		return denyf(http.StatusServiceUnavailable, "service_unavailable", "service %q cannot be used now: %s", svc.Name, svc.Unavailable)
 	}
-	c := callFrom(r.Context())
 	if d := authz.Authorize(c.principal(key), authz.Target{Kind: authz.Service, Provider: svc.Name, Env: svc.Env}); d != nil {
-		g.deny(w, r, http.StatusForbidden, d.Code, d.Message)
-		return false
+		return deny(http.StatusForbidden, d.Code, d.Message)
 	}
-	return true
+	return nil
+}
+
+// upstreamOf is a service as the call's upstream, for metering and logs.
+func upstreamOf(svc *route.Service) *route.Upstream {
+	return &route.Upstream{Name: svc.Name, Key: svc.Key, Env: svc.Env}
 }
 
 // passthroughRewrite points the request at the service with its
@@ -146,29 +101,15 @@ func (g *Gateway) passthroughResponse(resp *http.Response) error {
 	if err := g.scrubs.ForRequest(resp.Request, c.service.Key).Response(resp); err != nil {
 		return err // *scrub.EncodingError, answered 502 by passthroughError
 	}
-	resp.Body = &settledBody{ReadCloser: resp.Body, done: func() { g.finishCall(c, usage.Usage{Complete: true}) }}
+	c.used = usage.Usage{Complete: true} // a service's answer costs the request, however it ends
 	resp.Body = &noTrailers{ReadCloser: resp.Body, resp: resp}
 	return nil
-}
-
-// settledBody runs done once the body is closed.
-type settledBody struct {
-	io.ReadCloser
-	done func()
-}
-
-// Close closes the body and runs done.
-func (b *settledBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.done()
-	return err
 }
 
 // passthroughError answers when the service could not be reached, or
 // keygate refused to contact it.
 func (g *Gateway) passthroughError(w http.ResponseWriter, r *http.Request, err error) {
 	c := callFrom(r.Context())
-	g.finishCall(c, usage.Usage{})
 	if r.Context().Err() != nil {
 		c.failure = "client_gone"
 		return
@@ -181,24 +122,22 @@ func (g *Gateway) passthroughError(w http.ResponseWriter, r *http.Request, err e
 	case errors.As(err, &ee):
 		c.failure = "upstream_encoding"
 		g.opts.Log.Warn("passthrough answer refused", "request_id", c.requestID, "service", name, "err", err)
-		g.deny(w, r, http.StatusBadGateway, "upstream_encoding", fmt.Sprintf("service %q: %s", name, ee.Error()))
+		g.refuse(w, r, denyf(http.StatusBadGateway, "upstream_encoding", "service %q: %s", name, ee.Error()))
 	case errors.As(err, &be):
 		c.failure = "upstream_blocked"
 		g.opts.Log.Warn("passthrough request refused", "request_id", c.requestID, "service", name, "err", err)
-		g.deny(w, r, http.StatusBadGateway, "upstream_blocked", fmt.Sprintf(
+		g.refuse(w, r, denyf(http.StatusBadGateway, "upstream_blocked",
 			"keygate refused to contact service %q: its address is not a public one (set allow_private on the service if it is meant to be internal)", name))
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
 		c.failure = "upstream_timeout"
 		g.opts.Log.Warn("passthrough service timed out", "request_id", c.requestID, "service", name, "err", err)
-		g.deny(w, r, http.StatusGatewayTimeout, "upstream_timeout", fmt.Sprintf("service %q did not answer in time", name))
+		g.refuse(w, r, denyf(http.StatusGatewayTimeout, "upstream_timeout", "service %q did not answer in time", name))
 	default:
 		c.failure = "upstream_unreachable"
 		g.opts.Log.Warn("passthrough service unreachable", "request_id", c.requestID, "service", name, "err", err)
-		g.deny(w, r, http.StatusBadGateway, "upstream_unreachable", fmt.Sprintf("keygate could not reach service %q", name))
+		g.refuse(w, r, denyf(http.StatusBadGateway, "upstream_unreachable", "keygate could not reach service %q", name))
 	}
 }
-
-func isPassthrough(path string) bool { return strings.HasPrefix(path, passthrough.RoutePrefix) }
 
 // emptyFields is what a passthrough body holds for admission: no model,
 // no tokens.

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -19,7 +17,6 @@ import (
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/scrub"
-	"github.com/keygate/keygate/internal/usage"
 )
 
 // TransportOptions tunes the connections to upstream providers.
@@ -213,19 +210,22 @@ func normalizeError(resp *http.Response, p *provider.Preset) {
 // text, which may hold internal host names; those go to the log.
 func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	c := callFrom(r.Context())
-	g.finishCall(c, usage.Usage{})
 	if r.Context().Err() != nil {
 		c.failure = "client_gone"
 		return
 	}
+	g.refuse(w, r, g.upstreamFailure(c, err))
+}
+
+// upstreamFailure is the answer to a model call whose upstream could not
+// be used, recording the failure on the call.
+func (g *Gateway) upstreamFailure(c *call, err error) *Denial {
 	if nd, ok := errNoDeployment(err); ok {
 		c.failure = "no_deployment"
-		if nd.retryAfter > 0 {
-			w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(nd.retryAfter.Seconds())), 10))
-		}
-		g.deny(w, r, http.StatusServiceUnavailable, "model_unavailable",
-			fmt.Sprintf("every deployment of model %q is failing, cooling down or at its own rate limit; retry shortly", nd.alias))
-		return
+		den := denyf(http.StatusServiceUnavailable, "model_unavailable",
+			"every deployment of model %q is failing, cooling down or at its own rate limit; retry shortly", nd.alias)
+		den.RetryAfter = nd.retryAfter
+		return den
 	}
 	name := c.upstream.Name
 	if c.alias != nil {
@@ -235,19 +235,15 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	if errors.As(err, &ee) {
 		c.failure = "upstream_encoding"
 		g.opts.Log.Warn("upstream answer refused", "request_id", c.requestID, "provider", c.upstream.Name, "err", err)
-		g.deny(w, r, http.StatusBadGateway, "upstream_encoding", fmt.Sprintf("upstream provider %q: %s", name, ee.Error()))
-		return
+		return denyf(http.StatusBadGateway, "upstream_encoding", "upstream provider %q: %s", name, ee.Error())
 	}
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 		c.failure = "upstream_timeout"
 		g.opts.Log.Warn("upstream timed out", "request_id", c.requestID, "provider", c.upstream.Name, "err", err)
-		g.deny(w, r, http.StatusGatewayTimeout, "upstream_timeout",
-			fmt.Sprintf("upstream provider %q did not answer in time", name))
-		return
+		return denyf(http.StatusGatewayTimeout, "upstream_timeout", "upstream provider %q did not answer in time", name)
 	}
 	c.failure = "upstream_unreachable"
 	g.opts.Log.Warn("upstream unreachable", "request_id", c.requestID, "provider", c.upstream.Name, "err", err)
-	g.deny(w, r, http.StatusBadGateway, "upstream_unreachable",
-		fmt.Sprintf("keygate could not reach upstream provider %q", name))
+	return denyf(http.StatusBadGateway, "upstream_unreachable", "keygate could not reach upstream provider %q", name)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/keygate/keygate/internal/policy"
+	"github.com/keygate/keygate/internal/principal"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/web"
 )
@@ -112,14 +112,14 @@ func (g *Gateway) FlushHistories(ctx context.Context) {
 // recentKept bounds the past uses kept per key.
 const recentKept = policy.DefaultRecent
 
-// assessRisk judges a request against its key's history. It answers and
-// returns false for a request the rules refuse or want a second factor for;
-// every decision with findings is logged with its reasons. A request let
-// through is learned from.
-func (g *Gateway) assessRisk(w http.ResponseWriter, r *http.Request, key store.Key) bool {
+// assessRisk judges a request against its key's history. It refuses a
+// request the rules refuse or want a second factor for; every decision
+// with findings is logged with its reasons. A request let through is
+// learned from.
+func (g *Gateway) assessRisk(r *http.Request, c *call, key *principal.Principal) *Denial {
 	ro := g.opts.Risk
 	if ro == nil {
-		return true
+		return nil
 	}
 	addr := web.ClientAddr(r, g.opts.TrustedProxies)
 	var loc policy.Location
@@ -136,7 +136,6 @@ func (g *Gateway) assessRisk(w http.ResponseWriter, r *http.Request, key store.K
 		loc.Network, _ = addr.Prefix(bits)
 	}
 	now := g.opts.Now()
-	c := callFrom(r.Context())
 	stepUp := c.tokenScope != nil && slices.Contains(c.tokenAMR, "otp")
 
 	kh := g.histories.of(key.ID)
@@ -174,15 +173,13 @@ func (g *Gateway) assessRisk(w http.ResponseWriter, r *http.Request, key store.K
 	}
 	switch d.Action {
 	case policy.Deny:
-		g.deny(w, r, http.StatusForbidden, "risk_denied", "keygate refused this request: "+findingsText(d))
-		return false
+		return deny(http.StatusForbidden, "risk_denied", "keygate refused this request: "+findingsText(d))
 	case policy.StepUp:
-		g.deny(w, r, http.StatusUnauthorized, "step_up_required", fmt.Sprintf(
+		return denyf(http.StatusUnauthorized, "step_up_required",
 			"this request needs a second factor (%s): exchange your key with a one-time password for an access token "+
-				"(keygate token issue --totp CODE, or POST /oauth/token with totp=CODE) and send that token instead", findingsText(d)))
-		return false
+				"(keygate token issue --totp CODE, or POST /oauth/token with totp=CODE) and send that token instead", findingsText(d))
 	}
-	return true
+	return nil
 }
 
 func findingsText(d policy.Decision) string {

@@ -100,8 +100,8 @@ func (e *stepUpEnv) node(t *testing.T) *stepUpNode {
 	}
 	n.gw = newGatewayWith(t, n.keys.verifier(), nil, func(o *gateway.Options) {
 		o.Now = e.clock
-		o.Tokens = &gateway.TokenOptions{Authority: auth, Families: fams, Keyring: ring, Keys: st, Revocations: st,
-			Denied: &gateway.Denylist{}, KeyTTL: time.Second, VerifyTOTP: verify}
+		o.Tokens = &gateway.TokenOptions{Authority: auth, Families: fams, Keyring: ring, Revocations: st,
+			Denied: &gateway.Denylist{}, VerifyTOTP: verify}
 	})
 	return n
 }

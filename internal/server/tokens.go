@@ -47,7 +47,7 @@ func newTokens(ctx context.Context, cfg config.Config, st *store.Store, v *vault
 		return nil, fmt.Errorf("refresh tokens: %w", err)
 	}
 	return &tokens{ring: ring, gateway: &gateway.TokenOptions{
-		Authority: auth, Families: fams, Keyring: ring, Keys: st, Revocations: st,
-		Denied: &gateway.Denylist{}, KeyTTL: cfg.KeyCacheTTL,
+		Authority: auth, Families: fams, Keyring: ring, Revocations: st,
+		Denied: &gateway.Denylist{},
 	}}, nil
 }

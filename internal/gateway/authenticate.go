@@ -2,17 +2,82 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/limit"
+	"github.com/keygate/keygate/internal/principal"
 	"github.com/keygate/keygate/internal/token"
 	"github.com/keygate/keygate/internal/web"
 )
+
+// authenticate reads the caller's keygate key or access token and
+// verifies it. A credential that verifies is accepted whatever failures
+// others have charged to its address or prefix; one that fails is charged
+// to its source.
+func (g *Gateway) authenticate(r *http.Request, c *call) (*principal.Principal, *Denial) {
+	raw, ok := c.dialect.ClientKey(r.Header)
+	if !ok {
+		return nil, deny(http.StatusUnauthorized, "missing_api_key",
+			"no API key: send your keygate key as 'Authorization: Bearer kg_...' or 'x-api-key: kg_...'")
+	}
+	c.cred = raw
+	now := g.opts.Now()
+	var key *principal.Principal
+	var err error
+	if g.opts.Tokens != nil && token.LooksLikeJWT(raw) {
+		key, err = g.verifyToken(r.Context(), r, raw, now)
+		switch {
+		case errors.Is(err, token.ErrInvalid):
+			if den := g.authFailure(r, raw); den != nil {
+				return nil, den
+			}
+			msg := "invalid access token"
+			if errors.Is(err, token.ErrExpired) {
+				msg = "the access token has expired; exchange your key or refresh token for a new one at /oauth/token"
+			}
+			return nil, deny(http.StatusUnauthorized, "invalid_api_key", msg)
+		case errors.Is(err, errUnbound):
+			return nil, deny(http.StatusUnauthorized, "invalid_api_key", err.Error())
+		case errors.Is(err, errSuspended):
+			return nil, deny(http.StatusForbidden, "key_suspended", "the key this token was issued for is suspended")
+		}
+	} else {
+		key, err = g.opts.Keys.Verify(r.Context(), raw, now)
+		if errors.Is(err, apikey.ErrMalformed) || errors.Is(err, apikey.ErrUnknown) {
+			c.presentedPrefix = failingIdentity(raw)
+			if den := g.authFailure(r, raw); den != nil {
+				return nil, den
+			}
+		}
+	}
+	switch {
+	case err == nil:
+		if g.opts.KeyUsed != nil {
+			g.opts.KeyUsed(key.ID, now)
+		}
+		c.keyID = key.ID
+		return key, nil
+	case errors.Is(err, apikey.ErrMalformed):
+		why := apikey.MalformedReason(err)
+		if why == "" {
+			why = "keygate keys start with kg_"
+		}
+		return nil, deny(http.StatusUnauthorized, "invalid_api_key", "the API key is not a valid keygate key ("+why+"); use the key `keygate key create` printed")
+	case errors.Is(err, apikey.ErrUnknown):
+		return nil, deny(http.StatusUnauthorized, "invalid_api_key", "invalid API key")
+	case errors.Is(err, apikey.ErrRevoked):
+		return nil, deny(http.StatusUnauthorized, "revoked_api_key", "this API key has been revoked")
+	case errors.Is(err, apikey.ErrExpired):
+		return nil, deny(http.StatusUnauthorized, "expired_api_key", "this API key has expired")
+	}
+	g.opts.Log.Error("key verification failed", "request_id", web.RequestID(r.Context()), "err", err)
+	return nil, deny(http.StatusServiceUnavailable, "auth_unavailable", "keygate could not verify the API key right now; try again shortly")
+}
 
 // Failed authentication is throttled per failing source, never per
 // credential that verifies: a guesser, or someone who only wants to lock
@@ -34,23 +99,11 @@ import (
 // slowed down (up to 2 s), so guessing costs time. The detectors still see
 // each failure and raise the failed-authentication alerts.
 
-// throttled is a failed authentication from a source over its allowance:
-// it is answered 429 with Retry-After.
-type throttled struct {
-	retryAfter time.Duration
-	msg        string
-}
-
-// write answers a throttled failure in the caller's dialect.
-func (t *throttled) write(g *Gateway, w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Retry-After", strconv.FormatInt(int64(t.retryAfter/time.Second), 10))
-	g.deny(w, r, http.StatusTooManyRequests, "too_many_auth_failures", t.msg)
-}
-
 // authFailure charges a failed authentication to its address and, for a
 // keygate key, its key prefix, and delays the caller as the allowance runs
-// out. It returns non-nil when the source was already over its allowance.
-func (g *Gateway) authFailure(r *http.Request, raw string) *throttled {
+// out. It returns a 429 denial when the source was already over its
+// allowance.
+func (g *Gateway) authFailure(r *http.Request, raw string) *Denial {
 	lo := &g.opts.Limits
 	if lo.Local == nil || lo.AuthFailures <= 0 {
 		return nil
@@ -103,12 +156,12 @@ func (g *Gateway) authFailure(r *http.Request, raw string) *throttled {
 	}
 	g.opts.Log.Warn("authentication failures throttled", "request_id", web.RequestID(r.Context()), "client", who)
 	secs := int64(math.Ceil(max(d.RetryAfter, time.Second).Seconds()))
-	t := &throttled{retryAfter: time.Duration(secs) * time.Second,
-		msg: fmt.Sprintf("too many failed authentications from this client; retry in %ds", secs)}
+	den := denyf(http.StatusTooManyRequests, "too_many_auth_failures", "too many failed authentications from this client; retry in %ds", secs)
 	if d.Denied == 1 {
-		t.msg = fmt.Sprintf("too many failed authentications with this key prefix; retry in %ds", secs)
+		den.Message = fmt.Sprintf("too many failed authentications with this key prefix; retry in %ds", secs)
 	}
-	return t
+	den.RetryAfter = time.Duration(secs) * time.Second
+	return den
 }
 
 // zeroCost returns checks without the one at skip: the buckets still to
