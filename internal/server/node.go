@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -126,6 +127,7 @@ func Build(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, opt
 	if isNew {
 		printBootstrap(stdout, bootstrap)
 	}
+	n.warnAboutCredentials(ctx, stdout)
 	return n, nil
 }
 
@@ -135,9 +137,36 @@ keygate admin credential (shown once; keep it safe):
 
     %s
 
-Log the CLI in with:  keygate login   (or export KEYGATE_ADMIN_TOKEN=...)
+It is an owner's and expires in %d days. Log the CLI in with:  keygate login
+(or export KEYGATE_ADMIN_TOKEN=...), add the first user with
+keygate user add NAME --role owner, then revoke it (keygate admin-token revoke).
 
-`, cred.Reveal())
+`, cred.Reveal(), int(admin.BootstrapTTL.Hours()/24))
+}
+
+// warnAboutCredentials warns while the bootstrap credential outlives the
+// first user, and about credentials from before expiry existed.
+func (n *Node) warnAboutCredentials(ctx context.Context, stdout io.Writer) {
+	st := n.core.st
+	if toks, err := st.ListAdminTokens(ctx); err == nil {
+		var ids []string
+		for _, t := range toks {
+			if t.RevokedAt == nil && t.ExpiresAt == nil {
+				ids = append(ids, t.ID)
+			}
+		}
+		if len(ids) > 0 {
+			n.log.Warn("admin credentials from before credentials expired never expire; issue replacements (keygate user token create, keygate admin token create) and revoke these with keygate admin-token revoke", "token_ids", strings.Join(ids, ","))
+		}
+	}
+	tok, valid, err := admin.BootstrapStillValid(ctx, st, st, time.Now())
+	switch {
+	case err != nil:
+		n.log.Warn("could not check whether the bootstrap admin credential is still valid", "err", err)
+	case valid:
+		n.log.Warn("the bootstrap admin credential is still valid though users exist; revoke it: keygate admin-token revoke "+tok.ID, "token_id", tok.ID, "expires_at", tok.ExpiresAt)
+		fmt.Fprintf(stdout, "warning: the bootstrap admin credential %s is still valid though users exist; revoke it with keygate admin-token revoke %s\n", tok.ID, tok.ID)
+	}
 }
 
 // Listening returns the URLs the node serves on; the ports are bound from

@@ -11,6 +11,7 @@ import (
 	"github.com/keygate/keygate/internal/gatewaystore"
 	"github.com/keygate/keygate/internal/keysource"
 	"github.com/keygate/keygate/internal/lastused"
+	"github.com/keygate/keygate/internal/limit"
 	"github.com/keygate/keygate/internal/metrics"
 	"github.com/keygate/keygate/internal/passthrough"
 	"github.com/keygate/keygate/internal/route"
@@ -112,8 +113,17 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 
 		MaxInflightBodyBytes: int64(cfg.Client.MaxInflightBodyBytes),
 	}, table)
+	roles, err := cfg.RoleTable()
+	if err != nil {
+		return err
+	}
 	n.adm = admin.New(admin.Options{
 		Store: st, Vault: v, Hasher: hasher, Log: log,
+		People: st, Credentials: st, Approvals: st,
+		Roles:            roles,
+		Approval:         admin.ApprovalPolicy{RequiredFor: cfg.ApprovalPermissions(), TTL: cfg.Approvals.TTL},
+		TrustedProxies:   cfg.TrustedProxyPrefixes(),
+		AuthFailures:     &admin.AuthFailureLimits{Limiter: limit.NewMemory(), Max: cfg.Limits.AuthFailures, Window: cfg.Limits.AuthFailureWindow},
 		ProvidersChanged: n.gw.Reload,
 		KeyRevoked:       n.gw.ForgetKey,
 		GroupsChanged:    n.lim.groupsChanged,

@@ -7,6 +7,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -81,11 +82,25 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, ready
 	return errors.Join(serveErr, n.Shutdown(context.Background()))
 }
 
-// CreateAdminToken issues a new admin credential by opening the data
-// directory directly, for an operator who has lost theirs: holding the
-// key-encryption key and the database already means holding everything
-// keygate protects, so this grants nothing new. keygate need not be running.
-func CreateAdminToken(ctx context.Context, cfg config.Config, name, role string, stderr io.Writer, opts ...Option) (secret.String, error) {
+// CreateAdminToken issues a new admin credential of no user, with role,
+// living ttl, by opening the data directory directly, for an operator who
+// has lost theirs: holding the key-encryption key and the database already
+// means holding everything keygate protects, so this grants nothing new.
+// keygate need not be running.
+func CreateAdminToken(ctx context.Context, cfg config.Config, name, role string, ttl time.Duration, stderr io.Writer, opts ...Option) (secret.String, error) {
+	roles, err := cfg.RoleTable()
+	if err != nil {
+		return secret.String{}, err
+	}
+	if err := roles.CheckRole(role); err != nil {
+		return secret.String{}, fmt.Errorf("--role: %w", err)
+	}
+	if r, _ := roles.Role(role); r.Team {
+		return secret.String{}, fmt.Errorf("--role: %s applies only within a team, and a credential of no user belongs to none; give a role that applies everywhere, such as owner or admin", role)
+	}
+	if ttl <= 0 || ttl > admin.MaxTokenTTL {
+		return secret.String{}, fmt.Errorf("--ttl: give a lifetime from 1s to %d days", int(admin.MaxTokenTTL.Hours()/24))
+	}
 	bg, stop := context.WithCancel(ctx)
 	defer stop()
 	c, err := openCore(ctx, bg, cfg, newLogger(cfg.Log, stderr), false, applyOptions(opts))
@@ -95,7 +110,8 @@ func CreateAdminToken(ctx context.Context, cfg config.Config, name, role string,
 	defer c.close()
 	defer c.rot.Wait()
 	defer stop()
-	return admin.NewToken(ctx, c.st, c.hasher, name, role, time.Now())
+	tok, _, err := admin.NewToken(ctx, c.st, c.hasher, admin.TokenSpec{Name: name, Role: role, TTL: ttl}, time.Now())
+	return tok, err
 }
 
 // newServer serves h with the client bounds: headers and bodies must
