@@ -33,7 +33,7 @@ func (v *HCVault) Put(mount, path string, data map[string]any) {
 	v.kv[k] = append(v.kv[k], data)
 }
 
-// Fail makes every request answer 503 (Vault sealed) until Fail(false).
+// Fail makes every request answer 403 (the token's policy revoked) until Fail(false).
 func (v *HCVault) Fail(on bool) { v.mu.Lock(); v.fail = on; v.mu.Unlock() }
 
 func vaultErrors(w http.ResponseWriter, status int, errs ...string) {
@@ -48,7 +48,7 @@ func (v *HCVault) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.fail {
-		vaultErrors(w, 503, "Vault is sealed")
+		vaultErrors(w, 403, "1 error occurred:\n\t* permission denied\n\n")
 		return
 	}
 	p := strings.TrimPrefix(r.URL.Path, "/v1/")

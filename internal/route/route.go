@@ -31,6 +31,25 @@ type Upstream struct {
 	// says how it wants its credential, paths and errors; nil otherwise.
 	Preset     *provider.Preset
 	APIVersion string // the api-version the preset sends, "" its default
+	// Unavailable says why the provider cannot be used now (its key is kept
+	// in a source keygate has not been able to read within its grace); Key
+	// is then empty and Resolve refuses the provider with an
+	// *UnavailableError.
+	Unavailable string
+}
+
+// UnavailableError means a provider's credential cannot be served now; the
+// reason says why and what to do, and holds no secret.
+type UnavailableError struct {
+	Provider string
+	Reason   string
+}
+
+func (e *UnavailableError) Error() string {
+	if e.Provider == "" {
+		return e.Reason
+	}
+	return fmt.Sprintf("provider %q cannot be used now: %s", e.Provider, e.Reason)
 }
 
 // Table is an immutable routing snapshot. Its methods are safe for concurrent use.
@@ -100,6 +119,14 @@ func (e *WrongDialectError) Error() string {
 // A provider of the other dialect is returned as is: the caller translates
 // the request, or refuses it with a WrongDialectError where it cannot.
 func (t *Table) Resolve(dialect, model string) (*Upstream, string, error) {
+	u, sent, err := t.resolve(dialect, model)
+	if err == nil && u.Unavailable != "" {
+		return nil, "", &UnavailableError{Provider: u.Name, Reason: u.Unavailable}
+	}
+	return u, sent, err
+}
+
+func (t *Table) resolve(dialect, model string) (*Upstream, string, error) {
 	if i := strings.IndexByte(model, '/'); i > 0 {
 		if u, ok := t.byName[model[:i]]; ok {
 			return u, model[i+1:], nil
@@ -142,14 +169,18 @@ type ProviderSource interface {
 	ListProviders(ctx context.Context) ([]store.Provider, error)
 }
 
-// SecretOpener decrypts a vault record.
+// SecretOpener decrypts a vault record. An error wrapping an
+// *UnavailableError marks a record that exists but must not be served now
+// (see internal/sources): its provider is kept in the table, unavailable.
 type SecretOpener interface {
 	Get(ctx context.Context, id string) (secret.String, int, error)
 }
 
 // Load reads every provider and decrypts its credential into a new Table.
 // A provider whose credential cannot be opened fails the load: keygate does
-// not route to a provider it cannot authenticate to.
+// not route to a provider it cannot authenticate to. A provider whose
+// credential the opener says is unavailable is loaded without it, marked
+// Unavailable, so the rest of the table still loads.
 func Load(ctx context.Context, src ProviderSource, vault SecretOpener) (*Table, error) {
 	ps, err := src.ListProviders(ctx)
 	if err != nil {
@@ -162,10 +193,17 @@ func Load(ctx context.Context, src ProviderSource, vault SecretOpener) (*Table, 
 			return nil, fmt.Errorf("route: provider %q has an invalid base URL: %w", p.Name, err)
 		}
 		key, _, err := vault.Get(ctx, p.SecretID)
+		var unavailable *UnavailableError
+		if errors.As(err, &unavailable) {
+			key, err = secret.String{}, nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("route: provider %q: open its credential: %w", p.Name, err)
 		}
 		up := &Upstream{Name: p.Name, Dialect: p.Dialect, BaseURL: u, Models: p.Models, Default: p.IsDefault, Key: key, Env: p.Env, APIVersion: p.APIVersion}
+		if unavailable != nil {
+			up.Unavailable = unavailable.Reason
+		}
 		if p.Preset != "" && p.Preset != "openai" && p.Preset != "anthropic" {
 			pre, ok := provider.LookupPreset(p.Preset)
 			if !ok {

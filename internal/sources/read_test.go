@@ -103,3 +103,5 @@ func TestParseRef(t *testing.T) {
 		}
 	}
 }
+
+func secretOf(s string) secret.String { return secret.New(s) }
