@@ -3,6 +3,7 @@ package fakecloud
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,6 +16,7 @@ import (
 // generated at run time. Client trusts all of them.
 type Clouds struct {
 	Client *http.Client
+	CAPEM  []byte // the fakes' TLS certificate, PEM, for a CA file
 
 	AWSKey aws.Credentials // a static key every AWS fake accepts
 	SM     *SecretsManager
@@ -74,6 +76,7 @@ func Start(t testing.TB) *Clouds {
 
 	srv := httptest.NewTLSServer(http.NotFoundHandler())
 	c.Client = srv.Client()
+	c.CAPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
 	srv.Close()
 	return c
 }
