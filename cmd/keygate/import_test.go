@@ -28,9 +28,9 @@ func TestImportFromEachSourceIsPlannedIdempotentAndNeverPrintsValues(t *testing.
 	env := map[string]string{
 		"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": c.AWSKey.AccessKeyID, "AWS_SECRET_ACCESS_KEY": c.AWSKey.SecretAccessKey,
 		"AWS_ENDPOINT_URL_SECRETS_MANAGER": c.SMURL,
-		"AZURE_TENANT_ID": c.Entra.TenantID, "AZURE_CLIENT_ID": c.Entra.ClientID, "AZURE_CLIENT_SECRET": c.Entra.ClientSecret, "AZURE_AUTHORITY_HOST": c.EntraURL,
+		"AZURE_TENANT_ID":                  c.Entra.TenantID, "AZURE_CLIENT_ID": c.Entra.ClientID, "AZURE_CLIENT_SECRET": c.Entra.ClientSecret, "AZURE_AUTHORITY_HOST": c.EntraURL,
 		"GOOGLE_APPLICATION_CREDENTIALS": sa,
-		"VAULT_TOKEN": c.Vault.Token,
+		"VAULT_TOKEN":                    c.Vault.Token,
 	}
 	values := []string{}
 	put := func(v string) string { values = append(values, v); return v }
