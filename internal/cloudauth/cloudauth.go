@@ -200,4 +200,6 @@ type transport struct {
 	next http.RoundTripper
 }
 
-func (t transport) RoundTrip(r *http.Request) (*http.Response, error) { return t.a.RoundTrip(r, t.next) }
+func (t transport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return t.a.RoundTrip(r, t.next)
+}

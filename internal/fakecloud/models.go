@@ -189,5 +189,5 @@ func (a *AzureOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, 200, map[string]any{"id": "chatcmpl-fake", "object": "chat.completion", "created": time.Now().Unix(), "model": strings.TrimSuffix(d, "/chat/completions"),
 		"choices": []map[string]any{{"index": 0, "message": map[string]string{"role": "assistant", "content": ReplyText}, "finish_reason": "stop"}},
-		"usage": map[string]int{"prompt_tokens": 10, "completion_tokens": 7, "total_tokens": 17}})
+		"usage":   map[string]int{"prompt_tokens": 10, "completion_tokens": 7, "total_tokens": 17}})
 }

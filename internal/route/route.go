@@ -8,11 +8,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"path"
 	"sort"
 	"strings"
 
+	"github.com/keygate/keygate/internal/cloudauth"
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
@@ -36,6 +38,24 @@ type Upstream struct {
 	// is then empty and Resolve refuses the provider with an
 	// *UnavailableError.
 	Unavailable string
+	// Auth, for a provider reached with cloud identity (Bedrock, Vertex,
+	// Azure OpenAI with Entra ID), signs or authorizes each request; Key
+	// then holds only a placeholder that Auth strips. nil for API keys.
+	Auth cloudauth.Authorizer
+}
+
+// CloudPlaceholder is the Key of a cloud-identity upstream: the gateway
+// injects it like any key, and the upstream's Authorizer removes it.
+const CloudPlaceholder = "keygate-cloud-identity"
+
+// RoundTrip sends one request to this upstream through next: via its
+// cloud Authorizer when it has one, else next.RoundTrip(req). The gateway
+// calls it for every upstream request in place of next.RoundTrip.
+func (u *Upstream) RoundTrip(req *http.Request, next http.RoundTripper) (*http.Response, error) {
+	if u.Auth != nil {
+		return u.Auth.RoundTrip(req, next)
+	}
+	return next.RoundTrip(req)
 }
 
 // UnavailableError means a provider's credential cannot be served now; the
@@ -181,7 +201,11 @@ type SecretOpener interface {
 // not route to a provider it cannot authenticate to. A provider whose
 // credential the opener says is unavailable is loaded without it, marked
 // Unavailable, so the rest of the table still loads.
-func Load(ctx context.Context, src ProviderSource, vault SecretOpener) (*Table, error) {
+func Load(ctx context.Context, src ProviderSource, vault SecretOpener, opts ...LoadOption) (*Table, error) {
+	var lo loadOptions
+	for _, o := range opts {
+		o(&lo)
+	}
 	ps, err := src.ListProviders(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("route: list providers: %w", err)
@@ -204,6 +228,13 @@ func Load(ctx context.Context, src ProviderSource, vault SecretOpener) (*Table, 
 		if unavailable != nil {
 			up.Unavailable = unavailable.Reason
 		}
+		if cp, ok := cloudauth.LookupPreset(p.Preset); ok {
+			if err := lo.cloud(ctx, up, cp, key); err != nil {
+				return nil, fmt.Errorf("route: provider %q: %w", p.Name, err)
+			}
+			ups = append(ups, up)
+			continue
+		}
 		if p.Preset != "" && p.Preset != "openai" && p.Preset != "anthropic" {
 			pre, ok := provider.LookupPreset(p.Preset)
 			if !ok {
@@ -214,4 +245,45 @@ func Load(ctx context.Context, src ProviderSource, vault SecretOpener) (*Table, 
 		ups = append(ups, up)
 	}
 	return NewTable(ups), nil
+}
+
+// LoadOption adjusts Load.
+type LoadOption func(*loadOptions)
+
+type loadOptions struct {
+	auth  *cloudauth.Cache
+	authO cloudauth.Options
+}
+
+// WithCloudAuth lets Load serve cloud-identity providers (see
+// cloudauth.Presets), keeping their Authorizers, and so their cached
+// credentials and tokens, in cache across reloads. Without it such a
+// provider is loaded unavailable.
+func WithCloudAuth(cache *cloudauth.Cache, o cloudauth.Options) LoadOption {
+	return func(lo *loadOptions) { lo.auth, lo.authO = cache, o }
+}
+
+// cloud readies up, a provider of cloud preset cp whose sealed credential
+// document is doc.
+func (lo *loadOptions) cloud(ctx context.Context, up *Upstream, cp cloudauth.Preset, doc secret.String) error {
+	if cp.Wire != "" {
+		pre, ok := provider.LookupPreset(cp.Wire)
+		if !ok {
+			return fmt.Errorf("preset %s needs preset %s, which this keygate does not know", cp.Name, cp.Wire)
+		}
+		up.Preset = &pre
+	}
+	switch {
+	case up.Unavailable != "":
+		return nil
+	case lo.auth == nil:
+		up.Unavailable = "this keygate node was started without cloud identity support for preset " + cp.Name
+		return nil
+	}
+	a, err := lo.auth.Get(ctx, cp, up.BaseURL, doc, lo.authO)
+	if err != nil {
+		return err
+	}
+	up.Auth, up.Key = a, secret.New(CloudPlaceholder)
+	return nil
 }
