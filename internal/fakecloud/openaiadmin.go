@@ -113,7 +113,7 @@ func (o *OpenAIAdmin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, 200, map[string]any{"id": "chatcmpl-fake", "object": "chat.completion", "created": time.Now().Unix(), "model": "gpt-4o",
 			"choices": []map[string]any{{"index": 0, "message": map[string]string{"role": "assistant", "content": ReplyText}, "finish_reason": "stop"}},
-			"usage": map[string]int{"prompt_tokens": 3, "completion_tokens": 7, "total_tokens": 10}})
+			"usage":   map[string]int{"prompt_tokens": 3, "completion_tokens": 7, "total_tokens": 10}})
 	default:
 		openaiError(w, 404, "invalid_request_error", "Invalid URL")
 	}

@@ -129,7 +129,7 @@ type Retired struct {
 
 // Rotator creates, rotates and retires the keys of one provider.
 type Rotator struct {
-	Provider string        // the keygate provider served with the minted keys
+	Provider string // the keygate provider served with the minted keys
 	Minter   Minter
 	Admin    Admin
 	Overlap  time.Duration // how long a replaced key keeps working (default 1h)
