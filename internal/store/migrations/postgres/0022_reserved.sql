@@ -1,3 +1,0 @@
--- keygate schema version 22: reserved for another branch's migration; delete this file when that
--- migration is merged (sources' own migration is 0030).
-SELECT 1;
