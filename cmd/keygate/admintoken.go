@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/cli"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/server"
@@ -13,7 +14,7 @@ import (
 // adminCommand builds `keygate admin token create`, the way back in for an
 // operator who lost the admin credential.
 func adminCommand(sio cli.IO) *cobra.Command {
-	var configPath, dataDir, database, name, role string
+	var configPath, dataDir, database, name, role, ttl string
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Issue a new admin credential by opening the data directory directly",
@@ -36,12 +37,16 @@ itself. The credential is printed once.`,
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			tok, err := server.CreateAdminToken(cmd.Context(), cfg, name, role, sio.Stderr, serverOptions(sio)...)
+			life, err := adminapi.ParseDuration(ttl)
+			if err != nil {
+				return fmt.Errorf("--ttl: %w", err)
+			}
+			tok, err := server.CreateAdminToken(cmd.Context(), cfg, name, role, life, sio.Stderr, serverOptions(sio)...)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintln(sio.Stdout, tok.Reveal())
-			fmt.Fprintf(sio.Stderr, "Issued admin credential %q. This is the only time keygate shows it: copy it now.\n", name)
+			fmt.Fprintf(sio.Stderr, "Issued admin credential %q (role %s, expires in %s). This is the only time keygate shows it: copy it now.\n", name, role, ttl)
 			return nil
 		},
 	}
@@ -50,7 +55,8 @@ itself. The credential is printed once.`,
 	f.StringVar(&dataDir, "data-dir", "", "data directory (default ~/.keygate)")
 	f.StringVar(&database, "database", "", "postgres://... or sqlite:///path (default: SQLite in the data directory)")
 	f.StringVar(&name, "name", "recovered", "a name for the credential")
-	f.StringVar(&role, "role", "admin", "admin (everything) or operator (everything but reading secret values and exporting backups)")
+	f.StringVar(&role, "role", "owner", "the credential's role: owner (everything), admin, operator, or any role that applies everywhere (keygate roles lists them)")
+	f.StringVar(&ttl, "ttl", "30d", "how long the credential works, such as 30d (at most 365d)")
 	token := &cobra.Command{Use: "token", Short: "Manage admin credentials"}
 	token.AddCommand(create)
 	admin := &cobra.Command{Use: "admin", Short: "Operator commands that work on the data directory directly"}

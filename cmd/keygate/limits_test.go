@@ -126,7 +126,7 @@ func TestBudgetExactWithRedis(t *testing.T) {
 	cfg := testConfig(t, t.TempDir())
 	cfg.Limits.Redis = redisURL(t)
 	in := start(t, cfg, "")
-	up := newUpstreams(t, fakeprovider.Options{Latency: 300 * time.Millisecond}, fakeprovider.Options{})
+	up := newUpstreams(t, fakeprovider.Options{Latency: 2 * time.Second}, fakeprovider.Options{})
 	in.register(up)
 	body := `{"model":"gpt-4o-mini","max_tokens":1000,"messages":[{"role":"user","content":"hello"}]}`
 	// gpt-4o-mini lists at $0.15 and $0.60 per million tokens; the call

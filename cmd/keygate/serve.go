@@ -49,9 +49,7 @@ variables, then these flags.`,
 			set("allow-plain-http", func() { cfg.AllowPlainHTTP = c.AllowPlainHTTP })
 			set("kek", func() { cfg.KEK = c.KEK })
 			set("redis", func() { cfg.Limits.Redis = c.Limits.Redis })
-			if err := cfg.Validate(); err != nil {
-				return err
-			}
+			// Run checks the whole configuration before it creates anything.
 			return server.Run(cmd.Context(), cfg, sio.Stdout, sio.Stderr, ready, serverOptions(sio)...)
 		},
 	}

@@ -8,21 +8,19 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/keygate/keygate/internal/adminapi"
-	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/egress"
+	"github.com/keygate/keygate/internal/rbac"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/vault"
@@ -41,7 +39,6 @@ type Store interface {
 	GetKeyByName(ctx context.Context, name string) (store.Key, error)
 	ListKeys(ctx context.Context) ([]store.Key, error)
 	RevokeKey(ctx context.Context, id string, at time.Time) (store.Key, error)
-	GetAdminTokenByHash(ctx context.Context, hash []byte) (store.AdminToken, error)
 
 	ListSecretVersions(ctx context.Context, id string) ([]store.SecretVersion, error)
 	ScheduleDestroy(ctx context.Context, id string, below int, at time.Time) (int, error)
@@ -103,6 +100,27 @@ type Options struct {
 	Hasher Hasher
 	Log    *slog.Logger
 	Now    func() time.Time
+
+	// People keeps users, service accounts and teams; Credentials the
+	// admin credentials; Approvals the requests waiting for a second
+	// person. keygate's store is all three.
+	People      PeopleStore
+	Credentials CredentialStore
+	Approvals   ApprovalStore
+	// Roles is the role table every route is decided with; nil means the
+	// built-in roles alone.
+	Roles *rbac.Table
+	// Approval says which permissions need a second person's approval.
+	Approval ApprovalPolicy
+	// Authenticators turn credentials other than admin tokens (sign-in
+	// sessions) into principals; admin tokens are always accepted.
+	Authenticators []Authenticator
+	// TrustedProxies are the proxies whose X-Forwarded-For names the
+	// client address, for the audit trail and a credential's last use.
+	TrustedProxies []netip.Prefix
+	// AuthFailures throttles failed authentication per client address and
+	// per admin token prefix; nil throttles nothing.
+	AuthFailures *AuthFailureLimits
 	// ProvidersChanged runs after a provider is added or removed, so the
 	// gateway on this node routes with the change at once.
 	ProvidersChanged func(ctx context.Context) error
@@ -157,13 +175,25 @@ type Options struct {
 type API struct {
 	opts    Options
 	handler http.Handler
-	warned  sync.Map // key id -> struct{}: expiry warnings given by this process
+	table   []endpoint // the route table, as registered
+	warned  sync.Map   // key id -> struct{}: expiry warnings given by this process
 }
 
 const maxAdminBody = 1 << 20
 
-// New builds the admin API.
+// New builds the admin API. It panics if a route has no permission
+// decision: that is a programming error the tests catch.
 func New(opts Options) *API {
+	a, err := build(opts, nil)
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+// build makes the API; stub, when set, replaces every route's handler
+// (the permission matrix test checks the decisions alone with it).
+func build(opts Options, stub http.HandlerFunc) (*API, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -185,55 +215,40 @@ func New(opts Options) *API {
 	if opts.SecretRecoveryWindow == 0 {
 		opts.SecretRecoveryWindow = 30 * 24 * time.Hour
 	}
+	if opts.Roles == nil {
+		t, err := rbac.NewTable(nil)
+		if err != nil {
+			return nil, err
+		}
+		opts.Roles = t
+	}
+	if opts.Approval.TTL == 0 {
+		opts.Approval.TTL = time.Hour
+	}
+	for _, p := range opts.Approval.RequiredFor {
+		if !rbac.Known(p) {
+			return nil, fmt.Errorf("approvals.required_for: unknown permission %q", p)
+		}
+	}
 	a := &API{opts: opts}
 	mux := http.NewServeMux()
-	p := adminapi.Prefix
-	if opts.Metrics != nil {
-		mux.Handle("GET /metrics", opts.Metrics)
+	a.table = a.routes()
+	if stub != nil {
+		for i := range a.table {
+			a.table[i].handler = stub
+		}
 	}
-	mux.HandleFunc("GET "+p+"/whoami", a.whoAmI)
-	mux.HandleFunc("GET "+p+"/status", a.status)
-	mux.HandleFunc("GET "+p+"/audit/events", a.auditEvents)
-	mux.HandleFunc("GET "+p+"/audit/verify", a.auditVerify)
-	mux.HandleFunc("POST "+p+"/audit/ref", a.auditRef)
-	mux.HandleFunc("GET "+p+"/audit/public-key", a.auditPublicKey)
-	mux.HandleFunc("GET "+p+"/audit/nodes", a.auditNodes)
-	mux.HandleFunc("GET "+p+"/audit/trail", a.auditRows(false))
-	mux.HandleFunc("GET "+p+"/audit/checkpoints", a.auditRows(true))
-	mux.HandleFunc("GET "+p+"/audit/webhook-key", a.webhookKey)
-	mux.HandleFunc("POST "+p+"/audit/webhook-key/rotate", a.rotateWebhookKey)
-	mux.HandleFunc("GET "+p+"/secrets", a.listSecrets)
-	mux.HandleFunc(p+"/secrets/{path...}", a.secretRoute)
-	mux.HandleFunc("POST "+p+"/providers/{name}/rotate", a.rotateProvider)
-	mux.HandleFunc("POST "+p+"/vault/rotate-kek", a.rotateKEK)
-	mux.HandleFunc("GET "+p+"/vault/status", a.vaultStatus)
-	mux.HandleFunc("GET "+p+"/vault/backup", a.backup)
-	mux.HandleFunc("POST "+p+"/providers", a.createProvider)
-	mux.HandleFunc("GET "+p+"/providers", a.listProviders)
-	mux.HandleFunc("GET "+p+"/providers/{name}", a.getProvider)
-	mux.HandleFunc("DELETE "+p+"/providers/{name}", a.deleteProvider)
-	mux.HandleFunc("POST "+p+"/keys", a.createKey)
-	mux.HandleFunc("GET "+p+"/keys", a.listKeys)
-	mux.HandleFunc("GET "+p+"/keys/{ref}", a.getKey)
-	mux.HandleFunc("POST "+p+"/keys/{ref}/revoke", a.revokeKey)
-	mux.HandleFunc("PATCH "+p+"/keys/{ref}", a.updateKey)
-	mux.HandleFunc("POST "+p+"/keys/{ref}/suspend", a.suspendKey)
-	mux.HandleFunc("POST "+p+"/keys/{ref}/resume", a.resumeKey)
-	mux.HandleFunc("POST "+p+"/keys/{ref}/rotate", a.rotateKey)
-	mux.HandleFunc("POST "+p+"/keys/{ref}/totp", a.enrollTOTP)
-	mux.HandleFunc("GET "+p+"/keys/{ref}/usage", a.keyUsage)
-	mux.HandleFunc("POST "+p+"/groups", a.createGroup)
-	mux.HandleFunc("GET "+p+"/groups", a.listGroups)
-	mux.HandleFunc("GET "+p+"/groups/{name}", a.getGroup)
-	mux.HandleFunc("PATCH "+p+"/groups/{name}", a.updateGroup)
-	mux.HandleFunc("DELETE "+p+"/groups/{name}", a.deleteGroup)
+	if err := a.register(mux, a.table); err != nil {
+		return nil, err
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no admin API route "+r.Method+" "+r.URL.Path)
 	})
 	// Outermost first: request id, access log, recovery, then authentication
 	// before any route runs: there is no anonymous admin route. Every change
 	// is recorded (auditActions); with audit.fail_closed, one the trail
-	// cannot record is refused (auditGate).
+	// cannot record is refused (auditGate). Each route then decides its
+	// permission (authorize, in routes.go) before its handler runs.
 	a.handler = web.Chain(mux,
 		web.NewRequestIDs().Middleware,
 		web.AccessLogRedacting(opts.Log, "admin request", nil, a.redactPath),
@@ -245,7 +260,7 @@ func New(opts Options) *API {
 		a.auditActions,
 		a.auditGate,
 	)
-	return a
+	return a, nil
 }
 
 // ServeHTTP serves the admin API.
@@ -261,74 +276,6 @@ func securityHeaders(next http.Handler) http.Handler {
 	})
 }
 
-type tokenKey struct{}
-
-// authenticate admits a request only with an active admin credential.
-func (a *API) authenticate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		refused := func() { a.auditAuthFailure(r) }
-		raw, ok := bearer(r.Header.Get("Authorization"))
-		if !ok {
-			refused()
-			writeError(w, http.StatusUnauthorized, "unauthorized", "send the admin credential as 'Authorization: Bearer kg_admin_...'")
-			return
-		}
-		p, err := apikey.Parse(raw)
-		if err != nil || p.Env != "admin" {
-			refused()
-			writeError(w, http.StatusUnauthorized, "unauthorized", "invalid admin credential")
-			return
-		}
-		h := a.opts.Hasher.Hash(raw)
-		tok, err := a.opts.Store.GetAdminTokenByHash(r.Context(), h[:])
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			refused()
-			writeError(w, http.StatusUnauthorized, "unauthorized", "invalid admin credential")
-			return
-		case err != nil:
-			a.opts.Log.Error("admin credential lookup failed", "err", err)
-			writeError(w, http.StatusServiceUnavailable, "unavailable", "keygate could not check the admin credential; try again")
-			return
-		}
-		if subtle.ConstantTimeCompare(tok.Hash, h[:]) != 1 || tok.RevokedAt != nil {
-			refused()
-			writeError(w, http.StatusUnauthorized, "unauthorized", "invalid admin credential")
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)))
-	})
-}
-
-func bearer(h string) (string, bool) {
-	const p = "bearer "
-	if len(h) <= len(p) || !strings.EqualFold(h[:len(p)], p) {
-		return "", false
-	}
-	t := strings.TrimSpace(h[len(p):])
-	return t, t != ""
-}
-
-func (a *API) whoAmI(w http.ResponseWriter, r *http.Request) {
-	tok, _ := r.Context().Value(tokenKey{}).(store.AdminToken)
-	web.WriteJSON(w, http.StatusOK, adminapi.WhoAmI{TokenID: tok.ID, Name: tok.Name, Role: tok.Role})
-}
-
-// caller returns the admin credential the request was authenticated with.
-func caller(r *http.Request) store.AdminToken {
-	tok, _ := r.Context().Value(tokenKey{}).(store.AdminToken)
-	return tok
-}
-
-// requireAdmin answers 403 unless the caller's role is admin.
-func requireAdmin(w http.ResponseWriter, r *http.Request, what string) bool {
-	if caller(r).Role == adminapi.RoleAdmin {
-		return true
-	}
-	writeError(w, http.StatusForbidden, "forbidden", "only an admin credential may "+what+"; this one has role "+caller(r).Role)
-	return false
-}
-
 func (a *API) status(w http.ResponseWriter, r *http.Request) {
 	web.WriteJSON(w, http.StatusOK, adminapi.Status{Version: a.opts.Version, GatewayURL: a.opts.GatewayURL, KEKID: a.opts.Vault.KEKID()})
 }
@@ -342,42 +289,4 @@ func newID(prefix string) string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	return prefix + hex.EncodeToString(b[:])
-}
-
-// TokenStore keeps admin credentials.
-type TokenStore interface {
-	CountAdminTokens(ctx context.Context) (int, error)
-	CreateAdminToken(ctx context.Context, t store.AdminToken) error
-}
-
-// EnsureBootstrapToken creates the first admin credential when none exists
-// and returns it for a one-time display. On later starts it returns created=false.
-func EnsureBootstrapToken(ctx context.Context, st TokenStore, h Hasher, now time.Time) (secret.String, bool, error) {
-	n, err := st.CountAdminTokens(ctx)
-	if err != nil {
-		return secret.String{}, false, err
-	}
-	if n > 0 {
-		return secret.String{}, false, nil
-	}
-	tok, err := NewToken(ctx, st, h, "bootstrap", adminapi.RoleAdmin, now)
-	return tok, err == nil, err
-}
-
-// NewToken issues an admin credential with the given name and role (admin
-// or operator) and returns it for a one-time display; only its HMAC is stored.
-func NewToken(ctx context.Context, st TokenStore, h Hasher, name, role string, now time.Time) (secret.String, error) {
-	if role != adminapi.RoleAdmin && role != adminapi.RoleOperator {
-		return secret.String{}, fmt.Errorf("role %q must be %s or %s", role, adminapi.RoleAdmin, adminapi.RoleOperator)
-	}
-	tok, err := apikey.GenerateAdmin()
-	if err != nil {
-		return secret.String{}, err
-	}
-	hash := h.Hash(tok.Reveal())
-	err = st.CreateAdminToken(ctx, store.AdminToken{ID: newID("adm_"), Name: name, Role: role, Hash: hash[:], CreatedAt: now.UTC()})
-	if err != nil {
-		return secret.String{}, fmt.Errorf("store the admin credential: %w", err)
-	}
-	return tok, nil
 }

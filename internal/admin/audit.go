@@ -43,7 +43,8 @@ func (a *API) auditGate(next http.Handler) http.Handler {
 }
 
 // auditActions records every admin request that changes something, and
-// every one refused, as an admin.action event: who, from where, what.
+// every one refused, as an admin.action event: who (the user or service
+// account, and which credential), from where, what.
 func (a *API) auditActions(next http.Handler) http.Handler {
 	if a.opts.Audit == nil {
 		return next
@@ -58,27 +59,42 @@ func (a *API) auditActions(next http.Handler) http.Handler {
 		if sw.Status >= 400 {
 			decision = "deny"
 		}
-		ev := audit.Event{
-			Type: "admin.action", Actor: caller(r).ID, Client: web.ClientAddr(r, nil).String(),
-			Resource: r.Method + " " + a.redactPath(r.URL.Path), Decision: decision,
-			Fields: map[string]string{"status": strconv.Itoa(sw.Status), "request_id": web.RequestID(r.Context())},
+		f := map[string]string{"status": strconv.Itoa(sw.Status)}
+		if st := state(r); st.perm != "" {
+			f["permission"] = string(st.perm)
 		}
-		if err := a.opts.Audit.Record(ev); err != nil {
-			a.opts.Log.Error("could not record an admin action in the audit trail", "err", err)
-		}
+		a.auditEvent(r, "admin.action", r.Method+" "+a.redactPath(r.URL.Path), decision, f)
 	})
+}
+
+// auditEvent records one event with who made the request and from where.
+func (a *API) auditEvent(r *http.Request, typ, resource, decision string, fields map[string]string) {
+	if a.opts.Audit == nil {
+		return
+	}
+	p := principal(r)
+	f := map[string]string{"request_id": requestID(r)}
+	if p.ID != "" {
+		f["actor_name"], f["actor_kind"], f["credential"], f["via"] = p.Name, string(p.Kind), p.Credential, p.Via
+	}
+	for k, v := range fields {
+		f[k] = v
+	}
+	ev := audit.Event{Type: typ, Actor: p.ID, Client: web.ClientAddr(r, a.opts.TrustedProxies).String(), Resource: resource, Decision: decision, Fields: f}
+	if err := a.opts.Audit.Record(ev); err != nil {
+		a.opts.Log.Error("could not record an admin event in the audit trail", "type", typ, "err", err)
+	}
+}
+
+// auditChange records what a change to people, roles, teams or policies
+// was, before and after: an admin.change event.
+func (a *API) auditChange(r *http.Request, resource, field, before, after string) {
+	a.auditEvent(r, "admin.change", resource, "allow", map[string]string{"field": field, "before": before, "after": after})
 }
 
 // auditSecretRead records a secret value read.
 func (a *API) auditSecretRead(r *http.Request, name string, version int) {
-	if a.opts.Audit == nil {
-		return
-	}
-	_ = a.opts.Audit.Record(audit.Event{
-		Type: "secret.read", Actor: caller(r).ID, Client: web.ClientAddr(r, nil).String(),
-		Resource: "secret ref:" + a.secretRef(name), Decision: "allow",
-		Fields: map[string]string{"version": strconv.Itoa(version)},
-	})
+	a.auditEvent(r, "secret.read", "secret ref:"+a.secretRef(name), "allow", map[string]string{"version": strconv.Itoa(version)})
 }
 
 func (a *API) auditEvents(w http.ResponseWriter, r *http.Request) {
@@ -136,7 +152,7 @@ func (a *API) auditVerify(w http.ResponseWriter, r *http.Request) {
 	}
 	out := verificationOf(reports)
 	out.KeyID = audit.KeyIDOf(a.opts.AuditKey)
-	a.opts.Log.Info("audit trail verified", "actor", caller(r).ID, "ok", out.OK, "nodes", len(out.Nodes))
+	a.opts.Log.Info("audit trail verified", "actor", principal(r).ID, "ok", out.OK, "nodes", len(out.Nodes))
 	web.WriteJSON(w, http.StatusOK, out)
 }
 
@@ -269,16 +285,14 @@ func (a *API) auditRows(checkpoints bool) http.HandlerFunc {
 	}
 }
 
-// auditAuthFailure records a request refused for its admin credential.
-func (a *API) auditAuthFailure(r *http.Request) {
-	if a.opts.Audit == nil {
-		return
+// auditAuthFailure records a request refused for its admin credential:
+// why, and the credential's public prefix when it was well formed.
+func (a *API) auditAuthFailure(r *http.Request, reason, prefix string) {
+	f := map[string]string{"reason": reason}
+	if prefix != "" {
+		f["prefix"] = prefix
 	}
-	_ = a.opts.Audit.Record(audit.Event{
-		Type: "admin.auth.failure", Client: web.ClientAddr(r, nil).String(),
-		Resource: r.Method + " " + a.redactPath(r.URL.Path), Decision: "deny",
-		Fields: map[string]string{"request_id": web.RequestID(r.Context())},
-	})
+	a.auditEvent(r, "admin.auth.failure", r.Method+" "+a.redactPath(r.URL.Path), "deny", f)
 }
 
 // auditRef computes the reference under which a secret's name appears on

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/authz"
+	"github.com/keygate/keygate/internal/rbac"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/web"
 )
@@ -45,6 +47,10 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request) {
 	}
 	h := a.opts.Hasher.Hash(raw.Reveal())
 	k.Hash, k.Prefix = h[:], p.Prefix
+	if err := a.placeKey(r, &k, req.Group, now); err != nil {
+		a.targetError(w, err)
+		return
+	}
 	if err := a.opts.Store.CreateKey(ctx, k); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("a key named %q already exists; choose another name", req.Name))
@@ -53,7 +59,46 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request) {
 		a.internal(w, "create key", err)
 		return
 	}
-	web.WriteJSON(w, http.StatusCreated, adminapi.CreatedKey{Key: keyView(k, now), Secret: raw.Reveal()})
+	a.opts.Log.Info("key created", "actor", principal(r).ID, "key_id", k.ID, "team", k.Team, "owner", k.Owner)
+	web.WriteJSON(w, http.StatusCreated, adminapi.CreatedKey{Key: a.named(r, keyView(k, now)), Secret: raw.Reveal()})
+}
+
+// placeKey puts a new key in the team its route resolved: in the team's
+// group, owned by its creator when the creator manages only its own keys
+// there (a developer), and, for anyone without a global grant, within the
+// team's policy. A key of no team may not join a team's group.
+func (a *API) placeKey(r *http.Request, k *store.Key, group string, now time.Time) error {
+	p := principal(r)
+	k.CreatedBy = p.ID
+	team := state(r).newTeam
+	if team == "" {
+		if owner, err := a.teamOfGroup(r, k.Group); err != nil {
+			return err
+		} else if owner != "" {
+			return badRequestf("group: %s holds the shared limits of team %s; create the key in the team instead (keygate key create --team %s)", k.Group, owner, owner)
+		}
+		return nil
+	}
+	t, err := a.opts.People.GetTeam(r.Context(), team)
+	if err != nil {
+		return err
+	}
+	if group != "" && group != t.Group {
+		return badRequestf("group: a key of team %s shares the team's limits (group %s) and joins no other group; leave --group out", team, t.Group)
+	}
+	k.Team, k.Group = team, t.Group
+	if p.UserID != "" && !a.opts.Roles.Allowed(p, rbac.KeysUpdate, rbac.Resource{Team: team, Owner: "\x00another"}) {
+		k.Owner = p.UserID
+	}
+	if a.global(r, rbac.KeysCreate) {
+		return nil
+	}
+	pol := decodePolicy(t.Policy)
+	fillFromPolicy(pol, k, now)
+	if v := policyViolations(pol, *k); len(v) > 0 {
+		return badRequestf("the key breaks the policy of team %s: %s; ask within it, or ask an admin", team, strings.Join(v, "; "))
+	}
+	return nil
 }
 
 func (a *API) validateKey(r *http.Request, req *adminapi.CreateKeyRequest, now time.Time) (store.Key, error) {
@@ -150,25 +195,63 @@ func (a *API) listKeys(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := a.opts.Now()
+	users, err := a.usersByID(r.Context())
+	if err != nil {
+		a.internal(w, "list users", err)
+		return
+	}
 	out := adminapi.KeyList{Keys: make([]adminapi.Key, 0, len(ks))}
 	for _, k := range ks {
 		if unused > 0 && !staleKey(k, now, unused) {
 			continue
 		}
-		out.Keys = append(out.Keys, keyView(k, now))
+		// A principal sees only the keys it may read: its team's, its own.
+		if !a.can(r, rbac.KeysRead, rbac.Resource{Team: k.Team, Owner: k.Owner}) {
+			continue
+		}
+		out.Keys = append(out.Keys, namedWith(keyView(k, now), users))
 	}
 	web.WriteJSON(w, http.StatusOK, out)
 }
 
-// findKey resolves a key reference: its id, else its name.
+// findKey resolves a key reference: the key its route resolved, else by
+// its id, else its name.
 func (a *API) findKey(r *http.Request, ref string) (store.Key, error) {
+	if k := state(r).key; k != nil && (k.ID == ref || k.Name == ref) {
+		return *k, nil
+	}
+	return a.lookupKey(r.Context(), ref)
+}
+
+// lookupKey finds a key by its id, else its name.
+func (a *API) lookupKey(ctx context.Context, ref string) (store.Key, error) {
 	if strings.HasPrefix(ref, "key_") {
-		k, err := a.opts.Store.GetKey(r.Context(), ref)
+		k, err := a.opts.Store.GetKey(ctx, ref)
 		if !errors.Is(err, store.ErrNotFound) {
 			return k, err
 		}
 	}
-	return a.opts.Store.GetKeyByName(r.Context(), ref)
+	return a.opts.Store.GetKeyByName(ctx, ref)
+}
+
+// named fills in the names of a key's owner and creator.
+func (a *API) named(r *http.Request, k adminapi.Key) adminapi.Key {
+	users, err := a.usersByID(r.Context())
+	if err != nil {
+		a.opts.Log.Warn("could not read users to name a key's owner", "err", err)
+		return k
+	}
+	return namedWith(k, users)
+}
+
+func namedWith(k adminapi.Key, users map[string]store.User) adminapi.Key {
+	if u, ok := users[k.OwnerID]; ok {
+		k.Owner = u.Name
+	}
+	if u, ok := users[k.CreatedBy]; ok {
+		k.CreatedBy = u.Name
+	}
+	return k
 }
 
 func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
@@ -177,7 +260,7 @@ func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
 		a.lookupError(w, "key", r.PathValue("ref"), err)
 		return
 	}
-	web.WriteJSON(w, http.StatusOK, keyView(k, a.opts.Now()))
+	web.WriteJSON(w, http.StatusOK, a.named(r, keyView(k, a.opts.Now())))
 }
 
 func (a *API) revokeKey(w http.ResponseWriter, r *http.Request) {
@@ -192,7 +275,7 @@ func (a *API) revokeKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.keyChanged(r, k, "revoked")
-	a.opts.Log.Info("key revoked", "key_id", k.ID, "name", k.Name)
+	a.opts.Log.Info("key revoked", "actor", principal(r).ID, "key_id", k.ID, "name", k.Name)
 	web.WriteJSON(w, http.StatusOK, keyView(k, a.opts.Now()))
 }
 
@@ -217,6 +300,6 @@ func keyView(k store.Key, now time.Time) adminapi.Key {
 		Limits: decodeLimits(k.Limits), Group: k.Group,
 		AllowServices: orEmpty(k.AllowServices), AllowPaths: orEmpty(k.AllowPaths), AllowIPs: orEmpty(k.AllowIPs), Hours: k.Hours,
 		SuspendedAt: k.SuspendedAt, RotatedFrom: k.RotatedFrom, Rotation: keyRotationView(k), ClientCert: k.ClientCert,
-		StepUpUntil: k.StepUpUntil,
+		StepUpUntil: k.StepUpUntil, Team: k.Team, OwnerID: k.Owner, CreatedBy: k.CreatedBy,
 	}
 }

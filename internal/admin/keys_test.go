@@ -11,6 +11,7 @@ import (
 
 	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/keysource"
 )
 
 func (h *harness) createKey(body string) adminapi.CreatedKey {
@@ -127,7 +128,7 @@ func TestKeySecretShownOnce(t *testing.T) {
 	ctx := context.Background()
 	created := h.createKey(`{"name":"agent","expires_in":"12h"}`)
 
-	v := apikey.NewVerifier(h.hasher, h.st)
+	v := keysource.New(h.hasher, h.st)
 	got, err := v.Verify(ctx, created.Secret, h.now)
 	if err != nil || got.ID != created.Key.ID || got.Name != "agent" {
 		t.Fatalf("the returned secret does not verify: %+v %v", got, err)
@@ -225,7 +226,7 @@ func TestKeyRevocation(t *testing.T) {
 	keep := h.createKey(`{"name":"keep"}`)
 
 	// A verifier that has cached both keys, as the gateway's would.
-	v := apikey.NewVerifier(h.hasher, h.st, apikey.WithTTL(time.Hour))
+	v := keysource.New(h.hasher, h.st, keysource.WithTTL(time.Hour))
 	for _, s := range []string{byID.Secret, byName.Secret, keep.Secret} {
 		if _, err := v.Verify(ctx, s, h.now); err != nil {
 			t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/rbac"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/web"
 )
@@ -78,6 +79,10 @@ func (a *API) updateKey(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if err := a.checkTeamUpdate(r, k, req, limits); err != nil {
+		a.targetError(w, err)
+		return
+	}
 	if req.Group != nil {
 		k, err = a.opts.Store.SetKeyGroup(ctx, k.ID, strings.TrimSpace(*req.Group))
 		if errors.Is(err, store.ErrNoSuchGroup) {
@@ -122,8 +127,56 @@ func (a *API) updateKey(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a.keyChanged(r, k, "updated")
-	a.opts.Log.Info("key updated", "actor", caller(r).ID, "key_id", k.ID, "limits", string(limits), "group", k.Group)
-	web.WriteJSON(w, http.StatusOK, keyView(k, a.opts.Now()))
+	a.opts.Log.Info("key updated", "actor", principal(r).ID, "key_id", k.ID, "limits", string(limits), "group", k.Group)
+	web.WriteJSON(w, http.StatusOK, a.named(r, keyView(k, a.opts.Now())))
+}
+
+// checkTeamUpdate keeps a key's team and group together, and a team key's
+// limits within its team's ceilings for anyone without a global grant.
+func (a *API) checkTeamUpdate(r *http.Request, k store.Key, req adminapi.UpdateKeyRequest, limits []byte) error {
+	if req.Group != nil {
+		g := strings.TrimSpace(*req.Group)
+		if k.Team != "" {
+			return badRequestf("group: key %s belongs to team %s and shares its limits (group %s); it joins no other group", k.Name, k.Team, k.Group)
+		}
+		if owner, err := a.teamOfGroup(r, g); err != nil {
+			return err
+		} else if owner != "" {
+			return badRequestf("group: %s holds the shared limits of team %s; only the team's keys are in it", g, owner)
+		}
+	}
+	if k.Team == "" || (req.Limits == nil && req.AllowServices == nil) || a.global(r, rbac.KeysUpdate) {
+		return nil
+	}
+	t, err := a.opts.People.GetTeam(r.Context(), k.Team)
+	if err != nil {
+		return err
+	}
+	pol := decodePolicy(t.Policy)
+	var v []string
+	if req.Limits != nil {
+		v = limitViolations(decodeLimits(limits), pol.MaxLimits)
+	}
+	if req.AllowServices != nil {
+		v = append(v, policyViolations(adminapi.TeamPolicy{AllowServices: pol.AllowServices}, store.Key{AllowServices: *req.AllowServices})...)
+	}
+	if len(v) > 0 {
+		return badRequestf("the change breaks the policy of team %s: %s", k.Team, strings.Join(v, "; "))
+	}
+	return nil
+}
+
+// usageDays reads ?days=N, default 30.
+func usageDays(r *http.Request) (int, error) {
+	days := defaultUsageDays
+	if q := r.URL.Query().Get("days"); q != "" {
+		n, err := strconv.Atoi(q)
+		if err != nil || n < 1 || n > maxUsageDays {
+			return 0, fmt.Errorf("days %q must be a whole number from 1 to %d", q, maxUsageDays)
+		}
+		days = n
+	}
+	return days, nil
 }
 
 // checkUpdate checks the fields of a key update that need no lookup.
@@ -158,14 +211,10 @@ const (
 )
 
 func (a *API) keyUsage(w http.ResponseWriter, r *http.Request) {
-	days := defaultUsageDays
-	if q := r.URL.Query().Get("days"); q != "" {
-		n, err := strconv.Atoi(q)
-		if err != nil || n < 1 || n > maxUsageDays {
-			writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("days %q must be a whole number from 1 to %d", q, maxUsageDays))
-			return
-		}
-		days = n
+	days, err := usageDays(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
 	}
 	k, err := a.findKey(r, r.PathValue("ref"))
 	if err != nil {
@@ -218,7 +267,7 @@ func (a *API) createGroup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.opts.GroupsChanged(r.Context())
-	a.opts.Log.Info("group created", "actor", caller(r).ID, "group", g.Name, "limits", string(limits))
+	a.opts.Log.Info("group created", "actor", principal(r).ID, "group", g.Name, "limits", string(limits))
 	web.WriteJSON(w, http.StatusCreated, groupView(g))
 }
 
@@ -256,17 +305,23 @@ func (a *API) updateGroup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
+	if !a.notTeamGroup(w, r, name) {
+		return
+	}
 	if err := a.opts.Store.UpdateGroupLimits(r.Context(), name, limits); err != nil {
 		a.lookupError(w, "group", name, err)
 		return
 	}
 	a.opts.GroupsChanged(r.Context())
-	a.opts.Log.Info("group updated", "actor", caller(r).ID, "group", name, "limits", string(limits))
+	a.opts.Log.Info("group updated", "actor", principal(r).ID, "group", name, "limits", string(limits))
 	a.getGroup(w, r)
 }
 
 func (a *API) deleteGroup(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
+	if !a.notTeamGroup(w, r, name) {
+		return
+	}
 	err := a.opts.Store.DeleteGroup(r.Context(), name)
 	if errors.Is(err, store.ErrGroupInUse) {
 		writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("group %q still has keys; move them out first (keygate key update KEY --no-group)", name))
@@ -277,6 +332,22 @@ func (a *API) deleteGroup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.opts.GroupsChanged(r.Context())
-	a.opts.Log.Info("group deleted", "actor", caller(r).ID, "group", name)
+	a.opts.Log.Info("group deleted", "actor", principal(r).ID, "group", name)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// notTeamGroup refuses a change to a team's group through the group
+// routes: the team's limits change with keygate team limits, on the trail
+// as the team's.
+func (a *API) notTeamGroup(w http.ResponseWriter, r *http.Request, name string) bool {
+	team, err := a.teamOfGroup(r, name)
+	if err != nil {
+		a.internal(w, "read teams", err)
+		return false
+	}
+	if team != "" {
+		writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("group %s holds the shared limits of team %s; change them with keygate team limits %s", name, team, team))
+		return false
+	}
+	return true
 }

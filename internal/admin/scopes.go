@@ -135,7 +135,7 @@ func (a *API) setSuspended(w http.ResponseWriter, r *http.Request, suspend bool)
 		}
 	}
 	a.keyChanged(r, k, what)
-	a.opts.Log.Info("key "+what, "actor", caller(r).ID, "key_id", k.ID)
+	a.opts.Log.Info("key "+what, "actor", principal(r).ID, "key_id", k.ID)
 	web.WriteJSON(w, http.StatusOK, keyView(k, a.opts.Now()))
 }
 
@@ -178,7 +178,7 @@ func (a *API) rotateKey(w http.ResponseWriter, r *http.Request) {
 		a.internal(w, "rotate the key", err)
 		return
 	}
-	a.opts.Log.Info("key rotated", "actor", caller(r).ID, "key_id", old.ID, "successor", next.ID, "old_expires_at", old.ExpiresAt)
+	a.opts.Log.Info("key rotated", "actor", principal(r).ID, "key_id", old.ID, "successor", next.ID, "old_expires_at", old.ExpiresAt)
 	web.WriteJSON(w, http.StatusCreated, adminapi.RotatedKey{Key: keyView(next, now), Secret: raw.Reveal(), Previous: keyView(old, now)})
 }
 

@@ -19,43 +19,28 @@ import (
 // maxSecretValue bounds a stored secret's size.
 const maxSecretValue = 64 << 10
 
-// secretRoute dispatches /secrets/{name}[:action]. Names hold slashes, so
-// the action follows a colon, which names cannot contain.
-func (a *API) secretRoute(w http.ResponseWriter, r *http.Request) {
-	name, action, _ := strings.Cut(r.PathValue("path"), ":")
-	if err := adminapi.ValidSecretName(name); err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
-		return
-	}
-	if r.Method != http.MethodGet {
-		// A passthrough service's credential is a secret: a change reaches
-		// routing at once on this node (on others within provider_refresh).
-		sw := &web.StatusWriter{ResponseWriter: w}
-		w = sw
-		defer func() {
-			if sw.Status >= 200 && sw.Status < 300 {
-				a.providersChanged(r)
-			}
-		}()
-	}
-	switch r.Method + " " + action {
-	case "PUT ":
-		a.putSecret(w, r, name)
-	case "GET ":
-		a.getSecret(w, r, name)
-	case "DELETE ":
-		a.deleteSecret(w, r, name)
-	case "GET versions":
-		a.secretVersions(w, r, name)
-	case "GET value":
-		a.secretValue(w, r, name)
-	case "POST rollback":
-		a.rollbackSecret(w, r, name)
-	case "POST restore":
-		a.restoreSecret(w, r, name)
-	default:
-		writeError(w, http.StatusNotFound, "not_found", "no admin API route "+r.Method+" "+r.URL.Path+
-			"; secrets take PUT, GET and DELETE, GET :versions, GET :value, POST :rollback and POST :restore")
+// secretHandler serves one action on /secrets/{name}[:action] (the route
+// table dispatches by method and action; names hold slashes, so the action
+// follows a colon, which names cannot contain).
+func (a *API) secretHandler(h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name, _, _ := strings.Cut(r.PathValue("path"), ":")
+		if err := adminapi.ValidSecretName(name); err != nil {
+			writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+			return
+		}
+		if r.Method != http.MethodGet {
+			// A passthrough service's credential is a secret: a change reaches
+			// routing at once on this node (on others within provider_refresh).
+			sw := &web.StatusWriter{ResponseWriter: w}
+			w = sw
+			defer func() {
+				if sw.Status >= 200 && sw.Status < 300 {
+					a.providersChanged(r)
+				}
+			}()
+		}
+		h(w, r, name)
 	}
 }
 
@@ -108,7 +93,7 @@ func (a *API) putSecret(w http.ResponseWriter, r *http.Request, name string) {
 		return
 	}
 	ver := created.version
-	a.opts.Log.Info("secret stored", "actor", caller(r).ID, "secret_ref", a.secretRef(name), "version", ver)
+	a.opts.Log.Info("secret stored", "actor", principal(r).ID, "secret_ref", a.secretRef(name), "version", ver)
 	status := http.StatusOK
 	if created.isNew {
 		status = http.StatusCreated
@@ -194,13 +179,10 @@ func (a *API) secretVersions(w http.ResponseWriter, r *http.Request, name string
 	web.WriteJSON(w, http.StatusOK, out)
 }
 
-// secretValue is the one route that returns a secret in clear. Only admins
-// may call it, and every call is logged with who asked.
+// secretValue is the one route that returns a secret in clear: it needs
+// secrets.read_value, which only owner holds by default, and every call is
+// logged and recorded with who asked.
 func (a *API) secretValue(w http.ResponseWriter, r *http.Request, name string) {
-	if !requireAdmin(w, r, "read secret values") {
-		a.opts.Log.Warn("secret value read refused", "actor", caller(r).ID, "role", caller(r).Role, "secret_ref", a.secretRef(name))
-		return
-	}
 	m, ok := a.liveSecret(w, r, name)
 	if !ok {
 		return
@@ -229,7 +211,7 @@ func (a *API) secretValue(w http.ResponseWriter, r *http.Request, name string) {
 		a.internal(w, "open the secret", err)
 		return
 	}
-	a.opts.Log.Info("secret value read", "actor", caller(r).ID, "secret_ref", a.secretRef(name), "version", version)
+	a.opts.Log.Info("secret value read", "actor", principal(r).ID, "secret_ref", a.secretRef(name), "version", version)
 	a.auditSecretRead(r, name, version)
 	web.WriteJSON(w, http.StatusOK, adminapi.SecretValue{Name: name, Version: version, Value: val.Reveal()})
 }
@@ -264,7 +246,7 @@ func (a *API) rollbackSecret(w http.ResponseWriter, r *http.Request, name string
 		return
 	}
 	_ = a.opts.Store.TouchSecretMeta(ctx, name, a.opts.Now())
-	a.opts.Log.Info("secret rolled back", "actor", caller(r).ID, "secret_ref", a.secretRef(name), "from_version", req.Version, "version", ver)
+	a.opts.Log.Info("secret rolled back", "actor", principal(r).ID, "secret_ref", a.secretRef(name), "from_version", req.Version, "version", ver)
 	a.writeSecretMeta(w, r, name, http.StatusOK)
 }
 
@@ -281,7 +263,7 @@ func (a *API) deleteSecret(w http.ResponseWriter, r *http.Request, name string) 
 			return
 		}
 		a.opts.Vault.Forget(m.RecordID)
-		a.opts.Log.Info("secret purged", "actor", caller(r).ID, "secret_ref", a.secretRef(name))
+		a.opts.Log.Info("secret purged", "actor", principal(r).ID, "secret_ref", a.secretRef(name))
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
@@ -295,7 +277,7 @@ func (a *API) deleteSecret(w http.ResponseWriter, r *http.Request, name string) 
 		return
 	}
 	a.opts.Vault.Forget(m.RecordID)
-	a.opts.Log.Info("secret deleted", "actor", caller(r).ID, "secret_ref", a.secretRef(name))
+	a.opts.Log.Info("secret deleted", "actor", principal(r).ID, "secret_ref", a.secretRef(name))
 	a.writeSecretMeta(w, r, name, http.StatusOK)
 }
 
@@ -308,7 +290,7 @@ func (a *API) restoreSecret(w http.ResponseWriter, r *http.Request, name string)
 		a.internal(w, "restore the secret", err)
 		return
 	}
-	a.opts.Log.Info("secret restored", "actor", caller(r).ID, "secret_ref", a.secretRef(name))
+	a.opts.Log.Info("secret restored", "actor", principal(r).ID, "secret_ref", a.secretRef(name))
 	a.writeSecretMeta(w, r, name, http.StatusOK)
 }
 

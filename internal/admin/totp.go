@@ -14,9 +14,6 @@ import (
 // any earlier one. The secret is shown once, for the key's owner to add to
 // an authenticator app; keygate keeps it in the vault.
 func (a *API) enrollTOTP(w http.ResponseWriter, r *http.Request) {
-	if !requireAdmin(w, r, "enroll one-time passwords") {
-		return
-	}
 	k, err := a.findKey(r, r.PathValue("ref"))
 	if err != nil {
 		a.lookupError(w, "key", r.PathValue("ref"), err)
@@ -31,6 +28,6 @@ func (a *API) enrollTOTP(w http.ResponseWriter, r *http.Request) {
 		a.internal(w, "store the one-time-password secret", err)
 		return
 	}
-	a.opts.Log.Info("one-time password enrolled", "actor", caller(r).ID, "key_id", k.ID)
+	a.opts.Log.Info("one-time password enrolled", "actor", principal(r).ID, "key_id", k.ID)
 	web.WriteJSON(w, http.StatusCreated, adminapi.TOTPEnrollment{KeyID: k.ID, Secret: otpKey.Secret(), URL: otpKey.URL()})
 }

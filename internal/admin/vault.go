@@ -55,16 +55,13 @@ func (a *API) rotateProvider(w http.ResponseWriter, r *http.Request) {
 		a.opts.Log.Error("provider key rotated but the previous key was not scheduled for destruction; rotate again to retry", "provider", p.Name, "err", err)
 	}
 	a.providersChanged(r)
-	a.opts.Log.Info("provider key rotated", "actor", caller(r).ID, "provider", p.Name, "version", ver, "previous_destroy_at", destroyAt)
+	a.opts.Log.Info("provider key rotated", "actor", principal(r).ID, "provider", p.Name, "version", ver, "previous_destroy_at", destroyAt)
 	web.WriteJSON(w, http.StatusOK, adminapi.ProviderRotation{
 		Provider: providerView(p), Version: ver, PreviousVersion: ver - 1, PreviousDestroyAt: destroyAt,
 	})
 }
 
 func (a *API) rotateKEK(w http.ResponseWriter, r *http.Request) {
-	if !requireAdmin(w, r, "rotate the key-encryption key") {
-		return
-	}
 	if a.opts.Rotator == nil || a.opts.OpenKEK == nil {
 		writeError(w, http.StatusNotImplemented, "not_implemented", "this keygate cannot rotate its key-encryption key")
 		return
@@ -109,7 +106,7 @@ func (a *API) rotateKEK(w http.ResponseWriter, r *http.Request) {
 		a.internal(w, "start the key-encryption key rotation", err)
 		return
 	}
-	a.opts.Log.Info("key-encryption key rotation requested", "actor", caller(r).ID, "from", rot.FromKEK, "to", rot.ToKEK)
+	a.opts.Log.Info("key-encryption key rotation requested", "actor", principal(r).ID, "from", rot.FromKEK, "to", rot.ToKEK)
 	st, err := a.opts.Rotator.Status(ctx)
 	if err != nil {
 		a.internal(w, "read the rotation's status", err)
@@ -190,9 +187,6 @@ func rotationView(st vault.RotationStatus) adminapi.KEKRotation {
 // backup streams an encrypted backup. It is built in memory first, so a
 // failure is an error status rather than a truncated file.
 func (a *API) backup(w http.ResponseWriter, r *http.Request) {
-	if !requireAdmin(w, r, "export backups") {
-		return
-	}
 	if a.opts.Backup == nil {
 		writeError(w, http.StatusNotImplemented, "not_implemented", "this keygate cannot export backups")
 		return
@@ -202,7 +196,7 @@ func (a *API) backup(w http.ResponseWriter, r *http.Request) {
 		a.internal(w, "write the backup", err)
 		return
 	}
-	a.opts.Log.Info("backup exported", "actor", caller(r).ID, "bytes", buf.Len())
+	a.opts.Log.Info("backup exported", "actor", principal(r).ID, "bytes", buf.Len())
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.Header().Set("Content-Disposition", `attachment; filename="keygate-`+a.opts.Now().UTC().Format("20060102T150405Z")+`.kgbackup"`)

@@ -28,13 +28,6 @@ import (
 // Prefix is the path prefix of every admin API route.
 const Prefix = "/api/v1"
 
-// WhoAmI describes the admin credential that made the request.
-type WhoAmI struct {
-	TokenID string `json:"token_id"`
-	Name    string `json:"name"`
-	Role    string `json:"role"` // admin or operator
-}
-
 // Provider is an upstream provider as the admin API shows it: never its key.
 type Provider struct {
 	ID        string    `json:"id"`
@@ -95,6 +88,10 @@ type Key struct {
 	RotatedFrom string     `json:"rotated_from,omitempty"` // the key this one succeeded
 	Rotation    *Rotation  `json:"rotation,omitempty"`     // automatic rotation, if set
 	ClientCert  string     `json:"client_cert,omitempty"`  // "uri:spiffe://..." or "cn:NAME": required mutual-TLS certificate
+	Team        string     `json:"team,omitempty"`         // the team the key belongs to
+	Owner       string     `json:"owner,omitempty"`        // the name of the user who owns it within its team
+	OwnerID     string     `json:"owner_id,omitempty"`
+	CreatedBy   string     `json:"created_by,omitempty"` // who created it: a user's name or an admin credential's id
 }
 
 // Rotation is a key's automatic rotation policy.
@@ -121,6 +118,10 @@ type CreateKeyRequest struct {
 	Hours          string    `json:"hours,omitempty"`       // "mon-fri 08:00-20:00 Europe/Berlin"; windows separated by ;
 	Rotation       *Rotation `json:"rotation,omitempty"`    // rotate automatically and deliver the successor
 	ClientCert     string    `json:"client_cert,omitempty"` // require this client certificate: uri:SPIFFE-ID or cn:NAME
+	// Team puts the key in a team, whose policy it must follow and whose
+	// shared limits it obeys; default: the caller's team when it has
+	// exactly one.
+	Team string `json:"team,omitempty"`
 }
 
 // CreatedKey is the answer to key creation: the only time the secret is shown.

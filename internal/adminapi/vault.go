@@ -7,9 +7,12 @@ import (
 	"time"
 )
 
-// Admin token roles. An admin may do everything; an operator may do
-// everything except read secret values and export backups.
+// Some built-in role names (internal/rbac holds the role table). An owner
+// may do everything; an admin everything but read secret values, export
+// backups and rotate the KEK; an operator what operator tokens could do
+// before users existed.
 const (
+	RoleOwner    = "owner"
 	RoleAdmin    = "admin"
 	RoleOperator = "operator"
 )

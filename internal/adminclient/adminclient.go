@@ -33,9 +33,10 @@ const maxBody = 16 << 20
 // Client talks to one keygate admin listener with one admin credential.
 // It is safe for concurrent use.
 type Client struct {
-	base  *url.URL
-	token secret.String
-	hc    *http.Client
+	base     *url.URL
+	token    secret.String
+	approval string // sent as adminapi.ApprovalHeader, when set
+	hc       *http.Client
 	// streamHC sends requests whose answers are streamed, such as a backup.
 	// It is hc without an overall timeout when hc is the client's own
 	// default; stream bounds each wait for data instead.
@@ -49,6 +50,14 @@ type options struct {
 	hc          *http.Client
 	caFile      string
 	plainHTTPOK bool
+	approval    string
+}
+
+// WithApproval sends every request with an approval id (the
+// Keygate-Approval header): a request that needed a second person's
+// approval, once approved, runs when sent again with it.
+func WithApproval(id string) Option {
+	return func(o *options) { o.approval = strings.TrimSpace(id) }
 }
 
 // WithHTTPClient makes the client send its requests with hc instead of a
@@ -115,7 +124,7 @@ func New(baseURL string, token secret.String, opts ...Option) (*Client, error) {
 		c.Timeout = 0
 		streamHC = &c
 	}
-	return &Client{base: base, token: token, hc: hc, streamHC: streamHC}, nil
+	return &Client{base: base, token: token, approval: o.approval, hc: hc, streamHC: streamHC}, nil
 }
 
 func parseBaseURL(raw string) (*url.URL, error) {
@@ -333,6 +342,9 @@ func (c *Client) newRequest(ctx context.Context, method, path, accept string, bo
 		return nil, fmt.Errorf("keygate admin client: build request: %w", err)
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token.Reveal())
+	if c.approval != "" {
+		req.Header.Set(adminapi.ApprovalHeader, c.approval)
+	}
 	req.Header.Set("Accept", accept)
 	req.Header.Set("User-Agent", "keygate-cli")
 	if body != nil {
@@ -359,6 +371,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return decodeError(resp.StatusCode, data)
+	}
+	if pending := approvalPending(resp.StatusCode, data); pending != nil {
+		return pending
 	}
 	if out == nil || resp.StatusCode == http.StatusNoContent {
 		return nil
@@ -396,6 +411,12 @@ func (c *Client) stream(ctx context.Context, method, path, want string, w io.Wri
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 		return 0, decodeError(resp.StatusCode, data)
 	}
+	if resp.StatusCode == http.StatusAccepted {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+		if pending := approvalPending(resp.StatusCode, data); pending != nil {
+			return 0, pending
+		}
+	}
 	if ct, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";"); !strings.EqualFold(strings.TrimSpace(ct), want) {
 		return 0, fmt.Errorf("keygate admin API: %s %s: the answer is %q, not the %s keygate sends; check that the admin URL points at keygate's admin listener", method, adminapi.Prefix+path, ct, want)
 	}
@@ -427,6 +448,29 @@ func (r *idleReader) Read(p []byte) (int, error) {
 		r.idle.t.Reset(DefaultTimeout)
 	}
 	return n, err
+}
+
+// ApprovalPendingError is the answer to a request that waits for a second
+// person's approval: nothing ran yet.
+type ApprovalPendingError struct {
+	Pending adminapi.ApprovalPending
+}
+
+// Error says what waits and what to do.
+func (e *ApprovalPendingError) Error() string {
+	return "keygate admin API: waiting for approval " + e.Pending.Approval.ID + ": " + e.Pending.Message
+}
+
+// approvalPending reads a 202 answer that is an approval request, or nil.
+func approvalPending(status int, data []byte) *ApprovalPendingError {
+	if status != http.StatusAccepted {
+		return nil
+	}
+	var p adminapi.ApprovalPending
+	if json.Unmarshal(data, &p) != nil || !strings.HasPrefix(p.Approval.ID, "apr_") {
+		return nil
+	}
+	return &ApprovalPendingError{Pending: p}
 }
 
 func decodeError(status int, data []byte) *APIError {

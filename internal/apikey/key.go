@@ -49,6 +49,15 @@ const (
 	maxBody = "yhjskwdA6OZ1AL1YmHWZWm8LLG7HjnuCA2j5rOw8Xp1"
 )
 
+// ErrUnknown means a well-formed key matches no key keygate has issued.
+var ErrUnknown = errors.New("apikey: unknown keygate key")
+
+// ErrRevoked means the key was revoked.
+var ErrRevoked = errors.New("apikey: keygate key has been revoked")
+
+// ErrExpired means the key is past its expiry time.
+var ErrExpired = errors.New("apikey: keygate key has expired")
+
 // malformed is a reason a key failed Parse. It matches ErrMalformed with
 // errors.Is; being a constant, returning it costs no allocation.
 type malformed string

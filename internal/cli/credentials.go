@@ -129,6 +129,9 @@ func (a *app) clientOptions(cmd *cobra.Command) []adminclient.Option {
 	if a.insecureHTTP {
 		opts = append(opts, adminclient.AllowPlainHTTP())
 	}
+	if a.approval != "" {
+		opts = append(opts, adminclient.WithApproval(a.approval))
+	}
 	return opts
 }
 

@@ -25,10 +25,10 @@ func (a *app) keyCmd() *cobra.Command {
 
 func (a *app) keyCreateCmd() *cobra.Command {
 	var (
-		name, env, expires, group string
-		models, providers         []string
-		lf                        *limitFlags
-		sf                        *scopeFlags
+		name, env, expires, group, team string
+		models, providers               []string
+		lf                              *limitFlags
+		sf                              *scopeFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "create --name NAME [--env TAG] [scope flags] [limit flags] [--group NAME]",
@@ -100,6 +100,7 @@ A key in a group (--group) must also stay within the group's limits.
 				ExpiresIn:      strings.TrimSpace(expires),
 				Limits:         limits,
 				Group:          group,
+				Team:           strings.TrimSpace(team),
 			}
 			scopes.toCreate(&req)
 			c, cred, err := a.client(cmd)
@@ -122,6 +123,9 @@ A key in a group (--group) must also stay within the group's limits.
 			k := created.Key
 			fmt.Fprintf(cmd.ErrOrStderr(), "Created key %s (%s, expires: %s). This is the only time keygate shows it: copy it now.\n",
 				k.Name, k.ID, fmtTimePtr(k.ExpiresAt, "never"))
+			if k.Team != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "It belongs to team %s and shares the team's limits (group %s).\n", k.Team, k.Group)
+			}
 			if len(k.AllowServices) == 0 {
 				fmt.Fprintln(cmd.ErrOrStderr(), "It reaches no passthrough service (/proxy/...); grant one with --allow-service NAME.")
 			} else {
@@ -137,6 +141,7 @@ A key in a group (--group) must also stay within the group's limits.
 	f.StringArrayVar(&providers, "allow-provider", nil, "provider `NAME` the key may use; repeat or separate with commas (default: any provider)")
 	f.StringVar(&expires, "expires", "", "`DURATION` the key lives, as in 30d, 12h or 1d12h (default: never expires)")
 	f.StringVar(&group, "group", "", "put the key in the group `NAME`, whose limits it then shares too")
+	f.StringVar(&team, "team", "", "make the key a key of `TEAM`: it shares the team's limits and, below admin, follows its policy (default: your team, if you have exactly one)")
 	sf = addScopeFlags(cmd, false)
 	lf = addLimitFlags(cmd, false)
 	return cmd
@@ -280,7 +285,7 @@ func (a *app) keyRevokeCmd() *cobra.Command {
 }
 
 func printKey(w io.Writer, k adminapi.Key) error {
-	return fields(w, [][2]string{
+	pairs := [][2]string{
 		{"ID", k.ID},
 		{"Name", k.Name},
 		{"Env", k.Env},
@@ -300,7 +305,14 @@ func printKey(w io.Writer, k adminapi.Key) error {
 		{"Revoked", fmtTimePtr(k.RevokedAt, "-")},
 		{"Last used", fmtTimePtr(k.LastUsedAt, "never")},
 		{"Rotated from", orDash(k.RotatedFrom)},
-	})
+	}
+	if k.Team != "" {
+		pairs = append(pairs, [2]string{"Team", k.Team}, [2]string{"Owner", orDash(k.Owner)})
+	}
+	if k.CreatedBy != "" {
+		pairs = append(pairs, [2]string{"Created by", k.CreatedBy})
+	}
+	return fields(w, pairs)
 }
 
 // orDash returns s, or "-" when s is empty.

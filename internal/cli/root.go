@@ -50,6 +50,7 @@ type app struct {
 	adminCA      string
 	json         bool
 	insecureHTTP bool
+	approval     string
 }
 
 // Root builds the `keygate` command with its client commands. extra commands,
@@ -103,9 +104,11 @@ The first "keygate serve" prints a bootstrap admin credential.`,
 	pf.StringVar(&a.adminCA, "admin-ca", "", "PEM certificate `FILE` to trust for an HTTPS admin API with a self-signed certificate (env "+EnvAdminCA+")")
 	pf.BoolVar(&a.json, "json", false, "print machine-readable JSON")
 	pf.BoolVar(&a.insecureHTTP, "insecure-http", false, "allow sending the admin credential, and keygate keys, over plain http:// to another machine (only on a network trusted to protect them)")
+	pf.StringVar(&a.approval, "approval", "", "run a request that waited for a second person's approval, once approved: its approval `ID`")
 
 	root.AddCommand(a.loginCmd(), a.logoutCmd(), a.providerCmd(), a.keyCmd(), a.groupCmd(), a.secretCmd(), a.vaultCmd(),
-		a.runCmd(), a.tokenCmd(), a.auditCmd(), a.importCmd(), a.versionCmd())
+		a.runCmd(), a.tokenCmd(), a.auditCmd(), a.importCmd(), a.versionCmd(),
+		a.whoamiCmd(), a.userCmd(), a.serviceAccountCmd(), a.adminTokenCmd(), a.teamCmd(), a.rolesCmd(), a.approveCmd(), a.approvalsCmd())
 	root.AddCommand(extra...)
 	return root
 }
@@ -164,6 +167,12 @@ func (a *app) client(cmd *cobra.Command) (*adminclient.Client, *credential, erro
 
 // explain adds a hint to errors a person can act on, keeping the *APIError reachable.
 func explain(err error, cred *credential) error {
+	var pending *adminclient.ApprovalPendingError
+	if errors.As(err, &pending) {
+		id := pending.Pending.Approval.ID
+		return fmt.Errorf("%w\nnothing ran yet: ask another person who holds %s to run `keygate approve %s`, then run this command again with --approval %s",
+			err, pending.Pending.Approval.Permission, id, id)
+	}
 	var apiErr *adminclient.APIError
 	if !errors.As(err, &apiErr) || cred == nil {
 		return err
@@ -172,7 +181,8 @@ func explain(err error, cred *credential) error {
 	case 401:
 		return fmt.Errorf("%w\nthe admin credential from %s was refused: run `keygate login` with a valid one, or set %s", err, cred.source, EnvAdminToken)
 	case 403:
-		return fmt.Errorf("%w\nthe admin credential from %s may not do this: operator credentials cannot read secret values or take backups; use an admin credential", err, cred.source)
+		return fmt.Errorf("%w\nthe admin credential from %s may not do this: by default only an owner reads secret values and takes backups "+
+			"(operator credentials cannot read secret values or take backups); `keygate whoami` shows what it may do, `keygate roles` what each role grants", err, cred.source)
 	}
 	return err
 }

@@ -99,6 +99,13 @@ type Config struct {
 	Egress Egress `yaml:"egress"`
 	// Log configures logging.
 	Log Log `yaml:"log"`
+	// Roles defines custom roles beside the built-in ones: a role name
+	// and the permissions it grants, as in {"release-manager":
+	// ["keys.read", "keys.rotate"]}; "keys.update:own" grants on the
+	// holder's own keys only. An unknown permission is an error naming it.
+	Roles map[string][]string `yaml:"roles"`
+	// Approvals makes sensitive admin actions wait for a second person.
+	Approvals Approvals `yaml:"approvals"`
 }
 
 // TLS configures HTTPS. Cert and Key go together; SelfSigned generates a
@@ -672,6 +679,7 @@ func (c Config) Validate() error {
 			bad("trusted_proxies", "%q is not an IP address or CIDR", p)
 		}
 	}
+	errs = append(errs, c.validatePeople()...)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -682,6 +690,7 @@ func (c Config) Validate() error {
 	default:
 		bad("log.format", "%q is not one of text, json", c.Log.Format)
 	}
+	c.validateMore(bad)
 	return errors.Join(errs...)
 }
 

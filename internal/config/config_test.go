@@ -82,6 +82,14 @@ func TestValidateNamesEachField(t *testing.T) {
 		{"db", func(c *Config) { c.Database = "mysql://x" }, "database"},
 		{"audit deadline", func(c *Config) { c.Audit.Deadline = 0 }, "audit.deadline"},
 		{"audit checkpoint interval", func(c *Config) { c.Audit.CheckpointInterval = -time.Second }, "audit.checkpoint_interval"},
+		{"otp window under a second", func(c *Config) { c.OTP.Window = 500 * time.Millisecond }, "otp.window"},
+		{"otp lockout under a second", func(c *Config) { c.OTP.Lockout = time.Millisecond }, "otp.lockout"},
+		{"audit syslog scheme", func(c *Config) { c.Audit.Syslog = "http://127.0.0.1:514" }, "audit.syslog"},
+		{"audit syslog host", func(c *Config) { c.Audit.Syslog = "udp://" }, "audit.syslog"},
+		{"alerts syslog over tcp", func(c *Config) { c.Alerts.Syslog = "tcp://127.0.0.1:514" }, "alerts.syslog"},
+		{"audit webhook scheme", func(c *Config) { c.Audit.Webhook = "ftp://siem.example/in" }, "audit.webhook"},
+		{"alerts webhook relative", func(c *Config) { c.Alerts.Webhook = "/hooks/keygate" }, "alerts.webhook"},
+		{"slack not a url", func(c *Config) { c.Alerts.Slack = "hooks.slack.example/T000/B000/placeholder" }, "alerts.slack"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Default("/h")
@@ -89,6 +97,12 @@ func TestValidateNamesEachField(t *testing.T) {
 			err := c.Validate()
 			if err == nil || !strings.Contains(err.Error(), tc.field) {
 				t.Fatalf("want error naming %q, got %v", tc.field, err)
+			}
+			// Webhook URLs can carry a token: an error never repeats them.
+			for _, u := range []string{c.Audit.Webhook, c.Alerts.Webhook, c.Alerts.Slack} {
+				if u != "" && strings.Contains(err.Error(), u) {
+					t.Fatalf("the error repeats a webhook URL: %v", err)
+				}
 			}
 		})
 	}

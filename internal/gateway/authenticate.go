@@ -10,7 +10,7 @@ import (
 
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/limit"
-	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/principal"
 	"github.com/keygate/keygate/internal/token"
 	"github.com/keygate/keygate/internal/web"
 )
@@ -19,39 +19,39 @@ import (
 // verifies it. A credential that verifies is accepted whatever failures
 // others have charged to its address or prefix; one that fails is charged
 // to its source.
-func (g *Gateway) authenticate(r *http.Request, c *call) (store.Key, *Denial) {
+func (g *Gateway) authenticate(r *http.Request, c *call) (*principal.Principal, *Denial) {
 	raw, ok := c.dialect.ClientKey(r.Header)
 	if !ok {
-		return store.Key{}, deny(http.StatusUnauthorized, "missing_api_key",
+		return nil, deny(http.StatusUnauthorized, "missing_api_key",
 			"no API key: send your keygate key as 'Authorization: Bearer kg_...' or 'x-api-key: kg_...'")
 	}
 	c.cred = raw
 	now := g.opts.Now()
-	var key store.Key
+	var key *principal.Principal
 	var err error
 	if g.opts.Tokens != nil && token.LooksLikeJWT(raw) {
 		key, err = g.verifyToken(r.Context(), r, raw, now)
 		switch {
 		case errors.Is(err, token.ErrInvalid):
 			if den := g.authFailure(r, raw); den != nil {
-				return store.Key{}, den
+				return nil, den
 			}
 			msg := "invalid access token"
 			if errors.Is(err, token.ErrExpired) {
 				msg = "the access token has expired; exchange your key or refresh token for a new one at /oauth/token"
 			}
-			return store.Key{}, deny(http.StatusUnauthorized, "invalid_api_key", msg)
+			return nil, deny(http.StatusUnauthorized, "invalid_api_key", msg)
 		case errors.Is(err, errUnbound):
-			return store.Key{}, deny(http.StatusUnauthorized, "invalid_api_key", err.Error())
+			return nil, deny(http.StatusUnauthorized, "invalid_api_key", err.Error())
 		case errors.Is(err, errSuspended):
-			return store.Key{}, deny(http.StatusForbidden, "key_suspended", "the key this token was issued for is suspended")
+			return nil, deny(http.StatusForbidden, "key_suspended", "the key this token was issued for is suspended")
 		}
 	} else {
 		key, err = g.opts.Keys.Verify(r.Context(), raw, now)
 		if errors.Is(err, apikey.ErrMalformed) || errors.Is(err, apikey.ErrUnknown) {
 			c.presentedPrefix = failingIdentity(raw)
 			if den := g.authFailure(r, raw); den != nil {
-				return store.Key{}, den
+				return nil, den
 			}
 		}
 	}
@@ -67,16 +67,16 @@ func (g *Gateway) authenticate(r *http.Request, c *call) (store.Key, *Denial) {
 		if why == "" {
 			why = "keygate keys start with kg_"
 		}
-		return store.Key{}, deny(http.StatusUnauthorized, "invalid_api_key", "the API key is not a valid keygate key ("+why+"); use the key `keygate key create` printed")
+		return nil, deny(http.StatusUnauthorized, "invalid_api_key", "the API key is not a valid keygate key ("+why+"); use the key `keygate key create` printed")
 	case errors.Is(err, apikey.ErrUnknown):
-		return store.Key{}, deny(http.StatusUnauthorized, "invalid_api_key", "invalid API key")
+		return nil, deny(http.StatusUnauthorized, "invalid_api_key", "invalid API key")
 	case errors.Is(err, apikey.ErrRevoked):
-		return store.Key{}, deny(http.StatusUnauthorized, "revoked_api_key", "this API key has been revoked")
+		return nil, deny(http.StatusUnauthorized, "revoked_api_key", "this API key has been revoked")
 	case errors.Is(err, apikey.ErrExpired):
-		return store.Key{}, deny(http.StatusUnauthorized, "expired_api_key", "this API key has expired")
+		return nil, deny(http.StatusUnauthorized, "expired_api_key", "this API key has expired")
 	}
 	g.opts.Log.Error("key verification failed", "request_id", web.RequestID(r.Context()), "err", err)
-	return store.Key{}, deny(http.StatusServiceUnavailable, "auth_unavailable", "keygate could not verify the API key right now; try again shortly")
+	return nil, deny(http.StatusServiceUnavailable, "auth_unavailable", "keygate could not verify the API key right now; try again shortly")
 }
 
 // Failed authentication is throttled per failing source, never per

@@ -16,6 +16,7 @@ import (
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/fakeprovider"
+	"github.com/keygate/keygate/internal/keysource"
 	"github.com/keygate/keygate/internal/limit"
 	"github.com/keygate/keygate/internal/pricing"
 	"github.com/keygate/keygate/internal/route"
@@ -38,6 +39,15 @@ func (t memTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // keyMap is a Lookup over a map: the verifier's cache sits in front of it.
 type keyMap map[[32]byte]store.Key
+
+func (m keyMap) GetKey(_ context.Context, id string) (store.Key, error) {
+	for _, k := range m {
+		if k.ID == id {
+			return k, nil
+		}
+	}
+	return store.Key{}, store.ErrNotFound
+}
 
 func (m keyMap) GetKeyByHash(_ context.Context, h []byte) (store.Key, error) {
 	if k, ok := m[[32]byte(h)]; ok {
@@ -123,7 +133,7 @@ func BenchmarkServeHTTP(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			g := New(Options{
-				Keys: apikey.NewVerifier(h, keys), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+				Keys: keysource.New(h, keys), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 				MaxBodyBytes: 1 << 20, Transport: tr, AccessLog: accessLog,
 			}, table)
 			run(b, g, raw.Reveal())
@@ -153,7 +163,7 @@ func BenchmarkServeHTTP(b *testing.B) {
 		}
 		defer w.Close(context.Background())
 		g := New(Options{
-			Keys: apikey.NewVerifier(h, keys), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Keys: keysource.New(h, keys), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			MaxBodyBytes: 1 << 20, Transport: tr, Audit: w,
 		}, table)
 		run(b, g, raw.Reveal())
@@ -162,7 +172,7 @@ func BenchmarkServeHTTP(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			mem := limit.NewMemory()
 			g := New(Options{
-				Keys: apikey.NewVerifier(h, keys), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+				Keys: keysource.New(h, keys), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 				MaxBodyBytes: 1 << 20, Transport: tr,
 				Limits: LimitOptions{
 					Shared: mem, Local: mem, Prices: prices, Location: time.UTC, DefaultMaxTokens: 4096,

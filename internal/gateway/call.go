@@ -9,9 +9,9 @@ import (
 
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/jsonpeek"
+	"github.com/keygate/keygate/internal/principal"
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
-	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/token"
 	"github.com/keygate/keygate/internal/usage"
 )
@@ -32,6 +32,7 @@ type call struct {
 	failure   string     // upstream_unreachable, upstream_timeout, client_gone
 	est       estimate   // the worst case reserved for the call
 	adm       *admission // the call's hold on its limits, when it has any
+	admission admission  // backs adm
 	early     *early     // concurrency slots taken before the body was read, until adm takes them
 	// tokenScope is the narrowed scope of the access token that
 	// authenticated the call, if one did.
@@ -113,8 +114,8 @@ func logFields(r *http.Request) []slog.Attr {
 
 // principal is who the call is made by, for authz: the key's grant and
 // the access token's scope, if a token authenticated the call.
-func (c *call) principal(key store.Key) authz.Principal {
-	p := authz.Principal{Grant: authz.Grant{Env: key.Env, Providers: key.AllowProviders, Models: key.AllowModels, Services: key.AllowServices}}
+func (c *call) principal(key *principal.Principal) authz.Principal {
+	p := authz.Principal{Grant: key.Grant}
 	if c.tokenScope != nil {
 		p.Token = &c.tokenNarrow
 	}

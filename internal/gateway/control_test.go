@@ -13,6 +13,7 @@ import (
 
 	"github.com/keygate/keygate/internal/fakeprovider"
 	"github.com/keygate/keygate/internal/gateway"
+	"github.com/keygate/keygate/internal/principal"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
@@ -107,7 +108,11 @@ type panicVerifier struct{}
 
 const panicText = "verifier exploded holding sk-test-panic-payload"
 
-func (panicVerifier) Verify(context.Context, string, time.Time) (store.Key, error) {
+func (panicVerifier) Verify(context.Context, string, time.Time) (*principal.Principal, error) {
+	panic(panicText)
+}
+
+func (panicVerifier) ByID(context.Context, string, time.Time) (*principal.Principal, error) {
 	panic(panicText)
 }
 
@@ -118,9 +123,14 @@ type errVerifier struct{ calls atomic.Int64 }
 
 func (v *errVerifier) Invalidate(string) {}
 
-func (v *errVerifier) Verify(context.Context, string, time.Time) (store.Key, error) {
+func (v *errVerifier) ByID(context.Context, string, time.Time) (*principal.Principal, error) {
 	v.calls.Add(1)
-	return store.Key{}, errors.New("apikey: look up key: connection refused to db.internal:5432")
+	return nil, errors.New("connection refused by the key store")
+}
+
+func (v *errVerifier) Verify(context.Context, string, time.Time) (*principal.Principal, error) {
+	v.calls.Add(1)
+	return nil, errors.New("apikey: look up key: connection refused to db.internal:5432")
 }
 
 // TestInternalFailures: a panic is a 500 in the caller's dialect with a

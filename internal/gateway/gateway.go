@@ -36,16 +36,21 @@ import (
 	"github.com/keygate/keygate/internal/detect"
 	"github.com/keygate/keygate/internal/limit"
 	"github.com/keygate/keygate/internal/passthrough"
+	"github.com/keygate/keygate/internal/principal"
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/scrub"
-	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/web"
 )
 
-// KeyVerifier checks a presented keygate key and returns its record.
+// KeyVerifier checks presented keygate keys and serves their compiled
+// principals; internal/keysource implements it. Verify answers
+// apikey.ErrMalformed, ErrUnknown, ErrRevoked or ErrExpired for a key that
+// may not be used (with the principal for the last two); ByID serves the
+// key an access token stands for.
 type KeyVerifier interface {
-	Verify(ctx context.Context, raw string, now time.Time) (store.Key, error)
+	Verify(ctx context.Context, raw string, now time.Time) (*principal.Principal, error)
+	ByID(ctx context.Context, keyID string, now time.Time) (*principal.Principal, error)
 	// Invalidate forgets what is cached of a key, after it changed.
 	Invalidate(keyID string)
 }
@@ -103,9 +108,6 @@ type Gateway struct {
 	openai    provider.Dialect
 	anthropic provider.Dialect
 	models    *modelCache
-	plans     plans
-	scopes    scopes
-	tokenKeys tokenKeys
 	histories histories
 	// What is known of each alias deployment, across table reloads, and
 	// the limiter holding deployments to their providers' RPM and TPM.

@@ -23,6 +23,7 @@ import (
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/fakeprovider"
 	"github.com/keygate/keygate/internal/gateway"
+	"github.com/keygate/keygate/internal/keysource"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
@@ -88,7 +89,7 @@ func (k *keys) issue(name string, edit func(*store.Key)) string {
 	return raw.Reveal()
 }
 
-func (k *keys) verifier() *apikey.Verifier { return apikey.NewVerifier(k.hasher, k.st) }
+func (k *keys) verifier() *keysource.Source { return keysource.New(k.hasher, k.st) }
 
 func randomBytes(t testing.TB, n int) []byte {
 	t.Helper()

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -12,11 +11,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/jsonpeek"
 	"github.com/keygate/keygate/internal/limit"
 	"github.com/keygate/keygate/internal/pricing"
-	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/principal"
 	"github.com/keygate/keygate/internal/usage"
 	"github.com/keygate/keygate/internal/web"
 )
@@ -34,7 +32,8 @@ type UsageRecorder interface {
 }
 
 // LimitOptions configures admission control. The zero value enforces no
-// limits, meters nothing and throttles no failed authentication.
+// limits, meters nothing and throttles no failed authentication. A key's
+// limits, and its group's, come compiled with its principal.
 type LimitOptions struct {
 	// Shared decides admissions: this node's memory limiter, or Redis
 	// shared by every node.
@@ -44,8 +43,6 @@ type LimitOptions struct {
 	// limits when Shared is unreachable. Quotas and budgets never fall back:
 	// without Shared they are refused (they fail closed).
 	Local Limiter
-	// GroupLimits returns the limits (JSON) of a key group, if it exists.
-	GroupLimits func(name string) ([]byte, bool)
 	// Prices turns tokens into spend; a budget on a model without a price
 	// refuses the request.
 	Prices *pricing.Table
@@ -63,114 +60,6 @@ type LimitOptions struct {
 	AuthFailureWindow time.Duration
 }
 
-// costKind says what a check's cost is measured in.
-type costKind uint8
-
-const (
-	costRequest costKind = iota + 1
-	costTokens
-	costMoney
-	costNone // concurrency
-)
-
-// limitPlan is the checks one key (and its group) needs, built once per
-// change of its limits. Costs are filled in per request.
-type limitPlan struct {
-	raw, group, groupRaw string
-	checks               []limit.Check
-	kinds                []costKind
-	hasBudget            bool
-	needsShared          bool // quotas or budgets: no local fallback
-	err                  error
-}
-
-// plans caches the plan of every key seen, keyed by key id.
-type plans struct {
-	mu sync.RWMutex
-	m  map[string]*limitPlan
-}
-
-// planFor returns key's plan, rebuilding it when the key's or its group's
-// limits changed. A key and group without limits have an empty plan.
-func (g *Gateway) planFor(key store.Key) *limitPlan {
-	var groupRaw []byte
-	if key.Group != "" && g.opts.Limits.GroupLimits != nil {
-		groupRaw, _ = g.opts.Limits.GroupLimits(key.Group)
-	}
-	g.plans.mu.RLock()
-	p := g.plans.m[key.ID]
-	g.plans.mu.RUnlock()
-	if p != nil && p.raw == string(key.Limits) && p.group == key.Group && p.groupRaw == string(groupRaw) {
-		return p
-	}
-	p = &limitPlan{raw: string(key.Limits), group: key.Group, groupRaw: string(groupRaw)}
-	if err := p.add(g.opts.Limits.Location, "k:"+key.ID, key.Limits); err != nil {
-		p.err = fmt.Errorf("key %s: %w", key.ID, err)
-	}
-	if err := p.add(g.opts.Limits.Location, "g:"+key.Group, groupRaw); err != nil && p.err == nil {
-		p.err = fmt.Errorf("group %s: %w", key.Group, err)
-	}
-	g.plans.mu.Lock()
-	if g.plans.m == nil {
-		g.plans.m = map[string]*limitPlan{}
-	}
-	g.plans.m[key.ID] = p
-	g.plans.mu.Unlock()
-	return p
-}
-
-// add appends the checks of one set of limits, counted under prefix.
-func (p *limitPlan) add(loc *time.Location, prefix string, raw []byte) error {
-	if len(raw) == 0 {
-		return nil
-	}
-	var l adminapi.Limits
-	if err := json.Unmarshal(raw, &l); err != nil {
-		return fmt.Errorf("stored limits are not readable: %w", err)
-	}
-	rate := func(name string, n int64, per time.Duration, kind costKind) {
-		if n > 0 {
-			p.checks = append(p.checks, limit.Check{Key: prefix + ":" + name, Kind: limit.Rate, Limit: n, Period: per})
-			p.kinds = append(p.kinds, kind)
-		}
-	}
-	rate("rps", l.RPS, time.Second, costRequest)
-	rate("rpm", l.RPM, time.Minute, costRequest)
-	rate("rph", l.RPH, time.Hour, costRequest)
-	rate("tpm", l.TPM, time.Minute, costTokens)
-	if l.Concurrency > 0 {
-		p.checks = append(p.checks, limit.Check{Key: prefix + ":conc", Kind: limit.Concurrency, Limit: l.Concurrency})
-		p.kinds = append(p.kinds, costNone)
-	}
-	quota := func(name string, n int64, period string, kind costKind) {
-		p.checks = append(p.checks, limit.Check{Key: prefix + ":" + name + ":" + period, Kind: limit.Quota, Limit: n, Calendar: calendar(period), Location: loc})
-		p.kinds = append(p.kinds, kind)
-		p.needsShared = true
-	}
-	for _, q := range l.Quotas {
-		kind := costRequest
-		if q.Unit == adminapi.UnitTokens {
-			kind = costTokens
-		}
-		quota(q.Unit, q.Limit, q.Period, kind)
-	}
-	for _, b := range l.Budgets {
-		quota("usd", b.MicroUSD, b.Period, costMoney)
-		p.hasBudget = true
-	}
-	return nil
-}
-
-func calendar(period string) limit.Calendar {
-	switch period {
-	case adminapi.PeriodDay:
-		return limit.Day
-	case adminapi.PeriodMonth:
-		return limit.Month
-	}
-	return limit.Total
-}
-
 // estimate is a request's worst case, reserved before it goes upstream.
 type estimate struct {
 	in, out int64
@@ -186,13 +75,13 @@ func (e estimate) cost() int64 { return min(e.price.Cost(e.in, e.out), limit.Max
 // cost is what a check is charged for the given consumption, at most
 // limit.MaxValue so an absurd figure (a reservation, or an upstream's
 // usage report) is charged in full, never wrapped to a small one.
-func cost(kind costKind, in, out, money int64) int64 {
+func cost(kind principal.CostKind, in, out, money int64) int64 {
 	switch kind {
-	case costRequest:
+	case principal.CostRequest:
 		return 1
-	case costTokens:
+	case principal.CostTokens:
 		return tokenSum(in, out)
-	case costMoney:
+	case principal.CostMoney:
 		return min(max(money, 0), limit.MaxValue)
 	}
 	return 0
@@ -219,17 +108,31 @@ func tokenSum(counts ...int64) int64 {
 type admission struct {
 	lim   Limiter
 	res   limit.Reservation
-	plan  *limitPlan
+	plan  *principal.Plan
 	est   estimate
 	once  sync.Once
 	start time.Time
 	early *early // concurrency slots taken before the body was read, if any
+
+	// checks and actual back the reserved checks and their settled costs
+	// for plans of up to len(checks) checks, nearly every key's, so that
+	// admitting and settling a call allocate nothing of their own.
+	checks [8]limit.Check
+	actual [8]int64
+}
+
+// hold starts c's admission of plan p for the worst case est; c owns its
+// storage.
+func (c *call) hold(p *principal.Plan, est estimate) *admission {
+	c.admission.plan, c.admission.est = p, est
+	c.adm = &c.admission
+	return c.adm
 }
 
 // admit reserves the request's worst-case cost against every limit of its
 // key, its group and its access token, all at once, before anything goes
 // upstream. An admitted call's limit figures are set on h.
-func (g *Gateway) admit(h http.Header, r *http.Request, c *call, key store.Key, model string, f jsonpeek.Fields, bodyLen int) *Denial {
+func (g *Gateway) admit(h http.Header, r *http.Request, c *call, key *principal.Principal, model string, f jsonpeek.Fields, bodyLen int) *Denial {
 	lo := &g.opts.Limits
 	est := estimate{in: int64(bodyLen+3) / 4, out: f.MaxTokens}
 	if est.out == 0 && r.URL.Path != "/v1/embeddings" {
@@ -255,27 +158,34 @@ func (g *Gateway) admit(h http.Header, r *http.Request, c *call, key store.Key, 
 	}
 	if c.early != nil {
 		// The concurrency slots are already held (admitEarly).
-		p = p.without(limit.Concurrency)
+		p = p.Without(limit.Concurrency)
 	}
-	if len(p.checks) == 0 {
+	if len(p.Checks) == 0 {
 		if c.early != nil {
-			c.adm = &admission{plan: p, est: est, start: g.opts.Now(), early: c.early}
+			a := c.hold(p, est)
+			a.start, a.early = g.opts.Now(), c.early
 			c.early = nil
 		}
 		return nil
 	}
-	if p.hasBudget && !est.priced {
+	if p.HasBudget && !est.priced {
 		g.releaseEarly(c)
 		return denyf(http.StatusForbidden, "budget_unpriced",
 			"this API key has a spend budget, and keygate has no price for model %q, so it cannot hold the key to it; ask keygate's operator to add the model under prices:", model)
 	}
-	checks := make([]limit.Check, len(p.checks))
-	copy(checks, p.checks)
-	for i, k := range p.kinds {
-		if k == costMoney && (c.budgetMicro == 0 || checks[i].Limit < c.budgetMicro) {
+	a := c.hold(p, est)
+	var checks []limit.Check
+	if n := len(p.Checks); n <= len(a.checks) {
+		checks = a.checks[:n:n]
+	} else {
+		checks = make([]limit.Check, n)
+	}
+	copy(checks, p.Checks)
+	for i, k := range p.Kinds {
+		if k == principal.CostMoney && (c.budgetMicro == 0 || checks[i].Limit < c.budgetMicro) {
 			c.budgetMicro = checks[i].Limit // the tightest budget, for spend-velocity detection
 		}
-		if k == costRequest && checks[i].Kind == limit.Rate {
+		if k == principal.CostRequest && checks[i].Kind == limit.Rate {
 			if rps := float64(checks[i].Limit) / checks[i].Period.Seconds(); c.limitRPS == 0 || rps < c.limitRPS {
 				c.limitRPS = rps // the tightest request rate, for rate-spike detection
 			}
@@ -283,20 +193,21 @@ func (g *Gateway) admit(h http.Header, r *http.Request, c *call, key store.Key, 
 	}
 	money := est.cost()
 	for i := range checks {
-		checks[i].Cost = cost(p.kinds[i], est.in, est.out, money)
+		checks[i].Cost = cost(p.Kinds[i], est.in, est.out, money)
 	}
 	lim, d, den := g.admitChecks(r, key, p, checks)
 	if den != nil {
+		c.adm = nil
 		g.releaseEarly(c)
 		return den
 	}
-	c.adm = &admission{lim: lim, res: d.Reservation, plan: p, est: est, start: g.opts.Now(), early: c.early}
+	a.lim, a.res, a.start, a.early = lim, d.Reservation, g.opts.Now(), c.early
 	c.early = nil
-	setLimitHeaders(h, checks, p.kinds, d)
+	setLimitHeaders(h, checks, p.Kinds, d)
 	if g.opts.Metrics != nil {
 		for i, ch := range checks {
 			if ch.Limit > 0 && i < len(d.Remaining) {
-				g.opts.Metrics.LimitUsage(limitName(ch, p.kinds[i]), float64(ch.Limit-d.Remaining[i])/float64(ch.Limit))
+				g.opts.Metrics.LimitUsage(limitName(ch, p.Kinds[i]), float64(ch.Limit-d.Remaining[i])/float64(ch.Limit))
 			}
 		}
 	}
@@ -306,7 +217,7 @@ func (g *Gateway) admit(h http.Header, r *http.Request, c *call, key store.Key, 
 // admitChecks asks the shared limiter to admit checks (this node's, for
 // rate and concurrency limits, when the shared one is unreachable). It
 // refuses when the checks cannot be decided or a limit refuses.
-func (g *Gateway) admitChecks(r *http.Request, key store.Key, p *limitPlan, checks []limit.Check) (Limiter, limit.Decision, *Denial) {
+func (g *Gateway) admitChecks(r *http.Request, key *principal.Principal, p *principal.Plan, checks []limit.Check) (Limiter, limit.Decision, *Denial) {
 	lo := &g.opts.Limits
 	lim := lo.Shared
 	d, err := lim.Admit(r.Context(), checks)
@@ -314,7 +225,7 @@ func (g *Gateway) admitChecks(r *http.Request, key store.Key, p *limitPlan, chec
 		g.opts.Log.Error("a key's limits are out of range; refusing its requests until they are fixed", "key_id", key.ID, "err", err)
 		return nil, d, deny(http.StatusInternalServerError, "limits_unreadable", "keygate cannot apply this API key's limits; ask its administrator to set them again (keygate key update)")
 	}
-	if err != nil && !p.needsShared && lo.Local != nil {
+	if err != nil && !p.NeedsShared && lo.Local != nil {
 		g.opts.Log.Warn("shared limiter unavailable; enforcing rate limits with this node's counters", "err", err)
 		lim = lo.Local
 		d, err = lim.Admit(r.Context(), checks)
@@ -324,7 +235,7 @@ func (g *Gateway) admitChecks(r *http.Request, key store.Key, p *limitPlan, chec
 		return nil, d, deny(http.StatusServiceUnavailable, "limits_unavailable", "keygate cannot check this API key's quotas and budgets right now, so it refuses the request rather than overspend; try again shortly")
 	}
 	if !d.Allowed {
-		return nil, d, limitDenial(checks[d.Denied], p.kinds[d.Denied], d, d.Denied)
+		return nil, d, limitDenial(checks[d.Denied], p.Kinds[d.Denied], d, d.Denied)
 	}
 	return lim, d, nil
 }
@@ -332,35 +243,20 @@ func (g *Gateway) admitChecks(r *http.Request, key store.Key, p *limitPlan, chec
 // callPlan is the checks the call needs: its key's and group's (cached
 // per key version), and its access token's own, lower limits, counted per
 // token family, on top.
-func (g *Gateway) callPlan(c *call, key store.Key) (*limitPlan, *Denial) {
-	p := g.planFor(key)
-	if p.err != nil {
-		g.opts.Log.Error("a key's limits cannot be read; refusing its requests until they are fixed", "key_id", key.ID, "err", p.err)
+func (g *Gateway) callPlan(c *call, key *principal.Principal) (*principal.Plan, *Denial) {
+	p := &key.Plan
+	if p.Err != nil {
+		g.opts.Log.Error("a key's limits cannot be read; refusing its requests until they are fixed", "key_id", key.ID, "err", p.Err)
 		return nil, deny(http.StatusInternalServerError, "limits_unreadable", "keygate cannot read this API key's limits; ask its administrator to set them again (keygate key update)")
 	}
 	if ts := c.tokenScope; ts != nil && len(ts.Limits) > 0 && c.tokenFamily != "" {
-		tp := &limitPlan{}
-		if err := tp.add(g.opts.Limits.Location, "f:"+c.tokenFamily, ts.Limits); err != nil {
+		tp := &principal.Plan{}
+		if err := tp.AddStored(g.opts.Limits.Location, "f:"+c.tokenFamily, ts.Limits); err != nil {
 			return nil, deny(http.StatusUnauthorized, "invalid_api_key", "the access token's limits cannot be read")
 		}
-		p = &limitPlan{
-			checks: append(append([]limit.Check(nil), p.checks...), tp.checks...), kinds: append(append([]costKind(nil), p.kinds...), tp.kinds...),
-			hasBudget: p.hasBudget || tp.hasBudget, needsShared: p.needsShared || tp.needsShared,
-		}
+		p = p.Merge(tp)
 	}
 	return p, nil
-}
-
-// without returns the plan less its checks of one kind.
-func (p *limitPlan) without(kind limit.Kind) *limitPlan {
-	out := &limitPlan{hasBudget: p.hasBudget, needsShared: p.needsShared}
-	for i, ch := range p.checks {
-		if ch.Kind != kind {
-			out.checks = append(out.checks, ch)
-			out.kinds = append(out.kinds, p.kinds[i])
-		}
-	}
-	return out
 }
 
 // earlyAdmitBytes is the body size from which a call takes its
@@ -378,7 +274,7 @@ type early struct {
 
 // admitEarly takes the call's concurrency slots before a large body (or
 // one of unknown length) is read.
-func (g *Gateway) admitEarly(r *http.Request, c *call, key store.Key) *Denial {
+func (g *Gateway) admitEarly(r *http.Request, c *call, key *principal.Principal) *Denial {
 	if g.opts.Limits.Shared == nil || (r.ContentLength >= 0 && r.ContentLength < earlyAdmitBytes) {
 		return nil
 	}
@@ -386,21 +282,15 @@ func (g *Gateway) admitEarly(r *http.Request, c *call, key store.Key) *Denial {
 	if den != nil {
 		return den
 	}
-	conc := &limitPlan{}
-	for i, ch := range p.checks {
-		if ch.Kind == limit.Concurrency {
-			conc.checks = append(conc.checks, ch)
-			conc.kinds = append(conc.kinds, p.kinds[i])
-		}
-	}
-	if len(conc.checks) == 0 {
+	conc := p.Only(limit.Concurrency)
+	if len(conc.Checks) == 0 {
 		return nil
 	}
-	lim, d, den := g.admitChecks(r, key, conc, conc.checks)
+	lim, d, den := g.admitChecks(r, key, conc, conc.Checks)
 	if den != nil {
 		return den
 	}
-	c.early = &early{lim: lim, res: d.Reservation, n: len(conc.checks)}
+	c.early = &early{lim: lim, res: d.Reservation, n: len(conc.Checks)}
 	return nil
 }
 
@@ -423,17 +313,17 @@ func (g *Gateway) settleEarly(e *early) {
 }
 
 // limitName names a kind of limit for the metrics, never a key.
-func limitName(ch limit.Check, kind costKind) string {
+func limitName(ch limit.Check, kind principal.CostKind) string {
 	switch {
 	case ch.Kind == limit.Concurrency:
 		return "concurrency"
-	case kind == costMoney:
+	case kind == principal.CostMoney:
 		return "budget"
-	case ch.Kind == limit.Rate && kind == costTokens:
+	case ch.Kind == limit.Rate && kind == principal.CostTokens:
 		return "tokens_per_period"
 	case ch.Kind == limit.Rate:
 		return "requests_per_period"
-	case kind == costTokens:
+	case kind == principal.CostTokens:
 		return "tokens_quota"
 	}
 	return "requests_quota"
@@ -442,13 +332,13 @@ func limitName(ch limit.Check, kind costKind) string {
 // limitDenial is the 429 for a request a limit denied: naming the limit,
 // what is left of it and when it frees up, with Retry-After whenever
 // waiting helps.
-func limitDenial(ch limit.Check, kind costKind, d limit.Decision, i int) *Denial {
+func limitDenial(ch limit.Check, kind principal.CostKind, d limit.Decision, i int) *Denial {
 	h := http.Header{}
 	left := d.Remaining[i]
-	setLimitHeaders(h, []limit.Check{ch}, []costKind{kind}, limit.Decision{Remaining: []int64{left}, Reset: []time.Time{d.Reset[i]}})
+	setLimitHeaders(h, []limit.Check{ch}, []principal.CostKind{kind}, limit.Decision{Remaining: []int64{left}, Reset: []time.Time{d.Reset[i]}})
 	den := &Denial{Status: http.StatusTooManyRequests, Header: h}
 	amount := func(n int64) string {
-		if kind == costMoney {
+		if kind == principal.CostMoney {
 			return usd(n)
 		}
 		return strconv.FormatInt(n, 10) + " " + unitName(kind)
@@ -460,12 +350,12 @@ func limitDenial(ch limit.Check, kind costKind, d limit.Decision, i int) *Denial
 	case ch.Kind == limit.Rate:
 		den.Code, den.Message = "rate_limit_exceeded", fmt.Sprintf("rate limit of %d %s per %s reached", ch.Limit, unitName(kind), ch.Period)
 	default:
-		what := fmt.Sprintf("quota of %s per %s", amount(ch.Limit), periodName(ch.Calendar))
+		what := fmt.Sprintf("quota of %s per %s", amount(ch.Limit), principal.PeriodName(ch.Calendar))
 		den.Code = "insufficient_quota"
-		if kind == costMoney {
+		if kind == principal.CostMoney {
 			what = "spend budget of " + usd(ch.Limit)
 			if ch.Calendar != limit.Total {
-				what += " per " + periodName(ch.Calendar)
+				what += " per " + principal.PeriodName(ch.Calendar)
 			}
 			den.Code = "budget_exceeded"
 		}
@@ -509,21 +399,11 @@ func usd(micro int64) string {
 	return "$" + s
 }
 
-func unitName(k costKind) string {
-	if k == costTokens {
+func unitName(k principal.CostKind) string {
+	if k == principal.CostTokens {
 		return "tokens"
 	}
 	return "requests"
-}
-
-func periodName(c limit.Calendar) string {
-	switch c {
-	case limit.Day:
-		return adminapi.PeriodDay
-	case limit.Month:
-		return adminapi.PeriodMonth
-	}
-	return adminapi.PeriodTotal
 }
 
 // rateLimitHeaders are the canonical names setLimitHeaders writes, for
@@ -536,14 +416,14 @@ var rateLimitHeaders = [2][3]string{
 // setLimitHeaders reports the tightest request limit as X-RateLimit-Limit,
 // -Remaining and -Reset (seconds), and the tightest token limit as the
 // same names with a -Tokens suffix.
-func setLimitHeaders(h http.Header, checks []limit.Check, kinds []costKind, d limit.Decision) {
+func setLimitHeaders(h http.Header, checks []limit.Check, kinds []principal.CostKind, d limit.Decision) {
 	best := [2]int{-1, -1}
 	for i := range checks {
 		var slot int
 		switch {
-		case kinds[i] == costRequest:
+		case kinds[i] == principal.CostRequest:
 			slot = 0
-		case kinds[i] == costTokens:
+		case kinds[i] == principal.CostTokens:
 			slot = 1
 		default:
 			continue
@@ -552,17 +432,40 @@ func setLimitHeaders(h http.Header, checks []limit.Check, kinds []costKind, d li
 			best[slot] = i
 		}
 	}
+	// The figures are formatted into one string and the header values
+	// share one backing array: two allocations rather than twelve.
+	var buf [6 * 20]byte
+	var ends [6]int
+	var set [6]bool
+	b := buf[:0]
 	for slot := range rateLimitHeaders {
 		i := best[slot]
 		if i < 0 {
 			continue
 		}
-		names := rateLimitHeaders[slot]
-		h[names[0]] = []string{strconv.FormatInt(checks[i].Limit, 10)}
-		h[names[1]] = []string{strconv.FormatInt(max(d.Remaining[i], 0), 10)}
+		figures := [3]int64{checks[i].Limit, max(d.Remaining[i], 0), -1}
 		if reset := d.Reset[i]; !reset.IsZero() {
-			secs := int64(math.Ceil(time.Until(reset).Seconds()))
-			h[names[2]] = []string{strconv.FormatInt(max(secs, 0), 10)}
+			figures[2] = max(int64(math.Ceil(time.Until(reset).Seconds())), 0)
 		}
+		for j, v := range figures {
+			if v >= 0 {
+				b = strconv.AppendInt(b, v, 10)
+				set[slot*3+j] = true
+			}
+			ends[slot*3+j] = len(b)
+		}
+	}
+	if len(b) == 0 {
+		return
+	}
+	s := string(b)
+	vals := make([]string, len(ends))
+	start := 0
+	for k, end := range ends {
+		if set[k] {
+			vals[k] = s[start:end]
+			h[rateLimitHeaders[k/3][k%3]] = vals[k : k+1 : k+1]
+		}
+		start = end
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/keygate/keygate/internal/fakeprovider"
 	"github.com/keygate/keygate/internal/gateway"
 	"github.com/keygate/keygate/internal/limit"
+	"github.com/keygate/keygate/internal/limit/redisscripts"
 	"github.com/keygate/keygate/internal/pricing"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/usage"
@@ -202,7 +203,7 @@ func TestBudgetNeedsAPrice(t *testing.T) {
 func TestQuotasFailClosed(t *testing.T) {
 	down := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
 	t.Cleanup(func() { down.Close() })
-	l := newLimited(t, fakeprovider.Options{}, func(o *gateway.LimitOptions) { o.Shared = limit.NewRedis(down) })
+	l := newLimited(t, fakeprovider.Options{}, func(o *gateway.LimitOptions) { o.Shared = limit.NewRedis(redisscripts.New(down)) })
 	quota := l.key(t, "q", adminapi.Limits{Quotas: []adminapi.Quota{{Limit: 100, Unit: adminapi.UnitRequests, Period: adminapi.PeriodDay}}})
 	if _, code := openAIError(t, l.chat(t, quota, chatBody), http.StatusServiceUnavailable); code != "limits_unavailable" {
 		t.Fatalf("quota with the limiter down: %q", code)

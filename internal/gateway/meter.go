@@ -115,8 +115,13 @@ func (g *Gateway) settleOnce(c *call, u usage.Usage) {
 			// Every admission is settled, even one whose charge needs no
 			// correction: the Redis limiter keeps a pending record of each
 			// reservation until its settlement.
-			actual := make([]int64, len(a.plan.checks))
-			for i, k := range a.plan.kinds {
+			var actual []int64
+			if n := len(a.plan.Checks); n <= len(a.actual) {
+				actual = a.actual[:n:n]
+			} else {
+				actual = make([]int64, n)
+			}
+			for i, k := range a.plan.Kinds {
 				actual[i] = cost(k, in, out, money)
 			}
 			if a.lim == g.opts.Limits.Local && a.early == nil {
@@ -145,8 +150,13 @@ func (g *Gateway) charge(a *admission, actual []int64, keyID string) {
 	if a.lim == nil {
 		return // everything it held was early
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	ctx := context.Background()
+	if a.lim != g.opts.Limits.Local {
+		// Only a shared limiter waits on the network.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
 	if err := a.lim.Settle(ctx, a.res, actual); err != nil && !errors.Is(err, context.Canceled) {
 		g.opts.Log.Error("could not settle a request's limits; its reservation stands", "key_id", keyID, "err", err)
 	}

@@ -11,14 +11,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/detect"
+	"github.com/keygate/keygate/internal/limitspec"
 	"github.com/keygate/keygate/internal/otp"
 	"github.com/keygate/keygate/internal/policy"
-	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/principal"
 	"github.com/keygate/keygate/internal/token"
 	"github.com/keygate/keygate/internal/web"
 )
@@ -29,21 +29,16 @@ type TokenOptions struct {
 	Authority *token.Authority
 	Families  *token.Families
 	Keyring   *token.Keyring
-	// Keys reads the record of the key a token was exchanged for.
-	Keys interface {
-		GetKey(ctx context.Context, id string) (store.Key, error)
-	}
 	// Revocations records what /oauth/revoke revokes, for every node.
 	Revocations interface {
-		AddRevocation(ctx context.Context, r store.Revocation) (int64, error)
-		RevokeKey(ctx context.Context, id string, at time.Time) (store.Key, error)
+		// Announce adds r to the revocation log every node follows.
+		Announce(ctx context.Context, r Revocation) error
+		// RevokeKey marks a key revoked at at.
+		RevokeKey(ctx context.Context, id string, at time.Time) error
 	}
 	// Denied holds the revoked token families and access tokens this node
 	// refuses; the server feeds it from the revocation log.
 	Denied *Denylist
-	// KeyTTL is how long a token's key record is trusted before it is read
-	// again (revocations of it apply at once through ForgetKey).
-	KeyTTL time.Duration
 	// VerifyTOTP checks a key's one-time password (step-up) presented from
 	// client; a code is accepted once. An error matching otp.ErrLockedOut
 	// (too many wrong codes) is answered 429 with Retry-After. nil: step-up
@@ -97,24 +92,20 @@ func (d *Denylist) denied(kind, subject string) bool {
 	return ok
 }
 
-// tokenKeys caches the key records behind access tokens, by key id.
-type tokenKeys struct {
-	mu sync.RWMutex
-	m  map[string]cachedKey
-}
-
-type cachedKey struct {
-	key     store.Key
-	fetched time.Time
-}
-
 // ForgetKey drops a key from every cache of this gateway, the key
 // verifier's included, after it changed: its next request reads it again.
 func (g *Gateway) ForgetKey(id string) {
 	g.opts.Keys.Invalidate(id)
-	g.tokenKeys.mu.Lock()
-	delete(g.tokenKeys.m, id)
-	g.tokenKeys.mu.Unlock()
+}
+
+// Revocation is one entry of the revocation log every node follows: a
+// key (revoked, suspended, rotated or changed), a token family or an
+// access token, refused until Until.
+type Revocation struct {
+	Kind    string // token.RevokedKey, token.RevokedFamily or token.RevokedToken
+	Subject string // the key id, family id or token id (jti)
+	At      time.Time
+	Until   time.Time
 }
 
 // Revoked applies a revocation to this node at once: a key (revoked,
@@ -122,7 +113,7 @@ func (g *Gateway) ForgetKey(id string) {
 // family or access token is refused from now on. The node that takes a
 // revocation calls it before answering; every other node calls it when
 // it reads the revocation log.
-func (g *Gateway) Revoked(r store.Revocation) {
+func (g *Gateway) Revoked(r Revocation) {
 	switch r.Kind {
 	case token.RevokedKey:
 		g.ForgetKey(r.Subject)
@@ -133,35 +124,14 @@ func (g *Gateway) Revoked(r store.Revocation) {
 	}
 }
 
-func (g *Gateway) keyByID(ctx context.Context, id string) (store.Key, error) {
-	to := g.opts.Tokens
-	g.tokenKeys.mu.RLock()
-	c, ok := g.tokenKeys.m[id]
-	g.tokenKeys.mu.RUnlock()
-	if ok && time.Since(c.fetched) < to.KeyTTL {
-		return c.key, nil
-	}
-	k, err := to.Keys.GetKey(ctx, id)
-	if err != nil {
-		return store.Key{}, err
-	}
-	g.tokenKeys.mu.Lock()
-	if g.tokenKeys.m == nil {
-		g.tokenKeys.m = map[string]cachedKey{}
-	}
-	g.tokenKeys.m[id] = cachedKey{key: k, fetched: time.Now()}
-	g.tokenKeys.mu.Unlock()
-	return k, nil
-}
-
 // keyUsable refuses a key that is revoked, expired or suspended, saying why.
-func keyUsable(k store.Key, now time.Time) error {
+func keyUsable(k *principal.Principal, now time.Time) error {
 	switch {
-	case k.RevokedAt != nil:
+	case k.Revoked:
 		return apikey.ErrRevoked
-	case k.ExpiresAt != nil && !now.Before(*k.ExpiresAt):
+	case k.Expired(now):
 		return apikey.ErrExpired
-	case k.SuspendedAt != nil:
+	case k.Suspended():
 		return errSuspended
 	}
 	return nil
@@ -177,30 +147,30 @@ var errUnbound = errors.New("the access token is bound to a client certificate t
 // with the token's narrower scope recorded on the call. A token bound to a
 // client certificate (RFC 8705) is accepted only over a connection that
 // presents that certificate.
-func (g *Gateway) verifyToken(ctx context.Context, r *http.Request, raw string, now time.Time) (store.Key, error) {
+func (g *Gateway) verifyToken(ctx context.Context, r *http.Request, raw string, now time.Time) (*principal.Principal, error) {
 	to := g.opts.Tokens
 	claims, err := to.Authority.Verify(ctx, raw, now)
 	if err != nil {
-		return store.Key{}, err
+		return nil, err
 	}
 	if claims.CnfX5t != "" {
 		c := clientCert(r)
 		if c == nil || thumbprint(c) != claims.CnfX5t {
-			return store.Key{}, errUnbound
+			return nil, errUnbound
 		}
 	}
 	if to.Denied.denied(token.RevokedToken, claims.JTI) || to.Denied.denied(token.RevokedFamily, claims.FamilyID) {
-		return store.Key{}, apikey.ErrRevoked
+		return nil, apikey.ErrRevoked
 	}
-	key, err := g.keyByID(ctx, claims.Subject)
-	if errors.Is(err, store.ErrNotFound) {
-		return store.Key{}, apikey.ErrRevoked
+	key, err := g.opts.Keys.ByID(ctx, claims.Subject, now)
+	if errors.Is(err, apikey.ErrUnknown) {
+		return nil, apikey.ErrRevoked
 	}
 	if err != nil {
-		return store.Key{}, err
+		return nil, err
 	}
 	if err := keyUsable(key, now); err != nil {
-		return store.Key{}, err
+		return nil, err
 	}
 	c := callFrom(ctx)
 	c.tokenScope, c.tokenAMR, c.tokenFamily = &claims.Scope, claims.AMR, claims.FamilyID
@@ -212,13 +182,11 @@ func (g *Gateway) verifyToken(ctx context.Context, r *http.Request, raw string, 
 // allow: a provider, model or service outside the key's, or a path rule
 // the key's path rules do not cover (internal/authz and internal/policy
 // decide).
-func scopeWithin(k store.Key, sc token.Scope) error {
-	if err := authz.Within(authz.Grant{Env: k.Env, Providers: k.AllowProviders, Models: k.AllowModels, Services: k.AllowServices},
-		authz.Scope{Providers: sc.Providers, Models: sc.Models, Services: sc.Services}); err != nil {
+func scopeWithin(k *principal.Principal, sc token.Scope) error {
+	if err := authz.Within(k.Grant, authz.Scope{Providers: sc.Providers, Models: sc.Models, Services: sc.Services}); err != nil {
 		return err
 	}
-	keyRules, err := policy.ParsePathRules(k.AllowPaths)
-	if err != nil {
+	if k.Scope.Err != nil {
 		return fmt.Errorf("this key's path rules cannot be read; ask its administrator to set them again")
 	}
 	for _, p := range sc.Paths {
@@ -226,8 +194,12 @@ func scopeWithin(k store.Key, sc token.Scope) error {
 		if err != nil {
 			return err
 		}
-		if !policy.PathRulesCover(keyRules, rule) {
-			return fmt.Errorf("scope item path:%s is not within this key's paths (%s)", strings.Replace(p, " ", ":", 1), strings.Join(k.AllowPaths, ", "))
+		if !policy.PathRulesCover(k.Scope.Paths, rule) {
+			keyPaths := make([]string, len(k.Scope.Paths))
+			for i, r := range k.Scope.Paths {
+				keyPaths[i] = r.String()
+			}
+			return fmt.Errorf("scope item path:%s is not within this key's paths (%s)", strings.Replace(p, " ", ":", 1), strings.Join(keyPaths, ", "))
 		}
 	}
 	return nil
@@ -273,8 +245,8 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx, now := r.Context(), g.opts.Now()
-	var key store.Key
-	var fam store.TokenFamily
+	var key *principal.Principal
+	var fam token.Family
 	var refresh string
 	switch r.PostForm.Get("grant_type") {
 	case grantTokenExchange:
@@ -343,7 +315,7 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 			cnf = thumbprint(c)
 		}
 		sj, _ := json.Marshal(scope)
-		f, rt, err := to.Families.Start(ctx, store.TokenFamily{KeyID: k.ID, Scope: sj, AMR: amr, Cnf: cnf, CreatedAt: now})
+		f, rt, err := to.Families.Start(ctx, token.Family{KeyID: k.ID, Scope: sj, AMR: amr, Cnf: cnf, CreatedAt: now})
 		if err != nil {
 			g.opts.Log.Error("token exchange failed", "err", err)
 			oauthError(w, http.StatusInternalServerError, "server_error", "keygate could not issue a token; try again")
@@ -359,7 +331,7 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 				g.opts.Detect.Observe(detect.Observation{At: now, KeyID: f.KeyID, Client: web.ClientAddr(r, g.opts.TrustedProxies).String(), RefreshReuse: true})
 			}
 			g.auditEvent(r, "token.refresh_reuse", f.KeyID, map[string]string{"family": f.ID})
-			g.Revoked(store.Revocation{Kind: token.RevokedFamily, Subject: f.ID, Until: now.Add(token.MaxFamilyLifetime + token.MaxLifetime + token.Leeway)})
+			g.Revoked(Revocation{Kind: token.RevokedFamily, Subject: f.ID, Until: now.Add(token.MaxFamilyLifetime + token.MaxLifetime + token.Leeway)})
 		}
 		if err != nil {
 			if errors.Is(err, token.ErrInvalid) {
@@ -376,7 +348,7 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		k, err := g.keyByID(ctx, f.KeyID)
+		k, err := g.opts.Keys.ByID(ctx, f.KeyID, now)
 		if err == nil {
 			err = keyUsable(k, now)
 		}
@@ -419,7 +391,7 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 // key's allowances (scopeWithin), and its limits count on top of the
 // key's, so a scope can narrow but never widen.
 func parseScope(s string) (sc token.Scope, err error) {
-	var lim adminapi.Limits
+	var lim limitspec.Limits
 	defer func() {
 		if !lim.IsZero() {
 			sc.Limits, _ = json.Marshal(lim)
@@ -476,7 +448,7 @@ func parseScope(s string) (sc token.Scope, err error) {
 
 func formatScope(sc token.Scope) string {
 	var parts []string
-	var lim adminapi.Limits
+	var lim limitspec.Limits
 	if len(sc.Limits) > 0 && json.Unmarshal(sc.Limits, &lim) == nil {
 		for _, l := range []struct {
 			name string
@@ -522,9 +494,9 @@ func (g *Gateway) revokeEndpoint(w http.ResponseWriter, r *http.Request) {
 	case token.LooksLikeJWT(raw):
 		var claims token.Claims
 		if claims, err = to.Authority.Verify(ctx, raw, now); err == nil {
-			rev := store.Revocation{Kind: token.RevokedToken, Subject: claims.JTI, At: now.UTC(), Until: claims.Expiry.Add(token.Leeway).UTC()}
+			rev := Revocation{Kind: token.RevokedToken, Subject: claims.JTI, At: now.UTC(), Until: claims.Expiry.Add(token.Leeway).UTC()}
 			g.Revoked(rev)
-			_, err = to.Revocations.AddRevocation(ctx, rev)
+			err = to.Revocations.Announce(ctx, rev)
 		} else if errors.Is(err, token.ErrInvalid) {
 			err = nil
 		}
@@ -533,17 +505,17 @@ func (g *Gateway) revokeEndpoint(w http.ResponseWriter, r *http.Request) {
 		if fam, err = to.Families.RevokeRefresh(ctx, raw, "revoked by its holder", now); fam != "" {
 			// Its access tokens are refused here before the answer;
 			// other nodes read the family's revocation from the log.
-			g.Revoked(store.Revocation{Kind: token.RevokedFamily, Subject: fam, Until: now.Add(token.MaxFamilyLifetime + token.MaxLifetime + token.Leeway)})
+			g.Revoked(Revocation{Kind: token.RevokedFamily, Subject: fam, Until: now.Add(token.MaxFamilyLifetime + token.MaxLifetime + token.Leeway)})
 		}
 	default:
-		var k store.Key
+		var k *principal.Principal
 		if k, err = g.opts.Keys.Verify(ctx, raw, now); err == nil {
-			if _, err = to.Revocations.RevokeKey(ctx, k.ID, now.UTC()); err == nil {
+			if err = to.Revocations.RevokeKey(ctx, k.ID, now.UTC()); err == nil {
 				_, err = to.Families.RevokeKey(ctx, k.ID, "key revoked by its holder", now)
 			}
 			// Forgotten here before the answer, whatever else failed:
 			// the next request reads the key, revoked, from the store.
-			g.Revoked(store.Revocation{Kind: token.RevokedKey, Subject: k.ID})
+			g.Revoked(Revocation{Kind: token.RevokedKey, Subject: k.ID})
 		} else if !errors.Is(err, apikey.ErrMalformed) && !errors.Is(err, apikey.ErrUnknown) && !errors.Is(err, apikey.ErrRevoked) && !errors.Is(err, apikey.ErrExpired) {
 			break
 		} else {
@@ -589,7 +561,7 @@ func (g *Gateway) introspectEndpoint(w http.ResponseWriter, r *http.Request) {
 	claims, err := to.Authority.Verify(r.Context(), raw, now)
 	active := err == nil && !to.Denied.denied(token.RevokedToken, claims.JTI) && !to.Denied.denied(token.RevokedFamily, claims.FamilyID)
 	if active {
-		k, kerr := g.keyByID(r.Context(), claims.Subject)
+		k, kerr := g.opts.Keys.ByID(r.Context(), claims.Subject, now)
 		active = kerr == nil && keyUsable(k, now) == nil
 	}
 	if !active {

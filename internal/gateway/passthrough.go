@@ -15,9 +15,9 @@ import (
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/jsonpeek"
 	"github.com/keygate/keygate/internal/passthrough"
+	"github.com/keygate/keygate/internal/principal"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/scrub"
-	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/usage"
 )
 
@@ -45,7 +45,7 @@ func (g *Gateway) newPassthroughProxy(transport http.RoundTripper) *httputil.Rev
 // authorizeService refuses a service that cannot be used now, and one
 // the key (or its token) may not reach: services are deny-by-default
 // (internal/authz decides).
-func (g *Gateway) authorizeService(c *call, key store.Key, svc *route.Service) *Denial {
+func (g *Gateway) authorizeService(c *call, key *principal.Principal, svc *route.Service) *Denial {
 	if svc.Unavailable != "" {
 		return denyf(http.StatusServiceUnavailable, "service_unavailable", "service %q cannot be used now: %s", svc.Name, svc.Unavailable)
 	}

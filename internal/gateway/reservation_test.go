@@ -20,6 +20,7 @@ import (
 	"github.com/keygate/keygate/internal/fakeprovider"
 	"github.com/keygate/keygate/internal/gateway"
 	"github.com/keygate/keygate/internal/limit"
+	"github.com/keygate/keygate/internal/limit/redisscripts"
 	"github.com/keygate/keygate/internal/pricing"
 )
 
@@ -49,7 +50,7 @@ func limiters(t *testing.T) map[string]func(t *testing.T) gateway.Limiter {
 					c.Del(ctx, iter.Val())
 				}
 			})
-			return limit.NewRedis(c, limit.WithPrefix(prefix))
+			return limit.NewRedis(redisscripts.New(c), limit.WithPrefix(prefix))
 		},
 	}
 }

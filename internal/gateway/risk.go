@@ -3,15 +3,15 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/keygate/keygate/internal/policy"
-	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/principal"
 	"github.com/keygate/keygate/internal/web"
 )
 
@@ -27,9 +27,18 @@ type RiskOptions struct {
 	// read at a key's first use on this node, written by FlushHistories.
 	// nil keeps it in memory only.
 	History interface {
+		// LoadKeyHistory returns what was learned of a key, or nil for
+		// nothing yet.
 		LoadKeyHistory(ctx context.Context, keyID string) ([]byte, error)
-		SaveKeyHistories(ctx context.Context, hs []store.KeyHistory) error
+		SaveKeyHistories(ctx context.Context, hs []KeyHistory) error
 	}
+}
+
+// KeyHistory is what the risk rules learned of one key (JSON), as saved.
+type KeyHistory struct {
+	KeyID string
+	Data  []byte
+	At    time.Time
 }
 
 // histories is what this node has learned of each key's use, one lock per
@@ -80,7 +89,7 @@ func (g *Gateway) FlushHistories(ctx context.Context) {
 	}
 	g.histories.mu.RUnlock()
 	now := g.opts.Now()
-	var batch []store.KeyHistory
+	var batch []KeyHistory
 	for id, kh := range khs {
 		kh.mu.Lock()
 		if !kh.dirty {
@@ -91,7 +100,7 @@ func (g *Gateway) FlushHistories(ctx context.Context) {
 		kh.dirty = false
 		kh.mu.Unlock()
 		if err == nil {
-			batch = append(batch, store.KeyHistory{KeyID: id, Data: data, At: now})
+			batch = append(batch, KeyHistory{KeyID: id, Data: data, At: now})
 		}
 	}
 	if len(batch) == 0 {
@@ -115,7 +124,7 @@ const recentKept = policy.DefaultRecent
 // request the rules refuse or want a second factor for; every decision
 // with findings is logged with its reasons. A request let through is
 // learned from.
-func (g *Gateway) assessRisk(r *http.Request, c *call, key store.Key) *Denial {
+func (g *Gateway) assessRisk(r *http.Request, c *call, key *principal.Principal) *Denial {
 	ro := g.opts.Risk
 	if ro == nil {
 		return nil
@@ -144,10 +153,10 @@ func (g *Gateway) assessRisk(r *http.Request, c *call, key store.Key) *Denial {
 		// earlier runs, learned.
 		if data, err := ro.History.LoadKeyHistory(r.Context(), key.ID); err == nil {
 			var h policy.History
-			if json.Unmarshal(data, &h) == nil {
+			if data != nil && json.Unmarshal(data, &h) == nil {
 				kh.h = h
 			}
-		} else if !errors.Is(err, store.ErrNotFound) {
+		} else {
 			g.opts.Log.Warn("could not read what the risk rules learned of a key; judging from this node's view", "key_id", key.ID, "err", err)
 		}
 	}

@@ -10,9 +10,9 @@ import (
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/balance"
 	"github.com/keygate/keygate/internal/jsonpeek"
+	"github.com/keygate/keygate/internal/principal"
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
-	"github.com/keygate/keygate/internal/store"
 )
 
 // The routing steps of a model call: which upstream serves the model, may
@@ -21,11 +21,10 @@ import (
 // route picks the provider for the model.
 func (g *Gateway) route(d provider.Dialect, model string) (*route.Upstream, string, *Denial) {
 	up, upstreamModel, err := g.table.Load().Resolve(d.Name(), model)
-	var wd *route.WrongDialectError
-	switch {
-	case err == nil:
+	if err == nil {
 		return up, upstreamModel, nil
-	case errors.As(err, &wd):
+	}
+	if wd := (*route.WrongDialectError)(nil); errors.As(err, &wd) {
 		return nil, "", deny(http.StatusBadRequest, "wrong_api_dialect", wd.Error())
 	}
 	return nil, "", denyf(http.StatusNotFound, "model_not_found",
@@ -34,7 +33,7 @@ func (g *Gateway) route(d provider.Dialect, model string) (*route.Upstream, stri
 
 // authorize applies the key's (and its token's) allowances to the routed
 // call.
-func (g *Gateway) authorize(c *call, key store.Key, up *route.Upstream, model string) *Denial {
+func (g *Gateway) authorize(c *call, key *principal.Principal, up *route.Upstream, model string) *Denial {
 	if d := authz.Authorize(c.principal(key), authz.Target{Kind: authz.Model, Provider: up.Name, Env: up.Env, Model: model}); d != nil {
 		return deny(http.StatusForbidden, d.Code, d.Message)
 	}
@@ -82,7 +81,7 @@ func (g *Gateway) shapeForUpstream(r *http.Request, c *call, up *route.Upstream,
 
 // routeAlias narrows an alias to the deployments the key may use, in the
 // order the strategy prefers, and records them on the call.
-func (g *Gateway) routeAlias(r *http.Request, c *call, key store.Key, a *route.Alias) *Denial {
+func (g *Gateway) routeAlias(r *http.Request, c *call, key *principal.Principal, a *route.Alias) *Denial {
 	d := c.dialect
 	if len(a.Deployments) == 0 {
 		return denyf(http.StatusServiceUnavailable, "model_unavailable", "model alias %q has no usable deployment: %v", a.Name, a.Unavailable)

@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"testing"
+	"time"
 
+	"github.com/keygate/keygate/internal/keysource"
 	"github.com/keygate/keygate/internal/store"
 )
 
@@ -15,7 +17,7 @@ func FuzzParseScope(f *testing.F) {
 		"model:[", "path:GET", "tpm:-1", "concurrency:99999999999999999999", "model:* service:x", ""} {
 		f.Add(s)
 	}
-	key := store.Key{Env: "live", AllowModels: []string{"gpt-4o-mini", "o3*"}, AllowServices: []string{"github"}, AllowPaths: []string{"* /v1/*"}}
+	key := keysource.Compile(store.Key{Env: "live", AllowModels: []string{"gpt-4o-mini", "o3*"}, AllowServices: []string{"github"}, AllowPaths: []string{"* /v1/*"}}, nil, time.UTC)
 	f.Fuzz(func(t *testing.T, s string) {
 		sc, err := parseScope(s)
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/gateway"
+	"github.com/keygate/keygate/internal/gatewaystore"
 	"github.com/keygate/keygate/internal/otp"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
@@ -100,8 +101,8 @@ func (e *stepUpEnv) node(t *testing.T) *stepUpNode {
 	}
 	n.gw = newGatewayWith(t, n.keys.verifier(), nil, func(o *gateway.Options) {
 		o.Now = e.clock
-		o.Tokens = &gateway.TokenOptions{Authority: auth, Families: fams, Keyring: ring, Keys: st, Revocations: st,
-			Denied: &gateway.Denylist{}, KeyTTL: time.Second, VerifyTOTP: verify}
+		o.Tokens = &gateway.TokenOptions{Authority: auth, Families: fams, Keyring: ring, Revocations: gatewaystore.New(st),
+			Denied: &gateway.Denylist{}, VerifyTOTP: verify}
 	})
 	return n
 }

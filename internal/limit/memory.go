@@ -18,8 +18,10 @@ import (
 const shardCount = 64
 
 // smallRequest is the number of checks whose working state Admit keeps on
-// the stack and whose results it allocates in one block.
-const smallRequest = 4
+// the stack and whose results it allocates in one block: a key with a
+// limit of every kind (two rates, tokens, concurrency, a quota and a
+// budget) plus its token's fits.
+const smallRequest = 8
 
 // Memory is a Limiter that keeps its counters in this process: exact for a
 // single keygate node, but each node of a cluster would count on its own

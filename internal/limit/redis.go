@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // skewMargin is how far this node's clock may run ahead of Redis's when a
@@ -47,17 +45,26 @@ const holdTTL = 24 * time.Hour
 // WithPrefix), because a script's keys must share a slot.
 type Redis struct {
 	settings
-	client redis.UniversalClient
+	client Scripts
 	prefix string
 	node   string           // random, to make reservation ids unique across nodes
 	wall   func() time.Time // this node's clock, for quota periods when now is nil
 	seq    atomic.Uint64
-	admit  *redis.Script
-	settle *redis.Script
 }
 
-// NewRedis returns a Limiter that keeps its state in Redis through client.
-func NewRedis(client redis.UniversalClient, opts ...RedisOption) *Redis {
+// Scripts runs this package's Lua scripts in Redis; internal/limit/
+// redisscripts adapts a go-redis client. Declaring it here keeps the Redis
+// driver out of this package and of the data plane that imports it.
+type Scripts interface {
+	// EvalInts runs the script src and returns its array-of-integers result.
+	EvalInts(ctx context.Context, src string, keys []string, args ...any) ([]int64, error)
+	// Exec runs the script src and returns only its error.
+	Exec(ctx context.Context, src string, keys []string, args ...any) error
+}
+
+// NewRedis returns a Limiter that keeps its state in Redis through client
+// (redisscripts.New of a go-redis client).
+func NewRedis(client Scripts, opts ...RedisOption) *Redis {
 	var b [8]byte
 	rand.Read(b[:])
 	r := &Redis{
@@ -66,8 +73,6 @@ func NewRedis(client redis.UniversalClient, opts ...RedisOption) *Redis {
 		prefix:   "keygate:limit:",
 		node:     hex.EncodeToString(b[:]),
 		wall:     time.Now,
-		admit:    redis.NewScript(admitLua),
-		settle:   redis.NewScript(settleLua),
 	}
 	for _, o := range opts {
 		o.applyRedis(r)
@@ -168,7 +173,7 @@ func (x *Redis) Admit(ctx context.Context, checks []Check) (Decision, error) {
 	}
 	keys = append(keys, x.prefix+"p:"+rid)
 
-	res, err := x.admit.Run(ctx, x.client, keys, args...).Int64Slice()
+	res, err := x.client.EvalInts(ctx, admitLua, keys, args...)
 	if err != nil {
 		return Decision{Denied: -1}, failed(err)
 	}
@@ -237,7 +242,7 @@ func (x *Redis) Settle(ctx context.Context, r Reservation, actual []int64) error
 			args = append(args, int64(c.Kind), c.Limit, actual[i]-c.Cost, c.Period.Microseconds(), 0)
 		}
 	}
-	if err := x.settle.Run(ctx, x.client, keys, args...).Err(); err != nil {
+	if err := x.client.Exec(ctx, settleLua, keys, args...); err != nil {
 		r.h.settled.Store(false)
 		return failed(err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/keygate/keygate/internal/limit"
 	"github.com/keygate/keygate/internal/limit/limittest"
+	"github.com/keygate/keygate/internal/limit/redisscripts"
 )
 
 // redisEnv names the environment variable holding the URL of the Redis the
@@ -69,13 +70,13 @@ func TestRedis(t *testing.T) {
 	t.Parallel()
 	c := redisClient(t)
 	limittest.Run(t, func(t *testing.T, now func() time.Time) limit.Limiter {
-		return limit.NewRedis(c, limit.WithPrefix(redisPrefix(t, c)), limit.WithClock(now))
+		return limit.NewRedis(redisscripts.New(c), limit.WithPrefix(redisPrefix(t, c)), limit.WithClock(now))
 	})
 	limittest.RunShared(t, func(t *testing.T, now func() time.Time) (limit.Limiter, limit.Limiter) {
 		prefix := redisPrefix(t, c)
 		other := redisClient(t) // a second node has its own connections
-		return limit.NewRedis(c, limit.WithPrefix(prefix), limit.WithClock(now)),
-			limit.NewRedis(other, limit.WithPrefix(prefix), limit.WithClock(now))
+		return limit.NewRedis(redisscripts.New(c), limit.WithPrefix(prefix), limit.WithClock(now)),
+			limit.NewRedis(redisscripts.New(other), limit.WithPrefix(prefix), limit.WithClock(now))
 	})
 }
 
@@ -83,7 +84,7 @@ func TestRedis(t *testing.T) {
 func newRedis(t testing.TB, opts ...limit.RedisOption) (*limit.Redis, *redis.Client, string) {
 	c := redisClient(t)
 	prefix := redisPrefix(t, c)
-	return limit.NewRedis(c, append([]limit.RedisOption{limit.WithPrefix(prefix)}, opts...)...), c, prefix
+	return limit.NewRedis(redisscripts.New(c), append([]limit.RedisOption{limit.WithPrefix(prefix)}, opts...)...), c, prefix
 }
 
 func TestRedisTime(t *testing.T) {
@@ -270,7 +271,7 @@ func TestRedisUnavailable(t *testing.T) {
 		MaxRetries:   -1,
 	})
 	t.Cleanup(func() { dead.Close() })
-	l := limit.NewRedis(dead, limit.WithPrefix(prefix))
+	l := limit.NewRedis(redisscripts.New(dead), limit.WithPrefix(prefix))
 	key := "key:secret_looking_id:usd"
 	q := []limit.Check{{Key: key, Kind: limit.Quota, Limit: 100, Calendar: limit.Day, Cost: 10}}
 
@@ -357,7 +358,7 @@ func TestRedisMatchesMemory(t *testing.T) {
 	c := redisClient(t)
 	clock := limittest.NewClock(time.Date(2025, 3, 31, 23, 50, 0, 0, time.UTC))
 	mem := limit.NewMemory(limit.WithClock(clock.Now))
-	red := limit.NewRedis(c, limit.WithPrefix(redisPrefix(t, c)), limit.WithClock(clock.Now))
+	red := limit.NewRedis(redisscripts.New(c), limit.WithPrefix(redisPrefix(t, c)), limit.WithClock(clock.Now))
 	berlin, err := time.LoadLocation("Europe/Berlin")
 	if err != nil {
 		berlin = time.UTC

@@ -10,14 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/audit"
-	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/vault"
@@ -149,7 +147,8 @@ type auditTrail struct {
 
 // newAudit builds the audit writer: the database always, and the file,
 // syslog and webhook sinks the configuration names.
-func newAudit(ctx context.Context, cfg config.Config, st *store.Store, v *vault.Vault, log *slog.Logger) (*auditTrail, error) {
+func newAudit(ctx context.Context, p *plan, st *store.Store, v *vault.Vault, log *slog.Logger) (*auditTrail, error) {
+	cfg := p.cfg
 	node, err := nodeID(cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -163,6 +162,14 @@ func newAudit(ctx context.Context, cfg config.Config, st *store.Store, v *vault.
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	sinks := []audit.Sink{dbSink{st: st, node: node, log: log}}
+	ok := false
+	defer func() {
+		if !ok { // the writer owns the sinks once it exists
+			for _, s := range sinks {
+				_ = s.Close()
+			}
+		}
+	}()
 	if cfg.Audit.File != "" {
 		f, err := audit.OpenFile(cfg.Audit.File, audit.FileOptions{})
 		if err != nil {
@@ -170,11 +177,7 @@ func newAudit(ctx context.Context, cfg config.Config, st *store.Store, v *vault.
 		}
 		sinks = append(sinks, f)
 	}
-	if cfg.Audit.Syslog != "" {
-		u, err := url.Parse(cfg.Audit.Syslog)
-		if err != nil || (u.Scheme != "udp" && u.Scheme != "tcp") || u.Host == "" {
-			return nil, errors.New("config: audit.syslog must be udp://host:port or tcp://host:port")
-		}
+	if u := p.auditSyslog; u != nil {
 		s, err := audit.DialSyslog(ctx, audit.SyslogOptions{Network: u.Scheme, Addr: u.Host, AppName: "keygate"})
 		if err != nil {
 			return nil, fmt.Errorf("config: audit.syslog: %w", err)
@@ -211,6 +214,7 @@ func newAudit(ctx context.Context, cfg config.Config, st *store.Store, v *vault.
 	if err != nil {
 		return nil, err
 	}
+	ok = true
 	return &auditTrail{w: w, node: node, pub: pub}, nil
 }
 

@@ -2,15 +2,13 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keygate/keygate/internal/audit"
-	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/detect"
 	"github.com/keygate/keygate/internal/metrics"
 	"github.com/keygate/keygate/internal/secret"
@@ -22,14 +20,20 @@ import (
 type detection struct {
 	engine *detect.Engine
 	disp   *detect.Dispatcher // nil without a notifier
+	// acting counts the alert actions (suspend, step-up) under way: they
+	// write the store and the audit trail, so shutdown waits for them
+	// before closing either.
+	acting sync.WaitGroup
+	log    *slog.Logger
 }
 
 // newDetection builds the detectors and the notifiers the configuration
 // names. Every alert is logged, counted and put on the audit trail; an
 // alert whose rule maps to suspend suspends its key on every node.
-func newDetection(ctx context.Context, cfg config.Config, st *store.Store, v *vault.Vault, trail *auditTrail, met *metrics.Metrics,
+func newDetection(ctx context.Context, p *plan, st *store.Store, v *vault.Vault, trail *auditTrail, met *metrics.Metrics,
 	forgetKey func(string), log *slog.Logger) (*detection, error) {
-	d := &detection{}
+	cfg := p.cfg
+	d := &detection{log: log}
 	notifiers := map[string]detect.Notifier{}
 	if cfg.Alerts.Webhook != "" {
 		key, err := v.Ensure(ctx, "system/alert-webhook-key", 32)
@@ -41,12 +45,8 @@ func newDetection(ctx context.Context, cfg config.Config, st *store.Store, v *va
 	if cfg.Alerts.Slack != "" {
 		notifiers["slack"] = &detect.SlackNotifier{URL: secret.New(cfg.Alerts.Slack), Client: cfg.EgressPolicy().Client(30 * time.Second)}
 	}
-	if cfg.Alerts.Syslog != "" {
-		u, err := url.Parse(cfg.Alerts.Syslog)
-		if err != nil || u.Scheme != "udp" || u.Host == "" {
-			return nil, errors.New("config: alerts.syslog must be udp://host:port")
-		}
-		notifiers["syslog"] = &detect.SyslogNotifier{Addr: u.Host}
+	if p.alertsSyslog != nil {
+		notifiers["syslog"] = &detect.SyslogNotifier{Addr: p.alertsSyslog.Host}
 	}
 	if len(notifiers) > 0 {
 		disp, err := detect.NewDispatcher(notifiers, detect.DispatcherOptions{OnError: func(name string, a detect.Alert, err error) {
@@ -57,34 +57,7 @@ func newDetection(ctx context.Context, cfg config.Config, st *store.Store, v *va
 		}
 		d.disp = disp
 	}
-	dc := detect.DefaultConfig()
-	if cfg.Alerts.AuthFailures > 0 {
-		dc.Auth.Max = cfg.Alerts.AuthFailures
-	}
-	a := cfg.Alerts
-	setF := func(dst *float64, v float64) {
-		if v > 0 {
-			*dst = v
-		}
-	}
-	setD := func(dst *time.Duration, v time.Duration) {
-		if v > 0 {
-			*dst = v
-		}
-	}
-	setF(&dc.Rate.Factor, a.Rate.Factor)
-	setD(&dc.Rate.Window, a.Rate.Window)
-	setD(&dc.Rate.ShortWindow, a.Rate.ShortWindow)
-	setD(&dc.Rate.History, a.Rate.History)
-	setF(&dc.Rate.LimitShare, a.Rate.LimitShare)
-	setD(&dc.Rate.BaselineWindow, a.Rate.Baseline)
-	setD(&dc.Rate.Forming, a.Rate.Forming)
-	setF(&dc.Shift.Threshold, a.ShiftThreshold)
-	setF(&dc.Spend.Factor, a.SpendFactor)
-	if a.PerMinute > 0 {
-		dc.Limits.PerMinute = a.PerMinute
-	}
-	dc.Actions = cfg.Alerts.Actions
+	dc := p.detect
 	stepUpFor := cfg.Alerts.StepUpFor
 	if stepUpFor <= 0 {
 		stepUpFor = 24 * time.Hour
@@ -93,7 +66,7 @@ func newDetection(ctx context.Context, cfg config.Config, st *store.Store, v *va
 		if a.KeyID == "" || (action != detect.ActionSuspend && action != detect.ActionStepUp) {
 			return
 		}
-		go func() {
+		d.acting.Go(func() {
 			ctx := context.Background()
 			now := time.Now().UTC()
 			var err error
@@ -115,7 +88,7 @@ func newDetection(ctx context.Context, cfg config.Config, st *store.Store, v *va
 			_ = trail.w.Record(audit.Event{Type: evType, Actor: "alert", KeyID: a.KeyID, Decision: "deny",
 				Reasons: []string{a.Rule + ": " + a.Summary}, Fields: map[string]string{"alert_id": a.ID}})
 			log.Warn("key "+what+" by an alert", "key_id", a.KeyID, "rule", a.Rule)
-		}()
+		})
 	}
 	engine, err := detect.NewEngine(dc, time.Now, func(a detect.Alert) {
 		met.Alert(a.Rule)
@@ -144,24 +117,18 @@ func newDetection(ctx context.Context, cfg config.Config, st *store.Store, v *va
 	return d, nil
 }
 
-// run ticks the detectors every second until ctx ends.
-func (d *detection) run(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			d.engine.Tick(now)
-		}
-	}
-}
-
+// close waits for the alert actions under way, then delivers the alerts
+// still queued (for up to 5 seconds).
 func (d *detection) close() {
+	if d == nil {
+		return
+	}
+	d.acting.Wait()
 	if d.disp != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = d.disp.Close(ctx)
+		if err := d.disp.Close(ctx); err != nil {
+			d.log.Error("some alerts were not delivered before shutdown", "err", err)
+		}
 	}
 }

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"maps"
 	"sync/atomic"
 
 	"github.com/keygate/keygate/internal/store"
@@ -13,6 +15,9 @@ import (
 type groupCache struct {
 	st *store.Store
 	m  atomic.Pointer[map[string][]byte]
+	// onChange runs after a reload that found a group added, removed or
+	// with other limits.
+	onChange func()
 }
 
 func newGroupCache(st *store.Store) *groupCache {
@@ -32,7 +37,10 @@ func (g *groupCache) reload(ctx context.Context) error {
 	for _, gr := range gs {
 		m[gr.Name] = gr.Limits
 	}
-	g.m.Store(&m)
+	old := g.m.Swap(&m)
+	if g.onChange != nil && !maps.EqualFunc(*old, m, bytes.Equal) {
+		g.onChange()
+	}
 	return nil
 }
 

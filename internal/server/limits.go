@@ -2,17 +2,15 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/gateway"
 	"github.com/keygate/keygate/internal/limit"
-	"github.com/keygate/keygate/internal/pricing"
+	"github.com/keygate/keygate/internal/limit/redisscripts"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/usage"
 )
@@ -27,15 +25,11 @@ type limits struct {
 	log     *slog.Logger
 }
 
-func newLimits(ctx context.Context, cfg config.Config, st *store.Store, log *slog.Logger) (*limits, error) {
-	overrides := make(map[string]pricing.Price, len(cfg.Prices))
-	for name, p := range cfg.Prices {
-		overrides[name] = pricing.USD(p.Input, p.Output)
-	}
-	prices, err := pricing.NewTable(overrides)
-	if err != nil {
-		return nil, fmt.Errorf("config: prices: %w", err)
-	}
+// newLimits builds admission control from the plan. A Redis that cannot be
+// reached yet is not an error: keygate starts, and refuses what needs it.
+func newLimits(ctx context.Context, p *plan, st *store.Store, log *slog.Logger) (*limits, error) {
+	cfg := p.cfg
+	prices := p.prices
 	l := &limits{groups: newGroupCache(st), log: log}
 	if err := l.groups.reload(ctx); err != nil {
 		return nil, fmt.Errorf("read key groups: %w", err)
@@ -44,25 +38,19 @@ func newLimits(ctx context.Context, cfg config.Config, st *store.Store, log *slo
 	l.usage = usage.NewRecorder(st, loc, log)
 	local := limit.NewMemory()
 	var shared gateway.Limiter = local
-	if cfg.Limits.Redis != "" {
-		opt, err := redis.ParseURL(cfg.Limits.Redis)
-		if err != nil {
-			// The URL may hold a password: it is not repeated.
-			return nil, errors.New("config: limits.redis is not a valid redis:// URL")
-		}
-		l.redis = redis.NewClient(opt)
+	if p.redis != nil {
+		l.redis = redis.NewClient(p.redis)
 		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		err = l.redis.Ping(pctx).Err()
+		err := l.redis.Ping(pctx).Err()
 		cancel()
 		if err != nil {
 			log.Warn("Redis for limits is not reachable yet; quotas and budgets are refused and rate limits use this node's counters until it is",
-				"addr", opt.Addr, "err", err)
+				"addr", p.redis.Addr, "err", err)
 		}
-		shared = limit.NewRedis(l.redis)
+		shared = limit.NewRedis(redisscripts.New(l.redis))
 	}
 	l.gateway = gateway.LimitOptions{
 		Shared: shared, Local: local,
-		GroupLimits:       l.groups.limits,
 		Prices:            prices,
 		Location:          loc,
 		DefaultMaxTokens:  cfg.Limits.DefaultMaxTokens,
@@ -81,7 +69,7 @@ func (l *limits) groupsChanged(ctx context.Context) {
 }
 
 func (l *limits) close() {
-	if l.redis != nil {
+	if l != nil && l.redis != nil {
 		_ = l.redis.Close()
 	}
 }

@@ -12,35 +12,43 @@ import (
 // nodes; a revocation takes effect everywhere within about this long.
 const revocationPoll = 250 * time.Millisecond
 
-// followRevocations applies revocations recorded by any node to this one's
-// caches until ctx ends: a revoked, suspended, rotated or changed key is
-// re-read on its next request.
-func followRevocations(ctx context.Context, st *store.Store, apply func(store.Revocation), log *slog.Logger) {
+// revocationFollower applies revocations recorded by any node to this
+// one's caches: a revoked, suspended, rotated or changed key is re-read on
+// its next request, a revoked token family or token is refused. Build
+// reads where the log ends, so nothing recorded after Build is missed.
+type revocationFollower struct {
+	st      *store.Store
+	apply   func(store.Revocation)
+	log     *slog.Logger
+	last    int64
+	failing bool
+}
+
+// newRevocationFollower starts following at the end of the revocation log.
+func newRevocationFollower(ctx context.Context, st *store.Store, apply func(store.Revocation), log *slog.Logger) *revocationFollower {
+	f := &revocationFollower{st: st, apply: apply, log: log}
 	last, err := st.LatestRevocationSeq(ctx)
 	if err != nil {
 		log.Warn("could not read the revocation log; changes made on other nodes apply within key_cache_ttl until it can be", "err", err)
 	}
-	t := time.NewTicker(revocationPoll)
-	defer t.Stop()
-	failing := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	f.last = last
+	return f
+}
+
+// poll applies the revocations recorded since the last poll. Only the
+// background task calls it.
+func (f *revocationFollower) poll(ctx context.Context) {
+	revs, err := f.st.RevocationsSince(ctx, f.last)
+	if err != nil {
+		if !f.failing && ctx.Err() == nil {
+			f.log.Warn("could not read the revocation log; will retry", "err", err)
 		}
-		revs, err := st.RevocationsSince(ctx, last)
-		if err != nil {
-			if !failing && ctx.Err() == nil {
-				log.Warn("could not read the revocation log; will retry", "err", err)
-			}
-			failing = true
-			continue
-		}
-		failing = false
-		for _, r := range revs {
-			apply(r)
-			last = r.Seq
-		}
+		f.failing = true
+		return
+	}
+	f.failing = false
+	for _, r := range revs {
+		f.apply(r)
+		f.last = r.Seq
 	}
 }

@@ -11,56 +11,11 @@ import (
 	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/detect"
-	"github.com/keygate/keygate/internal/gateway"
-	"github.com/keygate/keygate/internal/geoip"
 	"github.com/keygate/keygate/internal/otp"
-	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/vault"
 )
-
-// newRisk builds the zero-trust rules from the configuration, opening the
-// GeoIP database when one is configured. close releases it.
-func newRisk(cfg config.Config) (*gateway.RiskOptions, func(), error) {
-	parse := func(field, v string) (policy.Action, error) {
-		a, err := policy.ParseAction(v)
-		if err != nil {
-			return 0, fmt.Errorf("config: %s: %w", field, err)
-		}
-		return a, nil
-	}
-	var rules policy.RiskRules
-	var err error
-	if rules.CountryAction, err = parse("risk.country_action", cfg.Risk.CountryAction); err != nil {
-		return nil, nil, err
-	}
-	if rules.ImpossibleTravel, err = parse("risk.impossible_travel", cfg.Risk.ImpossibleTravel); err != nil {
-		return nil, nil, err
-	}
-	if rules.UnusualHour, err = parse("risk.unusual_hour", cfg.Risk.UnusualHour); err != nil {
-		return nil, nil, err
-	}
-	if rules.NewNetwork, err = parse("risk.new_network", cfg.Risk.NewNetwork); err != nil {
-		return nil, nil, err
-	}
-	rules.AllowCountries, rules.DenyCountries = cfg.Risk.AllowCountries, cfg.Risk.DenyCountries
-	rules.Location = cfg.Limits.Location()
-	if err := rules.Validate(); err != nil {
-		return nil, nil, fmt.Errorf("config: risk: %w", err)
-	}
-	ro := &gateway.RiskOptions{Rules: rules}
-	closeDB := func() {}
-	if cfg.Risk.GeoIPDatabase != "" {
-		db, err := geoip.Open(cfg.Risk.GeoIPDatabase)
-		if err != nil {
-			return nil, nil, fmt.Errorf("config: risk.geoip_database: %w", err)
-		}
-		ro.GeoIP = db
-		closeDB = func() { _ = db.Close() }
-	}
-	return ro, closeDB, nil
-}
 
 // totpRecord is the vault record of a key's one-time-password secret.
 func totpRecord(keyID string) string { return "totp/" + keyID }

@@ -8,6 +8,7 @@ import (
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/gateway"
+	"github.com/keygate/keygate/internal/gatewaystore"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/token"
 	"github.com/keygate/keygate/internal/vault"
@@ -47,7 +48,7 @@ func newTokens(ctx context.Context, cfg config.Config, st *store.Store, v *vault
 		return nil, fmt.Errorf("refresh tokens: %w", err)
 	}
 	return &tokens{ring: ring, gateway: &gateway.TokenOptions{
-		Authority: auth, Families: fams, Keyring: ring, Keys: st, Revocations: st,
-		Denied: &gateway.Denylist{}, KeyTTL: cfg.KeyCacheTTL,
+		Authority: auth, Families: fams, Keyring: ring, Revocations: gatewaystore.New(st),
+		Denied: &gateway.Denylist{},
 	}}, nil
 }

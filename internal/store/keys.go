@@ -15,7 +15,8 @@ func (s *Store) CreateKey(ctx context.Context, k Key) error {
 		s.nullTimeArg(k.ExpiresAt), s.nullTimeArg(k.RevokedAt), s.nullTimeArg(k.LastUsedAt),
 		limitsArg(k.Limits), nullString(k.Group),
 		listArg(k.AllowPaths), listArg(k.AllowIPs), k.Hours, s.nullTimeArg(k.SuspendedAt), nullString(k.RotatedFrom),
-		k.RotateEvery.Microseconds(), k.RotateGrace.Microseconds(), k.DeliverTo, s.nullTimeArg(k.NextRotationAt), k.ClientCert, s.nullTimeArg(k.StepUpUntil), listArg(k.AllowServices))
+		k.RotateEvery.Microseconds(), k.RotateGrace.Microseconds(), k.DeliverTo, s.nullTimeArg(k.NextRotationAt), k.ClientCert, s.nullTimeArg(k.StepUpUntil), listArg(k.AllowServices),
+		nullString(k.Team), nullString(k.Owner), k.CreatedBy)
 	if err != nil {
 		return fmt.Errorf("store: create key %q: %w", k.Name, mapErr(err))
 	}
@@ -128,6 +129,7 @@ func scanKey(row rowScanner) (Key, error) {
 		nullTimeCol{&k.ExpiresAt}, nullTimeCol{&k.RevokedAt}, nullTimeCol{&k.LastUsedAt},
 		limitsCol{&k.Limits}, nullStringCol{&k.Group},
 		listCol{&k.AllowPaths}, listCol{&k.AllowIPs}, &k.Hours, nullTimeCol{&k.SuspendedAt}, nullStringCol{&k.RotatedFrom},
-		durationCol{&k.RotateEvery}, durationCol{&k.RotateGrace}, &k.DeliverTo, nullTimeCol{&k.NextRotationAt}, &k.ClientCert, nullTimeCol{&k.StepUpUntil}, listCol{&k.AllowServices})
+		durationCol{&k.RotateEvery}, durationCol{&k.RotateGrace}, &k.DeliverTo, nullTimeCol{&k.NextRotationAt}, &k.ClientCert, nullTimeCol{&k.StepUpUntil}, listCol{&k.AllowServices},
+		nullStringCol{&k.Team}, nullStringCol{&k.Owner}, &k.CreatedBy)
 	return k, err
 }

@@ -25,7 +25,7 @@ func (s *Store) ExportSnapshot(ctx context.Context) (Snapshot, error) {
 		return Snapshot{}, fmt.Errorf("store: begin backup read: %w", err)
 	}
 	defer tx.Rollback()
-	ro := &Store{dialect: s.dialect, q: s.q, t: s.t, r: tx, w: tx, inTx: true}
+	ro := &Store{dialect: s.dialect, q: s.q, t: s.t, p: s.p, r: tx, w: tx, inTx: true}
 
 	var snap Snapshot
 	if snap.Providers, err = ro.ListProviders(ctx); err != nil {
@@ -56,6 +56,19 @@ func (s *Store) ExportSnapshot(ctx context.Context) (Snapshot, error) {
 	if snap.Groups, err = ro.ListGroups(ctx); err != nil {
 		return Snapshot{}, err
 	}
+	if snap.Users, err = ro.ListUsers(ctx); err != nil {
+		return Snapshot{}, err
+	}
+	if snap.Teams, err = ro.ListTeams(ctx); err != nil {
+		return Snapshot{}, err
+	}
+	rows, err = tx.QueryContext(ctx, s.p.listAllMembers)
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("store: read team members: %w", err)
+	}
+	if snap.TeamMembers, err = collect(rows, scanMember, "read team members"); err != nil {
+		return Snapshot{}, err
+	}
 	return snap, nil
 }
 
@@ -72,6 +85,7 @@ func (s *Store) ImportSnapshot(ctx context.Context, snap Snapshot) error {
 	return s.InTx(ctx, func(tx *Store) error {
 		for _, q := range []struct{ sql, what string }{
 			{tx.q.countProviders, "providers"}, {tx.q.countKeys, "API keys"}, {tx.q.countSecretMeta, "secrets"}, {tx.q.countGroups, "groups"},
+			{`SELECT COUNT(*) FROM users`, "users"},
 		} {
 			var n int
 			if err := tx.r.QueryRowContext(ctx, q.sql).Scan(&n); err != nil {
@@ -104,6 +118,22 @@ func (s *Store) ImportSnapshot(ctx context.Context, snap Snapshot) error {
 		for _, g := range snap.Groups {
 			if err := tx.CreateGroup(ctx, g); err != nil {
 				return fmt.Errorf("store: restore: %w", err)
+			}
+		}
+		for _, u := range snap.Users {
+			if err := tx.CreateUser(ctx, u); err != nil {
+				return fmt.Errorf("store: restore: %w", err)
+			}
+		}
+		for _, t := range snap.Teams {
+			// The team's group was restored with the other groups.
+			if _, err := tx.w.ExecContext(ctx, tx.p.createTeam, t.Name, t.Group, limitsArg(t.Policy), tx.timeArg(t.CreatedAt)); err != nil {
+				return fmt.Errorf("store: restore: team %q: %w", t.Name, mapErr(err))
+			}
+		}
+		for _, m := range snap.TeamMembers {
+			if _, err := tx.w.ExecContext(ctx, tx.p.putMember, m.Team, m.UserID, m.Role, tx.timeArg(m.AddedAt)); err != nil {
+				return fmt.Errorf("store: restore: member %q of team %q: %w", m.UserID, m.Team, mapErr(err))
 			}
 		}
 		for _, k := range snap.Keys {

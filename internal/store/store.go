@@ -60,6 +60,7 @@ type Store struct {
 	dialect Dialect
 	q       *queries
 	t       *tokenQueries
+	p       *peopleQueries
 
 	// r serves reads and w serves writes. On SQLite they are separate pools
 	// (many readers, one writer); on PostgreSQL both are the same pool. Inside
@@ -133,7 +134,7 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Store) error) (err error) 
 			err = errors.Join(err, fmt.Errorf("store: roll back transaction: %w", rbErr))
 		}
 	}()
-	bound := &Store{dialect: s.dialect, q: s.q, t: s.t, r: tx, w: tx, inTx: true}
+	bound := &Store{dialect: s.dialect, q: s.q, t: s.t, p: s.p, r: tx, w: tx, inTx: true}
 	if err := fn(bound); err != nil {
 		return err
 	}

@@ -79,6 +79,16 @@ type Key struct {
 	// AllowServices names the passthrough services (/proxy/{service}/)
 	// the key may reach; empty means none: services are deny-by-default.
 	AllowServices []string
+
+	// Team is the team the key belongs to, "" for none. A team's keys are
+	// in the team's key group (Group), so they share its limits.
+	Team string
+	// Owner is the user id of the key's owner within its team (a
+	// developer's own key), "" for a key of the team or of nobody.
+	Owner string
+	// CreatedBy is who created the key: a user id or, for a credential
+	// tied to no user, the credential's id; "" for keys from before users.
+	CreatedBy string
 }
 
 // Group is a named set of limits shared by the keys in it.
@@ -102,14 +112,31 @@ type UsageRow struct {
 	Denials      int64
 }
 
+// Kinds of admin credential.
+const (
+	AdminTokenBootstrap = "bootstrap" // made by the first start, tied to no user
+	AdminTokenAdmin     = "admin"     // tied to no user: made offline, or from before users existed
+	AdminTokenPersonal  = "personal"  // a user's personal access token
+	AdminTokenService   = "service"   // a service account's token
+)
+
 // AdminToken is a credential for the admin API, stored as an HMAC.
 type AdminToken struct {
-	ID        string     // "adm_" + random
-	Name      string     // "bootstrap", or what the operator chose
-	Hash      []byte     // HMAC-SHA256(pepper, token); unique
-	Role      string     // "admin" or "operator"; empty is stored as "admin"
+	ID   string // "adm_" + random
+	Name string // "bootstrap", or what its maker chose
+	Hash []byte // HMAC-SHA256(pepper, token); unique
+	// Role is, for a credential of no user, its role (empty is stored as
+	// "owner"); for a user's, the role it is capped at, "" for none.
+	Role      string
 	CreatedAt time.Time  // UTC
 	RevokedAt *time.Time // nil: active
+
+	UserID       string     // the user or service account it belongs to; "" for none
+	Kind         string     // AdminTokenBootstrap, ...; empty is stored as AdminTokenAdmin
+	Prefix       string     // its first characters, for display (kg_admin_4fTq); "" for tokens from before
+	ExpiresAt    *time.Time // nil: never (tokens from before expiry existed)
+	LastUsedAt   *time.Time // nil: never used since it was recorded
+	LastUsedFrom string     // the client address of that use
 }
 
 // KEKRecord is what keygate keeps about one key-encryption key: never the
@@ -174,6 +201,9 @@ type Snapshot struct {
 	KEKRecords     []KEKRecord
 	KEKRotations   []KEKRotation
 	Groups         []Group
+	Users          []User
+	Teams          []Team
+	TeamMembers    []TeamMember
 }
 
 // Revocation is one revocation broadcast to every keygate node: each node

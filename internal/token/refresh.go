@@ -22,6 +22,11 @@ const (
 	ReasonReuse = "refresh token reuse"
 )
 
+// Family is a refresh token family as Families keeps it: the key it was
+// exchanged for, its scope, how its holder authenticated, its
+// certificate binding.
+type Family = store.TokenFamily
+
 // FamilyStore persists refresh families, refresh token hashes and the
 // revocations every node applies. keygate's database store implements it.
 type FamilyStore interface {

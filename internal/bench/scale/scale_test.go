@@ -16,7 +16,7 @@ import (
 	_ "modernc.org/sqlite" // keygate's default store, as cmd/keygate registers it
 
 	"github.com/keygate/keygate/internal/apikey"
-	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/principal"
 )
 
 // buildKeygate compiles cmd/keygate into a temporary directory, or skips the
@@ -264,7 +264,7 @@ func benchmarkColdLookup(b *testing.B, n int) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	var rec store.Key
+	var rec *principal.Principal
 	now := time.Now()
 	i := 0
 	for b.Loop() {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/keysource"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/vault"
 )
@@ -199,15 +200,15 @@ func open(ctx context.Context, dataDir string) (*store.Store, *apikey.Hasher, er
 }
 
 // OpenVerifier opens a data directory prepared by Seed (or used by `keygate
-// serve`) and returns a Verifier over its store, built as keygate builds it
-// but with the given cache TTL; a TTL of zero makes every verification read
-// the store. Close the returned store when done.
-func OpenVerifier(ctx context.Context, dataDir string, ttl time.Duration) (*apikey.Verifier, *store.Store, error) {
+// serve`) and returns a key source over its store, built as keygate builds
+// it but with the given cache TTL; a TTL of zero makes every verification
+// read the store. Close the returned store when done.
+func OpenVerifier(ctx context.Context, dataDir string, ttl time.Duration) (*keysource.Source, *store.Store, error) {
 	st, hasher, err := open(ctx, dataDir)
 	if err != nil {
 		return nil, nil, err
 	}
-	return apikey.NewVerifier(hasher, st, apikey.WithTTL(ttl)), st, nil
+	return keysource.New(hasher, st, keysource.WithTTL(ttl)), st, nil
 }
 
 // generate fills raw with new keys and returns their records, named

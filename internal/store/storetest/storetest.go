@@ -93,6 +93,12 @@ func Run(t *testing.T, newURL func(t testing.TB) string) {
 		{"OTPStepRace", testOTPStepRace},
 		{"OTPCounters", testOTPCounters},
 		{"OTPCounterRace", testOTPCounterRace},
+		{"Users", testUsers},
+		{"Teams", testTeams},
+		{"TeamMembers", testTeamMembers},
+		{"AdminTokenOwners", testAdminTokenOwners},
+		{"Approvals", testApprovals},
+		{"SnapshotPeople", testSnapshotPeople},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newURL) })

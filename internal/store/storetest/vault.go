@@ -14,8 +14,8 @@ func testAdminTokenRole(t *testing.T, newURL func(testing.TB) string) {
 	must(t, s.CreateAdminToken(ctx(t), store.AdminToken{ID: "adm_2", Name: "o", Hash: hashOf("adm_2"), Role: "operator", CreatedAt: at(time.Second)}))
 	got, err := s.GetAdminTokenByHash(ctx(t), hashOf("adm_1"))
 	must(t, err)
-	if got.Role != "admin" {
-		t.Errorf("a token stored without a role reads back as %q, want admin", got.Role)
+	if got.Role != "owner" {
+		t.Errorf("a token of no user stored without a role reads back as %q, want owner", got.Role)
 	}
 	got, err = s.GetAdminTokenByHash(ctx(t), hashOf("adm_2"))
 	must(t, err)

@@ -1,4 +1,4 @@
-package adminapi
+package limitspec
 
 import (
 	"encoding/json"

@@ -1,0 +1,5 @@
+//go:build !race
+
+package keysource
+
+const raceEnabled = false

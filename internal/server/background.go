@@ -1,0 +1,92 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/keygate/keygate/internal/vault"
+)
+
+// Intervals of the background tasks that configuration does not set.
+const (
+	flushEvery     = 5 * time.Second // last-used times, usage rows, the audit lag gauge
+	detectorTick   = time.Second     // the anomaly detectors' clock
+	historiesEvery = time.Minute     // risk histories: read once per key per node, so rarely worth rewriting
+)
+
+// taskTable is everything a node does in the background while it serves,
+// one row per task. The runner starts them all in Serve and stops them in
+// Shutdown, after the listeners have drained; the final ones run once
+// more then, so what the last requests left is written.
+func (n *Node) taskTable() []task {
+	cfg := n.cfg
+	return []task{
+		// Revocations, suspensions and changes made through any node reach this one's caches.
+		{name: "revocations", every: revocationPoll, run: n.revs.poll},
+		// Providers and passthrough services added, changed or removed through any node reach routing.
+		{name: "provider-table", every: cfg.ProviderRefresh, run: n.refreshProviders},
+		// Key groups' limits changed through another node apply here.
+		{name: "key-groups", every: cfg.ProviderRefresh, run: n.refreshGroups},
+		// A token signing key exists ahead of need, and keys other nodes made are published and accepted.
+		{name: "token-signing-keys", every: cfg.ProviderRefresh, run: n.rotateSigningKeys},
+		// A key-encryption key rotation started on another node is followed.
+		{name: "kek-follow", every: cfg.ProviderRefresh, run: n.followKEK},
+		// The detectors' windows move on, so rates and spends are judged even when no request comes.
+		{name: "detectors", every: detectorTick, run: func(context.Context) { n.det.engine.Tick(time.Now()) }},
+		// How far the audit trail is behind, on /metrics.
+		{name: "audit-lag", every: flushEvery, run: func(context.Context) { n.met.AuditLag(n.trail.w.Lag()) }},
+		// Keys' last-use times, gathered in memory on the request path.
+		{name: "last-used", every: flushEvery, run: n.used.Flush, final: true},
+		// Per-key, per-day usage and spend, gathered in memory on the request path.
+		{name: "usage", every: flushEvery, run: n.lim.usage.Flush, final: true},
+		// What each key's requests taught the risk rules (networks, places, hours).
+		{name: "risk-histories", every: historiesEvery, run: n.gw.FlushHistories, final: true},
+		// Keys due for automatic rotation are rotated and delivered; keys about to expire are warned of.
+		{name: "key-rotations", every: cfg.Vault.JanitorInterval, run: n.adm.RunRotations},
+		// Expired revocations, one-time-password counts and secret versions are destroyed.
+		{name: "janitor", every: cfg.Vault.JanitorInterval, run: n.janitor},
+	}
+}
+
+func (n *Node) refreshProviders(ctx context.Context) {
+	if err := n.gw.Reload(ctx); err != nil && ctx.Err() == nil {
+		n.log.Warn("provider table refresh failed; keeping the previous one", "err", err)
+	}
+}
+
+func (n *Node) refreshGroups(ctx context.Context) {
+	if err := n.lim.groups.reload(ctx); err != nil && ctx.Err() == nil {
+		n.log.Warn("key group refresh failed; keeping the previous limits", "err", err)
+	}
+}
+
+// rotateSigningKeys makes a successor signing key when the current one is
+// about to stop signing, and otherwise reloads the key set.
+func (n *Node) rotateSigningKeys(ctx context.Context) {
+	if err := n.tok.ring.Rotate(ctx, time.Now()); err != nil && ctx.Err() == nil {
+		n.log.Error("token signing key rotation or refresh failed; will retry", "err", err)
+	}
+}
+
+func (n *Node) followKEK(ctx context.Context) {
+	if err := n.core.rot.Sync(ctx); err != nil && ctx.Err() == nil {
+		n.log.Error("vault: could not follow the key-encryption key rotation; keygate seals no new secret until it can open the vault's current KEK", "err", err)
+	}
+}
+
+func (n *Node) janitor(ctx context.Context) {
+	now := time.Now()
+	if _, err := n.core.st.PruneRevocations(ctx, now); err != nil && ctx.Err() == nil {
+		n.log.Warn("could not prune the revocation log; will retry", "err", err)
+	}
+	if _, err := n.stepUp.Prune(ctx, now); err != nil && ctx.Err() == nil {
+		n.log.Warn("could not prune the one-time-password counts; will retry", "err", err)
+	}
+	destroyed, purged, err := vault.Sweep(ctx, n.core.st, n.core.vault, now)
+	if err != nil && ctx.Err() == nil {
+		n.log.Error("vault: could not destroy expired secret versions; will retry", "err", err)
+	}
+	if destroyed+purged > 0 {
+		n.log.Info("vault: destroyed expired secrets", "superseded_versions", destroyed, "deleted_secrets", purged)
+	}
+}

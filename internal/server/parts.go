@@ -1,0 +1,155 @@
+package server
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/keygate/keygate/internal/admin"
+	"github.com/keygate/keygate/internal/balance"
+	"github.com/keygate/keygate/internal/gateway"
+	"github.com/keygate/keygate/internal/gatewaystore"
+	"github.com/keygate/keygate/internal/keysource"
+	"github.com/keygate/keygate/internal/lastused"
+	"github.com/keygate/keygate/internal/limit"
+	"github.com/keygate/keygate/internal/metrics"
+	"github.com/keygate/keygate/internal/passthrough"
+	"github.com/keygate/keygate/internal/route"
+	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/vault"
+)
+
+// buildParts makes the data plane and the admin plane over the opened
+// core: limits, routing, tokens, risk, metrics, the audit trail,
+// detection, step-up, the gateway, the admin API and the revocation
+// follower. Each part that holds something open is recorded on the node
+// as soon as it exists, so a failure here closes it again.
+func (n *Node) buildParts(ctx context.Context) (err error) {
+	cfg, p, log := n.cfg, n.plan, n.log
+	st, v, hasher := n.core.st, n.core.vault, n.core.hasher
+
+	if n.lim, err = newLimits(ctx, p, st, log); err != nil {
+		return err
+	}
+	loadTable := func(ctx context.Context) (*route.Table, error) {
+		t, err := route.Load(ctx, st, cachedReads{v})
+		if err != nil {
+			return nil, err
+		}
+		svcs, err := route.OpenServices(ctx, p.services, cfg.Services, st, cachedReads{v})
+		if err != nil {
+			return nil, err
+		}
+		return t.WithRouting(cfg.Routing, n.lim.gateway.Prices).WithServices(svcs), nil
+	}
+	table, err := loadTable(ctx)
+	if err != nil {
+		return err
+	}
+	for name := range p.services {
+		if svc, _ := table.Service(name); svc.Unavailable != "" {
+			log.Warn("a passthrough service cannot be used until its credential is stored", "service", name, "reason", svc.Unavailable)
+		}
+	}
+	for _, a := range table.Aliases() {
+		if len(a.Unavailable) > 0 {
+			log.Warn("a model alias has deployments whose provider is not registered; they are left out until it is", "alias", a.Name, "unavailable", a.Unavailable)
+		}
+	}
+	n.providers = len(table.Upstreams())
+	n.used = lastused.New(st, log)
+	if n.tok, err = newTokens(ctx, cfg, st, v); err != nil {
+		return err
+	}
+	risk := &gateway.RiskOptions{Rules: p.risk, History: gatewaystore.New(st)}
+	if p.geoip != nil {
+		risk.GeoIP = p.geoip
+	}
+	n.met = metrics.New(metrics.Options{KeyLabels: cfg.Metrics.KeyLabels})
+	if n.trail, err = newAudit(ctx, p, st, v, log); err != nil {
+		return err
+	}
+	// Alert actions forget a key through the gateway, which is built after
+	// detection (the gateway observes through it).
+	if n.det, err = newDetection(ctx, p, st, v, n.trail, n.met, func(id string) { n.gw.ForgetKey(id) }, log); err != nil {
+		return err
+	}
+	verifyTOTP, stepUp, err := newStepUp(cfg, st, v, n.det, n.trail, log)
+	if err != nil {
+		return err
+	}
+	n.stepUp = stepUp
+	n.tok.gateway.VerifyTOTP = verifyTOTP
+	// One cache of compiled principals for the whole data plane. A key's
+	// group limits are compiled into its principal, so a change to any
+	// group drops them all.
+	keys := keysource.New(hasher, st, keysource.WithTTL(cfg.KeyCacheTTL),
+		keysource.WithGroups(n.lim.groups.limits), keysource.WithLocation(cfg.Limits.Location()))
+	n.lim.groups.onChange = keys.InvalidateAll
+	n.gw = gateway.New(gateway.Options{
+		Keys:         keys,
+		Log:          log,
+		MaxBodyBytes: int64(cfg.MaxBodyBytes),
+		Transport: gateway.NewTransport(gateway.TransportOptions{
+			DialTimeout:           cfg.Upstream.DialTimeout,
+			ResponseHeaderTimeout: cfg.Upstream.ResponseHeaderTimeout,
+			MaxIdleConnsPerHost:   cfg.Upstream.MaxIdleConnsPerHost,
+		}),
+		TrustedProxies: cfg.TrustedProxyPrefixes(),
+		AccessLog:      cfg.Log.Requests,
+		LoadTable:      loadTable,
+		PassthroughTransport: passthrough.NewTransport(passthrough.TransportOptions{
+			DialTimeout: cfg.Upstream.DialTimeout, ResponseHeaderTimeout: cfg.Upstream.ResponseHeaderTimeout, MaxIdleConnsPerHost: cfg.Upstream.MaxIdleConnsPerHost,
+		}),
+		Breaker:         balance.BreakerConfig{Failures: cfg.Routing.Breaker.Failures, Cooldown: cfg.Routing.Breaker.Cooldown},
+		KeyUsed:         n.used.Seen,
+		Limits:          n.lim.gateway,
+		Tokens:          n.tok.gateway,
+		Risk:            risk,
+		Metrics:         n.met,
+		Audit:           n.trail.w,
+		AuditFailClosed: cfg.Audit.FailClosed,
+		Detect:          n.det.engine,
+
+		MaxInflightBodyBytes: int64(cfg.Client.MaxInflightBodyBytes),
+	}, table)
+	roles, err := cfg.RoleTable()
+	if err != nil {
+		return err
+	}
+	n.adm = admin.New(admin.Options{
+		Store: st, Vault: v, Hasher: hasher, Log: log,
+		People: st, Credentials: st, Approvals: st,
+		Roles:            roles,
+		Approval:         admin.ApprovalPolicy{RequiredFor: cfg.ApprovalPermissions(), TTL: cfg.Approvals.TTL},
+		TrustedProxies:   cfg.TrustedProxyPrefixes(),
+		AuthFailures:     &admin.AuthFailureLimits{Limiter: limit.NewMemory(), Max: cfg.Limits.AuthFailures, Window: cfg.Limits.AuthFailureWindow},
+		ProvidersChanged: n.gw.Reload,
+		KeyRevoked:       n.gw.ForgetKey,
+		GroupsChanged:    n.lim.groupsChanged,
+		Metrics:          n.met.Handler(),
+		Audit:            n.trail.w,
+		AuditStore:       st,
+		AuditKey:         n.trail.pub,
+		AuditFailClosed:  cfg.Audit.FailClosed,
+		UsageLocation:    cfg.Limits.Location(),
+		Rotator:          n.core.rot,
+		OpenKEK: func(ctx context.Context, url string) (vault.KEK, error) {
+			return n.core.openKEK(ctx, url, true)
+		},
+		Backup: func(ctx context.Context, w io.Writer) error {
+			snap, err := st.ExportSnapshot(ctx)
+			if err != nil {
+				return err
+			}
+			return vault.WriteBackup(ctx, w, v.Current(), snap, time.Now())
+		},
+		Egress:               cfg.EgressPolicy(),
+		Version:              n.o.version,
+		GatewayURL:           n.addrs.Gateway,
+		ProviderKeyGrace:     cfg.Vault.ProviderKeyGrace,
+		SecretRecoveryWindow: cfg.Vault.SecretRecoveryWindow,
+	})
+	n.revs = newRevocationFollower(ctx, st, func(r store.Revocation) { n.gw.Revoked(gatewaystore.Revocation(r)) }, log)
+	return nil
+}
