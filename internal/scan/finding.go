@@ -113,15 +113,17 @@ func itoa(n int) string {
 const allowMarker = "keygate:allow"
 
 // findings turns matches in data into findings for file, dropping those
-// on lines marked keygate:allow.
-func findings(file string, data []byte, ms []Match) []Finding {
+// on lines marked keygate:allow, and says how many it dropped.
+func findings(file string, data []byte, ms []Match) ([]Finding, int) {
 	if len(ms) == 0 {
-		return nil
+		return nil, 0
 	}
+	dropped := 0
 	out := make([]Finding, 0, len(ms))
 	li := newLineIndex(data)
 	for _, m := range ms {
 		if inlineAllowed(data, m.SecretStart) {
+			dropped++
 			continue
 		}
 		sec := data[m.SecretStart:m.SecretEnd]
@@ -134,7 +136,7 @@ func findings(file string, data []byte, ms []Match) []Finding {
 			Offset: m.SecretStart, End: m.SecretEnd, Secret: secret.New(string(sec)),
 		})
 	}
-	return out
+	return out, dropped
 }
 
 // inlineAllowed reports whether the line holding offset off, or the line
@@ -154,5 +156,6 @@ func inlineAllowed(data []byte, off int) bool {
 // FindingsIn runs m over data, the content of file, and returns the
 // findings not marked keygate:allow.
 func FindingsIn(m *Matcher, file string, data []byte) []Finding {
-	return findings(file, data, m.Find(data))
+	fs, _ := findings(file, data, m.Find(data))
+	return fs
 }

@@ -56,9 +56,9 @@ func structured(r Rule) Rule {
 	return r
 }
 
-// context is a rule for a format without a distinctive prefix, found where
+// keyword is a rule for a format without a distinctive prefix, found where
 // it is assigned to a name holding one of keywords.
-func context(id, family, desc string, keywords []string, value string, maxLen int) Rule {
+func keyword(id, family, desc string, keywords []string, value string, maxLen int) Rule {
 	kw := `(?:`
 	for i, k := range keywords {
 		if i > 0 {
@@ -87,14 +87,14 @@ func aiRules() []Rule {
 		provider(prefixed("groq-api-key", "groq", "Groq API key", "gsk_", b62+`{52}`, 56), "groq"),
 		provider(prefixed("xai-api-key", "xai", "xAI API key", "xai-", b62+`{80}`, 84), "xai"),
 		provider(prefixed("openrouter-api-key", "openrouter", "OpenRouter API key", "sk-or-v1-", hexLo+`{64}`, 73), "openrouter"),
-		provider(context("mistral-api-key", "mistral", "Mistral API key", []string{"mistral"}, b62+`{32}`, 120), "mistral"),
-		provider(context("deepseek-api-key", "deepseek", "DeepSeek API key", []string{"deepseek"}, `sk-`+hexLo+`{32}`, 120), "deepseek"),
+		provider(keyword("mistral-api-key", "mistral", "Mistral API key", []string{"mistral"}, b62+`{32}`, 120), "mistral"),
+		provider(keyword("deepseek-api-key", "deepseek", "DeepSeek API key", []string{"deepseek"}, `sk-`+hexLo+`{32}`, 120), "deepseek"),
 		prefixed("huggingface-token", "huggingface", "Hugging Face access token", "hf_", `[A-Za-z]{34}`, 37),
 		prefixed("huggingface-org-token", "huggingface", "Hugging Face organization API token", "api_org_", `[A-Za-z]{34}`, 42),
 		prefixed("replicate-api-token", "replicate", "Replicate API token", "r8_", b62+`{37}`, 40),
 		prefixed("perplexity-api-key", "perplexity", "Perplexity API key", "pplx-", b62+`{48}`, 53),
-		context("cohere-api-key", "cohere", "Cohere API key", []string{"cohere", "co_api_key"}, b62+`{40}`, 120),
-		provider(context("together-api-key", "together", "Together AI API key", []string{"together"}, hexLo+`{64}`, 140), "together"),
+		keyword("cohere-api-key", "cohere", "Cohere API key", []string{"cohere", "co_api_key"}, b62+`{40}`, 120),
+		provider(keyword("together-api-key", "together", "Together AI API key", []string{"together"}, hexLo+`{64}`, 140), "together"),
 		provider(prefixed("together-api-key-v1", "together", "Together AI API key", "tgp_v1_", b64url+`{43}`, 50), "together"),
 		prefixed("fireworks-api-key", "fireworks", "Fireworks AI API key", "fw_", b62+`{24}`, 27),
 		prefixed("langsmith-api-key", "langsmith", "LangSmith API key", "lsv2_", `(?:pt|sk)_`+hexLo+`{32}_`+hexLo+`{10}`, 55),
@@ -102,15 +102,15 @@ func aiRules() []Rule {
 		prefixed("cerebras-api-key", "cerebras", "Cerebras API key", "csk-", `[a-z0-9]{48}`, 52),
 		prefixed("elevenlabs-api-key", "elevenlabs", "ElevenLabs API key", "sk_", hexLo+`{48}`, 51),
 		prefixed("anyscale-api-key", "anyscale", "Anyscale API key", "esecret_", b62+`{20,60}`, 68),
-		context("deepgram-api-key", "deepgram", "Deepgram API key", []string{"deepgram"}, hexLo+`{40}`, 120),
-		context("assemblyai-api-key", "assemblyai", "AssemblyAI API key", []string{"assemblyai", "assembly_ai"}, hexLo+`{32}`, 120),
-		context("azure-openai-key", "azure", "Azure OpenAI API key", []string{"azure_openai", "azureopenai", "azure-openai"}, `(?:`+hexLo+`{32}|`+b62+`{84})`, 160),
-		context("voyage-api-key", "voyage", "Voyage AI API key", []string{"voyage"}, `pa-`+b64url+`{43}`, 120),
+		keyword("deepgram-api-key", "deepgram", "Deepgram API key", []string{"deepgram"}, hexLo+`{40}`, 120),
+		keyword("assemblyai-api-key", "assemblyai", "AssemblyAI API key", []string{"assemblyai", "assembly_ai"}, hexLo+`{32}`, 120),
+		keyword("azure-openai-key", "azure", "Azure OpenAI API key", []string{"azure_openai", "azureopenai", "azure-openai"}, `(?:`+hexLo+`{32}|`+b62+`{84})`, 160),
+		keyword("voyage-api-key", "voyage", "Voyage AI API key", []string{"voyage"}, `pa-`+b64url+`{43}`, 120),
 	}
 }
 
 func cloudRules() []Rule {
-	awsSecret := context("aws-secret-access-key", "aws", "AWS secret access key",
+	awsSecret := keyword("aws-secret-access-key", "aws", "AWS secret access key",
 		[]string{"aws_secret", "aws-secret", "awssecret", "secret_access_key", "secretaccesskey", "secret-access-key"}, b64+`{40}`, 140)
 	awsSecret.Check = nil
 	awsSecret.MinEntropy = 4
@@ -119,14 +119,14 @@ func cloudRules() []Rule {
 		{ID: "aws-temporary-access-key-id", Family: "aws", Description: "AWS temporary access key ID",
 			Anchors: []string{"ASIA", "ABIA", "ACCA"}, Pattern: `(?:ASIA|ABIA|ACCA)[A-Z2-7]{16}`, MaxLen: 20, MinEntropy: 3, Rank: RankToken},
 		awsSecret,
-		context("aws-session-token", "aws", "AWS session token", []string{"aws_session_token", "sessiontoken", "session_token"}, `[A-Za-z0-9/+=]{100,}`, 1300),
+		keyword("aws-session-token", "aws", "AWS session token", []string{"aws_session_token", "sessiontoken", "session_token"}, `[A-Za-z0-9/+=]{100,}`, 1300),
 		{ID: "azure-storage-account-key", Family: "azure", Description: "Azure storage account key",
 			Anchors: []string{"AccountKey="}, Pattern: `AccountKey=(?P<s>` + b64 + `{86}==)`, MaxLen: 100, MinEntropy: 4, Rank: RankToken},
 		{ID: "azure-sas-token", Family: "azure", Description: "Azure shared access signature",
 			Anchors: []string{"sv=20"}, Pattern: `sv=20\d\d-\d\d-\d\d&[^\s"'<>]{0,300}?sig=(?P<s>[A-Za-z0-9%+/]{40,100}(?:%3D|=){0,2})`, MaxLen: 420, MinEntropy: 3.5, Rank: RankToken},
 		{ID: "azure-ad-client-secret", Family: "azure", Description: "Microsoft Entra ID (Azure AD) client secret",
 			Anchors: []string{"Q~"}, Back: 4, Pattern: `[a-zA-Z0-9_~.]{3}\dQ~[a-zA-Z0-9_~.-]{31,34}`, MaxLen: 36, MinEntropy: 3.5, Rank: RankToken},
-		context("azure-devops-pat", "azure", "Azure DevOps personal access token", []string{"azure_devops", "azuredevops", "ado_pat", "ado_token", "azdo"}, `[a-z2-7]{52}`, 130),
+		keyword("azure-devops-pat", "azure", "Azure DevOps personal access token", []string{"azure_devops", "azuredevops", "ado_pat", "ado_token", "azdo"}, `[a-z2-7]{52}`, 130),
 		prefixed("gcp-oauth-client-secret", "google", "Google OAuth client secret", "GOCSPX-", b64url+`{28}`, 35),
 		prefixed("google-oauth-access-token", "google", "Google OAuth access token", "ya29.", b64url+`{30,300}`, 305),
 		{ID: "gcp-service-account", Family: "google", Description: "Google Cloud service account key (JSON)",
@@ -137,9 +137,9 @@ func cloudRules() []Rule {
 		prefixed("digitalocean-oauth-token", "digitalocean", "DigitalOcean OAuth token", "doo_v1_", hexLo+`{64}`, 71),
 		prefixed("digitalocean-refresh-token", "digitalocean", "DigitalOcean refresh token", "dor_v1_", hexLo+`{64}`, 71),
 		prefixed("heroku-api-key", "heroku", "Heroku API key", "HRKU-", b64url+`{20,80}`, 85),
-		context("cloudflare-api-token", "cloudflare", "Cloudflare API token", []string{"cloudflare", "cf_api_token", "cf_token"}, b64url+`{40}`, 130),
+		keyword("cloudflare-api-token", "cloudflare", "Cloudflare API token", []string{"cloudflare", "cf_api_token", "cf_token"}, b64url+`{40}`, 130),
 		structured(prefixed("flyio-token", "flyio", "Fly.io access token", "FlyV1 fm", `\d_[A-Za-z0-9+/=,_-]{80,}`, 2010)),
-		context("vercel-token", "vercel", "Vercel access token", []string{"vercel"}, b62+`{24}`, 110),
+		keyword("vercel-token", "vercel", "Vercel access token", []string{"vercel"}, b62+`{24}`, 110),
 		prefixed("netlify-token", "netlify", "Netlify personal access token", "nfp_", b62+`{36}`, 40),
 		prefixed("supabase-token", "supabase", "Supabase access token", "sbp_", hexLo+`{40}`, 44),
 		prefixed("supabase-secret-key", "supabase", "Supabase secret API key", "sb_secret_", b64url+`{20,80}`, 90),
@@ -158,8 +158,8 @@ func cloudRules() []Rule {
 		prefixed("dynatrace-token", "dynatrace", "Dynatrace API token", "dt0c01.", `[A-Z0-9]{24}\.[A-Z0-9]{64}`, 96),
 		prefixed("newrelic-user-key", "newrelic", "New Relic user API key", "NRAK-", `[A-Z0-9]{27}`, 32),
 		prefixed("newrelic-insert-key", "newrelic", "New Relic insert key", "NRII-", b64url+`{32}`, 37),
-		context("datadog-api-key", "datadog", "Datadog API key", []string{"datadog_api_key", "dd_api_key", "datadog-api-key", "datadog_key"}, hexLo+`{32}`, 110),
-		context("datadog-app-key", "datadog", "Datadog application key", []string{"datadog_app_key", "dd_app_key", "datadog_application_key"}, hexLo+`{40}`, 120),
+		keyword("datadog-api-key", "datadog", "Datadog API key", []string{"datadog_api_key", "dd_api_key", "datadog-api-key", "datadog_key"}, hexLo+`{32}`, 110),
+		keyword("datadog-app-key", "datadog", "Datadog application key", []string{"datadog_app_key", "dd_app_key", "datadog_application_key"}, hexLo+`{40}`, 120),
 		prefixed("sentry-user-token", "sentry", "Sentry user auth token", "sntryu_", hexLo+`{64}`, 71),
 		prefixed("sentry-org-token", "sentry", "Sentry organization auth token", "sntrys_eyJ", `[A-Za-z0-9+/=_-]{60,400}`, 410),
 		prefixed("grafana-cloud-token", "grafana", "Grafana Cloud access policy token", "glc_", `[A-Za-z0-9+/]{32,400}={0,2}`, 410),
