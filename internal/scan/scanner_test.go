@@ -236,7 +236,7 @@ func TestScanGitHistory(t *testing.T) {
 	write(t, dir, "README.md", "hello\n")
 	first := commit(t, dir, "add app", "Ada Lovelace", "2024-03-01T10:00:00Z")
 	write(t, dir, "src/app.py", "TOKEN = os.environ['TOKEN']\n") // the key is removed, but stays in history
-	write(t, dir, "copy/app.py", "TOKEN = \""+gh+"\"\n")            // the same blob at another path
+	write(t, dir, "copy/app.py", "TOKEN = \""+gh+"\"\n")         // the same blob at another path
 	commit(t, dir, "remove key", "Grace Hopper", "2024-03-02T10:00:00Z")
 	gitCmd(t, dir, nil, "checkout", "-q", "-b", "feature")
 	sk := g.Positive("stripe-secret-key").Secret
