@@ -15,13 +15,19 @@ import (
 // Bytes that occur in no anchor share class 0, and upper-case letters share
 // the class of their lower-case form, which keeps the table small enough to
 // stay in cache (a few hundred states times a few dozen classes).
+//
+// States are numbered so that those where an anchor ends come last: the
+// scan loop tells them apart with one comparison (state >= firstOut), and
+// rows are a power of two wide so a state's row is found with a shift.
 type automaton struct {
-	class   [256]uint8 // byte -> class
-	classes int
-	next    []int32 // state*classes + class -> state
-	outAt   []int32 // state -> first index in outs; outAt[s+1] ends it
-	outs    []int32 // anchor ids, grouped by state
-	lens    []int32 // anchor id -> length
+	class    [256]uint8 // byte -> class
+	classes  int
+	shift    uint    // log2 of the row width
+	next     []int32 // state<<shift | class -> state
+	firstOut int32   // states from here on end an anchor
+	outAt    []int32 // state -> first index in outs; outAt[s+1] ends it
+	outs     []int32 // anchor ids, grouped by state
+	lens     []int32 // anchor id -> length
 }
 
 func lower(c byte) byte {
@@ -108,11 +114,39 @@ func newAutomaton(anchors []string) (*automaton, error) {
 			}
 		}
 	}
-	a.outAt = make([]int32, len(nodes)+1)
-	for s := range nodes {
-		out := nodes[s].out
+	// Renumber: states without output first, then those with.
+	perm := make([]int32, len(nodes)) // old -> new
+	id := int32(0)
+	for pass := 0; pass < 2; pass++ {
+		for st := range nodes {
+			if (len(nodes[st].out) > 0) == (pass == 1) {
+				perm[st] = id
+				id++
+			}
+		}
+		if pass == 0 {
+			a.firstOut = id
+		}
+	}
+	for a.shift = 0; 1<<a.shift < n; a.shift++ {
+	}
+	w := 1 << a.shift
+	next := make([]int32, len(nodes)*w)
+	for st := range nodes {
+		for k := 0; k < n; k++ {
+			next[int(perm[st])*w+k] = perm[a.next[st*n+k]]
+		}
+	}
+	a.next = next
+	byNew := make([][]int32, len(nodes))
+	for st := range nodes {
+		out := nodes[st].out
 		sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-		a.outAt[s] = int32(len(a.outs))
+		byNew[perm[st]] = out
+	}
+	a.outAt = make([]int32, len(nodes)+1)
+	for st, out := range byNew {
+		a.outAt[st] = int32(len(a.outs))
 		a.outs = append(a.outs, out...)
 	}
 	a.outAt[len(nodes)] = int32(len(a.outs))
@@ -122,12 +156,12 @@ func newAutomaton(anchors []string) (*automaton, error) {
 // find calls hit with each anchor id and the offset where it starts, in
 // order of the anchors' ends.
 func (a *automaton) find(data []byte, hit func(id int, start int)) {
-	next, class, outAt, n := a.next, &a.class, a.outAt, int32(a.classes)
+	next, class, shift, firstOut := a.next, &a.class, a.shift, a.firstOut
 	st := int32(0)
 	for i := 0; i < len(data); i++ {
-		st = next[st*n+int32(class[data[i]])]
-		if lo, hi := outAt[st], outAt[st+1]; lo != hi {
-			for _, id := range a.outs[lo:hi] {
+		st = next[st<<shift|int32(class[data[i]])]
+		if st >= firstOut {
+			for _, id := range a.outs[a.outAt[st]:a.outAt[st+1]] {
 				hit(int(id), i+1-int(a.lens[id]))
 			}
 		}

@@ -145,7 +145,7 @@ func (g *Gen) place(s Sample, ext string) (string, int) {
 			text = strings.ToLower(name) + ` = "` + v + `"`
 		case ".md":
 			if s.Name == "" {
-				text = "Set the key to `" + v + "` and call the API."
+				text = "Set the " + s.Family + " key to `" + v + "` and call the API."
 			} else {
 				text = "    " + name + "=" + v
 			}

@@ -97,6 +97,10 @@ func (g *Gen) Positive(id string) Sample {
 		s.Secret = g.CRC32Token("npm_")
 	case id == "keygate-api-key":
 		s.Secret = g.KeygateKey([]string{"live", "test", "dev", "prod"}[g.rnd.IntN(4)])
+	case strings.HasPrefix(id, "openai-") && id != "openai-legacy-key":
+		s.Secret = r.Anchors[0] + g.str(b62chars+"_-", 74) + "T3BlbkFJ" + g.str(b62chars+"_-", 74)
+	case id == "openai-legacy-key":
+		s.Secret = "sk-" + g.str(b62chars, 20) + "T3BlbkFJ" + g.str(b62chars, 20)
 	case strings.HasPrefix(id, "anthropic-"):
 		s.Secret = r.Anchors[0] + g.str(b62chars+"_-", 93) + "AA"
 	case id == "jwt":
@@ -134,6 +138,11 @@ func (g *Gen) Positive(id string) Sample {
 		return s
 	default:
 		s.Secret = fromPattern(g.rnd, r.Pattern, "")
+	}
+	// Credentials are mostly assigned to names after their issuer, as
+	// people write them (GROQ_API_KEY=...).
+	if g.rnd.IntN(4) > 0 {
+		s.Name = strings.ToUpper(strings.ReplaceAll(r.Family, "-", "_")) + []string{"_API_KEY", "_TOKEN", "_KEY", "_SECRET"}[g.rnd.IntN(4)]
 	}
 	return s
 }
