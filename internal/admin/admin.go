@@ -216,6 +216,7 @@ func New(opts Options) *API {
 	mux.HandleFunc("GET "+p+"/keys", a.listKeys)
 	mux.HandleFunc("GET "+p+"/keys/{ref}", a.getKey)
 	mux.HandleFunc("POST "+p+"/keys/{ref}/revoke", a.revokeKey)
+	mux.HandleFunc("POST "+p+"/leaks", a.reportLeak)
 	mux.HandleFunc("PATCH "+p+"/keys/{ref}", a.updateKey)
 	mux.HandleFunc("POST "+p+"/keys/{ref}/suspend", a.suspendKey)
 	mux.HandleFunc("POST "+p+"/keys/{ref}/resume", a.resumeKey)

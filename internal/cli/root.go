@@ -105,7 +105,7 @@ The first "keygate serve" prints a bootstrap admin credential.`,
 	pf.BoolVar(&a.insecureHTTP, "insecure-http", false, "allow sending the admin credential, and keygate keys, over plain http:// to another machine (only on a network trusted to protect them)")
 
 	root.AddCommand(a.loginCmd(), a.logoutCmd(), a.providerCmd(), a.keyCmd(), a.groupCmd(), a.secretCmd(), a.vaultCmd(),
-		a.runCmd(), a.tokenCmd(), a.auditCmd(), a.versionCmd())
+		a.runCmd(), a.tokenCmd(), a.auditCmd(), a.versionCmd(), a.scanCmd())
 	root.AddCommand(extra...)
 	return root
 }
