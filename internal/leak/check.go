@@ -28,7 +28,7 @@ type engine struct {
 	buf   []byte
 	base  int64 // stream offset of buf[0]
 	end   int64 // bytes written
-	h     uint64
+	next  int64 // stream offset of the next probe
 	cands []cand
 	floor int64 // bytes from here on are kept (a Stream has not passed them on yet)
 }
@@ -41,33 +41,24 @@ func (m *Matcher) newEngine() *engine {
 func (e *engine) write(p []byte) []Hit {
 	m := e.m
 	var hits []Hit
-	start := len(e.buf)
 	e.buf = append(e.buf, p...)
+	e.end += int64(len(p))
 	if len(m.forms) > 0 {
-		w, mult, multW, h := int64(m.w), m.mult, m.multW, e.h
-		for i := start; i < len(e.buf); i++ {
-			q := e.base + int64(i) // stream offset of this byte
-			if q >= w {
-				h -= uint64(e.buf[i-int(w)]) * multW
-			}
-			h = h*mult + uint64(e.buf[i])
-			if q+1 < w {
-				continue
-			}
-			idx := mix(h)
+		w, st := int64(m.w), int64(m.s)
+		for ; e.next+w <= e.end; e.next += st {
+			rel := int(e.next - e.base)
+			win := e.buf[rel : rel+int(w)]
+			idx := m.probe(win)
 			if m.filter[idx>>6]&(1<<(idx&63)) == 0 {
 				continue
 			}
-			win := e.buf[i+1-int(w) : i+1]
-			for _, f := range m.windows[tag(e.mac, win)] {
-				e.cands = append(e.cands, cand{q + 1 - w, f})
+			for _, r := range m.windows[tag(e.mac, win)] {
+				if at := e.next - int64(r.off); at >= 0 {
+					e.cands = append(e.cands, cand{at, r.form})
+				}
 			}
 		}
-		e.h = h
-		e.end += int64(len(p))
 		hits = e.confirm(false)
-	} else {
-		e.end += int64(len(p))
 	}
 	for _, x := range e.fs.Write(p) {
 		hits = append(hits, e.m.classify(x, e.fs))
@@ -109,7 +100,11 @@ func (e *engine) confirm(final bool) []Hit {
 
 // hold is the stream offset before which no hit can still start.
 func (e *engine) hold() int64 {
-	h := min(e.fs.Hold(), e.end-int64(e.m.w)+1)
+	h := e.fs.Hold()
+	if len(e.m.forms) > 0 {
+		// The next probe may find a form starting up to S-1 bytes before it.
+		h = min(h, e.next-int64(e.m.s)+1)
+	}
 	for _, c := range e.cands {
 		h = min(h, c.at)
 	}
@@ -118,7 +113,10 @@ func (e *engine) hold() int64 {
 
 // trim forgets bytes no candidate and no rolling step needs.
 func (e *engine) trim() {
-	keep := min(e.hold(), e.end-int64(e.m.w), e.floor)
+	keep := min(e.hold(), e.floor)
+	if len(e.m.forms) > 0 {
+		keep = min(keep, e.next)
+	}
 	if drop := int(keep - e.base); drop > 0 && drop <= len(e.buf) {
 		e.buf = append(e.buf[:0], e.buf[drop:]...)
 		e.base += int64(drop)
@@ -172,38 +170,33 @@ func (m *Matcher) Check(body []byte) []Hit {
 	return m.tokens(body, 0, order(hits))
 }
 
-// vaultHits is the rolling-hash pass of Check over a whole body.
+// vaultHits is the probing pass of Check over a whole body.
 func (m *Matcher) vaultHits(body []byte) []Hit {
 	if len(m.forms) == 0 || len(body) < m.w {
 		return nil
 	}
 	var hits []Hit
 	var mac hash.Hash
-	w, mult, multW := m.w, m.mult, m.multW
-	var h uint64
-	for i := 0; i < w-1; i++ {
-		h = h*mult + uint64(body[i])
-	}
-	for i := w - 1; i < len(body); i++ {
-		h = h*mult + uint64(body[i])
-		idx := mix(h)
-		out := body[i+1-w]
-		if m.filter[idx>>6]&(1<<(idx&63)) != 0 {
-			if mac == nil {
-				mac = hmac.New(sha256.New, m.key)
+	w, st := m.w, m.s
+	for q := 0; q+w <= len(body); q += st {
+		win := body[q : q+w]
+		idx := m.probe(win)
+		if m.filter[idx>>6]&(1<<(idx&63)) == 0 {
+			continue
+		}
+		if mac == nil {
+			mac = hmac.New(sha256.New, m.key)
+		}
+		for _, r := range m.windows[tag(mac, win)] {
+			f := m.forms[r.form]
+			at := q - int(r.off)
+			if at < 0 || at+f.length > len(body) {
+				continue
 			}
-			at := i + 1 - w
-			for _, fi := range m.windows[tag(mac, body[at:i+1])] {
-				f := m.forms[fi]
-				if at+f.length > len(body) {
-					continue
-				}
-				if t := tag(mac, body[at:at+f.length]); hmac.Equal(t[:], f.full[:]) {
-					hits = append(hits, Hit{Kind: KindVault, Rule: RuleVault, Name: m.names[f.value], Form: kindName(f.kind), Start: int64(at), End: int64(at + f.length)})
-				}
+			if t := tag(mac, body[at:at+f.length]); hmac.Equal(t[:], f.full[:]) {
+				hits = append(hits, Hit{Kind: KindVault, Rule: RuleVault, Name: m.names[f.value], Form: kindName(f.kind), Start: int64(at), End: int64(at + f.length)})
 			}
 		}
-		h -= uint64(out) * multW
 	}
 	return hits
 }
