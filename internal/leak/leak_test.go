@@ -220,3 +220,16 @@ func walk(v reflect.Value, out *bytes.Buffer, seen map[uintptr]bool) {
 		out.WriteByte(byte(v.Uint()))
 	}
 }
+
+// TestDefaultActions: vault values and keygate credentials are blocked by
+// default, other formats alerted on; a policy can change either.
+func TestDefaultActions(t *testing.T) {
+	prov := []Hit{{Kind: KindProvider, Rule: "openai-project-key"}}
+	if Strictest(prov, nil) != ActionAlert || Strictest(append(prov, Hit{Kind: KindVault}), nil) != ActionBlock ||
+		Strictest([]Hit{{Kind: KindKeygate}}, nil) != ActionBlock || Strictest(nil, nil) != ActionAlert {
+		t.Fatal("default actions")
+	}
+	if Strictest(prov, func(Hit) Action { return ActionRedact }) != ActionRedact {
+		t.Fatal("a policy's action is not used")
+	}
+}
