@@ -32,7 +32,7 @@ var placeholderWords = [][]byte{
 	[]byte("example"), []byte("placeholder"), []byte("redacted"), []byte("changeme"), []byte("change_me"),
 	[]byte("replace_"), []byte("replace-"), []byte("replaceme"), []byte("secret_here"), []byte("key_here"), []byte("token_here"),
 	[]byte("notreal"), []byte("not_real"), []byte("not-real"), []byte("not-a-real"), []byte("insert_"), []byte("insert-"),
-	[]byte("${"), []byte("{{"), []byte("}}"), []byte("%("), []byte("<"), []byte(">"), []byte("...."), []byte("…"), []byte("****"),
+	[]byte("${"), []byte("{{"), []byte("}}"), []byte("%("), []byte("<"), []byte(">"), []byte("..."), []byte("…"), []byte("****"),
 }
 
 // placeholderShort are shorter words that mark placeholders only as words

@@ -3,6 +3,7 @@ package scan
 import (
 	"bytes"
 	"math"
+	"strings"
 )
 
 // genericKeywords are the words in a variable or key name that announce a
@@ -22,6 +23,7 @@ var genericDenySuffixes = []string{
 	"regex", "label", "hint", "placeholder", "description", "store", "manager", "provider", "service", "source",
 	"class", "dir", "location", "algorithm", "alg", "kind", "arn", "key_id", "keyid", "hash", "digest",
 	"param", "params", "index", "column", "table", "mount", "storage", "method", "text", "message", "error",
+	"start", "end", "offset", "pos", "signature",
 }
 
 // generic is the fallback rule: a value with enough entropy, assigned in
@@ -48,7 +50,7 @@ func findAssignment(data []byte, at int) (Span, bool) {
 		r++
 	}
 	name := data[l:r]
-	if len(name) > 64 || (r < len(data) && isIdent(data[r])) {
+	if len(name) > 64 || (r < len(data) && isIdent(data[r])) || !namesCredential(name) {
 		return Span{}, false
 	}
 	low := bytes.ToLower(bytes.TrimRight(name, "._-"))
@@ -99,7 +101,7 @@ func findAssignment(data []byte, at int) (Span, bool) {
 	default:
 		vs = i
 		ve = vs
-		for ve < len(data) && ve-vs <= 200 && !bytes.ContainsRune([]byte(" \t\r\n,;)}]\"'`"), rune(data[ve])) {
+		for ve < len(data) && ve-vs <= 200 && !bytes.ContainsRune([]byte(" \t\r\n,;)}]&\"'`"), rune(data[ve])) {
 			ve++
 		}
 	}
@@ -143,8 +145,11 @@ func plausibleSecret(v []byte, quoted bool) bool {
 			return false // YAML anchors, aliases, tags and block scalars
 		}
 	}
-	if bytes.Contains(v, []byte("://")) || bytes.ContainsAny(v, "()[] \t") || codeReference(v) || wordAndNumber(v) {
+	if bytes.Contains(v, []byte("://")) || bytes.ContainsAny(v, "()[]{} \t") || codeReference(v) || wordAndNumber(v) || wordy(v) {
 		return false
+	}
+	if quoted && (v[0] == '+' || v[len(v)-1] == '+') {
+		return false // the inside of "..." + x + "...": code, not a value
 	}
 	var lower, upper, digit, other bool
 	for _, c := range v {
@@ -167,8 +172,8 @@ func plausibleSecret(v []byte, quoted bool) bool {
 		// Letters only: an identifier or a word, unless long and random.
 		return len(v) >= 20 && h >= 4 && lower && upper
 	}
-	if !digit && !upper {
-		return false // snake_case or kebab-case words
+	if !digit && !(lower && upper) {
+		return false // snake_case, kebab-case or SCREAMING_CASE words
 	}
 	return h >= math.Min(3.2, 0.8*math.Log2(float64(len(v))))
 }
@@ -209,4 +214,66 @@ func wordAndNumber(v []byte) bool {
 		i++
 	}
 	return letters > 0 && i == len(v) && i-d > 0 && i-d <= 6
+}
+
+// namesCredential reports whether name holds one of genericKeywords as a
+// word of its own: followed by its end, a separator or an upper-case
+// letter (apiKeyId), not by more lower-case letters (keygate, tokens,
+// secretary).
+func namesCredential(name []byte) bool {
+	low := bytes.ToLower(name)
+	for _, k := range genericKeywords {
+		for i := 0; ; {
+			j := bytes.Index(low[i:], []byte(k))
+			if j < 0 {
+				break
+			}
+			e := i + j + len(k)
+			if e == len(name) || !('a' <= name[e] && name[e] <= 'z') {
+				return true
+			}
+			i += j + 1
+		}
+	}
+	return false
+}
+
+// wordy reports a value made of words and numbers joined by separators,
+// such as test-upstream-key-123 or payments/stripe@3: a name, a path or a
+// reference, not a random credential. A word is all lower case, all upper
+// case, capitalised, or all digits.
+func wordy(v []byte) bool {
+	segs := bytes.FieldsFunc(v, func(r rune) bool { return strings.ContainsRune("-_./@:", r) })
+	if len(segs) < 2 {
+		return false
+	}
+	for _, s := range segs {
+		if !isWord(s) {
+			return false
+		}
+	}
+	return true
+}
+
+func isWord(s []byte) bool {
+	var lower, upper, digit int
+	for _, c := range s {
+		switch {
+		case 'a' <= c && c <= 'z':
+			lower++
+		case 'A' <= c && c <= 'Z':
+			upper++
+		case '0' <= c && c <= '9':
+			digit++
+		default:
+			return false
+		}
+	}
+	switch {
+	case digit == len(s), lower == len(s), upper == len(s):
+		return true
+	case digit == 0 && upper == 1 && 'A' <= s[0] && s[0] <= 'Z':
+		return true // Capitalised
+	}
+	return false
 }

@@ -21,7 +21,7 @@ func shapeRules() []Rule {
 		pem("private-key-encrypted", "Encrypted PKCS #8 private key (PEM)", "ENCRYPTED "),
 		{ID: "private-key-pgp", Family: "private-key", Description: "PGP private key block",
 			Anchors: []string{"-----BEGIN PGP PRIVATE KEY BLOCK-----"},
-			Pattern: `-----BEGIN PGP PRIVATE KEY BLOCK-----[\s\S]{64,}?-----END PGP PRIVATE KEY BLOCK-----`,
+			Pattern: `-----BEGIN PGP PRIVATE KEY BLOCK-----[A-Za-z0-9+/=\s:.\\-]{64,}?-----END PGP PRIVATE KEY BLOCK-----`,
 			MaxLen:  20100, Rank: RankShape, Free: true, Structured: true},
 		{ID: "jwt", Family: "jwt", Description: "JSON Web Token",
 			Anchors: []string{"eyJ"}, Pattern: `eyJ` + b64url + `{8,1000}\.eyJ` + b64url + `{8,}\.` + b64url + `{16,1000}`,
@@ -51,7 +51,7 @@ func shapeRules() []Rule {
 func notDefaultPassword(p []byte) bool {
 	switch string(bytes.ToLower(p)) {
 	case "password", "pass", "passwd", "secret", "postgres", "mysql", "root", "admin", "guest",
-		"user", "test", "example", "changeme", "pwd", "redis", "mongo", "mongodb":
+		"user", "test", "example", "changeme", "pwd", "redis", "mongo", "mongodb", "hunter2":
 		return false
 	}
 	return true
