@@ -116,6 +116,11 @@ func (a *API) routes() []endpoint {
 		list("GET", "/keys", rbac.KeysRead, a.listKeys),
 		keys("GET", "/keys/{ref}", rbac.KeysRead, a.getKey),
 		keys("POST", "/keys/{ref}/revoke", rbac.KeysRevoke, a.revokeKey),
+		// Reporting a leaked credential needs only to be signed in: holding
+		// the leaked value is what names the key, and the one thing the
+		// route does is revoke that key, which whoever found it could
+		// already use.
+		{method: "POST", path: p + "/leaks", scope: scopeAnyone, handler: a.reportLeak},
 		keys("PATCH", "/keys/{ref}", rbac.KeysUpdate, a.updateKey),
 		keys("POST", "/keys/{ref}/suspend", rbac.KeysSuspend, a.suspendKey),
 		keys("POST", "/keys/{ref}/resume", rbac.KeysSuspend, a.resumeKey),

@@ -108,7 +108,7 @@ The first "keygate serve" prints a bootstrap admin credential.`,
 
 	root.AddCommand(a.loginCmd(), a.logoutCmd(), a.providerCmd(), a.keyCmd(), a.groupCmd(), a.secretCmd(), a.vaultCmd(),
 		a.runCmd(), a.tokenCmd(), a.auditCmd(), a.importCmd(), a.versionCmd(),
-		a.whoamiCmd(), a.userCmd(), a.serviceAccountCmd(), a.adminTokenCmd(), a.teamCmd(), a.rolesCmd(), a.approveCmd(), a.approvalsCmd())
+		a.whoamiCmd(), a.userCmd(), a.serviceAccountCmd(), a.adminTokenCmd(), a.teamCmd(), a.rolesCmd(), a.approveCmd(), a.approvalsCmd(), a.scanCmd())
 	root.AddCommand(extra...)
 	return root
 }

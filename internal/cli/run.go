@@ -99,11 +99,11 @@ func parseSecretRef(n int, spec string) (secretRef, error) {
 
 func (a *app) runCmd() *cobra.Command {
 	var (
-		specs                []string
+		specs, envFiles      []string
 		keyRef, ttl, gateway string
 	)
 	cmd := &cobra.Command{
-		Use:   "run [--secret ENV=NAME[@VERSION]]... [--key KEYNAME [--ttl 1h]] -- COMMAND [ARGS...]",
+		Use:   "run [--secret ENV=NAME[@VERSION]]... [--env-file FILE]... [--key KEYNAME [--ttl 1h]] -- COMMAND [ARGS...]",
 		Short: "Run a command with secrets, or a short-lived keygate key, in its environment",
 		Long: `Runs COMMAND with the current environment plus the variables asked for.
 Nothing is written to disk or printed; standard input, output and error pass
@@ -115,6 +115,15 @@ act as keygate's admin.
 
 --secret ENV=NAME[@VERSION] sets ENV to the value of the secret NAME (its
 current version unless @VERSION is given). Repeat it for more secrets.
+
+--env-file FILE adds the variables of a dotenv file (NAME=value lines, #
+comments, optional "export "). A value that is a keygate reference, in the
+file or in keygate's own environment, is resolved: keygate://secret/NAME
+[@VERSION] becomes the secret's value, and keygate://provider/NAME a
+short-lived keygate key that may use only that provider, served like --key's
+(the provider's base-URL variable, OPENAI_BASE_URL or ANTHROPIC_BASE_URL, is
+set too unless given). "keygate scan --import --rewrite" writes these
+references in place of the credentials it finds.
 
 --key KEYNAME gives the command, such as a coding agent, access to the
 gateway and never an upstream provider key. keygate run makes a short-lived
@@ -139,7 +148,11 @@ else KEYGATE_GATEWAY_URL, else the address keygate reports.
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			refs, err := a.checkRunFlags(cmd, specs, keyRef, ttl, gateway)
+			fileVars, err := readEnvFiles(envFiles)
+			if err != nil {
+				return err
+			}
+			refs, err := a.checkRunFlags(cmd, specs, keyRef, ttl, gateway, fileVars)
 			if err != nil {
 				return err
 			}
@@ -164,6 +177,12 @@ else KEYGATE_GATEWAY_URL, else the address keygate reports.
 				defer revoke()
 				vars = append(vars, keyVars...)
 			}
+			refVars, closeRefs, err := a.resolveRefs(cmd, c, fileVars, vars, ttl, gateway)
+			defer closeRefs()
+			if err != nil {
+				return explain(fmt.Errorf("run: %w\nthe command was not started", err), cred)
+			}
+			vars = append(vars, refVars...)
 			if err := ctx.Err(); err != nil {
 				return fmt.Errorf("run: interrupted before the command started: %w", err)
 			}
@@ -173,6 +192,7 @@ else KEYGATE_GATEWAY_URL, else the address keygate reports.
 	f := cmd.Flags()
 	f.SetInterspersed(false) // everything from COMMAND on belongs to COMMAND
 	f.StringArrayVar(&specs, "secret", nil, "set ENV to the value of the secret NAME, given as `ENV=NAME[@VERSION]`; repeatable")
+	f.StringArrayVar(&envFiles, "env-file", nil, "add the variables of the dotenv `FILE`, resolving keygate:// references; repeatable")
 	f.StringVar(&keyRef, "key", "", "give the command a short-lived keygate key modelled on the key `KEYNAME`")
 	f.StringVar(&ttl, "ttl", defaultRunKeyTTL, "`DURATION` the --key credential lives at most, as in 30m or 2h")
 	f.StringVar(&gateway, "gateway", "", "the gateway's base `URL` for --key (env "+EnvGatewayURL+"; default: the one keygate reports)")
@@ -180,11 +200,14 @@ else KEYGATE_GATEWAY_URL, else the address keygate reports.
 }
 
 // checkRunFlags validates everything `keygate run` can check before a request.
-func (a *app) checkRunFlags(cmd *cobra.Command, specs []string, keyRef, ttl, gateway string) ([]secretRef, error) {
-	if len(specs) == 0 && keyRef == "" {
-		return nil, errors.New("run: nothing to add to the environment: pass --secret ENV=NAME or --key KEYNAME")
+func (a *app) checkRunFlags(cmd *cobra.Command, specs []string, keyRef, ttl, gateway string, fileVars []envFileVar) ([]secretRef, error) {
+	if len(specs) == 0 && keyRef == "" && len(fileVars) == 0 && len(a.environRefs()) == 0 {
+		return nil, errors.New("run: nothing to add to the environment: pass --secret ENV=NAME, --env-file FILE or --key KEYNAME")
 	}
 	set := map[string]string{}
+	for _, v := range fileVars {
+		set[v.name] = "--env-file " + v.file
+	}
 	if keyRef != "" {
 		if _, err := adminapi.ParseDuration(ttl); err != nil {
 			return nil, fmt.Errorf("run: --ttl: %w", err)
@@ -201,12 +224,15 @@ func (a *app) checkRunFlags(cmd *cobra.Command, specs []string, keyRef, ttl, gat
 			}
 		}
 		for _, v := range []string{envOpenAIKey, envOpenAIBase, envAnthropicKey, envAnthropicBase} {
+			if by, ok := set[v]; ok {
+				return nil, fmt.Errorf("run: %s is set twice, by --key and by %s: set each variable once", v, by)
+			}
 			set[v] = "--key"
 		}
-	} else {
+	} else if !hasProviderRef(fileVars, a.environRefs()) {
 		for _, flag := range []string{"ttl", "gateway"} {
 			if cmd.Flags().Changed(flag) {
-				return nil, fmt.Errorf("run: --%s goes with --key KEYNAME", flag)
+				return nil, fmt.Errorf("run: --%s goes with --key KEYNAME or a keygate://provider/ reference", flag)
 			}
 		}
 	}
@@ -279,6 +305,18 @@ func gatewayURL(raw string) (string, error) {
 // runKey creates the short-lived keygate key for --key and returns the
 // variables that hand it to the command, and a function that revokes it.
 func (a *app) runKey(cmd *cobra.Command, c *adminclient.Client, ref, ttl, gateway string) ([]envVar, func(), error) {
+	tmpl, err := c.GetKey(cmd.Context(), ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	if tmpl.Status != "" && tmpl.Status != "active" {
+		return nil, nil, fmt.Errorf("key %s is %s: model the credential on an active key", tmpl.Name, tmpl.Status)
+	}
+	return a.runKeyFrom(cmd, c, tmpl, ttl, gateway)
+}
+
+// runKeyFrom creates a short-lived keygate key with the scopes of tmpl.
+func (a *app) runKeyFrom(cmd *cobra.Command, c *adminclient.Client, tmpl adminapi.Key, ttl, gateway string) ([]envVar, func(), error) {
 	ctx := cmd.Context()
 	gw := gateway
 	if gw == "" {
@@ -306,13 +344,6 @@ func (a *app) runKey(cmd *cobra.Command, c *adminclient.Client, ref, ttl, gatewa
 	u, _ := url.Parse(gw)
 	if err := a.checkCleartext(cmd, u, runKeyWhat, gatewayFix); err != nil {
 		return nil, nil, err
-	}
-	tmpl, err := c.GetKey(ctx, ref)
-	if err != nil {
-		return nil, nil, err
-	}
-	if tmpl.Status != "" && tmpl.Status != "active" {
-		return nil, nil, fmt.Errorf("key %s is %s: model the credential on an active key", tmpl.Name, tmpl.Status)
 	}
 	base := tmpl.Name
 	if n := maxKeyNameLen - len(runKeySuffix) - runKeyRandLen; len(base) > n {
