@@ -27,7 +27,7 @@
 //   - Vault secrets (read at the gateway's /secrets endpoint) are denied
 //     by default, like services, and more strictly: a key reads a secret
 //     only when its grant names it (a name or a path.Match pattern, whose
-//     * stops at a slash), and an access token only when its own scope
+//   - stops at a slash), and an access token only when its own scope
 //     names it as well, whatever else the scope says. A token minted for
 //     models never reads a secret, and one minted for a secret reaches no
 //     service.

@@ -61,18 +61,18 @@ workloads:
 
 	base := "workloads:\n  trust:\n    - name: p\n      issuer: https://issuer.example\n      audience: kg\n      subject: repo:acme/*\n      key: key_abc\n"
 	for body, want := range map[string]string{
-		strings.Replace(base, "      audience: kg\n", "", 1):                                       "workloads.trust[0].audience: must not be empty",
-		strings.Replace(base, "https://issuer.example", "http://issuer.example", 1):               "workloads.trust[0].issuer: must be an https:// URL",
-		strings.Replace(base, "https://issuer.example", "issuer", 1):                              "workloads.trust[0].issuer",
-		strings.Replace(base, "key_abc", "ci-key", 1):                                            "workloads.trust[0].key: must be a key's id",
-		strings.Replace(base, "      subject: repo:acme/*\n", "", 1):                             "workloads.trust[0]: set subject or claims",
-		strings.Replace(base, "repo:acme/*", "\"*\"", 1):                                         "workloads.trust[0]: set subject or claims",
-		strings.Replace(base, "    - name: p\n", "    - name: \"\"\n", 1):                        "workloads.trust[0].name: must not be empty",
+		strings.Replace(base, "      audience: kg\n", "", 1):                                                             "workloads.trust[0].audience: must not be empty",
+		strings.Replace(base, "https://issuer.example", "http://issuer.example", 1):                                      "workloads.trust[0].issuer: must be an https:// URL",
+		strings.Replace(base, "https://issuer.example", "issuer", 1):                                                     "workloads.trust[0].issuer",
+		strings.Replace(base, "key_abc", "ci-key", 1):                                                                    "workloads.trust[0].key: must be a key's id",
+		strings.Replace(base, "      subject: repo:acme/*\n", "", 1):                                                     "workloads.trust[0]: set subject or claims",
+		strings.Replace(base, "repo:acme/*", "\"*\"", 1):                                                                 "workloads.trust[0]: set subject or claims",
+		strings.Replace(base, "    - name: p\n", "    - name: \"\"\n", 1):                                                "workloads.trust[0].name: must not be empty",
 		base + "    - name: p\n      issuer: https://i.example\n      audience: a\n      subject: s\n      key: key_x\n": `workloads.trust[1].name: "p" is used twice`,
-		base + "  issuers:\n    https://other.example:\n      jwks_url: https://other.example/keys\n": `workloads.issuers: "https://other.example" is no trust policy's issuer`,
-		base + "  issuers:\n    https://issuer.example:\n      jwks_url: ftp://x\n":                 `workloads.issuers["https://issuer.example"].jwks_url: must be an https:// URL`,
-		base + "  secret_grants:\n    ci-key: [x]\n":                                           `workloads.secret_grants: "ci-key" must be a key's id`,
-		base + "  secret_grants:\n    key_abc: [\"ci/[a-z]*\"]\n":                              `workloads.secret_grants["key_abc"]: "ci/[a-z]*"`,
+		base + "  issuers:\n    https://other.example:\n      jwks_url: https://other.example/keys\n":                    `workloads.issuers: "https://other.example" is no trust policy's issuer`,
+		base + "  issuers:\n    https://issuer.example:\n      jwks_url: ftp://x\n":                                      `workloads.issuers["https://issuer.example"].jwks_url: must be an https:// URL`,
+		base + "  secret_grants:\n    ci-key: [x]\n":                                                                     `workloads.secret_grants: "ci-key" must be a key's id`,
+		base + "  secret_grants:\n    key_abc: [\"ci/[a-z]*\"]\n":                                                        `workloads.secret_grants["key_abc"]: "ci/[a-z]*"`,
 	} {
 		if _, err := load(body); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s\nerror %v, want %q", body, err, want)
