@@ -74,8 +74,10 @@ type workloadUser struct {
 	extra map[string]any
 }
 
-func (u *workloadUser) ID() string                       { return u.sub }
-func (u *workloadUser) Userinfo([]string) ([]byte, error) { return json.Marshal(map[string]string{"sub": u.sub}) }
+func (u *workloadUser) ID() string { return u.sub }
+func (u *workloadUser) Userinfo([]string) ([]byte, error) {
+	return json.Marshal(map[string]string{"sub": u.sub})
+}
 func (u *workloadUser) Claims(_ []string, base *mockoidc.IDTokenClaims) (jwt.Claims, error) {
 	return &workloadClaims{IDTokenClaims: base, extra: u.extra}, nil
 }
