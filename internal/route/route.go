@@ -8,11 +8,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"path"
 	"sort"
 	"strings"
 
+	"github.com/keygate/keygate/internal/cloudauth"
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
@@ -31,6 +33,43 @@ type Upstream struct {
 	// says how it wants its credential, paths and errors; nil otherwise.
 	Preset     *provider.Preset
 	APIVersion string // the api-version the preset sends, "" its default
+	// Unavailable says why the provider cannot be used now (its key is kept
+	// in a source keygate has not been able to read within its grace); Key
+	// is then empty and Resolve refuses the provider with an
+	// *UnavailableError.
+	Unavailable string
+	// Auth, for a provider reached with cloud identity (Bedrock, Vertex,
+	// Azure OpenAI with Entra ID), signs or authorizes each request; Key
+	// then holds only a placeholder that Auth strips. nil for API keys.
+	Auth cloudauth.Authorizer
+}
+
+// CloudPlaceholder is the Key of a cloud-identity upstream: the gateway
+// injects it like any key, and the upstream's Authorizer removes it.
+const CloudPlaceholder = "keygate-cloud-identity"
+
+// RoundTrip sends one request to this upstream through next: via its
+// cloud Authorizer when it has one, else next.RoundTrip(req). The gateway
+// calls it for every upstream request in place of next.RoundTrip.
+func (u *Upstream) RoundTrip(req *http.Request, next http.RoundTripper) (*http.Response, error) {
+	if u.Auth != nil {
+		return u.Auth.RoundTrip(req, next)
+	}
+	return next.RoundTrip(req)
+}
+
+// UnavailableError means a provider's credential cannot be served now; the
+// reason says why and what to do, and holds no secret.
+type UnavailableError struct {
+	Provider string
+	Reason   string
+}
+
+func (e *UnavailableError) Error() string {
+	if e.Provider == "" {
+		return e.Reason
+	}
+	return fmt.Sprintf("provider %q cannot be used now: %s", e.Provider, e.Reason)
 }
 
 // Table is an immutable routing snapshot. Its methods are safe for concurrent use.
@@ -100,6 +139,14 @@ func (e *WrongDialectError) Error() string {
 // A provider of the other dialect is returned as is: the caller translates
 // the request, or refuses it with a WrongDialectError where it cannot.
 func (t *Table) Resolve(dialect, model string) (*Upstream, string, error) {
+	u, sent, err := t.resolve(dialect, model)
+	if err == nil && u.Unavailable != "" {
+		return nil, "", &UnavailableError{Provider: u.Name, Reason: u.Unavailable}
+	}
+	return u, sent, err
+}
+
+func (t *Table) resolve(dialect, model string) (*Upstream, string, error) {
 	if i := strings.IndexByte(model, '/'); i > 0 {
 		if u, ok := t.byName[model[:i]]; ok {
 			return u, model[i+1:], nil
@@ -142,15 +189,23 @@ type ProviderSource interface {
 	ListProviders(ctx context.Context) ([]store.Provider, error)
 }
 
-// SecretOpener decrypts a vault record.
+// SecretOpener decrypts a vault record. An error wrapping an
+// *UnavailableError marks a record that exists but must not be served now
+// (see internal/sources): its provider is kept in the table, unavailable.
 type SecretOpener interface {
 	Get(ctx context.Context, id string) (secret.String, int, error)
 }
 
 // Load reads every provider and decrypts its credential into a new Table.
 // A provider whose credential cannot be opened fails the load: keygate does
-// not route to a provider it cannot authenticate to.
-func Load(ctx context.Context, src ProviderSource, vault SecretOpener) (*Table, error) {
+// not route to a provider it cannot authenticate to. A provider whose
+// credential the opener says is unavailable is loaded without it, marked
+// Unavailable, so the rest of the table still loads.
+func Load(ctx context.Context, src ProviderSource, vault SecretOpener, opts ...LoadOption) (*Table, error) {
+	var lo loadOptions
+	for _, o := range opts {
+		o(&lo)
+	}
 	ps, err := src.ListProviders(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("route: list providers: %w", err)
@@ -162,10 +217,24 @@ func Load(ctx context.Context, src ProviderSource, vault SecretOpener) (*Table, 
 			return nil, fmt.Errorf("route: provider %q has an invalid base URL: %w", p.Name, err)
 		}
 		key, _, err := vault.Get(ctx, p.SecretID)
+		var unavailable *UnavailableError
+		if errors.As(err, &unavailable) {
+			key, err = secret.String{}, nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("route: provider %q: open its credential: %w", p.Name, err)
 		}
 		up := &Upstream{Name: p.Name, Dialect: p.Dialect, BaseURL: u, Models: p.Models, Default: p.IsDefault, Key: key, Env: p.Env, APIVersion: p.APIVersion}
+		if unavailable != nil {
+			up.Unavailable = unavailable.Reason
+		}
+		if cp, ok := cloudauth.LookupPreset(p.Preset); ok {
+			if err := lo.cloud(ctx, up, cp, key); err != nil {
+				return nil, fmt.Errorf("route: provider %q: %w", p.Name, err)
+			}
+			ups = append(ups, up)
+			continue
+		}
 		if p.Preset != "" && p.Preset != "openai" && p.Preset != "anthropic" {
 			pre, ok := provider.LookupPreset(p.Preset)
 			if !ok {
@@ -176,4 +245,45 @@ func Load(ctx context.Context, src ProviderSource, vault SecretOpener) (*Table, 
 		ups = append(ups, up)
 	}
 	return NewTable(ups), nil
+}
+
+// LoadOption adjusts Load.
+type LoadOption func(*loadOptions)
+
+type loadOptions struct {
+	auth  *cloudauth.Cache
+	authO cloudauth.Options
+}
+
+// WithCloudAuth lets Load serve cloud-identity providers (see
+// cloudauth.Presets), keeping their Authorizers, and so their cached
+// credentials and tokens, in cache across reloads. Without it such a
+// provider is loaded unavailable.
+func WithCloudAuth(cache *cloudauth.Cache, o cloudauth.Options) LoadOption {
+	return func(lo *loadOptions) { lo.auth, lo.authO = cache, o }
+}
+
+// cloud readies up, a provider of cloud preset cp whose sealed credential
+// document is doc.
+func (lo *loadOptions) cloud(ctx context.Context, up *Upstream, cp cloudauth.Preset, doc secret.String) error {
+	if cp.Wire != "" {
+		pre, ok := provider.LookupPreset(cp.Wire)
+		if !ok {
+			return fmt.Errorf("preset %s needs preset %s, which this keygate does not know", cp.Name, cp.Wire)
+		}
+		up.Preset = &pre
+	}
+	switch {
+	case up.Unavailable != "":
+		return nil
+	case lo.auth == nil:
+		up.Unavailable = "this keygate node was started without cloud identity support for preset " + cp.Name
+		return nil
+	}
+	a, err := lo.auth.Get(ctx, cp, up.BaseURL, doc, lo.authO)
+	if err != nil {
+		return err
+	}
+	up.Auth, up.Key = a, secret.New(CloudPlaceholder)
+	return nil
 }

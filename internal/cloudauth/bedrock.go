@@ -1,0 +1,301 @@
+package cloudauth
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/protocol/eventstream"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"github.com/keygate/keygate/internal/secret"
+)
+
+// BedrockAnthropicVersion is the anthropic_version Bedrock's Anthropic
+// models take in an InvokeModel body.
+const BedrockAnthropicVersion = "bedrock-2023-05-31"
+
+// maxBody bounds a request body the Authorizers read to sign or adapt.
+const maxBody = 32 << 20
+
+// bedrock signs requests to the Bedrock runtime with SigV4. An Anthropic
+// Messages request (POST .../v1/messages) becomes InvokeModel, or
+// InvokeModelWithResponseStream when it streams, whose event stream is
+// turned back into Anthropic server-sent events; Bedrock's own paths
+// (/model/{id}/invoke, /converse, /converse-stream, ...) are signed and
+// passed through for clients that speak them.
+type bedrock struct {
+	region string
+	creds  aws.CredentialsProvider
+	signer *v4.Signer
+	now    func() time.Time
+}
+
+func newBedrock(ctx context.Context, c Credential, o Options) (*bedrock, error) {
+	id := AWSIdentity{Region: c.Region, AccessKeyID: c.AccessKeyID, SecretAccessKey: secret.New(c.SecretAccessKey), SessionToken: secret.New(c.SessionToken),
+		RoleARN: c.RoleARN, ExternalID: c.ExternalID, WebIdentityTokenFile: c.WebIdentityTokenFile, STSEndpoint: c.STSEndpoint}
+	creds, err := id.Credentials(ctx, o.HTTP)
+	if err != nil {
+		return nil, err
+	}
+	return &bedrock{region: c.Region, creds: creds, signer: v4.NewSigner(), now: time.Now}, nil
+}
+
+// NewBedrock returns the Bedrock Authorizer for an AWS identity (exported
+// for tests and tools that hold an identity rather than a document).
+func NewBedrock(ctx context.Context, id AWSIdentity, hc *http.Client) (Authorizer, error) {
+	creds, err := id.Credentials(ctx, hc)
+	if err != nil {
+		return nil, err
+	}
+	return &bedrock{region: id.Region, creds: creds, signer: v4.NewSigner(), now: time.Now}, nil
+}
+
+func (b *bedrock) RoundTrip(req *http.Request, next http.RoundTripper) (*http.Response, error) {
+	body, err := readAll(req)
+	if err != nil {
+		return nil, err
+	}
+	out := req.Clone(req.Context())
+	stripCredential(out.Header)
+	betas := out.Header.Values("Anthropic-Beta")
+	for k := range out.Header {
+		if strings.HasPrefix(k, "Anthropic-") {
+			delete(out.Header, k)
+		}
+	}
+	var stream, adapted bool
+	switch {
+	case strings.HasSuffix(out.URL.Path, "/v1/messages"):
+		base := strings.TrimSuffix(out.URL.Path, "/v1/messages")
+		var model string
+		body, model, stream, err = adaptMessages(body, "bedrock", BedrockAnthropicVersion, betas, true)
+		if err != nil {
+			return nil, err
+		}
+		op := "invoke"
+		if stream {
+			op = "invoke-with-response-stream"
+			out.Header.Set("Accept", "application/vnd.amazon.eventstream")
+		} else {
+			out.Header.Set("Accept", "application/json")
+		}
+		out.URL.Path = base + "/model/" + model + "/" + op
+		out.URL.RawPath = base + "/model/" + url.PathEscape(model) + "/" + op
+		adapted = true
+	case strings.Contains(out.URL.Path, "/model/"):
+		// Bedrock's own API, as a client speaking it sent it.
+	default:
+		return nil, fmt.Errorf("bedrock: keygate forwards POST /v1/messages and Bedrock's /model/{id}/... paths, not %s", out.URL.Path)
+	}
+	out.Body = io.NopCloser(bytes.NewReader(body))
+	out.ContentLength = int64(len(body))
+	out.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	out.Header.Set("Content-Type", "application/json")
+	out.GetBody = nil
+	creds, err := b.creds.Retrieve(out.Context())
+	if err != nil {
+		return nil, fmt.Errorf("bedrock: get AWS credentials: %w", err)
+	}
+	sum := sha256.Sum256(body)
+	if err := b.signer.SignHTTP(out.Context(), creds, out, hex.EncodeToString(sum[:]), "bedrock", b.region, b.now()); err != nil {
+		return nil, fmt.Errorf("bedrock: sign the request: %w", err)
+	}
+	resp, err := next.RoundTrip(out)
+	if err != nil || !adapted {
+		return resp, err
+	}
+	switch {
+	case resp.StatusCode >= 400:
+		return anthropicError(resp), nil
+	case stream:
+		resp.Body = eventStreamToSSE(resp.Body)
+		resp.Header.Set("Content-Type", "text/event-stream")
+		resp.Header.Del("Content-Length")
+		resp.ContentLength = -1
+	}
+	return resp, nil
+}
+
+// adaptMessages rewrites an Anthropic Messages body for a cloud: the model
+// moves to the URL, anthropic_version goes into the body, and the beta
+// headers become anthropic_beta. dropStream removes "stream" (Bedrock picks
+// streaming by path; Vertex keeps it).
+func adaptMessages(body []byte, cloud, version string, betas []string, dropStream bool) ([]byte, string, bool, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, "", false, fmt.Errorf("%s: the Messages request is not a JSON object", cloud)
+	}
+	var model string
+	if err := json.Unmarshal(m["model"], &model); err != nil || model == "" || strings.ContainsAny(model, "/?#") {
+		return nil, "", false, fmt.Errorf("%s: the request names no model id keygate can put in a URL", cloud)
+	}
+	var stream bool
+	_ = json.Unmarshal(m["stream"], &stream)
+	delete(m, "model")
+	if dropStream {
+		delete(m, "stream")
+	}
+	m["anthropic_version"], _ = json.Marshal(version)
+	if len(betas) > 0 {
+		var list []string
+		for _, b := range betas {
+			for _, x := range strings.Split(b, ",") {
+				if x = strings.TrimSpace(x); x != "" {
+					list = append(list, x)
+				}
+			}
+		}
+		m["anthropic_beta"], _ = json.Marshal(list)
+	}
+	out, err := json.Marshal(m)
+	return out, model, stream, err
+}
+
+func readAll(req *http.Request) ([]byte, error) {
+	if req.Body == nil {
+		return nil, nil
+	}
+	defer req.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(req.Body, maxBody+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxBody {
+		return nil, errors.New("cloudauth: the request body is larger than 32 MiB")
+	}
+	return b, nil
+}
+
+// anthropicError rewrites a cloud's error answer into Anthropic's error
+// shape, so Anthropic clients (and keygate's translation to OpenAI's)
+// read it: {"type":"error","error":{"type":...,"message":...}}.
+func anthropicError(resp *http.Response) *http.Response {
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	var in struct {
+		Message string `json:"message"`
+		Error   struct {
+			Message string `json:"message"`
+			Type    string `json:"type"`
+		} `json:"error"`
+	}
+	_ = json.Unmarshal(raw, &in)
+	msg := in.Message
+	if msg == "" {
+		msg = in.Error.Message
+	}
+	if msg == "" {
+		msg = http.StatusText(resp.StatusCode)
+	}
+	typ := in.Error.Type
+	if typ == "" {
+		typ = map[int]string{400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+			429: "rate_limit_error", 529: "overloaded_error"}[resp.StatusCode]
+		if typ == "" {
+			typ = "api_error"
+		}
+	}
+	b, _ := json.Marshal(map[string]any{"type": "error", "error": map[string]string{"type": typ, "message": msg}})
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	resp.ContentLength = int64(len(b))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
+	resp.Header.Set("Content-Type", "application/json")
+	return resp
+}
+
+// eventStreamToSSE decodes an AWS event stream of InvokeModelWithResponseStream
+// chunks and writes each Anthropic event as a server-sent event, as it
+// arrives.
+func eventStreamToSSE(body io.ReadCloser) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() {
+		dec := eventstream.NewDecoder()
+		var buf []byte
+		for {
+			msg, err := dec.Decode(body, buf)
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = nil
+				}
+				pw.CloseWithError(err)
+				return
+			}
+			if err := writeEvent(pw, msg); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+	}()
+	return &sseBody{PipeReader: pr, upstream: body}
+}
+
+type sseBody struct {
+	*io.PipeReader
+	upstream io.Closer
+}
+
+func (s *sseBody) Close() error {
+	err := s.upstream.Close()
+	s.PipeReader.Close()
+	return err
+}
+
+func header(msg eventstream.Message, name string) string {
+	if v := msg.Headers.Get(name); v != nil {
+		return v.String()
+	}
+	return ""
+}
+
+func writeEvent(w io.Writer, msg eventstream.Message) error {
+	switch header(msg, ":message-type") {
+	case "event":
+		if header(msg, ":event-type") != "chunk" {
+			return nil
+		}
+		var chunk struct {
+			Bytes string `json:"bytes"`
+		}
+		if err := json.Unmarshal(msg.Payload, &chunk); err != nil {
+			return fmt.Errorf("bedrock: a stream chunk is not JSON: %w", err)
+		}
+		ev, err := base64.StdEncoding.DecodeString(chunk.Bytes)
+		if err != nil {
+			return fmt.Errorf("bedrock: a stream chunk's bytes are not base64: %w", err)
+		}
+		var typ struct {
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(ev, &typ); err != nil || typ.Type == "" {
+			return errors.New("bedrock: a stream chunk holds no Anthropic event")
+		}
+		_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", typ.Type, ev)
+		return err
+	case "exception", "error":
+		var m struct {
+			Message string `json:"message"`
+		}
+		_ = json.Unmarshal(msg.Payload, &m)
+		kind := header(msg, ":exception-type")
+		if kind == "" {
+			kind = header(msg, ":error-code")
+		}
+		b, _ := json.Marshal(map[string]any{"type": "error", "error": map[string]string{"type": "api_error", "message": strings.TrimSpace(kind + ": " + m.Message)}})
+		_, err := fmt.Fprintf(w, "event: error\ndata: %s\n\n", b)
+		return err
+	}
+	return nil
+}
