@@ -178,16 +178,6 @@ func New(o Options) (*Verifier, error) {
 	return v, nil
 }
 
-// Prefetch reads every issuer's key set once, so the first exchange does
-// not wait for discovery; failures are logged and tried again on use.
-func (v *Verifier) Prefetch(ctx context.Context) {
-	for url, is := range v.issuers {
-		if _, _, err := is.keySet(ctx); err != nil {
-			v.log.Warn("a workload identity issuer cannot be reached yet; its tokens are refused until it can", "issuer", url, "err", err)
-		}
-	}
-}
-
 // unverified is what Verify reads of a token before checking it.
 type unverified struct {
 	Issuer   string          `json:"iss"`

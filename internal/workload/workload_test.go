@@ -14,6 +14,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/keygate/keygate/internal/workload"
+	"github.com/keygate/keygate/internal/workload/workloadtest"
 )
 
 const audience = "https://keygate.example"
@@ -21,7 +22,7 @@ const audience = "https://keygate.example"
 // fixture is a GitHub-Actions-like provider and a Kubernetes-like one,
 // and a Verifier trusting both by policy.
 type fixture struct {
-	actions, cluster *provider
+	actions, cluster *workloadtest.Provider
 	v                *workload.Verifier
 }
 
@@ -48,7 +49,7 @@ func policies(actions, cluster string) []workload.Policy {
 
 func newFixture(t *testing.T, o workload.Options) *fixture {
 	t.Helper()
-	f := &fixture{actions: startProvider(t, audience), cluster: startProvider(t, "keygate")}
+	f := &fixture{actions: workloadtest.Start(t, audience), cluster: workloadtest.Start(t, "keygate")}
 	o.Policies = policies(f.actions.Issuer(), f.cluster.Issuer())
 	v, err := workload.New(o)
 	if err != nil {
@@ -76,8 +77,8 @@ func TestGitHubActionsToken(t *testing.T) {
 	f := newFixture(t, workload.Options{})
 	ctx, now := context.Background(), time.Now()
 
-	sub, claims := githubClaims("acme/app", "refs/heads/main", "deploy", "push")
-	id, err := f.v.Verify(ctx, f.actions.mint(t, sub, claims), now)
+	sub, claims := workloadtest.GitHubClaims("acme/app", "refs/heads/main", "deploy", "push")
+	id, err := f.v.Verify(ctx, f.actions.Mint(t, sub, claims), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,24 +88,24 @@ func TestGitHubActionsToken(t *testing.T) {
 	}
 
 	// Another workflow of the same branch falls to the next policy.
-	sub, claims = githubClaims("acme/app", "refs/heads/main", "lint", "push")
-	if id, err = f.v.Verify(ctx, f.actions.mint(t, sub, claims), now); err != nil || id.Policy != "acme-any-branch" || id.Scope != "model:gpt-4o-mini rpm:10" {
+	sub, claims = workloadtest.GitHubClaims("acme/app", "refs/heads/main", "lint", "push")
+	if id, err = f.v.Verify(ctx, f.actions.Mint(t, sub, claims), now); err != nil || id.Policy != "acme-any-branch" || id.Scope != "model:gpt-4o-mini rpm:10" {
 		t.Fatalf("second policy: %+v, %v", id, err)
 	}
 
 	// A pull request (a fork's code) and another owner's repository match
 	// no policy.
 	for _, c := range [][4]string{{"acme/app", "refs/heads/main", "deploy", "pull_request"}, {"evil/app", "refs/heads/main", "deploy", "push"}} {
-		sub, claims := githubClaims(c[0], c[1], c[2], c[3])
-		_, err := f.v.Verify(ctx, f.actions.mint(t, sub, claims), now)
+		sub, claims := workloadtest.GitHubClaims(c[0], c[1], c[2], c[3])
+		_, err := f.v.Verify(ctx, f.actions.Mint(t, sub, claims), now)
 		refusal(t, err, "no_policy")
 	}
 	// A claim that would change the scope's shape is never filled in: a
 	// repository name cannot add a scope item. The policy that would take
 	// it does not match; the next one, which does not use it, does.
-	sub, claims = githubClaims("acme/app", "refs/heads/main", "deploy", "push")
+	sub, claims = workloadtest.GitHubClaims("acme/app", "refs/heads/main", "deploy", "push")
 	claims["repository"] = "acme/app secret:*"
-	if id, err = f.v.Verify(ctx, f.actions.mint(t, sub, claims), now); err != nil || id.Policy != "acme-any-branch" || strings.Contains(id.Scope, "secret") {
+	if id, err = f.v.Verify(ctx, f.actions.Mint(t, sub, claims), now); err != nil || id.Policy != "acme-any-branch" || strings.Contains(id.Scope, "secret") {
 		t.Fatalf("an unsafe claim: %+v, %v", id, err)
 	}
 }
@@ -114,8 +115,8 @@ func TestGitHubActionsToken(t *testing.T) {
 func TestKubernetesServiceAccountToken(t *testing.T) {
 	f := newFixture(t, workload.Options{})
 	ctx, now := context.Background(), time.Now()
-	sub, claims := kubernetesClaims("payments", "api")
-	id, err := f.v.Verify(ctx, f.cluster.mint(t, sub, claims), now)
+	sub, claims := workloadtest.KubernetesClaims("payments", "api")
+	id, err := f.v.Verify(ctx, f.cluster.Mint(t, sub, claims), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,8 +124,8 @@ func TestKubernetesServiceAccountToken(t *testing.T) {
 		t.Fatalf("identity %+v", id)
 	}
 	for _, c := range [][2]string{{"payments", "worker"}, {"search", "api"}} {
-		sub, claims := kubernetesClaims(c[0], c[1])
-		_, err := f.v.Verify(ctx, f.cluster.mint(t, sub, claims), now)
+		sub, claims := workloadtest.KubernetesClaims(c[0], c[1])
+		_, err := f.v.Verify(ctx, f.cluster.Mint(t, sub, claims), now)
 		refusal(t, err, "no_policy")
 	}
 }
@@ -134,8 +135,8 @@ func TestKubernetesServiceAccountToken(t *testing.T) {
 func TestBadTokensAreRefused(t *testing.T) {
 	f := newFixture(t, workload.Options{})
 	ctx, now := context.Background(), time.Now()
-	sub, claims := githubClaims("acme/app", "refs/heads/main", "deploy", "push")
-	good := f.actions.mint(t, sub, claims)
+	sub, claims := workloadtest.GitHubClaims("acme/app", "refs/heads/main", "deploy", "push")
+	good := f.actions.Mint(t, sub, claims)
 
 	_, err := f.v.Verify(ctx, good, now.Add(2*time.Hour))
 	refusal(t, err, "expired")
@@ -153,10 +154,10 @@ func TestBadTokensAreRefused(t *testing.T) {
 	refusal(t, err, "wrong_audience")
 
 	// A token from an issuer no policy names: nothing is fetched from it.
-	stranger := startProvider(t, audience)
-	_, err = f.v.Verify(ctx, stranger.mint(t, sub, claims), now)
+	stranger := workloadtest.Start(t, audience)
+	_, err = f.v.Verify(ctx, stranger.Mint(t, sub, claims), now)
 	refusal(t, err, "unknown_issuer")
-	if d, j := stranger.fetches(); d+j != 0 {
+	if d, j := stranger.Fetches(); d+j != 0 {
 		t.Fatalf("keygate read an untrusted issuer: %d discovery, %d key set requests", d, j)
 	}
 
@@ -200,15 +201,15 @@ func TestReplayedTokenIsRefused(t *testing.T) {
 	guard := workload.NewMemory()
 	f := newFixture(t, workload.Options{Replay: guard})
 	ctx, now := context.Background(), time.Now()
-	sub, claims := kubernetesClaims("payments", "api")
-	tok := f.cluster.mint(t, sub, claims)
+	sub, claims := workloadtest.KubernetesClaims("payments", "api")
+	tok := f.cluster.Mint(t, sub, claims)
 	if _, err := f.v.Verify(ctx, tok, now); err != nil {
 		t.Fatal(err)
 	}
 	_, err := f.v.Verify(ctx, tok, now.Add(time.Second))
 	refusal(t, err, "replayed")
 	// A fresh token of the same workload passes.
-	if _, err := f.v.Verify(ctx, f.cluster.mint(t, sub, claims), now); err != nil {
+	if _, err := f.v.Verify(ctx, f.cluster.Mint(t, sub, claims), now); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -220,22 +221,22 @@ func TestReplayedTokenIsRefused(t *testing.T) {
 func TestKeySetCachedAndRotated(t *testing.T) {
 	f := newFixture(t, workload.Options{RefreshInterval: time.Millisecond})
 	ctx := context.Background()
-	sub, claims := githubClaims("acme/app", "refs/heads/main", "deploy", "push")
+	sub, claims := workloadtest.GitHubClaims("acme/app", "refs/heads/main", "deploy", "push")
 	for range 3 {
-		if _, err := f.v.Verify(ctx, f.actions.mint(t, sub, claims), time.Now()); err != nil {
+		if _, err := f.v.Verify(ctx, f.actions.Mint(t, sub, claims), time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if d, j := f.actions.fetches(); d != 1 || j != 1 {
+	if d, j := f.actions.Fetches(); d != 1 || j != 1 {
 		t.Fatalf("three tokens read discovery %d and the key set %d times, want 1 and 1", d, j)
 	}
-	old := f.actions.mint(t, sub, claims)
-	f.actions.rotate(t)
+	old := f.actions.Mint(t, sub, claims)
+	f.actions.Rotate(t)
 	time.Sleep(5 * time.Millisecond) // past the refresh interval
-	if _, err := f.v.Verify(ctx, f.actions.mint(t, sub, claims), time.Now()); err != nil {
+	if _, err := f.v.Verify(ctx, f.actions.Mint(t, sub, claims), time.Now()); err != nil {
 		t.Fatalf("a token signed with the rotated key: %v", err)
 	}
-	if _, j := f.actions.fetches(); j != 2 {
+	if _, j := f.actions.Fetches(); j != 2 {
 		t.Fatalf("rotation read the key set %d times in all, want 2", j)
 	}
 	// The retired key no longer verifies once the set stopped publishing it.
@@ -244,7 +245,7 @@ func TestKeySetCachedAndRotated(t *testing.T) {
 	refusal(t, err, "bad_signature")
 
 	slow := newFixture(t, workload.Options{RefreshInterval: time.Hour})
-	if _, err := slow.v.Verify(ctx, slow.actions.mint(t, sub, claims), time.Now()); err != nil {
+	if _, err := slow.v.Verify(ctx, slow.actions.Mint(t, sub, claims), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	stray, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -256,7 +257,7 @@ func TestKeySetCachedAndRotated(t *testing.T) {
 		_, err := slow.v.Verify(ctx, sign(t, jose.RS256, stray, "kid-"+string(rune('a'+i)), payload), time.Now())
 		refusal(t, err, "bad_signature")
 	}
-	if _, j := slow.actions.fetches(); j != 1 {
+	if _, j := slow.actions.Fetches(); j != 1 {
 		t.Fatalf("20 forged tokens read the key set %d times in all, want 1", j)
 	}
 }
@@ -265,8 +266,8 @@ func TestKeySetCachedAndRotated(t *testing.T) {
 // makes Verify say so (try again), not refuse the token.
 func TestUnreachableIssuerIsNotARefusal(t *testing.T) {
 	f := newFixture(t, workload.Options{})
-	sub, claims := githubClaims("acme/app", "refs/heads/main", "deploy", "push")
-	tok := f.actions.mint(t, sub, claims)
+	sub, claims := workloadtest.GitHubClaims("acme/app", "refs/heads/main", "deploy", "push")
+	tok := f.actions.Mint(t, sub, claims)
 	if err := f.actions.Shutdown(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,9 @@
-package workload_test
+// Package workloadtest runs a real OpenID provider in a test, to sign the
+// workload identity tokens keygate exchanges: github.com/oauth2-proxy/mockoidc
+// serving discovery, its key set and the authorization-code flow over HTTP
+// on loopback, with tokens shaped like GitHub Actions' and like Kubernetes
+// service-account tokens. Only tests import it.
+package workloadtest
 
 import (
 	"crypto/rand"
@@ -15,18 +20,18 @@ import (
 	"github.com/oauth2-proxy/mockoidc"
 )
 
-// provider is a real OpenID provider (github.com/oauth2-proxy/mockoidc)
+// Provider is a real OpenID provider (github.com/oauth2-proxy/mockoidc)
 // serving discovery, its key set and the authorization-code flow over
 // HTTP on loopback, with a count of the requests made to each path.
-type provider struct {
+type Provider struct {
 	*mockoidc.MockOIDC
 	mu   sync.Mutex
 	hits map[string]int
 }
 
-// startProvider runs a provider whose ID tokens carry audience aud,
-// signed with an RSA key made for this test.
-func startProvider(t *testing.T, aud string) *provider {
+// Start runs a provider whose ID tokens carry audience aud, signed with an
+// RSA key made for this test, until the test ends.
+func Start(t testing.TB, aud string) *Provider {
 	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -37,7 +42,7 @@ func startProvider(t *testing.T, aud string) *provider {
 		t.Fatal(err)
 	}
 	m.ClientID = aud
-	p := &provider{MockOIDC: m, hits: map[string]int{}}
+	p := &Provider{MockOIDC: m, hits: map[string]int{}}
 	if err := m.AddMiddleware(func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			p.mu.Lock()
@@ -59,9 +64,9 @@ func startProvider(t *testing.T, aud string) *provider {
 	return p
 }
 
-// fetches counts the requests made for the provider's discovery document
+// Fetches counts the requests made for the provider's discovery document
 // and key set.
-func (p *provider) fetches() (discovery, jwks int) {
+func (p *Provider) Fetches() (discovery, jwks int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.hits[mockoidc.DiscoveryEndpoint], p.hits[mockoidc.JWKSEndpoint]
@@ -104,10 +109,10 @@ func (c *workloadClaims) MarshalJSON() ([]byte, error) {
 	return json.Marshal(m)
 }
 
-// mint has the provider issue an ID token for a workload, through its
-// authorization endpoint and its token endpoint, as any relying party
-// would.
-func (p *provider) mint(t *testing.T, sub string, extra map[string]any) string {
+// Mint has the provider issue an ID token for a workload with subject sub
+// and claims extra, through its authorization endpoint and its token
+// endpoint, as any relying party would.
+func (p *Provider) Mint(t testing.TB, sub string, extra map[string]any) string {
 	t.Helper()
 	p.QueueUser(&workloadUser{sub: sub, extra: extra})
 	const redirect = "http://127.0.0.1/callback"
@@ -139,9 +144,9 @@ func (p *provider) mint(t *testing.T, sub string, extra map[string]any) string {
 	return tr.IDToken
 }
 
-// rotate makes the provider sign with a new key, which its key set then
+// Rotate makes the provider sign with a new key, which its key set then
 // publishes instead of the old one. No request may be in flight.
-func (p *provider) rotate(t *testing.T) {
+func (p *Provider) Rotate(t testing.TB) {
 	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -154,9 +159,10 @@ func (p *provider) rotate(t *testing.T) {
 	p.Keypair = kp
 }
 
-// githubClaims are the claims of a GitHub Actions job's ID token, for
-// repository repo running workflow on ref.
-func githubClaims(repo, ref, workflow, event string) (string, map[string]any) {
+// GitHubClaims are the subject and claims of a GitHub Actions job's ID
+// token, for repository repo (owner/name) running workflow on ref, started
+// by event (push, pull_request...).
+func GitHubClaims(repo, ref, workflow, event string) (string, map[string]any) {
 	owner, _, _ := strings.Cut(repo, "/")
 	sub := "repo:" + repo + ":ref:" + ref
 	if event == "pull_request" {
@@ -169,9 +175,10 @@ func githubClaims(repo, ref, workflow, event string) (string, map[string]any) {
 	}
 }
 
-// kubernetesClaims are the claims of a projected service-account token
-// of a pod in namespace ns running as service account sa.
-func kubernetesClaims(ns, sa string) (string, map[string]any) {
+// KubernetesClaims are the subject and claims of a projected
+// service-account token of a pod in namespace ns running as service
+// account sa.
+func KubernetesClaims(ns, sa string) (string, map[string]any) {
 	return "system:serviceaccount:" + ns + ":" + sa, map[string]any{
 		"kubernetes.io": map[string]any{
 			"namespace":      ns,
