@@ -19,18 +19,18 @@ func testWorkloadTokens(t *testing.T, newURL func(testing.TB) string) {
 		must(t, err)
 		return ok
 	}
-	if !claim(nodes[0], "jti:a", at(600 * time.Second), at(0 * time.Second)) {
+	if !claim(nodes[0], "jti:a", at(600*time.Second), at(0*time.Second)) {
 		t.Fatal("a fresh token was refused")
 	}
-	if claim(nodes[1], "jti:a", at(600 * time.Second), at(10 * time.Second)) {
+	if claim(nodes[1], "jti:a", at(600*time.Second), at(10*time.Second)) {
 		t.Fatal("a token was exchanged twice, on two nodes")
 	}
-	if !claim(nodes[1], "jti:b", at(600 * time.Second), at(10 * time.Second)) {
+	if !claim(nodes[1], "jti:b", at(600*time.Second), at(10*time.Second)) {
 		t.Fatal("another token was refused")
 	}
 	// Past its expiry the record is dropped (the token itself is refused
 	// as expired by then).
-	if !claim(nodes[0], "jti:a", at(1200 * time.Second), at(601 * time.Second)) {
+	if !claim(nodes[0], "jti:a", at(1200*time.Second), at(601*time.Second)) {
 		t.Fatal("an expired token's record was kept")
 	}
 	var wg sync.WaitGroup
@@ -38,7 +38,7 @@ func testWorkloadTokens(t *testing.T, newURL func(testing.TB) string) {
 	won := 0
 	for i := range 8 {
 		wg.Go(func() {
-			ok, err := nodes[i%2].ClaimWorkloadToken(ctx(t), "jti:race", at(900 * time.Second), at(20 * time.Second))
+			ok, err := nodes[i%2].ClaimWorkloadToken(ctx(t), "jti:race", at(900*time.Second), at(20*time.Second))
 			if err != nil {
 				t.Error(err)
 				return
