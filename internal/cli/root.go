@@ -107,7 +107,7 @@ The first "keygate serve" prints a bootstrap admin credential.`,
 	pf.StringVar(&a.approval, "approval", "", "run a request that waited for a second person's approval, once approved: its approval `ID`")
 
 	root.AddCommand(a.loginCmd(), a.logoutCmd(), a.providerCmd(), a.keyCmd(), a.groupCmd(), a.secretCmd(), a.vaultCmd(),
-		a.runCmd(), a.tokenCmd(), a.auditCmd(), a.importCmd(), a.versionCmd(),
+		a.runCmd(), a.tokenCmd(), a.agentCmd(), a.auditCmd(), a.importCmd(), a.versionCmd(),
 		a.whoamiCmd(), a.userCmd(), a.serviceAccountCmd(), a.adminTokenCmd(), a.teamCmd(), a.rolesCmd(), a.approveCmd(), a.approvalsCmd())
 	root.AddCommand(extra...)
 	return root
