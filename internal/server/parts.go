@@ -80,7 +80,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 	}
 	n.stepUp = stepUp
 	n.tok.gateway.VerifyTOTP = verifyTOTP
-	if n.tok.gateway.Workloads, err = newWorkloadTrust(cfg, st, log); err != nil {
+	if n.tok.gateway.Workloads, err = newWorkloadTrust(p.workloads, st, log); err != nil {
 		return err
 	}
 	var secrets gateway.SecretReader

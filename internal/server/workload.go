@@ -13,11 +13,12 @@ import (
 	"github.com/keygate/keygate/internal/workload"
 )
 
-// newWorkloadTrust builds the trust policies of workloads.trust, which let
-// workloads exchange OIDC identity tokens at /oauth/token; nil when none
-// is configured. Exchanged tokens are remembered in the store, so each is
-// exchanged once across every node.
-func newWorkloadTrust(cfg config.Config, st *store.Store, log *slog.Logger) (gateway.WorkloadTrust, error) {
+// workloadOptions turns workloads.trust and workloads.issuers into the
+// trust policies' options and checks them (each scope template in the
+// gateway's scope grammar, each issuer's CA file), naming the field at
+// fault; nil when no policy is configured. It reads the CA files and
+// contacts no issuer.
+func workloadOptions(cfg config.Config) (*workload.Options, error) {
 	w := cfg.Workloads
 	if len(w.Trust) == 0 {
 		return nil, nil
@@ -34,10 +35,31 @@ func newWorkloadTrust(cfg config.Config, st *store.Store, log *slog.Logger) (gat
 	for u, is := range w.Issuers {
 		issuers[u] = workload.IssuerOptions{JWKSURL: is.JWKSURL, CAFile: is.CAFile}
 	}
-	v, err := workload.New(workload.Options{
-		Policies: ps, Issuers: issuers, Replay: replayStore{st}, ValidateScope: gateway.ValidateScope,
-		Log: log.With("component", "workloads"),
-	})
+	o := &workload.Options{Policies: ps, Issuers: issuers, ValidateScope: gateway.ValidateScope}
+	if _, err := workload.New(*o); err != nil {
+		var pe *workload.PolicyError
+		if errors.As(err, &pe) && pe.Field == "ca_file" {
+			return nil, fmt.Errorf("config: workloads.issuers[%q].ca_file: %w", ps[pe.Index].Issuer, pe.Err)
+		}
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("config: workloads.trust[%d].%s: %w", pe.Index, pe.Field, pe.Err)
+		}
+		return nil, fmt.Errorf("config: workloads: %w", err)
+	}
+	return o, nil
+}
+
+// newWorkloadTrust builds the trust policies the plan checked, which let
+// workloads exchange OIDC identity tokens at /oauth/token; nil when none
+// is configured. Exchanged tokens are remembered in the store, so each is
+// exchanged once across every node.
+func newWorkloadTrust(o *workload.Options, st *store.Store, log *slog.Logger) (gateway.WorkloadTrust, error) {
+	if o == nil {
+		return nil, nil
+	}
+	opts := *o
+	opts.Replay, opts.Log = replayStore{st}, log.With("component", "workloads")
+	v, err := workload.New(opts)
 	if err != nil {
 		return nil, fmt.Errorf("config: workloads: %w", err)
 	}

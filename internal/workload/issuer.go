@@ -49,7 +49,7 @@ func newIssuer(url string, o IssuerOptions, timeout, refresh time.Duration) (*is
 	if o.CAFile != "" {
 		pem, err := os.ReadFile(o.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("ca_file: %w", err)
+			return nil, err
 		}
 		pool, err := x509.SystemCertPool()
 		if err != nil {

@@ -118,6 +118,23 @@ func (r *Refusal) Error() string { return r.Reason }
 // Unwrap returns what go-oidc said, for logs.
 func (r *Refusal) Unwrap() error { return r.detail }
 
+// PolicyError is New's error for a policy it cannot use: Index is the
+// policy's place in Options.Policies, Field what is wrong with it (name,
+// scope, or ca_file of its issuer's options).
+type PolicyError struct {
+	Index int
+	Field string
+	Err   error
+}
+
+// Error says which policy and what is wrong.
+func (e *PolicyError) Error() string {
+	return fmt.Sprintf("trust policy %d: %s: %v", e.Index, e.Field, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *PolicyError) Unwrap() error { return e.Err }
+
 // Verifier checks workload identity tokens against the trust policies. It
 // is safe for concurrent use.
 type Verifier struct {
@@ -152,14 +169,14 @@ func New(o Options) (*Verifier, error) {
 	v := &Verifier{issuers: map[string]*issuer{}, replay: o.Replay, log: o.Log}
 	for i, p := range o.Policies {
 		if p.Name == "" || p.Issuer == "" || p.Audience == "" || p.KeyID == "" {
-			return nil, fmt.Errorf("trust policy %d (%q) needs a name, an issuer, an audience and a key", i, p.Name)
+			return nil, &PolicyError{Index: i, Field: "name", Err: errors.New("a trust policy needs a name, an issuer, an audience and a key")}
 		}
 		tpl, err := parseTemplate(p.Scope)
 		if err == nil && o.ValidateScope != nil {
 			err = o.ValidateScope(tpl.placeholders("x"))
 		}
 		if err != nil {
-			return nil, fmt.Errorf("trust policy %q: scope: %w", p.Name, err)
+			return nil, &PolicyError{Index: i, Field: "scope", Err: err}
 		}
 		cp := policy{Policy: p, scope: tpl}
 		for name := range p.Claims {
@@ -170,7 +187,7 @@ func New(o Options) (*Verifier, error) {
 		if _, ok := v.issuers[p.Issuer]; !ok {
 			is, err := newIssuer(p.Issuer, o.Issuers[p.Issuer], o.Timeout, o.RefreshInterval)
 			if err != nil {
-				return nil, fmt.Errorf("issuer %s: %w", p.Issuer, err)
+				return nil, &PolicyError{Index: i, Field: "ca_file", Err: err}
 			}
 			v.issuers[p.Issuer] = is
 		}

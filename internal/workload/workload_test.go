@@ -290,7 +290,9 @@ func TestPoliciesCheckedAtStart(t *testing.T) {
 	}
 	for _, scope := range []string{"bogus:${sub}", "secret:${", "secret:${}"} {
 		p.Scope = scope
-		if _, err := workload.New(workload.Options{Policies: []workload.Policy{p}, ValidateScope: check}); err == nil || !strings.Contains(err.Error(), `trust policy "p": scope`) {
+		_, err := workload.New(workload.Options{Policies: []workload.Policy{p}, ValidateScope: check})
+		var pe *workload.PolicyError
+		if !errors.As(err, &pe) || pe.Index != 0 || pe.Field != "scope" {
 			t.Errorf("scope %q: %v", scope, err)
 		}
 	}
