@@ -57,11 +57,14 @@ func loadMigrations(fsys fs.FS, dir string) ([]migration, error) {
 	return ms, nil
 }
 
-// migrate brings the schema up to date. Each migration runs in its own
-// transaction, which also records it in schema_migrations. Concurrent
-// keygate processes starting against one database take turns: on SQLite the
-// immediate transaction holds the write lock, on PostgreSQL a transaction
-// advisory lock scoped to the current schema does.
+// migrate brings the schema up to date in one transaction, which also
+// records each migration in schema_migrations: an upgrade applies whole or
+// not at all. Concurrent keygate processes starting against one database
+// take turns: on SQLite the immediate transaction holds the write lock, on
+// PostgreSQL a transaction advisory lock scoped to the current schema does.
+// One transaction rather than one per migration also means a waiting
+// process asks for the lock once, instead of competing for it again at
+// every step of another's upgrade (which starved it past busy_timeout).
 func migrate(ctx context.Context, s *Store) error {
 	dir, createTable, lock := "migrations/sqlite",
 		`CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -103,7 +106,9 @@ func migrate(ctx context.Context, s *Store) error {
 		return nil
 	}
 
-	err = step("prepare schema_migrations", func(tx *sql.Tx) error {
+	applied := rebind(s.dialect, `SELECT COUNT(*) FROM schema_migrations WHERE version = ?`)
+	record := rebind(s.dialect, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`)
+	return step("migrate the schema", func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, createTable); err != nil {
 			return err
 		}
@@ -114,32 +119,21 @@ func migrate(ctx context.Context, s *Store) error {
 		if int(newest.Int64) > len(ms) {
 			return fmt.Errorf("the database schema is at version %d but this keygate build knows only up to %d; upgrade keygate", newest.Int64, len(ms))
 		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-
-	applied := rebind(s.dialect, `SELECT COUNT(*) FROM schema_migrations WHERE version = ?`)
-	record := rebind(s.dialect, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`)
-	for _, m := range ms {
-		err := step("apply migration "+m.name, func(tx *sql.Tx) error {
+		for _, m := range ms {
 			var n int
 			if err := tx.QueryRowContext(ctx, applied, m.version).Scan(&n); err != nil {
 				return err
 			}
 			if n > 0 {
-				return nil
+				continue
 			}
 			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-				return err
+				return fmt.Errorf("apply migration %s: %w", m.name, err)
 			}
-			_, err := tx.ExecContext(ctx, record, m.version, m.name, s.timeArg(time.Now()))
-			return err
-		})
-		if err != nil {
-			return err
+			if _, err := tx.ExecContext(ctx, record, m.version, m.name, s.timeArg(time.Now())); err != nil {
+				return fmt.Errorf("record migration %s: %w", m.name, err)
+			}
 		}
-	}
-	return nil
+		return nil
+	})
 }

@@ -1,7 +1,6 @@
 package translate
 
 import (
-	"encoding/json"
 	"io"
 	"strconv"
 	"time"
@@ -88,12 +87,9 @@ func closeDelta(out []byte) []byte {
 }
 
 func (s *chatStream) readUsage(u []byte) {
-	it := members(u)
-	for {
-		k, v, ok := it.next()
-		if !ok {
-			return
-		}
+	it := jsonpeek.NewScanner(u)
+	for k, ok := it.FirstMember(); ok; k, ok = it.NextMember() {
+		v := it.Skip()
 		n, isNum := uint64Of(v)
 		if !isNum {
 			continue
@@ -114,12 +110,9 @@ func (s *chatStream) readUsage(u []byte) {
 func (s *chatStream) event(out, name, data []byte) ([]byte, bool) {
 	// One pass over the event reads the members every event type needs.
 	var typ, message, index, block, delta, usage, errv []byte
-	it := members(data)
-	for {
-		k, v, ok := it.next()
-		if !ok {
-			break
-		}
+	it := jsonpeek.NewScanner(data)
+	for k, ok := it.FirstMember(); ok; k, ok = it.NextMember() {
+		v := it.Skip()
 		switch string(k) {
 		case "type":
 			typ = v
@@ -137,7 +130,7 @@ func (s *chatStream) event(out, name, data []byte) ([]byte, bool) {
 			errv = v
 		}
 	}
-	if !it.complete(data) {
+	if !it.End() {
 		return s.fail(out, "", "keygate could not read an event of the upstream Anthropic stream: it is not a valid JSON object"), true
 	}
 	if isString(typ) {
@@ -324,16 +317,13 @@ func appendStringOr(out, raw []byte) []byte {
 }
 
 func emptyObject(raw []byte) bool {
-	it := members(raw)
-	_, _, ok := it.next()
-	return !ok && !it.bad
+	s := jsonpeek.NewScanner(raw)
+	_, ok := s.FirstMember()
+	return !ok && !s.Failed()
 }
 
-// unquote decodes a raw JSON string token.
+// unquote decodes a raw JSON string token; anything else reads as "".
 func unquote(raw []byte) string {
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return ""
-	}
-	return s
+	s, _ := jsonpeek.AppendUnquoted(nil, raw)
+	return string(s)
 }

@@ -174,12 +174,9 @@ func (s *messagesStream) event(out, _, data []byte) ([]byte, bool) {
 		return append(out, `{"type":"message_stop"}`+"\n\n"...), true
 	}
 	var id, choices, usage, errv []byte
-	it := members(data)
-	for {
-		k, v, ok := it.next()
-		if !ok {
-			break
-		}
+	it := jsonpeek.NewScanner(data)
+	for k, ok := it.FirstMember(); ok; k, ok = it.NextMember() {
+		v := it.Skip()
 		switch string(k) {
 		case "id":
 			id = v
@@ -191,7 +188,7 @@ func (s *messagesStream) event(out, _, data []byte) ([]byte, bool) {
 			errv = v
 		}
 	}
-	if !it.complete(data) {
+	if !it.End() {
 		return s.fail(out, "api_error", "keygate could not read an event of the upstream OpenAI stream: it is not a valid JSON object"), true
 	}
 	if !isNull(errv) {
@@ -216,19 +213,16 @@ func (s *messagesStream) event(out, _, data []byte) ([]byte, bool) {
 	if !isNull(usage) {
 		s.readUsage(usage)
 	}
-	list := elements(choices)
-	for {
-		choice, ok := list.next()
-		if !ok {
+	list := jsonpeek.NewScanner(choices)
+	for more := list.FirstElement(); more; more = list.NextElement() {
+		choice := list.Skip()
+		if choice == nil {
 			break
 		}
 		var index, delta, reason []byte
-		cm := members(choice)
-		for {
-			k, v, ok := cm.next()
-			if !ok {
-				break
-			}
+		cm := jsonpeek.NewScanner(choice)
+		for k, ok := cm.FirstMember(); ok; k, ok = cm.NextMember() {
+			v := cm.Skip()
 			switch string(k) {
 			case "index":
 				index = v
@@ -242,12 +236,9 @@ func (s *messagesStream) event(out, _, data []byte) ([]byte, bool) {
 			continue
 		}
 		var content, refusal, toolCalls []byte
-		dm := members(delta)
-		for {
-			k, v, ok := dm.next()
-			if !ok {
-				break
-			}
+		dm := jsonpeek.NewScanner(delta)
+		for k, ok := dm.FirstMember(); ok; k, ok = dm.NextMember() {
+			v := dm.Skip()
 			switch string(k) {
 			case "content":
 				content = v
@@ -263,12 +254,13 @@ func (s *messagesStream) event(out, _, data []byte) ([]byte, bool) {
 		if nonEmptyString(refusal) {
 			out = s.text(out, refusal)
 		}
-		calls := elements(toolCalls)
-		for pos := 0; ; pos++ {
-			call, ok := calls.next()
-			if !ok {
+		calls := jsonpeek.NewScanner(toolCalls)
+		for more, pos := calls.FirstElement(), 0; more; more, pos = calls.NextElement(), pos+1 {
+			call := calls.Skip()
+			if call == nil {
 				break
 			}
+			var ok bool
 			if out, ok = s.toolCall(out, call, pos); !ok {
 				return out, true
 			}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/internal/jsonpeek"
 )
 
 // readWithin reads from r until want has been seen or d passes.
@@ -137,6 +139,13 @@ func TestSSEDecoder(t *testing.T) {
 	}
 }
 
+// validJSON reports whether b holds exactly one JSON value, as the
+// translators' scanner reads it.
+func validJSON(b []byte) bool {
+	s := jsonpeek.NewScanner(b)
+	return s.Skip() != nil && s.End()
+}
+
 func TestScanner(t *testing.T) {
 	valid := []string{`{}`, `[]`, `{"a":[1,-2.5e3,true,false,null,"\u00e9\n"]}`, ` 0 `, `"x"`}
 	invalid := []string{``, `{`, `{"a" 1}`, `{"a":1 "b":2}`, `[1 2]`, `[1,]`, `{"a":1,}`, `"\x"`, `"\u12"`, "\"a\x01\"", `01`, `1.`, `-`, `tru`, `{} {}`, `{"a":1}}`}
@@ -213,6 +222,26 @@ func TestTranslatedStreamsEnd(t *testing.T) {
 		}
 		if bytes.Count(out, []byte("[DONE]")) > 1 {
 			t.Errorf("%s: more than one [DONE]", c.in)
+		}
+	}
+}
+
+// TestStreamsReadEscapedKeys: an upstream that escapes letters of its keys
+// is read as its SDK reads it (keys match after unescaping), so the
+// translation is the same as for the plain stream.
+func TestStreamsReadEscapedKeys(t *testing.T) {
+	escape := strings.NewReplacer(`"type":`, `"\u0074ype":`, `"index":`, `"ind\u0065x":`, `"delta":`, `"d\u0065lta":`,
+		`"content":`, `"c\u006fntent":`, `"text":`, `"t\u0065xt":`, `"partial_json":`, `"partial_js\u006fn":`,
+		`"choices":`, `"ch\u006fices":`, `"tool_calls":`, `"t\u006fol_calls":`, `"arguments":`, `"argum\u0065nts":`,
+		`"usage":`, `"us\u0061ge":`, `"content_block":`, `"c\u006fntent_block":`)
+	for _, name := range []string{"m2c_stream_tools", "m2c_stream_text", "c2m_stream_tools", "c2m_stream_text"} {
+		in := readTestdata(t, name+".in.sse")
+		escaped := []byte(escape.Replace(string(in)))
+		if bytes.Equal(escaped, in) {
+			t.Fatalf("%s: no key was escaped", name)
+		}
+		if got, want := runCase(t, name, escaped), runCase(t, name, in); !bytes.Equal(got, want) {
+			t.Errorf("%s with escaped keys:\n%s\nwant:\n%s", name, got, want)
 		}
 	}
 }

@@ -49,6 +49,7 @@ func FuzzFromJSON(f *testing.F) {
 		`{"usage":{"prompt_tokens":1.0}}`, `{"usage":{"prompt_tokens":-1}}`, `{"usage":[]}`,
 		`{"a":"usage","b":["usage"],"usage":{}}`, `{"x":{"usage":{"prompt_tokens":9}}}`,
 		` {"usage" : { "output_tokens" : 7 } } `, `{"a":"\\","usage":{"input_tokens":1}}`,
+		`{"t":"\u003c","usa\u0067e":{"input_tokens":2}}`, `{"t":"\u003cusage\u003e"}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -1,6 +1,10 @@
 package usage
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/keygate/keygate/internal/jsonpeek"
+)
 
 // MaxEventBytes bounds what a StreamMeter holds of one event: a line split
 // across writes, plus the data lines of an event spread over several lines.
@@ -294,23 +298,26 @@ const (
 
 // textBytes adds up the lengths, as escaped on the wire, of the string
 // values whose key marks generated text in the compact JSON data. It visits
-// only `"key":"` pairs and skips each value with one quote search.
+// only `"key":"` pairs, found by substring search, and skips each value
+// with jsonpeek's string scan.
 func textBytes(data []byte, kind uint8) int64 {
 	var n int64
+	var s jsonpeek.Scanner
 	for {
 		k := bytes.Index(data, []byte(`":"`))
 		if k < 0 {
 			return n
 		}
-		s := bytes.LastIndexByte(data[:k], '"')
-		end, err := skipString(data, k+2)
-		if err != nil {
+		q := bytes.LastIndexByte(data[:k], '"')
+		s.Reset(data[k+2:])
+		v := s.Skip()
+		if v == nil {
 			return n
 		}
-		if s >= 0 && isTextKey(data[s+1:k], kind) {
-			n += int64(end - (k + 2) - 2)
+		if q >= 0 && isTextKey(data[q+1:k], kind) {
+			n += int64(len(v) - 2)
 		}
-		data = data[end:]
+		data = data[k+2+len(v):]
 	}
 }
 
@@ -331,4 +338,25 @@ func isTextKey(key []byte, kind uint8) bool {
 		return string(key) == "delta"
 	}
 	return false
+}
+
+// leadingType returns the value of "type", as written, when it is the first
+// member of the object data holds, as in every Anthropic and Responses API
+// event.
+func leadingType(data []byte) []byte {
+	// A first key that cannot read "type" (chat completion chunks start
+	// with "id") is turned away at its first letter, without a scan.
+	if q := bytes.IndexByte(data, '"'); q < 0 || q+1 >= len(data) || (data[q+1] != 't' && data[q+1] != '\\') {
+		return nil
+	}
+	s := jsonpeek.NewScanner(data)
+	key, ok := s.FirstMember()
+	if !ok || string(key) != "type" || s.Peek() != '"' {
+		return nil
+	}
+	v := s.Skip()
+	if v == nil {
+		return nil
+	}
+	return v[1 : len(v)-1]
 }

@@ -12,6 +12,8 @@ package usage
 import (
 	"bytes"
 	"io"
+
+	"github.com/keygate/keygate/internal/jsonpeek"
 )
 
 // Dialects keygate speaks. An empty or unknown dialect reads the usage
@@ -58,8 +60,7 @@ type Usage struct {
 // Errors FromJSON returns. They never quote the body.
 const (
 	errNotObject  usageError = "response body is not a JSON object"
-	errTruncated  usageError = "response body ends inside a JSON value"
-	errSyntax     usageError = "malformed JSON in response body"
+	errSyntax     usageError = "malformed or truncated JSON in response body"
 	errUsageType  usageError = `"usage" is not a JSON object`
 	errCountType  usageError = "a token count in usage is not an integer"
 	errDetailType usageError = "a usage details field is not a JSON object"
@@ -80,16 +81,17 @@ func (e usageError) Error() string { return "usage: " + string(e) }
 // the last duplicate wins, as with encoding/json. FromJSON does not allocate
 // and does not decode the body: it locates usage from the end of the body,
 // where every upstream puts it, so a multi-megabyte embeddings answer costs
-// the same as a short one. The parts of the body it skips are not validated;
-// it reports an error when the body is not an object or what it reads is
+// the same as a short one. The part of the body before usage's member is
+// jumped over, not validated; it reports an error when the body is not an
+// object or what it reads (with jsonpeek's validating Scanner) is
 // malformed.
 func FromJSON(dialect string, body []byte) (Usage, error) {
 	_ = dialect // both dialects name their usage fields distinctly
-	i := skipWS(body, 0)
-	if i >= len(body) || body[i] != '{' {
+	s := jsonpeek.NewScanner(body)
+	if s.Peek() != '{' {
 		return Usage{}, errNotObject
 	}
-	val, found, err := lookup(body[i:], `"usage"`, true)
+	val, found, err := lookup(body[s.Pos():], `"usage"`, true)
 	if err != nil || !found {
 		return Usage{}, err
 	}
@@ -101,6 +103,64 @@ func FromJSON(dialect string, body []byte) (Usage, error) {
 	f.mergeInto(&u)
 	u.Complete = isObject
 	return u, nil
+}
+
+// lookup finds the value of the member named quoted (the key with its
+// quotes) in obj, an object whose closing brace ends obj. The last duplicate
+// wins. With fromEnd, it first tries the key's last occurrence in obj and
+// checks that what follows is the rest of obj's members: that holds only for
+// a member of obj itself, so a key near the end of a large object is found
+// without reading the rest. Otherwise it walks obj from the start. What it
+// walks is validated; what it jumps over is not. With fromEnd the name must
+// be lowercase letters.
+func lookup(obj []byte, quoted string, fromEnd bool) (val []byte, found bool, err error) {
+	name := quoted[1 : len(quoted)-1]
+	if fromEnd {
+		if c := bytes.LastIndex(obj, []byte(quoted)); c > 0 {
+			if p := lastNonWS(obj[:c]); p >= 0 && (obj[p] == ',' || obj[p] == '{') {
+				s := jsonpeek.NewScanner(obj[c:])
+				key, ok := s.Member()
+				val, found, err := lastMember(&s, key, ok, name)
+				if err == nil && found {
+					return val, true, nil
+				}
+			}
+		} else if !bytes.Contains(obj, []byte(`\u006`)) && !bytes.Contains(obj, []byte(`\u007`)) {
+			// The key appears nowhere, not even escaped: a lowercase
+			// letter escaped is \u0061 to \u007a. Other escapes (\u003c
+			// from Go upstreams, accents) do not make the walk needed.
+			return nil, false, nil
+		}
+	}
+	s := jsonpeek.NewScanner(obj)
+	key, ok := s.FirstMember()
+	return lastMember(&s, key, ok, name)
+}
+
+// lastMember reads the members of the object s is in to its end, from the
+// one whose key (and ok) the caller has just read, checks nothing follows
+// the object, and returns the value of the last member named name.
+func lastMember(s *jsonpeek.Scanner, key []byte, ok bool, name string) (val []byte, found bool, err error) {
+	for ; ok; key, ok = s.NextMember() {
+		match := string(key) == name
+		v := s.Skip()
+		if match {
+			val, found = v, true
+		}
+	}
+	if !s.End() {
+		return nil, false, errSyntax
+	}
+	return val, found, nil
+}
+
+// lastNonWS returns the index of the last non-whitespace byte of b, or -1.
+func lastNonWS(b []byte) int {
+	i := len(b) - 1
+	for i >= 0 && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i--
+	}
+	return i
 }
 
 // figures are the counts one usage object carried; has marks which.
@@ -146,7 +206,7 @@ func (c *count) setFrom(val []byte) error {
 		*c = count{}
 		return nil
 	}
-	v, ok := parseInt(val)
+	v, ok := jsonpeek.ParseInt(val)
 	if !ok {
 		return errCountType
 	}
@@ -168,45 +228,41 @@ func readUsage(val []byte) (f figures, isObject bool, err error) {
 		return figures{}, false, errUsageType
 	}
 	var prompt, completion, input, output, cacheRead, cacheWrite, promptCached, inputCached count
-	it := members{b: val, i: 1, first: true}
-	for {
-		key, v, ok, err := it.next()
+	s := jsonpeek.NewScanner(val)
+	for key, ok := s.FirstMember(); ok; key, ok = s.NextMember() {
+		var c, cached *count
+		switch string(key) {
+		case "prompt_tokens":
+			c = &prompt
+		case "completion_tokens":
+			c = &completion
+		case "input_tokens":
+			c = &input
+		case "output_tokens":
+			c = &output
+		case "cache_read_input_tokens":
+			c = &cacheRead
+		case "cache_creation_input_tokens":
+			c = &cacheWrite
+		case "prompt_tokens_details":
+			cached = &promptCached
+		case "input_tokens_details":
+			cached = &inputCached
+		}
+		v := s.Skip()
+		switch {
+		case v == nil:
+		case c != nil:
+			err = c.setFrom(v)
+		case cached != nil:
+			*cached, err = readCached(v)
+		}
 		if err != nil {
 			return figures{}, false, err
 		}
-		if !ok {
-			break
-		}
-		var c *count
-		switch {
-		case keyIs(key, "prompt_tokens"):
-			c = &prompt
-		case keyIs(key, "completion_tokens"):
-			c = &completion
-		case keyIs(key, "input_tokens"):
-			c = &input
-		case keyIs(key, "output_tokens"):
-			c = &output
-		case keyIs(key, "cache_read_input_tokens"):
-			c = &cacheRead
-		case keyIs(key, "cache_creation_input_tokens"):
-			c = &cacheWrite
-		case keyIs(key, "prompt_tokens_details"):
-			if promptCached, err = readCached(v); err != nil {
-				return figures{}, false, err
-			}
-			continue
-		case keyIs(key, "input_tokens_details"):
-			if inputCached, err = readCached(v); err != nil {
-				return figures{}, false, err
-			}
-			continue
-		default:
-			continue
-		}
-		if err := c.setFrom(v); err != nil {
-			return figures{}, false, err
-		}
+	}
+	if !s.End() {
+		return figures{}, false, errSyntax
 	}
 	pick := func(dst *int64, bit uint8, cs ...count) {
 		for _, c := range cs {
@@ -232,49 +288,20 @@ func readCached(val []byte) (count, error) {
 		return count{}, errDetailType
 	}
 	var c count
-	it := members{b: val, i: 1, first: true}
-	for {
-		key, v, ok, err := it.next()
-		if err != nil {
-			return count{}, err
-		}
-		if !ok {
-			return c, nil
-		}
-		if keyIs(key, "cached_tokens") {
+	s := jsonpeek.NewScanner(val)
+	for key, ok := s.FirstMember(); ok; key, ok = s.NextMember() {
+		match := string(key) == "cached_tokens"
+		v := s.Skip()
+		if match && v != nil {
 			if err := c.setFrom(v); err != nil {
 				return count{}, err
 			}
 		}
 	}
-}
-
-// parseInt parses a JSON integer: -?(0|[1-9][0-9]*) fitting in an int64.
-func parseInt(b []byte) (int64, bool) {
-	neg := len(b) > 0 && b[0] == '-'
-	if neg {
-		b = b[1:]
+	if !s.End() {
+		return count{}, errSyntax
 	}
-	if len(b) == 0 || len(b) > 19 || (b[0] == '0' && len(b) > 1) {
-		return 0, false
-	}
-	var n uint64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + uint64(c-'0')
-	}
-	if neg {
-		if n > 1<<63 {
-			return 0, false
-		}
-		return -int64(n), true
-	}
-	if n > 1<<63-1 {
-		return 0, false
-	}
-	return int64(n), true
+	return c, nil
 }
 
 // MeterBody returns a body that reads from body and writes every byte it

@@ -354,6 +354,8 @@ func TestFromJSONShapes(t *testing.T) {
 		{"last duplicate wins", `{"usage":{"prompt_tokens":1},"usage":{"prompt_tokens":2}}`, Usage{InputTokens: 2, Complete: true}},
 		{"escaped key", `{"usage":{"prompt_tokens":1},"us\u0061ge":{"prompt_tokens":5}}`, Usage{InputTokens: 5, Complete: true}},
 		{"only escaped key", `{"\u0075sage":{"pr\u006fmpt_tokens":6}}`, Usage{InputTokens: 6, Complete: true}},
+		{"key escaped in the middle", `{"t":"\u003cb\u003e","usa\u0067e":{"prompt_tokens":3}}`, Usage{InputTokens: 3, Complete: true}},
+		{"other escapes, no usage", `{"t":"\u003cusage\u003e \u00e9","n":[1,2]}`, Usage{}},
 		{"escaped quote key", `{"say \"usage":{"prompt_tokens":7}}`, Usage{}},
 		{"case differs", `{"Usage":{"prompt_tokens":7}}`, Usage{}},
 		{"whitespace", " \n{ \"usage\" :\t{ \"input_tokens\" : 8 , \"output_tokens\" : 9 } }\r\n", Usage{InputTokens: 8, OutputTokens: 9, Complete: true}},
