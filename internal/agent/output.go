@@ -104,6 +104,9 @@ func writeFile(path string, data []byte) (bool, error) {
 		}
 	}
 	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return false, fmt.Errorf("write %s: %w", path, err)
+	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return false, fmt.Errorf("write %s: %w", path, err)
