@@ -2,6 +2,9 @@ package gateway_test
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -12,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/gateway"
@@ -268,7 +273,12 @@ func TestWorkloadTokenExchange(t *testing.T) {
 // RFC 6749's error shape (invalid_request, RFC 8693 §2.2.2), on the audit
 // trail with the subject it claims, and starts no token family.
 func TestWorkloadTokenExchangeRefusals(t *testing.T) {
-	e := newWorkloadEnv(t, ciPolicies, map[string][]string{"key_ci": {"ci/*/*"}})
+	// elsewhere is a trusted issuer whose tokens are made for another
+	// audience than the policy trusting it names.
+	elsewhere := workloadtest.Start(t, "https://not-keygate.example")
+	e := newWorkloadEnv(t, func(actions, cluster string) []workload.Policy {
+		return append(ciPolicies(actions, cluster), workload.Policy{Name: "elsewhere", Issuer: elsewhere.Issuer(), Audience: wlAudience, Subject: "repo:*", KeyID: "key_ci"})
+	}, map[string][]string{"key_ci": {"ci/*/*"}})
 	e.keys.issue("ci", func(k *store.Key) { k.AllowModels = []string{"gpt-4o*"} })
 	e.keys.issue("gone", func(k *store.Key) { at := time.Now().Add(-time.Hour); k.RevokedAt = &at })
 	sub, claims := workloadtest.GitHubClaims("acme/app", "refs/heads/main", "deploy", "push")
@@ -280,6 +290,26 @@ func TestWorkloadTokenExchangeRefusals(t *testing.T) {
 	wideSub, wideClaims := workloadtest.GitHubClaims("acme/wide", "refs/heads/main", "deploy", "push")
 	header, payload, _ := strings.Cut(good, ".")
 	payload, _, _ = strings.Cut(payload, ".")
+	// A token the issuer's published keys did not sign: its own claims,
+	// signed with a key made here, under the issuer's key id.
+	stray, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid, _ := e.actions.Keypair.KeyID()
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: stray}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", kid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := base64.RawURLEncoding.DecodeString(payload)
+	jws, err := signer.Sign(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := jws.CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name        string
 		form        url.Values
@@ -290,7 +320,9 @@ func TestWorkloadTokenExchangeRefusals(t *testing.T) {
 		{"from an untrusted issuer", form(stranger.Mint(t, sub, claims)), 0, 400, "invalid_request", "unknown_issuer"},
 		{"a pull request", form(e.actions.Mint(t, prSub, prClaims)), 0, 400, "invalid_request", "no_policy"},
 		{"expired", form(e.actions.Mint(t, sub, claims)), time.Hour, 400, "invalid_request", "expired"},
+		{"for another audience", form(elsewhere.Mint(t, sub, claims)), 0, 400, "invalid_request", "wrong_audience"},
 		{"alg none", form("eyJhbGciOiJub25lIn0." + payload + "."), 0, 400, "invalid_request", "unsupported_alg"},
+		{"signed with a key not in the issuer's set", form(forged), 0, 400, "invalid_request", "bad_signature"},
 		{"tampered", form(header + "." + payload + ".AAAA"), 0, 400, "invalid_request", "bad_signature"},
 		{"a scope asked for", withField(form(e.actions.Mint(t, sub, claims)), "scope", "model:*"), 0, 400, "invalid_scope", "scope_requested"},
 		{"a policy whose key is revoked", form(e.actions.Mint(t, oldSub, oldClaims)), 0, 400, "invalid_grant", "key_unusable"},
