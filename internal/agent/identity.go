@@ -104,6 +104,8 @@ type limited struct {
 	n int
 }
 
+// Write keeps what fits and reports all of p written, so a chatty
+// command is not cut off.
 func (l *limited) Write(p []byte) (int, error) {
 	k := min(len(p), l.n)
 	if k > 0 {

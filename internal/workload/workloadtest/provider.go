@@ -79,10 +79,13 @@ type workloadUser struct {
 	extra map[string]any
 }
 
+// ID is the workload's subject.
 func (u *workloadUser) ID() string { return u.sub }
+// Userinfo answers the provider's userinfo endpoint.
 func (u *workloadUser) Userinfo([]string) ([]byte, error) {
 	return json.Marshal(map[string]string{"sub": u.sub})
 }
+// Claims are the ID token's claims: the provider's and the workload's.
 func (u *workloadUser) Claims(_ []string, base *mockoidc.IDTokenClaims) (jwt.Claims, error) {
 	return &workloadClaims{IDTokenClaims: base, extra: u.extra}, nil
 }
@@ -94,6 +97,7 @@ type workloadClaims struct {
 	extra map[string]any
 }
 
+// MarshalJSON writes both sets of claims as one object.
 func (c *workloadClaims) MarshalJSON() ([]byte, error) {
 	b, err := json.Marshal(c.IDTokenClaims)
 	if err != nil {
