@@ -81,10 +81,12 @@ type workloadUser struct {
 
 // ID is the workload's subject.
 func (u *workloadUser) ID() string { return u.sub }
+
 // Userinfo answers the provider's userinfo endpoint.
 func (u *workloadUser) Userinfo([]string) ([]byte, error) {
 	return json.Marshal(map[string]string{"sub": u.sub})
 }
+
 // Claims are the ID token's claims: the provider's and the workload's.
 func (u *workloadUser) Claims(_ []string, base *mockoidc.IDTokenClaims) (jwt.Claims, error) {
 	return &workloadClaims{IDTokenClaims: base, extra: u.extra}, nil
