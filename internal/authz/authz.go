@@ -24,6 +24,13 @@
 //   - A model alias's deployment is reachable when its provider and
 //     environment are, and either the alias name or the deployment's own
 //     model passes the model patterns of both key and token.
+//   - Vault secrets (read at the gateway's /secrets endpoint) are denied
+//     by default, like services, and more strictly: a key reads a secret
+//     only when its grant names it (a name or a path.Match pattern, whose
+//   - stops at a slash), and an access token only when its own scope
+//     names it as well, whatever else the scope says. A token minted for
+//     models never reads a secret, and one minted for a secret reaches no
+//     service.
 package authz
 
 import (
@@ -39,6 +46,7 @@ type Grant struct {
 	Providers []string // provider names; empty means any provider
 	Models    []string // model patterns; empty means any model
 	Services  []string // passthrough service names; empty means none
+	Secrets   []string // vault secret names or patterns; empty means none
 }
 
 // Scope is what an access token narrows its key's grant to. An empty list
@@ -47,12 +55,13 @@ type Scope struct {
 	Providers []string
 	Models    []string
 	Services  []string
+	Secrets   []string // the secrets the token reads; empty reads none
 }
 
 // narrowsAllowances reports whether the scope names any provider, model or
 // service: a token so narrowed reaches only the services it names.
 func (s *Scope) narrowsAllowances() bool {
-	return len(s.Providers)+len(s.Models)+len(s.Services) > 0
+	return len(s.Providers)+len(s.Models)+len(s.Services)+len(s.Secrets) > 0
 }
 
 // Principal is who asks: a key's grant and, when an access token
@@ -75,12 +84,15 @@ const (
 	// Provider is a provider as a whole, before any model is named: may
 	// the principal reach some of its models (to list them)?
 	Provider
+	// Secret is a vault secret read at the gateway's /secrets endpoint;
+	// Target.Provider holds its name.
+	Secret
 )
 
 // Target is an upstream a request would reach.
 type Target struct {
 	Kind     Kind
-	Provider string // the provider's name, or the service's
+	Provider string // the provider's name, the service's or the secret's
 	Env      string // the environment the upstream serves; "" serves every one
 	Model    string // the model as the provider names it (Model, Deployment)
 	Alias    string // the alias the client named (Deployment)
@@ -89,7 +101,7 @@ type Target struct {
 // Denial is a refused authorization: the code the gateway reports (and the
 // audit trail records) and a message for the caller. Every denial is a 403.
 type Denial struct {
-	Code    string // environment_not_allowed, provider_not_allowed, model_not_allowed, service_not_allowed
+	Code    string // environment_not_allowed, provider_not_allowed, model_not_allowed, service_not_allowed, secret_not_allowed
 	Message string
 }
 
@@ -99,6 +111,9 @@ func (d *Denial) Error() string { return d.Message }
 // Authorize reports whether p may reach t, or why not. It allocates only
 // when it refuses.
 func Authorize(p Principal, t Target) *Denial {
+	if t.Kind == Secret {
+		return authorizeSecret(p, t.Provider)
+	}
 	if t.Env != "" && p.Env != t.Env {
 		what := "provider"
 		if t.Kind == Service {
@@ -209,6 +224,14 @@ func Within(g Grant, s Scope) error {
 			return fmt.Errorf("scope item service:%s is not within this key's services (%s)", svc, strings.Join(g.Services, ", "))
 		}
 	}
+	for _, sec := range s.Secrets {
+		if len(g.Secrets) == 0 {
+			return fmt.Errorf("scope item secret:%s: this key may read no vault secret (secrets are granted to keys by workloads.secret_grants in keygate's configuration)", sec)
+		}
+		if !secretPatternWithin(g.Secrets, sec) {
+			return fmt.Errorf("scope item secret:%s is not within this key's secrets (%s)", sec, strings.Join(g.Secrets, ", "))
+		}
+	}
 	return nil
 }
 
@@ -237,3 +260,53 @@ func patternWithin(granted []string, req string) bool {
 }
 
 func hasWildcard(p string) bool { return strings.ContainsAny(p, `*?[\`) }
+
+// authorizeSecret decides a read of the vault secret name. Its messages
+// never repeat the name: a caller that may not read a secret learns
+// nothing of it.
+func authorizeSecret(p Principal, name string) *Denial {
+	if !secretAllowed(p.Secrets, name) {
+		return &Denial{"secret_not_allowed", "this API key may not read that secret: keys read only the secrets keygate's configuration grants them (workloads.secret_grants)"}
+	}
+	if p.Token != nil && !secretAllowed(p.Token.Secrets, name) {
+		return &Denial{"secret_not_allowed", "this access token may not read that secret; ask for secret:NAME in its scope"}
+	}
+	return nil
+}
+
+// secretAllowed reports whether secret patterns permit a secret name; no
+// patterns permit none.
+func secretAllowed(patterns []string, name string) bool {
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// secretPatternWithin reports whether every secret the pattern req
+// matches is matched by granted: a literal that a granted pattern
+// matches, the same pattern, or one that extends the literal start of a
+// granted trailing-* pattern without crossing a slash ("ci/dep*" inside
+// "ci/*", but not "ci/a/*", which path.Match reads as another level). A
+// character class is never inside a wider pattern: path.Match lets one
+// match a slash.
+func secretPatternWithin(granted []string, req string) bool {
+	if !hasWildcard(req) {
+		return secretAllowed(granted, req)
+	}
+	for _, g := range granted {
+		if g == req {
+			return true
+		}
+		if strings.ContainsAny(req, `[\`) {
+			continue
+		}
+		stem, ok := strings.CutSuffix(g, "*")
+		if ok && !hasWildcard(stem) && strings.HasPrefix(req, stem) && !strings.Contains(req[len(stem):], "/") {
+			return true
+		}
+	}
+	return false
+}

@@ -106,9 +106,31 @@ The first "keygate serve" prints a bootstrap admin credential.`,
 	pf.BoolVar(&a.insecureHTTP, "insecure-http", false, "allow sending the admin credential, and keygate keys, over plain http:// to another machine (only on a network trusted to protect them)")
 	pf.StringVar(&a.approval, "approval", "", "run a request that waited for a second person's approval, once approved: its approval `ID`")
 
-	root.AddCommand(a.loginCmd(), a.logoutCmd(), a.providerCmd(), a.keyCmd(), a.groupCmd(), a.secretCmd(), a.vaultCmd(),
-		a.runCmd(), a.tokenCmd(), a.auditCmd(), a.importCmd(), a.versionCmd(),
-		a.whoamiCmd(), a.userCmd(), a.serviceAccountCmd(), a.adminTokenCmd(), a.teamCmd(), a.rolesCmd(), a.approveCmd(), a.approvalsCmd(), a.scanCmd())
+	// One command per line, so that adding one touches one line.
+	root.AddCommand(
+		a.loginCmd(),
+		a.logoutCmd(),
+		a.providerCmd(),
+		a.keyCmd(),
+		a.groupCmd(),
+		a.secretCmd(),
+		a.vaultCmd(),
+		a.runCmd(),
+		a.tokenCmd(),
+		a.agentCmd(),
+		a.auditCmd(),
+		a.importCmd(),
+		a.versionCmd(),
+		a.whoamiCmd(),
+		a.userCmd(),
+		a.serviceAccountCmd(),
+		a.adminTokenCmd(),
+		a.teamCmd(),
+		a.rolesCmd(),
+		a.approveCmd(),
+		a.approvalsCmd(),
+		a.scanCmd(),
+	)
 	root.AddCommand(extra...)
 	return root
 }

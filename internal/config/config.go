@@ -106,6 +106,9 @@ type Config struct {
 	Roles map[string][]string `yaml:"roles"`
 	// Approvals makes sensitive admin actions wait for a second person.
 	Approvals Approvals `yaml:"approvals"`
+	// Workloads lets workloads sign in with OIDC identity tokens instead
+	// of keygate keys, and grants keys vault secrets (workloads.go).
+	Workloads Workloads `yaml:"workloads"`
 }
 
 // TLS configures HTTPS. Cert and Key go together; SelfSigned generates a
@@ -680,6 +683,7 @@ func (c Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validatePeople()...)
+	c.validateWorkloads(bad)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -52,6 +52,8 @@ func (g *Gateway) endpoint(w http.ResponseWriter, r *http.Request) {
 		g.introspectEndpoint(w, r)
 	case "/.well-known/jwks.json":
 		g.jwks(w, r)
+	case SecretsPath:
+		g.serveSecret(w, r)
 	case "/healthz":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))

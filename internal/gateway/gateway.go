@@ -91,6 +91,9 @@ type Options struct {
 	// MaxInflightBodyBytes caps the request bodies held in memory at once
 	// (memory.go); 0 sets no cap.
 	MaxInflightBodyBytes int64
+	// Secrets, when set, serves vault secrets at GET /secrets to the keys
+	// and tokens allowed to read them (secrets.go).
+	Secrets SecretReader
 	// Detect, when set, watches every request for anomalies (internal/detect).
 	Detect interface {
 		Observe(o detect.Observation)

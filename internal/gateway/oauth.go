@@ -39,6 +39,9 @@ type TokenOptions struct {
 	// Denied holds the revoked token families and access tokens this node
 	// refuses; the server feeds it from the revocation log.
 	Denied *Denylist
+	// Workloads, when set, lets workloads exchange OIDC identity tokens
+	// from trusted issuers (workload.go).
+	Workloads WorkloadTrust
 	// VerifyTOTP checks a key's one-time password (step-up) presented from
 	// client; a code is accepted once. An error matching otp.ErrLockedOut
 	// (too many wrong codes) is answered 429 with Retry-After. nil: step-up
@@ -174,7 +177,7 @@ func (g *Gateway) verifyToken(ctx context.Context, r *http.Request, raw string, 
 	}
 	c := callFrom(ctx)
 	c.tokenScope, c.tokenAMR, c.tokenFamily = &claims.Scope, claims.AMR, claims.FamilyID
-	c.tokenNarrow = authz.Scope{Providers: claims.Scope.Providers, Models: claims.Scope.Models, Services: claims.Scope.Services}
+	c.tokenNarrow = authz.Scope{Providers: claims.Scope.Providers, Models: claims.Scope.Models, Services: claims.Scope.Services, Secrets: claims.Scope.Secrets}
 	return key, nil
 }
 
@@ -183,7 +186,7 @@ func (g *Gateway) verifyToken(ctx context.Context, r *http.Request, raw string, 
 // the key's path rules do not cover (internal/authz and internal/policy
 // decide).
 func scopeWithin(k *principal.Principal, sc token.Scope) error {
-	if err := authz.Within(k.Grant, authz.Scope{Providers: sc.Providers, Models: sc.Models, Services: sc.Services}); err != nil {
+	if err := authz.Within(k.Grant, authz.Scope{Providers: sc.Providers, Models: sc.Models, Services: sc.Services, Secrets: sc.Secrets}); err != nil {
 		return err
 	}
 	if k.Scope.Err != nil {
@@ -250,8 +253,15 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 	var refresh string
 	switch r.PostForm.Get("grant_type") {
 	case grantTokenExchange:
+		if st := r.PostForm.Get("subject_token_type"); st == subjectTypeIDToken || st == subjectTypeJWT {
+			var ok bool
+			if key, fam, refresh, ok = g.workloadExchange(w, r, now); !ok {
+				return
+			}
+			break
+		}
 		if r.PostForm.Get("subject_token_type") != subjectTypeAPIKey {
-			oauthError(w, http.StatusBadRequest, "invalid_request", "subject_token_type must be "+subjectTypeAPIKey)
+			oauthError(w, http.StatusBadRequest, "invalid_request", "subject_token_type must be "+subjectTypeAPIKey+" (a keygate key), or "+subjectTypeIDToken+" or "+subjectTypeJWT+" (a workload identity token)")
 			return
 		}
 		raw := r.PostForm.Get("subject_token")
@@ -386,7 +396,7 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 }
 
 // parseScope reads a requested scope: space-separated provider:NAME,
-// model:PATTERN, service:NAME and path:METHOD:/path items, and rps:N,
+// model:PATTERN, service:NAME, secret:NAME and path:METHOD:/path items, and rps:N,
 // rpm:N, tpm:N and concurrency:N limits. Its items must lie inside the
 // key's allowances (scopeWithin), and its limits count on top of the
 // key's, so a scope can narrow but never widen.
@@ -412,6 +422,11 @@ func parseScope(s string) (sc token.Scope, err error) {
 			sc.Models = append(sc.Models, val)
 		case "service":
 			sc.Services = append(sc.Services, val)
+		case "secret":
+			if !validSecretPattern(val) {
+				return sc, fmt.Errorf("scope item %q: a secret is named by letters, digits, '.', '_', '-' and '/', with * or ? as wildcards", item)
+			}
+			sc.Secrets = append(sc.Secrets, val)
 		case "path":
 			method, p, ok := strings.Cut(val, ":")
 			if !ok {
@@ -440,7 +455,7 @@ func parseScope(s string) (sc token.Scope, err error) {
 				return sc, fmt.Errorf("scope item %q: %w", item, err)
 			}
 		default:
-			return sc, fmt.Errorf("scope item %q must be provider:NAME, model:PATTERN, service:NAME, path:METHOD:/path, rps:N, rpm:N, tpm:N or concurrency:N", item)
+			return sc, fmt.Errorf("scope item %q must be provider:NAME, model:PATTERN, service:NAME, secret:NAME, path:METHOD:/path, rps:N, rpm:N, tpm:N or concurrency:N", item)
 		}
 	}
 	return sc, nil
@@ -467,6 +482,9 @@ func formatScope(sc token.Scope) string {
 	}
 	for _, svc := range sc.Services {
 		parts = append(parts, "service:"+svc)
+	}
+	for _, sec := range sc.Secrets {
+		parts = append(parts, "secret:"+sec)
 	}
 	for _, p := range sc.Paths {
 		parts = append(parts, "path:"+strings.Replace(p, " ", ":", 1))

@@ -69,6 +69,14 @@ func WithMaxEntries(n int) Option { return func(s *Source) { s.maxEntries = n } 
 // has limits).
 func WithGroups(g GroupLimits) Option { return func(s *Source) { s.groups = g } }
 
+// SecretGrants returns the vault secrets (names or patterns) a key may
+// read at the gateway's /secrets endpoint, by key id; none by default.
+type SecretGrants func(keyID string) []string
+
+// WithSecretGrants gives the source the configured secret grants, compiled
+// into each key's principal (authz.Grant.Secrets).
+func WithSecretGrants(g SecretGrants) Option { return func(s *Source) { s.secrets = g } }
+
 // WithLocation sets where quota and budget days and months start
 // (default UTC).
 func WithLocation(loc *time.Location) Option { return func(s *Source) { s.loc = loc } }
@@ -80,6 +88,7 @@ type Source struct {
 	hasher     *apikey.Hasher
 	lookup     Lookup
 	groups     GroupLimits
+	secrets    SecretGrants
 	loc        *time.Location
 	ttl        time.Duration
 	maxEntries int
@@ -304,6 +313,9 @@ func (s *Source) fetch(ctx context.Context, h [32]byte, now time.Time) (*princip
 func (s *Source) insert(h *[32]byte, k store.Key, now time.Time, gen uint64) *principal.Principal {
 	groupLimits, _ := s.groups(k.Group)
 	pr := Compile(k, groupLimits, s.loc)
+	if s.secrets != nil {
+		pr.Grant.Secrets = s.secrets(k.ID)
+	}
 	if s.shards == nil {
 		return pr
 	}

@@ -80,11 +80,19 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 	}
 	n.stepUp = stepUp
 	n.tok.gateway.VerifyTOTP = verifyTOTP
+	if n.tok.gateway.Workloads, err = newWorkloadTrust(p.workloads, st, log); err != nil {
+		return err
+	}
+	var secrets gateway.SecretReader
+	if len(cfg.Workloads.SecretGrants) > 0 {
+		secrets = gatewaystore.NewSecrets(st, v, hasher)
+	}
 	// One cache of compiled principals for the whole data plane. A key's
 	// group limits are compiled into its principal, so a change to any
 	// group drops them all.
 	keys := keysource.New(hasher, st, keysource.WithTTL(cfg.KeyCacheTTL),
-		keysource.WithGroups(n.lim.groups.limits), keysource.WithLocation(cfg.Limits.Location()))
+		keysource.WithGroups(n.lim.groups.limits), keysource.WithLocation(cfg.Limits.Location()),
+		keysource.WithSecretGrants(func(id string) []string { return cfg.Workloads.SecretGrants[id] }))
 	n.lim.groups.onChange = keys.InvalidateAll
 	n.gw = gateway.New(gateway.Options{
 		Keys:         keys,
@@ -110,6 +118,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		Audit:           n.trail.w,
 		AuditFailClosed: cfg.Audit.FailClosed,
 		Detect:          n.det.engine,
+		Secrets:         secrets,
 
 		MaxInflightBodyBytes: int64(cfg.Client.MaxInflightBodyBytes),
 	}, table)

@@ -19,6 +19,7 @@ import (
 	"github.com/keygate/keygate/internal/pricing"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/web"
+	"github.com/keygate/keygate/internal/workload"
 )
 
 // plan is the configuration checked and parsed into the values the parts
@@ -43,6 +44,8 @@ type plan struct {
 	cert *tls.Certificate
 	// clientCAs verifies gateway clients' certificates (tls.client_ca); nil: none asked for.
 	clientCAs *x509.CertPool
+	// workloads are the trust policies of workloads.trust, checked; nil: none.
+	workloads *workload.Options
 }
 
 // checkConfig validates cfg completely: config.Validate, then every check
@@ -91,6 +94,8 @@ func checkConfig(cfg config.Config) (*plan, error) {
 		p.auditSyslog, _ = url.Parse(cfg.Audit.Syslog)
 	}
 	check(checkAuditFile(cfg))
+	p.workloads, err = workloadOptions(cfg)
+	check(err)
 	if cfg.TLS.Cert != "" {
 		cert, err := web.LoadCertificate(cfg.TLS.Cert, cfg.TLS.Key)
 		if err != nil {

@@ -65,6 +65,16 @@ func badConfigs(t *testing.T) []struct {
 		}},
 		{"audit: a webhook that is not a URL", "audit.webhook", func(c *config.Config) { c.Audit.Webhook = "siem.example/in" }},
 		{"otp: a window under a second", "otp.window", func(c *config.Config) { c.OTP.Window = 10 * time.Millisecond }},
+		{"workloads: a trust policy without an audience", "workloads.trust[0].audience", func(c *config.Config) {
+			c.Workloads.Trust = []config.TrustPolicy{{Name: "ci", Issuer: "https://token.actions.githubusercontent.com", Subject: "repo:acme/*", Key: "key_x"}}
+		}},
+		{"workloads: a scope outside the grammar", "workloads.trust[0].scope", func(c *config.Config) {
+			c.Workloads.Trust = []config.TrustPolicy{{Name: "ci", Issuer: "https://token.actions.githubusercontent.com", Audience: "keygate", Subject: "repo:acme/*", Key: "key_x", Scope: "models:${repository}"}}
+		}},
+		{"workloads: an issuer CA file that holds no certificate", "workloads.issuers", func(c *config.Config) {
+			c.Workloads.Trust = []config.TrustPolicy{{Name: "pods", Issuer: "https://kubernetes.default.svc", Audience: "keygate", Subject: "system:serviceaccount:*", Key: "key_x"}}
+			c.Workloads.Issuers = map[string]config.Issuer{"https://kubernetes.default.svc": {CAFile: notPEM}}
+		}},
 	}
 }
 

@@ -73,6 +73,8 @@ func (c Claims) clone() Claims {
 	c.Scope.Providers = slices.Clone(c.Scope.Providers)
 	c.Scope.Models = slices.Clone(c.Scope.Models)
 	c.Scope.Paths = slices.Clone(c.Scope.Paths)
+	c.Scope.Services = slices.Clone(c.Scope.Services)
+	c.Scope.Secrets = slices.Clone(c.Scope.Secrets)
 	c.Scope.Limits = bytes.Clone(c.Scope.Limits)
 	return c
 }

@@ -49,6 +49,9 @@ type Scope struct {
 	Paths []string `json:"paths,omitempty"`
 	// Services are the passthrough services the token may call.
 	Services []string `json:"services,omitempty"`
+	// Secrets are the vault secrets (names or patterns) the token may read
+	// at the gateway's /secrets endpoint.
+	Secrets []string `json:"secrets,omitempty"`
 	// Limits are the token's own limits, as a JSON object keygate's limiter reads.
 	Limits json.RawMessage `json:"limits,omitempty"`
 }

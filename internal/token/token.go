@@ -19,7 +19,7 @@
 //	jti        a random token ID, the subject of "token" revocations
 //	amr        authentication methods (RFC 8176), such as "otp" after step-up
 //	cnf        {"x5t#S256": ...}: the client certificate the token is bound to (RFC 8705)
-//	keygate    {"providers", "models", "paths", "limits", "fam"}: the narrowed
+//	keygate    {"providers", "models", "paths", "services", "secrets", "limits", "fam"}: the narrowed
 //	           allowances and the refresh-token family
 //
 // The allowances are a private "keygate" claim rather than the space-separated

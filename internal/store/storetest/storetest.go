@@ -99,6 +99,7 @@ func Run(t *testing.T, newURL func(t testing.TB) string) {
 		{"AdminTokenOwners", testAdminTokenOwners},
 		{"Approvals", testApprovals},
 		{"SnapshotPeople", testSnapshotPeople},
+		{"WorkloadTokens", testWorkloadTokens},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newURL) })
