@@ -21,6 +21,7 @@ import (
 	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/egress"
 	"github.com/keygate/keygate/internal/rbac"
+	"github.com/keygate/keygate/internal/routing"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/vault"
@@ -124,6 +125,13 @@ type Options struct {
 	// ProvidersChanged runs after a provider is added or removed, so the
 	// gateway on this node routes with the change at once.
 	ProvidersChanged func(ctx context.Context) error
+	// Routing keeps the deployments, aliases and services managed through
+	// the API; RoutingFile is what the configuration file defines, which
+	// the API shows but does not change. Without Routing the routing
+	// routes answer 501. A change runs ProvidersChanged, so this node
+	// routes with it at once; other nodes follow the routing generation.
+	Routing     RoutingStore
+	RoutingFile routing.File
 	// KeyRevoked runs after a revocation or a change to a key, so this
 	// node's key cache forgets the key before the next request.
 	KeyRevoked func(keyID string)

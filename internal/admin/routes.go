@@ -108,6 +108,13 @@ func (a *API) routes() []endpoint {
 		global("DELETE", "/providers/{name}", rbac.ProvidersWrite, a.deleteProvider),
 		global("POST", "/providers/{name}/rotate", rbac.ProvidersWrite, a.rotateProvider),
 
+		global("GET", "/routing", rbac.ProvidersRead, a.listRouting),
+		global("GET", "/routing/{kind}/{name...}", rbac.ProvidersRead, a.getRouting),
+		global("POST", "/routing/{kind}", rbac.ProvidersWrite, a.createRouting),
+		global("PUT", "/routing/{kind}/{name...}", rbac.ProvidersWrite, a.replaceRouting),
+		global("DELETE", "/routing/{kind}/{name...}", rbac.ProvidersWrite, a.deleteRouting),
+		global("POST", "/routing/apply", rbac.ProvidersWrite, a.applyRouting),
+
 		global("POST", "/vault/rotate-kek", rbac.VaultRotateKEK, a.rotateKEK),
 		global("GET", "/vault/status", rbac.VaultStatus, a.vaultStatus),
 		global("GET", "/vault/backup", rbac.BackupExport, a.backup),

@@ -213,43 +213,43 @@ type Routing struct {
 
 // Deployment is one model at one or more registered providers.
 type Deployment struct {
-	Name string `yaml:"name"`
+	Name string `yaml:"name" json:"name,omitempty"`
 	// Provider is the registered provider (its credential, base URL and
 	// API dialect) that serves the model.
-	Provider string `yaml:"provider"`
+	Provider string `yaml:"provider" json:"provider,omitempty"`
 	// Providers, instead of Provider, is a pool of registered providers of
 	// one service, each with its own key: requests spread over them, each
 	// key with its own RPM and TPM.
-	Providers []string `yaml:"providers"`
+	Providers []string `yaml:"providers" json:"providers,omitempty"`
 	// Model is the model's name at the provider.
-	Model string `yaml:"model"`
+	Model string `yaml:"model" json:"model,omitempty"`
 	// Weight is the deployment's share under the weighted strategy (default 1).
-	Weight int `yaml:"weight"`
+	Weight int `yaml:"weight" json:"weight,omitempty"`
 	// Env, when set, is the environment the deployment serves (only keys
 	// of that environment may reach it); else the provider's.
-	Env string `yaml:"env"`
+	Env string `yaml:"env" json:"env,omitempty"`
 	// RPM and TPM are the provider's own limits for this key and model:
 	// keygate never sends more (0: no limit).
-	RPM int64 `yaml:"rpm"`
-	TPM int64 `yaml:"tpm"`
+	RPM int64 `yaml:"rpm" json:"rpm,omitempty"`
+	TPM int64 `yaml:"tpm" json:"tpm,omitempty"`
 	// Price overrides the price table for this deployment.
-	Price *ModelPrice `yaml:"price"`
+	Price *ModelPrice `yaml:"price" json:"price,omitempty"`
 }
 
 // Alias is a model name clients call, served by deployments.
 type Alias struct {
 	// Strategy orders the deployments per request: priority (default),
 	// weighted, least-busy, lowest-latency or lowest-cost.
-	Strategy    string   `yaml:"strategy"`
-	Deployments []string `yaml:"deployments"`
+	Strategy    string   `yaml:"strategy" json:"strategy,omitempty"`
+	Deployments []string `yaml:"deployments" json:"deployments,omitempty"`
 	// MaxAttempts bounds the deployments tried per request (default: all, at most 3).
-	MaxAttempts int `yaml:"max_attempts"`
+	MaxAttempts int `yaml:"max_attempts" json:"max_attempts,omitempty"`
 	// Timeout bounds the time to a response from any deployment, across
 	// attempts (default 60s).
-	Timeout time.Duration `yaml:"timeout"`
+	Timeout time.Duration `yaml:"timeout" json:"timeout,omitempty"`
 	// AttemptTimeout bounds one deployment's time to response headers, so
 	// a hung one leaves time for the next (default: the rest of Timeout).
-	AttemptTimeout time.Duration `yaml:"attempt_timeout"`
+	AttemptTimeout time.Duration `yaml:"attempt_timeout" json:"attempt_timeout,omitempty"`
 }
 
 // Service is an HTTP API keygate forwards /proxy/{name}/... to, with the
@@ -257,26 +257,26 @@ type Alias struct {
 type Service struct {
 	// BaseURL is where requests go: https://api.stripe.com, or with a base
 	// path, https://api.example.com/v2.
-	BaseURL string `yaml:"base_url"`
+	BaseURL string `yaml:"base_url" json:"base_url,omitempty"`
 	// Secret names the vault secret holding the credential (keygate secret put).
-	Secret string `yaml:"secret"`
+	Secret string `yaml:"secret" json:"secret,omitempty"`
 	// Auth is how the credential is sent: bearer (Authorization: Bearer),
 	// header (AuthName: AuthPrefix+credential), query (?AuthName=credential)
 	// or basic (AuthUser as user name and the credential as password, or
 	// the credential as user name when AuthUser is empty).
-	Auth       string `yaml:"auth"`
-	AuthName   string `yaml:"auth_name"`
-	AuthPrefix string `yaml:"auth_prefix"`
-	AuthUser   string `yaml:"auth_user"`
+	Auth       string `yaml:"auth" json:"auth,omitempty"`
+	AuthName   string `yaml:"auth_name" json:"auth_name,omitempty"`
+	AuthPrefix string `yaml:"auth_prefix" json:"auth_prefix,omitempty"`
+	AuthUser   string `yaml:"auth_user" json:"auth_user,omitempty"`
 	// AllowPrivate lets keygate connect to private, loopback and
 	// link-local addresses for this service; leave it off unless the API
 	// is deliberately internal.
-	AllowPrivate bool `yaml:"allow_private"`
+	AllowPrivate bool `yaml:"allow_private" json:"allow_private,omitempty"`
 	// Headers are fixed headers sent on every request, such as an API version.
-	Headers map[string]string `yaml:"headers"`
+	Headers map[string]string `yaml:"headers" json:"headers,omitempty"`
 	// Env, when set, is the environment the service serves: only keys of
 	// that environment may call it.
-	Env string `yaml:"env"`
+	Env string `yaml:"env" json:"env,omitempty"`
 }
 
 // Metrics configures the Prometheus metrics.
@@ -396,8 +396,8 @@ type Risk struct {
 
 // ModelPrice is a model's price in US dollars per million tokens.
 type ModelPrice struct {
-	Input  float64 `yaml:"input"`
-	Output float64 `yaml:"output"`
+	Input  float64 `yaml:"input" json:"input,omitempty"`
+	Output float64 `yaml:"output" json:"output,omitempty"`
 }
 
 // Location returns the limits time zone (call after Validate).

@@ -25,6 +25,8 @@ func (n *Node) taskTable() []task {
 		{name: "revocations", every: revocationPoll, run: n.revs.poll},
 		// Providers and passthrough services added, changed or removed through any node reach routing.
 		{name: "provider-table", every: cfg.ProviderRefresh, run: n.refreshProviders},
+		// Routing (deployments, aliases, services) changed through any node is served here within a second.
+		{name: "routing", every: routingPoll, run: n.routing.poll},
 		// Key groups' limits changed through another node apply here.
 		{name: "key-groups", every: cfg.ProviderRefresh, run: n.refreshGroups},
 		// A token signing key exists ahead of need, and keys other nodes made are published and accepted.

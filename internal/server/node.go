@@ -58,6 +58,9 @@ type Node struct {
 	gw     *gateway.Gateway
 	adm    *admin.API
 	revs   *revocationFollower
+	// routing merges the file's routing with the database's and follows
+	// the routing generation.
+	routing *routingFollower
 
 	runner *taskRunner // the background tasks (taskTable)
 

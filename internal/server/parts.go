@@ -15,6 +15,7 @@ import (
 	"github.com/keygate/keygate/internal/metrics"
 	"github.com/keygate/keygate/internal/passthrough"
 	"github.com/keygate/keygate/internal/route"
+	"github.com/keygate/keygate/internal/routing"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/vault"
 )
@@ -31,16 +32,29 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 	if n.lim, err = newLimits(ctx, p, st, log); err != nil {
 		return err
 	}
+	// The one way the routing table is built, at start and on every
+	// reload: providers from the store, routing and services from the
+	// file merged with the database's (internal/routing).
+	n.routing = newRoutingFollower(st, routing.File{Routing: cfg.Routing, Services: cfg.Services}, log)
 	loadTable := func(ctx context.Context) (*route.Table, error) {
+		set, done, err := n.routing.load(ctx)
+		if err != nil {
+			return nil, err
+		}
 		t, err := route.Load(ctx, st, cachedReads{v})
 		if err != nil {
 			return nil, err
 		}
-		svcs, err := route.OpenServices(ctx, p.services, cfg.Services, st, cachedReads{v})
+		parsed, err := route.ParseServices(set.Services)
 		if err != nil {
 			return nil, err
 		}
-		return t.WithRouting(cfg.Routing, n.lim.gateway.Prices).WithServices(svcs), nil
+		svcs, err := route.OpenServices(ctx, parsed, set.Services, st, cachedReads{v})
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+		return t.WithRouting(set.Routing, n.lim.gateway.Prices).WithServices(svcs), nil
 	}
 	table, err := loadTable(ctx)
 	if err != nil {
@@ -122,6 +136,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 
 		MaxInflightBodyBytes: int64(cfg.Client.MaxInflightBodyBytes),
 	}, table)
+	n.routing.reload = n.gw.Reload
 	roles, err := cfg.RoleTable()
 	if err != nil {
 		return err
@@ -134,6 +149,8 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		TrustedProxies:   cfg.TrustedProxyPrefixes(),
 		AuthFailures:     &admin.AuthFailureLimits{Limiter: limit.NewMemory(), Max: cfg.Limits.AuthFailures, Window: cfg.Limits.AuthFailureWindow},
 		ProvidersChanged: n.gw.Reload,
+		Routing:          st,
+		RoutingFile:      n.routing.file,
 		KeyRevoked:       n.gw.ForgetKey,
 		GroupsChanged:    n.lim.groupsChanged,
 		Metrics:          n.met.Handler(),
