@@ -176,7 +176,7 @@ func situations(rt admin.RouteInfo, rows []matrixRow) [][]situation {
 		}
 		return one(path, `{"value":"v","version":1}`)
 	case rt.Scope != "target":
-		path := strings.NewReplacer("{name}", "thing", "{id}", "apr_other", "{ref}", "thing").Replace(rt.Path)
+		path := strings.NewReplacer("{name}", "thing", "{id}", "apr_other", "{ref}", "thing", "{kind}", "aliases", "{name...}", "thing").Replace(rt.Path)
 		return one(path, "{}")
 	case rt.ID == "POST "+p+"/keys":
 		return per(func(row matrixRow) []situation {

@@ -40,8 +40,8 @@ const (
 	SecretsWrite     Permission = "secrets.write"      // store, roll back, delete and restore secrets
 	SecretsReadValue Permission = "secrets.read_value" // read a secret's value in clear
 
-	ProvidersRead  Permission = "providers.read"  // list and show providers
-	ProvidersWrite Permission = "providers.write" // add, remove and rotate providers' keys
+	ProvidersRead  Permission = "providers.read"  // list and show providers, routing and services
+	ProvidersWrite Permission = "providers.write" // add, remove and rotate providers' keys; change routing and services
 
 	VaultStatus    Permission = "vault.status"     // the vault's KEK and rotation state
 	VaultRotateKEK Permission = "vault.rotate_kek" // start a key-encryption key rotation
@@ -93,8 +93,8 @@ var catalogue = []info{
 	{SecretsList, "list secrets and their versions, never values"},
 	{SecretsWrite, "store, roll back, delete and restore secrets"},
 	{SecretsReadValue, "read a secret's value in clear"},
-	{ProvidersRead, "list and show providers"},
-	{ProvidersWrite, "add, remove and rotate providers and their keys"},
+	{ProvidersRead, "list and show providers, model routing and passthrough services"},
+	{ProvidersWrite, "add, remove and rotate providers and their keys; change model routing and passthrough services"},
 	{VaultStatus, "read the vault's key-encryption key and rotation state"},
 	{VaultRotateKEK, "start a key-encryption key rotation"},
 	{BackupExport, "export an encrypted backup of everything"},
