@@ -159,4 +159,3 @@ func TestRoutingApply(t *testing.T) {
 	w = h.do("POST", "/api/v1/routing/apply", `{"document":{"services":{"github":{"base_url":"https://api.github.com","secret":"gh","auth":"bearer"}}}}`)
 	wantError(t, w, http.StatusConflict, "conflict", `service "github" is defined in keygate's configuration file`)
 }
-
