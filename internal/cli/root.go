@@ -130,6 +130,9 @@ The first "keygate serve" prints a bootstrap admin credential.`,
 		a.approveCmd(),
 		a.approvalsCmd(),
 		a.scanCmd(),
+		a.routeCmd(),
+		a.serviceCmd(),
+		a.applyCmd(),
 	)
 	root.AddCommand(extra...)
 	return root
