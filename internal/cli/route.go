@@ -196,7 +196,7 @@ func (a *app) serviceAddCmd() *cobra.Command {
 --auth says: bearer (Authorization: Bearer), header (--auth-name: --auth-prefix
 followed by the credential), query (?--auth-name=credential) or basic.
 
-  keygate secret put stripe --value-stdin < stripe-key.txt
+  keygate secret put stripe --stdin < stripe-key.txt
   keygate service add stripe --base-url https://api.stripe.com --secret stripe --auth bearer
   keygate service add github --base-url https://api.github.com --secret github-token \
       --auth header --auth-name Authorization --auth-prefix "token " --header X-GitHub-Api-Version=2022-11-28
