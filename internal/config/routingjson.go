@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -34,7 +35,9 @@ func (a Alias) MarshalJSON() ([]byte, error) {
 // UnmarshalJSON reads an alias whose durations are written as "30s".
 func (a *Alias) UnmarshalJSON(b []byte) error {
 	var j aliasJSON
-	if err := json.Unmarshal(b, &j); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
 		return err
 	}
 	out := Alias{Strategy: j.Strategy, Deployments: j.Deployments, MaxAttempts: j.MaxAttempts}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/store"
 )
 
@@ -131,6 +133,18 @@ func TestRoutingLiveAcrossNodes(t *testing.T) {
 				code, _ := chatModel(t, a.Node, key, "fast")
 				return code != http.StatusOK
 			})
+
+			// A node whose file defines a name the database holds refuses
+			// to start, naming both places.
+			cfgC := cfgA
+			cfgC.DataDir = filepath.Join(dir, "c")
+			cfgC.Routing = config.Routing{Deployments: []config.Deployment{{Name: "mini", Provider: "up", Model: "gpt-4o"}}}
+			if n, err := Build(context.Background(), cfgC, io.Discard, io.Discard); err == nil {
+				_ = n.Shutdown(context.Background())
+				t.Fatal("a node started with a file deployment the database also defines")
+			} else if !strings.Contains(err.Error(), `deployment "mini" is defined in the configuration file (routing.deployments) and in the database`) {
+				t.Fatalf("conflicting start: %v", err)
+			}
 
 			waitFor(t, "the changes on the audit trail", func() bool {
 				code, body := adminCall(t, a.Node, cred, "GET", "/audit/events?type=routing.change", "")
