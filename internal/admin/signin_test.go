@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pquerna/otp/totp"
+
 	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/limit"
@@ -388,4 +390,67 @@ func TestSignInMethods(t *testing.T) {
 	// Without sign-in configured the routes say so.
 	plain := newHarness(t)
 	wantError(t, plain.send(jsonRequest("POST", "/api/v1/auth/login", `{"user":"x","password":"y"}`), ""), http.StatusNotImplemented, "not_implemented")
+}
+
+// TestPasswordAndTOTP: an admin sets a user's password; the user, whose
+// role needs a second factor, signs in, may only enrol TOTP, confirms it
+// (the session is then whole), and signs in next with password and code;
+// a code is used once, and a wrong one refused.
+func TestPasswordAndTOTP(t *testing.T) {
+	h, trail := signInHarness(t, 100)
+	h.addPerson("ivy", store.UserPerson, rbac.Admin, nil, "")
+	wantError(t, h.do("PUT", "/api/v1/users/ivy/password", `{"password":"short"}`), http.StatusBadRequest, "bad_request", "at least 12")
+	h.mustStatus(h.do("PUT", "/api/v1/users/ivy/password", `{"password":"`+testPassword+`"}`), http.StatusNoContent)
+	if hash, _ := h.st.GetUserPassword(context.Background(), "usr_ivy"); !strings.HasPrefix(hash, "$argon2id$") {
+		t.Fatalf("stored password %q", hash)
+	}
+	tok := sessionToken(t, h.login("ivy", testPassword, "", ""))
+	wantError(t, h.send(withBearer(jsonRequest("GET", "/api/v1/keys", ""), tok), ""), http.StatusForbidden, "mfa_enrolment_required")
+	w := h.send(withBearer(jsonRequest("POST", "/api/v1/me/totp", ""), tok), "")
+	var enr adminapi.UserTOTPEnrollment
+	if w.Code != http.StatusCreated {
+		t.Fatalf("enrol: %d %s", w.Code, w.Body)
+	}
+	decode(t, w, &enr)
+	if !strings.HasPrefix(enr.URL, "otpauth://totp/keygate:ivy") {
+		t.Fatalf("enrolment URL %q", enr.URL)
+	}
+	wantError(t, h.send(withBearer(jsonRequest("POST", "/api/v1/me/totp/confirm", `{"otp":"000000"}`), tok), ""), http.StatusUnauthorized, "unauthorized", "wrong")
+	code, err := totp.GenerateCode(enr.Secret, h.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := h.send(withBearer(jsonRequest("POST", "/api/v1/me/totp/confirm", `{"otp":"`+code+`"}`), tok), ""); w.Code != http.StatusNoContent {
+		t.Fatalf("confirm: %d %s", w.Code, w.Body)
+	}
+	if w := h.send(withBearer(jsonRequest("GET", "/api/v1/keys", ""), tok), ""); w.Code != http.StatusOK {
+		t.Fatalf("after enrolling, the session is still held back: %d %s", w.Code, w.Body)
+	}
+
+	// The next sign-in needs the code; the one just used is refused.
+	wantError(t, h.login("ivy", testPassword, "", ""), http.StatusUnauthorized, "otp_required")
+	wantError(t, h.login("ivy", testPassword, code, ""), http.StatusUnauthorized, "unauthorized", "used already")
+	h.now = h.now.Add(30 * time.Second)
+	code, _ = totp.GenerateCode(enr.Secret, h.now)
+	w = h.login("ivy", testPassword, code, "")
+	tok = sessionToken(t, w)
+	var info adminapi.SessionInfo
+	decode(t, h.send(withBearer(jsonRequest("GET", "/api/v1/auth/session", ""), tok), ""), &info)
+	if info.MFA != "totp" || info.MFAEnrolmentRequired {
+		t.Fatalf("session after password and code: %+v", info)
+	}
+	// Replacing the factor needs a current code.
+	wantError(t, h.send(withBearer(jsonRequest("POST", "/api/v1/me/totp", ""), tok), ""), http.StatusBadRequest, "otp_required")
+	var last = trail.find("admin.signin")
+	if ev := last[len(last)-1]; ev.Decision != "allow" || ev.Fields["mfa"] != "totp" {
+		t.Fatalf("sign-in with TOTP on the trail: %+v", ev)
+	}
+	// Changing one's own password needs the current one.
+	wantError(t, h.send(withBearer(jsonRequest("PUT", "/api/v1/me/password", `{"current":"wrong wrong wrong","password":"another long passphrase"}`), tok), ""), http.StatusForbidden, "forbidden", "current password")
+	if w := h.send(withBearer(jsonRequest("PUT", "/api/v1/me/password", `{"current":"`+testPassword+`","password":"another long passphrase"}`), tok), ""); w.Code != http.StatusNoContent {
+		t.Fatalf("own password change: %d %s", w.Code, w.Body)
+	}
+	// An admin's reset ends the user's sessions.
+	h.mustStatus(h.do("PUT", "/api/v1/users/ivy/password", `{"password":"`+testPassword+`"}`), http.StatusNoContent)
+	wantError(t, h.send(withBearer(jsonRequest("GET", "/api/v1/whoami", ""), tok), ""), http.StatusUnauthorized, "unauthorized")
 }
