@@ -88,3 +88,13 @@ type UserTOTPEnrollment struct {
 	Secret string `json:"secret"`
 	URL    string `json:"url"` // otpauth:// URL, for a QR code
 }
+
+// SSOExchangeRequest trades the one-time code a single-sign-on callback
+// handed the CLI's loopback listener for the session: POST
+// /api/v1/auth/oidc/exchange. Verifier is the secret the CLI made when it
+// started (its SHA-256 went in the start URL as cli_challenge), so the
+// code alone, were it seen, is worth nothing.
+type SSOExchangeRequest struct {
+	Code     string `json:"code"`
+	Verifier string `json:"verifier"`
+}
