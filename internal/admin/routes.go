@@ -96,6 +96,9 @@ func (a *API) routes() []endpoint {
 		public("GET", "/auth/methods", a.signInMethods),
 		public("POST", "/auth/login", a.login),
 		public("POST", "/auth/token-login", a.tokenLogin),
+		public("GET", "/auth/oidc/start", a.oidcStart),
+		public("GET", "/auth/oidc/callback", a.oidcCallback),
+		public("POST", "/auth/oidc/exchange", a.oidcExchange),
 		{method: "POST", path: p + "/auth/logout", scope: scopeAnyone, handler: a.logout, enrol: true},
 		{method: "GET", path: p + "/auth/session", scope: scopeAnyone, handler: a.sessionInfo, enrol: true},
 

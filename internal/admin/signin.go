@@ -62,10 +62,10 @@ type SignIn struct {
 	// Password is the argon2id cost of new password hashes; zero means
 	// password.Default.
 	Password password.Params
-	// SSO, when set, signs people in with an OpenID provider.
-	SSO SSO
-	// Passkeys, when set, registers and checks WebAuthn passkeys.
-	Passkeys Passkeys
+	// SSO, when set, signs people in with an OpenID provider, under
+	// SSOPolicy.
+	SSO       SSO
+	SSOPolicy SSOPolicy
 	// Failures throttles failed sign-ins; nil uses Options.AuthFailures.
 	Failures *AuthFailureLimits
 }

@@ -36,7 +36,6 @@ func (a *API) signInMethods(w http.ResponseWriter, r *http.Request) {
 		if si.SSO != nil {
 			out.OIDC = &adminapi.OIDCMethod{Name: si.SSO.Name(), StartURL: adminapiPrefix + "/auth/oidc/start"}
 		}
-		out.WebAuthn = si.Passkeys != nil
 	}
 	web.WriteJSON(w, http.StatusOK, out)
 }
@@ -127,16 +126,6 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 		}
 		g.MFA = "totp"
 	case required:
-		has, err := a.hasPasskey(ctx, u.ID)
-		if err != nil {
-			a.internal(w, "look up the user's passkeys", err)
-			return
-		}
-		if has {
-			a.auditSignIn(r, session.MethodPassword, req.User, u.ID, "", "deny", "passkey_required")
-			writeError(w, http.StatusUnauthorized, "passkey_required", "this user's second factor is a passkey: sign in with it in the console")
-			return
-		}
 		// The role needs a second factor that is not enrolled yet: the
 		// session may enrol one and nothing else.
 		g.MFAPending = true
@@ -319,15 +308,6 @@ func (a *API) totpEnrolled(ctx context.Context, userID string) (bool, error) {
 		return false, err
 	}
 	return t.ConfirmedAt != nil, nil
-}
-
-// hasPasskey reports whether a user has registered a passkey.
-func (a *API) hasPasskey(ctx context.Context, userID string) (bool, error) {
-	if a.opts.SignIn.Passkeys == nil {
-		return false, nil
-	}
-	cs, err := a.opts.SignIn.Store.ListWebAuthnCredentials(ctx, userID)
-	return len(cs) > 0, err
 }
 
 // userTOTPSecret names the vault record of a user's TOTP secret.

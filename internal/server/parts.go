@@ -126,7 +126,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	signIn, err := newSignIn(cfg, st, hasher, stepUp)
+	signIn, err := newSignIn(ctx, cfg, roles, st, hasher, stepUp)
 	if err != nil {
 		return err
 	}
