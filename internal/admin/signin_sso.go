@@ -317,4 +317,3 @@ func (a *API) ssoUser(r *http.Request, id sso.Identity) (store.User, string, str
 	}
 	return u, "", "", nil
 }
-
