@@ -341,7 +341,9 @@ func (c *Client) newRequest(ctx context.Context, method, path, accept string, bo
 	if err != nil {
 		return nil, fmt.Errorf("keygate admin client: build request: %w", err)
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token.Reveal())
+	if !c.token.IsZero() {
+		req.Header.Set("Authorization", "Bearer "+c.token.Reveal())
+	}
 	if c.approval != "" {
 		req.Header.Set(adminapi.ApprovalHeader, c.approval)
 	}

@@ -41,6 +41,9 @@ type IO struct {
 	// Keyring is where `keygate login` saves the admin credential; nil means
 	// the operating system's keychain (OSKeyring).
 	Keyring Keyring
+	// OpenBrowser opens a URL for `keygate login --sso`; nil only prints
+	// it. OpenBrowser (this package's) opens the user's browser.
+	OpenBrowser func(url string) error
 }
 
 // app holds the command line's surroundings and the persistent flag values.

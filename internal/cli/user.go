@@ -24,7 +24,7 @@ with keygate user token create.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(a.userAddCmd(false), a.userListCmd(false), a.userShowCmd(), a.userRoleCmd(), a.userDisableCmd(), a.userEnableCmd(), a.userTokenCmd())
+	cmd.AddCommand(a.userAddCmd(false), a.userListCmd(false), a.userShowCmd(), a.userRoleCmd(), a.userDisableCmd(), a.userEnableCmd(), a.userTokenCmd(), a.userPasswordCmd(), a.userTOTPCmd())
 	return cmd
 }
 

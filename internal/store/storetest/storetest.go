@@ -101,6 +101,9 @@ func Run(t *testing.T, newURL func(t testing.TB) string) {
 		{"SnapshotPeople", testSnapshotPeople},
 		{"WorkloadTokens", testWorkloadTokens},
 		{"RoutingEntries", testRoutingEntries},
+		{"Sessions", testSessions},
+		{"SignInSecrets", testSignInSecrets},
+		{"SignInFlows", testSignInFlows},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newURL) })
