@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/admin"
-	"github.com/keygate/keygate/internal/console"
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/console"
 	"github.com/keygate/keygate/internal/gateway"
 	"github.com/keygate/keygate/internal/lastused"
 	"github.com/keygate/keygate/internal/logbuf"
