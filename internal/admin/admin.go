@@ -112,9 +112,12 @@ type Options struct {
 	Roles *rbac.Table
 	// Approval says which permissions need a second person's approval.
 	Approval ApprovalPolicy
-	// Authenticators turn credentials other than admin tokens (sign-in
-	// sessions) into principals; admin tokens are always accepted.
+	// Authenticators turn credentials other than admin tokens and
+	// sessions into principals; admin tokens are always accepted.
 	Authenticators []Authenticator
+	// SignIn, when set, signs people in (passwords, single sign-on,
+	// passkeys, token exchange) to sessions, which every route accepts.
+	SignIn *SignIn
 	// TrustedProxies are the proxies whose X-Forwarded-For names the
 	// client address, for the audit trail and a credential's last use.
 	TrustedProxies []netip.Prefix
@@ -179,7 +182,9 @@ type API struct {
 	opts    Options
 	handler http.Handler
 	table   []endpoint // the route table, as registered
-	warned  sync.Map   // key id -> struct{}: expiry warnings given by this process
+	public  *http.ServeMux
+	csrf    *http.CrossOriginProtection
+	warned  sync.Map // key id -> struct{}: expiry warnings given by this process
 }
 
 const maxAdminBody = 1 << 20
@@ -233,7 +238,7 @@ func build(opts Options, stub http.HandlerFunc) (*API, error) {
 			return nil, fmt.Errorf("approvals.required_for: unknown permission %q", p)
 		}
 	}
-	a := &API{opts: opts}
+	a := &API{opts: opts, public: http.NewServeMux(), csrf: http.NewCrossOriginProtection()}
 	mux := http.NewServeMux()
 	a.table = a.routes()
 	if stub != nil {

@@ -47,7 +47,14 @@ const lastUseEvery = 10 * time.Second
 // its principal in the request's state.
 func (a *API) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, tok, raw, err := a.principalOf(r)
+		if a.isPublic(r) {
+			// A sign-in route: the request signs in rather than carrying
+			// a credential. Its handler checks what it is sent and
+			// throttles failures per user and per address.
+			next.ServeHTTP(w, r.WithContext(withState(r.Context(), &reqState{public: true})))
+			return
+		}
+		p, ses, tok, raw, err := a.principalOf(r)
 		if err != nil {
 			var bad *authError
 			if !errors.As(err, &bad) {
@@ -56,10 +63,20 @@ func (a *API) authenticate(next http.Handler) http.Handler {
 				return
 			}
 			a.auditAuthFailure(r, bad.reason, failingPrefix(raw))
+			if bad.status == http.StatusForbidden {
+				writeError(w, http.StatusForbidden, "forbidden", bad.msg)
+				return
+			}
 			if t := a.authFailure(r, raw); t != nil {
 				w.Header().Set("Retry-After", fmt.Sprint(int64(t.retryAfter/time.Second)))
 				writeError(w, http.StatusTooManyRequests, "too_many_auth_failures", t.msg)
 				return
+			}
+			if strings.HasPrefix(bad.reason, "session_") || bad.reason == "user_disabled" {
+				// A browser holding a dead session cookie drops it.
+				if _, cookie, _ := sessionCredential(r); cookie {
+					a.clearSessionCookie(w)
+				}
 			}
 			writeError(w, http.StatusUnauthorized, "unauthorized", bad.msg)
 			return
@@ -67,67 +84,80 @@ func (a *API) authenticate(next http.Handler) http.Handler {
 		if tok.ID != "" {
 			a.recordUse(r, tok)
 		}
-		st := &reqState{principal: p, token: tok}
+		st := &reqState{principal: p, token: tok, session: ses}
 		next.ServeHTTP(w, r.WithContext(withState(r.Context(), st)))
 	})
 }
 
 // authError is a refused credential: msg is for the client, reason for
 // the audit trail.
-type authError struct{ msg, reason string }
+type authError struct {
+	msg, reason string
+	status      int // 0 for 401
+}
 
 func (e *authError) Error() string { return e.msg }
 
-// principalOf authenticates the request with the configured
-// authenticators, then as an admin token.
-func (a *API) principalOf(r *http.Request) (rbac.Principal, store.AdminToken, string, error) {
+// principalOf authenticates the request by its session (a bearer session
+// token or the session cookie), with the configured authenticators, then
+// as an admin token.
+func (a *API) principalOf(r *http.Request) (rbac.Principal, *store.Session, store.AdminToken, string, error) {
+	if p, ses, ok, err := a.sessionPrincipal(r); ok {
+		return p, ses, store.AdminToken{}, "", err
+	}
 	for _, au := range a.opts.Authenticators {
 		p, err := au.Authenticate(r)
 		switch {
 		case err == nil:
-			return p, store.AdminToken{}, "", nil
+			return p, nil, store.AdminToken{}, "", nil
 		case errors.Is(err, ErrNoCredential):
 			continue
 		case errors.Is(err, ErrBadCredential):
-			return rbac.Principal{}, store.AdminToken{}, "", &authError{msg: err.Error(), reason: "bad_credential"}
+			return rbac.Principal{}, nil, store.AdminToken{}, "", &authError{msg: err.Error(), reason: "bad_credential"}
 		default:
-			return rbac.Principal{}, store.AdminToken{}, "", err
+			return rbac.Principal{}, nil, store.AdminToken{}, "", err
 		}
 	}
 	raw, ok := bearer(r.Header.Get("Authorization"))
 	if !ok {
-		return rbac.Principal{}, store.AdminToken{}, "", &authError{msg: "send the admin credential as 'Authorization: Bearer kg_admin_...'", reason: "missing"}
+		return rbac.Principal{}, nil, store.AdminToken{}, "", &authError{msg: "send the admin credential as 'Authorization: Bearer kg_admin_...', or sign in (keygate login)", reason: "missing"}
 	}
+	p, tok, err := a.adminTokenPrincipal(r, raw)
+	return p, nil, tok, raw, err
+}
+
+// adminTokenPrincipal authenticates raw as an admin token.
+func (a *API) adminTokenPrincipal(r *http.Request, raw string) (rbac.Principal, store.AdminToken, error) {
 	invalid := &authError{msg: "invalid admin credential", reason: "invalid"}
 	parsed, err := apikey.Parse(raw)
 	if err != nil || parsed.Env != apikey.AdminEnv {
-		return rbac.Principal{}, store.AdminToken{}, raw, invalid
+		return rbac.Principal{}, store.AdminToken{}, invalid
 	}
 	h := a.opts.Hasher.Hash(raw)
 	tok, err := a.opts.Credentials.GetAdminTokenByHash(r.Context(), h[:])
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return rbac.Principal{}, store.AdminToken{}, raw, invalid
+		return rbac.Principal{}, store.AdminToken{}, invalid
 	case err != nil:
-		return rbac.Principal{}, store.AdminToken{}, raw, fmt.Errorf("look up the admin credential: %w", err)
+		return rbac.Principal{}, store.AdminToken{}, fmt.Errorf("look up the admin credential: %w", err)
 	}
 	if subtle.ConstantTimeCompare(tok.Hash, h[:]) != 1 {
-		return rbac.Principal{}, store.AdminToken{}, raw, invalid
+		return rbac.Principal{}, store.AdminToken{}, invalid
 	}
 	if tok.RevokedAt != nil {
-		return rbac.Principal{}, store.AdminToken{}, raw, &authError{msg: "invalid admin credential", reason: "revoked"}
+		return rbac.Principal{}, store.AdminToken{}, &authError{msg: "invalid admin credential", reason: "revoked"}
 	}
 	now := a.opts.Now()
 	if tok.ExpiresAt != nil && !now.Before(*tok.ExpiresAt) {
-		return rbac.Principal{}, store.AdminToken{}, raw, &authError{
+		return rbac.Principal{}, store.AdminToken{}, &authError{
 			msg:    fmt.Sprintf("this admin credential expired at %s; create a new one (keygate user token create, or keygate admin token create on the keygate host)", tok.ExpiresAt.UTC().Format(time.RFC3339)),
 			reason: "expired"}
 	}
 	p, err := a.tokenPrincipal(r.Context(), tok)
 	if errors.Is(err, ErrUserDisabled) || errors.Is(err, store.ErrNotFound) {
-		return rbac.Principal{}, store.AdminToken{}, raw, &authError{msg: "the user this admin credential belongs to is disabled; ask an admin", reason: "user_disabled"}
+		return rbac.Principal{}, store.AdminToken{}, &authError{msg: "the user this admin credential belongs to is disabled; ask an admin", reason: "user_disabled"}
 	}
-	return p, tok, raw, err
+	return p, tok, err
 }
 
 // tokenPrincipal is the principal an admin token stands for.

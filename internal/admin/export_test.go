@@ -13,7 +13,7 @@ func NewStubbed(opts Options, stub http.HandlerFunc) (*API, error) { return buil
 
 // Routes lists the route table.
 func Routes(a *API) []RouteInfo {
-	names := map[scope]string{scopeAnyone: "anyone", scopeGlobal: "global", scopeList: "list", scopeTarget: "target"}
+	names := map[scope]string{scopeAnyone: "anyone", scopeGlobal: "global", scopeList: "list", scopeTarget: "target", scopePublic: "public"}
 	out := make([]RouteInfo, len(a.table))
 	for i, rt := range a.table {
 		out[i] = RouteInfo{ID: rt.ID(), Method: rt.method, Path: rt.path, Action: rt.action, Permission: string(rt.perm), Visible: string(rt.visible), Scope: names[rt.scope]}

@@ -128,7 +128,7 @@ func TestPermissionMatrix(t *testing.T) {
 func expected(roles *rbac.Table, rt admin.RouteInfo, row matrixRow, sit situation) string {
 	perm, allow := rbac.Permission(rt.Permission), false
 	switch rt.Scope {
-	case "anyone":
+	case "anyone", "public":
 		allow = true
 	case "global":
 		allow = roles.AllowedGlobally(row.p, perm)
@@ -300,8 +300,17 @@ func TestRoutesAreAllDecided(t *testing.T) {
 	used := map[rbac.Permission]bool{}
 	for _, rt := range admin.Routes(h.api) {
 		if rt.Scope == "anyone" {
-			if !slices.Contains([]string{"GET /api/v1/whoami", "GET /api/v1/status", "POST /api/v1/leaks"}, rt.ID) {
-				t.Errorf("route %s is open to any principal; only whoami, status and leaks may be", rt.ID)
+			if !slices.Contains([]string{"GET /api/v1/whoami", "GET /api/v1/status", "POST /api/v1/leaks",
+				"POST /api/v1/auth/logout", "GET /api/v1/auth/session", "PUT /api/v1/me/password",
+				"POST /api/v1/me/totp", "POST /api/v1/me/totp/confirm",
+				"POST /api/v1/me/passkeys/begin", "POST /api/v1/me/passkeys/finish"}, rt.ID) {
+				t.Errorf("route %s is open to any principal; only whoami, status, leaks and the caller's own sign-in may be", rt.ID)
+			}
+			continue
+		}
+		if rt.Scope == "public" {
+			if !strings.HasPrefix(rt.ID, "GET /api/v1/auth/") && !strings.HasPrefix(rt.ID, "POST /api/v1/auth/") {
+				t.Errorf("route %s needs no credential; only the sign-in routes under /api/v1/auth/ may", rt.ID)
 			}
 			continue
 		}

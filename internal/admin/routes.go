@@ -25,6 +25,10 @@ const (
 	// scopeTarget is one resource, resolved from the request (a key and
 	// its team, a team, a credential and its owner) before the handler.
 	scopeTarget
+	// scopePublic needs no principal: the sign-in routes, which take a
+	// credential to sign in with rather than carry one, and the list of
+	// sign-in methods. Their handlers check what they are sent.
+	scopePublic
 )
 
 // endpoint is one admin API route and its permission decision. Every route
@@ -41,6 +45,9 @@ type endpoint struct {
 	target  func(a *API, r *http.Request) (resolved, error)
 	visible rbac.Permission
 	handler http.HandlerFunc
+	// enrol lets a session that owes a second factor call the route: it
+	// serves enrolling one (or signing out).
+	enrol bool
 }
 
 // ID names a route as the permission matrix and the logs do: "GET
@@ -78,10 +85,19 @@ func (a *API) routes() []endpoint {
 	secret := func(method, action string, perm rbac.Permission, h func(http.ResponseWriter, *http.Request, string)) endpoint {
 		return endpoint{method: method, path: p + "/secrets/{path...}", action: action, perm: perm, scope: scopeGlobal, handler: a.secretHandler(h)}
 	}
+	public := func(method, path string, h http.HandlerFunc) endpoint {
+		return endpoint{method: method, path: p + path, scope: scopePublic, handler: h}
+	}
 	rs := []endpoint{
-		{method: "GET", path: p + "/whoami", scope: scopeAnyone, handler: a.whoAmI},
+		{method: "GET", path: p + "/whoami", scope: scopeAnyone, handler: a.whoAmI, enrol: true},
 		{method: "GET", path: p + "/status", scope: scopeAnyone, handler: a.status},
 		global("GET", "/roles", rbac.ConfigRead, a.listRoles),
+
+		public("GET", "/auth/methods", a.signInMethods),
+		public("POST", "/auth/login", a.login),
+		public("POST", "/auth/token-login", a.tokenLogin),
+		{method: "POST", path: p + "/auth/logout", scope: scopeAnyone, handler: a.logout, enrol: true},
+		{method: "GET", path: p + "/auth/session", scope: scopeAnyone, handler: a.sessionInfo, enrol: true},
 
 		global("GET", "/audit/events", rbac.AuditRead, a.auditEvents),
 		list("GET", "/overview", rbac.UsageRead, a.overview),
@@ -183,6 +199,9 @@ func (a *API) register(mux *http.ServeMux, rs []endpoint) error {
 			return err
 		}
 		h := a.authorize(rt)
+		if rt.scope == scopePublic {
+			a.public.Handle(rt.method+" "+rt.path, h)
+		}
 		if rt.action == "" && !strings.HasSuffix(rt.path, "{path...}") {
 			mux.Handle(rt.method+" "+rt.path, h)
 			continue
@@ -206,7 +225,9 @@ func (rt endpoint) check() error {
 		return fmt.Errorf("admin route %s has no handler", rt.ID())
 	case rt.scope == 0:
 		return fmt.Errorf("admin route %s has no scope: give it one in routes()", rt.ID())
-	case rt.scope != scopeAnyone && !rbac.Known(rt.perm):
+	case rt.scope == scopePublic && (rt.perm != "" || rt.action != ""):
+		return fmt.Errorf("admin route %s is public but names a permission: a public route takes no principal", rt.ID())
+	case rt.scope != scopeAnyone && rt.scope != scopePublic && !rbac.Known(rt.perm):
 		return fmt.Errorf("admin route %s has no permission decision (permission %q): give it one of rbac's permissions in routes()", rt.ID(), rt.perm)
 	case rt.scope == scopeTarget && (rt.target == nil || !rbac.Known(rt.visible)):
 		return fmt.Errorf("admin route %s acts on a resource but names no way to resolve it, or no permission that shows it", rt.ID())
@@ -237,7 +258,21 @@ func (a *API) authorize(rt endpoint) http.HandlerFunc {
 		p := st.principal
 		roles := a.opts.Roles
 		st.route, st.perm = rt.ID(), rt.perm
+		if st.session != nil && st.session.MFAPending && !rt.enrol {
+			writeError(w, http.StatusForbidden, "mfa_enrolment_required",
+				"your role needs a second factor: enrol one first (keygate user totp enrol, or a passkey in the console), then this works")
+			return
+		}
 		switch rt.scope {
+		case scopePublic:
+			if unsafeMethod(r.Method) {
+				// Signing in from another site's page (login CSRF) is
+				// refused like any cross-origin change.
+				if err := a.csrf.Check(r); err != nil {
+					writeError(w, http.StatusForbidden, "forbidden", "cross-origin sign-in refused: sign in from the keygate console itself")
+					return
+				}
+			}
 		case scopeAnyone:
 		case scopeGlobal:
 			if !roles.AllowedGlobally(p, rt.perm) {

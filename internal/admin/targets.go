@@ -20,6 +20,8 @@ import (
 type reqState struct {
 	principal rbac.Principal
 	token     store.AdminToken // the admin credential used, if one was
+	session   *store.Session   // the session used, if one was
+	public    bool             // a sign-in route: no principal
 	route     string
 	perm      rbac.Permission
 	resource  rbac.Resource

@@ -302,6 +302,14 @@ func (a *API) disableUser(w http.ResponseWriter, r *http.Request) {
 		a.internal(w, "revoke the user's admin credentials", err)
 		return
 	}
+	if a.opts.SignIn != nil && a.opts.SignIn.Sessions != nil {
+		// Every node refuses them anyway (a session reads its user on
+		// each request); revoked, they stay ended if the user is enabled.
+		if _, err := a.opts.SignIn.Sessions.RevokeUser(r.Context(), u.ID); err != nil {
+			a.internal(w, "end the user's sessions", err)
+			return
+		}
+	}
 	if _, err := a.opts.Store.AddRevocation(r.Context(), store.Revocation{Kind: "user", Subject: u.ID, At: now, Until: now.Add(MaxTokenTTL)}); err != nil {
 		a.opts.Log.Error("user disabled but other nodes could not be told at once", "user_id", u.ID, "err", err)
 	}

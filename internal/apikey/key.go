@@ -33,6 +33,10 @@ var ErrMalformed = errors.New("apikey: not a valid keygate key (they look like k
 // GenerateAdmin.
 const AdminEnv = "admin"
 
+// SessionEnv is the environment of admin sign-in session tokens, issued
+// only by GenerateSession.
+const SessionEnv = "session"
+
 const (
 	keyPrefix  = "kg_"
 	minEnvLen  = 2
@@ -110,7 +114,7 @@ func Generate(env string) (secret.String, error) {
 	if err := ValidateEnv(env); err != nil {
 		return secret.String{}, err
 	}
-	if env == AdminEnv {
+	if env == AdminEnv || env == SessionEnv {
 		return secret.String{}, fmt.Errorf("apikey: environment %q is reserved for admin API credentials; choose another (such as live or test)", env)
 	}
 	return generate(env)
@@ -118,6 +122,9 @@ func Generate(env string) (secret.String, error) {
 
 // GenerateAdmin issues a new admin API credential, kg_admin_...
 func GenerateAdmin() (secret.String, error) { return generate(AdminEnv) }
+
+// GenerateSession issues a new sign-in session token, kg_session_...
+func GenerateSession() (secret.String, error) { return generate(SessionEnv) }
 
 func generate(env string) (secret.String, error) {
 	var n [32]byte

@@ -109,6 +109,9 @@ type Config struct {
 	// Workloads lets workloads sign in with OIDC identity tokens instead
 	// of keygate keys, and grants keys vault secrets (workloads.go).
 	Workloads Workloads `yaml:"workloads"`
+	// SignIn configures how people sign in: sessions, second factors,
+	// single sign-on and passkeys (signin.go).
+	SignIn SignIn `yaml:"signin"`
 }
 
 // TLS configures HTTPS. Cert and Key go together; SelfSigned generates a
@@ -684,6 +687,7 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.validatePeople()...)
 	c.validateWorkloads(bad)
+	c.validateSignIn(bad)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -82,6 +82,9 @@ func (n *Node) janitor(ctx context.Context) {
 	if _, err := n.stepUp.Prune(ctx, now); err != nil && ctx.Err() == nil {
 		n.log.Warn("could not prune the one-time-password counts; will retry", "err", err)
 	}
+	if _, err := n.core.st.PruneSessions(ctx, now.Add(-sessionsKeptFor)); err != nil && ctx.Err() == nil {
+		n.log.Warn("could not prune ended sessions; will retry", "err", err)
+	}
 	destroyed, purged, err := vault.Sweep(ctx, n.core.st, n.core.vault, now)
 	if err != nil && ctx.Err() == nil {
 		n.log.Error("vault: could not destroy expired secret versions; will retry", "err", err)

@@ -126,8 +126,13 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	signIn, err := newSignIn(cfg, st, hasher, stepUp)
+	if err != nil {
+		return err
+	}
 	n.adm = admin.New(admin.Options{
-		Store: st, Vault: v, Hasher: hasher, Log: log,
+		SignIn: signIn,
+		Store:  st, Vault: v, Hasher: hasher, Log: log,
 		People: st, Credentials: st, Approvals: st,
 		Roles:            roles,
 		Approval:         admin.ApprovalPolicy{RequiredFor: cfg.ApprovalPermissions(), TTL: cfg.Approvals.TTL},

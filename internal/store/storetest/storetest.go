@@ -100,6 +100,9 @@ func Run(t *testing.T, newURL func(t testing.TB) string) {
 		{"Approvals", testApprovals},
 		{"SnapshotPeople", testSnapshotPeople},
 		{"WorkloadTokens", testWorkloadTokens},
+		{"Sessions", testSessions},
+		{"SignInSecrets", testSignInSecrets},
+		{"SignInFlows", testSignInFlows},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newURL) })

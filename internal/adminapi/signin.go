@@ -1,0 +1,90 @@
+package adminapi
+
+import "time"
+
+// LoginRequest signs a local user in: POST /api/v1/auth/login. A browser
+// may post the same fields as a form (user, password, otp); it then gets
+// the session cookie and a redirect to /.
+type LoginRequest struct {
+	User     string `json:"user"`
+	Password string `json:"password"`
+	OTP      string `json:"otp,omitempty"` // the TOTP code, when the user has enrolled one
+	// Cookie asks for the session in the keygate_session cookie instead
+	// of the response body (a browser); the default is the body (the CLI).
+	Cookie *bool `json:"cookie,omitempty"`
+}
+
+// TokenLoginRequest exchanges an admin token (a personal, service or
+// bootstrap one) for a session: POST /api/v1/auth/token-login. The token
+// may also come as Authorization: Bearer.
+type TokenLoginRequest struct {
+	Token string `json:"token,omitempty"`
+	// Cookie: the default here is the cookie (the console's token
+	// sign-in); false returns the session token in the body.
+	Cookie *bool `json:"cookie,omitempty"`
+}
+
+// LoginResponse is a new session. Token is the session token, present
+// only when it was not set as a cookie; it is shown once.
+type LoginResponse struct {
+	Token   string      `json:"token,omitempty"`
+	Session SessionInfo `json:"session"`
+}
+
+// SessionInfo describes a session: GET /api/v1/auth/session.
+type SessionInfo struct {
+	ID     string       `json:"id"` // ses_...: safe to show
+	Name   string       `json:"name"`
+	UserID string       `json:"user_id,omitempty"`
+	Kind   string       `json:"kind"` // user, service, or token
+	Role   string       `json:"role"`
+	Teams  []Membership `json:"teams"`
+	// Method is how it signed in: password, oidc, webauthn or token; MFA
+	// the second factor used (totp, webauthn), "" for none.
+	Method string `json:"method"`
+	MFA    string `json:"mfa,omitempty"`
+	// MFAEnrolmentRequired: the role needs a second factor the user has
+	// not enrolled; until it is, only enrolment and sign-out work.
+	MFAEnrolmentRequired bool      `json:"mfa_enrolment_required,omitempty"`
+	CredentialRole       string    `json:"credential_role,omitempty"`
+	CreatedAt            time.Time `json:"created_at"`
+	IdleExpiresAt        time.Time `json:"idle_expires_at"` // moves on with each use
+	ExpiresAt            time.Time `json:"expires_at"`      // the absolute end
+}
+
+// SignInMethods says how people can sign in here: GET /api/v1/auth/methods
+// (no credential needed).
+type SignInMethods struct {
+	Password bool `json:"password"`
+	// OIDC is set when single sign-on is configured.
+	OIDC     *OIDCMethod `json:"oidc,omitempty"`
+	WebAuthn bool        `json:"webauthn"`
+	Token    bool        `json:"token"` // an admin token can be exchanged for a session
+}
+
+// OIDCMethod describes the single-sign-on provider.
+type OIDCMethod struct {
+	Name     string `json:"name"`      // what to call it on a button
+	StartURL string `json:"start_url"` // where the browser goes to sign in
+}
+
+// PasswordRequest sets a password: PUT /api/v1/users/{name}/password
+// (an admin, for another user) or PUT /api/v1/me/password (oneself, with
+// the current one).
+type PasswordRequest struct {
+	Password string `json:"password"`
+	Current  string `json:"current,omitempty"`
+}
+
+// TOTPRequest carries a TOTP code: enrolling again while one is
+// confirmed, and confirming an enrolment.
+type TOTPRequest struct {
+	OTP string `json:"otp,omitempty"`
+}
+
+// UserTOTPEnrollment is a new TOTP secret for the caller, shown once: add
+// it to an authenticator app, then confirm with a code.
+type UserTOTPEnrollment struct {
+	Secret string `json:"secret"`
+	URL    string `json:"url"` // otpauth:// URL, for a QR code
+}
