@@ -19,7 +19,7 @@ import (
 type apiCaller struct{ h http.Handler }
 
 // forwarded are the browser request headers an API call carries.
-var forwarded = []string{"Cookie", "User-Agent", "Origin", "Sec-Fetch-Site", "X-Forwarded-For", "Accept-Language"}
+var forwarded = []string{"Cookie", "Authorization", "User-Agent", "Origin", "Sec-Fetch-Site", "X-Forwarded-For", "Accept-Language"}
 
 // apiError is an admin API refusal: its status and its message, which the
 // API writes for the client and the console shows as it is.
