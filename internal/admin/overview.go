@@ -164,15 +164,14 @@ type eventSummary struct {
 // requests and failed authentications, and returns the hour's window.
 func (a *API) recentActivity(ctx context.Context, now time.Time, keys map[string]store.Key, all bool, out *adminapi.Overview) (adminapi.OverviewWindow, error) {
 	hour := adminapi.OverviewWindow{Name: "hour"}
-	dayStart := now.Add(-24 * time.Hour).Truncate(time.Hour).Add(time.Hour)
-	hourStart := now.Add(-time.Hour).Truncate(5 * time.Minute).Add(5 * time.Minute)
+	// The last step of each chart is the one now falls in.
 	out.Hours = make([]adminapi.OverviewPoint, 24)
 	for i := range out.Hours {
-		out.Hours[i].At = dayStart.Add(time.Duration(i-1) * time.Hour).UTC()
+		out.Hours[i].At = now.Truncate(time.Hour).Add(time.Duration(i-23) * time.Hour).UTC()
 	}
 	out.Minutes = make([]adminapi.OverviewPoint, 12)
 	for i := range out.Minutes {
-		out.Minutes[i].At = hourStart.Add(time.Duration(i-1) * 5 * time.Minute).UTC()
+		out.Minutes[i].At = now.Truncate(5 * time.Minute).Add(time.Duration(i-11) * 5 * time.Minute).UTC()
 	}
 	reasons := map[string]int64{}
 	read := 0

@@ -229,7 +229,7 @@ func screenshotOnFailure(t *testing.T, ctx context.Context) string {
 	_ = os.MkdirAll(dir, 0o755)
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	buf, err := chromedp.Run(sctx, chromedp.FullScreenshot(90))
+	buf, err := chromedp.Run(sctx, chromedp.FullScreenshot(100)) // 100: PNG
 	if err != nil {
 		return "none: " + err.Error()
 	}
