@@ -160,7 +160,10 @@ type Options struct {
 		Record(ev audit.Event) error
 		Healthy() bool
 	}
-	AuditStore      AuditStore
+	AuditStore AuditStore
+	// Insights answers the overview, alerts and a key's recent events;
+	// without it those routes answer 501.
+	Insights        InsightStore
 	AuditKey        ed25519.PublicKey
 	AuditFailClosed bool
 

@@ -125,7 +125,21 @@ func (a *API) auditEvents(w http.ResponseWriter, r *http.Request) {
 			f.KeyID = k.ID
 		}
 	}
-	recs, err := a.opts.AuditStore.SearchAudit(r.Context(), f)
+	var recs []store.AuditRecord
+	var err error
+	switch q.Get("order") {
+	case "", "oldest":
+		recs, err = a.opts.AuditStore.SearchAudit(r.Context(), f)
+	case "newest":
+		if a.opts.Insights == nil {
+			writeError(w, http.StatusNotImplemented, "not_implemented", "this keygate cannot list the newest events first; leave out order")
+			return
+		}
+		recs, err = a.opts.Insights.RecentAudit(r.Context(), f)
+	default:
+		writeError(w, http.StatusBadRequest, "bad_request", "order must be oldest or newest")
+		return
+	}
 	if err != nil {
 		a.internal(w, "search the audit trail", err)
 		return

@@ -103,6 +103,10 @@ func (a *API) routes() []endpoint {
 		{method: "GET", path: p + "/auth/session", scope: scopeAnyone, handler: a.sessionInfo, enrol: true},
 
 		global("GET", "/audit/events", rbac.AuditRead, a.auditEvents),
+		list("GET", "/overview", rbac.UsageRead, a.overview),
+		global("GET", "/alerts", rbac.AlertsRead, a.listAlerts),
+		global("POST", "/alerts/{id}/ack", rbac.AlertsResolve, a.alertState("acknowledged")),
+		global("POST", "/alerts/{id}/resolve", rbac.AlertsResolve, a.alertState("resolved")),
 		global("GET", "/audit/verify", rbac.AuditVerify, a.auditVerify),
 		global("POST", "/audit/ref", rbac.AuditRead, a.auditRef),
 		global("GET", "/audit/public-key", rbac.AuditRead, a.auditPublicKey),
@@ -153,6 +157,8 @@ func (a *API) routes() []endpoint {
 		keys("POST", "/keys/{ref}/rotate", rbac.KeysRotate, a.rotateKey),
 		keys("POST", "/keys/{ref}/totp", rbac.KeysEnrollOTP, a.enrollTOTP),
 		keys("GET", "/keys/{ref}/usage", rbac.UsageRead, a.keyUsage),
+		keys("GET", "/keys/{ref}/events", rbac.UsageRead, a.keyEvents),
+		keys("POST", "/keys/{ref}/step-up", rbac.KeysSuspend, a.requireStepUp),
 
 		global("POST", "/groups", rbac.GroupsManage, a.createGroup),
 		global("GET", "/groups", rbac.GroupsRead, a.listGroups),

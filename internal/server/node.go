@@ -16,6 +16,7 @@ import (
 
 	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/console"
 	"github.com/keygate/keygate/internal/gateway"
 	"github.com/keygate/keygate/internal/lastused"
 	"github.com/keygate/keygate/internal/logbuf"
@@ -120,7 +121,13 @@ func Build(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, opt
 	if err := n.buildParts(ctx); err != nil {
 		return nil, err
 	}
-	n.servers = []*http.Server{newServer(n.gw, cfg.Client, n.log), newServer(n.adm, cfg.Client, n.log)}
+	// The admin listener serves the API under /api/ and the console,
+	// which calls that API in-process, everywhere else.
+	con, err := console.New(console.Options{API: n.adm, Log: n.log, Version: n.o.version})
+	if err != nil {
+		return nil, err
+	}
+	n.servers = []*http.Server{newServer(n.gw, cfg.Client, n.log), newServer(con.Mount(), cfg.Client, n.log)}
 	n.runner = newTaskRunner(n.taskTable(), n.log)
 
 	bootstrap, isNew, err := admin.EnsureBootstrapToken(ctx, n.core.st, n.core.hasher, time.Now())

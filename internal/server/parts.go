@@ -161,6 +161,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		Metrics:          n.met.Handler(),
 		Audit:            n.trail.w,
 		AuditStore:       st,
+		Insights:         st,
 		AuditKey:         n.trail.pub,
 		AuditFailClosed:  cfg.Audit.FailClosed,
 		UsageLocation:    cfg.Limits.Location(),
