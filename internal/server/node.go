@@ -58,6 +58,7 @@ type Node struct {
 	gw     *gateway.Gateway
 	adm    *admin.API
 	revs   *revocationFollower
+	chg    *changeFollower
 
 	runner *taskRunner // the background tasks (taskTable)
 
@@ -117,7 +118,11 @@ func Build(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, opt
 	if err := n.buildParts(ctx); err != nil {
 		return nil, err
 	}
-	n.servers = []*http.Server{newServer(n.gw, cfg.Client, n.log), newServer(n.adm, cfg.Client, n.log)}
+	reports, err := n.leakReportHandler()
+	if err != nil {
+		return nil, err
+	}
+	n.servers = []*http.Server{newServer(withLeakReports(n.gw, reports), cfg.Client, n.log), newServer(n.adm, cfg.Client, n.log)}
 	n.runner = newTaskRunner(n.taskTable(), n.log)
 
 	bootstrap, isNew, err := admin.EnsureBootstrapToken(ctx, n.core.st, n.core.hasher, time.Now())

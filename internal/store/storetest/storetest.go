@@ -100,6 +100,7 @@ func Run(t *testing.T, newURL func(t testing.TB) string) {
 		{"Approvals", testApprovals},
 		{"SnapshotPeople", testSnapshotPeople},
 		{"WorkloadTokens", testWorkloadTokens},
+		{"Changes", testChanges},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newURL) })
