@@ -106,6 +106,8 @@ type Config struct {
 	Roles map[string][]string `yaml:"roles"`
 	// Approvals makes sensitive admin actions wait for a second person.
 	Approvals Approvals `yaml:"approvals"`
+	// Leaks configures the outbound credential check on the data path.
+	Leaks Leaks `yaml:"leaks"`
 	// Workloads lets workloads sign in with OIDC identity tokens instead
 	// of keygate keys, and grants keys vault secrets (workloads.go).
 	Workloads Workloads `yaml:"workloads"`
@@ -686,6 +688,7 @@ func (c Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validatePeople()...)
+	errs = append(errs, c.validateLeaks()...)
 	c.validateWorkloads(bad)
 	c.validateSignIn(bad)
 	switch c.Log.Level {

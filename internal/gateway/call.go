@@ -48,6 +48,9 @@ type call struct {
 	budgetMicro int64       // the tightest spend budget of its key, if any
 	limitRPS    float64     // the tightest request-rate limit of its key, req/s, if any
 	riskRules   []string    // the risk rules that flagged the call
+	// What the outbound credential check found in the body (leaks.go):
+	// the action taken, the rules and the vault records' names.
+	leakAction, leakRules, leakValues string
 	// presentedPrefix is the public start of the credential presented
 	// (kg_live_abcd), for spotting guesses aimed at one key.
 	presentedPrefix string

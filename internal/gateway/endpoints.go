@@ -116,6 +116,11 @@ func (g *Gateway) prepareModelCall(h http.Header, r *http.Request, c *call) *Den
 	if den != nil {
 		return den
 	}
+	// No credential leaves in the body (the vault's values, keygate's
+	// own, other formats), refused or redacted as configured.
+	if body, den = g.checkLeaks(c, body); den != nil {
+		return den
+	}
 	f, den := peekFields(body)
 	if den != nil {
 		return den
@@ -220,6 +225,9 @@ func (g *Gateway) preparePassthrough(h http.Header, r *http.Request, c *call) *D
 	}
 	body, den := g.readBody(r, c)
 	if den != nil {
+		return den
+	}
+	if body, den = g.checkLeaks(c, body); den != nil {
 		return den
 	}
 	c.upstream = upstreamOf(svc)

@@ -23,6 +23,7 @@ package gateway
 
 import (
 	"context"
+	"github.com/keygate/keygate/internal/leak"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
@@ -98,7 +99,10 @@ type Options struct {
 	Detect interface {
 		Observe(o detect.Observation)
 	}
-	Now func() time.Time
+	// Leaks, when set, checks every forwarded body for credentials
+	// (leaks.go); SetLeakMatcher gives it the vault's values.
+	Leaks *LeakOptions
+	Now   func() time.Time
 }
 
 // Gateway is the data-plane handler.
@@ -118,6 +122,7 @@ type Gateway struct {
 	upstreamLimits Limiter
 	bodyMem        *bodyBudget
 	scrubs         *scrub.Cache // the wire forms of upstream credentials, to remove from answers
+	leaks          atomic.Pointer[leak.Matcher]
 }
 
 // New builds a gateway serving the given routing table.
@@ -290,6 +295,12 @@ func (g *Gateway) audit(r *http.Request, c *call, status int, start time.Time) {
 	}
 	if c.risk != "" {
 		ev.Fields["risk"] = c.risk
+	}
+	if c.leakAction != "" {
+		ev.Fields["leak_action"], ev.Fields["leak_rules"] = c.leakAction, c.leakRules
+		if c.leakValues != "" {
+			ev.Fields["leak_values"] = c.leakValues
+		}
 	}
 	if err := g.opts.Audit.Record(ev); err != nil {
 		g.opts.Log.Error("could not record a request in the audit trail", "request_id", c.requestID, "err", err)

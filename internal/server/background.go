@@ -21,18 +21,14 @@ const (
 func (n *Node) taskTable() []task {
 	cfg := n.cfg
 	return []task{
-		// Revocations, suspensions and changes made through any node reach this one's caches.
-		{name: "revocations", every: revocationPoll, run: n.revs.poll},
-		// Providers and passthrough services added, changed or removed through any node reach routing.
-		{name: "provider-table", every: cfg.ProviderRefresh, run: n.refreshProviders},
+		// Whatever any node changes (the revocation log, providers and
+		// services, key groups, signing keys, KEKs) is reloaded here as soon
+		// as its generation moves: within changePoll, at once on PostgreSQL;
+		// and every provider_refresh whatever the generations say.
+		{name: "changes", every: changePoll, wake: n.chg.wake, run: n.chg.poll},
+		{name: "change-notifications", every: time.Second, run: n.chg.listen},
 		// Routing (deployments, aliases, services) changed through any node is served here within a second.
 		{name: "routing", every: routingPoll, run: n.routing.poll},
-		// Key groups' limits changed through another node apply here.
-		{name: "key-groups", every: cfg.ProviderRefresh, run: n.refreshGroups},
-		// A token signing key exists ahead of need, and keys other nodes made are published and accepted.
-		{name: "token-signing-keys", every: cfg.ProviderRefresh, run: n.rotateSigningKeys},
-		// A key-encryption key rotation started on another node is followed.
-		{name: "kek-follow", every: cfg.ProviderRefresh, run: n.followKEK},
 		// The detectors' windows move on, so rates and spends are judged even when no request comes.
 		{name: "detectors", every: detectorTick, run: func(context.Context) { n.det.engine.Tick(time.Now()) }},
 		// How far the audit trail is behind, on /metrics.

@@ -20,6 +20,9 @@ import (
 type detection struct {
 	engine *detect.Engine
 	disp   *detect.Dispatcher // nil without a notifier
+	// raise delivers an alert: metrics, log, audit trail and notifiers,
+	// whoever raised it (the detectors, a leak report).
+	raise func(detect.Alert)
 	// acting counts the alert actions (suspend, step-up) under way: they
 	// write the store and the audit trail, so shutdown waits for them
 	// before closing either.
@@ -90,7 +93,7 @@ func newDetection(ctx context.Context, p *plan, st *store.Store, v *vault.Vault,
 			log.Warn("key "+what+" by an alert", "key_id", a.KeyID, "rule", a.Rule)
 		})
 	}
-	engine, err := detect.NewEngine(dc, time.Now, func(a detect.Alert) {
+	d.raise = func(a detect.Alert) {
 		met.Alert(a.Rule)
 		log.Warn("alert", "rule", a.Rule, "key_id", a.KeyID, "client", a.Client, "severity", a.Severity, "summary", a.Summary, "recovered", a.Recovered)
 		ev := audit.Event{Type: "alert", KeyID: a.KeyID, Client: a.Client, Resource: a.Rule, Decision: a.Severity,
@@ -109,7 +112,8 @@ func newDetection(ctx context.Context, p *plan, st *store.Store, v *vault.Vault,
 		if d.disp != nil {
 			d.disp.Emit(a)
 		}
-	})
+	}
+	engine, err := detect.NewEngine(dc, time.Now, d.raise)
 	if err != nil {
 		return nil, fmt.Errorf("config: alerts: %w", err)
 	}

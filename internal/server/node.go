@@ -62,6 +62,7 @@ type Node struct {
 	// routing merges the file's routing with the database's and follows
 	// the routing generation.
 	routing *routingFollower
+	chg     *changeFollower
 
 	runner *taskRunner // the background tasks (taskTable)
 
@@ -121,13 +122,17 @@ func Build(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, opt
 	if err := n.buildParts(ctx); err != nil {
 		return nil, err
 	}
+	reports, err := n.leakReportHandler()
+	if err != nil {
+		return nil, err
+	}
 	// The admin listener serves the API under /api/ and the console,
 	// which calls that API in-process, everywhere else.
 	con, err := console.New(console.Options{API: n.adm, Log: n.log, Version: n.o.version})
 	if err != nil {
 		return nil, err
 	}
-	n.servers = []*http.Server{newServer(n.gw, cfg.Client, n.log), newServer(con.Mount(), cfg.Client, n.log)}
+	n.servers = []*http.Server{newServer(withLeakReports(n.gw, reports), cfg.Client, n.log), newServer(con.Mount(), cfg.Client, n.log)}
 	n.runner = newTaskRunner(n.taskTable(), n.log)
 
 	bootstrap, isNew, err := admin.EnsureBootstrapToken(ctx, n.core.st, n.core.hasher, time.Now())

@@ -133,10 +133,12 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		AuditFailClosed: cfg.Audit.FailClosed,
 		Detect:          n.det.engine,
 		Secrets:         secrets,
+		Leaks:           leakOptions(cfg.Leaks),
 
 		MaxInflightBodyBytes: int64(cfg.Client.MaxInflightBodyBytes),
 	}, table)
 	n.routing.reload = n.gw.Reload
+	n.refreshLeakMatcher(ctx)
 	roles, err := cfg.RoleTable()
 	if err != nil {
 		return err
@@ -183,5 +185,20 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		SecretRecoveryWindow: cfg.Vault.SecretRecoveryWindow,
 	})
 	n.revs = newRevocationFollower(ctx, st, func(r store.Revocation) { n.gw.Revoked(gatewaystore.Revocation(r)) }, log)
+	n.chg = newChangeFollower(ctx, st, []changeTopic{
+		// Revocations, suspensions and changes to keys reach this node's caches.
+		{store.TopicRevocations, n.revs.poll},
+		// Providers and passthrough services added, changed or removed reach routing.
+		{store.TopicProviders, n.refreshProviders},
+		// Key groups' limits apply here.
+		{store.TopicKeyGroups, n.refreshGroups},
+		// A token signing key exists ahead of need (the safety net makes it
+		// in time), and keys other nodes made are published and accepted.
+		{store.TopicSigningKeys, n.rotateSigningKeys},
+		// A key-encryption key rotation started on another node is followed.
+		{store.TopicKEKs, n.followKEK},
+		// The outbound credential check looks for the vault's current values.
+		{store.TopicSecrets, n.refreshLeakMatcher},
+	}, cfg.ProviderRefresh, log)
 	return nil
 }

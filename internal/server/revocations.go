@@ -3,14 +3,9 @@ package server
 import (
 	"context"
 	"log/slog"
-	"time"
 
 	"github.com/keygate/keygate/internal/store"
 )
-
-// revocationPoll is how often a node looks for revocations made on other
-// nodes; a revocation takes effect everywhere within about this long.
-const revocationPoll = 250 * time.Millisecond
 
 // revocationFollower applies revocations recorded by any node to this
 // one's caches: a revoked, suspended, rotated or changed key is re-read on
@@ -36,7 +31,7 @@ func newRevocationFollower(ctx context.Context, st *store.Store, apply func(stor
 }
 
 // poll applies the revocations recorded since the last poll. Only the
-// background task calls it.
+// change follower calls it, when the revocation log grows.
 func (f *revocationFollower) poll(ctx context.Context) {
 	revs, err := f.st.RevocationsSince(ctx, f.last)
 	if err != nil {

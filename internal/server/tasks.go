@@ -21,6 +21,9 @@ type task struct {
 	// must follow something (the revocation log, other nodes' changes)
 	// polls, and keeps what it has seen between runs.
 	every time.Duration
+	// wake, when set, runs the task at once rather than at its next tick:
+	// the change follower is woken by a database notification.
+	wake <-chan struct{}
 	// run does the work once; it must return soon after ctx ends.
 	run func(ctx context.Context)
 	// final makes the runner call run once more after the listeners have
@@ -102,6 +105,7 @@ func (r *taskRunner) loop(ctx context.Context, i int) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-t.wake:
 		}
 		if r.runOnce(ctx, i) {
 			backoff = panicBackoffMin

@@ -104,6 +104,7 @@ func Run(t *testing.T, newURL func(t testing.TB) string) {
 		{"Sessions", testSessions},
 		{"SignInSecrets", testSignInSecrets},
 		{"SignInFlows", testSignInFlows},
+		{"Changes", testChanges},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newURL) })

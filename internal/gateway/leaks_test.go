@@ -1,0 +1,164 @@
+package gateway_test
+
+import (
+	"bytes"
+	"encoding/base64"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/fakeprovider"
+	"github.com/keygate/keygate/internal/gateway"
+	"github.com/keygate/keygate/internal/leak"
+	"github.com/keygate/keygate/internal/secret"
+)
+
+// leakGateway serves a gateway whose outbound check watches vaultValue,
+// in front of a fake OpenAI and a fake Anthropic provider.
+func leakGateway(t *testing.T, action func(leak.Hit) leak.Action, vaultValue string) (*gw, *keys, *fake, *fake, *eventLog) {
+	t.Helper()
+	ks := newKeys(t)
+	oa, an := newFake(t, "openai", fakeprovider.Options{}), newFake(t, "anthropic", fakeprovider.Options{})
+	events := &eventLog{}
+	g := newGatewayWith(t, ks.verifier(), nil, func(o *gateway.Options) {
+		o.Leaks = &gateway.LeakOptions{Action: action}
+		o.Audit = events
+	}, oa.upstream("openai", "openai", "gpt-*"), an.upstream("anthropic", "anthropic", "claude-*"))
+	m, err := leak.New(leak.Options{Values: []leak.Value{{Name: "secret/payments-db", Value: secret.New(vaultValue)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.SetLeakMatcher(m)
+	return g, ks, oa, an, events
+}
+
+// TestCredentialsInRequestsNeverGoUpstream: a prompt carrying a value held
+// in the vault (raw, or base64), or a keygate key, is refused with a 400 in
+// the caller's dialect, streaming or not, naming the rule but not the
+// value, and nothing reaches the provider; the refusal is on the audit
+// trail with the rule and the vault record's name.
+func TestCredentialsInRequestsNeverGoUpstream(t *testing.T) {
+	vaultValue := "db-password-" + upstreamKey(t, "vault")
+	g, ks, oa, an, events := leakGateway(t, nil, vaultValue)
+	key := ks.issue("app", nil)
+	generated, err := apikey.Generate("live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKey := generated.Reveal()
+	b64 := base64.StdEncoding.EncodeToString([]byte(vaultValue))
+	cases := []struct {
+		name, path, body, rule string
+	}{
+		{"vault value, OpenAI", "/v1/chat/completions", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"connect with ` + vaultValue + `"}]}`, "vault-value"},
+		{"vault value in base64, OpenAI stream", "/v1/chat/completions", `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"auth ` + b64 + `"}]}`, "vault-value"},
+		{"vault value, Anthropic", "/v1/messages", `{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"pw ` + vaultValue + `"}]}`, "vault-value"},
+		{"keygate key, Anthropic stream", "/v1/messages", `{"model":"claude-sonnet-4-5","max_tokens":16,"stream":true,"messages":[{"role":"user","content":"use ` + otherKey + `"}]}`, "keygate"},
+		{"keygate key, OpenAI", "/v1/chat/completions", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"use ` + otherKey + `"}]}`, "keygate"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a := send(t, "POST", g.url+tc.path, tc.body, "Authorization", "Bearer "+key)
+			if bytes.Contains(a.body, []byte(vaultValue)) || bytes.Contains(a.body, []byte(b64)) || bytes.Contains(a.body, []byte(otherKey)) {
+				t.Fatalf("the refusal repeats the credential: %s", a.body)
+			}
+			var msg string
+			if strings.HasPrefix(tc.path, "/v1/messages") {
+				msg, _ = anthropicError(t, a, http.StatusBadRequest)
+			} else {
+				var code string
+				msg, code = openAIError(t, a, http.StatusBadRequest)
+				if code != "credential_in_request" {
+					t.Fatalf("code %q", code)
+				}
+			}
+			if !strings.Contains(msg, tc.rule) && !(tc.rule == "vault-value" && strings.Contains(msg, "vault")) {
+				t.Fatalf("the message does not name the rule %q: %s", tc.rule, msg)
+			}
+		})
+	}
+	if n := oa.RequestCount() + an.RequestCount(); n != 0 {
+		t.Fatalf("%d requests reached the providers", n)
+	}
+	var refused int
+	for _, ev := range events.of("request") {
+		if ev.Decision == "deny" && ev.Reasons[0] == "credential_in_request" && ev.Fields["leak_action"] == "block" {
+			refused++
+			if strings.Contains(ev.Fields["leak_rules"], "vault-value") && ev.Fields["leak_values"] != "secret/payments-db" {
+				t.Fatalf("the event does not name the vault record: %v", ev.Fields)
+			}
+		}
+	}
+	if refused != len(cases) {
+		t.Fatalf("%d refusals on the audit trail, want %d", refused, len(cases))
+	}
+	// A clean prompt still passes.
+	if a := send(t, "POST", g.url+"/v1/chat/completions", chatBody, "Authorization", "Bearer "+key); a.status != 200 {
+		t.Fatalf("a clean prompt: %d %s", a.status, a.body)
+	}
+}
+
+// bodyRecorder is an upstream that keeps the bodies it receives and
+// answers like OpenAI.
+type bodyRecorder struct {
+	mu     sync.Mutex
+	bodies []string
+}
+
+func (b *bodyRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	b.mu.Lock()
+	b.bodies = append(b.bodies, string(body))
+	b.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write([]byte(`{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}`))
+}
+
+// TestRedactAndAlertActions: with redact, the credential is replaced by
+// [REDACTED:rule] before the body goes upstream; with alert, it goes on
+// unchanged and the audit event records the hit.
+func TestRedactAndAlertActions(t *testing.T) {
+	vaultValue := "db-password-" + upstreamKey(t, "vault")
+	for _, act := range []leak.Action{leak.ActionRedact, leak.ActionAlert} {
+		t.Run(string(act), func(t *testing.T) {
+			ks := newKeys(t)
+			rec := &bodyRecorder{}
+			up := serve(t, rec)
+			events := &eventLog{}
+			g := newGatewayWith(t, ks.verifier(), nil, func(o *gateway.Options) {
+				o.Leaks = &gateway.LeakOptions{Action: func(leak.Hit) leak.Action { return act }}
+				o.Audit = events
+			}, upstreamAt("openai", "openai", up.URL+"/v1", upstreamKey(t, "up"), "gpt-*"))
+			m, err := leak.New(leak.Options{Values: []leak.Value{{Name: "secret/db", Value: secret.New(vaultValue)}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			g.SetLeakMatcher(m)
+			key := ks.issue("app", nil)
+			body := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"pw ` + vaultValue + ` end"}]}`
+			if a := send(t, "POST", g.url+"/v1/chat/completions", body, "Authorization", "Bearer "+key); a.status != 200 {
+				t.Fatalf("status %d %s", a.status, a.body)
+			}
+			rec.mu.Lock()
+			got := rec.bodies[0]
+			rec.mu.Unlock()
+			switch act {
+			case leak.ActionRedact:
+				if strings.Contains(got, vaultValue) || !strings.Contains(got, `pw [REDACTED:vault-value] end`) {
+					t.Fatalf("upstream saw %s", got)
+				}
+			case leak.ActionAlert:
+				if got != body {
+					t.Fatalf("upstream saw %s, want the body unchanged", got)
+				}
+			}
+			evs := events.of("request")
+			if len(evs) != 1 || evs[0].Fields["leak_action"] != string(act) || evs[0].Fields["leak_rules"] != "vault-value" {
+				t.Fatalf("audit events %+v", evs)
+			}
+		})
+	}
+}
