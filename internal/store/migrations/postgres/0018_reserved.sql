@@ -1,0 +1,3 @@
+-- keygate schema version 18: held for a change from another branch; this
+-- placeholder does nothing and is replaced when the branches meet.
+SELECT 1;
