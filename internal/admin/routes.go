@@ -108,6 +108,13 @@ func (a *API) routes() []endpoint {
 		global("DELETE", "/providers/{name}", rbac.ProvidersWrite, a.deleteProvider),
 		global("POST", "/providers/{name}/rotate", rbac.ProvidersWrite, a.rotateProvider),
 
+		// MCP servers are upstreams like providers, and their credentials
+		// are the vault's: the providers permissions decide them.
+		global("POST", "/mcp/servers", rbac.ProvidersWrite, a.createMCPServer),
+		global("GET", "/mcp/servers", rbac.ProvidersRead, a.listMCPServers),
+		global("GET", "/mcp/servers/{name}", rbac.ProvidersRead, a.getMCPServer),
+		global("DELETE", "/mcp/servers/{name}", rbac.ProvidersWrite, a.deleteMCPServer),
+
 		global("POST", "/vault/rotate-kek", rbac.VaultRotateKEK, a.rotateKEK),
 		global("GET", "/vault/status", rbac.VaultStatus, a.vaultStatus),
 		global("GET", "/vault/backup", rbac.BackupExport, a.backup),

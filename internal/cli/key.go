@@ -294,6 +294,7 @@ func printKey(w io.Writer, k adminapi.Key) error {
 		{"Allowed models", list(k.AllowModels, "any")},
 		{"Allowed providers", list(k.AllowProviders, "any")},
 		{"Allowed services", list(k.AllowServices, "none (passthrough refused)")},
+		{"Allowed MCP tools", list(k.AllowTools, "none (MCP refused)")},
 		{"Allowed paths", list(k.AllowPaths, "any")},
 		{"Allowed IPs", list(k.AllowIPs, "any")},
 		{"Hours", fmtHours(k.Hours, "any time")},

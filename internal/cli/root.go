@@ -130,6 +130,7 @@ The first "keygate serve" prints a bootstrap admin credential.`,
 		a.approveCmd(),
 		a.approvalsCmd(),
 		a.scanCmd(),
+		a.mcpCmd(),
 	)
 	root.AddCommand(extra...)
 	return root
