@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"path"
 	"regexp"
 	"strings"
 
@@ -163,11 +162,6 @@ func (a *API) validateMCPServer(ctx context.Context, req *adminapi.CreateMCPServ
 	}
 	if o.MaxResultBytes < 0 || o.RPM < 0 || o.Concurrency < 0 || o.CallsPerDay < 0 {
 		return m, errors.New("options: max_result_bytes, rpm, concurrency and calls_per_day must be 0 (no limit) or more")
-	}
-	for _, p := range o.Approval {
-		if _, err := path.Match(p, ""); err != nil || p == "" {
-			return m, fmt.Errorf("options.approval: %q is not a tool pattern (use * and ?, as in delete_*)", p)
-		}
 	}
 	m.Options, _ = json.Marshal(o)
 	return m, nil

@@ -41,9 +41,6 @@ type MCPOptions struct {
 	RPM         int64 `json:"rpm,omitempty"`
 	Concurrency int64 `json:"concurrency,omitempty"`
 	CallsPerDay int64 `json:"calls_per_day,omitempty"`
-	// Approval lists tool patterns whose calls wait for a person's
-	// approval ("delete_*").
-	Approval []string `json:"approval,omitempty"`
 }
 
 // CreateMCPServerRequest registers an MCP server: POST /api/v1/mcp/servers.

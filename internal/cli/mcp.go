@@ -26,7 +26,7 @@ func (a *app) mcpCmd() *cobra.Command {
 func (a *app) mcpAddCmd() *cobra.Command {
 	var (
 		url, transport, auth, header, secretName, command string
-		env, approval                                     []string
+		env                                               []string
 		allowPrivate                                      bool
 		o                                                 adminapi.MCPOptions
 	)
@@ -73,7 +73,6 @@ Keys reach no tool until given some: keygate key update NAME --allow-tool 'githu
 			if len(envMap) == 0 {
 				envMap = nil
 			}
-			o.Approval = splitList(approval)
 			c, cred, err := a.client(cmd)
 			if err != nil {
 				return err
@@ -107,7 +106,6 @@ Keys reach no tool until given some: keygate key update NAME --allow-tool 'githu
 	f.Int64Var(&o.RPM, "rpm", 0, "tool calls per minute, per key (default: no limit)")
 	f.Int64Var(&o.Concurrency, "concurrency", 0, "tool calls in flight at once, per key (default: no limit)")
 	f.Int64Var(&o.CallsPerDay, "calls-per-day", 0, "tool calls per day, per key (default: no limit)")
-	f.StringArrayVar(&approval, "approval", nil, "tool `PATTERN`s whose calls wait for a person's approval (keygate approve); repeat or separate with commas")
 	return cmd
 }
 
@@ -231,9 +229,6 @@ func printMCPServer(w io.Writer, m adminapi.MCPServer) error {
 		return fmt.Sprint(n)
 	}
 	rows = append(rows, [2]string{"Per key", fmt.Sprintf("rpm %s, concurrency %s, calls/day %s", lim(o.RPM), lim(o.Concurrency), lim(o.CallsPerDay))})
-	if len(o.Approval) > 0 {
-		rows = append(rows, [2]string{"Approval", strings.Join(o.Approval, ", ")})
-	}
 	rows = append(rows, [2]string{"Created", fmtTime(m.CreatedAt)})
 	tw := newTable(w)
 	for _, r := range rows {

@@ -98,6 +98,9 @@ type Options struct {
 	Detect interface {
 		Observe(o detect.Observation)
 	}
+	// MCP, when set, serves the Model Context Protocol at /mcp and
+	// /mcp/{server} (mcp.go).
+	MCP MCPServer
 	Now func() time.Time
 }
 

@@ -25,6 +25,8 @@ func (n *Node) taskTable() []task {
 		{name: "revocations", every: revocationPoll, run: n.revs.poll},
 		// Providers and passthrough services added, changed or removed through any node reach routing.
 		{name: "provider-table", every: cfg.ProviderRefresh, run: n.refreshProviders},
+		// MCP servers added, changed or removed through any node are served (or disconnected) here.
+		{name: "mcp-servers", every: cfg.ProviderRefresh, run: n.refreshMCP},
 		// Key groups' limits changed through another node apply here.
 		{name: "key-groups", every: cfg.ProviderRefresh, run: n.refreshGroups},
 		// A token signing key exists ahead of need, and keys other nodes made are published and accepted.
@@ -51,6 +53,12 @@ func (n *Node) taskTable() []task {
 func (n *Node) refreshProviders(ctx context.Context) {
 	if err := n.gw.Reload(ctx); err != nil && ctx.Err() == nil {
 		n.log.Warn("provider table refresh failed; keeping the previous one", "err", err)
+	}
+}
+
+func (n *Node) refreshMCP(ctx context.Context) {
+	if err := n.mcp.Reload(ctx); err != nil && ctx.Err() == nil {
+		n.log.Warn("MCP server refresh failed; keeping the previous ones", "err", err)
 	}
 }
 

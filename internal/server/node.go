@@ -17,6 +17,7 @@ import (
 	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/gateway"
+	"github.com/keygate/keygate/internal/mcpgate"
 	"github.com/keygate/keygate/internal/lastused"
 	"github.com/keygate/keygate/internal/logbuf"
 	"github.com/keygate/keygate/internal/metrics"
@@ -56,6 +57,7 @@ type Node struct {
 	used   *lastused.Recorder
 	met    *metrics.Metrics
 	gw     *gateway.Gateway
+	mcp    *mcpgate.Gate // MCP servers served at the gateway's /mcp
 	adm    *admin.API
 	revs   *revocationFollower
 
@@ -251,6 +253,10 @@ func (n *Node) drain() {
 // ahead of it; parts a failed Build never made are skipped.
 func (n *Node) release(ctx context.Context) error {
 	var errs []error
+	// MCP sessions end, and the stdio servers keygate started with them.
+	if n.mcp != nil {
+		n.mcp.Close()
+	}
 	// Alert actions write the store and the audit trail; alerts waiting
 	// for delivery are sent.
 	n.det.close()

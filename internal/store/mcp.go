@@ -24,8 +24,8 @@ type MCPServer struct {
 	// environment besides PATH: each value is literal or "secret:NAME".
 	Command []string
 	Env     map[string]string
-	// Options is JSON: timeouts, size limits, per-key call limits and the
-	// tools that need approval (internal/mcpgate reads it).
+	// Options is JSON: timeouts, size limits and per-key call limits
+	// (adminapi.MCPOptions).
 	Options []byte
 	// AllowPrivate lets a remote URL resolve to a private or loopback
 	// address, for deliberately internal servers.

@@ -5,7 +5,7 @@
 -- with a credential from the vault secret named by secret), or local
 -- (stdio: keygate runs command with env, whose values may name vault
 -- secrets as secret:NAME). options holds timeouts, size limits, per-key
--- call limits and the tools that need approval, as JSON.
+-- call limits, as JSON.
 CREATE TABLE mcp_servers (
     id            TEXT    NOT NULL PRIMARY KEY,
     name          TEXT    NOT NULL UNIQUE,
