@@ -443,7 +443,7 @@ func (g *Gate) record(cl *call, decision, reason string, size int, extra map[str
 	}
 	f := map[string]string{
 		"mcp_server": cl.target.Provider, "method": cl.method,
-		"duration_ms": strconv.FormatFloat(float64(time.Since(cl.start).Microseconds())/1000, 'f', 3, 64),
+		"duration_ms":  strconv.FormatFloat(float64(time.Since(cl.start).Microseconds())/1000, 'f', 3, 64),
 		"result_bytes": strconv.Itoa(size),
 	}
 	switch cl.method {

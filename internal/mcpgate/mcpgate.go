@@ -425,7 +425,6 @@ func (e *unavailableError) Error() string {
 
 func (e *unavailableError) Unwrap() error { return e.cause }
 
-
 // WriteError answers a request the gateway refused before it reached
 // ServeMCP (see the package function WriteError).
 func (g *Gate) WriteError(w http.ResponseWriter, status int, reason, msg string) {
