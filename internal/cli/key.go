@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -294,7 +295,6 @@ func printKey(w io.Writer, k adminapi.Key) error {
 		{"Allowed models", list(k.AllowModels, "any")},
 		{"Allowed providers", list(k.AllowProviders, "any")},
 		{"Allowed services", list(k.AllowServices, "none (passthrough refused)")},
-		{"Allowed MCP tools", list(k.AllowTools, "none (MCP refused)")},
 		{"Allowed paths", list(k.AllowPaths, "any")},
 		{"Allowed IPs", list(k.AllowIPs, "any")},
 		{"Hours", fmtHours(k.Hours, "any time")},
@@ -306,6 +306,9 @@ func printKey(w io.Writer, k adminapi.Key) error {
 		{"Revoked", fmtTimePtr(k.RevokedAt, "-")},
 		{"Last used", fmtTimePtr(k.LastUsedAt, "never")},
 		{"Rotated from", orDash(k.RotatedFrom)},
+	}
+	if len(k.AllowTools) > 0 { // shown only when given: a key reaches no MCP tool by default
+		pairs = slices.Insert(pairs, 8, [2]string{"Allowed MCP tools", strings.Join(k.AllowTools, ", ")})
 	}
 	if k.Team != "" {
 		pairs = append(pairs, [2]string{"Team", k.Team}, [2]string{"Owner", orDash(k.Owner)})
