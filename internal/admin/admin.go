@@ -141,6 +141,11 @@ type Options struct {
 	// GroupsChanged runs after a group is created, changed or deleted, so
 	// this node enforces the change at once.
 	GroupsChanged func(ctx context.Context)
+	// MCP keeps the MCP servers keygate fronts (the /mcp/servers routes
+	// answer 501 without it); MCPChanged runs after one is added or
+	// removed, so this node's gateway serves the change at once.
+	MCP        MCPStore
+	MCPChanged func(ctx context.Context)
 	// UsageLocation names usage days; nil means UTC.
 	UsageLocation *time.Location
 

@@ -90,6 +90,9 @@ func (a *API) placeKey(r *http.Request, k *store.Key, group string, now time.Tim
 	if p.UserID != "" && !a.opts.Roles.Allowed(p, rbac.KeysUpdate, rbac.Resource{Team: team, Owner: "\x00another"}) {
 		k.Owner = p.UserID
 	}
+	if err := a.checkToolGrant(r, team, k.AllowTools, rbac.KeysCreate); err != nil {
+		return err
+	}
 	if a.global(r, rbac.KeysCreate) {
 		return nil
 	}
@@ -128,9 +131,12 @@ func (a *API) validateKey(r *http.Request, req *adminapi.CreateKeyRequest, now t
 	if err := validateServices(req.AllowServices); err != nil {
 		return store.Key{}, err
 	}
+	if err := validateTools(req.AllowTools); err != nil {
+		return store.Key{}, err
+	}
 	k := store.Key{
 		ID: newID("key_"), Name: req.Name, Env: req.Env,
-		AllowModels: req.AllowModels, AllowProviders: req.AllowProviders, AllowServices: req.AllowServices, CreatedAt: now,
+		AllowModels: req.AllowModels, AllowProviders: req.AllowProviders, AllowServices: req.AllowServices, AllowTools: req.AllowTools, CreatedAt: now,
 	}
 	limits, err := encodeLimits(req.Limits)
 	if err != nil {
@@ -298,7 +304,7 @@ func keyView(k store.Key, now time.Time) adminapi.Key {
 		AllowModels: orEmpty(k.AllowModels), AllowProviders: orEmpty(k.AllowProviders),
 		CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt, LastUsedAt: k.LastUsedAt,
 		Limits: decodeLimits(k.Limits), Group: k.Group,
-		AllowServices: orEmpty(k.AllowServices), AllowPaths: orEmpty(k.AllowPaths), AllowIPs: orEmpty(k.AllowIPs), Hours: k.Hours,
+		AllowServices: orEmpty(k.AllowServices), AllowTools: orEmpty(k.AllowTools), AllowPaths: orEmpty(k.AllowPaths), AllowIPs: orEmpty(k.AllowIPs), Hours: k.Hours,
 		SuspendedAt: k.SuspendedAt, RotatedFrom: k.RotatedFrom, Rotation: keyRotationView(k), ClientCert: k.ClientCert,
 		StepUpUntil: k.StepUpUntil, Team: k.Team, OwnerID: k.Owner, CreatedBy: k.CreatedBy,
 	}

@@ -45,8 +45,8 @@ func (a *API) updateKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	if req.Limits == nil && req.Group == nil && req.AllowPaths == nil && req.AllowIPs == nil && req.Hours == nil && req.Rotation == nil && req.ClientCert == nil && req.AllowServices == nil {
-		writeError(w, http.StatusBadRequest, "bad_request", "nothing to change: send limits, group, allow_services, allow_paths, allow_ips, hours, client_cert or rotation")
+	if req.Limits == nil && req.Group == nil && req.AllowPaths == nil && req.AllowIPs == nil && req.Hours == nil && req.Rotation == nil && req.ClientCert == nil && req.AllowServices == nil && req.AllowTools == nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "nothing to change: send limits, group, allow_services, allow_tools, allow_paths, allow_ips, hours, client_cert or rotation")
 		return
 	}
 	// Every field is checked before anything is written: a bad one
@@ -134,6 +134,11 @@ func (a *API) updateKey(w http.ResponseWriter, r *http.Request) {
 // checkTeamUpdate keeps a key's team and group together, and a team key's
 // limits within its team's ceilings for anyone without a global grant.
 func (a *API) checkTeamUpdate(r *http.Request, k store.Key, req adminapi.UpdateKeyRequest, limits []byte) error {
+	if req.AllowTools != nil {
+		if err := a.checkToolGrant(r, k.Team, *req.AllowTools, rbac.KeysUpdate); err != nil {
+			return err
+		}
+	}
 	if req.Group != nil {
 		g := strings.TrimSpace(*req.Group)
 		if k.Team != "" {
@@ -195,6 +200,9 @@ func checkUpdate(req adminapi.UpdateKeyRequest) error {
 		return err
 	}
 	if err := validateServices(deref(req.AllowServices)); err != nil {
+		return err
+	}
+	if err := validateTools(deref(req.AllowTools)); err != nil {
 		return err
 	}
 	if req.ClientCert != nil && *req.ClientCert != "" {

@@ -137,6 +137,12 @@ func (a *API) routes() []endpoint {
 		global("PUT", "/routing/{kind}/{name...}", rbac.ProvidersWrite, a.replaceRouting),
 		global("DELETE", "/routing/{kind}/{name...}", rbac.ProvidersWrite, a.deleteRouting),
 		global("POST", "/routing/apply", rbac.ProvidersWrite, a.applyRouting),
+		// MCP servers are upstreams like providers, and their credentials
+		// are the vault's: the providers permissions decide them.
+		global("POST", "/mcp/servers", rbac.ProvidersWrite, a.createMCPServer),
+		global("GET", "/mcp/servers", rbac.ProvidersRead, a.listMCPServers),
+		global("GET", "/mcp/servers/{name}", rbac.ProvidersRead, a.getMCPServer),
+		global("DELETE", "/mcp/servers/{name}", rbac.ProvidersWrite, a.deleteMCPServer),
 
 		global("POST", "/vault/rotate-kek", rbac.VaultRotateKEK, a.rotateKEK),
 		global("GET", "/vault/status", rbac.VaultStatus, a.vaultStatus),

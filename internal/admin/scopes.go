@@ -83,6 +83,15 @@ func (a *API) updateScopes(ctx context.Context, k store.Key, req adminapi.Update
 			return k, err
 		}
 	}
+	if req.AllowTools != nil {
+		if a.opts.MCP == nil {
+			return k, badRequest{errors.New("allow_tools: this keygate keeps no MCP servers")}
+		}
+		var err error
+		if k, err = a.opts.MCP.SetKeyTools(ctx, k.ID, *req.AllowTools); err != nil {
+			return k, err
+		}
+	}
 	if req.AllowPaths == nil && req.AllowIPs == nil && req.Hours == nil {
 		return k, nil
 	}

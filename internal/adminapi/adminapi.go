@@ -79,6 +79,7 @@ type Key struct {
 	Limits         Limits     `json:"limits"`
 	Group          string     `json:"group,omitempty"`
 	AllowServices  []string   `json:"allow_services"`         // passthrough services; empty: none
+	AllowTools     []string   `json:"allow_tools"`            // MCP tools as server/tool patterns, !deny; empty: none
 	AllowPaths     []string   `json:"allow_paths"`            // "METHOD /path" rules; empty: any path
 	AllowIPs       []string   `json:"allow_ips"`              // CIDRs; empty: any address
 	Hours          string     `json:"hours,omitempty"`        // time windows, such as "mon-fri 08:00-20:00 Europe/Berlin"
@@ -110,6 +111,7 @@ type CreateKeyRequest struct {
 	AllowModels    []string  `json:"allow_models,omitempty"`
 	AllowProviders []string  `json:"allow_providers,omitempty"`
 	AllowServices  []string  `json:"allow_services,omitempty"` // passthrough services the key may reach; none by default
+	AllowTools     []string  `json:"allow_tools,omitempty"`    // MCP tools (server/tool patterns, !deny); none by default
 	ExpiresIn      string    `json:"expires_in,omitempty"`
 	Limits         Limits    `json:"limits,omitempty"`
 	Group          string    `json:"group,omitempty"`       // an existing group whose limits the key shares

@@ -41,10 +41,12 @@ type UpdateKeyRequest struct {
 	// AllowServices replaces the passthrough services the key may reach;
 	// [] reaches none.
 	AllowServices *[]string `json:"allow_services,omitempty"`
-	AllowIPs      *[]string `json:"allow_ips,omitempty"`   // replaces the networks; [] allows any address
-	Hours         *string   `json:"hours,omitempty"`       // replaces the time windows; "" allows any time
-	Rotation      *Rotation `json:"rotation,omitempty"`    // replaces the rotation policy; {"every":""} turns it off
-	ClientCert    *string   `json:"client_cert,omitempty"` // replaces the client certificate rule; "" requires none
+	// AllowTools replaces the MCP tools the key may call; [] calls none.
+	AllowTools *[]string `json:"allow_tools,omitempty"`
+	AllowIPs   *[]string `json:"allow_ips,omitempty"`   // replaces the networks; [] allows any address
+	Hours      *string   `json:"hours,omitempty"`       // replaces the time windows; "" allows any time
+	Rotation   *Rotation `json:"rotation,omitempty"`    // replaces the rotation policy; {"every":""} turns it off
+	ClientCert *string   `json:"client_cert,omitempty"` // replaces the client certificate rule; "" requires none
 }
 
 // RotateKeyRequest issues a successor to a key: POST /api/v1/keys/{ref}/rotate.

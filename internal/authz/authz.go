@@ -47,6 +47,7 @@ type Grant struct {
 	Models    []string // model patterns; empty means any model
 	Services  []string // passthrough service names; empty means none
 	Secrets   []string // vault secret names or patterns; empty means none
+	Tools     []string // MCP tool patterns server/tool, !pattern denies; empty means none
 }
 
 // Scope is what an access token narrows its key's grant to. An empty list
@@ -56,12 +57,13 @@ type Scope struct {
 	Models    []string
 	Services  []string
 	Secrets   []string // the secrets the token reads; empty reads none
+	Tools     []string // MCP tool patterns, !pattern denies (tools.go)
 }
 
 // narrowsAllowances reports whether the scope names any provider, model or
 // service: a token so narrowed reaches only the services it names.
 func (s *Scope) narrowsAllowances() bool {
-	return len(s.Providers)+len(s.Models)+len(s.Services)+len(s.Secrets) > 0
+	return len(s.Providers)+len(s.Models)+len(s.Services)+len(s.Secrets)+len(s.Tools) > 0
 }
 
 // Principal is who asks: a key's grant and, when an access token
@@ -87,6 +89,9 @@ const (
 	// Secret is a vault secret read at the gateway's /secrets endpoint;
 	// Target.Provider holds its name.
 	Secret
+	// Tool is an MCP server's tool (or its resources or prompts, tools.go);
+	// Target.Provider holds the server's name and Target.Model the tool's.
+	Tool
 )
 
 // Target is an upstream a request would reach.
@@ -113,6 +118,9 @@ func (d *Denial) Error() string { return d.Message }
 func Authorize(p Principal, t Target) *Denial {
 	if t.Kind == Secret {
 		return authorizeSecret(p, t.Provider)
+	}
+	if t.Kind == Tool {
+		return authorizeTool(p, t.Provider, t.Model)
 	}
 	if t.Env != "" && p.Env != t.Env {
 		what := "provider"
@@ -223,6 +231,9 @@ func Within(g Grant, s Scope) error {
 			}
 			return fmt.Errorf("scope item service:%s is not within this key's services (%s)", svc, strings.Join(g.Services, ", "))
 		}
+	}
+	if err := toolsWithin(g.Tools, s.Tools); err != nil {
+		return err
 	}
 	for _, sec := range s.Secrets {
 		if len(g.Secrets) == 0 {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -305,6 +306,9 @@ func printKey(w io.Writer, k adminapi.Key) error {
 		{"Revoked", fmtTimePtr(k.RevokedAt, "-")},
 		{"Last used", fmtTimePtr(k.LastUsedAt, "never")},
 		{"Rotated from", orDash(k.RotatedFrom)},
+	}
+	if len(k.AllowTools) > 0 { // shown only when given: a key reaches no MCP tool by default
+		pairs = slices.Insert(pairs, 8, [2]string{"Allowed MCP tools", strings.Join(k.AllowTools, ", ")})
 	}
 	if k.Team != "" {
 		pairs = append(pairs, [2]string{"Team", k.Team}, [2]string{"Owner", orDash(k.Owner)})

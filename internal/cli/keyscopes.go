@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/passthrough"
 	"github.com/keygate/keygate/internal/policy"
 )
@@ -38,7 +39,7 @@ const (
 )
 
 // scopeFlagNames lists the scope flags of key update for messages.
-const scopeFlagNames = "--allow-service, --clear-allow-services, --allow-path, --clear-allow-paths, --allow-ip, --clear-allow-ips, --hours, --clear-hours, --client-cert, --clear-client-cert, --rotate-every, --rotate-grace, --deliver-to, --no-rotation"
+const scopeFlagNames = "--allow-service, --clear-allow-services, --allow-tool, --clear-allow-tools, --allow-path, --clear-allow-paths, --allow-ip, --clear-allow-ips, --hours, --clear-hours, --client-cert, --clear-client-cert, --rotate-every, --rotate-grace, --deliver-to, --no-rotation"
 
 // scopeFlags are the flags that restrict where, how and when a key may be
 // used: its request paths, client networks and hours. key create and key
@@ -49,12 +50,13 @@ type scopeFlags struct {
 	paths    []string
 	ips      []string
 	services []string
+	tools    []string
 	hours    string
 	cert     string
 	// Automatic rotation.
 	rotateEvery, rotateGrace, deliverTo string
 	// On key update only: lift the restriction instead of replacing it.
-	clearPaths, clearIPs, clearHours, clearCert, noRotation, clearServices bool
+	clearPaths, clearIPs, clearHours, clearCert, noRotation, clearServices, clearTools bool
 }
 
 // addScopeFlags adds the scope flags to cmd; update adds the --clear-* flags
@@ -69,6 +71,7 @@ func addScopeFlags(cmd *cobra.Command, update bool) *scopeFlags {
 		pathsTail, ipsTail, hoursTail, servicesTail = "; replaces the key's list", "; replaces the key's list", "; replaces the key's windows", "; replaces the key's list"
 	}
 	f.StringArrayVar(&sf.services, "allow-service", nil, "passthrough service `NAME` the key may call through /proxy/NAME/; repeat or separate with commas. Services are never reachable without it"+servicesTail)
+	f.StringArrayVar(&sf.tools, "allow-tool", nil, "MCP tool `SERVER/TOOL` the key may call at /mcp, a pattern as in 'github/*'; '!github/delete_*' denies; repeat. Tools are never reachable without it"+servicesTail)
 	f.StringArrayVar(&sf.paths, "allow-path", nil, "path `RULE` the key may call, \"METHOD /path\" as in 'POST /v1/embeddings', 'GET /v1/models' or '* /v1/*'; repeat for more"+pathsTail)
 	f.StringArrayVar(&sf.ips, "allow-ip", nil, "client network (`CIDR`) or address the key may be used from, IPv4 or IPv6, as in 10.0.0.0/8; repeat or separate with commas"+ipsTail)
 	f.StringVar(&sf.hours, "hours", "", "time `WINDOWS` in which the key works, as in 'mon-fri 08:00-20:00 Europe/Berlin'; separate several with ';'"+hoursTail)
@@ -81,6 +84,7 @@ func addScopeFlags(cmd *cobra.Command, update bool) *scopeFlags {
 		f.BoolVar(&sf.clearCert, "clear-client-cert", false, "stop requiring a client certificate")
 		f.BoolVar(&sf.clearPaths, "clear-allow-paths", false, "let the key call any path again")
 		f.BoolVar(&sf.clearServices, "clear-allow-services", false, "let the key reach no passthrough service")
+		f.BoolVar(&sf.clearTools, "clear-allow-tools", false, "let the key call no MCP tool")
 		f.BoolVar(&sf.clearIPs, "clear-allow-ips", false, "let the key be used from any address again")
 		f.BoolVar(&sf.clearHours, "clear-hours", false, "let the key work at any time again")
 	}
@@ -92,6 +96,7 @@ func addScopeFlags(cmd *cobra.Command, update bool) *scopeFlags {
 type scopeEdit struct {
 	paths, ips *[]string
 	services   *[]string
+	tools      *[]string
 	hours      *string
 	cert       *string
 	rotation   *adminapi.Rotation
@@ -99,7 +104,7 @@ type scopeEdit struct {
 
 // empty reports whether the flags asked for no scope at all.
 func (e scopeEdit) empty() bool {
-	return e.paths == nil && e.ips == nil && e.hours == nil && e.cert == nil && e.rotation == nil && e.services == nil
+	return e.paths == nil && e.ips == nil && e.hours == nil && e.cert == nil && e.rotation == nil && e.services == nil && e.tools == nil
 }
 
 // edit checks the scope flags with keygate's own parsers and returns the
@@ -143,6 +148,30 @@ func (sf *scopeFlags) edit(what string) (scopeEdit, error) {
 		e.services = &services
 	case sf.clearServices:
 		e.services = &[]string{}
+	}
+
+	toolsSet := f.Changed("allow-tool")
+	switch {
+	case toolsSet && sf.clearTools:
+		return e, fmt.Errorf("%s: give either --allow-tool or --clear-allow-tools, not both", what)
+	case toolsSet:
+		var tools []string
+		for _, t := range sf.tools {
+			if t = strings.TrimSpace(t); t != "" {
+				tools = append(tools, t)
+			}
+		}
+		if len(tools) == 0 {
+			return e, fmt.Errorf("%s: --allow-tool is empty: name a tool, as in --allow-tool 'github/*'%s", what, sf.clearHint("--clear-allow-tools", "with no tool"))
+		}
+		for _, t := range tools {
+			if err := authz.ValidToolPattern(t); err != nil {
+				return e, fmt.Errorf("%s: --allow-tool: %w", what, err)
+			}
+		}
+		e.tools = &tools
+	case sf.clearTools:
+		e.tools = &[]string{}
 	}
 
 	ipsSet := f.Changed("allow-ip")
@@ -245,6 +274,9 @@ func (e scopeEdit) toCreate(req *adminapi.CreateKeyRequest) {
 	if e.paths != nil {
 		req.AllowPaths = *e.paths
 	}
+	if e.tools != nil {
+		req.AllowTools = *e.tools
+	}
 	if e.services != nil {
 		req.AllowServices = *e.services
 	}
@@ -262,7 +294,7 @@ func (e scopeEdit) toCreate(req *adminapi.CreateKeyRequest) {
 
 // toUpdate sets the scopes of e on a key update request.
 func (e scopeEdit) toUpdate(req *adminapi.UpdateKeyRequest) {
-	req.AllowPaths, req.AllowIPs, req.Hours, req.ClientCert, req.AllowServices = e.paths, e.ips, e.hours, e.cert, e.services
+	req.AllowPaths, req.AllowIPs, req.Hours, req.ClientCert, req.AllowServices, req.AllowTools = e.paths, e.ips, e.hours, e.cert, e.services, e.tools
 	req.Rotation = e.rotation
 }
 

@@ -136,6 +136,7 @@ The first "keygate serve" prints a bootstrap admin credential.`,
 		a.routeCmd(),
 		a.serviceCmd(),
 		a.applyCmd(),
+		a.mcpCmd(),
 	)
 	root.AddCommand(extra...)
 	return root

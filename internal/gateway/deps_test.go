@@ -16,11 +16,11 @@ func TestDataPlaneLayering(t *testing.T) {
 		t.Skip("needs the go command to list imports")
 	}
 	const mod = "github.com/keygate/keygate/internal/"
-	dataPlane := []string{"gateway", "principal", "authz", "limit", "jsonpeek", "translate", "scrub", "provider", "passthrough", "policy", "balance", "web", "egress", "limitspec", "pricing", "usage"}
+	dataPlane := []string{"gateway", "principal", "authz", "limit", "jsonpeek", "translate", "scrub", "provider", "passthrough", "policy", "balance", "web", "egress", "limitspec", "pricing", "usage", "mcpgate"}
 	never := []string{"github.com/jackc/pgx", "modernc.org/sqlite", "github.com/lib/pq", "github.com/redis/go-redis",
 		mod + "admin", mod + "adminapi", mod + "adminclient", mod + "cli", mod + "server", mod + "keysource", mod + "gatewaystore"}
 	// The request path's own packages do not import the store at all.
-	noStore := []string{"gateway", "principal", "authz", "limit", "jsonpeek", "translate", "scrub", "provider", "passthrough", "policy", "balance", "web", "egress", "limitspec", "pricing"}
+	noStore := []string{"gateway", "principal", "authz", "limit", "jsonpeek", "translate", "scrub", "provider", "passthrough", "policy", "balance", "web", "egress", "limitspec", "pricing", "mcpgate"}
 	for _, pkg := range dataPlane {
 		out, err := exec.Command("go", "list", "-deps", mod+pkg).CombinedOutput()
 		if err != nil {

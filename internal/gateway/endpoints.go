@@ -62,6 +62,14 @@ func (g *Gateway) endpoint(w http.ResponseWriter, r *http.Request) {
 			g.servePassthrough(w, r)
 			return
 		}
+		if isMCPPath(r.URL.Path) {
+			g.serveMCP(w, r)
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, ProtectedResourcePath) {
+			g.protectedResource(w, r)
+			return
+		}
 		g.refuse(w, r, denyf(http.StatusNotFound, "unknown_url", "keygate does not serve %s %s", r.Method, r.URL.Path))
 	}
 }
@@ -70,7 +78,7 @@ func (g *Gateway) endpoint(w http.ResponseWriter, r *http.Request) {
 // fail-closed auditing refuses while the trail cannot record: everything
 // but the health check and the public signing keys.
 func recorded(path string) bool {
-	return path != "/healthz" && path != "/.well-known/jwks.json"
+	return path != "/healthz" && path != "/.well-known/jwks.json" && !strings.HasPrefix(path, ProtectedResourcePath)
 }
 
 // serveModel serves an API call of dialect d: an OpenAI or Anthropic

@@ -102,7 +102,10 @@ type Options struct {
 	// Leaks, when set, checks every forwarded body for credentials
 	// (leaks.go); SetLeakMatcher gives it the vault's values.
 	Leaks *LeakOptions
-	Now   func() time.Time
+	// MCP, when set, serves the Model Context Protocol at /mcp and
+	// /mcp/{server} (mcp.go).
+	MCP MCPServer
+	Now func() time.Time
 }
 
 // Gateway is the data-plane handler.

@@ -177,7 +177,7 @@ func (g *Gateway) verifyToken(ctx context.Context, r *http.Request, raw string, 
 	}
 	c := callFrom(ctx)
 	c.tokenScope, c.tokenAMR, c.tokenFamily = &claims.Scope, claims.AMR, claims.FamilyID
-	c.tokenNarrow = authz.Scope{Providers: claims.Scope.Providers, Models: claims.Scope.Models, Services: claims.Scope.Services, Secrets: claims.Scope.Secrets}
+	c.tokenNarrow = authz.Scope{Providers: claims.Scope.Providers, Models: claims.Scope.Models, Services: claims.Scope.Services, Secrets: claims.Scope.Secrets, Tools: claims.Scope.Tools}
 	return key, nil
 }
 
@@ -186,7 +186,7 @@ func (g *Gateway) verifyToken(ctx context.Context, r *http.Request, raw string, 
 // the key's path rules do not cover (internal/authz and internal/policy
 // decide).
 func scopeWithin(k *principal.Principal, sc token.Scope) error {
-	if err := authz.Within(k.Grant, authz.Scope{Providers: sc.Providers, Models: sc.Models, Services: sc.Services, Secrets: sc.Secrets}); err != nil {
+	if err := authz.Within(k.Grant, authz.Scope{Providers: sc.Providers, Models: sc.Models, Services: sc.Services, Secrets: sc.Secrets, Tools: sc.Tools}); err != nil {
 		return err
 	}
 	if k.Scope.Err != nil {
@@ -396,7 +396,7 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 }
 
 // parseScope reads a requested scope: space-separated provider:NAME,
-// model:PATTERN, service:NAME, secret:NAME and path:METHOD:/path items, and rps:N,
+// model:PATTERN, service:NAME, secret:NAME, tool:SERVER/TOOL (!deny) and path:METHOD:/path items, and rps:N,
 // rpm:N, tpm:N and concurrency:N limits. Its items must lie inside the
 // key's allowances (scopeWithin), and its limits count on top of the
 // key's, so a scope can narrow but never widen.
@@ -427,6 +427,11 @@ func parseScope(s string) (sc token.Scope, err error) {
 				return sc, fmt.Errorf("scope item %q: a secret is named by letters, digits, '.', '_', '-' and '/', with * or ? as wildcards", item)
 			}
 			sc.Secrets = append(sc.Secrets, val)
+		case "tool":
+			if err := authz.ValidToolPattern(val); err != nil {
+				return sc, fmt.Errorf("scope item tool:%w", err)
+			}
+			sc.Tools = append(sc.Tools, val)
 		case "path":
 			method, p, ok := strings.Cut(val, ":")
 			if !ok {
@@ -455,7 +460,7 @@ func parseScope(s string) (sc token.Scope, err error) {
 				return sc, fmt.Errorf("scope item %q: %w", item, err)
 			}
 		default:
-			return sc, fmt.Errorf("scope item %q must be provider:NAME, model:PATTERN, service:NAME, secret:NAME, path:METHOD:/path, rps:N, rpm:N, tpm:N or concurrency:N", item)
+			return sc, fmt.Errorf("scope item %q must be provider:NAME, model:PATTERN, service:NAME, secret:NAME, tool:SERVER/TOOL, path:METHOD:/path, rps:N, rpm:N, tpm:N or concurrency:N", item)
 		}
 	}
 	return sc, nil
@@ -485,6 +490,9 @@ func formatScope(sc token.Scope) string {
 	}
 	for _, sec := range sc.Secrets {
 		parts = append(parts, "secret:"+sec)
+	}
+	for _, t := range sc.Tools {
+		parts = append(parts, "tool:"+t)
 	}
 	for _, p := range sc.Paths {
 		parts = append(parts, "path:"+strings.Replace(p, " ", ":", 1))

@@ -19,7 +19,7 @@ import (
 func Compile(k store.Key, groupLimits []byte, loc *time.Location) *principal.Principal {
 	p := &principal.Principal{
 		ID: k.ID, Name: k.Name, Env: k.Env, Prefix: k.Prefix, Group: k.Group,
-		Grant:      authz.Grant{Env: k.Env, Providers: k.AllowProviders, Models: k.AllowModels, Services: k.AllowServices},
+		Grant:      authz.Grant{Env: k.Env, Providers: k.AllowProviders, Models: k.AllowModels, Services: k.AllowServices, Tools: k.AllowTools},
 		Revoked:    k.RevokedAt != nil,
 		ClientCert: k.ClientCert,
 	}

@@ -52,6 +52,12 @@ func (n *Node) refreshProviders(ctx context.Context) {
 	}
 }
 
+func (n *Node) refreshMCP(ctx context.Context) {
+	if err := n.mcp.Reload(ctx); err != nil && ctx.Err() == nil {
+		n.log.Warn("MCP server refresh failed; keeping the previous ones", "err", err)
+	}
+}
+
 func (n *Node) refreshGroups(ctx context.Context) {
 	if err := n.lim.groups.reload(ctx); err != nil && ctx.Err() == nil {
 		n.log.Warn("key group refresh failed; keeping the previous limits", "err", err)

@@ -20,6 +20,7 @@ import (
 	"github.com/keygate/keygate/internal/gateway"
 	"github.com/keygate/keygate/internal/lastused"
 	"github.com/keygate/keygate/internal/logbuf"
+	"github.com/keygate/keygate/internal/mcpgate"
 	"github.com/keygate/keygate/internal/metrics"
 	"github.com/keygate/keygate/internal/otp"
 	"github.com/keygate/keygate/internal/secret"
@@ -57,6 +58,7 @@ type Node struct {
 	used   *lastused.Recorder
 	met    *metrics.Metrics
 	gw     *gateway.Gateway
+	mcp    *mcpgate.Gate // MCP servers served at the gateway's /mcp
 	adm    *admin.API
 	revs   *revocationFollower
 	// routing merges the file's routing with the database's and follows
@@ -266,6 +268,10 @@ func (n *Node) drain() {
 // ahead of it; parts a failed Build never made are skipped.
 func (n *Node) release(ctx context.Context) error {
 	var errs []error
+	// MCP sessions end, and the stdio servers keygate started with them.
+	if n.mcp != nil {
+		n.mcp.Close()
+	}
 	// Alert actions write the store and the audit trail; alerts waiting
 	// for delivery are sent.
 	n.det.close()

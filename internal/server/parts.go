@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/keygate/keygate/internal/keysource"
 	"github.com/keygate/keygate/internal/lastused"
 	"github.com/keygate/keygate/internal/limit"
+	"github.com/keygate/keygate/internal/mcpgate"
 	"github.com/keygate/keygate/internal/metrics"
 	"github.com/keygate/keygate/internal/passthrough"
 	"github.com/keygate/keygate/internal/route"
@@ -108,6 +110,15 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		keysource.WithGroups(n.lim.groups.limits), keysource.WithLocation(cfg.Limits.Location()),
 		keysource.WithSecretGrants(func(id string) []string { return cfg.Workloads.SecretGrants[id] }))
 	n.lim.groups.onChange = keys.InvalidateAll
+	argsKey := hasher.Hash("mcp-arguments-hmac")
+	n.mcp = mcpgate.New(mcpgate.Options{
+		Source: gatewaystore.NewMCPServers(st, v), Log: log, Audit: n.trail.w,
+		Limiter: n.lim.gateway.Shared, Location: cfg.Limits.Location(), ArgsKey: argsKey[:],
+		Egress: cfg.EgressPolicy(), Version: n.o.version,
+	})
+	if err := n.mcp.Reload(ctx); err != nil {
+		return fmt.Errorf("read the MCP servers: %w", err)
+	}
 	n.gw = gateway.New(gateway.Options{
 		Keys:         keys,
 		Log:          log,
@@ -134,6 +145,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		Detect:          n.det.engine,
 		Secrets:         secrets,
 		Leaks:           leakOptions(cfg.Leaks),
+		MCP:             n.mcp,
 
 		MaxInflightBodyBytes: int64(cfg.Client.MaxInflightBodyBytes),
 	}, table)
@@ -160,6 +172,8 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		RoutingFile:      n.routing.file,
 		KeyRevoked:       n.gw.ForgetKey,
 		GroupsChanged:    n.lim.groupsChanged,
+		MCP:              st,
+		MCPChanged:       n.refreshMCP,
 		Metrics:          n.met.Handler(),
 		Audit:            n.trail.w,
 		AuditStore:       st,
@@ -199,6 +213,8 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		{store.TopicKEKs, n.followKEK},
 		// The outbound credential check looks for the vault's current values.
 		{store.TopicSecrets, n.refreshLeakMatcher},
+		// MCP servers added, changed or removed are served (or disconnected) here.
+		{store.TopicMCPServers, n.refreshMCP},
 	}, cfg.ProviderRefresh, log)
 	return nil
 }

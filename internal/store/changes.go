@@ -26,6 +26,8 @@ const (
 	TopicRevocations = "revocations"
 	// TopicSecrets covers vault records' versions being added or destroyed.
 	TopicSecrets = "secrets"
+	// TopicMCPServers covers the MCP servers keygate fronts.
+	TopicMCPServers = "mcp_servers"
 )
 
 // changesChannel is the PostgreSQL NOTIFY channel the triggers send the

@@ -79,6 +79,9 @@ type Key struct {
 	// AllowServices names the passthrough services (/proxy/{service}/)
 	// the key may reach; empty means none: services are deny-by-default.
 	AllowServices []string
+	// AllowTools names the MCP tools the key may call, as server/tool
+	// patterns; entries starting with ! deny. Empty means none.
+	AllowTools []string
 
 	// Team is the team the key belongs to, "" for none. A team's keys are
 	// in the team's key group (Group), so they share its limits.

@@ -75,6 +75,7 @@ func (c Claims) clone() Claims {
 	c.Scope.Paths = slices.Clone(c.Scope.Paths)
 	c.Scope.Services = slices.Clone(c.Scope.Services)
 	c.Scope.Secrets = slices.Clone(c.Scope.Secrets)
+	c.Scope.Tools = slices.Clone(c.Scope.Tools)
 	c.Scope.Limits = bytes.Clone(c.Scope.Limits)
 	return c
 }

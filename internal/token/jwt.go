@@ -52,6 +52,8 @@ type Scope struct {
 	// Secrets are the vault secrets (names or patterns) the token may read
 	// at the gateway's /secrets endpoint.
 	Secrets []string `json:"secrets,omitempty"`
+	// Tools are the MCP tool patterns (server/tool, !deny) the token may call.
+	Tools []string `json:"tools,omitempty"`
 	// Limits are the token's own limits, as a JSON object keygate's limiter reads.
 	Limits json.RawMessage `json:"limits,omitempty"`
 }

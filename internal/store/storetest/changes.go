@@ -47,7 +47,7 @@ func testChanges(t *testing.T, newURL func(testing.TB) string) {
 
 	before, err := b.ChangeGenerations(ctx(t))
 	must(t, err)
-	for _, topic := range []string{store.TopicProviders, store.TopicKeyGroups, store.TopicSigningKeys, store.TopicKEKs, store.TopicRevocations, store.TopicSecrets} {
+	for _, topic := range []string{store.TopicProviders, store.TopicKeyGroups, store.TopicSigningKeys, store.TopicKEKs, store.TopicRevocations, store.TopicSecrets, store.TopicMCPServers} {
 		if _, ok := before[topic]; !ok {
 			t.Fatalf("topic %q missing from %v", topic, before)
 		}

@@ -98,6 +98,7 @@ func Run(t *testing.T, newURL func(t testing.TB) string) {
 		{"TeamMembers", testTeamMembers},
 		{"AdminTokenOwners", testAdminTokenOwners},
 		{"Approvals", testApprovals},
+		{"MCPServers", testMCPServers},
 		{"SnapshotPeople", testSnapshotPeople},
 		{"WorkloadTokens", testWorkloadTokens},
 		{"RoutingEntries", testRoutingEntries},

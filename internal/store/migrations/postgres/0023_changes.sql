@@ -1,6 +1,6 @@
 -- keygate schema version 23 for PostgreSQL: a change to what every node caches
 -- (providers and services, key groups, token signing keys, key-encryption
--- keys, the revocation log, the vault's records) reaches every node at once.
+-- keys, the revocation log, the vault's records, MCP servers) reaches every node at once.
 --
 -- Each watched table bumps its topic's generation in the same transaction
 -- as the change, from a trigger, so no code path can forget to. A node
@@ -15,7 +15,7 @@ CREATE TABLE changes (
     gen   BIGINT NOT NULL DEFAULT 0
 );
 
-INSERT INTO changes (topic) VALUES ('providers'), ('key_groups'), ('signing_keys'), ('keks'), ('revocations'), ('secrets');
+INSERT INTO changes (topic) VALUES ('providers'), ('key_groups'), ('signing_keys'), ('keks'), ('revocations'), ('secrets'), ('mcp_servers');
 
 CREATE FUNCTION keygate_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -45,3 +45,6 @@ CREATE TRIGGER revocations_changed AFTER INSERT ON revocations
 
 CREATE TRIGGER secret_versions_changed AFTER INSERT OR DELETE ON secret_versions
     FOR EACH STATEMENT EXECUTE FUNCTION keygate_changed('secrets');
+
+CREATE TRIGGER mcp_servers_changed AFTER INSERT OR UPDATE OR DELETE ON mcp_servers
+    FOR EACH STATEMENT EXECUTE FUNCTION keygate_changed('mcp_servers');

@@ -1,6 +1,6 @@
 -- keygate schema version 23 for SQLite: a change to what every node caches
 -- (providers and services, key groups, token signing keys, key-encryption
--- keys, the revocation log, the vault's records) reaches every node at once.
+-- keys, the revocation log, the vault's records, MCP servers) reaches every node at once.
 --
 -- Each watched table bumps its topic's generation in the same transaction
 -- as the change, from a trigger, so no code path can forget to. A node
@@ -12,7 +12,7 @@ CREATE TABLE changes (
     gen   BIGINT NOT NULL DEFAULT 0
 );
 
-INSERT INTO changes (topic) VALUES ('providers'), ('key_groups'), ('signing_keys'), ('keks'), ('revocations'), ('secrets');
+INSERT INTO changes (topic) VALUES ('providers'), ('key_groups'), ('signing_keys'), ('keks'), ('revocations'), ('secrets'), ('mcp_servers');
 
 CREATE TRIGGER providers_insert_changed AFTER INSERT ON providers
 BEGIN
@@ -92,4 +92,19 @@ END;
 CREATE TRIGGER secret_versions_delete_changed AFTER DELETE ON secret_versions
 BEGIN
     UPDATE changes SET gen = gen + 1 WHERE topic = 'secrets';
+END;
+
+CREATE TRIGGER mcp_servers_insert_changed AFTER INSERT ON mcp_servers
+BEGIN
+    UPDATE changes SET gen = gen + 1 WHERE topic = 'mcp_servers';
+END;
+
+CREATE TRIGGER mcp_servers_update_changed AFTER UPDATE ON mcp_servers
+BEGIN
+    UPDATE changes SET gen = gen + 1 WHERE topic = 'mcp_servers';
+END;
+
+CREATE TRIGGER mcp_servers_delete_changed AFTER DELETE ON mcp_servers
+BEGIN
+    UPDATE changes SET gen = gen + 1 WHERE topic = 'mcp_servers';
 END;

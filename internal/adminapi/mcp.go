@@ -1,0 +1,63 @@
+package adminapi
+
+import "time"
+
+// MCPServer is an MCP server keygate fronts at the gateway's /mcp and
+// /mcp/{name}. Its credential never appears here: only the name of the
+// vault secret that holds it.
+type MCPServer struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Transport is http (streamable HTTP), sse (the older HTTP+SSE) or
+	// stdio (a local process keygate starts).
+	Transport string `json:"transport"`
+	URL       string `json:"url,omitempty"`
+	// Auth is how the credential reaches a remote server: none, bearer
+	// (Authorization: Bearer) or header (the header AuthHeader names).
+	Auth       string `json:"auth"`
+	AuthHeader string `json:"auth_header,omitempty"`
+	Secret     string `json:"secret,omitempty"` // the vault secret holding the credential
+	// Command is a stdio server's program and arguments; Env is its whole
+	// environment besides PATH, each value literal or secret:NAME.
+	Command      []string          `json:"command,omitempty"`
+	Env          map[string]string `json:"env,omitempty"`
+	AllowPrivate bool              `json:"allow_private,omitempty"`
+	Options      MCPOptions        `json:"options"`
+	CreatedAt    time.Time         `json:"created_at"`
+}
+
+// MCPOptions bound what a server may cost keygate and what each key may
+// do with it. Zero values take the defaults docs/mcp.md lists.
+type MCPOptions struct {
+	// CallTimeout bounds one request to the server ("30s"); ConnectTimeout
+	// bounds connecting to it, a stdio server's start included.
+	CallTimeout    string `json:"call_timeout,omitempty"`
+	ConnectTimeout string `json:"connect_timeout,omitempty"`
+	// MaxResultBytes bounds one answer from the server; a larger one is
+	// refused rather than passed on.
+	MaxResultBytes int64 `json:"max_result_bytes,omitempty"`
+	// Per key: tool calls per minute, calls in flight at once, and calls
+	// per day (a budget). 0 sets no limit.
+	RPM         int64 `json:"rpm,omitempty"`
+	Concurrency int64 `json:"concurrency,omitempty"`
+	CallsPerDay int64 `json:"calls_per_day,omitempty"`
+}
+
+// CreateMCPServerRequest registers an MCP server: POST /api/v1/mcp/servers.
+type CreateMCPServerRequest struct {
+	Name         string            `json:"name"`
+	Transport    string            `json:"transport,omitempty"` // default: http with url, stdio with command
+	URL          string            `json:"url,omitempty"`
+	Auth         string            `json:"auth,omitempty"` // default: bearer with secret, else none
+	AuthHeader   string            `json:"auth_header,omitempty"`
+	Secret       string            `json:"secret,omitempty"`
+	Command      []string          `json:"command,omitempty"`
+	Env          map[string]string `json:"env,omitempty"`
+	AllowPrivate bool              `json:"allow_private,omitempty"`
+	Options      MCPOptions        `json:"options,omitempty"`
+}
+
+// MCPServerList is the answer to GET /api/v1/mcp/servers.
+type MCPServerList struct {
+	Servers []MCPServer `json:"servers"`
+}

@@ -1,0 +1,238 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keygate/keygate/internal/adminapi"
+)
+
+func (a *app) mcpCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "mcp",
+		Short: "Manage the MCP servers agents reach through keygate's /mcp",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(a.mcpAddCmd(), a.mcpListCmd(), a.mcpShowCmd(), a.mcpRemoveCmd())
+	return cmd
+}
+
+func (a *app) mcpAddCmd() *cobra.Command {
+	var (
+		url, transport, auth, header, secretName, command string
+		env                                               []string
+		allowPrivate                                      bool
+		o                                                 adminapi.MCPOptions
+	)
+	cmd := &cobra.Command{
+		Use:   "add NAME (--url URL [--secret NAME] | --command 'PROGRAM ARGS' [--env VAR=secret:NAME] | -- PROGRAM ARGS...)",
+		Short: "Register an MCP server: remote with a credential from the vault, or a local stdio server keygate starts",
+		Long: `Registers an MCP server that agents reach at keygate's gateway, /mcp (every
+server the caller may use, tools named NAME__tool) or /mcp/NAME (this one).
+The agent holds only its keygate key; the server's credential stays in the
+vault and keygate injects it.
+
+A remote server (streamable HTTP, or the older HTTP+SSE with --transport sse):
+
+  keygate secret put github-token --from-env GITHUB_TOKEN
+  keygate mcp add github --url https://api.githubcopilot.com/mcp/ --auth bearer --secret github-token
+  keygate mcp add internal --url https://mcp.corp.example/mcp --auth header --header X-Api-Key --secret corp-key
+
+A local stdio server, started by keygate with no environment but PATH and
+the --env values (secret:NAME reads a vault secret):
+
+  keygate mcp add pg --command 'npx -y @modelcontextprotocol/server-postgres' --env DATABASE_URL=secret:pg-url
+  keygate mcp add everything -- npx -y @modelcontextprotocol/server-everything stdio
+
+Keys reach no tool until given some: keygate key update NAME --allow-tool 'github/*'
+--allow-tool '!github/delete_*'. The limits below count per key.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := strings.TrimSpace(args[0])
+			argv := args[1:]
+			if command != "" {
+				if len(argv) > 0 {
+					return errors.New("mcp add: give the command either with --command or after --, not both")
+				}
+				argv = strings.Fields(command)
+			}
+			envMap := map[string]string{}
+			for _, e := range env {
+				k, v, ok := strings.Cut(e, "=")
+				if !ok || k == "" {
+					return fmt.Errorf("mcp add: --env %q must be VAR=VALUE or VAR=secret:NAME", e)
+				}
+				envMap[k] = v
+			}
+			if len(envMap) == 0 {
+				envMap = nil
+			}
+			c, cred, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			m, err := c.CreateMCPServer(cmd.Context(), adminapi.CreateMCPServerRequest{
+				Name: name, Transport: transport, URL: strings.TrimSpace(url), Auth: auth, AuthHeader: header,
+				Secret: secretName, Command: argv, Env: envMap, AllowPrivate: allowPrivate, Options: o,
+			})
+			if err != nil {
+				return explain(fmt.Errorf("mcp add %s: %w", name, err), cred)
+			}
+			if a.json {
+				return writeJSON(cmd.OutOrStdout(), m)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "Added MCP server %s; agents reach it at /mcp/%s, or as %s__TOOL at /mcp.\n", m.Name, m.Name, m.Name)
+			return printMCPServer(cmd.OutOrStdout(), m)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&url, "url", "", "a remote server's `URL` (streamable HTTP, or HTTP+SSE with --transport sse)")
+	f.StringVar(&transport, "transport", "", "`http` (streamable HTTP), sse or stdio (default: http with --url, stdio with a command)")
+	f.StringVar(&auth, "auth", "", "how the credential reaches a remote server: none, bearer or header (default: bearer with --secret)")
+	f.StringVar(&header, "header", "", "the header `NAME` the credential goes in, with --auth header")
+	f.StringVar(&secretName, "secret", "", "the vault secret `NAME` holding a remote server's credential")
+	f.StringVar(&command, "command", "", "a stdio server's `COMMAND` and arguments, split at spaces (or give them after --)")
+	f.StringArrayVar(&env, "env", nil, "a stdio server's environment `VAR=VALUE`, or VAR=secret:NAME from the vault; repeat")
+	f.BoolVar(&allowPrivate, "allow-private", false, "let a remote URL reach a private or loopback address (a deliberately internal server)")
+	f.StringVar(&o.CallTimeout, "call-timeout", "", "bound one request to the server (default 60s)")
+	f.StringVar(&o.ConnectTimeout, "connect-timeout", "", "bound connecting to the server, or starting it (default 30s)")
+	f.Int64Var(&o.MaxResultBytes, "max-result-bytes", 0, "refuse an answer larger than this (default 4 MiB)")
+	f.Int64Var(&o.RPM, "rpm", 0, "tool calls per minute, per key (default: no limit)")
+	f.Int64Var(&o.Concurrency, "concurrency", 0, "tool calls in flight at once, per key (default: no limit)")
+	f.Int64Var(&o.CallsPerDay, "calls-per-day", 0, "tool calls per day, per key (default: no limit)")
+	return cmd
+}
+
+func (a *app) mcpListCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List MCP servers",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, cred, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			ms, err := c.ListMCPServers(cmd.Context())
+			if err != nil {
+				return explain(fmt.Errorf("mcp list: %w", err), cred)
+			}
+			if ms == nil {
+				ms = []adminapi.MCPServer{}
+			}
+			if a.json {
+				return writeJSON(cmd.OutOrStdout(), adminapi.MCPServerList{Servers: ms})
+			}
+			if len(ms) == 0 {
+				_, err := fmt.Fprintln(cmd.OutOrStdout(), "No MCP servers yet. Add one with `keygate mcp add NAME --url URL --secret NAME` or `keygate mcp add NAME -- PROGRAM ARGS`.")
+				return err
+			}
+			tw := newTable(cmd.OutOrStdout())
+			fmt.Fprintln(tw, "NAME\tTRANSPORT\tTARGET\tAUTH\tCREATED")
+			for _, m := range ms {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Transport, mcpTarget(m), m.Auth, fmtTime(m.CreatedAt))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func (a *app) mcpShowCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show an MCP server (never its credential)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, cred, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			m, err := c.GetMCPServer(cmd.Context(), args[0])
+			if err != nil {
+				return explain(fmt.Errorf("mcp show %s: %w", args[0], err), cred)
+			}
+			if a.json {
+				return writeJSON(cmd.OutOrStdout(), m)
+			}
+			return printMCPServer(cmd.OutOrStdout(), m)
+		},
+	}
+}
+
+func (a *app) mcpRemoveCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "remove NAME",
+		Aliases: []string{"rm"},
+		Short:   "Remove an MCP server (the vault secrets it names stay)",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, cred, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteMCPServer(cmd.Context(), args[0]); err != nil {
+				return explain(fmt.Errorf("mcp remove %s: %w", args[0], err), cred)
+			}
+			out := cmd.OutOrStdout()
+			if a.json {
+				out = cmd.ErrOrStderr()
+			}
+			_, err = fmt.Fprintf(out, "Removed MCP server %s.\n", args[0])
+			return err
+		},
+	}
+}
+
+func mcpTarget(m adminapi.MCPServer) string {
+	if m.Transport == "stdio" {
+		return strings.Join(m.Command, " ")
+	}
+	return m.URL
+}
+
+func printMCPServer(w io.Writer, m adminapi.MCPServer) error {
+	rows := [][2]string{{"ID", m.ID}, {"Name", m.Name}, {"Transport", m.Transport}}
+	if m.Transport == "stdio" {
+		rows = append(rows, [2]string{"Command", strings.Join(m.Command, " ")})
+		names := make([]string, 0, len(m.Env))
+		for k := range m.Env {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			rows = append(rows, [2]string{"Env " + k, m.Env[k]})
+		}
+	} else {
+		rows = append(rows, [2]string{"URL", m.URL}, [2]string{"Auth", m.Auth})
+		if m.AuthHeader != "" {
+			rows = append(rows, [2]string{"Header", m.AuthHeader})
+		}
+		if m.Secret != "" {
+			rows = append(rows, [2]string{"Secret", m.Secret + " (in the vault; never shown)"})
+		}
+		if m.AllowPrivate {
+			rows = append(rows, [2]string{"Private addresses", "allowed"})
+		}
+	}
+	o := m.Options
+	lim := func(n int64) string {
+		if n == 0 {
+			return "none"
+		}
+		return fmt.Sprint(n)
+	}
+	rows = append(rows, [2]string{"Per key", fmt.Sprintf("rpm %s, concurrency %s, calls/day %s", lim(o.RPM), lim(o.Concurrency), lim(o.CallsPerDay))})
+	rows = append(rows, [2]string{"Created", fmtTime(m.CreatedAt)})
+	tw := newTable(w)
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,571 @@
+package mcpgate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/keygate/keygate/internal/audit"
+	"github.com/keygate/keygate/internal/authz"
+	"github.com/keygate/keygate/internal/limit"
+)
+
+// The JSON-RPC error codes keygate answers with, besides the standard
+// ones: -32602 (invalid params) for a tool, prompt or resource no server
+// in the endpoint has, and -32601 (method not found) for what keygate does
+// not pass on. Each error's data carries keygate's reason as
+// {"reason": "tool_not_allowed"}.
+const (
+	// CodeForbidden: the caller's scope does not reach the tool, resource
+	// or prompt.
+	CodeForbidden = -32001
+	// CodeLimited: a limit of the server (per key) or of keygate's
+	// sessions refused the call; the message says when to retry.
+	CodeLimited = -32002
+	// CodeUpstream: the server could not be reached, did not answer in
+	// time, or answered too much or malformed.
+	CodeUpstream = -32003
+	// CodeInvalidRequest is JSON-RPC's invalid request.
+	CodeInvalidRequest = -32600
+)
+
+func rpcError(code int64, reason, msg string) *jsonrpc.Error {
+	data, _ := json.Marshal(map[string]string{"reason": reason})
+	return &jsonrpc.Error{Code: code, Message: msg, Data: data}
+}
+
+// writeHTTPError answers a request refused before any JSON-RPC message
+// was read, as a JSON-RPC error with no id.
+func writeHTTPError(w http.ResponseWriter, status int, code int64, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": nil, "error": map[string]any{"code": code, "message": msg}})
+	_, _ = w.Write(b)
+}
+
+// WriteError answers an HTTP request to the MCP endpoints that keygate
+// refused before it reached them (authentication, the key's scope or
+// risk rules), as a JSON-RPC error; reason is keygate's denial code.
+func WriteError(w http.ResponseWriter, status int, reason, msg string) {
+	code := int64(CodeForbidden)
+	switch {
+	case status == http.StatusTooManyRequests:
+		code = CodeLimited
+	case status >= 500:
+		code = CodeUpstream
+	case status == http.StatusNotFound || status == http.StatusMethodNotAllowed || status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge:
+		code = CodeInvalidRequest
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": nil, "error": map[string]any{"code": code, "message": msg, "data": map[string]string{"reason": reason}}})
+	_, _ = w.Write(b)
+}
+
+func callerOf(req mcp.Request) *caller {
+	ex := req.GetExtra()
+	if ex == nil || ex.TokenInfo == nil {
+		return nil
+	}
+	c, _ := ex.TokenInfo.Extra["caller"].(*caller)
+	return c
+}
+
+// middleware answers every request of a session at view v: the listings
+// and calls keygate decides and forwards, and the protocol's own
+// (initialize, ping) through the SDK.
+func (g *Gate) middleware(v *view) mcp.Middleware {
+	return func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			c := callerOf(req)
+			if c == nil {
+				if strings.HasPrefix(method, "notifications/") {
+					return next(ctx, method, req)
+				}
+				return nil, rpcError(CodeForbidden, "unauthenticated", "keygate could not tell who sent this request")
+			}
+			switch method {
+			case "initialize":
+				res, err := next(ctx, method, req)
+				if err == nil {
+					g.ownSession(req.GetSession().ID(), c.keyID)
+				}
+				return res, err
+			case "tools/list":
+				return g.listTools(ctx, v, c)
+			case "tools/call":
+				return g.callTool(ctx, v, c, req.(*mcp.CallToolRequest).Params)
+			case "prompts/list":
+				return g.listPrompts(ctx, v, c)
+			case "prompts/get":
+				return g.getPrompt(ctx, v, c, req.(*mcp.GetPromptRequest).Params)
+			case "resources/list":
+				return g.listResources(ctx, v, c)
+			case "resources/templates/list":
+				return g.listTemplates(ctx, v, c)
+			case "resources/read":
+				return g.readResource(ctx, v, c, req.(*mcp.ReadResourceRequest).Params)
+			case "ping", "notifications/initialized", "notifications/cancelled", "notifications/roots/list_changed":
+				return next(ctx, method, req)
+			}
+			if strings.HasPrefix(method, "notifications/") {
+				return next(ctx, method, req)
+			}
+			return nil, rpcError(jsonrpc.CodeMethodNotFound, "method_not_served", "keygate does not pass "+quote(method)+" on to MCP servers")
+		}
+	}
+}
+
+// split names the server and the server's own name of a tool or prompt
+// as the client wrote it: server__name at /mcp, name at /mcp/{server}.
+func split(v *view, name string) (server, local string, ok bool) {
+	if v.name != "" {
+		return v.name, name, name != ""
+	}
+	server, local, ok = strings.Cut(name, "__")
+	return server, local, ok && server != "" && local != ""
+}
+
+func join(v *view, server, name string) string {
+	if v.name != "" {
+		return name
+	}
+	return server + "__" + name
+}
+
+func (g *Gate) listTools(ctx context.Context, v *view, c *caller) (*mcp.ListToolsResult, error) {
+	out := &mcp.ListToolsResult{Tools: []*mcp.Tool{}}
+	for _, u := range g.inView(v, c.p) {
+		tools, err := u.listTools(ctx)
+		if err != nil {
+			if v.name != "" {
+				return nil, g.upstreamError(u, err)
+			}
+			// One failing server does not hide the others' tools.
+			g.opts.Log.Warn("listing an MCP server's tools failed; leaving them out", "mcp_server", u.cfg.Name, "err", u.scrubErr(err))
+			continue
+		}
+		for _, t := range tools {
+			if authz.Authorize(c.p, authz.Target{Kind: authz.Tool, Provider: u.cfg.Name, Model: t.Name}) != nil {
+				continue
+			}
+			cp := *t
+			cp.Name = join(v, u.cfg.Name, t.Name)
+			out.Tools = append(out.Tools, &cp)
+		}
+	}
+	return out, nil
+}
+
+// listTools returns the server's tools, from the cache while the server
+// has not said they changed.
+func (u *upstream) listTools(ctx context.Context) ([]*mcp.Tool, error) {
+	u.mu.Lock()
+	tools := u.tools
+	u.mu.Unlock()
+	if tools != nil {
+		return tools, nil
+	}
+	s, err := u.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, u.cfg.CallTimeout)
+	defer cancel()
+	tools = []*mcp.Tool{}
+	for t, err := range s.Tools(ctx, nil) {
+		if err != nil {
+			u.failed(s, err)
+			return nil, err
+		}
+		if len(tools) >= 10000 {
+			break
+		}
+		tools = append(tools, u.scrubTool(t))
+	}
+	u.mu.Lock()
+	if u.sess == s {
+		u.tools = tools
+	}
+	u.mu.Unlock()
+	return tools, nil
+}
+
+// scrubTool removes injected credentials from a tool's description.
+func (u *upstream) scrubTool(t *mcp.Tool) *mcp.Tool {
+	if u.scrub.Empty() {
+		return t
+	}
+	cp := *t
+	cp.Description, cp.Title = u.scrub.String(cp.Description), u.scrub.String(cp.Title)
+	return &cp
+}
+
+// failed drops the session after a transport failure (not after the
+// server's own JSON-RPC error), so the next call reconnects.
+func (u *upstream) failed(s *mcp.ClientSession, err error) {
+	var werr *jsonrpc.Error
+	if errors.As(err, &werr) {
+		return
+	}
+	if errors.Is(err, mcp.ErrConnectionClosed) || errors.Is(err, errTooLarge) || errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "connection closed") {
+		u.drop(s)
+	}
+}
+
+// call is one forwarded request: the steps every tools/call, prompts/get
+// and resources/read takes.
+type call struct {
+	c      *caller
+	u      *upstream
+	method string
+	item   string // the tool or prompt name, or the resource URI, as the server names it
+	target authz.Target
+	args   []byte
+	start  time.Time
+}
+
+func (g *Gate) callTool(ctx context.Context, v *view, c *caller, p *mcp.CallToolParamsRaw) (mcp.Result, error) {
+	server, tool, ok := split(v, p.Name)
+	cl := &call{c: c, method: "tools/call", item: tool, args: p.Arguments, start: time.Now(),
+		target: authz.Target{Kind: authz.Tool, Provider: server, Model: tool}}
+	return g.forward(ctx, cl, ok, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
+		return s.CallTool(ctx, &mcp.CallToolParams{Meta: p.Meta, Name: tool, Arguments: p.Arguments})
+	}, func(b []byte) (mcp.Result, error) {
+		var r mcp.CallToolResult
+		err := json.Unmarshal(b, &r)
+		return &r, err
+	})
+}
+
+func (g *Gate) getPrompt(ctx context.Context, v *view, c *caller, p *mcp.GetPromptParams) (mcp.Result, error) {
+	server, name, ok := split(v, p.Name)
+	args, _ := json.Marshal(p.Arguments)
+	cl := &call{c: c, method: "prompts/get", item: name, args: args, start: time.Now(),
+		target: authz.Target{Kind: authz.Tool, Provider: server, Model: authz.Prompts}}
+	return g.forward(ctx, cl, ok, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
+		return s.GetPrompt(ctx, &mcp.GetPromptParams{Meta: p.Meta, Name: name, Arguments: p.Arguments})
+	}, func(b []byte) (mcp.Result, error) {
+		var r mcp.GetPromptResult
+		err := json.Unmarshal(b, &r)
+		return &r, err
+	})
+}
+
+func (g *Gate) readResource(ctx context.Context, v *view, c *caller, p *mcp.ReadResourceParams) (mcp.Result, error) {
+	server := v.name
+	if server == "" {
+		// At /mcp a resource belongs to the server that listed it.
+		for _, u := range g.inView(v, c.p) {
+			u.mu.Lock()
+			has := u.resources[p.URI]
+			u.mu.Unlock()
+			if has {
+				server = u.cfg.Name
+				break
+			}
+		}
+	}
+	cl := &call{c: c, method: "resources/read", item: p.URI, start: time.Now(),
+		target: authz.Target{Kind: authz.Tool, Provider: server, Model: authz.Resources}}
+	return g.forward(ctx, cl, server != "", func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
+		return s.ReadResource(ctx, &mcp.ReadResourceParams{Meta: p.Meta, URI: p.URI})
+	}, func(b []byte) (mcp.Result, error) {
+		var r mcp.ReadResourceResult
+		err := json.Unmarshal(b, &r)
+		return &r, err
+	})
+}
+
+// forward runs a call's steps: authorize, admit, send with the server's
+// timeout, bound and scrub the answer, record. Nothing reaches the server
+// before authorization and admission pass.
+func (g *Gate) forward(ctx context.Context, cl *call, named bool, send func(context.Context, *mcp.ClientSession) (mcp.Result, error), decode func([]byte) (mcp.Result, error)) (mcp.Result, error) {
+	server := cl.target.Provider
+	if !named || (g.upstream(server) == nil) {
+		what := "tool"
+		switch cl.method {
+		case "prompts/get":
+			what = "prompt"
+		case "resources/read":
+			what = "resource"
+		}
+		err := rpcError(jsonrpc.CodeInvalidParams, "unknown_"+what, fmt.Sprintf("no %s %s here: list them first (%s names them server__name at /mcp)", what, quote(cl.item), what+"s"))
+		g.record(cl, "deny", "unknown_"+what, 0, nil)
+		return nil, err
+	}
+	cl.u = g.upstream(server)
+	if d := authz.Authorize(cl.c.p, cl.target); d != nil {
+		g.record(cl, "deny", d.Code, 0, nil)
+		return nil, rpcError(CodeForbidden, d.Code, d.Message)
+	}
+	res, release, err := g.admit(ctx, cl)
+	if err != nil {
+		g.record(cl, "deny", "limit_exceeded", 0, nil)
+		return nil, err
+	}
+	defer release()
+	_ = res
+	s, err := cl.u.session(ctx)
+	if err != nil {
+		g.record(cl, "error", "upstream_unavailable", 0, nil)
+		return nil, g.upstreamError(cl.u, err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, cl.u.cfg.CallTimeout)
+	defer cancel()
+	out, err := send(cctx, s)
+	if err != nil {
+		cl.u.failed(s, err)
+		var werr *jsonrpc.Error
+		if errors.As(err, &werr) {
+			// The server's own refusal goes back as it said it, less any
+			// credential it echoed.
+			g.record(cl, "error", "upstream_error", 0, nil)
+			return nil, &jsonrpc.Error{Code: werr.Code, Message: cl.u.scrub.String(werr.Message)}
+		}
+		if cctx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("no answer within %s (the server's call_timeout)", cl.u.cfg.CallTimeout)
+		}
+		g.record(cl, "error", "upstream_failed", 0, nil)
+		return nil, g.upstreamError(cl.u, err)
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		g.record(cl, "error", "upstream_malformed", 0, nil)
+		return nil, g.upstreamError(cl.u, err)
+	}
+	if int64(len(b)) > cl.u.cfg.MaxResultBytes {
+		g.record(cl, "error", "result_too_large", len(b), nil)
+		return nil, g.upstreamError(cl.u, errTooLarge)
+	}
+	if cl.u.scrub.Contains(b) {
+		cl.u.scrub.Bytes(b)
+		if out, err = decode(b); err != nil {
+			g.record(cl, "error", "upstream_malformed", len(b), nil)
+			return nil, g.upstreamError(cl.u, err)
+		}
+		g.opts.Log.Warn("an MCP server sent back the credential keygate injected; it was removed", "mcp_server", server)
+	}
+	var isError map[string]string
+	if r, ok := out.(*mcp.CallToolResult); ok && r.IsError {
+		isError = map[string]string{"tool_error": "true"}
+	}
+	g.record(cl, "allow", "", len(b), isError)
+	return out, nil
+}
+
+// admit reserves the server's per-key limits for one call; release gives
+// back the concurrency slot.
+func (g *Gate) admit(ctx context.Context, cl *call) (limit.Decision, func(), error) {
+	cfg := cl.u.cfg
+	prefix := "mcp:" + cl.c.keyID + ":" + cfg.Name + ":"
+	var checks []limit.Check
+	if cfg.RPM > 0 {
+		checks = append(checks, limit.Check{Key: prefix + "rpm", Kind: limit.Rate, Limit: cfg.RPM, Period: time.Minute, Cost: 1})
+	}
+	if cfg.Concurrency > 0 {
+		checks = append(checks, limit.Check{Key: prefix + "conc", Kind: limit.Concurrency, Limit: cfg.Concurrency, Cost: 1})
+	}
+	if cfg.CallsPerDay > 0 {
+		checks = append(checks, limit.Check{Key: prefix + "day", Kind: limit.Quota, Limit: cfg.CallsPerDay, Calendar: limit.Day, Location: g.opts.Location, Cost: 1})
+	}
+	if len(checks) == 0 {
+		return limit.Decision{Allowed: true}, func() {}, nil
+	}
+	d, err := g.opts.Limiter.Admit(ctx, checks)
+	if err != nil {
+		// Limits fail closed.
+		return d, nil, rpcError(CodeLimited, "limits_unavailable", "keygate could not check this server's limits right now; try again shortly")
+	}
+	if !d.Allowed {
+		names := []string{"calls per minute", "calls in flight", "calls per day"}
+		var which []string
+		if cfg.RPM > 0 {
+			which = append(which, names[0])
+		}
+		if cfg.Concurrency > 0 {
+			which = append(which, names[1])
+		}
+		if cfg.CallsPerDay > 0 {
+			which = append(which, names[2])
+		}
+		msg := fmt.Sprintf("this key has used its %s on MCP server %s", which[d.Denied], cfg.Name)
+		if d.RetryAfter > 0 {
+			msg += fmt.Sprintf("; retry in %ds", int64(math.Ceil(d.RetryAfter.Seconds())))
+		} else if d.RetryAfter == 0 {
+			msg += "; retry when a call ends"
+		}
+		return d, nil, rpcError(CodeLimited, "limit_exceeded", msg)
+	}
+	actual := make([]int64, len(checks))
+	for i := range actual {
+		actual[i] = 1
+	}
+	return d, func() { _ = g.opts.Limiter.Settle(context.WithoutCancel(ctx), d.Reservation, actual) }, nil
+}
+
+// upstreamError is what a caller is told of a server's failure: which
+// server, and what kind of failure, never the address or credential.
+func (g *Gate) upstreamError(u *upstream, err error) error {
+	var werr *jsonrpc.Error
+	if errors.As(err, &werr) {
+		return &jsonrpc.Error{Code: werr.Code, Message: u.scrub.String(werr.Message)}
+	}
+	g.opts.Log.Warn("MCP server call failed", "mcp_server", u.cfg.Name, "err", u.scrubErr(err))
+	msg := "MCP server " + u.cfg.Name + " could not be reached or did not answer properly; try again later"
+	switch {
+	case errors.Is(err, errTooLarge):
+		msg = "MCP server " + u.cfg.Name + " answered with more than its max_result_bytes; keygate did not pass it on"
+	case strings.Contains(err.Error(), "call_timeout"), errors.Is(err, context.DeadlineExceeded):
+		msg = "MCP server " + u.cfg.Name + " did not answer within its call_timeout"
+	}
+	return rpcError(CodeUpstream, "upstream_failed", msg)
+}
+
+// record puts one call on the audit trail: who, which server and item,
+// the decision and why, how long it took, how large the answer was, and
+// the arguments as an HMAC, never in clear.
+func (g *Gate) record(cl *call, decision, reason string, size int, extra map[string]string) {
+	if g.opts.Audit == nil {
+		return
+	}
+	f := map[string]string{
+		"mcp_server": cl.target.Provider, "method": cl.method,
+		"duration_ms":  strconv.FormatFloat(float64(time.Since(cl.start).Microseconds())/1000, 'f', 3, 64),
+		"result_bytes": strconv.Itoa(size),
+	}
+	switch cl.method {
+	case "resources/read":
+		f["resource"] = cl.item
+	case "prompts/get":
+		f["prompt"] = cl.item
+	default:
+		f["tool"] = cl.item
+	}
+	if h := g.argsHMAC(cl.args); h != "" {
+		f["args_hmac"] = h
+	}
+	for k, v := range extra {
+		f[k] = v
+	}
+	ev := audit.Event{Time: cl.start.UTC(), Type: "mcp.call", KeyID: cl.c.keyID, Client: cl.c.client,
+		Resource: "mcp " + cl.target.Provider + "/" + cl.item, Decision: decision, Fields: f}
+	if reason != "" {
+		ev.Reasons = []string{reason}
+	}
+	if err := g.opts.Audit.Record(ev); err != nil {
+		g.opts.Log.Error("could not record an MCP call in the audit trail", "mcp_server", cl.target.Provider, "err", err)
+	}
+}
+
+func (g *Gate) listPrompts(ctx context.Context, v *view, c *caller) (*mcp.ListPromptsResult, error) {
+	out := &mcp.ListPromptsResult{Prompts: []*mcp.Prompt{}}
+	for _, u := range g.inView(v, c.p) {
+		if authz.Authorize(c.p, authz.Target{Kind: authz.Tool, Provider: u.cfg.Name, Model: authz.Prompts}) != nil {
+			continue
+		}
+		s, err := u.session(ctx)
+		if err == nil {
+			lctx, cancel := context.WithTimeout(ctx, u.cfg.CallTimeout)
+			for p, perr := range s.Prompts(lctx, nil) {
+				if perr != nil {
+					err = perr
+					break
+				}
+				cp := *p
+				cp.Name = join(v, u.cfg.Name, p.Name)
+				cp.Description = u.scrub.String(cp.Description)
+				out.Prompts = append(out.Prompts, &cp)
+			}
+			cancel()
+		}
+		if err != nil {
+			if v.name != "" {
+				return nil, g.upstreamError(u, err)
+			}
+			g.opts.Log.Warn("listing an MCP server's prompts failed; leaving them out", "mcp_server", u.cfg.Name, "err", u.scrubErr(err))
+		}
+	}
+	return out, nil
+}
+
+func (g *Gate) listResources(ctx context.Context, v *view, c *caller) (*mcp.ListResourcesResult, error) {
+	out := &mcp.ListResourcesResult{Resources: []*mcp.Resource{}}
+	for _, u := range g.inView(v, c.p) {
+		if authz.Authorize(c.p, authz.Target{Kind: authz.Tool, Provider: u.cfg.Name, Model: authz.Resources}) != nil {
+			continue
+		}
+		s, err := u.session(ctx)
+		seen := map[string]bool{}
+		if err == nil {
+			lctx, cancel := context.WithTimeout(ctx, u.cfg.CallTimeout)
+			for r, rerr := range s.Resources(lctx, nil) {
+				if rerr != nil {
+					err = rerr
+					break
+				}
+				if len(seen) >= 10000 {
+					break
+				}
+				seen[r.URI] = true
+				out.Resources = append(out.Resources, r)
+			}
+			cancel()
+		}
+		if err != nil {
+			if v.name != "" {
+				return nil, g.upstreamError(u, err)
+			}
+			g.opts.Log.Warn("listing an MCP server's resources failed; leaving them out", "mcp_server", u.cfg.Name, "err", u.scrubErr(err))
+			continue
+		}
+		u.mu.Lock()
+		u.resources = seen
+		u.mu.Unlock()
+	}
+	return out, nil
+}
+
+func (g *Gate) listTemplates(ctx context.Context, v *view, c *caller) (*mcp.ListResourceTemplatesResult, error) {
+	out := &mcp.ListResourceTemplatesResult{ResourceTemplates: []*mcp.ResourceTemplate{}}
+	if v.name == "" {
+		// A template's URIs name no server, so /mcp cannot route reads of
+		// them; /mcp/{server} serves them.
+		return out, nil
+	}
+	for _, u := range g.inView(v, c.p) {
+		if authz.Authorize(c.p, authz.Target{Kind: authz.Tool, Provider: u.cfg.Name, Model: authz.Resources}) != nil {
+			continue
+		}
+		s, err := u.session(ctx)
+		if err != nil {
+			return nil, g.upstreamError(u, err)
+		}
+		lctx, cancel := context.WithTimeout(ctx, u.cfg.CallTimeout)
+		for t, terr := range s.ResourceTemplates(lctx, nil) {
+			if terr != nil {
+				cancel()
+				return nil, g.upstreamError(u, terr)
+			}
+			out.ResourceTemplates = append(out.ResourceTemplates, t)
+		}
+		cancel()
+	}
+	return out, nil
+}
+
+func sortUpstreams(us []*upstream) {
+	slices.SortFunc(us, func(a, b *upstream) int { return strings.Compare(a.cfg.Name, b.cfg.Name) })
+}

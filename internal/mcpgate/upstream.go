@@ -1,0 +1,274 @@
+package mcpgate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/keygate/keygate/internal/egress"
+	"github.com/keygate/keygate/internal/scrub"
+	"github.com/keygate/keygate/internal/secret"
+)
+
+// upstream is one registered MCP server and keygate's one client session
+// to it, shared by every caller: the credential is keygate's, not the
+// caller's, and a stdio server is one process.
+type upstream struct {
+	cfg   ServerConfig
+	g     *Gate
+	mu    sync.Mutex
+	sess  *mcp.ClientSession
+	tools []*mcp.Tool // cached tools/list; nil until read or after a change
+	// resources: the URIs of the last resources/list, to find which server
+	// an aggregated resources/read is for.
+	resources map[string]bool
+	scrub     *scrub.Set // the credentials injected into this server
+	closed    bool
+}
+
+// session returns the client session, connecting first when there is
+// none or the last one ended.
+func (u *upstream) session(ctx context.Context) (*mcp.ClientSession, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed {
+		return nil, errUnavailable(u.cfg.Name, errors.New("the server was removed"))
+	}
+	if u.sess != nil {
+		return u.sess, nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), u.cfg.ConnectTimeout)
+	defer cancel()
+	t, creds, err := u.transport(ctx)
+	if err != nil {
+		return nil, err
+	}
+	u.scrub = scrub.New(creds...)
+	c := mcp.NewClient(&mcp.Implementation{Name: "keygate", Version: u.g.opts.Version}, &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {
+			u.mu.Lock()
+			u.tools = nil
+			u.mu.Unlock()
+		},
+	})
+	s, err := c.Connect(ctx, t, nil)
+	if err != nil {
+		u.g.opts.Log.Warn("connecting to an MCP server failed", "mcp_server", u.cfg.Name, "err", u.scrubErr(err))
+		return nil, errUnavailable(u.cfg.Name, err)
+	}
+	u.sess = s
+	go func() {
+		_ = s.Wait()
+		u.mu.Lock()
+		if u.sess == s {
+			u.sess, u.tools = nil, nil
+		}
+		u.mu.Unlock()
+	}()
+	return s, nil
+}
+
+// drop forgets a session that failed, so the next call connects anew.
+func (u *upstream) drop(s *mcp.ClientSession) {
+	u.mu.Lock()
+	if u.sess == s {
+		u.sess, u.tools = nil, nil
+	}
+	u.mu.Unlock()
+	_ = s.Close()
+}
+
+// close ends the session for good: the server was removed or changed.
+func (u *upstream) close() {
+	u.mu.Lock()
+	s := u.sess
+	u.sess, u.closed = nil, true
+	u.mu.Unlock()
+	if s != nil {
+		_ = s.Close()
+	}
+}
+
+// transport builds the MCP transport for the server, and the credentials
+// it injects (to scrub from what the server sends back).
+func (u *upstream) transport(ctx context.Context) (mcp.Transport, []scrub.Credential, error) {
+	switch u.cfg.Transport {
+	case "stdio":
+		return u.command(ctx)
+	case "http", "sse":
+		var cred secret.String
+		var creds []scrub.Credential
+		if u.cfg.Auth != "none" && u.cfg.Auth != "" {
+			v, err := u.g.opts.Source.Secret(ctx, u.cfg.Secret)
+			if err != nil {
+				return nil, nil, errUnavailable(u.cfg.Name, fmt.Errorf("reading its credential: %w", err))
+			}
+			cred = v
+			c := scrub.Credential{Key: v}
+			if u.cfg.Auth == "bearer" {
+				c.Header = secret.New("Bearer " + v.Reveal())
+			}
+			creds = append(creds, c)
+		}
+		client := &http.Client{Transport: &injector{base: u.g.transport(u.cfg.AllowPrivate), cfg: &u.cfg, cred: cred, max: u.cfg.MaxResultBytes + 64<<10},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		if u.cfg.Transport == "sse" {
+			return &mcp.SSEClientTransport{Endpoint: u.cfg.URL, HTTPClient: client, MaxEventSize: int(u.cfg.MaxResultBytes + 64<<10)}, creds, nil
+		}
+		return &mcp.StreamableClientTransport{Endpoint: u.cfg.URL, HTTPClient: client, MaxRetries: 1, MaxEventSize: int(u.cfg.MaxResultBytes + 64<<10)}, creds, nil
+	}
+	return nil, nil, errUnavailable(u.cfg.Name, fmt.Errorf("transport %q is not known", u.cfg.Transport))
+}
+
+// command builds a stdio server's process: its program and arguments, and
+// an environment of PATH and the configured variables alone, secret:NAME
+// values read from the vault. Nothing of keygate's own environment (its
+// KEK passphrase, cloud credentials) reaches it.
+func (u *upstream) command(ctx context.Context) (mcp.Transport, []scrub.Credential, error) {
+	env := []string{"PATH=" + os.Getenv("PATH")}
+	var creds []scrub.Credential
+	names := make([]string, 0, len(u.cfg.Env))
+	for k := range u.cfg.Env {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		v := u.cfg.Env[k]
+		if ref, ok := strings.CutPrefix(v, "secret:"); ok {
+			s, err := u.g.opts.Source.Secret(ctx, ref)
+			if err != nil {
+				return nil, nil, errUnavailable(u.cfg.Name, fmt.Errorf("reading the secret for %s: %w", k, err))
+			}
+			v = s.Reveal()
+			creds = append(creds, scrub.Credential{Key: s})
+		}
+		env = append(env, k+"="+v)
+	}
+	// The process outlives the request that started it: it is the
+	// server's, ended when the server is removed or keygate stops.
+	cmd := exec.Command(u.cfg.Command[0], u.cfg.Command[1:]...)
+	cmd.Env = env
+	cmd.Dir = u.g.opts.WorkDir
+	cmd.Stderr = &logWriter{u: u}
+	return &mcp.CommandTransport{Command: cmd, TerminateDuration: 2 * time.Second}, creds, nil
+}
+
+// logWriter passes a stdio server's stderr to keygate's log a line at a
+// time, scrubbed and cut short.
+type logWriter struct{ u *upstream }
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	if len(line) > 512 {
+		line = line[:512] + "..."
+	}
+	if line != "" {
+		if s := w.u.scrub; s != nil {
+			line = s.String(line)
+		}
+		w.u.g.opts.Log.Debug("MCP server stderr", "mcp_server", w.u.cfg.Name, "line", line)
+	}
+	return len(p), nil
+}
+
+func (u *upstream) scrubErr(err error) string {
+	msg := err.Error()
+	if u.scrub != nil {
+		msg = u.scrub.String(msg)
+	}
+	return msg
+}
+
+// injector puts the server's credential on every request to it, takes no
+// client credential along (keygate sends none: it is the client), and
+// refuses an answer body larger than max.
+type injector struct {
+	base http.RoundTripper
+	cfg  *ServerConfig
+	cred secret.String
+	max  int64
+}
+
+func (t *injector) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	switch t.cfg.Auth {
+	case "bearer":
+		r.Header.Set("Authorization", "Bearer "+t.cred.Reveal())
+	case "header":
+		r.Header.Set(t.cfg.AuthHeader, t.cred.Reveal())
+	}
+	resp, err := t.base.RoundTrip(r)
+	if err != nil {
+		return nil, err
+	}
+	// A POST's answer is one response (JSON, or an SSE stream of that
+	// request's messages); a GET is the long-lived stream, whose events
+	// the SDK bounds one by one (MaxEventSize).
+	if r.Method == http.MethodPost && t.max > 0 {
+		resp.Body = &capped{r: resp.Body, left: t.max}
+	}
+	return resp, nil
+}
+
+// capped fails a body once it passes its bound, so a server cannot make
+// keygate hold an unbounded answer.
+type capped struct {
+	r    io.ReadCloser
+	left int64
+}
+
+// errTooLarge is an answer past the server's max_result_bytes.
+var errTooLarge = errors.New("the MCP server's answer is larger than its max_result_bytes")
+
+func (c *capped) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, errTooLarge
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
+}
+
+func (c *capped) Close() error { return c.r.Close() }
+
+// transport returns the pool for remote servers: one that connects only
+// where the egress policy allows, checked on the address dialled after
+// DNS, and one for servers registered with allow_private. Neither uses a
+// proxy from the environment or follows redirects.
+func (g *Gate) transport(allowPrivate bool) http.RoundTripper {
+	g.transportOnce.Do(func() {
+		mk := func(control func(context.Context, string, string, syscall.RawConn) error) *http.Transport {
+			d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+			if control != nil {
+				d.ControlContext = control
+			}
+			return &http.Transport{Proxy: nil, DialContext: d.DialContext, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 16,
+				IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 10 * time.Second}
+		}
+		pol := g.opts.Egress
+		if pol.What == "" {
+			pol = egress.Policy{Allow: pol.Allow, What: "egress.allow, or allow_private on the MCP server"}
+		}
+		g.public = mk(pol.Control)
+		g.private = mk(nil)
+	})
+	if allowPrivate {
+		return g.private
+	}
+	return g.public
+}
