@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/fakeprovider"
 )
 
@@ -208,10 +210,32 @@ func (r *agentRun) check(t *testing.T, upstream *fakeprovider.Server, realKey st
 	if m, _ := filepath.Glob(filepath.Join(r.runTemp, "keygate-run.*", "keygate-run-*")); len(m) > 0 {
 		t.Errorf("run directories left: %v", m)
 	}
-	audit := r.in.mustCLI(nil, "", "--json", "audit", "search", "--since", "1h", "--limit", "1000")
-	if !strings.Contains(audit, "agents.run-") {
-		t.Errorf("the audit trail lacks the run key's calls:\n%.2000s", audit)
+	// The trail is written behind the calls: wait for the agent's.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var evs adminapi.AuditEvents
+		decodeJSON(t, r.in.mustCLI(nil, "", "--json", "audit", "search", "--type", "request", "--since", "1h", "--limit", "1000"), &evs)
+		found := false
+		for _, raw := range evs.Events {
+			var ev struct{ Type, Decision, Resource string }
+			json.Unmarshal(raw, &ev)
+			found = found || ev.Decision == "allow" && strings.Contains(ev.Resource, upstreamPath(upstream))
+		}
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("the audit trail lacks the agent's calls: %d request events", len(evs.Events))
+			break
+		}
 	}
+}
+
+// upstreamPath is the path an agent's model calls take.
+func upstreamPath(up *fakeprovider.Server) string {
+	if reqs := up.Requests(); len(reqs) > 0 {
+		return reqs[len(reqs)-1].Path
+	}
+	return "/v1/"
 }
 
 func mapValues(m map[string]string) []string {
@@ -227,6 +251,14 @@ func TestAgentClaudeCode(t *testing.T) {
 	bin, node := agentBin(t, "claude")
 	r := runAgent(t, "claude", node, bin, "-p", "Say hello.", "--model", "claude-sonnet-4-5")
 	r.check(t, r.up.anthropic, r.up.anthropicKey)
+	// Claude Code's beta headers reached the provider as it sent them.
+	beta := false
+	for _, q := range r.up.anthropic.Requests() {
+		beta = beta || strings.Contains(q.Header.Get("Anthropic-Beta"), "claude-code-")
+	}
+	if !beta {
+		t.Error("no request reached the provider with Claude Code's anthropic-beta header")
+	}
 }
 
 // TestAgentCodex: Codex CLI, `codex exec`, through keygate run.
