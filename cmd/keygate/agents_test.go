@@ -266,4 +266,11 @@ func TestAgentCodex(t *testing.T) {
 	bin, node := agentBin(t, "codex")
 	r := runAgent(t, "codex", node, bin, "exec", "--skip-git-repo-check", "-m", "gpt-5", "Say hello.")
 	r.check(t, r.up.openai, r.up.openaiKey)
+	responses := false
+	for _, q := range r.up.openai.Requests() {
+		responses = responses || q.Method == http.MethodPost && q.Path == "/v1/responses" && bytes.Contains(q.Body, []byte(`"stream":true`))
+	}
+	if !responses {
+		t.Error("Codex's turn did not reach the provider as a streamed POST /v1/responses")
+	}
 }
