@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +14,24 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
+
+// lockedBuffer is a bytes.Buffer safe for one writer and one reader.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
 
 // TestRunOnTerminal: when keygate runs on a terminal, the command gets a
 // terminal of its own (interactive agents keep working), what it prints
@@ -36,9 +55,8 @@ func TestRunOnTerminal(t *testing.T) {
 	cmd.SetIn(tty)
 	cmd.SetOut(tty)
 	cmd.SetErr(tty)
-	var out bytes.Buffer
-	copied := make(chan struct{})
-	go func() { io.Copy(&out, ptmx); close(copied) }()
+	out := &lockedBuffer{}
+	go func() { _, _ = io.Copy(out, ptmx) }()
 	go func() {
 		time.Sleep(200 * time.Millisecond)
 		ptmx.Write([]byte("typed line\r"))
@@ -52,12 +70,10 @@ func TestRunOnTerminal(t *testing.T) {
 	if *after != *before {
 		t.Error("keygate's terminal was left in raw mode")
 	}
-	tty.Close()
-	select {
-	case <-copied:
-	case <-time.After(5 * time.Second):
-	}
 	got := out.String()
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(got, "got: ") && time.Now().Before(deadline); got = out.String() {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if !strings.Contains(got, "on a terminal: "+maskText) || !strings.Contains(got, "got: typed line") {
 		t.Errorf("terminal output %q: want the command on a terminal, its secret masked, the typed line read", got)
 	}
