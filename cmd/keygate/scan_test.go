@@ -175,7 +175,7 @@ func TestScanFindsImportsAndRuns(t *testing.T) {
 	// credential that reaches OpenAI through keygate with the imported key.
 	var runOut, runErr strings.Builder
 	e := map[string]string{"KEYGATE_ADMIN_URL": in.addrs.Admin, "KEYGATE_ADMIN_TOKEN": in.admin, "HOME": t.TempDir()}
-	err = runEnviron(context.Background(), []string{"run", "--env-file", filepath.Join(repo, ".env"), "--", os.Args[0]},
+	err = runEnviron(context.Background(), []string{"run", "--keep-env", "KEYGATE_TEST_CHILD", "--env-file", filepath.Join(repo, ".env"), "--", os.Args[0]},
 		func(k string) string { return e[k] }, func() []string { return []string{"KEYGATE_TEST_CHILD=1"} }, strings.NewReader(""), &runOut, &runErr)
 	if err != nil {
 		t.Fatalf("keygate run: %v\n%s\n%s", err, runOut.String(), runErr.String())

@@ -90,6 +90,8 @@ func TestKeygateRun(t *testing.T) {
 	runIt := func(args ...string) (string, string, error) {
 		e := map[string]string{"KEYGATE_ADMIN_URL": in.addrs.Admin, "KEYGATE_ADMIN_TOKEN": in.admin, "HOME": t.TempDir()}
 		var out, errb strings.Builder
+		// keygate run passes the child a clean environment: keep the variable that makes this binary the child.
+		args = append([]string{args[0], "--keep-env", "KEYGATE_TEST_CHILD"}, args[1:]...)
 		err := runEnviron(context.Background(), args, func(k string) string { return e[k] },
 			func() []string { return []string{"KEYGATE_TEST_CHILD=1"} }, strings.NewReader(""), &out, &errb)
 		return out.String(), errb.String(), err

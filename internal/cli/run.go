@@ -99,19 +99,35 @@ func parseSecretRef(n int, spec string) (secretRef, error) {
 
 func (a *app) runCmd() *cobra.Command {
 	var (
-		specs, envFiles      []string
-		keyRef, ttl, gateway string
+		specs, envFiles, keepEnv    []string
+		keyRef, ttl, gateway, agent string
+		maxSpend                    string
+		maxRequests                 int64
+		printConfig, inherit        bool
 	)
 	cmd := &cobra.Command{
-		Use:   "run [--secret ENV=NAME[@VERSION]]... [--env-file FILE]... [--key KEYNAME [--ttl 1h]] -- COMMAND [ARGS...]",
-		Short: "Run a command with secrets, or a short-lived keygate key, in its environment",
-		Long: `Runs COMMAND with the current environment plus the variables asked for.
-Nothing is written to disk or printed; standard input, output and error pass
-through, and so do SIGINT and SIGTERM. keygate exits with the command's exit
-code (128+N if a signal N killed it). Every secret is fetched before the
-command starts; if one cannot be, the command does not start.
-KEYGATE_ADMIN_TOKEN is left out of the command's environment, so it cannot
-act as keygate's admin.
+		Use:   "run [--secret ENV=NAME[@VERSION]]... [--env-file FILE]... [--key KEYNAME [--agent NAME] [--ttl 1h]] -- COMMAND [ARGS...]",
+		Short: "Run a command, such as a coding agent, with secrets or a short-lived keygate credential and a clean environment",
+		Long: `Runs COMMAND with a clean environment plus the variables asked for.
+Standard input, output and error pass through, and so do SIGINT and SIGTERM;
+keygate exits with the command's exit code (128+N if a signal N killed it).
+Every secret is fetched before the command starts; if one cannot be, the
+command does not start.
+
+The command gets PATH, HOME, USER, SHELL, TERM, LANG, LC_*, TZ, TMPDIR, the
+XDG directories, CA bundle settings and proxy settings (not one with a
+password in it; NO_PROXY gains 127.0.0.1 and localhost), and nothing else of
+keygate's environment: no AWS_SECRET_ACCESS_KEY, GITHUB_TOKEN or
+OPENAI_API_KEY the shell had. --keep-env NAME passes one more (NAME* for a
+prefix; repeat or separate with commas). --inherit-env passes everything, as
+keygate did before, and warns with the names it passes. KEYGATE_ADMIN_TOKEN
+never reaches the command.
+
+Every secret value the run injects, and every keygate credential it makes, is
+concealed in the command's output as it streams. When keygate's input and
+output are a terminal, the command runs on a terminal of its own whose
+output keygate masks, so interactive agents work as usual (its standard error
+then shares that terminal).
 
 --secret ENV=NAME[@VERSION] sets ENV to the value of the secret NAME (its
 current version unless @VERSION is given). Repeat it for more secrets.
@@ -127,27 +143,64 @@ references in place of the credentials it finds.
 
 --key KEYNAME gives the command, such as a coding agent, access to the
 gateway and never an upstream provider key. keygate run makes a short-lived
-keygate key with the same environment and allowed models and providers as
-KEYNAME (named KEYNAME.run-XXXXXX, expiring after --ttl, 1h by default, and
-revoked when the command exits), keeps it to itself, and serves the command a
-gateway on loopback: OPENAI_BASE_URL and ANTHROPIC_BASE_URL point there, and
-OPENAI_API_KEY and ANTHROPIC_API_KEY hold a credential that works only there.
-Requests go on to the real gateway with 15-minute access tokens exchanged for
-the key and refreshed before they expire, so nothing the command could leak
-outlives the run. With a gateway that issues no tokens, the command gets the
-short-lived key and GATEWAY/v1 and GATEWAY directly. GATEWAY is --gateway,
-else KEYGATE_GATEWAY_URL, else the address keygate reports.
+keygate key with the same environment, allowed models and providers and
+limits as KEYNAME (named KEYNAME.run-XXXXXX, expiring after --ttl, 1h by
+default, and revoked when the command exits), keeps it to itself, and serves
+the command a gateway on loopback with a credential that works only there
+and only while the command runs. Requests go on to the real gateway with
+15-minute access tokens exchanged for the key and refreshed before they
+expire. With a gateway that issues no tokens, the command gets the
+short-lived key and the gateway's own address. GATEWAY is --gateway, else
+KEYGATE_GATEWAY_URL, else the address keygate reports. --max-requests N and
+--max-spend AMOUNT cap the whole run.
+
+--agent NAME (auto by default: chosen from the command's name) sets the
+gateway and credential the way the agent reads them:
+  claude    Claude Code: a settings file passed with --settings whose
+            apiKeyHelper prints a credential renewed every few minutes, and
+            ANTHROPIC_BASE_URL pinned there and in the environment
+  codex     Codex CLI: a CODEX_HOME for the run whose config.toml makes
+            keygate the model provider (-c repeats it), OPENAI_API_KEY
+  gemini    Gemini CLI: GOOGLE_GEMINI_BASE_URL, GEMINI_API_KEY
+  opencode  opencode: OPENCODE_CONFIG_CONTENT with both providers' baseURL
+  aider     Aider: OPENAI_API_BASE and --openai-api-base
+  openclaw, generic: OPENAI_BASE_URL, OPENAI_API_KEY, ANTHROPIC_BASE_URL,
+            ANTHROPIC_API_KEY
+Files a profile writes live in a 0700 directory removed when the command
+ends (or by the next keygate run, if keygate itself was killed). The
+arguments a profile adds are what keep a repository's own settings from
+moving the agent's base URL. --print-config shows what a profile sets.
 
   keygate run --secret DB_PASSWORD=db/password -- ./server --port 8080
-  keygate run --key agents --ttl 2h -- claude
+  keygate run --key agents --max-requests 500 --max-spend 5usd -- claude
+  keygate run --key agents -- codex exec "fix the failing test"
+  keygate run --agent gemini --print-config
   keygate run --secret STRIPE_KEY=payments/stripe@3 -- sh -c 'deploy --key "$STRIPE_KEY"'`,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
+			if len(args) == 0 && !printConfig {
 				return errors.New("run: no command given: put it after --, as in `keygate run --secret DB_PASSWORD=db/password -- ./server`")
 			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			keep, err := parseKeepEnv(keepEnv)
+			if err != nil {
+				return err
+			}
+			prof, err := pickProfile(agent, args)
+			if err != nil {
+				return err
+			}
+			if printConfig {
+				return a.printAgentConfig(cmd, prof, args)
+			}
+			if inherit && len(keep) > 0 {
+				return errors.New("run: --inherit-env passes everything already: drop --keep-env, or drop --inherit-env to pass only what --keep-env names")
+			}
+			o := runOptions{ttl: ttl, gateway: gateway}
+			if o.maxRequests, o.maxSpend, err = parseRunLimits(maxRequests, maxSpend); err != nil {
+				return err
+			}
 			fileVars, err := readEnvFiles(envFiles)
 			if err != nil {
 				return err
@@ -156,28 +209,46 @@ else KEYGATE_GATEWAY_URL, else the address keygate reports.
 			if err != nil {
 				return err
 			}
+			if keyRef == "" {
+				if cmd.Flags().Changed("agent") && agent != agentAuto {
+					return fmt.Errorf("run: --agent %s needs --key KEYNAME: the key whose scopes and limits the run's short-lived credential copies", agent)
+				}
+				if o.maxRequests > 0 || o.maxSpend != nil {
+					return errors.New("run: --max-requests and --max-spend limit the run's short-lived key: add --key KEYNAME")
+				}
+			}
 			c, cred, err := a.client(cmd)
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
+			masks := &maskSet{}
 			var vars []envVar
 			for _, r := range refs {
 				v, _, err := c.SecretValue(ctx, r.name, r.version)
 				if err != nil {
 					return explain(fmt.Errorf("run: --secret %s: reading secret %s: %w\nthe command was not started", r.env, r.name, err), cred)
 				}
+				masks.add(v.Reveal())
 				vars = append(vars, envVar{name: r.env, value: v})
 			}
 			if keyRef != "" {
-				keyVars, revoke, err := a.runKey(cmd, c, keyRef, ttl, gateway)
+				gw, revoke, err := a.runKey(cmd, c, keyRef, o)
 				if err != nil {
 					return explain(fmt.Errorf("run: --key %s: %w\nthe command was not started", keyRef, err), cred)
 				}
 				defer revoke()
-				vars = append(vars, keyVars...)
+				masks.add(gw.cred.Reveal())
+				masks.add(gw.key.Reveal())
+				setup, stop, err := a.setupAgent(cmd, prof, gw, args, masks)
+				defer stop()
+				if err != nil {
+					return fmt.Errorf("run: --agent %s: %w\nthe command was not started", prof.name, err)
+				}
+				vars = append(vars, setup.vars...)
+				args = setup.command
 			}
-			refVars, closeRefs, err := a.resolveRefs(cmd, c, fileVars, vars, ttl, gateway)
+			refVars, closeRefs, err := a.resolveRefs(cmd, c, fileVars, vars, o, masks)
 			defer closeRefs()
 			if err != nil {
 				return explain(fmt.Errorf("run: %w\nthe command was not started", err), cred)
@@ -186,7 +257,13 @@ else KEYGATE_GATEWAY_URL, else the address keygate reports.
 			if err := ctx.Err(); err != nil {
 				return fmt.Errorf("run: interrupted before the command started: %w", err)
 			}
-			return runChild(cmd, args, childEnv(a.io.Environ(), vars))
+			base := a.io.Environ()
+			if inherit {
+				fmt.Fprint(cmd.ErrOrStderr(), inheritWarning(base))
+			} else {
+				base, _ = cleanEnv(base, keep)
+			}
+			return runChild(cmd, args, childEnv(base, vars), masks)
 		},
 	}
 	f := cmd.Flags()
@@ -196,6 +273,12 @@ else KEYGATE_GATEWAY_URL, else the address keygate reports.
 	f.StringVar(&keyRef, "key", "", "give the command a short-lived keygate key modelled on the key `KEYNAME`")
 	f.StringVar(&ttl, "ttl", defaultRunKeyTTL, "`DURATION` the --key credential lives at most, as in 30m or 2h")
 	f.StringVar(&gateway, "gateway", "", "the gateway's base `URL` for --key (env "+EnvGatewayURL+"; default: the one keygate reports)")
+	f.StringVar(&agent, "agent", agentAuto, "the agent profile for --key: `NAME` is one of "+strings.Join(agentNames(), ", "))
+	f.BoolVar(&printConfig, "print-config", false, "print what the agent profile would set, without secrets, and start nothing")
+	f.StringArrayVar(&keepEnv, "keep-env", nil, "also pass the inherited variable `NAME` (or every NAME* with a trailing '*'); repeatable, comma-separated")
+	f.BoolVar(&inherit, "inherit-env", false, "pass the whole environment, credentials included (a warning lists them)")
+	f.Int64Var(&maxRequests, "max-requests", 0, "refuse the run's requests after `N` of them")
+	f.StringVar(&maxSpend, "max-spend", "", "refuse the run's requests once it has spent `AMOUNT`, as in 5usd")
 	return cmd
 }
 
@@ -302,23 +385,24 @@ func gatewayURL(raw string) (string, error) {
 	return strings.TrimRight(raw, "/"), nil
 }
 
-// runKey creates the short-lived keygate key for --key and returns the
-// variables that hand it to the command, and a function that revokes it.
-func (a *app) runKey(cmd *cobra.Command, c *adminclient.Client, ref, ttl, gateway string) ([]envVar, func(), error) {
+// runKey creates the short-lived keygate key for --key and returns how
+// the command reaches the gateway with it, and a function that revokes it.
+func (a *app) runKey(cmd *cobra.Command, c *adminclient.Client, ref string, o runOptions) (runGateway, func(), error) {
 	tmpl, err := c.GetKey(cmd.Context(), ref)
 	if err != nil {
-		return nil, nil, err
+		return runGateway{}, nil, err
 	}
 	if tmpl.Status != "" && tmpl.Status != "active" {
-		return nil, nil, fmt.Errorf("key %s is %s: model the credential on an active key", tmpl.Name, tmpl.Status)
+		return runGateway{}, nil, fmt.Errorf("key %s is %s: model the credential on an active key", tmpl.Name, tmpl.Status)
 	}
-	return a.runKeyFrom(cmd, c, tmpl, ttl, gateway)
+	return a.runKeyFrom(cmd, c, tmpl, o)
 }
 
-// runKeyFrom creates a short-lived keygate key with the scopes of tmpl.
-func (a *app) runKeyFrom(cmd *cobra.Command, c *adminclient.Client, tmpl adminapi.Key, ttl, gateway string) ([]envVar, func(), error) {
+// runKeyFrom creates a short-lived keygate key with the scopes of tmpl,
+// and the run's limits on top of its own.
+func (a *app) runKeyFrom(cmd *cobra.Command, c *adminclient.Client, tmpl adminapi.Key, o runOptions) (runGateway, func(), error) {
 	ctx := cmd.Context()
-	gw := gateway
+	gw := o.gateway
 	if gw == "" {
 		gw = strings.TrimSpace(a.io.Getenv(EnvGatewayURL))
 	}
@@ -326,24 +410,24 @@ func (a *app) runKeyFrom(cmd *cobra.Command, c *adminclient.Client, tmpl adminap
 	if reported {
 		st, err := c.Status(ctx)
 		if err != nil {
-			return nil, nil, fmt.Errorf("asking keygate for its gateway URL: %w", err)
+			return runGateway{}, nil, fmt.Errorf("asking keygate for its gateway URL: %w", err)
 		}
 		if gw = st.GatewayURL; gw == "" {
-			return nil, nil, fmt.Errorf("keygate did not report its gateway URL: pass --gateway URL or set %s", EnvGatewayURL)
+			return runGateway{}, nil, fmt.Errorf("keygate did not report its gateway URL: pass --gateway URL or set %s", EnvGatewayURL)
 		}
 	}
 	gw, err := gatewayURL(gw)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: pass --gateway URL or set %s", err, EnvGatewayURL)
+		return runGateway{}, nil, fmt.Errorf("%w: pass --gateway URL or set %s", err, EnvGatewayURL)
 	}
 	if reported {
 		if gw, err = reachableGateway(gw, c.BaseURL()); err != nil {
-			return nil, nil, err
+			return runGateway{}, nil, err
 		}
 	}
 	u, _ := url.Parse(gw)
 	if err := a.checkCleartext(cmd, u, runKeyWhat, gatewayFix); err != nil {
-		return nil, nil, err
+		return runGateway{}, nil, err
 	}
 	base := tmpl.Name
 	if n := maxKeyNameLen - len(runKeySuffix) - runKeyRandLen; len(base) > n {
@@ -358,13 +442,13 @@ func (a *app) runKeyFrom(cmd *cobra.Command, c *adminclient.Client, tmpl adminap
 		AllowPaths:     tmpl.AllowPaths,
 		AllowIPs:       tmpl.AllowIPs,
 		Hours:          tmpl.Hours,
-		Limits:         tmpl.Limits,
+		Limits:         o.limits(tmpl.Limits),
 		Group:          tmpl.Group,
 		ClientCert:     tmpl.ClientCert,
-		ExpiresIn:      strings.TrimSpace(ttl),
+		ExpiresIn:      strings.TrimSpace(o.ttl),
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("creating the short-lived key: %w", err)
+		return runGateway{}, nil, fmt.Errorf("creating the short-lived key: %w", err)
 	}
 	k := created.Key
 	revoke := func() {
@@ -383,21 +467,11 @@ func (a *app) runKeyFrom(cmd *cobra.Command, c *adminclient.Client, tmpl adminap
 	// works only there; keygate run holds the key and sends short-lived
 	// access tokens, refreshed before they expire.
 	if proxy, err := startTokenProxy(ctx, gw, key, a.resolvedCA(cmd)); err == nil {
-		local := secret.New(proxy.local)
-		return []envVar{
-			{envOpenAIKey, local},
-			{envAnthropicKey, local},
-			{envOpenAIBase, secret.New(proxy.URL() + "/v1")},
-			{envAnthropicBase, secret.New(proxy.URL())},
-		}, func() { proxy.Close(); revoke() }, nil
+		return runGateway{root: proxy.URL(), cred: secret.New(proxy.local), key: key, proxy: proxy},
+			func() { proxy.Close(); revoke() }, nil
 	}
 	// A gateway that issues no tokens: hand over the short-lived key itself.
-	return []envVar{
-		{envOpenAIKey, key},
-		{envAnthropicKey, key},
-		{envOpenAIBase, secret.New(gw + "/v1")},
-		{envAnthropicBase, secret.New(gw)},
-	}, revoke, nil
+	return runGateway{root: gw, cred: key, key: key}, revoke, nil
 }
 
 // childEnv returns base without the variables in vars and without the admin
@@ -421,18 +495,41 @@ func childEnv(base []string, vars []envVar) []string {
 }
 
 // runChild starts args with env, passes standard streams and SIGINT and
-// SIGTERM on to it, and waits for it to end. It returns nil when the command
+// SIGTERM on to it, and waits for it to end. What it prints has every
+// value of masks concealed, as it streams; on a terminal the command gets
+// a terminal of its own (a pseudo-terminal whose output keygate masks),
+// so interactive programs work as usual. It returns nil when the command
 // succeeded and an *ExitCodeError when it did not.
-func runChild(cmd *cobra.Command, args, env []string) error {
+func runChild(cmd *cobra.Command, args, env []string, masks *maskSet) error {
 	child := exec.Command(args[0], args[1:]...)
 	child.Env = env
-	child.Stdin, child.Stdout, child.Stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
+	stdin, stdout, stderr := cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
+	finish := func() {}
+	switch {
+	case masks.empty():
+		child.Stdin, child.Stdout, child.Stderr = stdin, stdout, stderr
+	case isTerminalFile(stdin) && isTerminalFile(stdout):
+		f, err := startOnTerminal(child, stdin.(*os.File), stdout, masks)
+		if err != nil {
+			return fmt.Errorf("run: starting %s: %w", args[0], err)
+		}
+		finish = f
+	default:
+		mo, me := newMasker(stdout, masks), newMasker(stderr, masks)
+		child.Stdin, child.Stdout, child.Stderr = stdin, mo, me
+		// A process the command left behind may hold its output open;
+		// keygate stops waiting for it a little after the command ends.
+		child.WaitDelay = childWaitDelay
+		finish = func() { mo.Close(); me.Close() }
+	}
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, forwardedSignals...)
 	defer signal.Stop(sigs)
-	if err := child.Start(); err != nil {
-		return fmt.Errorf("run: starting %s: %w", args[0], err)
+	if child.Process == nil {
+		if err := child.Start(); err != nil {
+			return fmt.Errorf("run: starting %s: %w", args[0], err)
+		}
 	}
 	done := make(chan struct{})
 	go func() {
@@ -447,10 +544,11 @@ func runChild(cmd *cobra.Command, args, env []string) error {
 	}()
 	err := child.Wait()
 	close(done)
+	finish()
 
 	var exitErr *exec.ExitError
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, exec.ErrWaitDelay):
 		return nil
 	case errors.As(err, &exitErr):
 		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
@@ -461,3 +559,7 @@ func runChild(cmd *cobra.Command, args, env []string) error {
 		return fmt.Errorf("run: %s: %w", args[0], err)
 	}
 }
+
+// childWaitDelay is how long keygate waits for a finished command's
+// output to close.
+const childWaitDelay = 2 * time.Second

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,7 +26,8 @@ const helperEnv = "KEYGATE_TEST_HELPER_PROCESS"
 // TestHelperProcess is not a test: it is the command the `keygate run` tests
 // start. It is steered by its environment:
 //
-//	HELPER_OUT=FILE    write the variables named in HELPER_VARS (comma-separated) to FILE as JSON
+//	HELPER_OUT=FILE    write the variables named in HELPER_VARS (comma-separated; * for all) to FILE as JSON
+//	HELPER_PRINT=NAME  print the value of NAME on stdout and stderr, each in two writes
 //	HELPER_READY=FILE  create FILE, then wait for SIGTERM and exit 42
 //	HELPER_KILL_SELF=1 die of SIGTERM
 //	HELPER_EXIT=N      exit with code N
@@ -35,6 +37,12 @@ func TestHelperProcess(t *testing.T) {
 	}
 	if out := os.Getenv("HELPER_OUT"); out != "" {
 		vars := map[string]*string{}
+		if os.Getenv("HELPER_VARS") == "*" {
+			for _, kv := range os.Environ() {
+				k, v, _ := strings.Cut(kv, "=")
+				vars[k] = &v
+			}
+		}
 		for _, name := range strings.Split(os.Getenv("HELPER_VARS"), ",") {
 			if v, ok := os.LookupEnv(name); ok {
 				vars[name] = &v
@@ -50,6 +58,15 @@ func TestHelperProcess(t *testing.T) {
 	}
 	fmt.Println("hello from the command")
 	fmt.Fprintln(os.Stderr, "note from the command")
+	if name := os.Getenv("HELPER_PRINT"); name != "" {
+		// The value in two writes, split in the middle, on both streams.
+		v := os.Getenv(name)
+		for _, f := range []*os.File{os.Stdout, os.Stderr} {
+			fmt.Fprintf(f, "the value is %s", v[:len(v)/2])
+			f.Sync()
+			fmt.Fprintf(f, "%s, twice: %s.\n", v[len(v)/2:], v)
+		}
+	}
 	if ready := os.Getenv("HELPER_READY"); ready != "" {
 		c := make(chan os.Signal, 1)
 		signal.Notify(c, syscall.SIGTERM)
@@ -117,8 +134,14 @@ func wantVar(t *testing.T, vars map[string]*string, name, want string) {
 	}
 }
 
+// runArgs is `keygate run FLAGS -- CHILD`, passing on the variables that
+// steer TestHelperProcess.
 func (h *harness) runArgs(flags []string, child []string) []string {
-	return append(append(append([]string{"run"}, flags...), "--"), child...)
+	keep := []string{"--keep-env", helperEnv + ",HELPER_*,GORACE"}
+	if slices.Contains(flags, "--inherit-env") {
+		keep = nil
+	}
+	return slices.Concat([]string{"run"}, keep, flags, []string{"--"}, child)
 }
 
 func TestRunSecrets(t *testing.T) {
@@ -132,7 +155,7 @@ func TestRunSecrets(t *testing.T) {
 	child, file := h.helperCommand([]string{"DB_PASSWORD", "OLD_PASSWORD", "STRIPE_KEY", "KEEP", EnvAdminToken},
 		"KEEP=kept", "DB_PASSWORD=stale", EnvAdminToken+"="+h.admin.token)
 	out, errOut := h.mustRun("", h.runArgs([]string{
-		"--secret", "DB_PASSWORD=db/password", "--secret", "OLD_PASSWORD=db/password@1", "--secret", "STRIPE_KEY=payments/stripe",
+		"--secret", "DB_PASSWORD=db/password", "--secret", "OLD_PASSWORD=db/password@1", "--secret", "STRIPE_KEY=payments/stripe", "--keep-env", "KEEP",
 	}, child)...)
 	vars := childVars(t, file)
 	if vars == nil {

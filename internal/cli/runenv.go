@@ -96,7 +96,7 @@ func hasProviderRef(lists ...[]envFileVar) bool {
 // resolveRefs returns the variables of env files, with keygate references
 // (there and in keygate's environment) resolved, and a function that
 // revokes the short-lived keys provider references made.
-func (a *app) resolveRefs(cmd *cobra.Command, c *adminclient.Client, fileVars []envFileVar, already []envVar, ttl, gateway string) ([]envVar, func(), error) {
+func (a *app) resolveRefs(cmd *cobra.Command, c *adminclient.Client, fileVars []envFileVar, already []envVar, o runOptions, masks *maskSet) ([]envVar, func(), error) {
 	var closers []func()
 	closeAll := func() {
 		for _, f := range closers {
@@ -140,6 +140,7 @@ func (a *app) resolveRefs(cmd *cobra.Command, c *adminclient.Client, fileVars []
 			if err != nil {
 				return nil, closeAll, fmt.Errorf("%s (from %s): reading secret %s: %w", v.name, v.file, name, err)
 			}
+			masks.add(val.Reveal())
 			out = append(out, envVar{v.name, val})
 		case strings.HasPrefix(v.value, refProvider):
 			pname := strings.TrimPrefix(v.value, refProvider)
@@ -148,23 +149,21 @@ func (a *app) resolveRefs(cmd *cobra.Command, c *adminclient.Client, fileVars []
 				return nil, closeAll, fmt.Errorf("%s (from %s): provider %s: %w", v.name, v.file, pname, err)
 			}
 			tmpl := adminapi.Key{Name: "provider-" + slugSegment(pname), Env: firstNonEmpty(p.Env, "live"), AllowProviders: []string{pname}}
-			kv, revoke, err := a.runKeyFrom(cmd, c, tmpl, ttl, gateway)
+			gw, revoke, err := a.runKeyFrom(cmd, c, tmpl, o)
 			if err != nil {
 				return nil, closeAll, fmt.Errorf("%s (from %s): a key for provider %s: %w", v.name, v.file, pname, err)
 			}
 			closers = append(closers, revoke)
-			vals := map[string]secret.String{}
-			for _, x := range kv {
-				vals[x.name] = x.value
-			}
-			out = append(out, envVar{v.name, vals[envOpenAIKey]})
-			base := envOpenAIBase
+			masks.add(gw.cred.Reveal())
+			masks.add(gw.key.Reveal())
+			out = append(out, envVar{v.name, gw.cred})
+			base, baseURL := envOpenAIBase, gw.root+"/v1"
 			if p.Dialect == "anthropic" {
-				base = envAnthropicBase
+				base, baseURL = envAnthropicBase, gw.root
 			}
 			if !set[base] {
 				set[base] = true
-				out = append(out, envVar{base, vals[base]})
+				out = append(out, envVar{base, secret.New(baseURL)})
 			}
 		case strings.HasPrefix(v.value, "keygate://"):
 			return nil, closeAll, fmt.Errorf("%s (from %s): keygate references are keygate://secret/NAME or keygate://provider/NAME", v.name, v.file)

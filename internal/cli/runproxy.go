@@ -34,6 +34,11 @@ type tokenProxy struct {
 	local string        // the credential the command presents
 	hc    *http.Client
 
+	// minted are further credentials made during the run, each with its
+	// expiry, for agents that fetch a fresh one now and then.
+	mintedMu sync.Mutex
+	minted   map[string]time.Time
+
 	mu      sync.Mutex
 	access  secret.String
 	refresh secret.String
@@ -72,7 +77,7 @@ func startTokenProxy(ctx context.Context, gw string, key secret.String, caFile s
 		pool.AppendCertsFromPEM(pem)
 		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 	}
-	p := &tokenProxy{gw: u, key: key, local: "kgl_" + rand.Text() + rand.Text(), hc: hc}
+	p := &tokenProxy{gw: u, key: key, local: newLocalCredential(), hc: hc}
 	if err := p.grant(ctx, url.Values{
 		"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
 		"subject_token":      {key.Reveal()},
@@ -121,11 +126,21 @@ func (p *tokenProxy) Close() {
 
 func (p *tokenProxy) handler(rp *httputil.ReverseProxy) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Every way an SDK sends its key: OpenAI's and Anthropic's
+		// headers, Gemini's header and its ?key= parameter.
 		presented := r.Header.Get("X-Api-Key")
+		if g := r.Header.Get("X-Goog-Api-Key"); g != "" {
+			presented = g
+		}
+		if q := r.URL.Query(); q.Has("key") {
+			presented = q.Get("key")
+			q.Del("key")
+			r.URL.RawQuery = q.Encode()
+		}
 		if b, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
 			presented = b
 		}
-		if subtle.ConstantTimeCompare([]byte(presented), []byte(p.local)) != 1 {
+		if !p.accepts(presented) {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusUnauthorized)
 			_, _ = io.WriteString(w, `{"error":{"message":"this is keygate run's local gateway for one command; use the credential in its environment","type":"invalid_request_error","code":"invalid_api_key"}}`)
@@ -139,9 +154,51 @@ func (p *tokenProxy) handler(rp *httputil.ReverseProxy) http.Handler {
 			return
 		}
 		r.Header.Del("X-Api-Key")
+		r.Header.Del("X-Goog-Api-Key")
 		r.Header.Set("Authorization", "Bearer "+tok.Reveal())
 		rp.ServeHTTP(w, r)
 	})
+}
+
+// localPrefix begins every credential the proxy accepts, so that scanners
+// and the run's own masking recognise it.
+const localPrefix = "kgl_"
+
+// newLocalCredential makes a random credential for the local gateway.
+func newLocalCredential() string { return localPrefix + rand.Text() + rand.Text() }
+
+// mint makes a further credential the proxy accepts until ttl has passed
+// (and the run ends), and forgets the expired ones.
+func (p *tokenProxy) mint(ttl time.Duration) string {
+	c := newLocalCredential()
+	p.mintedMu.Lock()
+	defer p.mintedMu.Unlock()
+	now := time.Now()
+	for k, exp := range p.minted {
+		if now.After(exp) {
+			delete(p.minted, k)
+		}
+	}
+	if p.minted == nil {
+		p.minted = map[string]time.Time{}
+	}
+	p.minted[c] = now.Add(ttl)
+	return c
+}
+
+// accepts reports whether presented is the run's credential or a minted
+// one not yet expired, comparing in constant time.
+func (p *tokenProxy) accepts(presented string) bool {
+	ok := subtle.ConstantTimeCompare([]byte(presented), []byte(p.local)) == 1
+	p.mintedMu.Lock()
+	defer p.mintedMu.Unlock()
+	now := time.Now()
+	for c, exp := range p.minted {
+		if subtle.ConstantTimeCompare([]byte(presented), []byte(c)) == 1 && now.Before(exp) {
+			ok = true
+		}
+	}
+	return ok
 }
 
 // token returns a current access token, refreshing it when it is about to

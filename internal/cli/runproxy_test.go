@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/keygate/keygate/internal/secret"
 )
@@ -76,5 +77,68 @@ func TestTokenProxy(t *testing.T) {
 		if strings.Contains(s, "kg_live_") || strings.Contains(s, p.local) {
 			t.Fatal("the key or the local credential reached the gateway")
 		}
+	}
+}
+
+// TestTokenProxyCredentials: minted credentials work until they expire;
+// Gemini's x-goog-api-key and ?key= are accepted and never forwarded.
+func TestTokenProxyCredentials(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/oauth/token" {
+			json.NewEncoder(w).Encode(map[string]any{"access_token": "eyJaccess", "refresh_token": "kgr_1", "expires_in": 900})
+			return
+		}
+		mu.Lock()
+		seen = append(seen, r.URL.String()+" "+r.Header.Get("X-Goog-Api-Key")+" "+r.Header.Get("Authorization"))
+		mu.Unlock()
+	}))
+	defer gw.Close()
+	p, err := startTokenProxy(context.Background(), gw.URL, secret.New("kg_live_run-key-for-test"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	do := func(path string, hdr ...string) int {
+		req, _ := http.NewRequest("POST", p.URL()+path, strings.NewReader("{}"))
+		for i := 0; i < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	fresh, expired := p.mint(time.Hour), p.mint(-time.Second)
+	for _, c := range []struct {
+		path string
+		hdr  []string
+		want int
+	}{
+		{"/v1/messages", []string{"X-Api-Key", fresh}, 200},
+		{"/v1/messages", []string{"X-Api-Key", expired}, 401},
+		{"/v1beta/models/gemini-2.5-flash:generateContent", []string{"X-Goog-Api-Key", p.local}, 200},
+		{"/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse&key=" + p.local, nil, 200},
+		{"/v1beta/models/gemini-2.5-flash:generateContent?key=wrong", nil, 401},
+	} {
+		if got := do(c.path, c.hdr...); got != c.want {
+			t.Errorf("%s %v: %d, want %d", c.path, c.hdr, got, c.want)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 3 {
+		t.Fatalf("the gateway saw %q", seen)
+	}
+	for _, s := range seen {
+		if strings.Contains(s, "kgl_") || !strings.HasSuffix(s, " Bearer eyJaccess") {
+			t.Errorf("the gateway saw %q: want only the access token", s)
+		}
+	}
+	if !strings.Contains(seen[2], "alt=sse") || strings.Contains(seen[2], "key=") {
+		t.Errorf("the query %q: want alt kept and key gone", seen[2])
 	}
 }
