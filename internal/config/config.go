@@ -109,6 +109,9 @@ type Config struct {
 	// Workloads lets workloads sign in with OIDC identity tokens instead
 	// of keygate keys, and grants keys vault secrets (workloads.go).
 	Workloads Workloads `yaml:"workloads"`
+	// Sources configures references to keys kept in cloud secret managers
+	// and Vault, and the clouds' identity for upstreams (sources.go).
+	Sources Sources `yaml:"sources"`
 }
 
 // TLS configures HTTPS. Cert and Key go together; SelfSigned generates a
@@ -450,6 +453,7 @@ func Default(home string) Config {
 		ShutdownGrace:   30 * time.Second,
 		KeyCacheTTL:     10 * time.Second,
 		ProviderRefresh: 10 * time.Second,
+		Sources:         defaultSources,
 		Upstream: Upstream{
 			DialTimeout:           10 * time.Second,
 			ResponseHeaderTimeout: 10 * time.Minute,
@@ -684,6 +688,7 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.validatePeople()...)
 	c.validateWorkloads(bad)
+	c.validateSources(bad)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

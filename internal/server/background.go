@@ -25,6 +25,8 @@ func (n *Node) taskTable() []task {
 		{name: "revocations", every: revocationPoll, run: n.revs.poll},
 		// Providers and passthrough services added, changed or removed through any node reach routing.
 		{name: "provider-table", every: cfg.ProviderRefresh, run: n.refreshProviders},
+		// Provider keys and secrets kept in a cloud secret manager or Vault are re-read when due (one node per read).
+		{name: "source-refs", every: cfg.Sources.Poll, run: n.src.refreshDue},
 		// Key groups' limits changed through another node apply here.
 		{name: "key-groups", every: cfg.ProviderRefresh, run: n.refreshGroups},
 		// A token signing key exists ahead of need, and keys other nodes made are published and accepted.

@@ -58,6 +58,7 @@ type Node struct {
 	gw     *gateway.Gateway
 	adm    *admin.API
 	revs   *revocationFollower
+	src    *sourceParts // references and cloud identity
 
 	runner *taskRunner // the background tasks (taskTable)
 

@@ -31,12 +31,17 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 	if n.lim, err = newLimits(ctx, p, st, log); err != nil {
 		return err
 	}
+	if n.src, err = newSourceParts(cfg, n.o.getenv, st, v, log); err != nil {
+		return err
+	}
+	// Keys kept in a source are served only while keygate can vouch for
+	// them (sources.Guard); cloud-identity upstreams get their Authorizer.
 	loadTable := func(ctx context.Context) (*route.Table, error) {
-		t, err := route.Load(ctx, st, cachedReads{v})
+		t, err := route.Load(ctx, st, n.src.guard, n.src.loadOptions()...)
 		if err != nil {
 			return nil, err
 		}
-		svcs, err := route.OpenServices(ctx, p.services, cfg.Services, st, cachedReads{v})
+		svcs, err := route.OpenServices(ctx, p.services, cfg.Services, st, n.src.guard)
 		if err != nil {
 			return nil, err
 		}
@@ -74,6 +79,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 	if n.det, err = newDetection(ctx, p, st, v, n.trail, n.met, func(id string) { n.gw.ForgetKey(id) }, log); err != nil {
 		return err
 	}
+	n.src.raiseTo(n.det.engine)
 	verifyTOTP, stepUp, err := newStepUp(cfg, st, v, n.det, n.trail, log)
 	if err != nil {
 		return err
@@ -85,7 +91,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 	}
 	var secrets gateway.SecretReader
 	if len(cfg.Workloads.SecretGrants) > 0 {
-		secrets = gatewaystore.NewSecrets(st, v, hasher)
+		secrets = gatewaystore.NewSecrets(st, guardedVault{v, n.src.guard}, hasher)
 	}
 	// One cache of compiled principals for the whole data plane. A key's
 	// group limits are compiled into its principal, so a change to any
@@ -126,9 +132,11 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	n.src.refresher.Changed = func(ctx context.Context) { n.refreshProviders(ctx) }
 	n.adm = admin.New(admin.Options{
-		Store: st, Vault: v, Hasher: hasher, Log: log,
-		People: st, Credentials: st, Approvals: st,
+		Store: st, Vault: guardedVault{v, n.src.guard}, Hasher: hasher, Log: log,
+		Sources: admin.SourceOptions{Refs: st, Refresh: n.src.refresher.Refresh, DefaultRefresh: cfg.Sources.Refresh, DefaultGrace: cfg.Sources.Grace},
+		People:  st, Credentials: st, Approvals: st,
 		Roles:            roles,
 		Approval:         admin.ApprovalPolicy{RequiredFor: cfg.ApprovalPermissions(), TTL: cfg.Approvals.TTL},
 		TrustedProxies:   cfg.TrustedProxyPrefixes(),
