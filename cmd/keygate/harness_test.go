@@ -84,7 +84,9 @@ func start(t *testing.T, cfg config.Config, admin string, opts ...server.Option)
 	ctx, cancel := context.WithCancel(context.Background())
 	in.cancel = cancel
 	ready := make(chan server.Listening, 1)
-	go func() { in.done <- server.Run(ctx, cfg, in.stdout, in.stderr, func(l server.Listening) { ready <- l }, opts...) }()
+	go func() {
+		in.done <- server.Run(ctx, cfg, in.stdout, in.stderr, func(l server.Listening) { ready <- l }, opts...)
+	}()
 	select {
 	case in.addrs = <-ready:
 	case err := <-in.done:
