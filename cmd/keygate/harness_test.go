@@ -75,7 +75,7 @@ func databases(t *testing.T) map[string]func(t *testing.T) string {
 
 // start runs keygate with cfg and waits until both listeners are open. The
 // admin credential is read from the first start's output, or given.
-func start(t *testing.T, cfg config.Config, admin string) *instance {
+func start(t *testing.T, cfg config.Config, admin string, opts ...server.Option) *instance {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -84,7 +84,9 @@ func start(t *testing.T, cfg config.Config, admin string) *instance {
 	ctx, cancel := context.WithCancel(context.Background())
 	in.cancel = cancel
 	ready := make(chan server.Listening, 1)
-	go func() { in.done <- server.Run(ctx, cfg, in.stdout, in.stderr, func(l server.Listening) { ready <- l }) }()
+	go func() {
+		in.done <- server.Run(ctx, cfg, in.stdout, in.stderr, func(l server.Listening) { ready <- l }, opts...)
+	}()
 	select {
 	case in.addrs = <-ready:
 	case err := <-in.done:

@@ -188,6 +188,10 @@ type Options struct {
 	// secret can be restored before it is purged (30 days when zero).
 	ProviderKeyGrace     time.Duration
 	SecretRecoveryWindow time.Duration
+
+	// Sources lets provider keys and secrets be references to a cloud
+	// secret manager or Vault (sources.go).
+	Sources SourceOptions
 }
 
 // API is the admin HTTP API.

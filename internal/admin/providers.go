@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/cloudauth"
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/secret"
@@ -30,11 +32,22 @@ func (a *API) createProvider(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	if apiKey.IsZero() {
-		writeError(w, http.StatusBadRequest, "bad_request", "api_key is required: the provider's real API key, which keygate stores encrypted")
+	ref := strings.TrimSpace(req.APIKeyRef)
+	switch {
+	case ref != "" && !apiKey.IsZero():
+		writeError(w, http.StatusBadRequest, "bad_request", "give api_key or api_key_ref, not both")
+		return
+	case ref == "" && apiKey.IsZero():
+		writeError(w, http.StatusBadRequest, "bad_request", "api_key is required: the provider's real API key, which keygate stores encrypted (or api_key_ref, where keygate reads it)")
 		return
 	}
 	ctx := r.Context()
+	if cp, ok := cloudauth.LookupPreset(req.Preset); ok && !apiKey.IsZero() {
+		if err := checkCloudCredential(ctx, cp, req.BaseURL, apiKey); err != nil {
+			writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+			return
+		}
+	}
 	existing, err := a.opts.Store.ListProviders(ctx)
 	if err != nil {
 		a.internal(w, "list providers", err)
@@ -56,12 +69,25 @@ func (a *API) createProvider(w http.ResponseWriter, r *http.Request) {
 		Preset: req.Preset, APIVersion: req.APIVersion,
 	}
 	p.SecretID = "provider/" + p.ID
-	if _, err := a.opts.Vault.Put(ctx, p.SecretID, apiKey); err != nil {
+	var sref store.SourceRef
+	if ref != "" {
+		// The reference is recorded before the provider, so a node that
+		// loads the provider in between finds it unavailable, not broken.
+		if sref, err = a.newSourceRef(p.SecretID, "provider:"+p.Name, ref, req.RefRefresh, req.RefGrace); err != nil {
+			writeError(w, http.StatusBadRequest, "bad_request", "api_key_ref: "+err.Error())
+			return
+		}
+		if err := a.opts.Sources.Refs.PutSourceRef(ctx, sref); err != nil {
+			a.internal(w, "record the reference", err)
+			return
+		}
+	} else if _, err := a.opts.Vault.Put(ctx, p.SecretID, apiKey); err != nil {
 		a.internal(w, "store provider key", err)
 		return
 	}
 	if err := a.opts.Store.CreateProvider(ctx, p); err != nil {
 		_ = a.opts.Store.DeleteSecret(ctx, p.SecretID)
+		a.forgetSource(ctx, p.SecretID)
 		if errors.Is(err, store.ErrConflict) {
 			writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("a provider named %q already exists", req.Name))
 			return
@@ -69,8 +95,30 @@ func (a *API) createProvider(w http.ResponseWriter, r *http.Request) {
 		a.internal(w, "create provider", err)
 		return
 	}
+	if ref != "" {
+		if err := a.followSource(ctx, sref); err != nil {
+			_ = a.opts.Store.DeleteProvider(ctx, p.Name)
+			_ = a.opts.Store.DeleteSecret(ctx, p.SecretID)
+			a.writeSourceError(w, "key of provider "+p.Name, err)
+			return
+		}
+	}
 	a.providersChanged(r)
-	web.WriteJSON(w, http.StatusCreated, providerView(p))
+	web.WriteJSON(w, http.StatusCreated, a.providerView(ctx, p))
+}
+
+// checkCloudCredential checks the credential document of a cloud-identity
+// provider by building its Authorizer, which calls no cloud. Errors name
+// what is wrong and never quote the document.
+func checkCloudCredential(ctx context.Context, cp cloudauth.Preset, baseURL string, doc secret.String) error {
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return fmt.Errorf("base_url %q is not a URL", baseURL)
+	}
+	if _, err := cloudauth.New(ctx, cp, u, doc, cloudauth.Options{}); err != nil {
+		return fmt.Errorf("api_key must be preset %s's credential document, a JSON object with \"kind\":%q (see keygate provider presets): %v", cp.Name, cp.Kind, err)
+	}
+	return nil
 }
 
 // validateProvider normalizes and checks a provider registration.
@@ -80,11 +128,25 @@ func validateProvider(req *adminapi.CreateProviderRequest) error {
 		return fmt.Errorf("name %q must be 1-63 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit", req.Name)
 	}
 	req.Preset, req.APIVersion = strings.TrimSpace(req.Preset), strings.TrimSpace(req.APIVersion)
-	if req.Preset != "" {
+	if cp, ok := cloudauth.LookupPreset(req.Preset); ok {
+		if req.Dialect != "" && req.Dialect != cp.Dialect {
+			return fmt.Errorf("preset %s speaks the %s API; leave dialect out or set it to %s", cp.Name, cp.Dialect, cp.Dialect)
+		}
+		req.Dialect = cp.Dialect
+		if strings.TrimSpace(req.BaseURL) == "" {
+			return fmt.Errorf("base_url is required with preset %s, as in %s", cp.Name, cp.BaseURLExample)
+		}
+		if req.APIVersion != "" && cp.Wire == "" {
+			return fmt.Errorf("api_version is for preset %s; preset %s takes none", cloudauth.PresetAzureEntra, cp.Name)
+		}
+	} else if req.Preset != "" {
 		p, ok := provider.LookupPreset(req.Preset)
 		if !ok {
-			names := make([]string, 0, 12)
+			names := make([]string, 0, 16)
 			for _, p := range provider.Presets() {
+				names = append(names, p.Name)
+			}
+			for _, p := range cloudauth.Presets() {
 				names = append(names, p.Name)
 			}
 			return fmt.Errorf("preset %q is not known; use one of %s", req.Preset, strings.Join(names, ", "))
@@ -139,7 +201,7 @@ func (a *API) listProviders(w http.ResponseWriter, r *http.Request) {
 	}
 	out := adminapi.ProviderList{Providers: make([]adminapi.Provider, 0, len(ps))}
 	for _, p := range ps {
-		out.Providers = append(out.Providers, providerView(p))
+		out.Providers = append(out.Providers, a.providerView(r.Context(), p))
 	}
 	web.WriteJSON(w, http.StatusOK, out)
 }
@@ -150,7 +212,7 @@ func (a *API) getProvider(w http.ResponseWriter, r *http.Request) {
 		a.lookupError(w, "provider", r.PathValue("name"), err)
 		return
 	}
-	web.WriteJSON(w, http.StatusOK, providerView(p))
+	web.WriteJSON(w, http.StatusOK, a.providerView(r.Context(), p))
 }
 
 func (a *API) deleteProvider(w http.ResponseWriter, r *http.Request) {
@@ -164,6 +226,7 @@ func (a *API) deleteProvider(w http.ResponseWriter, r *http.Request) {
 		a.lookupError(w, "provider", p.Name, err)
 		return
 	}
+	a.forgetSource(ctx, p.SecretID)
 	if err := a.opts.Store.DeleteSecret(ctx, p.SecretID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		a.opts.Log.Error("provider removed but its stored key could not be deleted", "provider", p.Name, "err", err)
 	}
@@ -184,6 +247,16 @@ func providerView(p store.Provider) adminapi.Provider {
 	}
 	return adminapi.Provider{ID: p.ID, Name: p.Name, Dialect: p.Dialect, BaseURL: p.BaseURL, Models: models, Default: p.IsDefault, CreatedAt: p.CreatedAt, Env: p.Env,
 		Preset: p.Preset, APIVersion: p.APIVersion}
+}
+
+// providerView is p with its reference, when its key is kept in a source.
+func (a *API) providerView(ctx context.Context, p store.Provider) adminapi.Provider {
+	v := providerView(p)
+	if ref, err := a.sourceOf(ctx, p.SecretID); err == nil && ref != nil {
+		sv := a.sourceView(*ref)
+		v.Source = &sv
+	}
+	return v
 }
 
 // lookupError answers a failed read of a named record.

@@ -124,12 +124,15 @@ func (a *API) routes() []endpoint {
 		secret("GET", "value", rbac.SecretsReadValue, a.secretValue),
 		secret("POST", "rollback", rbac.SecretsWrite, a.rollbackSecret),
 		secret("POST", "restore", rbac.SecretsWrite, a.restoreSecret),
+		secret("POST", "refresh", rbac.SecretsWrite, a.refreshSecretSource),
+		global("GET", "/sources", rbac.SecretsList, a.listSourceRefs),
 
 		global("POST", "/providers", rbac.ProvidersWrite, a.createProvider),
 		global("GET", "/providers", rbac.ProvidersRead, a.listProviders),
 		global("GET", "/providers/{name}", rbac.ProvidersRead, a.getProvider),
 		global("DELETE", "/providers/{name}", rbac.ProvidersWrite, a.deleteProvider),
 		global("POST", "/providers/{name}/rotate", rbac.ProvidersWrite, a.rotateProvider),
+		global("POST", "/providers/{name}/refresh", rbac.ProvidersWrite, a.refreshProviderSource),
 
 		global("GET", "/routing", rbac.ProvidersRead, a.listRouting),
 		global("GET", "/routing/{kind}/{name...}", rbac.ProvidersRead, a.getRouting),

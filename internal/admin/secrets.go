@@ -73,6 +73,14 @@ func (a *API) putSecret(w http.ResponseWriter, r *http.Request, name string) {
 	}
 	val := secret.New(req.Value)
 	req.Value = ""
+	if ref := strings.TrimSpace(req.Ref); ref != "" {
+		if !val.IsZero() {
+			writeError(w, http.StatusBadRequest, "bad_request", "give value or ref, not both")
+			return
+		}
+		a.putSecretRef(w, r, name, ref, req)
+		return
+	}
 	switch {
 	case val.IsZero():
 		writeError(w, http.StatusBadRequest, "bad_request", "value is required and must not be empty")
@@ -80,6 +88,11 @@ func (a *API) putSecret(w http.ResponseWriter, r *http.Request, name string) {
 	case len(val.Reveal()) > maxSecretValue:
 		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("value is %d bytes; keygate stores secrets up to %d bytes", len(val.Reveal()), maxSecretValue))
 		return
+	}
+	// A value stored by hand replaces a reference: keygate stops following
+	// the secret's source.
+	if m, err := a.opts.Store.GetSecretMeta(r.Context(), name); err == nil {
+		a.forgetSource(r.Context(), m.RecordID)
 	}
 	created, err := a.storeSecret(r.Context(), name, val)
 	var deleted deletedSecret
@@ -107,7 +120,12 @@ func (a *API) writeSecretMeta(w http.ResponseWriter, r *http.Request, name strin
 		a.secretLookupError(w, name, err)
 		return
 	}
-	web.WriteJSON(w, status, secretView(m))
+	v := secretView(m)
+	if ref, err := a.sourceOf(r.Context(), m.RecordID); err == nil && ref != nil {
+		sv := a.sourceView(*ref)
+		v.Source = &sv
+	}
+	web.WriteJSON(w, status, v)
 }
 
 func secretView(m store.SecretMeta) adminapi.Secret {
@@ -257,6 +275,8 @@ func (a *API) deleteSecret(w http.ResponseWriter, r *http.Request, name string) 
 		a.secretLookupError(w, name, err)
 		return
 	}
+	// A deleted secret's source is no longer followed.
+	a.forgetSource(ctx, m.RecordID)
 	if r.URL.Query().Get("purge") == "true" {
 		if err := a.opts.Store.PurgeSecret(ctx, name); err != nil {
 			a.secretLookupError(w, name, err)
@@ -355,3 +375,56 @@ func (a *API) storeSecretAs(ctx context.Context, name, owner string, val secret.
 	}
 	return stored{isNew: created, version: ver}, nil
 }
+
+// putSecretRef makes secret name a reference to its source, read now and
+// followed from then on.
+func (a *API) putSecretRef(w http.ResponseWriter, r *http.Request, name, ref string, req adminapi.PutSecretRequest) {
+	ctx := r.Context()
+	now := a.opts.Now().UTC()
+	m, err := a.opts.Store.GetSecretMeta(ctx, name)
+	created := false
+	if errors.Is(err, store.ErrNotFound) {
+		m = store.SecretMeta{Name: name, RecordID: "secret/" + newID("sec_"), CreatedAt: now, UpdatedAt: now}
+		err = a.opts.Store.CreateSecretMeta(ctx, m)
+		created = err == nil
+	}
+	if err != nil {
+		a.internal(w, "store the secret", err)
+		return
+	}
+	if m.DeletedAt != nil {
+		writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("secret %q was deleted at %s; restore or purge it first", name, m.DeletedAt.Format(time.RFC3339)))
+		return
+	}
+	sref, err := a.newSourceRef(m.RecordID, "secret:"+name, ref, req.RefRefresh, req.RefGrace)
+	if err == nil {
+		err = a.followSource(ctx, sref)
+	} else {
+		err = badRef{err}
+	}
+	if err != nil {
+		if created {
+			_ = a.opts.Store.PurgeSecret(ctx, name)
+		}
+		if br, ok := err.(badRef); ok {
+			writeError(w, http.StatusBadRequest, "bad_request", "ref: "+br.err.Error())
+			return
+		}
+		a.writeSourceError(w, "secret", err)
+		return
+	}
+	if err := a.opts.Store.TouchSecretMeta(ctx, name, now); err != nil {
+		a.opts.Log.Warn("secret stored but its update time was not", "secret_ref", a.secretRef(name), "err", err)
+	}
+	a.opts.Log.Info("secret follows its source", "actor", principal(r).ID, "secret_ref", a.secretRef(name))
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	a.writeSecretMeta(w, r, name, status)
+}
+
+// badRef is a reference refused before anything was read.
+type badRef struct{ err error }
+
+func (e badRef) Error() string { return e.err.Error() }

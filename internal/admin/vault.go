@@ -45,6 +45,14 @@ func (a *API) rotateProvider(w http.ResponseWriter, r *http.Request) {
 		a.lookupError(w, "provider", r.PathValue("name"), err)
 		return
 	}
+	if ref, err := a.sourceOf(ctx, p.SecretID); err != nil || ref != nil {
+		if err != nil {
+			a.internal(w, "read the provider's reference", err)
+			return
+		}
+		writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("provider %s's key is kept in %s: rotate it there, and keygate follows (at once with keygate source refresh provider:%s)", p.Name, ref.Ref, p.Name))
+		return
+	}
 	ver, err := a.opts.Vault.Put(ctx, p.SecretID, key)
 	if err != nil {
 		a.internal(w, "store the provider's new key", err)

@@ -41,6 +41,9 @@ type Provider struct {
 	// Preset is the known service the provider is, such as groq or azure-openai.
 	Preset     string `json:"preset,omitempty"`
 	APIVersion string `json:"api_version,omitempty"` // the api-version sent (Azure OpenAI)
+	// Source, for a provider whose key is kept in a cloud secret manager
+	// or Vault, is that reference and how reading it goes.
+	Source *SourceRef `json:"source,omitempty"`
 }
 
 // CreateProviderRequest registers an upstream provider and its real API key.
@@ -56,6 +59,14 @@ type CreateProviderRequest struct {
 	Default    bool     `json:"default,omitempty"`
 	APIKey     string   `json:"api_key"`
 	Env        string   `json:"env,omitempty"` // such as prod: only keys of that environment may use it
+	// APIKeyRef, instead of APIKey, keeps the key in its source
+	// (awssm://NAME, azkv://VAULT/NAME, gcpsm://PROJECT/NAME,
+	// vault://MOUNT/PATH#FIELD): keygate reads it now, and again every
+	// RefRefresh; RefGrace is how long the last value read is served
+	// once the source cannot be read (defaults: sources.refresh, sources.grace).
+	APIKeyRef  string `json:"api_key_ref,omitempty"`
+	RefRefresh string `json:"ref_refresh,omitempty"`
+	RefGrace   string `json:"ref_grace,omitempty"`
 }
 
 // ProviderList is the answer to GET /api/v1/providers.

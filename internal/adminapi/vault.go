@@ -27,7 +27,12 @@ type Status struct {
 // PutSecretRequest stores a new version of a secret:
 // PUT /api/v1/secrets/{name}. A secret that does not exist is created.
 type PutSecretRequest struct {
-	Value string `json:"value"` // the secret itself, at most 64 KiB
+	Value string `json:"value,omitempty"` // the secret itself, at most 64 KiB
+	// Ref, instead of Value, keeps the secret in its source, read now and
+	// followed as for a provider's APIKeyRef (see CreateProviderRequest).
+	Ref        string `json:"ref,omitempty"`
+	RefRefresh string `json:"ref_refresh,omitempty"`
+	RefGrace   string `json:"ref_grace,omitempty"`
 }
 
 // Secret is a secret's metadata; it never carries the value.
@@ -39,6 +44,9 @@ type Secret struct {
 	UpdatedAt      time.Time  `json:"updated_at"`
 	DeletedAt      *time.Time `json:"deleted_at,omitempty"` // set while soft-deleted
 	PurgeAt        *time.Time `json:"purge_at,omitempty"`   // when a soft-deleted secret is destroyed
+	// Source, for a secret kept in a cloud secret manager or Vault, is
+	// that reference and how reading it goes.
+	Source *SourceRef `json:"source,omitempty"`
 }
 
 // SecretList answers GET /api/v1/secrets (add ?deleted=true to include

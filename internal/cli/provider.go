@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/cloudauth"
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/secret"
 )
@@ -40,7 +42,7 @@ func (a *app) providerCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(a.providerAddCmd(), a.providerPresetsCmd(), a.providerListCmd(), a.providerShowCmd(), a.providerRotateCmd(), a.providerRemoveCmd())
+	cmd.AddCommand(a.providerAddCmd(), a.providerPresetsCmd(), a.providerListCmd(), a.providerShowCmd(), a.providerRotateCmd(), a.providerRemoveCmd(), a.providerMintCmd(), a.providerMintRotateCmd())
 	return cmd
 }
 
@@ -48,11 +50,13 @@ func (a *app) providerAddCmd() *cobra.Command {
 	var (
 		baseURL, dialect, keyEnv, env string
 		preset, apiVersion            string
+		ref, refRefresh, refGrace     string
+		credFile                      string
 		models                        []string
 		isDefault, keyStdin           bool
 	)
 	cmd := &cobra.Command{
-		Use:   "add NAME (--base-url URL | --preset NAME) (--api-key-env VAR | --api-key-stdin) [--env TAG]",
+		Use:   "add NAME (--base-url URL | --preset NAME) (--api-key-env VAR | --api-key-stdin | --api-key-ref REF | --credential-file FILE) [--env TAG]",
 		Short: "Register an upstream provider and its API key",
 		Long: `Registers an upstream provider. keygate stores its API key encrypted and
 never shows it again. The key is read from an environment variable or from
@@ -75,7 +79,21 @@ paths (keygate provider presets lists them):
   AZURE_KEY=... keygate provider add azure --preset azure-openai \
       --base-url https://RESOURCE.openai.azure.com --api-version 2024-10-21 --api-key-env AZURE_KEY
 
-With azure-openai, the model a request routes to is the deployment name.`,
+With azure-openai, the model a request routes to is the deployment name.
+
+With --api-key-ref the key stays in its source and keygate follows it (read
+now with keygate's own identity, re-read every --ref-refresh, the last value
+read served for --ref-grace once the source fails, then refused):
+
+  keygate provider add openai --preset openai --api-key-ref awssm://prod/openai
+  keygate provider add anthropic --preset anthropic --api-key-ref vault://kv/ai/anthropic#key
+
+Cloud-identity presets (bedrock, vertex, vertex-openai, azure-openai-entra)
+take a credential document instead of a key: a JSON file with its "kind"
+(keygate provider presets shows them), sealed in the vault like any key:
+
+  keygate provider add bedrock --preset bedrock \
+      --base-url https://bedrock-runtime.us-east-1.amazonaws.com --credential-file bedrock.json`,
 		Args: refuseAPIKeyFlag(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := strings.TrimSpace(args[0])
@@ -99,9 +117,27 @@ With azure-openai, the model a request routes to is the deployment name.`,
 					return err
 				}
 			}
-			key, err := a.providerKey(cmd, "provider add", name, keyEnv, keyStdin)
-			if err != nil {
-				return err
+			var key secret.String
+			switch {
+			case ref != "" || credFile != "":
+				if ref != "" && credFile != "" || keyEnv != "" || keyStdin {
+					return errors.New("provider add: give one of --api-key-env, --api-key-stdin, --api-key-ref and --credential-file")
+				}
+				if credFile != "" {
+					b, err := os.ReadFile(credFile)
+					if err != nil {
+						return fmt.Errorf("provider add: --credential-file: %w", err)
+					}
+					key = secret.New(strings.TrimSpace(string(b)))
+					clear(b)
+				}
+			case refRefresh != "" || refGrace != "":
+				return errors.New("provider add: --ref-refresh and --ref-grace go with --api-key-ref")
+			default:
+				var err error
+				if key, err = a.providerKey(cmd, "provider add", name, keyEnv, keyStdin); err != nil {
+					return err
+				}
 			}
 			c, cred, err := a.client(cmd)
 			if err != nil {
@@ -116,6 +152,7 @@ With azure-openai, the model a request routes to is the deployment name.`,
 				APIKey:  key.Reveal(),
 				Env:     env,
 				Preset:  strings.TrimSpace(preset), APIVersion: strings.TrimSpace(apiVersion),
+				APIKeyRef: strings.TrimSpace(ref), RefRefresh: refRefresh, RefGrace: refGrace,
 			})
 			if err != nil {
 				return explain(fmt.Errorf("provider add %s: %w", name, err), cred)
@@ -123,7 +160,11 @@ With azure-openai, the model a request routes to is the deployment name.`,
 			if a.json {
 				return writeJSON(cmd.OutOrStdout(), p)
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "Added provider %s; its API key is stored encrypted and will not be shown.\n", p.Name)
+			if p.Source != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "Added provider %s; its key stays in %s, read now and followed every %s, and will not be shown.\n", p.Name, p.Source.Ref, p.Source.Refresh)
+			} else {
+				fmt.Fprintf(cmd.ErrOrStderr(), "Added provider %s; its API key is stored encrypted and will not be shown.\n", p.Name)
+			}
 			return printProvider(cmd.OutOrStdout(), p)
 		},
 	}
@@ -135,7 +176,9 @@ With azure-openai, the model a request routes to is the deployment name.`,
 	f.StringArrayVar(&models, "models", nil, "model name `PATTERNS` this provider serves, comma-separated or repeated ('gpt-*,o3*')")
 	f.BoolVar(&isDefault, "default", false, "make this the default provider for its dialect")
 	f.StringVar(&env, "env", "", "environment `TAG`, as in prod: only keys created with --env TAG may use this provider (default: keys of any environment)")
+	f.StringVar(&credFile, "credential-file", "", "a cloud-identity preset's credential document (JSON `FILE`), sealed in the vault")
 	apiKeyFlags(cmd, &keyEnv, &keyStdin)
+	refFlags(cmd, "api-key-ref", &ref, &refRefresh, &refGrace, "the API key")
 	return cmd
 }
 
@@ -332,6 +375,9 @@ func printProvider(w io.Writer, p adminapi.Provider) error {
 	if p.APIVersion != "" {
 		rows = append(rows, [2]string{"API version", p.APIVersion})
 	}
+	if src := p.Source; src != nil {
+		rows = append(rows, [2]string{"Key source", src.Ref + " (" + src.State + ", refresh " + src.Refresh + ", grace " + src.Grace + ")"})
+	}
 	return fields(w, append(rows, [][2]string{
 		{"Base URL", p.BaseURL},
 		{"Models", list(p.Models, "-")},
@@ -379,6 +425,9 @@ func (a *app) providerPresetsCmd() *cobra.Command {
 					auth += " (optional)"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, p.Dialect, base, auth)
+			}
+			for _, p := range cloudauth.Presets() {
+				fmt.Fprintf(tw, "%s\t%s\t(yours, such as %s)\tcloud identity: --credential-file with {\"kind\":%q,...}\n", p.Name, p.Dialect, p.BaseURLExample, p.Kind)
 			}
 			return tw.Flush()
 		},

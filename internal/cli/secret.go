@@ -56,10 +56,11 @@ back. Hand secrets to a program with "keygate run" rather than printing them.`,
 func (a *app) secretPutCmd() *cobra.Command {
 	var (
 		fromEnv, fromFile, valueFlag string
+		ref, refRefresh, refGrace    string
 		fromStdin                    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "put NAME (--from-env VAR | --from-file PATH | --stdin)",
+		Use:   "put NAME (--from-env VAR | --from-file PATH | --stdin | --ref REF)",
 		Short: "Store a new version of a secret",
 		Long: `Stores a new version of the secret NAME, creating it if needed. The value is
 read from an environment variable, a file or standard input, never from the
@@ -68,7 +69,15 @@ removed from a file or standard input. A value holds at most 64 KiB of text.
 
   DB_PASSWORD=... keygate secret put db/password --from-env DB_PASSWORD
   keygate secret put payments/stripe --from-file ./stripe.txt
-  keygate secret put ci/token --stdin`,
+  keygate secret put ci/token --stdin
+
+With --ref the secret stays in its source and keygate follows it: it reads
+it now with its own identity, seals what it read, re-reads it every
+--ref-refresh, and serves the last value read for --ref-grace once the
+source cannot be read (then refuses it, and alerts):
+
+  keygate secret put payments/stripe --ref awssm://prod/stripe
+  keygate secret put db/password --ref vault://kv/team/db#password --ref-refresh 1m`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			// Checked before the argument count, so the advice wins over any other error.
 			if cmd.Flags().Changed("value") {
@@ -83,6 +92,15 @@ removed from a file or standard input. A value holds at most 64 KiB of text.
 			name := args[0]
 			if err := checkSecretName("secret put", name); err != nil {
 				return err
+			}
+			if ref != "" {
+				if fromEnv != "" || fromFile != "" || fromStdin {
+					return fmt.Errorf("secret put %s: --ref keeps the value in its source; give no --from-env, --from-file or --stdin with it", name)
+				}
+				return a.putSecretRef(cmd, name, ref, refRefresh, refGrace)
+			}
+			if refRefresh != "" || refGrace != "" {
+				return fmt.Errorf("secret put %s: --ref-refresh and --ref-grace go with --ref", name)
 			}
 			value, err := a.secretInput(cmd, name, fromEnv, fromFile, fromStdin)
 			if err != nil {
@@ -109,6 +127,7 @@ removed from a file or standard input. A value holds at most 64 KiB of text.
 	f.BoolVar(&fromStdin, "stdin", false, "read the value from standard input (a hidden prompt on a terminal)")
 	f.StringVar(&valueFlag, "value", "", "not accepted: use --from-env, --from-file or --stdin")
 	_ = f.MarkHidden("value")
+	refFlags(cmd, "ref", &ref, &refRefresh, &refGrace, "the secret")
 	return cmd
 }
 

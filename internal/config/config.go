@@ -114,6 +114,9 @@ type Config struct {
 	// SignIn configures how people sign in: sessions, second factors,
 	// single sign-on and passkeys (signin.go).
 	SignIn SignIn `yaml:"signin"`
+	// Sources configures references to keys kept in cloud secret managers
+	// and Vault, and the clouds' identity for upstreams (sources.go).
+	Sources Sources `yaml:"sources"`
 }
 
 // TLS configures HTTPS. Cert and Key go together; SelfSigned generates a
@@ -455,6 +458,7 @@ func Default(home string) Config {
 		ShutdownGrace:   30 * time.Second,
 		KeyCacheTTL:     10 * time.Second,
 		ProviderRefresh: 10 * time.Second,
+		Sources:         defaultSources,
 		Upstream: Upstream{
 			DialTimeout:           10 * time.Second,
 			ResponseHeaderTimeout: 10 * time.Minute,
@@ -691,6 +695,7 @@ func (c Config) Validate() error {
 	errs = append(errs, c.validateLeaks()...)
 	c.validateWorkloads(bad)
 	c.validateSignIn(bad)
+	c.validateSources(bad)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

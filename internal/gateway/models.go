@@ -157,7 +157,7 @@ func (g *Gateway) fetchModels(ctx context.Context, d provider.Dialect, up *route
 	} else {
 		d.InjectAuth(req.Header, up.Key)
 	}
-	resp, err := (&http.Client{Transport: g.opts.Transport}).Do(req)
+	resp, err := (&http.Client{Transport: upstreamTransport{up: up, next: g.opts.Transport}}).Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("list models: %w", err)
 	}
@@ -170,4 +170,16 @@ func (g *Gateway) fetchModels(ctx context.Context, d provider.Dialect, up *route
 		return nil, fmt.Errorf("list models: upstream answered %s", resp.Status)
 	}
 	return d.ParseModels(body)
+}
+
+// upstreamTransport sends a request keygate makes itself (a model list)
+// through its upstream, so a cloud-identity upstream signs it as it signs
+// the requests it proxies.
+type upstreamTransport struct {
+	up   *route.Upstream
+	next http.RoundTripper
+}
+
+func (t upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return t.up.RoundTrip(req, t.next)
 }

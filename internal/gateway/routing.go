@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/balance"
@@ -26,6 +27,15 @@ func (g *Gateway) route(d provider.Dialect, model string) (*route.Upstream, stri
 	}
 	if wd := (*route.WrongDialectError)(nil); errors.As(err, &wd) {
 		return nil, "", deny(http.StatusBadRequest, "wrong_api_dialect", wd.Error())
+	}
+	if ua := (*route.UnavailableError)(nil); errors.As(err, &ua) {
+		// The reason names where its key is kept and why it cannot be
+		// read: for the operator's log and alert, not for the client.
+		g.opts.Log.Warn("a request for an unavailable provider was refused", "provider", ua.Provider, "reason", ua.Reason)
+		den := denyf(http.StatusServiceUnavailable, "provider_unavailable",
+			"provider %q is unavailable: keygate cannot vouch for its credential right now, and its operator has been alerted; retry later or use another model", ua.Provider)
+		den.RetryAfter = 30 * time.Second
+		return nil, "", den
 	}
 	return nil, "", denyf(http.StatusNotFound, "model_not_found",
 		"no provider serves model %q: prefix it with a provider name (as in openai/%s) or register a provider whose --models match it", model, model)

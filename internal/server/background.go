@@ -29,6 +29,8 @@ func (n *Node) taskTable() []task {
 		{name: "change-notifications", every: time.Second, run: n.chg.listen},
 		// Routing (deployments, aliases, services) changed through any node is served here within a second.
 		{name: "routing", every: routingPoll, run: n.routing.poll},
+		// Provider keys and secrets kept in a cloud secret manager or Vault are re-read when due (one node per read).
+		{name: "source-refs", every: cfg.Sources.Poll, run: n.src.refreshDue},
 		// The detectors' windows move on, so rates and spends are judged even when no request comes.
 		{name: "detectors", every: detectorTick, run: func(context.Context) { n.det.engine.Tick(time.Now()) }},
 		// How far the audit trail is behind, on /metrics.

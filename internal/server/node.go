@@ -65,6 +65,7 @@ type Node struct {
 	// the routing generation.
 	routing *routingFollower
 	chg     *changeFollower
+	src     *sourceParts // references and cloud identity
 
 	runner *taskRunner // the background tasks (taskTable)
 

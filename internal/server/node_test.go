@@ -66,6 +66,7 @@ func testConfig(dataDir, dbURL string) config.Config {
 	cfg.KeyCacheTTL = time.Hour
 	cfg.ProviderRefresh = 100 * time.Millisecond
 	cfg.Vault.JanitorInterval = 100 * time.Millisecond
+	cfg.Sources.Poll = 100 * time.Millisecond
 	cfg.Log.Requests = false
 	return cfg
 }

@@ -34,16 +34,21 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 	if n.lim, err = newLimits(ctx, p, st, log); err != nil {
 		return err
 	}
+	if n.src, err = newSourceParts(cfg, n.o.getenv, st, v, log); err != nil {
+		return err
+	}
 	// The one way the routing table is built, at start and on every
-	// reload: providers from the store, routing and services from the
-	// file merged with the database's (internal/routing).
+	// reload: providers from the store (keys kept in a source served only
+	// while keygate can vouch for them, cloud-identity upstreams with their
+	// Authorizer), routing and services from the file merged with the
+	// database's (internal/routing).
 	n.routing = newRoutingFollower(st, routing.File{Routing: cfg.Routing, Services: cfg.Services}, log)
 	loadTable := func(ctx context.Context) (*route.Table, error) {
 		set, done, err := n.routing.load(ctx)
 		if err != nil {
 			return nil, err
 		}
-		t, err := route.Load(ctx, st, cachedReads{v})
+		t, err := route.Load(ctx, st, n.src.guard, n.src.loadOptions()...)
 		if err != nil {
 			return nil, err
 		}
@@ -51,7 +56,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		if err != nil {
 			return nil, err
 		}
-		svcs, err := route.OpenServices(ctx, parsed, set.Services, st, cachedReads{v})
+		svcs, err := route.OpenServices(ctx, parsed, set.Services, st, n.src.guard)
 		if err != nil {
 			return nil, err
 		}
@@ -90,6 +95,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 	if n.det, err = newDetection(ctx, p, st, v, n.trail, n.met, func(id string) { n.gw.ForgetKey(id) }, log); err != nil {
 		return err
 	}
+	n.src.raiseTo(n.det.engine)
 	verifyTOTP, stepUp, err := newStepUp(cfg, st, v, n.det, n.trail, log)
 	if err != nil {
 		return err
@@ -101,7 +107,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 	}
 	var secrets gateway.SecretReader
 	if len(cfg.Workloads.SecretGrants) > 0 {
-		secrets = gatewaystore.NewSecrets(st, v, hasher)
+		secrets = gatewaystore.NewSecrets(st, guardedVault{v, n.src.guard}, hasher)
 	}
 	// One cache of compiled principals for the whole data plane. A key's
 	// group limits are compiled into its principal, so a change to any
@@ -159,10 +165,12 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	n.src.refresher.Changed = func(ctx context.Context) { n.refreshProviders(ctx) }
 	n.adm = admin.New(admin.Options{
 		SignIn: signIn,
-		Store:  st, Vault: v, Hasher: hasher, Log: log,
-		People: st, Credentials: st, Approvals: st,
+		Store:  st, Vault: guardedVault{v, n.src.guard}, Hasher: hasher, Log: log,
+		Sources: admin.SourceOptions{Refs: st, Refresh: n.src.refresher.Refresh, DefaultRefresh: cfg.Sources.Refresh, DefaultGrace: cfg.Sources.Grace},
+		People:  st, Credentials: st, Approvals: st,
 		Roles:            roles,
 		Approval:         admin.ApprovalPolicy{RequiredFor: cfg.ApprovalPermissions(), TTL: cfg.Approvals.TTL},
 		TrustedProxies:   cfg.TrustedProxyPrefixes(),
