@@ -11,7 +11,7 @@ import (
 
 // Change topics: what every node caches and must reload when any node
 // changes it. Triggers on the tables behind each topic bump its generation
-// in the same transaction as the change (migration 23), so no write path
+// in the same transaction as the change (migration 21), so no write path
 // can forget to announce itself.
 const (
 	// TopicProviders covers providers and passthrough services.

@@ -1,4 +1,4 @@
--- keygate schema version 23 for PostgreSQL: a change to what every node caches
+-- keygate schema version 21 for PostgreSQL: a change to what every node caches
 -- (providers and services, key groups, token signing keys, key-encryption
 -- keys, the revocation log, the vault's records, MCP servers) reaches every node at once.
 --

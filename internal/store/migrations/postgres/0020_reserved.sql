@@ -1,3 +1,0 @@
--- Reserved: migration 0020 belongs to another branch, which lands it at
--- merge in place of this file. Nothing to do here.
-SELECT 1;
