@@ -196,6 +196,35 @@ func (a *API) auditPasskey(r *http.Request, u store.User, action, decision, pass
 	a.auditEvent(r, "admin.passkey", "user "+u.Name, decision, f)
 }
 
+// mayAddPasskey refuses a registration that would weaken sign-in,
+// answering itself: passkeys are for local users (with a keygate
+// password; a single-sign-on user signs in at the provider, whose own
+// checks a passkey must not bypass), and a user who has a second factor
+// already adds another only from a session signed in with one, so a
+// stolen session or token alone cannot plant a way back in.
+func (a *API) mayAddPasskey(w http.ResponseWriter, r *http.Request, u store.User, hasPasskey bool) bool {
+	ctx := r.Context()
+	if _, err := a.opts.SignIn.Store.GetUserPassword(ctx, u.ID); errors.Is(err, store.ErrNotFound) {
+		a.auditPasskey(r, u, "register", "deny", "", "not_local")
+		writeError(w, http.StatusBadRequest, "bad_request", "passkeys are for local users, who have a keygate password; you sign in with single sign-on")
+		return false
+	} else if err != nil {
+		a.internal(w, "look up the password", err)
+		return false
+	}
+	totp, err := a.totpEnrolled(ctx, u.ID)
+	if err != nil {
+		a.internal(w, "look up the second factor", err)
+		return false
+	}
+	if st := state(r); (hasPasskey || totp) && (st.session == nil || st.session.MFA == "") {
+		a.auditPasskey(r, u, "register", "deny", "", "second_factor_not_used")
+		writeError(w, http.StatusForbidden, "forbidden", "you have a second factor already: sign in with it (keygate login --user, or a passkey) to add a passkey")
+		return false
+	}
+	return true
+}
+
 // beginPasskeyRegistration starts registering a passkey for the caller:
 // POST /me/passkeys/begin. The answer is the options for
 // navigator.credentials.create.
@@ -223,6 +252,9 @@ func (a *API) beginPasskeyRegistration(w http.ResponseWriter, r *http.Request) {
 	pu, _, err := a.passkeys(r.Context(), u)
 	if err != nil {
 		a.internal(w, "list the passkeys", err)
+		return
+	}
+	if !a.mayAddPasskey(w, r, u, len(pu.creds) > 0) {
 		return
 	}
 	rpID, origins, audience := a.relyingParty(r)

@@ -19,6 +19,7 @@ import (
 	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/rbac"
+	"github.com/keygate/keygate/internal/store"
 )
 
 // softAuthenticator is a WebAuthn authenticator in software: a P-256 key
@@ -206,6 +207,9 @@ func TestPasskeys(t *testing.T) {
 	if w := h.send(at(withBearer(jsonRequest("GET", "/api/v1/keys", ""), tok)), ""); w.Code != http.StatusOK {
 		t.Fatalf("after registering a passkey the session still owes a second factor: %d %s", w.Code, w.Body)
 	}
+	// Holding alice's admin token (or a session without her second
+	// factor) is not enough to add another passkey.
+	wantError(t, h.send(at(withBearer(jsonRequest("POST", "/api/v1/me/passkeys/begin", `{}`), alice.token)), ""), http.StatusForbidden, "forbidden", "second factor")
 	var list []adminapi.Passkey
 	decode(t, h.send(at(withBearer(jsonRequest("GET", "/api/v1/me/passkeys", ""), tok)), ""), &list)
 	if len(list) != 1 || list[0].ID != pk.ID || list[0].Name != "laptop" {
@@ -274,6 +278,11 @@ func TestPasskeys(t *testing.T) {
 	// Without a passkey the password (and the second factor the role
 	// needs, to enrol) is the way in again.
 	sessionToken(t, h.send(at(jsonRequest("POST", "/api/v1/auth/login", mustJSON(adminapi.LoginRequest{User: "alice", Password: testPassword}))), ""))
+
+	// A user without a keygate password (single sign-on) gets no passkey:
+	// it would sign in past the provider.
+	sam := h.addPerson("sam", store.UserPerson, rbac.Viewer, nil, "")
+	wantError(t, h.send(at(withBearer(jsonRequest("POST", "/api/v1/me/passkeys/begin", `{}`), sam.token)), ""), http.StatusBadRequest, "bad_request", "local users")
 
 	reasons := map[string]int{}
 	allowed := 0
