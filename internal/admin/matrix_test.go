@@ -302,7 +302,8 @@ func TestRoutesAreAllDecided(t *testing.T) {
 		if rt.Scope == "anyone" {
 			if !slices.Contains([]string{"GET /api/v1/whoami", "GET /api/v1/status", "POST /api/v1/leaks",
 				"POST /api/v1/auth/logout", "GET /api/v1/auth/session", "PUT /api/v1/me/password",
-				"POST /api/v1/me/totp", "POST /api/v1/me/totp/confirm"}, rt.ID) {
+				"POST /api/v1/me/totp", "POST /api/v1/me/totp/confirm", "GET /api/v1/me/passkeys", "POST /api/v1/me/passkeys/begin",
+				"POST /api/v1/me/passkeys/finish", "DELETE /api/v1/me/passkeys/{id}"}, rt.ID) {
 				t.Errorf("route %s is open to any principal; only whoami, status, leaks and the caller's own sign-in may be", rt.ID)
 			}
 			continue

@@ -36,6 +36,8 @@ type SignInStore interface {
 	AddWebAuthnCredential(ctx context.Context, c store.WebAuthnCredential) error
 	ListWebAuthnCredentials(ctx context.Context, userID string) ([]store.WebAuthnCredential, error)
 	UpdateWebAuthnCredential(ctx context.Context, id string, credential []byte, at time.Time) error
+	SwapWebAuthnCredential(ctx context.Context, id string, old, credential []byte, at time.Time) error
+	DeleteWebAuthnCredential(ctx context.Context, userID, id string) error
 	LinkIdentity(ctx context.Context, issuer, subject, userID string, at time.Time) error
 	IdentityUser(ctx context.Context, issuer, subject string) (string, error)
 	PutSignInFlow(ctx context.Context, id, kind string, data []byte, expires time.Time) error
@@ -66,6 +68,8 @@ type SignIn struct {
 	// SSOPolicy.
 	SSO       SSO
 	SSOPolicy SSOPolicy
+	// WebAuthn binds passkeys to the admin plane (signin_passkeys.go).
+	WebAuthn WebAuthnConfig
 	// Failures throttles failed sign-ins; nil uses Options.AuthFailures.
 	Failures *AuthFailureLimits
 }

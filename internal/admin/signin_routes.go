@@ -32,7 +32,7 @@ func (a *API) isPublic(r *http.Request) bool {
 func (a *API) signInMethods(w http.ResponseWriter, r *http.Request) {
 	out := adminapi.SignInMethods{}
 	if si := a.opts.SignIn; si != nil && si.Sessions != nil && si.Store != nil {
-		out.Password, out.Token = true, true
+		out.Password, out.Token, out.WebAuthn = true, true, !si.WebAuthn.Disabled
 		if si.SSO != nil {
 			out.OIDC = &adminapi.OIDCMethod{Name: si.SSO.Name(), StartURL: adminapiPrefix + "/auth/oidc/start"}
 		}
@@ -111,6 +111,15 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 		a.internal(w, "look up the second factor", err)
 		return
 	}
+	pks, err := si.Store.ListWebAuthnCredentials(ctx, u.ID)
+	if err != nil {
+		a.internal(w, "look up the passkeys", err)
+		return
+	}
+	passkeys := len(pks)
+	if si.WebAuthn.Disabled {
+		passkeys = 0
+	}
 	switch required, err := a.mfaRequired(ctx, u); {
 	case err != nil:
 		a.internal(w, "look up the user's teams", err)
@@ -125,6 +134,13 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		g.MFA = "totp"
+	case passkeys > 0:
+		// The second factor is a passkey: the ceremony carries the
+		// password, or stands alone when the authenticator verifies the
+		// user.
+		a.auditSignIn(r, session.MethodPassword, req.User, u.ID, "", "deny", "passkey_missing")
+		writeError(w, http.StatusUnauthorized, "passkey_required", "this user signs in with a passkey: POST /api/v1/auth/passkey/begin, then /auth/passkey/finish (with the password when the authenticator does not verify you)")
+		return
 	case required:
 		// The role needs a second factor that is not enrolled yet: the
 		// session may enrol one and nothing else.

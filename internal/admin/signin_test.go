@@ -382,9 +382,15 @@ func TestSignInMethods(t *testing.T) {
 	h, _ := signInHarness(t, 100)
 	var m adminapi.SignInMethods
 	decode(t, h.send(jsonRequest("GET", "/api/v1/auth/methods", ""), ""), &m)
-	if !m.Password || !m.Token || m.OIDC != nil || m.WebAuthn {
+	if !m.Password || !m.Token || m.OIDC != nil || !m.WebAuthn {
 		t.Fatalf("methods %+v", m)
 	}
+	off, _ := signInHarness(t, 100, func(si *admin.SignIn) { si.WebAuthn.Disabled = true })
+	decode(t, off.send(jsonRequest("GET", "/api/v1/auth/methods", ""), ""), &m)
+	if m.WebAuthn {
+		t.Fatalf("passkeys turned off, yet methods say %+v", m)
+	}
+	wantError(t, off.send(jsonRequest("POST", "/api/v1/auth/passkey/begin", `{"user":"x"}`), ""), http.StatusNotImplemented, "not_implemented")
 	wantError(t, h.send(jsonRequest("GET", "/api/v1/auth/session", ""), ""), http.StatusUnauthorized, "unauthorized")
 	wantError(t, h.send(jsonRequest("GET", "/api/v1/keys", ""), ""), http.StatusUnauthorized, "unauthorized")
 	// Without sign-in configured the routes say so.

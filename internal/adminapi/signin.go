@@ -1,6 +1,9 @@
 package adminapi
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // LoginRequest signs a local user in: POST /api/v1/auth/login. A browser
 // may post the same fields as a form (user, password, otp); it then gets
@@ -97,4 +100,42 @@ type UserTOTPEnrollment struct {
 type SSOExchangeRequest struct {
 	Code     string `json:"code"`
 	Verifier string `json:"verifier"`
+}
+
+// PasskeyBeginRequest starts registering a passkey: POST
+// /api/v1/me/passkeys/begin. Name is what the list calls it.
+type PasskeyBeginRequest struct {
+	Name string `json:"name,omitempty"`
+}
+
+// PasskeyFinishRequest finishes registering a passkey: POST
+// /api/v1/me/passkeys/finish. Credential is the browser's
+// PublicKeyCredential (navigator.credentials.create) as JSON.
+type PasskeyFinishRequest struct {
+	Credential json.RawMessage `json:"credential"`
+}
+
+// PasskeyLoginBeginRequest starts a passkey sign-in: POST
+// /api/v1/auth/passkey/begin.
+type PasskeyLoginBeginRequest struct {
+	User string `json:"user"`
+}
+
+// PasskeyLoginFinishRequest finishes a passkey sign-in: POST
+// /api/v1/auth/passkey/finish. Credential is the browser's
+// PublicKeyCredential (navigator.credentials.get) as JSON. Password is
+// needed when the authenticator did not verify the user (no PIN or
+// biometric): the passkey is then the second factor to the password.
+type PasskeyLoginFinishRequest struct {
+	Credential json.RawMessage `json:"credential"`
+	Password   string          `json:"password,omitempty"`
+	Cookie     *bool           `json:"cookie,omitempty"`
+}
+
+// Passkey is one of a user's passkeys as listed: GET /api/v1/me/passkeys.
+type Passkey struct {
+	ID         string     `json:"id"`
+	Name       string     `json:"name"`
+	CreatedAt  time.Time  `json:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -66,8 +67,12 @@ type GroupMapping struct {
 	TeamRole string `yaml:"team_role"`
 }
 
-// WebAuthn configures passkeys. Unset RPID turns them off.
+// WebAuthn configures passkeys. They are on with sign-in; unset RPID
+// and Origins take the admin URL each request reached (its host name and
+// scheme://host).
 type WebAuthn struct {
+	// Disabled turns passkeys off.
+	Disabled bool `yaml:"disabled"`
 	// RPID is the relying party id: the admin plane's host name, such as
 	// keygate.example (passkeys are bound to it).
 	RPID string `yaml:"rp_id"`
@@ -139,5 +144,12 @@ func (c Config) validateSignIn(bad func(field, format string, args ...any)) {
 	}
 	if w.RPID == "" && len(w.Origins) > 0 {
 		bad("signin.webauthn.rp_id", "is required with signin.webauthn.origins")
+	}
+	for _, o := range w.Origins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			bad("signin.webauthn.origins", "%q is not an origin: write scheme://host[:port], such as https://keygate.example:8788", o)
+		} else if h := u.Hostname(); w.RPID != "" && h != w.RPID && !strings.HasSuffix(h, "."+w.RPID) {
+			bad("signin.webauthn.origins", "%q is not on signin.webauthn.rp_id %q or a subdomain of it", o, w.RPID)
+		}
 	}
 }

@@ -42,6 +42,9 @@ func TestSignInSettings(t *testing.T) {
 	if c.SignIn.MFARoles == nil || len(c.SignIn.MFARoles) != 0 || c.SignIn.OIDC.Groups["team-payments"].Team != "payments" || !c.SignIn.OIDC.CreateUsers {
 		t.Fatalf("signin read as %+v", c.SignIn)
 	}
+	if c, err := load("signin:\n  webauthn:\n    rp_id: keygate.test\n    origins: [\"https://keygate.test:8788\", \"https://console.keygate.test\"]\n"); err != nil || len(c.SignIn.WebAuthn.Origins) != 2 {
+		t.Fatalf("passkeys on a relying party id and a subdomain origin: %+v, %v", c.SignIn.WebAuthn, err)
+	}
 	if c, _ := load("listen: 127.0.0.1:8787\n"); c.SignIn.MFARoles != nil {
 		t.Fatal("an unset mfa_roles reads as a list: the default (roles that change keys) would be lost")
 	}
@@ -53,6 +56,11 @@ func TestSignInSettings(t *testing.T) {
 		"signin:\n  oidc:\n    issuer: https://idp.example.test\n    client_id: k\n":                                                                               "signin.oidc.redirect_url",
 		"signin:\n  oidc:\n    issuer: https://idp.example.test\n    client_id: k\n    redirect_url: https://k.example/cb\n    groups:\n      g: {role: wizard}\n": "signin.oidc.groups.g.role",
 		"signin:\n  oidc:\n    issuer: https://idp.example.test\n    client_id: k\n    redirect_url: https://k.example/cb\n    groups:\n      g: {team: t}\n":      "signin.oidc.groups.g",
+		"signin:\n  webauthn:\n    rp_id: keygate.test\n":                                                                                                          "signin.webauthn.origins",
+		"signin:\n  webauthn:\n    origins: [\"https://keygate.test\"]\n":                                                                                          "signin.webauthn.rp_id",
+		"signin:\n  webauthn:\n    rp_id: keygate.test\n    origins: [\"keygate.test:8788\"]\n":                                                                    "signin.webauthn.origins",
+		"signin:\n  webauthn:\n    rp_id: keygate.test\n    origins: [\"https://keygate.test/login\"]\n":                                                           "signin.webauthn.origins",
+		"signin:\n  webauthn:\n    rp_id: keygate.test\n    origins: [\"https://evil-keygate.test:8788\"]\n":                                                       "signin.webauthn.origins",
 	} {
 		if _, err := load(body); err == nil || !strings.Contains(err.Error(), field) {
 			t.Errorf("%q: %v, want an error naming %s", body, err, field)

@@ -25,6 +25,8 @@ func newSignIn(ctx context.Context, cfg config.Config, roles *rbac.Table, st *st
 		return nil, fmt.Errorf("config: signin: %w", err)
 	}
 	si := &admin.SignIn{Sessions: sessions, Store: st, TLS: cfg.TLS.Enabled(), MFARoles: cfg.SignIn.MFARoles, OTP: codes}
+	w := cfg.SignIn.WebAuthn
+	si.WebAuthn = admin.WebAuthnConfig{Disabled: w.Disabled, RPID: w.RPID, RPName: w.RPName, Origins: w.Origins}
 	if o := cfg.SignIn.OIDC; o.Issuer != "" {
 		p, err := sso.New(ctx, sso.Config{Name: o.Name, Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret,
 			RedirectURL: o.RedirectURL, Scopes: o.Scopes, UsernameClaim: o.UsernameClaim, GroupsClaim: o.GroupsClaim})

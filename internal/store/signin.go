@@ -249,6 +249,35 @@ func (s *Store) UpdateWebAuthnCredential(ctx context.Context, id string, credent
 	return nil
 }
 
+// SwapWebAuthnCredential replaces a passkey's credential after a use
+// (its sign count moves on) only if it still reads old: two nodes taking
+// the same sign count cannot both win. A lost race, like an unknown id,
+// is ErrNotFound.
+func (s *Store) SwapWebAuthnCredential(ctx context.Context, id string, old, credential []byte, at time.Time) error {
+	res, err := s.w.ExecContext(ctx, rebind(s.dialect, `UPDATE webauthn_credentials SET credential = ?, last_used_at = ? WHERE id = ? AND credential = ?`),
+		string(credential), s.timeArg(at), id, string(old))
+	if err != nil {
+		return fmt.Errorf("store: update a passkey: %w", mapErr(err))
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return fmt.Errorf("store: update a passkey: %w", ErrNotFound)
+	}
+	return nil
+}
+
+// DeleteWebAuthnCredential removes one of a user's passkeys; a passkey
+// of another user, like an unknown id, is ErrNotFound.
+func (s *Store) DeleteWebAuthnCredential(ctx context.Context, userID, id string) error {
+	res, err := s.w.ExecContext(ctx, rebind(s.dialect, `DELETE FROM webauthn_credentials WHERE id = ? AND user_id = ?`), id, userID)
+	if err != nil {
+		return fmt.Errorf("store: remove a passkey: %w", mapErr(err))
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return fmt.Errorf("store: remove a passkey: %w", ErrNotFound)
+	}
+	return nil
+}
+
 // LinkIdentity links an OpenID provider identity to a user, or returns
 // ErrConflict when it is linked already.
 func (s *Store) LinkIdentity(ctx context.Context, issuer, subject, userID string, at time.Time) error {

@@ -151,6 +151,25 @@ func testSignInSecrets(t *testing.T, newURL func(testing.TB) string) {
 		t.Fatalf("updating an unknown passkey: %v", err)
 	}
 
+	// A use is recorded only over the credential it read: the node that
+	// lost the race to the same sign count is told so.
+	must(t, a.SwapWebAuthnCredential(ctx(t), c.ID, []byte(`{"n":2}`), []byte(`{"n":3}`), at(2*time.Minute)))
+	if err := b.SwapWebAuthnCredential(ctx(t), c.ID, []byte(`{"n":2}`), []byte(`{"n":3}`), at(2*time.Minute)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a second swap over a stale credential: %v, want ErrNotFound", err)
+	}
+	o := store.User{ID: "usr_o", Name: "other", Kind: store.UserPerson, Role: "admin", CreatedAt: at(0)}
+	must(t, a.CreateUser(ctx(t), o))
+	if err := b.DeleteWebAuthnCredential(ctx(t), o.ID, c.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("removing another user's passkey: %v, want ErrNotFound", err)
+	}
+	must(t, b.DeleteWebAuthnCredential(ctx(t), u.ID, c.ID))
+	if cs, _ := a.ListWebAuthnCredentials(ctx(t), u.ID); len(cs) != 0 {
+		t.Fatalf("a removed passkey is still listed: %+v", cs)
+	}
+	if err := a.DeleteWebAuthnCredential(ctx(t), u.ID, c.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("removing a passkey twice: %v, want ErrNotFound", err)
+	}
+
 	must(t, a.LinkIdentity(ctx(t), "https://idp.example", "sub-1", u.ID, at(0)))
 	if err := b.LinkIdentity(ctx(t), "https://idp.example", "sub-1", u.ID, at(0)); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("linking an identity twice: %v, want ErrConflict", err)
