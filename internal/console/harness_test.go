@@ -75,7 +75,7 @@ func chromium(t *testing.T) string {
 type server struct {
 	admin, gateway string
 	token          string // the bootstrap admin credential
-	stderr         *bytes.Buffer
+	stderr         *syncWriter
 }
 
 func freePort(t *testing.T) string {
@@ -107,7 +107,8 @@ func serve(t *testing.T, config string) *server {
 	}
 	var out, errb bytes.Buffer
 	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = &syncWriter{w: &out}, &syncWriter{w: &errb}
+	outW, errW := &syncWriter{w: &out}, &syncWriter{w: &errb}
+	cmd.Stdout, cmd.Stderr = outW, errW
 	cmd.Env = append(os.Environ(), "HOME="+dir)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -122,11 +123,11 @@ func serve(t *testing.T, config string) *server {
 			_ = cmd.Process.Kill()
 		}
 	})
-	s := &server{admin: "http://" + adm, gateway: "http://" + gw, stderr: &errb}
+	s := &server{admin: "http://" + adm, gateway: "http://" + gw, stderr: errW}
 	re := regexp.MustCompile(`kg_admin_[0-9A-Za-z]+`)
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		if m := re.FindString(out.String()); m != "" {
+		if m := re.FindString(outW.String()); m != "" {
 			if resp, err := http.Get(s.admin + "/api/v1/auth/methods"); err == nil {
 				resp.Body.Close()
 				s.token = m
@@ -135,7 +136,7 @@ func serve(t *testing.T, config string) *server {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("keygate serve did not start:\n%s\n%s", out.String(), errb.String())
+	t.Fatalf("keygate serve did not start:\n%s\n%s", outW.String(), errW.String())
 	return nil
 }
 
@@ -148,6 +149,13 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// String returns what was written so far, safe while the process writes.
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.String()
 }
 
 // api calls the admin API with the bootstrap credential (test setup only).
