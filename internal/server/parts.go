@@ -83,6 +83,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 	if n.tok.gateway.Workloads, err = newWorkloadTrust(p.workloads, st, log); err != nil {
 		return err
 	}
+	n.ready = n.newReadiness()
 	var secrets gateway.SecretReader
 	if len(cfg.Workloads.SecretGrants) > 0 {
 		secrets = gatewaystore.NewSecrets(st, v, hasher)
@@ -119,6 +120,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		AuditFailClosed: cfg.Audit.FailClosed,
 		Detect:          n.det.engine,
 		Secrets:         secrets,
+		Ready:           n.ready,
 
 		MaxInflightBodyBytes: int64(cfg.Client.MaxInflightBodyBytes),
 	}, table)
