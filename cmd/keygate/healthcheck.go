@@ -33,6 +33,9 @@ on all interfaces is asked on loopback. With TLS the gateway must present
 exactly the configured certificate (tls.cert, or the self-signed one).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configPath == "" {
+				configPath = sio.Getenv(envConfig)
+			}
 			cfg, err := config.Load(configPath, sio.HomeDir, sio.Getenv)
 			if err != nil {
 				return err
