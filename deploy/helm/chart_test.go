@@ -354,7 +354,7 @@ persistence: {enabled: false}`: "loses the SQLite database",
 		`tls: {selfSigned: true}
 kek: base64key://smGbjm71Nxd1Ig5FS0wj9SlbzAIrnolCz9bQQ6uAhl4=`: "kek",
 		`tls: {certManager: {enabled: true}}`:                                          "issuerRef.name",
-		`tls: {existingSecret: x, certManager: {enabled: true, issuerRef: {name: y}}}`: "not both",
+		`tls: {existingSecret: keygate-tls, certManager: {enabled: true, issuerRef: {name: my-issuer}}}`: "not both",
 		`tls: {selfSigned: true}
 serviceMonitor: {enabled: true}`: "tokenSecret.name",
 		`tls: {selfSigned: true}
