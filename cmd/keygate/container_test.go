@@ -29,8 +29,10 @@ const containerUID = 65532
 
 // TestBinaryUnderContainerConstraints runs the binary the Dockerfile
 // builds (CGO_ENABLED=0) the way the image runs it, without a container
-// runtime: as uid 65532, with the root file system read-only except the
-// data directory (bubblewrap, when run as root), configured by the image's
+// runtime: as uid 65532, with every file system read-only except the
+// data directory (a private mount namespace, when run as root; unshare and
+// setpriv exec in turn, so keygate keeps the pid the test signals),
+// configured by the image's
 // KEYGATE_* variables and a mounted read-only file, listening on all
 // interfaces with TLS. It checks that the binary is static, that keygate
 // starts and is ready, that `keygate healthcheck` (the image's HEALTHCHECK)
@@ -41,13 +43,13 @@ func TestBinaryUnderContainerConstraints(t *testing.T) {
 		t.Skip("builds the static keygate binary; run without -short")
 	}
 	root := os.Geteuid() == 0
-	bwrap, _ := exec.LookPath("bwrap")
+	unshare, _ := exec.LookPath("unshare")
 	setpriv, _ := exec.LookPath("setpriv")
-	if root && (bwrap == "" || setpriv == "") {
+	if root && (unshare == "" || setpriv == "") {
 		if os.Getenv("CI") == "true" {
-			t.Fatal("bwrap and setpriv are needed (apt-get install bubblewrap util-linux); .ci/run installs them")
+			t.Fatal("unshare and setpriv are needed (apt-get install util-linux); .ci/run installs them")
 		}
-		t.Skip("install bubblewrap (apt-get install bubblewrap) to run keygate on a read-only root file system as uid 65532")
+		t.Skip("install util-linux (unshare, setpriv) to run keygate on a read-only file system as uid 65532")
 	}
 
 	base, err := os.MkdirTemp("", "keygate-container-")
@@ -84,23 +86,46 @@ func TestBinaryUnderContainerConstraints(t *testing.T) {
 		"KEYGATE_ADMIN_LISTEN=0.0.0.0:" + admPort,
 		"KEYGATE_TLS_SELF_SIGNED=true",
 	}
-	// wrap runs a keygate command as the image would: as uid 65532 on a
-	// read-only root with only the data directory writable.
-	wrap := func(args ...string) *exec.Cmd {
+	// wrap runs a program as the image runs keygate: as uid 65532, every
+	// mount but /proc, /sys and /dev read-only, the data directory a
+	// writable bind mount of its own.
+	const confine = `data=$1; shift
+mount --bind "$data" "$data"
+for m in $(awk '{print $5}' /proc/self/mountinfo | sort -u); do
+  case "$m" in /proc*|/sys*|/dev*|"$data") ;; *) mount -o remount,bind,ro "$m" ;; esac
+done
+exec "$@"`
+	wrap := func(prog string, args ...string) *exec.Cmd {
 		var cmd *exec.Cmd
 		if root {
-			cmd = exec.Command(bwrap, append([]string{"--ro-bind", "/", "/", "--bind", data, data, "--dev", "/dev", "--proc", "/proc",
-				"--die-with-parent", "--", setpriv, "--reuid", strconv.Itoa(containerUID), "--regid", strconv.Itoa(containerUID),
-				"--clear-groups", "--no-new-privs", bin}, args...)...)
+			cmd = exec.Command(unshare, append([]string{"--mount", "--propagation", "private", "--", "/bin/sh", "-c", confine, "sh", data,
+				setpriv, "--reuid", strconv.Itoa(containerUID), "--regid", strconv.Itoa(containerUID),
+				"--clear-groups", "--no-new-privs", prog}, args...)...)
 		} else {
-			cmd = exec.Command(bin, args...)
+			cmd = exec.Command(prog, args...)
 		}
 		cmd.Env = env
 		cmd.Dir = "/"
 		return cmd
 	}
+	if root {
+		// The confinement holds: the data directory is writable, nothing else is.
+		if out, err := wrap("/bin/sh", "-c", "touch "+filepath.Join(data, "probe")+" && rm "+filepath.Join(data, "probe")).CombinedOutput(); err != nil {
+			t.Fatalf("the data directory is not writable under the confinement: %v\n%s", err, out)
+		}
+		for _, dir := range []string{base, os.TempDir(), "/dev/shm", "/var/tmp"} {
+			if out, err := wrap("/bin/sh", "-c", "touch "+filepath.Join(dir, "keygate-probe")).CombinedOutput(); err == nil {
+				os.Remove(filepath.Join(dir, "keygate-probe"))
+				if dir != "/dev/shm" { // a tmpfs of the host's; the image has none
+					t.Fatalf("%s is writable under the confinement", dir)
+				}
+			} else if !strings.Contains(string(out), "Read-only") && !strings.Contains(string(out), "Permission denied") {
+				t.Fatalf("touch in %s: %v %s", dir, err, out)
+			}
+		}
+	}
 
-	serve := wrap("serve")
+	serve := wrap(bin, "serve")
 	var stdout, stderr syncBuffer
 	serve.Stdout, serve.Stderr = &stdout, &stderr
 	noErr(t, serve.Start())
@@ -134,7 +159,7 @@ func TestBinaryUnderContainerConstraints(t *testing.T) {
 	}
 
 	// The image's HEALTHCHECK: the same environment, the same constraints.
-	hc := wrap("healthcheck")
+	hc := wrap(bin, "healthcheck")
 	if out, err := hc.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "ok" {
 		t.Fatalf("keygate healthcheck: %v\n%s", err, out)
 	}
