@@ -15,6 +15,10 @@ import (
 	"github.com/keygate/keygate/internal/server"
 )
 
+// envConfig names the configuration file when --config is not given (a
+// file mounted into a container).
+const envConfig = "KEYGATE_CONFIG"
+
 // serveCommand builds `keygate serve`. ready, when not nil, is told the
 // listening addresses (tests use port 0 and learn the ports this way).
 func serveCommand(sio cli.IO, ready func(server.Listening)) *cobra.Command {
@@ -25,10 +29,13 @@ func serveCommand(sio cli.IO, ready func(server.Listening)) *cobra.Command {
 		Short: "Run the keygate gateway and admin API",
 		Long: `Run keygate. With no configuration it keeps everything in ~/.keygate: a SQLite
 database, a local master key (0600) and, on the first start, prints a one-time
-admin credential. Settings come from --config (YAML), then KEYGATE_* environment
-variables, then these flags.`,
+admin credential. Settings come from --config (YAML; or KEYGATE_CONFIG), then
+KEYGATE_* environment variables, then these flags.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configPath == "" {
+				configPath = sio.Getenv(envConfig)
+			}
 			cfg, err := config.Load(configPath, sio.HomeDir, sio.Getenv)
 			if err != nil {
 				return err
@@ -54,7 +61,7 @@ variables, then these flags.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&configPath, "config", "", "YAML configuration file")
+	f.StringVar(&configPath, "config", "", "YAML configuration file (env "+envConfig+")")
 	f.StringVar(&c.DataDir, "data-dir", "", "data directory (default ~/.keygate)")
 	f.StringVar(&c.Database, "database", "", "postgres://... or sqlite:///path (default: SQLite in the data directory)")
 	f.StringVar(&c.Listen, "listen", "", "gateway address (default 127.0.0.1:8787)")

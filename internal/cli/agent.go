@@ -32,7 +32,7 @@ keeps the app's keygate credentials in files, with no long-lived key anywhere:
   5. renews at two thirds of the token's life, until stopped.
 
 --once does one round and exits (an init container, a CI step). The
-configuration is YAML; see "keygate agent" in the README for an example.`,
+configuration is YAML; see docs/agent.md for an example.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if config == "" {

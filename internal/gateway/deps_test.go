@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestDataPlaneLayering keeps the data plane's layering as the README
+// TestDataPlaneLayering keeps the data plane's layering as docs/layout.md
 // describes it: no package of the data plane depends, even indirectly, on a
 // database or Redis driver or on the admin plane, and the request path
 // reaches the store only through its boundary packages (keysource and

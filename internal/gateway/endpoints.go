@@ -57,6 +57,13 @@ func (g *Gateway) endpoint(w http.ResponseWriter, r *http.Request) {
 	case "/healthz":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
+	case "/readyz":
+		if g.opts.Ready == nil {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			_, _ = w.Write([]byte("ready\n"))
+			return
+		}
+		g.opts.Ready.ServeHTTP(w, r)
 	default:
 		if strings.HasPrefix(r.URL.Path, passthrough.RoutePrefix) {
 			g.servePassthrough(w, r)
@@ -76,9 +83,9 @@ func (g *Gateway) endpoint(w http.ResponseWriter, r *http.Request) {
 
 // recorded reports whether requests to path are audit events, which
 // fail-closed auditing refuses while the trail cannot record: everything
-// but the health check and the public signing keys.
+// but the health and readiness checks and the public signing keys.
 func recorded(path string) bool {
-	return path != "/healthz" && path != "/.well-known/jwks.json" && !strings.HasPrefix(path, ProtectedResourcePath)
+	return path != "/healthz" && path != "/readyz" && path != "/.well-known/jwks.json" && !strings.HasPrefix(path, ProtectedResourcePath)
 }
 
 // serveModel serves an API call of dialect d: an OpenAI or Anthropic

@@ -95,6 +95,9 @@ type Options struct {
 	// Secrets, when set, serves vault secrets at GET /secrets to the keys
 	// and tokens allowed to read them (secrets.go).
 	Secrets SecretReader
+	// Ready, when set, answers readiness probes at GET /readyz
+	// (internal/ready); without it /readyz answers like /healthz.
+	Ready http.Handler
 	// Detect, when set, watches every request for anomalies (internal/detect).
 	Detect interface {
 		Observe(o detect.Observation)

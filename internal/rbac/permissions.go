@@ -23,7 +23,7 @@ import (
 // (written "keys.update:own" in a role's list).
 type Permission string
 
-// The permissions every admin route is decided with. README.md documents
+// The permissions every admin route is decided with. docs/people.md documents
 // them in one table with the roles that hold them.
 const (
 	MetricsRead Permission = "metrics.read" // GET /metrics
@@ -82,7 +82,7 @@ type info struct {
 	what string
 }
 
-// catalogue lists every permission in the order the README shows them.
+// catalogue lists every permission in the order docs/people.md shows them.
 var catalogue = []info{
 	{MetricsRead, "read Prometheus metrics"},
 	{AuditRead, "search and page the audit trail"},
@@ -120,7 +120,7 @@ var catalogue = []info{
 	{ConfigRead, "read the role table and the approval policy"},
 }
 
-// All returns every permission, in the README's order.
+// All returns every permission, in docs/people.md's order.
 func All() []Permission {
 	out := make([]Permission, len(catalogue))
 	for i, c := range catalogue {

@@ -169,10 +169,10 @@ func TestCustomRoles(t *testing.T) {
 	}
 }
 
-// TestREADMERoleTable: the README's role table is this package's, so the
+// TestREADMERoleTable: the role table of docs/people.md is this package's, so the
 // documentation cannot drift from what the admin API decides.
 func TestREADMERoleTable(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	readme, err := os.ReadFile(filepath.Join("..", "..", "docs", "people.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,6 +202,6 @@ func TestREADMERoleTable(t *testing.T) {
 		b.WriteString("\n")
 	}
 	if !strings.Contains(string(readme), b.String()) {
-		t.Fatalf("README.md's role table differs from the role table in code; replace it with:\n%s", b.String())
+		t.Fatalf("docs/people.md's role table differs from the role table in code; replace it with:\n%s", b.String())
 	}
 }

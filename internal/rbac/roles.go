@@ -56,7 +56,7 @@ func (r Role) Grant(p Permission) (Grant, bool) {
 	return g, ok
 }
 
-// Grants returns the role's grants in the README's permission order.
+// Grants returns the role's grants in docs/people.md's permission order.
 func (r Role) Grants() []Grant {
 	out := make([]Grant, 0, len(r.grants))
 	for _, p := range All() {
@@ -76,7 +76,7 @@ type builtin struct {
 }
 
 // builtins returns the built-in role table. It is the one definition of
-// what each built-in role may do; README.md shows it as a table, and the
+// what each built-in role may do; docs/people.md shows it as a table, and the
 // admin package's permission matrix test holds every admin route to it.
 func builtins() []builtin {
 	keysAll := []Permission{KeysRead, KeysCreate, KeysUpdate, KeysRevoke, KeysSuspend, KeysRotate}
@@ -193,7 +193,7 @@ func (t *Table) Role(name string) (Role, bool) {
 	return r, ok
 }
 
-// Roles returns every role: the built-in ones in the README's order, then
+// Roles returns every role: the built-in ones in docs/people.md's order, then
 // the custom ones by name.
 func (t *Table) Roles() []Role {
 	out := make([]Role, len(t.order))

@@ -23,6 +23,7 @@ import (
 	"github.com/keygate/keygate/internal/mcpgate"
 	"github.com/keygate/keygate/internal/metrics"
 	"github.com/keygate/keygate/internal/otp"
+	"github.com/keygate/keygate/internal/ready"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/vault"
 )
@@ -66,6 +67,7 @@ type Node struct {
 	routing *routingFollower
 	chg     *changeFollower
 	src     *sourceParts // references and cloud identity
+	ready   *ready.Checker // GET /readyz
 
 	runner *taskRunner // the background tasks (taskTable)
 
@@ -225,7 +227,7 @@ func (n *Node) Serve(ctx context.Context) error {
 
 // Shutdown stops the node, in this order:
 //
-//  1. the listeners stop accepting, and in-flight requests and streams get
+//  1. /readyz answers 503 from now on; the listeners stop accepting, and in-flight requests and streams get
 //     up to shutdown_grace to finish; those still running then are cut;
 //  2. every background task stops, and the flushing ones (last-used,
 //     usage, risk histories) run once more to write what the last
@@ -240,6 +242,9 @@ func (n *Node) Serve(ctx context.Context) error {
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.shutOnce.Do(func() {
 		n.log.Info("keygate shutting down; waiting for in-flight requests", "grace", n.cfg.ShutdownGrace.String())
+		if n.ready != nil {
+			n.ready.Stop()
+		}
 		n.drain()
 		n.runner.stop(ctx)
 		n.shutErr = n.release(ctx)

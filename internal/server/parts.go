@@ -105,6 +105,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 	if n.tok.gateway.Workloads, err = newWorkloadTrust(p.workloads, st, log); err != nil {
 		return err
 	}
+	n.ready = n.newReadiness()
 	var secrets gateway.SecretReader
 	if len(cfg.Workloads.SecretGrants) > 0 {
 		secrets = gatewaystore.NewSecrets(st, guardedVault{v, n.src.guard}, hasher)
@@ -152,6 +153,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		Secrets:         secrets,
 		Leaks:           leakOptions(cfg.Leaks),
 		MCP:             n.mcp,
+		Ready:           n.ready,
 
 		MaxInflightBodyBytes: int64(cfg.Client.MaxInflightBodyBytes),
 	}, table)
