@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -55,10 +56,24 @@ func TestSecondStartReusesEverything(t *testing.T) {
 	}
 }
 
-// TestAdminAPIRequiresCredential: no admin route answers without one.
+// TestAdminAPIRequiresCredential: no admin route answers without one, and
+// the console's pages show nothing but the way to sign in.
 func TestAdminAPIRequiresCredential(t *testing.T) {
 	in := start(t, testConfig(t, t.TempDir()), "")
-	for _, p := range []string{"/api/v1/keys", "/api/v1/providers", "/api/v1/whoami", "/api/v1/nope", "/"} {
+	in.createKey("--name", "key-name-only-a-signed-in-user-sees")
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, p := range []string{"/", "/keys", "/audit", "/vault"} {
+		resp, err := noRedirect.Get(in.addrs.Admin + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode >= 500 || strings.Contains(string(body), "key-name-only-a-signed-in-user-sees") {
+			t.Errorf("console %s without a session: %d, and the page shows a key", p, resp.StatusCode)
+		}
+	}
+	for _, p := range []string{"/api/v1/keys", "/api/v1/providers", "/api/v1/whoami", "/api/v1/nope"} {
 		resp, err := http.Get(in.addrs.Admin + p)
 		if err != nil {
 			t.Fatal(err)

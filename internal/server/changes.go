@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/store/pgnotify"
 )
 
 // changePoll is how often a node reads the change generations. A change
@@ -99,7 +100,7 @@ func (f *changeFollower) poll(ctx context.Context) {
 // fails. On SQLite, which cannot push, it returns at once and the poll does
 // all the work.
 func (f *changeFollower) listen(ctx context.Context) {
-	err := f.st.Listen(ctx, f.kick, func(string) { f.kick() })
+	err := pgnotify.Listen(ctx, f.st, f.kick, func(string) { f.kick() })
 	switch {
 	case errors.Is(err, store.ErrListenUnsupported), ctx.Err() != nil:
 	default:

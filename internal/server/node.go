@@ -66,7 +66,7 @@ type Node struct {
 	// the routing generation.
 	routing *routingFollower
 	chg     *changeFollower
-	src     *sourceParts // references and cloud identity
+	src     *sourceParts   // references and cloud identity
 	ready   *ready.Checker // GET /readyz
 
 	runner *taskRunner // the background tasks (taskTable)

@@ -2,11 +2,9 @@ package store
 
 import (
 	"context"
-	"database/sql/driver"
+	"database/sql"
 	"errors"
 	"fmt"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // Change topics: what every node caches and must reload when any node
@@ -30,9 +28,9 @@ const (
 	TopicMCPServers = "mcp_servers"
 )
 
-// changesChannel is the PostgreSQL NOTIFY channel the triggers send the
+// ChangesChannel is the PostgreSQL NOTIFY channel the triggers send the
 // topic on.
-const changesChannel = "keygate_changes"
+const ChangesChannel = "keygate_changes"
 
 // ErrListenUnsupported is returned by Listen on a database that cannot push
 // changes (SQLite: the nodes sharing a file read the generations instead).
@@ -61,44 +59,17 @@ func (s *Store) ChangeGenerations(ctx context.Context) (map[string]int64, error)
 	return gens, nil
 }
 
-// Listen calls notify with a topic each time a transaction that changed it
-// commits, on any node, until ctx ends or the connection fails; it returns
-// the reason. ready is called once the listening connection is
-// established: only changes committed after it are sure to be seen, so a
-// caller reads ChangeGenerations then. Notifications can be lost while no
-// connection listens, so callers keep reading the generations as well.
-// On SQLite it returns ErrListenUnsupported at once.
-func (s *Store) Listen(ctx context.Context, ready func(), notify func(topic string)) error {
+// ListenConn returns a connection of its own from the pool, for
+// pgnotify.Listen to listen on (the store imports no driver, so the
+// PostgreSQL-specific part lives there). On SQLite, or inside a
+// transaction, it returns ErrListenUnsupported.
+func (s *Store) ListenConn(ctx context.Context) (*sql.Conn, error) {
 	if s.dialect != Postgres || s.inTx {
-		return ErrListenUnsupported
+		return nil, ErrListenUnsupported
 	}
 	conn, err := s.writeDB.Conn(ctx)
 	if err != nil {
-		return fmt.Errorf("store: listen for changes: %w", err)
+		return nil, fmt.Errorf("store: listen for changes: %w", err)
 	}
-	defer conn.Close()
-	err = conn.Raw(func(dc any) error {
-		pc, ok := dc.(interface{ Conn() *pgx.Conn })
-		if !ok {
-			return fmt.Errorf("store: listen for changes: the PostgreSQL driver is %T, not pgx", dc)
-		}
-		c := pc.Conn()
-		if _, err := c.Exec(ctx, "LISTEN "+changesChannel); err != nil {
-			return fmt.Errorf("store: listen for changes: %w", err)
-		}
-		ready()
-		for {
-			n, err := c.WaitForNotification(ctx)
-			if err != nil {
-				// The connection is left listening, or broken: never hand
-				// it back to the pool.
-				return fmt.Errorf("store: listen for changes: %w (%w)", err, driver.ErrBadConn)
-			}
-			notify(n.Payload)
-		}
-	})
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return err
+	return conn, nil
 }

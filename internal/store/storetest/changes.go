@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/store/pgnotify"
 )
 
 // testChanges checks that every write to what nodes cache moves its topic's
@@ -22,7 +23,7 @@ func testChanges(t *testing.T, newURL func(testing.TB) string) {
 	lctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- b.Listen(lctx, func() { listening <- nil }, func(topic string) { notified <- topic })
+		done <- pgnotify.Listen(lctx, b, func() { listening <- nil }, func(topic string) { notified <- topic })
 	}()
 	t.Cleanup(func() {
 		stop()
