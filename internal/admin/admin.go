@@ -177,6 +177,10 @@ type API struct {
 	handler http.Handler
 	table   []endpoint // the route table, as registered
 	warned  sync.Map   // key id -> struct{}: expiry warnings given by this process
+	// doc is the OpenAPI description (openapi.go), built on first request.
+	docOnce sync.Once
+	doc     []byte
+	docErr  error
 }
 
 const maxAdminBody = 1 << 20
