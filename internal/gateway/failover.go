@@ -68,7 +68,10 @@ type failover struct {
 func (f *failover) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := callFrom(req.Context())
 	if c.alias == nil {
-		return f.base.RoundTrip(req)
+		if c.span == nil && !c.timed {
+			return f.base.RoundTrip(req)
+		}
+		return f.g.roundTrip(f.base, req, c, c.upstream, c.sentModel)
 	}
 	return f.g.tryDeployments(f.base, req, c)
 }
@@ -248,7 +251,7 @@ func (g *Gateway) attempt(base http.RoundTripper, req *http.Request, c *call, de
 	done := st.Start()
 	timer := time.AfterFunc(time.Until(deadline), cancel)
 	sent := time.Now()
-	resp, err := base.RoundTrip(out)
+	resp, err := g.roundTrip(base, out, c, dep.Upstream, dep.Model)
 	expired := !timer.Stop()
 	if err == nil && expired {
 		_ = resp.Body.Close()

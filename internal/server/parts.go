@@ -5,6 +5,8 @@ import (
 	"io"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/balance"
 	"github.com/keygate/keygate/internal/gateway"
@@ -16,6 +18,7 @@ import (
 	"github.com/keygate/keygate/internal/passthrough"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/tracing"
 	"github.com/keygate/keygate/internal/vault"
 )
 
@@ -94,6 +97,13 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		keysource.WithGroups(n.lim.groups.limits), keysource.WithLocation(cfg.Limits.Location()),
 		keysource.WithSecretGrants(func(id string) []string { return cfg.Workloads.SecretGrants[id] }))
 	n.lim.groups.onChange = keys.InvalidateAll
+	var tracer trace.Tracer
+	if t := cfg.Tracing; t.Endpoint != "" {
+		if n.traces, err = tracing.New(ctx, tracing.Options{Endpoint: t.Endpoint, SampleRatio: t.SampleRatio, ServiceName: t.ServiceName, Version: n.o.version}); err != nil {
+			return err
+		}
+		tracer = n.traces.Tracer()
+	}
 	n.gw = gateway.New(gateway.Options{
 		Keys:         keys,
 		Log:          log,
@@ -119,6 +129,8 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		AuditFailClosed: cfg.Audit.FailClosed,
 		Detect:          n.det.engine,
 		Secrets:         secrets,
+		Tracer:          tracer,
+		OverheadHeader:  cfg.Metrics.OverheadHeader,
 
 		MaxInflightBodyBytes: int64(cfg.Client.MaxInflightBodyBytes),
 	}, table)
