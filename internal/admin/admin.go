@@ -202,6 +202,10 @@ type API struct {
 	public  *http.ServeMux
 	csrf    *http.CrossOriginProtection
 	warned  sync.Map // key id -> struct{}: expiry warnings given by this process
+	// doc is the OpenAPI description (openapi.go), built on first request.
+	docOnce sync.Once
+	doc     []byte
+	docErr  error
 }
 
 const maxAdminBody = 1 << 20

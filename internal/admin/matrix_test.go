@@ -292,19 +292,20 @@ func checkGolden(t *testing.T, path, got string) {
 }
 
 // TestRoutesAreAllDecided: every route names a known permission (but the
-// three any principal may call: whoami, status, and reporting a leaked
-// credential, which acts only on the key whose value the caller holds), and every permission but the alert ones,
+// four any principal may call: whoami, status, the API's description,
+// and reporting a leaked credential, which acts only on the key whose
+// value the caller holds), and every permission but the alert ones,
 // whose routes are to come, decides some route.
 func TestRoutesAreAllDecided(t *testing.T) {
 	h := newHarness(t, func(o *admin.Options) { o.Metrics = http.NotFoundHandler() })
 	used := map[rbac.Permission]bool{}
 	for _, rt := range admin.Routes(h.api) {
 		if rt.Scope == "anyone" {
-			if !slices.Contains([]string{"GET /api/v1/whoami", "GET /api/v1/status", "POST /api/v1/leaks",
+			if !slices.Contains([]string{"GET /api/v1/whoami", "GET /api/v1/status", "GET /api/v1/openapi.json", "POST /api/v1/leaks",
 				"POST /api/v1/auth/logout", "GET /api/v1/auth/session", "PUT /api/v1/me/password",
 				"POST /api/v1/me/totp", "POST /api/v1/me/totp/confirm", "GET /api/v1/me/passkeys", "POST /api/v1/me/passkeys/begin",
 				"POST /api/v1/me/passkeys/finish", "DELETE /api/v1/me/passkeys/{id}"}, rt.ID) {
-				t.Errorf("route %s is open to any principal; only whoami, status, leaks and the caller's own sign-in may be", rt.ID)
+				t.Errorf("route %s is open to any principal; only whoami, status, openapi.json, leaks and the caller's own sign-in may be", rt.ID)
 			}
 			continue
 		}

@@ -91,6 +91,8 @@ func (a *API) routes() []endpoint {
 	rs := []endpoint{
 		{method: "GET", path: p + "/whoami", scope: scopeAnyone, handler: a.whoAmI, enrol: true},
 		{method: "GET", path: p + "/status", scope: scopeAnyone, handler: a.status},
+		// The API's description: what exists, not what the caller may do.
+		{method: "GET", path: p + "/openapi.json", scope: scopeAnyone, handler: a.openAPI},
 		global("GET", "/roles", rbac.ConfigRead, a.listRoles),
 
 		public("GET", "/auth/methods", a.signInMethods),

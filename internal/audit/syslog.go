@@ -3,178 +3,128 @@ package audit
 import (
 	"context"
 	"fmt"
-	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-	"unicode"
+
+	"github.com/keygate/keygate/internal/siem"
 )
 
-// SyslogOptions configures a SyslogSink.
+// SyslogOptions configures a SyslogSink of its own (DialSyslog).
 type SyslogOptions struct {
-	Network  string        // "udp" or "tcp"
+	Network  string        // "udp", "tcp" or "tls"
 	Addr     string        // host:port of the syslog collector
 	Facility int           // syslog facility (default 10, authpriv)
 	Hostname string        // HOSTNAME field (default os.Hostname)
 	AppName  string        // APP-NAME field (default "keygate")
 	Timeout  time.Duration // dial timeout (default 5s)
+	Format   siem.Format   // rfc5424 (default) or cef
 }
 
-// sdID is the structured data element keygate's events travel in; 32473 is
-// the private enterprise number RFC 5424 reserves for examples.
-const sdID = "keygate@32473"
+// sdID is the structured data element keygate's events travel in.
+const sdID = siem.SDID
 
-// SyslogSink sends each event as one RFC 5424 message to a syslog collector
-// over UDP (one datagram per event) or TCP (octet-counting framing, RFC
-// 6587). The main fields go in a [keygate@32473 ...] structured data element
-// and the full JSON event, hash included, is the message. Over TCP a failed
-// batch is sent again in full, so a collector may see an event twice; the
-// seq parameter tells duplicates apart.
+// SyslogSink sends each event as one syslog message through a
+// siem.Writer, which it may share with the alert notifier: over UDP
+// (one datagram per event), TCP or TLS (octet-counting framing). In
+// RFC 5424 the main fields go in a [keygate@32473 ...] structured data
+// element and the full JSON event, hash included, is the message; in
+// CEF they are the extension. Over TCP a failed batch is sent again in
+// full, so a collector may see an event twice; the seq field tells
+// duplicates apart.
 type SyslogSink struct {
-	opts SyslogOptions
+	w    *siem.Writer
+	own  bool // the sink dialled w and closes it
 	mu   sync.Mutex
-	conn net.Conn
-	buf  []byte // a TCP batch
-	msg  []byte // one message
+	recs []siem.Record
 }
+
+// NewSyslogSink sends events through w, which the caller closes.
+func NewSyslogSink(w *siem.Writer) *SyslogSink { return &SyslogSink{w: w} }
 
 // DialSyslog connects to the collector named in opts.
 func DialSyslog(ctx context.Context, opts SyslogOptions) (*SyslogSink, error) {
-	if opts.Network != "udp" && opts.Network != "tcp" {
-		return nil, fmt.Errorf("audit: syslog network %q is not supported; use \"udp\" or \"tcp\"", opts.Network)
+	if opts.Network != "udp" && opts.Network != "tcp" && opts.Network != "tls" {
+		return nil, fmt.Errorf("audit: syslog network %q is not supported; use \"udp\", \"tcp\" or \"tls\"", opts.Network)
 	}
-	if opts.Facility == 0 {
-		opts.Facility = 10
-	}
-	if opts.Facility < 0 || opts.Facility > 23 {
-		return nil, fmt.Errorf("audit: syslog facility %d is out of range; use 0-23", opts.Facility)
-	}
-	if opts.Hostname == "" {
-		opts.Hostname, _ = os.Hostname()
-	}
-	opts.Hostname = headerField(opts.Hostname, 255)
-	if opts.AppName == "" {
-		opts.AppName = "keygate"
-	}
-	opts.AppName = headerField(opts.AppName, 48)
-	if opts.Timeout <= 0 {
-		opts.Timeout = 5 * time.Second
-	}
-	s := &SyslogSink{opts: opts}
-	if err := s.dial(ctx); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
-func (s *SyslogSink) dial(ctx context.Context) error {
-	d := net.Dialer{Timeout: s.opts.Timeout}
-	c, err := d.DialContext(ctx, s.opts.Network, s.opts.Addr)
+	w, err := siem.Dial(ctx, siem.Options{URL: opts.Network + "://" + opts.Addr, Facility: opts.Facility, Hostname: opts.Hostname,
+		AppName: opts.AppName, Timeout: opts.Timeout, Format: opts.Format})
 	if err != nil {
-		return fmt.Errorf("audit: connecting to syslog collector %s over %s: %w; check the address and that the collector is running", s.opts.Addr, s.opts.Network, err)
+		return nil, fmt.Errorf("audit: %w", err)
 	}
-	s.conn = c
-	return nil
+	return &SyslogSink{w: w, own: true}, nil
 }
 
-// Write sends the batch. Over TCP the whole batch goes in one write.
+// Write sends the batch. Over TCP and TLS the whole batch goes in one write.
 func (s *SyslogSink) Write(ctx context.Context, batch []Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.ready(ctx); err != nil {
-		return err
-	}
-	tcp := s.opts.Network == "tcp"
-	s.buf = s.buf[:0]
+	s.recs = s.recs[:0]
 	for i := range batch {
-		msg, err := s.appendMessage(s.msg[:0], &batch[i])
-		if err != nil {
-			return err
-		}
-		s.msg = msg
-		if !tcp {
-			if _, err := s.conn.Write(msg); err != nil {
-				return s.broken(err, batch[i].Seq)
-			}
-			continue
-		}
-		s.buf = strconv.AppendInt(s.buf, int64(len(msg)), 10)
-		s.buf = append(s.buf, ' ')
-		s.buf = append(s.buf, msg...)
+		s.recs = append(s.recs, EventRecord(&batch[i]))
 	}
-	if tcp {
-		if _, err := s.conn.Write(s.buf); err != nil {
-			return s.broken(err, batch[0].Seq)
-		}
+	if err := s.w.Send(ctx, s.recs...); err != nil && len(batch) > 0 {
+		return fmt.Errorf("audit: sending events from seq %d: %w", batch[0].Seq, err)
 	}
 	return nil
 }
 
 // WriteCheckpoint sends cp as one message of type audit.checkpoint (severity
-// notice) whose structured data names its node, seq, hash and signing key,
-// and whose message is the {"checkpoint":...} line a file copy holds.
+// notice) whose fields name its node, seq, hash and signing key, and whose
+// message is the {"checkpoint":...} line a file copy holds.
 func (s *SyslogSink) WriteCheckpoint(ctx context.Context, cp Checkpoint) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.ready(ctx); err != nil {
-		return err
-	}
-	msg := s.appendHeader(s.msg[:0], cp.Time, 5, "audit.checkpoint")
-	param := func(name, v string) { msg = appendParam(msg, name, v) }
-	param("node", cp.Node)
-	param("seq", strconv.FormatUint(cp.Seq, 10))
-	param("hash", cp.Hash)
-	param("key_id", cp.KeyID)
-	msg = append(msg, "] "...)
-	msg = AppendCheckpointLine(msg, cp)
-	s.msg = msg
-	if s.opts.Network == "tcp" {
-		s.buf = strconv.AppendInt(s.buf[:0], int64(len(msg)), 10)
-		s.buf = append(s.buf, ' ')
-		msg = append(s.buf, msg...)
-		s.buf = msg
-	}
-	if _, err := s.conn.Write(msg); err != nil {
-		return s.broken(err, cp.Seq)
+	rec := siem.Record{Time: cp.Time, Severity: 5, ID: "audit.checkpoint", Name: "audit trail checkpoint",
+		Fields: []siem.Field{
+			{Name: "node", CEF: "dvchost", Value: cp.Node},
+			{Name: "seq", CEF: "cn1", Value: strconv.FormatUint(cp.Seq, 10)},
+			{Name: "hash", CEF: "cs3", Value: cp.Hash},
+			{Name: "key_id", CEF: "cs4", Value: cp.KeyID},
+		},
+		Text: string(AppendCheckpointLine(nil, cp))}
+	if err := s.w.Send(ctx, rec); err != nil {
+		return fmt.Errorf("audit: sending checkpoint %d: %w", cp.Seq, err)
 	}
 	return nil
 }
 
-// ready dials when the last write broke the connection and sets the write
-// deadline from ctx. The caller holds s.mu.
-func (s *SyslogSink) ready(ctx context.Context) error {
-	if s.conn == nil {
-		if err := s.dial(ctx); err != nil {
-			return err
-		}
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = s.conn.SetWriteDeadline(dl)
-	} else {
-		_ = s.conn.SetWriteDeadline(time.Time{})
-	}
-	return nil
-}
-
-// broken drops a failed connection so the next write dials again.
-func (s *SyslogSink) broken(err error, seq uint64) error {
-	s.conn.Close()
-	s.conn = nil
-	return fmt.Errorf("audit: sending events from seq %d to syslog %s: %w; will reconnect on the next batch", seq, s.opts.Addr, err)
-}
-
-// Close closes the connection.
+// Close closes the connection, if the sink dialled it.
 func (s *SyslogSink) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.conn == nil {
+	if !s.own {
 		return nil
 	}
-	err := s.conn.Close()
-	s.conn = nil
-	return err
+	return s.w.Close()
+}
+
+// EventRecord describes ev for a SIEM: its fields in RFC 5424 structured
+// data or as CEF's standard keys (src, suser, act, reason, request) and
+// labelled custom strings (cs1 key id, cs2 request id, cs3 hash, cn1
+// seq); the message is the full JSON event.
+func EventRecord(ev *Event) siem.Record {
+	f := make([]siem.Field, 0, 12+len(ev.Reasons))
+	add := func(name, cef, v string) { f = append(f, siem.Field{Name: name, CEF: cef, Value: v}) }
+	add("seq", "cn1", strconv.FormatUint(ev.Seq, 10))
+	add("type", "cat", ev.Type)
+	add("actor", "suser", ev.Actor)
+	add("key_id", "cs1", ev.KeyID)
+	add("client", "src", ev.Client)
+	add("resource", "request", ev.Resource)
+	add("decision", "act", ev.Decision)
+	for _, r := range ev.Reasons {
+		add("reason", "reason", r)
+	}
+	add("hash", "cs3", ev.Hash)
+	if ev.Fields != nil {
+		add("request_id", "cs2", ev.Fields["request_id"])
+		add("status", "", ev.Fields["status"])
+		add("model", "", ev.Fields["model"])
+		add("provider", "", ev.Fields["provider"])
+	}
+	name := ev.Type
+	if ev.Decision != "" {
+		name += " " + ev.Decision
+	}
+	return siem.Record{Time: ev.Time, Severity: severity(ev.Type), ID: ev.Type, Name: name, Fields: f, Text: string(ev.AppendJSON(nil))}
 }
 
 // severity maps an event type to a syslog severity.
@@ -186,85 +136,4 @@ func severity(typ string) int {
 		return 5 // notice
 	}
 	return 6 // informational
-}
-
-// appendMessage appends one RFC 5424 message (without framing) for ev.
-func (s *SyslogSink) appendMessage(b []byte, ev *Event) ([]byte, error) {
-	b = s.appendHeader(b, ev.Time, severity(ev.Type), ev.Type)
-	param := func(name, v string) { b = appendParam(b, name, v) }
-	param("seq", strconv.FormatUint(ev.Seq, 10))
-	param("type", ev.Type)
-	param("actor", ev.Actor)
-	param("key_id", ev.KeyID)
-	param("client", ev.Client)
-	param("resource", ev.Resource)
-	param("decision", ev.Decision)
-	for _, r := range ev.Reasons {
-		param("reason", r)
-	}
-	param("hash", ev.Hash)
-	b = append(b, "] "...)
-	return ev.AppendJSON(b), nil // JSON escaping keeps the message on one line
-}
-
-// appendHeader appends a message's header up to and including the opening
-// of keygate's structured data element.
-func (s *SyslogSink) appendHeader(b []byte, t time.Time, sev int, msgID string) []byte {
-	b = append(b, '<')
-	b = strconv.AppendInt(b, int64(s.opts.Facility*8+sev), 10)
-	b = append(b, ">1 "...)
-	b = t.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z07:00")
-	b = append(b, ' ')
-	b = append(b, s.opts.Hostname...)
-	b = append(b, ' ')
-	b = append(b, s.opts.AppName...)
-	b = append(b, " - "...)
-	b = append(b, headerField(msgID, 32)...)
-	return append(b, " ["+sdID...)
-}
-
-// appendParam appends one SD-PARAM, or nothing when v is empty.
-func appendParam(b []byte, name, v string) []byte {
-	if v == "" {
-		return b
-	}
-	b = append(b, ' ')
-	b = append(b, name...)
-	b = append(b, `="`...)
-	b = appendParamValue(b, v)
-	return append(b, '"')
-}
-
-// appendParamValue escapes v as an RFC 5424 PARAM-VALUE: '"', '\' and ']'
-// get a backslash, and control characters, which could end or split the
-// line at the collector, become U+FFFD.
-func appendParamValue(b []byte, v string) []byte {
-	for _, r := range strings.ToValidUTF8(v, "\uFFFD") {
-		switch {
-		case r == '"' || r == '\\' || r == ']':
-			b = append(b, '\\', byte(r))
-		case unicode.IsControl(r) || r == '\u2028' || r == '\u2029':
-			b = append(b, "\uFFFD"...)
-		default:
-			b = append(b, string(r)...)
-		}
-	}
-	return b
-}
-
-// headerField makes s a valid RFC 5424 header field: printable US-ASCII
-// without spaces, at most max characters, "-" when empty.
-func headerField(s string, max int) string {
-	var b strings.Builder
-	for i := 0; i < len(s) && b.Len() < max; i++ {
-		if c := s[i]; c > 32 && c < 127 {
-			b.WriteByte(c)
-		} else {
-			b.WriteByte('_')
-		}
-	}
-	if b.Len() == 0 {
-		return "-"
-	}
-	return b.String()
 }

@@ -60,6 +60,12 @@ type Config struct {
 	OTP OTP `yaml:"otp"`
 	// Metrics configures the Prometheus metrics on the admin listener.
 	Metrics Metrics `yaml:"metrics"`
+	// Syslog sets how audit.syslog and alerts.syslog write: format,
+	// host name, facility and the collector's CA.
+	Syslog Syslog `yaml:"syslog"`
+	// Tracing exports OpenTelemetry traces of gateway requests; off
+	// unless tracing.endpoint is set.
+	Tracing Tracing `yaml:"tracing"`
 	// Routing declares deployments and the model aliases clients call.
 	Routing Routing `yaml:"routing"`
 	// Services are HTTP APIs reachable through /proxy/{name}/..., with
@@ -292,6 +298,37 @@ type Metrics struct {
 	// KeyLabels adds per-key request and spend series labelled by key id
 	// (one series per key: keep it off for many thousands of keys).
 	KeyLabels bool `yaml:"key_labels"`
+	// OverheadHeader sends X-Keygate-Overhead on every forwarded answer:
+	// what keygate itself added, in milliseconds.
+	OverheadHeader bool `yaml:"overhead_header"`
+}
+
+// Syslog configures the syslog writer the audit trail and alerts share.
+type Syslog struct {
+	// Format is rfc5424 (structured data; the default) or cef (ArcSight
+	// Common Event Format).
+	Format string `yaml:"format"`
+	// Hostname is the HOSTNAME of every message (default: the machine's).
+	Hostname string `yaml:"hostname"`
+	// Facility is the syslog facility, 0-23 (default 10, authpriv).
+	Facility int `yaml:"facility"`
+	// CAFile holds the PEM certificates that verify a tls:// collector
+	// (default: the system's roots).
+	CAFile string `yaml:"ca_file"`
+}
+
+// Tracing configures OpenTelemetry traces, exported over OTLP.
+type Tracing struct {
+	// Endpoint is the collector: http://host:4318 or https://... for
+	// OTLP/HTTP, grpc://host:4317 or grpcs://... for OTLP/gRPC. Empty
+	// (the default) turns tracing off. Headers a collector wants (an API
+	// key) go in OTEL_EXPORTER_OTLP_HEADERS, never in this file.
+	Endpoint string `yaml:"endpoint"`
+	// SampleRatio is the fraction of traces started here that are kept
+	// (default 1); a caller's sampled trace is always kept.
+	SampleRatio float64 `yaml:"sample_ratio"`
+	// ServiceName is service.name in the collector (default "keygate").
+	ServiceName string `yaml:"service_name"`
 }
 
 // Alerts configures anomaly alerts. Every alert is logged, counted in the
@@ -301,7 +338,8 @@ type Alerts struct {
 	Webhook string `yaml:"webhook"`
 	// Slack is a Slack-compatible incoming-webhook URL.
 	Slack string `yaml:"slack"`
-	// Syslog is udp://host:port for RFC 5424 lines.
+	// Syslog is udp://host:port, tcp://host:port or tls://host:port
+	// (RFC 5425); see syslog: for the format.
 	Syslog string `yaml:"syslog"`
 	// AuthFailures is how many failed authentications from one address, or
 	// against one key prefix, in a minute raise an alert (default 20).
@@ -360,7 +398,8 @@ type OTP struct {
 type Audit struct {
 	// File is a JSON-lines file (rotated at 64 MiB, 10 kept), mode 0600.
 	File string `yaml:"file"`
-	// Syslog is udp://host:port or tcp://host:port for RFC 5424 lines.
+	// Syslog is udp://host:port, tcp://host:port or tls://host:port
+	// (RFC 5425); see syslog: for the format.
 	Syslog string `yaml:"syslog"`
 	// Webhook receives batches as JSON, signed (X-Keygate-Signature).
 	Webhook string `yaml:"webhook"`

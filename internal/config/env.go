@@ -89,6 +89,12 @@ func setField(f reflect.Value, v string) error {
 			return fmt.Errorf("%q is not true or false", v)
 		}
 		f.SetBool(b)
+	case reflect.Float64:
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not a number such as 0.25", v)
+		}
+		f.SetFloat(x)
 	case reflect.Int, reflect.Int64:
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {

@@ -28,8 +28,23 @@ func (c Config) validateMore(bad func(field, format string, args ...any)) {
 			bad(field, "must be %s://host:port", strings.Join(schemes, "://host:port or "))
 		}
 	}
-	syslog("audit.syslog", c.Audit.Syslog, "udp", "tcp")
-	syslog("alerts.syslog", c.Alerts.Syslog, "udp")
+	if e := c.Tracing.Endpoint; e != "" {
+		u, err := url.Parse(e)
+		if err != nil || u.Host == "" || !slices.Contains([]string{"http", "https", "grpc", "grpcs"}, u.Scheme) {
+			bad("tracing.endpoint", "must be http(s)://host:4318 (OTLP/HTTP) or grpc(s)://host:4317 (OTLP/gRPC)")
+		}
+	}
+	if r := c.Tracing.SampleRatio; r < 0 || r > 1 {
+		bad("tracing.sample_ratio", "%v is not between 0 and 1", r)
+	}
+	syslog("audit.syslog", c.Audit.Syslog, "udp", "tcp", "tls")
+	syslog("alerts.syslog", c.Alerts.Syslog, "udp", "tcp", "tls")
+	if f := c.Syslog.Format; f != "" && f != "rfc5424" && f != "cef" {
+		bad("syslog.format", "%q is not a format; use rfc5424 or cef", f)
+	}
+	if f := c.Syslog.Facility; f < 0 || f > 23 {
+		bad("syslog.facility", "%d is out of range; use 0-23", f)
+	}
 	// Webhook URLs often carry a token in their path or query: an error
 	// says what is wrong without repeating them.
 	for _, w := range []struct{ field, v string }{

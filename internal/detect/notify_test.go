@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/secret"
+	"github.com/keygate/keygate/internal/siem"
 )
 
 func sampleAlert() Alert {
@@ -199,7 +200,12 @@ func TestSyslogUDP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	s := &SyslogNotifier{Addr: pc.LocalAddr().String(), Hostname: "gw-1"}
+	w, err := siem.Dial(context.Background(), siem.Options{URL: "udp://" + pc.LocalAddr().String(), Hostname: "gw-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	s := &SyslogNotifier{Writer: w}
 	a := sampleAlert()
 	a.Client = `10.0.0.5"]`
 	if err := s.Notify(context.Background(), a); err != nil {

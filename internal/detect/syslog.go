@@ -3,79 +3,48 @@ package detect
 import (
 	"context"
 	"fmt"
-	"net"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/keygate/keygate/internal/siem"
 )
 
-// SyslogNotifier sends each alert as one RFC 5424 message in a UDP datagram.
+// SyslogNotifier sends each alert as one syslog message (RFC 5424 or
+// CEF, as the writer is set) through a siem.Writer it shares with the
+// audit trail, so both reach the collector from one connection with one
+// host name.
 type SyslogNotifier struct {
-	// Addr is the collector's host:port.
-	Addr string
-	// Facility is the syslog facility number (default 10, security/authorization).
-	Facility int
-	// Hostname names this keygate node in the message; "" sends the RFC 5424 nil value "-".
-	Hostname string
-	// Dialer opens the socket; nil means a net.Dialer.
-	Dialer interface {
-		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
-	}
+	// Writer is the connection to the collector; the caller closes it.
+	Writer *siem.Writer
 }
-
-// sdID is keygate's structured-data element; 32473 is the enterprise number RFC 5612 sets
-// aside for examples, to be replaced by keygate's own once registered.
-const sdID = "keygate@32473"
 
 // Notify sends a to the collector.
 func (s *SyslogNotifier) Notify(ctx context.Context, a Alert) error {
-	var d interface {
-		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
-	} = &net.Dialer{}
-	if s.Dialer != nil {
-		d = s.Dialer
-	}
-	conn, err := d.DialContext(ctx, "udp", s.Addr)
-	if err != nil {
-		return fmt.Errorf("detect: syslog to %s: %w", s.Addr, err)
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetWriteDeadline(dl)
-	}
-	if _, err := conn.Write([]byte(s.Format(a))); err != nil {
-		return fmt.Errorf("detect: syslog to %s: send alert %s: %w", s.Addr, a.ID, err)
+	if err := s.Writer.Send(ctx, AlertRecord(a)); err != nil {
+		return fmt.Errorf("detect: alert %s: %w", a.ID, err)
 	}
 	return nil
 }
 
-// Format renders a as one RFC 5424 line:
-// <PRI>1 TIMESTAMP HOSTNAME keygate - MSGID [keygate@32473 ...] summary
-func (s *SyslogNotifier) Format(a Alert) string {
-	fac := s.Facility
-	if fac <= 0 || fac > 23 {
-		fac = 10
-	}
+// AlertRecord describes a for a SIEM: rule, severity, key, key prefix,
+// client and the figures that raised it, as RFC 5424 structured data or
+// CEF extension keys (externalId, src, cs1 key id, cs2 key prefix); the
+// message is its summary.
+func AlertRecord(a Alert) siem.Record {
 	sev := map[string]int{SeverityHigh: 2, SeverityMedium: 4, SeverityLow: 5, SeverityInfo: 6}[a.Severity]
 	if a.Severity == "" || a.Recovered {
 		sev = 6
 	}
-	host := header(s.Hostname, 255)
-	var b strings.Builder
-	fmt.Fprintf(&b, "<%d>1 %s %s keygate - %s [%s", fac*8+sev, a.At.UTC().Format("2006-01-02T15:04:05.000000Z07:00"),
-		host, header(a.Rule, 32), sdID)
-	param := func(k, v string) {
-		if v != "" {
-			b.WriteString(" " + k + `="` + sdEscape(v) + `"`)
-		}
-	}
-	param("id", a.ID)
-	param("severity", a.Severity)
-	param("key", a.KeyID)
-	param("prefix", a.KeyPrefix)
-	param("client", a.Client)
+	f := make([]siem.Field, 0, 8+len(a.Numbers))
+	add := func(name, cef, v string) { f = append(f, siem.Field{Name: name, CEF: cef, Value: v}) }
+	add("id", "externalId", a.ID)
+	add("severity", "", a.Severity)
+	add("key", "cs1", a.KeyID)
+	add("prefix", "cs2", a.KeyPrefix)
+	add("client", "src", a.Client)
 	if a.Recovered {
-		param("recovered", "true")
+		add("recovered", "", "true")
 	}
 	names := make([]string, 0, len(a.Numbers))
 	for k := range a.Numbers {
@@ -83,44 +52,14 @@ func (s *SyslogNotifier) Format(a Alert) string {
 	}
 	sort.Strings(names)
 	for _, k := range names {
-		param(header(k, 32), strconv.FormatFloat(a.Numbers[k], 'g', 6, 64))
+		add(siem.HeaderField(strings.NewReplacer("=", "_", "]", "_", `"`, "_").Replace(k), 32), "", strconv.FormatFloat(a.Numbers[k], 'g', 6, 64))
 	}
 	if len(a.Events) > 0 {
 		ev := make([]string, len(a.Events))
 		for i, e := range a.Events {
 			ev[i] = strconv.FormatUint(e, 10)
 		}
-		param("events", strings.Join(ev, ","))
+		add("events", "", strings.Join(ev, ","))
 	}
-	b.WriteString("] ")
-	b.WriteString(strings.Map(func(r rune) rune {
-		if r == '\n' || r == '\r' {
-			return ' '
-		}
-		return r
-	}, a.Summary))
-	return b.String()
-}
-
-// header makes s a valid RFC 5424 header field: printable US-ASCII without spaces, at most n
-// characters, "-" when empty.
-func header(s string, n int) string {
-	out := strings.Map(func(r rune) rune {
-		if r < 33 || r > 126 || r == '=' || r == ']' || r == '"' {
-			return '_'
-		}
-		return r
-	}, s)
-	if len(out) > n {
-		out = out[:n]
-	}
-	if out == "" {
-		return "-"
-	}
-	return out
-}
-
-// sdEscape escapes a structured-data parameter value as RFC 5424 section 6.3.3 requires.
-func sdEscape(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, `]`, `\]`, "\n", " ").Replace(s)
+	return siem.Record{Time: a.At, Severity: sev, ID: a.Rule, Name: a.Summary, Fields: f, Text: a.Summary}
 }

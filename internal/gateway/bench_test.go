@@ -18,10 +18,12 @@ import (
 	"github.com/keygate/keygate/internal/fakeprovider"
 	"github.com/keygate/keygate/internal/keysource"
 	"github.com/keygate/keygate/internal/limit"
+	"github.com/keygate/keygate/internal/metrics"
 	"github.com/keygate/keygate/internal/pricing"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/tracing"
 	"github.com/keygate/keygate/internal/usage"
 )
 
@@ -180,6 +182,61 @@ func BenchmarkServeHTTP(b *testing.B) {
 				},
 			}, table)
 			run(b, g, tc.key)
+		})
+	}
+}
+
+// BenchmarkTracing runs the same data path with tracing off, with every
+// request traced and exported over OTLP/HTTP to a collector in this
+// process, and with one trace in ten kept, in one run: the differences
+// are what tracing costs. The metrics (with the overhead histogram) are
+// on in all three.
+func BenchmarkTracing(b *testing.B) {
+	upKey := "bench-upstream-key-123"
+	up := fakeprovider.NewOpenAI(fakeprovider.Options{APIKey: upKey, NoRecord: true})
+	tr := memTransport{up}
+	base, _ := url.Parse("http://upstream.invalid/v1")
+	h, _ := apikey.NewHasher(bytes.Repeat([]byte{7}, 32))
+	raw, _ := apikey.Generate("live")
+	hash := h.Hash(raw.Reveal())
+	keys := keyMap{hash: {ID: "key_bench", Name: "bench", Hash: hash[:]}}
+	table := route.NewTable([]*route.Upstream{{Name: "openai", Dialect: "openai", BaseURL: base, Models: []string{"gpt-*"}, Key: secret.New(upKey)}})
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer collector.Close()
+	for _, name := range []string{"off", "otlp", "otlp-sampled-10pct"} {
+		b.Run(name, func(b *testing.B) {
+			o := Options{
+				Keys: keysource.New(h, keys), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+				MaxBodyBytes: 1 << 20, Transport: tr, Metrics: metrics.New(metrics.Options{}),
+			}
+			if name != "off" {
+				ratio := 1.0
+				if name == "otlp-sampled-10pct" {
+					ratio = 0.1
+				}
+				tp, err := tracing.New(context.Background(), tracing.Options{Endpoint: collector.URL, SampleRatio: ratio})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer tp.Shutdown(context.Background())
+				o.Tracer = tp.Tracer()
+			}
+			g := New(o, table)
+			b.ReportAllocs()
+			w := &discardWriter{h: http.Header{}}
+			for b.Loop() {
+				r := httptest.NewRequest("POST", "/v1/chat/completions", bytes.NewReader([]byte(benchBody)))
+				r.Header.Set("Authorization", "Bearer "+raw.Reveal())
+				clear(w.h)
+				sw := &statusWriter{ResponseWriter: w}
+				g.ServeHTTP(sw, r)
+				if sw.code != 0 && sw.code != http.StatusOK {
+					b.Fatalf("status %d", sw.code)
+				}
+			}
 		})
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/jsonpeek"
 	"github.com/keygate/keygate/internal/principal"
@@ -79,6 +81,18 @@ type call struct {
 	// A /proxy/ call: the service and the path after its name.
 	service  *route.Service
 	passRest string
+
+	// Tracing and overhead (tracing.go): the request's span, its GenAI
+	// operation, the model the answer named; when the call is timed, its
+	// start, the time spent waiting on upstream attempts and what keygate
+	// added before the answer's headers.
+	span         trace.Span
+	op           string
+	respModel    string
+	timed        bool
+	start        time.Time
+	upstreamWait time.Duration
+	overhead     time.Duration
 }
 
 type callKey struct{}

@@ -146,27 +146,29 @@ func (g *Gateway) prepareModelCall(h http.Header, r *http.Request, c *call) *Den
 	// translated.
 	if a, isAlias := g.table.Load().Alias(f.Model); isAlias {
 		c.raw, c.fields, c.path = body, f, r.URL.Path
-		if den := g.routeAlias(r, c, key, a); den != nil {
+		if den := g.tracedRouteAlias(r, c, key, a); den != nil {
 			return den
 		}
 		if !c.mayTranslate {
 			g.untranslated(c, body)
 		}
 		// Admission: the worst case reserved against every limit at once.
-		return g.admit(h, r, c, key, f.Model, f, len(body))
+		return g.tracedAdmit(h, r, c, key, f.Model, f, len(body))
 	}
+	sp := g.startStep(r.Context(), "keygate.route")
 	up, model, den := g.route(c.dialect, f.Model)
-	if den != nil {
-		return den
+	if den == nil {
+		den = g.authorize(c, key, up, model)
 	}
-	if den := g.authorize(c, key, up, model); den != nil {
+	endStep(sp, den)
+	if den != nil {
 		return den
 	}
 	body, den = g.shapeForUpstream(r, c, up, f, body, model)
 	if den != nil {
 		return den
 	}
-	if den := g.admit(h, r, c, key, model, f, len(body)); den != nil {
+	if den := g.tracedAdmit(h, r, c, key, model, f, len(body)); den != nil {
 		return den
 	}
 	c.upstream, c.body, c.sentModel = up, body, model
@@ -246,7 +248,7 @@ func (g *Gateway) preparePassthrough(h http.Header, r *http.Request, c *call) *D
 		return den
 	}
 	c.upstream = upstreamOf(svc)
-	if den := g.admit(h, r, c, key, "", emptyFields, len(body)); den != nil {
+	if den := g.tracedAdmit(h, r, c, key, "", emptyFields, len(body)); den != nil {
 		return den
 	}
 	c.body = body

@@ -68,11 +68,14 @@ type failover struct {
 func (f *failover) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := callFrom(req.Context())
 	if c.alias == nil {
-		if c.upstream != nil {
-			// A cloud-identity upstream signs or authorizes the request here.
-			return c.upstream.RoundTrip(req, f.base)
+		if c.span == nil && !c.timed {
+			if c.upstream != nil {
+				// A cloud-identity upstream signs or authorizes the request here.
+				return c.upstream.RoundTrip(req, f.base)
+			}
+			return f.base.RoundTrip(req)
 		}
-		return f.base.RoundTrip(req)
+		return f.g.roundTrip(f.base, req, c, c.upstream, c.sentModel)
 	}
 	return f.g.tryDeployments(f.base, req, c)
 }
@@ -252,7 +255,7 @@ func (g *Gateway) attempt(base http.RoundTripper, req *http.Request, c *call, de
 	done := st.Start()
 	timer := time.AfterFunc(time.Until(deadline), cancel)
 	sent := time.Now()
-	resp, err := dep.Upstream.RoundTrip(out, base)
+	resp, err := g.roundTrip(base, out, c, dep.Upstream, dep.Model)
 	expired := !timer.Stop()
 	if err == nil && expired {
 		_ = resp.Body.Close()

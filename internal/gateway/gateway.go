@@ -32,6 +32,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/balance"
 	"github.com/keygate/keygate/internal/detect"
@@ -108,7 +110,13 @@ type Options struct {
 	// MCP, when set, serves the Model Context Protocol at /mcp and
 	// /mcp/{server} (mcp.go).
 	MCP MCPServer
-	Now func() time.Time
+	// Tracer, when set, traces every request (tracing.go); nil turns
+	// tracing off at no cost.
+	Tracer trace.Tracer
+	// OverheadHeader sends X-Keygate-Overhead on forwarded answers: what
+	// keygate itself added before the answer's headers, in milliseconds.
+	OverheadHeader bool
+	Now            func() time.Time
 }
 
 // Gateway is the data-plane handler.
@@ -158,6 +166,9 @@ func New(opts Options, table *route.Table) *Gateway {
 	pt := opts.PassthroughTransport
 	if pt == nil {
 		pt = passthrough.NewTransport(passthrough.TransportOptions{})
+	}
+	if opts.Tracer != nil || opts.Metrics != nil || opts.OverheadHeader {
+		pt = passAttempt{g: g, base: pt}
 	}
 	g.passProxy = g.newPassthroughProxy(pt)
 	// The order, outermost first: a request id exists before anything logs,
@@ -214,6 +225,9 @@ type Metrics interface {
 	Upstream(provider string, d time.Duration)
 	Usage(provider, keyID string, in, out, microUSD int64)
 	LimitUsage(limit string, fraction float64)
+	// Overhead records what keygate added to a forwarded call before
+	// the answer's headers, upstream waits excluded.
+	Overhead(d time.Duration)
 }
 
 // AuditRecorder takes audit events; internal/audit's Writer implements it.
@@ -229,25 +243,36 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.giveBack(c, c.memHeld)
 		g.releaseEarly(c) // a call refused after admitEarly, before admit
 	}()
-	if g.opts.Metrics == nil && g.opts.Audit == nil && g.opts.Detect == nil {
+	if g.opts.Metrics == nil && g.opts.Audit == nil && g.opts.Detect == nil && g.opts.Tracer == nil && !g.opts.OverheadHeader {
 		g.chain.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
 		return
 	}
 	start := time.Now()
+	c.start, c.timed = start, g.opts.Metrics != nil || g.opts.OverheadHeader
+	ctx := context.WithValue(r.Context(), callKey{}, c)
+	if g.opts.Tracer != nil {
+		ctx = g.startTrace(ctx, r, c)
+	}
 	sw := &web.StatusWriter{ResponseWriter: w}
-	g.chain.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
+	g.chain.ServeHTTP(sw, r.WithContext(ctx))
 	if g.opts.Metrics != nil {
 		dialect := ""
 		if c.dialect != nil {
 			dialect = c.dialect.Name()
 		}
 		g.opts.Metrics.Request(dialect, c.keyID, sw.Status, c.denied, time.Since(start))
+		if c.overhead > 0 {
+			g.opts.Metrics.Overhead(c.overhead)
+		}
 	}
 	if g.opts.Audit != nil && (c.keyID != "" || c.denied != "") {
-		g.audit(r, c, sw.Status, start)
+		g.recordAudit(ctx, r, c, sw.Status, start)
 	}
 	if g.opts.Detect != nil && (c.keyID != "" || c.denied != "") {
 		g.observe(r, c, start)
+	}
+	if c.span != nil {
+		g.endTrace(r, c, sw.Status)
 	}
 }
 

@@ -73,6 +73,9 @@ func (m *meteredBody) Close() error {
 		case m.buf != nil:
 			if !m.over {
 				u, _ = usage.FromJSON(m.dialect, *m.buf)
+				if m.c.span != nil {
+					m.c.respModel = responseModel(*m.buf)
+				}
 			}
 			if cap(*m.buf) <= 1<<20 {
 				*m.buf = (*m.buf)[:0]

@@ -103,6 +103,7 @@ func (g *Gateway) passthroughResponse(resp *http.Response) error {
 	}
 	c.used = usage.Usage{Complete: true} // a service's answer costs the request, however it ends
 	resp.Body = &noTrailers{ReadCloser: resp.Body, resp: resp}
+	g.setOverhead(c, resp.Header)
 	return nil
 }
 

@@ -190,6 +190,7 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 		}
 		resp.Body = set.Body(resp.Body)
 	}
+	g.setOverhead(c, resp.Header)
 	return nil
 }
 

@@ -25,6 +25,7 @@ type Metrics struct {
 	spend    *prometheus.CounterVec
 	alerts   *prometheus.CounterVec
 	auditLag prometheus.Gauge
+	overhead prometheus.Histogram
 	limits   map[string]prometheus.Observer // by kind of limit, made once
 	// Per-key series, only when New was asked for them.
 	keyRequests *prometheus.CounterVec
@@ -40,6 +41,10 @@ type Options struct {
 
 // latencyBuckets span a cached denial (tens of µs) to a long stream.
 var latencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120}
+
+// overheadBuckets span a cached key check (tens of µs) to a slow shared
+// limiter or a large translated body (tens of ms).
+var overheadBuckets = []float64{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25}
 
 // utilizationBuckets are fractions of a limit in use after an admission.
 var utilizationBuckets = []float64{0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1}
@@ -73,6 +78,10 @@ func New(o Options) *Metrics {
 			Name: "keygate_audit_lag_events", Help: "Audit events recorded but not yet written by every sink.",
 		}),
 	}
+	m.overhead = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "keygate_overhead_seconds", Buckets: overheadBuckets,
+		Help: "What keygate itself added to a forwarded request before the answer's headers: its arrival to its answer's headers, less the time spent waiting on upstream attempts.",
+	})
 	limits := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "keygate_limit_utilization_ratio", Buckets: utilizationBuckets,
 		Help: "How much of a limit was in use once a request was admitted (reservations included), by kind of limit.",
@@ -81,7 +90,7 @@ func New(o Options) *Metrics {
 	for _, kind := range LimitKinds() {
 		m.limits[kind] = limits.WithLabelValues(kind)
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.upstream, m.denials, m.tokens, m.spend, m.alerts, m.auditLag, limits,
+	m.reg.MustRegister(m.requests, m.latency, m.overhead, m.upstream, m.denials, m.tokens, m.spend, m.alerts, m.auditLag, limits,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if o.KeyLabels {
 		m.keyRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -153,6 +162,9 @@ func (m *Metrics) LimitUsage(limit string, fraction float64) {
 func LimitKinds() []string {
 	return []string{"requests_per_period", "tokens_per_period", "concurrency", "requests_quota", "tokens_quota", "budget"}
 }
+
+// Overhead records what keygate added to one forwarded request.
+func (m *Metrics) Overhead(d time.Duration) { m.overhead.Observe(d.Seconds()) }
 
 // Alert counts one alert.
 func (m *Metrics) Alert(rule string) { m.alerts.WithLabelValues(rule).Inc() }

@@ -178,11 +178,11 @@ func newAudit(ctx context.Context, p *plan, st *store.Store, v *vault.Vault, log
 		sinks = append(sinks, f)
 	}
 	if u := p.auditSyslog; u != nil {
-		s, err := audit.DialSyslog(ctx, audit.SyslogOptions{Network: u.Scheme, Addr: u.Host, AppName: "keygate"})
+		w, err := p.syslogs.writer(ctx, u.String())
 		if err != nil {
 			return nil, fmt.Errorf("config: audit.syslog: %w", err)
 		}
-		sinks = append(sinks, s)
+		sinks = append(sinks, audit.NewSyslogSink(w))
 	}
 	if cfg.Audit.Webhook != "" {
 		if _, err := v.Ensure(ctx, admin.AuditWebhookKeyRecord, admin.WebhookKeySize); err != nil {

@@ -49,7 +49,11 @@ func newDetection(ctx context.Context, p *plan, st *store.Store, v *vault.Vault,
 		notifiers["slack"] = &detect.SlackNotifier{URL: secret.New(cfg.Alerts.Slack), Client: cfg.EgressPolicy().Client(30 * time.Second)}
 	}
 	if p.alertsSyslog != nil {
-		notifiers["syslog"] = &detect.SyslogNotifier{Addr: p.alertsSyslog.Host}
+		w, err := p.syslogs.writer(ctx, p.alertsSyslog.String())
+		if err != nil {
+			return nil, fmt.Errorf("config: alerts.syslog: %w", err)
+		}
+		notifiers["syslog"] = &detect.SyslogNotifier{Writer: w}
 	}
 	if len(notifiers) > 0 {
 		disp, err := detect.NewDispatcher(notifiers, detect.DispatcherOptions{OnError: func(name string, a detect.Alert, err error) {

@@ -25,6 +25,7 @@ import (
 	"github.com/keygate/keygate/internal/otp"
 	"github.com/keygate/keygate/internal/ready"
 	"github.com/keygate/keygate/internal/secret"
+	"github.com/keygate/keygate/internal/tracing"
 	"github.com/keygate/keygate/internal/vault"
 )
 
@@ -58,6 +59,7 @@ type Node struct {
 	stepUp *otp.Verifier
 	used   *lastused.Recorder
 	met    *metrics.Metrics
+	traces *tracing.Provider // nil unless tracing.endpoint is set
 	gw     *gateway.Gateway
 	mcp    *mcpgate.Gate // MCP servers served at the gateway's /mcp
 	adm    *admin.API
@@ -287,6 +289,13 @@ func (n *Node) release(ctx context.Context) error {
 		if err := n.trail.w.Close(actx); err != nil {
 			n.log.Error("the audit trail could not write everything before shutdown", "err", err)
 			errs = append(errs, err)
+		}
+		cancel()
+	}
+	if n.traces != nil {
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := n.traces.Shutdown(tctx); err != nil {
+			n.log.Warn("some traces could not be sent to the collector before shutdown", "err", err)
 		}
 		cancel()
 	}

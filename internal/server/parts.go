@@ -6,6 +6,8 @@ import (
 	"io"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/balance"
 	"github.com/keygate/keygate/internal/gateway"
@@ -19,6 +21,7 @@ import (
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/routing"
 	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/tracing"
 	"github.com/keygate/keygate/internal/vault"
 )
 
@@ -126,6 +129,13 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 	if err := n.mcp.Reload(ctx); err != nil {
 		return fmt.Errorf("read the MCP servers: %w", err)
 	}
+	var tracer trace.Tracer
+	if t := cfg.Tracing; t.Endpoint != "" {
+		if n.traces, err = tracing.New(ctx, tracing.Options{Endpoint: t.Endpoint, SampleRatio: t.SampleRatio, ServiceName: t.ServiceName, Version: n.o.version}); err != nil {
+			return err
+		}
+		tracer = n.traces.Tracer()
+	}
 	n.gw = gateway.New(gateway.Options{
 		Keys:         keys,
 		Log:          log,
@@ -154,6 +164,8 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		Leaks:           leakOptions(cfg.Leaks),
 		MCP:             n.mcp,
 		Ready:           n.ready,
+		Tracer:          tracer,
+		OverheadHeader:  cfg.Metrics.OverheadHeader,
 
 		MaxInflightBodyBytes: int64(cfg.Client.MaxInflightBodyBytes),
 	}, table)

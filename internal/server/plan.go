@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/keygate/keygate/internal/buildinfo"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/detect"
 	"github.com/keygate/keygate/internal/geoip"
@@ -38,6 +39,9 @@ type plan struct {
 	detect   detect.Config // the detectors' settings; Build adds the actions' callback
 	// auditSyslog and alertsSyslog are the parsed syslog destinations; nil when unset.
 	auditSyslog, alertsSyslog *url.URL
+	// syslogs opens the syslog writers the audit trail and alerts share;
+	// closed by close.
+	syslogs *syslogWriters
 	// cert is the certificate tls.cert and tls.key name; nil for a
 	// self-signed certificate (made once the data directory exists) or
 	// plain HTTP.
@@ -93,6 +97,10 @@ func checkConfig(cfg config.Config) (*plan, error) {
 	if cfg.Audit.Syslog != "" {
 		p.auditSyslog, _ = url.Parse(cfg.Audit.Syslog)
 	}
+	if p.auditSyslog != nil || p.alertsSyslog != nil {
+		p.syslogs, err = newSyslogWriters(p, buildinfo.Read("").Version)
+		check(err)
+	}
 	check(checkAuditFile(cfg))
 	p.workloads, err = workloadOptions(cfg)
 	check(err)
@@ -121,6 +129,9 @@ func checkConfig(cfg config.Config) (*plan, error) {
 
 // close releases what the plan holds open.
 func (p *plan) close() {
+	if p != nil {
+		p.syslogs.close()
+	}
 	if p != nil && p.geoip != nil {
 		_ = p.geoip.Close()
 		p.geoip = nil

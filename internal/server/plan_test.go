@@ -53,7 +53,12 @@ func badConfigs(t *testing.T) []struct {
 			c.Risk.GeoIPDatabase = filepath.Join(dir, "missing.mmdb")
 		}},
 		{"alerts: an unknown action", "alerts", func(c *config.Config) { c.Alerts.Actions = map[string]string{"rate-spike": "explode"} }},
-		{"alerts: syslog over tcp", "alerts.syslog", func(c *config.Config) { c.Alerts.Syslog = "tcp://127.0.0.1:514" }},
+		{"alerts: syslog over a unix socket", "alerts.syslog", func(c *config.Config) { c.Alerts.Syslog = "unix:///dev/log" }},
+		{"syslog: an unknown format", "syslog.format", func(c *config.Config) { c.Syslog.Format = "leef" }},
+		{"syslog: a CA file that is not there", "syslog.ca_file", func(c *config.Config) {
+			c.Audit.Syslog, c.Syslog.CAFile = "tls://127.0.0.1:6514", filepath.Join(dir, "missing-ca.pem")
+		}},
+		{"tracing: an endpoint that is not OTLP", "tracing.endpoint", func(c *config.Config) { c.Tracing.Endpoint = "ftp://collector:4318" }},
 		{"tls: certificate files that are not there", "tls", func(c *config.Config) {
 			c.TLS.Cert, c.TLS.Key = filepath.Join(dir, "missing.crt"), filepath.Join(dir, "missing.key")
 		}},

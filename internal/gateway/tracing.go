@@ -1,0 +1,349 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/keygate/keygate/internal/jsonpeek"
+	"github.com/keygate/keygate/internal/passthrough"
+	"github.com/keygate/keygate/internal/principal"
+	"github.com/keygate/keygate/internal/route"
+)
+
+// Tracing (Options.Tracer) gives each gateway request one server span,
+// named and attributed after the OpenTelemetry GenAI semantic
+// conventions ("chat gpt-4o-mini"; gen_ai.operation.name,
+// gen_ai.provider.name, gen_ai.request.model, gen_ai.response.model,
+// gen_ai.usage.*), with keygate's own attributes under keygate.*: the
+// key id, the decision and its reason, the cost. Its children are the
+// steps: keygate.admission, keygate.route, one client span per upstream
+// attempt (which carries the trace context upstream as a W3C
+// traceparent) and keygate.audit. No span holds a secret, a body, a
+// query string or a passthrough path. With no tracer every function here
+// returns at its first line: tracing off costs a nil check.
+
+// propagator reads and writes W3C trace context.
+var propagator = propagation.TraceContext{}
+
+// Attribute keys of the GenAI semantic conventions (semconv v1.40) and
+// keygate's own.
+const (
+	attrOperation   = attribute.Key("gen_ai.operation.name")
+	attrProvider    = attribute.Key("gen_ai.provider.name")
+	attrSystem      = attribute.Key("gen_ai.system") // the name before gen_ai.provider.name, still read by many backends
+	attrReqModel    = attribute.Key("gen_ai.request.model")
+	attrRespModel   = attribute.Key("gen_ai.response.model")
+	attrInTokens    = attribute.Key("gen_ai.usage.input_tokens")
+	attrOutTokens   = attribute.Key("gen_ai.usage.output_tokens")
+	attrMethod      = attribute.Key("http.request.method")
+	attrStatus      = attribute.Key("http.response.status_code")
+	attrRoute       = attribute.Key("http.route")
+	attrServerAddr  = attribute.Key("server.address")
+	attrKeyID       = attribute.Key("keygate.key.id")
+	attrDecision    = attribute.Key("keygate.decision")
+	attrReason      = attribute.Key("keygate.denial.reason")
+	attrFailure     = attribute.Key("keygate.failure")
+	attrCost        = attribute.Key("keygate.cost.usd")
+	attrUpstream    = attribute.Key("keygate.provider")
+	attrDeployment  = attribute.Key("keygate.deployment")
+	attrService     = attribute.Key("keygate.service")
+	attrRequestID   = attribute.Key("keygate.request.id")
+	attrRisk        = attribute.Key("keygate.risk")
+	attrOverheadSec = attribute.Key("keygate.overhead_seconds")
+)
+
+// startTrace opens the request's server span, as a child of the trace
+// context the caller sent, if any.
+func (g *Gateway) startTrace(ctx context.Context, r *http.Request, c *call) context.Context {
+	ctx = propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
+	c.op = operation(r.URL.Path)
+	ctx, c.span = g.opts.Tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithTimestamp(c.start), trace.WithAttributes(attrMethod.String(r.Method)))
+	return ctx
+}
+
+// endTrace names the request's span and sets what the call came to.
+func (g *Gateway) endTrace(r *http.Request, c *call, status int) {
+	sp := c.span
+	if !sp.IsRecording() {
+		sp.End() // a trace not sampled: nothing to describe
+		return
+	}
+	attrs := make([]attribute.KeyValue, 0, 20)
+	attrs = append(attrs, attrStatus.Int(status), attrRequestID.String(c.requestID))
+	name := r.Method
+	if rt := spanRoute(r.URL.Path); rt != "" {
+		attrs = append(attrs, attrRoute.String(rt))
+		name += " " + rt
+	}
+	op := c.op
+	if op != "" {
+		attrs = append(attrs, attrOperation.String(op))
+		if c.clientModel != "" {
+			attrs = append(attrs, attrReqModel.String(c.clientModel))
+			name = op + " " + c.clientModel
+		}
+		if c.respModel != "" {
+			attrs = append(attrs, attrRespModel.String(c.respModel))
+		}
+	}
+	sp.SetName(name)
+	if c.keyID != "" {
+		attrs = append(attrs, attrKeyID.String(c.keyID))
+	}
+	if c.upstream != nil {
+		attrs = append(attrs, attrUpstream.String(c.upstream.Name))
+		if op != "" {
+			p := genAIProvider(c.upstream)
+			attrs = append(attrs, attrProvider.String(p), attrSystem.String(p))
+		}
+	}
+	if c.deployment != nil {
+		attrs = append(attrs, attrDeployment.String(c.deployment.Name))
+	}
+	if c.service != nil {
+		attrs = append(attrs, attrService.String(c.service.Name))
+	}
+	if c.risk != "" {
+		attrs = append(attrs, attrRisk.String(c.risk))
+	}
+	switch {
+	case c.denied != "":
+		attrs = append(attrs, attrDecision.String("deny"), attrReason.String(c.denied))
+	case c.keyID != "":
+		attrs = append(attrs, attrDecision.String("allow"))
+	}
+	if c.failure != "" {
+		attrs = append(attrs, attrFailure.String(c.failure))
+	}
+	if c.upstream != nil && c.denied == "" {
+		u := c.used
+		if in := u.InputTokens + u.CacheWriteTokens; in > 0 {
+			attrs = append(attrs, attrInTokens.Int64(in))
+		}
+		if u.OutputTokens > 0 {
+			attrs = append(attrs, attrOutTokens.Int64(u.OutputTokens))
+		}
+		attrs = append(attrs, attrCost.Float64(float64(c.microUSD)/1e6))
+	}
+	if c.overhead > 0 {
+		attrs = append(attrs, attrOverheadSec.Float64(c.overhead.Seconds()))
+	}
+	sp.SetAttributes(attrs...)
+	if status >= 500 {
+		sp.SetStatus(codes.Error, c.denied+c.failure)
+	}
+	sp.End()
+}
+
+// spanRoute is the low-cardinality route of a path: the endpoint's own
+// path, /proxy/{service} for a passthrough call, "" for anything else.
+func spanRoute(path string) string {
+	switch path {
+	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages",
+		"/v1/messages/count_tokens", "/v1/models", "/oauth/token", "/oauth/revoke", "/oauth/introspect",
+		"/.well-known/jwks.json", SecretsPath, "/healthz":
+		return path
+	}
+	if len(path) > len(passthrough.RoutePrefix) && path[:len(passthrough.RoutePrefix)] == passthrough.RoutePrefix {
+		return passthrough.RoutePrefix + "{service}"
+	}
+	return ""
+}
+
+// operation is the GenAI operation a model endpoint performs, "" for
+// the other endpoints.
+func operation(path string) string {
+	switch path {
+	case "/v1/chat/completions", "/v1/responses", "/v1/messages":
+		return "chat"
+	case "/v1/completions":
+		return "text_completion"
+	case "/v1/embeddings":
+		return "embeddings"
+	case "/v1/messages/count_tokens":
+		return "count_tokens"
+	}
+	return ""
+}
+
+// genAIProvider is the gen_ai.provider.name of an upstream: the
+// convention's name for the service its preset names, else its dialect.
+func genAIProvider(up *route.Upstream) string {
+	if up.Preset != nil {
+		switch up.Preset.Name {
+		case "azure-openai":
+			return "azure.ai.openai"
+		case "gemini":
+			return "gcp.gemini"
+		case "mistral":
+			return "mistral_ai"
+		case "xai":
+			return "x_ai"
+		case "openai", "anthropic", "groq", "deepseek":
+			return up.Preset.Name
+		}
+	}
+	return up.Dialect
+}
+
+// startStep opens the span of one step of the call; nil when tracing is
+// off or the trace is not sampled.
+func (g *Gateway) startStep(ctx context.Context, name string) trace.Span {
+	if g.opts.Tracer == nil || !trace.SpanFromContext(ctx).IsRecording() {
+		return nil // off, or a trace not sampled: its steps are not either
+	}
+	_, sp := g.opts.Tracer.Start(ctx, name)
+	return sp
+}
+
+// endStep closes a step's span with its denial, if any.
+func endStep(sp trace.Span, den *Denial) {
+	if sp == nil {
+		return
+	}
+	if den != nil {
+		sp.SetAttributes(attrReason.String(den.Code))
+		sp.SetStatus(codes.Error, den.Code)
+	}
+	sp.End()
+}
+
+// tracedAdmit is admit (limits.go) in a keygate.admission span.
+func (g *Gateway) tracedAdmit(h http.Header, r *http.Request, c *call, key *principal.Principal, model string, f jsonpeek.Fields, bodyLen int) *Denial {
+	sp := g.startStep(r.Context(), "keygate.admission")
+	den := g.admit(h, r, c, key, model, f, bodyLen)
+	endStep(sp, den)
+	return den
+}
+
+// tracedRouteAlias is routeAlias (routing.go) in a keygate.route span.
+func (g *Gateway) tracedRouteAlias(r *http.Request, c *call, key *principal.Principal, a *route.Alias) *Denial {
+	sp := g.startStep(r.Context(), "keygate.route")
+	den := g.routeAlias(r, c, key, a)
+	if sp != nil {
+		sp.SetAttributes(attribute.Key("keygate.alias").String(a.Name), attribute.Key("keygate.deployments").Int(len(c.order)))
+	}
+	endStep(sp, den)
+	return den
+}
+
+// roundTrip sends one upstream attempt: in a client span named after
+// the GenAI operation and the model sent, whose context goes upstream as
+// traceparent, and timed, so what keygate itself adds can be told apart
+// from the upstream's wait (overhead).
+func (g *Gateway) roundTrip(base http.RoundTripper, out *http.Request, c *call, up *route.Upstream, model string) (*http.Response, error) {
+	var sp trace.Span
+	if c.span != nil && !c.span.IsRecording() {
+		// A trace not sampled: the provider is told so, with no span of
+		// ours to describe.
+		propagator.Inject(out.Context(), propagation.HeaderCarrier(out.Header))
+	} else if g.opts.Tracer != nil {
+		name := c.op
+		if name == "" {
+			name = out.Method
+		} else if model != "" {
+			name += " " + model
+		}
+		var ctx context.Context
+		ctx, sp = g.opts.Tracer.Start(out.Context(), name, trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(attrUpstream.String(up.Name), attrServerAddr.String(out.URL.Hostname()), attrMethod.String(out.Method)))
+		if c.op != "" {
+			p := genAIProvider(up)
+			sp.SetAttributes(attrOperation.String(c.op), attrProvider.String(p), attrSystem.String(p), attrReqModel.String(model))
+		}
+		propagator.Inject(ctx, propagation.HeaderCarrier(out.Header))
+	}
+	var t0 time.Time
+	if c.timed {
+		t0 = time.Now()
+	}
+	var resp *http.Response
+	var err error
+	if up != nil {
+		resp, err = up.RoundTrip(out, base) // a cloud-identity upstream signs here
+	} else {
+		resp, err = base.RoundTrip(out)
+	}
+	if c.timed {
+		c.upstreamWait += time.Since(t0)
+	}
+	if sp != nil {
+		if err != nil {
+			sp.SetStatus(codes.Error, "no answer")
+			sp.SetAttributes(attribute.Key("error.type").String(errorType(err)))
+		} else {
+			sp.SetAttributes(attrStatus.Int(resp.StatusCode))
+			if resp.StatusCode >= 400 {
+				sp.SetStatus(codes.Error, strconv.Itoa(resp.StatusCode))
+			}
+		}
+		sp.End()
+	}
+	return resp, err
+}
+
+// errorType names an attempt's failure without its text, which may hold
+// internal host names.
+func errorType(err error) string {
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return "timeout"
+	}
+	return "unreachable"
+}
+
+// recordAudit is audit (gateway.go) in a keygate.audit span.
+func (g *Gateway) recordAudit(ctx context.Context, r *http.Request, c *call, status int, start time.Time) {
+	sp := g.startStep(ctx, "keygate.audit")
+	g.audit(r, c, status, start)
+	if sp != nil {
+		sp.End()
+	}
+}
+
+// responseModel reads the model an upstream's JSON answer names, for
+// gen_ai.response.model; only traced calls read it.
+func responseModel(body []byte) string {
+	f, err := jsonpeek.Scan(body)
+	if err != nil || !f.HasModel {
+		return ""
+	}
+	return f.Model
+}
+
+// passAttempt is the passthrough proxy's transport when requests are
+// traced or timed: each request to a service is an attempt.
+type passAttempt struct {
+	g    *Gateway
+	base http.RoundTripper
+}
+
+// RoundTrip implements http.RoundTripper.
+func (p passAttempt) RoundTrip(req *http.Request) (*http.Response, error) {
+	c := callFrom(req.Context())
+	return p.g.roundTrip(p.base, req, c, c.upstream, "")
+}
+
+// setOverhead records what keygate added before the answer's headers
+// could go to the client: the time since the request arrived less the
+// upstream attempts' waits. With Options.OverheadHeader it is sent as
+// X-Keygate-Overhead, in milliseconds.
+func (g *Gateway) setOverhead(c *call, h http.Header) {
+	if !c.timed {
+		return
+	}
+	c.overhead = max(time.Since(c.start)-c.upstreamWait, 0)
+	if g.opts.OverheadHeader {
+		h.Set("X-Keygate-Overhead", strconv.FormatFloat(float64(c.overhead.Microseconds())/1000, 'f', 3, 64)+"ms")
+	}
+}
