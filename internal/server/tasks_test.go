@@ -155,6 +155,10 @@ func testEveryTaskRuns(t *testing.T, dbURL string) {
 	// The rest show only in the node's own state; each has run.
 	waitFor(t, "every task running at least twice", func() bool {
 		for _, tk := range n.runner.tasks {
+			// On PostgreSQL the change listener holds its connection for the node's life.
+			if tk.name == "change-notifications" {
+				continue
+			}
 			if taskRuns(n, tk.name) < 2 {
 				return false
 			}
