@@ -353,7 +353,7 @@ database: {existingSecret: db}`: "needs a KEK every replica can open",
 persistence: {enabled: false}`: "loses the SQLite database",
 		`tls: {selfSigned: true}
 kek: base64key://smGbjm71Nxd1Ig5FS0wj9SlbzAIrnolCz9bQQ6uAhl4=`: "kek",
-		`tls: {certManager: {enabled: true}}`:                                          "issuerRef.name",
+		`tls: {certManager: {enabled: true}}`: "issuerRef.name",
 		`tls: {existingSecret: keygate-tls, certManager: {enabled: true, issuerRef: {name: my-issuer}}}`: "not both",
 		`tls: {selfSigned: true}
 serviceMonitor: {enabled: true}`: "tokenSecret.name",
