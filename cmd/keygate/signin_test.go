@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,6 +19,8 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/ssotest"
 	"github.com/keygate/keygate/internal/store/storetest"
 )
 
@@ -284,5 +287,61 @@ func TestTokenLoginCookieThroughTheBinary(t *testing.T) {
 	}
 	if get, _ := browser.Get(base + "/auth/session"); get.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("after logout: %d", get.StatusCode)
+	}
+}
+
+// TestDeviceSignInThroughTheBinary: on a machine without a browser,
+// keygate login --sso --device prints a code and where to enter it; the
+// person approves at the provider (a real OpenID provider, its own device
+// pages) from anywhere, the command finishes by itself, and the saved
+// session is the user's, signed in by single sign-on.
+func TestDeviceSignInThroughTheBinary(t *testing.T) {
+	pw := "provider-password-" + t.Name()
+	op := ssotest.Start(t, ssotest.User{Name: "dana", Password: pw})
+	cfg := testConfig(t, t.TempDir())
+	cfg.SignIn.OIDC = config.OIDC{Issuer: op.Issuer, ClientID: op.ClientID, ClientSecret: op.ClientSecret,
+		RedirectURL: "http://127.0.0.1:8788/api/v1/auth/oidc/callback"}
+	in := start(t, cfg, "")
+	in.addUser("dana", "--role", "viewer")
+	home := t.TempDir()
+
+	env := map[string]string{"KEYGATE_ADMIN_URL": in.addrs.Admin, "HOME": home}
+	var out bytes.Buffer
+	errb := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(context.Background(), []string{"login", "--sso", "--device"}, func(k string) string { return env[k] }, strings.NewReader(""), &out, errb)
+	}()
+	codeRE := regexp.MustCompile(`enter the code\s+(\S+)`)
+	var code string
+	for deadline := time.Now().Add(20 * time.Second); code == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if m := codeRE.FindStringSubmatch(errb.String()); m != nil {
+			code = m[1]
+		}
+	}
+	if code == "" || !strings.Contains(errb.String(), op.Issuer+"/device") {
+		t.Fatalf("login --sso --device showed no code and place to enter it:\n%s", errb.String())
+	}
+	if err := op.Approve(code, "dana", pw); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("login --sso --device: %v\n%s", err, errb.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("login --sso --device did not finish after approval:\n%s", errb.String())
+	}
+	whoOut, whoErr, err := in.asPerson(home, "", "--json", "whoami")
+	if err != nil {
+		t.Fatalf("whoami with the saved session: %v %s", err, whoErr)
+	}
+	var who adminapi.WhoAmI
+	if err := json.Unmarshal([]byte(whoOut), &who); err != nil || who.Name != "dana" || who.Via != "session (oidc)" {
+		t.Fatalf("whoami after a device sign-in: %v %s", err, whoOut)
+	}
+	if strings.Contains(errb.String(), "kg_session_") || strings.Contains(out.String(), "kg_session_") {
+		t.Fatal("the session token was printed")
 	}
 }

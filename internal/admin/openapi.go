@@ -54,6 +54,8 @@ func operationDocs() map[string]opDoc {
 		"GET " + p + "/auth/oidc/start":             {summary: "Start single sign-on with the OpenID provider (public)"},
 		"GET " + p + "/auth/oidc/callback":          {summary: "The OpenID provider's return; ends in a session (public)"},
 		"POST " + p + "/auth/oidc/exchange":         {summary: "Trade the CLI's one-time sign-on code for a session (public)"},
+		"POST " + p + "/auth/oidc/device":           {summary: "Begin a single sign-on for a machine without a browser (device grant; public)", resp: adminapi.DeviceSignIn{}},
+		"POST " + p + "/auth/oidc/device/token":     {summary: "Wait for a device sign-in's outcome: 202 pending, 200 a session (public)", req: adminapi.DeviceTokenRequest{}, resp: adminapi.LoginResponse{}},
 		"POST " + p + "/auth/passkey/begin":         {summary: "Begin a passkey sign-in (public)"},
 		"POST " + p + "/auth/passkey/finish":        {summary: "Finish a passkey sign-in; returns a session (public)"},
 		"POST " + p + "/auth/logout":                {summary: "End the caller's session"},

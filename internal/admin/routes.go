@@ -101,6 +101,8 @@ func (a *API) routes() []endpoint {
 		public("GET", "/auth/oidc/start", a.oidcStart),
 		public("GET", "/auth/oidc/callback", a.oidcCallback),
 		public("POST", "/auth/oidc/exchange", a.oidcExchange),
+		public("POST", "/auth/oidc/device", a.oidcDeviceStart),
+		public("POST", "/auth/oidc/device/token", a.oidcDeviceToken),
 		public("POST", "/auth/passkey/begin", a.beginPasskeyLogin),
 		public("POST", "/auth/passkey/finish", a.finishPasskeyLogin),
 		{method: "POST", path: p + "/auth/logout", scope: scopeAnyone, handler: a.logout, enrol: true},

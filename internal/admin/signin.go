@@ -68,6 +68,9 @@ type SignIn struct {
 	// SSOPolicy.
 	SSO       SSO
 	SSOPolicy SSOPolicy
+	// DeviceWait is how long one poll of a device sign-in waits for the
+	// person (default 20s; always past the provider's poll interval).
+	DeviceWait time.Duration
 	// WebAuthn binds passkeys to the admin plane (signin_passkeys.go).
 	WebAuthn WebAuthnConfig
 	// Failures throttles failed sign-ins; nil uses Options.AuthFailures.

@@ -27,4 +27,8 @@ type SSOPolicy struct {
 	// SyncRoles sets a linked user's role and adds the mapped team
 	// memberships at every sign-in.
 	SyncRoles bool
+	// RequireProviderMFA refuses a user of an MFA role whose ID token's
+	// amr claim names no second factor; otherwise the provider's own
+	// policy decides.
+	RequireProviderMFA bool
 }

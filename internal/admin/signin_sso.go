@@ -59,6 +59,7 @@ type ssoCLIGrant struct {
 	UserID    string `json:"user_id"`
 	Name      string `json:"name"`
 	Challenge string `json:"challenge"`
+	MFA       string `json:"mfa,omitempty"`
 }
 
 func randomToken() string {
@@ -181,7 +182,7 @@ func (a *API) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadGateway, "provider_unavailable", "keygate could not reach the single-sign-on provider; try again")
 		return
 	}
-	u, reason, msg, err := a.ssoUser(r, id)
+	u, mfa, reason, msg, err := a.ssoUser(r, id)
 	if err != nil {
 		a.internal(w, "find the user", err)
 		return
@@ -192,7 +193,7 @@ func (a *API) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	if f.CLIRedirect != "" {
 		code := randomToken()
-		g, _ := json.Marshal(ssoCLIGrant{UserID: u.ID, Name: u.Name, Challenge: f.CLIChallenge})
+		g, _ := json.Marshal(ssoCLIGrant{UserID: u.ID, Name: u.Name, Challenge: f.CLIChallenge, MFA: mfa})
 		if err := a.opts.SignIn.Store.PutSignInFlow(r.Context(), flowID(code), flowOIDCCLI, g, a.opts.Now().Add(ssoCLICodeTTL)); err != nil {
 			a.internal(w, "hand the sign-in to the CLI", err)
 			return
@@ -200,13 +201,13 @@ func (a *API) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, f.CLIRedirect+"?"+url.Values{"code": {code}}.Encode(), http.StatusFound)
 		return
 	}
-	tok, s, err := a.opts.SignIn.Sessions.Issue(r.Context(), session.Grant{UserID: u.ID, Method: session.MethodOIDC,
+	tok, s, err := a.opts.SignIn.Sessions.Issue(r.Context(), session.Grant{UserID: u.ID, Method: session.MethodOIDC, MFA: mfa,
 		Audience: session.Audience(r, a.opts.SignIn.TLS), Client: a.clientOf(r)})
 	if err != nil {
 		a.internal(w, "start a session", err)
 		return
 	}
-	a.auditSignIn(r, session.MethodOIDC, u.Name, u.ID, "", "allow", "")
+	a.auditSignIn(r, session.MethodOIDC, u.Name, u.ID, mfa, "allow", "")
 	a.setSessionCookie(w, tok.Reveal(), s)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
@@ -243,13 +244,35 @@ func (a *API) oidcExchange(w http.ResponseWriter, r *http.Request) {
 		a.signInFailed(w, r, session.MethodOIDC, g.Name, g.UserID, "verifier_mismatch", http.StatusUnauthorized, "unauthorized", "the verifier does not match this sign-in; run keygate login --sso again")
 		return
 	}
-	a.startSession(w, r, session.Grant{UserID: g.UserID, Method: session.MethodOIDC, Audience: session.Audience(r, a.opts.SignIn.TLS), Client: a.clientOf(r)}, g.Name, false)
+	a.startSession(w, r, session.Grant{UserID: g.UserID, Method: session.MethodOIDC, MFA: g.MFA, Audience: session.Audience(r, a.opts.SignIn.TLS), Client: a.clientOf(r)}, g.Name, false)
 }
 
 // ssoUser finds (or, when allowed, creates) the user an identity signs in
-// as. A refusal comes back as a reason for the trail and a message for the
-// person; err is for store failures only.
-func (a *API) ssoUser(r *http.Request, id sso.Identity) (store.User, string, string, error) {
+// as, and the second factor the provider reports ("provider" when its ID
+// token's amr names one). A refusal comes back as a reason for the trail
+// and a message for the person; err is for store failures only.
+func (a *API) ssoUser(r *http.Request, id sso.Identity) (store.User, string, string, string, error) {
+	u, reason, msg, err := a.ssoLink(r, id)
+	if err != nil || reason != "" {
+		return u, "", reason, msg, err
+	}
+	mfa := ""
+	if id.SecondFactor() {
+		mfa = "provider"
+	} else if a.opts.SignIn.SSOPolicy.RequireProviderMFA {
+		need, err := a.mfaRequired(r.Context(), u)
+		if err != nil {
+			return store.User{}, "", "", "", err
+		}
+		if need {
+			return u, "", "mfa_missing", "your keygate role needs a second factor, and the provider says you signed in without one (its ID token's amr claim); sign in at the provider with a second factor", nil
+		}
+	}
+	return u, mfa, "", "", nil
+}
+
+// ssoLink finds, links or creates the user an identity signs in as.
+func (a *API) ssoLink(r *http.Request, id sso.Identity) (store.User, string, string, error) {
 	ctx := r.Context()
 	pol := a.opts.SignIn.SSOPolicy
 	role, teams, mapped := pol.Mapping.Map(id.Groups)

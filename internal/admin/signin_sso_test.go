@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/oauth2-proxy/mockoidc"
 
 	"github.com/keygate/keygate/internal/admin"
@@ -339,4 +340,83 @@ func mustQuery(t *testing.T, raw, name string) string {
 		t.Fatalf("no %s in %q", name, raw)
 	}
 	return u.Query().Get(name)
+}
+
+// amrUser is a provider user whose ID token says how they authenticated
+// (the amr claim, RFC 8176), as Okta, Entra ID and Keycloak send it.
+type amrUser struct {
+	*mockoidc.MockUser
+	amr []string
+}
+
+func (u amrUser) Claims(scope []string, base *mockoidc.IDTokenClaims) (jwt.Claims, error) {
+	c, err := u.MockUser.Claims(scope, base)
+	if err != nil {
+		return nil, err
+	}
+	raw, _ := json.Marshal(c)
+	var m jwt.MapClaims
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	m["amr"] = u.amr
+	return m, nil
+}
+
+// TestOIDCProviderMFA: with require_provider_mfa, a person whose role
+// needs a second factor signs in only when the provider's ID token says
+// one was used; the session records it. A role that needs none signs in
+// with a password at the provider.
+func TestOIDCProviderMFA(t *testing.T) {
+	pol := groupPolicy
+	pol.RequireProviderMFA = true
+	pol.Mapping.Groups = map[string]sso.GroupMapping{"platform-admins": {Role: rbac.Admin}, "readers": {Role: rbac.Viewer}}
+	pol.Mapping.RolePrecedence = append(pol.Mapping.RolePrecedence, rbac.Viewer)
+	rig := newOIDCRig(t, pol)
+	admins := func(amr ...string) mockoidc.User {
+		return amrUser{&mockoidc.MockUser{Subject: "sub-ann", PreferredUsername: "ann", Groups: []string{"platform-admins"}}, amr}
+	}
+
+	c := rig.browser()
+	rig.op.QueueUser(admins("pwd"))
+	resp, err := c.Get(rig.srv.URL + "/api/v1/auth/oidc/start")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "second factor") {
+		t.Fatalf("an admin who signed in with a password only: %d %s", resp.StatusCode, body)
+	}
+	if code, _ := rig.whoami(t, c); code != http.StatusUnauthorized {
+		t.Fatalf("refused sign-in left a session: whoami %d", code)
+	}
+
+	c = rig.browser()
+	rig.op.QueueUser(admins("pwd", "otp"))
+	if resp, err = c.Get(rig.srv.URL + "/api/v1/auth/oidc/start"); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if code, who := rig.whoami(t, c); code != 200 || who.Name != "ann" || who.Via != "session (oidc+provider)" {
+		t.Fatalf("an admin with a second factor at the provider: %d %+v", code, who)
+	}
+
+	// A viewer (read-only: no MFA role by default) needs no second factor.
+	c = rig.browser()
+	rig.op.QueueUser(amrUser{&mockoidc.MockUser{Subject: "sub-vi", PreferredUsername: "vi", Groups: []string{"readers"}}, []string{"pwd"}})
+	if resp, err = c.Get(rig.srv.URL + "/api/v1/auth/oidc/start"); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if code, who := rig.whoami(t, c); code != 200 || who.Name != "vi" || who.Via != "session (oidc)" {
+		t.Fatalf("a viewer with a password at the provider: %d %+v", code, who)
+	}
+	var reasons []string
+	for _, ev := range rig.trail.find("admin.signin") {
+		reasons = append(reasons, ev.Decision+":"+ev.Fields["reason"]+":"+ev.Fields["mfa"])
+	}
+	if strings.Join(reasons, " ") != "deny:mfa_missing: allow::provider allow::" {
+		t.Fatalf("sign-ins on the trail: %v", reasons)
+	}
 }

@@ -139,3 +139,30 @@ type Passkey struct {
 	CreatedAt  time.Time  `json:"created_at"`
 	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
 }
+
+// DeviceSignIn is a single sign-on begun for a machine without a browser
+// (the device authorization grant): POST /api/v1/auth/oidc/device. The
+// person opens VerificationURI anywhere and enters UserCode (or opens
+// VerificationURIComplete); the CLI meanwhile asks for the outcome with
+// Handle, which only it holds, at POST /api/v1/auth/oidc/device/token.
+type DeviceSignIn struct {
+	Handle                  string    `json:"handle"`
+	UserCode                string    `json:"user_code"`
+	VerificationURI         string    `json:"verification_uri"`
+	VerificationURIComplete string    `json:"verification_uri_complete,omitempty"`
+	ExpiresAt               time.Time `json:"expires_at"`
+	IntervalSeconds         int       `json:"interval_seconds"`
+}
+
+// DeviceTokenRequest asks for the outcome of a device sign-in: POST
+// /api/v1/auth/oidc/device/token. keygate waits up to about 20 seconds
+// for the person to answer, then says 202 with DevicePending (ask
+// again) or 200 with a LoginResponse.
+type DeviceTokenRequest struct {
+	Handle string `json:"handle"`
+}
+
+// DevicePending is the answer while a device sign-in waits for its person.
+type DevicePending struct {
+	Status string `json:"status"` // "authorization_pending"
+}

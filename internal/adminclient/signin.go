@@ -46,6 +46,30 @@ func (c *Client) ExchangeSSO(ctx context.Context, req adminapi.SSOExchangeReques
 	return out, err
 }
 
+// StartDeviceSSO begins a single sign-on for a machine without a browser:
+// the person enters the answer's user code at its verification URI.
+func (c *Client) StartDeviceSSO(ctx context.Context) (adminapi.DeviceSignIn, error) {
+	var out adminapi.DeviceSignIn
+	err := c.do(ctx, http.MethodPost, "/auth/oidc/device", nil, &out)
+	return out, err
+}
+
+// WaitDeviceSSO asks how a device sign-in went; the server waits up to
+// about 20 seconds for the person. pending says to ask again.
+func (c *Client) WaitDeviceSSO(ctx context.Context, handle string) (out adminapi.LoginResponse, pending bool, err error) {
+	var both struct {
+		adminapi.LoginResponse
+		adminapi.DevicePending
+	}
+	if err := c.do(ctx, http.MethodPost, "/auth/oidc/device/token", adminapi.DeviceTokenRequest{Handle: handle}, &both); err != nil {
+		return adminapi.LoginResponse{}, false, err
+	}
+	if both.Status == "authorization_pending" {
+		return adminapi.LoginResponse{}, true, nil
+	}
+	return both.LoginResponse, false, nil
+}
+
 // Session describes the session the client signs in with.
 func (c *Client) Session(ctx context.Context) (adminapi.SessionInfo, error) {
 	var out adminapi.SessionInfo

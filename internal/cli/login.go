@@ -30,14 +30,17 @@ user has one, the one-time password from the authenticator app) is asked for
 on the terminal, or read from standard input, one per line, never from the
 command line. With --sso, signs in with the single-sign-on provider in the
 browser: keygate listens on 127.0.0.1 for the browser's return, and prints the
-URL to open if it cannot open one. Either way what is saved is a session
+URL to open if it cannot open one. With --sso --device, for a machine
+without a browser (a server over SSH), it prints a short code and where to
+enter it, in a browser on any device, and waits while you approve it. Either way what is saved is a session
 token (kg_session_...) for this admin URL, short-lived and refreshed while
 used; keygate logout ends it.
 
   keygate login
   printf '%s\n' "$ADMIN_CREDENTIAL" | keygate login --admin-url https://keygate.internal:8788
   keygate login --user alice
-  keygate login --sso`,
+  keygate login --sso
+  keygate login --sso --device`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			t, err := a.target(cmd, true)
@@ -45,12 +48,14 @@ used; keygate logout ends it.
 				return fmt.Errorf("login: %w", err)
 			}
 			switch {
-			case device:
-				return errors.New("login: --device (the device authorization flow for machines without a browser) is not built yet; use --sso on a machine with a browser, --user, or an admin token")
+			case device && !sso:
+				return errors.New("login: --device goes with --sso: keygate login --sso --device")
 			case user != "" && sso:
 				return errors.New("login: give --user or --sso, not both")
 			case user != "":
 				return a.loginUser(cmd, t, user)
+			case sso && device:
+				return a.loginDevice(cmd, t)
 			case sso:
 				return a.loginSSO(cmd, t)
 			}
@@ -84,7 +89,7 @@ used; keygate logout ends it.
 	}
 	cmd.Flags().StringVar(&user, "user", "", "sign in as this local user, with a password and a second factor")
 	cmd.Flags().BoolVar(&sso, "sso", false, "sign in with the single-sign-on provider, in the browser")
-	cmd.Flags().BoolVar(&device, "device", false, "with --sso: the device flow, for a machine without a browser (not built yet)")
+	cmd.Flags().BoolVar(&device, "device", false, "with --sso: sign in from a browser on another device, for a machine without one")
 	return cmd
 }
 

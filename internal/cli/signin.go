@@ -197,6 +197,38 @@ func (a *app) loginSSO(cmd *cobra.Command, t adminTarget) error {
 	return a.finishLogin(cmd, t, out)
 }
 
+// loginDevice signs in with single sign-on from a browser elsewhere: keygate
+// starts the provider's device grant, the person enters the code it shows
+// on any device, and the CLI waits for keygate to say how it went.
+func (a *app) loginDevice(cmd *cobra.Command, t adminTarget) error {
+	c, err := adminclient.NewSignIn(t.url, a.clientOptions(cmd)...)
+	if err != nil {
+		return fmt.Errorf("login: %w", err)
+	}
+	d, err := c.StartDeviceSSO(cmd.Context())
+	if err != nil {
+		return fmt.Errorf("login: %w", err)
+	}
+	where := d.VerificationURI
+	if d.VerificationURIComplete != "" {
+		where = d.VerificationURIComplete
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "To sign in, open this URL in a browser on any device:\n\n  %s\n\nand enter the code  %s\n\nWaiting for you to approve it (until %s)...\n",
+		where, d.UserCode, d.ExpiresAt.Local().Format(time.Kitchen))
+	for {
+		out, pending, err := c.WaitDeviceSSO(cmd.Context(), d.Handle)
+		if err != nil {
+			return fmt.Errorf("login: %w", err)
+		}
+		if !pending {
+			return a.finishLogin(cmd, t, out)
+		}
+		if time.Now().After(d.ExpiresAt) {
+			return errors.New("login: the code expired before the sign-in was approved; run keygate login --sso --device again")
+		}
+	}
+}
+
 // OpenBrowser opens url in the user's browser, where there is one.
 func OpenBrowser(url string) error {
 	browser.Stdout, browser.Stderr = io.Discard, io.Discard

@@ -58,6 +58,12 @@ type OIDC struct {
 	// SyncRoles sets an existing user's role and team memberships from
 	// the mapping at each sign-in (default: only at creation).
 	SyncRoles bool `yaml:"sync_roles"`
+	// RequireProviderMFA refuses a user of an MFA role (mfa_roles) unless
+	// the provider's ID token says a second factor was used (its amr
+	// claim, RFC 8176: mfa, otp, hwk...). Off, keygate trusts the
+	// provider's own sign-in policy, and records the factor when it is
+	// reported.
+	RequireProviderMFA bool `yaml:"require_provider_mfa"`
 }
 
 // GroupMapping is what one provider group gives a user.

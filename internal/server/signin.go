@@ -40,7 +40,7 @@ func newSignIn(ctx context.Context, cfg config.Config, roles *rbac.Table, st *st
 		for _, r := range roles.Roles() {
 			m.RolePrecedence = append(m.RolePrecedence, r.Name)
 		}
-		si.SSO, si.SSOPolicy = p, admin.SSOPolicy{Mapping: m, CreateUsers: o.CreateUsers, SyncRoles: o.SyncRoles}
+		si.SSO, si.SSOPolicy = p, admin.SSOPolicy{Mapping: m, CreateUsers: o.CreateUsers, SyncRoles: o.SyncRoles, RequireProviderMFA: o.RequireProviderMFA}
 	}
 	return si, nil
 }
