@@ -36,10 +36,15 @@ COPY --chown=65532:65532 --chmod=0700 deploy/container/data/ /var/lib/keygate/
 # KEYGATE_TLS_CERT and KEYGATE_TLS_KEY (mounted from a Secret), or
 # KEYGATE_TLS_SELF_SIGNED=true for a trial; keygate refuses plain HTTP off
 # loopback unless KEYGATE_ALLOW_PLAIN_HTTP=true says a TLS proxy is in front.
+# Logs are JSON lines on stdout, and nothing else is: no admin credential is
+# printed into the log pipeline; issue the first one from inside with
+#   docker exec CONTAINER keygate admin token create --role owner
 ENV KEYGATE_DATA_DIR=/var/lib/keygate \
     KEYGATE_LISTEN=0.0.0.0:8787 \
     KEYGATE_ADMIN_LISTEN=0.0.0.0:8788 \
     KEYGATE_LOG_FORMAT=json \
+    KEYGATE_LOG_OUTPUT=stdout \
+    KEYGATE_BOOTSTRAP_CREDENTIAL=none \
     HOME=/var/lib/keygate
 USER 65532:65532
 WORKDIR /var/lib/keygate

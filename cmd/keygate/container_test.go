@@ -85,6 +85,9 @@ func TestBinaryUnderContainerConstraints(t *testing.T) {
 		"KEYGATE_LISTEN=0.0.0.0:" + gwPort,
 		"KEYGATE_ADMIN_LISTEN=0.0.0.0:" + admPort,
 		"KEYGATE_TLS_SELF_SIGNED=true",
+		// As the image sets them: logs on stdout, and no credential in them.
+		"KEYGATE_LOG_OUTPUT=stdout",
+		"KEYGATE_BOOTSTRAP_CREDENTIAL=none",
 	}
 	// wrap runs a program as the image runs keygate: as uid 65532, every
 	// mount but /proc, /sys and /dev read-only, the data directory a
@@ -137,13 +140,19 @@ exec "$@"`
 			<-exited
 		}
 	})
-	waitFor(t, exited, &stderr, func() bool { return strings.Contains(stdout.String(), "admin API listening on") })
-	if m := regexp.MustCompile(`gateway listening on (\S+)`).FindStringSubmatch(stdout.String()); m == nil || !strings.HasPrefix(m[1], "https://") {
+	waitFor(t, exited, &stderr, func() bool { return strings.Contains(stdout.String(), `"msg":"keygate started"`) })
+	if m := regexp.MustCompile(`"gateway":"([^"]+)"`).FindStringSubmatch(stdout.String()); m == nil || !strings.HasPrefix(m[1], "https://") {
 		t.Fatalf("keygate does not serve TLS on all interfaces:\n%s", stdout.String())
 	}
-	admin := regexp.MustCompile(`kg_admin_[0-9A-Za-z]+`).FindString(stdout.String())
-	if admin == "" {
-		t.Fatalf("no admin credential printed:\n%s", stdout.String())
+	if !strings.Contains(stdout.String(), "keygate admin token create") {
+		t.Fatalf("no word of how to make the first admin credential:\n%s", stdout.String())
+	}
+	// The first admin credential comes from inside the container, to the
+	// operator's terminal, not from the log.
+	tokOut, err := wrap(bin, "admin", "token", "create", "--role", "owner").Output()
+	admin := regexp.MustCompile(`kg_admin_[0-9A-Za-z]+`).FindString(string(tokOut))
+	if err != nil || admin == "" {
+		t.Fatalf("keygate admin token create inside the confinement: %v\n%s", err, tokOut)
 	}
 
 	// Only the data directory was written, and keygate owns what is in it.
@@ -222,17 +231,22 @@ exec "$@"`
 		t.Fatal("keygate did not exit within its 20s grace and a margin")
 	}
 
-	// Every log line is one JSON object.
+	// Every line on stdout is one JSON log object; no secret is among them.
 	lines := 0
-	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
 		var v map[string]any
 		if err := json.Unmarshal([]byte(line), &v); err != nil {
-			t.Fatalf("a log line is not JSON: %q", line)
+			t.Fatalf("a line on stdout is not a JSON log record: %q", line)
 		}
 		lines++
 	}
-	if lines == 0 || !strings.Contains(stderr.String(), `"msg":"keygate shutting down; waiting for in-flight requests"`) {
-		t.Fatalf("no shutdown in the JSON log:\n%s", stderr.String())
+	if lines == 0 || !strings.Contains(stdout.String(), `"msg":"keygate shutting down; waiting for in-flight requests"`) {
+		t.Fatalf("no shutdown in the JSON log:\n%s", stdout.String())
+	}
+	for _, out := range []string{stdout.String(), stderr.String()} {
+		if strings.Contains(out, "kg_admin_") || strings.Contains(out, key) || strings.Contains(out, upKey) {
+			t.Fatalf("a credential reached the container's output:\n%s", out)
+		}
 	}
 }
 

@@ -33,6 +33,11 @@ type Config struct {
 	Database string `yaml:"database"`
 	// MasterKeyFile is the local key-encryption key; empty means <data_dir>/master.key.
 	MasterKeyFile string `yaml:"master_key_file"`
+	// BootstrapCredential says what the first start does for the first
+	// admin credential: print (the default) makes one and prints it once on
+	// standard output; none makes none, for platforms whose standard output
+	// is a log pipeline: issue one from inside with keygate admin token create.
+	BootstrapCredential string `yaml:"bootstrap_credential"`
 	// KEK is the URL of the key-encryption key that wraps every data key:
 	// file:///path (a local key file; the default, at master_key_file),
 	// passphrase://?env=NAME, passphrase://?file=/path or passphrase:// (asked
@@ -477,6 +482,10 @@ type Vault struct {
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
 	Format string `yaml:"format"` // text or json
+	// Output is where log lines go: stderr (the default) or stdout, as
+	// container platforms expect. With stdout, everything keygate writes
+	// there is a log line: the start-up banner and warnings become records.
+	Output string `yaml:"output"`
 	// Requests writes one access-log line per gateway request.
 	Requests bool `yaml:"requests"`
 }
@@ -503,7 +512,7 @@ func Default(home string) Config {
 			ResponseHeaderTimeout: 10 * time.Minute,
 			MaxIdleConnsPerHost:   256,
 		},
-		Log:    Log{Level: "info", Format: "text", Requests: true},
+		Log:    Log{Level: "info", Format: "text", Output: "stderr", Requests: true},
 		Tokens: Tokens{Issuer: "keygate", Audience: "keygate"},
 		Audit:  Audit{FlushInterval: 100 * time.Millisecond, Deadline: 2 * time.Second, CheckpointInterval: 5 * time.Second},
 		OTP:    OTP{MaxFailures: 5, MaxClientFailures: 20, Window: 15 * time.Minute, Lockout: 15 * time.Minute},
@@ -744,6 +753,16 @@ func (c Config) Validate() error {
 	case "text", "json":
 	default:
 		bad("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+	switch c.Log.Output {
+	case "", "stderr", "stdout":
+	default:
+		bad("log.output", "%q is not one of stderr, stdout", c.Log.Output)
+	}
+	switch c.BootstrapCredential {
+	case "", "print", "none":
+	default:
+		bad("bootstrap_credential", "%q is not one of print, none", c.BootstrapCredential)
 	}
 	c.validateMore(bad)
 	return errors.Join(errs...)

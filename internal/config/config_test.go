@@ -79,6 +79,8 @@ func TestValidateNamesEachField(t *testing.T) {
 		{"grace", func(c *Config) { c.ShutdownGrace = 0 }, "shutdown_grace"},
 		{"proxies", func(c *Config) { c.TrustedProxies = []string{"nope"} }, "trusted_proxies"},
 		{"level", func(c *Config) { c.Log.Level = "loud" }, "log.level"},
+		{"log output", func(c *Config) { c.Log.Output = "syslog" }, "log.output"},
+		{"bootstrap credential", func(c *Config) { c.BootstrapCredential = "email" }, "bootstrap_credential"},
 		{"db", func(c *Config) { c.Database = "mysql://x" }, "database"},
 		{"audit deadline", func(c *Config) { c.Audit.Deadline = 0 }, "audit.deadline"},
 		{"audit checkpoint interval", func(c *Config) { c.Audit.CheckpointInterval = -time.Second }, "audit.checkpoint_interval"},

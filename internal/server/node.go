@@ -95,7 +95,11 @@ type Node struct {
 // On error, whatever was made is closed again. ctx bounds the start only.
 func Build(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, opts ...Option) (_ *Node, err error) {
 	n := &Node{cfg: cfg, o: applyOptions(opts), stdout: stdout}
-	n.logOut = logbuf.New(stderr, 64<<10, 100*time.Millisecond)
+	logTo := stderr
+	if cfg.Log.Output == "stdout" {
+		logTo = stdout
+	}
+	n.logOut = logbuf.New(logTo, 64<<10, 100*time.Millisecond)
 	n.log = newLogger(cfg.Log, n.logOut)
 	defer func() {
 		if err != nil {
@@ -142,14 +146,20 @@ func Build(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, opt
 	n.servers = []*http.Server{newServer(withLeakReports(n.gw, reports), cfg.Client, n.log), newServer(con.Mount(), cfg.Client, n.log)}
 	n.runner = newTaskRunner(n.taskTable(), n.log)
 
-	bootstrap, isNew, err := admin.EnsureBootstrapToken(ctx, n.core.st, n.core.hasher, time.Now())
-	if err != nil {
-		return nil, fmt.Errorf("admin credential: %w", err)
+	if cfg.BootstrapCredential == "none" {
+		if toks, err := n.core.st.ListAdminTokens(ctx); err == nil && len(toks) == 0 {
+			n.log.Warn("no admin credential exists and bootstrap_credential is none; issue the first with: keygate admin token create --role owner (run where keygate runs, with its configuration)")
+		}
+	} else {
+		bootstrap, isNew, err := admin.EnsureBootstrapToken(ctx, n.core.st, n.core.hasher, time.Now())
+		if err != nil {
+			return nil, fmt.Errorf("admin credential: %w", err)
+		}
+		if isNew {
+			printBootstrap(stdout, bootstrap)
+		}
 	}
-	if isNew {
-		printBootstrap(stdout, bootstrap)
-	}
-	n.warnAboutCredentials(ctx, stdout)
+	n.warnAboutCredentials(ctx)
 	return n, nil
 }
 
@@ -168,7 +178,7 @@ keygate user add NAME --role owner, then revoke it (keygate admin-token revoke).
 
 // warnAboutCredentials warns while the bootstrap credential outlives the
 // first user, and about credentials from before expiry existed.
-func (n *Node) warnAboutCredentials(ctx context.Context, stdout io.Writer) {
+func (n *Node) warnAboutCredentials(ctx context.Context) {
 	st := n.core.st
 	if toks, err := st.ListAdminTokens(ctx); err == nil {
 		var ids []string
@@ -187,7 +197,9 @@ func (n *Node) warnAboutCredentials(ctx context.Context, stdout io.Writer) {
 		n.log.Warn("could not check whether the bootstrap admin credential is still valid", "err", err)
 	case valid:
 		n.log.Warn("the bootstrap admin credential is still valid though users exist; revoke it: keygate admin-token revoke "+tok.ID, "token_id", tok.ID, "expires_at", tok.ExpiresAt)
-		fmt.Fprintf(stdout, "warning: the bootstrap admin credential %s is still valid though users exist; revoke it with keygate admin-token revoke %s\n", tok.ID, tok.ID)
+		if n.cfg.Log.Output != "stdout" {
+			fmt.Fprintf(n.stdout, "warning: the bootstrap admin credential %s is still valid though users exist; revoke it with keygate admin-token revoke %s\n", tok.ID, tok.ID)
+		}
 	}
 }
 
@@ -210,7 +222,10 @@ func (n *Node) Serve(ctx context.Context) error {
 		go func() { errc <- n.servers[i].Serve(ln) }()
 	}
 	n.runner.start()
-	fmt.Fprintf(n.stdout, "keygate gateway listening on %s (OpenAI base URL %s/v1)\nkeygate admin API listening on %s\n", n.addrs.Gateway, n.addrs.Gateway, n.addrs.Admin)
+	if n.cfg.Log.Output != "stdout" {
+		// With logs on stdout the "keygate started" record below says it.
+		fmt.Fprintf(n.stdout, "keygate gateway listening on %s (OpenAI base URL %s/v1)\nkeygate admin API listening on %s\n", n.addrs.Gateway, n.addrs.Gateway, n.addrs.Admin)
+	}
 	n.log.Info("keygate started", "gateway", n.addrs.Gateway, "admin", n.addrs.Admin, "database", n.core.st.Dialect().String(),
 		"providers", n.providers, "kek", n.core.vault.KEKID(), "kek_url", vault.RedactKEKURL(n.cfg.KEKURL()))
 	if n.o.ready != nil {
