@@ -89,6 +89,8 @@ throughput falls below that fraction of the baseline's at any concurrency.`,
 	f.IntVar(&o.Rounds, "rounds", o.Rounds, "alternating rounds per concurrency")
 	f.IntVar(&o.Keys, "keys", 0, "also drive keygate with this many distinct keys (cycled) instead of one hot key")
 	f.StringVar(&o.Redis, "redis", "", "also drive a keygate that keeps its limits in this Redis (redis://...)")
+	f.BoolVar(&o.Tracing, "tracing", false, "also drive a keygate that traces requests and exports them over OTLP/HTTP to a collector in this process")
+	f.Float64Var(&o.TracingRatio, "tracing-sample-ratio", 1, "with --tracing: the fraction of requests traced")
 	f.IntVar(&o.StreamSamples, "stream-samples", o.StreamSamples, "streaming requests for time to first byte")
 	f.BoolVar(&short, "short", false, "a few-second run for CI")
 	f.BoolVar(&inProcess, "in-process", false, "run the servers inside this process (no memory figures)")

@@ -44,6 +44,12 @@ type Options struct {
 	// Redis (redis://...), driven with a key under limits that never refuse:
 	// the cost of one shared-limiter round trip per request.
 	Redis string
+	// Tracing adds a keygate that traces every request (sample ratio 1)
+	// and exports the spans over OTLP/HTTP to a collector in this process:
+	// what OpenTelemetry costs, beside the same keygate untraced.
+	Tracing bool
+	// TracingRatio is that keygate's sample ratio (0 means 1: every request).
+	TracingRatio float64
 	// Logs receives the servers' logs (io.Discard when nil).
 	Logs io.Writer
 	// Progress receives a line per round (nothing when nil).
@@ -59,6 +65,7 @@ const (
 	ManyKeys = "keygate, many keys" // keygate with the load spread over Options.Keys keys
 	Limited  = "keygate+limits"     // keygate with a key under rate, token, concurrency, quota and budget limits (memory)
 	Redis    = "keygate+redis"      // the same limits kept in Redis by a second keygate
+	Traced   = "keygate+otlp"       // keygate tracing every request, exported over OTLP/HTTP
 )
 
 // Row is one target at one concurrency, all rounds merged.
@@ -128,7 +135,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, fmt.Errorf("pooled baseline: %w", err)
 	}
 	defer pooled.stop()
-	kg, err := l.keygate(ctx, "keygate", "")
+	kg, err := l.keygate(ctx, "keygate", "", "", 0)
 	if err != nil {
 		return nil, fmt.Errorf("keygate: %w", err)
 	}
@@ -150,7 +157,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		{name: Limited, url: kg.url, keys: []string{limitedKey}},
 	}
 	if o.Redis != "" {
-		rkg, err := l.keygate(ctx, "keygate-redis", o.Redis)
+		rkg, err := l.keygate(ctx, "keygate-redis", o.Redis, "", 0)
 		if err != nil {
 			return nil, fmt.Errorf("keygate with Redis: %w", err)
 		}
@@ -163,6 +170,27 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, fmt.Errorf("configure keygate with Redis: %w", err)
 		}
 		targets = append(targets, target{name: Redis, url: rkg.url, keys: []string{rkey}})
+	}
+	if o.Tracing {
+		col, err := startCollector()
+		if err != nil {
+			return nil, fmt.Errorf("OTLP collector: %w", err)
+		}
+		defer col.Close()
+		ratio := o.TracingRatio
+		if ratio <= 0 {
+			ratio = 1
+		}
+		tkg, err := l.keygate(ctx, "keygate-otlp", "", col.URL, ratio)
+		if err != nil {
+			return nil, fmt.Errorf("keygate with tracing: %w", err)
+		}
+		defer tkg.stop()
+		tkey, err := configure(ctx, tkg, up.url+"/v1", upKey)
+		if err != nil {
+			return nil, fmt.Errorf("configure keygate with tracing: %w", err)
+		}
+		targets = append(targets, target{name: Traced, url: tkg.url, keys: []string{tkey}})
 	}
 	if o.Keys > 1 {
 		keys, err := manyKeys(ctx, kg, o.Keys)

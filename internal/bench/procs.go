@@ -63,13 +63,15 @@ func (l launcher) baseline(ctx context.Context, upstream, key string, pooled boo
 
 // keygate starts a real keygate on its defaults (SQLite, local master key,
 // access log on) in a fresh data directory named name; with redis set, its
-// limits live in that Redis.
-func (l launcher) keygate(ctx context.Context, name, redis string) (*proc, error) {
+// limits live in that Redis; with otlp set, it traces requests at that
+// sample ratio and exports the spans there.
+func (l launcher) keygate(ctx context.Context, name, redis, otlp string, ratio float64) (*proc, error) {
 	dataDir := filepath.Join(l.dir, name)
 	if l.binary == "" {
 		cfg := config.Default(l.dir)
 		cfg.DataDir, cfg.Listen, cfg.AdminListen = dataDir, "127.0.0.1:0", "127.0.0.1:0"
 		cfg.Limits.Redis = redis
+		cfg.Tracing.Endpoint, cfg.Tracing.SampleRatio = otlp, ratio
 		var out bytes.Buffer
 		ready := make(chan server.Listening, 1)
 		cctx, cancel := context.WithCancel(ctx)
@@ -88,7 +90,11 @@ func (l launcher) keygate(ctx context.Context, name, redis string) (*proc, error
 	if redis != "" {
 		args = append(args, "--redis", redis)
 	}
-	return l.child(ctx, args, []string{"HOME=" + l.dir}, keygateLines)
+	env := []string{"HOME=" + l.dir}
+	if otlp != "" {
+		env = append(env, "KEYGATE_TRACING_ENDPOINT="+otlp, "KEYGATE_TRACING_SAMPLE_RATIO="+strconv.FormatFloat(ratio, 'f', -1, 64))
+	}
+	return l.child(ctx, args, env, keygateLines)
 }
 
 var (

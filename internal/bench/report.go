@@ -36,7 +36,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	for _, c := range r.Options.Concurrencies {
 		d, _ := r.Row(Direct, c)
 		b, _ := r.Row(Baseline, c)
-		for _, t := range []string{Direct, Baseline, Pooled, Keygate, Limited, Redis, ManyKeys} {
+		for _, t := range []string{Direct, Baseline, Pooled, Keygate, Limited, Redis, Traced, ManyKeys} {
 			row, ok := r.Row(t, c)
 			if !ok {
 				continue
@@ -53,6 +53,18 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 			}
 			fmt.Fprintf(w, "| %d | %s | %.0f | %s | %s | %s | %s | %s | %d |\n",
 				c, t, row.RPS, dur(row.P50), dur(row.P99), dur(row.P999), added, ratio, row.Errors)
+		}
+	}
+	for _, c := range r.Options.Concurrencies {
+		k, ok1 := r.Row(Keygate, c)
+		t, ok2 := r.Row(Traced, c)
+		if ok1 && ok2 && k.RPS > 0 {
+			ratio := r.Options.TracingRatio
+			if ratio <= 0 {
+				ratio = 1
+			}
+			fmt.Fprintf(w, "\nTracing (sample ratio %g) at c=%d: %.0f req/s against %.0f untraced (%+.1f%%), p50 %s against %s.\n",
+				ratio, c, t.RPS, k.RPS, (t.RPS/k.RPS-1)*100, dur(t.P50), dur(k.P50))
 		}
 	}
 	if len(r.TTFB) > 0 {

@@ -9,6 +9,7 @@ package bench
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -81,3 +82,34 @@ func serveUntil(ctx context.Context, ln net.Listener, h http.Handler) error {
 	}
 	return nil
 }
+
+// collector is an OTLP/HTTP trace receiver that accepts and drops every
+// export, as a collector on the same machine would: the cost measured is
+// keygate's (spans, attributes, batching, encoding, sending), not the
+// collector's.
+type collector struct {
+	URL string
+	srv *http.Server
+}
+
+func startCollector() (*collector, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/v1/traces" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+		// An empty ExportTraceServiceResponse: all spans accepted.
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.WriteHeader(http.StatusOK)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	return &collector{URL: "http://" + ln.Addr().String(), srv: srv}, nil
+}
+
+// Close stops the collector.
+func (c *collector) Close() error { return c.srv.Close() }

@@ -467,3 +467,33 @@ func TestAliasKeyPool(t *testing.T) {
 		t.Fatalf("past every key's RPM: %q", code)
 	}
 }
+
+// TestUnavailableAliasKeepsItsReasonsFromTheClient: an alias whose every
+// deployment's provider key cannot be vouched for (its source is failing)
+// answers 503 with Retry-After and names neither the provider's source
+// nor why it fails: that is for the operator's log.
+func TestUnavailableAliasKeepsItsReasonsFromTheClient(t *testing.T) {
+	k := newKeys(t)
+	good := newFake(t, "openai", fakeprovider.Options{})
+	up := good.upstream("kept", "openai")
+	up.Unavailable = `source aws-secrets-manager "arn:aws:secretsmanager:eu-west-1:000000000000:secret:team-x" AccessDeniedException`
+	r := config.Routing{
+		Deployments: []config.Deployment{deployment("only", "kept", "gpt-4o")},
+		Aliases:     map[string]config.Alias{"smart": {Deployments: []string{"only"}}},
+	}
+	g := aliasGateway(t, k, r, nil, up)
+	key := k.issue("caller", nil)
+	a := send(t, "POST", g.url+"/v1/chat/completions", chatFor("smart"), "Authorization", "Bearer "+key)
+	msg, code := openAIError(t, a, http.StatusServiceUnavailable)
+	if code != "model_unavailable" || !strings.Contains(msg, `"smart"`) || a.header.Get("Retry-After") == "" {
+		t.Fatalf("%q %q %v", code, msg, a.header)
+	}
+	for _, leak := range []string{"arn:", "AccessDenied", "kept", "aws"} {
+		if strings.Contains(string(a.body), leak) {
+			t.Fatalf("the refusal names %q: %s", leak, a.body)
+		}
+	}
+	if good.RequestCount() != 0 {
+		t.Fatal("a request reached a provider whose key cannot be vouched for")
+	}
+}

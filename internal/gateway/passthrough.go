@@ -47,7 +47,12 @@ func (g *Gateway) newPassthroughProxy(transport http.RoundTripper) *httputil.Rev
 // (internal/authz decides).
 func (g *Gateway) authorizeService(c *call, key *principal.Principal, svc *route.Service) *Denial {
 	if svc.Unavailable != "" {
-		return denyf(http.StatusServiceUnavailable, "service_unavailable", "service %q cannot be used now: %s", svc.Name, svc.Unavailable)
+		// The reason names the vault secret behind the service: for the
+		// operator's log, not the client.
+		g.opts.Log.Warn("a request for an unavailable service was refused", "service", svc.Name, "reason", svc.Unavailable)
+		den := denyf(http.StatusServiceUnavailable, "service_unavailable", "service %q cannot be used now: keygate cannot vouch for its credential; retry later or ask its operator", svc.Name)
+		den.RetryAfter = 30 * time.Second
+		return den
 	}
 	if d := authz.Authorize(c.principal(key), authz.Target{Kind: authz.Service, Provider: svc.Name, Env: svc.Env}); d != nil {
 		return deny(http.StatusForbidden, d.Code, d.Message)

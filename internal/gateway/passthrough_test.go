@@ -199,15 +199,17 @@ func TestPassthroughScrubsEchoedCredential(t *testing.T) {
 }
 
 // TestPassthroughUnavailableService: a service whose credential is not in
-// the vault answers 503 naming what to do.
+// the vault answers 503 with Retry-After, and names neither the vault
+// secret nor how to store it: that is for the operator's log.
 func TestPassthroughUnavailableService(t *testing.T) {
 	l := newLimited(t, fakeprovider.Options{}, nil)
 	api := &recordingAPI{}
 	_, svc := passthroughGateway(t, l, api, config.Service{Secret: "payments/stripe", Auth: "basic", AllowPrivate: true}, "")
 	svc.Unavailable = `its credential, vault secret "payments/stripe", does not exist; store it with keygate secret put payments/stripe`
 	key := l.serviceKey(t, "caller", adminapi.Limits{})
-	msg, code := openAIError(t, send(t, "GET", l.url+"/proxy/svc/v1/charges", "", "Authorization", "Bearer "+key), 503)
-	if code != "service_unavailable" || !strings.Contains(msg, "keygate secret put payments/stripe") || api.count() != 0 {
+	a := send(t, "GET", l.url+"/proxy/svc/v1/charges", "", "Authorization", "Bearer "+key)
+	msg, code := openAIError(t, a, 503)
+	if code != "service_unavailable" || strings.Contains(msg, "payments/stripe") || a.header.Get("Retry-After") == "" || api.count() != 0 {
 		t.Fatalf("%q %q, %d requests upstream", code, msg, api.count())
 	}
 }

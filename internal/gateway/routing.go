@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/keygate/keygate/internal/authz"
@@ -94,7 +95,13 @@ func (g *Gateway) shapeForUpstream(r *http.Request, c *call, up *route.Upstream,
 func (g *Gateway) routeAlias(r *http.Request, c *call, key *principal.Principal, a *route.Alias) *Denial {
 	d := c.dialect
 	if len(a.Deployments) == 0 {
-		return denyf(http.StatusServiceUnavailable, "model_unavailable", "model alias %q has no usable deployment: %v", a.Name, a.Unavailable)
+		// The reasons name providers, where their keys are kept and why
+		// they cannot be read: for the operator's log, not the client.
+		g.opts.Log.Warn("a request for a model alias with no usable deployment was refused", "alias", a.Name, "reasons", strings.Join(a.Unavailable, "; "))
+		den := denyf(http.StatusServiceUnavailable, "model_unavailable",
+			"model alias %q has no usable deployment right now: keygate cannot vouch for the credentials of its providers; retry later or use another model", a.Name)
+		den.RetryAfter = 30 * time.Second
+		return den
 	}
 	cands, why := aliasCandidates(c.principal(key), a, d, translatedPath(r.URL.Path) != "")
 	// Deployments of the other dialect serve the request translated, if

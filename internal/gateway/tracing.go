@@ -64,12 +64,18 @@ const (
 // startTrace opens the request's server span, as a child of the trace
 // context the caller sent, if any.
 func (g *Gateway) startTrace(ctx context.Context, r *http.Request, c *call) context.Context {
-	ctx = propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
+	if _, ok := r.Header["Traceparent"]; ok {
+		ctx = propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
+	}
 	c.op = operation(r.URL.Path)
-	ctx, c.span = g.opts.Tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithTimestamp(c.start), trace.WithAttributes(attrMethod.String(r.Method)))
+	// Options made once, and attributes only on a sampled span (endTrace):
+	// most requests of a sampled-down service build nothing here.
+	ctx, c.span = g.opts.Tracer.Start(ctx, r.Method, serverSpan...)
 	return ctx
 }
+
+// serverSpan are the start options of every request's span.
+var serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
 
 // endTrace names the request's span and sets what the call came to.
 func (g *Gateway) endTrace(r *http.Request, c *call, status int) {
@@ -78,8 +84,8 @@ func (g *Gateway) endTrace(r *http.Request, c *call, status int) {
 		sp.End() // a trace not sampled: nothing to describe
 		return
 	}
-	attrs := make([]attribute.KeyValue, 0, 20)
-	attrs = append(attrs, attrStatus.Int(status), attrRequestID.String(c.requestID))
+	attrs := make([]attribute.KeyValue, 0, 21)
+	attrs = append(attrs, attrMethod.String(r.Method), attrStatus.Int(status), attrRequestID.String(c.requestID))
 	name := r.Method
 	if rt := spanRoute(r.URL.Path); rt != "" {
 		attrs = append(attrs, attrRoute.String(rt))
@@ -243,6 +249,7 @@ func (g *Gateway) tracedRouteAlias(r *http.Request, c *call, key *principal.Prin
 // from the upstream's wait (overhead).
 func (g *Gateway) roundTrip(base http.RoundTripper, out *http.Request, c *call, up *route.Upstream, model string) (*http.Response, error) {
 	var sp trace.Span
+	var attrs []attribute.KeyValue
 	if c.span != nil && !c.span.IsRecording() {
 		// A trace not sampled: the provider is told so, with no span of
 		// ours to describe.
@@ -255,11 +262,15 @@ func (g *Gateway) roundTrip(base http.RoundTripper, out *http.Request, c *call, 
 			name += " " + model
 		}
 		var ctx context.Context
-		ctx, sp = g.opts.Tracer.Start(out.Context(), name, trace.WithSpanKind(trace.SpanKindClient),
-			trace.WithAttributes(attrUpstream.String(up.Name), attrServerAddr.String(out.URL.Hostname()), attrMethod.String(out.Method)))
-		if c.op != "" {
+		ctx, sp = g.opts.Tracer.Start(out.Context(), name, clientSpan...)
+		attrs = make([]attribute.KeyValue, 0, 9)
+		attrs = append(attrs, attrServerAddr.String(out.URL.Hostname()), attrMethod.String(out.Method))
+		if up != nil {
+			attrs = append(attrs, attrUpstream.String(up.Name))
+		}
+		if c.op != "" && up != nil {
 			p := genAIProvider(up)
-			sp.SetAttributes(attrOperation.String(c.op), attrProvider.String(p), attrSystem.String(p), attrReqModel.String(model))
+			attrs = append(attrs, attrOperation.String(c.op), attrProvider.String(p), attrSystem.String(p), attrReqModel.String(model))
 		}
 		propagator.Inject(ctx, propagation.HeaderCarrier(out.Header))
 	}
@@ -280,17 +291,21 @@ func (g *Gateway) roundTrip(base http.RoundTripper, out *http.Request, c *call, 
 	if sp != nil {
 		if err != nil {
 			sp.SetStatus(codes.Error, "no answer")
-			sp.SetAttributes(attribute.Key("error.type").String(errorType(err)))
+			attrs = append(attrs, attribute.Key("error.type").String(errorType(err)))
 		} else {
-			sp.SetAttributes(attrStatus.Int(resp.StatusCode))
+			attrs = append(attrs, attrStatus.Int(resp.StatusCode))
 			if resp.StatusCode >= 400 {
 				sp.SetStatus(codes.Error, strconv.Itoa(resp.StatusCode))
 			}
 		}
+		sp.SetAttributes(attrs...)
 		sp.End()
 	}
 	return resp, err
 }
+
+// clientSpan are the start options of every upstream attempt's span.
+var clientSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
 
 // errorType names an attempt's failure without its text, which may hold
 // internal host names.
