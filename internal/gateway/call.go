@@ -11,6 +11,7 @@ import (
 
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/jsonpeek"
+	"github.com/keygate/keygate/internal/leak"
 	"github.com/keygate/keygate/internal/principal"
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
@@ -53,6 +54,7 @@ type call struct {
 	// What the outbound credential check found in the body (leaks.go):
 	// the action taken, the rules and the vault records' names.
 	leakAction, leakRules, leakValues string
+	answerLeaks                       []leak.Hit // credentials found in the answer (checkAnswer)
 	// presentedPrefix is the public start of the credential presented
 	// (kg_live_abcd), for spotting guesses aimed at one key.
 	presentedPrefix string

@@ -333,6 +333,7 @@ func (g *Gateway) audit(r *http.Request, c *call, status int, start time.Time) {
 			ev.Fields["leak_values"] = c.leakValues
 		}
 	}
+	g.answerLeakFields(c, ev.Fields)
 	if err := g.opts.Audit.Record(ev); err != nil {
 		g.opts.Log.Error("could not record a request in the audit trail", "request_id", c.requestID, "err", err)
 	}

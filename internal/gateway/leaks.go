@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"bytes"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -57,6 +59,127 @@ func (g *Gateway) checkLeaks(c *call, body []byte) ([]byte, *Denial) {
 	}
 	return body, nil
 }
+
+// checkAnswer checks a model's answer on its way to the client, streamed
+// or not, holding back only the bytes a credential may still be part of
+// (leak.Stream). A hit whose action is redact or block is replaced by
+// [REDACTED:rule]: an answer's status and headers are on their way
+// already, so it is never cut off, only cleaned. An alert hit passes.
+// Every hit is recorded on the call for the audit trail and the detectors
+// (an answer holding a vault value means the model was given it). The
+// answer of known length is read and checked whole (its Content-Length
+// is kept true); a stream is checked as it passes, without its length.
+func (g *Gateway) checkAnswer(c *call, resp *http.Response) error {
+	if g.opts.Leaks == nil || resp.Body == nil || resp.Body == http.NoBody {
+		return nil
+	}
+	m := g.leaks.Load()
+	if m == nil {
+		return nil
+	}
+	policy := g.opts.Leaks.Action
+	action := func(h leak.Hit) leak.Action {
+		if policy != nil {
+			return policy(h)
+		}
+		return leak.DefaultAction(h.Kind)
+	}
+	record := func(h leak.Hit) {
+		if len(c.answerLeaks) == 0 {
+			c.riskRules = append(c.riskRules, RuleCredentialLeak)
+		}
+		c.answerLeaks = append(c.answerLeaks, h)
+	}
+	if n := resp.ContentLength; n >= 0 && n <= maxWholeAnswer {
+		// A whole answer of known length: checked at once, and its
+		// Content-Length stays true.
+		body, err := io.ReadAll(io.LimitReader(resp.Body, n+1))
+		if err != nil {
+			return err
+		}
+		hits := m.Check(body)
+		var redact []leak.Hit
+		for _, h := range hits {
+			record(h)
+			if action(h) != leak.ActionAlert {
+				redact = append(redact, h)
+			}
+		}
+		if len(redact) > 0 {
+			body = leak.Redacted(body, redact)
+		}
+		ct := resp.Header.Get("Content-Type")
+		setBody(resp, body, resp.Body)
+		resp.Header.Set("Content-Type", ct)
+		return nil
+	}
+	// A stream: checked as it passes, and its length may change.
+	b := &leakBody{src: resp.Body}
+	b.s = m.NewStream(&b.out, false, func(h leak.Hit) error { record(h); return nil }).
+		RedactWhen(func(h leak.Hit) bool { return action(h) != leak.ActionAlert })
+	resp.Body = b
+	resp.Header.Del("Content-Length")
+	resp.ContentLength = -1
+	return nil
+}
+
+// maxWholeAnswer is the largest answer of known length checked at once;
+// a longer one is checked as a stream.
+const maxWholeAnswer = 4 << 20
+
+// answerLeakFields describes what checkAnswer found, for the audit
+// trail: the strictest action taken, the rules, the vault records' names.
+func (g *Gateway) answerLeakFields(c *call, f map[string]string) {
+	if len(c.answerLeaks) == 0 {
+		return
+	}
+	act := leak.ActionAlert
+	if g.opts.Leaks != nil && leak.Strictest(c.answerLeaks, g.opts.Leaks.Action) != leak.ActionAlert {
+		act = leak.ActionRedact // in an answer, block redacts
+	}
+	f["answer_leak_action"], f["answer_leak_rules"] = string(act), leakRules(c.answerLeaks)
+	if v := leakValues(c.answerLeaks); v != "" {
+		f["answer_leak_values"] = v
+	}
+}
+
+// leakBody is an answer read through a leak.Stream: each read takes what
+// the stream has passed on, reading the upstream's body as it needs.
+type leakBody struct {
+	src io.ReadCloser
+	s   *leak.Stream
+	out bytes.Buffer // passed on by the stream, not yet read
+	buf []byte
+	eof bool
+}
+
+func (b *leakBody) Read(p []byte) (int, error) {
+	for b.out.Len() == 0 {
+		if b.eof {
+			return 0, io.EOF
+		}
+		if b.buf == nil {
+			b.buf = make([]byte, 8<<10)
+		}
+		n, err := b.src.Read(b.buf)
+		if n > 0 {
+			if _, werr := b.s.Write(b.buf[:n]); werr != nil {
+				return 0, werr
+			}
+		}
+		if err == io.EOF {
+			b.eof = true
+			if cerr := b.s.Close(); cerr != nil {
+				return 0, cerr
+			}
+		} else if err != nil {
+			return 0, err
+		}
+	}
+	return b.out.Read(p)
+}
+
+func (b *leakBody) Close() error { return b.src.Close() }
 
 // leakRules lists the rules of hits once each, in order.
 func leakRules(hits []leak.Hit) string {

@@ -162,3 +162,67 @@ func TestRedactAndAlertActions(t *testing.T) {
 		})
 	}
 }
+
+// TestCredentialsInAnswersAreRedacted: a model answer holding a value from
+// the vault, whole or streamed, reaches the client with the value replaced
+// by [REDACTED:vault-value] (in an answer, block redacts: its status is
+// already sent), in both dialects; the call's audit event names the rule
+// and the vault record. An alert-only policy passes the answer unchanged and still records it.
+func TestCredentialsInAnswersAreRedacted(t *testing.T) {
+	vaultValue := "db-password-" + upstreamKey(t, "answer")
+	reply := "Sure: connect with " + vaultValue + " and retry."
+	for _, tc := range []struct {
+		name, path, body string
+		action           leak.Action
+	}{
+		{"OpenAI", "/v1/chat/completions", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`, leak.ActionBlock},
+		{"OpenAI stream", "/v1/chat/completions", `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}`, leak.ActionBlock},
+		{"Anthropic", "/v1/messages", `{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}`, leak.ActionRedact},
+		{"Anthropic stream", "/v1/messages", `{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}`, leak.ActionBlock},
+		{"alert only", "/v1/chat/completions", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`, leak.ActionAlert},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ks := newKeys(t)
+			// One delta per stream: the value arrives within one event.
+			oa := newFake(t, "openai", fakeprovider.Options{ReplyText: reply, Chunks: 1})
+			an := newFake(t, "anthropic", fakeprovider.Options{ReplyText: reply, Chunks: 1})
+			events := &eventLog{}
+			g := newGatewayWith(t, ks.verifier(), nil, func(o *gateway.Options) {
+				o.Leaks = &gateway.LeakOptions{Action: func(leak.Hit) leak.Action { return tc.action }}
+				o.Audit = events
+			}, oa.upstream("openai", "openai", "gpt-*"), an.upstream("anthropic", "anthropic", "claude-*"))
+			m, err := leak.New(leak.Options{Values: []leak.Value{{Name: "secret/payments-db", Value: secret.New(vaultValue)}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			g.SetLeakMatcher(m)
+			a := send(t, "POST", g.url+tc.path, tc.body, "Authorization", "Bearer "+ks.issue("app", nil), "Anthropic-Version", "2023-06-01")
+			if a.status != 200 {
+				t.Fatalf("status %d: %s", a.status, a.body)
+			}
+			leaked := bytes.Contains(a.body, []byte(vaultValue))
+			if tc.action == leak.ActionAlert {
+				if !leaked {
+					t.Fatalf("an alert-only policy changed the answer: %s", a.body)
+				}
+			} else if leaked || !bytes.Contains(a.body, []byte("[REDACTED:vault-value]")) {
+				t.Fatalf("the answer was not redacted: %s", a.body)
+			}
+			if !bytes.Contains(a.body, []byte("and retry.")) {
+				t.Fatalf("the rest of the answer was lost: %s", a.body)
+			}
+			evs := events.of("request")
+			if len(evs) != 1 {
+				t.Fatalf("%d request events", len(evs))
+			}
+			f := evs[0].Fields
+			want := "redact"
+			if tc.action == leak.ActionAlert {
+				want = "alert"
+			}
+			if f["answer_leak_action"] != want || f["answer_leak_rules"] != "vault-value" || f["answer_leak_values"] != "secret/payments-db" {
+				t.Fatalf("audit fields: %v", f)
+			}
+		})
+	}
+}

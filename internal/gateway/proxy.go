@@ -190,6 +190,9 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 		}
 		resp.Body = set.Body(resp.Body)
 	}
+	if err := g.checkAnswer(c, resp); err != nil {
+		return err
+	}
 	g.setOverhead(c, resp.Header)
 	return nil
 }

@@ -253,8 +253,9 @@ type Stream struct {
 	m       *Matcher
 	e       *engine
 	w       io.Writer
-	redact  bool
-	onHit   func(Hit) error
+	redact   bool
+	redactFn func(Hit) bool // when set, decides per hit instead of redact
+	onHit    func(Hit) error
 	emitted int64 // stream offset passed on so far
 	ready   []Hit // hits found, not yet passed
 	err     error
@@ -266,6 +267,14 @@ type Stream struct {
 // returns that error (block mode).
 func (m *Matcher) NewStream(w io.Writer, redact bool, onHit func(Hit) error) *Stream {
 	return &Stream{m: m, e: m.newEngine(), w: w, redact: redact, onHit: onHit}
+}
+
+// RedactWhen makes the stream redact only the hits f approves, passing
+// the others on unchanged (a policy that alerts on some rules and redacts
+// others). It returns s.
+func (s *Stream) RedactWhen(f func(Hit) bool) *Stream {
+	s.redactFn = f
+	return s
 }
 
 // Write checks p and passes on what can no longer be part of a credential.
@@ -332,7 +341,7 @@ func (s *Stream) writeTo(upto int64) error {
 			s.ready = s.ready[1:]
 			continue
 		}
-		if s.redact {
+		if s.redact || (s.redactFn != nil && s.redactFn(h)) {
 			if _, err := s.w.Write(buf[s.emitted-base : h.Start-base]); err != nil {
 				return err
 			}
