@@ -250,15 +250,15 @@ func Redacted(body []byte, hits []Hit) []byte {
 // while a possible token is incomplete), so onHit runs, and a redaction is
 // made, before any byte of the credential is passed on.
 type Stream struct {
-	m       *Matcher
-	e       *engine
-	w       io.Writer
+	m        *Matcher
+	e        *engine
+	w        io.Writer
 	redact   bool
 	redactFn func(Hit) bool // when set, decides per hit instead of redact
 	onHit    func(Hit) error
-	emitted int64 // stream offset passed on so far
-	ready   []Hit // hits found, not yet passed
-	err     error
+	emitted  int64 // stream offset passed on so far
+	ready    []Hit // hits found, not yet passed
+	err      error
 }
 
 // NewStream returns a Stream writing to w. With redact, hits are replaced
