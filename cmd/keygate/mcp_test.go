@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -34,6 +35,9 @@ type fakeToolServer struct {
 	token string
 	mu    sync.Mutex
 	calls map[string]int
+	// config is what the read_config tool answers: a server handing back
+	// a credential it holds.
+	config string
 }
 
 type echoIn struct {
@@ -59,6 +63,12 @@ func newFakeToolServer(t testing.TB) *fakeToolServer {
 	mcp.AddTool(srv, &mcp.Tool{Name: "delete_repo", Description: "deletes a repository"}, func(_ context.Context, _ *mcp.CallToolRequest, _ echoIn) (*mcp.CallToolResult, any, error) {
 		f.count("delete_repo")
 		return text("deleted"), nil, nil
+	})
+	mcp.AddTool(srv, &mcp.Tool{Name: "read_config", Description: "reads the service's configuration"}, func(_ context.Context, _ *mcp.CallToolRequest, _ noIn) (*mcp.CallToolResult, any, error) {
+		f.count("read_config")
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return text("config: " + f.config + " (end)"), nil, nil
 	})
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -188,8 +198,8 @@ func TestMCPRemoteServer(t *testing.T) {
 
 	cs := connectMCP(t, in.addrs.Gateway+mcpgate.Path, key)
 	names := toolNames(t, cs)
-	if strings.Join(names, ",") != "github__echo,github__whoami" {
-		t.Fatalf("tools/list = %v, want github__echo and github__whoami (delete_repo is denied)", names)
+	if strings.Join(names, ",") != "github__echo,github__read_config,github__whoami" {
+		t.Fatalf("tools/list = %v, want github__echo, github__read_config and github__whoami (delete_repo is denied)", names)
 	}
 	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "github__echo", Arguments: map[string]any{"text": "hello-through-keygate"}})
 	if err != nil || resultText(res) != "hello-through-keygate" {
@@ -221,7 +231,7 @@ func TestMCPRemoteServer(t *testing.T) {
 
 	// /mcp/github serves the one server with its own tool names.
 	one := connectMCP(t, in.addrs.Gateway+mcpgate.PathPrefix+"github", key)
-	if names := toolNames(t, one); strings.Join(names, ",") != "echo,whoami" {
+	if names := toolNames(t, one); strings.Join(names, ",") != "echo,read_config,whoami" {
 		t.Fatalf("/mcp/github tools = %v", names)
 	}
 	if _, err := one.CallTool(context.Background(), &mcp.CallToolParams{Name: "delete_repo"}); rpcCode(err) != mcpgate.CodeForbidden {
@@ -387,5 +397,71 @@ func TestMCPEverythingStdio(t *testing.T) {
 	}
 	if !allowed || !denied {
 		t.Fatalf("the trail lacks the echo call or the refused get-sum: %v", evs)
+	}
+}
+
+// TestMCPCallsCarryNoCredentials: a tool call whose arguments hold a value
+// from the vault is refused before anything reaches the server, naming
+// the kind of credential but not the value; a server's answer holding a
+// vault value reaches the agent with the value replaced by
+// [REDACTED:vault-value]. Both are on the call's audit event, with the
+// vault record's id (never the value).
+func TestMCPCallsCarryNoCredentials(t *testing.T) {
+	up := newFakeToolServer(t)
+	in := start(t, testConfig(t, t.TempDir()), "")
+	in.mustCLI(nil, up.token, "secret", "put", "gh-token", "--stdin")
+	dbURL := "postgres://app:pw-" + randHex(t, 12) + "@db.internal/app"
+	in.mustCLI(nil, dbURL, "secret", "put", "db-url", "--stdin")
+	in.mustCLI(nil, "", "mcp", "add", "github", "--url", up.url, "--secret", "gh-token", "--allow-private")
+	key := in.createKey("--name", "agent", "--allow-tool", "github/*")
+	cs := connectMCP(t, in.addrs.Gateway+mcpgate.Path, key)
+
+	// Within a second the vault's values are watched (the matcher is
+	// rebuilt on the change); until then a call may pass, so wait for it.
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		_, err = cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "github__echo", Arguments: map[string]any{"text": "connect to " + dbURL}})
+		if err != nil {
+			break
+		}
+	}
+	var werr *jsonrpc.Error
+	if !errors.As(err, &werr) || werr.Code != mcpgate.CodeForbidden || !strings.Contains(werr.Message, "vault") || strings.Contains(werr.Message, dbURL) {
+		t.Fatalf("a call carrying a vault value: %v", err)
+	}
+	echoed := up.called("echo")
+
+	up.mu.Lock()
+	up.config = "DATABASE_URL=" + dbURL
+	up.mu.Unlock()
+	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "github__read_config", Arguments: map[string]any{}})
+	if err != nil {
+		t.Fatalf("read_config: %v", err)
+	}
+	if got := resultText(res); strings.Contains(got, dbURL) || !strings.Contains(got, "[REDACTED:vault-value]") || !strings.HasSuffix(got, "(end)") {
+		t.Fatalf("the answer was not redacted: %q", got)
+	}
+	if n := up.called("echo"); n != echoed {
+		t.Fatalf("the refused call reached the server (%d echo calls, %d before)", n, echoed)
+	}
+	var blocked, redacted bool
+	for deadline := time.Now().Add(5 * time.Second); !(blocked && redacted) && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for _, ev := range mcpEvents(t, in, 1) {
+			f, _ := ev["fields"].(map[string]any)
+			if f["leak_action"] == "block" && strings.HasPrefix(fmt.Sprint(f["leak_values"]), "secret/") && ev["decision"] == "deny" {
+				blocked = true
+			}
+			if f["answer_leak_action"] == "redact" && strings.HasPrefix(fmt.Sprint(f["answer_leak_values"]), "secret/") && ev["decision"] == "allow" {
+				redacted = true
+			}
+		}
+	}
+	if !blocked || !redacted {
+		var seen []string
+		for _, ev := range mcpEvents(t, in, 1) {
+			f, _ := ev["fields"].(map[string]any)
+			seen = append(seen, fmt.Sprint(ev["decision"], " ", f["tool"], " ", f["leak_action"], "/", f["leak_values"], " ", f["answer_leak_action"], "/", f["answer_leak_values"]))
+		}
+		t.Fatalf("the audit trail lacks the refusal (%v) or the redaction (%v):\n%s", blocked, redacted, strings.Join(seen, "\n"))
 	}
 }

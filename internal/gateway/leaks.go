@@ -30,6 +30,10 @@ const RuleCredentialLeak = "credential-leak"
 // until a matcher is set.
 func (g *Gateway) SetLeakMatcher(m *leak.Matcher) { g.leaks.Store(m) }
 
+// LeakMatcher returns what the outbound check looks for now (nil before
+// SetLeakMatcher), for the MCP gate's checks.
+func (g *Gateway) LeakMatcher() *leak.Matcher { return g.leaks.Load() }
+
 // checkLeaks is the step that keeps credentials from going upstream in a
 // request body: a hit is refused (block), replaced by [REDACTED:rule]
 // (redact), or let through (alert); every hit is recorded on the call for

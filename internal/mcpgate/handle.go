@@ -1,10 +1,12 @@
 package mcpgate
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"slices"
@@ -233,7 +235,8 @@ type call struct {
 	method string
 	item   string // the tool or prompt name, or the resource URI, as the server names it
 	target authz.Target
-	args   []byte
+	args   []byte // as the caller sent them
+	send   []byte // as they go to the server (redacted when the leak check says)
 	start  time.Time
 }
 
@@ -242,7 +245,7 @@ func (g *Gate) callTool(ctx context.Context, v *view, c *caller, p *mcp.CallTool
 	cl := &call{c: c, method: "tools/call", item: tool, args: p.Arguments, start: time.Now(),
 		target: authz.Target{Kind: authz.Tool, Provider: server, Model: tool}}
 	return g.forward(ctx, cl, ok, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
-		return s.CallTool(ctx, &mcp.CallToolParams{Meta: p.Meta, Name: tool, Arguments: p.Arguments})
+		return s.CallTool(ctx, &mcp.CallToolParams{Meta: p.Meta, Name: tool, Arguments: json.RawMessage(cl.send)})
 	}, func(b []byte) (mcp.Result, error) {
 		var r mcp.CallToolResult
 		err := json.Unmarshal(b, &r)
@@ -256,7 +259,14 @@ func (g *Gate) getPrompt(ctx context.Context, v *view, c *caller, p *mcp.GetProm
 	cl := &call{c: c, method: "prompts/get", item: name, args: args, start: time.Now(),
 		target: authz.Target{Kind: authz.Tool, Provider: server, Model: authz.Prompts}}
 	return g.forward(ctx, cl, ok, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
-		return s.GetPrompt(ctx, &mcp.GetPromptParams{Meta: p.Meta, Name: name, Arguments: p.Arguments})
+		args := p.Arguments
+		if !bytes.Equal(cl.send, cl.args) {
+			args = nil
+			if err := json.Unmarshal(cl.send, &args); err != nil {
+				return nil, err
+			}
+		}
+		return s.GetPrompt(ctx, &mcp.GetPromptParams{Meta: p.Meta, Name: name, Arguments: args})
 	}, func(b []byte) (mcp.Result, error) {
 		var r mcp.GetPromptResult
 		err := json.Unmarshal(b, &r)
@@ -311,9 +321,15 @@ func (g *Gate) forward(ctx context.Context, cl *call, named bool, send func(cont
 		g.record(cl, "deny", d.Code, 0, nil)
 		return nil, rpcError(CodeForbidden, d.Code, d.Message)
 	}
+	toSend, leaks, refusal := g.checkArgs(cl)
+	if refusal != nil {
+		g.record(cl, "deny", "credential_in_request", 0, leaks)
+		return nil, refusal
+	}
+	cl.send = toSend
 	res, release, err := g.admit(ctx, cl)
 	if err != nil {
-		g.record(cl, "deny", "limit_exceeded", 0, nil)
+		g.record(cl, "deny", "limit_exceeded", 0, leaks)
 		return nil, err
 	}
 	defer release()
@@ -358,11 +374,25 @@ func (g *Gate) forward(ctx context.Context, cl *call, named bool, send func(cont
 		}
 		g.opts.Log.Warn("an MCP server sent back the credential keygate injected; it was removed", "mcp_server", server)
 	}
-	var isError map[string]string
-	if r, ok := out.(*mcp.CallToolResult); ok && r.IsError {
-		isError = map[string]string{"tool_error": "true"}
+	if checked, found := g.checkResult(b); found != nil {
+		if !bytes.Equal(checked, b) {
+			if out, err = decode(checked); err != nil {
+				g.record(cl, "error", "upstream_malformed", len(b), nil)
+				return nil, g.upstreamError(cl.u, err)
+			}
+		}
+		if leaks == nil {
+			leaks = map[string]string{}
+		}
+		maps.Copy(leaks, found)
 	}
-	g.record(cl, "allow", "", len(b), isError)
+	if r, ok := out.(*mcp.CallToolResult); ok && r.IsError {
+		if leaks == nil {
+			leaks = map[string]string{}
+		}
+		leaks["tool_error"] = "true"
+	}
+	g.record(cl, "allow", "", len(b), leaks)
 	return out, nil
 }
 

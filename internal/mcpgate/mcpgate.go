@@ -95,6 +95,9 @@ type Options struct {
 	// ArgsKey keys the HMAC of each call's arguments on the audit trail,
 	// so equal arguments can be matched without being readable.
 	ArgsKey []byte
+	// Leaks, when set, checks each call's arguments and each answer for
+	// credentials, as the gateway checks request bodies.
+	Leaks *LeakCheck
 	// Egress decides which addresses remote servers may resolve to.
 	Egress egress.Policy
 	// MaxSessions bounds the MCP sessions open at once (default 1000),

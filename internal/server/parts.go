@@ -14,6 +14,7 @@ import (
 	"github.com/keygate/keygate/internal/gatewaystore"
 	"github.com/keygate/keygate/internal/keysource"
 	"github.com/keygate/keygate/internal/lastused"
+	"github.com/keygate/keygate/internal/leak"
 	"github.com/keygate/keygate/internal/limit"
 	"github.com/keygate/keygate/internal/mcpgate"
 	"github.com/keygate/keygate/internal/metrics"
@@ -121,10 +122,17 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		keysource.WithSecretGrants(func(id string) []string { return cfg.Workloads.SecretGrants[id] }))
 	n.lim.groups.onChange = keys.InvalidateAll
 	argsKey := hasher.Hash("mcp-arguments-hmac")
+	leaks := leakOptions(cfg.Leaks)
+	var mcpLeaks *mcpgate.LeakCheck
+	if leaks != nil {
+		// Tool calls share the gateway's matcher (rebuilt as the vault
+		// changes) and policy; the gateway is built just below.
+		mcpLeaks = &mcpgate.LeakCheck{Matcher: func() *leak.Matcher { return n.gw.LeakMatcher() }, Action: leaks.Action}
+	}
 	n.mcp = mcpgate.New(mcpgate.Options{
 		Source: gatewaystore.NewMCPServers(st, v), Log: log, Audit: n.trail.w,
 		Limiter: n.lim.gateway.Shared, Location: cfg.Limits.Location(), ArgsKey: argsKey[:],
-		Egress: cfg.EgressPolicy(), Version: n.o.version,
+		Egress: cfg.EgressPolicy(), Version: n.o.version, Leaks: mcpLeaks,
 	})
 	if err := n.mcp.Reload(ctx); err != nil {
 		return fmt.Errorf("read the MCP servers: %w", err)
@@ -161,7 +169,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		AuditFailClosed: cfg.Audit.FailClosed,
 		Detect:          n.det.engine,
 		Secrets:         secrets,
-		Leaks:           leakOptions(cfg.Leaks),
+		Leaks:           leaks,
 		MCP:             n.mcp,
 		Ready:           n.ready,
 		Tracer:          tracer,
