@@ -55,6 +55,7 @@ type call struct {
 	// the action taken, the rules and the vault records' names.
 	leakAction, leakRules, leakValues string
 	answerLeaks                       []leak.Hit // credentials found in the answer (checkAnswer)
+	answerTextLeaks                   []leak.Hit // found in a stream's text, split across events (streamTextCheck)
 	// presentedPrefix is the public start of the credential presented
 	// (kg_live_abcd), for spotting guesses aimed at one key.
 	presentedPrefix string

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/keygate/keygate/internal/leak"
+	"github.com/keygate/keygate/internal/usage"
 )
 
 // LeakOptions configure the outbound credential check: every body keygate
@@ -131,9 +132,41 @@ func (g *Gateway) checkAnswer(c *call, resp *http.Response) error {
 // a longer one is checked as a stream.
 const maxWholeAnswer = 4 << 20
 
+// streamTextCheck checks the text a streamed answer generates, as one
+// text, though it arrives a few characters per event: a credential a
+// model streams is split across events, where checkAnswer's byte check
+// cannot see it whole. By the time its last piece arrives the first ones
+// have reached the client, so this only finds: the hit goes on the call's
+// audit event (answer_text_leak_*) and raises the credential-leak finding.
+// nil when the check is off.
+func (g *Gateway) streamTextCheck(c *call, sm *usage.StreamMeter) *leak.Stream {
+	if g.opts.Leaks == nil {
+		return nil
+	}
+	m := g.leaks.Load()
+	if m == nil {
+		return nil
+	}
+	s := m.NewStream(io.Discard, false, func(h leak.Hit) error {
+		if len(c.answerLeaks) == 0 && len(c.answerTextLeaks) == 0 {
+			c.riskRules = append(c.riskRules, RuleCredentialLeak)
+		}
+		c.answerTextLeaks = append(c.answerTextLeaks, h)
+		return nil
+	})
+	sm.OnText = func(text []byte) { _, _ = s.Write(text) }
+	return s
+}
+
 // answerLeakFields describes what checkAnswer found, for the audit
 // trail: the strictest action taken, the rules, the vault records' names.
 func (g *Gateway) answerLeakFields(c *call, f map[string]string) {
+	if len(c.answerTextLeaks) > 0 {
+		f["answer_text_leak_rules"] = leakRules(c.answerTextLeaks)
+		if v := leakValues(c.answerTextLeaks); v != "" {
+			f["answer_text_leak_values"] = v
+		}
+	}
 	if len(c.answerLeaks) == 0 {
 		return
 	}

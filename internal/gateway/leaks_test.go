@@ -226,3 +226,45 @@ func TestCredentialsInAnswersAreRedacted(t *testing.T) {
 		})
 	}
 }
+
+// TestCredentialSplitAcrossStreamEventsIsFound: a model streaming a vault
+// value a few characters per event (as real models do) cannot have it
+// redacted, its first pieces being out already, but the stream's text is
+// checked whole, in both dialects: the call's audit event names the rule
+// and the vault record, for the alert.
+func TestCredentialSplitAcrossStreamEventsIsFound(t *testing.T) {
+	vaultValue := "db-password-" + upstreamKey(t, "split")
+	reply := "Sure: connect with " + vaultValue + " and retry."
+	for _, tc := range []struct{ name, path, body string }{
+		{"OpenAI", "/v1/chat/completions", `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}`},
+		{"Anthropic", "/v1/messages", `{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ks := newKeys(t)
+			// One delta per three characters or so: the value is in pieces.
+			oa := newFake(t, "openai", fakeprovider.Options{ReplyText: reply, Chunks: len(reply) / 3})
+			an := newFake(t, "anthropic", fakeprovider.Options{ReplyText: reply, Chunks: len(reply) / 3})
+			events := &eventLog{}
+			g := newGatewayWith(t, ks.verifier(), nil, func(o *gateway.Options) {
+				o.Leaks = &gateway.LeakOptions{}
+				o.Audit = events
+			}, oa.upstream("openai", "openai", "gpt-*"), an.upstream("anthropic", "anthropic", "claude-*"))
+			m, err := leak.New(leak.Options{Values: []leak.Value{{Name: "secret/payments-db", Value: secret.New(vaultValue)}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			g.SetLeakMatcher(m)
+			a := send(t, "POST", g.url+tc.path, tc.body, "Authorization", "Bearer "+ks.issue("app", nil), "Anthropic-Version", "2023-06-01")
+			if a.status != 200 || bytes.Contains(a.body, []byte(vaultValue)) {
+				t.Fatalf("status %d, or the value came in one piece (the test needs it split): %s", a.status, a.body)
+			}
+			evs := events.of("request")
+			if len(evs) != 1 {
+				t.Fatalf("%d request events", len(evs))
+			}
+			if f := evs[0].Fields; f["answer_text_leak_rules"] != "vault-value" || f["answer_text_leak_values"] != "secret/payments-db" {
+				t.Fatalf("audit fields: %v", f)
+			}
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keygate/keygate/internal/leak"
 	"github.com/keygate/keygate/internal/usage"
 )
 
@@ -28,6 +29,7 @@ type meteredBody struct {
 	g       *Gateway
 	c       *call
 	stream  *usage.StreamMeter
+	text    *leak.Stream // the stream's generated text, checked whole (streamTextCheck)
 	buf     *[]byte
 	dialect string
 	over    bool
@@ -38,6 +40,7 @@ func newMeteredBody(g *Gateway, c *call, resp *http.Response) *meteredBody {
 	m := &meteredBody{ReadCloser: resp.Body, g: g, c: c, dialect: c.wireDialect().Name()}
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		m.stream = usage.NewStreamMeter(m.dialect)
+		m.text = g.streamTextCheck(c, m.stream)
 	} else {
 		m.buf = jsonBufs.Get().(*[]byte)
 	}
@@ -70,6 +73,9 @@ func (m *meteredBody) Close() error {
 		switch {
 		case m.stream != nil:
 			u = m.stream.Usage()
+			if m.text != nil {
+				_ = m.text.Close()
+			}
 		case m.buf != nil:
 			if !m.over {
 				u, _ = usage.FromJSON(m.dialect, *m.buf)

@@ -45,6 +45,12 @@ const (
 // concurrent use: read Usage once the stream's writer is done, or
 // synchronise with it.
 type StreamMeter struct {
+	// OnText, when set, receives each piece of generated text (content,
+	// tool arguments, thinking) as the stream delivers it, JSON-escaped as
+	// sent, without its quotes, so a check can read the text whole though
+	// it arrives a few characters per event. It must not keep the slice.
+	OnText func(text []byte)
+
 	formats uint8
 	u       Usage
 
@@ -227,7 +233,7 @@ func (m *StreamMeter) event(name []byte, longName bool, data []byte) {
 	switch string(name) {
 	case "content_block_delta":
 		if formats&formatAnthropic != 0 {
-			m.u.StreamedBytes += textBytes(data, anthropicTextKey)
+			m.u.StreamedBytes += m.textBytes(data, anthropicTextKey)
 		}
 	case "message_start":
 		if formats&formatAnthropic != 0 {
@@ -251,7 +257,7 @@ func (m *StreamMeter) event(name []byte, longName bool, data []byte) {
 		}
 	default:
 		if formats&formatOpenAI != 0 && bytes.HasPrefix(name, []byte("response.")) && bytes.HasSuffix(name, []byte(".delta")) {
-			m.u.StreamedBytes += textBytes(data, responsesTextKey)
+			m.u.StreamedBytes += m.textBytes(data, responsesTextKey)
 		}
 	}
 }
@@ -285,7 +291,7 @@ func (m *StreamMeter) chunk(data []byte) {
 		m.readUsageIn(data, true)
 	}
 	if i := bytes.Index(data, []byte(`"choices"`)); i >= 0 {
-		m.u.StreamedBytes += textBytes(data[i:], chatTextKey)
+		m.u.StreamedBytes += m.textBytes(data[i:], chatTextKey)
 	}
 }
 
@@ -300,7 +306,7 @@ const (
 // values whose key marks generated text in the compact JSON data. It visits
 // only `"key":"` pairs, found by substring search, and skips each value
 // with jsonpeek's string scan.
-func textBytes(data []byte, kind uint8) int64 {
+func (m *StreamMeter) textBytes(data []byte, kind uint8) int64 {
 	var n int64
 	var s jsonpeek.Scanner
 	for {
@@ -316,6 +322,9 @@ func textBytes(data []byte, kind uint8) int64 {
 		}
 		if q >= 0 && isTextKey(data[q+1:k], kind) {
 			n += int64(len(v) - 2)
+			if m.OnText != nil {
+				m.OnText(v[1 : len(v)-1])
+			}
 		}
 		data = data[k+2+len(v):]
 	}
