@@ -70,6 +70,7 @@ type Store interface {
 	DueRotations(ctx context.Context, now time.Time) ([]store.Key, error)
 	ClaimRotation(ctx context.Context, id string, due time.Time) (bool, error)
 	SetKeyClientCert(ctx context.Context, id, match string) (store.Key, error)
+	SetKeyLeakAction(ctx context.Context, id, action string) (store.Key, error)
 	KeysExpiringInUse(ctx context.Context, now time.Time, window time.Duration) ([]store.Key, error)
 }
 

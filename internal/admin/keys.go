@@ -98,7 +98,17 @@ func (a *API) placeKey(r *http.Request, k *store.Key, group string, now time.Tim
 	}
 	pol := decodePolicy(t.Policy)
 	fillFromPolicy(pol, k, now)
-	if v := policyViolations(pol, *k); len(v) > 0 {
+	v := policyViolations(pol, *k)
+	if k.LeakAction != pol.LeakAction {
+		// Weaker or stronger, a key's own leak action is an
+		// administrator's decision: within the team it is the team's.
+		team := pol.LeakAction
+		if team == "" {
+			team = "none (the global leaks: policy)"
+		}
+		v = append(v, "leak_action: the team's keys take "+team)
+	}
+	if len(v) > 0 {
 		return badRequestf("the key breaks the policy of team %s: %s; ask within it, or ask an admin", team, strings.Join(v, "; "))
 	}
 	return nil
@@ -134,9 +144,13 @@ func (a *API) validateKey(r *http.Request, req *adminapi.CreateKeyRequest, now t
 	if err := validateTools(req.AllowTools); err != nil {
 		return store.Key{}, err
 	}
+	if err := adminapi.ValidLeakAction(req.LeakAction); err != nil {
+		return store.Key{}, err
+	}
 	k := store.Key{
 		ID: newID("key_"), Name: req.Name, Env: req.Env,
 		AllowModels: req.AllowModels, AllowProviders: req.AllowProviders, AllowServices: req.AllowServices, AllowTools: req.AllowTools, CreatedAt: now,
+		LeakAction: req.LeakAction,
 	}
 	limits, err := encodeLimits(req.Limits)
 	if err != nil {
@@ -305,7 +319,7 @@ func keyView(k store.Key, now time.Time) adminapi.Key {
 		CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt, LastUsedAt: k.LastUsedAt,
 		Limits: decodeLimits(k.Limits), Group: k.Group,
 		AllowServices: orEmpty(k.AllowServices), AllowTools: orEmpty(k.AllowTools), AllowPaths: orEmpty(k.AllowPaths), AllowIPs: orEmpty(k.AllowIPs), Hours: k.Hours,
-		SuspendedAt: k.SuspendedAt, RotatedFrom: k.RotatedFrom, Rotation: keyRotationView(k), ClientCert: k.ClientCert,
+		SuspendedAt: k.SuspendedAt, RotatedFrom: k.RotatedFrom, Rotation: keyRotationView(k), ClientCert: k.ClientCert, LeakAction: k.LeakAction,
 		StepUpUntil: k.StepUpUntil, Team: k.Team, OwnerID: k.Owner, CreatedBy: k.CreatedBy,
 	}
 }

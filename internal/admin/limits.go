@@ -45,8 +45,8 @@ func (a *API) updateKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	if req.Limits == nil && req.Group == nil && req.AllowPaths == nil && req.AllowIPs == nil && req.Hours == nil && req.Rotation == nil && req.ClientCert == nil && req.AllowServices == nil && req.AllowTools == nil {
-		writeError(w, http.StatusBadRequest, "bad_request", "nothing to change: send limits, group, allow_services, allow_tools, allow_paths, allow_ips, hours, client_cert or rotation")
+	if req.Limits == nil && req.Group == nil && req.AllowPaths == nil && req.AllowIPs == nil && req.Hours == nil && req.Rotation == nil && req.ClientCert == nil && req.AllowServices == nil && req.AllowTools == nil && req.LeakAction == nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "nothing to change: send limits, group, allow_services, allow_tools, allow_paths, allow_ips, hours, client_cert, leak_action or rotation")
 		return
 	}
 	// Every field is checked before anything is written: a bad one
@@ -115,6 +115,12 @@ func (a *API) updateKey(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if req.LeakAction != nil {
+		if k, err = a.opts.Store.SetKeyLeakAction(ctx, k.ID, *req.LeakAction); err != nil {
+			a.lookupError(w, "key", r.PathValue("ref"), err)
+			return
+		}
+	}
 	if req.Rotation != nil {
 		var next *time.Time
 		if every > 0 {
@@ -138,6 +144,9 @@ func (a *API) checkTeamUpdate(r *http.Request, k store.Key, req adminapi.UpdateK
 		if err := a.checkToolGrant(r, k.Team, *req.AllowTools, rbac.KeysUpdate); err != nil {
 			return err
 		}
+	}
+	if req.LeakAction != nil && k.Team != "" && !a.global(r, rbac.KeysUpdate) {
+		return badRequestf("leak_action: a team key's leak action is its team's policy; an administrator with %s over every key sets another", rbac.KeysUpdate)
 	}
 	if req.Group != nil {
 		g := strings.TrimSpace(*req.Group)
@@ -204,6 +213,11 @@ func checkUpdate(req adminapi.UpdateKeyRequest) error {
 	}
 	if err := validateTools(deref(req.AllowTools)); err != nil {
 		return err
+	}
+	if req.LeakAction != nil {
+		if err := adminapi.ValidLeakAction(*req.LeakAction); err != nil {
+			return err
+		}
 	}
 	if req.ClientCert != nil && *req.ClientCert != "" {
 		if err := adminapi.ValidClientCertMatch(*req.ClientCert); err != nil {

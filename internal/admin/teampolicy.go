@@ -51,6 +51,9 @@ func (a *API) encodePolicy(ctx context.Context, p adminapi.TeamPolicy) ([]byte, 
 	if err := validateServices(p.AllowServices); err != nil {
 		return nil, fmt.Errorf("policy.%w", err)
 	}
+	if err := adminapi.ValidLeakAction(p.LeakAction); err != nil {
+		return nil, fmt.Errorf("policy.%w", err)
+	}
 	if p.MaxKeyTTL != "" {
 		if _, err := adminapi.ParseDuration(p.MaxKeyTTL); err != nil {
 			return nil, fmt.Errorf("policy.max_key_ttl: %w", err)
@@ -59,7 +62,7 @@ func (a *API) encodePolicy(ctx context.Context, p adminapi.TeamPolicy) ([]byte, 
 	if err := p.MaxLimits.Validate(); err != nil {
 		return nil, fmt.Errorf("policy.max_limits: %w", err)
 	}
-	if len(p.AllowModels) == 0 && len(p.AllowProviders) == 0 && len(p.AllowServices) == 0 && p.MaxKeyTTL == "" && p.MaxLimits.IsZero() {
+	if len(p.AllowModels) == 0 && len(p.AllowProviders) == 0 && len(p.AllowServices) == 0 && p.MaxKeyTTL == "" && p.MaxLimits.IsZero() && p.LeakAction == "" {
 		return nil, nil
 	}
 	return json.Marshal(p)
@@ -68,6 +71,9 @@ func (a *API) encodePolicy(ctx context.Context, p adminapi.TeamPolicy) ([]byte, 
 // fillFromPolicy gives a new key of the team what its request left out:
 // the team's models and providers, its longest life and its ceilings.
 func fillFromPolicy(p adminapi.TeamPolicy, k *store.Key, now time.Time) {
+	if k.LeakAction == "" {
+		k.LeakAction = p.LeakAction
+	}
 	if len(k.AllowModels) == 0 {
 		k.AllowModels = p.AllowModels
 	}

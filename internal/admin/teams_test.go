@@ -232,3 +232,34 @@ func TestTeamMembers(t *testing.T) {
 	h.asStatus(f.pa, "DELETE", "/api/v1/teams/payments/members/newbie", "", http.StatusNoContent)
 	wantError(t, h.as(f.pa, "DELETE", "/api/v1/teams/payments/members/newbie", ""), http.StatusNotFound, "not_found", "not a member")
 }
+
+// TestTeamLeakAction: a team's policy gives its new keys a leak action;
+// below admin it is the only one a key of the team may have, made or
+// changed; an admin sets another on any key; a bad action changes
+// nothing, naming the field.
+func TestTeamLeakAction(t *testing.T) {
+	f := newTeamFixture(t)
+	h := f.h
+	wantError(t, h.as(h.boot(), "PATCH", "/api/v1/teams/payments", `{"policy":{"leak_action":"ignore"}}`), http.StatusBadRequest, "bad_request", "leak_action")
+	h.asStatus(h.boot(), "PATCH", "/api/v1/teams/payments", `{"policy":{"leak_action":"block"}}`, http.StatusOK)
+
+	var ck adminapi.CreatedKey
+	decode(t, h.asStatus(f.dev, "POST", "/api/v1/keys", `{"name":"dana-strict"}`, http.StatusCreated), &ck)
+	if ck.Key.LeakAction != "block" {
+		t.Fatalf("a developer's key did not take the team's leak action: %+v", ck.Key)
+	}
+	wantError(t, h.as(f.dev, "POST", "/api/v1/keys", `{"name":"dana-loose","leak_action":"alert"}`), http.StatusBadRequest, "bad_request", "leak_action", "block")
+	wantError(t, h.as(f.dev, "PATCH", "/api/v1/keys/dana-strict", `{"leak_action":"alert"}`), http.StatusBadRequest, "bad_request", "leak_action")
+	wantError(t, h.as(h.boot(), "PATCH", "/api/v1/keys/dana-strict", `{"leak_action":"sometimes"}`), http.StatusBadRequest, "bad_request", "leak_action")
+
+	var k adminapi.Key
+	decode(t, h.asStatus(h.boot(), "PATCH", "/api/v1/keys/dana-strict", `{"leak_action":"alert"}`, http.StatusOK), &k)
+	if k.LeakAction != "alert" {
+		t.Fatalf("an admin's change: %+v", k)
+	}
+	var back adminapi.Key
+	decode(t, h.asStatus(h.boot(), "PATCH", "/api/v1/keys/dana-strict", `{"leak_action":""}`, http.StatusOK), &back)
+	if back.LeakAction != "" || back.Name != "dana-strict" {
+		t.Fatalf("back to the global policy: %+v", back)
+	}
+}

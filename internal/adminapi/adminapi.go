@@ -100,6 +100,7 @@ type Key struct {
 	RotatedFrom string     `json:"rotated_from,omitempty"` // the key this one succeeded
 	Rotation    *Rotation  `json:"rotation,omitempty"`     // automatic rotation, if set
 	ClientCert  string     `json:"client_cert,omitempty"`  // "uri:spiffe://..." or "cn:NAME": required mutual-TLS certificate
+	LeakAction  string     `json:"leak_action,omitempty"`  // block, redact or alert for credentials in its traffic; "" the global policy
 	Team        string     `json:"team,omitempty"`         // the team the key belongs to
 	Owner       string     `json:"owner,omitempty"`        // the name of the user who owns it within its team
 	OwnerID     string     `json:"owner_id,omitempty"`
@@ -131,6 +132,9 @@ type CreateKeyRequest struct {
 	Hours          string    `json:"hours,omitempty"`       // "mon-fri 08:00-20:00 Europe/Berlin"; windows separated by ;
 	Rotation       *Rotation `json:"rotation,omitempty"`    // rotate automatically and deliver the successor
 	ClientCert     string    `json:"client_cert,omitempty"` // require this client certificate: uri:SPIFFE-ID or cn:NAME
+	// LeakAction overrides the global leaks: policy for every credential
+	// found in the key's requests and answers: block, redact or alert.
+	LeakAction string `json:"leak_action,omitempty"`
 	// Team puts the key in a team, whose policy it must follow and whose
 	// shared limits it obeys; default: the caller's team when it has
 	// exactly one.

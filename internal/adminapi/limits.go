@@ -1,6 +1,7 @@
 package adminapi
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/keygate/keygate/internal/limitspec"
@@ -47,6 +48,19 @@ type UpdateKeyRequest struct {
 	Hours      *string   `json:"hours,omitempty"`       // replaces the time windows; "" allows any time
 	Rotation   *Rotation `json:"rotation,omitempty"`    // replaces the rotation policy; {"every":""} turns it off
 	ClientCert *string   `json:"client_cert,omitempty"` // replaces the client certificate rule; "" requires none
+	// LeakAction sets what the outbound credential check does with the
+	// key's requests and answers: block, redact or alert; "" follows the
+	// global leaks: policy.
+	LeakAction *string `json:"leak_action,omitempty"`
+}
+
+// ValidLeakAction checks a key's or a team's leak action.
+func ValidLeakAction(a string) error {
+	switch a {
+	case "", "block", "redact", "alert":
+		return nil
+	}
+	return fmt.Errorf("leak_action %q must be block, redact or alert (or empty, for the global leaks: policy)", a)
 }
 
 // RotateKeyRequest issues a successor to a key: POST /api/v1/keys/{ref}/rotate.

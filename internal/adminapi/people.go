@@ -163,6 +163,10 @@ type TeamPolicy struct {
 	AllowServices []string `json:"allow_services,omitempty"`
 	MaxKeyTTL     string   `json:"max_key_ttl,omitempty"` // the longest life of a key, such as 30d
 	MaxLimits     Limits   `json:"max_limits"`            // the highest limits and budgets of each key
+	// LeakAction is the team's keys' leak action (block, redact or
+	// alert): given to each new key, and the only one a caller without a
+	// global grant may give; "" follows the global leaks: policy.
+	LeakAction string `json:"leak_action,omitempty"`
 }
 
 // Team is a team as the admin API shows it.

@@ -307,6 +307,9 @@ func printKey(w io.Writer, k adminapi.Key) error {
 		{"Last used", fmtTimePtr(k.LastUsedAt, "never")},
 		{"Rotated from", orDash(k.RotatedFrom)},
 	}
+	if k.LeakAction != "" {
+		pairs = append(pairs, [2]string{"Leak action", k.LeakAction + " (overrides the global leaks: policy)"})
+	}
 	if len(k.AllowTools) > 0 { // shown only when given: a key reaches no MCP tool by default
 		pairs = slices.Insert(pairs, 8, [2]string{"Allowed MCP tools", strings.Join(k.AllowTools, ", ")})
 	}

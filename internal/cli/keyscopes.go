@@ -39,7 +39,7 @@ const (
 )
 
 // scopeFlagNames lists the scope flags of key update for messages.
-const scopeFlagNames = "--allow-service, --clear-allow-services, --allow-tool, --clear-allow-tools, --allow-path, --clear-allow-paths, --allow-ip, --clear-allow-ips, --hours, --clear-hours, --client-cert, --clear-client-cert, --rotate-every, --rotate-grace, --deliver-to, --no-rotation"
+const scopeFlagNames = "--allow-service, --clear-allow-services, --allow-tool, --clear-allow-tools, --allow-path, --clear-allow-paths, --allow-ip, --clear-allow-ips, --hours, --clear-hours, --client-cert, --clear-client-cert, --leak-action, --rotate-every, --rotate-grace, --deliver-to, --no-rotation"
 
 // scopeFlags are the flags that restrict where, how and when a key may be
 // used: its request paths, client networks and hours. key create and key
@@ -53,6 +53,7 @@ type scopeFlags struct {
 	tools    []string
 	hours    string
 	cert     string
+	leaks    string
 	// Automatic rotation.
 	rotateEvery, rotateGrace, deliverTo string
 	// On key update only: lift the restriction instead of replacing it.
@@ -79,6 +80,7 @@ func addScopeFlags(cmd *cobra.Command, update bool) *scopeFlags {
 	f.StringVar(&sf.rotateGrace, "rotate-grace", "", "how long a rotated-out key keeps working (default 24h)")
 	f.StringVar(&sf.deliverTo, "deliver-to", "", "where a rotated key goes: secret:NAME (a vault secret the app reads with keygate run) or webhook:https://...")
 	f.StringVar(&sf.cert, "client-cert", "", "require mutual TLS with this client certificate: `uri:SPIFFE-ID` (as in uri:spiffe://example.org/agent) or cn:NAME")
+	f.StringVar(&sf.leaks, "leak-action", "", "what the credential check does with credentials in this key's requests and answers: block, redact or alert (`ACTION`); '' (on update) returns to the global leaks: policy")
 	if update {
 		f.BoolVar(&sf.noRotation, "no-rotation", false, "stop rotating the key automatically")
 		f.BoolVar(&sf.clearCert, "clear-client-cert", false, "stop requiring a client certificate")
@@ -99,12 +101,13 @@ type scopeEdit struct {
 	tools      *[]string
 	hours      *string
 	cert       *string
+	leaks      *string
 	rotation   *adminapi.Rotation
 }
 
 // empty reports whether the flags asked for no scope at all.
 func (e scopeEdit) empty() bool {
-	return e.paths == nil && e.ips == nil && e.hours == nil && e.cert == nil && e.rotation == nil && e.services == nil && e.tools == nil
+	return e.paths == nil && e.ips == nil && e.hours == nil && e.cert == nil && e.rotation == nil && e.services == nil && e.tools == nil && e.leaks == nil
 }
 
 // edit checks the scope flags with keygate's own parsers and returns the
@@ -222,6 +225,14 @@ func (sf *scopeFlags) edit(what string) (scopeEdit, error) {
 		e.cert = new(string)
 	}
 
+	if f.Changed("leak-action") {
+		a := strings.TrimSpace(sf.leaks)
+		if err := adminapi.ValidLeakAction(a); err != nil {
+			return e, fmt.Errorf("%s: --%w", what, err)
+		}
+		e.leaks = &a
+	}
+
 	rotSet := f.Changed("rotate-every") || f.Changed("rotate-grace") || f.Changed("deliver-to")
 	switch {
 	case rotSet && sf.noRotation:
@@ -289,12 +300,16 @@ func (e scopeEdit) toCreate(req *adminapi.CreateKeyRequest) {
 	if e.cert != nil {
 		req.ClientCert = *e.cert
 	}
+	if e.leaks != nil {
+		req.LeakAction = *e.leaks
+	}
 	req.Rotation = e.rotation
 }
 
 // toUpdate sets the scopes of e on a key update request.
 func (e scopeEdit) toUpdate(req *adminapi.UpdateKeyRequest) {
 	req.AllowPaths, req.AllowIPs, req.Hours, req.ClientCert, req.AllowServices, req.AllowTools = e.paths, e.ips, e.hours, e.cert, e.services, e.tools
+	req.LeakAction = e.leaks
 	req.Rotation = e.rotation
 }
 

@@ -148,12 +148,13 @@ func printTeam(w io.Writer, t adminapi.Team) error {
 		{"Keys", fmt.Sprint(t.Keys)}, {"Members", fmt.Sprint(t.Members)},
 		{"Allowed models", list(t.Policy.AllowModels, "any")}, {"Allowed providers", list(t.Policy.AllowProviders, "any")},
 		{"Longest key life", orDash(t.Policy.MaxKeyTTL)}, {"Highest key limits", fmtLimits(t.Policy.MaxLimits, "none")},
+		{"Leak action", orDash(t.Policy.LeakAction)},
 		{"Created", fmtTime(t.CreatedAt)}})
 }
 
 func (a *app) teamPolicyCmd() *cobra.Command {
 	var models, providers, services []string
-	var maxTTL string
+	var maxTTL, leakAction string
 	var clearModels, clearProviders, clearServices, clearTTL bool
 	var lf *limitFlags
 	cmd := &cobra.Command{
@@ -182,6 +183,9 @@ keys, and nothing changes: lower or revoke them first.
 				if _, err := adminapi.ParseDuration(maxTTL); err != nil {
 					return fmt.Errorf("%s: --max-key-ttl: %w", what, err)
 				}
+			}
+			if err := adminapi.ValidLeakAction(leakAction); err != nil {
+				return fmt.Errorf("%s: --%w", what, err)
 			}
 			c, cred, err := a.client(cmd)
 			if err != nil {
@@ -216,6 +220,9 @@ keys, and nothing changes: lower or revoke them first.
 			case maxTTL != "":
 				p.MaxKeyTTL = maxTTL
 			}
+			if cmd.Flags().Changed("leak-action") {
+				p.LeakAction = leakAction
+			}
 			p.MaxLimits = edit.apply(p.MaxLimits)
 			t, err = c.UpdateTeam(cmd.Context(), args[0], adminapi.UpdateTeamRequest{Policy: &p})
 			if err != nil {
@@ -232,6 +239,7 @@ keys, and nothing changes: lower or revoke them first.
 	f.StringArrayVar(&providers, "allow-provider", nil, "provider `NAME` the team's keys may use; repeat or separate with commas")
 	f.StringArrayVar(&services, "allow-service", nil, "passthrough service `NAME` the team's keys may be given (none by default)")
 	f.StringVar(&maxTTL, "max-key-ttl", "", "the longest `DURATION` a key of the team lives, as in 30d")
+	f.StringVar(&leakAction, "leak-action", "", "the leak `ACTION` of the team's new keys (block, redact or alert), the only one a team-admin may give; '' for the global leaks: policy")
 	f.BoolVar(&clearModels, "clear-allow-models", false, "let the team's keys use any model")
 	f.BoolVar(&clearProviders, "clear-allow-providers", false, "let the team's keys use any provider")
 	f.BoolVar(&clearServices, "clear-allow-services", false, "give the team's keys no passthrough service")

@@ -54,8 +54,9 @@ type call struct {
 	// What the outbound credential check found in the body (leaks.go):
 	// the action taken, the rules and the vault records' names.
 	leakAction, leakRules, leakValues string
-	answerLeaks                       []leak.Hit // credentials found in the answer (checkAnswer)
-	answerTextLeaks                   []leak.Hit // found in a stream's text, split across events (streamTextCheck)
+	leakOverride                      leak.Action // the key's own leak action, "" for the policy's
+	answerLeaks                       []leak.Hit  // credentials found in the answer (checkAnswer)
+	answerTextLeaks                   []leak.Hit  // found in a stream's text, split across events (streamTextCheck)
 	// presentedPrefix is the public start of the credential presented
 	// (kg_live_abcd), for spotting guesses aimed at one key.
 	presentedPrefix string

@@ -133,7 +133,7 @@ func (g *Gateway) prepareModelCall(h http.Header, r *http.Request, c *call) *Den
 	}
 	// No credential leaves in the body (the vault's values, keygate's
 	// own, other formats), refused or redacted as configured.
-	if body, den = g.checkLeaks(c, body); den != nil {
+	if body, den = g.checkLeaks(c, key, body); den != nil {
 		return den
 	}
 	f, den := peekFields(body)
@@ -244,7 +244,7 @@ func (g *Gateway) preparePassthrough(h http.Header, r *http.Request, c *call) *D
 	if den != nil {
 		return den
 	}
-	if body, den = g.checkLeaks(c, body); den != nil {
+	if body, den = g.checkLeaks(c, key, body); den != nil {
 		return den
 	}
 	c.upstream = upstreamOf(svc)

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/keygate/keygate/internal/leak"
+	"github.com/keygate/keygate/internal/principal"
 	"github.com/keygate/keygate/internal/usage"
 )
 
@@ -39,8 +40,12 @@ func (g *Gateway) LeakMatcher() *leak.Matcher { return g.leaks.Load() }
 // request body: a hit is refused (block), replaced by [REDACTED:rule]
 // (redact), or let through (alert); every hit is recorded on the call for
 // the audit trail and the detectors. The returned body is what may go on.
-func (g *Gateway) checkLeaks(c *call, body []byte) ([]byte, *Denial) {
-	if g.opts.Leaks == nil || len(body) == 0 {
+func (g *Gateway) checkLeaks(c *call, key *principal.Principal, body []byte) ([]byte, *Denial) {
+	if g.opts.Leaks == nil {
+		return body, nil
+	}
+	c.leakOverride = leak.Action(key.LeakAction)
+	if len(body) == 0 {
 		return body, nil
 	}
 	m := g.leaks.Load()
@@ -51,7 +56,7 @@ func (g *Gateway) checkLeaks(c *call, body []byte) ([]byte, *Denial) {
 	if len(hits) == 0 {
 		return body, nil
 	}
-	act := leak.Strictest(hits, g.opts.Leaks.Action)
+	act := leak.Strictest(hits, g.leakPolicy(c))
 	c.leakAction, c.leakRules, c.leakValues = string(act), leakRules(hits), leakValues(hits)
 	c.riskRules = append(c.riskRules, RuleCredentialLeak)
 	switch act {
@@ -82,7 +87,7 @@ func (g *Gateway) checkAnswer(c *call, resp *http.Response) error {
 	if m == nil {
 		return nil
 	}
-	policy := g.opts.Leaks.Action
+	policy := g.leakPolicy(c)
 	action := func(h leak.Hit) leak.Action {
 		if policy != nil {
 			return policy(h)
@@ -171,7 +176,7 @@ func (g *Gateway) answerLeakFields(c *call, f map[string]string) {
 		return
 	}
 	act := leak.ActionAlert
-	if g.opts.Leaks != nil && leak.Strictest(c.answerLeaks, g.opts.Leaks.Action) != leak.ActionAlert {
+	if g.opts.Leaks != nil && leak.Strictest(c.answerLeaks, g.leakPolicy(c)) != leak.ActionAlert {
 		act = leak.ActionRedact // in an answer, block redacts
 	}
 	f["answer_leak_action"], f["answer_leak_rules"] = string(act), leakRules(c.answerLeaks)
@@ -217,6 +222,17 @@ func (b *leakBody) Read(p []byte) (int, error) {
 }
 
 func (b *leakBody) Close() error { return b.src.Close() }
+
+// leakPolicy is the action for each hit of the call: the key's own
+// leak action when it has one, else the configured policy (nil: each
+// kind's default).
+func (g *Gateway) leakPolicy(c *call) func(leak.Hit) leak.Action {
+	if c.leakOverride != "" {
+		a := c.leakOverride
+		return func(leak.Hit) leak.Action { return a }
+	}
+	return g.opts.Leaks.Action
+}
 
 // leakRules lists the rules of hits once each, in order.
 func leakRules(hits []leak.Hit) string {

@@ -13,7 +13,9 @@ import (
 	"github.com/keygate/keygate/internal/fakeprovider"
 	"github.com/keygate/keygate/internal/gateway"
 	"github.com/keygate/keygate/internal/leak"
+	"github.com/keygate/keygate/internal/scan/scantest"
 	"github.com/keygate/keygate/internal/secret"
+	"github.com/keygate/keygate/internal/store"
 )
 
 // leakGateway serves a gateway whose outbound check watches vaultValue,
@@ -266,5 +268,64 @@ func TestCredentialSplitAcrossStreamEventsIsFound(t *testing.T) {
 				t.Fatalf("audit fields: %v", f)
 			}
 		})
+	}
+}
+
+// TestKeyLeakActionOverridesThePolicy: a key's own leak action replaces
+// the global policy for every credential in its traffic: a key set to
+// alert sends a prompt holding a vault value on (recorded), one set to
+// redact sends it redacted, while a key without one is held to the
+// policy's block; and a key set to block refuses a provider-format
+// credential the policy only alerts on.
+func TestKeyLeakActionOverridesThePolicy(t *testing.T) {
+	vaultValue := "db-password-" + upstreamKey(t, "override")
+	ks := newKeys(t)
+	rec := &bodyRecorder{}
+	events := &eventLog{}
+	g := newGatewayWith(t, ks.verifier(), nil, func(o *gateway.Options) {
+		o.Leaks = &gateway.LeakOptions{}
+		o.Audit = events
+	}, upstreamAt("openai", "openai", serve(t, rec).URL+"/v1", upstreamKey(t, "up"), "gpt-*"))
+	m, err := leak.New(leak.Options{Values: []leak.Value{{Name: "secret/db", Value: secret.New(vaultValue)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.SetLeakMatcher(m)
+	prompt := func(text string) string {
+		return `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"` + text + `"}]}`
+	}
+	plain := ks.issue("plain", nil)
+	alerting := ks.issue("alerting", func(k *store.Key) { k.LeakAction = "alert" })
+	redacting := ks.issue("redacting", func(k *store.Key) { k.LeakAction = "redact" })
+	strict := ks.issue("strict", func(k *store.Key) { k.LeakAction = "block" })
+
+	if a := send(t, "POST", g.url+"/v1/chat/completions", prompt("pw "+vaultValue), "Authorization", "Bearer "+plain); a.status != 400 {
+		t.Fatalf("a key without its own action, vault value: %d (want the policy's block)", a.status)
+	}
+	if a := send(t, "POST", g.url+"/v1/chat/completions", prompt("pw "+vaultValue), "Authorization", "Bearer "+alerting); a.status != 200 {
+		t.Fatalf("a key set to alert: %d %s", a.status, a.body)
+	}
+	if a := send(t, "POST", g.url+"/v1/chat/completions", prompt("pw "+vaultValue), "Authorization", "Bearer "+redacting); a.status != 200 {
+		t.Fatalf("a key set to redact: %d %s", a.status, a.body)
+	}
+	rec.mu.Lock()
+	bodies := append([]string(nil), rec.bodies...)
+	rec.mu.Unlock()
+	if len(bodies) != 2 || !strings.Contains(bodies[0], vaultValue) || strings.Contains(bodies[1], vaultValue) || !strings.Contains(bodies[1], "[REDACTED:vault-value]") {
+		t.Fatalf("upstream received: %q", bodies)
+	}
+	ghToken := scantest.NewGen(7).CRC32Token("ghp_") // a GitHub token, its checksum valid
+	if a := send(t, "POST", g.url+"/v1/chat/completions", prompt("token "+ghToken), "Authorization", "Bearer "+plain); a.status != 200 {
+		t.Fatalf("a provider-format credential under the policy's alert: %d %s", a.status, a.body)
+	}
+	if a := send(t, "POST", g.url+"/v1/chat/completions", prompt("token "+ghToken), "Authorization", "Bearer "+strict); a.status != 400 {
+		t.Fatalf("a provider-format credential from a key set to block: %d", a.status)
+	}
+	var actions []string
+	for _, ev := range events.of("request") {
+		actions = append(actions, ev.Fields["leak_action"])
+	}
+	if strings.Join(actions, ",") != "block,alert,redact,alert,block" {
+		t.Fatalf("leak actions on the trail: %v", actions)
 	}
 }

@@ -16,7 +16,7 @@ import (
 type MCPServer interface {
 	// ServeMCP serves one request of the caller whose key is keyID, who
 	// may reach what p allows, calling from client.
-	ServeMCP(w http.ResponseWriter, r *http.Request, keyID string, p authz.Principal, client string)
+	ServeMCP(w http.ResponseWriter, r *http.Request, keyID string, p authz.Principal, client, leakAction string)
 	// WriteError answers a request refused before it reached ServeMCP,
 	// as a JSON-RPC error; reason is the denial's code.
 	WriteError(w http.ResponseWriter, status int, reason, msg string)
@@ -65,7 +65,7 @@ func (g *Gateway) serveMCP(w http.ResponseWriter, r *http.Request) {
 		g.refuseMCP(w, r, den)
 		return
 	}
-	g.opts.MCP.ServeMCP(w, r, key.ID, c.principal(key), web.ClientAddr(r, g.opts.TrustedProxies).String())
+	g.opts.MCP.ServeMCP(w, r, key.ID, c.principal(key), web.ClientAddr(r, g.opts.TrustedProxies).String(), key.LeakAction)
 }
 
 func (g *Gateway) refuseMCP(w http.ResponseWriter, r *http.Request, d *Denial) {

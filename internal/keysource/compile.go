@@ -22,6 +22,7 @@ func Compile(k store.Key, groupLimits []byte, loc *time.Location) *principal.Pri
 		Grant:      authz.Grant{Env: k.Env, Providers: k.AllowProviders, Models: k.AllowModels, Services: k.AllowServices, Tools: k.AllowTools},
 		Revoked:    k.RevokedAt != nil,
 		ClientCert: k.ClientCert,
+		LeakAction: k.LeakAction,
 	}
 	if k.ExpiresAt != nil {
 		p.ExpiresAt = *k.ExpiresAt

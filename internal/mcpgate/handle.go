@@ -374,7 +374,7 @@ func (g *Gate) forward(ctx context.Context, cl *call, named bool, send func(cont
 		}
 		g.opts.Log.Warn("an MCP server sent back the credential keygate injected; it was removed", "mcp_server", server)
 	}
-	if checked, found := g.checkResult(b); found != nil {
+	if checked, found := g.checkResult(cl, b); found != nil {
 		if !bytes.Equal(checked, b) {
 			if out, err = decode(checked); err != nil {
 				g.record(cl, "error", "upstream_malformed", len(b), nil)

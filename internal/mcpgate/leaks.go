@@ -21,11 +21,17 @@ type LeakCheck struct {
 	Action func(leak.Hit) leak.Action
 }
 
-func (lc *LeakCheck) action(h leak.Hit) leak.Action {
-	if lc.Action != nil {
-		return lc.Action(h)
+// policy is the action for each hit of a caller's call: its key's own
+// leak action when it has one, else the configured policy.
+func (lc *LeakCheck) policy(c *caller) func(leak.Hit) leak.Action {
+	if c != nil && c.leak != "" {
+		a := c.leak
+		return func(leak.Hit) leak.Action { return a }
 	}
-	return leak.DefaultAction(h.Kind)
+	if lc.Action != nil {
+		return lc.Action
+	}
+	return func(h leak.Hit) leak.Action { return leak.DefaultAction(h.Kind) }
 }
 
 // checkArgs checks what a call would send. It returns the arguments to
@@ -43,7 +49,7 @@ func (g *Gate) checkArgs(cl *call) (send []byte, fields map[string]string, refus
 	if len(hits) == 0 {
 		return cl.args, nil, nil
 	}
-	act := leak.Strictest(hits, lc.Action)
+	act := leak.Strictest(hits, lc.policy(cl.c))
 	fields = leakFields("leak_", string(act), hits)
 	switch act {
 	case leak.ActionBlock:
@@ -57,7 +63,7 @@ func (g *Gate) checkArgs(cl *call) (send []byte, fields map[string]string, refus
 
 // checkResult checks a server's answer; it returns the answer to pass on
 // (redacted where the policy says) and the fields for the audit event.
-func (g *Gate) checkResult(b []byte) ([]byte, map[string]string) {
+func (g *Gate) checkResult(cl *call, b []byte) ([]byte, map[string]string) {
 	lc := g.opts.Leaks
 	if lc == nil {
 		return b, nil
@@ -71,8 +77,9 @@ func (g *Gate) checkResult(b []byte) ([]byte, map[string]string) {
 		return b, nil
 	}
 	var redact []leak.Hit
+	policy := lc.policy(cl.c)
 	for _, h := range hits {
-		if lc.action(h) != leak.ActionAlert {
+		if policy(h) != leak.ActionAlert {
 			redact = append(redact, h)
 		}
 	}

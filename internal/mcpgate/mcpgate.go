@@ -46,6 +46,7 @@ import (
 	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/egress"
+	"github.com/keygate/keygate/internal/leak"
 	"github.com/keygate/keygate/internal/limit"
 	"github.com/keygate/keygate/internal/secret"
 )
@@ -275,6 +276,7 @@ type caller struct {
 	keyID  string
 	p      authz.Principal
 	client string
+	leak   leak.Action // the key's own leak action, "" for the policy's
 }
 
 type callerKey struct{}
@@ -288,8 +290,8 @@ const (
 
 // ServeMCP serves one HTTP request to /mcp or /mcp/{server} for a caller
 // the gateway authenticated: keyID is its key, p what it may reach, client
-// its address.
-func (g *Gate) ServeMCP(w http.ResponseWriter, r *http.Request, keyID string, p authz.Principal, client string) {
+// its address, leakAction its key's own leak action ("" for the policy's).
+func (g *Gate) ServeMCP(w http.ResponseWriter, r *http.Request, keyID string, p authz.Principal, client, leakAction string) {
 	name := strings.TrimPrefix(r.URL.Path, Path)
 	name = strings.TrimPrefix(name, "/")
 	if name != "" && (strings.Contains(name, "/") || g.upstream(name) == nil || !authz.ToolServerAllowed(p, name)) {
@@ -307,7 +309,7 @@ func (g *Gate) ServeMCP(w http.ResponseWriter, r *http.Request, keyID string, p 
 	v := g.view(name)
 	// The caller's own credential goes no further: the SDK sees a
 	// placeholder, and upstream requests carry only keygate's.
-	r = r.Clone(context.WithValue(r.Context(), callerKey{}, &caller{keyID: keyID, p: p, client: client}))
+	r = r.Clone(context.WithValue(r.Context(), callerKey{}, &caller{keyID: keyID, p: p, client: client, leak: leak.Action(leakAction)}))
 	for _, h := range []string{"X-Api-Key", "Api-Key", "Proxy-Authorization", "Cookie"} {
 		r.Header.Del(h)
 	}

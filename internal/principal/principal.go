@@ -39,6 +39,10 @@ type Principal struct {
 	// ClientCert is the client certificate the key must be used with:
 	// "uri:SPIFFE-ID" or "cn:NAME"; "" for none.
 	ClientCert string
+	// LeakAction is what the outbound credential check does with the
+	// key's requests and answers ("block", "redact", "alert"), overriding
+	// the global policy; "" follows it.
+	LeakAction string
 
 	// Scope is where, how and when the key may be used.
 	Scope Scope

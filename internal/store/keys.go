@@ -16,7 +16,7 @@ func (s *Store) CreateKey(ctx context.Context, k Key) error {
 		limitsArg(k.Limits), nullString(k.Group),
 		listArg(k.AllowPaths), listArg(k.AllowIPs), k.Hours, s.nullTimeArg(k.SuspendedAt), nullString(k.RotatedFrom),
 		k.RotateEvery.Microseconds(), k.RotateGrace.Microseconds(), k.DeliverTo, s.nullTimeArg(k.NextRotationAt), k.ClientCert, s.nullTimeArg(k.StepUpUntil), listArg(k.AllowServices),
-		nullString(k.Team), nullString(k.Owner), k.CreatedBy, listArg(k.AllowTools))
+		nullString(k.Team), nullString(k.Owner), k.CreatedBy, listArg(k.AllowTools), k.LeakAction)
 	if err != nil {
 		return fmt.Errorf("store: create key %q: %w", k.Name, mapErr(err))
 	}
@@ -130,6 +130,17 @@ func scanKey(row rowScanner) (Key, error) {
 		limitsCol{&k.Limits}, nullStringCol{&k.Group},
 		listCol{&k.AllowPaths}, listCol{&k.AllowIPs}, &k.Hours, nullTimeCol{&k.SuspendedAt}, nullStringCol{&k.RotatedFrom},
 		durationCol{&k.RotateEvery}, durationCol{&k.RotateGrace}, &k.DeliverTo, nullTimeCol{&k.NextRotationAt}, &k.ClientCert, nullTimeCol{&k.StepUpUntil}, listCol{&k.AllowServices},
-		nullStringCol{&k.Team}, nullStringCol{&k.Owner}, &k.CreatedBy, listCol{&k.AllowTools})
+		nullStringCol{&k.Team}, nullStringCol{&k.Owner}, &k.CreatedBy, listCol{&k.AllowTools}, &k.LeakAction)
 	return k, err
+}
+
+// SetKeyLeakAction sets what the outbound credential check does with the
+// key's requests and answers ("" follows the global policy) and returns
+// the key.
+func (s *Store) SetKeyLeakAction(ctx context.Context, id, action string) (Key, error) {
+	k, err := scanKey(s.w.QueryRowContext(ctx, rebind(s.dialect, `UPDATE api_keys SET leak_action = ? WHERE id = ? RETURNING `+keyCols), action, id))
+	if err != nil {
+		return Key{}, fmt.Errorf("store: set the leak action of key %q: %w", id, mapErr(err))
+	}
+	return k, nil
 }

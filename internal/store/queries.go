@@ -7,7 +7,7 @@ const (
 	keyCols      = `id, name, env, prefix, hash, allow_models, allow_providers, created_at, expires_at, revoked_at, last_used_at, limits, group_name,
 		allow_paths, allow_ips, hours, suspended_at, rotated_from,
 		rotate_every, rotate_grace, deliver_to, next_rotation_at, client_cert, step_up_until, allow_services,
-		team, owner_user, created_by, allow_tools`
+		team, owner_user, created_by, allow_tools, leak_action`
 	adminCols      = `id, name, hash, role, created_at, revoked_at, user_id, kind, prefix, expires_at, last_used_at, last_used_from`
 	secretMetaCols = `s.name, s.record_id, s.created_at, s.updated_at, s.deleted_at, s.purge_at, s.owner,
 		COALESCE((SELECT MAX(v.version) FROM secret_versions v WHERE v.id = s.record_id), 0),
@@ -58,7 +58,7 @@ func newQueries(d Dialect) *queries {
 		latestSecret: r(`SELECT ` + secretCols + ` FROM secret_versions WHERE id = ? ORDER BY version DESC LIMIT 1`),
 		deleteSecret: r(`DELETE FROM secret_versions WHERE id = ?`),
 
-		createKey:    r(`INSERT INTO api_keys (` + keyCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		createKey:    r(`INSERT INTO api_keys (` + keyCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		getKey:       r(`SELECT ` + keyCols + ` FROM api_keys WHERE id = ?`),
 		getKeyByName: r(`SELECT ` + keyCols + ` FROM api_keys WHERE name = ?`),
 		getKeyByHash: r(`SELECT ` + keyCols + ` FROM api_keys WHERE hash = ?`),

@@ -83,6 +83,11 @@ type Key struct {
 	// patterns; entries starting with ! deny. Empty means none.
 	AllowTools []string
 
+	// LeakAction is what the outbound credential check does with the
+	// key's requests and answers: block, redact or alert, overriding the
+	// global leaks: policy; "" follows it.
+	LeakAction string
+
 	// Team is the team the key belongs to, "" for none. A team's keys are
 	// in the team's key group (Group), so they share its limits.
 	Team string

@@ -72,4 +72,20 @@ func testMCPServers(t *testing.T, newURL func(testing.TB) string) {
 	checkList(t, "AllowTools", upd.AllowTools, []string{"everything/echo"})
 	_, err = s.SetKeyTools(ctx(t), "key_missing", nil)
 	wantErr(t, err, store.ErrNotFound, "SetKeyTools of an unknown key")
+
+	// A key's leak action round-trips, is set and cleared.
+	lk := bareKey("key_leaks", "researcher")
+	lk.LeakAction = "alert"
+	must(t, s.CreateKey(ctx(t), lk))
+	if back, err = other.GetKey(ctx(t), lk.ID); err != nil || back.LeakAction != "alert" {
+		t.Fatalf("GetKey leak action = %q, %v; want alert", back.LeakAction, err)
+	}
+	if upd, err = s.SetKeyLeakAction(ctx(t), lk.ID, "redact"); err != nil || upd.LeakAction != "redact" {
+		t.Fatalf("SetKeyLeakAction = %q, %v; want redact", upd.LeakAction, err)
+	}
+	if upd, err = s.SetKeyLeakAction(ctx(t), lk.ID, ""); err != nil || upd.LeakAction != "" {
+		t.Fatalf("SetKeyLeakAction to the default = %q, %v", upd.LeakAction, err)
+	}
+	_, err = s.SetKeyLeakAction(ctx(t), "key_missing", "alert")
+	wantErr(t, err, store.ErrNotFound, "SetKeyLeakAction of an unknown key")
 }
