@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/keygate/keygate/internal/leak"
 	"github.com/keygate/keygate/internal/principal"
@@ -103,24 +104,35 @@ func (g *Gateway) checkAnswer(c *call, resp *http.Response) error {
 	if n := resp.ContentLength; n >= 0 && n <= maxWholeAnswer {
 		// A whole answer of known length: checked at once, and its
 		// Content-Length stays true.
-		body, err := io.ReadAll(io.LimitReader(resp.Body, n+1))
-		if err != nil {
+		bp := answerBufs.Get().(*[]byte)
+		if int64(cap(*bp)) < n {
+			*bp = make([]byte, n)
+		}
+		body := (*bp)[:n]
+		if _, err := io.ReadFull(resp.Body, body); err != nil {
+			answerBufs.Put(bp)
 			return err
 		}
-		hits := m.Check(body)
 		var redact []leak.Hit
-		for _, h := range hits {
+		for _, h := range m.Check(body) {
 			record(h)
 			if action(h) != leak.ActionAlert {
 				redact = append(redact, h)
 			}
 		}
 		if len(redact) > 0 {
-			body = leak.Redacted(body, redact)
+			redacted := leak.Redacted(body, redact)
+			answerBufs.Put(bp)
+			ct := resp.Header.Get("Content-Type")
+			setBody(resp, redacted, resp.Body)
+			resp.Header.Set("Content-Type", ct)
+			return nil
 		}
-		ct := resp.Header.Get("Content-Type")
-		setBody(resp, body, resp.Body)
-		resp.Header.Set("Content-Type", ct)
+		// Unchanged: the same bytes and length, from a pooled buffer
+		// given back when the proxy closes the body.
+		b := &answerBody{buf: bp, src: resp.Body}
+		b.r.Reset(body)
+		resp.Body = b
 		return nil
 	}
 	// A stream: checked as it passes, and its length may change.
@@ -183,6 +195,31 @@ func (g *Gateway) answerLeakFields(c *call, f map[string]string) {
 	if v := leakValues(c.answerLeaks); v != "" {
 		f["answer_leak_values"] = v
 	}
+}
+
+// answerBufs lends whole answers their buffers while they are checked and
+// passed on.
+var answerBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// answerBody passes on a checked answer from its pooled buffer.
+type answerBody struct {
+	r    bytes.Reader
+	buf  *[]byte
+	src  io.Closer
+	once sync.Once
+}
+
+func (b *answerBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+func (b *answerBody) Close() error {
+	err := b.src.Close()
+	b.once.Do(func() {
+		b.r.Reset(nil)
+		if cap(*b.buf) <= 1<<20 {
+			answerBufs.Put(b.buf)
+		}
+	})
+	return err
 }
 
 // leakBody is an answer read through a leak.Stream: each read takes what

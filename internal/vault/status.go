@@ -42,7 +42,13 @@ type KEKState struct {
 // and format, and the latest rotation's progress.
 func (r *Rotator) Status(ctx context.Context) (RotationStatus, error) {
 	st := RotationStatus{KEKID: r.v.KEKID()}
-	var err error
+	// The rotation is read first: when it says finished, the counts read
+	// after it are the finished state, not a moment of the last batch.
+	rot, err := r.st.LatestKEKRotation(ctx)
+	noRotation := errors.Is(err, store.ErrNotFound)
+	if err != nil && !noRotation {
+		return RotationStatus{}, err
+	}
 	if st.Counts, err = r.st.CountByKEK(ctx); err != nil {
 		return RotationStatus{}, err
 	}
@@ -53,12 +59,8 @@ func (r *Rotator) Status(ctx context.Context) (RotationStatus, error) {
 	if st.KEKs, err = r.kekStates(ctx, st.KEKID, st.Counts, rots); err != nil {
 		return RotationStatus{}, err
 	}
-	rot, err := r.st.LatestKEKRotation(ctx)
-	if errors.Is(err, store.ErrNotFound) {
+	if noRotation {
 		return st, nil
-	}
-	if err != nil {
-		return RotationStatus{}, err
 	}
 	st.Latest = &rot
 	if st.Remaining, err = r.st.CountNotWrappedBy(ctx, rot.ToKEK, kekURLPattern); err != nil {
