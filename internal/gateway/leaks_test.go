@@ -21,9 +21,14 @@ import (
 // leakGateway serves a gateway whose outbound check watches vaultValue,
 // in front of a fake OpenAI and a fake Anthropic provider.
 func leakGateway(t *testing.T, action func(leak.Hit) leak.Action, vaultValue string) (*gw, *keys, *fake, *fake, *eventLog) {
+	return leakGatewayWith(t, action, vaultValue, fakeprovider.Options{})
+}
+
+// leakGatewayWith is leakGateway with providers that answer as fo says.
+func leakGatewayWith(t *testing.T, action func(leak.Hit) leak.Action, vaultValue string, fo fakeprovider.Options) (*gw, *keys, *fake, *fake, *eventLog) {
 	t.Helper()
 	ks := newKeys(t)
-	oa, an := newFake(t, "openai", fakeprovider.Options{}), newFake(t, "anthropic", fakeprovider.Options{})
+	oa, an := newFake(t, "openai", fo), newFake(t, "anthropic", fo)
 	events := &eventLog{}
 	g := newGatewayWith(t, ks.verifier(), nil, func(o *gateway.Options) {
 		o.Leaks = &gateway.LeakOptions{Action: action}
@@ -184,20 +189,9 @@ func TestCredentialsInAnswersAreRedacted(t *testing.T) {
 		{"alert only", "/v1/chat/completions", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`, leak.ActionAlert},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ks := newKeys(t)
 			// One delta per stream: the value arrives within one event.
-			oa := newFake(t, "openai", fakeprovider.Options{ReplyText: reply, Chunks: 1})
-			an := newFake(t, "anthropic", fakeprovider.Options{ReplyText: reply, Chunks: 1})
-			events := &eventLog{}
-			g := newGatewayWith(t, ks.verifier(), nil, func(o *gateway.Options) {
-				o.Leaks = &gateway.LeakOptions{Action: func(leak.Hit) leak.Action { return tc.action }}
-				o.Audit = events
-			}, oa.upstream("openai", "openai", "gpt-*"), an.upstream("anthropic", "anthropic", "claude-*"))
-			m, err := leak.New(leak.Options{Values: []leak.Value{{Name: "secret/payments-db", Value: secret.New(vaultValue)}}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			g.SetLeakMatcher(m)
+			g, ks, _, _, events := leakGatewayWith(t, func(leak.Hit) leak.Action { return tc.action }, vaultValue,
+				fakeprovider.Options{ReplyText: reply, Chunks: 1})
 			a := send(t, "POST", g.url+tc.path, tc.body, "Authorization", "Bearer "+ks.issue("app", nil), "Anthropic-Version", "2023-06-01")
 			if a.status != 200 {
 				t.Fatalf("status %d: %s", a.status, a.body)
@@ -242,20 +236,8 @@ func TestCredentialSplitAcrossStreamEventsIsFound(t *testing.T) {
 		{"Anthropic", "/v1/messages", `{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ks := newKeys(t)
 			// One delta per three characters or so: the value is in pieces.
-			oa := newFake(t, "openai", fakeprovider.Options{ReplyText: reply, Chunks: len(reply) / 3})
-			an := newFake(t, "anthropic", fakeprovider.Options{ReplyText: reply, Chunks: len(reply) / 3})
-			events := &eventLog{}
-			g := newGatewayWith(t, ks.verifier(), nil, func(o *gateway.Options) {
-				o.Leaks = &gateway.LeakOptions{}
-				o.Audit = events
-			}, oa.upstream("openai", "openai", "gpt-*"), an.upstream("anthropic", "anthropic", "claude-*"))
-			m, err := leak.New(leak.Options{Values: []leak.Value{{Name: "secret/payments-db", Value: secret.New(vaultValue)}}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			g.SetLeakMatcher(m)
+			g, ks, _, _, events := leakGatewayWith(t, nil, vaultValue, fakeprovider.Options{ReplyText: reply, Chunks: len(reply) / 3})
 			a := send(t, "POST", g.url+tc.path, tc.body, "Authorization", "Bearer "+ks.issue("app", nil), "Anthropic-Version", "2023-06-01")
 			if a.status != 200 || bytes.Contains(a.body, []byte(vaultValue)) {
 				t.Fatalf("status %d, or the value came in one piece (the test needs it split): %s", a.status, a.body)
