@@ -62,7 +62,11 @@ func walk(t *testing.T, s *Scanner) any {
 		m := map[string]any{}
 		for key, ok := s.FirstMember(); ok; key, ok = s.NextMember() {
 			k := string(key)
-			if bytes.IndexByte(key, '\\') >= 0 { // escaped and long: returned as written
+			// A key with escapes comes back unescaped in the scanner's
+			// buffer, or, when long, as written; only the second needs
+			// unescaping here (an unescaped key may hold a backslash).
+			inBuf := len(key) > 0 && &key[0] == &s.key[0]
+			if !inBuf && bytes.IndexByte(key, '\\') >= 0 {
 				if err := json.Unmarshal([]byte(`"`+k+`"`), &k); err != nil {
 					t.Fatal(err)
 				}
