@@ -51,6 +51,11 @@ type instance struct {
 	cancel  context.CancelFunc
 	done    chan error
 	stopped bool
+	// lastTOTP is the code enrolTOTP confirmed with, and when.
+	lastTOTP struct {
+		code string
+		at   time.Time
+	}
 }
 
 // testConfig is a configuration for a keygate in dir, on ephemeral loopback ports.
