@@ -405,7 +405,8 @@ func TestMCPEverythingStdio(t *testing.T) {
 // the kind of credential but not the value; a server's answer holding a
 // vault value reaches the agent with the value replaced by
 // [REDACTED:vault-value]. Both are on the call's audit event, with the
-// vault record's id (never the value).
+// vault record's id (never the value), and the detectors raise a
+// credential-leak alert for the key.
 func TestMCPCallsCarryNoCredentials(t *testing.T) {
 	up := newFakeToolServer(t)
 	in := start(t, testConfig(t, t.TempDir()), "")
@@ -456,6 +457,13 @@ func TestMCPCallsCarryNoCredentials(t *testing.T) {
 			}
 		}
 	}
+	// The detectors heard of it: a credential-leak alert for the key.
+	eventually(t, "a credential-leak alert for the MCP calls", func() string {
+		if all := in.mustCLI(nil, "", "--json", "audit", "search", "--type", "alert"); !strings.Contains(all, "credential-leak") {
+			return all
+		}
+		return ""
+	})
 	if !blocked || !redacted {
 		var seen []string
 		for _, ev := range mcpEvents(t, in, 1) {

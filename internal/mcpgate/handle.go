@@ -322,6 +322,9 @@ func (g *Gate) forward(ctx context.Context, cl *call, named bool, send func(cont
 		return nil, rpcError(CodeForbidden, d.Code, d.Message)
 	}
 	toSend, leaks, refusal := g.checkArgs(cl)
+	if leaks != nil {
+		g.leakFound(cl)
+	}
 	if refusal != nil {
 		g.record(cl, "deny", "credential_in_request", 0, leaks)
 		return nil, refusal
@@ -375,6 +378,9 @@ func (g *Gate) forward(ctx context.Context, cl *call, named bool, send func(cont
 		g.opts.Log.Warn("an MCP server sent back the credential keygate injected; it was removed", "mcp_server", server)
 	}
 	if checked, found := g.checkResult(cl, b); found != nil {
+		if leaks == nil {
+			g.leakFound(cl)
+		}
 		if !bytes.Equal(checked, b) {
 			if out, err = decode(checked); err != nil {
 				g.record(cl, "error", "upstream_malformed", len(b), nil)

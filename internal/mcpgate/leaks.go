@@ -19,6 +19,11 @@ type LeakCheck struct {
 	Matcher func() *leak.Matcher
 	// Action gives a hit's action; nil means leak.DefaultAction.
 	Action func(leak.Hit) leak.Action
+	// Found, when set, hears of each call a hit was found in (its key,
+	// its caller's address, the server), for the detectors: a key whose
+	// tool calls carry credentials is alerted on, or suspended, as one
+	// whose prompts do.
+	Found func(keyID, client, server string)
 }
 
 // policy is the action for each hit of a caller's call: its key's own
@@ -127,4 +132,11 @@ func describe(hits []leak.Hit) string {
 		}
 	}
 	return strings.Join(parts, "; ")
+}
+
+// leakFound tells the detectors of a call a credential was found in.
+func (g *Gate) leakFound(cl *call) {
+	if lc := g.opts.Leaks; lc != nil && lc.Found != nil {
+		lc.Found(cl.c.keyID, cl.c.client, cl.target.Provider)
+	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/balance"
+	"github.com/keygate/keygate/internal/detect"
 	"github.com/keygate/keygate/internal/gateway"
 	"github.com/keygate/keygate/internal/gatewaystore"
 	"github.com/keygate/keygate/internal/keysource"
@@ -127,7 +128,11 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 	if leaks != nil {
 		// Tool calls share the gateway's matcher (rebuilt as the vault
 		// changes) and policy; the gateway is built just below.
-		mcpLeaks = &mcpgate.LeakCheck{Matcher: func() *leak.Matcher { return n.gw.LeakMatcher() }, Action: leaks.Action}
+		mcpLeaks = &mcpgate.LeakCheck{Matcher: func() *leak.Matcher { return n.gw.LeakMatcher() }, Action: leaks.Action,
+			Found: func(keyID, client, server string) {
+				n.det.engine.Observe(detect.Observation{At: time.Now(), KeyID: keyID, Client: client, Provider: server,
+					Path: mcpgate.Path, Risk: gateway.RuleCredentialLeak})
+			}}
 	}
 	n.mcp = mcpgate.New(mcpgate.Options{
 		Source: gatewaystore.NewMCPServers(st, v), Log: log, Audit: n.trail.w,
