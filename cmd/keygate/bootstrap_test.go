@@ -54,7 +54,9 @@ func TestBootstrapCredentialSurvivesAFailedFirstStart(t *testing.T) {
 				}
 			}
 
-			// The port is free now: this start is the first real one.
+			// This start is the first real one. It takes a fresh port: the
+			// freed one may already be another test's.
+			cfg.Listen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
 			in := start(t, cfg, "")
 			if !strings.HasPrefix(in.admin, "kg_admin_") {
 				t.Fatalf("no admin credential: %q", in.admin)
