@@ -23,7 +23,6 @@ import (
 
 	"github.com/zitadel/oidc/v3/example/server/exampleop"
 	"github.com/zitadel/oidc/v3/example/server/storage"
-	"golang.org/x/text/language"
 )
 
 // User is a person known to the provider.
@@ -54,7 +53,7 @@ func Start(t testing.TB, ppl ...User) *Provider {
 	for _, p := range ppl {
 		// The provider's device pages make the user name the subject.
 		known[p.Name] = &storage.User{ID: p.Name, Username: p.Name, Password: p.Password, Email: p.Email,
-			EmailVerified: true, FirstName: p.Name, LastName: "Test", PreferredLanguage: language.English}
+			EmailVerified: true, FirstName: p.Name, LastName: "Test"}
 	}
 	var raw [16]byte
 	_, _ = rand.Read(raw[:])
