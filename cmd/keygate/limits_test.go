@@ -2,6 +2,9 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/fakeprovider"
+	"github.com/keygate/keygate/internal/netfault"
 	"github.com/keygate/keygate/internal/store/storetest"
 )
 
@@ -175,4 +179,129 @@ func TestBudgetExactWithRedis(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// TestQuotaThroughARedisOutage: two nodes share a quota through Redis; one
+// is cut off from Redis (its link is cut, as a partition or a stopped Redis
+// would). It keeps serving the quota from its lease and only then refuses
+// with 503 limits_unavailable, while the other node keeps spending the
+// same quota through Redis. Together they never admit more than the quota,
+// and once the link is back, exactly the quota: what the cut-off node spent
+// is reconciled, its unspent lease returned.
+func TestQuotaThroughARedisOutage(t *testing.T) {
+	r, err := url.Parse(redisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := storetest.PostgresURL(t)
+	kek := randomKeyURL(t)
+	node := func(admin string) (*instance, *netfault.Proxy) {
+		p, err := netfault.New(r.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		cfg := testConfig(t, t.TempDir())
+		cfg.Database, cfg.KEK = db, kek
+		cfg.Limits.Redis = "redis://" + p.Addr() + r.Path
+		cfg.Limits.OutageLease = 0.1
+		cfg.Log.Requests = false
+		return start(t, cfg, admin), p
+	}
+	a, _ := node("")
+	b, cut := node(a.admin)
+	up := newUpstreams(t, fakeprovider.Options{}, fakeprovider.Options{})
+	a.register(up)
+	key := a.createKey("--name", "quota-outage", "--quota", "200/day")
+	body := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`
+	ok := 0
+	send := func(in *instance) (int, string) {
+		code, resp := postJSON(t, in.addrs.Gateway+"/v1/chat/completions", key, body)
+		if code == 200 {
+			ok++
+		}
+		return code, resp
+	}
+	// Both nodes serve the quota, so both lease a slice of it.
+	for _, in := range []*instance{a, b} {
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			if code, _ := send(in); code == 200 && metric(t, in, "keygate_limits_leases") == "1" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s took no lease of a quota it serves", in.addrs.Gateway)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	cut.Cut(true)
+	served, refusedB := 0, false
+	for range 100 {
+		code, resp := send(b)
+		if code == 503 && strings.Contains(resp, "limits_unavailable") {
+			refusedB = true
+			break
+		}
+		if code != 200 {
+			t.Fatalf("node cut off from Redis answered %d: %s", code, resp)
+		}
+		served++
+	}
+	if !refusedB || served == 0 {
+		t.Fatalf("the cut-off node served %d requests from its lease (refused after: %v); want some, then 503", served, refusedB)
+	}
+	if code, body := readyz(t, b); code != 200 || !strings.Contains(body, "limits degraded") {
+		t.Fatalf("/readyz of the cut-off node = %d %q; want it ready, limits degraded", code, body)
+	}
+	// The other node spends the rest through Redis meanwhile.
+	for {
+		code, resp := send(a)
+		if code == 429 {
+			break
+		}
+		if code != 200 {
+			t.Fatalf("node with Redis answered %d: %s", code, resp)
+		}
+	}
+	if ok > 200 {
+		t.Fatalf("%d requests admitted against a quota of 200 while one node was cut off", ok)
+	}
+
+	cut.Cut(false)
+	deadline := time.Now().Add(15 * time.Second)
+	for ok < 200 && time.Now().Before(deadline) {
+		if code, _ := send(a); code == 429 {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if ok != 200 {
+		t.Fatalf("%d requests admitted in all against a quota of 200 once the link was back, want exactly 200", ok)
+	}
+	if n := up.openai.RequestCount(); n != int64(ok) {
+		t.Fatalf("the provider saw %d calls for %d admitted", n, ok)
+	}
+	if metric(t, b, "keygate_limits_redis_up") != "1" {
+		t.Fatal("the node reconnected to Redis does not say so on /metrics")
+	}
+}
+
+// metric returns the value of an unlabelled series on in's /metrics.
+func metric(t *testing.T, in *instance, name string) string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", in.addrs.Admin+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+in.admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return v
+		}
+	}
+	return ""
 }

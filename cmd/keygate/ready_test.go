@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -40,9 +41,12 @@ func TestReadyzOnDefaults(t *testing.T) {
 }
 
 // TestReadyzWithoutItsRedis: a node whose limits live in a Redis it cannot
-// reach is alive (/healthz) but not ready, so a load balancer sends its
-// traffic to nodes that can enforce quotas and budgets. The answer names
-// the failing part and not the address; the log says why.
+// reach is alive (/healthz). With outage leases (the default) it stays
+// ready, its limits degraded: it serves quotas and budgets from its leases,
+// and taking every node out because their shared Redis stopped would make
+// a Redis outage a keygate outage. With leases off it is not ready, so a
+// load balancer sends its traffic to nodes that can enforce quotas and
+// budgets. The answer names the part and not the address; the log says why.
 func TestReadyzWithoutItsRedis(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -51,27 +55,39 @@ func TestReadyzWithoutItsRedis(t *testing.T) {
 	dead := ln.Addr().String()
 	ln.Close() // nothing listens there now: connections are refused
 
-	cfg := testConfig(t, t.TempDir())
-	cfg.Limits.Redis = "redis://" + dead + "/0"
-	in := start(t, cfg, "")
-	code, body := readyz(t, in)
-	if code != http.StatusServiceUnavailable || body != "not ready\nstore ok\nkek ok\nlimits failing\naudit ok\n" {
-		t.Fatalf("/readyz = %d %q", code, body)
-	}
-	if strings.Contains(body, dead) {
-		t.Fatalf("the unauthenticated probe names the Redis address: %q", body)
-	}
-	resp, err := http.Get(in.addrs.Gateway + "/healthz")
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("/healthz while not ready: %v %v", resp, err)
-	}
-	resp.Body.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(in.stderr.String(), "not ready: limits") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the log does not say why keygate is not ready:\n%s", in.stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	for _, tc := range []struct {
+		lease     float64
+		code      int
+		body, log string
+	}{
+		{0.05, http.StatusOK, "ready\nstore ok\nkek ok\nlimits degraded\naudit ok\n", "degraded: limits"},
+		{0, http.StatusServiceUnavailable, "not ready\nstore ok\nkek ok\nlimits failing\naudit ok\n", "not ready: limits"},
+	} {
+		t.Run(fmt.Sprintf("outage_lease=%g", tc.lease), func(t *testing.T) {
+			cfg := testConfig(t, t.TempDir())
+			cfg.Limits.Redis = "redis://" + dead + "/0"
+			cfg.Limits.OutageLease = tc.lease
+			in := start(t, cfg, "")
+			code, body := readyz(t, in)
+			if code != tc.code || body != tc.body {
+				t.Fatalf("/readyz = %d %q, want %d %q", code, body, tc.code, tc.body)
+			}
+			if strings.Contains(body, dead) {
+				t.Fatalf("the unauthenticated probe names the Redis address: %q", body)
+			}
+			resp, err := http.Get(in.addrs.Gateway + "/healthz")
+			if err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("/healthz while not ready: %v %v", resp, err)
+			}
+			resp.Body.Close()
+			deadline := time.Now().Add(5 * time.Second)
+			for !strings.Contains(in.stderr.String(), tc.log) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the log does not say why keygate is %s:\n%s", tc.log, in.stderr.String())
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
 	}
 }
 

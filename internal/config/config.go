@@ -212,6 +212,11 @@ type Limits struct {
 	// requests are refused until the window refills. 0 disables it.
 	AuthFailures      int64         `yaml:"auth_failures"`
 	AuthFailureWindow time.Duration `yaml:"auth_failure_window"`
+	// OutageLease is the share of each quota and budget in use that a
+	// node leases from Redis while it answers, and spends from alone when
+	// it does not (0 to 0.5; 0 refuses quotas and budgets while Redis is
+	// down). See docs/limits.md.
+	OutageLease float64 `yaml:"outage_lease"`
 }
 
 // Routing declares deployments (a model at a registered provider, with its
@@ -522,6 +527,7 @@ func Default(home string) Config {
 			DefaultMaxTokens:  4096,
 			AuthFailures:      10,
 			AuthFailureWindow: 10 * time.Minute,
+			OutageLease:       0.05,
 		},
 		Vault: Vault{
 			ReadCacheTTL:         5 * time.Second,
@@ -684,6 +690,9 @@ func (c Config) Validate() error {
 	}
 	if c.Limits.AuthFailures > 0 && c.Limits.AuthFailureWindow <= 0 {
 		bad("limits.auth_failure_window", "must be a positive duration such as 10m")
+	}
+	if !(c.Limits.OutageLease >= 0 && c.Limits.OutageLease <= 0.5) {
+		bad("limits.outage_lease", "must be a share from 0 (no leases: quotas and budgets are refused while Redis is down) to 0.5, such as 0.05")
 	}
 	for name, p := range c.Prices {
 		if p.Input < 0 || p.Output < 0 {

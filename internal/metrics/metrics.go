@@ -25,6 +25,9 @@ type Metrics struct {
 	spend    *prometheus.CounterVec
 	alerts   *prometheus.CounterVec
 	auditLag prometheus.Gauge
+	sharedUp prometheus.Gauge
+	nodes    prometheus.Gauge
+	leases   prometheus.Gauge
 	overhead prometheus.Histogram
 	limits   map[string]prometheus.Observer // by kind of limit, made once
 	// Per-key series, only when New was asked for them.
@@ -77,6 +80,15 @@ func New(o Options) *Metrics {
 		auditLag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "keygate_audit_lag_events", Help: "Audit events recorded but not yet written by every sink.",
 		}),
+		sharedUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "keygate_limits_redis_up", Help: "1 while Redis for limits answers; 0 while this node decides alone from its leases and shares.",
+		}),
+		nodes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "keygate_limits_nodes", Help: "Nodes sharing Redis for limits at the last heartbeat; rate limits are divided by it while Redis is down.",
+		}),
+		leases: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "keygate_limits_leases", Help: "Quotas and budgets of which this node holds a lease to spend from while Redis is down.",
+		}),
 	}
 	m.overhead = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "keygate_overhead_seconds", Buckets: overheadBuckets,
@@ -90,7 +102,7 @@ func New(o Options) *Metrics {
 	for _, kind := range LimitKinds() {
 		m.limits[kind] = limits.WithLabelValues(kind)
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.overhead, m.upstream, m.denials, m.tokens, m.spend, m.alerts, m.auditLag, limits,
+	m.reg.MustRegister(m.requests, m.latency, m.overhead, m.upstream, m.denials, m.tokens, m.spend, m.alerts, m.auditLag, m.sharedUp, m.nodes, m.leases, limits,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if o.KeyLabels {
 		m.keyRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -168,6 +180,18 @@ func (m *Metrics) Overhead(d time.Duration) { m.overhead.Observe(d.Seconds()) }
 
 // Alert counts one alert.
 func (m *Metrics) Alert(rule string) { m.alerts.WithLabelValues(rule).Inc() }
+
+// SharedLimits records the state of Redis for limits: whether it answers,
+// the nodes sharing it and the leases this node holds.
+func (m *Metrics) SharedLimits(up bool, nodes int64, leases int) {
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.sharedUp.Set(v)
+	m.nodes.Set(float64(nodes))
+	m.leases.Set(float64(leases))
+}
 
 // AuditLag sets how many audit events await writing.
 func (m *Metrics) AuditLag(n int) { m.auditLag.Set(float64(n)) }

@@ -32,6 +32,9 @@ type Check struct {
 	// Every is how long a result is reused before Probe runs again
 	// (at least MinInterval).
 	Every time.Duration
+	// Degrades marks a part the node can serve without, less well: while
+	// it fails, the probe names it "degraded" and still answers ready.
+	Degrades bool
 }
 
 // MinInterval is the shortest time a check's result is reused.
@@ -124,6 +127,9 @@ func (c *Checker) run(ctx context.Context, ch *check) error {
 	err := c.probe(ctx, ch)
 	ch.at = c.opts.Now()
 	switch {
+	case err != nil && !ch.logged && ch.Degrades:
+		c.opts.Log.Warn("degraded: "+ch.Name+" cannot serve; the node still answers /readyz with 200", "check", ch.Name, "err", err)
+		ch.logged = true
 	case err != nil && !ch.logged:
 		c.opts.Log.Error("not ready: "+ch.Name+" cannot serve; the node answers /readyz with 503 until it can", "check", ch.Name, "err", err)
 		ch.logged = true
@@ -158,8 +164,8 @@ func (c *Checker) probe(ctx context.Context, ch *check) (err error) {
 }
 
 // ServeHTTP answers a readiness probe: 200 and "ready" when every check
-// passes, else 503 and "not ready"; then one line per check, "name ok" or
-// "name failing". GET and HEAD only.
+// passes or only degrades, else 503 and "not ready"; then one line per
+// check, "name ok", "name degraded" or "name failing". GET and HEAD only.
 func (c *Checker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
@@ -171,14 +177,15 @@ func (c *Checker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	res := c.Check(r.Context())
 	var b strings.Builder
 	ok := true
-	for _, x := range res {
+	for i, x := range res {
 		state := "ok"
-		if x.Err != nil {
-			ok = false
-			state = "failing"
-			if errors.Is(x.Err, ErrStopping) {
-				state = "shutting down"
-			}
+		switch {
+		case errors.Is(x.Err, ErrStopping):
+			ok, state = false, "shutting down"
+		case x.Err != nil && c.checks[i].Degrades:
+			state = "degraded"
+		case x.Err != nil:
+			ok, state = false, "failing"
 		}
 		fmt.Fprintf(&b, "%s %s\n", x.Name, state)
 	}

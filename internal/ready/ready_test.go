@@ -174,3 +174,32 @@ func TestOnlyGetAndHead(t *testing.T) {
 		t.Fatalf("POST: %d %q %v", rec.Code, body, rec.Header())
 	}
 }
+
+// TestADegradingPartKeepsTheNodeReady: a part the node can serve without
+// reads "degraded" while it fails, and the node stays ready; a failing
+// part that is needed still makes it not ready; stopping overrides both.
+func TestADegradingPartKeepsTheNodeReady(t *testing.T) {
+	limits, store := &part{}, &part{}
+	clk := &clock{now: time.Unix(1_800_000_000, 0)}
+	var logs bytes.Buffer
+	c := ready.New(ready.Options{Log: slog.New(slog.NewTextHandler(&logs, nil)), Now: clk.Now},
+		ready.Check{Name: "store", Probe: store.probe},
+		ready.Check{Name: "limits", Probe: limits.probe, Degrades: true})
+	limits.set(errors.New("dial tcp 10.9.8.7:6379: connection refused"))
+	if code, body := get(t, c, http.MethodGet); code != 200 || body != "ready\nstore ok\nlimits degraded\n" {
+		t.Fatalf("degraded part: %d %q", code, body)
+	}
+	if !strings.Contains(logs.String(), "degraded: limits") || !strings.Contains(logs.String(), "10.9.8.7") {
+		t.Fatalf("the log does not say the node is degraded and why:\n%s", logs.String())
+	}
+	store.set(errors.New("database is locked"))
+	clk.add(ready.MinInterval)
+	if code, body := get(t, c, http.MethodGet); code != 503 || body != "not ready\nstore failing\nlimits degraded\n" {
+		t.Fatalf("needed part down too: %d %q", code, body)
+	}
+	store.set(nil)
+	c.Stop()
+	if code, body := get(t, c, http.MethodGet); code != 503 || body != "not ready\nstore shutting down\nlimits shutting down\n" {
+		t.Fatalf("stopping: %d %q", code, body)
+	}
+}

@@ -31,6 +31,14 @@ func (n *Node) taskTable() []task {
 		{name: "routing", every: routingPoll, run: n.routing.poll},
 		// Provider keys and secrets kept in a cloud secret manager or Vault are re-read when due (one node per read).
 		{name: "source-refs", every: cfg.Sources.Poll, run: n.src.refreshDue},
+		// Redis for limits: this node's heartbeat (how many nodes share a rate limit while Redis is
+		// down), the end of an outage, and its leases of the quotas and budgets in use.
+		{name: "limits", every: time.Second, run: func(ctx context.Context) {
+			if r := n.lim.resilient; r != nil {
+				n.lim.sync(ctx)
+				n.met.SharedLimits(!r.Down(), r.Nodes(), r.Held())
+			}
+		}},
 		// The detectors' windows move on, so rates and spends are judged even when no request comes.
 		{name: "detectors", every: detectorTick, run: func(context.Context) { n.det.engine.Tick(time.Now()) }},
 		// How far the audit trail is behind, on /metrics.

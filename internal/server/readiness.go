@@ -23,7 +23,11 @@ func (n *Node) newReadiness() *ready.Checker {
 		{Name: "kek", Probe: v.ProbeKEK, Every: kekProbeInterval},
 	}
 	if r := n.lim.redis; r != nil {
-		checks = append(checks, ready.Check{Name: "limits", Probe: func(ctx context.Context) error {
+		// With outage leases a node keeps serving while Redis is down, so
+		// Redis only degrades it: taking every node out of the load
+		// balancer because their shared Redis stopped would turn a Redis
+		// outage into a keygate outage.
+		checks = append(checks, ready.Check{Name: "limits", Degrades: n.cfg.Limits.OutageLease > 0, Probe: func(ctx context.Context) error {
 			if err := r.Ping(ctx).Err(); err != nil {
 				return fmt.Errorf("redis for limits (limits.redis): %w", err)
 			}
