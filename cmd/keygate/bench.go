@@ -91,6 +91,7 @@ throughput falls below that fraction of the baseline's at any concurrency.`,
 	f.StringVar(&o.Redis, "redis", "", "also drive a keygate that keeps its limits in this Redis (redis://...)")
 	f.BoolVar(&o.Tracing, "tracing", false, "also drive a keygate that traces requests and exports them over OTLP/HTTP to a collector in this process")
 	f.Float64Var(&o.TracingRatio, "tracing-sample-ratio", 1, "with --tracing: the fraction of requests traced")
+	f.BoolVar(&o.NoLeakCheck, "no-leak-check", false, "also drive a keygate with the credential check on the data path off (\"keygate, no leak check\"): what the check costs")
 	f.IntVar(&o.StreamSamples, "stream-samples", o.StreamSamples, "streaming requests for time to first byte")
 	f.BoolVar(&short, "short", false, "a few-second run for CI")
 	f.BoolVar(&inProcess, "in-process", false, "run the servers inside this process (no memory figures)")

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -50,6 +51,10 @@ type Options struct {
 	Tracing bool
 	// TracingRatio is that keygate's sample ratio (0 means 1: every request).
 	TracingRatio float64
+	// NoLeakCheck adds a keygate with the credential check on the data
+	// path turned off: what the check costs, beside the same keygate with
+	// it on (the default).
+	NoLeakCheck bool
 	// Logs receives the servers' logs (io.Discard when nil).
 	Logs io.Writer
 	// Progress receives a line per round (nothing when nil).
@@ -58,14 +63,15 @@ type Options struct {
 
 // Target names.
 const (
-	Direct   = "direct"             // straight to the fake upstream
-	Baseline = "baseline"           // bare httputil.ReverseProxy injecting the key
-	Pooled   = "baseline+pool"      // the same with a copy-buffer pool
-	Keygate  = "keygate"            // keygate with a realistic key
-	ManyKeys = "keygate, many keys" // keygate with the load spread over Options.Keys keys
-	Limited  = "keygate+limits"     // keygate with a key under rate, token, concurrency, quota and budget limits (memory)
-	Redis    = "keygate+redis"      // the same limits kept in Redis by a second keygate
-	Traced   = "keygate+otlp"       // keygate tracing every request, exported over OTLP/HTTP
+	Direct   = "direct"                 // straight to the fake upstream
+	Baseline = "baseline"               // bare httputil.ReverseProxy injecting the key
+	Pooled   = "baseline+pool"          // the same with a copy-buffer pool
+	Keygate  = "keygate"                // keygate with a realistic key
+	ManyKeys = "keygate, many keys"     // keygate with the load spread over Options.Keys keys
+	Limited  = "keygate+limits"         // keygate with a key under rate, token, concurrency, quota and budget limits (memory)
+	Redis    = "keygate+redis"          // the same limits kept in Redis by a second keygate
+	Traced   = "keygate+otlp"           // keygate tracing every request, exported over OTLP/HTTP
+	NoLeaks  = "keygate, no leak check" // keygate with the credential check on the data path off
 )
 
 // Row is one target at one concurrency, all rounds merged.
@@ -80,10 +86,13 @@ type Row struct {
 	Errors      uint64
 }
 
-// TTFB is time to first byte of streamed responses through one target.
+// TTFB is time to first byte of streamed responses through one target,
+// and to the first whole event carrying generated text: what a client's
+// SDK can show first.
 type TTFB struct {
-	Target   string
-	P50, P99 time.Duration
+	Target           string
+	P50, P99         time.Duration
+	TextP50, TextP99 time.Duration
 }
 
 // Memory is a server process's resident memory after the run.
@@ -135,7 +144,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, fmt.Errorf("pooled baseline: %w", err)
 	}
 	defer pooled.stop()
-	kg, err := l.keygate(ctx, "keygate", "", "", 0)
+	kg, err := l.keygate(ctx, "keygate", variant{})
 	if err != nil {
 		return nil, fmt.Errorf("keygate: %w", err)
 	}
@@ -157,7 +166,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		{name: Limited, url: kg.url, keys: []string{limitedKey}},
 	}
 	if o.Redis != "" {
-		rkg, err := l.keygate(ctx, "keygate-redis", o.Redis, "", 0)
+		rkg, err := l.keygate(ctx, "keygate-redis", variant{redis: o.Redis})
 		if err != nil {
 			return nil, fmt.Errorf("keygate with Redis: %w", err)
 		}
@@ -181,7 +190,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		if ratio <= 0 {
 			ratio = 1
 		}
-		tkg, err := l.keygate(ctx, "keygate-otlp", "", col.URL, ratio)
+		tkg, err := l.keygate(ctx, "keygate-otlp", variant{otlp: col.URL, ratio: ratio})
 		if err != nil {
 			return nil, fmt.Errorf("keygate with tracing: %w", err)
 		}
@@ -191,6 +200,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, fmt.Errorf("configure keygate with tracing: %w", err)
 		}
 		targets = append(targets, target{name: Traced, url: tkg.url, keys: []string{tkey}})
+	}
+	if o.NoLeakCheck {
+		nkg, err := l.keygate(ctx, "keygate-noleaks", variant{leaksOff: true})
+		if err != nil {
+			return nil, fmt.Errorf("keygate without the credential check: %w", err)
+		}
+		defer nkg.stop()
+		nkey, err := configure(ctx, nkg, up.url+"/v1", upKey)
+		if err != nil {
+			return nil, fmt.Errorf("configure keygate without the credential check: %w", err)
+		}
+		targets = append(targets, target{name: NoLeaks, url: nkg.url, keys: []string{nkey}})
 	}
 	if o.Keys > 1 {
 		keys, err := manyKeys(ctx, kg, o.Keys)
@@ -254,7 +275,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	for _, t := range targets {
-		if t.name == Direct || t.name == Baseline || t.name == Pooled || t.name == Keygate {
+		if t.name == Direct || t.name == Baseline || t.name == Pooled || t.name == Keygate || t.name == NoLeaks {
 			rep.TTFB = append(rep.TTFB, ttfb(ctx, t.name, t.url, t.keys[0], o.StreamSamples))
 		}
 	}
@@ -446,12 +467,29 @@ func check(ctx context.Context, base, key string) error {
 	return nil
 }
 
-// ttfb measures time to the first streamed byte over n sequential requests.
+// firstText reports whether stream holds a whole event with generated
+// text: a non-empty "content" followed by the blank line ending its event.
+func firstText(stream []byte) bool {
+	const key = `"content":"`
+	for off := 0; ; {
+		c := bytes.Index(stream[off:], []byte(key))
+		if c < 0 {
+			return false
+		}
+		c += off + len(key)
+		if c < len(stream) && stream[c] != '"' {
+			return bytes.Contains(stream[c:], []byte("\n\n"))
+		}
+		off = c
+	}
+}
+
+// ttfb measures time to the first streamed byte, and to the end of the
+// first event carrying text, over n sequential requests.
 func ttfb(ctx context.Context, name, base, key string, n int) TTFB {
 	body := strings.Replace(request, `"max_tokens":128`, `"max_tokens":128,"stream":true`, 1)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
-	var ds []time.Duration
-	buf := make([]byte, 1)
+	var first, text []time.Duration
 	for i := 0; i < n && ctx.Err() == nil; i++ {
 		req, _ := http.NewRequestWithContext(ctx, "POST", base+"/v1/chat/completions", strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+key)
@@ -461,20 +499,34 @@ func ttfb(ctx context.Context, name, base, key string, n int) TTFB {
 		if err != nil {
 			continue
 		}
-		if _, err := io.ReadFull(resp.Body, buf); err == nil && resp.StatusCode == 200 {
-			ds = append(ds, time.Since(start))
+		var seen []byte
+		buf := make([]byte, 4096)
+		gotFirst := false
+		for resp.StatusCode == 200 {
+			k, err := resp.Body.Read(buf)
+			if k > 0 && !gotFirst {
+				first, gotFirst = append(first, time.Since(start)), true
+			}
+			seen = append(seen, buf[:k]...)
+			if firstText(seen) {
+				text = append(text, time.Since(start))
+				break
+			}
+			if err != nil {
+				break
+			}
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	q := func(p float64) time.Duration {
+	q := func(ds []time.Duration, p float64) time.Duration {
 		if len(ds) == 0 {
 			return 0
 		}
+		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
 		return ds[int(p*float64(len(ds)-1))]
 	}
-	return TTFB{Target: name, P50: q(0.5), P99: q(0.99)}
+	return TTFB{Target: name, P50: q(first, 0.5), P99: q(first, 0.99), TextP50: q(text, 0.5), TextP99: q(text, 0.99)}
 }
 
 func randHex(n int) string {

@@ -61,17 +61,26 @@ func (l launcher) baseline(ctx context.Context, upstream, key string, pooled boo
 	return l.child(ctx, args, []string{"KEYGATE_BENCH_UPSTREAM_KEY=" + key}, readyLine)
 }
 
+// variant is how a benchmarked keygate differs from its defaults.
+type variant struct {
+	redis    string  // limits kept in this Redis
+	otlp     string  // traces exported here...
+	ratio    float64 // ...at this sample ratio
+	leaksOff bool    // the credential check on the data path turned off
+}
+
 // keygate starts a real keygate on its defaults (SQLite, local master key,
-// access log on) in a fresh data directory named name; with redis set, its
-// limits live in that Redis; with otlp set, it traces requests at that
-// sample ratio and exports the spans there.
-func (l launcher) keygate(ctx context.Context, name, redis, otlp string, ratio float64) (*proc, error) {
+// access log on, credential check on) in a fresh data directory named
+// name, changed as v says.
+func (l launcher) keygate(ctx context.Context, name string, v variant) (*proc, error) {
+	redis, otlp, ratio := v.redis, v.otlp, v.ratio
 	dataDir := filepath.Join(l.dir, name)
 	if l.binary == "" {
 		cfg := config.Default(l.dir)
 		cfg.DataDir, cfg.Listen, cfg.AdminListen = dataDir, "127.0.0.1:0", "127.0.0.1:0"
 		cfg.Limits.Redis = redis
 		cfg.Tracing.Endpoint, cfg.Tracing.SampleRatio = otlp, ratio
+		cfg.Leaks.Off = v.leaksOff
 		var out bytes.Buffer
 		ready := make(chan server.Listening, 1)
 		cctx, cancel := context.WithCancel(ctx)
@@ -93,6 +102,9 @@ func (l launcher) keygate(ctx context.Context, name, redis, otlp string, ratio f
 	env := []string{"HOME=" + l.dir}
 	if otlp != "" {
 		env = append(env, "KEYGATE_TRACING_ENDPOINT="+otlp, "KEYGATE_TRACING_SAMPLE_RATIO="+strconv.FormatFloat(ratio, 'f', -1, 64))
+	}
+	if v.leaksOff {
+		env = append(env, "KEYGATE_LEAKS_OFF=true")
 	}
 	return l.child(ctx, args, env, keygateLines)
 }

@@ -36,7 +36,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	for _, c := range r.Options.Concurrencies {
 		d, _ := r.Row(Direct, c)
 		b, _ := r.Row(Baseline, c)
-		for _, t := range []string{Direct, Baseline, Pooled, Keygate, Limited, Redis, Traced, ManyKeys} {
+		for _, t := range []string{Direct, Baseline, Pooled, Keygate, NoLeaks, Limited, Redis, Traced, ManyKeys} {
 			row, ok := r.Row(t, c)
 			if !ok {
 				continue
@@ -67,12 +67,20 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 				ratio, c, t.RPS, k.RPS, (t.RPS/k.RPS-1)*100, dur(t.P50), dur(k.P50))
 		}
 	}
+	for _, c := range r.Options.Concurrencies {
+		k, ok1 := r.Row(Keygate, c)
+		n, ok2 := r.Row(NoLeaks, c)
+		if ok1 && ok2 && n.RPS > 0 {
+			fmt.Fprintf(w, "\nCredential check at c=%d: %.0f req/s with it (keygate) against %.0f without (%+.1f%%), p50 %s against %s.\n",
+				c, k.RPS, n.RPS, (k.RPS/n.RPS-1)*100, dur(k.P50), dur(n.P50))
+		}
+	}
 	if len(r.TTFB) > 0 {
-		fmt.Fprintf(w, "\nStreaming time to first byte (%d sequential requests each):\n\n", r.Options.StreamSamples)
-		fmt.Fprintln(w, "| target | p50 | p99 |")
-		fmt.Fprintln(w, "| --- | ---: | ---: |")
+		fmt.Fprintf(w, "\nStreaming: time to the first byte, and to the first whole event carrying text (%d sequential requests each):\n\n", r.Options.StreamSamples)
+		fmt.Fprintln(w, "| target | first byte p50 | p99 | first text p50 | p99 |")
+		fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: |")
 		for _, t := range r.TTFB {
-			fmt.Fprintf(w, "| %s | %s | %s |\n", t.Target, dur(t.P50), dur(t.P99))
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", t.Target, dur(t.P50), dur(t.P99), dur(t.TextP50), dur(t.TextP99))
 		}
 	}
 	if len(r.Memory) > 0 {

@@ -95,6 +95,7 @@ func TestValidateNamesEachField(t *testing.T) {
 		{"tracing sample ratio", func(c *Config) { c.Tracing.SampleRatio = 1.5 }, "tracing.sample_ratio"},
 		{"outage lease above half", func(c *Config) { c.Limits.OutageLease = 0.75 }, "limits.outage_lease"},
 		{"negative outage lease", func(c *Config) { c.Limits.OutageLease = -0.1 }, "limits.outage_lease"},
+		{"leaks stream text", func(c *Config) { c.Leaks.StreamText = "buffer" }, "leaks.stream_text"},
 		{"audit webhook scheme", func(c *Config) { c.Audit.Webhook = "ftp://siem.example/in" }, "audit.webhook"},
 		{"alerts webhook relative", func(c *Config) { c.Alerts.Webhook = "/hooks/keygate" }, "alerts.webhook"},
 		{"slack not a url", func(c *Config) { c.Alerts.Slack = "hooks.slack.example/T000/B000/placeholder" }, "alerts.slack"},

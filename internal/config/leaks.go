@@ -23,6 +23,12 @@ type Leaks struct {
 	// Rules sets the action per scanner rule ID (as keygate scan --format
 	// json names them, such as openai-project-key), over the kind's.
 	Rules map[string]string `yaml:"rules"`
+	// StreamText is how a credential a model streams across events is
+	// handled: "hold" (the default) holds the stream's last few dozen
+	// characters back until no credential can still be growing across
+	// them, so one is redacted before any piece of it is sent; "find"
+	// sends every event at once and only records what it finds.
+	StreamText string `yaml:"stream_text"`
 	// GitHub serves GitHub's secret scanning partner endpoint on the
 	// gateway listener, at POST /leaks/github: a keygate key GitHub finds
 	// in a public repository is revoked (or suspended) at once, with an
@@ -64,6 +70,11 @@ func (c Config) validateLeaks() []error {
 		if v == "" {
 			errs = append(errs, fmt.Errorf("config: leaks.rules.%s: empty; use block, redact or alert", rule))
 		}
+	}
+	switch c.Leaks.StreamText {
+	case "", "hold", "find":
+	default:
+		errs = append(errs, fmt.Errorf("config: leaks.stream_text: %q; use hold (redact a credential split across a stream's events, holding its last few dozen characters back) or find (send at once, record only)", c.Leaks.StreamText))
 	}
 	switch c.Leaks.GitHub.Action {
 	case "", "revoke", "suspend":

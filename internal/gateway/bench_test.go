@@ -17,6 +17,7 @@ import (
 	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/fakeprovider"
 	"github.com/keygate/keygate/internal/keysource"
+	"github.com/keygate/keygate/internal/leak"
 	"github.com/keygate/keygate/internal/limit"
 	"github.com/keygate/keygate/internal/metrics"
 	"github.com/keygate/keygate/internal/pricing"
@@ -141,6 +142,20 @@ func BenchmarkServeHTTP(b *testing.B) {
 			run(b, g, raw.Reveal())
 		})
 	}
+	// The credential check on requests and answers, with one vault value to
+	// look for, beside "keygate" without it: what the check costs.
+	b.Run("keygate+leakcheck", func(b *testing.B) {
+		g := New(Options{
+			Keys: keysource.New(h, keys), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			MaxBodyBytes: 1 << 20, Transport: tr, Leaks: &LeakOptions{},
+		}, table)
+		m, err := leak.New(leak.Options{Values: []leak.Value{{Name: "provider/openai", Value: secret.New(upKey)}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		g.SetLeakMatcher(m)
+		run(b, g, raw.Reveal())
+	})
 	// As `keygate serve` runs by default: usage metered and recorded, failed
 	// authentication throttled; then with a key under every kind of limit.
 	prices, _ := pricing.NewTable(nil)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/keygate/keygate/internal/leak"
 	"github.com/keygate/keygate/internal/principal"
-	"github.com/keygate/keygate/internal/usage"
 )
 
 // LeakOptions configure the outbound credential check: every body keygate
@@ -21,6 +20,10 @@ type LeakOptions struct {
 	// its kind (block vault values and keygate credentials, alert on the
 	// rest).
 	Action func(leak.Hit) leak.Action
+	// StreamTextFindOnly sends a stream's events at once instead of
+	// holding its last few dozen characters of text back: a credential
+	// split across events is then found and recorded, not redacted.
+	StreamTextFindOnly bool
 }
 
 // RuleCredentialLeak names the risk finding a request carrying a
@@ -136,10 +139,24 @@ func (g *Gateway) checkAnswer(c *call, resp *http.Response) error {
 		return nil
 	}
 	// A stream: checked as it passes, and its length may change.
+	redact := func(h leak.Hit) bool { return action(h) != leak.ActionAlert }
 	b := &leakBody{src: resp.Body}
-	b.s = m.NewStream(&b.out, false, func(h leak.Hit) error { record(h); return nil }).
-		RedactWhen(func(h leak.Hit) bool { return action(h) != leak.ActionAlert })
+	b.s = m.NewStream(&b.out, false, func(h leak.Hit) error { record(h); return nil }).RedactWhen(redact)
 	resp.Body = b
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		// Its generated text, checked whole across events: a credential
+		// a model streams a few characters at a time.
+		textRedact := redact
+		if g.opts.Leaks.StreamTextFindOnly {
+			textRedact = nil
+		}
+		resp.Body = newTextGuard(m, b, c.dialect.Name(), func(h leak.Hit) {
+			if len(c.answerLeaks) == 0 && len(c.answerTextLeaks) == 0 {
+				c.riskRules = append(c.riskRules, RuleCredentialLeak)
+			}
+			c.answerTextLeaks = append(c.answerTextLeaks, h)
+		}, textRedact)
+	}
 	resp.Header.Del("Content-Length")
 	resp.ContentLength = -1
 	return nil
@@ -149,37 +166,15 @@ func (g *Gateway) checkAnswer(c *call, resp *http.Response) error {
 // a longer one is checked as a stream.
 const maxWholeAnswer = 4 << 20
 
-// streamTextCheck checks the text a streamed answer generates, as one
-// text, though it arrives a few characters per event: a credential a
-// model streams is split across events, where checkAnswer's byte check
-// cannot see it whole. By the time its last piece arrives the first ones
-// have reached the client, so this only finds: the hit goes on the call's
-// audit event (answer_text_leak_*) and raises the credential-leak finding.
-// nil when the check is off.
-func (g *Gateway) streamTextCheck(c *call, sm *usage.StreamMeter) *leak.Stream {
-	if g.opts.Leaks == nil {
-		return nil
-	}
-	m := g.leaks.Load()
-	if m == nil {
-		return nil
-	}
-	s := m.NewStream(io.Discard, false, func(h leak.Hit) error {
-		if len(c.answerLeaks) == 0 && len(c.answerTextLeaks) == 0 {
-			c.riskRules = append(c.riskRules, RuleCredentialLeak)
-		}
-		c.answerTextLeaks = append(c.answerTextLeaks, h)
-		return nil
-	})
-	sm.OnText = func(text []byte) { _, _ = s.Write(text) }
-	return s
-}
-
 // answerLeakFields describes what checkAnswer found, for the audit
 // trail: the strictest action taken, the rules, the vault records' names.
 func (g *Gateway) answerLeakFields(c *call, f map[string]string) {
 	if len(c.answerTextLeaks) > 0 {
-		f["answer_text_leak_rules"] = leakRules(c.answerTextLeaks)
+		act := leak.ActionAlert
+		if g.opts.Leaks != nil && !g.opts.Leaks.StreamTextFindOnly && leak.Strictest(c.answerTextLeaks, g.leakPolicy(c)) != leak.ActionAlert {
+			act = leak.ActionRedact // in an answer, block redacts
+		}
+		f["answer_text_leak_action"], f["answer_text_leak_rules"] = string(act), leakRules(c.answerTextLeaks)
 		if v := leakValues(c.answerTextLeaks); v != "" {
 			f["answer_text_leak_values"] = v
 		}

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -223,34 +224,98 @@ func TestCredentialsInAnswersAreRedacted(t *testing.T) {
 	}
 }
 
-// TestCredentialSplitAcrossStreamEventsIsFound: a model streaming a vault
-// value a few characters per event (as real models do) cannot have it
-// redacted, its first pieces being out already, but the stream's text is
-// checked whole, in both dialects: the call's audit event names the rule
-// and the vault record, for the alert.
-func TestCredentialSplitAcrossStreamEventsIsFound(t *testing.T) {
+// TestCredentialSplitAcrossStreamEventsIsRedacted: a model streaming a
+// vault value a few characters per event (as real models do) has it cut
+// out before any piece reaches the client, in each dialect's stream: the
+// events holding it stay valid, the first carries [REDACTED:vault-value],
+// the text around it arrives whole, and the call's audit event names the
+// rule and the vault record. An alert-only policy passes it and records it.
+func TestCredentialSplitAcrossStreamEventsIsRedacted(t *testing.T) {
 	vaultValue := "db-password-" + upstreamKey(t, "split")
 	reply := "Sure: connect with " + vaultValue + " and retry."
-	for _, tc := range []struct{ name, path, body string }{
-		{"OpenAI", "/v1/chat/completions", `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}`},
-		{"Anthropic", "/v1/messages", `{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}`},
+	for _, tc := range []struct {
+		name, path, body string
+		action           leak.Action
+	}{
+		{"OpenAI", "/v1/chat/completions", `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}`, leak.ActionBlock},
+		{"Anthropic", "/v1/messages", `{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}`, leak.ActionRedact},
+		{"Responses", "/v1/responses", `{"model":"gpt-4o-mini","stream":true,"input":"hi"}`, leak.ActionBlock},
+		{"alert only", "/v1/chat/completions", `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}`, leak.ActionAlert},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// One delta per three characters or so: the value is in pieces.
-			g, ks, _, _, events := leakGatewayWith(t, nil, vaultValue, fakeprovider.Options{ReplyText: reply, Chunks: len(reply) / 3})
+			g, ks, _, _, events := leakGatewayWith(t, func(leak.Hit) leak.Action { return tc.action }, vaultValue,
+				fakeprovider.Options{ReplyText: reply, Chunks: len(reply) / 3})
 			a := send(t, "POST", g.url+tc.path, tc.body, "Authorization", "Bearer "+ks.issue("app", nil), "Anthropic-Version", "2023-06-01")
-			if a.status != 200 || bytes.Contains(a.body, []byte(vaultValue)) {
-				t.Fatalf("status %d, or the value came in one piece (the test needs it split): %s", a.status, a.body)
+			if a.status != 200 {
+				t.Fatalf("status %d: %s", a.status, a.body)
+			}
+			text := streamedText(t, tc.path, a.body)
+			want := "Sure: connect with [REDACTED:vault-value] and retry."
+			if tc.action == leak.ActionAlert {
+				want = reply
+			}
+			if text != want {
+				t.Fatalf("the streamed text reads %q, want %q", text, want)
+			}
+			if tc.action != leak.ActionAlert && bytes.Contains(a.body, []byte(vaultValue)) {
+				t.Fatalf("the value reached the client in another event: %s", a.body)
 			}
 			evs := events.of("request")
 			if len(evs) != 1 {
 				t.Fatalf("%d request events", len(evs))
 			}
-			if f := evs[0].Fields; f["answer_text_leak_rules"] != "vault-value" || f["answer_text_leak_values"] != "secret/payments-db" {
+			wantAct := "redact"
+			if tc.action == leak.ActionAlert {
+				wantAct = "alert"
+			}
+			if f := evs[0].Fields; f["answer_text_leak_action"] != wantAct || f["answer_text_leak_rules"] != "vault-value" || f["answer_text_leak_values"] != "secret/payments-db" {
 				t.Fatalf("audit fields: %v", f)
 			}
 		})
 	}
+}
+
+// streamedText joins the generated text of an answer streamed on path, as
+// its SDK would, failing the test on an event that is not valid JSON.
+func streamedText(t *testing.T, path string, body []byte) string {
+	t.Helper()
+	var text strings.Builder
+	for _, line := range strings.Split(string(body), "\n") {
+		data, ok := strings.CutPrefix(strings.TrimSuffix(line, "\r"), "data: ")
+		if !ok || data == "[DONE]" {
+			continue
+		}
+		var ev struct {
+			Type    string `json:"type"`
+			Delta   json.RawMessage
+			Choices []struct {
+				Delta struct {
+					Content string `json:"content"`
+				} `json:"delta"`
+			} `json:"choices"`
+		}
+		if err := json.Unmarshal([]byte(data), &ev); err != nil {
+			t.Fatalf("an event is not valid JSON (%v): %s", err, data)
+		}
+		switch {
+		case path == "/v1/chat/completions":
+			for _, c := range ev.Choices {
+				text.WriteString(c.Delta.Content)
+			}
+		case ev.Type == "content_block_delta":
+			var d struct {
+				Text string `json:"text"`
+			}
+			_ = json.Unmarshal(ev.Delta, &d)
+			text.WriteString(d.Text)
+		case ev.Type == "response.output_text.delta":
+			var d string
+			_ = json.Unmarshal(ev.Delta, &d)
+			text.WriteString(d)
+		}
+	}
+	return text.String()
 }
 
 // TestKeyLeakActionOverridesThePolicy: a key's own leak action replaces

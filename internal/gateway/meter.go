@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keygate/keygate/internal/leak"
 	"github.com/keygate/keygate/internal/usage"
 )
 
@@ -29,7 +28,6 @@ type meteredBody struct {
 	g       *Gateway
 	c       *call
 	stream  *usage.StreamMeter
-	text    *leak.Stream // the stream's generated text, checked whole (streamTextCheck)
 	buf     *[]byte
 	dialect string
 	over    bool
@@ -40,7 +38,6 @@ func newMeteredBody(g *Gateway, c *call, resp *http.Response) *meteredBody {
 	m := &meteredBody{ReadCloser: resp.Body, g: g, c: c, dialect: c.wireDialect().Name()}
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		m.stream = usage.NewStreamMeter(m.dialect)
-		m.text = g.streamTextCheck(c, m.stream)
 	} else {
 		m.buf = jsonBufs.Get().(*[]byte)
 	}
@@ -73,9 +70,6 @@ func (m *meteredBody) Close() error {
 		switch {
 		case m.stream != nil:
 			u = m.stream.Usage()
-			if m.text != nil {
-				_ = m.text.Close()
-			}
 		case m.buf != nil:
 			if !m.over {
 				u, _ = usage.FromJSON(m.dialect, *m.buf)

@@ -36,7 +36,7 @@ func leakOptions(c config.Leaks) *gateway.LeakOptions {
 			return a
 		}
 		return kinds[h.Kind]
-	}}
+	}, StreamTextFindOnly: c.StreamText == "find"}
 }
 
 func orAction(s string, def leak.Action) leak.Action {

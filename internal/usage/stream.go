@@ -45,12 +45,6 @@ const (
 // concurrent use: read Usage once the stream's writer is done, or
 // synchronise with it.
 type StreamMeter struct {
-	// OnText, when set, receives each piece of generated text (content,
-	// tool arguments, thinking) as the stream delivers it, JSON-escaped as
-	// sent, without its quotes, so a check can read the text whole though
-	// it arrives a few characters per event. It must not keep the slice.
-	OnText func(text []byte)
-
 	formats uint8
 	u       Usage
 
@@ -69,14 +63,19 @@ type StreamMeter struct {
 // NewStreamMeter returns a StreamMeter for a stream in the given dialect,
 // DialectOpenAI or DialectAnthropic; any other dialect reads both.
 func NewStreamMeter(dialect string) *StreamMeter {
-	m := &StreamMeter{}
+	return &StreamMeter{formats: formatsOf(dialect)}
+}
+
+// formatsOf returns the event formats a dialect's streams use; any other
+// dialect may use all.
+func formatsOf(dialect string) uint8 {
 	switch dialect {
 	case DialectOpenAI:
-		m.formats = formatOpenAI
+		return formatOpenAI
 	case DialectAnthropic:
-		m.formats = formatAnthropic
+		return formatAnthropic
 	}
-	return m
+	return formatAll
 }
 
 // Usage returns what the stream has reported so far.
@@ -303,30 +302,67 @@ const (
 )
 
 // textBytes adds up the lengths, as escaped on the wire, of the string
-// values whose key marks generated text in the compact JSON data. It visits
-// only `"key":"` pairs, found by substring search, and skips each value
-// with jsonpeek's string scan.
+// values whose key marks generated text in the compact JSON data.
 func (m *StreamMeter) textBytes(data []byte, kind uint8) int64 {
 	var n int64
+	eachText(data, kind, func(start, end int) { n += int64(end - start) })
+	return n
+}
+
+// eachText calls visit with the start and end in data of each string value
+// (escaped as sent, without its quotes) whose key marks generated text in
+// events of kind. It visits only `"key":"` pairs, found by substring
+// search, and skips each value with jsonpeek's string scan.
+func eachText(data []byte, kind uint8, visit func(start, end int)) {
 	var s jsonpeek.Scanner
+	off := 0
 	for {
-		k := bytes.Index(data, []byte(`":"`))
+		k := bytes.Index(data[off:], []byte(`":"`))
 		if k < 0 {
-			return n
+			return
 		}
-		q := bytes.LastIndexByte(data[:k], '"')
+		k += off
+		q := bytes.LastIndexByte(data[off:k], '"')
 		s.Reset(data[k+2:])
 		v := s.Skip()
 		if v == nil {
-			return n
+			return
 		}
-		if q >= 0 && isTextKey(data[q+1:k], kind) {
-			n += int64(len(v) - 2)
-			if m.OnText != nil {
-				m.OnText(v[1 : len(v)-1])
-			}
+		if q >= 0 && isTextKey(data[off+q+1:k], kind) {
+			visit(k+3, k+2+len(v)-1)
 		}
-		data = data[k+2+len(v):]
+		off = k + 2 + len(v)
+	}
+}
+
+// EventText calls visit with the start and end in data of each piece of
+// generated text (content, tool arguments, thinking; escaped as sent,
+// without quotes) that one server-sent event of the dialect carries: a
+// chat completions chunk, an Anthropic content_block_delta, a Responses
+// API *.delta event. name is the event's event field, empty when it has
+// none. Any other event carries none.
+func EventText(dialect string, name, data []byte, visit func(start, end int)) {
+	formats := formatsOf(dialect)
+	if len(name) == 0 || string(name) == "message" {
+		name = leadingType(data)
+	}
+	switch {
+	case string(name) == "content_block_delta":
+		if formats&formatAnthropic != 0 {
+			eachText(data, anthropicTextKey, visit)
+		}
+	case len(name) == 0:
+		if formats&formatOpenAI == 0 {
+			return
+		}
+		if t := trimWS(data); len(t) == 0 || t[0] != '{' {
+			return // [DONE]
+		}
+		if i := bytes.Index(data, []byte(`"choices"`)); i >= 0 {
+			eachText(data[i:], chatTextKey, func(s, e int) { visit(s+i, e+i) })
+		}
+	case formats&formatOpenAI != 0 && bytes.HasPrefix(name, []byte("response.")) && bytes.HasSuffix(name, []byte(".delta")):
+		eachText(data, responsesTextKey, visit)
 	}
 }
 

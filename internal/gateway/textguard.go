@@ -1,0 +1,285 @@
+package gateway
+
+import (
+	"bytes"
+	"io"
+
+	"github.com/keygate/keygate/internal/leak"
+	"github.com/keygate/keygate/internal/usage"
+)
+
+// maxHeldBytes bounds the events a textGuard holds back while their text
+// may still be part of a credential; beyond it they are passed on
+// unchecked-for-splits (the byte check still saw them) rather than held
+// without end.
+const maxHeldBytes = 1 << 20
+
+// textGuard checks the text a streamed answer generates as one text,
+// though models stream it a few characters per event, and redacts a
+// credential split across events before any piece of it reaches the
+// client. The byte check (leak.Stream in checkAnswer) cannot see such a
+// credential whole: JSON framing lies between its pieces.
+//
+// It reads whole server-sent events, feeds the generated-text values of
+// each (usage.EventText: content, tool arguments, thinking) to a
+// leak.Stream, and holds an event back, with every event after it, until
+// the stream has passed on all of its text: until no credential can still
+// be growing across it. That is normally a few dozen characters, so the
+// client sees the text a handful of tokens late, never a credential's
+// first pieces. A hit to redact is cut out of the events holding it, the
+// first piece replaced by [REDACTED:rule], the others emptied; the events
+// stay valid JSON, and every other byte passes unchanged.
+type textGuard struct {
+	src     io.ReadCloser
+	dialect string
+	text    *leak.Stream
+	passed  int64 // text the stream has passed on: nothing before it can still be a hit
+	fed     int64 // text written to the stream
+	hits    []leak.Hit
+	record  func(leak.Hit)
+	redact  func(leak.Hit) bool
+
+	in   []byte // read, not yet a whole event
+	held []heldEvent
+	size int // bytes held
+	out  bytes.Buffer
+	buf  []byte
+	eof  bool
+}
+
+// heldEvent is an event waiting for its text to be cleared.
+type heldEvent struct {
+	raw   []byte
+	spans []textSpan
+}
+
+// textSpan is a piece of generated text in an event: raw[s:e], at offset
+// at of the answer's text.
+type textSpan struct {
+	s, e int
+	at   int64
+}
+
+// end returns the text offset just after the span.
+func (t textSpan) end() int64 { return t.at + int64(t.e-t.s) }
+
+// newTextGuard returns a textGuard reading the stream src of dialect;
+// record is told of every hit, and redact says which to cut out. With
+// redact nil nothing is held back or cut out: hits are only recorded.
+func newTextGuard(m *leak.Matcher, src io.ReadCloser, dialect string, record func(leak.Hit), redact func(leak.Hit) bool) *textGuard {
+	g := &textGuard{src: src, dialect: dialect, record: record, redact: redact}
+	g.text = m.NewStream(passedCounter{&g.passed}, false, func(h leak.Hit) error {
+		g.record(h)
+		if g.redact != nil && g.redact(h) {
+			g.hits = append(g.hits, h)
+		}
+		return nil
+	})
+	return g
+}
+
+// passedCounter counts what the text stream passes on: with redaction off
+// it passes every byte, so the count is the offset up to which the text is
+// cleared.
+type passedCounter struct{ n *int64 }
+
+func (c passedCounter) Write(p []byte) (int, error) { *c.n += int64(len(p)); return len(p), nil }
+
+// Read passes on the events whose text is cleared.
+func (g *textGuard) Read(p []byte) (int, error) {
+	for g.out.Len() == 0 {
+		if g.eof {
+			return 0, io.EOF
+		}
+		if g.buf == nil {
+			g.buf = make([]byte, 8<<10)
+		}
+		n, err := g.src.Read(g.buf)
+		if n > 0 {
+			g.in = append(g.in, g.buf[:n]...)
+			g.events()
+		}
+		if err == io.EOF {
+			g.eof = true
+			_ = g.text.Close()
+			g.passed = g.fed
+			g.release(true)
+			g.out.Write(g.in) // an unfinished last event, as sent
+			g.in = nil
+		} else if err != nil {
+			return 0, err
+		}
+	}
+	return g.out.Read(p)
+}
+
+// Close closes the upstream body.
+func (g *textGuard) Close() error { return g.src.Close() }
+
+// events takes every whole event off g.in, checks its text and holds it.
+func (g *textGuard) events() {
+	for {
+		end := eventEnd(g.in)
+		if end < 0 {
+			break
+		}
+		raw := append([]byte(nil), g.in[:end]...)
+		g.in = g.in[end:]
+		ev := heldEvent{raw: raw}
+		if name, data, off, ok := eventData(raw); ok {
+			usage.EventText(g.dialect, name, data, func(s, e int) {
+				sp := textSpan{s: off + s, e: off + e, at: g.fed}
+				ev.spans = append(ev.spans, sp)
+				_, _ = g.text.Write(raw[sp.s:sp.e])
+				g.fed += int64(e - s)
+			})
+		}
+		g.held = append(g.held, ev)
+		g.size += len(raw)
+		g.release(g.redact == nil || g.size > maxHeldBytes)
+	}
+	if len(g.in) == 0 {
+		g.in = g.in[:0]
+	}
+}
+
+// release passes on the held events, in order, whose text the stream has
+// cleared (all of them with force).
+func (g *textGuard) release(force bool) {
+	i := 0
+	for ; i < len(g.held); i++ {
+		ev := &g.held[i]
+		if !force && len(ev.spans) > 0 && ev.spans[len(ev.spans)-1].end() > g.passed {
+			break
+		}
+		g.write(ev)
+		g.size -= len(ev.raw)
+	}
+	g.held = append(g.held[:0], g.held[i:]...)
+	// Hits wholly before what is still held are done with.
+	low := g.passed
+	if len(g.held) > 0 {
+		for _, ev := range g.held {
+			if len(ev.spans) > 0 {
+				low = min(low, ev.spans[0].at)
+				break
+			}
+		}
+	}
+	k := 0
+	for _, h := range g.hits {
+		if h.End > low {
+			g.hits[k] = h
+			k++
+		}
+	}
+	g.hits = g.hits[:k]
+}
+
+// write passes one event on, its text cut where a hit to redact covers it.
+func (g *textGuard) write(ev *heldEvent) {
+	if len(g.hits) == 0 || len(ev.spans) == 0 {
+		g.out.Write(ev.raw)
+		return
+	}
+	pos := 0
+	for _, sp := range ev.spans {
+		g.out.Write(ev.raw[pos:sp.s])
+		pos = sp.s
+		for _, h := range g.hits {
+			if h.End <= sp.at || h.Start >= sp.end() {
+				continue
+			}
+			from := sp.s + int(max(h.Start-sp.at, 0))
+			to := sp.s + int(min(h.End-sp.at, int64(sp.e-sp.s)))
+			from, to = escapeSafe(ev.raw, sp.s, from), escapeSafe(ev.raw, sp.s, to)
+			if from < pos {
+				from = pos
+			}
+			if to < from {
+				continue
+			}
+			g.out.Write(ev.raw[pos:from])
+			if h.Start >= sp.at {
+				g.out.WriteString("[REDACTED:" + h.Rule + "]")
+			}
+			pos = to
+		}
+		g.out.Write(ev.raw[pos:sp.e])
+		pos = sp.e
+	}
+	g.out.Write(ev.raw[pos:])
+}
+
+// escapeSafe moves a cut at i in the escaped string starting at start back
+// to the beginning of the escape sequence it would split, so a redaction
+// never leaves half an escape.
+func escapeSafe(raw []byte, start, i int) int {
+	// Count the backslashes right before i: an odd run means raw[i-1]
+	// opens an escape that raw[i] continues.
+	j := i
+	for j > start && raw[j-1] == '\\' {
+		j--
+	}
+	if (i-j)%2 == 1 {
+		return i - 1
+	}
+	// A \uXXXX escape is six bytes; a cut inside its hex digits moves to
+	// its backslash.
+	for k := max(start, i-5); k < i; k++ {
+		if raw[k] == '\\' && k+1 < len(raw) && raw[k+1] == 'u' {
+			b := k
+			for b > start && raw[b-1] == '\\' {
+				b--
+			}
+			if (k-b)%2 == 0 {
+				return k
+			}
+		}
+	}
+	return i
+}
+
+// eventEnd returns the length of the first whole event in b, its closing
+// blank line included, or -1.
+func eventEnd(b []byte) int {
+	for i := 0; i < len(b); {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return -1
+		}
+		line := b[i : i+j]
+		i += j + 1
+		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
+			return i
+		}
+	}
+	return -1
+}
+
+// eventData returns an event's name, its one data line's value and where
+// that value starts in raw. An event with several data lines is not read
+// (ok false): the byte check still sees it, and models do not send them.
+func eventData(raw []byte) (name, data []byte, off int, ok bool) {
+	lines := 0
+	for i := 0; i < len(raw); {
+		j := bytes.IndexByte(raw[i:], '\n')
+		if j < 0 {
+			j = len(raw) - i
+		}
+		line := bytes.TrimSuffix(raw[i:i+j], []byte("\r"))
+		switch {
+		case bytes.HasPrefix(line, []byte("data:")):
+			lines++
+			o := len("data:")
+			if len(line) > o && line[o] == ' ' {
+				o++
+			}
+			data, off = line[o:], i+o
+		case bytes.HasPrefix(line, []byte("event:")):
+			name = bytes.TrimPrefix(line[len("event:"):], []byte(" "))
+		}
+		i += j + 1
+	}
+	return name, data, off, lines == 1
+}

@@ -1,0 +1,184 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/keygate/keygate/internal/leak"
+	"github.com/keygate/keygate/internal/secret"
+)
+
+// chatStream renders pieces as an OpenAI chat completions stream, each
+// piece one chunk, JSON-escaped as a provider would.
+func chatStream(pieces []string) []byte {
+	var b bytes.Buffer
+	b.WriteString("data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"}}]}\n\n")
+	for _, p := range pieces {
+		q, _ := json.Marshal(p)
+		b.WriteString("data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":" + string(q) + "},\"finish_reason\":null}]}\n\n")
+	}
+	b.WriteString("data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n")
+	return b.Bytes()
+}
+
+// chatText joins the content of a chat completions stream, failing on an
+// event that is not valid JSON.
+func chatText(t *testing.T, stream []byte) string {
+	t.Helper()
+	var out strings.Builder
+	for _, line := range strings.Split(string(stream), "\n") {
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok || data == "[DONE]" {
+			continue
+		}
+		var ev struct {
+			Choices []struct {
+				Delta struct{ Content string } `json:"delta"`
+			} `json:"choices"`
+		}
+		if err := json.Unmarshal([]byte(data), &ev); err != nil {
+			t.Fatalf("event is not valid JSON (%v): %s", err, data)
+		}
+		for _, c := range ev.Choices {
+			out.WriteString(c.Delta.Content)
+		}
+	}
+	return out.String()
+}
+
+// trickle is a reader handing out its bytes a few at a time.
+type trickle struct {
+	b   []byte
+	rnd *rand.Rand
+}
+
+func (r *trickle) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := min(len(p), len(r.b), 1+r.rnd.IntN(40))
+	copy(p, r.b[:n])
+	r.b = r.b[n:]
+	return n, nil
+}
+
+// TestTextGuardRedactsWhateverTheSplit: a vault value in a streamed answer
+// is cut out however the model splits the text into events and however the
+// network splits the events into reads, with characters JSON escapes
+// around and inside the text (quotes, newlines, tabs, non-ASCII); every
+// event stays valid JSON and the rest of the text arrives unchanged.
+func TestTextGuardRedactsWhateverTheSplit(t *testing.T) {
+	value := "pw-" + strings.Repeat("k3y", 12)
+	m, err := leak.New(leak.Options{Values: []leak.Value{{Name: "secret/db", Value: secret.New(value)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	fillers := []string{"a", "\"", "\n", "\t", "é", "\\", "<", " ", "\u2028", "ok."}
+	for i := range 300 {
+		var pre, post strings.Builder
+		for range rnd.IntN(30) {
+			pre.WriteString(fillers[rnd.IntN(len(fillers))])
+		}
+		for range rnd.IntN(30) {
+			post.WriteString(fillers[rnd.IntN(len(fillers))])
+		}
+		text := pre.String() + value + post.String()
+		if i%3 == 0 {
+			text += " and again " + value
+		}
+		var pieces []string
+		for rest := []rune(text); len(rest) > 0; {
+			n := min(len(rest), 1+rnd.IntN(6))
+			pieces = append(pieces, string(rest[:n]))
+			rest = rest[n:]
+		}
+		var hits int
+		g := newTextGuard(m, io.NopCloser(&trickle{b: chatStream(pieces), rnd: rnd}), "openai",
+			func(leak.Hit) { hits++ }, func(leak.Hit) bool { return true })
+		out, err := io.ReadAll(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := strings.ReplaceAll(text, value, "[REDACTED:vault-value]")
+		if got := chatText(t, out); got != want {
+			t.Fatalf("split %q:\ngot  %q\nwant %q", pieces, got, want)
+		}
+		if bytes.Contains(out, []byte("k3y")) {
+			t.Fatalf("a piece of the value reached the client: %s", out)
+		}
+		if hits != strings.Count(text, value) {
+			t.Fatalf("%d hits recorded for %d values", hits, strings.Count(text, value))
+		}
+	}
+}
+
+// TestTextGuardPassesCleanStreamsUnchanged: a stream without a credential
+// comes out byte for byte as it went in, events without text included.
+func TestTextGuardPassesCleanStreamsUnchanged(t *testing.T) {
+	m, err := leak.New(leak.Options{Values: []leak.Value{{Name: "secret/db", Value: secret.New("pw-" + strings.Repeat("z9", 16))}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := chatStream([]string{"Hel", "lo \"wor", "ld\"\n", "é!"})
+	in = append(in, []byte("event: ping\ndata: {}\n\n: comment\n\n")...)
+	g := newTextGuard(m, io.NopCloser(&trickle{b: in, rnd: rand.New(rand.NewPCG(3, 4))}), "openai",
+		func(leak.Hit) { t.Error("a hit in a clean stream") }, func(leak.Hit) bool { return true })
+	out, err := io.ReadAll(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out, in) {
+		t.Fatalf("a clean stream changed:\n%s\nwant\n%s", out, in)
+	}
+}
+
+// TestTextGuardFindOnly: with nothing to redact (leaks.stream_text: find)
+// every event passes at once and unchanged, and a split credential is
+// still found.
+func TestTextGuardFindOnly(t *testing.T) {
+	value := "pw-" + strings.Repeat("q7", 16)
+	m, err := leak.New(leak.Options{Values: []leak.Value{{Name: "secret/db", Value: secret.New(value)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := "use " + value + " now"
+	var pieces []string
+	for i := 0; i < len(text); i += 3 {
+		pieces = append(pieces, text[i:min(i+3, len(text))])
+	}
+	in := chatStream(pieces)
+	evs := bytes.SplitAfter(in, []byte("\n\n"))
+	evs = evs[:len(evs)-1] // the empty rest after the last blank line
+	var hits int
+	g := newTextGuard(m, io.NopCloser(&oneEach{evs: evs}), "openai", func(leak.Hit) { hits++ }, nil)
+	// Each event comes out of the read that took it in: nothing is held.
+	var out bytes.Buffer
+	buf := make([]byte, 1<<16)
+	for i, ev := range evs {
+		n, err := g.Read(buf)
+		if err != nil || !bytes.Equal(buf[:n], ev) {
+			t.Fatalf("read %d gave %q (%v), want the event just sent, %q", i, buf[:n], err, ev)
+		}
+		out.Write(buf[:n])
+	}
+	if !bytes.Equal(out.Bytes(), in) || hits != 1 {
+		t.Fatalf("find only: changed %v, %d hits", !bytes.Equal(out.Bytes(), in), hits)
+	}
+}
+
+// oneEach is a reader handing out one event per read.
+type oneEach struct{ evs [][]byte }
+
+func (r *oneEach) Read(p []byte) (int, error) {
+	if len(r.evs) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.evs[0])
+	r.evs = r.evs[1:]
+	return n, nil
+}
