@@ -473,3 +473,114 @@ func TestMCPCallsCarryNoCredentials(t *testing.T) {
 		t.Fatalf("the audit trail lacks the refusal (%v) or the redaction (%v):\n%s", blocked, redacted, strings.Join(seen, "\n"))
 	}
 }
+
+// TestMCPToolNeedsApproval: a tool marked approval-required waits for a
+// person. The call shows in `keygate approvals list`; the agent's own key
+// cannot approve it; a person approves and the call runs once and answers.
+// A denied call, and one left unanswered past its timeout, fail with a
+// JSON-RPC error naming the approval and never reach the server; a tool
+// not marked runs at once. The audit trail has the wait and who approved.
+func TestMCPToolNeedsApproval(t *testing.T) {
+	up := newFakeToolServer(t)
+	in := start(t, testConfig(t, t.TempDir()), "")
+	in.mustCLI(nil, up.token, "secret", "put", "gh-token", "--stdin")
+	in.mustCLI(nil, "", "mcp", "add", "github", "--url", up.url, "--secret", "gh-token", "--allow-private",
+		"--approval-required", "delete_*", "--approval-required", "read_config", "--approval-timeout", "3s")
+	if out := in.mustCLI(nil, "", "mcp", "show", "github"); !strings.Contains(out, "delete_*, read_config (a call waits up to 3s)") {
+		t.Fatalf("mcp show does not say which tools need approval:\n%s", out)
+	}
+	if _, _, err := in.cli(nil, "", "mcp", "add", "bad", "--url", up.url, "--allow-private", "--approval-required", "a/b"); err == nil {
+		t.Fatal("an approval pattern with a slash was accepted")
+	}
+	approver := in.addUser("ann", "--role", "owner")
+	key := in.createKey("--name", "agent", "--allow-tool", "github/*")
+	cs := connectMCP(t, in.addrs.Gateway+mcpgate.Path, key)
+
+	// A tool that needs no approval runs at once.
+	if res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "github__echo", Arguments: map[string]any{"text": "free"}}); err != nil || resultText(res) != "free" {
+		t.Fatalf("echo: %v", err)
+	}
+	call := func(tool string) chan error {
+		done := make(chan error, 1)
+		args := map[string]any{"text": "approve-me"}
+		if tool == "read_config" {
+			args = map[string]any{}
+		}
+		go func() {
+			res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "github__" + tool, Arguments: args})
+			if err == nil && res.IsError {
+				err = fmt.Errorf("tool error: %s", resultText(res))
+			}
+			done <- err
+		}()
+		return done
+	}
+	// waiting returns the id of the pending approval for tool, once listed.
+	waiting := func(tool string) string {
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			var list adminapi.ApprovalList
+			decodeJSON(t, in.mustAs(approver, "--json", "approvals", "list"), &list)
+			for _, ap := range list.Approvals {
+				if ap.Status == "pending" && ap.Path == "mcp github/"+tool {
+					return ap.ID
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("no pending approval for %s", tool)
+		return ""
+	}
+
+	// Approved: the call runs, once.
+	done := call("read_config")
+	id := waiting("read_config")
+	if up.called("read_config") != 0 {
+		t.Fatal("a call waiting for approval reached the server")
+	}
+	if _, _, err := in.as(key, "approve", id); err == nil {
+		t.Fatal("the calling key approved its own call")
+	}
+	in.mustAs(approver, "approve", id)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the approved call failed: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the approved call did not run")
+	}
+	if n := up.called("read_config"); n != 1 {
+		t.Fatalf("the server saw %d calls of the approved tool, want 1", n)
+	}
+
+	// Denied: the call fails naming the approval; nothing reaches the server.
+	done = call("delete_repo")
+	id = waiting("delete_repo")
+	in.mustAs(approver, "approve", id, "--deny")
+	if err := <-done; rpcCode(err) != mcpgate.CodeForbidden || !strings.Contains(err.Error(), id) || !strings.Contains(err.Error(), "denied") {
+		t.Fatalf("a denied call: %v", err)
+	}
+	// Unanswered: it fails when its wait ends.
+	done = call("delete_repo")
+	id = waiting("delete_repo")
+	if err := <-done; rpcCode(err) != mcpgate.CodeForbidden || !strings.Contains(err.Error(), "within 3s") {
+		t.Fatalf("an unanswered call: %v", err)
+	}
+	if n := up.called("delete_repo"); n != 0 {
+		t.Fatalf("the server saw %d calls of a tool no one approved", n)
+	}
+
+	// The trail has the wait, and the run with who approved it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out := in.mustCLI(nil, "", "--json", "audit", "search", "--type", "mcp.call")
+		if strings.Contains(out, "approval_requested") && strings.Contains(out, `"approved_by": "ann"`) && strings.Contains(out, "approval_denied") && strings.Contains(out, "approval_timeout") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the audit trail lacks the approval steps:\n%s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

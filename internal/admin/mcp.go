@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"path"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/authz"
@@ -158,6 +160,16 @@ func (a *API) validateMCPServer(ctx context.Context, req *adminapi.CreateMCPServ
 		}
 		if v, err := adminapi.ParseDuration(d.v); err != nil || v <= 0 {
 			return m, fmt.Errorf("options.%s %q must be a positive duration such as 30s", d.field, d.v)
+		}
+	}
+	if o.ApprovalTimeout != "" {
+		if v, err := adminapi.ParseDuration(o.ApprovalTimeout); err != nil || v < time.Second || v > 24*time.Hour {
+			return m, fmt.Errorf("options.approval_timeout %q must be a duration from 1s to 24h, such as 5m", o.ApprovalTimeout)
+		}
+	}
+	for _, pat := range o.ApprovalRequired {
+		if _, err := path.Match(pat, "x"); err != nil || pat == "" || strings.Contains(pat, "/") {
+			return m, fmt.Errorf("options.approval_required %q must be a tool name or a glob of the server's own tool names, such as delete_* or *", pat)
 		}
 	}
 	if o.MaxResultBytes < 0 || o.RPM < 0 || o.Concurrency < 0 || o.CallsPerDay < 0 {

@@ -41,6 +41,13 @@ type MCPOptions struct {
 	RPM         int64 `json:"rpm,omitempty"`
 	Concurrency int64 `json:"concurrency,omitempty"`
 	CallsPerDay int64 `json:"calls_per_day,omitempty"`
+	// ApprovalRequired names the tools (glob patterns of the server's own
+	// tool names, such as "delete_*", or "*" for all) whose every call
+	// waits for a person to approve it (keygate approve ID) before it
+	// reaches the server; ApprovalTimeout is how long a call waits
+	// (default 5m), after which it fails.
+	ApprovalRequired []string `json:"approval_required,omitempty"`
+	ApprovalTimeout  string   `json:"approval_timeout,omitempty"`
 }
 
 // CreateMCPServerRequest registers an MCP server: POST /api/v1/mcp/servers.

@@ -51,7 +51,13 @@ the --env values (secret:NAME reads a vault secret):
   keygate mcp add everything -- npx -y @modelcontextprotocol/server-everything stdio
 
 Keys reach no tool until given some: keygate key update NAME --allow-tool 'github/*'
---allow-tool '!github/delete_*'. The limits below count per key.`,
+--allow-tool '!github/delete_*'. The limits below count per key.
+
+A tool can need a person's approval for every call: with
+--approval-required 'delete_*' such a call waits (up to --approval-timeout)
+until someone who holds approvals.decide runs keygate approve ID (keygate
+approvals list shows the waiting calls), then runs once; denied or
+unanswered, it fails with a JSON-RPC error naming the approval.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := strings.TrimSpace(args[0])
@@ -106,6 +112,8 @@ Keys reach no tool until given some: keygate key update NAME --allow-tool 'githu
 	f.Int64Var(&o.RPM, "rpm", 0, "tool calls per minute, per key (default: no limit)")
 	f.Int64Var(&o.Concurrency, "concurrency", 0, "tool calls in flight at once, per key (default: no limit)")
 	f.Int64Var(&o.CallsPerDay, "calls-per-day", 0, "tool calls per day, per key (default: no limit)")
+	f.StringArrayVar(&o.ApprovalRequired, "approval-required", nil, "calls of the tools matching `GLOB` (the server's own names: delete_*, or * for all) wait for a person: keygate approvals list, keygate approve ID; repeat")
+	f.StringVar(&o.ApprovalTimeout, "approval-timeout", "", "how long such a call waits for a decision before it fails (default 5m)")
 	return cmd
 }
 
@@ -229,6 +237,13 @@ func printMCPServer(w io.Writer, m adminapi.MCPServer) error {
 		return fmt.Sprint(n)
 	}
 	rows = append(rows, [2]string{"Per key", fmt.Sprintf("rpm %s, concurrency %s, calls/day %s", lim(o.RPM), lim(o.Concurrency), lim(o.CallsPerDay))})
+	if len(o.ApprovalRequired) > 0 {
+		wait := o.ApprovalTimeout
+		if wait == "" {
+			wait = "5m"
+		}
+		rows = append(rows, [2]string{"Approval required", strings.Join(o.ApprovalRequired, ", ") + " (a call waits up to " + wait + ")"})
+	}
 	rows = append(rows, [2]string{"Created", fmtTime(m.CreatedAt)})
 	tw := newTable(w)
 	for _, r := range rows {

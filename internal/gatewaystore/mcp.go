@@ -2,9 +2,13 @@ package gatewaystore
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/keygate/keygate/internal/rbac"
+	"time"
 
 	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/mcpgate"
@@ -51,6 +55,10 @@ func (m MCPServers) MCPServers(ctx context.Context) ([]mcpgate.ServerConfig, err
 		if o.ConnectTimeout != "" {
 			c.ConnectTimeout, _ = adminapi.ParseDuration(o.ConnectTimeout)
 		}
+		c.ApprovalRequired = o.ApprovalRequired
+		if o.ApprovalTimeout != "" {
+			c.ApprovalTimeout, _ = adminapi.ParseDuration(o.ApprovalTimeout)
+		}
 		out = append(out, c)
 	}
 	return out, nil
@@ -74,4 +82,60 @@ func (m MCPServers) Secret(ctx context.Context, name string) (secret.String, err
 		return secret.String{}, errors.New("the vault holds no such secret; store it with keygate secret put")
 	}
 	return secret.String{}, err
+}
+
+// ApprovalStore is what MCPApprovals needs of the store.
+type ApprovalStore interface {
+	CreateApproval(ctx context.Context, a store.Approval) error
+	GetApproval(ctx context.Context, id string) (store.Approval, error)
+	UseApproval(ctx context.Context, id, requester string, at time.Time) (store.Approval, error)
+}
+
+// MCPApprovals keeps MCP tool calls that wait for a person in the admin
+// API's approval queue (mcpgate.Approvals): `keygate approvals list` shows
+// them, `keygate approve ID` decides them, as it does admin requests.
+// Deciding one takes approvals.decide; the requester is the calling key,
+// so no key can approve its own call.
+type MCPApprovals struct {
+	st  ApprovalStore
+	now func() time.Time
+}
+
+// NewMCPApprovals returns the approval queue over st.
+func NewMCPApprovals(st ApprovalStore) MCPApprovals { return MCPApprovals{st: st, now: time.Now} }
+
+// RequestApproval implements mcpgate.Approvals.
+func (m MCPApprovals) RequestApproval(ctx context.Context, req mcpgate.ApprovalRequest) (string, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	id := "apr_" + hex.EncodeToString(b[:])
+	now := m.now().UTC()
+	sum, _ := hex.DecodeString(req.ArgsHMAC)
+	err := m.st.CreateApproval(ctx, store.Approval{ID: id, Permission: string(rbac.ApprovalsDecide), Method: "tools/call",
+		Path: "mcp " + req.Server + "/" + req.Tool, RequestHash: sum, Requester: req.KeyID, RequesterName: "key " + req.KeyID,
+		Credential: req.KeyID, Status: store.ApprovalPending, CreatedAt: now, ExpiresAt: req.Expires.UTC()})
+	return id, err
+}
+
+// ApprovalState implements mcpgate.Approvals.
+func (m MCPApprovals) ApprovalState(ctx context.Context, id string) (string, string, error) {
+	a, err := m.st.GetApproval(ctx, id)
+	if err != nil {
+		return "", "", err
+	}
+	switch {
+	case a.UsedAt != nil:
+		return "used", a.DecidedName, nil
+	case a.Status != store.ApprovalDenied && !m.now().Before(a.ExpiresAt):
+		return "expired", a.DecidedName, nil
+	}
+	return a.Status, a.DecidedName, nil
+}
+
+// UseApproval implements mcpgate.Approvals.
+func (m MCPApprovals) UseApproval(ctx context.Context, id, keyID string) error {
+	_, err := m.st.UseApproval(ctx, id, keyID, m.now().UTC())
+	return err
 }

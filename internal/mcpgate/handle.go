@@ -238,6 +238,8 @@ type call struct {
 	args   []byte // as the caller sent them
 	send   []byte // as they go to the server (redacted when the leak check says)
 	start  time.Time
+	// approval is the approval a tool call waited for and who gave it.
+	approval, approvedBy string
 }
 
 func (g *Gate) callTool(ctx context.Context, v *view, c *caller, p *mcp.CallToolParamsRaw) (mcp.Result, error) {
@@ -330,6 +332,9 @@ func (g *Gate) forward(ctx context.Context, cl *call, named bool, send func(cont
 		return nil, refusal
 	}
 	cl.send = toSend
+	if err := g.approve(ctx, cl); err != nil {
+		return nil, err
+	}
 	res, release, err := g.admit(ctx, cl)
 	if err != nil {
 		g.record(cl, "deny", "limit_exceeded", 0, leaks)
@@ -492,6 +497,9 @@ func (g *Gate) record(cl *call, decision, reason string, size int, extra map[str
 	}
 	if h := g.argsHMAC(cl.args); h != "" {
 		f["args_hmac"] = h
+	}
+	if cl.approval != "" {
+		f["approval"], f["approved_by"] = cl.approval, cl.approvedBy
 	}
 	for k, v := range extra {
 		f[k] = v

@@ -36,6 +36,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -69,6 +70,10 @@ type ServerConfig struct {
 	MaxResultBytes              int64
 	// Per key: calls per minute, in flight, per day; 0 is no limit.
 	RPM, Concurrency, CallsPerDay int64
+	// ApprovalRequired are globs of the server's tool names whose calls
+	// wait for a person's approval, at most ApprovalTimeout (default 5m).
+	ApprovalRequired []string
+	ApprovalTimeout  time.Duration
 }
 
 // Source serves the registered servers and the vault secrets they name;
@@ -101,6 +106,13 @@ type Options struct {
 	Leaks *LeakCheck
 	// Egress decides which addresses remote servers may resolve to.
 	Egress egress.Policy
+	// Approvals keeps the tool calls that wait for a person (the admin
+	// API's approval queue); without it a tool that needs approval is
+	// refused.
+	Approvals Approvals
+	// ApprovalPoll is how often a waiting call reads its approval
+	// (default 500ms).
+	ApprovalPoll time.Duration
 	// MaxSessions bounds the MCP sessions open at once (default 1000),
 	// MaxSessionsPerKey those of one key (default 32); SessionTimeout
 	// closes a session idle that long (default 30m).
@@ -159,6 +171,7 @@ func New(o Options) *Gate {
 	def(&o.SessionTimeout, 30*time.Minute)
 	def(&o.CallTimeout, 60*time.Second)
 	def(&o.ConnectTimeout, 30*time.Second)
+	def(&o.ApprovalPoll, 500*time.Millisecond)
 	if o.MaxResultBytes <= 0 {
 		o.MaxResultBytes = 4 << 20
 	}
@@ -241,7 +254,8 @@ func sameConfig(a, b ServerConfig) bool {
 	a.Env, b.Env, a.Command, b.Command = nil, nil, nil, nil
 	return a.Name == b.Name && a.Transport == b.Transport && a.URL == b.URL && a.Auth == b.Auth && a.AuthHeader == b.AuthHeader &&
 		a.Secret == b.Secret && a.AllowPrivate == b.AllowPrivate && a.CallTimeout == b.CallTimeout && a.ConnectTimeout == b.ConnectTimeout &&
-		a.MaxResultBytes == b.MaxResultBytes && a.RPM == b.RPM && a.Concurrency == b.Concurrency && a.CallsPerDay == b.CallsPerDay
+		a.MaxResultBytes == b.MaxResultBytes && a.RPM == b.RPM && a.Concurrency == b.Concurrency && a.CallsPerDay == b.CallsPerDay &&
+		slices.Equal(a.ApprovalRequired, b.ApprovalRequired) && a.ApprovalTimeout == b.ApprovalTimeout
 }
 
 // upstream returns the registered server name, or nil.

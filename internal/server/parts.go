@@ -138,6 +138,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		Source: gatewaystore.NewMCPServers(st, v), Log: log, Audit: n.trail.w,
 		Limiter: n.lim.gateway.Shared, Location: cfg.Limits.Location(), ArgsKey: argsKey[:],
 		Egress: cfg.EgressPolicy(), Version: n.o.version, Leaks: mcpLeaks,
+		Approvals: gatewaystore.NewMCPApprovals(st),
 	})
 	if err := n.mcp.Reload(ctx); err != nil {
 		return fmt.Errorf("read the MCP servers: %w", err)
