@@ -17,7 +17,7 @@ import (
 // Dialect is one client-facing API dialect. Implementations are stateless
 // values, safe for concurrent use.
 type Dialect interface {
-	// Name is "openai" or "anthropic", as stored on a provider.
+	// Name is "openai", "anthropic" or "gemini", as stored on a provider.
 	Name() string
 	// UpstreamPath maps a client path (/v1/...) onto an upstream base path as
 	// the dialect's own SDK takes it (OpenAI bases end in the version).
@@ -41,24 +41,34 @@ type Model struct {
 	ID          string
 	OwnedBy     string    // OpenAI owned_by; not part of the Anthropic shape
 	Created     time.Time // zero when the upstream did not say
-	DisplayName string    // Anthropic display_name; not part of the OpenAI shape
+	DisplayName string    // Anthropic display_name, Gemini displayName; not part of the OpenAI shape
+	// Raw is the upstream's own entry, for a dialect that lists it back
+	// with all its fields (Gemini); nil otherwise.
+	Raw json.RawMessage
 }
 
-// Lookup returns the dialect called name ("openai" or "anthropic").
+// Lookup returns the dialect called name ("openai", "anthropic" or
+// "gemini").
 func Lookup(name string) (Dialect, bool) {
 	switch name {
 	case "openai":
 		return OpenAI{}, true
 	case "anthropic":
 		return Anthropic{}, true
+	case "gemini":
+		return Gemini{}, true
 	}
 	return nil, false
 }
 
-// DetectListDialect picks the dialect of a request to a path both SDKs share,
-// such as GET /v1/models: Anthropic when it carries anthropic-version, or
-// x-api-key without Authorization; OpenAI otherwise.
+// DetectListDialect picks the dialect of a request to a path the SDKs
+// share, such as GET /v1/models: Gemini when it carries x-goog-api-key or
+// the Google SDKs' x-goog-api-client; Anthropic when it carries
+// anthropic-version, or x-api-key without Authorization; OpenAI otherwise.
 func DetectListDialect(h http.Header) Dialect {
+	if h.Get("X-Goog-Api-Key") != "" || h.Get("X-Goog-Api-Client") != "" {
+		return Gemini{}
+	}
 	if h.Get("Anthropic-Version") != "" || (h.Get("X-Api-Key") != "" && h.Get("Authorization") == "") {
 		return Anthropic{}
 	}

@@ -22,7 +22,8 @@ func mustLookup(t *testing.T, name string) Dialect {
 func TestLookup(t *testing.T) {
 	mustLookup(t, "openai")
 	mustLookup(t, "anthropic")
-	for _, n := range []string{"", "OpenAI", "gemini"} {
+	mustLookup(t, "gemini")
+	for _, n := range []string{"", "OpenAI", "Gemini", "google"} {
 		if d, ok := Lookup(n); ok || d != nil {
 			t.Errorf("Lookup(%q) = %v, %v", n, d, ok)
 		}

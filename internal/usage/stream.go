@@ -26,17 +26,19 @@ const bufKeep = 64 << 10
 const (
 	formatOpenAI uint8 = 1 << iota
 	formatAnthropic
-	formatAll = formatOpenAI | formatAnthropic
+	formatGemini
+	formatAll = formatOpenAI | formatAnthropic | formatGemini
 )
 
 // StreamMeter reads token usage from a server-sent event stream written to
 // it in whatever chunks the proxy copies to the client. It reads OpenAI's
 // include_usage chunk (chat completions and completions), the Responses
-// API's response.completed (or .incomplete, .failed) event, and Anthropic's
-// message_start and message_delta events; every other event costs a line
-// scan, a name or substring test and, for content deltas, a walk over the
-// delta's keys to add up StreamedBytes, without copying or allocating when a
-// write holds whole events.
+// API's response.completed (or .incomplete, .failed) event, Anthropic's
+// message_start and message_delta events, and the usageMetadata of
+// Gemini's chunks (streamGenerateContent?alt=sse); every other event costs
+// a line scan, a name or substring test and, for content deltas, a walk
+// over the delta's keys to add up StreamedBytes, without copying or
+// allocating when a write holds whole events.
 //
 // Events are dispatched at the blank line that ends them, as SSE clients do:
 // an event cut off before it is ignored. Lines end with LF or CRLF.
@@ -58,10 +60,14 @@ type StreamMeter struct {
 	dataRef   bool   // data is the event's only data line, in the caller's buffer
 	dataLines int
 	over      bool // the event passed MaxEventBytes; skip it
+
+	// A Gemini stream has carried usageMetadata, and a finishReason.
+	geminiUsage, geminiDone bool
 }
 
 // NewStreamMeter returns a StreamMeter for a stream in the given dialect,
-// DialectOpenAI or DialectAnthropic; any other dialect reads both.
+// DialectOpenAI, DialectAnthropic or DialectGemini; any other dialect
+// reads them all.
 func NewStreamMeter(dialect string) *StreamMeter {
 	return &StreamMeter{formats: formatsOf(dialect)}
 }
@@ -74,6 +80,8 @@ func formatsOf(dialect string) uint8 {
 		return formatOpenAI
 	case DialectAnthropic:
 		return formatAnthropic
+	case DialectGemini:
+		return formatGemini
 	}
 	return formatAll
 }
@@ -254,6 +262,9 @@ func (m *StreamMeter) event(name []byte, longName bool, data []byte) {
 		if formats&formatOpenAI != 0 {
 			m.chunk(data)
 		}
+		if formats&formatGemini != 0 {
+			m.geminiChunk(data)
+		}
 	default:
 		if formats&formatOpenAI != 0 && bytes.HasPrefix(name, []byte("response.")) && bytes.HasSuffix(name, []byte(".delta")) {
 			m.u.StreamedBytes += m.textBytes(data, responsesTextKey)
@@ -299,6 +310,7 @@ const (
 	chatTextKey uint8 = iota
 	anthropicTextKey
 	responsesTextKey
+	geminiTextKey
 )
 
 // textBytes adds up the lengths, as escaped on the wire, of the string
@@ -339,7 +351,7 @@ func eachText(data []byte, kind uint8, visit func(start, end int)) {
 // generated text (content, tool arguments, thinking; escaped as sent,
 // without quotes) that one server-sent event of the dialect carries: a
 // chat completions chunk, an Anthropic content_block_delta, a Responses
-// API *.delta event. name is the event's event field, empty when it has
+// API *.delta event, a Gemini streamGenerateContent?alt=sse chunk. name is the event's event field, empty when it has
 // none. Any other event carries none.
 func EventText(dialect string, name, data []byte, visit func(start, end int)) {
 	formats := formatsOf(dialect)
@@ -352,14 +364,13 @@ func EventText(dialect string, name, data []byte, visit func(start, end int)) {
 			eachText(data, anthropicTextKey, visit)
 		}
 	case len(name) == 0:
-		if formats&formatOpenAI == 0 {
-			return
-		}
 		if t := trimWS(data); len(t) == 0 || t[0] != '{' {
 			return // [DONE]
 		}
-		if i := bytes.Index(data, []byte(`"choices"`)); i >= 0 {
+		if i := bytes.Index(data, []byte(`"choices"`)); i >= 0 && formats&formatOpenAI != 0 {
 			eachText(data[i:], chatTextKey, func(s, e int) { visit(s+i, e+i) })
+		} else if i := bytes.Index(data, []byte(`"candidates"`)); i >= 0 && formats&formatGemini != 0 {
+			eachText(data[i:], geminiTextKey, func(s, e int) { visit(s+i, e+i) })
 		}
 	case formats&formatOpenAI != 0 && bytes.HasPrefix(name, []byte("response.")) && bytes.HasSuffix(name, []byte(".delta")):
 		eachText(data, responsesTextKey, visit)
@@ -381,6 +392,8 @@ func isTextKey(key []byte, kind uint8) bool {
 		}
 	case responsesTextKey:
 		return string(key) == "delta"
+	case geminiTextKey:
+		return string(key) == "text"
 	}
 	return false
 }

@@ -24,14 +24,18 @@ const (
 	DialectOpenAI = "openai"
 	// DialectAnthropic is the Anthropic Messages wire format.
 	DialectAnthropic = "anthropic"
+	// DialectGemini is Gemini's native API: generateContent's
+	// usageMetadata, in one answer, a JSON array of chunks or SSE.
+	DialectGemini = "gemini"
 )
 
 // Usage is what a response said it consumed.
 //
 // InputTokens is the upstream's input figure as reported: OpenAI's
-// prompt_tokens (Responses: input_tokens) include cached tokens, while
-// Anthropic's input_tokens exclude cache reads and cache writes. Cost
-// calculation must therefore take the dialect into account.
+// prompt_tokens (Responses: input_tokens) and Gemini's promptTokenCount
+// include cached tokens, while Anthropic's input_tokens exclude cache
+// reads and cache writes. Cost calculation must therefore take the
+// dialect into account.
 type Usage struct {
 	// InputTokens is prompt_tokens or input_tokens.
 	InputTokens int64
@@ -85,8 +89,14 @@ func (e usageError) Error() string { return "usage: " + string(e) }
 // jumped over, not validated; it reports an error when the body is not an
 // object or what it reads (with jsonpeek's validating Scanner) is
 // malformed.
+//
+// With DialectGemini it reads a generateContent answer's usageMetadata
+// (geminiUsage), or that of the last element of a JSON array of them,
+// the form streamGenerateContent answers in without alt=sse.
 func FromJSON(dialect string, body []byte) (Usage, error) {
-	_ = dialect // both dialects name their usage fields distinctly
+	if dialect == DialectGemini {
+		return geminiFromJSON(body)
+	}
 	s := jsonpeek.NewScanner(body)
 	if s.Peek() != '{' {
 		return Usage{}, errNotObject
