@@ -173,8 +173,8 @@ func validateProvider(req *adminapi.CreateProviderRequest) error {
 	if req.Env != "" && !keyEnv.MatchString(req.Env) {
 		return fmt.Errorf("env %q must be 2-10 lower-case letters or digits, such as prod or staging", req.Env)
 	}
-	if req.Dialect != "openai" && req.Dialect != "anthropic" {
-		return fmt.Errorf("dialect %q must be openai or anthropic", req.Dialect)
+	if req.Dialect != "openai" && req.Dialect != "anthropic" && req.Dialect != "gemini" {
+		return fmt.Errorf("dialect %q must be openai, anthropic or gemini", req.Dialect)
 	}
 	u, err := url.Parse(strings.TrimSpace(req.BaseURL))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -184,6 +184,9 @@ func validateProvider(req *adminapi.CreateProviderRequest) error {
 		return fmt.Errorf("base_url must not carry credentials, a query or a fragment; keygate injects the API key itself")
 	}
 	u.Path = strings.TrimRight(u.Path, "/")
+	if req.Dialect == "gemini" && (strings.HasSuffix(u.Path, "/v1beta") || strings.HasSuffix(u.Path, "/v1") || strings.HasSuffix(u.Path, "/openai")) {
+		return fmt.Errorf("base_url %q: a gemini provider takes the host only, as in https://generativelanguage.googleapis.com; clients name the API version (/v1beta) in their paths, and Google's OpenAI-compatible endpoint is preset gemini", req.BaseURL)
+	}
 	req.BaseURL = u.String()
 	for _, m := range req.Models {
 		if !route.ValidPattern(m) {

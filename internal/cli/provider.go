@@ -69,6 +69,8 @@ the provider, so a test key can never reach a production account.
   OPENAI_API_KEY=... keygate provider add openai --base-url https://api.openai.com/v1 \
       --models 'gpt-*,o3*' --default --api-key-env OPENAI_API_KEY
   keygate provider add anthropic --base-url https://api.anthropic.com --api-key-stdin < key.txt
+  GEMINI_API_KEY=... keygate provider add google --dialect gemini \
+      --base-url https://generativelanguage.googleapis.com --models 'gemini-*' --api-key-env GEMINI_API_KEY
   PROD_KEY=... keygate provider add openai-prod --base-url https://api.openai.com/v1 \
       --api-key-env PROD_KEY --env prod
 
@@ -107,9 +109,9 @@ take a credential document instead of a key: a JSON file with its "kind"
 				return errors.New("provider add: --base-url must be an http:// or https:// URL, as in https://api.openai.com/v1")
 			}
 			switch dialect {
-			case "", "openai", "anthropic":
+			case "", "openai", "anthropic", "gemini":
 			default:
-				return fmt.Errorf("provider add: --dialect %q is not known: use openai or anthropic", dialect)
+				return fmt.Errorf("provider add: --dialect %q is not known: use openai, anthropic or gemini", dialect)
 			}
 			env = strings.TrimSpace(env)
 			if cmd.Flags().Changed("env") {
@@ -172,7 +174,7 @@ take a credential document instead of a key: a JSON file with its "kind"
 	f.StringVar(&baseURL, "base-url", "", "the provider's API base `URL`, as its own SDK takes it (required unless --preset gives it)")
 	f.StringVar(&preset, "preset", "", "a known service's settings: `NAME` from keygate provider presets, such as groq, gemini or azure-openai")
 	f.StringVar(&apiVersion, "api-version", "", "the api-version `VERSION` to send (azure-openai; default "+provider.AzureAPIVersion+")")
-	f.StringVar(&dialect, "dialect", "", "wire `DIALECT`: openai or anthropic (default: anthropic for a provider named anthropic, else openai)")
+	f.StringVar(&dialect, "dialect", "", "wire `DIALECT`: openai, anthropic or gemini (Gemini's native API) (default: anthropic for a provider named anthropic, else openai)")
 	f.StringArrayVar(&models, "models", nil, "model name `PATTERNS` this provider serves, comma-separated or repeated ('gpt-*,o3*')")
 	f.BoolVar(&isDefault, "default", false, "make this the default provider for its dialect")
 	f.StringVar(&env, "env", "", "environment `TAG`, as in prod: only keys created with --env TAG may use this provider (default: keys of any environment)")

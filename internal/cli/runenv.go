@@ -158,8 +158,11 @@ func (a *app) resolveRefs(cmd *cobra.Command, c *adminclient.Client, fileVars []
 			masks.add(gw.key.Reveal())
 			out = append(out, envVar{v.name, gw.cred})
 			base, baseURL := envOpenAIBase, gw.root+"/v1"
-			if p.Dialect == "anthropic" {
+			switch p.Dialect {
+			case "anthropic":
 				base, baseURL = envAnthropicBase, gw.root
+			case "gemini":
+				base, baseURL = "GOOGLE_GEMINI_BASE_URL", gw.root
 			}
 			if !set[base] {
 				set[base] = true

@@ -82,6 +82,13 @@ type call struct {
 	clientModel  string
 	includeUsage bool
 
+	// A call to Gemini's native API: what its path names, the model in
+	// particular, which the upstream's path is made with (gemini.go).
+	gemini provider.GeminiCall
+	// countOnly marks a call that counts tokens (countTokens): it is
+	// charged as a request, never as tokens or spend.
+	countOnly bool
+
 	// A /proxy/ call: the service and the path after its name.
 	service  *route.Service
 	passRest string

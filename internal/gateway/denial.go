@@ -70,5 +70,8 @@ func (g *Gateway) dialectFor(r *http.Request) provider.Dialect {
 	case "/v1/messages", "/v1/messages/count_tokens":
 		return g.anthropic
 	}
-	return provider.DetectListDialect(r.Header)
+	if provider.IsGeminiPath(r.URL.Path) {
+		return g.gemini
+	}
+	return g.listDialect(r)
 }

@@ -43,7 +43,9 @@ func (g *Gateway) endpoint(w http.ResponseWriter, r *http.Request) {
 	case "/v1/messages", "/v1/messages/count_tokens":
 		g.serveModel(w, r, g.anthropic)
 	case "/v1/models":
-		g.listModels(w, r)
+		g.listModels(w, r, g.listDialect(r))
+	case "/v1beta/models", "/v1alpha/models":
+		g.listModels(w, r, g.gemini)
 	case "/oauth/token":
 		g.tokenEndpoint(w, r)
 	case "/oauth/revoke":
@@ -71,6 +73,10 @@ func (g *Gateway) endpoint(w http.ResponseWriter, r *http.Request) {
 		}
 		if isMCPPath(r.URL.Path) {
 			g.serveMCP(w, r)
+			return
+		}
+		if provider.IsGeminiPath(r.URL.Path) || (strings.HasPrefix(r.URL.Path, "/v1/models/") && speaksGemini(r)) {
+			g.serveGemini(w, r)
 			return
 		}
 		if strings.HasPrefix(r.URL.Path, ProtectedResourcePath) {

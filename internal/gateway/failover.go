@@ -323,6 +323,9 @@ func (b *attemptBody) Close() error {
 // deploymentBody is the client's body for one deployment: its model name,
 // and a request for the stream's usage.
 func (g *Gateway) deploymentBody(c *call, dep *route.Deployment) []byte {
+	if c.dialect == g.gemini {
+		return c.raw // the model is in the path (target)
+	}
 	if dep.Upstream.Dialect != c.dialect.Name() {
 		if b, err := g.translateRequest(context.Background(), c, c.raw, dep.Model); err == nil {
 			return b

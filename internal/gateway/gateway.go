@@ -1,9 +1,11 @@
-// Package gateway is keygate's data plane: the OpenAI- and Anthropic-compatible
-// endpoint that apps and agents call with their keygate key. Read this file top
+// Package gateway is keygate's data plane: the OpenAI-, Anthropic- and
+// Gemini-compatible endpoint that apps and agents call with their keygate
+// key. Read this file top
 // to bottom to follow a request:
 //
 //	ServeHTTP        request id, access log, panic recovery (outermost first)
-//	 -> endpoint     which API dialect the path speaks (OpenAI or Anthropic)
+//	 -> endpoint     which API dialect the path speaks (OpenAI, Anthropic, or
+//	                 Gemini's native API, whose call is in gemini.go)
 //	 -> authenticate the keygate key or an access token exchanged for one
 //	                 (Authorization: Bearer or x-api-key; oauth.go)
 //	 -> read body    size limit, then read model/stream without decoding the body
@@ -128,6 +130,7 @@ type Gateway struct {
 	chain     http.Handler
 	openai    provider.Dialect
 	anthropic provider.Dialect
+	gemini    provider.Dialect
 	models    *modelCache
 	histories histories
 	// What is known of each alias deployment, across table reloads, and
@@ -154,6 +157,7 @@ func New(opts Options, table *route.Table) *Gateway {
 	}
 	g.openai, _ = provider.Lookup("openai")
 	g.anthropic, _ = provider.Lookup("anthropic")
+	g.gemini, _ = provider.Lookup("gemini")
 	g.table.Store(table)
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:        g.rewrite,

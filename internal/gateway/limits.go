@@ -139,8 +139,8 @@ func (g *Gateway) admit(h http.Header, r *http.Request, c *call, key *principal.
 		est.out = lo.DefaultMaxTokens
 	}
 	switch {
-	case c.service != nil:
-		est = estimate{priced: true} // a passthrough call costs requests, not tokens or money
+	case c.service != nil, c.countOnly:
+		est = estimate{priced: true} // a passthrough call, or a token count, costs requests, not tokens or money
 	case c.alias != nil:
 		p := aliasPrice(c.order)
 		est.price, est.priced = p.price, p.priced

@@ -16,14 +16,20 @@ import (
 	"github.com/keygate/keygate/internal/web"
 )
 
-// listModels answers GET /v1/models with the models the caller's key may use,
-// gathered from each permitted provider of the caller's dialect. A model is
-// listed bare when a bare request would reach the same provider, else with its
-// provider prefix, so every listed id can be sent back as is.
-func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request) {
+// listModels answers GET /v1/models (and Gemini's /v1beta/models) with the
+// models the caller's key may use, gathered from each permitted provider of
+// the caller's dialect d. A model is listed bare when a bare request would
+// reach the same provider, else with its provider prefix, so every listed
+// id can be sent back as is.
+func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request, d provider.Dialect) {
 	c := callFrom(r.Context())
-	d := provider.DetectListDialect(r.Header)
 	c.dialect = d
+	if d == g.gemini {
+		if den := takeQueryKey(r); den != nil {
+			g.refuse(w, r, den)
+			return
+		}
+	}
 	if r.Method != http.MethodGet {
 		g.refuse(w, r, notServed("GET", r.URL.Path))
 		return
@@ -95,6 +101,16 @@ func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request) {
 	d.WriteModels(w, out)
 }
 
+// listDialect is the dialect of a request to GET /v1/models, which every
+// SDK calls: Gemini's for a Google SDK (speaksGemini), else as
+// provider.DetectListDialect reads the headers.
+func (g *Gateway) listDialect(r *http.Request) provider.Dialect {
+	if speaksGemini(r) {
+		return g.gemini
+	}
+	return provider.DetectListDialect(r.Header)
+}
+
 // modelCache keeps each upstream's model list for a while: listing is
 // frequent in agent start-ups and changes rarely.
 type modelCache struct {
@@ -142,8 +158,12 @@ func (g *Gateway) fetchModels(ctx context.Context, d provider.Dialect, up *route
 	u := *up.BaseURL
 	u.Path = d.UpstreamPath(up.BaseURL.Path, "/v1/models")
 	u.RawQuery = ""
-	if d.Name() == "anthropic" {
+	switch d.Name() {
+	case "anthropic":
 		u.RawQuery = "limit=1000" // Anthropic pages its list 20 at a time by default
+	case "gemini":
+		u.Path = d.UpstreamPath(up.BaseURL.Path, "/v1beta/models")
+		u.RawQuery = "pageSize=1000" // Google pages its list 50 at a time by default
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {

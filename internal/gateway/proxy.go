@@ -87,7 +87,10 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 // is the model the request names upstream (a preset's deployment name).
 func (g *Gateway) target(out *http.Request, c *call, up *route.Upstream, clientPath, model string) error {
 	d, path := c.dialect, clientPath
-	if up.Dialect != d.Name() {
+	if d == g.gemini {
+		// Gemini names the model in the path: the upstream's, there.
+		path = c.gemini.Path(model)
+	} else if up.Dialect != d.Name() {
 		// A translated call: the provider's own endpoint, and none of the
 		// client dialect's version headers.
 		d, path = g.wire(up), translatedPath(clientPath)

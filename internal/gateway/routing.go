@@ -156,12 +156,14 @@ func (g *Gateway) routeAlias(r *http.Request, c *call, key *principal.Principal,
 
 // aliasCandidates returns the deployments of an alias a principal may
 // reach in dialect d, or none and the reason (internal/authz decides).
-func aliasCandidates(p authz.Principal, a *route.Alias, d provider.Dialect, translatable bool) ([]*route.Deployment, string) {
+// chatPath says the call is a chat call, which deployments of another
+// dialect serve translated where keygate translates between the two.
+func aliasCandidates(p authz.Principal, a *route.Alias, d provider.Dialect, chatPath bool) ([]*route.Deployment, string) {
 	cands := make([]*route.Deployment, 0, len(a.Deployments))
 	why := "model_not_allowed"
 	for _, dep := range a.Deployments {
 		up := dep.Upstream
-		if up.Dialect != d.Name() && !translatable {
+		if up.Dialect != d.Name() && !(chatPath && translatable(d.Name(), up.Dialect)) {
 			why = "wrong_api_dialect"
 			continue
 		}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -16,6 +17,7 @@ import (
 	"github.com/keygate/keygate/internal/jsonpeek"
 	"github.com/keygate/keygate/internal/passthrough"
 	"github.com/keygate/keygate/internal/principal"
+	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/route"
 )
 
@@ -163,6 +165,25 @@ func spanRoute(path string) string {
 	if len(path) > len(passthrough.RoutePrefix) && path[:len(passthrough.RoutePrefix)] == passthrough.RoutePrefix {
 		return passthrough.RoutePrefix + "{service}"
 	}
+	if provider.IsGeminiPath(path) || path == "/v1/models" || strings.HasPrefix(path, "/v1/models/") {
+		return geminiRoute(path)
+	}
+	return ""
+}
+
+// geminiRoute is the route of a Gemini API path, its model left out:
+// /v1beta/models/{model}:generateContent. Only a method keygate serves
+// is named; anything else is "".
+func geminiRoute(path string) string {
+	gc, err := provider.ParseGeminiPath(path)
+	switch {
+	case err == nil && gc.Method != "":
+		return "/" + gc.Version + "/models/{model}:" + gc.Method
+	case err == nil:
+		return "/" + gc.Version + "/models/{model}"
+	case path == "/v1beta/models" || path == "/v1alpha/models":
+		return path
+	}
 	return ""
 }
 
@@ -177,6 +198,13 @@ func operation(path string) string {
 	case "/v1/embeddings":
 		return "embeddings"
 	case "/v1/messages/count_tokens":
+		return "count_tokens"
+	}
+	switch {
+	case !provider.IsGeminiPath(path):
+	case strings.HasSuffix(path, ":generateContent"), strings.HasSuffix(path, ":streamGenerateContent"):
+		return "generate_content"
+	case strings.HasSuffix(path, ":countTokens"):
 		return "count_tokens"
 	}
 	return ""
@@ -198,6 +226,9 @@ func genAIProvider(up *route.Upstream) string {
 		case "openai", "anthropic", "groq", "deepseek":
 			return up.Preset.Name
 		}
+	}
+	if up.Dialect == "gemini" {
+		return "gcp.gemini"
 	}
 	return up.Dialect
 }

@@ -39,10 +39,20 @@ func translatedPath(clientPath string) string {
 
 // wire returns the dialect a provider speaks.
 func (g *Gateway) wire(up *route.Upstream) provider.Dialect {
-	if up.Dialect == g.anthropic.Name() {
+	switch up.Dialect {
+	case g.anthropic.Name():
 		return g.anthropic
+	case g.gemini.Name():
+		return g.gemini
 	}
 	return g.openai
+}
+
+// translatable reports whether keygate translates between the dialects
+// called from and to: OpenAI's and Anthropic's chat APIs, each way.
+// Gemini's native API is served only by its own providers.
+func translatable(from, to string) bool {
+	return from != to && (from == "openai" || from == "anthropic") && (to == "openai" || to == "anthropic")
 }
 
 // crossDialect reports whether a call to up needs translating, and
@@ -51,7 +61,7 @@ func (g *Gateway) crossDialect(c *call, up *route.Upstream, clientPath string) (
 	if up.Dialect == c.dialect.Name() {
 		return false, nil
 	}
-	if translatedPath(clientPath) == "" {
+	if translatedPath(clientPath) == "" || !translatable(c.dialect.Name(), up.Dialect) {
 		return false, &route.WrongDialectError{Provider: up.Name, ProviderDialect: up.Dialect, RequestDialect: c.dialect.Name()}
 	}
 	return true, nil

@@ -20,6 +20,20 @@ import (
 type Price struct {
 	Input  int64 // per million input tokens
 	Output int64 // per million output tokens
+	// LongAbove, when positive, is the prompt length in tokens above
+	// which a call is billed LongInput and LongOutput for all its tokens
+	// instead, as Google bills its Pro models' long prompts.
+	LongAbove             int64
+	LongInput, LongOutput int64
+}
+
+// WithLongContext is p for prompts up to above tokens, and input and
+// output dollars per million tokens for every token of a call whose
+// prompt is longer.
+func (p Price) WithLongContext(above int64, input, output float64) Price {
+	long := USD(input, output)
+	p.LongAbove, p.LongInput, p.LongOutput = above, long.Input, long.Output
+	return p
 }
 
 // USD builds a Price from dollars per million tokens, as providers publish them.
@@ -38,8 +52,12 @@ const MaxPrice = 1_000_000 * 1_000_000
 // rather than wrapping around, so an absurd request is charged more than
 // any budget holds, never less.
 func (p Price) Cost(in, out int64) int64 {
-	a, ok1 := mulTokens(in, p.Input)
-	b, ok2 := mulTokens(out, p.Output)
+	pin, pout := p.Input, p.Output
+	if p.LongAbove > 0 && in > p.LongAbove {
+		pin, pout = p.LongInput, p.LongOutput
+	}
+	a, ok1 := mulTokens(in, pin)
+	b, ok2 := mulTokens(out, pout)
 	sum, carry := bits.Add64(a, b, 0)
 	if !ok1 || !ok2 || carry != 0 {
 		return math.MaxInt64
@@ -77,36 +95,51 @@ func mulTokens(tokens, price int64) (uint64, bool) {
 // longer name is often a different, dearer model (gpt-5-pro is not gpt-5,
 // o3-pro is not o3), so a model with no entry is unpriced, and a key with
 // a budget is refused it until the operator prices it.
+//
+// Gemini's prices are Google's paid tier for text, image and video input
+// (2.5 Flash lists audio input dearer, at $1.00); its Pro models bill every
+// token of a call with a prompt over 200,000 tokens at a higher price,
+// which their entries carry (WithLongContext).
 func Defaults() map[string]Price {
 	return map[string]Price{
-		"gpt-4o":                   USD(2.50, 10.00),
-		"gpt-4o-2024-05-13":        USD(5.00, 15.00),
-		"gpt-4o-mini":              USD(0.15, 0.60),
-		"gpt-4.1":                  USD(2.00, 8.00),
-		"gpt-4.1-mini":             USD(0.40, 1.60),
-		"gpt-4.1-nano":             USD(0.10, 0.40),
-		"gpt-5":                    USD(1.25, 10.00),
-		"gpt-5-mini":               USD(0.25, 2.00),
-		"gpt-5-nano":               USD(0.05, 0.40),
-		"gpt-5-pro":                USD(15.00, 120.00),
-		"o3":                       USD(2.00, 8.00),
-		"o3-pro":                   USD(20.00, 80.00),
-		"o3-mini":                  USD(1.10, 4.40),
-		"o4-mini":                  USD(1.10, 4.40),
-		"text-embedding-3-small":   USD(0.02, 0),
-		"text-embedding-3-large":   USD(0.13, 0),
-		"claude-opus-4-5":          USD(5.00, 25.00),
-		"claude-opus-4-1":          USD(15.00, 75.00),
-		"claude-opus-4":            USD(15.00, 75.00),
-		"claude-opus-4-0":          USD(15.00, 75.00),
-		"claude-sonnet-4-5":        USD(3.00, 15.00),
-		"claude-sonnet-4":          USD(3.00, 15.00),
-		"claude-sonnet-4-0":        USD(3.00, 15.00),
-		"claude-3-7-sonnet":        USD(3.00, 15.00),
-		"claude-3-7-sonnet-latest": USD(3.00, 15.00),
-		"claude-haiku-4-5":         USD(1.00, 5.00),
-		"claude-3-5-haiku":         USD(0.80, 4.00),
-		"claude-3-5-haiku-latest":  USD(0.80, 4.00),
+		"gpt-4o":                    USD(2.50, 10.00),
+		"gpt-4o-2024-05-13":         USD(5.00, 15.00),
+		"gpt-4o-mini":               USD(0.15, 0.60),
+		"gpt-4.1":                   USD(2.00, 8.00),
+		"gpt-4.1-mini":              USD(0.40, 1.60),
+		"gpt-4.1-nano":              USD(0.10, 0.40),
+		"gpt-5":                     USD(1.25, 10.00),
+		"gpt-5-mini":                USD(0.25, 2.00),
+		"gpt-5-nano":                USD(0.05, 0.40),
+		"gpt-5-pro":                 USD(15.00, 120.00),
+		"o3":                        USD(2.00, 8.00),
+		"o3-pro":                    USD(20.00, 80.00),
+		"o3-mini":                   USD(1.10, 4.40),
+		"o4-mini":                   USD(1.10, 4.40),
+		"text-embedding-3-small":    USD(0.02, 0),
+		"text-embedding-3-large":    USD(0.13, 0),
+		"claude-opus-4-5":           USD(5.00, 25.00),
+		"claude-opus-4-1":           USD(15.00, 75.00),
+		"claude-opus-4":             USD(15.00, 75.00),
+		"claude-opus-4-0":           USD(15.00, 75.00),
+		"claude-sonnet-4-5":         USD(3.00, 15.00),
+		"claude-sonnet-4":           USD(3.00, 15.00),
+		"claude-sonnet-4-0":         USD(3.00, 15.00),
+		"claude-3-7-sonnet":         USD(3.00, 15.00),
+		"claude-3-7-sonnet-latest":  USD(3.00, 15.00),
+		"claude-haiku-4-5":          USD(1.00, 5.00),
+		"claude-3-5-haiku":          USD(0.80, 4.00),
+		"claude-3-5-haiku-latest":   USD(0.80, 4.00),
+		"gemini-3-pro-preview":      USD(2.00, 12.00).WithLongContext(200_000, 4.00, 18.00),
+		"gemini-3-flash-preview":    USD(0.50, 3.00),
+		"gemini-2.5-pro":            USD(1.25, 10.00).WithLongContext(200_000, 2.50, 15.00),
+		"gemini-2.5-flash":          USD(0.30, 2.50),
+		"gemini-2.5-flash-lite":     USD(0.10, 0.40),
+		"gemini-2.0-flash":          USD(0.10, 0.40),
+		"gemini-2.0-flash-lite":     USD(0.075, 0.30),
+		"gemini-2.0-flash-001":      USD(0.10, 0.40),
+		"gemini-2.0-flash-lite-001": USD(0.075, 0.30),
+		"gemini-embedding-001":      USD(0.15, 0),
 	}
 }
 

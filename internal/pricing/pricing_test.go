@@ -109,3 +109,25 @@ func TestNewTableRejectsBadOverrides(t *testing.T) {
 		t.Error("an absurd price accepted")
 	}
 }
+
+// TestLongContextPrice: a Gemini Pro call whose prompt is over 200,000
+// tokens is billed the long-context price for all its tokens.
+func TestLongContextPrice(t *testing.T) {
+	tab, err := NewTable(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pro, ok := tab.Lookup("gemini-2.5-pro")
+	if !ok {
+		t.Fatal("gemini-2.5-pro is unpriced")
+	}
+	if got := pro.Cost(200_000, 1_000); got != 200_000*1_250_000/1_000_000+1_000*10_000_000/1_000_000 {
+		t.Fatalf("at the threshold: %d", got)
+	}
+	if got := pro.Cost(200_001, 1_000); got != (200_001*2_500_000+1_000*15_000_000+999_999)/1_000_000 {
+		t.Fatalf("over the threshold: %d", got)
+	}
+	if flash, _ := tab.Lookup("gemini-2.5-flash"); flash.Cost(1_000_000, 0) != 300_000 {
+		t.Fatalf("flash: %d", flash.Cost(1_000_000, 0))
+	}
+}

@@ -23,7 +23,7 @@ import (
 // Upstream is one registered provider, ready to receive requests.
 type Upstream struct {
 	Name    string        // provider name, also the model prefix ("openai/gpt-4o")
-	Dialect string        // "openai" or "anthropic"
+	Dialect string        // "openai", "anthropic" or "gemini"
 	BaseURL *url.URL      // as the provider's SDK takes it
 	Models  []string      // glob patterns of bare model names it serves
 	Default bool          // default provider for its dialect
@@ -122,6 +122,16 @@ type WrongDialectError struct {
 }
 
 func (e *WrongDialectError) Error() string {
+	switch {
+	case e.ProviderDialect == "gemini":
+		return fmt.Sprintf("provider %q speaks Gemini's native API, which keygate does not translate; call it at /v1beta/models/{model}:generateContent as Gemini CLI and the Google Gen AI SDKs do, or register Google's OpenAI-compatible endpoint as a provider with --preset gemini", e.Provider)
+	case e.RequestDialect == "gemini":
+		endpoint := "/v1/chat/completions"
+		if e.ProviderDialect == "anthropic" {
+			endpoint = "/v1/messages"
+		}
+		return fmt.Sprintf("provider %q speaks the %s API, and keygate does not translate Gemini's native API; send this request to %s instead", e.Provider, e.ProviderDialect, endpoint)
+	}
 	endpoint := "/v1/chat/completions"
 	if e.ProviderDialect == "anthropic" {
 		endpoint = "/v1/messages"
