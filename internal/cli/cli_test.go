@@ -181,7 +181,7 @@ func TestProviderAddKeyErrors(t *testing.T) {
 		{"", nil, []string{"--api-key-env", "--api-key-stdin", "required"}},
 		{"", []string{"--api-key-env", "X", "--api-key-stdin"}, []string{"not both"}},
 		{"", []string{"--api-key-env", upstreamKey}, []string{"NAME of an environment variable"}},
-		{"", []string{"--api-key-env", "X", "--dialect", "gemini"}, []string{"--dialect", "openai or anthropic"}},
+		{"", []string{"--api-key-env", "X", "--dialect", "google"}, []string{"--dialect", "openai, anthropic or gemini"}},
 	}
 	for _, c := range cases {
 		out, errOut, err := h.run(c.stdin, append(append([]string{}, base...), c.args...)...)

@@ -161,7 +161,8 @@ gateway and credential the way the agent reads them:
             ANTHROPIC_BASE_URL pinned there and in the environment
   codex     Codex CLI: a CODEX_HOME for the run whose config.toml makes
             keygate the model provider (-c repeats it), OPENAI_API_KEY
-  gemini    Gemini CLI: GOOGLE_GEMINI_BASE_URL, GEMINI_API_KEY
+  gemini    Gemini CLI: a GEMINI_CLI_HOME for the run whose settings select
+            API-key authentication, GOOGLE_GEMINI_BASE_URL, GEMINI_API_KEY
   opencode  opencode: OPENCODE_CONFIG_CONTENT with both providers' baseURL
   aider     Aider: OPENAI_API_BASE and --openai-api-base
   openclaw, generic: OPENAI_BASE_URL, OPENAI_API_KEY, ANTHROPIC_BASE_URL,

@@ -190,11 +190,29 @@ func setupOpenClaw(s *agentSetup) error {
 }
 
 // setupGemini points Gemini CLI (and the Google Gen AI SDK under it) at
-// the gateway's native Gemini API. Variables the CLI has win over a
-// project's .env, which it loads without overriding; Vertex AI and
-// Google sign-in are turned off so a .env cannot switch to them.
+// the gateway's native Gemini API, through the variables it reads, which
+// win over a project's .env (loaded without overriding). Gemini CLI
+// takes GOOGLE_GEMINI_BASE_URL as a choice of its "gateway"
+// authentication, which its headless mode (-p) refuses ("Invalid auth
+// method selected"); so the run gets its own GEMINI_CLI_HOME, whose
+// settings select API-key authentication (which still reads the base URL
+// from the variable) and turn off usage statistics and updates. The
+// user's own ~/.gemini is out of the agent's sight. Vertex AI's base URL
+// is keygate's too, so a project that switches the CLI to Vertex AI
+// reaches keygate, which refuses it, and not some other server.
 func setupGemini(s *agentSetup) error {
+	settings := map[string]any{
+		"security": map[string]any{"auth": map[string]any{"selectedType": "gemini-api-key"}},
+		"privacy":  map[string]any{"usageStatisticsEnabled": false},
+		"general":  map[string]any{"enableAutoUpdate": false, "enableAutoUpdateNotification": false},
+	}
+	b, _ := json.MarshalIndent(settings, "", "  ")
+	if _, err := s.write(filepath.Join("gemini", ".gemini", "settings.json"), append(b, '\n')); err != nil {
+		return err
+	}
+	s.set("GEMINI_CLI_HOME", filepath.Join(s.dir, "gemini"))
 	s.set("GOOGLE_GEMINI_BASE_URL", s.gw.root)
+	s.set("GOOGLE_VERTEX_BASE_URL", s.gw.root)
 	s.setSecret("GEMINI_API_KEY", s.gw.cred)
 	s.set("GOOGLE_GENAI_USE_VERTEXAI", "false")
 	s.set("GOOGLE_GENAI_USE_GCA", "false")

@@ -152,6 +152,7 @@ func fakeAgent(t *testing.T, name string) (path, record string) {
   echo "ARGS:$*"
   env | sed 's/^/ENV:/'
   if [ -n "$CODEX_HOME" ]; then sed 's/^/CODEX:/' "$CODEX_HOME/config.toml"; fi
+  if [ -n "$GEMINI_CLI_HOME" ]; then sed 's/^/GEMINI:/' "$GEMINI_CLI_HOME/.gemini/settings.json"; fi
   if [ "$1" = "--settings" ]; then
     sed 's/^/SETTINGS:/' "$2"
     helper=$(sed -n 's/.*"apiKeyHelper": "\(.*\)",*$/\1/p' "$2")
@@ -245,8 +246,11 @@ func TestRunAgentProfiles(t *testing.T) {
 			}
 		}},
 		{"gemini", func(t *testing.T, r agentRecord, cred string) {
-			if r.env["GOOGLE_GEMINI_BASE_URL"] != gw || r.env["GEMINI_API_KEY"] != cred || r.env["GOOGLE_GENAI_USE_VERTEXAI"] != "false" {
+			if r.env["GOOGLE_GEMINI_BASE_URL"] != gw || r.env["GOOGLE_VERTEX_BASE_URL"] != gw || r.env["GEMINI_API_KEY"] != cred || r.env["GOOGLE_GENAI_USE_VERTEXAI"] != "false" {
 				t.Errorf("env %v", r.env)
+			}
+			if !strings.HasPrefix(r.env["GEMINI_CLI_HOME"], tmp) || !strings.Contains(strings.Join(r.lines, "\n"), `GEMINI:      "selectedType": "gemini-api-key"`) {
+				t.Errorf("GEMINI_CLI_HOME %q holds no settings selecting API-key authentication: %v", r.env["GEMINI_CLI_HOME"], r.lines)
 			}
 		}},
 		{"aider", func(t *testing.T, r agentRecord, cred string) {
