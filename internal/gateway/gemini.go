@@ -98,7 +98,6 @@ func (g *Gateway) prepareGeminiCall(h http.Header, r *http.Request, c *call, gc 
 		if den := g.tracedRouteAlias(r, c, key, a); den != nil {
 			return den
 		}
-		g.untranslated(c, body)
 		return g.tracedAdmit(h, r, c, key, gc.Model, f, len(body))
 	}
 	sp := g.startStep(r.Context(), "keygate.route")
@@ -119,7 +118,6 @@ func (g *Gateway) prepareGeminiCall(h http.Header, r *http.Request, c *call, gc 
 	if den != nil {
 		return den
 	}
-	g.untranslated(c, body)
 	// Admission: the worst case reserved against every limit at once.
 	if den := g.tracedAdmit(h, r, c, key, model, f, len(body)); den != nil {
 		return den
