@@ -278,8 +278,17 @@ func TestGeminiRefusalsInGoogleShape(t *testing.T) {
 	if n := up.fake.RequestCount() + oa.openai.RequestCount(); n != 0 {
 		t.Fatalf("%d refused requests reached a provider", n)
 	}
+	// A call whose worst case is over the key's budget: Google's
+	// RESOURCE_EXHAUSTED, naming Gemini's field to lower.
+	tight := in.createKey("--name", "tight", "--budget", "0.01usd")
+	code, body := postJSON(t, in.addrs.Gateway+"/v1beta/models/gemini-2.5-flash:generateContent", "",
+		`{"contents":[{"parts":[{"text":"hi"}]}],"generationConfig":{"maxOutputTokens":100000}}`, "x-goog-api-key", tight)
+	if code != http.StatusTooManyRequests || !strings.Contains(body, `"status":"RESOURCE_EXHAUSTED"`) || !strings.Contains(body, "BUDGET_EXCEEDED") ||
+		!strings.Contains(body, "lower generationConfig.maxOutputTokens") || up.fake.RequestCount() != 0 {
+		t.Fatalf("a call over the budget: %d %s", code, body)
+	}
 	// An OpenAI client asking for a Gemini-native model is told where to go.
-	code, body := postJSON(t, in.addrs.Gateway+"/v1/chat/completions", key, `{"model":"gemini-2.5-flash","messages":[{"role":"user","content":"hi"}]}`)
+	code, body = postJSON(t, in.addrs.Gateway+"/v1/chat/completions", key, `{"model":"gemini-2.5-flash","messages":[{"role":"user","content":"hi"}]}`)
 	if code != 400 || !strings.Contains(body, "wrong_api_dialect") || !strings.Contains(body, "generateContent") {
 		t.Fatalf("an OpenAI call for a Gemini-native model: %d %s", code, body)
 	}

@@ -98,7 +98,7 @@ func (g *Gateway) prepareGeminiCall(h http.Header, r *http.Request, c *call, gc 
 		if den := g.tracedRouteAlias(r, c, key, a); den != nil {
 			return den
 		}
-		return g.tracedAdmit(h, r, c, key, gc.Model, f, len(body))
+		return geminiFields(g.tracedAdmit(h, r, c, key, gc.Model, f, len(body)))
 	}
 	sp := g.startStep(r.Context(), "keygate.route")
 	up, model, den := g.route(c.dialect, gc.Model)
@@ -120,10 +120,19 @@ func (g *Gateway) prepareGeminiCall(h http.Header, r *http.Request, c *call, gc 
 	}
 	// Admission: the worst case reserved against every limit at once.
 	if den := g.tracedAdmit(h, r, c, key, model, f, len(body)); den != nil {
-		return den
+		return geminiFields(den)
 	}
 	c.upstream, c.body, c.sentModel = up, body, model
 	return nil
+}
+
+// geminiFields names Gemini's field in a limit's advice to lower the
+// output a call may produce, which the limits word for the other APIs.
+func geminiFields(den *Denial) *Denial {
+	if den != nil {
+		den.Message = strings.ReplaceAll(den.Message, "lower max_tokens", "lower generationConfig.maxOutputTokens")
+	}
+	return den
 }
 
 // takeQueryKey moves a credential sent as ?key= (as Google's API takes
