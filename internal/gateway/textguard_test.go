@@ -182,3 +182,50 @@ func (r *oneEach) Read(p []byte) (int, error) {
 	r.evs = r.evs[1:]
 	return n, nil
 }
+
+// TestTextGuardGeminiStream: a vault value split across the chunks of a
+// Gemini streamGenerateContent?alt=sse answer is cut out too.
+func TestTextGuardGeminiStream(t *testing.T) {
+	value := "pw-" + strings.Repeat("g5", 16)
+	m, err := leak.New(leak.Options{Values: []leak.Value{{Name: "secret/db", Value: secret.New(value)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := "the password is " + value + ", keep it safe"
+	var in bytes.Buffer
+	for i := 0; i < len(text); i += 4 {
+		q, _ := json.Marshal(text[i:min(i+4, len(text))])
+		in.WriteString(`data: {"candidates":[{"content":{"parts":[{"text":` + string(q) + `}],"role":"model"},"index":0}],"modelVersion":"gemini-2.5-flash"}` + "\r\n\r\n")
+	}
+	g := newTextGuard(m, io.NopCloser(&trickle{b: in.Bytes(), rnd: rand.New(rand.NewPCG(5, 6))}), "gemini",
+		func(leak.Hit) {}, func(leak.Hit) bool { return true })
+	out, err := io.ReadAll(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got strings.Builder
+	for _, line := range strings.Split(string(out), "\r\n") {
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok {
+			continue
+		}
+		var ev struct {
+			Candidates []struct {
+				Content struct {
+					Parts []struct{ Text string } `json:"parts"`
+				} `json:"content"`
+			} `json:"candidates"`
+		}
+		if err := json.Unmarshal([]byte(data), &ev); err != nil {
+			t.Fatalf("event is not valid JSON (%v): %s", err, data)
+		}
+		for _, c := range ev.Candidates {
+			for _, p := range c.Content.Parts {
+				got.WriteString(p.Text)
+			}
+		}
+	}
+	if want := "the password is [REDACTED:vault-value], keep it safe"; got.String() != want {
+		t.Fatalf("got %q, want %q", got.String(), want)
+	}
+}

@@ -351,8 +351,9 @@ func eachText(data []byte, kind uint8, visit func(start, end int)) {
 // generated text (content, tool arguments, thinking; escaped as sent,
 // without quotes) that one server-sent event of the dialect carries: a
 // chat completions chunk, an Anthropic content_block_delta, a Responses
-// API *.delta event, a Gemini streamGenerateContent?alt=sse chunk. name is the event's event field, empty when it has
-// none. Any other event carries none.
+// API *.delta event, a Gemini streamGenerateContent?alt=sse chunk. name is
+// the event's event field, empty when it has none. Any other event carries
+// none.
 func EventText(dialect string, name, data []byte, visit func(start, end int)) {
 	formats := formatsOf(dialect)
 	if len(name) == 0 || string(name) == "message" {
