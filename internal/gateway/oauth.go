@@ -368,8 +368,10 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 		}
 		// The key's allowances may have narrowed since the exchange: a
 		// refreshed token never claims more than the key allows now.
+		// A token exchanged without a scope has an empty one, which the
+		// store reads back as no bytes at all.
 		var fs token.Scope
-		if json.Unmarshal(f.Scope, &fs) != nil || scopeWithin(k, fs) != nil {
+		if (len(f.Scope) > 0 && json.Unmarshal(f.Scope, &fs) != nil) || scopeWithin(k, fs) != nil {
 			oauthError(w, http.StatusBadRequest, "invalid_grant", "the key's allowances have changed since this token was issued; exchange the key again")
 			return
 		}

@@ -400,3 +400,25 @@ func secretValue(t *testing.T, a answer) gateway.SecretValue {
 	}
 	return v
 }
+
+// TestRefreshWithoutScope: a key exchanged without a scope (the common
+// case: the token may do what its key may) refreshes. Its family's empty
+// scope reads back from the store as no bytes, which every refresh used
+// to refuse as "the key's allowances have changed"; the chaos suite found
+// it (docs/chaos.md).
+func TestRefreshWithoutScope(t *testing.T) {
+	e := newWorkloadEnv(t, func(string, string) []workload.Policy { return nil }, nil)
+	key := e.keys.issue("agent", nil)
+	a := e.post(t, url.Values{"grant_type": {grantExchange}, "subject_token": {key},
+		"subject_token_type": {"urn:keygate:params:oauth:token-type:api-key"}})
+	if a.status != http.StatusOK || a.RefreshToken == "" {
+		t.Fatalf("exchange: %+v", a)
+	}
+	r := e.post(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {a.RefreshToken}})
+	if r.status != http.StatusOK || r.AccessToken == "" || r.RefreshToken == "" || r.RefreshToken == a.RefreshToken {
+		t.Fatalf("refresh of an unscoped token: %+v", r)
+	}
+	if again := e.post(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {r.RefreshToken}}); again.status != http.StatusOK {
+		t.Fatalf("second refresh: %+v", again)
+	}
+}
