@@ -67,7 +67,7 @@ func runEnviron(ctx context.Context, args []string, getenv func(string) string, 
 		home, _ = os.UserHomeDir()
 	}
 	sio := cli.IO{Stdin: stdin, Stdout: stdout, Stderr: stderr, Getenv: getenv, Environ: environ, HomeDir: home, Version: buildinfo.Read(version).String(), OpenBrowser: cli.OpenBrowser}
-	root := cli.Root(sio, serveCommand(sio, nil), benchCommand(sio), adminCommand(sio), healthcheckCommand(sio))
+	root := cli.Root(sio, serveCommand(sio, nil), benchCommand(sio), chaosCommand(sio), adminCommand(sio), healthcheckCommand(sio))
 	// `vault restore` opens the data directory itself, without the admin API.
 	cli.VaultCommand(root).AddCommand(vaultRestoreCommand(sio))
 	root.SetArgs(args)
