@@ -378,6 +378,7 @@ defaults
 
 frontend gateway
     bind 127.0.0.1:%d
+    option forwardfor
     default_backend nodes
 
 backend nodes

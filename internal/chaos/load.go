@@ -296,7 +296,7 @@ func judge(r *result, key *apiKey, body []byte, want string) {
 		r.ok, r.refused = true, true
 	default:
 		if code == "" {
-			code = strings.TrimSpace(string(body[:min(len(body), 60)]))
+			code = plainBody(body)
 		}
 		r.why = fmt.Sprintf("%d %s", r.status, code)
 	}
@@ -337,6 +337,19 @@ func errorCode(body []byte) string {
 		return c
 	}
 	return d.Type
+}
+
+// plainBody is a short one-line form of an answer that is not an API
+// error, such as the load balancer's own page.
+func plainBody(body []byte) string {
+	if bytes.Contains(body, []byte("No server is available")) {
+		return "from HAProxy: no node in service (every /readyz failing)"
+	}
+	s := strings.Join(strings.Fields(string(body)), " ")
+	if len(s) > 60 {
+		s = s[:60]
+	}
+	return s
 }
 
 func shortErr(err error) string {

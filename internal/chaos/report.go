@@ -28,7 +28,9 @@ type Row struct {
 	// less than a second apart are one stretch, from the first's start to
 	// the last's answer.
 	LongestFailure time.Duration
-	// P50 and P99 are the latency of every call started in the phase.
+	// P50 and P99 are the latency of the calls keygate served (2xx)
+	// started in the phase; refusals are left out, as a refused key's
+	// failed authentications are slowed down by design.
 	P50, P99 time.Duration
 	// Why lists the commonest failures.
 	Why string
@@ -87,7 +89,9 @@ func summarize(name string, rs []result) Row {
 	why := map[string]int{}
 	var stretchStart, stretchEnd, lastFail time.Time
 	for _, r := range rs {
-		ds = append(ds, r.end.Sub(r.start))
+		if r.admitted() {
+			ds = append(ds, r.end.Sub(r.start))
+		}
 		switch {
 		case r.refused:
 			row.Refused++

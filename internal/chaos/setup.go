@@ -146,6 +146,7 @@ func (c *cluster) newNode(i int) (*node, error) {
 		"VAULT_SERVER_TOKEN=" + c.transit.token,
 		"KEYGATE_AUDIT_WEBHOOK=http://" + c.audit.addr + "/audit",
 		"KEYGATE_EGRESS_ALLOW=127.0.0.1/32",
+		"KEYGATE_TRUSTED_PROXIES=127.0.0.1/32", // HAProxy, which sets X-Forwarded-For
 		"KEYGATE_LOG_REQUESTS=false",
 		"KEYGATE_SHUTDOWN_GRACE=10s",
 	}

@@ -68,11 +68,12 @@ func (s *suite) runSoak(ctx context.Context, d time.Duration) {
 	p.end = time.Now()
 }
 
-// latencyBetween is the p50 and p99 of calls started in [from, to).
+// latencyBetween is the p50 and p99 of calls served (2xx) that started
+// in [from, to).
 func latencyBetween(rs []result, from, to time.Time) (p50, p99 time.Duration) {
 	var ds []time.Duration
 	for _, r := range rs {
-		if !r.start.Before(from) && r.start.Before(to) {
+		if r.admitted() && !r.start.Before(from) && r.start.Before(to) {
 			ds = append(ds, r.end.Sub(r.start))
 		}
 	}

@@ -3,7 +3,7 @@ package chaos
 import (
 	"bytes"
 	"context"
-		"fmt"
+	"fmt"
 	"net"
 	"net/http"
 	"regexp"
