@@ -31,13 +31,18 @@ const (
 	kindBudgetChat kind = "chat with a limited key"
 )
 
-// mix is the share of each kind in the load, in parts.
-var mix = []struct {
+// share is one kind's part of the load.
+type share struct {
 	k     kind
 	parts int
-}{
-	{kindChat, 22}, {kindStream, 14}, {kindEmbed, 8}, {kindToAnthr, 8}, {kindToOpenAI, 6},
-	{kindPassthru, 8}, {kindToken, 3}, {kindTokenChat, 7}, {kindChurnChat, 6}, {kindBudgetChat, 18},
+}
+
+// loadMix is the share of each kind in the load, in parts.
+func loadMix() []share {
+	return []share{
+		{kindChat, 22}, {kindStream, 14}, {kindEmbed, 8}, {kindToAnthr, 8}, {kindToOpenAI, 6},
+		{kindPassthru, 8}, {kindToken, 3}, {kindTokenChat, 7}, {kindChurnChat, 6}, {kindBudgetChat, 18},
+	}
 }
 
 // result is one call as its client saw it.
@@ -73,6 +78,7 @@ type loader struct {
 	keys    *keyring
 	holders []*tokenHolder
 	client  *http.Client
+	mix     []share
 
 	mu       sync.Mutex
 	results  []result
@@ -86,7 +92,7 @@ func (l *loader) inFlight() int64 { return l.inflight.Load() }
 
 func newLoader(base string, rate float64, workers int, keys *keyring, holders []*tokenHolder) *loader {
 	return &loader{
-		base: base, rate: rate, workers: workers, keys: keys, holders: holders,
+		base: base, rate: rate, workers: workers, keys: keys, holders: holders, mix: loadMix(),
 		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 			MaxIdleConns: workers * 2, MaxIdleConnsPerHost: workers * 2, IdleConnTimeout: 20 * time.Second,
 		}},
@@ -142,7 +148,7 @@ func (l *loader) snapshot() []result {
 	return append([]result(nil), l.results...)
 }
 
-func pickKind(rng *rand.Rand) kind {
+func pickKind(rng *rand.Rand, mix []share) kind {
 	total := 0
 	for _, m := range mix {
 		total += m.parts
@@ -158,7 +164,7 @@ func pickKind(rng *rand.Rand) kind {
 }
 
 func (l *loader) one(ctx context.Context, rng *rand.Rand) result {
-	k := pickKind(rng)
+	k := pickKind(rng, l.mix)
 	n := l.seq.Add(1)
 	prompt := fmt.Sprintf("chaos call %d: say something short", n)
 	chat := `{"model":"chat","max_tokens":64,"messages":[{"role":"user","content":` + quote(prompt) + `}]}`

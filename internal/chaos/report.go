@@ -97,7 +97,11 @@ func summarize(name string, rs []result) Row {
 			row.Refused++
 		case !r.ok:
 			row.Failed++
-			why[string(r.kind)+": "+r.why]++
+			k := string(r.kind)
+			if r.kind == kindBudgetChat {
+				k = "chat with a " + r.class.String() + " key"
+			}
+			why[k+": "+r.why]++
 			if lastFail.IsZero() || r.start.Sub(lastFail) > time.Second {
 				stretchStart = r.start
 				stretchEnd = r.end
