@@ -220,9 +220,13 @@ func (r *Report) writeChecks(w io.Writer, bullet string) {
 		fmt.Fprintf(w, "%s%s %s: %s\n", bullet, mark, c.Name, strings.ReplaceAll(c.Detail, "\n", "\n      "))
 	}
 	fmt.Fprintln(w)
+	item := "  "
+	if bullet != "" {
+		item = "  - "
+	}
 	fmt.Fprintf(w, "%snot faulted here:\n", bullet)
 	for _, n := range r.NotFaulted {
-		fmt.Fprintf(w, "%s  %s\n", bullet, n)
+		fmt.Fprintf(w, "%s%s\n", item, n)
 	}
 	if r.Skipped > 0 {
 		fmt.Fprintf(w, "\n%s%d offered calls were not made because every worker was busy (the load is bounded)\n", bullet, r.Skipped)
@@ -230,7 +234,7 @@ func (r *Report) writeChecks(w io.Writer, bullet string) {
 	var failures []string
 	for _, row := range r.Rows {
 		if row.Why != "" && row.Phase != "whole run" {
-			failures = append(failures, fmt.Sprintf("%s%s: %s", bullet, row.Phase, row.Why))
+			failures = append(failures, fmt.Sprintf("%s%s: %s", item, row.Phase, row.Why))
 		}
 	}
 	if len(failures) > 0 {
