@@ -172,6 +172,29 @@ func TestBudgetExactWithRedis(t *testing.T) {
 			if u.Rows[0].Denials != 48 || u.Rows[0].MicroUSD <= 0 || u.Rows[0].Model != "gpt-4o-mini" {
 				t.Fatalf("usage row %+v", u.Rows[0])
 			}
+			// Each call's audit event carries what it cost: the trail
+			// alone accounts for the spend.
+			var evs struct {
+				Events []struct {
+					Decision string            `json:"decision"`
+					Fields   map[string]string `json:"fields"`
+				} `json:"events"`
+			}
+			decodeJSON(t, in.mustCLI(nil, "", "--json", "audit", "search", "--type", "request"), &evs)
+			var sum int64
+			for _, ev := range evs.Events {
+				if ev.Decision == "allow" {
+					var m int64
+					fmt.Sscan(ev.Fields["micro_usd"], &m)
+					sum += m
+					if ev.Fields["output_tokens"] == "" || ev.Fields["input_tokens"] == "" {
+						t.Fatalf("an allowed call's audit event lacks its tokens: %v", ev.Fields)
+					}
+				}
+			}
+			if sum != u.Rows[0].MicroUSD {
+				t.Fatalf("the audit trail's micro_usd add up to %d, the usage row to %d", sum, u.Rows[0].MicroUSD)
+			}
 			break
 		}
 		if time.Now().After(deadline) {
@@ -236,6 +259,10 @@ func TestQuotaThroughARedisOutage(t *testing.T) {
 		}
 	}
 
+	// The load balancer has seen the node ready, Redis included.
+	if code, body := readyz(t, b); code != 200 {
+		t.Fatalf("/readyz before the cut = %d %q", code, body)
+	}
 	cut.Cut(true)
 	served, refusedB := 0, false
 	for range 100 {
@@ -252,8 +279,15 @@ func TestQuotaThroughARedisOutage(t *testing.T) {
 	if !refusedB || served == 0 {
 		t.Fatalf("the cut-off node served %d requests from its lease (refused after: %v); want some, then 503", served, refusedB)
 	}
-	if code, body := readyz(t, b); code != 200 || !strings.Contains(body, "limits degraded") {
-		t.Fatalf("/readyz of the cut-off node = %d %q; want it ready, limits degraded", code, body)
+	// Each check's result stands for a second: the next one sees Redis gone.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		code, body := readyz(t, b)
+		if code == 200 && strings.Contains(body, "limits degraded") {
+			break
+		}
+		if code != 200 || time.Now().After(deadline) {
+			t.Fatalf("/readyz of the cut-off node = %d %q; want it ready, limits degraded", code, body)
+		}
 	}
 	// The other node spends the rest through Redis meanwhile.
 	for {
@@ -282,8 +316,10 @@ func TestQuotaThroughARedisOutage(t *testing.T) {
 	if n := up.openai.RequestCount(); n != int64(ok) {
 		t.Fatalf("the provider saw %d calls for %d admitted", n, ok)
 	}
-	if metric(t, b, "keygate_limits_redis_up") != "1" {
-		t.Fatal("the node reconnected to Redis does not say so on /metrics")
+	for deadline := time.Now().Add(5 * time.Second); metric(t, b, "keygate_limits_redis_up") != "1"; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the node reconnected to Redis does not say so on /metrics")
+		}
 	}
 }
 

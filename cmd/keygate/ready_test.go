@@ -40,13 +40,12 @@ func TestReadyzOnDefaults(t *testing.T) {
 	}
 }
 
-// TestReadyzWithoutItsRedis: a node whose limits live in a Redis it cannot
-// reach is alive (/healthz). With outage leases (the default) it stays
-// ready, its limits degraded: it serves quotas and budgets from its leases,
-// and taking every node out because their shared Redis stopped would make
-// a Redis outage a keygate outage. With leases off it is not ready, so a
-// load balancer sends its traffic to nodes that can enforce quotas and
-// budgets. The answer names the part and not the address; the log says why.
+// TestReadyzWithoutItsRedis: a node whose limits live in a Redis it has
+// never reached is alive (/healthz) but not ready, with outage leases or
+// without: it may be a wrong address, and it holds no lease to serve
+// from. (A Redis that answered once and then stopped only degrades a node
+// with leases: TestQuotaThroughARedisOutage.) The answer names the part
+// and not the address; the log says why.
 func TestReadyzWithoutItsRedis(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -60,7 +59,7 @@ func TestReadyzWithoutItsRedis(t *testing.T) {
 		code      int
 		body, log string
 	}{
-		{0.05, http.StatusOK, "ready\nstore ok\nkek ok\nlimits degraded\naudit ok\n", "degraded: limits"},
+		{0.05, http.StatusServiceUnavailable, "not ready\nstore ok\nkek ok\nlimits failing\naudit ok\n", "not ready: limits"},
 		{0, http.StatusServiceUnavailable, "not ready\nstore ok\nkek ok\nlimits failing\naudit ok\n", "not ready: limits"},
 	} {
 		t.Run(fmt.Sprintf("outage_lease=%g", tc.lease), func(t *testing.T) {

@@ -101,6 +101,9 @@ type Config struct {
 	// KeyCacheTTL is how long a verified key is trusted before it is read again.
 	// Revocations made through this node apply on the next request regardless.
 	KeyCacheTTL time.Duration `yaml:"key_cache_ttl"`
+	// KeyOutageGrace is how much longer a key this node verified lately
+	// still answers while the database cannot be reached (0: not at all).
+	KeyOutageGrace time.Duration `yaml:"key_outage_grace"`
 	// ProviderRefresh is how often the provider table is reloaded, so changes
 	// made through another node sharing the database are picked up.
 	ProviderRefresh time.Duration `yaml:"provider_refresh"`
@@ -510,6 +513,7 @@ func Default(home string) Config {
 		},
 		ShutdownGrace:   30 * time.Second,
 		KeyCacheTTL:     10 * time.Second,
+		KeyOutageGrace:  5 * time.Minute,
 		ProviderRefresh: 10 * time.Second,
 		Sources:         defaultSources,
 		Upstream: Upstream{
@@ -724,6 +728,9 @@ func (c Config) Validate() error {
 		if d.v <= 0 {
 			bad(d.field, "must be a positive duration such as 10s")
 		}
+	}
+	if c.KeyOutageGrace < 0 {
+		bad("key_outage_grace", "must be 0 (off) or a positive duration such as 5m")
 	}
 	if c.OTP.MaxFailures <= 0 {
 		bad("otp.max_failures", "must be positive (wrong one-time passwords per key before a lockout)")

@@ -56,7 +56,11 @@ type call struct {
 	leakAction, leakRules, leakValues string
 	leakOverride                      leak.Action // the key's own leak action, "" for the policy's
 	answerLeaks                       []leak.Hit  // credentials found in the answer (checkAnswer)
-	answerTextLeaks                   []leak.Hit  // found in a stream's text, split across events (streamTextCheck)
+	answerTextLeaks                   []leak.Hit  // found in a stream's text, split across events (textGuard)
+	// metered is set once the call was settled: meteredIn and meteredOut
+	// tokens, costing microUSD when priced (settleOnce).
+	metered               bool
+	meteredIn, meteredOut int64
 	// presentedPrefix is the public start of the credential presented
 	// (kg_live_abcd), for spotting guesses aimed at one key.
 	presentedPrefix string

@@ -331,6 +331,14 @@ func (g *Gateway) audit(r *http.Request, c *call, status int, start time.Time) {
 	if c.risk != "" {
 		ev.Fields["risk"] = c.risk
 	}
+	if c.metered {
+		// What the call used and cost, as metered: the trail alone
+		// accounts for spend, whatever becomes of the usage rows.
+		ev.Fields["input_tokens"], ev.Fields["output_tokens"] = strconv.FormatInt(c.meteredIn, 10), strconv.FormatInt(c.meteredOut, 10)
+		if c.est.priced {
+			ev.Fields["micro_usd"] = strconv.FormatInt(c.microUSD, 10)
+		}
+	}
 	if c.leakAction != "" {
 		ev.Fields["leak_action"], ev.Fields["leak_rules"] = c.leakAction, c.leakRules
 		if c.leakValues != "" {

@@ -113,6 +113,7 @@ func (g *Gateway) settleOnce(c *call, u usage.Usage) {
 		money = c.est.price.Cost(in, out)
 	}
 	c.microUSD = money
+	c.metered, c.meteredIn, c.meteredOut = true, in, out
 	if a := c.adm; a != nil {
 		a.once.Do(func() {
 			// Every admission is settled, even one whose charge needs no

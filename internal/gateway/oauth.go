@@ -231,6 +231,14 @@ func oauthError(w http.ResponseWriter, status int, code, desc string) {
 	web.WriteJSON(w, status, map[string]string{"error": code, "error_description": desc})
 }
 
+// unavailable answers a token request keygate could not record: 503
+// temporarily_unavailable with Retry-After, which token clients retry,
+// rather than a 500 they treat as final.
+func unavailable(w http.ResponseWriter, desc string) {
+	w.Header().Set("Retry-After", "1")
+	oauthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", desc)
+}
+
 // tokenEndpoint is POST /oauth/token: a keygate key (RFC 8693 token
 // exchange) or a refresh token (RFC 6749 §6) for a short-lived access token
 // and the next refresh token.
@@ -328,7 +336,7 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 		f, rt, err := to.Families.Start(ctx, token.Family{KeyID: k.ID, Scope: sj, AMR: amr, Cnf: cnf, CreatedAt: now})
 		if err != nil {
 			g.opts.Log.Error("token exchange failed", "err", err)
-			oauthError(w, http.StatusInternalServerError, "server_error", "keygate could not issue a token; try again")
+			unavailable(w, "keygate cannot record a new token family right now (its database does not answer); try again shortly")
 			return
 		}
 		key, fam, refresh = k, f, rt.Reveal()
@@ -349,7 +357,7 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			g.opts.Log.Error("refresh failed", "err", err)
-			oauthError(w, http.StatusInternalServerError, "server_error", "keygate could not refresh the token; try again")
+			unavailable(w, "keygate cannot record the refresh right now (its database does not answer); try again shortly")
 			return
 		}
 		if f.Cnf != "" {

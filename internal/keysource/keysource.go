@@ -60,6 +60,18 @@ type Option func(*Source)
 // off.
 func WithTTL(d time.Duration) Option { return func(s *Source) { s.ttl = d } }
 
+// WithOutageGrace sets how long past its TTL and grace a cached principal
+// still answers while the store cannot be reached (default 5 minutes; 0
+// turns it off). A database outage then does not turn away the keys a
+// node has served lately; no change can be made to them meanwhile, since
+// every change goes through the store, and one made just before reached
+// this node through the revocation log. A key the store says is gone is
+// dropped at once, whatever the grace.
+func WithOutageGrace(d time.Duration) Option { return func(s *Source) { s.outage = max(d, 0) } }
+
+// DefaultOutageGrace is WithOutageGrace's default.
+const DefaultOutageGrace = 5 * time.Minute
+
 // WithMaxEntries bounds the number of cached principals (default
 // 1,000,000). When the cache is full, expired entries and then arbitrary
 // ones are evicted. Zero or less turns caching off.
@@ -91,7 +103,11 @@ type Source struct {
 	secrets    SecretGrants
 	loc        *time.Location
 	ttl        time.Duration
+	outage     time.Duration // how long past its grace a principal serves while the store is down
 	maxEntries int
+	// storeDown is set when a lookup failed for want of the store (not
+	// for an unknown key), and cleared by the next that succeeds.
+	storeDown atomic.Bool
 
 	shards   []shard
 	mask     uint32
@@ -120,7 +136,7 @@ type entry struct {
 // New returns a Source that hashes keys with h and reads them through
 // lookup.
 func New(h *apikey.Hasher, lookup Lookup, opts ...Option) *Source {
-	s := &Source{hasher: h, lookup: lookup, ttl: DefaultTTL, maxEntries: DefaultMaxEntries, loc: time.UTC}
+	s := &Source{hasher: h, lookup: lookup, ttl: DefaultTTL, outage: DefaultOutageGrace, maxEntries: DefaultMaxEntries, loc: time.UTC}
 	for _, o := range opts {
 		o(s)
 	}
@@ -181,11 +197,16 @@ func (s *Source) ByID(ctx context.Context, id string, now time.Time) (*principal
 	gen := s.gen.Load()
 	k, err := s.lookup.GetKey(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
+		s.storeDown.Store(false)
 		return nil, apikey.ErrUnknown
 	}
 	if err != nil {
+		if ctx.Err() == nil || errors.Is(err, context.DeadlineExceeded) {
+			s.storeDown.Store(true)
+		}
 		return nil, fmt.Errorf("keysource: look up key: %w", err)
 	}
+	s.storeDown.Store(false)
 	var h [32]byte
 	copy(h[:], k.Hash)
 	pr := s.insert(&h, k, now, gen)
@@ -266,7 +287,8 @@ func (s *Source) cached(h *[32]byte, now time.Time) (*principal.Principal, bool)
 	// Past its TTL but within one more TTL, the entry still answers while
 	// a single background lookup renews it, so busy keys never wait on the
 	// store. Older entries are read again before the request goes on.
-	if now.Before(e.expires.Add(s.ttl)) {
+	// While the store is down, it answers for the outage grace more.
+	if now.Before(e.expires.Add(s.ttl)) || (s.storeDown.Load() && now.Before(e.expires.Add(s.ttl+s.outage))) {
 		if e.refreshing.CompareAndSwap(false, true) {
 			go s.refresh(*h, e, now)
 		}
@@ -274,6 +296,9 @@ func (s *Source) cached(h *[32]byte, now time.Time) (*principal.Principal, bool)
 	}
 	return nil, false
 }
+
+// StoreDown reports whether the last lookup failed for want of the store.
+func (s *Source) StoreDown() bool { return s.storeDown.Load() }
 
 // refresh renews a cached entry in the background. A key that has gone
 // from the store is dropped; on a failed lookup the stale entry stays
@@ -296,11 +321,16 @@ func (s *Source) fetch(ctx context.Context, h [32]byte, now time.Time) (*princip
 	gen := s.gen.Load()
 	k, err := s.lookup.GetKeyByHash(ctx, h[:])
 	if errors.Is(err, store.ErrNotFound) {
+		s.storeDown.Store(false)
 		return nil, apikey.ErrUnknown
 	}
 	if err != nil {
+		if ctx.Err() == nil || errors.Is(err, context.DeadlineExceeded) {
+			s.storeDown.Store(true)
+		}
 		return nil, fmt.Errorf("keysource: look up key: %w", err)
 	}
+	s.storeDown.Store(false)
 	if subtle.ConstantTimeCompare(k.Hash, h[:]) != 1 {
 		return nil, apikey.ErrUnknown
 	}

@@ -505,3 +505,47 @@ func generate(t testing.TB, env string) string {
 	}
 	return k.Reveal()
 }
+
+// TestVerifyDuringAStoreOutage: once a lookup has failed for want of the
+// store, keys this node served lately keep answering for the outage grace
+// past their TTL and grace; older ones, and keys it never saw, fail closed
+// (a 5xx, not "unknown"); with the grace off nothing stale answers.
+func TestVerifyDuringAStoreOutage(t *testing.T) {
+	ctx := context.Background()
+	h := testHasher(t)
+	m := newMemKeys()
+	raw := issue(t, h, m, "key_a", nil)
+	other := issue(t, h, m, "key_b", nil)
+	boom := errors.New("database is down")
+	setErr := func(err error) { m.mu.Lock(); m.err = err; m.mu.Unlock() }
+	for _, tc := range []struct {
+		grace time.Duration
+		serve bool
+	}{{time.Minute, true}, {0, false}} {
+		setErr(nil)
+		v := New(h, m, WithTTL(10*time.Second), WithOutageGrace(tc.grace))
+		now := time.Now()
+		if _, err := v.Verify(ctx, raw, now); err != nil {
+			t.Fatal(err)
+		}
+		setErr(boom)
+		// Past TTL and grace: the first lookup finds the store down.
+		if _, err := v.Verify(ctx, raw, now.Add(25*time.Second)); !errors.Is(err, boom) {
+			t.Fatalf("grace %v: first lookup with the store down: %v", tc.grace, err)
+		}
+		_, err := v.Verify(ctx, raw, now.Add(25*time.Second))
+		if tc.serve != (err == nil) {
+			t.Fatalf("grace %v: a key served lately, the store down: err %v, want served %v", tc.grace, err, tc.serve)
+		}
+		if _, err := v.Verify(ctx, raw, now.Add(90*time.Second)); !errors.Is(err, boom) {
+			t.Fatalf("grace %v: past the outage grace: %v, want the store's error", tc.grace, err)
+		}
+		if _, err := v.Verify(ctx, other, now.Add(25*time.Second)); !errors.Is(err, boom) || errors.Is(err, apikey.ErrUnknown) {
+			t.Fatalf("grace %v: a key never seen, the store down: %v", tc.grace, err)
+		}
+		setErr(nil)
+		if _, err := v.Verify(ctx, other, now.Add(25*time.Second)); err != nil || v.StoreDown() {
+			t.Fatalf("grace %v: after the store is back: %v (down %v)", tc.grace, err, v.StoreDown())
+		}
+	}
+}

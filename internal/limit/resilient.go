@@ -59,11 +59,15 @@ type Resilient struct {
 // ResilientOptions configures NewResilient. Zero fields take their
 // defaults.
 type ResilientOptions struct {
-	// Lease is the share of each quota's limit a node leases, in (0, 0.5]
-	// (default 0.05: with three nodes, 15% of a budget is held in leases).
-	// A negative Lease takes no leases: quotas and budgets are then
-	// refused while Redis is down.
+	// Lease is the least share of each quota's limit a node leases, in
+	// (0, 0.5] (default 0.05). A negative Lease takes no leases: quotas and
+	// budgets are then refused while Redis is down.
 	Lease float64
+	// LeaseFor sizes a lease by demand: at least what this node's requests
+	// spent of the quota in that long, at their recent rate (default one
+	// minute), so a busy node rides out an outage that long. Either way a
+	// lease is at most half an even share of what is left of the quota.
+	LeaseFor time.Duration
 	// Idle is how long a lease stays held after the node last served a
 	// request under its quota (default 2 minutes).
 	Idle time.Duration
@@ -95,6 +99,9 @@ func (o *ResilientOptions) defaults() {
 	}
 	if o.Idle <= 0 {
 		o.Idle = 2 * time.Minute
+	}
+	if o.LeaseFor <= 0 {
+		o.LeaseFor = time.Minute
 	}
 	if o.Renew <= 0 {
 		o.Renew = time.Hour
@@ -133,6 +140,8 @@ type lease struct {
 	check    Check        // the quota, Cost unused
 	lastUsed atomic.Int64 // µs of the last request under the quota
 	left     atomic.Int64 // the quota's capacity left in Redis, as last seen
+	leftEnd  atomic.Int64 // µs the period left was seen in ends; 0 for Total
+	demand   atomic.Int64 // cost of this node's requests under it since the last Sync
 
 	// Guarded by Resilient.mu.
 	res     Reservation // the slice's reservation in Redis; zero: none held
@@ -142,6 +151,8 @@ type lease struct {
 	pending int         // requests admitted from it not yet settled
 	taken   time.Time   // when the slice was reserved
 	busy    bool        // being settled or taken by Sync
+	rate    float64     // this node's recent spend of it, units per second (Sync)
+	rateAt  time.Time   // when rate was last updated
 }
 
 // held reports whether the lease holds a slice.
@@ -171,11 +182,7 @@ func (x *Resilient) Admit(ctx context.Context, checks []Check) (Decision, error)
 	if !x.down.Load() {
 		d, err := x.shared.Admit(ctx, checks)
 		if err == nil {
-			if x.opts.Lease > 0 {
-				if d, err = x.seen(ctx, checks, d); err == nil {
-					return d, nil
-				}
-			} else {
+			if d, err = x.seen(ctx, checks, d); err == nil {
 				return d, nil
 			}
 		}
@@ -199,8 +206,14 @@ func (x *Resilient) seen(ctx context.Context, checks []Check, d Decision) (Decis
 		}
 		l := x.lease(c)
 		l.lastUsed.Store(us)
+		if d.Allowed {
+			l.demand.Add(c.Cost)
+		}
 		if i < len(d.Remaining) {
 			l.left.Store(d.Remaining[i])
+			if !d.Reset[i].IsZero() {
+				l.leftEnd.Store(d.Reset[i].UnixMicro())
+			}
 		}
 	}
 	if d.Allowed || d.Denied < 0 || checks[d.Denied].Kind != Quota {
@@ -303,6 +316,11 @@ func (x *Resilient) admitLocal(ctx context.Context, checks []Check) (Decision, e
 		}
 		p, _ := periodAt(c, now)
 		if l == nil || !l.held() || l.busy || l.period.label != p.label {
+			if l != nil && l.left.Load() < c.Cost && l.leftEnd.Load() == p.end {
+				// Redis last said this period's quota cannot cover the
+				// request: refuse it as Redis would, not as unavailable.
+				return spentDecision(h.checks, i, l.left.Load(), p, now), nil
+			}
 			return Decision{Denied: -1}, &unavailableError{errors.New("this node holds no lease of a quota or budget the request needs")}
 		}
 		if l.lastUsed.Load() < now.UnixMicro() {
@@ -347,6 +365,20 @@ func (x *Resilient) admitLocal(ctx context.Context, checks []Check) (Decision, e
 	oh.local = ld.Reservation
 	d.Reservation = Reservation{issuer: oh, h: h, expires: ld.Reservation.expires}
 	return d, nil
+}
+
+// spentDecision refuses a request by its check i, a quota Redis last saw
+// with left units in period p: what Redis would answer.
+func spentDecision(checks []Check, i int, left int64, p period, now time.Time) Decision {
+	d := Decision{Denied: i, RetryAfter: -1, Remaining: make([]int64, len(checks)), Reset: make([]time.Time, len(checks))}
+	d.Remaining[i] = max(left, 0)
+	if p.end != 0 {
+		d.Reset[i] = time.UnixMicro(p.end)
+		if checks[i].Cost <= checks[i].Limit {
+			d.RetryAfter = time.UnixMicro(p.end).Sub(now)
+		}
+	}
+	return d
 }
 
 // Settle implements Limiter. A reservation Redis admitted whose settlement
@@ -433,10 +465,6 @@ func (x *Resilient) Sync(ctx context.Context) error {
 			}
 		}
 	}
-	if x.opts.Lease <= 0 {
-		return nil
-	}
-
 	now := x.opts.Now()
 	us := now.UnixMicro()
 	var all []*lease
@@ -452,6 +480,9 @@ func (x *Resilient) Sync(ctx context.Context) error {
 		return true
 	})
 	x.mu.Unlock()
+	if x.opts.Lease <= 0 {
+		return nil // the records only remember what Redis last said
+	}
 	for _, l := range all {
 		if err := x.keep(ctx, l, now, n); err != nil {
 			return err
@@ -460,14 +491,16 @@ func (x *Resilient) Sync(ctx context.Context) error {
 	return nil
 }
 
-// leaseSize is the slice of c a node leases with n nodes and left units
-// of it known to remain: Lease of the limit, and no more than a quarter
-// of an even share of what is left, so that leases never take the last
-// of a quota from the nodes that need it.
-func (x *Resilient) leaseSize(c *Check, n, left int64) int64 {
-	size := int64(math.Ceil(float64(c.Limit) * x.opts.Lease))
+// leaseSize is the slice of c a node leases with n nodes, left units of it
+// known to remain and this node spending rate units a second of it: Lease
+// of the limit or LeaseFor of its demand, whichever is more, and no more
+// than half an even share of what is left, so that leases never take the
+// last of a quota from the nodes that need it.
+func (x *Resilient) leaseSize(c *Check, n, left int64, rate float64) int64 {
+	size := int64(math.Ceil(max(float64(c.Limit)*x.opts.Lease, rate*x.opts.LeaseFor.Seconds())))
+	size = min(size, c.Limit)
 	if left < math.MaxInt64 {
-		size = min(size, left/(4*max(n, 1)))
+		size = min(size, left/(2*max(n, 1)))
 	}
 	return max(size, 0)
 }
@@ -479,9 +512,19 @@ func (x *Resilient) keep(ctx context.Context, l *lease, now time.Time, n int64) 
 	idle := us-l.lastUsed.Load() > x.opts.Idle.Microseconds()
 	p, _ := periodAt(&l.check, now)
 	x.mu.Lock()
+	// The node's recent rate of spending the quota, smoothed over about
+	// ten Syncs.
+	if spent := l.demand.Swap(0); l.rateAt.IsZero() {
+		l.rateAt = now
+	} else if dt := now.Sub(l.rateAt).Seconds(); dt > 0 {
+		l.rate += (float64(spent)/dt - l.rate) * min(dt/10, 1)
+		l.rateAt = now
+	}
+	rate := l.rate
 	held, pending, busy := l.held(), l.pending, l.busy
+	target := x.leaseSize(&l.check, n, l.left.Load()+l.size, rate)
 	stale := held && (l.spent != 0 || idle || now.Sub(l.taken) > x.opts.Renew || l.period.label != p.label ||
-		l.size > 2*x.leaseSize(&l.check, n, l.left.Load()+l.size))
+		l.size > 2*target || 2*l.size < target)
 	x.mu.Unlock()
 	if busy || pending > 0 {
 		return nil
@@ -498,7 +541,7 @@ func (x *Resilient) keep(ctx context.Context, l *lease, now time.Time, n int64) 
 	if held || idle {
 		return nil
 	}
-	size := x.leaseSize(&l.check, n, l.left.Load())
+	size := x.leaseSize(&l.check, n, l.left.Load(), rate)
 	if size < 1 {
 		return nil
 	}

@@ -32,8 +32,14 @@ type Check struct {
 	// Every is how long a result is reused before Probe runs again
 	// (at least MinInterval).
 	Every time.Duration
-	// Degrades marks a part the node can serve without, less well: while
-	// it fails, the probe names it "degraded" and still answers ready.
+	// Degrades marks a part every node shares (the database, the KMS,
+	// Redis) that the node can serve without for a while, from what it
+	// holds: once the part has passed, a failure names it "degraded" and
+	// the node stays ready, since taking every node out of the load
+	// balancer at once would turn the part's outage into keygate's. A part
+	// that has not passed since the node started still makes it not ready,
+	// so a node that never reached it (a wrong address, say) gets no
+	// traffic.
 	Degrades bool
 }
 
@@ -66,6 +72,7 @@ type check struct {
 	at     time.Time  // when err was found; zero before the first run
 	err    error
 	logged bool // the current failure has been logged
+	passed bool // the check has passed since the node started
 }
 
 // New returns a Checker over checks.
@@ -91,6 +98,9 @@ func New(opts Options, checks ...Check) *Checker {
 type Result struct {
 	Name string
 	Err  error // nil: ok
+	// Degraded is set when Err is a failure of a part the node serves
+	// without (Check.Degrades, after it passed once).
+	Degraded bool
 }
 
 // ErrStopping is the result of every check once Stop was called.
@@ -105,12 +115,18 @@ func (c *Checker) Check(ctx context.Context) []Result {
 	out := make([]Result, len(c.checks))
 	var wg sync.WaitGroup
 	for i, ch := range c.checks {
-		wg.Go(func() { out[i] = Result{Name: ch.Name, Err: c.run(ctx, ch)} })
+		wg.Go(func() {
+			err := c.run(ctx, ch)
+			ch.mu.Lock()
+			degraded := err != nil && ch.Degrades && ch.passed
+			ch.mu.Unlock()
+			out[i] = Result{Name: ch.Name, Err: err, Degraded: degraded}
+		})
 	}
 	wg.Wait()
 	if c.stopping.Load() {
 		for i := range out {
-			out[i].Err = ErrStopping
+			out[i].Err, out[i].Degraded = ErrStopping, false
 		}
 	}
 	return out
@@ -126,8 +142,11 @@ func (c *Checker) run(ctx context.Context, ch *check) error {
 	}
 	err := c.probe(ctx, ch)
 	ch.at = c.opts.Now()
+	if err == nil {
+		ch.passed = true
+	}
 	switch {
-	case err != nil && !ch.logged && ch.Degrades:
+	case err != nil && !ch.logged && ch.Degrades && ch.passed:
 		c.opts.Log.Warn("degraded: "+ch.Name+" cannot serve; the node still answers /readyz with 200", "check", ch.Name, "err", err)
 		ch.logged = true
 	case err != nil && !ch.logged:
@@ -177,12 +196,12 @@ func (c *Checker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	res := c.Check(r.Context())
 	var b strings.Builder
 	ok := true
-	for i, x := range res {
+	for _, x := range res {
 		state := "ok"
 		switch {
 		case errors.Is(x.Err, ErrStopping):
 			ok, state = false, "shutting down"
-		case x.Err != nil && c.checks[i].Degrades:
+		case x.Degraded:
 			state = "degraded"
 		case x.Err != nil:
 			ok, state = false, "failing"

@@ -175,9 +175,10 @@ func TestOnlyGetAndHead(t *testing.T) {
 	}
 }
 
-// TestADegradingPartKeepsTheNodeReady: a part the node can serve without
-// reads "degraded" while it fails, and the node stays ready; a failing
-// part that is needed still makes it not ready; stopping overrides both.
+// TestADegradingPartKeepsTheNodeReady: a shared part the node can serve
+// without reads "degraded" when it fails after having passed, and the node
+// stays ready; before it ever passed it keeps the node out; a failing part
+// that is needed still makes it not ready; stopping overrides all.
 func TestADegradingPartKeepsTheNodeReady(t *testing.T) {
 	limits, store := &part{}, &part{}
 	clk := &clock{now: time.Unix(1_800_000_000, 0)}
@@ -185,7 +186,19 @@ func TestADegradingPartKeepsTheNodeReady(t *testing.T) {
 	c := ready.New(ready.Options{Log: slog.New(slog.NewTextHandler(&logs, nil)), Now: clk.Now},
 		ready.Check{Name: "store", Probe: store.probe},
 		ready.Check{Name: "limits", Probe: limits.probe, Degrades: true})
+	// A shared part that never answered since the start keeps the node
+	// out: it may be a wrong address.
 	limits.set(errors.New("dial tcp 10.9.8.7:6379: connection refused"))
+	if code, body := get(t, c, http.MethodGet); code != 503 || body != "not ready\nstore ok\nlimits failing\n" {
+		t.Fatalf("a degrading part that never passed: %d %q", code, body)
+	}
+	limits.set(nil)
+	clk.add(ready.MinInterval)
+	if code, _ := get(t, c, http.MethodGet); code != 200 {
+		t.Fatalf("all parts up: %d", code)
+	}
+	limits.set(errors.New("dial tcp 10.9.8.7:6379: connection refused"))
+	clk.add(ready.MinInterval)
 	if code, body := get(t, c, http.MethodGet); code != 200 || body != "ready\nstore ok\nlimits degraded\n" {
 		t.Fatalf("degraded part: %d %q", code, body)
 	}

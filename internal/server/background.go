@@ -9,9 +9,10 @@ import (
 
 // Intervals of the background tasks that configuration does not set.
 const (
-	flushEvery     = 5 * time.Second // last-used times, usage rows, the audit lag gauge
-	detectorTick   = time.Second     // the anomaly detectors' clock
-	historiesEvery = time.Minute     // risk histories: read once per key per node, so rarely worth rewriting
+	flushEvery      = 5 * time.Second // last-used times, usage rows, the audit lag gauge
+	detectorTick    = time.Second     // the anomaly detectors' clock
+	historiesEvery  = time.Minute     // risk histories: read once per key per node, so rarely worth rewriting
+	usageFlushEvery = time.Second     // usage rows: what a kill -9 may lose of them
 )
 
 // taskTable is everything a node does in the background while it serves,
@@ -45,8 +46,10 @@ func (n *Node) taskTable() []task {
 		{name: "audit-lag", every: flushEvery, run: func(context.Context) { n.met.AuditLag(n.trail.w.Lag()) }},
 		// Keys' last-use times, gathered in memory on the request path.
 		{name: "last-used", every: flushEvery, run: n.used.Flush, final: true},
-		// Per-key, per-day usage and spend, gathered in memory on the request path.
-		{name: "usage", every: flushEvery, run: n.lim.usage.Flush, final: true},
+		// Per-key, per-day usage and spend, gathered in memory on the request path: every
+		// second, so a kill -9 loses at most a second of a node's usage rows (each call's
+		// cost is also on its audit event, written every audit.flush_interval).
+		{name: "usage", every: usageFlushEvery, run: n.lim.usage.Flush, final: true},
 		// What each key's requests taught the risk rules (networks, places, hours).
 		{name: "risk-histories", every: historiesEvery, run: n.gw.FlushHistories, final: true},
 		// Keys due for automatic rotation are rotated and delivered; keys about to expire are warned of.

@@ -118,7 +118,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 	// One cache of compiled principals for the whole data plane. A key's
 	// group limits are compiled into its principal, so a change to any
 	// group drops them all.
-	keys := keysource.New(hasher, st, keysource.WithTTL(cfg.KeyCacheTTL),
+	keys := keysource.New(hasher, st, keysource.WithTTL(cfg.KeyCacheTTL), keysource.WithOutageGrace(cfg.KeyOutageGrace),
 		keysource.WithGroups(n.lim.groups.limits), keysource.WithLocation(cfg.Limits.Location()),
 		keysource.WithSecretGrants(func(id string) []string { return cfg.Workloads.SecretGrants[id] }))
 	n.lim.groups.onChange = keys.InvalidateAll

@@ -18,15 +18,20 @@ const kekProbeInterval = 30 * time.Second
 // there, and the audit trail's last flush stored every event somewhere.
 func (n *Node) newReadiness() *ready.Checker {
 	st, v := n.core.st, n.core.vault
+	// The store, the KMS and Redis are shared by every node: once they have
+	// answered, their failure only degrades a node, which serves what it
+	// holds (keys and data keys it has read, leases of quotas and budgets)
+	// and keeps audit events until a sink takes them. Failing every node's
+	// readiness at once would turn the part's outage into keygate's (the
+	// chaos suite saw a 30 s PostgreSQL outage and a stalled KMS take the
+	// whole cluster out of its load balancer). What a node must not do
+	// without is not degraded: limits without outage leases, and an audit
+	// trail configured to fail closed.
 	checks := []ready.Check{
-		{Name: "store", Probe: st.Ping},
-		{Name: "kek", Probe: v.ProbeKEK, Every: kekProbeInterval},
+		{Name: "store", Probe: st.Ping, Degrades: true},
+		{Name: "kek", Probe: v.ProbeKEK, Every: kekProbeInterval, Degrades: true},
 	}
 	if r := n.lim.redis; r != nil {
-		// With outage leases a node keeps serving while Redis is down, so
-		// Redis only degrades it: taking every node out of the load
-		// balancer because their shared Redis stopped would turn a Redis
-		// outage into a keygate outage.
 		checks = append(checks, ready.Check{Name: "limits", Degrades: n.cfg.Limits.OutageLease > 0, Probe: func(ctx context.Context) error {
 			if err := r.Ping(ctx).Err(); err != nil {
 				return fmt.Errorf("redis for limits (limits.redis): %w", err)
@@ -34,7 +39,7 @@ func (n *Node) newReadiness() *ready.Checker {
 			return nil
 		}})
 	}
-	checks = append(checks, ready.Check{Name: "audit", Probe: func(context.Context) error {
+	checks = append(checks, ready.Check{Name: "audit", Degrades: !n.cfg.Audit.FailClosed, Probe: func(context.Context) error {
 		if !n.trail.w.Healthy() {
 			return errors.New("no audit sink has stored every event at the last flush")
 		}

@@ -56,6 +56,8 @@ func RunOutage(t *testing.T, newCluster NewClusterFunc) {
 		{"SettleKept", testOutageSettleKept},
 		{"OwnLeaseGivenBack", testOutageOwnLeaseGivenBack},
 		{"NoLeasesConfigured", testOutageNoLeasesConfigured},
+		{"LeaseFollowsDemand", testOutageLeaseFollowsDemand},
+		{"SpentQuotaRefusedAsSpent", testOutageSpentQuotaRefusedAsSpent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newCluster) })
@@ -298,5 +300,75 @@ func testOutageNoLeasesConfigured(t *testing.T, newCluster NewClusterFunc) {
 	}
 	c.cut(true)
 	_, err := c.Nodes[0].Admit(ctx(t), []limit.Check{q})
+	unavailable(t, err)
+}
+
+// testOutageLeaseFollowsDemand: a node spending a quota fast leases about a
+// minute of its own demand, far more than the least share, so an outage
+// does not cut it off at once; never more than half of what is left.
+func testOutageLeaseFollowsDemand(t *testing.T, newCluster NewClusterFunc) {
+	clock := NewClock(start())
+	c := newCluster(t, clock.Now, 0.001)
+	n := c.Nodes[0]
+	q := quota("key:g:tokens", 1_000_000, limit.Month, nil, 100)
+	spent := int64(0)
+	for range 30 {
+		for range 10 {
+			d := admit(t, n, q)
+			allowed(t, d)
+			settle(t, n, d, 100)
+			spent += 100
+		}
+		clock.Advance(time.Second)
+		if err := n.Sync(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 1000 units a second: a minute of it is ~60,000; the least share is 1,000.
+	got := n.Leased(q)
+	if got < 20_000 || got > (1_000_000-spent)/2 {
+		t.Fatalf("a node spending 1000 units/s of a 1,000,000 quota leases %d; want about a minute of its demand, at most half of what is left", got)
+	}
+	// Spent down to the end, the lease shrinks with what is left.
+	big := quota("key:g:tokens", 1_000_000, limit.Month, nil, 900_000-spent)
+	d := admit(t, n, big)
+	allowed(t, d)
+	settle(t, n, d, 900_000-spent)
+	clock.Advance(time.Second)
+	for range 3 {
+		if err := n.Sync(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := n.Leased(q); got > 100_000/2 {
+		t.Fatalf("with 100,000 units left the node still leases %d", got)
+	}
+}
+
+// testOutageSpentQuotaRefusedAsSpent: a quota the shared state last said
+// was spent is refused as spent during an outage (a denial naming it, as
+// the shared state would give), not as unavailable; one with room left but
+// no lease is unavailable.
+func testOutageSpentQuotaRefusedAsSpent(t *testing.T, newCluster NewClusterFunc) {
+	clock := NewClock(start())
+	c := newCluster(t, clock.Now, -1)
+	n := c.Nodes[0]
+	spent := quota("key:h:usd", 3, limit.Total, nil, 1)
+	room := quota("key:i:usd", 100, limit.Day, nil, 1)
+	r := rate("key:h:rpm", 600, time.Minute, 1)
+	for range 3 {
+		allowed(t, admit(t, n, r, spent))
+	}
+	denied(t, admit(t, n, r, spent), 1, -1, 600-3, 0)
+	allowed(t, admit(t, n, room), 99)
+	c.cut(true)
+	d, err := n.Admit(ctx(t), []limit.Check{r, spent})
+	if err != nil {
+		t.Fatalf("a spent quota during an outage: error %v, want it refused as spent", err)
+	}
+	if d.Allowed || d.Denied != 1 || d.RetryAfter != -1 {
+		t.Fatalf("a spent lifetime quota during an outage: %+v", d)
+	}
+	_, err = n.Admit(ctx(t), []limit.Check{room})
 	unavailable(t, err)
 }
