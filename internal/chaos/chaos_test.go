@@ -88,7 +88,9 @@ func TestUsageOf(t *testing.T) {
 func TestJudge(t *testing.T) {
 	now := time.Now()
 	plain := &apiKey{class: plainKey}
-	budget := &apiKey{class: budgetKey}
+	budget := &apiKey{class: budgetKey, limit: 10_000}
+	spent := &apiKey{class: budgetKey, limit: 600}
+	spent.spent.Store(500)
 	revoked := &apiKey{class: churnKey}
 	revoked.retire(now.Add(-3*time.Second), now.Add(-2*time.Second))
 	for _, c := range []struct {
@@ -103,6 +105,7 @@ func TestJudge(t *testing.T) {
 		{"budget refused by design", budget, 429, `{"error":{"code":"budget_exceeded"}}`, true},
 		{"plain key refused", plain, 429, `{"error":{"code":"budget_exceeded"}}`, false},
 		{"limits unavailable is a failure", budget, 503, `{"error":{"code":"limits_unavailable"}}`, false},
+		{"limits unavailable for a spent budget is a refusal", spent, 503, `{"error":{"code":"limits_unavailable"}}`, true},
 		{"revoked key refused", revoked, 401, `{"error":{"code":"invalid_api_key"}}`, true},
 		{"revoked key served", revoked, 200, `{"object":"chat.completion"}`, false},
 	} {

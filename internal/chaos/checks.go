@@ -31,8 +31,9 @@ type Check struct {
 const auditLossWindow = time.Second
 
 // usageFlushBound is how long a node holds usage rows in memory before
-// writing them (every 5 s, and a write may take a moment).
-const usageFlushBound = 6 * time.Second
+// writing them (every second, as docs/limits.md states, and a write may
+// take a moment on a loaded machine).
+const usageFlushBound = 2 * time.Second
 
 func (s *suite) checks(ctx context.Context, rs []result, overall Row) []Check {
 	var out []Check
@@ -216,9 +217,10 @@ func (s *suite) recordedUsage(ctx context.Context, ac *adminclient.Client) (map[
 }
 
 // checkSpend compares spend recorded by keygate with spend the fake
-// providers billed. The only loss allowed is the calls in flight when a
-// node was killed: the provider may have billed them, and the killed
-// process could not record them.
+// providers billed. The only loss allowed is what a kill -9 may take as
+// documented: the calls in flight when a node was killed (the provider may
+// have billed them, the process could not record them) and the usage rows
+// of calls that node answered within usageFlushBound before the kill.
 func (s *suite) checkSpend(rs []result, usage map[string]keyUsage) Check {
 	var recorded, billed, seen, maxCall int64
 	for _, u := range usage {
@@ -242,8 +244,8 @@ func (s *suite) checkSpend(rs []result, usage map[string]keyUsage) Check {
 	}
 	diff := billed - recorded
 	c := Check{Name: "spend recorded equals spend billed"}
-	c.OK = diff >= 0 && diff <= allowance
-	c.Detail = fmt.Sprintf("billed by the fake providers %d µUSD, recorded by keygate %d µUSD, seen in answers %d µUSD; difference %d µUSD (allowed: calls in flight at a kill -9, at most %d µUSD); answered by a killed node in the %v before its kill -9, usage it may have held unwritten: %d µUSD",
+	c.OK = diff >= 0 && diff <= allowance+unflushed
+	c.Detail = fmt.Sprintf("billed by the fake providers %d µUSD, recorded by keygate %d µUSD, seen in answers %d µUSD; difference %d µUSD (allowed: calls in flight at a kill -9, at most %d µUSD, and calls a killed node answered in the %v before its kill -9, whose usage rows it may have held unwritten: %d µUSD)",
 		billed, recorded, seen, diff, allowance, usageFlushBound, unflushed)
 	return c
 }

@@ -29,6 +29,7 @@ type apiKey struct {
 	secret string
 	class  keyClass
 	limit  int64 // quota in requests, or budget in micro-dollars
+	small  bool  // a quota or budget spent before the load starts
 
 	mu sync.Mutex
 	// retiring is when the suite asked keygate to revoke the key, or when a
@@ -40,6 +41,23 @@ type apiKey struct {
 
 	admitted atomic.Int64 // 2xx answers seen by clients
 	spent    atomic.Int64 // micro-dollars in those answers' usage
+}
+
+// reserveMicro bounds what one chat call of the load reserves of a
+// budget: its prompt's tokens and max_tokens (64) of output, at the fake
+// deployments' prices.
+const reserveMicro = 200
+
+// spentOut reports whether the key's quota or budget, as its clients saw
+// it spent, cannot admit another call: any refusal is then right for it.
+func (k *apiKey) spentOut() bool {
+	switch k.class {
+	case quotaKey:
+		return k.admitted.Load() >= k.limit
+	case budgetKey:
+		return k.limit-k.spent.Load() < reserveMicro
+	}
+	return false
 }
 
 // state reads the key's retirement times.

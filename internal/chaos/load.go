@@ -300,6 +300,11 @@ func judge(r *result, key *apiKey, body []byte, want string) {
 		r.ok, r.refused = true, true
 	case r.status == http.StatusTooManyRequests && rightRefusal(key.class, code):
 		r.ok, r.refused = true, true
+	case r.status == http.StatusServiceUnavailable && code == "limits_unavailable" && key.spentOut():
+		// Spent as its clients saw it: refused either way. A node that
+		// lost Redis and never saw it spent cannot tell, so it says
+		// unavailable rather than spent; no call is lost.
+		r.ok, r.refused = true, true
 	default:
 		if code == "" {
 			code = plainBody(body)

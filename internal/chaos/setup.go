@@ -111,7 +111,10 @@ func build(ctx context.Context, o Options, dir string) (*cluster, error) {
 	if c.lb, err = startHAProxy(dir, c.nodes); err != nil {
 		return c, err
 	}
-	return c, c.waitServing(ctx)
+	if err := c.waitServing(ctx); err != nil {
+		return c, err
+	}
+	return c, c.spendSmallKeys(ctx)
 }
 
 // newNode prepares node i: its data directory, links and environment.
@@ -207,11 +210,24 @@ func (c *cluster) configure(ctx context.Context, echoToken string) error {
 		return fmt.Errorf("apply the routing: %w", err)
 	}
 	short := c.o.Short
-	// Sized so the limited keys run out part way through the run, and
-	// refuse from then on.
-	quota, budget := int64(1200), int64(30_000)
+	// Half the limited keys are small, sized to run out in the steady
+	// state before the first fault and refuse from then on (429, whatever
+	// the faults: a node that saw a quota spent refuses it as spent while
+	// Redis is away); the other half are ample, so the faults meet them
+	// with room left: through a Redis outage they must be served from the
+	// nodes' leases. (A small key with room left when Redis goes can only
+	// be served what the leases hold, at most half of what is left: by
+	// design, and not what this suite measures.)
+	quota, budget := int64(12), int64(2_000)
+	bigQuota, bigBudget := int64(100_000), int64(10_000_000)
 	if short {
-		quota, budget = 60, 1_500
+		quota, budget = 5, 600
+	}
+	quotaLimits := func(n int64) adminapi.Limits {
+		return adminapi.Limits{Quotas: []adminapi.Quota{{Limit: n, Unit: adminapi.UnitRequests, Period: adminapi.PeriodTotal}}}
+	}
+	budgetLimits := func(n int64) adminapi.Limits {
+		return adminapi.Limits{Budgets: []adminapi.Budget{{MicroUSD: n, Period: adminapi.PeriodTotal}}}
 	}
 	classes := []struct {
 		class keyClass
@@ -221,21 +237,58 @@ func (c *cluster) configure(ctx context.Context, echoToken string) error {
 	}{
 		{plainKey, 8, adminapi.Limits{}, 0},
 		{ratedKey, 4, adminapi.Limits{RPM: 30}, 0},
-		{quotaKey, 4, adminapi.Limits{Quotas: []adminapi.Quota{{Limit: quota, Unit: adminapi.UnitRequests, Period: adminapi.PeriodTotal}}}, quota},
-		{budgetKey, 4, adminapi.Limits{Budgets: []adminapi.Budget{{MicroUSD: budget, Period: adminapi.PeriodTotal}}}, budget},
+		{quotaKey, 2, quotaLimits(quota), quota},
+		{quotaKey, 2, quotaLimits(bigQuota), bigQuota},
+		{budgetKey, 2, budgetLimits(budget), budget},
+		{budgetKey, 2, budgetLimits(bigBudget), bigBudget},
 	}
+	small := map[int64]bool{quota: true, budget: true}
 	for _, cl := range classes {
 		for i := range cl.n {
-			name := fmt.Sprintf("chaos-%s-%d", cl.class, i+1)
+			name := fmt.Sprintf("chaos-%s-%d-%d", cl.class, cl.limit, i+1)
 			k, err := ac.CreateKey(ctx, adminapi.CreateKeyRequest{Name: name, AllowServices: []string{"echo"}, Limits: cl.lim, ExpiresIn: "2d"})
 			if err != nil {
 				return fmt.Errorf("create key %s: %w", name, err)
 			}
-			c.keys.add(&apiKey{id: k.Key.ID, name: name, secret: k.Secret, class: cl.class, limit: cl.limit})
+			c.keys.add(&apiKey{id: k.Key.ID, name: name, secret: k.Secret, class: cl.class, limit: cl.limit,
+				small: (cl.class == quotaKey || cl.class == budgetKey) && small[cl.limit]})
 		}
 	}
 	for _, k := range c.keys.snapshot()[:2] {
 		c.holders = append(c.holders, &tokenHolder{key: k})
+	}
+	return nil
+}
+
+// spendSmallKeys spends the small quota and budget keys to their limit
+// before the load starts, through the balancer, then asks each node once
+// directly, so every node has seen them spent: from then on a refusal is
+// the right answer for them whatever the faults.
+func (c *cluster) spendSmallKeys(ctx context.Context) error {
+	for _, k := range c.keys.snapshot() {
+		if !k.small {
+			continue
+		}
+		for tries := 0; ; tries++ {
+			code, body := c.chatAt(ctx, c.lb.addr, k.secret)
+			if code == http.StatusOK {
+				k.admitted.Add(1)
+				k.spent.Add(costOf([]byte(body)))
+				continue
+			}
+			if code == http.StatusTooManyRequests {
+				break
+			}
+			if tries > 50 || ctx.Err() != nil {
+				return fmt.Errorf("spending key %s to its limit: %d %s", k.name, code, body)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		for _, n := range c.nodes {
+			if code, body := c.chatAt(ctx, n.gateway, k.secret); code != http.StatusTooManyRequests {
+				return fmt.Errorf("key %s, spent, answered %d by %s: %s", k.name, code, n.name, body)
+			}
+		}
 	}
 	return nil
 }

@@ -54,6 +54,7 @@ type Resilient struct {
 
 	mu    sync.Mutex      // guards the leases' slices and retry
 	retry []pendingSettle // Redis settlements to apply once it answers
+	wake  chan struct{}   // a quota seen for the first time: lease it now
 }
 
 // ResilientOptions configures NewResilient. Zero fields take their
@@ -125,7 +126,7 @@ func (o *ResilientOptions) defaults() {
 // rate and concurrency shares and must not be used for anything else.
 func NewResilient(shared *Redis, local *Memory, opts ResilientOptions) *Resilient {
 	opts.defaults()
-	return &Resilient{shared: shared, local: local, opts: opts}
+	return &Resilient{shared: shared, local: local, opts: opts, wake: make(chan struct{}, 1)}
 }
 
 // leaseKey names a quota counter, whatever its period.
@@ -170,6 +171,11 @@ type outageHold struct {
 	idx    []int       // for each of local's checks, its index in the request
 	leases []*lease    // per check: the lease its quota cost came from, or nil
 }
+
+// Wake receives when a quota is seen for the first time, so that whoever
+// runs Sync runs it at once and the quota is leased before an outage can
+// find it unleased.
+func (x *Resilient) Wake() <-chan struct{} { return x.wake }
 
 // Down reports whether the node decides alone because Redis did not answer.
 func (x *Resilient) Down() bool { return x.down.Load() }
@@ -243,7 +249,13 @@ func (x *Resilient) lease(c *Check) *lease {
 	l := &lease{check: *c}
 	l.check.Cost = 0
 	l.left.Store(math.MaxInt64)
-	got, _ := x.leases.LoadOrStore(k, l)
+	got, loaded := x.leases.LoadOrStore(k, l)
+	if !loaded && x.opts.Lease > 0 {
+		select { // lease it at once, not at the next heartbeat
+		case x.wake <- struct{}{}:
+		default:
+		}
+	}
 	return got.(*lease)
 }
 
@@ -432,6 +444,7 @@ func (x *Resilient) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-x.wake:
 		}
 	}
 }

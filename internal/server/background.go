@@ -34,7 +34,7 @@ func (n *Node) taskTable() []task {
 		{name: "source-refs", every: cfg.Sources.Poll, run: n.src.refreshDue},
 		// Redis for limits: this node's heartbeat (how many nodes share a rate limit while Redis is
 		// down), the end of an outage, and its leases of the quotas and budgets in use.
-		{name: "limits", every: time.Second, run: func(ctx context.Context) {
+		{name: "limits", every: time.Second, wake: n.lim.wake(), run: func(ctx context.Context) {
 			if r := n.lim.resilient; r != nil {
 				n.lim.sync(ctx)
 				n.met.SharedLimits(!r.Down(), r.Nodes(), r.Held())

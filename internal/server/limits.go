@@ -85,6 +85,15 @@ func newLimits(ctx context.Context, p *plan, st *store.Store, log *slog.Logger) 
 	return l, nil
 }
 
+// wake receives when the limiter wants a sync at once (a quota seen for
+// the first time); nil without Redis.
+func (l *limits) wake() <-chan struct{} {
+	if l.resilient == nil {
+		return nil
+	}
+	return l.resilient.Wake()
+}
+
 // sync reaches Redis once for the limiter: heartbeat, end of an outage,
 // leases kept. It logs when Redis stops and starts answering.
 func (l *limits) sync(ctx context.Context) {
