@@ -261,32 +261,38 @@ func (c *cluster) configure(ctx context.Context, echoToken string) error {
 }
 
 // spendSmallKeys spends the small quota and budget keys to their limit
-// before the load starts, through the balancer, then asks each node once
-// directly, so every node has seen them spent: from then on a refusal is
-// the right answer for them whatever the faults.
+// before the load starts, on every node directly until each refuses them:
+// a node refused by Redis spends the lease it holds of the quota first, so
+// one node's refusal does not mean the others have nothing left. From then
+// on every node has seen them spent, and a refusal is the right answer for
+// them whatever the faults.
 func (c *cluster) spendSmallKeys(ctx context.Context) error {
 	for _, k := range c.keys.snapshot() {
 		if !k.small {
 			continue
 		}
-		for tries := 0; ; tries++ {
-			code, body := c.chatAt(ctx, c.lb.addr, k.secret)
-			if code == http.StatusOK {
-				k.admitted.Add(1)
-				k.spent.Add(costOf([]byte(body)))
-				continue
+		for round, tries := 0, 0; ; round++ {
+			refused := 0
+			for _, n := range c.nodes {
+				code, body := c.chatAt(ctx, n.gateway, k.secret)
+				switch code {
+				case http.StatusOK:
+					k.admitted.Add(1)
+					k.spent.Add(costOf([]byte(body)))
+				case http.StatusTooManyRequests:
+					refused++
+				default:
+					if tries++; tries > 50 || ctx.Err() != nil {
+						return fmt.Errorf("spending key %s to its limit: %d from %s: %s", k.name, code, n.name, body)
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
 			}
-			if code == http.StatusTooManyRequests {
+			if refused == len(c.nodes) {
 				break
 			}
-			if tries > 50 || ctx.Err() != nil {
-				return fmt.Errorf("spending key %s to its limit: %d %s", k.name, code, body)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		for _, n := range c.nodes {
-			if code, body := c.chatAt(ctx, n.gateway, k.secret); code != http.StatusTooManyRequests {
-				return fmt.Errorf("key %s, spent, answered %d by %s: %s", k.name, code, n.name, body)
+			if round > int(k.limit)+50 {
+				return fmt.Errorf("key %s with a limit of %d was still admitted after %d rounds", k.name, k.limit, round)
 			}
 		}
 	}
