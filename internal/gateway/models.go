@@ -131,18 +131,23 @@ func newModelCache(ttl time.Duration) *modelCache {
 func (mc *modelCache) get(ctx context.Context, g *Gateway, d provider.Dialect, up *route.Upstream) ([]provider.Model, error) {
 	now := g.opts.Now()
 	mc.mu.Lock()
-	if c, ok := mc.m[up]; ok && now.Sub(c.at) < mc.ttl {
-		mc.mu.Unlock()
+	c, cached := mc.m[up]
+	mc.mu.Unlock()
+	if cached && now.Sub(c.at) < mc.ttl {
 		return c.models, nil
 	}
-	mc.mu.Unlock()
 	models, err := g.fetchModels(ctx, d, up)
 	if err != nil {
+		if cached && now.Sub(c.at) < staleModels {
+			// A provider that hangs or fails does not empty the list:
+			// its last answer stands for a while.
+			return c.models, nil
+		}
 		return nil, err
 	}
 	mc.mu.Lock()
 	for k, c := range mc.m { // drop entries of replaced tables
-		if now.Sub(c.at) >= mc.ttl {
+		if now.Sub(c.at) >= staleModels {
 			delete(mc.m, k)
 		}
 	}
@@ -151,9 +156,17 @@ func (mc *modelCache) get(ctx context.Context, g *Gateway, d provider.Dialect, u
 	return models, nil
 }
 
+// staleModels is how long a provider's last model list answers for it
+// when asking it again fails.
+const staleModels = time.Hour
+
+// modelsTimeout bounds asking a provider for its model list: a provider
+// that hangs holds GET /v1/models that long at most.
+const modelsTimeout = 5 * time.Second
+
 // fetchModels asks one upstream for its model list with the real credential.
 func (g *Gateway) fetchModels(ctx context.Context, d provider.Dialect, up *route.Upstream) ([]provider.Model, error) {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, modelsTimeout)
 	defer cancel()
 	u := *up.BaseURL
 	u.Path = d.UpstreamPath(up.BaseURL.Path, "/v1/models")

@@ -2,12 +2,16 @@ package gateway_test
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/keygate/keygate/internal/fakeprovider"
+	"github.com/keygate/keygate/internal/gateway"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/store"
 )
@@ -215,5 +219,36 @@ func TestModelsListNeedsAKey(t *testing.T) {
 	openAIError(t, send(t, "POST", g.url+"/v1/models", "{}", "Authorization", "Bearer "+revoked), http.StatusMethodNotAllowed)
 	if n := alpha.RequestCount() + anth.RequestCount(); n != 0 {
 		t.Fatalf("refused listings reached upstream %d times", n)
+	}
+}
+
+// TestModelsListKeepsAFailingProvidersLastList: a provider that answered
+// its model list once and then fails still has its models listed, from its
+// last answer, once the cache's minute has passed.
+func TestModelsListKeepsAFailingProvidersLastList(t *testing.T) {
+	ks := newKeys(t)
+	key := ks.issue("app", nil)
+	var failing atomic.Bool
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			http.Error(w, `{"error":{"message":"overloaded"}}`, http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"object":"list","data":[{"id":"gpt-4o-mini","object":"model","created":1,"owned_by":"openai"}]}`)
+	}))
+	t.Cleanup(up.Close)
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	g := newGatewayWith(t, ks.verifier(), nil, func(o *gateway.Options) {
+		o.Now = func() time.Time { return time.Unix(0, now.Load()) }
+	}, upstreamAt("alpha", "openai", up.URL+"/v1", "test-upstream-key", "gpt-*"))
+	if got := listOpenAI(t, g, key).ids(); got != "gpt-4o-mini" {
+		t.Fatalf("first listing: %q", got)
+	}
+	failing.Store(true)
+	now.Add(int64(2 * time.Minute))
+	if got := listOpenAI(t, g, key).ids(); got != "gpt-4o-mini" {
+		t.Fatalf("with the provider failing after a minute: %q, want its last list", got)
 	}
 }
