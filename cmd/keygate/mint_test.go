@@ -80,13 +80,13 @@ func TestMintedKeyRotatesWithARequestInFlight(t *testing.T) {
 	}
 
 	// Before the overlap ends nothing is deleted; after it the old account is.
-	if err := r.RunDue(ctx); err != nil || len(fake.Deleted()) != 0 {
+	if _, err := r.RunDue(ctx); err != nil || len(fake.Deleted()) != 0 {
 		t.Fatalf("deleted before the overlap ended: %v %v", fake.Deleted(), err)
 	}
 	mu.Lock()
 	now = now.Add(time.Hour + time.Minute)
 	mu.Unlock()
-	if err := r.RunDue(ctx); err != nil {
+	if _, err := r.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if len(fake.Deleted()) != 1 || fake.Live() != 1 {

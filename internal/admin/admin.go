@@ -20,6 +20,7 @@ import (
 	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/egress"
+	"github.com/keygate/keygate/internal/leakreport"
 	"github.com/keygate/keygate/internal/rbac"
 	"github.com/keygate/keygate/internal/routing"
 	"github.com/keygate/keygate/internal/secret"
@@ -139,6 +140,10 @@ type Options struct {
 	// KeyRevoked runs after a revocation or a change to a key, so this
 	// node's key cache forgets the key before the next request.
 	KeyRevoked func(keyID string)
+	// UpstreamLeak, when set, answers a reported leak whose token is not a
+	// keygate credential but may be a provider key keygate holds (see
+	// leakreport.Responder.Upstream): a minted one is rotated at once.
+	UpstreamLeak func(ctx context.Context, token secret.String, rep leakreport.Report) (target, action string, ok bool)
 	// GroupsChanged runs after a group is created, changed or deleted, so
 	// this node enforces the change at once.
 	GroupsChanged func(ctx context.Context)

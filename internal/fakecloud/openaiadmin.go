@@ -42,6 +42,18 @@ func (o *OpenAIAdmin) Held() int { o.mu.Lock(); defer o.mu.Unlock(); return o.he
 // Live reports how many service accounts exist.
 func (o *OpenAIAdmin) Live() int { o.mu.Lock(); defer o.mu.Unlock(); return len(o.accounts) }
 
+// Keys returns the API keys of the live service accounts, for a test that
+// plays a key leaking.
+func (o *OpenAIAdmin) Keys() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var keys []string
+	for _, k := range o.accounts {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
 // Deleted returns the ids of deleted service accounts.
 func (o *OpenAIAdmin) Deleted() []string {
 	o.mu.Lock()

@@ -65,6 +65,12 @@ type Responder struct {
 	// ForgetKey makes this node's key cache forget a key at once (other
 	// nodes follow the revocation log).
 	ForgetKey func(keyID string)
+	// Upstream, when set, is asked about a reported token that is not a
+	// keygate credential: it reports whether the token is an upstream key
+	// keygate holds in its vault (a provider's key), and what was done
+	// about it (a key keygate mints is rotated). ok false means the token
+	// is not one keygate holds either.
+	Upstream func(ctx context.Context, token secret.String, rep Report) (target, action string, ok bool)
 	// Alert raises an alert (delivered like the detectors'); Audit
 	// records an event. Both may be nil.
 	Alert func(detect.Alert)
@@ -107,6 +113,13 @@ func (r *Responder) Handle(ctx context.Context, rep Report) (Outcome, error) {
 	raw := strings.TrimSpace(rep.Token.Reveal())
 	p, err := apikey.Parse(raw)
 	if err != nil {
+		if r.Upstream != nil {
+			if target, action, ok := r.Upstream(ctx, secret.New(raw), rep); ok {
+				out := Outcome{TruePositive: true, KeyName: target, Action: action}
+				r.record(rep, out, "an upstream key keygate holds")
+				return out, nil
+			}
+		}
 		r.record(rep, Outcome{}, "not a keygate credential: "+apikey.MalformedReason(err))
 		return Outcome{}, nil
 	}
@@ -199,7 +212,11 @@ func (r *Responder) record(rep Report, out Outcome, why string) {
 	if r.Audit == nil {
 		return
 	}
-	ev := audit.Event{Type: "key.leak_reported", Actor: rep.Reporter, KeyID: out.KeyID, Resource: out.Prefix,
+	res := out.Prefix
+	if res == "" {
+		res = out.KeyName // an upstream key: the provider it belongs to
+	}
+	ev := audit.Event{Type: "key.leak_reported", Actor: rep.Reporter, KeyID: out.KeyID, Resource: res,
 		Decision: "false_positive", Fields: map[string]string{"url": rep.URL, "source": rep.Source, "type": rep.Type}}
 	if out.TruePositive {
 		ev.Decision = "true_positive"

@@ -1,20 +1,18 @@
 // Package mint lets keygate hold a provider's admin credential and create,
 // rotate and delete the upstream API keys it serves with, instead of being
-// handed one. OpenAI is supported through its organization admin API:
-// each key keygate serves with belongs to a project service account that
-// keygate creates and, after a rotation's overlap, deletes.
+// handed one. OpenAI is supported through its organization admin API
+// (each key keygate serves with belongs to a project service account that
+// keygate creates and, after a rotation's overlap, deletes), OpenRouter
+// through its provisioning keys API.
 package mint
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/keygate/keygate/internal/adminapi"
@@ -36,44 +34,7 @@ type OpenAI struct {
 }
 
 func (o *OpenAI) do(ctx context.Context, method, path string, in, out any) error {
-	base := o.BaseURL
-	if base == "" {
-		base = "https://api.openai.com"
-	}
-	var body io.Reader
-	if in != nil {
-		b, _ := json.Marshal(in)
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(base, "/")+path, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+o.AdminKey.Reveal())
-	req.Header.Set("Content-Type", "application/json")
-	hc := o.HTTP
-	if hc == nil {
-		hc = &http.Client{Timeout: 30 * time.Second}
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("openai admin API: %s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode >= 300 {
-		var e struct {
-			Error struct{ Message string } `json:"error"`
-		}
-		_ = json.Unmarshal(raw, &e)
-		return fmt.Errorf("openai admin API: %s %s answered %d: %s", method, path, resp.StatusCode, e.Error.Message)
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return fmt.Errorf("openai admin API: %s %s: unreadable answer", method, path)
-		}
-	}
-	return nil
+	return callJSON(ctx, o.HTTP, "openai admin API", orDefault(o.BaseURL, "https://api.openai.com"), o.AdminKey, method, path, in, out)
 }
 
 // Create makes a project service account called name and returns its key.
@@ -144,7 +105,7 @@ func (r *Rotator) now() time.Time {
 	return time.Now()
 }
 
-func (r *Rotator) stateName() string { return "mint/" + r.Provider }
+func (r *Rotator) stateName() string { return StateName(r.Provider) }
 
 func (r *Rotator) load(ctx context.Context) (State, error) {
 	v, _, err := r.Admin.SecretValue(ctx, r.stateName(), 0)
@@ -204,34 +165,77 @@ func (r *Rotator) Rotate(ctx context.Context) error {
 	return r.save(ctx, s)
 }
 
+// Done is what RunDue did.
+type Done struct {
+	Rotated bool     // a new key was made current
+	Deleted []string // ids of the replaced keys deleted upstream
+}
+
 // RunDue deletes retired keys whose overlap has passed and rotates when
 // the current key is older than Every.
-func (r *Rotator) RunDue(ctx context.Context) error {
+func (r *Rotator) RunDue(ctx context.Context) (Done, error) {
+	var done Done
 	s, err := r.load(ctx)
 	if err != nil {
-		return err
+		return done, err
 	}
 	now := r.now()
 	var keep []Retired
-	changed := false
 	for _, x := range s.Retiring {
 		if now.Before(x.DeleteAt) {
 			keep = append(keep, x)
 			continue
 		}
 		if err := r.Minter.Delete(ctx, x.ID); err != nil {
-			return err
+			return done, err
 		}
-		changed = true
+		done.Deleted = append(done.Deleted, x.ID)
 	}
-	if changed {
+	if len(done.Deleted) > 0 {
 		s.Retiring = keep
 		if err := r.save(ctx, s); err != nil {
-			return err
+			return done, err
 		}
 	}
 	if r.Every > 0 && !now.Before(s.CreatedAt.Add(r.Every)) {
-		return r.Rotate(ctx)
+		if err := r.Rotate(ctx); err != nil {
+			return done, err
+		}
+		done.Rotated = true
 	}
-	return nil
+	return done, nil
+}
+
+// RotateUnlessNewer rotates unless the current key was made after seen:
+// a key found leaked at seen is replaced once, however many nodes found
+// it. It reports whether it rotated.
+func (r *Rotator) RotateUnlessNewer(ctx context.Context, seen time.Time) (bool, error) {
+	s, err := r.load(ctx)
+	if err != nil {
+		return false, err
+	}
+	if s.CreatedAt.After(seen) {
+		return false, nil
+	}
+	return true, r.Rotate(ctx)
+}
+
+// NextDue is when RunDue next has work: the current key reaching Every,
+// or the first replaced key's overlap ending. It is the zero time when
+// there is none.
+func (r *Rotator) NextDue(ctx context.Context) (time.Time, error) {
+	s, err := r.load(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var next time.Time
+	if r.Every > 0 {
+		next = s.CreatedAt.Add(r.Every)
+	}
+	for _, x := range s.Retiring {
+		if next.IsZero() || x.DeleteAt.Before(next) {
+			next = x.DeleteAt
+		}
+	}
+	return next, nil
 }

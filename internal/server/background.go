@@ -32,6 +32,9 @@ func (n *Node) taskTable() []task {
 		{name: "routing", every: routingPoll, run: n.routing.poll},
 		// Provider keys and secrets kept in a cloud secret manager or Vault are re-read when due (one node per read).
 		{name: "source-refs", every: cfg.Sources.Poll, run: n.src.refreshDue},
+		// Provider keys keygate mints are rotated on their schedule, and at once when found leaked; replaced ones
+		// are deleted upstream after their overlap (one node per provider, holding its lease in the shared database).
+		{name: "minted-keys", every: cfg.Sources.Poll, wake: n.mint.wake(), run: n.mint.run},
 		// Redis for limits: this node's heartbeat (how many nodes share a rate limit while Redis is
 		// down), the end of an outage, and its leases of the quotas and budgets in use.
 		{name: "limits", every: time.Second, wake: n.lim.wake(), run: func(ctx context.Context) {

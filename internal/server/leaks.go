@@ -103,6 +103,7 @@ func (n *Node) leakReportHandler() (http.Handler, error) {
 	resp := &leakreport.Responder{
 		Store: n.core.st, Hasher: n.core.hasher, Admin: n.core.st, Action: action,
 		ForgetKey: n.gw.ForgetKey, Alert: n.det.raise, Audit: n.trail.w.Record, Log: n.log,
+		Upstream: n.upstreamLeak,
 	}
 	o := leakreport.PartnerOptions{
 		Responder: resp, KeysURL: c.KeysURL, Log: n.log,
@@ -131,4 +132,10 @@ func withLeakReports(gw, reports http.Handler) http.Handler {
 		}
 		gw.ServeHTTP(w, r)
 	})
+}
+
+// upstreamLeak answers a leak report whose token may be a provider key
+// held in the vault: a minted one is rotated at once (see minting.reported).
+func (n *Node) upstreamLeak(ctx context.Context, token secret.String, rep leakreport.Report) (target, action string, ok bool) {
+	return n.mint.reported(ctx, n.gw.LeakMatcher, token, rep)
 }

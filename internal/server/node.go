@@ -69,6 +69,7 @@ type Node struct {
 	routing *routingFollower
 	chg     *changeFollower
 	src     *sourceParts   // references and cloud identity
+	mint    *minting       // rotations of the provider keys keygate mints
 	ready   *ready.Checker // GET /readyz
 
 	runner *taskRunner // the background tasks (taskTable)

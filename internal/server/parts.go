@@ -101,6 +101,11 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		return err
 	}
 	n.src.raiseTo(n.det.engine)
+	n.mint = newMinting(st, v, n.src.cloudOpts.HTTP, log)
+	n.mint.audit, n.mint.alert = n.trail.w.Record, n.det.engine.Raise
+	// After a rotation this node serves the new key and looks for it, not
+	// the old one, at once; other nodes follow the vault's change.
+	n.mint.reload = func(ctx context.Context) { n.refreshProviders(ctx); n.refreshLeakMatcher(ctx) }
 	verifyTOTP, stepUp, err := newStepUp(cfg, st, v, n.det, n.trail, log)
 	if err != nil {
 		return err
@@ -171,7 +176,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		Tokens:          n.tok.gateway,
 		Risk:            risk,
 		Metrics:         n.met,
-		Audit:           n.trail.w,
+		Audit:           leakWatch{n.trail.w, n.mint}, // a minted provider's key found leaked is rotated
 		AuditFailClosed: cfg.Audit.FailClosed,
 		Detect:          n.det.engine,
 		Secrets:         secrets,
@@ -207,6 +212,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		Routing:          st,
 		RoutingFile:      n.routing.file,
 		KeyRevoked:       n.gw.ForgetKey,
+		UpstreamLeak:     n.upstreamLeak,
 		GroupsChanged:    n.lim.groupsChanged,
 		MCP:              st,
 		MCPChanged:       n.refreshMCP,

@@ -101,6 +101,7 @@ func Run(t *testing.T, newURL func(t testing.TB) string) {
 		{"MCPServers", testMCPServers},
 		{"SnapshotPeople", testSnapshotPeople},
 		{"WorkloadTokens", testWorkloadTokens},
+		{"MintLeases", testMintLeases},
 		{"RoutingEntries", testRoutingEntries},
 		{"Sessions", testSessions},
 		{"SignInSecrets", testSignInSecrets},

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/internal/adminclient"
+	"github.com/keygate/keygate/internal/fakecloud"
+	"github.com/keygate/keygate/internal/secret"
+)
+
+// mintedServe starts keygate (looking for due work every 200ms) and a
+// fake OpenAI admin API, and mints provider openai with extra flags.
+func mintedServe(t *testing.T, flags ...string) (*instance, *fakecloud.OpenAIAdmin, func(stream bool) (int, string)) {
+	t.Helper()
+	cfg := testConfig(t, t.TempDir())
+	cfg.Sources.Poll = 200 * time.Millisecond
+	in := start(t, cfg, "")
+	fake := &fakecloud.OpenAIAdmin{AdminKey: "fake-openai-admin-key-" + t.Name(), Project: "proj_fake"}
+	srv := httptest.NewServer(fake)
+	t.Cleanup(srv.Close)
+	in.mustCLI(map[string]string{"OPENAI_ADMIN_KEY": fake.AdminKey}, "", append([]string{"provider", "mint", "openai", "--openai-project", fake.Project,
+		"--admin-key-env", "OPENAI_ADMIN_KEY", "--openai-admin-url", srv.URL, "--base-url", srv.URL + "/v1", "--models", "gpt-*"}, flags...)...)
+	key := in.createKey("--name", "minted-app")
+	chat := func(stream bool) (int, string) {
+		body := `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]`
+		if stream {
+			body += `,"stream":true`
+		}
+		return postJSON(t, in.addrs.Gateway+"/v1/chat/completions", key, body+"}")
+	}
+	return in, fake, chat
+}
+
+// until waits, for up to 20s, for cond.
+func until(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting for " + what)
+		}
+	}
+}
+
+// auditHas reports whether the audit trail holds an event of type typ
+// whose resource, reasons or fields contain each of want ("field=value"
+// for a field).
+func auditHas(in *instance, typ string, want ...string) bool {
+	var evs struct {
+		Events []struct {
+			Resource string            `json:"resource"`
+			Reasons  []string          `json:"reasons"`
+			Fields   map[string]string `json:"fields"`
+		} `json:"events"`
+	}
+	decodeJSON(in.t, in.mustCLI(nil, "", "--json", "audit", "search", "--type", typ, "--limit", "1000"), &evs)
+next:
+	for _, ev := range evs.Events {
+		for _, w := range want {
+			k, v, isField := strings.Cut(w, "=")
+			if isField && ev.Fields[k] != v || !isField && !strings.Contains(ev.Resource+" "+strings.Join(ev.Reasons, " "), w) {
+				continue next
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// TestMintedKeyRotatesInsideServe: keygate serve rotates a minted key on
+// its schedule, with no command run, while a streaming request through the
+// old key is in flight, which finishes; a new request uses the new key;
+// the old service account is deleted upstream after the overlap; both
+// steps are on the audit trail; mint-schedule changes the schedule (off
+// here). No real OpenAI is called.
+func TestMintedKeyRotatesInsideServe(t *testing.T) {
+	in, fake, chat := mintedServe(t, "--rotate-every", "4s", "--overlap", "2s")
+	if code, body := chat(false); code != 200 {
+		t.Fatalf("with the minted key: %d %s", code, body)
+	}
+	first := fake.Keys()
+
+	release := fake.HoldNext()
+	done := make(chan [2]string, 1)
+	go func() { c, b := chat(true); done <- [2]string{strconv.Itoa(c), b} }()
+	until(t, "the request to reach the upstream", func() bool { return fake.Held() == 1 })
+	fake.StopHolding()
+
+	until(t, "keygate serve to rotate on schedule", func() bool { return fake.Live() == 2 })
+	in.mustCLI(nil, "", "provider", "mint-schedule", "openai", "--rotate-every", "off")
+	if code, body := chat(false); code != 200 {
+		t.Fatalf("a new request after the rotation: %d %s", code, body)
+	}
+	close(release)
+	if res := <-done; res[0] != "200" || !strings.Contains(res[1], fakecloud.ReplyText) || !strings.Contains(res[1], "[DONE]") {
+		t.Fatalf("the request in flight during the rotation: %s %s", res[0], res[1])
+	}
+
+	until(t, "the old service account to be deleted after the overlap", func() bool { return len(fake.Deleted()) == 1 })
+	if keys := fake.Keys(); len(keys) != 1 || keys[0] == first[0] {
+		t.Fatalf("after the overlap only the new key lives: %d keys", len(keys))
+	}
+	if code, body := chat(false); code != 200 {
+		t.Fatalf("the new key serves after the old one is gone: %d %s", code, body)
+	}
+	until(t, "the rotation and the deletion on the audit trail", func() bool {
+		return auditHas(in, "provider.minted_key_rotated", "reason=schedule", "provider:openai") &&
+			auditHas(in, "provider.minted_key_deleted", "reason=overlap_ended")
+	})
+	// The schedule is off: past the old due time nothing more is minted.
+	time.Sleep(4500 * time.Millisecond)
+	if fake.Live() != 1 || len(fake.Deleted()) != 1 {
+		t.Fatalf("rotated again with the schedule off: live %d, deleted %d", fake.Live(), len(fake.Deleted()))
+	}
+	if strings.Contains(in.stderr.String(), fake.AdminKey) || strings.Contains(in.stderr.String(), fake.Keys()[0]) {
+		t.Fatal("a key reached keygate's log")
+	}
+}
+
+// TestMintedKeyLeakRotates: a minted key found in a request body (the
+// outbound check refuses it) is rotated at once by keygate serve, with an
+// alert and an audit event; the same key found again is not rotated twice;
+// a leak report of the new key through the admin API rotates it too.
+func TestMintedKeyLeakRotates(t *testing.T) {
+	in, fake, chat := mintedServe(t)
+	if code, body := chat(false); code != 200 {
+		t.Fatalf("with the minted key: %d %s", code, body)
+	}
+	leaked := fake.Keys()[0]
+	body := `{"model":"gpt-4o","messages":[{"role":"user","content":"my key is ` + leaked + `"}]}`
+	careless := in.createKey("--name", "careless")
+	// The outbound check learns the minted key as the vault changes (within a second or so).
+	until(t, "the outbound check to refuse the provider's key", func() bool {
+		code, answer := postJSON(t, in.addrs.Gateway+"/v1/chat/completions", careless, body)
+		if strings.Contains(answer, leaked) {
+			t.Fatal("the key was echoed")
+		}
+		return code == 400 && strings.Contains(answer, "credential_in_request")
+	})
+	until(t, "keygate serve to rotate the leaked key", func() bool { return fake.Live() == 2 })
+	until(t, "the rotation and the alert on the audit trail", func() bool {
+		return auditHas(in, "provider.minted_key_rotated", "reason=leak", "found=found_in_traffic") &&
+			auditHas(in, "alert", "minted_key_leaked", "provider openai")
+	})
+	if code, body := chat(false); code != 200 {
+		t.Fatalf("the new key serves: %d %s", code, body)
+	}
+	// Found again (the old value, by a node whose check had not moved on):
+	// the key made since is not replaced.
+	postJSON(t, in.addrs.Gateway+"/v1/chat/completions", in.createKey("--name", "careless-2"), body)
+	time.Sleep(time.Second)
+	if fake.Live() != 2 {
+		t.Fatalf("the leaked key was rotated twice: %d live", fake.Live())
+	}
+
+	// A leak report of the current key, as GitHub's or a person's.
+	var current string
+	for _, k := range fake.Keys() {
+		if k != leaked {
+			current = k
+		}
+	}
+	c, err := adminclient.New(in.addrs.Admin, secret.New(in.admin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.ReportLeak(context.Background(), secret.New(current), "https://paste.example/abc")
+	if err != nil || !out.TruePositive || out.KeyName != "provider:openai" || out.Action != "rotating" {
+		t.Fatalf("report of the provider's key: %+v %v", out, err)
+	}
+	until(t, "the reported key to be rotated", func() bool { return fake.Live() == 3 })
+	until(t, "the report's rotation on the audit trail", func() bool {
+		return auditHas(in, "provider.minted_key_rotated", "found=leak_report") && auditHas(in, "key.leak_reported", "provider:openai")
+	})
+	for _, k := range fake.Keys() {
+		if strings.Contains(in.stderr.String(), k) {
+			t.Fatal("a minted key reached keygate's log")
+		}
+	}
+}
