@@ -54,7 +54,8 @@ func checkAnthropicBody(body []byte, version string) (map[string]any, error) {
 }
 
 // Bedrock is a fake Amazon Bedrock runtime: InvokeModel,
-// InvokeModelWithResponseStream (AWS event stream framing) and Converse,
+// InvokeModelWithResponseStream (AWS event stream framing), Converse and
+// ConverseStream,
 // for Anthropic models, verifying every request's SigV4 signature.
 type Bedrock struct {
 	Keys *AWSKeys
@@ -63,6 +64,19 @@ type Bedrock struct {
 	Requests []string // "METHOD path" of each verified request
 	Bodies   [][]byte
 	KeyIDs   []string // the access key id each request was signed with
+}
+
+// BedrockSeen is what a fake Bedrock runtime has verified so far.
+type BedrockSeen struct {
+	Requests []string // "METHOD path" of each verified request
+	KeyIDs   []string // the access key id each was signed with
+}
+
+// Snapshot returns what b has verified so far, safe to read while it serves.
+func (b *Bedrock) Snapshot() BedrockSeen {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return BedrockSeen{Requests: append([]string(nil), b.Requests...), KeyIDs: append([]string(nil), b.KeyIDs...)}
 }
 
 // ServeHTTP serves /model/{id}/{operation}.
@@ -97,24 +111,54 @@ func (b *Bedrock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, 200, anthropicMessage(model))
 			return
 		}
+		events := anthropicEvents(model)
+		// Bedrock adds the invocation's token counts to the last event.
+		last := events[len(events)-1]
+		events[len(events)-1] = last[:len(last)-1] + `,"amazon-bedrock-invocationMetrics":{"inputTokenCount":10,"outputTokenCount":7,"invocationLatency":5,"firstByteLatency":2}}`
 		w.Header().Set("Content-Type", "application/vnd.amazon.eventstream")
 		w.WriteHeader(200)
-		enc := eventstream.NewEncoder()
-		for _, ev := range anthropicEvents(model) {
+		for _, ev := range events {
 			payload, _ := json.Marshal(map[string]string{"bytes": base64.StdEncoding.EncodeToString([]byte(ev))})
-			_ = enc.Encode(w, eventstream.Message{Headers: eventstream.Headers{
-				{Name: ":event-type", Value: eventstream.StringValue("chunk")},
-				{Name: ":content-type", Value: eventstream.StringValue("application/json")},
-				{Name: ":message-type", Value: eventstream.StringValue("event")},
-			}, Payload: payload})
-			w.(http.Flusher).Flush()
+			writeEvent(w, "chunk", payload)
 		}
-	case "converse":
-		writeJSON(w, 200, map[string]any{"output": map[string]any{"message": map[string]any{"role": "assistant", "content": []map[string]string{{"text": ReplyText}}}},
-			"stopReason": "end_turn", "usage": map[string]int{"inputTokens": 10, "outputTokens": 7, "totalTokens": 17}, "metrics": map[string]int{"latencyMs": 5}})
+	case "converse", "converse-stream":
+		var in struct {
+			Messages []struct {
+				Role    string           `json:"role"`
+				Content []map[string]any `json:"content"`
+			} `json:"messages"`
+		}
+		if err := json.Unmarshal(body, &in); err != nil || len(in.Messages) == 0 {
+			w.Header().Set("X-Amzn-Errortype", "ValidationException")
+			writeJSON(w, 400, map[string]string{"message": "1 validation error detected: Value at 'messages' failed to satisfy constraint: Member must not be null"})
+			return
+		}
+		if op == "converse" {
+			writeJSON(w, 200, map[string]any{"output": map[string]any{"message": map[string]any{"role": "assistant", "content": []map[string]string{{"text": ReplyText}}}},
+				"stopReason": "end_turn", "usage": map[string]int{"inputTokens": 10, "outputTokens": 7, "totalTokens": 17}, "metrics": map[string]int{"latencyMs": 5}})
+			return
+		}
+		w.Header().Set("Content-Type", "application/vnd.amazon.eventstream")
+		w.WriteHeader(200)
+		writeEvent(w, "messageStart", []byte(`{"role":"assistant"}`))
+		writeEvent(w, "contentBlockDelta", []byte(`{"contentBlockIndex":0,"delta":{"text":"Hello from a fake "}}`))
+		writeEvent(w, "contentBlockDelta", []byte(`{"contentBlockIndex":0,"delta":{"text":"cloud model"}}`))
+		writeEvent(w, "contentBlockStop", []byte(`{"contentBlockIndex":0}`))
+		writeEvent(w, "messageStop", []byte(`{"stopReason":"end_turn"}`))
+		writeEvent(w, "metadata", []byte(`{"usage":{"inputTokens":10,"outputTokens":7,"totalTokens":17},"metrics":{"latencyMs":5}}`))
 	default:
 		writeJSON(w, 404, map[string]string{"message": "unknown operation " + op})
 	}
+}
+
+// writeEvent writes one AWS event-stream event message and flushes it.
+func writeEvent(w http.ResponseWriter, eventType string, payload []byte) {
+	_ = eventstream.NewEncoder().Encode(w, eventstream.Message{Headers: eventstream.Headers{
+		{Name: ":event-type", Value: eventstream.StringValue(eventType)},
+		{Name: ":content-type", Value: eventstream.StringValue("application/json")},
+		{Name: ":message-type", Value: eventstream.StringValue("event")},
+	}, Payload: payload})
+	w.(http.Flusher).Flush()
 }
 
 // Vertex is a fake Vertex AI endpoint for Anthropic models (rawPredict and

@@ -97,6 +97,9 @@ type call struct {
 	service  *route.Service
 	passRest string
 
+	// A Bedrock runtime call (bedrock.go): its path upstream.
+	bedrockPath string
+
 	// Tracing and overhead (tracing.go): the request's span, its GenAI
 	// operation, the model the answer named; when the call is timed, its
 	// start, the time spent waiting on upstream attempts and what keygate

@@ -71,6 +71,10 @@ func (g *Gateway) endpoint(w http.ResponseWriter, r *http.Request) {
 			g.servePassthrough(w, r)
 			return
 		}
+		if strings.HasPrefix(r.URL.Path, BedrockPrefix) {
+			g.serveBedrock(w, r)
+			return
+		}
 		if isMCPPath(r.URL.Path) {
 			g.serveMCP(w, r)
 			return

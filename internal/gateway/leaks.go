@@ -104,6 +104,13 @@ func (g *Gateway) checkAnswer(c *call, resp *http.Response) error {
 		}
 		c.answerLeaks = append(c.answerLeaks, h)
 	}
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), eventStreamType) {
+		// An AWS event stream (Bedrock): checked message by message.
+		resp.Body = newEventStreamGuard(resp.Body, m, func(h leak.Hit) bool { return action(h) != leak.ActionAlert }, record)
+		resp.Header.Del("Content-Length")
+		resp.ContentLength = -1
+		return nil
+	}
 	if n := resp.ContentLength; n >= 0 && n <= maxWholeAnswer {
 		// A whole answer of known length: checked at once, and its
 		// Content-Length stays true.

@@ -28,6 +28,7 @@ type meteredBody struct {
 	g       *Gateway
 	c       *call
 	stream  *usage.StreamMeter
+	bedrock *usage.BedrockStreamMeter // a Bedrock event stream's
 	buf     *[]byte
 	dialect string
 	over    bool
@@ -36,9 +37,12 @@ type meteredBody struct {
 
 func newMeteredBody(g *Gateway, c *call, resp *http.Response) *meteredBody {
 	m := &meteredBody{ReadCloser: resp.Body, g: g, c: c, dialect: c.wireDialect().Name()}
-	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+	switch ct := resp.Header.Get("Content-Type"); {
+	case strings.HasPrefix(ct, "text/event-stream"):
 		m.stream = usage.NewStreamMeter(m.dialect)
-	} else {
+	case m.dialect == usage.DialectBedrock && strings.HasPrefix(ct, "application/vnd.amazon.eventstream"):
+		m.bedrock = usage.NewBedrockStreamMeter()
+	default:
 		m.buf = jsonBufs.Get().(*[]byte)
 	}
 	return m
@@ -51,6 +55,8 @@ func (m *meteredBody) Read(p []byte) (int, error) {
 		switch {
 		case m.stream != nil:
 			_, _ = m.stream.Write(p[:n])
+		case m.bedrock != nil:
+			_, _ = m.bedrock.Write(p[:n])
 		case !m.over && m.buf != nil:
 			if len(*m.buf)+n > maxMeteredJSON {
 				m.over = true
@@ -70,8 +76,14 @@ func (m *meteredBody) Close() error {
 		switch {
 		case m.stream != nil:
 			u = m.stream.Usage()
+		case m.bedrock != nil:
+			u = m.bedrock.Usage()
 		case m.buf != nil:
-			if !m.over {
+			switch {
+			case m.over:
+			case m.dialect == usage.DialectBedrock:
+				u, _ = usage.FromBedrockJSON(*m.buf)
+			default:
 				u, _ = usage.FromJSON(m.dialect, *m.buf)
 				if m.c.span != nil {
 					m.c.respModel = responseModel(*m.buf)

@@ -86,6 +86,10 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 // client's path, and its real credential in place of the client's. model
 // is the model the request names upstream (a preset's deployment name).
 func (g *Gateway) target(out *http.Request, c *call, up *route.Upstream, clientPath, model string) error {
+	if c.bedrockPath != "" {
+		bedrockTarget(out, c, up)
+		return nil
+	}
 	d, path := c.dialect, clientPath
 	if d == g.gemini {
 		// Gemini names the model in the path: the upstream's, there.

@@ -42,6 +42,9 @@ type Upstream struct {
 	// Azure OpenAI with Entra ID), signs or authorizes each request; Key
 	// then holds only a placeholder that Auth strips. nil for API keys.
 	Auth cloudauth.Authorizer
+	// Cloud is the cloud preset of such a provider (cloudauth.PresetBedrock,
+	// ...), "" for API keys.
+	Cloud string
 }
 
 // CloudPlaceholder is the Key of a cloud-identity upstream: the gateway
@@ -276,6 +279,7 @@ func WithCloudAuth(cache *cloudauth.Cache, o cloudauth.Options) LoadOption {
 // cloud readies up, a provider of cloud preset cp whose sealed credential
 // document is doc.
 func (lo *loadOptions) cloud(ctx context.Context, up *Upstream, cp cloudauth.Preset, doc secret.String) error {
+	up.Cloud = cp.Name
 	if cp.Wire != "" {
 		pre, ok := provider.LookupPreset(cp.Wire)
 		if !ok {
