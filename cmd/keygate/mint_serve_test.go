@@ -182,3 +182,46 @@ func TestMintedKeyLeakRotates(t *testing.T) {
 		}
 	}
 }
+
+// TestProviderMintOpenRouter: keygate provider mint with an OpenRouter
+// provisioning key creates the key it serves with through a fake of
+// OpenRouter's key management API; a chat through keygate uses it;
+// mint-rotate replaces it and, after the overlap, deletes the old one by
+// its hash. No real OpenRouter is called.
+func TestProviderMintOpenRouter(t *testing.T) {
+	in := start(t, testConfig(t, t.TempDir()), "")
+	fake := &fakecloud.OpenRouter{ProvisioningKey: "fake-openrouter-provisioning-" + t.Name()}
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	in.mustCLI(map[string]string{"OPENROUTER_PROVISIONING_KEY": fake.ProvisioningKey}, "", "provider", "mint", "openrouter",
+		"--provisioning-key-env", "OPENROUTER_PROVISIONING_KEY", "--key-api-url", srv.URL, "--base-url", srv.URL+"/api/v1", "--models", "mistralai/*", "--overlap", "1s")
+	if fake.Live() != 1 {
+		t.Fatalf("one key after provider mint; %d", fake.Live())
+	}
+	key := in.createKey("--name", "openrouter-app")
+	chat := func() (int, string) {
+		return postJSON(t, in.addrs.Gateway+"/v1/chat/completions", key, `{"model":"mistralai/mistral-small","messages":[{"role":"user","content":"hi"}]}`)
+	}
+	if code, body := chat(); code != 200 || !strings.Contains(body, fakecloud.ReplyText) {
+		t.Fatalf("with the minted key: %d %s", code, body)
+	}
+	in.mustCLI(nil, "", "provider", "mint-rotate", "openrouter")
+	if fake.Live() != 2 {
+		t.Fatalf("both keys live during the overlap: %d", fake.Live())
+	}
+	if code, body := chat(); code != 200 {
+		t.Fatalf("after the rotation: %d %s", code, body)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	in.mustCLI(nil, "", "provider", "mint-rotate", "openrouter", "--due-only")
+	if len(fake.Deleted()) != 1 || fake.Live() != 1 {
+		t.Fatalf("after the overlap the old key is deleted: deleted %d, live %d", len(fake.Deleted()), fake.Live())
+	}
+	if code, body := chat(); code != 200 || fake.Chats() != 3 {
+		t.Fatalf("the new key serves after the old one is gone: %d %s", code, body)
+	}
+	st := in.mustCLI(nil, "", "secret", "get", "mint/openrouter")
+	if strings.Contains(st, "sk-or-v1-") || strings.Contains(in.stderr.String(), fake.ProvisioningKey) {
+		t.Fatal("a key reached the minting state or keygate's log")
+	}
+}
