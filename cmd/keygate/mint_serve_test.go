@@ -225,3 +225,52 @@ func TestProviderMintOpenRouter(t *testing.T) {
 		t.Fatal("a key reached the minting state or keygate's log")
 	}
 }
+
+// TestAnthropicKeyLeakDisabled: an Anthropic provider whose admin key
+// keygate holds (provider admin-key) has its key disabled at Anthropic,
+// through a fake of its Admin API, as soon as the key is found in a
+// request body; an alert says a new key is needed; keygate's other keys of
+// the organization are untouched. No real Anthropic is called.
+func TestAnthropicKeyLeakDisabled(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.Sources.Poll = 200 * time.Millisecond
+	in := start(t, cfg, "")
+	fake := &fakecloud.AnthropicAdmin{AdminKey: "fake-anthropic-admin-" + t.Name()}
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	_, other := fake.AddKey("someone-else")
+	served, id := fake.AddKey("keygate")
+	in.mustCLI(map[string]string{"ANTHROPIC_API_KEY": served}, "", "provider", "add", "anthropic", "--preset", "anthropic", "--base-url", srv.URL,
+		"--api-key-env", "ANTHROPIC_API_KEY", "--models", "claude-*")
+	if _, _, err := in.cli(map[string]string{"ANTHROPIC_ADMIN_KEY": fake.AdminKey}, "", "provider", "mint", "anthropic-2", "--kind", "anthropic",
+		"--admin-key-env", "ANTHROPIC_ADMIN_KEY"); err == nil {
+		t.Fatal("provider mint took an Anthropic admin key")
+	}
+	in.mustCLI(map[string]string{"ANTHROPIC_ADMIN_KEY": fake.AdminKey}, "", "provider", "admin-key", "anthropic", "--kind", "anthropic",
+		"--admin-key-env", "ANTHROPIC_ADMIN_KEY", "--key-api-url", srv.URL)
+	key := in.createKey("--name", "claude-app")
+	msg := func(text string) (int, string) {
+		return postJSON(t, in.addrs.Gateway+"/v1/messages", key, `{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"`+text+`"}]}`)
+	}
+	if code, body := msg("hi"); code != 200 {
+		t.Fatalf("with the provider's key: %d %s", code, body)
+	}
+	until(t, "the outbound check to refuse the provider's key", func() bool {
+		code, body := msg("my key is " + served)
+		return code == 400 && strings.Contains(body, "a value held in keygate's vault")
+	})
+	until(t, "keygate serve to disable the leaked key at Anthropic", func() bool { return fake.Status(id) == "inactive" })
+	if fake.Status(other) != "active" {
+		t.Fatal("another key of the organization was disabled")
+	}
+	until(t, "the alert and the audit event", func() bool {
+		return auditHas(in, "provider.key_disabled", "reason=leak", "anthropic_key_id="+id) &&
+			auditHas(in, "alert", "provider_key_disabled", "keygate provider rotate anthropic")
+	})
+	if code, _ := msg("hi"); code == 200 {
+		t.Fatal("the disabled key still served")
+	}
+	if strings.Contains(in.stderr.String(), served) || strings.Contains(in.stderr.String(), fake.AdminKey) {
+		t.Fatal("a key reached keygate's log")
+	}
+}

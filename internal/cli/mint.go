@@ -71,6 +71,9 @@ rotates it now.
 			if err := cfg.Check(); err != nil {
 				return fmt.Errorf("provider mint: %w", flagNames(err))
 			}
+			if !cfg.Mints() {
+				return fmt.Errorf("provider mint: Anthropic's Admin API creates no keys, so keygate cannot mint them; add the provider with keygate provider add, then give its admin key with keygate provider admin-key %s --kind anthropic", name)
+			}
 			adminKey, err := a.providerKey(cmd, "provider mint", name, keyEnv, adminKeyStdin)
 			if err != nil {
 				return err
@@ -244,4 +247,55 @@ func orOverlap(d time.Duration) time.Duration {
 		return mint.DefaultOverlap
 	}
 	return d
+}
+
+func (a *app) providerAdminKeyCmd() *cobra.Command {
+	var kind, adminKeyEnv, apiURL string
+	var adminKeyStdin bool
+	cmd := &cobra.Command{
+		Use:   "admin-key NAME --kind anthropic (--admin-key-env VAR | --admin-key-stdin)",
+		Short: "Give keygate a provider's admin credential, so it disables the provider's key when the key leaks",
+		Long: `Stores an Anthropic Admin API key (sk-ant-admin...) for provider NAME, added
+with keygate provider add. Anthropic's Admin API lists and disables API keys but
+creates none, so keygate cannot mint or rotate an Anthropic key. With the admin
+key, when keygate finds the provider's key leaked (in a request or an answer
+through the gateway, or in a leak report), keygate serve disables that key at
+Anthropic at once and raises an alert: the provider's calls then fail until you
+make a new key in the Claude Console and give it with keygate provider rotate.
+
+  ANTHROPIC_ADMIN_KEY=... keygate provider admin-key anthropic --kind anthropic --admin-key-env ANTHROPIC_ADMIN_KEY`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := strings.TrimSpace(args[0])
+			if kind != mint.KindAnthropic {
+				return fmt.Errorf("provider admin-key: --kind %q: only anthropic is taken here; OpenAI and OpenRouter keys are minted with keygate provider mint", kind)
+			}
+			cfg := mint.Config{Kind: kind, AdminURL: apiURL}
+			adminKey, err := a.providerKey(cmd, "provider admin-key", name, adminKeyEnv, adminKeyStdin)
+			if err != nil {
+				return err
+			}
+			c, cred, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			if _, err := c.GetProvider(cmd.Context(), name); err != nil {
+				return explain(fmt.Errorf("provider admin-key %s: add the provider first (keygate provider add %s --preset anthropic ...): %w", name, name, err), cred)
+			}
+			if _, err := c.PutSecret(cmd.Context(), mint.AdminKeyName(name), adminKey); err != nil {
+				return explain(fmt.Errorf("provider admin-key %s: store the admin key: %w", name, err), cred)
+			}
+			if _, err := c.PutSecret(cmd.Context(), mint.ConfigName(name), cfg.Encode()); err != nil {
+				return explain(fmt.Errorf("provider admin-key %s: %w", name, err), cred)
+			}
+			_, err = fmt.Fprintf(cmd.ErrOrStderr(), "Provider %s: keygate holds its Anthropic admin key, and disables the provider's key at Anthropic when it finds it leaked.\n", name)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&kind, "kind", "", "whose admin API: anthropic")
+	f.StringVar(&adminKeyEnv, "admin-key-env", "", "name of the environment variable (`VAR`) holding the admin key")
+	f.BoolVar(&adminKeyStdin, "admin-key-stdin", false, "read the admin key from standard input")
+	f.StringVar(&apiURL, "key-api-url", "", "the Admin API's base `URL` (default https://api.anthropic.com)")
+	return cmd
 }

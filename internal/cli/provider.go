@@ -42,7 +42,7 @@ func (a *app) providerCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(a.providerAddCmd(), a.providerPresetsCmd(), a.providerListCmd(), a.providerShowCmd(), a.providerRotateCmd(), a.providerRemoveCmd(), a.providerMintCmd(), a.providerMintRotateCmd(), a.providerMintScheduleCmd())
+	cmd.AddCommand(a.providerAddCmd(), a.providerPresetsCmd(), a.providerListCmd(), a.providerShowCmd(), a.providerRotateCmd(), a.providerRemoveCmd(), a.providerMintCmd(), a.providerMintRotateCmd(), a.providerMintScheduleCmd(), a.providerAdminKeyCmd())
 	return cmd
 }
 

@@ -15,7 +15,13 @@ import (
 const (
 	KindOpenAI     = "openai"     // project service accounts, with an organization admin key
 	KindOpenRouter = "openrouter" // API keys, with a provisioning key
+	// KindAnthropic holds an Anthropic Admin API key, which cannot create
+	// keys: keygate disables a leaked key with it, and mints none.
+	KindAnthropic = "anthropic"
 )
+
+// ErrCannotMint means the provider's admin API creates no keys (Anthropic's).
+var ErrCannotMint = errors.New("this provider's admin API cannot create keys, so keygate does not mint or rotate them")
 
 // DefaultOverlap is how long a replaced key keeps working when Config sets none.
 const DefaultOverlap = time.Hour
@@ -63,8 +69,12 @@ func (c Config) Check() error {
 			return errors.New("openai_project is required: the OpenAI project (proj_...) the service accounts belong to")
 		}
 	case KindOpenRouter:
+	case KindAnthropic:
+		if c.RotateEvery != 0 {
+			return errors.New("rotate_every cannot be set for anthropic: its Admin API creates no keys to rotate to")
+		}
 	default:
-		return fmt.Errorf("kind %q is not one keygate mints keys with: use %s or %s", c.Kind, KindOpenAI, KindOpenRouter)
+		return fmt.Errorf("kind %q is not one keygate holds an admin credential for: use %s, %s or %s", c.Kind, KindOpenAI, KindOpenRouter, KindAnthropic)
 	}
 	if c.Overlap < 0 {
 		return errors.New("overlap must not be negative")
@@ -114,8 +124,18 @@ func (c Config) Minter(adminKey secret.String, hc *http.Client) (Minter, error) 
 		return &OpenAI{BaseURL: c.AdminURL, AdminKey: adminKey, Project: c.OpenAIProject, HTTP: hc}, nil
 	case KindOpenRouter:
 		return &OpenRouter{BaseURL: c.AdminURL, ProvisioningKey: adminKey, HTTP: hc}, nil
+	case KindAnthropic:
+		return nil, fmt.Errorf("%s: %w", c.Kind, ErrCannotMint)
 	}
 	return nil, c.Check()
+}
+
+// Mints reports whether keygate mints and rotates c's keys (not Anthropic's).
+func (c Config) Mints() bool { return c.Kind != KindAnthropic }
+
+// Anthropic returns what disables c's leaked keys, for KindAnthropic.
+func (c Config) Anthropic(adminKey secret.String, hc *http.Client) *Anthropic {
+	return &Anthropic{BaseURL: c.AdminURL, AdminKey: adminKey, HTTP: hc}
 }
 
 // Rotator returns the rotator of provider's keys under c.

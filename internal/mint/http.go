@@ -20,12 +20,17 @@ func orDefault(s, def string) string {
 	return s
 }
 
-// callJSON sends in (when not nil) as JSON to base+path with bearer as the
-// Bearer credential and decodes a 2xx answer into out (when not nil).
+// bearerAuth sets key as the Bearer credential.
+func bearerAuth(key secret.String) func(http.Header) {
+	return func(h http.Header) { h.Set("Authorization", "Bearer "+key.Reveal()) }
+}
+
+// callJSON sends in (when not nil) as JSON to base+path with the
+// credential auth sets and decodes a 2xx answer into out (when not nil).
 // Errors name api, the method and the path, and quote the answer's error
-// message (OpenAI's and OpenRouter's error bodies put it at
+// message (OpenAI's, OpenRouter's and Anthropic's error bodies put it at
 // error.message), never the credential.
-func callJSON(ctx context.Context, hc *http.Client, api, base string, bearer secret.String, method, path string, in, out any) error {
+func callJSON(ctx context.Context, hc *http.Client, api, base string, auth func(http.Header), method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -38,7 +43,7 @@ func callJSON(ctx context.Context, hc *http.Client, api, base string, bearer sec
 	if err != nil {
 		return fmt.Errorf("%s: %s %s: %w", api, method, path, err)
 	}
-	req.Header.Set("Authorization", "Bearer "+bearer.Reveal())
+	auth(req.Header)
 	req.Header.Set("Content-Type", "application/json")
 	if hc == nil {
 		hc = &http.Client{Timeout: 30 * time.Second}

@@ -34,7 +34,7 @@ type OpenAI struct {
 }
 
 func (o *OpenAI) do(ctx context.Context, method, path string, in, out any) error {
-	return callJSON(ctx, o.HTTP, "openai admin API", orDefault(o.BaseURL, "https://api.openai.com"), o.AdminKey, method, path, in, out)
+	return callJSON(ctx, o.HTTP, "openai admin API", orDefault(o.BaseURL, "https://api.openai.com"), bearerAuth(o.AdminKey), method, path, in, out)
 }
 
 // Create makes a project service account called name and returns its key.

@@ -2,6 +2,7 @@ package mint_test
 
 import (
 	"context"
+	"errors"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -50,7 +51,8 @@ func TestParseConfig(t *testing.T) {
 		t.Fatalf("three-line form: %+v %v", got, err)
 	}
 	for in, want := range map[string]string{
-		`{"kind":"anthropic"}`:                        "kind",
+		`{"kind":"bard"}`: "kind",
+		`{"kind":"anthropic","rotate_every":60000000000}`: "rotate_every",
 		`{"kind":"openai"}`:                           "openai_project",
 		`{"kind":"openrouter","rotate_every":1000}`:   "rotate_every",
 		`{"kind":"openrouter","overlap":-1000000000}`: "overlap",
@@ -67,5 +69,30 @@ func TestParseConfig(t *testing.T) {
 		if _, ok := mint.ProviderOfConfig(n); ok {
 			t.Errorf("%s is not a minting configuration", n)
 		}
+	}
+}
+
+// TestAnthropicDisable: a key is found by its hint through a fake of
+// Anthropic's Admin API (its paths, headers and shapes) and set inactive,
+// and only that key; a key disabled already fits none; a wrong admin key
+// is refused and not echoed.
+func TestAnthropicDisable(t *testing.T) {
+	fake := &fakecloud.AnthropicAdmin{AdminKey: "fake-anthropic-admin-" + t.Name()}
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	_, other := fake.AddKey("other")
+	leaked, id := fake.AddKey("served-by-keygate")
+	ctx := context.Background()
+	a := &mint.Anthropic{BaseURL: srv.URL, AdminKey: secret.New(fake.AdminKey)}
+	got, name, err := a.Disable(ctx, secret.New(leaked))
+	if err != nil || got != id || name != "served-by-keygate" || fake.Status(id) != "inactive" || fake.Status(other) != "active" {
+		t.Fatalf("disable: %s %s %v; statuses %s %s", got, name, err, fake.Status(id), fake.Status(other))
+	}
+	if _, _, err := a.Disable(ctx, secret.New(leaked)); !errors.Is(err, mint.ErrNoKeyFits) {
+		t.Fatalf("a disabled key again: %v", err)
+	}
+	bad := &mint.Anthropic{BaseURL: srv.URL, AdminKey: secret.New("fake-wrong-admin-key")}
+	if _, _, err := bad.Disable(ctx, secret.New(leaked)); err == nil || !strings.Contains(err.Error(), "401") || strings.Contains(err.Error(), "fake-wrong") {
+		t.Fatalf("a wrong admin key: %v", err)
 	}
 }

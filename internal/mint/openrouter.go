@@ -21,7 +21,7 @@ type OpenRouter struct {
 const openRouterAPI = "openrouter key management API"
 
 func (o *OpenRouter) do(ctx context.Context, method, path string, in, out any) error {
-	return callJSON(ctx, o.HTTP, openRouterAPI, orDefault(o.BaseURL, "https://openrouter.ai"), o.ProvisioningKey, method, path, in, out)
+	return callJSON(ctx, o.HTTP, openRouterAPI, orDefault(o.BaseURL, "https://openrouter.ai"), bearerAuth(o.ProvisioningKey), method, path, in, out)
 }
 
 // Create makes an API key called name and returns it with its hash.

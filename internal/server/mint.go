@@ -43,6 +43,8 @@ const (
 	ruleMintedKeyLeaked       = "minted_key_leaked"
 	ruleMintedRotationFailed  = "minted_key_rotation_failed"
 	ruleProviderKeyLeaked     = "provider_key_leaked"
+	ruleProviderKeyDisabled   = "provider_key_disabled"
+	auditProviderKeyDisabled  = "provider.key_disabled"
 	mintActor                 = "keygate"
 	auditMintedKeyRotated     = "provider.minted_key_rotated"
 	auditMintedKeyDeleted     = "provider.minted_key_deleted"
@@ -56,8 +58,11 @@ const (
 // serve: on their schedule (Config.RotateEvery), deleting replaced keys
 // once their overlap has passed, and at once when a provider's key is
 // found leaked (in a request or answer by the outbound check, or in a
-// leak report). Each piece of work on a provider is done by one node, the
-// one that holds its lease in the shared database (store.ClaimMint).
+// leak report). An Anthropic key, which keygate cannot mint, is disabled
+// at Anthropic instead when found leaked, if keygate holds the
+// organization's admin key (keygate provider admin-key). Each piece of
+// work on a provider is done by one node, the one that holds its lease in
+// the shared database (store.ClaimMint).
 type minting struct {
 	st     *store.Store
 	v      *vault.Vault
@@ -144,7 +149,15 @@ func (m *minting) runScheduled(ctx context.Context) {
 		return
 	}
 	for _, name := range names {
-		m.withLease(ctx, name, true, func(ctx context.Context, r *mint.Rotator) {
+		m.withLease(ctx, name, true, func(ctx context.Context, p mintProvider) {
+			r, err := p.rotator()
+			if errors.Is(err, mint.ErrCannotMint) {
+				return // nothing is scheduled for a key keygate cannot mint
+			}
+			if err != nil {
+				m.failed(name, mintReasonSchedule, err)
+				return
+			}
 			done, err := r.RunDue(ctx)
 			for _, id := range done.Deleted {
 				m.record(auditMintedKeyDeleted, name, map[string]string{"account": id, "reason": "overlap_ended"})
@@ -192,8 +205,17 @@ func (m *minting) rotateLeaked(ctx context.Context) {
 			m.forget(id)
 			continue
 		}
-		name := providers[i].Name
-		handled := m.withLease(ctx, name, false, func(ctx context.Context, r *mint.Rotator) {
+		name, record := providers[i].Name, providers[i].SecretID
+		handled := m.withLease(ctx, name, false, func(ctx context.Context, p mintProvider) {
+			if !p.cfg.Mints() {
+				m.disableLeaked(ctx, p, record, seen)
+				return
+			}
+			r, err := p.rotator()
+			if err != nil {
+				m.failed(name, mintReasonLeak, err)
+				return
+			}
 			rotated, err := r.RotateUnlessNewer(ctx, seen.at)
 			if err != nil {
 				m.failed(name, mintReasonLeak, err)
@@ -222,17 +244,64 @@ func (m *minting) rotateLeaked(ctx context.Context) {
 	}
 }
 
+// disableLeaked disables a leaked Anthropic key through Anthropic's Admin
+// API, which cannot create a replacement: the provider is refused upstream
+// until a person gives keygate a new key, and the alert says so.
+func (m *minting) disableLeaked(ctx context.Context, p mintProvider, record string, seen leakSeen) {
+	value, _, err := m.v.Get(ctx, record)
+	if err != nil {
+		m.failed(p.name, mintReasonLeak, fmt.Errorf("open the provider's key: %w", err))
+		return
+	}
+	id, keyName, err := p.cfg.Anthropic(p.key, m.http).Disable(ctx, value)
+	if errors.Is(err, mint.ErrNoKeyFits) {
+		m.log.Info("minted keys: a leaked Anthropic key is disabled already", "provider", p.name)
+		return
+	}
+	if err != nil {
+		m.failed(p.name, mintReasonLeak, err)
+		return
+	}
+	f := map[string]string{"reason": mintReasonLeak, "found": seen.reason, "anthropic_key_id": id}
+	if seen.by != "" {
+		f["reported_by"] = seen.by
+	}
+	m.record(auditProviderKeyDisabled, p.name, f)
+	m.alert(detect.Alert{Rule: ruleProviderKeyDisabled, Severity: detect.SeverityHigh,
+		Summary: fmt.Sprintf("provider %s's key was found leaked (%s) at %s; keygate disabled it at Anthropic (%s, %q). Anthropic's Admin API creates no keys: make a new key in the Claude Console and give it to keygate with keygate provider rotate %s; until then the provider's calls fail",
+			p.name, seen.reason, seen.at.UTC().Format(time.RFC3339), id, keyName, p.name)}, p.name)
+	m.log.Warn("minted keys: a leaked Anthropic key was disabled; the provider needs a new key", "provider", p.name, "anthropic_key_id", id)
+}
+
 func (m *minting) forget(id string) {
 	m.mu.Lock()
 	delete(m.leaked, id)
 	m.mu.Unlock()
 }
 
-// withLease runs work on provider name's rotator while this node holds its
-// lease (with dueOnly, only when its scheduled work is due), then releases
-// it with the next time scheduled work is due. It reports whether the
-// work ran or cannot run at all (no minting configuration).
-func (m *minting) withLease(ctx context.Context, name string, dueOnly bool, work func(context.Context, *mint.Rotator)) bool {
+// mintProvider is what keygate holds to act on one provider's keys.
+type mintProvider struct {
+	name string
+	cfg  mint.Config
+	key  secret.String // the admin credential
+	adm  mintAdmin
+	http *http.Client
+}
+
+// rotator returns the provider's rotator, or mint.ErrCannotMint.
+func (p mintProvider) rotator() (*mint.Rotator, error) {
+	minter, err := p.cfg.Minter(p.key, p.http)
+	if err != nil {
+		return nil, err
+	}
+	return p.cfg.Rotator(p.name, minter, p.adm), nil
+}
+
+// withLease runs work on provider name while this node holds its lease
+// (with dueOnly, only when its scheduled work is due), then releases it
+// with the next time scheduled work is due. It reports whether the work
+// ran or cannot run at all (no readable configuration).
+func (m *minting) withLease(ctx context.Context, name string, dueOnly bool, work func(context.Context, mintProvider)) bool {
 	now := m.now()
 	until := now.Add(mintLease)
 	won, err := m.st.ClaimMint(ctx, name, now, until, dueOnly)
@@ -250,39 +319,40 @@ func (m *minting) withLease(ctx context.Context, name string, dueOnly bool, work
 			m.log.Warn("minted keys: could not release a provider's lease; another node takes it over when it runs out", "provider", name, "err", err)
 		}
 	}()
-	r, err := m.rotator(wctx, name)
+	p, err := m.provider(wctx, name)
 	if err != nil {
 		m.failed(name, "configuration", err)
 		return true
 	}
-	work(wctx, r)
-	if due, err := r.NextDue(wctx); err == nil && !due.IsZero() && due.Before(next) {
-		next = due
+	work(wctx, p)
+	if !p.cfg.Mints() {
+		return true
+	}
+	if r, err := p.rotator(); err == nil {
+		if due, err := r.NextDue(wctx); err == nil && !due.IsZero() && due.Before(next) {
+			next = due
+		}
 	}
 	return true
 }
 
-// rotator builds provider name's rotator from its minting configuration
+// provider reads what keygate holds for provider name: its configuration
 // and admin credential in the vault.
-func (m *minting) rotator(ctx context.Context, name string) (*mint.Rotator, error) {
+func (m *minting) provider(ctx context.Context, name string) (mintProvider, error) {
 	adm := mintAdmin{st: m.st, v: m.v, reload: m.reload, now: m.now}
 	raw, _, err := adm.SecretValue(ctx, mint.ConfigName(name), 0)
 	if err != nil {
-		return nil, err
+		return mintProvider{}, err
 	}
 	cfg, err := mint.ParseConfig(raw.Reveal())
 	if err != nil {
-		return nil, fmt.Errorf("secret %s: %w", mint.ConfigName(name), err)
+		return mintProvider{}, fmt.Errorf("secret %s: %w", mint.ConfigName(name), err)
 	}
 	key, _, err := adm.SecretValue(ctx, mint.AdminKeyName(name), 0)
 	if err != nil {
-		return nil, err
+		return mintProvider{}, err
 	}
-	minter, err := cfg.Minter(key, m.http)
-	if err != nil {
-		return nil, err
-	}
-	return cfg.Rotator(name, minter, adm), nil
+	return mintProvider{name: name, cfg: cfg, key: key, adm: adm, http: m.http}, nil
 }
 
 // failed tells the operator that work on a minted key failed: logged, and
@@ -414,7 +484,11 @@ func (m *minting) reported(ctx context.Context, matcher func() *leak.Matcher, to
 	minted, err := m.mintedProviders(ctx)
 	if err == nil && slices.Contains(minted, name) {
 		m.found([]string{providers[i].SecretID}, leakSeen{at: m.now(), reason: mintReasonLeakReport, by: rep.Reporter})
-		return "provider:" + name, "rotating", true
+		action = "rotating"
+		if p, err := m.provider(ctx, name); err == nil && !p.cfg.Mints() {
+			action = "disabling"
+		}
+		return "provider:" + name, action, true
 	}
 	m.alert(detect.Alert{Rule: ruleProviderKeyLeaked, Severity: detect.SeverityHigh,
 		Summary: fmt.Sprintf("provider %s's key was reported leaked by %s; keygate does not mint it, so rotate it at the provider and then with keygate provider rotate %s", name, rep.Reporter, name)}, name)
