@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -272,5 +273,57 @@ func TestAnthropicKeyLeakDisabled(t *testing.T) {
 	}
 	if strings.Contains(in.stderr.String(), served) || strings.Contains(in.stderr.String(), fake.AdminKey) {
 		t.Fatal("a key reached keygate's log")
+	}
+}
+
+// TestMintedKeyLeakOnTwoNodes: two nodes on one database both find the
+// same minted key in requests at the same moment; the key is rotated once,
+// by whichever node holds the provider's lease, and both serve the new
+// key. SQLite always, PostgreSQL when KEYGATE_TEST_POSTGRES_URL is set.
+func TestMintedKeyLeakOnTwoNodes(t *testing.T) {
+	for dbName, db := range databases(t) {
+		t.Run(dbName, func(t *testing.T) {
+			cfg := testConfig(t, t.TempDir())
+			cfg.Database = db(t)
+			cfg.Sources.Poll = 200 * time.Millisecond
+			a := start(t, cfg, "")
+			b := start(t, secondNode(t, cfg), a.admin)
+			fake := &fakecloud.OpenAIAdmin{AdminKey: "fake-openai-admin-key-" + t.Name(), Project: "proj_fake"}
+			srv := httptest.NewServer(fake)
+			defer srv.Close()
+			a.mustCLI(map[string]string{"OPENAI_ADMIN_KEY": fake.AdminKey}, "", "provider", "mint", "openai", "--openai-project", fake.Project,
+				"--admin-key-env", "OPENAI_ADMIN_KEY", "--openai-admin-url", srv.URL, "--base-url", srv.URL+"/v1", "--models", "gpt-*")
+			key := a.createKey("--name", "two-nodes")
+			leaked := fake.Keys()[0]
+			body := `{"model":"gpt-4o","messages":[{"role":"user","content":"my key is ` + leaked + `"}]}`
+			for _, in := range []*instance{a, b} {
+				until(t, "both nodes to serve the minted key", func() bool {
+					code, _ := postJSON(t, in.addrs.Gateway+"/v1/chat/completions", key, `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`)
+					return code == 200 && fake.Live() == 1
+				})
+			}
+			// Both nodes learn the key, then find it at once.
+			time.Sleep(time.Second)
+			var wg sync.WaitGroup
+			codes := make([]int, 2)
+			for i, in := range []*instance{a, b} {
+				wg.Go(func() { codes[i], _ = postJSON(t, in.addrs.Gateway+"/v1/chat/completions", key, body) })
+			}
+			wg.Wait()
+			if codes[0] != 400 || codes[1] != 400 {
+				t.Fatalf("the leaked key was not refused on both nodes: %v", codes)
+			}
+			until(t, "a rotation", func() bool { return fake.Live() == 2 })
+			time.Sleep(2 * time.Second) // both nodes' tasks have run several times
+			if fake.Live() != 2 {
+				t.Fatalf("one leak, %d service accounts: rotated more than once", fake.Live())
+			}
+			for _, in := range []*instance{a, b} {
+				until(t, "both nodes to serve the new key", func() bool {
+					code, _ := postJSON(t, in.addrs.Gateway+"/v1/chat/completions", key, `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`)
+					return code == 200
+				})
+			}
+		})
 	}
 }
