@@ -44,10 +44,13 @@ type Config struct {
 	RotateEvery time.Duration `json:"rotate_every,omitempty"`
 }
 
-// ConfigName, StateName and AdminKeyName name the vault secrets of a
-// minted provider: its Config, its State and its admin credential.
-func ConfigName(provider string) string   { return "mint/" + provider + "/config" }
-func StateName(provider string) string    { return "mint/" + provider }
+// ConfigName names the vault secret holding a provider's Config.
+func ConfigName(provider string) string { return "mint/" + provider + "/config" }
+
+// StateName names the vault secret holding a provider's State.
+func StateName(provider string) string { return "mint/" + provider }
+
+// AdminKeyName names the vault secret holding a provider's admin credential.
 func AdminKeyName(provider string) string { return "mint/" + provider + "/admin-key" }
 
 // ProviderOfConfig returns the provider a secret named by ConfigName
