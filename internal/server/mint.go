@@ -36,6 +36,11 @@ const (
 	mintRecheck = 5 * time.Minute
 	// mintPending bounds the leaked providers waiting for a rotation.
 	mintPending = 64
+	// mintLeakOverlap caps how long a key found leaked keeps working after
+	// its rotation: long enough for requests in flight and for the other
+	// nodes to move to the new key (provider_refresh), short enough to
+	// limit what the leak is worth.
+	mintLeakOverlap = 5 * time.Minute
 )
 
 // Alert rules raised about minted keys.
@@ -216,6 +221,7 @@ func (m *minting) rotateLeaked(ctx context.Context) {
 				m.failed(name, mintReasonLeak, err)
 				return
 			}
+			r.Overlap = min(r.Overlap, mintLeakOverlap)
 			rotated, err := r.RotateUnlessNewer(ctx, seen.at)
 			if err != nil {
 				m.failed(name, mintReasonLeak, err)
