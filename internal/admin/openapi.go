@@ -131,7 +131,7 @@ func operationDocs() map[string]opDoc {
 		"POST " + p + "/keys/{ref}/rotate":              {summary: "Issue a successor key; the old one works for a grace period", req: adminapi.RotateKeyRequest{}, resp: adminapi.RotatedKey{}, status: 201},
 		"POST " + p + "/keys/{ref}/totp":                {summary: "Enrol a key for step-up one-time passwords", resp: adminapi.TOTPEnrollment{}, status: 201},
 		"GET " + p + "/keys/{ref}/usage":                {summary: "A key's daily usage and spend", resp: adminapi.KeyUsage{}, query: []qp{{"days", "integer", "how many days back (default 30)"}}},
-		"POST " + p + "/leaks":                          {summary: "Report a leaked keygate key: it is revoked", req: adminapi.ReportLeakRequest{}, resp: adminapi.ReportLeakResult{}},
+		"POST " + p + "/leaks":                          {summary: "Report a leaked keygate key (it is revoked) or provider key (a minted one is rotated)", req: adminapi.ReportLeakRequest{}, resp: adminapi.ReportLeakResult{}},
 		"POST " + p + "/groups":                         {summary: "Create a limit group", req: adminapi.GroupRequest{}, resp: adminapi.Group{}, status: 201},
 		"GET " + p + "/groups":                          {summary: "List limit groups", resp: adminapi.GroupList{}},
 		"GET " + p + "/groups/{name}":                   {summary: "One limit group", resp: adminapi.Group{}},
