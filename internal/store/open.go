@@ -56,7 +56,18 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := migrate(ctx, s); err != nil {
+	// Several processes starting on one new SQLite file take turns at the
+	// upgrade; one that waited past busy_timeout while another applied
+	// every migration on a loaded machine asks again, for up to a minute.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err = migrate(ctx, s)
+		if err == nil || d != SQLite || !strings.Contains(err.Error(), "database is locked") || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
 		s.Close()
 		return nil, err
 	}
