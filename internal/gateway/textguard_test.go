@@ -229,3 +229,51 @@ func TestTextGuardGeminiStream(t *testing.T) {
 		t.Fatalf("got %q, want %q", got.String(), want)
 	}
 }
+
+// FuzzTextGuard: whatever an upstream streams (broken events, escapes cut
+// anywhere, a vault value spread over them), the guard never panics, passes
+// every byte of a stream without the value unchanged, and never lets the
+// value through whole in the text of the events it reads.
+func FuzzTextGuard(f *testing.F) {
+	value := "pw-" + strings.Repeat("f4", 12)
+	m, err := leak.New(leak.Options{Values: []leak.Value{{Name: "secret/db", Value: secret.New(value)}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte(`data: {"choices":[{"delta":{"content":"a\"b"}}]}`+"\n\n"), uint8(3), true)
+	f.Add(chatStream([]string{"x pw-f4f4", "f4f4f4f4f4f4f4f4f4f4 y"}), uint8(5), true)
+	f.Add([]byte("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"\\u00e9\\\\\"}}\n\n"), uint8(1), false)
+	f.Fuzz(func(t *testing.T, in []byte, step uint8, openai bool) {
+		dialect := "anthropic"
+		if openai {
+			dialect = "openai"
+		}
+		g := newTextGuard(m, io.NopCloser(&fixedSteps{b: in, n: int(step%64) + 1}), dialect, func(leak.Hit) {}, func(leak.Hit) bool { return true })
+		out, err := io.ReadAll(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(in, []byte("f4f4")) && !bytes.Equal(out, in) {
+			t.Fatalf("a stream without the value changed:\n%q\n%q", in, out)
+		}
+		if !bytes.Contains(in, []byte(value)) && bytes.Contains(out, []byte(value)) {
+			t.Fatalf("the output holds the value whole though the input did not: %q", out)
+		}
+	})
+}
+
+// fixedSteps hands out its bytes n at a time.
+type fixedSteps struct {
+	b []byte
+	n int
+}
+
+func (r *fixedSteps) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	k := min(len(p), len(r.b), r.n)
+	copy(p, r.b[:k])
+	r.b = r.b[k:]
+	return k, nil
+}
