@@ -63,24 +63,8 @@ func (g *Gateway) prepareBedrockCall(h http.Header, r *http.Request, c *call) *D
 	if r.Method != http.MethodPost {
 		return denyf(http.StatusMethodNotAllowed, "method_not_allowed", "use POST for %s", r.URL.Path)
 	}
-	key, den := g.authenticate(r, c)
+	key, body, den := g.callerAndBody(r, c)
 	if den != nil {
-		return den
-	}
-	if den := g.checkScope(r, c, key); den != nil {
-		return den
-	}
-	if den := g.assessRisk(r, c, key); den != nil {
-		return den
-	}
-	if den := g.admitEarly(r, c, key); den != nil {
-		return den
-	}
-	body, den := g.readBody(r, c)
-	if den != nil {
-		return den
-	}
-	if body, den = g.checkLeaks(c, key, body); den != nil {
 		return den
 	}
 	// max_tokens of an InvokeModel body for Claude bounds the reservation;

@@ -7,6 +7,7 @@ import (
 
 	"github.com/keygate/keygate/internal/jsonpeek"
 	"github.com/keygate/keygate/internal/passthrough"
+	"github.com/keygate/keygate/internal/principal"
 	"github.com/keygate/keygate/internal/provider"
 	"github.com/keygate/keygate/internal/web"
 )
@@ -114,6 +115,35 @@ func (g *Gateway) serveModel(w http.ResponseWriter, r *http.Request, d provider.
 	g.proxy.ServeHTTP(w, r) // forward (proxy.go); the answer is metered as it streams
 }
 
+// callerAndBody runs the first steps every model call takes, whatever its
+// dialect, in this order: who (the keygate key or access token, its
+// scope here, the risk rules), then what (the body, read within the
+// memory budget, a large one only after the key's concurrency slots are
+// taken; no credential leaving in it, refused or redacted as configured).
+func (g *Gateway) callerAndBody(r *http.Request, c *call) (*principal.Principal, []byte, *Denial) {
+	key, den := g.authenticate(r, c)
+	if den != nil {
+		return nil, nil, den
+	}
+	if den := g.checkScope(r, c, key); den != nil {
+		return nil, nil, den
+	}
+	if den := g.assessRisk(r, c, key); den != nil {
+		return nil, nil, den
+	}
+	if den := g.admitEarly(r, c, key); den != nil {
+		return nil, nil, den
+	}
+	body, den := g.readBody(r, c)
+	if den != nil {
+		return nil, nil, den
+	}
+	if body, den = g.checkLeaks(c, key, body); den != nil {
+		return nil, nil, den
+	}
+	return key, body, nil
+}
+
 // prepareModelCall runs a model call's steps up to the point where it
 // can go upstream. h receives the headers of an admitted call (its limits'
 // figures).
@@ -121,29 +151,8 @@ func (g *Gateway) prepareModelCall(h http.Header, r *http.Request, c *call) *Den
 	if r.Method != http.MethodPost {
 		return denyf(http.StatusMethodNotAllowed, "method_not_allowed", "use POST for %s", r.URL.Path)
 	}
-	// Who: the keygate key or access token, and what it may do here.
-	key, den := g.authenticate(r, c)
+	key, body, den := g.callerAndBody(r, c)
 	if den != nil {
-		return den
-	}
-	if den := g.checkScope(r, c, key); den != nil {
-		return den
-	}
-	if den := g.assessRisk(r, c, key); den != nil {
-		return den
-	}
-	// What: the body, read within the memory budget (a large one after
-	// the key's concurrency slots are taken), and the fields keygate reads.
-	if den := g.admitEarly(r, c, key); den != nil {
-		return den
-	}
-	body, den := g.readBody(r, c)
-	if den != nil {
-		return den
-	}
-	// No credential leaves in the body (the vault's values, keygate's
-	// own, other formats), refused or redacted as configured.
-	if body, den = g.checkLeaks(c, key, body); den != nil {
 		return den
 	}
 	f, den := peekFields(body)

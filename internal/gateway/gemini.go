@@ -62,29 +62,11 @@ func (g *Gateway) prepareGeminiCall(h http.Header, r *http.Request, c *call, gc 
 	if r.Method != http.MethodPost {
 		return notServed(http.MethodPost, r.URL.Path)
 	}
-	// Who: the keygate key or access token, and what it may do here.
-	key, den := g.authenticate(r, c)
+	key, body, den := g.callerAndBody(r, c)
 	if den != nil {
 		return den
 	}
-	if den := g.checkScope(r, c, key); den != nil {
-		return den
-	}
-	if den := g.assessRisk(r, c, key); den != nil {
-		return den
-	}
-	// What: the body, within the memory budget, checked for credentials,
-	// and the fields that bound the answer's size.
-	if den := g.admitEarly(r, c, key); den != nil {
-		return den
-	}
-	body, den := g.readBody(r, c)
-	if den != nil {
-		return den
-	}
-	if body, den = g.checkLeaks(c, key, body); den != nil {
-		return den
-	}
+	// The fields that bound the answer's size.
 	f, den := g.peekGemini(body, gc)
 	if den != nil {
 		return den
