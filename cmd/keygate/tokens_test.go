@@ -14,6 +14,8 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/keygate/keygate/internal/fakeprovider"
+	"github.com/keygate/keygate/internal/netfault"
+	"github.com/keygate/keygate/internal/store/storetest"
 )
 
 type tokenAnswer struct {
@@ -229,6 +231,68 @@ func TestTokenExchange(t *testing.T) {
 }
 
 const grantTE = "urn:ietf:params:oauth:grant-type:token-exchange"
+
+// TestTokenExchangeThroughADatabaseOutage: while keygate's database does
+// not answer, a key keygate has lately seen is still exchanged for an
+// access token that works, without a refresh token (one that cannot be
+// recorded could not be checked for reuse); a refresh is refused as
+// temporarily_unavailable with Retry-After, and works again once the
+// database is back.
+func TestTokenExchangeThroughADatabaseOutage(t *testing.T) {
+	db, err := url.Parse(storetest.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, err := netfault.New(db.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { link.Close() })
+	through := *db
+	through.Host = link.Addr()
+	cfg := testConfig(t, t.TempDir())
+	cfg.Database = through.String()
+	in := start(t, cfg, "")
+	up := newUpstreams(t, fakeprovider.Options{}, fakeprovider.Options{})
+	in.register(up)
+	key := in.createKey("--name", "outage-agent")
+	gw := in.addrs.Gateway
+	form := url.Values{"grant_type": {grantTE}, "subject_token": {key}, "subject_token_type": {"urn:keygate:params:oauth:token-type:api-key"}}
+	code, before := exchange(t, gw, form)
+	if code != 200 || before.RefreshToken == "" {
+		t.Fatalf("exchange with the database up: %d %+v", code, before)
+	}
+	chat := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`
+
+	link.Cut(true)
+	code, during := exchange(t, gw, form)
+	if code != 200 || during.AccessToken == "" || during.RefreshToken != "" {
+		t.Fatalf("exchange with the database down: %d %+v, want an access token and no refresh token", code, during)
+	}
+	if c, body := postJSON(t, gw+"/v1/chat/completions", during.AccessToken, chat); c != 200 {
+		t.Fatalf("the access token issued during the outage: %d %s", c, body)
+	}
+	c, body := postForm(t, gw+"/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {before.RefreshToken}}, "")
+	if c != 503 || !strings.Contains(string(body), "temporarily_unavailable") {
+		t.Fatalf("refresh with the database down: %d %s", c, body)
+	}
+	if c, a := exchange(t, gw, url.Values{"grant_type": {grantTE}, "subject_token": {"kg_test_notakeyatall"}, "subject_token_type": {"urn:keygate:params:oauth:token-type:api-key"}}); c == 200 || a.AccessToken != "" {
+		t.Fatalf("a key keygate never issued, with the database down: %d %+v", c, a)
+	}
+
+	link.Cut(false)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, after := exchange(t, gw, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {before.RefreshToken}})
+		if code == 200 && after.AccessToken != "" && after.RefreshToken != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("refresh once the database is back: %d %+v", code, after)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
 
 // TestRotationPolicyFromTheCLI sets and removes an automatic rotation.
 func TestRotationPolicyFromTheCLI(t *testing.T) {

@@ -333,11 +333,21 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 			cnf = thumbprint(c)
 		}
 		sj, _ := json.Marshal(scope)
-		f, rt, err := to.Families.Start(ctx, token.Family{KeyID: k.ID, Scope: sj, AMR: amr, Cnf: cnf, CreatedAt: now})
+		want := token.Family{KeyID: k.ID, Scope: sj, AMR: amr, Cnf: cnf, CreatedAt: now}
+		f, rt, err := to.Families.Start(ctx, want)
 		if err != nil {
-			g.opts.Log.Error("token exchange failed", "err", err)
-			unavailable(w, "keygate cannot record a new token family right now (its database does not answer); try again shortly")
-			return
+			// The database does not answer (the key was verified from
+			// the cache). The caller still gets its access token, short-lived
+			// and refused with its key like any other, but no refresh token:
+			// one that cannot be recorded could not be checked for reuse.
+			// RFC 6749 §5.1 makes the refresh token optional; clients
+			// exchange their key again when the access token runs out.
+			g.opts.Log.Warn("token exchange without a refresh token: the token family could not be recorded", "key_id", k.ID, "err", err)
+			if f, err = token.UnrecordedFamily(want); err != nil {
+				g.opts.Log.Error("token exchange failed", "err", err)
+				unavailable(w, "keygate cannot issue a token right now; try again shortly")
+				return
+			}
 		}
 		key, fam, refresh = k, f, rt.Reveal()
 	case grantRefresh:
@@ -396,13 +406,20 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusInternalServerError, "server_error", "keygate could not issue a token; try again")
 		return
 	}
-	g.auditEvent(r, "token.issued", key.ID, map[string]string{"family": fam.ID, "scope": formatScope(scope), "grant": r.PostForm.Get("grant_type")})
+	fields := map[string]string{"family": fam.ID, "scope": formatScope(scope), "grant": r.PostForm.Get("grant_type")}
+	answer := map[string]any{
+		"access_token": access, "issued_token_type": issuedTypeAccess, "token_type": "Bearer",
+		"expires_in": int(to.Authority.Lifetime().Seconds()), "scope": formatScope(scope),
+	}
+	if refresh != "" {
+		answer["refresh_token"] = refresh
+	} else {
+		fields["refresh"] = "withheld: the family could not be recorded"
+	}
+	g.auditEvent(r, "token.issued", key.ID, fields)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
-	web.WriteJSON(w, http.StatusOK, map[string]any{
-		"access_token": access, "issued_token_type": issuedTypeAccess, "token_type": "Bearer",
-		"expires_in": int(to.Authority.Lifetime().Seconds()), "refresh_token": refresh, "scope": formatScope(scope),
-	})
+	web.WriteJSON(w, http.StatusOK, answer)
 }
 
 // parseScope reads a requested scope: space-separated provider:NAME,

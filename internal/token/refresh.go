@@ -109,6 +109,21 @@ func NewFamilies(st FamilyStore, h Hasher, opts FamilyOptions) (*Families, error
 	return f, nil
 }
 
+// UnrecordedFamily is the family of an access token issued while the
+// database cannot record a new family (an outage): it has an ID, so the
+// token can carry one and its audit event can name it, but it is stored
+// nowhere and has no refresh token. Such a token lives only its own short
+// lifetime and is refused with its key like any other.
+func UnrecordedFamily(fam Family) (Family, error) {
+	id, err := randomID(familyPrefix)
+	if err != nil {
+		return Family{}, fmt.Errorf("token: generate family ID: %w", err)
+	}
+	fam.ID = id
+	fam.CreatedAt = fam.CreatedAt.UTC()
+	return fam, nil
+}
+
 // Start creates a family for fam.KeyID and returns it as stored with its
 // first refresh token, which is shown to the client once. Zero fields of fam
 // are filled: ID ("fam_" and 128 random bits), CreatedAt (the clock) and
