@@ -179,10 +179,30 @@ func (s *Source) Verify(ctx context.Context, raw string, now time.Time) (*princi
 	pr, ok := s.cached(&h, now)
 	if !ok {
 		if pr, err = s.fetch(ctx, h, now); err != nil {
-			return nil, err
+			if pr = s.stale(&h, now); pr == nil {
+				return nil, err
+			}
 		}
 	}
 	return pr, usable(pr, now)
+}
+
+// stale returns the principal cached under h when the lookup that should
+// have renewed it has just found the store down and it is within the
+// outage grace: the request that discovers an outage is served like the
+// ones after it, not refused.
+func (s *Source) stale(h *[32]byte, now time.Time) *principal.Principal {
+	if s.shards == nil || s.outage <= 0 || !s.storeDown.Load() {
+		return nil
+	}
+	sh := s.shardFor(h)
+	sh.mu.RLock()
+	e := sh.entries[*h]
+	sh.mu.RUnlock()
+	if e == nil || subtle.ConstantTimeCompare(e.hash[:], h[:]) != 1 || !now.Before(e.expires.Add(s.ttl+s.outage)) {
+		return nil
+	}
+	return e.p
 }
 
 // ByID returns the principal of the key with id, as the access tokens
@@ -203,6 +223,11 @@ func (s *Source) ByID(ctx context.Context, id string, now time.Time) (*principal
 	if err != nil {
 		if ctx.Err() == nil || errors.Is(err, context.DeadlineExceeded) {
 			s.storeDown.Store(true)
+		}
+		if h, ok := s.ids.get(id); ok {
+			if pr := s.stale(&h, now); pr != nil && pr.ID == id {
+				return pr, usable(pr, now)
+			}
 		}
 		return nil, fmt.Errorf("keysource: look up key: %w", err)
 	}

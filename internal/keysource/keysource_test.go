@@ -48,6 +48,9 @@ func (m *memKeys) GetKey(_ context.Context, id string) (store.Key, error) {
 	m.calls.Add(1)
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.err != nil {
+		return store.Key{}, m.err
+	}
 	for _, k := range m.keys {
 		if k.ID == id {
 			return k, nil
@@ -529,11 +532,16 @@ func TestVerifyDuringAStoreOutage(t *testing.T) {
 			t.Fatal(err)
 		}
 		setErr(boom)
-		// Past TTL and grace: the first lookup finds the store down.
-		if _, err := v.Verify(ctx, raw, now.Add(25*time.Second)); !errors.Is(err, boom) {
-			t.Fatalf("grace %v: first lookup with the store down: %v", tc.grace, err)
-		}
+		// Past TTL and grace: the first lookup finds the store down, and
+		// the request that found it is served like the ones after it.
 		_, err := v.Verify(ctx, raw, now.Add(25*time.Second))
+		if tc.serve != (err == nil) {
+			t.Fatalf("grace %v: the request that finds the store down: err %v, want served %v", tc.grace, err, tc.serve)
+		}
+		if !tc.serve && !errors.Is(err, boom) {
+			t.Fatalf("grace %v: first lookup with the store down: %v, want the store's error", tc.grace, err)
+		}
+		_, err = v.Verify(ctx, raw, now.Add(25*time.Second))
 		if tc.serve != (err == nil) {
 			t.Fatalf("grace %v: a key served lately, the store down: err %v, want served %v", tc.grace, err, tc.serve)
 		}
@@ -547,5 +555,33 @@ func TestVerifyDuringAStoreOutage(t *testing.T) {
 		if _, err := v.Verify(ctx, other, now.Add(25*time.Second)); err != nil || v.StoreDown() {
 			t.Fatalf("grace %v: after the store is back: %v (down %v)", tc.grace, err, v.StoreDown())
 		}
+	}
+}
+
+// TestByIDDuringAStoreOutage: the token path (a key known by its id) is
+// served through an outage like a presented key, from the request that
+// finds the store down on.
+func TestByIDDuringAStoreOutage(t *testing.T) {
+	ctx := context.Background()
+	h := testHasher(t)
+	m := newMemKeys()
+	raw := issue(t, h, m, "key_a", nil)
+	v := New(h, m, WithTTL(10*time.Second))
+	now := time.Now()
+	if _, err := v.Verify(ctx, raw, now); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("database is down")
+	m.mu.Lock()
+	m.err = boom
+	m.mu.Unlock()
+	for i := range 2 {
+		p, err := v.ByID(ctx, "key_a", now.Add(25*time.Second))
+		if err != nil || p.ID != "key_a" {
+			t.Fatalf("lookup %d with the store down: %v, %v", i, p, err)
+		}
+	}
+	if _, err := v.ByID(ctx, "key_a", now.Add(10*time.Minute)); !errors.Is(err, boom) {
+		t.Fatalf("past the outage grace: %v, want the store's error", err)
 	}
 }
