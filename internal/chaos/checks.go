@@ -116,11 +116,18 @@ func (s *suite) checkAudit(ctx context.Context, ac *adminclient.Client, rs []res
 }
 
 // killedAfter finds a kill -9 of the process that answered r, within
-// auditLossWindow after the answer.
+// auditLossWindow after the answer, or while r was still in flight (a
+// stream the kill cut off: its client sees the end only after the kill).
 func (s *suite) killedAfter(r result) (killEvent, bool) {
 	p := requestIDPrefix(r.requestID)
 	for _, k := range s.kills {
-		if k.prefix == p && !r.end.After(k.at) && k.at.Sub(r.end) <= auditLossWindow {
+		if k.prefix != p {
+			continue
+		}
+		if !r.end.After(k.at) && k.at.Sub(r.end) <= auditLossWindow {
+			return k, true
+		}
+		if r.start.Before(k.at) && r.end.After(k.at) {
 			return k, true
 		}
 	}
@@ -247,7 +254,90 @@ func (s *suite) checkSpend(rs []result, usage map[string]keyUsage) Check {
 	c.OK = diff >= 0 && diff <= allowance+unflushed
 	c.Detail = fmt.Sprintf("billed by the fake providers %d µUSD, recorded by keygate %d µUSD, seen in answers %d µUSD; difference %d µUSD (allowed: calls in flight at a kill -9, at most %d µUSD, and calls a killed node answered in the %v before its kill -9, whose usage rows it may have held unwritten: %d µUSD)",
 		billed, recorded, seen, diff, allowance, usageFlushBound, unflushed)
+	if diff != 0 {
+		c.Detail += "; " + s.billingBreakdown(rs) + "; " + keyBreakdown(rs, usage)
+	}
 	return c
+}
+
+// billingBreakdown says where billed and answered spend part, call by
+// call: calls billed more than once, and billed calls whose client saw no
+// successful answer, by what the client saw and the phase it fell in.
+func (s *suite) billingBreakdown(rs []result) string {
+	bySeq := make(map[int64]*result, len(rs))
+	for i := range rs {
+		bySeq[rs[i].seq] = &rs[i]
+	}
+	var twice, twiceMicro, differ, differMicro int64
+	unanswered := map[string]int64{}
+	unansweredCalls := map[string]int{}
+	for _, u := range s.c.ups {
+		for n, costs := range u.bills() {
+			var sum int64
+			for _, c := range costs {
+				sum += c
+			}
+			if len(costs) > 1 {
+				twice++
+				twiceMicro += sum - costs[0]
+			}
+			r := bySeq[n]
+			switch {
+			case r == nil:
+				unanswered["no result recorded"] += sum
+				unansweredCalls["no result recorded"]++
+			case !r.admitted():
+				why := fmt.Sprintf("%s: %s", s.phaseAt(r.start), r.why)
+				unanswered[why] += sum
+				unansweredCalls[why]++
+			case r.micro != sum:
+				differ++
+				differMicro += sum - r.micro
+			}
+		}
+	}
+	parts := []string{fmt.Sprintf("calls billed more than once %d (%d µUSD extra); answered calls whose answer shows another cost %d (%d µUSD)", twice, twiceMicro, differ, differMicro)}
+	whys := make([]string, 0, len(unanswered))
+	for why := range unanswered {
+		whys = append(whys, why)
+	}
+	sort.Slice(whys, func(i, j int) bool { return unanswered[whys[i]] > unanswered[whys[j]] })
+	for i, why := range whys {
+		if i == 8 {
+			parts = append(parts, fmt.Sprintf("and %d other reasons", len(whys)-i))
+			break
+		}
+		parts = append(parts, fmt.Sprintf("billed but not answered, %s: %d calls, %d µUSD", why, unansweredCalls[why], unanswered[why]))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// keyBreakdown names the keys whose recorded spend is below what their
+// callers saw answered: usage keygate lost, by key class, with the phases
+// those keys' calls were answered in.
+func keyBreakdown(rs []result, usage map[string]keyUsage) string {
+	seen := map[*apiKey]int64{}
+	calls := map[*apiKey]int64{}
+	for _, r := range rs {
+		if r.key != nil && r.admitted() {
+			seen[r.key] += r.micro
+			calls[r.key]++
+		}
+	}
+	var parts []string
+	var total int64
+	for k, v := range seen {
+		u := usage[k.id]
+		if u.micro < v {
+			total += v - u.micro
+			parts = append(parts, fmt.Sprintf("%s %s: %d calls answered for %d µUSD, %d requests recorded for %d µUSD", k.class, k.id, calls[k], v, u.requests, u.micro))
+		}
+	}
+	sort.Strings(parts)
+	if len(parts) > 10 {
+		parts = append(parts[:10], fmt.Sprintf("and %d more keys", len(parts)-10))
+	}
+	return fmt.Sprintf("keys recorded below what their answers showed: %d µUSD in all", total) + strings.Join(append([]string{""}, parts...), "; ")
 }
 
 // checkLimits checks no quota or budget was exceeded, as clients saw it

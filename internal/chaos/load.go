@@ -56,6 +56,8 @@ type result struct {
 	why        string // what was wrong, for a failure
 	requestID  string
 	micro      int64 // cost in the answer's usage (admitted model calls)
+	seq        int64 // the call's number, in its prompt
+	key        *apiKey
 }
 
 // admitted says keygate let the call through and answered it.
@@ -164,8 +166,15 @@ func pickKind(rng *rand.Rand, mix []share) kind {
 }
 
 func (l *loader) one(ctx context.Context, rng *rand.Rand) result {
-	k := pickKind(rng, l.mix)
 	n := l.seq.Add(1)
+	r := l.oneCall(ctx, rng, n)
+	r.seq = n
+	return r
+}
+
+// oneCall makes call number n, of a kind picked from the mix.
+func (l *loader) oneCall(ctx context.Context, rng *rand.Rand, n int64) result {
+	k := pickKind(rng, l.mix)
 	prompt := fmt.Sprintf("chaos call %d: say something short", n)
 	chat := `{"model":"chat","max_tokens":64,"messages":[{"role":"user","content":` + quote(prompt) + `}]}`
 	switch k {
@@ -238,7 +247,7 @@ func (l *loader) call(ctx context.Context, k kind, key *apiKey, method, path, bo
 
 // do sends one call with credential and judges the answer.
 func (l *loader) do(ctx context.Context, k kind, key *apiKey, credential, method, path, body, want string, h http.Header) result {
-	r := result{start: time.Now(), kind: k, class: key.class}
+	r := result{start: time.Now(), kind: k, class: key.class, key: key}
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -372,18 +381,29 @@ func shortErr(err error) string {
 }
 
 // token exchanges the holder's key for tokens, or refreshes them; the
-// caller holds h.mu.
+// caller holds h.mu. A refresh that fails falls back to an exchange in the
+// same call, as keygate agent does: while the database is down a refresh
+// cannot be recorded, but an exchange still issues an access token.
 func (l *loader) token(ctx context.Context, h *tokenHolder) result {
-	r := result{start: time.Now(), kind: kindToken, class: h.key.class}
-	form := url.Values{}
-	if h.refresh == "" {
-		form.Set("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange")
-		form.Set("subject_token_type", "urn:keygate:params:oauth:token-type:api-key")
-		form.Set("subject_token", h.key.secret)
-	} else {
-		form.Set("grant_type", "refresh_token")
-		form.Set("refresh_token", h.refresh)
+	start := time.Now()
+	if h.refresh != "" {
+		r := l.tokenCall(ctx, h, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {h.refresh}})
+		if r.ok || ctx.Err() != nil {
+			return r
+		}
 	}
+	r := l.tokenCall(ctx, h, url.Values{
+		"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
+		"subject_token_type": {"urn:keygate:params:oauth:token-type:api-key"},
+		"subject_token":      {h.key.secret},
+	})
+	r.start = start
+	return r
+}
+
+// tokenCall posts one grant to /oauth/token and keeps what it answers.
+func (l *loader) tokenCall(ctx context.Context, h *tokenHolder, form url.Values) result {
+	r := result{start: time.Now(), kind: kindToken, class: h.key.class, key: h.key}
 	req, _ := http.NewRequestWithContext(ctx, "POST", l.base+"/oauth/token", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, err := l.client.Do(req)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"regexp"
@@ -50,6 +51,9 @@ type upstream struct {
 	billedMicro atomic.Int64
 	billedCalls atomic.Int64
 	calls       atomic.Int64
+
+	billMu sync.Mutex
+	billed map[int64][]int64 // call number (from the prompt) → each answer's cost
 }
 
 // startUpstream serves a fake provider of dialect on a free loopback port.
@@ -60,7 +64,7 @@ func startUpstream(name, dialect, key string) (*upstream, error) {
 	if dialect == "anthropic" {
 		newFake = fakeprovider.NewAnthropic
 	}
-	u := &upstream{name: name, dialect: dialect, key: key, release: make(chan struct{})}
+	u := &upstream{name: name, dialect: dialect, key: key, release: make(chan struct{}), billed: map[int64][]int64{}}
 	u.ok = newFake(opts)
 	opts.FailStatus = http.StatusInternalServerError
 	u.fail500 = newFake(opts)
@@ -112,13 +116,48 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		u.fail429.ServeHTTP(w, r)
 		return
 	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	cw := &captureWriter{ResponseWriter: w, status: http.StatusOK}
 	u.ok.ServeHTTP(cw, r)
 	if cw.status == http.StatusOK {
 		in, out := usageOf(cw.body.Bytes())
-		u.billedMicro.Add(in*priceInput + out*priceOutput)
+		cost := in*priceInput + out*priceOutput
+		u.billedMicro.Add(cost)
 		u.billedCalls.Add(1)
+		if n, ok := callNumber(body); ok {
+			u.billMu.Lock()
+			u.billed[n] = append(u.billed[n], cost)
+			u.billMu.Unlock()
+		}
 	}
+}
+
+var callField = regexp.MustCompile(`chaos call (\d+)`)
+
+// callNumber reads the load's call number from a request body's prompt,
+// which translation between dialects carries through unchanged.
+func callNumber(body []byte) (int64, bool) {
+	m := callField.FindSubmatch(body)
+	if m == nil {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(m[1]), 10, 64)
+	return n, err == nil
+}
+
+// bills returns what the provider billed, by call number.
+func (u *upstream) bills() map[int64][]int64 {
+	u.billMu.Lock()
+	defer u.billMu.Unlock()
+	out := make(map[int64][]int64, len(u.billed))
+	for n, c := range u.billed {
+		out[n] = append([]int64(nil), c...)
+	}
+	return out
 }
 
 // close stops the provider, freeing held calls.
