@@ -60,6 +60,9 @@ type Scripts interface {
 	EvalInts(ctx context.Context, src string, keys []string, args ...any) ([]int64, error)
 	// Exec runs the script src and returns only its error.
 	Exec(ctx context.Context, src string, keys []string, args ...any) error
+	// EvalStrings runs the script src and returns its array-of-strings
+	// result.
+	EvalStrings(ctx context.Context, src string, keys []string, args ...any) ([]string, error)
 }
 
 // NewRedis returns a Limiter that keeps its state in Redis through client

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"math"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +29,12 @@ import (
 //   - rate and concurrency limits are kept by this node's own counters,
 //     each limit divided by the number of nodes Redis last saw alive, so the
 //     cluster together stays near the limit.
+//
+// Every node leases every quota in use anywhere in the cluster, not only
+// the ones its own requests used: the nodes tell each other, through
+// Redis, which quotas are in use, so a node just started, or one the load
+// balancer has not yet sent a key's requests to, still holds a slice when
+// Redis goes away.
 //
 // When Redis answers again, each lease is settled with what the node spent
 // from it during the outage (once the requests admitted from it have
@@ -55,6 +63,10 @@ type Resilient struct {
 	mu    sync.Mutex      // guards the leases' slices and retry
 	retry []pendingSettle // Redis settlements to apply once it answers
 	wake  chan struct{}   // a quota seen for the first time: lease it now
+
+	// Only Sync's goroutine uses these.
+	since int64                     // ms: the active quotas read up to here
+	locs  map[string]*time.Location // quota locations by name, as read back
 }
 
 // ResilientOptions configures NewResilient. Zero fields take their
@@ -143,6 +155,10 @@ type lease struct {
 	left     atomic.Int64 // the quota's capacity left in Redis, as last seen
 	leftEnd  atomic.Int64 // µs the period left was seen in ends; 0 for Total
 	demand   atomic.Int64 // cost of this node's requests under it since the last Sync
+	// published is lastUsed (µs) as this node last told the other nodes,
+	// or as it learnt it from them; Sync tells them again once its own
+	// requests have moved lastUsed well past it.
+	published atomic.Int64
 
 	// Guarded by Resilient.mu.
 	res     Reservation // the slice's reservation in Redis; zero: none held
@@ -480,6 +496,12 @@ func (x *Resilient) Sync(ctx context.Context) error {
 	}
 	now := x.opts.Now()
 	us := now.UnixMicro()
+	if x.opts.Lease > 0 {
+		if err := x.shareActive(ctx, now); err != nil {
+			x.down.Store(true)
+			return err
+		}
+	}
 	var all []*lease
 	x.mu.Lock()
 	x.leases.Range(func(k, v any) bool {
@@ -503,6 +525,130 @@ func (x *Resilient) Sync(ctx context.Context) error {
 	}
 	return nil
 }
+
+// shareActive tells the other nodes which quotas this node's requests
+// used lately, and learns which ones theirs did: each becomes a lease
+// record here, last used when it was last used anywhere, so Sync leases
+// it even if no request of this node has needed it yet.
+//
+// The quotas in use live in one Redis sorted set, scored by when they were
+// last used (ms), trimmed to Idle. A node sends a quota again only when
+// its own use has moved on by a tenth of Idle, and reads only what changed
+// since its last read, so the traffic follows the number of active quotas
+// and not the request rate.
+func (x *Resilient) shareActive(ctx context.Context, now time.Time) error {
+	idleMs := x.opts.Idle.Milliseconds()
+	every := x.opts.Idle.Microseconds() / 10
+	args := []any{now.UnixMilli(), idleMs, x.since}
+	type sent struct {
+		l  *lease
+		us int64
+	}
+	var out []sent
+	x.leases.Range(func(_, v any) bool {
+		l := v.(*lease)
+		if used := l.lastUsed.Load(); used > l.published.Load()+every {
+			args = append(args, used/1000, encodeQuota(&l.check))
+			out = append(out, sent{l, used})
+		}
+		return true
+	})
+	res, err := x.shared.client.EvalStrings(ctx, activeLua, []string{x.shared.prefix + "active"}, args...)
+	if err != nil {
+		return failed(err)
+	}
+	for _, o := range out {
+		o.l.published.Store(o.us)
+	}
+	// Read again a few heartbeats back next time: another node's use is
+	// stamped with its clock, and arrives a Sync late.
+	x.since = now.UnixMilli() - 4*x.opts.Heartbeat.Milliseconds()
+	for i := 0; i+1 < len(res); i += 2 {
+		c, ok := x.decodeQuota(res[i])
+		if !ok {
+			continue
+		}
+		ms, err := strconv.ParseFloat(res[i+1], 64)
+		if err != nil {
+			continue
+		}
+		l := x.lease(&c)
+		us := int64(ms) * 1000
+		for {
+			cur := l.lastUsed.Load()
+			if cur >= us || l.lastUsed.CompareAndSwap(cur, us) {
+				break
+			}
+		}
+		for {
+			cur := l.published.Load()
+			if cur >= us || l.published.CompareAndSwap(cur, us) {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// encodeQuota names a quota counter for the other nodes: everything a
+// Check needs to lease it.
+func encodeQuota(c *Check) string {
+	loc := ""
+	if c.Location != nil {
+		loc = c.Location.String()
+	}
+	return strconv.FormatInt(c.Limit, 10) + "\x1f" + strconv.Itoa(int(c.Calendar)) + "\x1f" + loc + "\x1f" + c.Key
+}
+
+// decodeQuota reads a quota encodeQuota named; false for one it cannot
+// read (a location this machine does not know, or another version's
+// format), which is then left to the nodes that use it.
+func (x *Resilient) decodeQuota(s string) (Check, bool) {
+	parts := strings.SplitN(s, "\x1f", 4)
+	if len(parts) != 4 {
+		return Check{}, false
+	}
+	lim, err1 := strconv.ParseInt(parts[0], 10, 64)
+	cal, err2 := strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil || lim < 1 || cal < int(Day) || cal > int(Total) || parts[3] == "" {
+		return Check{}, false
+	}
+	c := Check{Key: parts[3], Kind: Quota, Limit: lim, Calendar: Calendar(cal)}
+	if name := parts[2]; name != "" {
+		loc, ok := x.locs[name]
+		if !ok {
+			l, err := time.LoadLocation(name)
+			if err != nil {
+				return Check{}, false
+			}
+			if x.locs == nil {
+				x.locs = map[string]*time.Location{}
+			}
+			x.locs[name], loc = l, l
+		}
+		c.Location = loc
+	}
+	return c, true
+}
+
+// activeLua records the quotas in use this node sends (ARGV[4..]: pairs of
+// last use in ms and the quota's name; a later use is kept), forgets those
+// unused for ARGV[2] ms before ARGV[1], and returns the quotas whose last
+// use is ARGV[3] or later, as pairs of name and last use.
+const activeLua = `
+local now = tonumber(ARGV[1])
+local idle = tonumber(ARGV[2])
+for i = 4, #ARGV, 2 do
+  local at = tonumber(ARGV[i])
+  local cur = redis.call('ZSCORE', KEYS[1], ARGV[i + 1])
+  if not cur or tonumber(cur) < at then
+    redis.call('ZADD', KEYS[1], at, ARGV[i + 1])
+  end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - idle)
+redis.call('PEXPIRE', KEYS[1], idle * 2)
+return redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[3], '+inf', 'WITHSCORES')
+`
 
 // leaseSize is the slice of c a node leases with n nodes, left units of it
 // known to remain and this node spending rate units a second of it: Lease

@@ -39,6 +39,11 @@ func (x *Client) EvalInts(ctx context.Context, src string, keys []string, args .
 	return x.script(src).Run(ctx, x.c, keys, args...).Int64Slice()
 }
 
+// EvalStrings runs the script src and returns its array-of-strings result.
+func (x *Client) EvalStrings(ctx context.Context, src string, keys []string, args ...any) ([]string, error) {
+	return x.script(src).Run(ctx, x.c, keys, args...).StringSlice()
+}
+
 // Exec runs the script src and returns only its error.
 func (x *Client) Exec(ctx context.Context, src string, keys []string, args ...any) error {
 	return x.script(src).Run(ctx, x.c, keys, args...).Err()
