@@ -60,6 +60,7 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.opts.Log.Info("key created", "actor", principal(r).ID, "key_id", k.ID, "team", k.Team, "owner", k.Owner)
+	a.keyCreated(ctx, k.ID)
 	web.WriteJSON(w, http.StatusCreated, adminapi.CreatedKey{Key: a.named(r, keyView(k, now)), Secret: raw.Reveal()})
 }
 

@@ -74,6 +74,18 @@ func (a *API) keyChangedID(ctx context.Context, id, what string) {
 	}
 }
 
+// keyCreated tells every node of a new key through the revocation log,
+// which every node follows, so each reads the key into its cache now
+// rather than at its first request there: a database outage that starts a
+// moment later does not find the key unknown to the nodes that have not
+// served it yet.
+func (a *API) keyCreated(ctx context.Context, id string) {
+	now := a.opts.Now().UTC()
+	if _, err := a.opts.Store.AddRevocation(ctx, store.Revocation{Kind: "key", Subject: id, At: now, Until: now.Add(24 * time.Hour)}); err != nil {
+		a.opts.Log.Warn("key created; other nodes could not be told to read it ahead, so they read it at its first request", "key_id", id, "err", err)
+	}
+}
+
 // updateScopes applies the scope fields of an update, if any. The caller
 // has checked them with checkScopeUpdate.
 func (a *API) updateScopes(ctx context.Context, k store.Key, req adminapi.UpdateKeyRequest) (store.Key, error) {
@@ -229,6 +241,7 @@ func (a *API) rotate(ctx context.Context, old store.Key, grace time.Duration, no
 		return store.Key{}, secret.String{}, old, err
 	}
 	a.keyChangedID(ctx, old.ID, "rotated")
+	a.keyCreated(ctx, next.ID)
 	return next, raw, old, nil
 }
 

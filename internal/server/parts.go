@@ -241,6 +241,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		SecretRecoveryWindow: cfg.Vault.SecretRecoveryWindow,
 	})
 	n.revs = newRevocationFollower(ctx, st, func(r store.Revocation) { n.gw.Revoked(gatewaystore.Revocation(r)) }, log)
+	n.revs.warm = func(ctx context.Context, id string) { _, _ = keys.ByID(ctx, id, time.Now()) }
 	n.chg = newChangeFollower(ctx, st, []changeTopic{
 		// Revocations, suspensions and changes to keys reach this node's caches.
 		{store.TopicRevocations, n.revs.poll},

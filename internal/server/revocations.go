@@ -3,8 +3,11 @@ package server
 import (
 	"context"
 	"log/slog"
+	"slices"
+	"time"
 
 	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/token"
 )
 
 // revocationFollower applies revocations recorded by any node to this
@@ -12,12 +15,22 @@ import (
 // its next request, a revoked token family or token is refused. Build
 // reads where the log ends, so nothing recorded after Build is missed.
 type revocationFollower struct {
-	st      *store.Store
-	apply   func(store.Revocation)
+	st    *store.Store
+	apply func(store.Revocation)
+	// warm reads a key this node was told of into its key cache, once
+	// every revocation of the poll is applied: a key just created, rotated
+	// or changed is then ready here before its first request, and a
+	// database outage that starts a moment later does not find it unknown
+	// (nil: nothing is read ahead).
+	warm    func(ctx context.Context, keyID string)
 	log     *slog.Logger
 	last    int64
 	failing bool
 }
+
+// maxWarm bounds the keys one poll reads ahead; past it (a bulk change),
+// keys are read at their first request as before.
+const maxWarm = 256
 
 // newRevocationFollower starts following at the end of the revocation log.
 func newRevocationFollower(ctx context.Context, st *store.Store, apply func(store.Revocation), log *slog.Logger) *revocationFollower {
@@ -42,8 +55,23 @@ func (f *revocationFollower) poll(ctx context.Context) {
 		return
 	}
 	f.failing = false
+	var warm []string
 	for _, r := range revs {
 		f.apply(r)
 		f.last = r.Seq
+		if r.Kind == token.RevokedKey && len(warm) < maxWarm && !slices.Contains(warm, r.Subject) {
+			warm = append(warm, r.Subject)
+		}
+	}
+	if f.warm == nil {
+		return
+	}
+	for _, id := range warm {
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		f.warm(wctx, id)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
 	}
 }
