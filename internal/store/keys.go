@@ -1,8 +1,10 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -111,6 +113,9 @@ type KeyUse struct {
 // gateway pays one commit per flush rather than one per key. Like TouchKey
 // it never moves a time backwards; ids of deleted keys are skipped.
 func (s *Store) TouchKeys(ctx context.Context, uses []KeyUse) error {
+	// One order on every node: concurrent batches wait, never deadlock.
+	uses = slices.Clone(uses)
+	slices.SortFunc(uses, func(a, b KeyUse) int { return cmp.Compare(a.ID, b.ID) })
 	return s.InTx(ctx, func(tx *Store) error {
 		for _, u := range uses {
 			t := tx.timeArg(u.At)

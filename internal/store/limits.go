@@ -1,9 +1,11 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -165,6 +167,14 @@ func (s *Store) AddUsage(ctx context.Context, rows []UsageRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
+	// Every node writes its rows in one order, so two nodes adding to the
+	// same keys' rows at once wait for each other instead of deadlocking
+	// (PostgreSQL would abort one, holding that node's usage back until a
+	// later flush, and losing it if the node is killed meanwhile).
+	rows = slices.Clone(rows)
+	slices.SortFunc(rows, func(a, b UsageRow) int {
+		return cmp.Or(cmp.Compare(a.KeyID, b.KeyID), cmp.Compare(a.Day, b.Day), cmp.Compare(a.Model, b.Model))
+	})
 	return s.InTx(ctx, func(tx *Store) error {
 		for _, r := range rows {
 			if _, err := tx.w.ExecContext(ctx, tx.q.addUsage, r.KeyID, r.Day, r.Model,

@@ -1,9 +1,11 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -323,6 +325,9 @@ type KeyHistory struct {
 func (s *Store) SaveKeyHistories(ctx context.Context, hs []KeyHistory) error {
 	q := rebind(s.dialect, `INSERT INTO key_history (key_id, data, updated_at) VALUES (?, ?, ?)
 		ON CONFLICT (key_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at`)
+	// One order on every node: concurrent batches wait, never deadlock.
+	hs = slices.Clone(hs)
+	slices.SortFunc(hs, func(a, b KeyHistory) int { return cmp.Compare(a.KeyID, b.KeyID) })
 	return s.InTx(ctx, func(tx *Store) error {
 		for _, h := range hs {
 			if _, err := tx.w.ExecContext(ctx, q, h.KeyID, string(h.Data), tx.timeArg(h.At)); err != nil {

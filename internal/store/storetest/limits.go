@@ -1,6 +1,9 @@
 package storetest
 
 import (
+	"fmt"
+	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -96,5 +99,63 @@ func testUsage(t *testing.T, newURL func(testing.TB) string) {
 	}
 	if rows, _ := s.ListUsage(ctx(t), "key_3", "2026-01-01"); len(rows) != 0 {
 		t.Fatalf("usage of an unknown key: %+v", rows)
+	}
+}
+
+// testUsageFromManyNodes: nodes sharing a database write their batches
+// (usage rows, keys' last use, keys' risk histories) at the same moment,
+// for the same keys, in whatever order each gathered them; every batch is
+// written (none fails on a deadlock, which would hold the node's usage
+// back until a later flush, or lose it to a kill) and the totals are exact.
+func testUsageFromManyNodes(t *testing.T, newURL func(testing.TB) string) {
+	url := newURL(t)
+	const nodes, rounds, keys = 4, 15, 40
+	stores := make([]*store.Store, nodes)
+	for i := range stores {
+		stores[i] = Open(t, url)
+	}
+	for k := range keys {
+		must(t, stores[0].CreateKey(ctx(t), bareKey(fmt.Sprintf("key_%02d", k), fmt.Sprintf("k%02d", k))))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, nodes*rounds)
+	for i, s := range stores {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(i), 1))
+			for range rounds {
+				rows := make([]store.UsageRow, keys)
+				for k := range rows {
+					rows[k] = store.UsageRow{KeyID: fmt.Sprintf("key_%02d", k), Day: "2026-12-01", Model: "gpt-4o", Requests: 1, MicroUSD: 10}
+				}
+				rng.Shuffle(len(rows), func(a, b int) { rows[a], rows[b] = rows[b], rows[a] })
+				if err := s.AddUsage(ctx(t), rows); err != nil {
+					errs <- err
+				}
+				uses := make([]store.KeyUse, keys)
+				hs := make([]store.KeyHistory, keys)
+				for j, r := range rows {
+					uses[j] = store.KeyUse{ID: r.KeyID, At: at(time.Duration(rng.IntN(1000)) * time.Second)}
+					hs[j] = store.KeyHistory{KeyID: r.KeyID, Data: []byte(`{}`), At: at(0)}
+				}
+				if err := s.TouchKeys(ctx(t), uses); err != nil {
+					errs <- err
+				}
+				if err := s.SaveKeyHistories(ctx(t), hs); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("a node's usage batch failed: %v", err)
+	}
+	for k := range keys {
+		rows, err := stores[0].ListUsage(ctx(t), fmt.Sprintf("key_%02d", k), "2026-12-01")
+		must(t, err)
+		if len(rows) != 1 || rows[0].Requests != nodes*rounds || rows[0].MicroUSD != 10*nodes*rounds {
+			t.Fatalf("key_%02d: usage %+v, want %d requests", k, rows, nodes*rounds)
+		}
 	}
 }

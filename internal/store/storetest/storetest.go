@@ -83,6 +83,7 @@ func Run(t *testing.T, newURL func(t testing.TB) string) {
 		{"Snapshot", testSnapshot},
 		{"KeyLimitsAndGroups", testKeyLimitsAndGroups},
 		{"Usage", testUsage},
+		{"UsageFromManyNodes", testUsageFromManyNodes},
 		{"KeyScopesSuspendExpiry", testKeyScopesSuspendExpiry},
 		{"Revocations", testRevocations},
 		{"SigningKeysAndFamilies", testSigningKeysAndFamilies},
