@@ -68,6 +68,9 @@ const (
 	TeamsManage  Permission = "teams.manage"  // create teams, set their policy and shared limits
 	TeamsMembers Permission = "teams.members" // add and remove a team's members
 
+	InvitationsRead   Permission = "invitations.read"   // list a team's pending invitations, never their links
+	InvitationsManage Permission = "invitations.manage" // invite someone to a team with a role, and revoke an invitation
+
 	AdminTokensManage Permission = "admin_tokens.manage" // list and revoke admin credentials; create one's own
 
 	ApprovalsRead   Permission = "approvals.read"   // list and show approval requests
@@ -114,6 +117,8 @@ var catalogue = []info{
 	{TeamsRead, "show a team, its policy, budget, members and usage"},
 	{TeamsManage, "create teams, set their policy and shared limits"},
 	{TeamsMembers, "add and remove a team's members"},
+	{InvitationsRead, "list a team's pending invitations (never their links)"},
+	{InvitationsManage, "invite someone to a team with a role no higher than one's own, and revoke invitations"},
 	{AdminTokensManage, "list and revoke admin credentials; create one's own"},
 	{ApprovalsRead, "list and show approval requests"},
 	{ApprovalsDecide, "approve or deny another person's request"},

@@ -99,6 +99,7 @@ func Run(t *testing.T, newURL func(t testing.TB) string) {
 		{"TeamMembers", testTeamMembers},
 		{"AdminTokenOwners", testAdminTokenOwners},
 		{"Approvals", testApprovals},
+		{"Invitations", testInvitations},
 		{"MCPServers", testMCPServers},
 		{"SnapshotPeople", testSnapshotPeople},
 		{"WorkloadTokens", testWorkloadTokens},
