@@ -110,6 +110,11 @@ type Options struct {
 	People      PeopleStore
 	Credentials CredentialStore
 	Approvals   ApprovalStore
+	// Invitations keeps invitations to join a team; nil turns invitations
+	// off (their routes answer 501). InvitationTTL is how long a new one
+	// works unless its request says; zero means DefaultInvitationTTL.
+	Invitations   InvitationStore
+	InvitationTTL time.Duration
 	// Roles is the role table every route is decided with; nil means the
 	// built-in roles alone.
 	Roles *rbac.Table

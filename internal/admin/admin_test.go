@@ -117,7 +117,7 @@ func newHarness(t testing.TB, mods ...func(*admin.Options)) *harness {
 		GatewayURL: "http://127.0.0.1:8787",
 		Version:    "test",
 		Store:      st, Vault: h.vault, Hasher: hasher,
-		People: st, Credentials: st, Approvals: st,
+		People: st, Credentials: st, Approvals: st, Invitations: st,
 		Log: slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now: func() time.Time { return h.now },
 		ProvidersChanged: func(context.Context) error {

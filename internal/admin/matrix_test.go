@@ -63,6 +63,8 @@ func TestPermissionMatrix(t *testing.T) {
 	h.addKey("loose", "", "")
 	stranger := h.addPerson("stranger", store.UserPerson, rbac.Viewer, nil, "")
 	h.addApproval("apr_other", stranger.id)
+	h.addInvitation("inv_alpha", "alpha")
+	h.addInvitation("inv_beta", "beta")
 	h.secondToken(stranger.id)
 
 	var rows []matrixRow
@@ -218,6 +220,13 @@ func situations(rt admin.RouteInfo, rows []matrixRow) [][]situation {
 				{name: "another user's credential", path: fill(rt.Path, "adm_stranger_second"), res: rbac.Resource{Owner: "usr_stranger"}},
 			}
 		})
+	case strings.HasPrefix(rt.Path, p+"/invitations/{id}"):
+		return per(func(row matrixRow) []situation {
+			return []situation{
+				{name: "an invitation to team alpha", path: fill(rt.Path, "inv_alpha"), res: rbac.Resource{Team: "alpha"}},
+				{name: "an invitation to team beta", path: fill(rt.Path, "inv_beta"), res: rbac.Resource{Team: "beta"}},
+			}
+		})
 	case strings.HasPrefix(rt.Path, p+"/approvals/{id}"):
 		return per(func(row matrixRow) []situation {
 			return []situation{
@@ -254,6 +263,16 @@ func (h *harness) addApproval(id, requester string) {
 	sum := h.hasher.Hash(id)
 	if err := h.st.CreateApproval(context.Background(), store.Approval{ID: id, Permission: string(rbac.SecretsReadValue), Method: "GET", Path: "/x",
 		RequestHash: sum[:], Requester: requester, RequesterName: requester, Status: store.ApprovalPending, CreatedAt: h.now, ExpiresAt: h.now.Add(time.Hour)}); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// addInvitation stores a pending invitation to team, to a viewer.
+func (h *harness) addInvitation(id, team string) {
+	h.t.Helper()
+	sum := h.hasher.Hash(id)
+	if err := h.st.CreateInvitation(context.Background(), store.Invitation{ID: id, Hash: sum[:], Email: id + "@example.com", Team: team, Role: rbac.Viewer,
+		CreatedBy: "adm_x", CreatedAt: h.now, ExpiresAt: h.now.Add(time.Hour)}); err != nil {
 		h.t.Fatal(err)
 	}
 }

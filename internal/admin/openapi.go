@@ -157,11 +157,18 @@ func operationDocs() map[string]opDoc {
 		"GET " + p + "/teams/{name}/members":            {summary: "A team's members", resp: adminapi.TeamMemberList{}},
 		"PUT " + p + "/teams/{name}/members/{user}":     {summary: "Add a member or change their team role", req: adminapi.PutMemberRequest{}, resp: adminapi.TeamMember{}},
 		"DELETE " + p + "/teams/{name}/members/{user}":  {summary: "Remove a member", status: 204},
-		"GET " + p + "/approvals":                       {summary: "Pending and recent approval requests", resp: adminapi.ApprovalList{}},
-		"GET " + p + "/approvals/{id}":                  {summary: "One approval request", resp: adminapi.Approval{}},
-		"POST " + p + "/approvals/{id}/approve":         {summary: "Approve another person's request", resp: adminapi.Approval{}},
-		"POST " + p + "/approvals/{id}/deny":            {summary: "Deny another person's request", resp: adminapi.Approval{}},
-		"GET /metrics":                                  {summary: "Prometheus metrics", content: "text/plain; version=0.0.4"},
+		"POST " + p + "/teams/{name}/invitations": {summary: "Invite an e-mail address to the team with a role no higher than the caller's; the link is shown once",
+			req: adminapi.CreateInvitationRequest{}, resp: adminapi.CreatedInvitation{}, status: 201},
+		"GET " + p + "/teams/{name}/invitations": {summary: "A team's pending invitations (?all=true for every one); never their links", resp: adminapi.InvitationList{}},
+		"GET " + p + "/invitations":              {summary: "Pending invitations of every team the caller may see (?team=, ?all=true)", resp: adminapi.InvitationList{}},
+		"POST " + p + "/invitations/{id}/revoke": {summary: "Revoke a pending invitation", resp: adminapi.Invitation{}},
+		"POST " + p + "/auth/invitations/lookup": {summary: "What a pending invitation is for, given its token (public)", req: adminapi.InvitationToken{}, resp: adminapi.InvitationInfo{}},
+		"POST " + p + "/auth/invitations/accept": {summary: "Accept an invitation with a new password; returns a session (public)", req: adminapi.AcceptInvitationRequest{}, resp: adminapi.LoginResponse{}},
+		"GET " + p + "/approvals":                {summary: "Pending and recent approval requests", resp: adminapi.ApprovalList{}},
+		"GET " + p + "/approvals/{id}":           {summary: "One approval request", resp: adminapi.Approval{}},
+		"POST " + p + "/approvals/{id}/approve":  {summary: "Approve another person's request", resp: adminapi.Approval{}},
+		"POST " + p + "/approvals/{id}/deny":     {summary: "Deny another person's request", resp: adminapi.Approval{}},
+		"GET /metrics":                           {summary: "Prometheus metrics", content: "text/plain; version=0.0.4"},
 	}
 }
 

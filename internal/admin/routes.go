@@ -210,6 +210,14 @@ func (a *API) routes() []endpoint {
 		team("GET", "/teams/{name}/members", rbac.TeamsRead, a.listMembers),
 		team("PUT", "/teams/{name}/members/{user}", rbac.TeamsMembers, a.putMember),
 		team("DELETE", "/teams/{name}/members/{user}", rbac.TeamsMembers, a.removeMember),
+		team("POST", "/teams/{name}/invitations", rbac.InvitationsManage, a.createInvitation),
+		team("GET", "/teams/{name}/invitations", rbac.InvitationsRead, a.listTeamInvitations),
+		list("GET", "/invitations", rbac.InvitationsRead, a.listInvitations),
+		{method: "POST", path: p + "/invitations/{id}/revoke", perm: rbac.InvitationsManage, scope: scopeTarget, target: (*API).invitationTarget, visible: rbac.InvitationsRead, handler: a.revokeInvitation},
+		// Holding an invitation's token is what lets its invitee in: these
+		// take no principal, like signing in, and are throttled like it.
+		public("POST", "/auth/invitations/lookup", a.lookupInvitation),
+		public("POST", "/auth/invitations/accept", a.acceptInvitation),
 
 		list("GET", "/approvals", rbac.ApprovalsRead, a.listApprovals),
 		{method: "GET", path: p + "/approvals/{id}", perm: rbac.ApprovalsRead, scope: scopeTarget, target: (*API).approvalTarget, visible: rbac.ApprovalsRead, handler: a.getApproval},

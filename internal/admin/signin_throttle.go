@@ -79,6 +79,13 @@ func (a *API) signInAllowed(w http.ResponseWriter, r *http.Request, method, who 
 // and answers it.
 func (a *API) signInFailed(w http.ResponseWriter, r *http.Request, method, who, userID, reason string, status int, code, msg string) {
 	a.auditSignIn(r, method, who, userID, "", "deny", reason)
+	a.countSignInFailure(r, who)
+	writeError(w, status, code, msg)
+}
+
+// countSignInFailure counts a failed sign-in against the client's address
+// and, when one is named, the user (alone and from that address).
+func (a *API) countSignInFailure(r *http.Request, who string) {
 	if lo := a.signInLimits(); lo != nil && lo.Limiter != nil && lo.Max > 0 {
 		addr, user, pair := a.signInKeys(r, who)
 		checks := []limit.Check{addr}
@@ -93,7 +100,6 @@ func (a *API) signInFailed(w http.ResponseWriter, r *http.Request, method, who, 
 			}
 		}
 	}
-	writeError(w, status, code, msg)
 }
 
 // peek reads a counter without charging it.

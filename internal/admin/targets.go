@@ -26,10 +26,12 @@ type reqState struct {
 	perm      rbac.Permission
 	resource  rbac.Resource
 
-	key     *store.Key        // the key a /keys/{ref} route resolved
-	team    *store.Team       // the team a /teams/{name} route resolved
-	cred    *store.AdminToken // the credential /admin-tokens/{id} resolved
-	newTeam string            // the team a new key goes to ("" for none)
+	key  *store.Key        // the key a /keys/{ref} route resolved
+	team *store.Team       // the team a /teams/{name} route resolved
+	cred *store.AdminToken // the credential /admin-tokens/{id} resolved
+	// invitation is the invitation /invitations/{id} resolved.
+	invitation *store.Invitation
+	newTeam    string // the team a new key goes to ("" for none)
 }
 
 type stateKey struct{}

@@ -25,6 +25,7 @@ import "time"
 //	GET    /api/v1/teams/{name}/members          -> TeamMemberList
 //	PUT    /api/v1/teams/{name}/members/{user}   PutMemberRequest -> TeamMember
 //	DELETE /api/v1/teams/{name}/members/{user}   -> 204
+//	(team invitations: see invitations.go)
 //	GET    /api/v1/roles                         -> RoleList
 //	GET    /api/v1/approvals                     -> ApprovalList
 //	GET    /api/v1/approvals/{id}                -> Approval

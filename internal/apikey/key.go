@@ -37,6 +37,10 @@ const AdminEnv = "admin"
 // only by GenerateSession.
 const SessionEnv = "session"
 
+// InviteEnv is the environment of team invitation tokens, issued only by
+// GenerateInvite.
+const InviteEnv = "invite"
+
 const (
 	keyPrefix  = "kg_"
 	minEnvLen  = 2
@@ -114,7 +118,7 @@ func Generate(env string) (secret.String, error) {
 	if err := ValidateEnv(env); err != nil {
 		return secret.String{}, err
 	}
-	if env == AdminEnv || env == SessionEnv {
+	if env == AdminEnv || env == SessionEnv || env == InviteEnv {
 		return secret.String{}, fmt.Errorf("apikey: environment %q is reserved for admin API credentials; choose another (such as live or test)", env)
 	}
 	return generate(env)
@@ -125,6 +129,9 @@ func GenerateAdmin() (secret.String, error) { return generate(AdminEnv) }
 
 // GenerateSession issues a new sign-in session token, kg_session_...
 func GenerateSession() (secret.String, error) { return generate(SessionEnv) }
+
+// GenerateInvite issues a new team invitation token, kg_invite_...
+func GenerateInvite() (secret.String, error) { return generate(InviteEnv) }
 
 func generate(env string) (secret.String, error) {
 	var n [32]byte

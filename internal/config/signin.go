@@ -18,6 +18,9 @@ type SignIn struct {
 	// password. Unset means every role that can change keys, providers
 	// or secrets; an empty list means none.
 	MFARoles []string `yaml:"mfa_roles"`
+	// InvitationTTL is how long a new team invitation works unless its
+	// request says (default 168h, 7 days; at most 720h, 30 days).
+	InvitationTTL time.Duration `yaml:"invitation_ttl"`
 	// OIDC signs people in with an OpenID provider.
 	OIDC OIDC `yaml:"oidc"`
 	// WebAuthn lets users register passkeys and sign in with them.
@@ -104,6 +107,9 @@ func (c Config) validateSignIn(bad func(field, format string, args ...any)) {
 	}
 	if idle > maxAge {
 		bad("signin.session_idle", "%s is longer than signin.session_max (%s)", idle, maxAge)
+	}
+	if s.InvitationTTL < 0 || s.InvitationTTL > 30*24*time.Hour {
+		bad("signin.invitation_ttl", "must be between 0 (the default, 168h) and 720h (30 days)")
 	}
 	roles, err := c.RoleTable()
 	if err != nil {

@@ -203,7 +203,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		SignIn: signIn,
 		Store:  st, Vault: guardedVault{v, n.src.guard}, Hasher: hasher, Log: log,
 		Sources: admin.SourceOptions{Refs: st, Refresh: n.src.refresher.Refresh, DefaultRefresh: cfg.Sources.Refresh, DefaultGrace: cfg.Sources.Grace},
-		People:  st, Credentials: st, Approvals: st,
+		People:  st, Credentials: st, Approvals: st, Invitations: st, InvitationTTL: cfg.SignIn.InvitationTTL,
 		Roles:            roles,
 		Approval:         admin.ApprovalPolicy{RequiredFor: cfg.ApprovalPermissions(), TTL: cfg.Approvals.TTL},
 		TrustedProxies:   cfg.TrustedProxyPrefixes(),

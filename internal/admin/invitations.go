@@ -1,0 +1,493 @@
+package admin
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/password"
+	"github.com/keygate/keygate/internal/rbac"
+	"github.com/keygate/keygate/internal/session"
+	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/web"
+)
+
+// Team invitations (adminapi/invitations.go is the contract). Whoever may
+// manage a team's invitations invites an e-mail address with a role they
+// could give themselves; the answer carries a kg_invite_ token, shown once,
+// of which only an HMAC is kept. The invitee accepts it, once and before it
+// expires, by setting a password or signing in with single sign-on, and is
+// then a user named after the address and a member of the team. Every
+// step, refusals included, is an admin.invitation event on the audit trail,
+// which names the invitation by its id, never its token.
+
+// InvitationStore keeps invitations to join a team. keygate's store is one.
+type InvitationStore interface {
+	CreateInvitation(ctx context.Context, inv store.Invitation) error
+	GetInvitation(ctx context.Context, id string) (store.Invitation, error)
+	GetInvitationByHash(ctx context.Context, hash []byte) (store.Invitation, error)
+	ListInvitations(ctx context.Context, f store.InvitationFilter) ([]store.Invitation, error)
+	RevokeInvitation(ctx context.Context, id, by string, at time.Time) (store.Invitation, error)
+	AcceptInvitation(ctx context.Context, a store.Acceptance) (store.Invitation, error)
+}
+
+const (
+	// DefaultInvitationTTL is how long an invitation works unless the
+	// configuration or the request says otherwise.
+	DefaultInvitationTTL = 7 * 24 * time.Hour
+	// MaxInvitationTTL is the longest an invitation may work.
+	MaxInvitationTTL = 30 * 24 * time.Hour
+)
+
+// invitationsReady answers 501 when invitations cannot be made or used
+// here: they need the store and people signing in.
+func (a *API) invitationsReady(w http.ResponseWriter) bool {
+	if a.opts.Invitations == nil {
+		writeError(w, http.StatusNotImplemented, "not_implemented", "this keygate keeps no invitations")
+		return false
+	}
+	return a.signInReady(w)
+}
+
+// invitationTTL reads a requested lifetime: empty is the configured default.
+func (a *API) invitationTTL(s string) (time.Duration, error) {
+	if strings.TrimSpace(s) == "" {
+		if a.opts.InvitationTTL > 0 {
+			return a.opts.InvitationTTL, nil
+		}
+		return DefaultInvitationTTL, nil
+	}
+	d, err := adminapi.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("ttl: %w", err)
+	}
+	if d <= 0 || d > MaxInvitationTTL {
+		return 0, fmt.Errorf("ttl: an invitation works for up to %s; ask for less, such as 7d", formatDuration(MaxInvitationTTL))
+	}
+	return d, nil
+}
+
+// inviteEmail reads an invited address: a plain e-mail address, in lower
+// case, which is also the name of the user it makes.
+func inviteEmail(s string) (string, error) {
+	e := strings.ToLower(strings.TrimSpace(s))
+	if addr, err := mail.ParseAddress(e); err != nil || addr.Address != e || !strings.Contains(e, "@") || !userName.MatchString(e) {
+		return "", fmt.Errorf("email %q must be a plain e-mail address, such as ann@example.com", s)
+	}
+	return e, nil
+}
+
+// createInvitation invites someone to a team: POST /teams/{name}/invitations.
+func (a *API) createInvitation(w http.ResponseWriter, r *http.Request) {
+	if !a.invitationsReady(w) {
+		return
+	}
+	var req adminapi.CreateInvitationRequest
+	if err := web.DecodeJSON(w, r, maxAdminBody, &req); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "send {\"email\": \"ann@example.com\", \"role\": \"developer\"}: "+err.Error())
+		return
+	}
+	t := *state(r).team
+	email, err := inviteEmail(req.Email)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	role := strings.TrimSpace(req.Role)
+	if role == "" {
+		writeError(w, http.StatusBadRequest, "bad_request", "role is required, such as developer")
+		return
+	}
+	// The role must be one the inviter could give in this team: nobody
+	// invites anyone to more than they hold.
+	if err := a.checkAssign(r, role, t.Name); err != nil {
+		a.targetError(w, err)
+		return
+	}
+	ttl, err := a.invitationTTL(req.TTL)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	ctx := r.Context()
+	if _, err := a.opts.People.GetUserByName(ctx, email); err == nil {
+		writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("a keygate user named %s exists already; add them to the team instead (keygate team member add %s %s --role %s)", email, t.Name, email, role))
+		return
+	} else if !errors.Is(err, store.ErrNotFound) {
+		a.internal(w, "look up the user", err)
+		return
+	}
+	now := a.opts.Now().UTC()
+	pending, err := a.opts.Invitations.ListInvitations(ctx, store.InvitationFilter{Team: t.Name, PendingAt: now})
+	if err != nil {
+		a.internal(w, "read the team's invitations", err)
+		return
+	}
+	for _, p := range pending {
+		if p.Email == email {
+			writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("%s has a pending invitation to team %s already (%s); revoke it first (keygate invite revoke %s)", email, t.Name, p.ID, p.ID))
+			return
+		}
+	}
+	raw, err := apikey.GenerateInvite()
+	if err != nil {
+		a.internal(w, "make the invitation", err)
+		return
+	}
+	hash := a.opts.Hasher.Hash(raw.Reveal())
+	p := principal(r)
+	inv := store.Invitation{ID: newID("inv_"), Hash: hash[:], Email: email, Team: t.Name, Role: role, CreatedBy: p.ID, CreatedByName: p.Name,
+		CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	if err := a.opts.Invitations.CreateInvitation(ctx, inv); err != nil {
+		a.internal(w, "store the invitation", err)
+		return
+	}
+	a.auditInvitation(r, inv, "allow", "created", "")
+	a.opts.Log.Info("invitation created", "actor", p.ID, "invitation", inv.ID, "team", t.Name, "role", role)
+	link := session.Audience(r, a.opts.SignIn.TLS) + "/invite#" + raw.Reveal()
+	web.WriteJSON(w, http.StatusCreated, adminapi.CreatedInvitation{Invitation: a.invitationView(inv, now), Token: raw.Reveal(), Link: link})
+}
+
+// invitationView shows an invitation, never its token or hash.
+func (a *API) invitationView(inv store.Invitation, now time.Time) adminapi.Invitation {
+	v := adminapi.Invitation{ID: inv.ID, Email: inv.Email, Team: inv.Team, Role: inv.Role, InvitedBy: inv.CreatedByName, CreatedAt: inv.CreatedAt,
+		ExpiresAt: inv.ExpiresAt, RevokedAt: inv.RevokedAt, AcceptedAt: inv.AcceptedAt, Status: invitationStatus(inv, now)}
+	if inv.AcceptedAt != nil {
+		v.User = inv.Email
+	}
+	return v
+}
+
+func invitationStatus(inv store.Invitation, now time.Time) string {
+	switch {
+	case inv.AcceptedAt != nil:
+		return adminapi.InvitationAccepted
+	case inv.RevokedAt != nil:
+		return adminapi.InvitationRevoked
+	case !now.Before(inv.ExpiresAt):
+		return adminapi.InvitationExpired
+	}
+	return adminapi.InvitationPending
+}
+
+// listTeamInvitations lists a team's pending invitations (every one with
+// ?all=true): GET /teams/{name}/invitations.
+func (a *API) listTeamInvitations(w http.ResponseWriter, r *http.Request) {
+	a.writeInvitations(w, r, state(r).team.Name)
+}
+
+// listInvitations lists the pending invitations of every team the caller
+// may see them in (?team= for one): GET /invitations.
+func (a *API) listInvitations(w http.ResponseWriter, r *http.Request) {
+	a.writeInvitations(w, r, strings.TrimSpace(r.URL.Query().Get("team")))
+}
+
+func (a *API) writeInvitations(w http.ResponseWriter, r *http.Request, team string) {
+	if a.opts.Invitations == nil {
+		writeError(w, http.StatusNotImplemented, "not_implemented", "this keygate keeps no invitations")
+		return
+	}
+	now := a.opts.Now().UTC()
+	f := store.InvitationFilter{Team: team, PendingAt: now}
+	if r.URL.Query().Get("all") == "true" {
+		f.PendingAt = time.Time{}
+	}
+	is, err := a.opts.Invitations.ListInvitations(r.Context(), f)
+	if err != nil {
+		a.internal(w, "list invitations", err)
+		return
+	}
+	out := adminapi.InvitationList{Invitations: []adminapi.Invitation{}}
+	for _, inv := range is {
+		if a.can(r, rbac.InvitationsRead, rbac.Resource{Team: inv.Team}) {
+			out.Invitations = append(out.Invitations, a.invitationView(inv, now))
+		}
+	}
+	web.WriteJSON(w, http.StatusOK, out)
+}
+
+// invitationTarget resolves /invitations/{id} to the invitation's team.
+func (a *API) invitationTarget(r *http.Request) (resolved, error) {
+	id := r.PathValue("id")
+	if a.opts.Invitations == nil {
+		return resolved{}, notFound("invitation", id)
+	}
+	inv, err := a.opts.Invitations.GetInvitation(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return resolved{}, notFound("invitation", id)
+	}
+	if err != nil {
+		return resolved{}, err
+	}
+	state(r).invitation = &inv
+	return resolved{res: rbac.Resource{Team: inv.Team}, kind: "invitation", name: id}, nil
+}
+
+// revokeInvitation stops a pending invitation from working: POST
+// /invitations/{id}/revoke. Like taking a member out, it needs every grant
+// of the invited role.
+func (a *API) revokeInvitation(w http.ResponseWriter, r *http.Request) {
+	inv := *state(r).invitation
+	p := principal(r)
+	if missing := a.opts.Roles.MissingToGrant(p, inv.Role, inv.Team); len(missing) > 0 {
+		writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("the invitation gives role %s in team %s, which holds what you may not (%s)", inv.Role, inv.Team, grantList(missing)))
+		return
+	}
+	now := a.opts.Now().UTC()
+	got, err := a.opts.Invitations.RevokeInvitation(r.Context(), inv.ID, p.ID, now)
+	switch {
+	case errors.Is(err, store.ErrInvitationClosed):
+		writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("invitation %s is %s already; nothing was changed", inv.ID, invitationStatus(inv, now)))
+		return
+	case err != nil:
+		a.lookupError(w, "invitation", inv.ID, err)
+		return
+	}
+	a.auditInvitation(r, got, "allow", "revoked", "")
+	a.opts.Log.Info("invitation revoked", "actor", p.ID, "invitation", inv.ID, "team", inv.Team)
+	web.WriteJSON(w, http.StatusOK, a.invitationView(got, now))
+}
+
+// auditInvitation records a step of an invitation: created, revoked,
+// accepted, or refused (decision deny, with the reason).
+func (a *API) auditInvitation(r *http.Request, inv store.Invitation, decision, action, reason string) {
+	f := map[string]string{"action": action}
+	res := "invitation"
+	if inv.ID != "" {
+		res = "invitation " + inv.ID
+		f["team"], f["role"], f["email"], f["invited_by"] = inv.Team, inv.Role, inv.Email, inv.CreatedBy
+		f["expires_at"] = inv.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	if inv.AcceptedBy != "" {
+		f["user_id"] = inv.AcceptedBy
+	}
+	if reason != "" {
+		f["reason"] = reason
+	}
+	a.auditEvent(r, "admin.invitation", res, decision, f)
+}
+
+// invitationRefusal is why a presented invitation token cannot be used.
+type invitationRefusal struct {
+	status       int
+	code, reason string
+	msg          string
+}
+
+// findInvitation resolves a presented token to its pending invitation. A
+// token that is malformed, unknown, used, revoked or expired, or whose
+// inviter may no longer give its role, is a refusal to answer.
+func (a *API) findInvitation(ctx context.Context, raw string) (store.Invitation, *invitationRefusal, error) {
+	const ask = "; ask whoever invited you for a new invitation"
+	unknown := &invitationRefusal{http.StatusNotFound, "invitation_unknown", "unknown", "this invitation link is not valid: it is incomplete or was never issued" + ask}
+	if p, err := apikey.Parse(strings.TrimSpace(raw)); err != nil || p.Env != apikey.InviteEnv {
+		return store.Invitation{}, unknown, nil
+	}
+	h := a.opts.Hasher.Hash(strings.TrimSpace(raw))
+	inv, err := a.opts.Invitations.GetInvitationByHash(ctx, h[:])
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return store.Invitation{}, unknown, nil
+	case err != nil:
+		return store.Invitation{}, nil, err
+	}
+	if subtle.ConstantTimeCompare(inv.Hash, h[:]) != 1 {
+		return store.Invitation{}, unknown, nil
+	}
+	now := a.opts.Now()
+	switch invitationStatus(inv, now) {
+	case adminapi.InvitationAccepted:
+		return inv, &invitationRefusal{http.StatusGone, "invitation_used", "used", "this invitation was accepted already; an invitation works once. Sign in instead, or" + ask[1:]}, nil
+	case adminapi.InvitationRevoked:
+		return inv, &invitationRefusal{http.StatusGone, "invitation_revoked", "revoked", "this invitation was revoked" + ask}, nil
+	case adminapi.InvitationExpired:
+		return inv, &invitationRefusal{http.StatusGone, "invitation_expired", "expired", "this invitation expired at " + inv.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC") + ask}, nil
+	}
+	// The inviter must still hold what the role grants: an invitation from
+	// someone since disabled, demoted or taken out of the team gives nothing.
+	if ok, err := a.inviterMayGive(ctx, inv); err != nil {
+		return store.Invitation{}, nil, err
+	} else if !ok {
+		return inv, &invitationRefusal{http.StatusForbidden, "invitation_inviter", "inviter_lacks_role", "whoever invited you may no longer give role " + inv.Role + " in team " + inv.Team + ask}, nil
+	}
+	return inv, nil, nil
+}
+
+// inviterMayGive reports whether an invitation's maker may still give its
+// role in its team: a user who is enabled and holds it, or an admin
+// credential of no user that is still valid and holds it.
+func (a *API) inviterMayGive(ctx context.Context, inv store.Invitation) (bool, error) {
+	var p rbac.Principal
+	tok, err := a.opts.Credentials.GetAdminToken(ctx, inv.CreatedBy)
+	switch {
+	case err == nil && tok.UserID == "":
+		if tok.RevokedAt != nil || (tok.ExpiresAt != nil && !a.opts.Now().Before(*tok.ExpiresAt)) {
+			return false, nil
+		}
+		if p, err = a.tokenPrincipal(ctx, tok); err != nil {
+			return false, err
+		}
+	case err == nil, errors.Is(err, store.ErrNotFound):
+		userID := inv.CreatedBy
+		if err == nil {
+			userID = tok.UserID
+		}
+		p, err = a.UserPrincipal(ctx, userID, "", "", "", nil)
+		if errors.Is(err, ErrUserDisabled) || errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	default:
+		return false, err
+	}
+	return len(a.opts.Roles.MissingToGrant(p, inv.Role, inv.Team)) == 0, nil
+}
+
+// refuseInvitation answers a refused use of an invitation, records it, and
+// counts it as a failed sign-in from the client's address.
+func (a *API) refuseInvitation(w http.ResponseWriter, r *http.Request, inv store.Invitation, ref *invitationRefusal) {
+	a.auditInvitation(r, inv, "deny", "refused", ref.reason)
+	a.countSignInFailure(r, "")
+	writeError(w, ref.status, ref.code, ref.msg)
+}
+
+// readInvitationForm reads a token (and a password) from a JSON body or a
+// browser's form.
+func readInvitationForm(w http.ResponseWriter, r *http.Request) (adminapi.AcceptInvitationRequest, error) {
+	var req adminapi.AcceptInvitationRequest
+	if isForm(r) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxAdminBody)
+		if err := r.ParseForm(); err != nil {
+			return req, errors.New("could not read the form")
+		}
+		req.Token, req.Password = r.PostForm.Get("token"), r.PostForm.Get("password")
+		return req, nil
+	}
+	err := web.DecodeJSON(w, r, maxAdminBody, &req)
+	return req, err
+}
+
+// lookupInvitation tells the holder of a pending invitation what it is
+// for: POST /auth/invitations/lookup.
+func (a *API) lookupInvitation(w http.ResponseWriter, r *http.Request) {
+	if !a.invitationsReady(w) {
+		return
+	}
+	req, err := readInvitationForm(w, r)
+	if err != nil || strings.TrimSpace(req.Token) == "" {
+		writeError(w, http.StatusBadRequest, "bad_request", "send {\"token\": \"kg_invite_...\"}")
+		return
+	}
+	if !a.signInAllowed(w, r, "invitation", "") {
+		return
+	}
+	inv, ref, err := a.findInvitation(r.Context(), req.Token)
+	if err != nil {
+		a.internal(w, "look up the invitation", err)
+		return
+	}
+	if ref != nil {
+		a.refuseInvitation(w, r, inv, ref)
+		return
+	}
+	out := adminapi.InvitationInfo{Email: inv.Email, Team: inv.Team, Role: inv.Role, InvitedBy: inv.CreatedByName, ExpiresAt: inv.ExpiresAt}
+	if a.opts.SignIn.SSO != nil {
+		out.SSO = a.opts.SignIn.SSO.Name()
+	}
+	web.WriteJSON(w, http.StatusOK, out)
+}
+
+// acceptInvitation accepts an invitation with a new password: POST
+// /auth/invitations/accept. The new user, named after the invited address,
+// is a member of the team with the invited role and is signed in; a role
+// that needs a second factor gets a session that may only enrol one.
+func (a *API) acceptInvitation(w http.ResponseWriter, r *http.Request) {
+	if !a.invitationsReady(w) {
+		return
+	}
+	req, err := readInvitationForm(w, r)
+	if err != nil || strings.TrimSpace(req.Token) == "" {
+		writeError(w, http.StatusBadRequest, "bad_request", "send {\"token\": \"kg_invite_...\", \"password\": \"...\"}")
+		return
+	}
+	if !a.signInAllowed(w, r, "invitation", "") {
+		return
+	}
+	ctx := r.Context()
+	inv, ref, err := a.findInvitation(ctx, req.Token)
+	if err != nil {
+		a.internal(w, "look up the invitation", err)
+		return
+	}
+	if ref != nil {
+		a.refuseInvitation(w, r, inv, ref)
+		return
+	}
+	if err := password.Check(req.Password); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	params := a.opts.SignIn.Password
+	if params == (password.Params{}) {
+		params = password.Default
+	}
+	hash, err := password.Hash(req.Password, params)
+	if err != nil {
+		a.internal(w, "hash the password", err)
+		return
+	}
+	now := a.opts.Now().UTC()
+	u := store.User{ID: newID("usr_"), Name: inv.Email, Kind: store.UserPerson, Role: inv.Role, CreatedAt: now, CreatedBy: inv.CreatedBy}
+	got, err := a.opts.Invitations.AcceptInvitation(ctx, store.Acceptance{InvitationID: inv.ID, At: now, NewUser: &u, PasswordHash: hash})
+	if ref := a.acceptRefusal(inv, err); ref != nil {
+		a.refuseInvitation(w, r, inv, ref)
+		return
+	}
+	if err != nil {
+		a.internal(w, "accept the invitation", err)
+		return
+	}
+	a.accepted(r, got, u)
+	g := session.Grant{UserID: u.ID, Method: session.MethodPassword, Audience: session.Audience(r, a.opts.SignIn.TLS), Client: a.clientOf(r)}
+	need, err := a.mfaRequired(ctx, u)
+	if err != nil {
+		a.internal(w, "look up the user's teams", err)
+		return
+	}
+	// A role that needs a second factor gets a session that may only
+	// enrol one, as a password sign-in without one does.
+	g.MFAPending = need
+	a.startSession(w, r, g, u.Name, wantsCookie(r, req.Cookie))
+}
+
+// acceptRefusal turns the store's refusal of an acceptance into one for
+// the invitee: another acceptance won, or the name was taken since.
+func (a *API) acceptRefusal(inv store.Invitation, err error) *invitationRefusal {
+	switch {
+	case errors.Is(err, store.ErrInvitationClosed):
+		return &invitationRefusal{http.StatusGone, "invitation_used", "closed", "this invitation was used, revoked or expired a moment ago; ask whoever invited you for a new invitation"}
+	case errors.Is(err, store.ErrConflict):
+		return &invitationRefusal{http.StatusConflict, "conflict", "name_taken",
+			"a keygate user named " + inv.Email + " exists already; sign in as that user and ask an admin to add you to team " + inv.Team}
+	}
+	return nil
+}
+
+// accepted records an accepted invitation. From here on the request is
+// the new member's: the trail names them as its actor.
+func (a *API) accepted(r *http.Request, inv store.Invitation, u store.User) {
+	st := state(r)
+	st.principal = rbac.Principal{ID: u.ID, UserID: u.ID, Name: u.Name, Kind: rbac.KindUser, Role: u.Role, Via: "invitation " + inv.ID}
+	a.auditInvitation(r, inv, "allow", "accepted", "")
+	a.auditEvent(r, "admin.change", "team "+inv.Team, "allow", map[string]string{"field": "member " + u.Name, "before": "", "after": inv.Role + " (invitation " + inv.ID + ")"})
+	a.opts.Log.Info("invitation accepted", "invitation", inv.ID, "user_id", u.ID, "team", inv.Team, "role", inv.Role)
+}
