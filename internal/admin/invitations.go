@@ -285,8 +285,8 @@ type invitationRefusal struct {
 // token that is malformed, unknown, used, revoked or expired, or whose
 // inviter may no longer give its role, is a refusal to answer.
 func (a *API) findInvitation(ctx context.Context, raw string) (store.Invitation, *invitationRefusal, error) {
-	const ask = "; ask whoever invited you for a new invitation"
-	unknown := &invitationRefusal{http.StatusNotFound, "invitation_unknown", "unknown", "this invitation link is not valid: it is incomplete or was never issued" + ask}
+	unknown := &invitationRefusal{http.StatusNotFound, "invitation_unknown", "unknown",
+		"this invitation link is not valid: it is incomplete or was never issued; ask whoever invited you for a new invitation"}
 	if p, err := apikey.Parse(strings.TrimSpace(raw)); err != nil || p.Env != apikey.InviteEnv {
 		return store.Invitation{}, unknown, nil
 	}
@@ -301,23 +301,30 @@ func (a *API) findInvitation(ctx context.Context, raw string) (store.Invitation,
 	if subtle.ConstantTimeCompare(inv.Hash, h[:]) != 1 {
 		return store.Invitation{}, unknown, nil
 	}
-	now := a.opts.Now()
-	switch invitationStatus(inv, now) {
+	ref, err := a.checkInvitation(ctx, inv)
+	return inv, ref, err
+}
+
+// checkInvitation refuses an invitation that is no longer pending, or
+// whose inviter may no longer give its role.
+func (a *API) checkInvitation(ctx context.Context, inv store.Invitation) (*invitationRefusal, error) {
+	const ask = "; ask whoever invited you for a new invitation"
+	switch invitationStatus(inv, a.opts.Now()) {
 	case adminapi.InvitationAccepted:
-		return inv, &invitationRefusal{http.StatusGone, "invitation_used", "used", "this invitation was accepted already; an invitation works once. Sign in instead, or" + ask[1:]}, nil
+		return &invitationRefusal{http.StatusGone, "invitation_used", "used", "this invitation was accepted already; an invitation works once. Sign in instead, or" + ask[1:]}, nil
 	case adminapi.InvitationRevoked:
-		return inv, &invitationRefusal{http.StatusGone, "invitation_revoked", "revoked", "this invitation was revoked" + ask}, nil
+		return &invitationRefusal{http.StatusGone, "invitation_revoked", "revoked", "this invitation was revoked" + ask}, nil
 	case adminapi.InvitationExpired:
-		return inv, &invitationRefusal{http.StatusGone, "invitation_expired", "expired", "this invitation expired at " + inv.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC") + ask}, nil
+		return &invitationRefusal{http.StatusGone, "invitation_expired", "expired", "this invitation expired at " + inv.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC") + ask}, nil
 	}
 	// The inviter must still hold what the role grants: an invitation from
 	// someone since disabled, demoted or taken out of the team gives nothing.
 	if ok, err := a.inviterMayGive(ctx, inv); err != nil {
-		return store.Invitation{}, nil, err
+		return nil, err
 	} else if !ok {
-		return inv, &invitationRefusal{http.StatusForbidden, "invitation_inviter", "inviter_lacks_role", "whoever invited you may no longer give role " + inv.Role + " in team " + inv.Team + ask}, nil
+		return &invitationRefusal{http.StatusForbidden, "invitation_inviter", "inviter_lacks_role", "whoever invited you may no longer give role " + inv.Role + " in team " + inv.Team + ask}, nil
 	}
-	return inv, nil, nil
+	return nil, nil
 }
 
 // inviterMayGive reports whether an invitation's maker may still give its

@@ -218,6 +218,7 @@ func (a *API) routes() []endpoint {
 		// take no principal, like signing in, and are throttled like it.
 		public("POST", "/auth/invitations/lookup", a.lookupInvitation),
 		public("POST", "/auth/invitations/accept", a.acceptInvitation),
+		public("POST", "/auth/invitations/sso", a.ssoInvitation),
 
 		list("GET", "/approvals", rbac.ApprovalsRead, a.listApprovals),
 		{method: "GET", path: p + "/approvals/{id}", perm: rbac.ApprovalsRead, scope: scopeTarget, target: (*API).approvalTarget, visible: rbac.ApprovalsRead, handler: a.getApproval},

@@ -53,6 +53,8 @@ type ssoFlow struct {
 	Nonce        string `json:"nonce"`
 	CLIRedirect  string `json:"cli_redirect,omitempty"`
 	CLIChallenge string `json:"cli_challenge,omitempty"`
+	// Invitation is the id of the invitation the sign-in accepts, if any.
+	Invitation string `json:"invitation,omitempty"`
 }
 
 type ssoCLIGrant struct {
@@ -122,6 +124,12 @@ func (a *API) oidcStart(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	a.startSSO(w, r, f, http.StatusFound)
+}
+
+// startSSO keeps a sign-in flow under a new state, binds it to this
+// browser with a cookie, and sends the browser to the provider.
+func (a *API) startSSO(w http.ResponseWriter, r *http.Request, f ssoFlow, status int) {
 	state := randomToken()
 	data, _ := json.Marshal(f)
 	if err := a.opts.SignIn.Store.PutSignInFlow(r.Context(), flowID(state), flowOIDC, data, a.opts.Now().Add(ssoFlowTTL)); err != nil {
@@ -130,7 +138,7 @@ func (a *API) oidcStart(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: ssoCookie, Value: state, Path: adminapiPrefix + "/auth/oidc/", HttpOnly: true, Secure: a.opts.SignIn.TLS,
 		SameSite: http.SameSiteLaxMode, MaxAge: int(ssoFlowTTL.Seconds())})
-	http.Redirect(w, r, a.opts.SignIn.SSO.AuthURL(state, f.Nonce, a.pkceVerifier(state)), http.StatusFound)
+	http.Redirect(w, r, a.opts.SignIn.SSO.AuthURL(state, f.Nonce, a.pkceVerifier(state)), status)
 }
 
 // oidcCallback finishes a single sign-on: GET /auth/oidc/callback.
@@ -182,13 +190,23 @@ func (a *API) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadGateway, "provider_unavailable", "keygate could not reach the single-sign-on provider; try again")
 		return
 	}
-	u, mfa, reason, msg, err := a.ssoUser(r, id)
+	var u store.User
+	var mfa string
+	if f.Invitation != "" {
+		var ref *invitationRefusal
+		if u, mfa, ref, err = a.acceptWithSSO(r, f.Invitation, id); err == nil && ref != nil {
+			fail(&f, ref.status, ref.reason, ref.msg, id.Username, "")
+			return
+		}
+	} else {
+		var reason, msg string
+		if u, mfa, reason, msg, err = a.ssoUser(r, id); err == nil && reason != "" {
+			fail(&f, http.StatusForbidden, reason, msg, id.Username, u.ID)
+			return
+		}
+	}
 	if err != nil {
 		a.internal(w, "find the user", err)
-		return
-	}
-	if reason != "" {
-		fail(&f, http.StatusForbidden, reason, msg, id.Username, u.ID)
 		return
 	}
 	if f.CLIRedirect != "" {
