@@ -25,6 +25,9 @@ var messages = map[string]string{
 	"disabled":     "The user is disabled: every credential of theirs stopped working.",
 	"provider":     "The provider key is stored in the vault. It will not be shown again.",
 	"signedout":    "You are signed out.",
+	"enrolled":     "Your second factor is set up: sign-ins now ask for a code from your authenticator app.",
+
+	"invitation-revoked": "The invitation is revoked: its link no longer works.",
 }
 
 // loader fills a page's data; an *apiError it returns is shown with the
@@ -81,6 +84,11 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, v *view, err erro
 	status := http.StatusBadGateway
 	var ae *apiError
 	if errors.As(err, &ae) {
+		if ae.Code == "mfa_enrolment_required" && r.Method == http.MethodGet {
+			// The session may only enrol a second factor: do that first.
+			http.Redirect(w, r, "/enrol", http.StatusSeeOther)
+			return
+		}
 		status, v.Error = ae.Status, ae.Message
 	} else {
 		c.opts.Log.Error("console page failed", "path", r.URL.Path, "err", err)
@@ -142,6 +150,14 @@ func (c *Console) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /providers/{name}/rotate", c.action(c.rotateProvider))
 	mux.HandleFunc("GET /people", c.page("people", "Teams and users", []string{"users.read", "teams.read"}, c.people))
 	mux.HandleFunc("POST /users/{name}/disable", c.action(c.disableUser))
+	mux.HandleFunc("GET /teams/{name}", c.page("team", "Team", []string{"teams.read"}, c.teamPage))
+	mux.HandleFunc("POST /teams/{name}/invite", c.invite)
+	mux.HandleFunc("POST /invitations/{id}/revoke", c.action(c.revokeInvitation))
+	mux.HandleFunc("GET /invite", c.invitePage)
+	mux.HandleFunc("POST /invite/accept", c.acceptInvite)
+	mux.HandleFunc("GET /enrol", c.page("enrol", "Second factor", nil, c.enrolPage))
+	mux.HandleFunc("POST /enrol/totp", c.enrolTOTP)
+	mux.HandleFunc("POST /enrol/confirm", c.action(c.confirmTOTP))
 	mux.HandleFunc("GET /audit", c.page("audit", "Audit", []string{"audit.read"}, c.audit))
 	mux.HandleFunc("GET /audit/export", c.auditExport)
 	mux.HandleFunc("GET /alerts", c.page("alerts", "Alerts", []string{"alerts.read", "approvals.decide"}, c.alerts))

@@ -1,6 +1,8 @@
 // keygate console: draws charts from data-chart attributes, copies a
-// secret shown once, and asks before destructive actions. Nothing is kept
-// in browser storage and nothing is fetched.
+// secret shown once, asks before destructive actions, and on the
+// invitation page moves the token from the link's fragment into the form.
+// Nothing is kept in browser storage; the one thing fetched is what an
+// invitation is for, from the admin API of this same origin.
 (function () {
   "use strict";
 
@@ -43,7 +45,48 @@
     });
   }
 
+  // invitation takes the token out of the address (#kg_invite_...), which
+  // no server ever saw, puts it in the acceptance forms, and says what
+  // the invitation is for.
+  function invitation() {
+    var fields = document.querySelectorAll("[data-invite-token]");
+    if (!fields.length) return;
+    var about = document.getElementById("invite-about");
+    var fill = function (v) { fields.forEach(function (f) { f.value = v; }); };
+    var describe = function (token) {
+      if (!about || !token) return;
+      fetch("/api/v1/auth/invitations/lookup", { method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "Accept": "application/json" },
+        body: JSON.stringify({ token: token }) })
+        .then(function (r) { return r.json().then(function (b) { return { ok: r.ok, body: b }; }); })
+        .then(function (res) {
+          if (!res.ok) { about.textContent = (res.body.error && res.body.error.message) || "This invitation cannot be used."; return; }
+          var i = res.body;
+          about.textContent = (i.invited_by || "An admin") + " invited " + i.email + " to team " + i.team + " as " + i.role +
+            ". The invitation works until " + new Date(i.expires_at).toUTCString() + ".";
+        }, function () {});
+    };
+    var h = window.location.hash;
+    if (h.indexOf("#kg_invite_") === 0) {
+      fill(decodeURIComponent(h.slice(1)));
+      history.replaceState(null, "", window.location.pathname);
+      describe(fields[0].value);
+    }
+    fields.forEach(function (f) {
+      f.addEventListener("change", function () { fill(f.value.trim()); describe(f.value.trim()); });
+    });
+  }
+
+  function sameAs(input) {
+    var other = document.getElementById(input.getAttribute("data-same-as"));
+    var check = function () { input.setCustomValidity(other && input.value !== other.value ? "The two passwords differ." : ""); };
+    input.addEventListener("input", check);
+    if (other) other.addEventListener("input", check);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    invitation();
+    document.querySelectorAll("[data-same-as]").forEach(sameAs);
     document.querySelectorAll("[data-chart]").forEach(draw);
     document.querySelectorAll("[data-copy]").forEach(function (b) {
       b.addEventListener("click", function () { copy(b); });

@@ -1,0 +1,186 @@
+package console
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/keygate/keygate/internal/adminapi"
+)
+
+// A team's page shows its members and invitations; whoever may manage the
+// team's invitations invites from it and revokes from it. The link an
+// invitation answers is shown once, on the page that answers the form.
+//
+// The invitee opens the link, /invite#kg_invite_...: the token is in the
+// fragment, which a browser never sends to a server, so it reaches no
+// access log, proxy or Referer header. console.js moves it from the
+// fragment into the acceptance form (and takes it out of the address bar
+// and history); the form posts it in the body, over the same origin, to
+// /invite/accept. The page's HTML never holds it. Without script the
+// person pastes the code from the link into the form's field.
+
+// teamData is what the team page shows.
+type teamData struct {
+	Team        adminapi.Team
+	Members     []adminapi.TeamMember
+	Invitations []adminapi.Invitation
+	// ShowInvitations and CanInvite say what the user may see and do in
+	// this team; the API decides each call anyway.
+	ShowInvitations, CanInvite bool
+	// Roles are the roles an invitation may give here.
+	Roles []string
+	// Created is a new invitation, its link shown this once.
+	Created *adminapi.CreatedInvitation
+}
+
+// inTeam reports whether the user holds perm in team: everywhere, or
+// through a membership of it.
+func (m me) inTeam(perm, team string) bool {
+	for _, p := range m.Permissions {
+		if p == perm || p == perm+"@"+team {
+			return true
+		}
+	}
+	return false
+}
+
+// teamPage serves /teams/{name}.
+func (c *Console) teamPage(r *http.Request, v *view) error {
+	d, err := c.loadTeam(r, v, r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	v.Title = "Team " + d.Team.Name
+	v.Data = d
+	return nil
+}
+
+func (c *Console) loadTeam(r *http.Request, v *view, name string) (teamData, error) {
+	var d teamData
+	if err := c.api.get(r, "/teams/"+seg(name), &d.Team); err != nil {
+		return d, err
+	}
+	var ms adminapi.TeamMemberList
+	if err := c.api.get(r, "/teams/"+seg(name)+"/members", &ms); err != nil {
+		return d, err
+	}
+	d.Members = ms.Members
+	d.ShowInvitations = v.Me.inTeam("invitations.read", d.Team.Name)
+	d.CanInvite = v.Me.inTeam("invitations.manage", d.Team.Name)
+	if d.ShowInvitations {
+		var is adminapi.InvitationList
+		if err := c.api.get(r, "/teams/"+seg(name)+"/invitations", &is); err != nil {
+			return d, err
+		}
+		d.Invitations = is.Invitations
+	}
+	if d.CanInvite {
+		var rl adminapi.RoleList
+		if err := c.api.get(r, "/roles", &rl); err == nil {
+			for _, role := range rl.Roles {
+				if role.Team || role.Custom {
+					d.Roles = append(d.Roles, role.Name)
+				}
+			}
+		}
+		if len(d.Roles) == 0 {
+			// Who may not read the role table is offered the built-in team roles.
+			d.Roles = []string{"team-admin", "developer", "viewer"}
+		}
+	}
+	return d, nil
+}
+
+// invite creates an invitation from the team page's form and shows its
+// link this once, on the page that answers the form (never stored by the
+// browser: Cache-Control no-store; in no URL).
+func (c *Console) invite(w http.ResponseWriter, r *http.Request) {
+	v, ok := c.begin(w, r, "Invite")
+	if !ok {
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		c.fail(w, r, v, &apiError{Status: http.StatusBadRequest, Message: "The form could not be read."})
+		return
+	}
+	name := r.PathValue("name")
+	req := adminapi.CreateInvitationRequest{Email: strings.TrimSpace(r.PostForm.Get("email")), Role: r.PostForm.Get("role"), TTL: strings.TrimSpace(r.PostForm.Get("ttl"))}
+	var created adminapi.CreatedInvitation
+	if _, err := c.api.do(r, http.MethodPost, "/teams/"+seg(name)+"/invitations", req, &created); err != nil {
+		c.fail(w, r, v, err)
+		return
+	}
+	d, err := c.loadTeam(r, v, name)
+	if err != nil {
+		c.fail(w, r, v, err)
+		return
+	}
+	d.Created = &created
+	v.Title, v.Data = "Team "+d.Team.Name, d
+	c.render(w, r, http.StatusCreated, "team", v)
+}
+
+// revokeInvitation revokes an invitation from the team page.
+func (c *Console) revokeInvitation(r *http.Request, v *view) (string, error) {
+	var inv adminapi.Invitation
+	if _, err := c.api.do(r, http.MethodPost, "/invitations/"+seg(r.PathValue("id"))+"/revoke", nil, &inv); err != nil {
+		return "", err
+	}
+	return "/teams/" + seg(inv.Team) + "?done=invitation-revoked", nil
+}
+
+// inviteData is what the acceptance page shows.
+type inviteData struct {
+	SSO bool // single sign-on is configured: offer it
+}
+
+// invitePage serves /invite, the acceptance page. It needs no session:
+// the invitation is the credential.
+func (c *Console) invitePage(w http.ResponseWriter, r *http.Request) {
+	c.renderInvite(w, r, http.StatusOK, "")
+}
+
+func (c *Console) renderInvite(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	v := &view{Title: "Accept an invitation", Path: "/invite", Version: c.opts.Version, Error: msg}
+	var m signInMethods
+	if err := c.api.get(r, "/auth/methods", &m); err != nil {
+		c.logErr(r, "read the sign-in methods", err)
+	}
+	v.Data = inviteData{SSO: m.OIDC != nil}
+	c.render(w, r, status, "invite", v)
+}
+
+// acceptInvite accepts an invitation with the password the form sets; the
+// new member is signed in, and sent to enrol a second factor when the role
+// needs one.
+func (c *Console) acceptInvite(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		c.renderInvite(w, r, http.StatusBadRequest, "The form could not be read.")
+		return
+	}
+	f := r.PostForm
+	if f.Get("password") != f.Get("password2") {
+		c.renderInvite(w, r, http.StatusBadRequest, "The two passwords differ. Open the invitation link again and type the same password twice.")
+		return
+	}
+	yes := true
+	var out adminapi.LoginResponse
+	rec, err := c.api.do(r, http.MethodPost, "/auth/invitations/accept",
+		adminapi.AcceptInvitationRequest{Token: strings.TrimSpace(f.Get("token")), Password: f.Get("password"), Cookie: &yes}, &out)
+	if err != nil {
+		status := statusOf(err)
+		if status == 0 {
+			status = http.StatusBadGateway
+		}
+		c.renderInvite(w, r, status, "The invitation could not be accepted: "+messageOf(err))
+		return
+	}
+	copyCookies(w, rec)
+	next := "/"
+	if out.Session.MFAEnrolmentRequired {
+		next = "/enrol"
+	}
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
