@@ -88,13 +88,15 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// serve starts keygate with a fresh data directory and extra config (YAML).
+// serve starts keygate with a fresh data directory and extra config (YAML),
+// in which {{admin}} stands for the admin listener's address.
 func serve(t *testing.T, config string) *server {
 	t.Helper()
 	bin := keygateBinary(t)
 	dir := t.TempDir()
 	gw, adm := freePort(t), freePort(t)
 	args := []string{"serve", "--data-dir", filepath.Join(dir, "data"), "--listen", gw, "--admin-listen", adm}
+	config = strings.ReplaceAll(config, "{{admin}}", adm)
 	if config != "" {
 		p := filepath.Join(dir, "keygate.yaml")
 		if err := os.WriteFile(p, []byte(config), 0o600); err != nil {

@@ -133,6 +133,9 @@ func (c *Console) revokeInvitation(r *http.Request, v *view) (string, error) {
 // inviteData is what the acceptance page shows.
 type inviteData struct {
 	SSO bool // single sign-on is configured: offer it
+	// Continue is the provider's sign-in page, once a single sign-on that
+	// accepts the invitation has started.
+	Continue string
 }
 
 // invitePage serves /invite, the acceptance page. It needs no session:
@@ -183,4 +186,33 @@ func (c *Console) acceptInvite(w http.ResponseWriter, r *http.Request) {
 		next = "/enrol"
 	}
 	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// acceptInviteSSO starts the single sign-on that accepts an invitation:
+// the API keeps the flow and answers with the provider's address and the
+// cookie that binds the flow to this browser, which are handed on.
+func (c *Console) acceptInviteSSO(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		c.renderInvite(w, r, http.StatusBadRequest, "The form could not be read.")
+		return
+	}
+	rec, err := c.api.do(r, http.MethodPost, "/auth/invitations/sso", adminapi.InvitationToken{Token: strings.TrimSpace(r.PostForm.Get("token"))}, nil)
+	if err == nil && rec.header.Get("Location") == "" {
+		err = &apiError{Status: http.StatusBadGateway, Message: "single sign-on did not start"}
+	}
+	if err != nil {
+		status := statusOf(err)
+		if status == 0 {
+			status = http.StatusBadGateway
+		}
+		c.renderInvite(w, r, status, "The invitation could not be accepted: "+messageOf(err))
+		return
+	}
+	// The provider is another origin, which the console's policy lets no
+	// form submission reach (form-action 'self'), redirects included: the
+	// page links there instead, and console.js follows the link.
+	copyCookies(w, rec)
+	v := &view{Title: "Accept an invitation", Path: "/invite", Version: c.opts.Version, Data: inviteData{Continue: rec.header.Get("Location")}}
+	c.render(w, r, http.StatusOK, "invite", v)
 }

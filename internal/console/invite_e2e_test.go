@@ -1,11 +1,16 @@
 package console_test
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
+	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/oauth2-proxy/mockoidc"
 	"github.com/pquerna/otp/totp"
 
 	"github.com/keygate/keygate/internal/adminapi"
@@ -160,5 +165,59 @@ func TestInvitationEndToEnd(t *testing.T) {
 	}
 	if strings.Contains(s.stderr.String(), token) {
 		t.Fatal("keygate's log carries the invitation token")
+	}
+}
+
+// TestInvitationWithSingleSignOn: where people sign in with an OpenID
+// provider (a real one, mockoidc, in the test), the invitee joins from the
+// invitation page with it, as the invited address, and lands signed in as
+// a member of the team, though the provider's groups map to nothing.
+func TestInvitationWithSingleSignOn(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := mockoidc.NewServer(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := op.Start(ln, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = op.Shutdown() })
+	s := serve(t, fmt.Sprintf(`signin:
+  oidc:
+    name: Test IdP
+    issuer: %s
+    client_id: %s
+    client_secret: %s
+    redirect_url: http://{{admin}}/api/v1/auth/oidc/callback
+`, op.Issuer(), op.ClientID, op.ClientSecret))
+	s.api(t, "POST", "/teams", map[string]any{"name": "payments"}, &adminapi.Team{})
+	var created adminapi.CreatedInvitation
+	// mockoidc signs in its default user, jane.doe@example.com.
+	s.api(t, "POST", "/teams/payments/invitations", adminapi.CreateInvitationRequest{Email: "jane.doe@example.com", Role: "viewer"}, &created)
+
+	ctx := browser(t, 1280, 900)
+	var who, loc string
+	run(t, ctx, "join with single sign-on",
+		chromedp.Navigate(created.Link),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="sso-join"]`)),
+		chromedp.Click(chromedp.CSS(`[data-testid="sso-join"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="whoami"]`)),
+		chromedp.Func(readInto(&who, chromedp.Text(chromedp.CSS(`[data-testid="whoami"]`)))),
+		chromedp.Func(readInto(&loc, chromedp.Location())),
+	)
+	if !strings.Contains(who, "jane.doe@example.com") || !strings.Contains(who, "viewer") || loc != s.admin+"/" {
+		t.Fatalf("after joining with single sign-on: %q at %s", who, loc)
+	}
+	var u adminapi.User
+	s.api(t, "GET", "/users/jane.doe@example.com", nil, &u)
+	if len(u.Teams) != 1 || u.Teams[0] != (adminapi.Membership{Team: "payments", Role: "viewer"}) {
+		t.Fatalf("the new user's teams: %+v", u.Teams)
 	}
 }

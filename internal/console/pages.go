@@ -155,6 +155,7 @@ func (c *Console) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /invitations/{id}/revoke", c.action(c.revokeInvitation))
 	mux.HandleFunc("GET /invite", c.invitePage)
 	mux.HandleFunc("POST /invite/accept", c.acceptInvite)
+	mux.HandleFunc("POST /invite/sso", c.acceptInviteSSO)
 	mux.HandleFunc("GET /enrol", c.page("enrol", "Second factor", nil, c.enrolPage))
 	mux.HandleFunc("POST /enrol/totp", c.enrolTOTP)
 	mux.HandleFunc("POST /enrol/confirm", c.action(c.confirmTOTP))

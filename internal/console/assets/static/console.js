@@ -86,6 +86,10 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     invitation();
+    // A link to another origin that a form's answer asks to follow (the
+    // single-sign-on provider): forms may not go there themselves.
+    var follow = document.querySelector("a[data-follow]");
+    if (follow) window.location.assign(follow.href);
     document.querySelectorAll("[data-same-as]").forEach(sameAs);
     document.querySelectorAll("[data-chart]").forEach(draw);
     document.querySelectorAll("[data-copy]").forEach(function (b) {
