@@ -159,9 +159,6 @@ func (a *API) createInvitation(w http.ResponseWriter, r *http.Request) {
 func (a *API) invitationView(inv store.Invitation, now time.Time) adminapi.Invitation {
 	v := adminapi.Invitation{ID: inv.ID, Email: inv.Email, Team: inv.Team, Role: inv.Role, InvitedBy: inv.CreatedByName, CreatedAt: inv.CreatedAt,
 		ExpiresAt: inv.ExpiresAt, RevokedAt: inv.RevokedAt, AcceptedAt: inv.AcceptedAt, Status: invitationStatus(inv, now)}
-	if inv.AcceptedAt != nil {
-		v.User = inv.Email
-	}
 	return v
 }
 
@@ -205,10 +202,24 @@ func (a *API) writeInvitations(w http.ResponseWriter, r *http.Request, team stri
 		return
 	}
 	out := adminapi.InvitationList{Invitations: []adminapi.Invitation{}}
+	names := map[string]string{} // user id -> name, for accepted invitations
 	for _, inv := range is {
-		if a.can(r, rbac.InvitationsRead, rbac.Resource{Team: inv.Team}) {
-			out.Invitations = append(out.Invitations, a.invitationView(inv, now))
+		if !a.can(r, rbac.InvitationsRead, rbac.Resource{Team: inv.Team}) {
+			continue
 		}
+		v := a.invitationView(inv, now)
+		if id := inv.AcceptedBy; id != "" {
+			if _, ok := names[id]; !ok {
+				u, err := a.opts.People.GetUser(r.Context(), id)
+				if err != nil && !errors.Is(err, store.ErrNotFound) {
+					a.internal(w, "list invitations", err)
+					return
+				}
+				names[id] = u.Name
+			}
+			v.User = names[id]
+		}
+		out.Invitations = append(out.Invitations, v)
 	}
 	web.WriteJSON(w, http.StatusOK, out)
 }
