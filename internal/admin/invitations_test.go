@@ -274,3 +274,14 @@ func TestInvitationRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestInvitationTTLFromConfiguration: without a ttl in the request, an
+// invitation lives as long as the configuration says.
+func TestInvitationTTLFromConfiguration(t *testing.T) {
+	h, _, _, _, _ := invitationHarness(t)
+	h.opts.InvitationTTL = 72 * time.Hour
+	h.api = admin.New(h.opts)
+	if inv := h.invite(nil, "payments", "cy@example.com", rbac.Viewer, ""); !inv.Invitation.ExpiresAt.Equal(h.now.Add(72 * time.Hour)) {
+		t.Fatalf("expires at %s, want in 72h", inv.Invitation.ExpiresAt)
+	}
+}
