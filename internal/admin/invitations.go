@@ -117,12 +117,28 @@ func (a *API) createInvitation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	if _, err := a.opts.People.GetUserByName(ctx, email); err == nil {
-		writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("a keygate user named %s exists already; add them to the team instead (keygate team member add %s %s --role %s)", email, t.Name, email, role))
-		return
-	} else if !errors.Is(err, store.ErrNotFound) {
+	// A user who exists already accepts signed in as themselves; one who
+	// cannot sign in, or is in the team already, is not invited.
+	switch u, err := a.opts.People.GetUserByName(ctx, email); {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
 		a.internal(w, "look up the user", err)
 		return
+	case u.Kind != store.UserPerson || u.DisabledAt != nil:
+		writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("%s is a service account or a disabled user, who cannot sign in to accept; add them with keygate team member add %s %s --role %s", email, t.Name, email, role))
+		return
+	default:
+		ms, err := a.opts.People.ListMemberships(ctx, u.ID)
+		if err != nil {
+			a.internal(w, "read the user's teams", err)
+			return
+		}
+		for _, m := range ms {
+			if m.Team == t.Name {
+				writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("%s is a member of team %s already, as %s; change the role with keygate team member add %s %s --role %s", email, t.Name, m.Role, t.Name, email, role))
+				return
+			}
+		}
 	}
 	now := a.opts.Now().UTC()
 	pending, err := a.opts.Invitations.ListInvitations(ctx, store.InvitationFilter{Team: t.Name, PendingAt: now})
@@ -495,7 +511,7 @@ func (a *API) acceptRefusal(inv store.Invitation, err error) *invitationRefusal 
 		return &invitationRefusal{http.StatusGone, "invitation_used", "closed", "this invitation was used, revoked or expired a moment ago; ask whoever invited you for a new invitation"}
 	case errors.Is(err, store.ErrConflict):
 		return &invitationRefusal{http.StatusConflict, "conflict", "name_taken",
-			"a keygate user named " + inv.Email + " exists already; sign in as that user and ask an admin to add you to team " + inv.Team}
+			"a keygate user named " + inv.Email + " exists already; sign in as that user, then open the invitation link again to join team " + inv.Team}
 	}
 	return nil
 }
@@ -508,4 +524,64 @@ func (a *API) accepted(r *http.Request, inv store.Invitation, u store.User) {
 	a.auditInvitation(r, inv, "allow", "accepted", "")
 	a.auditEvent(r, "admin.change", "team "+inv.Team, "allow", map[string]string{"field": "member " + u.Name, "before": "", "after": inv.Role + " (invitation " + inv.ID + ")"})
 	a.opts.Log.Info("invitation accepted", "invitation", inv.ID, "user_id", u.ID, "team", inv.Team, "role", inv.Role)
+}
+
+// acceptInvitationAsCaller accepts an invitation for the signed-in user it
+// is addressed to: POST /me/invitations/accept. This is how someone who is
+// a keygate user already (invited to two teams, or made by single sign-on
+// since) joins: no new user, no password, only the membership.
+func (a *API) acceptInvitationAsCaller(w http.ResponseWriter, r *http.Request) {
+	if !a.invitationsReady(w) {
+		return
+	}
+	req, err := readInvitationForm(w, r)
+	if err != nil || strings.TrimSpace(req.Token) == "" {
+		writeError(w, http.StatusBadRequest, "bad_request", "send {\"token\": \"kg_invite_...\"}")
+		return
+	}
+	u, ok := a.caller(w, r)
+	if !ok {
+		return
+	}
+	if !a.signInAllowed(w, r, "invitation", "") {
+		return
+	}
+	ctx := r.Context()
+	inv, ref, err := a.findInvitation(ctx, req.Token)
+	if err != nil {
+		a.internal(w, "look up the invitation", err)
+		return
+	}
+	if ref == nil && !strings.EqualFold(u.Name, inv.Email) {
+		ref = &invitationRefusal{http.StatusForbidden, "invitation_other_person", "other_user",
+			"this invitation is for " + inv.Email + ", and you are signed in as " + u.Name + "; sign in as " + inv.Email + " to accept it"}
+	}
+	if ref == nil {
+		ms, err := a.opts.People.ListMemberships(ctx, u.ID)
+		if err != nil {
+			a.internal(w, "read the user's teams", err)
+			return
+		}
+		for _, m := range ms {
+			if m.Team == inv.Team {
+				ref = &invitationRefusal{http.StatusConflict, "conflict", "already_member",
+					"you are a member of team " + inv.Team + " already, as " + m.Role + "; ask a team-admin to change your role instead"}
+			}
+		}
+	}
+	if ref != nil {
+		a.refuseInvitation(w, r, inv, ref)
+		return
+	}
+	got, err := a.opts.Invitations.AcceptInvitation(ctx, store.Acceptance{InvitationID: inv.ID, At: a.opts.Now().UTC(), UserID: u.ID})
+	if ref := a.acceptRefusal(inv, err); ref != nil {
+		a.refuseInvitation(w, r, inv, ref)
+		return
+	}
+	if err != nil {
+		a.internal(w, "accept the invitation", err)
+		return
+	}
+	a.accepted(r, got, u)
+	web.WriteJSON(w, http.StatusOK, memberView(store.TeamMember{Team: got.Team, UserID: u.ID, Role: got.Role, AddedAt: *got.AcceptedAt, UserName: u.Name, UserKind: u.Kind}))
 }

@@ -205,9 +205,12 @@ func TestInvitationRefusals(t *testing.T) {
 	} {
 		wantError(t, h.do("POST", "/api/v1/teams/payments/invitations", body), http.StatusBadRequest, "bad_request", words)
 	}
-	h.addPerson("eve@example.com", store.UserPerson, rbac.Viewer, nil, "")
-	wantError(t, h.do("POST", "/api/v1/teams/payments/invitations", mustJSON(adminapi.CreateInvitationRequest{Email: "eve@example.com", Role: rbac.Viewer})),
-		http.StatusConflict, "conflict", "exists already", "keygate team member add")
+	h.addPerson("eve@example.com", store.UserPerson, rbac.Viewer, map[string]string{"payments": rbac.Viewer}, "")
+	wantError(t, h.do("POST", "/api/v1/teams/payments/invitations", mustJSON(adminapi.CreateInvitationRequest{Email: "eve@example.com", Role: rbac.Developer})),
+		http.StatusConflict, "conflict", "member of team payments already", "keygate team member add")
+	h.addPerson("ci@example.com", store.UserService, rbac.Viewer, nil, "")
+	wantError(t, h.do("POST", "/api/v1/teams/payments/invitations", mustJSON(adminapi.CreateInvitationRequest{Email: "ci@example.com", Role: rbac.Viewer})),
+		http.StatusConflict, "conflict", "cannot sign in")
 	h.invite(&pat, "payments", "twice@example.com", rbac.Viewer, "")
 	wantError(t, h.as(pat, "POST", "/api/v1/teams/payments/invitations", mustJSON(adminapi.CreateInvitationRequest{Email: "twice@example.com", Role: rbac.Viewer})),
 		http.StatusConflict, "conflict", "pending invitation")
@@ -283,5 +286,69 @@ func TestInvitationTTLFromConfiguration(t *testing.T) {
 	h.api = admin.New(h.opts)
 	if inv := h.invite(nil, "payments", "cy@example.com", rbac.Viewer, ""); !inv.Invitation.ExpiresAt.Equal(h.now.Add(72 * time.Hour)) {
 		t.Fatalf("expires at %s, want in 72h", inv.Invitation.ExpiresAt)
+	}
+}
+
+// TestInvitationForAnExistingUser: someone invited to two teams joins the
+// first with a password, and the second as the user that made, signed in;
+// an existing user can be invited; the link cannot be used by another
+// signed-in user, nor to change the role of a member, nor without signing
+// in.
+func TestInvitationForAnExistingUser(t *testing.T) {
+	h, _, _, _, _ := invitationHarness(t)
+	pay := h.invite(nil, "payments", "multi@example.com", rbac.Viewer, "")
+	search := h.invite(nil, "search", "multi@example.com", rbac.Viewer, "")
+	tok := sessionToken(t, h.accept(pay.Token, testPassword))
+	wantError(t, h.accept(search.Token, testPassword), http.StatusConflict, "conflict", "exists already", "open the invitation link again")
+
+	asMulti := func(token string) *httptest.ResponseRecorder {
+		return h.send(withBearer(jsonRequest("POST", "/api/v1/me/invitations/accept", mustJSON(adminapi.InvitationToken{Token: token})), tok), "")
+	}
+	// Not addressed to multi: refused, and still pending.
+	other := h.invite(nil, "search", "zed@example.com", rbac.Viewer, "")
+	wantError(t, asMulti(other.Token), http.StatusForbidden, "invitation_other_person", "zed@example.com")
+	// Without signing in.
+	if w := h.call("POST", "/api/v1/me/invitations/accept", mustJSON(adminapi.InvitationToken{Token: search.Token}), ""); w.Code != http.StatusUnauthorized {
+		t.Fatalf("accepting as nobody: %d %s", w.Code, w.Body)
+	}
+
+	var m adminapi.TeamMember
+	decode(t, asMulti(search.Token), &m)
+	if m.Team != "search" || m.Role != rbac.Viewer || m.User != "multi@example.com" {
+		t.Fatalf("joined %+v", m)
+	}
+	wantError(t, asMulti(search.Token), http.StatusGone, "invitation_used")
+	var u adminapi.User
+	decode(t, h.do("GET", "/api/v1/users/multi@example.com", ""), &u)
+	if len(u.Teams) != 2 {
+		t.Fatalf("multi's teams: %+v", u.Teams)
+	}
+
+	// An existing user may be invited too, and joins as itself.
+	h.addPerson("olga@example.com", store.UserPerson, rbac.Viewer, nil, "")
+	if inv := h.invite(nil, "payments", "olga@example.com", rbac.Viewer, ""); inv.Token == "" {
+		t.Fatal("no link for an existing user")
+	}
+	// An invitation made before multi joined payments cannot change its role there.
+	raw, err := apikey.GenerateInvite()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := h.hasher.Hash(raw.Reveal())
+	if err := h.st.CreateInvitation(t.Context(), store.Invitation{ID: "inv_again", Hash: sum[:], Email: "multi@example.com", Team: "payments",
+		Role: rbac.TeamAdmin, CreatedBy: "usr_pat", CreatedAt: h.now, ExpiresAt: h.now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, asMulti(raw.Reveal()), http.StatusConflict, "conflict", "member of team payments already")
+	decode(t, h.do("GET", "/api/v1/users/multi@example.com", ""), &u)
+	for _, ms := range u.Teams {
+		if ms.Role != rbac.Viewer {
+			t.Fatalf("a refused invitation changed multi's role: %+v", u.Teams)
+		}
+	}
+	var list adminapi.InvitationList
+	decode(t, h.do("GET", "/api/v1/invitations", ""), &list)
+	if len(list.Invitations) != 3 { // zed's, olga's and inv_again, all still pending
+		t.Fatalf("pending invitations: %+v", list.Invitations)
 	}
 }

@@ -164,6 +164,7 @@ func operationDocs() map[string]opDoc {
 		"POST " + p + "/invitations/{id}/revoke": {summary: "Revoke a pending invitation", resp: adminapi.Invitation{}},
 		"POST " + p + "/auth/invitations/lookup": {summary: "What a pending invitation is for, given its token (public)", req: adminapi.InvitationToken{}, resp: adminapi.InvitationInfo{}},
 		"POST " + p + "/auth/invitations/sso":    {summary: "Accept an invitation by single sign-on: redirects to the provider (public; a form with the field token)", status: 303},
+		"POST " + p + "/me/invitations/accept":   {summary: "Accept an invitation addressed to the signed-in user: joins the team", req: adminapi.InvitationToken{}, resp: adminapi.TeamMember{}},
 		"POST " + p + "/auth/invitations/accept": {summary: "Accept an invitation with a new password; returns a session (public)", req: adminapi.AcceptInvitationRequest{}, resp: adminapi.LoginResponse{}},
 		"GET " + p + "/approvals":                {summary: "Pending and recent approval requests", resp: adminapi.ApprovalList{}},
 		"GET " + p + "/approvals/{id}":           {summary: "One approval request", resp: adminapi.Approval{}},

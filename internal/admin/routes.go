@@ -219,6 +219,9 @@ func (a *API) routes() []endpoint {
 		public("POST", "/auth/invitations/lookup", a.lookupInvitation),
 		public("POST", "/auth/invitations/accept", a.acceptInvitation),
 		public("POST", "/auth/invitations/sso", a.ssoInvitation),
+		// A user who exists already accepts as itself: the invitation must
+		// be addressed to it.
+		{method: "POST", path: p + "/me/invitations/accept", scope: scopeAnyone, handler: a.acceptInvitationAsCaller},
 
 		list("GET", "/approvals", rbac.ApprovalsRead, a.listApprovals),
 		{method: "GET", path: p + "/approvals/{id}", perm: rbac.ApprovalsRead, scope: scopeTarget, target: (*API).approvalTarget, visible: rbac.ApprovalsRead, handler: a.getApproval},

@@ -68,7 +68,7 @@ func TestFormsRefuseCrossSiteAndNoSession(t *testing.T) {
 		"/keys/" + key.Key.ID + "/revoke", "/keys/" + key.Key.ID + "/resume", "/providers/new", "/providers/openai/rotate", "/users/erin/disable",
 		"/alerts/alr_x/ack", "/alerts/alr_x/resolve", "/alerts/alr_x/suspend", "/approvals/apr_x/approve", "/approvals/apr_x/deny",
 		"/vault/read", "/signout",
-		"/teams/alpha/invite", "/invitations/" + inv.Invitation.ID + "/revoke", "/enrol/totp", "/enrol/confirm"}
+		"/teams/alpha/invite", "/invitations/" + inv.Invitation.ID + "/revoke", "/enrol/totp", "/enrol/confirm", "/invite/join"}
 	// Forms that take no session: what they carry (a password, an
 	// invitation) is the credential. They are refused from another site
 	// all the same.

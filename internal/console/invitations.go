@@ -133,6 +133,9 @@ func (c *Console) revokeInvitation(r *http.Request, v *view) (string, error) {
 // inviteData is what the acceptance page shows.
 type inviteData struct {
 	SSO bool // single sign-on is configured: offer it
+	// SignedIn is the user this browser is signed in as, "" for none: a
+	// user who exists already joins as itself.
+	SignedIn string
 	// Continue is the provider's sign-in page, once a single sign-on that
 	// accepts the invitation has started.
 	Continue string
@@ -150,8 +153,24 @@ func (c *Console) renderInvite(w http.ResponseWriter, r *http.Request, status in
 	if err := c.api.get(r, "/auth/methods", &m); err != nil {
 		c.logErr(r, "read the sign-in methods", err)
 	}
-	v.Data = inviteData{SSO: m.OIDC != nil}
+	d := inviteData{SSO: m.OIDC != nil}
+	if err := c.api.get(r, "/whoami", &v.Me.WhoAmI); err == nil && v.Me.Kind == "user" {
+		d.SignedIn = v.Me.Name
+	} else {
+		v.Me = me{}
+	}
+	v.Data = d
 	c.render(w, r, status, "invite", v)
+}
+
+// joinInvite accepts an invitation as the signed-in user it is addressed
+// to, and opens the team's page.
+func (c *Console) joinInvite(r *http.Request, v *view) (string, error) {
+	var m adminapi.TeamMember
+	if _, err := c.api.do(r, http.MethodPost, "/me/invitations/accept", adminapi.InvitationToken{Token: strings.TrimSpace(r.PostForm.Get("token"))}, &m); err != nil {
+		return "", err
+	}
+	return "/teams/" + seg(m.Team) + "?done=joined", nil
 }
 
 // acceptInvite accepts an invitation with the password the form sets; the

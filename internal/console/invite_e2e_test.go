@@ -27,6 +27,7 @@ func TestInvitationEndToEnd(t *testing.T) {
 	admin := browser(t, 1280, 900)
 	s := serve(t, "")
 	s.api(t, "POST", "/teams", map[string]any{"name": "payments"}, &adminapi.Team{})
+	s.api(t, "POST", "/teams", map[string]any{"name": "search"}, &adminapi.Team{})
 	signInWithToken(t, admin, s, s.token)
 
 	var link, page string
@@ -120,6 +121,26 @@ func TestInvitationEndToEnd(t *testing.T) {
 	s.api(t, "GET", "/users/newbie@example.com", nil, &dev)
 	if len(dev.Teams) != 1 || dev.Teams[0] != (adminapi.Membership{Team: "payments", Role: "developer"}) {
 		t.Fatalf("the new user's teams: %+v", dev.Teams)
+	}
+
+	// Invited to a second team, the member joins as itself, signed in.
+	var more adminapi.CreatedInvitation
+	s.api(t, "POST", "/teams/search/invitations", adminapi.CreateInvitationRequest{Email: "newbie@example.com", Role: "viewer"}, &more)
+	var joined string
+	run(t, invitee, "join a second team as the same user",
+		chromedp.Navigate(more.Link),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="join"]`)),
+		chromedp.Click(chromedp.CSS(`[data-testid="join"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`.flash`)),
+		chromedp.Func(readInto(&joined, chromedp.Text(chromedp.CSS(`h1`)))),
+		chromedp.Func(readInto(&loc, chromedp.Location())),
+	)
+	if joined != "Team search" || loc != s.admin+"/teams/search?done=joined" {
+		t.Fatalf("after joining: %q at %s", joined, loc)
+	}
+	s.api(t, "GET", "/users/newbie@example.com", nil, &dev)
+	if len(dev.Teams) != 2 {
+		t.Fatalf("the member's teams after joining a second: %+v", dev.Teams)
 	}
 
 	// The link again, in yet another browser: refused.

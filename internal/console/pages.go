@@ -28,6 +28,7 @@ var messages = map[string]string{
 	"enrolled":     "Your second factor is set up: sign-ins now ask for a code from your authenticator app.",
 
 	"invitation-revoked": "The invitation is revoked: its link no longer works.",
+	"joined":             "You joined the team.",
 }
 
 // loader fills a page's data; an *apiError it returns is shown with the
@@ -156,6 +157,7 @@ func (c *Console) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /invite", c.invitePage)
 	mux.HandleFunc("POST /invite/accept", c.acceptInvite)
 	mux.HandleFunc("POST /invite/sso", c.acceptInviteSSO)
+	mux.HandleFunc("POST /invite/join", c.action(c.joinInvite))
 	mux.HandleFunc("GET /enrol", c.page("enrol", "Second factor", nil, c.enrolPage))
 	mux.HandleFunc("POST /enrol/totp", c.enrolTOTP)
 	mux.HandleFunc("POST /enrol/confirm", c.action(c.confirmTOTP))
