@@ -13,11 +13,11 @@ func (a *app) inviteCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "invite",
 		Short: "Invite people to a team by e-mail address, list and revoke invitations",
-		Long: `An invitation lets someone who has no keygate user yet join a team with a
-role. keygate answers with a link, shown once: send it to the person. They
-open it in the console, set a password (or sign in with single sign-on, when
-it is configured) and enrol a second factor when their role needs one; they
-are then a member of the team. A link works once, until it expires (7 days
+		Long: `An invitation lets someone join a team with a role. keygate answers with a
+link, shown once: send it to the person. They open it in the console, set a
+password (or sign in with single sign-on, when it is configured) and enrol a
+second factor when their role needs one; someone who is a keygate user
+already joins signed in as themselves. They are then a member of the team. A link works once, until it expires (7 days
 unless --ttl or signin.invitation_ttl says otherwise), and only while whoever
 made it may still give the role: nobody invites anyone to more than they hold.`,
 		Args: cobra.NoArgs,
