@@ -115,6 +115,17 @@ func (a *API) acceptWithSSO(r *http.Request, invID string, id sso.Identity) (sto
 	}
 	if acc.NewUser == nil {
 		acc.UserID = u.ID
+		// An invitation never changes the role of someone in the team.
+		ms, err := a.opts.People.ListMemberships(ctx, u.ID)
+		if err != nil {
+			return store.User{}, "", nil, err
+		}
+		for _, m := range ms {
+			if m.Team == inv.Team {
+				return fail(&invitationRefusal{http.StatusConflict, "conflict", "already_member",
+					"you are a member of team " + inv.Team + " already, as " + m.Role + "; ask a team-admin to change your role instead"})
+			}
+		}
 	}
 	got, err := a.opts.Invitations.AcceptInvitation(ctx, acc)
 	if ref := a.acceptRefusal(inv, err); ref != nil {
