@@ -557,16 +557,9 @@ func (a *API) acceptInvitationAsCaller(w http.ResponseWriter, r *http.Request) {
 			"this invitation is for " + inv.Email + ", and you are signed in as " + u.Name + "; sign in as " + inv.Email + " to accept it"}
 	}
 	if ref == nil {
-		ms, err := a.opts.People.ListMemberships(ctx, u.ID)
-		if err != nil {
+		if ref, err = a.alreadyMember(r, u.ID, inv.Team); err != nil {
 			a.internal(w, "read the user's teams", err)
 			return
-		}
-		for _, m := range ms {
-			if m.Team == inv.Team {
-				ref = &invitationRefusal{http.StatusConflict, "conflict", "already_member",
-					"you are a member of team " + inv.Team + " already, as " + m.Role + "; ask a team-admin to change your role instead"}
-			}
 		}
 	}
 	if ref != nil {
@@ -584,4 +577,20 @@ func (a *API) acceptInvitationAsCaller(w http.ResponseWriter, r *http.Request) {
 	}
 	a.accepted(r, got, u)
 	web.WriteJSON(w, http.StatusOK, memberView(store.TeamMember{Team: got.Team, UserID: u.ID, Role: got.Role, AddedAt: *got.AcceptedAt, UserName: u.Name, UserKind: u.Kind}))
+}
+
+// alreadyMember refuses an invitation to a team the user is in already:
+// an invitation never changes the role of someone in the team.
+func (a *API) alreadyMember(r *http.Request, userID, team string) (*invitationRefusal, error) {
+	ms, err := a.opts.People.ListMemberships(r.Context(), userID)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range ms {
+		if m.Team == team {
+			return &invitationRefusal{http.StatusConflict, "conflict", "already_member",
+				"you are a member of team " + team + " already, as " + m.Role + "; ask a team-admin to change your role instead"}, nil
+		}
+	}
+	return nil, nil
 }

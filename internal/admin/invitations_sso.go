@@ -115,16 +115,10 @@ func (a *API) acceptWithSSO(r *http.Request, invID string, id sso.Identity) (sto
 	}
 	if acc.NewUser == nil {
 		acc.UserID = u.ID
-		// An invitation never changes the role of someone in the team.
-		ms, err := a.opts.People.ListMemberships(ctx, u.ID)
-		if err != nil {
+		if ref, err := a.alreadyMember(r, u.ID, inv.Team); err != nil {
 			return store.User{}, "", nil, err
-		}
-		for _, m := range ms {
-			if m.Team == inv.Team {
-				return fail(&invitationRefusal{http.StatusConflict, "conflict", "already_member",
-					"you are a member of team " + inv.Team + " already, as " + m.Role + "; ask a team-admin to change your role instead"})
-			}
+		} else if ref != nil {
+			return fail(ref)
 		}
 	}
 	got, err := a.opts.Invitations.AcceptInvitation(ctx, acc)
