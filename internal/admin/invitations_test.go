@@ -352,3 +352,26 @@ func TestInvitationForAnExistingUser(t *testing.T) {
 		t.Fatalf("pending invitations: %+v", list.Invitations)
 	}
 }
+
+// TestInvitationGuessesThrottled: wrong invitation tokens count as failed
+// sign-ins from the address; past the allowance, even a right one is
+// refused from there, so guessing gets nowhere, and nothing is made.
+func TestInvitationGuessesThrottled(t *testing.T) {
+	h, _ := signInHarness(t, 3)
+	h.addTeam("payments", "")
+	good := h.invite(nil, "payments", "ann@example.com", rbac.Viewer, "")
+	for range 4 { // one past the allowance of 3
+		guess, err := apikey.GenerateInvite()
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantError(t, h.accept(guess.Reveal(), testPassword), http.StatusNotFound, "invitation_unknown")
+	}
+	wantError(t, h.accept(good.Token, testPassword), http.StatusTooManyRequests, "too_many_auth_failures")
+	wantError(t, h.send(jsonRequest("POST", "/api/v1/auth/invitations/lookup", mustJSON(adminapi.InvitationToken{Token: good.Token})), ""),
+		http.StatusTooManyRequests, "too_many_auth_failures")
+	// From another address the right link still works.
+	if w := h.send(jsonRequest("POST", "/api/v1/auth/invitations/accept", mustJSON(adminapi.AcceptInvitationRequest{Token: good.Token, Password: testPassword})), "192.0.2.7:4000"); w.Code != http.StatusOK {
+		t.Fatalf("the right link from another address: %d %s", w.Code, w.Body)
+	}
+}
