@@ -106,6 +106,10 @@ func (a *API) createInvitation(w http.ResponseWriter, r *http.Request) {
 	// The role must be one the inviter could give in this team: nobody
 	// invites anyone to more than they hold.
 	if err := a.checkAssign(r, role, t.Name); err != nil {
+		var he httpError
+		if errors.As(err, &he) && he.status == http.StatusForbidden {
+			a.auditInvitation(r, store.Invitation{Email: email, Team: t.Name, Role: role}, "deny", "refused", "role_above_inviter")
+		}
 		a.targetError(w, err)
 		return
 	}
@@ -262,6 +266,7 @@ func (a *API) revokeInvitation(w http.ResponseWriter, r *http.Request) {
 	inv := *state(r).invitation
 	p := principal(r)
 	if missing := a.opts.Roles.MissingToGrant(p, inv.Role, inv.Team); len(missing) > 0 {
+		a.auditInvitation(r, inv, "deny", "refused", "role_above_revoker")
 		writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("the invitation gives role %s in team %s, which holds what you may not (%s)", inv.Role, inv.Team, grantList(missing)))
 		return
 	}
@@ -285,10 +290,12 @@ func (a *API) revokeInvitation(w http.ResponseWriter, r *http.Request) {
 func (a *API) auditInvitation(r *http.Request, inv store.Invitation, decision, action, reason string) {
 	f := map[string]string{"action": action}
 	res := "invitation"
+	if inv.Team != "" {
+		f["team"], f["role"], f["email"] = inv.Team, inv.Role, inv.Email
+	}
 	if inv.ID != "" {
 		res = "invitation " + inv.ID
-		f["team"], f["role"], f["email"], f["invited_by"] = inv.Team, inv.Role, inv.Email, inv.CreatedBy
-		f["expires_at"] = inv.ExpiresAt.UTC().Format(time.RFC3339)
+		f["invited_by"], f["expires_at"] = inv.CreatedBy, inv.ExpiresAt.UTC().Format(time.RFC3339)
 	}
 	if inv.AcceptedBy != "" {
 		f["user_id"] = inv.AcceptedBy

@@ -271,7 +271,7 @@ func TestInvitationRefusals(t *testing.T) {
 			t.Fatalf("the revocation on the trail names actor %q, want pat", ev.Actor)
 		}
 	}
-	for _, want := range []string{"revoked", "inviter_lacks_role", "unknown", "expired"} {
+	for _, want := range []string{"role_above_inviter", "revoked", "inviter_lacks_role", "unknown", "expired"} {
 		if !reasons[want] {
 			t.Errorf("no refusal for reason %s on the trail (have %v)", want, reasons)
 		}
