@@ -50,6 +50,9 @@ func (s *suite) checks(ctx context.Context, rs []result, overall Row) []Check {
 	}
 	out = append(out, s.checkAudit(ctx, ac, rs))
 	out = append(out, s.checkVerify(ctx)...)
+	if n := s.c.nodes[2]; n.disk != nil {
+		out = append(out, s.checkAuditFile(ctx, ac, n))
+	}
 	usage, err := s.recordedUsage(ctx, ac)
 	if err != nil {
 		out = append(out, Check{Name: "spend recorded equals spend billed", Detail: "could not read usage: " + err.Error()})

@@ -164,7 +164,8 @@ type node struct {
 	pgLink     *link
 	logPath    string
 	bin        string
-	credential string // the bootstrap admin credential, first node's first start only
+	credential string     // the bootstrap admin credential, first node's first start only
+	disk       *auditDisk // where its audit file lives, when the suite could mount one
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/keygate/keygate/internal/secret"
@@ -19,12 +20,15 @@ type fault struct {
 }
 
 // notFaulted lists what the suite cannot fault on this machine, and why.
-func notFaulted() []string {
-	return []string{
+func (c *cluster) notFaulted() []string {
+	out := []string{
 		"clock skew of one node: keygate is a Go program, which reads the clock through the kernel's vDSO, not libc, so libfaketime (LD_PRELOAD) cannot move it, and changing the machine's clock would move every node and the test's own timers with it; keygate has no setting that offsets its clock",
 		"a real PostgreSQL restart: the machine's PostgreSQL is shared with other work, so the suite cuts every node's connections to its own database and ends their server processes (pg_terminate_backend) instead; the server itself keeps running",
-		"an audit file on a full file system: needs a mounted file system of fixed size (root, or a loop device); the webhook sink is turned off instead",
 	}
+	if c.noDisk != nil {
+		out = append(out, "an audit file on a full file system: the suite mounts a small tmpfs for node-3's audit file, which needs root: "+c.noDisk.Error())
+	}
+	return out
 }
 
 // faults is the series the suite runs, in order.
@@ -56,7 +60,7 @@ func (s *suite) faults() []fault {
 		}
 		return nil
 	}
-	return []fault{
+	all := []fault{
 		{
 			name: "kill -9 of node-2, restart",
 			does: "SIGKILL to one node mid-traffic; HAProxy takes it out on failed /readyz checks; restarted after the hold",
@@ -124,6 +128,12 @@ func (s *suite) faults() []fault {
 			heal: func(context.Context) error { return c.audit.on() },
 		},
 		{
+			name:   "audit file system full",
+			does:   "node-3's audit file sits on a tmpfs of its own, filled to the last byte (ENOSPC); the database sink keeps the trail, and the file must catch up once space is freed",
+			inject: func(context.Context) error { return n3.disk.fill() },
+			heal:   func(context.Context) error { return n3.disk.free() },
+		},
+		{
 			name: "node-2 cut off from Redis",
 			does: "node-2's link to Redis resets its connections and swallows new ones (a partition); the other nodes keep Redis",
 			inject: func(context.Context) error {
@@ -156,6 +166,10 @@ func (s *suite) faults() []fault {
 			},
 		},
 	}
+	if n3.disk == nil { // it could not be mounted: notFaulted says why
+		all = slices.DeleteFunc(all, func(f fault) bool { return f.name == "audit file system full" })
+	}
+	return all
 }
 
 // recordKill notes when a node's process was killed, for the audit loss

@@ -65,7 +65,7 @@ func (r *Report) Failed() []string {
 func (s *suite) report(ctx context.Context) *Report {
 	rs := s.load.snapshot()
 	sort.Slice(rs, func(i, j int) bool { return rs[i].start.Before(rs[j].start) })
-	rep := &Report{Setup: s.setup(), NotFaulted: notFaulted(), Skipped: s.load.skipped.Load()}
+	rep := &Report{Setup: s.setup(), NotFaulted: s.c.notFaulted(), Skipped: s.load.skipped.Load()}
 	for _, p := range s.phases {
 		var in []result
 		for _, r := range rs {

@@ -32,6 +32,7 @@ type cluster struct {
 	keys    *keyring
 	holders []*tokenHolder
 	probe   *http.Client // direct probes of one node, never pooled
+	noDisk  error        // why node-3's audit file has no file system of its own
 }
 
 // progress prints one line of progress.
@@ -152,6 +153,16 @@ func (c *cluster) newNode(i int) (*node, error) {
 		"KEYGATE_TRUSTED_PROXIES=127.0.0.1/32", // HAProxy, which sets X-Forwarded-For
 		"KEYGATE_LOG_REQUESTS=false",
 		"KEYGATE_SHUTDOWN_GRACE=10s",
+	}
+	if i == 2 {
+		// node-3 also keeps its trail in a file, on a file system of its
+		// own that the full-disk fault fills.
+		if d, err := mountAuditDisk(filepath.Join(n.dir, "audit-disk")); err != nil {
+			c.noDisk = err
+		} else {
+			n.disk = d
+			n.env = append(n.env, "KEYGATE_AUDIT_FILE="+d.file())
+		}
 	}
 	return n, nil
 }
@@ -333,6 +344,11 @@ func (c *cluster) teardown() {
 		}
 		n.redisLink.Close()
 		n.pgLink.Close()
+		if n.disk != nil {
+			if err := n.disk.unmount(); err != nil {
+				c.progress("could not unmount %s: %v; unmount it by hand", n.disk.dir, err)
+			}
+		}
 	}
 	if c.redis != nil {
 		c.redis.stop()
