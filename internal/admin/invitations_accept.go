@@ -114,6 +114,35 @@ func (a *API) refuseInvitation(w http.ResponseWriter, r *http.Request, inv store
 	writeError(w, ref.status, ref.code, ref.msg)
 }
 
+// pendingInvitation takes the first steps every use of an invitation link
+// takes: the invitations are kept, the form names a token (else 400 with
+// usage), the caller's address is not throttled, and the token names an
+// invitation still pending (else the refusal is audited and answered). It
+// reports whether the caller may go on.
+func (a *API) pendingInvitation(w http.ResponseWriter, r *http.Request, usage string) (store.Invitation, adminapi.AcceptInvitationRequest, bool) {
+	if !a.invitationsReady(w) {
+		return store.Invitation{}, adminapi.AcceptInvitationRequest{}, false
+	}
+	req, err := readInvitationForm(w, r)
+	if err != nil || strings.TrimSpace(req.Token) == "" {
+		writeError(w, http.StatusBadRequest, "bad_request", usage)
+		return store.Invitation{}, req, false
+	}
+	if !a.signInAllowed(w, r, "invitation", "") {
+		return store.Invitation{}, req, false
+	}
+	inv, ref, err := a.findInvitation(r.Context(), req.Token)
+	if err != nil {
+		a.internal(w, "look up the invitation", err)
+		return inv, req, false
+	}
+	if ref != nil {
+		a.refuseInvitation(w, r, inv, ref)
+		return inv, req, false
+	}
+	return inv, req, true
+}
+
 // readInvitationForm reads a token (and a password) from a JSON body or a
 // browser's form.
 func readInvitationForm(w http.ResponseWriter, r *http.Request) (adminapi.AcceptInvitationRequest, error) {
@@ -133,24 +162,8 @@ func readInvitationForm(w http.ResponseWriter, r *http.Request) (adminapi.Accept
 // lookupInvitation tells the holder of a pending invitation what it is
 // for: POST /auth/invitations/lookup.
 func (a *API) lookupInvitation(w http.ResponseWriter, r *http.Request) {
-	if !a.invitationsReady(w) {
-		return
-	}
-	req, err := readInvitationForm(w, r)
-	if err != nil || strings.TrimSpace(req.Token) == "" {
-		writeError(w, http.StatusBadRequest, "bad_request", "send {\"token\": \"kg_invite_...\"}")
-		return
-	}
-	if !a.signInAllowed(w, r, "invitation", "") {
-		return
-	}
-	inv, ref, err := a.findInvitation(r.Context(), req.Token)
-	if err != nil {
-		a.internal(w, "look up the invitation", err)
-		return
-	}
-	if ref != nil {
-		a.refuseInvitation(w, r, inv, ref)
+	inv, _, ok := a.pendingInvitation(w, r, "send {\"token\": \"kg_invite_...\"}")
+	if !ok {
 		return
 	}
 	out := adminapi.InvitationInfo{Email: inv.Email, Team: inv.Team, Role: inv.Role, InvitedBy: inv.CreatedByName, ExpiresAt: inv.ExpiresAt}
@@ -165,27 +178,11 @@ func (a *API) lookupInvitation(w http.ResponseWriter, r *http.Request) {
 // is a member of the team with the invited role and is signed in; a role
 // that needs a second factor gets a session that may only enrol one.
 func (a *API) acceptInvitation(w http.ResponseWriter, r *http.Request) {
-	if !a.invitationsReady(w) {
-		return
-	}
-	req, err := readInvitationForm(w, r)
-	if err != nil || strings.TrimSpace(req.Token) == "" {
-		writeError(w, http.StatusBadRequest, "bad_request", "send {\"token\": \"kg_invite_...\", \"password\": \"...\"}")
-		return
-	}
-	if !a.signInAllowed(w, r, "invitation", "") {
+	inv, req, ok := a.pendingInvitation(w, r, "send {\"token\": \"kg_invite_...\", \"password\": \"...\"}")
+	if !ok {
 		return
 	}
 	ctx := r.Context()
-	inv, ref, err := a.findInvitation(ctx, req.Token)
-	if err != nil {
-		a.internal(w, "look up the invitation", err)
-		return
-	}
-	if ref != nil {
-		a.refuseInvitation(w, r, inv, ref)
-		return
-	}
 	if err := password.Check(req.Password); err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return

@@ -20,24 +20,11 @@ import (
 
 // ssoInvitation starts a single sign-on that accepts an invitation.
 func (a *API) ssoInvitation(w http.ResponseWriter, r *http.Request) {
-	if !a.invitationsReady(w) || !a.ssoReady(w) {
+	if !a.ssoReady(w) {
 		return
 	}
-	req, err := readInvitationForm(w, r)
-	if err != nil || strings.TrimSpace(req.Token) == "" {
-		writeError(w, http.StatusBadRequest, "bad_request", "send the invitation's token (form field token)")
-		return
-	}
-	if !a.signInAllowed(w, r, "invitation", "") {
-		return
-	}
-	inv, ref, err := a.findInvitation(r.Context(), req.Token)
-	if err != nil {
-		a.internal(w, "look up the invitation", err)
-		return
-	}
-	if ref != nil {
-		a.refuseInvitation(w, r, inv, ref)
+	inv, _, ok := a.pendingInvitation(w, r, "send the invitation's token (form field token)")
+	if !ok {
 		return
 	}
 	a.startSSO(w, r, ssoFlow{Nonce: randomToken(), Invitation: inv.ID}, http.StatusSeeOther)
