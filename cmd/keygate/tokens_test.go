@@ -14,8 +14,6 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/keygate/keygate/internal/fakeprovider"
-	"github.com/keygate/keygate/internal/netfault"
-	"github.com/keygate/keygate/internal/store/storetest"
 )
 
 type tokenAnswer struct {
@@ -239,19 +237,9 @@ const grantTE = "urn:ietf:params:oauth:grant-type:token-exchange"
 // temporarily_unavailable with Retry-After, and works again once the
 // database is back.
 func TestTokenExchangeThroughADatabaseOutage(t *testing.T) {
-	db, err := url.Parse(storetest.PostgresURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	link, err := netfault.New(db.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { link.Close() })
-	through := *db
-	through.Host = link.Addr()
+	_, through, link := postgresThroughLink(t)
 	cfg := testConfig(t, t.TempDir())
-	cfg.Database = through.String()
+	cfg.Database = through
 	in := start(t, cfg, "")
 	up := newUpstreams(t, fakeprovider.Options{}, fakeprovider.Options{})
 	in.register(up)

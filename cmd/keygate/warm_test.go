@@ -22,24 +22,14 @@ func TestNewKeyServedThroughADatabaseOutageOnEveryNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts two keygate processes")
 	}
-	db, err := url.Parse(storetest.PostgresURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	link, err := netfault.New(db.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { link.Close() })
-	through := *db
-	through.Host = link.Addr()
+	db, through, link := postgresThroughLink(t)
 	up := newUpstreams(t, fakeprovider.Options{}, fakeprovider.Options{})
-	env := map[string]string{"KEYGATE_DATABASE": db.String(), "KEYGATE_KEK": randomKeyURL(t), "KEYGATE_PROVIDER_REFRESH": "200ms"}
+	env := map[string]string{"KEYGATE_DATABASE": db, "KEYGATE_KEK": randomKeyURL(t), "KEYGATE_PROVIDER_REFRESH": "200ms"}
 	var nodes []*proc
 	for i := range 2 {
 		e := maps.Clone(env)
 		if i == 1 {
-			e["KEYGATE_DATABASE"] = through.String() // only node 2's database link is cut
+			e["KEYGATE_DATABASE"] = through // only node 2's database link is cut
 		}
 		nodes = append(nodes, startProc(t, e, "serve", "--data-dir", filepath.Join(t.TempDir(), fmt.Sprint(i)), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"))
 	}
@@ -70,4 +60,22 @@ func TestNewKeyServedThroughADatabaseOutageOnEveryNode(t *testing.T) {
 	if code, body := postJSON(t, other+"/v1/chat/completions", "kg_test_notakeyatall", chat); code == 200 {
 		t.Fatalf("a key keygate never issued, with the database down: %d %s", code, body)
 	}
+}
+
+// postgresThroughLink returns the test PostgreSQL's URL, the same database
+// reached through a fault proxy, and the proxy, which the test cuts.
+func postgresThroughLink(t *testing.T) (direct, through string, link *netfault.Proxy) {
+	t.Helper()
+	db, err := url.Parse(storetest.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, err = netfault.New(db.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { link.Close() })
+	via := *db
+	via.Host = link.Addr()
+	return db.String(), via.String(), link
 }
