@@ -389,6 +389,18 @@ type Alerts struct {
 	SpendFactor float64 `yaml:"spend_factor"`
 	// PerMinute bounds the alerts sent in a minute (default 60).
 	PerMinute int `yaml:"per_minute"`
+	// Loop tunes the runaway-agent rules: agent-loop when Repeats of a
+	// key's requests within Window end their conversation alike (default
+	// 10 in 10m); context-growth when a request reads ContextTokens of
+	// context after its key's context grew with each of its last Growing
+	// requests (default 150,000 after 20). A negative Repeats or
+	// ContextTokens turns that rule off.
+	Loop struct {
+		Repeats       int           `yaml:"repeats"`
+		Window        time.Duration `yaml:"window"`
+		ContextTokens int64         `yaml:"context_tokens"`
+		Growing       int           `yaml:"growing"`
+	} `yaml:"loop"`
 }
 
 // OTP limits wrong one-time passwords. Counts are kept in the database, so

@@ -16,6 +16,9 @@ type Config struct {
 	Auth AuthConfig
 	// Spend tunes the spend-velocity rule.
 	Spend SpendConfig
+	// Loop tunes the runaway-agent rules: a key repeating itself, or its context growing
+	// without end.
+	Loop LoopConfig
 	// Limits bounds how many alerts are sent.
 	Limits LimitConfig
 
@@ -113,6 +116,23 @@ type SpendConfig struct {
 	RecoverAfter time.Duration
 }
 
+// LoopConfig tunes the runaway-agent rules. An agent stuck in a loop sends requests whose
+// conversations end alike (the same step, the same tool result) over and over; one that never
+// compacts its context sends ever larger ones.
+type LoopConfig struct {
+	// Repeats: alert (RuleLoop) when this many of a key's requests within Window end their
+	// conversation alike (default 10). A negative value turns the rule off.
+	Repeats int
+	// Window is how far back repeats are counted (default 10 min).
+	Window time.Duration
+	// ContextTokens: alert (RuleContextGrowth) when a request of the key read at least this
+	// much context (default 150,000 tokens) after its context grew with each of its last
+	// Growing requests. A negative value turns the rule off.
+	ContextTokens int64
+	// Growing is how many requests in a row the context must have grown (default 20).
+	Growing int
+}
+
 // LimitConfig bounds how many alerts keygate sends.
 type LimitConfig struct {
 	// PerMinute is the most alerts sent per minute overall (default 60); the rest are counted
@@ -134,6 +154,7 @@ func DefaultConfig() Config {
 		Auth: AuthConfig{Window: time.Minute, Max: 20, RecoverAfter: time.Minute},
 		Spend: SpendConfig{Window: 10 * time.Minute, BaselineWindow: time.Hour, Forming: 5 * time.Minute,
 			Horizon: time.Hour, Factor: 4, RecoverAfter: time.Minute},
+		Loop:           LoopConfig{Repeats: 10, Window: 10 * time.Minute, ContextTokens: 150_000, Growing: 20},
 		Limits:         LimitConfig{PerMinute: 60, RiskQuiet: 10 * time.Minute},
 		IdleEvict:      time.Hour,
 		EventsPerAlert: 16,
@@ -187,6 +208,12 @@ func (c Config) withDefaults() Config {
 	orDur(&c.Spend.Horizon, d.Spend.Horizon)
 	orF(&c.Spend.Factor, d.Spend.Factor)
 	orDur(&c.Spend.RecoverAfter, d.Spend.RecoverAfter)
+	orI(&c.Loop.Repeats, d.Loop.Repeats)
+	orDur(&c.Loop.Window, d.Loop.Window)
+	if c.Loop.ContextTokens == 0 {
+		c.Loop.ContextTokens = d.Loop.ContextTokens
+	}
+	orI(&c.Loop.Growing, d.Loop.Growing)
 	orI(&c.Limits.PerMinute, d.Limits.PerMinute)
 	orDur(&c.Limits.RiskQuiet, d.Limits.RiskQuiet)
 	orDur(&c.IdleEvict, d.IdleEvict)
@@ -212,7 +239,7 @@ func (c Config) Validate() error {
 		{"spend window", c.Spend.Window}, {"spend baseline window", c.Spend.BaselineWindow},
 		{"spend forming", c.Spend.Forming}, {"spend horizon", c.Spend.Horizon},
 		{"spend recover-after", c.Spend.RecoverAfter},
-		{"risk quiet", c.Limits.RiskQuiet}, {"idle evict", c.IdleEvict},
+		{"risk quiet", c.Limits.RiskQuiet}, {"idle evict", c.IdleEvict}, {"loop window", c.Loop.Window},
 	}
 	for _, d := range durs {
 		if d.d < time.Second {
@@ -233,6 +260,9 @@ func (c Config) Validate() error {
 	}
 	if c.Shift.Threshold <= 0 || c.Shift.Threshold >= 1 {
 		errs = append(errs, fmt.Errorf("detect config: shift threshold %v is outside (0, 1)", c.Shift.Threshold))
+	}
+	if c.Loop.Repeats == 1 || c.Loop.Growing < 1 {
+		errs = append(errs, fmt.Errorf("detect config: loop repeats %d must be at least 2 (or negative: off), and growing %d at least 1", c.Loop.Repeats, c.Loop.Growing))
 	}
 	if c.Rate.Floor < 0 || c.Auth.Max < 0 || c.Shift.MinRequests < 0 || c.Shift.MaxResources < 0 ||
 		c.Limits.PerMinute < 0 || c.EventsPerAlert < 0 {

@@ -37,6 +37,12 @@ type Observation struct {
 	// rpm limit of 600 is 10), 0 if it has none. A key with little history is judged against
 	// a share of it rather than against its own thin baseline.
 	LimitRPS float64
+	// Turn identifies the end of the request's conversation (a keyed hash of its last turns),
+	// 0 for none: a key whose requests keep ending alike is in a loop.
+	Turn uint64
+	// ContextTokens is how much context the model read for the request (input tokens, cached
+	// ones included), 0 if unknown.
+	ContextTokens int64
 	// RefreshReuse marks a refresh token presented a second time (its family is revoked).
 	RefreshReuse bool
 	// EventSeq is the sequence number of the audit event the observation came from.
@@ -78,6 +84,8 @@ const (
 	RuleAuthFailPrefix   = "auth-failures-prefix"
 	RuleSpendVelocity    = "spend-velocity"
 	RuleRefreshReuse     = "refresh-reuse"
+	RuleLoop             = "agent-loop"
+	RuleContextGrowth    = "context-growth"
 	RuleOTPBruteForce    = "otp-brute-force"
 	RuleAlertsSuppressed = "alerts-suppressed"
 )

@@ -44,6 +44,9 @@ type keyState struct {
 	rateShort      int64   // the sum of the short window's slots
 	rateLimit      float64 // the key's configured request-rate limit, req/s; 0 if none
 
+	// runaway agent: repeats and context growth (loop.go); nil until seen
+	loop *loopState
+
 	// resource shift
 	res        []resource
 	shiftPos   int
@@ -100,6 +103,9 @@ func (st *keyState) observe(e *Engine, id string, o *Observation) (pendingAlert,
 	}
 	if !tripped {
 		st.ev.add(o.EventSeq)
+	}
+	if !tripped {
+		early, tripped = st.observeLoop(e, id, o)
 	}
 	path := o.Path
 	if i := strings.IndexByte(path, '?'); i >= 0 {

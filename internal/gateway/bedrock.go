@@ -74,6 +74,7 @@ func (g *Gateway) prepareBedrockCall(h http.Header, r *http.Request, c *call) *D
 		return deny(http.StatusBadRequest, "invalid_json", "request body is not valid JSON: "+err.Error())
 	}
 	c.model, c.clientModel, c.op = model, model, "chat"
+	c.turn = g.turnPrint(body, f)
 	sp := g.startStep(r.Context(), "keygate.route")
 	up, sent, den := g.routeBedrock(model)
 	if den == nil {

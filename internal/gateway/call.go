@@ -50,6 +50,7 @@ type call struct {
 	microUSD    int64       // what the call cost, once settled
 	budgetMicro int64       // the tightest spend budget of its key, if any
 	limitRPS    float64     // the tightest request-rate limit of its key, req/s, if any
+	turn        uint64      // the end of the conversation, hashed, for the loop detector (0: none)
 	riskRules   []string    // the risk rules that flagged the call
 	// What the outbound credential check found in the body (leaks.go):
 	// the action taken, the rules and the vault records' names.

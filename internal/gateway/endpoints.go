@@ -160,6 +160,7 @@ func (g *Gateway) prepareModelCall(h http.Header, r *http.Request, c *call) *Den
 		return den
 	}
 	c.model, c.clientModel = f.Model, f.Model
+	c.turn = g.turnPrint(body, f)
 	// Where: an alias's deployments the key may reach, or the one
 	// provider serving the model, authorized and, across dialects,
 	// translated.

@@ -25,7 +25,7 @@ package gateway
 
 import (
 	"context"
-	"github.com/keygate/keygate/internal/leak"
+	"hash/maphash"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
@@ -39,6 +39,8 @@ import (
 	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/balance"
 	"github.com/keygate/keygate/internal/detect"
+	"github.com/keygate/keygate/internal/jsonpeek"
+	"github.com/keygate/keygate/internal/leak"
 	"github.com/keygate/keygate/internal/limit"
 	"github.com/keygate/keygate/internal/passthrough"
 	"github.com/keygate/keygate/internal/principal"
@@ -140,6 +142,7 @@ type Gateway struct {
 	bodyMem        *bodyBudget
 	scrubs         *scrub.Cache // the wire forms of upstream credentials, to remove from answers
 	leaks          atomic.Pointer[leak.Matcher]
+	turnSeed       maphash.Seed // turnPrint's, this process's own
 }
 
 // New builds a gateway serving the given routing table.
@@ -150,7 +153,7 @@ func New(opts Options, table *route.Table) *Gateway {
 	if opts.Transport == nil {
 		opts.Transport = http.DefaultTransport
 	}
-	g := &Gateway{opts: opts, models: newModelCache(time.Minute), health: balance.NewHealth(opts.Breaker), bodyMem: newBodyBudget(opts.MaxInflightBodyBytes), scrubs: scrub.NewCache(256)}
+	g := &Gateway{opts: opts, models: newModelCache(time.Minute), health: balance.NewHealth(opts.Breaker), bodyMem: newBodyBudget(opts.MaxInflightBodyBytes), scrubs: scrub.NewCache(256), turnSeed: maphash.MakeSeed()}
 	g.upstreamLimits = opts.Limits.Shared
 	if g.upstreamLimits == nil {
 		g.upstreamLimits = limit.NewMemory()
@@ -280,6 +283,22 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// turnPrint hashes the end of a request's conversation (and its model),
+// for the loop detector: requests whose conversations end alike get the
+// same number. The seed is this process's own, so the number says nothing
+// outside it. 0 when detection is off or the body has no turns.
+func (g *Gateway) turnPrint(body []byte, f jsonpeek.Fields) uint64 {
+	if g.opts.Detect == nil || f.TurnsTail.Start < 0 {
+		return 0
+	}
+	var h maphash.Hash
+	h.SetSeed(g.turnSeed)
+	h.WriteString(f.Model)
+	h.WriteByte(0)
+	h.Write(body[f.TurnsTail.Start:f.TurnsTail.End])
+	return max(h.Sum64(), 1)
+}
+
 // authDenials are the refusals that count as failed authentication.
 var authDenials = map[string]bool{"missing_api_key": true, "invalid_api_key": true, "too_many_auth_failures": true}
 
@@ -289,6 +308,15 @@ func (g *Gateway) observe(r *http.Request, c *call, start time.Time) {
 		At: start, KeyID: c.keyID, Client: web.ClientAddr(r, g.opts.TrustedProxies).String(),
 		AuthFailed: authDenials[c.denied], Model: c.model, Path: r.URL.Path, MicroUSD: c.microUSD,
 		BudgetMicroUSD: c.budgetMicro, LimitRPS: c.limitRPS,
+	}
+	if c.denied == "" {
+		o.Turn = c.turn
+		// The whole context the model read: OpenAI counts cached input in
+		// its input tokens, Anthropic apart.
+		o.ContextTokens = c.used.InputTokens + c.used.CacheWriteTokens
+		if c.used.CacheReadTokens > 0 && c.used.CacheReadTokens > c.used.InputTokens {
+			o.ContextTokens += c.used.CacheReadTokens
+		}
 	}
 	if o.AuthFailed {
 		o.KeyPrefix = c.presentedPrefix

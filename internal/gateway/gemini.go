@@ -72,6 +72,7 @@ func (g *Gateway) prepareGeminiCall(h http.Header, r *http.Request, c *call, gc 
 		return den
 	}
 	c.model, c.clientModel, c.gemini = gc.Model, gc.Model, gc
+	c.turn = g.turnPrint(body, f)
 	c.countOnly = gc.Method == provider.GeminiCountTokens
 	// Where: an alias's deployments the key may reach, or the provider
 	// serving the model, authorized.

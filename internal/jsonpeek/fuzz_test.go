@@ -100,6 +100,12 @@ func FuzzScan(f *testing.F) {
 			t.Fatalf("Scan accepted %q; it must refuse field %q", body, refuse)
 		}
 		want.ModelSpan = got.ModelSpan
+		if ts := got.TurnsTail; ts.Start >= 0 {
+			if ts.End > len(body) || ts.Start > ts.End || ts.End-ts.Start > TurnsTailBytes || body[ts.End-1] != ']' {
+				t.Fatalf("Scan(%q): turns tail %+v is not the end of an array in the body", body, ts)
+			}
+		}
+		want.TurnsTail = got.TurnsTail
 		if got != want {
 			t.Fatalf("Scan(%q) = %+v, encoding/json reads %+v", body, got, want)
 		}

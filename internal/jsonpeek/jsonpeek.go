@@ -52,7 +52,17 @@ type Fields struct {
 	// Each present value is a whole number from 1 to MaxTokensCeiling, or
 	// Scan refuses the body naming the field.
 	MaxTokens int64
+	// TurnsTail is the end of the conversation: the last TurnsTailBytes of
+	// the top-level "messages", "input" or "contents" array (whichever
+	// comes last), brackets included; -1, -1 when there is none. Requests
+	// whose conversations end alike end in the same bytes here, which is
+	// what the loop detector compares, without parsing the turns.
+	TurnsTail Span
 }
+
+// TurnsTailBytes is the most of a conversation's end Fields.TurnsTail
+// covers.
+const TurnsTailBytes = 512
 
 // SyntaxError reports a body that is not a well-formed JSON object, or a
 // field keygate reads that has the wrong type. It never quotes the body.
@@ -80,6 +90,9 @@ const (
 	fieldMaxTokens
 	fieldMaxCompletionTokens
 	fieldMaxOutputTokens
+	fieldMessages
+	fieldInput
+	fieldContents
 )
 
 // fieldNames lists the keys keygate reads, indexed by field.
@@ -89,6 +102,9 @@ var fieldNames = [...]string{
 	fieldMaxTokens:           "max_tokens",
 	fieldMaxCompletionTokens: "max_completion_tokens",
 	fieldMaxOutputTokens:     "max_output_tokens",
+	fieldMessages:            "messages",
+	fieldInput:               "input",
+	fieldContents:            "contents",
 }
 
 // maxFoldedKey bounds the byte length of a key that can fold to one of
@@ -102,9 +118,9 @@ const maxFoldedKey = 32
 // would read a different value than keygate checked.
 func Scan(body []byte) (Fields, error) {
 	s := NewScanner(body)
-	f := Fields{ModelSpan: Span{-1, -1}}
+	f := Fields{ModelSpan: Span{-1, -1}, TurnsTail: Span{-1, -1}}
 	if err := scanFields(&s, &f); err != nil {
-		return Fields{ModelSpan: Span{-1, -1}}, err
+		return Fields{ModelSpan: Span{-1, -1}, TurnsTail: Span{-1, -1}}, err
 	}
 	return f, nil
 }
@@ -139,6 +155,10 @@ func scanFields(s *Scanner, f *Fields) error {
 			f.HasModel, f.ModelSpan = true, Span{vStart, s.Pos()}
 		case fieldStream:
 			f.Stream = string(v) == "true"
+		case fieldMessages, fieldInput, fieldContents:
+			if v[0] == '[' {
+				f.TurnsTail = Span{max(vStart, s.Pos()-TurnsTailBytes), s.Pos()}
+			}
 		case fieldMaxTokens, fieldMaxCompletionTokens, fieldMaxOutputTokens:
 			k := fld - fieldMaxTokens
 			if string(v) == "null" {

@@ -169,7 +169,7 @@ func TestScanErrors(t *testing.T) {
 			if se.Offset != tt.offset || !strings.Contains(se.Msg, tt.msg) || se.Field != tt.field {
 				t.Fatalf("got %q (offset %d, field %q); want %q at %d, field %q", se.Error(), se.Offset, se.Field, tt.msg, tt.offset, tt.field)
 			}
-			if f != (Fields{ModelSpan: Span{-1, -1}}) {
+			if f != (Fields{ModelSpan: Span{-1, -1}, TurnsTail: Span{-1, -1}}) {
 				t.Fatalf("fields not zero on error: %+v", f)
 			}
 		})
@@ -282,5 +282,55 @@ func TestAllocs(t *testing.T) {
 		if n := testing.AllocsPerRun(20, func() { _, _ = Scan(tc.body) }); n > tc.max {
 			t.Errorf("%s: %v allocs per Scan, want at most %v", tc.name, n, tc.max)
 		}
+	}
+}
+
+// TestScanTurnsTail: the end of a conversation is the last TurnsTailBytes
+// of its turns, whatever the API calls them; a conversation that repeats
+// its last steps ends in the same bytes however long its history.
+func TestScanTurnsTail(t *testing.T) {
+	step := `{"role":"assistant","content":"run the tests"},{"role":"tool","content":"FAIL: TestRetry (0.00s) expected 3 attempts, got 1; the same failure as before, nothing changed"},`
+	history := func(n int) string {
+		return `{"role":"user","content":"fix the flaky retry test"},` + strings.Repeat(step, n)
+	}
+	for _, tc := range []struct {
+		name, body, want string
+	}{
+		{"messages", `{"model":"m","messages":[{"role":"user","content":"hi"}]}`, `[{"role":"user","content":"hi"}]`},
+		{"input", `{"model":"m","input":[{"role":"user","content":"hi"}],"stream":true}`, `[{"role":"user","content":"hi"}]`},
+		{"contents", `{"contents":[{"parts":[{"text":"hi"}]}]}`, `[{"parts":[{"text":"hi"}]}]`},
+		{"input as a string", `{"model":"m","input":"hi"}`, ""},
+		{"none", `{"model":"m","prompt":"hi"}`, ""},
+	} {
+		f, err := Scan([]byte(tc.body))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		got := ""
+		if f.TurnsTail.Start >= 0 {
+			got = tc.body[f.TurnsTail.Start:f.TurnsTail.End]
+		}
+		if got != tc.want {
+			t.Fatalf("%s: tail %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	tail := func(n int) string {
+		body := `{"model":"m","messages":[` + strings.TrimSuffix(history(n), ",") + `]}`
+		f, err := Scan([]byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.TurnsTail.End-f.TurnsTail.Start != TurnsTailBytes {
+			t.Fatalf("a long conversation's tail is %d bytes", f.TurnsTail.End-f.TurnsTail.Start)
+		}
+		return body[f.TurnsTail.Start:f.TurnsTail.End]
+	}
+	if tail(8) != tail(20) {
+		t.Fatal("a conversation repeating its last steps ends differently as it grows")
+	}
+	other := `{"model":"m","messages":[` + history(8) + `{"role":"tool","content":"ok: all tests pass"}]}`
+	f, _ := Scan([]byte(other))
+	if other[f.TurnsTail.Start:f.TurnsTail.End] == tail(8) {
+		t.Fatal("a conversation that moved on ends like one that repeats")
 	}
 }

@@ -195,6 +195,16 @@ func detectConfig(cfg config.Config) detect.Config {
 	if a.PerMinute > 0 {
 		dc.Limits.PerMinute = a.PerMinute
 	}
+	if a.Loop.Repeats != 0 {
+		dc.Loop.Repeats = a.Loop.Repeats
+	}
+	setD(&dc.Loop.Window, a.Loop.Window)
+	if a.Loop.ContextTokens != 0 {
+		dc.Loop.ContextTokens = a.Loop.ContextTokens
+	}
+	if a.Loop.Growing > 0 {
+		dc.Loop.Growing = a.Loop.Growing
+	}
 	dc.Actions = a.Actions
 	return dc
 }
