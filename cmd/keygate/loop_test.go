@@ -1,14 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"github.com/keygate/keygate/internal/detect"
 	"github.com/keygate/keygate/internal/fakeprovider"
+	"github.com/keygate/keygate/internal/mcpgate"
 )
 
 // TestAgentLoopIsStopped: an agent that keeps sending requests whose
@@ -63,6 +67,53 @@ func TestAgentLoopIsStopped(t *testing.T) {
 		t.Fatalf("the other agent after the loop alert: %d %s", c, body)
 	}
 
+	loops := ruleAlerts(t, in, detect.RuleLoop)
+	if len(loops) != 1 || !strings.HasPrefix(loops[0].Summary, "4 requests") || !strings.Contains(loops[0].Summary, "alike") {
+		t.Fatalf("agent-loop alerts %+v, want one for the stuck key at 4 repeats", loops)
+	}
+}
+
+// TestToolCallsReachTheDetectors: MCP tool calls pass the detectors like
+// model calls; a key that has worked a while and then calls a tool it
+// never called raises a new-tool alert naming it.
+func TestToolCallsReachTheDetectors(t *testing.T) {
+	up := newFakeToolServer(t)
+	cfg := testConfig(t, t.TempDir())
+	cfg.Alerts.Rate.Forming = time.Second // the new-tool rule's learning time
+	in := start(t, cfg, "")
+	in.mustCLI(nil, up.token, "secret", "put", "gh-token", "--stdin")
+	in.mustCLI(nil, "", "mcp", "add", "github", "--url", up.url, "--secret", "gh-token", "--allow-private")
+	key := in.createKey("--name", "tool-agent", "--allow-tool", "github/*")
+	cs := connectMCP(t, in.addrs.Gateway+mcpgate.Path, key)
+	call := func(tool string) {
+		t.Helper()
+		if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: tool, Arguments: map[string]any{"text": "x"}}); err != nil {
+			t.Fatalf("%s: %v", tool, err)
+		}
+	}
+	call("github__echo")
+	if got := ruleAlerts(t, in, detect.RuleNewTool); len(got) != 0 {
+		t.Fatalf("the first tool of a new key raised %+v", got)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	call("github__echo")
+	call("github__read_config")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := ruleAlerts(t, in, detect.RuleNewTool)
+		if len(got) == 1 && strings.Contains(got[0].Summary, "github/read_config") {
+			break
+		}
+		if len(got) > 1 || time.Now().After(deadline) {
+			t.Fatalf("new-tool alerts %+v, want one for github/read_config", got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// ruleAlerts reads the alerts of one rule through the admin API.
+func ruleAlerts(t *testing.T, in *instance, rule string) []detect.Alert {
+	t.Helper()
 	req, _ := http.NewRequest("GET", in.addrs.Admin+"/api/v1/alerts", nil)
 	req.Header.Set("Authorization", "Bearer "+in.admin)
 	resp, err := http.DefaultClient.Do(req)
@@ -76,13 +127,11 @@ func TestAgentLoopIsStopped(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		t.Fatalf("alerts: %s: %v", resp.Status, err)
 	}
-	var loops []detect.Alert
+	var got []detect.Alert
 	for _, a := range out.Alerts {
-		if a.Rule == detect.RuleLoop {
-			loops = append(loops, a)
+		if a.Rule == rule {
+			got = append(got, a)
 		}
 	}
-	if len(loops) != 1 || !strings.HasPrefix(loops[0].Summary, "4 requests") || !strings.Contains(loops[0].Summary, "alike") {
-		t.Fatalf("agent-loop alerts %+v, want one for the stuck key at 4 repeats", loops)
-	}
+	return got
 }

@@ -43,6 +43,11 @@ type Observation struct {
 	// ContextTokens is how much context the model read for the request (input tokens, cached
 	// ones included), 0 if unknown.
 	ContextTokens int64
+	// Tool names the MCP tool ("server/tool") of a tool call, "" for any other request; a
+	// tool call also carries the server as Provider and the tool as Model.
+	Tool string
+	// ToolDenied marks a tool call keygate refused.
+	ToolDenied bool
 	// RefreshReuse marks a refresh token presented a second time (its family is revoked).
 	RefreshReuse bool
 	// EventSeq is the sequence number of the audit event the observation came from.
@@ -86,6 +91,7 @@ const (
 	RuleRefreshReuse     = "refresh-reuse"
 	RuleLoop             = "agent-loop"
 	RuleContextGrowth    = "context-growth"
+	RuleNewTool          = "new-tool"
 	RuleOTPBruteForce    = "otp-brute-force"
 	RuleAlertsSuppressed = "alerts-suppressed"
 )

@@ -46,6 +46,8 @@ type keyState struct {
 
 	// runaway agent: repeats and context growth (loop.go); nil until seen
 	loop *loopState
+	// tools the key called (tools.go), for the new-tool rule; nil until one
+	tools *toolState
 
 	// resource shift
 	res        []resource
@@ -106,6 +108,11 @@ func (st *keyState) observe(e *Engine, id string, o *Observation) (pendingAlert,
 	}
 	if !tripped {
 		early, tripped = st.observeLoop(e, id, o)
+	}
+	if !tripped {
+		early, tripped = st.observeTool(e, id, o)
+	} else if o.Tool != "" {
+		st.observeTool(e, id, o) // the tool is seen even when another rule alerted
 	}
 	path := o.Path
 	if i := strings.IndexByte(path, '?'); i >= 0 {

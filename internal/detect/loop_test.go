@@ -1,6 +1,9 @@
 package detect
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // alertsOf returns the rig's alerts of one rule.
 func (r *rig) alertsOf(rule string) []Alert {
@@ -68,5 +71,29 @@ func TestContextGrowthAlerts(t *testing.T) {
 	r2.run(40, func(s int) { r2.observe(Observation{KeyID: "k", ContextTokens: int64(1000 * (s + 1)), Turn: 9}) })
 	if len(r2.alertsOf(RuleContextGrowth))+len(r2.alertsOf(RuleLoop)) != 0 {
 		t.Fatal("rules turned off still alerted")
+	}
+}
+
+// TestNewToolAlerts: a key calls its usual tools while it forms a habit,
+// then a tool it never called: one alert naming the tool. A tool first
+// called while the key is new, or refused by keygate, is not alerted.
+func TestNewToolAlerts(t *testing.T) {
+	r := newRig(t, Config{Rate: RateConfig{Forming: 30e9}})
+	r.run(40, func(s int) {
+		tool := "github/echo"
+		if s == 5 {
+			tool = "github/read_config" // new, but the key is new too
+		}
+		r.observe(Observation{KeyID: "key_agent", Provider: "github", Model: tool, Path: "/mcp", Tool: tool})
+	})
+	if got := r.alertsOf(RuleNewTool); len(got) != 0 {
+		t.Fatalf("tools first called while the key was forming its habit: %+v", got)
+	}
+	r.observe(Observation{KeyID: "key_agent", Tool: "github/delete_repo", ToolDenied: true})
+	r.observe(Observation{KeyID: "key_agent", Tool: "db/drop_table"})
+	r.observe(Observation{KeyID: "key_agent", Tool: "db/drop_table"})
+	got := r.alertsOf(RuleNewTool)
+	if len(got) != 1 || !strings.Contains(got[0].Summary, "db/drop_table") || got[0].Numbers["tools_known"] != 3 {
+		t.Fatalf("a new tool after the habit formed: %+v, want one alert for db/drop_table", got)
 	}
 }

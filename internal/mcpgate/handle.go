@@ -479,6 +479,9 @@ func (g *Gate) upstreamError(u *upstream, err error) error {
 // the decision and why, how long it took, how large the answer was, and
 // the arguments as an HMAC, never in clear.
 func (g *Gate) record(cl *call, decision, reason string, size int, extra map[string]string) {
+	if g.opts.Observe != nil && cl.method == "tools/call" && cl.c.keyID != "" {
+		g.opts.Observe(cl.c.keyID, cl.c.client, cl.target.Provider, cl.item, decision != "allow")
+	}
 	if g.opts.Audit == nil {
 		return
 	}

@@ -106,6 +106,10 @@ type Options struct {
 	Leaks *LeakCheck
 	// Egress decides which addresses remote servers may resolve to.
 	Egress egress.Policy
+	// Observe, when set, hands every tools/call a key made to the anomaly
+	// detectors (keygate's detect engine): server and tool, and whether
+	// keygate refused it.
+	Observe func(keyID, client, server, tool string, denied bool)
 	// Approvals keeps the tool calls that wait for a person (the admin
 	// API's approval queue); without it a tool that needs approval is
 	// refused.

@@ -144,6 +144,13 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		Limiter: n.lim.gateway.Shared, Location: cfg.Limits.Location(), ArgsKey: argsKey[:],
 		Egress: cfg.EgressPolicy(), Version: n.o.version, Leaks: mcpLeaks,
 		Approvals: gatewaystore.NewMCPApprovals(st),
+		Observe: func(keyID, client, server, tool string, denied bool) {
+			// Tool calls pass the same detectors as model calls: a burst
+			// of calls is a rate spike, a change in the tools used a
+			// resource shift; a tool the key never used is its own rule.
+			n.det.engine.Observe(detect.Observation{At: time.Now(), KeyID: keyID, Client: client,
+				Provider: server, Model: tool, Path: mcpgate.Path, Tool: server + "/" + tool, ToolDenied: denied})
+		},
 	})
 	if err := n.mcp.Reload(ctx); err != nil {
 		return fmt.Errorf("read the MCP servers: %w", err)
