@@ -297,3 +297,24 @@ func TestAgentGeminiCLI(t *testing.T) {
 		t.Error("Gemini CLI's turn did not reach the provider as streamGenerateContent?alt=sse")
 	}
 }
+
+// TestAgentOpencode: opencode, `opencode run`, through keygate run. npm
+// installs its Linux binary as the opencode-linux-x64 package; the
+// launcher in node_modules/.bin is only swapped for it by an install
+// script, which .ci/run does not run, so the test runs the binary itself.
+func TestAgentOpencode(t *testing.T) {
+	launcher, _ := agentBin(t, "opencode")
+	bin := filepath.Join(filepath.Dir(filepath.Dir(launcher)), "opencode-linux-x64", "bin", "opencode")
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("opencode's Linux binary is not installed: %v", err)
+	}
+	r := runAgent(t, "opencode", "", bin, "run", "-m", "openai/gpt-5", "Say hello.")
+	r.check(t, r.up.openai, r.up.openaiKey)
+	responses := false
+	for _, q := range r.up.openai.Requests() {
+		responses = responses || q.Method == http.MethodPost && q.Path == "/v1/responses"
+	}
+	if !responses {
+		t.Error("opencode's turn did not reach the provider as POST /v1/responses")
+	}
+}
