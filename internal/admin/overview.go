@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -14,14 +15,23 @@ import (
 	"github.com/keygate/keygate/internal/rbac"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/web"
+	"golang.org/x/sync/errgroup"
 )
 
-// InsightStore answers the console's summaries: usage summed over a window
-// and the newest audit events. keygate's store is one.
+// InsightStore answers the console's summaries: usage summed over a window,
+// the newest audit events, and the keys with what the overview reads of
+// them. keygate's store is one.
 type InsightStore interface {
 	UsageBy(ctx context.Context, by, since string, keyIDs []string) ([]store.UsageTotal, error)
+	KeySummaries(ctx context.Context) ([]store.Key, error)
 	RecentAudit(ctx context.Context, f store.AuditFilter) ([]store.AuditRecord, error)
 }
+
+// maxNamedKeys is how many keys with limits nearLimits names in its sums
+// (each a lookup in the usage rollups) before it sums every key instead
+// (a scan of them); both stay well within the databases' limits on
+// statement parameters.
+const maxNamedKeys = 5000
 
 // recentCap is how many of the last day's events the overview reads.
 const recentCap = 10000
@@ -35,7 +45,7 @@ func (a *API) overview(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	now := a.opts.Now()
-	ks, err := a.opts.Store.ListKeys(ctx)
+	ks, err := ins.KeySummaries(ctx)
 	if err != nil {
 		a.internal(w, "list keys", err)
 		return
@@ -64,11 +74,50 @@ func (a *API) overview(w http.ResponseWriter, r *http.Request) {
 	out := adminapi.Overview{GeneratedAt: now.UTC(), RefusalReasons: []adminapi.Count{}, ByModel: []adminapi.Breakdown{},
 		ByTeam: []adminapi.Breakdown{}, TopKeys: []adminapi.KeySpend{}, NearLimit: []adminapi.LimitUse{}, Unused: []adminapi.KeyRef{}, OpenAlerts: []adminapi.Alert{}}
 
-	days, err := ins.UsageBy(ctx, "day", since30, ids)
-	if err != nil {
-		a.internal(w, "sum usage by day", err)
+	// The reads below are independent of one another: they run at once,
+	// each filling its own part of out, so the page waits for the
+	// slowest rather than for the sum of them.
+	var (
+		days, rest []store.UsageTotal
+		hourW      adminapi.OverviewWindow
+		alerts     []adminapi.Alert
+	)
+	readAlerts := a.global(r, rbac.AlertsRead) && a.opts.AuditStore != nil
+	g, gctx := errgroup.WithContext(ctx)
+	read := func(what string, fn func() error) {
+		g.Go(func() error {
+			if err := fn(); err != nil {
+				return overviewError{what, err}
+			}
+			return nil
+		})
+	}
+	read("sum usage by day", func() (err error) {
+		days, err = ins.UsageBy(gctx, "day", since30, ids)
+		if err == nil && month < since30 { // a month longer than the 30 days read
+			rest, err = ins.UsageBy(gctx, "day", month, ids)
+		}
+		return err
+	})
+	read("read the audit trail", func() (err error) {
+		hourW, err = a.recentActivity(gctx, now, keys, all, &out)
+		return err
+	})
+	read("sum usage by key and model", func() error { return a.spendBreakdowns(gctx, since30, ids, keys, &out) })
+	read("sum usage against limits", func() error { return a.nearLimits(gctx, today, month, ids, keys, &out) })
+	if readAlerts {
+		read("read alerts", func() (err error) {
+			alerts, err = a.alerts(gctx, now, keys)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		var oe overviewError
+		errors.As(err, &oe)
+		a.internal(w, oe.what, oe.err)
 		return
 	}
+
 	byDay := map[string]store.UsageTotal{}
 	for _, d := range days {
 		byDay[d.Group] = d
@@ -91,12 +140,7 @@ func (a *API) overview(w http.ResponseWriter, r *http.Request) {
 			dayW.Requests, dayW.Refusals, dayW.MicroUSD = d.Requests, d.Denials, d.MicroUSD
 		}
 	}
-	if month < since30 { // a month longer than the 30 days read
-		rest, err := ins.UsageBy(ctx, "day", month, ids)
-		if err != nil {
-			a.internal(w, "sum usage by day", err)
-			return
-		}
+	if month < since30 {
 		monthW = adminapi.OverviewWindow{Name: "month"}
 		for _, d := range rest {
 			monthW.Requests += d.Requests
@@ -105,20 +149,6 @@ func (a *API) overview(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	hourW, err := a.recentActivity(ctx, now, keys, all, &out)
-	if err != nil {
-		a.internal(w, "read the audit trail", err)
-		return
-	}
-
-	if err := a.spendBreakdowns(ctx, since30, ids, keys, &out); err != nil {
-		a.internal(w, "sum usage by key and model", err)
-		return
-	}
-	if err := a.nearLimits(ctx, today, month, ids, keys, &out); err != nil {
-		a.internal(w, "sum usage against limits", err)
-		return
-	}
 	for _, k := range ks {
 		if _, ok := keys[k.ID]; ok && staleKey(k, now, 30*24*time.Hour) {
 			out.UnusedCount++
@@ -127,12 +157,7 @@ func (a *API) overview(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if a.global(r, rbac.AlertsRead) && a.opts.AuditStore != nil {
-		alerts, err := a.alerts(ctx, now, keys)
-		if err != nil {
-			a.internal(w, "read alerts", err)
-			return
-		}
+	if readAlerts {
 		for _, al := range alerts {
 			switch {
 			case al.At.After(now.Add(-time.Hour)):
@@ -152,6 +177,14 @@ func (a *API) overview(w http.ResponseWriter, r *http.Request) {
 	out.Windows = []adminapi.OverviewWindow{hourW, dayW, monthW}
 	web.WriteJSON(w, http.StatusOK, out)
 }
+
+// overviewError is a failed read of the overview: what it was, and why.
+type overviewError struct {
+	what string
+	err  error
+}
+
+func (e overviewError) Error() string { return e.what + ": " + e.err.Error() }
 
 // eventSummary is what the overview reads of an audit event.
 type eventSummary struct {
@@ -294,8 +327,8 @@ func (a *API) nearLimits(ctx context.Context, today, month string, ids []string,
 	if len(lids) == 0 {
 		return nil
 	}
-	if ids == nil && len(lids) > 500 {
-		lids = nil // sum every key rather than name hundreds
+	if ids == nil && len(lids) > maxNamedKeys {
+		lids = nil // sum every key rather than name thousands
 	}
 	use := map[string]map[string]store.UsageTotal{} // period -> key -> use
 	for period, since := range map[string]string{adminapi.PeriodDay: today, adminapi.PeriodMonth: month} {

@@ -102,7 +102,8 @@ func seed(b *testing.B, st *store.Store, now time.Time, keys, days, events int) 
 		recs := make([]store.AuditRecord, 0, 10_000)
 		span := 30 * 24 * time.Hour
 		for e := range events {
-			at := now.Add(-span * time.Duration(e) / time.Duration(events))
+			// Evenly over the span, newest first (span*e would overflow).
+			at := now.Add(-span / time.Duration(events) * time.Duration(e))
 			key := ids[e%keys]
 			data, _ := json.Marshal(map[string]any{"seq": e + 1, "time": at, "type": "request", "key_id": key, "client": "192.0.2.1",
 				"resource": "POST /v1/chat/completions", "decision": []string{"allow", "allow", "allow", "deny"}[e%4],

@@ -75,6 +75,10 @@ func (c listCol) Scan(src any) error {
 	default:
 		return fmt.Errorf("cannot read %T as a list of strings", src)
 	}
+	if s := string(raw); s == "[]" || s == "null" {
+		*c.l = nil // most lists are empty: a key lists every key's six
+		return nil
+	}
 	var l []string
 	if err := json.Unmarshal(raw, &l); err != nil {
 		return fmt.Errorf("read list of strings: %w", err)

@@ -175,6 +175,10 @@ func (s *Store) AddUsage(ctx context.Context, rows []UsageRow) error {
 	slices.SortFunc(rows, func(a, b UsageRow) int {
 		return cmp.Or(cmp.Compare(a.KeyID, b.KeyID), cmp.Compare(a.Day, b.Day), cmp.Compare(a.Model, b.Model))
 	})
+	dayModel, keyWeek, keyMonth, err := rollUp(rows)
+	if err != nil {
+		return err
+	}
 	return s.InTx(ctx, func(tx *Store) error {
 		for _, r := range rows {
 			if _, err := tx.w.ExecContext(ctx, tx.q.addUsage, r.KeyID, r.Day, r.Model,
@@ -182,8 +186,78 @@ func (s *Store) AddUsage(ctx context.Context, rows []UsageRow) error {
 				return fmt.Errorf("store: record usage: %w", mapErr(err))
 			}
 		}
+		for _, t := range dayModel {
+			if _, err := tx.w.ExecContext(ctx, tx.q.addUsageDayModel, t.a, t.b, t.Requests, t.Denials, t.MicroUSD); err != nil {
+				return fmt.Errorf("store: record usage by day and model: %w", mapErr(err))
+			}
+		}
+		for _, t := range keyWeek {
+			if _, err := tx.w.ExecContext(ctx, tx.q.addUsageKeyWeek, t.a, t.b, t.Requests, t.Denials, t.MicroUSD); err != nil {
+				return fmt.Errorf("store: record usage by key and week: %w", mapErr(err))
+			}
+		}
+		for _, t := range keyMonth {
+			if _, err := tx.w.ExecContext(ctx, tx.q.addUsageKeyMonth, t.a, t.b, t.Requests, t.Denials, t.MicroUSD); err != nil {
+				return fmt.Errorf("store: record usage by key and month: %w", mapErr(err))
+			}
+		}
 		return nil
 	})
+}
+
+// rollupRow is one row of a usage rollup: its two key columns and sums.
+type rollupRow struct {
+	a, b                        string
+	Requests, Denials, MicroUSD int64
+}
+
+// rollUp sums rows by (day, model), (week, key) and (month, key), each
+// in key order, so concurrent writers take the rollups' row locks in one
+// order.
+func rollUp(rows []UsageRow) (dayModel, keyWeek, keyMonth []rollupRow, err error) {
+	dm, kw, km := map[[2]string]*rollupRow{}, map[[2]string]*rollupRow{}, map[[2]string]*rollupRow{}
+	add := func(m map[[2]string]*rollupRow, a, b string, r UsageRow) {
+		t := m[[2]string{a, b}]
+		if t == nil {
+			t = &rollupRow{a: a, b: b}
+			m[[2]string{a, b}] = t
+		}
+		t.Requests += r.Requests
+		t.Denials += r.Denials
+		t.MicroUSD += r.MicroUSD
+	}
+	for _, r := range rows {
+		week, err := weekOf(r.Day)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("store: record usage of key %q: %w", r.KeyID, err)
+		}
+		add(dm, r.Day, r.Model, r)
+		add(kw, week, r.KeyID, r)
+		add(km, monthOf(r.Day), r.KeyID, r)
+	}
+	sorted := func(m map[[2]string]*rollupRow) []rollupRow {
+		out := make([]rollupRow, 0, len(m))
+		for _, t := range m {
+			out = append(out, *t)
+		}
+		slices.SortFunc(out, func(x, y rollupRow) int { return cmp.Or(cmp.Compare(x.a, y.a), cmp.Compare(x.b, y.b)) })
+		return out
+	}
+	return sorted(dm), sorted(kw), sorted(km), nil
+}
+
+// monthOf returns the first day of day's month, as the usage_key_month
+// rollup keys it; day is a date weekOf accepted.
+func monthOf(day string) string { return day[:len("2006-01-")] + "01" }
+
+// weekOf returns the Monday (YYYY-MM-DD) of the week holding day, as the
+// usage_key_week rollup keys it.
+func weekOf(day string) (string, error) {
+	d, err := time.Parse(time.DateOnly, day)
+	if err != nil {
+		return "", fmt.Errorf("day %q is not a date (YYYY-MM-DD)", day)
+	}
+	return d.AddDate(0, 0, -(int(d.Weekday())+6)%7).Format(time.DateOnly), nil
 }
 
 // ListUsage returns a key's usage rows from day since (YYYY-MM-DD) on,

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -128,4 +129,75 @@ func freshPostgresSchema(t *testing.T) string {
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// TestUpgradeToUsageRollups: usage written before the rollups existed
+// (schema 24) is rolled up by the upgrade, so UsageBy answers as before,
+// and usage written after it adds to the same sums.
+func TestUpgradeToUsageRollups(t *testing.T) {
+	for name, open := range map[string]func(t *testing.T) (string, *Store){
+		"sqlite": func(t *testing.T) (string, *Store) {
+			path := filepath.Join(t.TempDir(), "keygate.db")
+			s, err := openSQLite(t.Context(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return "sqlite://" + path, s
+		},
+		"postgres": func(t *testing.T) (string, *Store) {
+			u := freshPostgresSchema(t)
+			s, err := openPostgres(t.Context(), u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return u, s
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			url, s := open(t)
+			applyMigrationsUpTo(t, s, 24)
+			old := []UsageRow{
+				{KeyID: "key_1", Day: "2026-11-29", Model: "gpt-4o", Requests: 3, Denials: 1, MicroUSD: 300}, // a Sunday
+				{KeyID: "key_1", Day: "2026-11-30", Model: "gpt-4o", Requests: 5, MicroUSD: 500},             // the Monday after
+				{KeyID: "key_1", Day: "2026-12-02", Model: "o3", Requests: 7, Denials: 2, MicroUSD: 700},
+				{KeyID: "key_2", Day: "2026-12-06", Model: "gpt-4o", Requests: 11, MicroUSD: 1100},
+			}
+			for _, r := range old {
+				if _, err := s.writeDB.ExecContext(t.Context(), rebind(s.dialect, `INSERT INTO usage_daily (key_id, day, model, requests, denials, micro_usd) VALUES (?, ?, ?, ?, ?, ?)`),
+					r.KeyID, r.Day, r.Model, r.Requests, r.Denials, r.MicroUSD); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.Close()
+
+			up, err := Open(t.Context(), url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer up.Close()
+			if err := up.AddUsage(t.Context(), []UsageRow{{KeyID: "key_2", Day: "2026-12-01", Model: "o3", Requests: 13, MicroUSD: 1300}}); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []struct {
+				by, since string
+				want      []UsageTotal
+			}{
+				{"key", "2026-11-29", []UsageTotal{{"key_1", 15, 3, 1500}, {"key_2", 24, 0, 2400}}},
+				{"key", "2026-11-30", []UsageTotal{{"key_1", 12, 2, 1200}, {"key_2", 24, 0, 2400}}},
+				{"key", "2026-12-02", []UsageTotal{{"key_1", 7, 2, 700}, {"key_2", 11, 0, 1100}}},
+				{"key", "2026-12-01", []UsageTotal{{"key_1", 7, 2, 700}, {"key_2", 24, 0, 2400}}},
+				{"key", "2026-11-01", []UsageTotal{{"key_1", 15, 3, 1500}, {"key_2", 24, 0, 2400}}},
+				{"day", "2026-11-30", []UsageTotal{{"2026-11-30", 5, 0, 500}, {"2026-12-01", 13, 0, 1300}, {"2026-12-02", 7, 2, 700}, {"2026-12-06", 11, 0, 1100}}},
+				{"model", "2026-11-29", []UsageTotal{{"gpt-4o", 19, 1, 1900}, {"o3", 20, 2, 2000}}},
+			} {
+				got, err := up.UsageBy(t.Context(), c.by, c.since, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(got, c.want) {
+					t.Errorf("after the upgrade, usage by %s since %s = %v, want %v", c.by, c.since, got, c.want)
+				}
+			}
+		})
+	}
 }

@@ -84,6 +84,7 @@ func Run(t *testing.T, newURL func(t testing.TB) string) {
 		{"KeyLimitsAndGroups", testKeyLimitsAndGroups},
 		{"Usage", testUsage},
 		{"UsageFromManyNodes", testUsageFromManyNodes},
+		{"UsageBy", testUsageBy},
 		{"KeyScopesSuspendExpiry", testKeyScopesSuspendExpiry},
 		{"Revocations", testRevocations},
 		{"SigningKeysAndFamilies", testSigningKeysAndFamilies},
