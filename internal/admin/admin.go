@@ -142,6 +142,12 @@ type Options struct {
 	// routes with it at once; other nodes follow the routing generation.
 	Routing     RoutingStore
 	RoutingFile routing.File
+	// RoutingHealth reports the aliases this node routes with the health
+	// of their deployments (breakers, recent upstream errors), for GET
+	// /routing/health; without it that route answers 501. Node names this
+	// node in the answer, since the health is its own.
+	RoutingHealth func() []adminapi.AliasHealth
+	Node          string
 	// KeyRevoked runs after a revocation or a change to a key, so this
 	// node's key cache forgets the key before the next request.
 	KeyRevoked func(keyID string)

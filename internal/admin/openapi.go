@@ -73,6 +73,7 @@ func operationDocs() map[string]opDoc {
 		"PUT " + p + "/routing/{kind}/{name...}":    {summary: "Replace a routing entry"},
 		"DELETE " + p + "/routing/{kind}/{name...}": {summary: "Delete a routing entry"},
 		"POST " + p + "/routing/apply":              {summary: "Apply a routing file declaratively (dry run available)"},
+		"GET " + p + "/routing/health":              {summary: "This node's aliases with their deployments' breakers and recent upstream errors", resp: adminapi.RoutingHealth{}},
 		"POST " + p + "/mcp/servers":                {summary: "Register an MCP server"},
 		"GET " + p + "/mcp/servers":                 {summary: "List MCP servers"},
 		"GET " + p + "/mcp/servers/{name}":          {summary: "One MCP server"},

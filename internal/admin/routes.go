@@ -146,6 +146,7 @@ func (a *API) routes() []endpoint {
 		global("PUT", "/routing/{kind}/{name...}", rbac.ProvidersWrite, a.replaceRouting),
 		global("DELETE", "/routing/{kind}/{name...}", rbac.ProvidersWrite, a.deleteRouting),
 		global("POST", "/routing/apply", rbac.ProvidersWrite, a.applyRouting),
+		global("GET", "/routing/health", rbac.ProvidersRead, a.routingHealth),
 		// MCP servers are upstreams like providers, and their credentials
 		// are the vault's: the providers permissions decide them.
 		global("POST", "/mcp/servers", rbac.ProvidersWrite, a.createMCPServer),

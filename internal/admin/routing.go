@@ -459,3 +459,17 @@ func specText(e *routing.Entry) string {
 	}
 	return string(b)
 }
+
+// routingHealth answers GET /routing/health: this node's aliases with their
+// deployments' breakers and recent upstream errors.
+func (a *API) routingHealth(w http.ResponseWriter, r *http.Request) {
+	if a.opts.RoutingHealth == nil {
+		writeError(w, http.StatusNotImplemented, "not_implemented", "this keygate serves no model routing, so it keeps no routing health")
+		return
+	}
+	out := adminapi.RoutingHealth{Node: a.opts.Node, GeneratedAt: a.opts.Now().UTC(), Aliases: a.opts.RoutingHealth()}
+	if out.Aliases == nil {
+		out.Aliases = []adminapi.AliasHealth{}
+	}
+	web.WriteJSON(w, http.StatusOK, out)
+}

@@ -4,10 +4,12 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/rbac"
 	"github.com/keygate/keygate/internal/routing"
 	"github.com/keygate/keygate/internal/store"
 )
@@ -158,4 +160,43 @@ func TestRoutingApply(t *testing.T) {
 	// A document naming what the file defines is refused.
 	w = h.do("POST", "/api/v1/routing/apply", `{"document":{"services":{"github":{"base_url":"https://api.github.com","secret":"gh","auth":"bearer"}}}}`)
 	wantError(t, w, http.StatusConflict, "conflict", `service "github" is defined in keygate's configuration file`)
+}
+
+// TestRoutingHealthAPI: GET /routing/health answers this node's breakers
+// and upstream errors to a role that may read providers, names the node,
+// and refuses a role that may not; without routing it says there is none.
+func TestRoutingHealthAPI(t *testing.T) {
+	at := time.Date(2026, 12, 7, 9, 30, 0, 0, time.UTC)
+	h := newHarness(t, func(o *admin.Options) {
+		o.Node = "node_0123456789abcdef"
+		o.RoutingHealth = func() []adminapi.AliasHealth {
+			return []adminapi.AliasHealth{{Name: "smart", Strategy: "priority", Deployments: []adminapi.DeploymentHealth{
+				{Name: "primary", Provider: "flaky", Model: "gpt-4o-mini", Breaker: "open", Failures: 2,
+					Errors: []adminapi.UpstreamError{{At: at, Status: 503, Reason: "the provider answered Service Unavailable"}}},
+				{Name: "backup", Provider: "steady", Model: "gpt-4o-mini", Breaker: "closed", Errors: []adminapi.UpstreamError{}},
+			}}}
+		}
+	})
+	var got adminapi.RoutingHealth
+	decode(t, h.do("GET", "/api/v1/routing/health", ""), &got)
+	if got.Node != "node_0123456789abcdef" || len(got.Aliases) != 1 || len(got.Aliases[0].Deployments) != 2 {
+		t.Fatalf("routing health: %+v", got)
+	}
+	if d := got.Aliases[0].Deployments[0]; d.Breaker != "open" || len(d.Errors) != 1 || d.Errors[0].Status != 503 || !d.Errors[0].At.Equal(at) {
+		t.Fatalf("the failing deployment: %+v", d)
+	}
+
+	h.addTeam("alpha", "")
+	for _, role := range []string{rbac.Developer, rbac.Viewer, rbac.TeamAdmin} {
+		p := h.addPerson("p-"+role, store.UserPerson, role, map[string]string{"alpha": role}, "")
+		wantError(t, h.as(p, "GET", "/api/v1/routing/health", ""), http.StatusForbidden, "forbidden")
+	}
+	auditor := h.addPerson("audrey", store.UserPerson, rbac.Auditor, nil, "")
+	h.asStatus(auditor, "GET", "/api/v1/routing/health", "", http.StatusOK)
+	if w := h.call("GET", "/api/v1/routing/health", "", ""); w.Code != http.StatusUnauthorized {
+		t.Fatalf("without a credential: %d %s", w.Code, w.Body)
+	}
+
+	none := newHarness(t)
+	wantError(t, none.do("GET", "/api/v1/routing/health", ""), http.StatusNotImplemented, "not_implemented", "no model routing")
 }

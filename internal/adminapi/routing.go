@@ -14,6 +14,7 @@ import (
 //	PUT    /api/v1/routing/{kinds}/{name...}      RoutingEntry -> RoutingPlan     (create or replace; ?force=true)
 //	DELETE /api/v1/routing/{kinds}/{name...}      -> RoutingPlan                  (?force=true)
 //	POST   /api/v1/routing/apply                 ApplyRoutingRequest -> RoutingPlan
+//	GET    /api/v1/routing/health                -> RoutingHealth  (this node's breakers and upstream errors)
 //
 // A change that would leave a key with nothing to reach is refused with
 // 409 and code would_break, naming each key, unless force is set.
@@ -85,4 +86,52 @@ type RoutingChange struct {
 	Name   string        `json:"name"`
 	Before *RoutingEntry `json:"before,omitempty"`
 	After  *RoutingEntry `json:"after,omitempty"`
+}
+
+// RoutingHealth is GET /routing/health: the model aliases as the node that
+// answered routes them, with the health of each deployment. Breakers and
+// errors are each node's own (every node learns of a failing deployment
+// from its own requests), so Node names the node this is from.
+type RoutingHealth struct {
+	Node        string        `json:"node"`
+	GeneratedAt time.Time     `json:"generated_at"`
+	Aliases     []AliasHealth `json:"aliases"`
+}
+
+// AliasHealth is one model alias and its deployments' health.
+type AliasHealth struct {
+	Name        string             `json:"name"`
+	Strategy    string             `json:"strategy"`
+	Deployments []DeploymentHealth `json:"deployments"`
+	// Unavailable names configured deployments left out, with why (their
+	// provider is not registered, or its key cannot be served).
+	Unavailable []string `json:"unavailable,omitempty"`
+}
+
+// DeploymentHealth is one deployment as the node sees it.
+type DeploymentHealth struct {
+	Name     string `json:"name"`
+	Provider string `json:"provider"`
+	Model    string `json:"model"`
+	// Breaker is closed (requests go), open (skipped until its cool-down
+	// passes) or half-open (one probe request decides).
+	Breaker string `json:"breaker"`
+	// Failures is the failures in a row since its last success.
+	Failures int `json:"failures"`
+	// CoolingUntil is when the wait a 429 asked for ends.
+	CoolingUntil *time.Time `json:"cooling_until,omitempty"`
+	InFlight     int64      `json:"in_flight"`
+	// LatencyMS is the moving average time to response headers; 0 unknown.
+	LatencyMS int64 `json:"latency_ms"`
+	// Errors are its last upstream errors, newest first.
+	Errors []UpstreamError `json:"errors"`
+}
+
+// UpstreamError is one failed attempt at a deployment: when, the
+// provider's HTTP status (0 when it never answered) and what went wrong.
+// It never carries the request, the answer's body or a credential.
+type UpstreamError struct {
+	At     time.Time `json:"at"`
+	Status int       `json:"status,omitempty"`
+	Reason string    `json:"reason"`
 }

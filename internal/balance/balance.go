@@ -163,6 +163,54 @@ type State struct {
 	inFlight  atomic.Int64
 	latency   atomic.Int64 // moving average, nanoseconds; 0 unknown
 	coolUntil atomic.Int64 // Unix nanoseconds: the upstream asked to wait until then
+
+	errMu sync.Mutex
+	errs  [RecentErrors]UpstreamError // a ring; errN counts every one recorded
+	errN  int
+}
+
+// RecentErrors is how many of a deployment's last upstream errors State
+// keeps to show an operator.
+const RecentErrors = 5
+
+// UpstreamError is one failed attempt at a deployment, as an operator
+// sees it: when, the upstream's HTTP status (0 when it never answered) and
+// what went wrong in keygate's own words. It never holds the request, the
+// answer's body or the error text of the transport, which can name the
+// upstream URL and so a key sent in its query.
+type UpstreamError struct {
+	At     time.Time
+	Status int
+	Reason string
+}
+
+// RecordError keeps e among the deployment's recent errors, dropping the
+// oldest past RecentErrors. It does not move the breaker: Failure does.
+func (s *State) RecordError(e UpstreamError) {
+	s.errMu.Lock()
+	s.errs[s.errN%RecentErrors] = e
+	s.errN++
+	s.errMu.Unlock()
+}
+
+// Errors returns the deployment's recent errors, newest first.
+func (s *State) Errors() []UpstreamError {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	n := min(s.errN, RecentErrors)
+	out := make([]UpstreamError, 0, n)
+	for i := range n {
+		out = append(out, s.errs[(s.errN-1-i)%RecentErrors])
+	}
+	return out
+}
+
+// Failures returns the failures in a row the breaker has counted since
+// the last success.
+func (s *State) Failures() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failures
 }
 
 // Acquire asks to send a request to the deployment at now. It is refused
@@ -315,6 +363,15 @@ func (h *Health) Of(name string) *State {
 		h.m[name] = s
 	}
 	return s
+}
+
+// Lookup returns the state of the named deployment, or false when this
+// node has sent it nothing yet (its breaker is closed and it has no errors).
+func (h *Health) Lookup(name string) (*State, bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	s, ok := h.m[name]
+	return s, ok
 }
 
 // ParseRetryAfter reads a Retry-After value, in seconds or as an HTTP

@@ -209,3 +209,34 @@ func TestParseRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+func TestRecentErrors(t *testing.T) {
+	h := balance.NewHealth(balance.BreakerConfig{Failures: 2, Cooldown: time.Minute})
+	if _, ok := h.Lookup("d"); ok {
+		t.Fatal("a deployment nothing was sent to has a state")
+	}
+	s := h.Of("d")
+	if got := s.Errors(); len(got) != 0 {
+		t.Fatalf("errors before any: %v", got)
+	}
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for i := range balance.RecentErrors + 2 {
+		s.RecordError(balance.UpstreamError{At: start.Add(time.Duration(i) * time.Second), Status: 500 + i, Reason: "upstream error"})
+	}
+	got := s.Errors()
+	if len(got) != balance.RecentErrors {
+		t.Fatalf("kept %d errors, want the last %d", len(got), balance.RecentErrors)
+	}
+	for i, e := range got {
+		if want := 500 + balance.RecentErrors + 1 - i; e.Status != want {
+			t.Fatalf("error %d has status %d, want %d (newest first)", i, e.Status, want)
+		}
+	}
+	s.Failure(start)
+	if s.Failures() != 1 {
+		t.Fatalf("failures in a row: %d, want 1", s.Failures())
+	}
+	if st, ok := h.Lookup("d"); !ok || st != s {
+		t.Fatal("Lookup does not find the deployment's state")
+	}
+}

@@ -323,6 +323,10 @@ func (c *Console) keyAction(w http.ResponseWriter, r *http.Request) {
 type providersData struct {
 	Providers []adminapi.Provider
 	CanWrite  bool
+	// Health is the aliases with their deployments' breakers and recent
+	// errors, as the node that served the page sees them; nil when this
+	// keygate routes no aliases.
+	Health *adminapi.RoutingHealth
 }
 
 func (c *Console) providers(r *http.Request, v *view) error {
@@ -330,7 +334,14 @@ func (c *Console) providers(r *http.Request, v *view) error {
 	if err := c.api.get(r, "/providers", &pl); err != nil {
 		return err
 	}
-	v.Data = providersData{Providers: pl.Providers, CanWrite: v.Me.Can("providers.write")}
+	d := providersData{Providers: pl.Providers, CanWrite: v.Me.Can("providers.write")}
+	var h adminapi.RoutingHealth
+	if err := c.api.get(r, "/routing/health", &h); err == nil {
+		d.Health = &h
+	} else if statusOf(err) != http.StatusNotImplemented {
+		return err
+	}
+	v.Data = d
 	return nil
 }
 

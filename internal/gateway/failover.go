@@ -264,26 +264,32 @@ func (g *Gateway) attempt(base http.RoundTripper, req *http.Request, c *call, de
 	if err != nil {
 		cancel()
 		done()
+		if expired {
+			err = fmt.Errorf("deployment %q: no answer in time: %w", dep.Name, context.DeadlineExceeded)
+		}
 		if req.Context().Err() != nil {
 			st.Release(probe)
 		} else {
-			st.Failure(time.Now())
-		}
-		if expired {
-			return nil, fmt.Errorf("deployment %q: no answer in time: %w", dep.Name, context.DeadlineExceeded)
+			now := time.Now()
+			st.Failure(now)
+			st.RecordError(upstreamError(now, 0, err))
 		}
 		return nil, err
 	}
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests:
-		wait, ok := balance.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		now := time.Now()
+		wait, ok := balance.ParseRetryAfter(resp.Header.Get("Retry-After"), now)
 		if !ok {
 			wait = defaultCoolDown
 		}
-		st.CoolUntil(time.Now().Add(wait))
+		st.CoolUntil(now.Add(wait))
 		st.Release(probe)
+		st.RecordError(upstreamError(now, resp.StatusCode, nil))
 	case retryable(resp.StatusCode):
-		st.Failure(time.Now())
+		now := time.Now()
+		st.Failure(now)
+		st.RecordError(upstreamError(now, resp.StatusCode, nil))
 	default:
 		st.Success(time.Since(sent))
 	}

@@ -233,6 +233,7 @@ func TestAliasCircuitBreaker(t *testing.T) {
 	if flaky.RequestCount() != 3 || backup.RequestCount() != 3 {
 		t.Fatalf("flaky %d, backup %d", flaky.RequestCount(), backup.RequestCount())
 	}
+	checkHealth(t, g, balance.Open, 3, 3)
 	for range 5 {
 		call() // open: flaky is not tried
 	}
@@ -240,15 +241,40 @@ func TestAliasCircuitBreaker(t *testing.T) {
 		t.Fatalf("an open breaker let %d requests through", flaky.RequestCount()-3)
 	}
 	time.Sleep(2100 * time.Millisecond)
+	checkHealth(t, g, balance.HalfOpen, 3, 3)
 	call() // half-open: one probe, which now succeeds (FailCount was 3)
 	if flaky.RequestCount() != 4 {
 		t.Fatalf("after the cooldown flaky saw %d requests, want the 1 probe", flaky.RequestCount()-3)
 	}
+	checkHealth(t, g, balance.Closed, 0, 3) // the errors stay listed
 	for range 3 {
 		call()
 	}
 	if flaky.RequestCount() != 7 {
 		t.Fatalf("the closed breaker's deployment saw %d of 3 requests", flaky.RequestCount()-4)
+	}
+}
+
+// checkHealth checks the routing health report of TestAliasCircuitBreaker:
+// alias smart, deployment flaky with the breaker, failures in a row and
+// 500s listed as given, and backup closed with no errors.
+func checkHealth(t *testing.T, g *gw, breaker string, failures, errs int) {
+	t.Helper()
+	hs := g.RoutingHealth()
+	if len(hs) != 1 || hs[0].Name != "smart" || len(hs[0].Deployments) != 2 {
+		t.Fatalf("routing health: %+v", hs)
+	}
+	flaky, backup := hs[0].Deployments[0], hs[0].Deployments[1]
+	if flaky.Name != "flaky" || flaky.Provider != "flaky" || flaky.Breaker != breaker || flaky.Failures != failures || len(flaky.Errors) != errs {
+		t.Fatalf("flaky's health: %+v; want breaker %s, %d failures in a row, %d errors", flaky, breaker, failures, errs)
+	}
+	for _, e := range flaky.Errors {
+		if e.Status != 500 || e.At.IsZero() || e.Reason != "the provider answered Internal Server Error" {
+			t.Fatalf("flaky's error: %+v", e)
+		}
+	}
+	if backup.Breaker != balance.Closed || backup.Failures != 0 || len(backup.Errors) != 0 {
+		t.Fatalf("backup's health: %+v", backup)
 	}
 }
 

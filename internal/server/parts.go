@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keygate/keygate/internal/admin"
+	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/balance"
 	"github.com/keygate/keygate/internal/detect"
 	"github.com/keygate/keygate/internal/gateway"
@@ -218,6 +219,8 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		ProvidersChanged: n.gw.Reload,
 		Routing:          st,
 		RoutingFile:      n.routing.file,
+		RoutingHealth:    func() []adminapi.AliasHealth { return routingHealth(n.gw.RoutingHealth()) },
+		Node:             n.trail.node,
 		KeyRevoked:       n.gw.ForgetKey,
 		UpstreamLeak:     n.upstreamLeak,
 		GroupsChanged:    n.lim.groupsChanged,

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/gateway"
 	"github.com/keygate/keygate/internal/routing"
 	"github.com/keygate/keygate/internal/store"
 )
@@ -82,4 +84,27 @@ func (f *routingFollower) poll(ctx context.Context) {
 	if err := f.reload(ctx); err != nil && ctx.Err() == nil {
 		f.log.Error("routing changed but the new routing cannot be loaded; keeping the previous one", "generation", gen, "err", err)
 	}
+}
+
+// routingHealth is the gateway's report of this node's aliases and their
+// deployments' health, as the admin API answers it.
+func routingHealth(as []gateway.AliasHealth) []adminapi.AliasHealth {
+	out := make([]adminapi.AliasHealth, 0, len(as))
+	for _, a := range as {
+		ah := adminapi.AliasHealth{Name: a.Name, Strategy: a.Strategy, Unavailable: a.Unavailable, Deployments: make([]adminapi.DeploymentHealth, 0, len(a.Deployments))}
+		for _, d := range a.Deployments {
+			dh := adminapi.DeploymentHealth{Name: d.Name, Provider: d.Provider, Model: d.Model, Breaker: d.Breaker, Failures: d.Failures,
+				InFlight: d.InFlight, LatencyMS: d.Latency.Milliseconds(), Errors: make([]adminapi.UpstreamError, 0, len(d.Errors))}
+			if !d.CoolingUntil.IsZero() {
+				t := d.CoolingUntil.UTC()
+				dh.CoolingUntil = &t
+			}
+			for _, e := range d.Errors {
+				dh.Errors = append(dh.Errors, adminapi.UpstreamError{At: e.At, Status: e.Status, Reason: e.Reason})
+			}
+			ah.Deployments = append(ah.Deployments, dh)
+		}
+		out = append(out, ah)
+	}
+	return out
 }
