@@ -63,12 +63,15 @@ func (s *Store) UsageBy(ctx context.Context, by, since string, keyIDs []string) 
 			w, _ := time.Parse(time.DateOnly, week)
 			monday = w.AddDate(0, 0, 7).Format(time.DateOnly)
 		}
+		// keyIDs are named once, outside the union, so a principal may see
+		// as many keys as before (each is a statement parameter); both
+		// databases push the condition into the union's arms.
 		q = `SELECT key_id, SUM(requests), SUM(denials), SUM(micro_usd) FROM (
-			SELECT key_id, requests, denials, micro_usd FROM usage_key_week WHERE week >= ?` + inKeys + `
+			SELECT key_id, requests, denials, micro_usd FROM usage_key_week WHERE week >= ?
 			UNION ALL
-			SELECT key_id, requests, denials, micro_usd FROM usage_daily WHERE day >= ? AND day < ?` + inKeys + `
-		) u GROUP BY key_id ORDER BY key_id`
-		args = append(withKeys(monday), withKeys(since, monday)...)
+			SELECT key_id, requests, denials, micro_usd FROM usage_daily WHERE day >= ? AND day < ?
+		) u WHERE 1 = 1` + inKeys + ` GROUP BY key_id ORDER BY key_id`
+		args = withKeys(monday, since, monday)
 	case keyIDs == nil:
 		q = `SELECT ` + col + `, SUM(requests), SUM(denials), SUM(micro_usd) FROM usage_day_model WHERE day >= ? GROUP BY ` + col + ` ORDER BY ` + col
 		args = []any{since}
