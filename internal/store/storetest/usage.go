@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,23 +14,42 @@ import (
 // testUsageBy holds UsageBy, which reads the usage rollups, to the sums of
 // the rows written: by day, key and model, from every day of a window that
 // crosses weeks and months, for every key or some of them.
+//
+// Two stores on one database write at once, days in any order, as two
+// keygate nodes flushing usage do: the running totals a key's sums are
+// read from must count every write once.
 func testUsageBy(t *testing.T, newURL func(testing.TB) string) {
-	s := Open(t, newURL(t))
-	rnd := rand.New(rand.NewPCG(14, 24))
+	url := newURL(t)
+	s := Open(t, url)
+	stores := []*store.Store{s, Open(t, url)}
 	keys := []string{"key_a", "key_b", "key_c", "key_d", "key_e"}
 	models := []string{"gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5"}
 	first := time.Date(2026, 10, 20, 0, 0, 0, 0, time.UTC)
-	var written []store.UsageRow
-	for range 12 {
-		batch := make([]store.UsageRow, 0, 40)
-		for range 40 {
-			batch = append(batch, store.UsageRow{KeyID: keys[rnd.IntN(len(keys))], Model: models[rnd.IntN(len(models))],
-				Day: first.AddDate(0, 0, rnd.IntN(60)).Format(time.DateOnly), Requests: rnd.Int64N(20), InputTokens: rnd.Int64N(1000),
-				OutputTokens: rnd.Int64N(1000), MicroUSD: rnd.Int64N(100_000), Denials: rnd.Int64N(3)})
-		}
-		must(t, s.AddUsage(ctx(t), batch))
-		written = append(written, batch...)
+	batches := make([][]store.UsageRow, 2)
+	var wg sync.WaitGroup
+	for w, st := range stores {
+		rnd := rand.New(rand.NewPCG(14, uint64(w)))
+		wg.Go(func() {
+			for range 12 {
+				batch := make([]store.UsageRow, 0, 40)
+				for range 40 {
+					batch = append(batch, store.UsageRow{KeyID: keys[rnd.IntN(len(keys))], Model: models[rnd.IntN(len(models))],
+						Day: first.AddDate(0, 0, rnd.IntN(60)).Format(time.DateOnly), Requests: rnd.Int64N(20), InputTokens: rnd.Int64N(1000),
+						OutputTokens: rnd.Int64N(1000), MicroUSD: rnd.Int64N(100_000), Denials: rnd.Int64N(3)})
+				}
+				if err := st.AddUsage(ctx(t), batch); err != nil {
+					t.Errorf("AddUsage from store %d: %v", w+1, err)
+					return
+				}
+				batches[w] = append(batches[w], batch...)
+			}
+		})
 	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	written := append(batches[0], batches[1]...)
 	if _, err := s.UsageBy(ctx(t), "team", "2026-11-01", nil); err == nil {
 		t.Fatal("UsageBy accepted a grouping it does not know")
 	}
