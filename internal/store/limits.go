@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -186,23 +187,46 @@ func (s *Store) AddUsage(ctx context.Context, rows []UsageRow) error {
 				return fmt.Errorf("store: record usage: %w", mapErr(err))
 			}
 		}
-		for _, t := range dayModel {
-			if _, err := tx.w.ExecContext(ctx, tx.q.addUsageDayModel, t.a, t.b, t.Requests, t.Denials, t.MicroUSD); err != nil {
-				return fmt.Errorf("store: record usage by day and model: %w", mapErr(err))
-			}
-		}
-		for _, t := range keyWeek {
-			if _, err := tx.w.ExecContext(ctx, tx.q.addUsageKeyWeek, t.a, t.b, t.Requests, t.Denials, t.MicroUSD); err != nil {
-				return fmt.Errorf("store: record usage by key and week: %w", mapErr(err))
-			}
-		}
-		for _, t := range keyMonth {
-			if _, err := tx.w.ExecContext(ctx, tx.q.addUsageKeyMonth, t.a, t.b, t.Requests, t.Denials, t.MicroUSD); err != nil {
-				return fmt.Errorf("store: record usage by key and month: %w", mapErr(err))
+		for _, r := range []struct {
+			table, a, b string
+			rows        []rollupRow
+		}{{"usage_day_model", "day", "model", dayModel}, {"usage_key_week", "week", "key_id", keyWeek}, {"usage_key_month", "month", "key_id", keyMonth}} {
+			if err := tx.addRollup(ctx, r.table, r.a, r.b, r.rows); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
+}
+
+// rollupChunk is how many rollup rows one statement adds: few statements
+// for a large flush, each well within the databases' parameter limits.
+const rollupChunk = 200
+
+// addRollup adds rows to a usage rollup keyed by columns a and b (from
+// AddUsage's own table, never from input), a chunk a statement. rollUp
+// sums the rows by key first, as one statement may name a key only once.
+func (s *Store) addRollup(ctx context.Context, table, a, b string, rows []rollupRow) error {
+	for len(rows) > 0 {
+		n := min(len(rows), rollupChunk)
+		var q strings.Builder
+		q.WriteString("INSERT INTO " + table + " (" + a + ", " + b + ", requests, denials, micro_usd) VALUES ")
+		args := make([]any, 0, 5*n)
+		for i, t := range rows[:n] {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?, ?, ?, ?)")
+			args = append(args, t.a, t.b, t.Requests, t.Denials, t.MicroUSD)
+		}
+		q.WriteString(" ON CONFLICT (" + a + ", " + b + ") DO UPDATE SET requests = " + table + ".requests + excluded.requests, denials = " +
+			table + ".denials + excluded.denials, micro_usd = " + table + ".micro_usd + excluded.micro_usd")
+		if _, err := s.w.ExecContext(ctx, rebind(s.dialect, q.String()), args...); err != nil {
+			return fmt.Errorf("store: record usage in %s: %w", table, mapErr(err))
+		}
+		rows = rows[n:]
+	}
+	return nil
 }
 
 // rollupRow is one row of a usage rollup: its two key columns and sums.

@@ -41,7 +41,6 @@ type queries struct {
 	updateKeyLimits, updateKeyGroup                             string
 	createGroup, getGroup, listGroups, updateGroup, deleteGroup string
 	addUsage, listUsage, countGroups                            string
-	addUsageDayModel, addUsageKeyWeek, addUsageKeyMonth         string
 	listAllSecretVersions                                       string
 }
 
@@ -140,23 +139,6 @@ func newQueries(d Dialect) *queries {
 				output_tokens = usage_daily.output_tokens + excluded.output_tokens,
 				micro_usd = usage_daily.micro_usd + excluded.micro_usd,
 				denials = usage_daily.denials + excluded.denials`),
-		// The rollups the overview reads (migration 0025), kept in the
-		// same transaction as usage_daily.
-		addUsageDayModel: r(`INSERT INTO usage_day_model (day, model, requests, denials, micro_usd) VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (day, model) DO UPDATE SET
-				requests = usage_day_model.requests + excluded.requests,
-				denials = usage_day_model.denials + excluded.denials,
-				micro_usd = usage_day_model.micro_usd + excluded.micro_usd`),
-		addUsageKeyWeek: r(`INSERT INTO usage_key_week (week, key_id, requests, denials, micro_usd) VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (week, key_id) DO UPDATE SET
-				requests = usage_key_week.requests + excluded.requests,
-				denials = usage_key_week.denials + excluded.denials,
-				micro_usd = usage_key_week.micro_usd + excluded.micro_usd`),
-		addUsageKeyMonth: r(`INSERT INTO usage_key_month (month, key_id, requests, denials, micro_usd) VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (month, key_id) DO UPDATE SET
-				requests = usage_key_month.requests + excluded.requests,
-				denials = usage_key_month.denials + excluded.denials,
-				micro_usd = usage_key_month.micro_usd + excluded.micro_usd`),
 		countGroups: r(`SELECT COUNT(*) FROM key_groups`),
 		listUsage: r(`SELECT key_id, day, model, requests, input_tokens, output_tokens, micro_usd, denials
 			FROM usage_daily WHERE key_id = ? AND day >= ? ORDER BY day DESC, model`),

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -50,6 +51,14 @@ func testUsageBy(t *testing.T, newURL func(testing.TB) string) {
 		return
 	}
 	written := append(batches[0], batches[1]...)
+	// One flush larger than a statement's share of rollup rows.
+	var bulk []store.UsageRow
+	for i := range 450 {
+		bulk = append(bulk, store.UsageRow{KeyID: fmt.Sprintf("key_bulk_%03d", i%150), Model: models[i%len(models)],
+			Day: first.AddDate(0, 0, i%45).Format(time.DateOnly), Requests: int64(i), MicroUSD: int64(7 * i), Denials: int64(i % 2)})
+	}
+	must(t, s.AddUsage(ctx(t), bulk))
+	written = append(written, bulk...)
 	if _, err := s.UsageBy(ctx(t), "team", "2026-11-01", nil); err == nil {
 		t.Fatal("UsageBy accepted a grouping it does not know")
 	}
