@@ -163,7 +163,10 @@ func scanGroup(row rowScanner) (Group, error) {
 	return g, err
 }
 
-// AddUsage adds every row to the stored totals in one transaction.
+// AddUsage adds every row to the stored totals in one transaction, and to
+// the rollups the console's overview reads (usage_day_model,
+// usage_key_week and usage_key_month; see UsageBy). A row whose day is not
+// a date (YYYY-MM-DD) is refused, and nothing is written.
 func (s *Store) AddUsage(ctx context.Context, rows []UsageRow) error {
 	if len(rows) == 0 {
 		return nil
