@@ -45,25 +45,29 @@ func (a *API) overview(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	now := a.opts.Now()
-	ks, err := ins.KeySummaries(ctx)
-	if err != nil {
-		a.internal(w, "list keys", err)
-		return
-	}
 	all := a.global(r, rbac.UsageRead)
+	var ks []store.Key
 	keys := map[string]store.Key{}
 	var ids []string // nil: every key
 	if !all {
 		ids = []string{}
 	}
-	for _, k := range ks {
-		if !all && !a.can(r, rbac.UsageRead, rbac.Resource{Team: k.Team, Owner: k.Owner}) {
-			continue
+	// listKeys reads the keys, and those of them the caller may see.
+	listKeys := func(ctx context.Context) error {
+		var err error
+		if ks, err = ins.KeySummaries(ctx); err != nil {
+			return err
 		}
-		keys[k.ID] = k
-		if !all {
-			ids = append(ids, k.ID)
+		for _, k := range ks {
+			if !all && !a.can(r, rbac.UsageRead, rbac.Resource{Team: k.Team, Owner: k.Owner}) {
+				continue
+			}
+			keys[k.ID] = k
+			if !all {
+				ids = append(ids, k.ID)
+			}
 		}
+		return nil
 	}
 	loc := a.opts.UsageLocation
 	local := now.In(loc)
@@ -76,19 +80,47 @@ func (a *API) overview(w http.ResponseWriter, r *http.Request) {
 
 	// The reads below are independent of one another: they run at once,
 	// each filling its own part of out, so the page waits for the
-	// slowest rather than for the sum of them.
+	// slowest rather than for the sum of them. A caller who sees every key
+	// sums every key, so the keys are read beside the sums too, and only
+	// what names or filters keys waits for them (waitKeys); for any other
+	// caller, which keys to sum is known first.
 	var (
 		days, rest []store.UsageTotal
 		hourW      adminapi.OverviewWindow
 		alerts     []adminapi.Alert
 	)
 	readAlerts := a.global(r, rbac.AlertsRead) && a.opts.AuditStore != nil
+	keysRead := make(chan struct{})
+	if !all {
+		if err := listKeys(ctx); err != nil {
+			a.internal(w, "list keys", err)
+			return
+		}
+		close(keysRead)
+	}
 	g, gctx := errgroup.WithContext(ctx)
+	waitKeys := func() error {
+		select {
+		case <-keysRead:
+			return nil
+		case <-gctx.Done():
+			return gctx.Err()
+		}
+	}
 	read := func(what string, fn func() error) {
 		g.Go(func() error {
 			if err := fn(); err != nil {
 				return overviewError{what, err}
 			}
+			return nil
+		})
+	}
+	if all {
+		read("list keys", func() error {
+			if err := listKeys(gctx); err != nil {
+				return err
+			}
+			close(keysRead)
 			return nil
 		})
 	}
@@ -100,19 +132,28 @@ func (a *API) overview(w http.ResponseWriter, r *http.Request) {
 		return err
 	})
 	read("read the audit trail", func() (err error) {
+		// With every key visible, it reads no key (all), so it need not wait.
 		hourW, err = a.recentActivity(gctx, now, keys, all, &out)
 		return err
 	})
-	read("sum usage by key and model", func() error { return a.spendBreakdowns(gctx, since30, ids, keys, &out) })
-	read("sum usage against limits", func() error { return a.nearLimits(gctx, today, month, ids, keys, &out) })
+	read("sum usage by key and model", func() error { return a.spendBreakdowns(gctx, since30, ids, keys, waitKeys, &out) })
+	read("sum usage against limits", func() error {
+		if err := waitKeys(); err != nil {
+			return err
+		}
+		return a.nearLimits(gctx, today, month, ids, keys, &out)
+	})
 	if readAlerts {
 		read("read alerts", func() (err error) {
+			if err := waitKeys(); err != nil {
+				return err
+			}
 			alerts, err = a.alerts(gctx, now, keys)
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
-		var oe overviewError
+		oe := overviewError{"answer the overview", err}
 		errors.As(err, &oe)
 		a.internal(w, oe.what, oe.err)
 		return
@@ -186,11 +227,11 @@ type overviewError struct {
 
 func (e overviewError) Error() string { return e.what + ": " + e.err.Error() }
 
-// eventSummary is what the overview reads of an audit event.
+// eventSummary is what the overview reads of an audit event; its time is
+// the stored column's, so the event's own is not decoded again.
 type eventSummary struct {
-	Time     time.Time `json:"time"`
-	Decision string    `json:"decision"`
-	Reasons  []string  `json:"reasons"`
+	Decision string   `json:"decision"`
+	Reasons  []string `json:"reasons"`
 }
 
 // recentActivity fills the last hour and day from the audit trail's
@@ -266,8 +307,9 @@ func count(p *adminapi.OverviewPoint, deny bool) {
 	}
 }
 
-// spendBreakdowns fills the last 30 days by model, by team and the top keys.
-func (a *API) spendBreakdowns(ctx context.Context, since string, ids []string, keys map[string]store.Key, out *adminapi.Overview) error {
+// spendBreakdowns fills the last 30 days by model, by team and the top
+// keys; it reads keys only once waitKeys says they are read.
+func (a *API) spendBreakdowns(ctx context.Context, since string, ids []string, keys map[string]store.Key, waitKeys func() error, out *adminapi.Overview) error {
 	byModel, err := a.opts.Insights.UsageBy(ctx, "model", since, ids)
 	if err != nil {
 		return err
@@ -277,6 +319,9 @@ func (a *API) spendBreakdowns(ctx context.Context, since string, ids []string, k
 	}
 	byKey, err := a.opts.Insights.UsageBy(ctx, "key", since, ids)
 	if err != nil {
+		return err
+	}
+	if err := waitKeys(); err != nil {
 		return err
 	}
 	teams := map[string]*adminapi.Breakdown{}
