@@ -116,6 +116,14 @@ func (s *Server) serveOpenAI(w http.ResponseWriter, r *http.Request, body []byte
 		s.openAIEmbeddings(w, body)
 	case r.Method == http.MethodPost && path == "/v1/responses":
 		s.openAIResponses(w, r, body)
+	case path == "/v1/responses" && isWebSocketUpgrade(r) && !s.opts.NoWebSocket:
+		s.openAIResponsesWS(w, r)
+	case r.Method == http.MethodPost && path == "/v1/responses/compact":
+		s.openAICompact(w, body)
+	case r.Method == http.MethodPost && path == "/v1/responses/input_tokens":
+		s.openAIInputTokens(w, body)
+	case strings.HasPrefix(path, "/v1/responses/"):
+		s.openAIStoredResponse(w, r)
 	case r.Method == http.MethodGet && path == "/v1/models":
 		w.Header().Set("x-request-id", s.newID("req_"))
 		writeJSON(w, http.StatusOK, s.modelsBody)

@@ -12,6 +12,10 @@ type responsesRequest struct {
 	Input        json.RawMessage `json:"input"`
 	Instructions json.RawMessage `json:"instructions"`
 	Stream       bool            `json:"stream"`
+	// Store is false when the caller asked OpenAI not to keep the answer.
+	Store *bool `json:"store"`
+	// PreviousResponseID continues an earlier answer.
+	PreviousResponseID string `json:"previous_response_id"`
 }
 
 // responsesInputWords counts words in a Responses API input: a string, or a
@@ -107,6 +111,33 @@ func (s *Server) openAIResponses(w http.ResponseWriter, r *http.Request, body []
 	if !s.openAIParse(w, body, &req) || !s.openAIModel(w, req.Model) {
 		return
 	}
+	st := s.newResponseState(&req)
+	w.Header().Set("x-request-id", s.newID("req_"))
+	if !req.Stream {
+		b := s.appendResponseObject(make([]byte, 0, 1024+len(s.reply.quoted)), st, true)
+		s.storeResponse(st.id, req.Store, b)
+		writeJSON(w, http.StatusOK, b)
+		return
+	}
+	e := s.startSSE(w, r, make([]byte, 0, 1024))
+	for i, ev := range s.responseEvents(st) {
+		if !e.begin() {
+			return
+		}
+		e.buf = append(e.buf, "event: "...)
+		e.buf = append(e.buf, ev.typ...)
+		e.buf = append(e.buf, "\ndata: "...)
+		e.buf = ev.appendData(e.buf, i)
+		e.buf = append(e.buf, "\n\n"...)
+		if !e.flush() {
+			return
+		}
+	}
+	s.storeResponse(st.id, req.Store, s.appendResponseObject(nil, st, true))
+}
+
+// newResponseState starts the answer to one Responses API request.
+func (s *Server) newResponseState(req *responsesRequest) *responseState {
 	st := &responseState{
 		id:      s.newID("resp_"),
 		msgID:   s.newID("msg_"),
@@ -117,90 +148,70 @@ func (s *Server) openAIResponses(w http.ResponseWriter, r *http.Request, body []
 	if len(req.Instructions) > 0 && req.Instructions[0] == '"' {
 		st.instructions = req.Instructions
 	}
-	w.Header().Set("x-request-id", s.newID("req_"))
-	if !req.Stream {
-		b := make([]byte, 0, 1024+len(s.reply.quoted))
-		writeJSON(w, http.StatusOK, s.appendResponseObject(b, st, true))
-		return
-	}
-	e := s.startSSE(w, r, make([]byte, 0, 1024))
-	seq := 0
-	// event writes "event: <typ>" and a data object starting with type and
-	// sequence_number, followed by fill's fields.
-	event := func(typ string, fill func(b []byte) []byte) bool {
-		if !e.begin() {
-			return false
-		}
-		e.buf = append(e.buf, "event: "...)
-		e.buf = append(e.buf, typ...)
-		e.buf = append(e.buf, "\ndata: {\"type\":\""...)
-		e.buf = append(e.buf, typ...)
-		e.buf = append(e.buf, `","sequence_number":`...)
-		e.buf = strconv.AppendInt(e.buf, int64(seq), 10)
-		seq++
-		e.buf = fill(e.buf)
-		e.buf = append(e.buf, "}\n\n"...)
-		return e.flush()
-	}
+	return st
+}
+
+// responseEvent is one event of a streamed Responses API answer: its type
+// and what follows type and sequence_number in its data object.
+type responseEvent struct {
+	typ  string
+	fill func(b []byte) []byte
+}
+
+// appendData appends the event's data object, numbered seq.
+func (ev responseEvent) appendData(b []byte, seq int) []byte {
+	b = append(b, `{"type":"`...)
+	b = append(b, ev.typ...)
+	b = append(b, `","sequence_number":`...)
+	b = strconv.AppendInt(b, int64(seq), 10)
+	b = ev.fill(b)
+	return append(b, '}')
+}
+
+// responseEvents lists the events of a streamed answer in order, the same
+// over server-sent events and over a WebSocket.
+func (s *Server) responseEvents(st *responseState) []responseEvent {
 	item := func(b []byte) []byte {
 		b = append(b, `,"item_id":"`...)
 		b = append(b, st.msgID...)
 		return append(b, `","output_index":0,"content_index":0`...)
 	}
-	steps := []struct {
-		typ  string
-		fill func(b []byte) []byte
-	}{
-		{"response.created", func(b []byte) []byte {
+	evs := make([]responseEvent, 0, 8+len(s.reply.quotedPieces))
+	evs = append(evs,
+		responseEvent{"response.created", func(b []byte) []byte {
 			return s.appendResponseObject(append(b, `,"response":`...), st, false)
 		}},
-		{"response.in_progress", func(b []byte) []byte {
+		responseEvent{"response.in_progress", func(b []byte) []byte {
 			return s.appendResponseObject(append(b, `,"response":`...), st, false)
 		}},
-		{"response.output_item.added", func(b []byte) []byte {
+		responseEvent{"response.output_item.added", func(b []byte) []byte {
 			return s.appendResponseMessage(append(b, `,"output_index":0,"item":`...), st, false)
 		}},
-		{"response.content_part.added", func(b []byte) []byte {
+		responseEvent{"response.content_part.added", func(b []byte) []byte {
 			return s.appendOutputText(append(item(b), `,"part":`...), []byte(`""`))
 		}},
-	}
-	for _, step := range steps {
-		if !event(step.typ, step.fill) {
-			return
-		}
-	}
+	)
 	for _, p := range s.reply.quotedPieces {
-		ok := event("response.output_text.delta", func(b []byte) []byte {
+		evs = append(evs, responseEvent{"response.output_text.delta", func(b []byte) []byte {
 			b = append(item(b), `,"delta":`...)
 			b = append(b, p...)
 			return append(b, `,"logprobs":[]`...)
-		})
-		if !ok {
-			return
-		}
+		}})
 	}
-	steps = []struct {
-		typ  string
-		fill func(b []byte) []byte
-	}{
-		{"response.output_text.done", func(b []byte) []byte {
+	return append(evs,
+		responseEvent{"response.output_text.done", func(b []byte) []byte {
 			b = append(item(b), `,"text":`...)
 			b = append(b, s.reply.quoted...)
 			return append(b, `,"logprobs":[]`...)
 		}},
-		{"response.content_part.done", func(b []byte) []byte {
+		responseEvent{"response.content_part.done", func(b []byte) []byte {
 			return s.appendOutputText(append(item(b), `,"part":`...), s.reply.quoted)
 		}},
-		{"response.output_item.done", func(b []byte) []byte {
+		responseEvent{"response.output_item.done", func(b []byte) []byte {
 			return s.appendResponseMessage(append(b, `,"output_index":0,"item":`...), st, true)
 		}},
-		{"response.completed", func(b []byte) []byte {
+		responseEvent{"response.completed", func(b []byte) []byte {
 			return s.appendResponseObject(append(b, `,"response":`...), st, true)
 		}},
-	}
-	for _, step := range steps {
-		if !event(step.typ, step.fill) {
-			return
-		}
-	}
+	)
 }

@@ -64,6 +64,9 @@ type Options struct {
 	// Hang makes the fake never answer. The handler returns when the request
 	// context ends (client cancel or disconnect) or when Close is called.
 	Hang bool
+	// NoWebSocket makes the fake refuse the Responses API's WebSocket mode
+	// like a provider without it: the upgrade is answered 404.
+	NoWebSocket bool
 	// NoRecord turns off request recording so long benchmark runs do not
 	// accumulate memory. RequestCount still counts.
 	NoRecord bool
@@ -106,6 +109,8 @@ type Server struct {
 	mu    sync.Mutex
 	seen  []Seen
 	extra []string // keys accepted besides Options.APIKey, see AddAPIKey
+	// stored holds finished Responses API answers by id (responses_extra.go).
+	stored map[string][]byte
 
 	closed    chan struct{}
 	closeOnce sync.Once
