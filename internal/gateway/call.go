@@ -94,6 +94,14 @@ type call struct {
 	// charged as a request, never as tokens or spend.
 	countOnly bool
 
+	// ws marks the Responses API's WebSocket mode: the upgrade, or one
+	// response.create served on it (responses_ws.go).
+	ws bool
+	// ownsResponse marks a call that creates a response whose id is
+	// recorded as its key's (responses_owner.go); responseID is that id.
+	ownsResponse bool
+	responseID   string
+
 	// A /proxy/ call: the service and the path after its name.
 	service  *route.Service
 	passRest string

@@ -47,6 +47,9 @@ func denyf(status int, code, format string, args ...any) *Denial {
 func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, d *Denial) {
 	c := callFrom(r.Context())
 	c.denied = d.Code
+	if t := wsTurnFrom(r.Context()); t != nil {
+		t.denial = d // the connection closes after the error event
+	}
 	if c.keyID != "" && g.opts.Limits.Usage != nil {
 		g.opts.Limits.Usage.Record(usage.Entry{KeyID: c.keyID, Model: c.model, At: g.opts.Now(), Denied: true})
 	}

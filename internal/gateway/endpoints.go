@@ -39,7 +39,13 @@ func (g *Gateway) endpoint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch r.URL.Path {
-	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses":
+	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses/compact", "/v1/responses/input_tokens":
+		g.serveModel(w, r, g.openai)
+	case "/v1/responses":
+		if isWebSocketUpgrade(r) {
+			g.serveResponsesWS(w, r) // responses_ws.go
+			return
+		}
 		g.serveModel(w, r, g.openai)
 	case "/v1/messages", "/v1/messages/count_tokens":
 		g.serveModel(w, r, g.anthropic)
@@ -84,6 +90,10 @@ func (g *Gateway) endpoint(w http.ResponseWriter, r *http.Request) {
 			g.serveGemini(w, r)
 			return
 		}
+		if strings.HasPrefix(r.URL.Path, "/v1/responses/") {
+			g.serveStoredResponse(w, r) // responses_owner.go
+			return
+		}
 		if strings.HasPrefix(r.URL.Path, ProtectedResourcePath) {
 			g.protectedResource(w, r)
 			return
@@ -105,6 +115,14 @@ func recorded(path string) bool {
 func (g *Gateway) serveModel(w http.ResponseWriter, r *http.Request, d provider.Dialect) {
 	c := callFrom(r.Context())
 	c.dialect = d
+	switch r.URL.Path {
+	case "/v1/responses":
+		// Its id is recorded as the key's (responses_owner.go); a
+		// response.create on a WebSocket comes here too (responses_ws.go).
+		c.ownsResponse, c.ws = true, wsTurnFrom(r.Context()) != nil
+	case "/v1/responses/input_tokens":
+		c.countOnly = true // a count: charged as a request
+	}
 	if den := g.prepareModelCall(w.Header(), r, c); den != nil {
 		g.refuse(w, r, den)
 		return
@@ -161,6 +179,9 @@ func (g *Gateway) prepareModelCall(h http.Header, r *http.Request, c *call) *Den
 	}
 	c.model, c.clientModel = f.Model, f.Model
 	c.turn = g.turnPrint(body, f)
+	if den := g.checkPrevious(r, key, body); den != nil {
+		return den
+	}
 	// Where: an alias's deployments the key may reach, or the one
 	// provider serving the model, authorized and, across dialects,
 	// translated.

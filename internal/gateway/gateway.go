@@ -31,6 +31,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -120,6 +121,12 @@ type Options struct {
 	// OverheadHeader sends X-Keygate-Overhead on forwarded answers: what
 	// keygate itself added before the answer's headers, in milliseconds.
 	OverheadHeader bool
+	// ResponsesWS tunes the Responses API's WebSocket mode (responses_ws.go).
+	ResponsesWS ResponsesWSOptions
+	// ResponseOwners records which key created each response made through
+	// keygate, so only that key may read, cancel or delete it, or continue
+	// it (responses_owner.go); nil keeps them in memory.
+	ResponseOwners ResponseOwners
 	Now            func() time.Time
 }
 
@@ -143,6 +150,10 @@ type Gateway struct {
 	scrubs         *scrub.Cache // the wire forms of upstream credentials, to remove from answers
 	leaks          atomic.Pointer[leak.Matcher]
 	turnSeed       maphash.Seed // turnPrint's, this process's own
+	// noWS holds, by provider name, until when a provider that refused
+	// the Responses WebSocket upgrade is reached over HTTP (responses_wsup.go).
+	noWS   sync.Map
+	owners ResponseOwners
 }
 
 // New builds a gateway serving the given routing table.
@@ -154,6 +165,10 @@ func New(opts Options, table *route.Table) *Gateway {
 		opts.Transport = http.DefaultTransport
 	}
 	g := &Gateway{opts: opts, models: newModelCache(time.Minute), health: balance.NewHealth(opts.Breaker), bodyMem: newBodyBudget(opts.MaxInflightBodyBytes), scrubs: scrub.NewCache(256), turnSeed: maphash.MakeSeed()}
+	g.owners = opts.ResponseOwners
+	if g.owners == nil {
+		g.owners = NewMemoryResponseOwners(100_000)
+	}
 	g.upstreamLimits = opts.Limits.Shared
 	if g.upstreamLimits == nil {
 		g.upstreamLimits = limit.NewMemory()
@@ -358,6 +373,12 @@ func (g *Gateway) audit(r *http.Request, c *call, status int, start time.Time) {
 	}
 	if c.risk != "" {
 		ev.Fields["risk"] = c.risk
+	}
+	if c.ws {
+		ev.Fields["transport"] = "websocket"
+	}
+	if c.responseID != "" {
+		ev.Fields["response_id"] = c.responseID
 	}
 	if c.metered {
 		// What the call used and cost, as metered: the trail alone

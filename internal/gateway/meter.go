@@ -37,6 +37,9 @@ type meteredBody struct {
 
 func newMeteredBody(g *Gateway, c *call, resp *http.Response) *meteredBody {
 	m := &meteredBody{ReadCloser: resp.Body, g: g, c: c, dialect: c.wireDialect().Name()}
+	if c.countOnly {
+		return m // a count, or a response read again: no tokens used
+	}
 	switch ct := resp.Header.Get("Content-Type"); {
 	case strings.HasPrefix(ct, "text/event-stream"):
 		m.stream = usage.NewStreamMeter(m.dialect)

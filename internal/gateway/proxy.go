@@ -185,6 +185,9 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 		}
 	}
 	resp.Body = newMeteredBody(g, c, resp)
+	if c.ownsResponse && resp.StatusCode == http.StatusOK {
+		resp.Body = &responseIDBody{ReadCloser: resp.Body, g: g, c: c}
+	}
 	// Rewritten bodies are scrubbed again: decoding and re-encoding JSON
 	// can turn an escaped form of the key into a plain one.
 	if c.upstream.Preset != nil && resp.StatusCode >= 400 {
