@@ -11,12 +11,17 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/responses"
 
+	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/fakeprovider"
 	"github.com/keygate/keygate/internal/gateway"
 	"github.com/keygate/keygate/internal/keysource"
 	"github.com/keygate/keygate/internal/leak"
+	"github.com/keygate/keygate/internal/pricing"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
 )
@@ -450,5 +455,101 @@ func TestResponsesWebSocketProviderBreaksOff(t *testing.T) {
 		if auth := <-upgrades; auth != "Bearer "+realKey {
 			t.Fatalf("the provider saw Authorization %q", auth)
 		}
+	}
+}
+
+// TestResponsesWebSocketWithTheSDK: the official OpenAI Go SDK's
+// Responses WebSocket client works through keygate unchanged: a response,
+// then one continuing it unstored on the same socket; a model outside the
+// key's scope is the SDK's typed error event, with the status and code.
+func TestResponsesWebSocketWithTheSDK(t *testing.T) {
+	e := newWSEnv(t, fakeprovider.Options{}, nil)
+	key := e.keys.issue("sdk", func(k *store.Key) { k.AllowModels = []string{"gpt-4o-mini"} })
+	client := openai.NewClient(option.WithBaseURL(e.g.url+"/v1"), option.WithAPIKey(key), option.WithMaxRetries(0))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := client.Responses.Connect(ctx, responses.ResponseConnectionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.Create(ctx, responses.ResponsesClientEventResponseCreateParam{Model: "gpt-4o-mini", Store: openai.Bool(false),
+		Input: responses.ResponsesClientEventResponseCreateInputUnionParam{OfString: openai.String("hello")}}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := conn.FinalResponse(ctx)
+	if err != nil || first.OutputText() != e.fake.ReplyText() || first.Usage.OutputTokens == 0 {
+		t.Fatalf("first response: %v %+v", err, first)
+	}
+	if err := conn.Create(ctx, responses.ResponsesClientEventResponseCreateParam{Model: "gpt-4o-mini", PreviousResponseID: openai.String(first.ID),
+		Input: responses.ResponsesClientEventResponseCreateInputUnionParam{OfString: openai.String("more")}}); err != nil {
+		t.Fatal(err)
+	}
+	if second, err := conn.FinalResponse(ctx); err != nil || second.Status != responses.ResponseStatusCompleted {
+		t.Fatalf("second response: %v %+v", err, second)
+	}
+	if err := conn.Create(ctx, responses.ResponsesClientEventResponseCreateParam{Model: "gpt-4o",
+		Input: responses.ResponsesClientEventResponseCreateInputUnionParam{OfString: openai.String("hi")}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.FinalResponse(ctx)
+	var pe *responses.ResponseProtocolError
+	if !errors.As(err, &pe) {
+		t.Fatalf("a refused model: %v", err)
+	}
+	var ev wsEvent
+	if json.Unmarshal([]byte(pe.Event.RawJSON()), &ev) != nil || ev.Status != http.StatusForbidden {
+		t.Fatalf("the error event: %s", pe.Event.RawJSON())
+	}
+	ev.raw = pe.Event.RawJSON()
+	if code, _ := apiError(t, ev); code != "model_not_allowed" {
+		t.Fatalf("error code %q", code)
+	}
+}
+
+// TestResponsesWebSocketLimits: a key's limits hold per response on a
+// socket, as for HTTP calls: when its rate limit or its spend budget
+// refuses a response.create, the client gets the error event (429, with
+// the limit's code) and a close frame saying to try again later (1013),
+// and nothing of that response goes upstream.
+func TestResponsesWebSocketLimits(t *testing.T) {
+	event := `{"type":"response.create","model":"gpt-4o-mini","input":"hi"}`
+	// What keygate reserves for it: the body it sends, a quarter token a
+	// byte, and the default 100 output tokens, at $1 and $2 a million.
+	est := pricing.USD(1, 2).Cost(int64(len(`{"stream":true,"model":"gpt-4o-mini","input":"hi"}`)+3)/4, 100)
+	for _, tc := range []struct {
+		name, code string
+		limits     adminapi.Limits
+	}{
+		{"rate limit", "rate_limit_exceeded", adminapi.Limits{RPM: 1}},
+		{"spend budget", "budget_exceeded", adminapi.Limits{Budgets: []adminapi.Budget{{MicroUSD: est, Period: adminapi.PeriodTotal}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLimited(t, fakeprovider.Options{}, nil)
+			e := &wsEnv{g: l.gw, keys: l.keys}
+			conn := e.dial(t, l.key(t, "codex", tc.limits))
+			if evs := create(t, conn, event); evs[len(evs)-1].Type != "response.completed" {
+				t.Fatalf("the first response: %s", evs[len(evs)-1].raw)
+			}
+			evs := create(t, conn, event)
+			if len(evs) != 1 || evs[0].Status != http.StatusTooManyRequests {
+				t.Fatalf("the second response: %+v", evs)
+			}
+			if code, _ := apiError(t, evs[0]); code != tc.code {
+				t.Fatalf("error code %q, want %q", code, tc.code)
+			}
+			if code, reason := closedWith(t, conn); code != websocket.StatusTryAgainLater || reason != tc.code {
+				t.Fatalf("closed with %d %q", code, reason)
+			}
+			frames := 0
+			for _, s := range l.up.Requests() {
+				if s.Method == fakeprovider.WebSocketMethod {
+					frames++
+				}
+			}
+			if frames != 1 {
+				t.Fatalf("%d responses reached the provider, want 1", frames)
+			}
+		})
 	}
 }
