@@ -67,8 +67,10 @@ type failover struct {
 // RoundTrip implements http.RoundTripper.
 func (f *failover) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := callFrom(req.Context())
-	if t := wsTurnFrom(req.Context()); t != nil && f.g.wsUpstreamable(c) {
-		return t.roundTripWS(f.base, req, c)
+	if c.ws { // a response.create on a WebSocket (responses_ws.go)
+		if t := wsTurnFrom(req.Context()); t != nil && f.g.wsUpstreamable(c) {
+			return t.roundTripWS(f.base, req, c)
+		}
 	}
 	if c.alias == nil {
 		if c.span == nil && !c.timed {

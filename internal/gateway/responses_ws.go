@@ -500,8 +500,8 @@ func (tw *turnWriter) Write(p []byte) (int, error) {
 }
 
 // lastEvent reports whether an event of type typ ends a response's stream.
-func lastEvent(typ string) bool {
-	switch typ {
+func lastEvent(typ []byte) bool {
+	switch string(typ) {
 	case "response.completed", "response.failed", "response.incomplete", "error":
 		return true
 	}

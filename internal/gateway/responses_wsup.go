@@ -33,22 +33,46 @@ const upstreamFrames = 8
 // upstreamWS is one WebSocket to a provider.
 type upstreamWS struct {
 	conn   *websocket.Conn
-	frames chan clientFrame // read ahead by the reader goroutine
-	err    error            // why the reader stopped, once frames is closed
+	frames chan upstreamFrame // read ahead by the reader goroutine
+	err    error              // why the reader stopped, once frames is closed
 	broken bool
 }
+
+// upstreamFrame is one message from a provider, in a buffer lent by
+// wsMsgBufs until it has been copied on.
+type upstreamFrame struct {
+	typ websocket.MessageType
+	buf *bytes.Buffer
+}
+
+// done gives the frame's buffer back.
+func (f upstreamFrame) done() {
+	if f.buf.Cap() <= 1<<20 {
+		wsMsgBufs.Put(f.buf)
+	}
+}
+
+// wsMsgBufs lends the messages read from providers their buffers.
+var wsMsgBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // readLoop reads the provider's messages until the socket ends.
 func (u *upstreamWS) readLoop(ctx context.Context) {
 	defer close(u.frames)
 	for {
-		typ, msg, err := u.conn.Read(ctx)
+		typ, r, err := u.conn.Reader(ctx)
 		if err != nil {
 			u.err = err
 			return
 		}
+		buf := wsMsgBufs.Get().(*bytes.Buffer)
+		buf.Reset()
+		if _, err := buf.ReadFrom(r); err != nil {
+			wsMsgBufs.Put(buf)
+			u.err = err
+			return
+		}
 		select {
-		case u.frames <- clientFrame{typ, msg}:
+		case u.frames <- upstreamFrame{typ, buf}:
 		case <-ctx.Done():
 			u.err = ctx.Err()
 			return
@@ -100,7 +124,7 @@ func (t *wsTurn) roundTripWS(base http.RoundTripper, req *http.Request, c *call)
 			// reaches the client scrubbed.
 			return c.upstream.RoundTrip(req, base)
 		}
-		u = &upstreamWS{conn: conn, frames: make(chan clientFrame, upstreamFrames)}
+		u = &upstreamWS{conn: conn, frames: make(chan upstreamFrame, upstreamFrames)}
 		limit := g.opts.MaxBodyBytes
 		if limit <= 0 {
 			limit = 32 << 20
@@ -117,7 +141,7 @@ func (t *wsTurn) roundTripWS(base http.RoundTripper, req *http.Request, c *call)
 				u.broken = true
 				return nil, errors.New("the provider closed its WebSocket")
 			}
-			_ = f
+			f.done()
 		default:
 			drained = true
 		}
@@ -197,19 +221,22 @@ func (b *wsEventBody) Read(p []byte) (int, error) {
 			return 0, io.ErrUnexpectedEOF
 		}
 		if f.typ != websocket.MessageText {
+			f.done()
 			continue
 		}
-		typ := eventType(f.msg)
+		msg := f.buf.Bytes()
+		typ := eventType(msg)
 		b.buf.WriteString("event: ")
-		b.buf.WriteString(typ)
+		b.buf.Write(typ)
 		b.buf.WriteString("\ndata: ")
-		if bytes.IndexByte(f.msg, '\n') < 0 {
-			b.buf.Write(f.msg)
+		if bytes.IndexByte(msg, '\n') < 0 {
+			b.buf.Write(msg)
 		} else {
-			b.buf.Write(bytes.ReplaceAll(f.msg, []byte("\n"), nil)) // one data line: JSON needs no raw newline
+			b.buf.Write(bytes.ReplaceAll(msg, []byte("\n"), nil)) // one data line: JSON needs no raw newline
 		}
 		b.buf.WriteString("\n\n")
 		b.done = lastEvent(typ)
+		f.done()
 	}
 	return b.buf.Read(p)
 }
@@ -225,20 +252,20 @@ func (b *wsEventBody) Close() error {
 	return nil
 }
 
-// eventType reads an event's "type", "" when it has none or it is not a
-// plain string. OpenAI sends it first.
-func eventType(msg []byte) string {
+// eventType reads an event's "type", nil when it has none or it is not a
+// plain string. OpenAI sends it first, so little is read.
+func eventType(msg []byte) []byte {
 	s := jsonpeek.NewScanner(msg)
 	for key, ok := s.FirstMember(); ok; key, ok = s.NextMember() {
 		v := s.Skip()
 		if string(key) == "type" {
 			if len(v) >= 2 && v[0] == '"' && bytes.IndexByte(v[1:len(v)-1], '\\') < 0 {
-				return string(v[1 : len(v)-1])
+				return v[1 : len(v)-1]
 			}
-			return ""
+			return nil
 		}
 	}
-	return ""
+	return nil
 }
 
 // relayProcessed passes a response.processed event to the upstream

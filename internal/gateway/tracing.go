@@ -158,9 +158,13 @@ func (g *Gateway) endTrace(r *http.Request, c *call, status int) {
 func spanRoute(path string) string {
 	switch path {
 	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages",
+		"/v1/responses/compact", "/v1/responses/input_tokens",
 		"/v1/messages/count_tokens", "/v1/models", "/oauth/token", "/oauth/revoke", "/oauth/introspect",
 		"/.well-known/jwks.json", SecretsPath, "/healthz":
 		return path
+	}
+	if strings.HasPrefix(path, "/v1/responses/") {
+		return "/v1/responses/{id}" // and its cancel and input_items
 	}
 	if len(path) > len(passthrough.RoutePrefix) && path[:len(passthrough.RoutePrefix)] == passthrough.RoutePrefix {
 		return passthrough.RoutePrefix + "{service}"
