@@ -123,9 +123,10 @@ type Options struct {
 	OverheadHeader bool
 	// ResponsesWS tunes the Responses API's WebSocket mode (responses_ws.go).
 	ResponsesWS ResponsesWSOptions
-	// ResponseOwners records which key created each response made through
-	// keygate, so only that key may read, cancel or delete it, or continue
-	// it (responses_owner.go); nil keeps them in memory.
+	// ResponseOwners, when set, is the record shared by every node of
+	// which key created each response made through keygate, so only that
+	// key may read, cancel, delete or continue it (responses_owner.go).
+	// Each node also keeps the newest in memory; without it, only those.
 	ResponseOwners ResponseOwners
 	Now            func() time.Time
 }
@@ -153,7 +154,7 @@ type Gateway struct {
 	// noWS holds, by provider name, until when a provider that refused
 	// the Responses WebSocket upgrade is reached over HTTP (responses_wsup.go).
 	noWS   sync.Map
-	owners ResponseOwners
+	owners *ownerRecord
 }
 
 // New builds a gateway serving the given routing table.
@@ -165,10 +166,7 @@ func New(opts Options, table *route.Table) *Gateway {
 		opts.Transport = http.DefaultTransport
 	}
 	g := &Gateway{opts: opts, models: newModelCache(time.Minute), health: balance.NewHealth(opts.Breaker), bodyMem: newBodyBudget(opts.MaxInflightBodyBytes), scrubs: scrub.NewCache(256), turnSeed: maphash.MakeSeed()}
-	g.owners = opts.ResponseOwners
-	if g.owners == nil {
-		g.owners = NewMemoryResponseOwners(100_000)
-	}
+	g.owners = &ownerRecord{local: NewMemoryResponseOwners(100_000), shared: opts.ResponseOwners, log: opts.Log, writes: make(chan struct{}, maxOwnerWrites)}
 	g.upstreamLimits = opts.Limits.Shared
 	if g.upstreamLimits == nil {
 		g.upstreamLimits = limit.NewMemory()

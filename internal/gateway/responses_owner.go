@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/keygate/keygate/internal/principal"
 	"github.com/keygate/keygate/internal/web"
@@ -89,6 +90,75 @@ func (m *MemoryResponseOwners) Delete(_ context.Context, id string) error {
 	defer m.mu.Unlock()
 	delete(m.byID, id)
 	return nil
+}
+
+// ownerRecord is the record the gateway reads and writes: its own memory
+// first, then the shared record (Options.ResponseOwners) when there is
+// one, so every node answers for a response another created. Writes to
+// the shared record leave the request path, at most maxOwnerWrites at a
+// time; past that a write waits, so a slow database holds requests back,
+// never memory.
+type ownerRecord struct {
+	local  *MemoryResponseOwners
+	shared ResponseOwners
+	log    interface{ Error(msg string, args ...any) }
+	writes chan struct{}
+}
+
+// maxOwnerWrites bounds the writes to the shared record in flight.
+const maxOwnerWrites = 64
+
+// ownerTimeout bounds a read or write of the shared record.
+const ownerTimeout = 5 * time.Second
+
+// Put records id's owner here at once, and in the shared record soon.
+func (r *ownerRecord) Put(_ context.Context, id string, o ResponseOwner) error {
+	_ = r.local.Put(context.Background(), id, o)
+	if r.shared == nil {
+		return nil
+	}
+	write := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), ownerTimeout)
+		defer cancel()
+		if err := r.shared.Put(ctx, id, o); err != nil {
+			r.log.Error("could not record a response's owner for the other nodes; only this node serves it to its key", "err", err)
+		}
+	}
+	select {
+	case r.writes <- struct{}{}:
+		go func() {
+			defer func() { <-r.writes }()
+			write()
+		}()
+	default:
+		write()
+	}
+	return nil
+}
+
+// Get returns id's owner, from memory or else the shared record.
+func (r *ownerRecord) Get(ctx context.Context, id string) (ResponseOwner, bool, error) {
+	if o, ok, _ := r.local.Get(ctx, id); ok || r.shared == nil {
+		return o, ok, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, ownerTimeout)
+	defer cancel()
+	o, ok, err := r.shared.Get(ctx, id)
+	if ok {
+		_ = r.local.Put(ctx, id, o)
+	}
+	return o, ok, err
+}
+
+// Delete forgets id everywhere.
+func (r *ownerRecord) Delete(ctx context.Context, id string) error {
+	_ = r.local.Delete(ctx, id)
+	if r.shared == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, ownerTimeout)
+	defer cancel()
+	return r.shared.Delete(ctx, id)
 }
 
 // responseNotFound is the answer for a response id the key did not create

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/keygate/keygate/internal/fakeprovider"
 	"github.com/keygate/keygate/internal/gateway"
+	"github.com/keygate/keygate/internal/gatewaystore"
+	"github.com/keygate/keygate/internal/store"
 )
 
 // sdkStatus is the HTTP status of an OpenAI SDK error, 0 for none.
@@ -146,5 +149,53 @@ func TestResponseOwnersAreBounded(t *testing.T) {
 	_ = m.Delete(ctx, "resp_4")
 	if _, ok, _ := m.Get(ctx, "resp_4"); ok {
 		t.Fatal("a deleted response is still known")
+	}
+}
+
+// TestResponseOwnersAcrossNodes: two gateway nodes sharing one database
+// (the shared owner record, gatewaystore over the store): a response
+// created through one is read and deleted by its key through the other,
+// which had never seen it, and is still refused to another key there.
+func TestResponseOwnersAcrossNodes(t *testing.T) {
+	ks := newKeys(t)
+	v := ks.verifier()
+	f := newFake(t, "openai", fakeprovider.Options{})
+	node := func() string {
+		return newGatewayWith(t, v, nil, func(o *gateway.Options) {
+			o.ResponseOwners = gatewaystore.NewResponseOwners(ks.st, time.Now)
+		}, f.upstream("openai", "openai", "gpt-*")).url
+	}
+	a, b := node(), node()
+	client := func(url, key string) *openai.Client {
+		c := openai.NewClient(option.WithBaseURL(url+"/v1"), option.WithAPIKey(key), option.WithMaxRetries(0))
+		return &c
+	}
+	aliceKey, bobKey := ks.issue("alice", nil), ks.issue("bob", nil)
+	ctx := context.Background()
+	created, err := client(a, aliceKey).Responses.New(ctx, responses.ResponseNewParams{Model: "gpt-4o-mini", Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("hello")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The record reaches the database just after the answer: node b
+	// serves the response once it is there.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := client(b, aliceKey).Responses.Get(ctx, created.ID, responses.ResponseGetParams{})
+		if err == nil {
+			break
+		}
+		if sdkStatus(err) != http.StatusNotFound || time.Now().After(deadline) {
+			t.Fatalf("alice reads her response through the other node: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := client(b, bobKey).Responses.Get(ctx, created.ID, responses.ResponseGetParams{}); sdkStatus(err) != http.StatusNotFound {
+		t.Fatalf("bob reads alice's response through the other node: %v", err)
+	}
+	if err := client(b, aliceKey).Responses.Delete(ctx, created.ID); err != nil {
+		t.Fatalf("alice deletes her response through the other node: %v", err)
+	}
+	if _, err := ks.st.GetResponseOwner(ctx, created.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the deleted response is still recorded: %v", err)
 	}
 }

@@ -13,6 +13,9 @@ const (
 	detectorTick    = time.Second     // the anomaly detectors' clock
 	historiesEvery  = time.Minute     // risk histories: read once per key per node, so rarely worth rewriting
 	usageFlushEvery = time.Second     // usage rows: what a kill -9 may lose of them
+	// responseOwnersKeptFor is how long keygate remembers who created a
+	// response: OpenAI keeps responses 30 days; a day's margin.
+	responseOwnersKeptFor = 31 * 24 * time.Hour
 )
 
 // taskTable is everything a node does in the background while it serves,
@@ -104,6 +107,9 @@ func (n *Node) janitor(ctx context.Context) {
 	}
 	if _, err := n.core.st.PruneSessions(ctx, now.Add(-sessionsKeptFor)); err != nil && ctx.Err() == nil {
 		n.log.Warn("could not prune ended sessions; will retry", "err", err)
+	}
+	if _, err := n.core.st.PruneResponseOwners(ctx, now.Add(-responseOwnersKeptFor)); err != nil && ctx.Err() == nil {
+		n.log.Warn("could not prune the owners of responses; will retry", "err", err)
 	}
 	destroyed, purged, err := vault.Sweep(ctx, n.core.st, n.core.vault, now)
 	if err != nil && ctx.Err() == nil {

@@ -193,6 +193,8 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		Ready:           n.ready,
 		Tracer:          tracer,
 		OverheadHeader:  cfg.Metrics.OverheadHeader,
+		// Who created each response, for every node (pruned by the janitor).
+		ResponseOwners: gatewaystore.NewResponseOwners(st, time.Now),
 
 		MaxInflightBodyBytes: int64(cfg.Client.MaxInflightBodyBytes),
 	}, table)

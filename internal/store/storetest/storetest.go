@@ -110,6 +110,7 @@ func Run(t *testing.T, newURL func(t testing.TB) string) {
 		{"SignInSecrets", testSignInSecrets},
 		{"SignInFlows", testSignInFlows},
 		{"Changes", testChanges},
+		{"ResponseOwners", testResponseOwners},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newURL) })
