@@ -343,6 +343,18 @@ func TestResponsesWebSocketRefusals(t *testing.T) {
 			t.Fatalf("%d events reached the provider, want 1", frames)
 		}
 	})
+	t.Run("paths: the upgrade is the door to POST /v1/responses", func(t *testing.T) {
+		e := newWSEnv(t, fakeprovider.Options{}, nil)
+		chatOnly := e.keys.issue("chat-only", func(k *store.Key) { k.AllowPaths = []string{"POST /v1/chat/completions"} })
+		if _, resp, err := e.try(chatOnly); err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("dial with a key that may not call POST /v1/responses: %v %v", err, resp)
+		}
+		responsesOnly := e.keys.issue("responses-only", func(k *store.Key) { k.AllowPaths = []string{"POST /v1/responses"} })
+		conn := e.dial(t, responsesOnly)
+		if evs := create(t, conn, `{"type":"response.create","model":"gpt-4o-mini","input":"hi"}`); evs[len(evs)-1].Type != "response.completed" {
+			t.Fatalf("a key that may call POST /v1/responses: %s", evs[len(evs)-1].raw)
+		}
+	})
 	t.Run("bad key: no upgrade", func(t *testing.T) {
 		e := newWSEnv(t, fakeprovider.Options{}, nil)
 		_, resp, err := e.try("kg_live_notakey")
@@ -551,5 +563,41 @@ func TestResponsesWebSocketLimits(t *testing.T) {
 				t.Fatalf("%d responses reached the provider, want 1", frames)
 			}
 		})
+	}
+}
+
+// TestResponsesWebSocketTimeouts: a socket left idle is closed normally;
+// one past its lifetime gets OpenAI's websocket_connection_limit_reached
+// error event first, which Codex reads as "open a new connection".
+func TestResponsesWebSocketTimeouts(t *testing.T) {
+	e := newWSEnv(t, fakeprovider.Options{}, func(o *gateway.Options) {
+		o.ResponsesWS = gateway.ResponsesWSOptions{IdleTimeout: 150 * time.Millisecond, MaxLifetime: time.Hour}
+	})
+	conn := e.dial(t, e.keys.issue("idle", nil))
+	if code, _ := closedWith(t, conn); code != websocket.StatusNormalClosure {
+		t.Fatalf("an idle socket closed with %d", code)
+	}
+
+	e = newWSEnv(t, fakeprovider.Options{}, func(o *gateway.Options) {
+		o.ResponsesWS = gateway.ResponsesWSOptions{MaxLifetime: 300 * time.Millisecond}
+	})
+	conn = e.dial(t, e.keys.issue("old", nil))
+	if evs := create(t, conn, `{"type":"response.create","model":"gpt-4o-mini","input":"hi"}`); evs[len(evs)-1].Type != "response.completed" {
+		t.Fatalf("a response within the lifetime: %s", evs[len(evs)-1].raw)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, msg, err := conn.Read(ctx)
+	if err != nil {
+		t.Fatalf("no error event before the close: %v", err)
+	}
+	var ev wsEvent
+	_ = json.Unmarshal(msg, &ev)
+	ev.raw = string(msg)
+	if code, _ := apiError(t, ev); code != "websocket_connection_limit_reached" {
+		t.Fatalf("error code %q", code)
+	}
+	if code, _ := closedWith(t, conn); code != websocket.StatusNormalClosure {
+		t.Fatalf("closed with %d", code)
 	}
 }
