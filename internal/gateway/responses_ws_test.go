@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -599,5 +600,38 @@ func TestResponsesWebSocketTimeouts(t *testing.T) {
 	}
 	if code, _ := closedWith(t, conn); code != websocket.StatusNormalClosure {
 		t.Fatalf("closed with %d", code)
+	}
+}
+
+// TestResponsesWebSocketSlowClient: a client that stops reading does not
+// make keygate hold the answer: once a message has waited WriteTimeout,
+// keygate closes the socket, the provider is held back meanwhile (no
+// read-ahead beyond a few messages), and the response still ends on the
+// audit trail instead of hanging.
+func TestResponsesWebSocketSlowClient(t *testing.T) {
+	// About 30 MiB of events (the text, then whole copies of it in the
+	// closing events): more than the socket buffers between them hold.
+	e := newWSEnv(t, fakeprovider.Options{ReplyBytes: 6 << 20, Chunks: 600}, func(o *gateway.Options) {
+		o.ResponsesWS = gateway.ResponsesWSOptions{WriteTimeout: 300 * time.Millisecond}
+	})
+	conn := e.dial(t, e.keys.issue("slow", nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := conn.Write(ctx, websocket.MessageText, []byte(`{"type":"response.create","model":"gpt-4o-mini","input":"hi"}`)); err != nil {
+		t.Fatal(err)
+	}
+	turns := waitTurns(t, e.events, 1) // the turn ends while the client reads nothing
+	if turns[0].Fields["status"] != "200" {
+		t.Fatalf("the turn's event: %+v", turns[0])
+	}
+	// What the client then reads stops short of the answer's end.
+	for {
+		_, msg, err := conn.Read(ctx)
+		if err != nil {
+			break
+		}
+		if bytes.HasPrefix(msg, []byte(`{"type":"response.completed"`)) {
+			t.Fatal("the whole answer was held for a client that did not read")
+		}
 	}
 }
