@@ -63,6 +63,11 @@ type ResponsesWSOptions struct {
 	// message for this long (default 30 seconds): a slow reader holds the
 	// upstream back, never keygate's memory.
 	WriteTimeout time.Duration
+	// PingInterval is how often keygate pings a client (default 30
+	// seconds): a peer that does not answer within the interval is
+	// closed, and proxies between them see traffic while an agent runs
+	// its tools between responses.
+	PingInterval time.Duration
 	// HTTPUpstream reaches every provider over HTTP with server-sent
 	// events, never over a WebSocket.
 	HTTPUpstream bool
@@ -77,6 +82,9 @@ func (o ResponsesWSOptions) withDefaults() ResponsesWSOptions {
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 30 * time.Second
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = 30 * time.Second
 	}
 	return o
 }
@@ -191,6 +199,7 @@ func (wc *wsConn) run(cancel context.CancelFunc) {
 			}
 		}
 	}()
+	go wc.keepAlive()
 	idle := time.NewTimer(wc.opts.IdleTimeout)
 	defer idle.Stop()
 	life := time.NewTimer(wc.opts.MaxLifetime)
@@ -215,6 +224,30 @@ func (wc *wsConn) run(cancel context.CancelFunc) {
 			return
 		case <-wc.ctx.Done():
 			return
+		}
+	}
+}
+
+// keepAlive pings the client every PingInterval and closes a connection
+// whose client does not answer within one; the reader goroutine takes the
+// pongs.
+func (wc *wsConn) keepAlive() {
+	t := time.NewTicker(wc.opts.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-wc.ctx.Done():
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(wc.ctx, wc.opts.PingInterval)
+			err := wc.client.Ping(ctx)
+			cancel()
+			if err != nil {
+				if wc.ctx.Err() == nil {
+					wc.close(websocket.StatusPolicyViolation, "no answer to ping")
+				}
+				return
+			}
 		}
 	}
 }

@@ -635,3 +635,46 @@ func TestResponsesWebSocketSlowClient(t *testing.T) {
 		}
 	}
 }
+
+// TestResponsesWebSocketPings: keygate pings its clients; one that
+// answers (any client that reads does) keeps its socket through many
+// pings and gets its response, one whose pongs never come back (its reads
+// stopped) is closed.
+func TestResponsesWebSocketPings(t *testing.T) {
+	e := newWSEnv(t, fakeprovider.Options{}, func(o *gateway.Options) {
+		o.ResponsesWS = gateway.ResponsesWSOptions{PingInterval: 50 * time.Millisecond}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	live := e.dial(t, e.keys.issue("live", nil))
+	msgs := make(chan []byte, 64)
+	go func() {
+		defer close(msgs)
+		for {
+			_, msg, err := live.Read(ctx)
+			if err != nil {
+				return
+			}
+			msgs <- msg
+		}
+	}()
+	silent := e.dial(t, e.keys.issue("silent", nil))
+	time.Sleep(500 * time.Millisecond) // ten pings
+	if err := live.Write(ctx, websocket.MessageText, []byte(`{"type":"response.create","model":"gpt-4o-mini","input":"hi"}`)); err != nil {
+		t.Fatalf("the live socket after pings: %v", err)
+	}
+	completed := false
+	for msg := range msgs {
+		if completed = bytes.HasPrefix(msg, []byte(`{"type":"response.completed"`)); completed {
+			break
+		}
+	}
+	if !completed {
+		t.Fatal("no response on the live socket")
+	}
+	_, _, err := silent.Read(ctx)
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != "no answer to ping" {
+		t.Fatalf("a client that never answered pings: %v", err)
+	}
+}
