@@ -112,7 +112,6 @@ type wsConn struct {
 type wsTurn struct {
 	conn   *wsConn
 	denial *Denial // set by refuse when keygate refused the call
-	ws     bool    // the answer came over an upstream WebSocket
 }
 
 type wsTurnKey struct{}
@@ -182,15 +181,13 @@ type clientFrame struct {
 // client closes, a refusal closes, or a timeout does.
 func (wc *wsConn) run(cancel context.CancelFunc) {
 	frames := make(chan clientFrame, 1) // one event waits while a response streams
-	var readErr error
 	go func() {
 		defer cancel()
 		defer close(frames)
 		for {
 			typ, msg, err := wc.client.Read(wc.ctx)
 			if err != nil {
-				readErr = err
-				return
+				return // the client closed or broke the connection
 			}
 			select {
 			case frames <- clientFrame{typ, msg}:
@@ -208,7 +205,6 @@ func (wc *wsConn) run(cancel context.CancelFunc) {
 		select {
 		case f, ok := <-frames:
 			if !ok {
-				_ = readErr // the client closed or broke the connection
 				return
 			}
 			if !wc.serve(f) {

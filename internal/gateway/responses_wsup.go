@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -157,7 +158,6 @@ func (t *wsTurn) roundTripWS(base http.RoundTripper, req *http.Request, c *call)
 		u.broken = true
 		return nil, err
 	}
-	t.ws = true
 	h := http.Header{}
 	h.Set("Content-Type", "text/event-stream")
 	return &http.Response{
@@ -216,9 +216,10 @@ func (b *wsEventBody) Read(p []byte) (int, error) {
 		}
 		f, ok := <-b.u.frames
 		if !ok {
+			// The reader stopped (frames is closed, so its err is set).
 			b.u.broken = true
 			b.done = true
-			return 0, io.ErrUnexpectedEOF
+			return 0, fmt.Errorf("the provider's WebSocket ended mid-answer (%w): %v", io.ErrUnexpectedEOF, b.u.err)
 		}
 		if f.typ != websocket.MessageText {
 			f.done()
