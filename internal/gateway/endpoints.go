@@ -133,20 +133,31 @@ func (g *Gateway) serveModel(w http.ResponseWriter, r *http.Request, d provider.
 	g.proxy.ServeHTTP(w, r) // forward (proxy.go); the answer is metered as it streams
 }
 
+// caller runs the steps every authenticated call takes first: who (the
+// keygate key or access token), whether the key may make this call here
+// and now (scope.go), and the risk rules (risk.go).
+func (g *Gateway) caller(r *http.Request, c *call) (*principal.Principal, *Denial) {
+	key, den := g.authenticate(r, c)
+	if den != nil {
+		return nil, den
+	}
+	if den := g.checkScope(r, c, key); den != nil {
+		return nil, den
+	}
+	if den := g.assessRisk(r, c, key); den != nil {
+		return nil, den
+	}
+	return key, nil
+}
+
 // callerAndBody runs the first steps every model call takes, whatever its
 // dialect, in this order: who (the keygate key or access token, its
 // scope here, the risk rules), then what (the body, read within the
 // memory budget, a large one only after the key's concurrency slots are
 // taken; no credential leaving in it, refused or redacted as configured).
 func (g *Gateway) callerAndBody(r *http.Request, c *call) (*principal.Principal, []byte, *Denial) {
-	key, den := g.authenticate(r, c)
+	key, den := g.caller(r, c)
 	if den != nil {
-		return nil, nil, den
-	}
-	if den := g.checkScope(r, c, key); den != nil {
-		return nil, nil, den
-	}
-	if den := g.assessRisk(r, c, key); den != nil {
 		return nil, nil, den
 	}
 	if den := g.admitEarly(r, c, key); den != nil {
@@ -261,14 +272,8 @@ func (g *Gateway) preparePassthrough(h http.Header, r *http.Request, c *call) *D
 	if !ok || !known {
 		return denyf(http.StatusNotFound, "unknown_service", "keygate has no service %q; services are configured under services: in keygate's configuration", name)
 	}
-	key, den := g.authenticate(r, c)
+	key, den := g.caller(r, c)
 	if den != nil {
-		return den
-	}
-	if den := g.checkScope(r, c, key); den != nil {
-		return den
-	}
-	if den := g.assessRisk(r, c, key); den != nil {
 		return den
 	}
 	if den := g.authorizeService(c, key, svc); den != nil {

@@ -51,13 +51,7 @@ func (g *Gateway) serveMCP(w http.ResponseWriter, r *http.Request) {
 		g.refuseMCP(w, r, deny(http.StatusMethodNotAllowed, "method_not_allowed", "MCP's streamable HTTP transport takes POST, GET and DELETE"))
 		return
 	}
-	key, den := g.authenticate(r, c)
-	if den == nil {
-		den = g.checkScope(r, c, key)
-	}
-	if den == nil {
-		den = g.assessRisk(r, c, key)
-	}
+	key, den := g.caller(r, c)
 	if den != nil {
 		if den.Status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer resource_metadata="`+g.resourceMetadataURL(r)+`"`)

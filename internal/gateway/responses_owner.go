@@ -308,14 +308,8 @@ func (g *Gateway) prepareStoredResponse(h http.Header, r *http.Request, c *call)
 	case sub != "" && sub != "cancel" && sub != "input_items":
 		return denyf(http.StatusNotFound, "unknown_url", "keygate does not serve %s %s", r.Method, r.URL.Path)
 	}
-	key, den := g.authenticate(r, c)
+	key, den := g.caller(r, c)
 	if den != nil {
-		return den
-	}
-	if den := g.checkScope(r, c, key); den != nil {
-		return den
-	}
-	if den := g.assessRisk(r, c, key); den != nil {
 		return den
 	}
 	o, ok, err := g.owners.Get(r.Context(), id)

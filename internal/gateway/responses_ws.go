@@ -129,16 +129,9 @@ func wsTurnFrom(ctx context.Context) *wsTurn {
 func (g *Gateway) serveResponsesWS(w http.ResponseWriter, r *http.Request) {
 	c := callFrom(r.Context())
 	c.dialect, c.ws = g.openai, true
-	key, den := g.authenticate(r, c)
-	if den == nil {
-		post := r.Clone(r.Context())
-		post.Method = http.MethodPost
-		den = g.checkScope(post, c, key)
-	}
-	if den == nil {
-		den = g.assessRisk(r, c, key)
-	}
-	if den != nil {
+	post := r.Clone(r.Context()) // scoped as what it carries: POST /v1/responses
+	post.Method = http.MethodPost
+	if _, den := g.caller(post, c); den != nil {
 		g.refuse(w, r, den)
 		return
 	}

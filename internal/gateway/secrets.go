@@ -67,13 +67,7 @@ func (g *Gateway) serveSecret(w http.ResponseWriter, r *http.Request) {
 		g.refuse(w, r, notServed("GET", r.URL.Path))
 		return
 	}
-	key, den := g.authenticate(r, c)
-	if den == nil {
-		den = g.checkScope(r, c, key)
-	}
-	if den == nil {
-		den = g.assessRisk(r, c, key)
-	}
+	key, den := g.caller(r, c)
 	if den != nil {
 		g.refuse(w, r, den)
 		return
