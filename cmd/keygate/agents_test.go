@@ -318,3 +318,20 @@ func TestAgentOpencode(t *testing.T) {
 		t.Error("opencode's turn did not reach the provider as POST /v1/responses")
 	}
 }
+
+// TestAgentOpenClaw: OpenClaw, one embedded turn (`openclaw agent
+// --local`), through keygate run. Its Anthropic provider reads no base-URL
+// variable, so this proves the run's own configuration file took hold: the
+// turn reached the fake provider, not api.anthropic.com.
+func TestAgentOpenClaw(t *testing.T) {
+	bin, node := agentBin(t, "openclaw")
+	r := runAgent(t, "openclaw", node, bin, "agent", "--local", "--message", "Say hello.", "--model", "anthropic/claude-sonnet-4-6", "--timeout", "120")
+	r.check(t, r.up.anthropic, r.up.anthropicKey)
+	messages := false
+	for _, q := range r.up.anthropic.Requests() {
+		messages = messages || q.Method == http.MethodPost && q.Path == "/v1/messages"
+	}
+	if !messages {
+		t.Error("OpenClaw's turn did not reach the provider as POST /v1/messages")
+	}
+}

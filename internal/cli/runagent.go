@@ -183,8 +183,31 @@ requires_openai_auth = false
 }
 
 // setupOpenClaw points OpenClaw's OpenAI and Anthropic providers at the
-// run's gateway through the variables its provider plugins read.
+// run's gateway. Its built-in providers do not read the base-URL
+// variables (an embedded turn went to api.anthropic.com), so the run gets
+// a configuration file of its own (OPENCLAW_CONFIG_PATH) whose
+// models.providers entries carry the gateway's URL, the API each speaks,
+// and the key as a ${VAR} reference: the file holds no credential, and
+// OpenClaw persists the reference, not its value. The variables are set
+// too, for plugins that read them. The user's own openclaw.json is out of
+// the run's sight; its state directory (sessions) stays where it is.
 func setupOpenClaw(s *agentSetup) error {
+	cfg := map[string]any{
+		"models": map[string]any{
+			"mode": "merge",
+			"providers": map[string]any{
+				"anthropic": map[string]any{"baseUrl": s.gw.root, "api": "anthropic-messages", "apiKey": "${" + envAnthropicKey + "}"},
+				"openai":    map[string]any{"baseUrl": s.gw.root + "/v1", "api": "openai-responses", "apiKey": "${" + envOpenAIKey + "}"},
+			},
+		},
+		"update": map[string]any{"checkOnStart": false},
+	}
+	b, _ := json.MarshalIndent(cfg, "", "  ")
+	p, err := s.write(filepath.Join("openclaw", "openclaw.json"), append(b, '\n'))
+	if err != nil {
+		return err
+	}
+	s.set("OPENCLAW_CONFIG_PATH", p)
 	s.genericVars()
 	return nil
 }
