@@ -267,17 +267,20 @@ func TestAgentClaudeCode(t *testing.T) {
 	}
 }
 
-// TestAgentCodex: Codex CLI, `codex exec`, through keygate run.
+// TestAgentCodex: Codex CLI, `codex exec`, through keygate run. The
+// profile tells Codex the provider speaks the Responses API over a
+// WebSocket, as OpenAI does, so its turn goes over one: to keygate, and
+// from keygate to the provider.
 func TestAgentCodex(t *testing.T) {
 	bin, node := agentBin(t, "codex")
 	r := runAgent(t, "codex", node, bin, "exec", "--skip-git-repo-check", "-m", "gpt-5", "Say hello.")
 	r.check(t, r.up.openai, r.up.openaiKey)
-	responses := false
+	ws := false
 	for _, q := range r.up.openai.Requests() {
-		responses = responses || q.Method == http.MethodPost && q.Path == "/v1/responses" && bytes.Contains(q.Body, []byte(`"stream":true`))
+		ws = ws || q.Method == "WEBSOCKET" && q.Path == "/v1/responses"
 	}
-	if !responses {
-		t.Error("Codex's turn did not reach the provider as a streamed POST /v1/responses")
+	if !ws {
+		t.Error("Codex's turn did not reach the provider as a response.create over the Responses WebSocket")
 	}
 }
 

@@ -157,9 +157,11 @@ func setupClaude(s *agentSetup) error {
 }
 
 // setupCodex gives Codex CLI its own CODEX_HOME for the run, whose
-// config.toml names keygate as the model provider (Responses API), and
-// repeats the choice with -c, which outranks a project's .codex/config.toml.
-// The user's ~/.codex, with any auth.json, is out of the agent's sight.
+// config.toml names keygate as the model provider (Responses API, over a
+// WebSocket as Codex speaks it to OpenAI: keygate serves WebSocket mode),
+// and repeats the choice with -c, which outranks a project's
+// .codex/config.toml. The user's ~/.codex, with any auth.json, is out of
+// the agent's sight.
 func setupCodex(s *agentSetup) error {
 	base := s.gw.root + "/v1"
 	cfg := fmt.Sprintf(`# Written by keygate run for one run; removed when it ends.
@@ -171,6 +173,7 @@ base_url = %s
 env_key = "OPENAI_API_KEY"
 wire_api = "responses"
 requires_openai_auth = false
+supports_websockets = true
 `, strconv.Quote(base))
 	if _, err := s.write(filepath.Join("codex", "config.toml"), []byte(cfg)); err != nil {
 		return err
