@@ -27,8 +27,15 @@ func TestScreenshots(t *testing.T) {
 	s.api(t, "POST", "/keys", adminapi.CreateKeyRequest{Name: "checkout-agent", Team: "payments",
 		Limits: adminapi.Limits{RPM: 600, Budgets: []adminapi.Budget{{MicroUSD: 20_000_000, Period: "day"}}}}, &key)
 	s.api(t, "POST", "/keys", adminapi.CreateKeyRequest{Name: "support-bot", Team: "payments", ExpiresIn: "30d"}, &adminapi.CreatedKey{})
-	for i := range 5 {
+	// An alias, so the providers page shows deployments and their health.
+	s.api(t, "POST", "/routing/deployments", map[string]any{"name": "mini", "deployment": map[string]any{"provider": "openai", "model": "gpt-4o-mini"}}, nil)
+	s.api(t, "POST", "/routing/deployments", map[string]any{"name": "mini-large", "deployment": map[string]any{"provider": "openai", "model": "gpt-4o"}}, nil)
+	s.api(t, "POST", "/routing/aliases", map[string]any{"name": "fast", "alias": map[string]any{"deployments": []string{"mini", "mini-large"}}}, nil)
+	for i := range 6 {
 		model := "gpt-4o-mini"
+		if i == 5 {
+			model = "fast"
+		}
 		if i == 4 {
 			model = "not-allowed-model"
 		}
@@ -42,7 +49,7 @@ func TestScreenshots(t *testing.T) {
 	}
 	pages := []struct{ name, path string }{
 		{"overview", "/"}, {"keys", "/keys"}, {"key", "/keys/" + key.Key.ID}, {"new-key", "/keys/new"},
-		{"providers", "/providers"}, {"people", "/people"}, {"audit", "/audit"}, {"alerts", "/alerts"}, {"vault", "/vault"},
+		{"providers", "/providers"}, {"people", "/people"}, {"team", "/teams/payments"}, {"audit", "/audit"}, {"alerts", "/alerts"}, {"vault", "/vault"},
 	}
 	shoot := func(width, height int, suffix string, only map[string]bool) {
 		ctx := browser(t, width, height)
