@@ -79,6 +79,10 @@ func (g *Gate) approve(ctx context.Context, cl *call) error {
 
 	ctx, cancel := context.WithDeadline(ctx, expires)
 	defer cancel()
+	timedOut := func() error {
+		g.record(cl, "deny", "approval_timeout", 0, map[string]string{"approval": id})
+		return rpcError(CodeForbidden, "approval_timeout", fmt.Sprintf("no one approved this call of tool %s on MCP server %s within %s (approval %s); call it again to ask anew", cl.item, cl.u.cfg.Name, wait, id))
+	}
 	t := time.NewTicker(g.opts.ApprovalPoll)
 	defer t.Stop()
 	for {
@@ -96,7 +100,12 @@ func (g *Gate) approve(ctx context.Context, cl *call) error {
 		case state == "denied":
 			g.record(cl, "deny", "approval_denied", 0, map[string]string{"approval": id, "decided_by": by})
 			return rpcError(CodeForbidden, "approval_denied", fmt.Sprintf("%s denied this call of tool %s on MCP server %s (approval %s)", by, cl.item, cl.u.cfg.Name, id))
-		case state == "expired" || state == "used":
+		case state == "expired":
+			// The approval expires when this wait ends: a poll that
+			// reads it a moment before the wait's own timer fires is the
+			// same timeout, and says so.
+			return timedOut()
+		case state == "used":
 			g.record(cl, "deny", "approval_expired", 0, map[string]string{"approval": id})
 			return rpcError(CodeForbidden, "approval_expired", fmt.Sprintf("approval %s for tool %s is %s; call the tool again to ask anew", id, cl.item, state))
 		}
@@ -104,8 +113,7 @@ func (g *Gate) approve(ctx context.Context, cl *call) error {
 		case <-t.C:
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				g.record(cl, "deny", "approval_timeout", 0, map[string]string{"approval": id})
-				return rpcError(CodeForbidden, "approval_timeout", fmt.Sprintf("no one approved this call of tool %s on MCP server %s within %s (approval %s); call it again to ask anew", cl.item, cl.u.cfg.Name, wait, id))
+				return timedOut()
 			}
 			g.record(cl, "deny", "approval_abandoned", 0, map[string]string{"approval": id})
 			return ctx.Err()
