@@ -30,6 +30,10 @@ func (n *Node) taskTable() []task {
 		// as its generation moves: within changePoll, at once on PostgreSQL;
 		// and every provider_refresh whatever the generations say.
 		{name: "changes", every: changePoll, wake: n.chg.wake, run: n.chg.poll},
+		// Revocations, suspensions and changes to keys, on a task of their own so that no
+		// stalled reload above (a slow KMS) delays them: every node refuses a revoked key
+		// within a second.
+		{name: "revocations", every: changePoll, wake: n.revs.wake, run: n.revs.poll},
 		{name: "change-notifications", every: time.Second, run: n.chg.listen},
 		// Routing (deployments, aliases, services) changed through any node is served here within a second.
 		{name: "routing", every: routingPoll, run: n.routing.poll},

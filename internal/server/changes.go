@@ -31,6 +31,9 @@ type changeFollower struct {
 	ran       []time.Time // by index in topics
 	wake      chan struct{}
 	failing   bool
+	// notified, when set, is called with every change notification too
+	// (the revocation follower, a task of its own, is woken by it).
+	notified func()
 }
 
 // changeTopic is one topic and what reloads it.
@@ -100,7 +103,13 @@ func (f *changeFollower) poll(ctx context.Context) {
 // fails. On SQLite, which cannot push, it returns at once and the poll does
 // all the work.
 func (f *changeFollower) listen(ctx context.Context) {
-	err := pgnotify.Listen(ctx, f.st, f.kick, func(string) { f.kick() })
+	kick := func() {
+		f.kick()
+		if f.notified != nil {
+			f.notified()
+		}
+	}
+	err := pgnotify.Listen(ctx, f.st, kick, func(string) { kick() })
 	switch {
 	case errors.Is(err, store.ErrListenUnsupported), ctx.Err() != nil:
 	default:

@@ -255,8 +255,8 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 	n.revs = newRevocationFollower(ctx, st, func(r store.Revocation) { n.gw.Revoked(gatewaystore.Revocation(r)) }, log)
 	n.revs.warm = func(ctx context.Context, id string) { _, _ = keys.ByID(ctx, id, time.Now()) }
 	n.chg = newChangeFollower(ctx, st, []changeTopic{
-		// Revocations, suspensions and changes to keys reach this node's caches.
-		{store.TopicRevocations, n.revs.poll},
+		// (Revocations, suspensions and changes to keys are followed by a
+		// task of their own, n.revs, which every notification wakes too.)
 		// Providers and passthrough services added, changed or removed reach routing.
 		{store.TopicProviders, n.refreshProviders},
 		// Key groups' limits apply here.
@@ -271,5 +271,6 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		// MCP servers added, changed or removed are served (or disconnected) here.
 		{store.TopicMCPServers, n.refreshMCP},
 	}, cfg.ProviderRefresh, log)
+	n.chg.notified = n.revs.kick
 	return nil
 }

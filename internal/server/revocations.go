@@ -26,6 +26,15 @@ type revocationFollower struct {
 	log     *slog.Logger
 	last    int64
 	failing bool
+	wake    chan struct{} // a change notification: poll now
+}
+
+// kick makes the follower poll now rather than at its next tick.
+func (f *revocationFollower) kick() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
 }
 
 // maxWarm bounds the keys one poll reads ahead; past it (a bulk change),
@@ -34,7 +43,7 @@ const maxWarm = 256
 
 // newRevocationFollower starts following at the end of the revocation log.
 func newRevocationFollower(ctx context.Context, st *store.Store, apply func(store.Revocation), log *slog.Logger) *revocationFollower {
-	f := &revocationFollower{st: st, apply: apply, log: log}
+	f := &revocationFollower{st: st, apply: apply, log: log, wake: make(chan struct{}, 1)}
 	last, err := st.LatestRevocationSeq(ctx)
 	if err != nil {
 		log.Warn("could not read the revocation log; changes made on other nodes apply within key_cache_ttl until it can be", "err", err)
@@ -43,8 +52,9 @@ func newRevocationFollower(ctx context.Context, st *store.Store, apply func(stor
 	return f
 }
 
-// poll applies the revocations recorded since the last poll. Only the
-// change follower calls it, when the revocation log grows.
+// poll applies the revocations recorded since the last poll. It is a task
+// of its own (not one of the change follower's topics), so a reload that
+// stalls (a slow KMS holding up the vault's) never delays a revocation.
 func (f *revocationFollower) poll(ctx context.Context) {
 	revs, err := f.st.RevocationsSince(ctx, f.last)
 	if err != nil {

@@ -259,3 +259,53 @@ func TestFinalTasksRunOnceMoreAtStop(t *testing.T) {
 		}
 	}
 }
+
+// TestRevocationNotHeldUpByAStalledReload: while a reload of the change
+// follower stalls (as one did behind a KMS answering 10 s late, in the
+// chaos suite's slow-KEK fault), a key revoked by another node is still
+// refused here within a second: the revocation log is followed by a task
+// of its own.
+func TestRevocationNotHeldUpByAStalledReload(t *testing.T) {
+	cfg := testConfig(filepath.Join(t.TempDir(), "data"), "")
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	var stall atomic.Bool
+	tn := startNode(t, cfg, func(n *Node) {
+		for i := range n.runner.tasks {
+			if n.runner.tasks[i].name == "changes" {
+				reload := n.runner.tasks[i].run
+				n.runner.tasks[i].run = func(ctx context.Context) {
+					if stall.Load() {
+						select {
+						case <-release:
+						case <-ctx.Done():
+						}
+					}
+					reload(ctx)
+				}
+			}
+		}
+	})
+	n := tn.Node
+	addProvider(t, n, "fake", fakeUpstream(t))
+	id, key := addKey(t, n, "soon-revoked", nil)
+	waitFor(t, "the key served", func() bool { return chat(t, n, key) == http.StatusOK })
+	stall.Store(true)
+	time.Sleep(2 * changePoll) // the change follower is now stuck in a reload
+	// Another node revokes it: the store and the revocation log.
+	ctx := context.Background()
+	now := time.Now().UTC()
+	if _, err := n.core.st.RevokeKey(ctx, id, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.core.st.AddRevocation(ctx, store.Revocation{Kind: "key", Subject: id, At: now, Until: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for chat(t, n, key) != http.StatusUnauthorized {
+		if time.Since(start) > time.Second {
+			t.Fatal("a key revoked by another node was still served after a second while a reload stalled")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
