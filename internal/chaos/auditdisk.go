@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/adminclient"
 )
 
@@ -78,47 +79,45 @@ func (s *suite) checkAuditFile(ctx context.Context, ac *adminclient.Client, n *n
 		c.Detail = err.Error()
 		return c
 	}
-	nodes, err := ac.AuditNodes(ctx)
+	// Per node: its events in the file, those missing from it, the first missing.
+	type tally struct {
+		mine, lacking int
+		first         string
+	}
+	byNode := map[string]*tally{}
+	var order []string
+	err = eachAuditRow(ctx, ac, func(node string, row adminapi.AuditRow) {
+		k, ok := eventIdentity([]byte(row.Data))
+		if !ok {
+			return
+		}
+		t := byNode[node]
+		if t == nil {
+			t = &tally{}
+			byNode[node] = t
+			order = append(order, node)
+		}
+		if inFile[k] {
+			t.mine++
+		} else {
+			t.lacking++
+			if t.first == "" {
+				t.first = k
+			}
+		}
+	})
 	if err != nil {
 		c.Detail = "could not read the trail: " + err.Error()
 		return c
 	}
 	var matched, missing int
 	var first string
-	for _, id := range nodes {
-		var mine, lacking int
-		var firstLacking string
-		var after uint64
-		for {
-			rows, err := ac.AuditRows(ctx, false, id, after, 1000)
-			if err != nil {
-				c.Detail = fmt.Sprintf("could not read the trail of %s: %v", id, err)
-				return c
-			}
-			for _, row := range rows {
-				after = row.Seq
-				k, ok := eventIdentity([]byte(row.Data))
-				if !ok {
-					continue
-				}
-				if inFile[k] {
-					mine++
-				} else {
-					lacking++
-					if firstLacking == "" {
-						firstLacking = k
-					}
-				}
-			}
-			if len(rows) < 1000 {
-				break
-			}
-		}
-		if mine > 0 { // a chain of this node's
-			matched += mine
-			missing += lacking
+	for _, node := range order {
+		if t := byNode[node]; t.mine > 0 { // a chain of this node's
+			matched += t.mine
+			missing += t.lacking
 			if first == "" {
-				first = firstLacking
+				first = t.first
 			}
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/adminclient"
 )
 
@@ -140,27 +141,36 @@ func (s *suite) killedAfter(r result) (killEvent, bool) {
 // auditedRequestIDs reads every node's stored audit trail through the
 // admin API and returns the request ids its events carry.
 func auditedRequestIDs(ctx context.Context, ac *adminclient.Client) (map[string]bool, error) {
+	ids := map[string]bool{}
+	err := eachAuditRow(ctx, ac, func(_ string, row adminapi.AuditRow) {
+		var ev struct {
+			Fields map[string]any `json:"fields"`
+		}
+		if json.Unmarshal([]byte(row.Data), &ev) == nil {
+			if id, ok := ev.Fields["request_id"].(string); ok {
+				ids[id] = true
+			}
+		}
+	})
+	return ids, err
+}
+
+// eachAuditRow calls fn with every stored audit event of every node, node
+// by node in order, read through the admin API a page at a time.
+func eachAuditRow(ctx context.Context, ac *adminclient.Client, fn func(node string, row adminapi.AuditRow)) error {
 	nodes, err := ac.AuditNodes(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	ids := map[string]bool{}
 	for _, n := range nodes {
 		var after uint64
 		for {
 			rows, err := ac.AuditRows(ctx, false, n, after, 1000)
 			if err != nil {
-				return nil, fmt.Errorf("node %s after seq %d: %w", n, after, err)
+				return fmt.Errorf("node %s after seq %d: %w", n, after, err)
 			}
 			for _, row := range rows {
-				var ev struct {
-					Fields map[string]any `json:"fields"`
-				}
-				if json.Unmarshal([]byte(row.Data), &ev) == nil {
-					if id, ok := ev.Fields["request_id"].(string); ok {
-						ids[id] = true
-					}
-				}
+				fn(n, row)
 				after = row.Seq
 			}
 			if len(rows) < 1000 {
@@ -168,7 +178,7 @@ func auditedRequestIDs(ctx context.Context, ac *adminclient.Client) (map[string]
 			}
 		}
 	}
-	return ids, nil
+	return nil
 }
 
 // checkVerify runs `keygate audit verify` against every node's admin API.
