@@ -125,6 +125,12 @@ type agentRun struct {
 // command through `keygate run --agent NAME` in a hostile repository, with
 // a parent environment full of canary credentials.
 func runAgent(t *testing.T, agent string, nodeDir string, command ...string) *agentRun {
+	return runAgentKey(t, agent, nodeDir, nil, command...)
+}
+
+// runAgentKey is runAgent with keyArgs added to the run key's `key
+// create` (a budget, a limit).
+func runAgentKey(t *testing.T, agent string, nodeDir string, keyArgs []string, command ...string) *agentRun {
 	cfg := testConfig(t, t.TempDir())
 	in := start(t, cfg, "")
 	models := append(fakeprovider.DefaultAnthropicModels(), "claude-sonnet-4-5-20250929", "claude-haiku-4-5-20251001", "claude-opus-4-5", "claude-sonnet-4-6", "claude-opus-4-6")
@@ -132,7 +138,7 @@ func runAgent(t *testing.T, agent string, nodeDir string, command ...string) *ag
 	up := newUpstreams(t, fakeprovider.Options{Models: oModels}, fakeprovider.Options{Models: models})
 	in.register(up)
 	gem := newGeminiUpstream(t, in, fakeprovider.Options{})
-	in.createKey("--name", "agents", "--allow-model", "claude-*", "--allow-model", "gpt-*", "--allow-model", "codex-*", "--allow-model", "gemini-*")
+	in.createKey(append([]string{"--name", "agents", "--allow-model", "claude-*", "--allow-model", "gpt-*", "--allow-model", "codex-*", "--allow-model", "gemini-*"}, keyArgs...)...)
 	at := newAttacker(t)
 	r := &agentRun{in: in, up: up, gemini: gem, at: at, home: t.TempDir(), repo: hostileRepo(t, at.srv.URL), runTemp: t.TempDir(),
 		canary: map[string]string{}}

@@ -108,8 +108,30 @@ type geminiErrorDetail struct {
 // when the response already carries Retry-After, a google.rpc.RetryInfo
 // with the same delay: Gemini CLI waits that long before it retries, and
 // gives up at once on a delay of more than five minutes.
+//
+// A refusal that no wait cures (X-Should-Retry: false without
+// Retry-After: a lifetime budget spent, a request larger than a whole
+// limit) has no delay to give, and Google's error model has no "never";
+// its RetryInfo says a day (noRetryDelay), the hint every Google client
+// reads as "do not retry now", so Gemini CLI stops at once with keygate's
+// message rather than back off and try again for minutes.
 func (Gemini) WriteError(w http.ResponseWriter, status int, code, message string) {
-	writeJSON(w, status, newGeminiError(status, code, message, w.Header().Get("Retry-After")))
+	retryAfter := w.Header().Get("Retry-After")
+	if retryAfter == "" && w.Header().Get("X-Should-Retry") == "false" && retryableGeminiStatus(status) {
+		retryAfter = strconv.Itoa(noRetryDelay)
+	}
+	writeJSON(w, status, newGeminiError(status, code, message, retryAfter))
+}
+
+// noRetryDelay is the RetryInfo delay, in seconds, of a Gemini-shaped
+// refusal that waiting does not cure: longer than any retry loop waits.
+const noRetryDelay = 86400
+
+// retryableGeminiStatus reports whether Google's clients retry a status
+// on their own (RESOURCE_EXHAUSTED, CANCELLED, UNAVAILABLE): only those
+// need a RetryInfo to stop them.
+func retryableGeminiStatus(status int) bool {
+	return status == http.StatusTooManyRequests || status == 499 || status == http.StatusServiceUnavailable
 }
 
 func newGeminiError(status int, code, message, retryAfter string) geminiError {

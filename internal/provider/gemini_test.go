@@ -68,6 +68,22 @@ func TestGeminiWriteError(t *testing.T) {
 		e.Details[1]["@type"] != "type.googleapis.com/google.rpc.RetryInfo" || e.Details[1]["retryDelay"] != "7s" {
 		t.Fatalf("%s", w.Body)
 	}
+	// A refusal no wait cures: a RetryInfo long enough that Google's
+	// clients stop rather than back off; a plain 429 gets none.
+	for _, tt := range []struct {
+		status      int
+		shouldRetry string
+		want        string
+	}{{429, "false", `"retryDelay":"86400s"`}, {503, "false", `"retryDelay":"86400s"`}, {429, "", ""}, {403, "false", ""}} {
+		w := httptest.NewRecorder()
+		if tt.shouldRetry != "" {
+			w.Header().Set("X-Should-Retry", tt.shouldRetry)
+		}
+		Gemini{}.WriteError(w, tt.status, "budget_exceeded", "the spend budget of $1.00 is spent")
+		if got := w.Body.String(); strings.Contains(got, "RetryInfo") != (tt.want != "") || !strings.Contains(got, tt.want) {
+			t.Errorf("%d with X-Should-Retry %q: %s", tt.status, tt.shouldRetry, got)
+		}
+	}
 	for status, want := range map[int]string{400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
 		413: "INVALID_ARGUMENT", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED", 500: "INTERNAL"} {
 		if !strings.Contains(string(GeminiErrorBody(status, "", "m")), `"status":"`+want+`"`) {
