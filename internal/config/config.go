@@ -165,6 +165,29 @@ type Client struct {
 	// copies) the gateway holds in memory at once; a request that would
 	// pass it waits briefly, then gets 503 with Retry-After.
 	MaxInflightBodyBytes ByteSize `yaml:"max_inflight_body_bytes"`
+	// WebSocket bounds the Responses API's WebSocket mode (Codex CLI's
+	// transport) on the gateway.
+	WebSocket WebSocket `yaml:"websocket"`
+}
+
+// WebSocket bounds the gateway's WebSocket connections. A message is
+// capped at max_body_bytes, after decompression.
+type WebSocket struct {
+	// IdleTimeout closes a connection that sends no request for this
+	// long (default 10 minutes).
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxLifetime closes a connection this long after it opened
+	// (default 60 minutes, OpenAI's own limit); clients reconnect.
+	MaxLifetime time.Duration `yaml:"max_lifetime"`
+	// MaxPerKey caps the connections one key or token family holds open
+	// on a node at once (default 32); one more is refused with 429
+	// before the upgrade. Codex opens one per session.
+	MaxPerKey int `yaml:"max_per_key"`
+	// DisableCompression stops keygate negotiating permessage-deflate
+	// (RFC 7692, without context takeover), which it otherwise accepts
+	// from clients and offers to providers: an agent's full context,
+	// sent again with every turn, shrinks several times on the wire.
+	DisableCompression bool `yaml:"disable_compression"`
 }
 
 // Egress bounds where keygate sends webhooks: alert webhooks and Slack,
@@ -522,6 +545,11 @@ func Default(home string) Config {
 			ReadBodyTimeout:      time.Minute,
 			IdleTimeout:          2 * time.Minute,
 			MaxInflightBodyBytes: 256 << 20,
+			WebSocket: WebSocket{
+				IdleTimeout: 10 * time.Minute,
+				MaxLifetime: time.Hour,
+				MaxPerKey:   32,
+			},
 		},
 		ShutdownGrace:   30 * time.Second,
 		KeyCacheTTL:     10 * time.Second,
@@ -734,12 +762,16 @@ func (c Config) Validate() error {
 		{"vault.janitor_interval", c.Vault.JanitorInterval}, {"audit.flush_interval", c.Audit.FlushInterval},
 		{"client.read_header_timeout", c.Client.ReadHeaderTimeout}, {"client.read_body_timeout", c.Client.ReadBodyTimeout},
 		{"client.idle_timeout", c.Client.IdleTimeout},
+		{"client.websocket.idle_timeout", c.Client.WebSocket.IdleTimeout}, {"client.websocket.max_lifetime", c.Client.WebSocket.MaxLifetime},
 		{"audit.deadline", c.Audit.Deadline}, {"audit.checkpoint_interval", c.Audit.CheckpointInterval},
 		{"otp.window", c.OTP.Window}, {"otp.lockout", c.OTP.Lockout},
 	} {
 		if d.v <= 0 {
 			bad(d.field, "must be a positive duration such as 10s")
 		}
+	}
+	if c.Client.WebSocket.MaxPerKey <= 0 {
+		bad("client.websocket.max_per_key", "must be positive (open WebSocket connections per key on a node), such as 32")
 	}
 	if c.KeyOutageGrace < 0 {
 		bad("key_outage_grace", "must be 0 (off) or a positive duration such as 5m")

@@ -32,7 +32,11 @@ func isWebSocketUpgrade(r *http.Request) bool {
 // openAIResponsesWS serves one Responses API WebSocket until the client
 // closes it or the fake closes.
 func (s *Server) openAIResponsesWS(w http.ResponseWriter, r *http.Request) {
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	ao := &websocket.AcceptOptions{InsecureSkipVerify: true}
+	if s.opts.WebSocketCompression {
+		ao.CompressionMode = websocket.CompressionNoContextTakeover
+	}
+	conn, err := websocket.Accept(w, r, ao)
 	if err != nil {
 		return
 	}

@@ -31,6 +31,9 @@ const maxBodyBytes = 64 << 20
 
 // Options configures a fake upstream. Only APIKey is required.
 type Options struct {
+	// WebSocketCompression accepts permessage-deflate (without context
+	// takeover) on the Responses WebSocket when the client offers it.
+	WebSocketCompression bool
 	// APIKey is the only key the fake accepts (Authorization: Bearer for
 	// OpenAI, x-api-key for Anthropic). It must not be empty.
 	APIKey string

@@ -155,6 +155,8 @@ type Gateway struct {
 	// the Responses WebSocket upgrade is reached over HTTP (responses_wsup.go).
 	noWS   sync.Map
 	owners *ownerRecord
+	// sockets counts the open Responses WebSockets by key (responses_ws.go).
+	sockets socketCount
 }
 
 // New builds a gateway serving the given routing table.

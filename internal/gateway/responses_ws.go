@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -71,6 +72,53 @@ type ResponsesWSOptions struct {
 	// HTTPUpstream reaches every provider over HTTP with server-sent
 	// events, never over a WebSocket.
 	HTTPUpstream bool
+	// MaxPerKey caps the connections one key holds open on this node
+	// (default 32); one more is refused with 429 before the upgrade, so
+	// a leaked or runaway key cannot hold the node's sockets and memory.
+	MaxPerKey int
+	// DisableCompression turns off permessage-deflate (RFC 7692), which
+	// keygate otherwise accepts from clients and offers to providers
+	// without context takeover: no per-connection compressor is kept,
+	// and a message's read limit counts its bytes after decompression.
+	DisableCompression bool
+}
+
+// compression is the permessage-deflate mode the options ask for.
+func (o ResponsesWSOptions) compression() websocket.CompressionMode {
+	if o.DisableCompression {
+		return websocket.CompressionDisabled
+	}
+	return websocket.CompressionNoContextTakeover
+}
+
+// socketCount counts open connections by key.
+type socketCount struct {
+	mu   sync.Mutex
+	open map[string]int
+}
+
+// acquire takes one of key's max connections, reporting false when all
+// are open.
+func (s *socketCount) acquire(key string, max int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.open[key] >= max {
+		return false
+	}
+	if s.open == nil {
+		s.open = map[string]int{}
+	}
+	s.open[key]++
+	return true
+}
+
+// release gives back a connection acquire took.
+func (s *socketCount) release(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.open[key]--; s.open[key] <= 0 {
+		delete(s.open, key)
+	}
 }
 
 func (o ResponsesWSOptions) withDefaults() ResponsesWSOptions {
@@ -85,6 +133,9 @@ func (o ResponsesWSOptions) withDefaults() ResponsesWSOptions {
 	}
 	if o.PingInterval <= 0 {
 		o.PingInterval = 30 * time.Second
+	}
+	if o.MaxPerKey <= 0 {
+		o.MaxPerKey = 32
 	}
 	return o
 }
@@ -131,14 +182,24 @@ func (g *Gateway) serveResponsesWS(w http.ResponseWriter, r *http.Request) {
 	c.dialect, c.ws = g.openai, true
 	post := r.Clone(r.Context()) // scoped as what it carries: POST /v1/responses
 	post.Method = http.MethodPost
-	if _, den := g.caller(post, c); den != nil {
+	key, den := g.caller(post, c)
+	if den != nil {
 		g.refuse(w, r, den)
 		return
 	}
+	opts := g.opts.ResponsesWS.withDefaults()
+	if !g.sockets.acquire(key.ID, opts.MaxPerKey) {
+		d := deny(http.StatusTooManyRequests, "too_many_connections", "this API key already holds "+strconv.Itoa(opts.MaxPerKey)+" open WebSocket connections on this keygate, its limit; close one, or use HTTP")
+		d.RetryAfter = time.Second
+		g.refuse(w, r, d)
+		return
+	}
+	defer g.sockets.release(key.ID)
 	client, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		// Browsers cannot send an Authorization header on a WebSocket, so
 		// a cross-site page cannot ride on a key; the key is the check.
 		InsecureSkipVerify: true,
+		CompressionMode:    opts.compression(),
 	})
 	if err != nil {
 		c.failure = "websocket_upgrade"
@@ -149,7 +210,7 @@ func (g *Gateway) serveResponsesWS(w http.ResponseWriter, r *http.Request) {
 	if limit <= 0 {
 		limit = 32 << 20
 	}
-	client.SetReadLimit(limit)
+	client.SetReadLimit(limit) // counted after decompression
 	// The turns' context carries none of the HTTP server's values: a
 	// stream the client stops reading ends the turn, not the connection's
 	// goroutine (httputil.ReverseProxy panics only under a server).
@@ -157,7 +218,7 @@ func (g *Gateway) serveResponsesWS(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	stop := context.AfterFunc(r.Context(), cancel)
 	defer stop()
-	wc := &wsConn{g: g, client: client, ctx: ctx, up: r, opts: g.opts.ResponsesWS.withDefaults(), upstreams: map[string]*upstreamWS{}}
+	wc := &wsConn{g: g, client: client, ctx: ctx, up: r, opts: opts, upstreams: map[string]*upstreamWS{}}
 	wc.stalled = time.AfterFunc(time.Hour, func() { _ = client.CloseNow() })
 	wc.stalled.Stop()
 	defer wc.closeUpstreams()

@@ -678,3 +678,100 @@ func TestResponsesWebSocketPings(t *testing.T) {
 		t.Fatalf("a client that never answered pings: %v", err)
 	}
 }
+
+// TestResponsesWebSocketConnectionsPerKey: a key holds at most MaxPerKey
+// sockets on a node; one more is refused before the upgrade with a 429
+// in OpenAI's shape, another key is not affected, and a closed socket
+// frees its place.
+func TestResponsesWebSocketConnectionsPerKey(t *testing.T) {
+	e := newWSEnv(t, fakeprovider.Options{}, func(o *gateway.Options) {
+		o.ResponsesWS = gateway.ResponsesWSOptions{MaxPerKey: 2}
+	})
+	key := e.keys.issue("codex", nil)
+	first := e.dial(t, key)
+	e.dial(t, key)
+	conn, resp, err := e.try(key)
+	if err == nil {
+		conn.CloseNow()
+		t.Fatal("a third socket of the key was accepted")
+	}
+	if resp == nil || resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("the third socket: %v %v", resp, err)
+	}
+	// Another key has places of its own.
+	e.dial(t, e.keys.issue("other", nil))
+	// The first socket works, and once closed frees a place.
+	if evs := create(t, first, `{"type":"response.create","model":"gpt-4o-mini","input":"hi"}`); evs[len(evs)-1].Type != "response.completed" {
+		t.Fatalf("the first socket: %s", evs[len(evs)-1].raw)
+	}
+	first.Close(websocket.StatusNormalClosure, "")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		conn, resp, err := e.try(key)
+		if err == nil {
+			conn.CloseNow()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a closed socket did not free its place: %v %v", resp, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestResponsesWebSocketCompression: permessage-deflate is negotiated
+// with a client that offers it and offered to the provider; answers come
+// through compressed sockets intact; a message that inflates past the
+// body limit is refused with 1009 and never reaches the provider, however
+// small it was on the wire.
+func TestResponsesWebSocketCompression(t *testing.T) {
+	e := newWSEnv(t, fakeprovider.Options{WebSocketCompression: true}, func(o *gateway.Options) { o.MaxBodyBytes = 1 << 20 })
+	key := e.keys.issue("codex", nil)
+	dial := func() (*websocket.Conn, *http.Response) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		h := http.Header{}
+		h.Set("Authorization", "Bearer "+key)
+		h.Set("OpenAI-Beta", codexBeta)
+		conn, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(e.g.url, "http")+"/v1/responses",
+			&websocket.DialOptions{HTTPHeader: h, CompressionMode: websocket.CompressionNoContextTakeover})
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		t.Cleanup(func() { conn.CloseNow() })
+		conn.SetReadLimit(64 << 20)
+		return conn, resp
+	}
+	conn, resp := dial()
+	if ext := resp.Header.Get("Sec-WebSocket-Extensions"); !strings.Contains(ext, "permessage-deflate") {
+		t.Fatalf("keygate did not accept permessage-deflate: %q", ext)
+	}
+	// A long, repetitive context, as an agent resends each turn.
+	long := strings.Repeat("the same file contents again and again. ", 2000)
+	evs := create(t, conn, `{"type":"response.create","model":"gpt-4o-mini","input":"`+long+`"}`)
+	if last := evs[len(evs)-1]; last.Type != "response.completed" || text(evs) == "" {
+		t.Fatalf("a compressed turn: %s", last.raw)
+	}
+	offered := false
+	for _, s := range e.fake.Requests() {
+		offered = offered || s.Method == fakeprovider.WebSocketMethod && strings.Contains(s.Header.Get("Sec-Websocket-Extensions"), "permessage-deflate")
+	}
+	if !offered {
+		t.Error("keygate did not offer permessage-deflate to the provider")
+	}
+	before := e.fake.RequestCount()
+	// 8 MiB of one letter deflates to a few KiB.
+	bomb := `{"type":"response.create","model":"gpt-4o-mini","input":"` + strings.Repeat("a", 8<<20) + `"}`
+	conn, _ = dial()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := conn.Write(ctx, websocket.MessageText, []byte(bomb)); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	if code, _ := closedWith(t, conn); code != websocket.StatusMessageTooBig {
+		t.Fatalf("an inflating message closed the socket with %d, want 1009", code)
+	}
+	if n := e.fake.RequestCount(); n != before {
+		t.Fatalf("the oversized message reached the provider (%d requests, %d before)", n, before)
+	}
+}

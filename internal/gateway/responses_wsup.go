@@ -190,8 +190,9 @@ func (g *Gateway) dialUpstreamWS(ctx context.Context, base http.RoundTripper, re
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	conn, resp, err := websocket.Dial(dctx, u.String(), &websocket.DialOptions{
-		HTTPClient: &http.Client{Transport: base, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		HTTPHeader: h,
+		HTTPClient:      &http.Client{Transport: base, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		HTTPHeader:      h,
+		CompressionMode: g.opts.ResponsesWS.compression(),
 	})
 	if resp != nil && resp.Body != nil && err != nil {
 		resp.Body.Close()

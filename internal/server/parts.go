@@ -197,6 +197,12 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		ResponseOwners: gatewaystore.NewResponseOwners(st, time.Now),
 
 		MaxInflightBodyBytes: int64(cfg.Client.MaxInflightBodyBytes),
+		ResponsesWS: gateway.ResponsesWSOptions{
+			IdleTimeout:        cfg.Client.WebSocket.IdleTimeout,
+			MaxLifetime:        cfg.Client.WebSocket.MaxLifetime,
+			MaxPerKey:          cfg.Client.WebSocket.MaxPerKey,
+			DisableCompression: cfg.Client.WebSocket.DisableCompression,
+		},
 	}, table)
 	n.routing.reload = n.gw.Reload
 	n.refreshLeakMatcher(ctx)
