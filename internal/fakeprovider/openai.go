@@ -118,6 +118,8 @@ func (s *Server) serveOpenAI(w http.ResponseWriter, r *http.Request, body []byte
 		s.openAIResponses(w, r, body)
 	case path == "/v1/responses" && isWebSocketUpgrade(r) && !s.opts.NoWebSocket:
 		s.openAIResponsesWS(w, r)
+	case path == RealtimePath && isWebSocketUpgrade(r) && !s.opts.NoWebSocket:
+		s.openAIRealtime(w, r)
 	case r.Method == http.MethodPost && path == "/v1/responses/compact":
 		s.openAICompact(w, body)
 	case r.Method == http.MethodPost && path == "/v1/responses/input_tokens":

@@ -47,6 +47,8 @@ func (g *Gateway) endpoint(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		g.serveModel(w, r, g.openai)
+	case realtimePath:
+		g.serveRealtime(w, r) // realtime.go: a session's upgrade, or one of its responses
 	case "/v1/messages", "/v1/messages/count_tokens":
 		g.serveModel(w, r, g.anthropic)
 	case "/v1/models":
