@@ -163,6 +163,12 @@ type Options struct {
 	// removed, so this node's gateway serves the change at once.
 	MCP        MCPStore
 	MCPChanged func(ctx context.Context)
+	// MCPGrants keeps users' authorizations at MCP servers registered
+	// with auth oauth (the /me/mcp/{name}/oauth routes answer 501
+	// without it); MCPGrantChanged runs after one is made or revoked, so
+	// this node's gateway uses the change at once.
+	MCPGrants       MCPGrantStore
+	MCPGrantChanged func(server, user string)
 	// UsageLocation names usage days; nil means UTC.
 	UsageLocation *time.Location
 

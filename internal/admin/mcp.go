@@ -122,8 +122,12 @@ func (a *API) validateMCPServer(ctx context.Context, req *adminapi.CreateMCPServ
 			if err := a.secretExists(ctx, "secret", m.Secret); err != nil {
 				return m, err
 			}
+		case "oauth", "client-credentials":
+			if err := a.validateMCPOAuth(ctx, &m, req.Options.OAuth); err != nil {
+				return m, err
+			}
 		default:
-			return m, fmt.Errorf("auth %q must be none, bearer or header", m.Auth)
+			return m, fmt.Errorf("auth %q must be none, bearer, header, oauth or client-credentials", m.Auth)
 		}
 		if m.Auth == "header" {
 			if http.CanonicalHeaderKey(m.AuthHeader) == "" || strings.ContainsAny(m.AuthHeader, " :\r\n") {
@@ -172,11 +176,36 @@ func (a *API) validateMCPServer(ctx context.Context, req *adminapi.CreateMCPServ
 			return m, fmt.Errorf("options.approval_required %q must be a tool name or a glob of the server's own tool names, such as delete_* or *", pat)
 		}
 	}
+	if o.OAuth != nil && m.Auth != "oauth" && m.Auth != "client-credentials" {
+		return m, errors.New("options.oauth is for auth oauth or client-credentials")
+	}
 	if o.MaxResultBytes < 0 || o.RPM < 0 || o.Concurrency < 0 || o.CallsPerDay < 0 {
 		return m, errors.New("options: max_result_bytes, rpm, concurrency and calls_per_day must be 0 (no limit) or more")
 	}
 	m.Options, _ = json.Marshal(o)
 	return m, nil
+}
+
+// validateMCPOAuth checks an OAuth server's client configuration.
+func (a *API) validateMCPOAuth(ctx context.Context, m *store.MCPServer, o *adminapi.MCPOAuth) error {
+	if m.Auth == "client-credentials" {
+		if o == nil || o.TokenURL == "" || o.ClientID == "" || m.Secret == "" {
+			return errors.New("auth client-credentials needs options.oauth.token_url, options.oauth.client_id and secret (the vault secret holding the client secret)")
+		}
+	}
+	if o != nil && o.TokenURL != "" {
+		u, err := url.Parse(o.TokenURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+			return fmt.Errorf("options.oauth.token_url %q must be an http or https URL without credentials", o.TokenURL)
+		}
+	}
+	if o != nil && o.ClientID == "" && m.Secret != "" {
+		return errors.New("secret holds a client secret: give options.oauth.client_id with it, or leave both out for dynamic client registration")
+	}
+	if m.Secret != "" {
+		return a.secretExists(ctx, "secret", m.Secret)
+	}
+	return nil
 }
 
 // secretExists refuses a registration naming a vault secret that is not

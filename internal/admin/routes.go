@@ -153,6 +153,17 @@ func (a *API) routes() []endpoint {
 		global("GET", "/mcp/servers", rbac.ProvidersRead, a.listMCPServers),
 		global("GET", "/mcp/servers/{name}", rbac.ProvidersRead, a.getMCPServer),
 		global("DELETE", "/mcp/servers/{name}", rbac.ProvidersWrite, a.deleteMCPServer),
+		// A user's own authorization at an MCP server that acts for a
+		// person (auth oauth): every signed-in user makes, reads and
+		// revokes only its own (the handler refuses a principal of no
+		// user); whether its keys may call the server is their tool scope.
+		{method: "GET", path: p + "/me/mcp/{name}/oauth", scope: scopeAnyone, handler: a.mcpOAuthStatus},
+		{method: "GET", path: p + "/me/mcp/{name}/oauth/start", scope: scopeAnyone, handler: a.mcpOAuthStart},
+		{method: "DELETE", path: p + "/me/mcp/{name}/oauth", scope: scopeAnyone, handler: a.mcpOAuthRevoke},
+		// The authorization server sends the browser back here: the state,
+		// bound to the user, the server and this browser's cookie, is the
+		// credential, taken once.
+		public("GET", "/mcp/oauth/callback", a.mcpOAuthCallback),
 
 		global("POST", "/vault/rotate-kek", rbac.VaultRotateKEK, a.rotateKEK),
 		global("GET", "/vault/status", rbac.VaultStatus, a.vaultStatus),

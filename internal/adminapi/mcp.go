@@ -13,7 +13,9 @@ type MCPServer struct {
 	Transport string `json:"transport"`
 	URL       string `json:"url,omitempty"`
 	// Auth is how the credential reaches a remote server: none, bearer
-	// (Authorization: Bearer) or header (the header AuthHeader names).
+	// (Authorization: Bearer), header (the header AuthHeader names), oauth
+	// (each user's own authorization, keygate mcp auth NAME) or
+	// client-credentials (keygate's token from Options.OAuth.TokenURL).
 	Auth       string `json:"auth"`
 	AuthHeader string `json:"auth_header,omitempty"`
 	Secret     string `json:"secret,omitempty"` // the vault secret holding the credential
@@ -48,6 +50,33 @@ type MCPOptions struct {
 	// (default 5m), after which it fails.
 	ApprovalRequired []string `json:"approval_required,omitempty"`
 	ApprovalTimeout  string   `json:"approval_timeout,omitempty"`
+	// OAuth configures auth oauth and client-credentials.
+	OAuth *MCPOAuth `json:"oauth,omitempty"`
+}
+
+// MCPOAuth is how keygate is an OAuth client of a server. With auth
+// client-credentials, TokenURL and ClientID are required and the server's
+// secret holds the client secret. With auth oauth all are optional: the
+// endpoints are discovered, and without ClientID keygate registers itself
+// (dynamic client registration); with it, the server's secret, if any,
+// holds the client secret.
+type MCPOAuth struct {
+	TokenURL string   `json:"token_url,omitempty"`
+	ClientID string   `json:"client_id,omitempty"`
+	Scopes   []string `json:"scopes,omitempty"`
+}
+
+// MCPAuthorization is the caller's own authorization at a server that
+// acts for a person (auth oauth): GET /api/v1/me/mcp/{name}/oauth.
+type MCPAuthorization struct {
+	Server     string `json:"server"`
+	Authorized bool   `json:"authorized"`
+	// ExpiresAt is when the access token expires (keygate refreshes it
+	// before then while the refresh token works).
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// StartPath is the admin-plane path that starts the authorization in
+	// a browser signed in to keygate as the caller.
+	StartPath string `json:"start_path"`
 }
 
 // CreateMCPServerRequest registers an MCP server: POST /api/v1/mcp/servers.

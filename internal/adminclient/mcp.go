@@ -40,3 +40,24 @@ func (c *Client) DeleteMCPServer(ctx context.Context, name string) error {
 	}
 	return c.do(ctx, http.MethodDelete, p, nil, nil)
 }
+
+// MCPAuthorization reports whether the caller has authorized keygate at
+// an MCP server that acts for a person (auth oauth).
+func (c *Client) MCPAuthorization(ctx context.Context, name string) (adminapi.MCPAuthorization, error) {
+	var out adminapi.MCPAuthorization
+	p, err := segment("/me/mcp/", "MCP server name", name)
+	if err != nil {
+		return out, err
+	}
+	err = c.do(ctx, http.MethodGet, p+"/oauth", nil, &out)
+	return out, err
+}
+
+// RevokeMCPAuthorization deletes the caller's tokens at an MCP server.
+func (c *Client) RevokeMCPAuthorization(ctx context.Context, name string) error {
+	p, err := segment("/me/mcp/", "MCP server name", name)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodDelete, p+"/oauth", nil, nil)
+}

@@ -19,7 +19,7 @@ func (a *app) mcpCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(a.mcpAddCmd(), a.mcpListCmd(), a.mcpShowCmd(), a.mcpRemoveCmd())
+	cmd.AddCommand(a.mcpAddCmd(), a.mcpListCmd(), a.mcpShowCmd(), a.mcpRemoveCmd(), a.mcpAuthCmd())
 	return cmd
 }
 
@@ -29,6 +29,8 @@ func (a *app) mcpAddCmd() *cobra.Command {
 		env                                               []string
 		allowPrivate                                      bool
 		o                                                 adminapi.MCPOptions
+		oa                                                adminapi.MCPOAuth
+		clientSecret                                      string
 	)
 	cmd := &cobra.Command{
 		Use:   "add NAME (--url URL [--secret NAME] | --command 'PROGRAM ARGS' [--env VAR=secret:NAME] | -- PROGRAM ARGS...)",
@@ -43,6 +45,19 @@ A remote server (streamable HTTP, or the older HTTP+SSE with --transport sse):
   keygate secret put github-token --from-env GITHUB_TOKEN
   keygate mcp add github --url https://api.githubcopilot.com/mcp/ --auth bearer --secret github-token
   keygate mcp add internal --url https://mcp.corp.example/mcp --auth header --header X-Api-Key --secret corp-key
+
+A server that acts for a person, OAuth-protected as the MCP authorization
+spec describes: each keygate user authorizes keygate there once with
+keygate mcp auth NAME; keygate discovers the authorization server,
+registers itself (or uses --client-id), keeps each user's tokens sealed in
+the vault, refreshes them, and calls the server as the key's user:
+
+  keygate mcp add notes --url https://notes.example/mcp --auth oauth
+
+A server that takes keygate's own OAuth token (client credentials):
+
+  keygate mcp add search --url https://search.example/mcp --auth client-credentials \
+    --token-url https://auth.example/token --client-id keygate --client-secret-secret search-client
 
 A local stdio server, started by keygate with no environment but PATH and
 the --env values (secret:NAME reads a vault secret):
@@ -79,6 +94,15 @@ unanswered, it fails with a JSON-RPC error naming the approval.`,
 			if len(envMap) == 0 {
 				envMap = nil
 			}
+			if clientSecret != "" {
+				if secretName != "" {
+					return errors.New("mcp add: give --client-secret-secret or --secret, not both")
+				}
+				secretName = clientSecret
+			}
+			if oa.TokenURL != "" || oa.ClientID != "" || len(oa.Scopes) > 0 {
+				o.OAuth = &oa
+			}
 			c, cred, err := a.client(cmd)
 			if err != nil {
 				return err
@@ -100,7 +124,11 @@ unanswered, it fails with a JSON-RPC error naming the approval.`,
 	f := cmd.Flags()
 	f.StringVar(&url, "url", "", "a remote server's `URL` (streamable HTTP, or HTTP+SSE with --transport sse)")
 	f.StringVar(&transport, "transport", "", "`http` (streamable HTTP), sse or stdio (default: http with --url, stdio with a command)")
-	f.StringVar(&auth, "auth", "", "how the credential reaches a remote server: none, bearer or header (default: bearer with --secret)")
+	f.StringVar(&auth, "auth", "", "how the credential reaches a remote server: none, bearer, header, oauth (each user's own authorization: keygate mcp auth NAME) or client-credentials (default: bearer with --secret)")
+	f.StringVar(&oa.TokenURL, "token-url", "", "with --auth client-credentials: the authorization server's token `URL`")
+	f.StringVar(&oa.ClientID, "client-id", "", "with --auth client-credentials, or --auth oauth at a server without dynamic registration: keygate's client `ID`")
+	f.StringVar(&clientSecret, "client-secret-secret", "", "the vault secret `NAME` holding the client secret of --client-id")
+	f.StringArrayVar(&oa.Scopes, "scope", nil, "an OAuth `SCOPE` to ask for; repeat (default: what the server asks)")
 	f.StringVar(&header, "header", "", "the header `NAME` the credential goes in, with --auth header")
 	f.StringVar(&secretName, "secret", "", "the vault secret `NAME` holding a remote server's credential")
 	f.StringVar(&command, "command", "", "a stdio server's `COMMAND` and arguments, split at spaces (or give them after --)")
@@ -198,6 +226,56 @@ func (a *app) mcpRemoveCmd() *cobra.Command {
 	}
 }
 
+func (a *app) mcpAuthCmd() *cobra.Command {
+	var revoke, noBrowser bool
+	cmd := &cobra.Command{
+		Use:   "auth NAME [--revoke]",
+		Short: "Authorize keygate to call an OAuth MCP server as you (--auth oauth), or revoke it",
+		Long: `Authorizes keygate at an MCP server registered with --auth oauth, as you:
+it prints the keygate URL that starts the authorization and opens it in
+your browser. Sign in to keygate's console in that browser as yourself; the
+server's authorization page follows, then keygate keeps your tokens sealed
+in its vault and refreshes them. Your keys then reach the server as you.
+
+  keygate mcp auth notes            authorize (or authorize again)
+  keygate mcp auth notes --revoke   delete your tokens at keygate`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, cred, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			name := args[0]
+			if revoke {
+				if err := c.RevokeMCPAuthorization(cmd.Context(), name); err != nil {
+					return explain(fmt.Errorf("mcp auth %s --revoke: %w", name, err), cred)
+				}
+				_, err := fmt.Fprintf(cmd.OutOrStdout(), "Deleted your authorization at MCP server %s; your keys' calls to it are refused until you run keygate mcp auth %s again.\n", name, name)
+				return err
+			}
+			st, err := c.MCPAuthorization(cmd.Context(), name)
+			if err != nil {
+				return explain(fmt.Errorf("mcp auth %s: %w", name, err), cred)
+			}
+			if a.json {
+				return writeJSON(cmd.OutOrStdout(), st)
+			}
+			if st.Authorized {
+				fmt.Fprintf(cmd.ErrOrStderr(), "You have authorized MCP server %s already; opening the page again replaces that authorization.\n", name)
+			}
+			start := strings.TrimRight(c.BaseURL(), "/") + st.StartPath
+			fmt.Fprintf(cmd.OutOrStdout(), "Open this URL in a browser signed in to keygate's console as yourself:\n\n  %s\n", start)
+			if !noBrowser && a.io.OpenBrowser != nil {
+				_ = a.io.OpenBrowser(start)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&revoke, "revoke", false, "delete your tokens at this server instead")
+	cmd.Flags().BoolVar(&noBrowser, "no-browser", false, "only print the URL")
+	return cmd
+}
+
 func mcpTarget(m adminapi.MCPServer) string {
 	if m.Transport == "stdio" {
 		return strings.Join(m.Command, " ")
@@ -224,6 +302,20 @@ func printMCPServer(w io.Writer, m adminapi.MCPServer) error {
 		}
 		if m.Secret != "" {
 			rows = append(rows, [2]string{"Secret", m.Secret + " (in the vault; never shown)"})
+		}
+		if oa := m.Options.OAuth; oa != nil {
+			if oa.TokenURL != "" {
+				rows = append(rows, [2]string{"Token URL", oa.TokenURL})
+			}
+			if oa.ClientID != "" {
+				rows = append(rows, [2]string{"Client ID", oa.ClientID})
+			}
+			if len(oa.Scopes) > 0 {
+				rows = append(rows, [2]string{"Scopes", strings.Join(oa.Scopes, " ")})
+			}
+		}
+		if m.Auth == "oauth" {
+			rows = append(rows, [2]string{"Authorization", "each user's own: keygate mcp auth " + m.Name})
 		}
 		if m.AllowPrivate {
 			rows = append(rows, [2]string{"Private addresses", "allowed"})

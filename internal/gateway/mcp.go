@@ -14,9 +14,10 @@ import (
 // MCPServer serves the Model Context Protocol at /mcp and /mcp/{server}
 // to callers the gateway authenticated; internal/mcpgate implements it.
 type MCPServer interface {
-	// ServeMCP serves one request of the caller whose key is keyID, who
-	// may reach what p allows, calling from client.
-	ServeMCP(w http.ResponseWriter, r *http.Request, keyID string, p authz.Principal, client, leakAction string)
+	// ServeMCP serves one request of the caller whose key is keyID, of
+	// the user userID ("" for none), who may reach what p allows, calling
+	// from client.
+	ServeMCP(w http.ResponseWriter, r *http.Request, keyID, userID string, p authz.Principal, client, leakAction string)
 	// WriteError answers a request refused before it reached ServeMCP,
 	// as a JSON-RPC error; reason is the denial's code.
 	WriteError(w http.ResponseWriter, status int, reason, msg string)
@@ -59,7 +60,7 @@ func (g *Gateway) serveMCP(w http.ResponseWriter, r *http.Request) {
 		g.refuseMCP(w, r, den)
 		return
 	}
-	g.opts.MCP.ServeMCP(w, r, key.ID, c.principal(key), web.ClientAddr(r, g.opts.TrustedProxies).String(), key.LeakAction)
+	g.opts.MCP.ServeMCP(w, r, key.ID, key.User, c.principal(key), web.ClientAddr(r, g.opts.TrustedProxies).String(), key.LeakAction)
 }
 
 func (g *Gateway) refuseMCP(w http.ResponseWriter, r *http.Request, d *Denial) {

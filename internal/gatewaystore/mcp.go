@@ -46,7 +46,7 @@ func (m MCPServers) MCPServers(ctx context.Context) ([]mcpgate.ServerConfig, err
 				return nil, fmt.Errorf("MCP server %s: its options are not readable: %w", r.Name, err)
 			}
 		}
-		c := mcpgate.ServerConfig{Name: r.Name, Transport: r.Transport, URL: r.URL, Auth: r.Auth, AuthHeader: r.AuthHeader,
+		c := mcpgate.ServerConfig{ID: r.ID, Name: r.Name, Transport: r.Transport, URL: r.URL, Auth: r.Auth, AuthHeader: r.AuthHeader,
 			Secret: r.Secret, Command: r.Command, Env: r.Env, AllowPrivate: r.AllowPrivate,
 			MaxResultBytes: o.MaxResultBytes, RPM: o.RPM, Concurrency: o.Concurrency, CallsPerDay: o.CallsPerDay}
 		if o.CallTimeout != "" {
@@ -56,6 +56,9 @@ func (m MCPServers) MCPServers(ctx context.Context) ([]mcpgate.ServerConfig, err
 			c.ConnectTimeout, _ = adminapi.ParseDuration(o.ConnectTimeout)
 		}
 		c.ApprovalRequired = o.ApprovalRequired
+		if o.OAuth != nil {
+			c.TokenURL, c.ClientID, c.Scopes = o.OAuth.TokenURL, o.OAuth.ClientID, o.OAuth.Scopes
+		}
 		if o.ApprovalTimeout != "" {
 			c.ApprovalTimeout, _ = adminapi.ParseDuration(o.ApprovalTimeout)
 		}

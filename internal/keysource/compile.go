@@ -2,6 +2,7 @@ package keysource
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/keygate/keygate/internal/authz"
@@ -23,6 +24,10 @@ func Compile(k store.Key, groupLimits []byte, loc *time.Location) *principal.Pri
 		Revoked:    k.RevokedAt != nil,
 		ClientCert: k.ClientCert,
 		LeakAction: k.LeakAction,
+	}
+	p.User = k.Owner
+	if p.User == "" && strings.HasPrefix(k.CreatedBy, "usr_") {
+		p.User = k.CreatedBy
 	}
 	if k.ExpiresAt != nil {
 		p.ExpiresAt = *k.ExpiresAt

@@ -150,7 +150,7 @@ func join(v *view, server, name string) string {
 func (g *Gate) listTools(ctx context.Context, v *view, c *caller) (*mcp.ListToolsResult, error) {
 	out := &mcp.ListToolsResult{Tools: []*mcp.Tool{}}
 	for _, u := range g.inView(v, c.p) {
-		tools, err := u.listTools(ctx)
+		tools, err := u.listToolsAs(ctx, c)
 		if err != nil {
 			if v.name != "" {
 				return nil, g.upstreamError(u, err)
@@ -169,6 +169,16 @@ func (g *Gate) listTools(ctx context.Context, v *view, c *caller) (*mcp.ListTool
 		}
 	}
 	return out, nil
+}
+
+// listToolsAs lists the tools of u as caller c sees them: an OAuth
+// server's as the caller's user.
+func (u *upstream) listToolsAs(ctx context.Context, c *caller) ([]*mcp.Tool, error) {
+	cu, err := u.as(c)
+	if err != nil {
+		return nil, err
+	}
+	return cu.listTools(ctx)
 }
 
 // listTools returns the server's tools, from the cache while the server
@@ -281,6 +291,9 @@ func (g *Gate) readResource(ctx context.Context, v *view, c *caller, p *mcp.Read
 	if server == "" {
 		// At /mcp a resource belongs to the server that listed it.
 		for _, u := range g.inView(v, c.p) {
+			if cu, err := u.as(c); err == nil {
+				u = cu
+			}
 			u.mu.Lock()
 			has := u.resources[p.URI]
 			u.mu.Unlock()
@@ -323,6 +336,13 @@ func (g *Gate) forward(ctx context.Context, cl *call, named bool, send func(cont
 		g.record(cl, "deny", d.Code, 0, nil)
 		return nil, rpcError(CodeForbidden, d.Code, d.Message)
 	}
+	// An OAuth server is reached as the caller's user.
+	cu, err := cl.u.as(cl.c)
+	if err != nil {
+		g.record(cl, "deny", "authorization_required", 0, nil)
+		return nil, g.upstreamError(cl.u, err)
+	}
+	cl.u = cu
 	toSend, leaks, refusal := g.checkArgs(cl)
 	if leaks != nil {
 		g.leakFound(cl)
@@ -344,7 +364,12 @@ func (g *Gate) forward(ctx context.Context, cl *call, named bool, send func(cont
 	_ = res
 	s, err := cl.u.session(ctx)
 	if err != nil {
-		g.record(cl, "error", "upstream_unavailable", 0, nil)
+		var are *AuthRequiredError
+		if errors.As(err, &are) {
+			g.record(cl, "deny", "authorization_required", 0, nil)
+		} else {
+			g.record(cl, "error", "upstream_unavailable", 0, nil)
+		}
 		return nil, g.upstreamError(cl.u, err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, cl.u.cfg.CallTimeout)
@@ -460,6 +485,10 @@ func (g *Gate) admit(ctx context.Context, cl *call) (limit.Decision, func(), err
 // upstreamError is what a caller is told of a server's failure: which
 // server, and what kind of failure, never the address or credential.
 func (g *Gate) upstreamError(u *upstream, err error) error {
+	var are *AuthRequiredError
+	if errors.As(err, &are) {
+		return authError(are)
+	}
 	var werr *jsonrpc.Error
 	if errors.As(err, &werr) {
 		return &jsonrpc.Error{Code: werr.Code, Message: u.scrub.String(werr.Message)}
@@ -523,7 +552,7 @@ func (g *Gate) listPrompts(ctx context.Context, v *view, c *caller) (*mcp.ListPr
 		if authz.Authorize(c.p, authz.Target{Kind: authz.Tool, Provider: u.cfg.Name, Model: authz.Prompts}) != nil {
 			continue
 		}
-		s, err := u.session(ctx)
+		s, err := u.sessionAs(ctx, c)
 		if err == nil {
 			lctx, cancel := context.WithTimeout(ctx, u.cfg.CallTimeout)
 			for p, perr := range s.Prompts(lctx, nil) {
@@ -554,6 +583,14 @@ func (g *Gate) listResources(ctx context.Context, v *view, c *caller) (*mcp.List
 		if authz.Authorize(c.p, authz.Target{Kind: authz.Tool, Provider: u.cfg.Name, Model: authz.Resources}) != nil {
 			continue
 		}
+		cu, err := u.as(c)
+		if err != nil {
+			if v.name != "" {
+				return nil, g.upstreamError(u, err)
+			}
+			continue
+		}
+		u := cu
 		s, err := u.session(ctx)
 		seen := map[string]bool{}
 		if err == nil {
@@ -596,7 +633,7 @@ func (g *Gate) listTemplates(ctx context.Context, v *view, c *caller) (*mcp.List
 		if authz.Authorize(c.p, authz.Target{Kind: authz.Tool, Provider: u.cfg.Name, Model: authz.Resources}) != nil {
 			continue
 		}
-		s, err := u.session(ctx)
+		s, err := u.sessionAs(ctx, c)
 		if err != nil {
 			return nil, g.upstreamError(u, err)
 		}
@@ -611,6 +648,15 @@ func (g *Gate) listTemplates(ctx context.Context, v *view, c *caller) (*mcp.List
 		cancel()
 	}
 	return out, nil
+}
+
+// sessionAs is the session of u that serves caller c.
+func (u *upstream) sessionAs(ctx context.Context, c *caller) (*mcp.ClientSession, error) {
+	cu, err := u.as(c)
+	if err != nil {
+		return nil, err
+	}
+	return cu.session(ctx)
 }
 
 func sortUpstreams(us []*upstream) {

@@ -54,12 +54,21 @@ import (
 
 // ServerConfig is one registered MCP server as this package runs it.
 type ServerConfig struct {
+	// ID is the registration's id: a server removed and added again under
+	// the same name is another server, whose users authorize anew.
+	ID        string
 	Name      string
 	Transport string // http, sse or stdio
 	URL       string
 	// Auth is none, bearer or header (AuthHeader); Secret names the vault
-	// secret holding the credential.
+	// secret holding the credential. Auth oauth connects as each caller's
+	// user with the user's own grant (Options.Grants); client-credentials
+	// gets keygate's token at TokenURL as ClientID, Secret holding the
+	// client secret.
 	Auth, AuthHeader, Secret string
+	// TokenURL, ClientID and Scopes configure client-credentials.
+	TokenURL, ClientID string
+	Scopes             []string
 	// Command and Env run a stdio server; an Env value secret:NAME is
 	// read from the vault.
 	Command      []string
@@ -106,6 +115,9 @@ type Options struct {
 	Leaks *LeakCheck
 	// Egress decides which addresses remote servers may resolve to.
 	Egress egress.Policy
+	// Grants keeps users' grants at servers registered with auth oauth;
+	// without it every call to such a server asks the user to authorize.
+	Grants Grants
 	// Observe, when set, hands every tools/call a key made to the anomaly
 	// detectors (keygate's detect engine): server and tool, and whether
 	// keygate refused it.
@@ -256,7 +268,7 @@ func sameConfig(a, b ServerConfig) bool {
 		}
 	}
 	a.Env, b.Env, a.Command, b.Command = nil, nil, nil, nil
-	return a.Name == b.Name && a.Transport == b.Transport && a.URL == b.URL && a.Auth == b.Auth && a.AuthHeader == b.AuthHeader &&
+	return a.ID == b.ID && a.TokenURL == b.TokenURL && a.ClientID == b.ClientID && slices.Equal(a.Scopes, b.Scopes) && a.Name == b.Name && a.Transport == b.Transport && a.URL == b.URL && a.Auth == b.Auth && a.AuthHeader == b.AuthHeader &&
 		a.Secret == b.Secret && a.AllowPrivate == b.AllowPrivate && a.CallTimeout == b.CallTimeout && a.ConnectTimeout == b.ConnectTimeout &&
 		a.MaxResultBytes == b.MaxResultBytes && a.RPM == b.RPM && a.Concurrency == b.Concurrency && a.CallsPerDay == b.CallsPerDay &&
 		slices.Equal(a.ApprovalRequired, b.ApprovalRequired) && a.ApprovalTimeout == b.ApprovalTimeout
@@ -292,6 +304,7 @@ func (g *Gate) inView(v *view, p authz.Principal) []*upstream {
 // caller is who makes an MCP request, as the gateway authenticated it.
 type caller struct {
 	keyID  string
+	user   string // the key's user, "" for a key of no user
 	p      authz.Principal
 	client string
 	leak   leak.Action // the key's own leak action, "" for the policy's
@@ -307,9 +320,10 @@ const (
 )
 
 // ServeMCP serves one HTTP request to /mcp or /mcp/{server} for a caller
-// the gateway authenticated: keyID is its key, p what it may reach, client
-// its address, leakAction its key's own leak action ("" for the policy's).
-func (g *Gate) ServeMCP(w http.ResponseWriter, r *http.Request, keyID string, p authz.Principal, client, leakAction string) {
+// the gateway authenticated: keyID is its key, userID the user the key
+// belongs to ("" for none), p what it may reach, client its address,
+// leakAction its key's own leak action ("" for the policy's).
+func (g *Gate) ServeMCP(w http.ResponseWriter, r *http.Request, keyID, userID string, p authz.Principal, client, leakAction string) {
 	name := strings.TrimPrefix(r.URL.Path, Path)
 	name = strings.TrimPrefix(name, "/")
 	if name != "" && (strings.Contains(name, "/") || g.upstream(name) == nil || !authz.ToolServerAllowed(p, name)) {
@@ -327,7 +341,7 @@ func (g *Gate) ServeMCP(w http.ResponseWriter, r *http.Request, keyID string, p 
 	v := g.view(name)
 	// The caller's own credential goes no further: the SDK sees a
 	// placeholder, and upstream requests carry only keygate's.
-	r = r.Clone(context.WithValue(r.Context(), callerKey{}, &caller{keyID: keyID, p: p, client: client, leak: leak.Action(leakAction)}))
+	r = r.Clone(context.WithValue(r.Context(), callerKey{}, &caller{keyID: keyID, user: userID, p: p, client: client, leak: leak.Action(leakAction)}))
 	for _, h := range []string{"X-Api-Key", "Api-Key", "Proxy-Authorization", "Cookie"} {
 		r.Header.Del(h)
 	}

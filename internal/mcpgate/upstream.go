@@ -36,6 +36,11 @@ type upstream struct {
 	resources map[string]bool
 	scrub     *scrub.Set // the credentials injected into this server
 	closed    bool
+	// An OAuth server's connections, one per user (auth oauth): users on
+	// the server's upstream, user and tokens on each user's.
+	users  map[string]*upstream
+	user   string
+	tokens tokenSource
 }
 
 // session returns the client session, connecting first when there is
@@ -51,6 +56,12 @@ func (u *upstream) session(ctx context.Context) (*mcp.ClientSession, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), u.cfg.ConnectTimeout)
 	defer cancel()
+	if u.tokens != nil {
+		// A user who has not authorized is told so before any connection.
+		if _, err := u.tokens.token(ctx); err != nil {
+			return nil, err
+		}
+	}
 	t, creds, err := u.transport(ctx)
 	if err != nil {
 		return nil, err
@@ -94,10 +105,14 @@ func (u *upstream) drop(s *mcp.ClientSession) {
 func (u *upstream) close() {
 	u.mu.Lock()
 	s := u.sess
-	u.sess, u.closed = nil, true
+	users := u.users
+	u.sess, u.closed, u.users = nil, true, nil
 	u.mu.Unlock()
 	if s != nil {
 		_ = s.Close()
+	}
+	for _, cu := range users {
+		cu.close()
 	}
 }
 
@@ -110,7 +125,24 @@ func (u *upstream) transport(ctx context.Context) (mcp.Transport, []scrub.Creden
 	case "http", "sse":
 		var cred secret.String
 		var creds []scrub.Credential
-		if u.cfg.Auth != "none" && u.cfg.Auth != "" {
+		inj := &injector{base: u.g.transport(u.cfg.AllowPrivate), cfg: &u.cfg, max: u.cfg.MaxResultBytes + 64<<10}
+		switch u.cfg.Auth {
+		case "oauth":
+			if u.tokens == nil {
+				return nil, nil, &AuthRequiredError{Server: u.cfg.Name, NoUser: true}
+			}
+			inj.tokens = u.tokens
+		case "client-credentials":
+			if u.tokens == nil {
+				ct, err := u.clientCredentials(ctx)
+				if err != nil {
+					return nil, nil, err
+				}
+				u.tokens = ct
+			}
+			inj.tokens = u.tokens
+		case "none", "":
+		default:
 			v, err := u.g.opts.Source.Secret(ctx, u.cfg.Secret)
 			if err != nil {
 				return nil, nil, errUnavailable(u.cfg.Name, fmt.Errorf("reading its credential: %w", err))
@@ -122,7 +154,8 @@ func (u *upstream) transport(ctx context.Context) (mcp.Transport, []scrub.Creden
 			}
 			creds = append(creds, c)
 		}
-		client := &http.Client{Transport: &injector{base: u.g.transport(u.cfg.AllowPrivate), cfg: &u.cfg, cred: cred, max: u.cfg.MaxResultBytes + 64<<10},
+		inj.cred = cred
+		client := &http.Client{Transport: inj,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 		if u.cfg.Transport == "sse" {
 			return &mcp.SSEClientTransport{Endpoint: u.cfg.URL, HTTPClient: client, MaxEventSize: int(u.cfg.MaxResultBytes + 64<<10)}, creds, nil
@@ -199,10 +232,23 @@ type injector struct {
 	cfg  *ServerConfig
 	cred secret.String
 	max  int64
+	// tokens gives an OAuth server's access token (auth oauth or
+	// client-credentials), refreshed as it nears expiry.
+	tokens tokenSource
 }
 
 func (t *injector) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
+	if t.tokens != nil {
+		tok, err := t.tokens.token(r.Context())
+		if err != nil {
+			if r.Body != nil {
+				_ = r.Body.Close()
+			}
+			return nil, err
+		}
+		setBearer(r, tok)
+	}
 	switch t.cfg.Auth {
 	case "bearer":
 		r.Header.Set("Authorization", "Bearer "+t.cred.Reveal())

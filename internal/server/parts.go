@@ -140,8 +140,12 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 					Path: mcpgate.Path, Risk: gateway.RuleCredentialLeak})
 			}}
 	}
+	// Users' grants at MCP servers that act for a person, sealed in the
+	// vault: the gateway refreshes and uses them, the admin plane makes
+	// and revokes them.
+	mcpGrants := gatewaystore.NewMCPGrants(v, st, time.Now)
 	n.mcp = mcpgate.New(mcpgate.Options{
-		Source: gatewaystore.NewMCPServers(st, v), Log: log, Audit: n.trail.w,
+		Source: gatewaystore.NewMCPServers(st, v), Grants: mcpGrants, Log: log, Audit: n.trail.w,
 		Limiter: n.lim.gateway.Shared, Location: cfg.Limits.Location(), ArgsKey: argsKey[:],
 		Egress: cfg.EgressPolicy(), Version: n.o.version, Leaks: mcpLeaks,
 		Approvals: gatewaystore.NewMCPApprovals(st),
@@ -234,6 +238,8 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		GroupsChanged:    n.lim.groupsChanged,
 		MCP:              st,
 		MCPChanged:       n.refreshMCP,
+		MCPGrants:        mcpGrants,
+		MCPGrantChanged:  n.mcp.GrantChanged,
 		Metrics:          n.met.Handler(),
 		Audit:            n.trail.w,
 		AuditStore:       st,
