@@ -122,9 +122,9 @@ func TestTeamIsolationThroughTheBinary(t *testing.T) {
 	}
 }
 
-func (in *instance) keyAs(token, name string) string {
+func (in *instance) keyAs(token, name string, args ...string) string {
 	in.t.Helper()
-	k := regexp.MustCompile(`kg_[a-z0-9]+_[0-9A-Za-z]+`).FindString(in.mustAs(token, "key", "create", "--name", name))
+	k := regexp.MustCompile(`kg_[a-z0-9]+_[0-9A-Za-z]+`).FindString(in.mustAs(token, append([]string{"key", "create", "--name", name}, args...)...))
 	if k == "" {
 		in.t.Fatalf("key create %s printed no key", name)
 	}
