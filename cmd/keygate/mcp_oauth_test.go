@@ -39,6 +39,7 @@ type fakeAS struct {
 	access    map[string]fakeToken
 	refresh   map[string]string // refresh token -> subject
 	refreshed int               // refresh_token grants honoured
+	granted   int               // client_credentials grants honoured
 	issued    []string          // every access and refresh token, for the canary check
 }
 
@@ -148,6 +149,18 @@ func (a *fakeAS) token(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		subject = c.subject
+	case "client_credentials":
+		if r.PostFormValue("resource") != a.resource {
+			fail("invalid_target")
+			return
+		}
+		subject = "client:" + id
+		a.granted++
+		at := "at-" + randHex(a.t, 20)
+		a.access[at] = fakeToken{subject: subject, expires: time.Now().Add(a.ttl)}
+		a.issued = append(a.issued, at)
+		writeJSONBody(w, http.StatusOK, map[string]any{"access_token": at, "token_type": "Bearer", "expires_in": int(a.ttl.Seconds())})
+		return
 	case "refresh_token":
 		s, found := a.refresh[r.PostFormValue("refresh_token")]
 		if !found {
@@ -307,6 +320,11 @@ func TestMCPOAuthPerUser(t *testing.T) {
 		t.Fatalf("a call before authorizing: %v", err)
 	}
 
+	// An authorization is a person's own: a credential of no user (the
+	// bootstrap one) is refused.
+	if _, _, err := in.cli(nil, "", "mcp", "auth", "notes", "--no-browser"); err == nil || !strings.Contains(err.Error(), "a person's own") {
+		t.Fatalf("mcp auth with a credential of no user: %v", err)
+	}
 	// keygate mcp auth prints the keygate URL that starts it.
 	out := in.mustAs(alice, "mcp", "auth", "notes", "--no-browser")
 	startURL := in.addrs.Admin + "/api/v1/me/mcp/notes/oauth/start"
@@ -333,7 +351,7 @@ func TestMCPOAuthPerUser(t *testing.T) {
 		t.Fatalf("authorize: %d %s", resp.StatusCode, body)
 	}
 	callback := resp.Header.Get("Location")
-	if !strings.HasPrefix(callback, in.addrs.Admin+"/api/v1/mcp/oauth/callback?") {
+	if !strings.HasPrefix(callback, in.addrs.Admin+"/api/v1/auth/mcp/callback?") {
 		t.Fatalf("the authorization server sent the browser to %s", callback)
 	}
 	resp, body = ab.get(callback)
@@ -342,9 +360,9 @@ func TestMCPOAuthPerUser(t *testing.T) {
 	}
 
 	// The same callback again: the state was single use.
-	adminURL, _ := url.Parse(in.addrs.Admin + "/api/v1/mcp/oauth/")
+	adminURL, _ := url.Parse(in.addrs.Admin + "/api/v1/auth/mcp/")
 	state := authz.Query().Get("state")
-	ab.hc.Jar.SetCookies(adminURL, []*http.Cookie{{Name: "keygate_mcp_oauth", Value: state, Path: "/api/v1/mcp/oauth/"}})
+	ab.hc.Jar.SetCookies(adminURL, []*http.Cookie{{Name: "keygate_mcp_oauth", Value: state, Path: "/api/v1/auth/mcp/"}})
 	if resp, body := ab.get(callback); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "state_unknown") {
 		t.Fatalf("a replayed callback: %d %s", resp.StatusCode, body)
 	}
@@ -381,14 +399,14 @@ func TestMCPOAuthPerUser(t *testing.T) {
 	stolen, _ := url.Parse(resp.Header.Get("Location"))
 	bb := newBrowser(t)
 	bb.signIn(in.addrs.Admin, bob)
-	bb.hc.Jar.SetCookies(adminURL, []*http.Cookie{{Name: "keygate_mcp_oauth", Value: stolen.Query().Get("state"), Path: "/api/v1/mcp/oauth/"}})
-	if resp, body := bb.get(in.addrs.Admin + "/api/v1/mcp/oauth/callback?" + url.Values{"code": {"x"}, "state": {stolen.Query().Get("state")}}.Encode()); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "wrong_user") {
+	bb.hc.Jar.SetCookies(adminURL, []*http.Cookie{{Name: "keygate_mcp_oauth", Value: stolen.Query().Get("state"), Path: "/api/v1/auth/mcp/"}})
+	if resp, body := bb.get(in.addrs.Admin + "/api/v1/auth/mcp/callback?" + url.Values{"code": {"x"}, "state": {stolen.Query().Get("state")}}.Encode()); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "wrong_user") {
 		t.Fatalf("alice's state in bob's browser: %d %s", resp.StatusCode, body)
 	}
 	// A state without the browser cookie that goes with it is refused.
 	resp, _ = ab2.get(startURL)
 	loose, _ := url.Parse(resp.Header.Get("Location"))
-	if resp, body := newBrowser(t).get(in.addrs.Admin + "/api/v1/mcp/oauth/callback?" + url.Values{"code": {"x"}, "state": {loose.Query().Get("state")}}.Encode()); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "state_mismatch") {
+	if resp, body := newBrowser(t).get(in.addrs.Admin + "/api/v1/auth/mcp/callback?" + url.Values{"code": {"x"}, "state": {loose.Query().Get("state")}}.Encode()); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "state_mismatch") {
 		t.Fatalf("a state without its cookie: %d %s", resp.StatusCode, body)
 	}
 
@@ -466,5 +484,56 @@ func TestMCPOAuthDiscoveryEgress(t *testing.T) {
 	defer as.mu.Unlock()
 	if len(as.clients) != 0 {
 		t.Fatal("keygate registered at an authorization server the egress guard refuses")
+	}
+}
+
+// TestMCPClientCredentials: a server that takes keygate's own OAuth token:
+// keygate gets it with the client credentials grant (its client secret in
+// the vault, the server named as resource), puts it on its calls, and
+// gets a new one as it expires.
+func TestMCPClientCredentials(t *testing.T) {
+	as := newFakeAS(t)
+	up := newFakeOAuthMCP(t, as, as.srv.URL)
+	as.resource = up.url
+	as.ttl = 13 * time.Second // golang.org/x/oauth2 renews 10s before expiry
+	sec := "cc-secret-" + randHex(t, 16)
+	as.clients["keygate-cc"] = fakeClient{secret: sec}
+	in := start(t, testConfig(t, t.TempDir()), "")
+	in.mustCLI(nil, sec, "secret", "put", "search-client", "--stdin")
+	in.mustCLI(nil, "", "mcp", "add", "search", "--url", up.url, "--auth", "client-credentials", "--token-url", as.srv.URL+"/token",
+		"--client-id", "keygate-cc", "--client-secret-secret", "search-client", "--allow-private")
+	if out := in.mustCLI(nil, "", "mcp", "show", "search"); !strings.Contains(out, "keygate-cc") || strings.Contains(out, sec) {
+		t.Fatalf("mcp show: %s", out)
+	}
+	key := in.createKey("--name", "agent", "--allow-tool", "search/*")
+	cs := connectMCP(t, in.addrs.Gateway+mcpgate.PathPrefix+"search", key)
+	whoami := func() string {
+		t.Helper()
+		res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "whoami", Arguments: map[string]any{}})
+		if err != nil {
+			t.Fatalf("whoami: %v", err)
+		}
+		return resultText(res)
+	}
+	first := whoami()
+	if !strings.HasPrefix(first, "subject=client:keygate-cc token=at-") {
+		t.Fatalf("the server saw %q", first)
+	}
+	if again := whoami(); again != first {
+		t.Fatalf("a second call within the token's life used another token: %q then %q", first, again)
+	}
+	time.Sleep(4 * time.Second)
+	if next := whoami(); next == first || !strings.HasPrefix(next, "subject=client:keygate-cc token=at-") {
+		t.Fatalf("after the token neared expiry the server saw %q (before: %q)", next, first)
+	}
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	if as.granted != 2 {
+		t.Fatalf("keygate asked for %d tokens, want 2", as.granted)
+	}
+	for _, h := range up.headers() {
+		if strings.Contains(h, "kg_") || strings.Contains(h, sec) {
+			t.Fatalf("the MCP server received a keygate key or the client secret: %q", h)
+		}
 	}
 }

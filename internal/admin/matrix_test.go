@@ -314,7 +314,8 @@ func checkGolden(t *testing.T, path, got string) {
 // ones any principal may call: whoami, status, the API's description,
 // reporting a leaked credential, which acts only on the key whose value
 // the caller holds, and the caller's own sign-in, second factors and
-// acceptance of an invitation addressed to it), and every permission but
+// acceptance of an invitation addressed to it, and its own authorizations
+// at MCP servers that act for a person), and every permission but
 // the alert ones, whose routes are to come, decides some route.
 func TestRoutesAreAllDecided(t *testing.T) {
 	h := newHarness(t, func(o *admin.Options) { o.Metrics = http.NotFoundHandler() })
@@ -324,7 +325,8 @@ func TestRoutesAreAllDecided(t *testing.T) {
 			if !slices.Contains([]string{"GET /api/v1/whoami", "GET /api/v1/status", "GET /api/v1/openapi.json", "POST /api/v1/leaks",
 				"POST /api/v1/auth/logout", "GET /api/v1/auth/session", "PUT /api/v1/me/password",
 				"POST /api/v1/me/totp", "POST /api/v1/me/totp/confirm", "GET /api/v1/me/passkeys", "POST /api/v1/me/passkeys/begin",
-				"POST /api/v1/me/passkeys/finish", "DELETE /api/v1/me/passkeys/{id}", "POST /api/v1/me/invitations/accept"}, rt.ID) {
+				"POST /api/v1/me/passkeys/finish", "DELETE /api/v1/me/passkeys/{id}", "POST /api/v1/me/invitations/accept",
+				"GET /api/v1/me/mcp/{name}/oauth", "GET /api/v1/me/mcp/{name}/oauth/start", "DELETE /api/v1/me/mcp/{name}/oauth"}, rt.ID) {
 				t.Errorf("route %s is open to any principal; only whoami, status, openapi.json, leaks and the caller's own sign-in may be", rt.ID)
 			}
 			continue

@@ -32,7 +32,7 @@ import (
 //	     the state also in a short-lived cookie, so only this browser can
 //	     finish it; 302 to the authorization endpoint with PKCE S256 and
 //	     the resource parameter.
-//	GET /mcp/oauth/callback?code&state
+//	GET /auth/mcp/callback?code&state
 //	  -> the cookie and the state compared in constant time, the flow
 //	     taken once; a browser signed in as another user is refused; the
 //	     code exchanged (with the verifier and the resource); the grant
@@ -163,13 +163,13 @@ func (a *API) mcpOAuthStart(w http.ResponseWriter, r *http.Request) {
 		a.internal(w, "start the MCP authorization", err)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: mcpFlowCookie, Value: state, Path: adminapi.Prefix + "/mcp/oauth/", HttpOnly: true, Secure: a.opts.SignIn.TLS,
+	http.SetCookie(w, &http.Cookie{Name: mcpFlowCookie, Value: state, Path: adminapi.Prefix + "/auth/mcp/", HttpOnly: true, Secure: a.opts.SignIn.TLS,
 		SameSite: http.SameSiteLaxMode, MaxAge: int(mcpFlowTTL.Seconds())})
 	a.auditMCPOAuth(r, "mcp.oauth.start", user, m.Name, "allow", "")
 	http.Redirect(w, r, mcpoauth.AuthURL(md, client, state, verifier), http.StatusFound)
 }
 
-// mcpOAuthCallback is GET /mcp/oauth/callback.
+// mcpOAuthCallback is GET /auth/mcp/callback.
 func (a *API) mcpOAuthCallback(w http.ResponseWriter, r *http.Request) {
 	if a.opts.MCPGrants == nil || a.opts.MCP == nil || a.opts.SignIn == nil {
 		writeError(w, http.StatusNotImplemented, "not_implemented", "this keygate keeps no MCP authorizations")
@@ -183,7 +183,7 @@ func (a *API) mcpOAuthCallback(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "state_mismatch", "this MCP authorization was not started in this browser, or is over; start again with keygate mcp auth SERVER")
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: mcpFlowCookie, Value: "", Path: adminapi.Prefix + "/mcp/oauth/", HttpOnly: true, Secure: a.opts.SignIn.TLS, SameSite: http.SameSiteLaxMode, MaxAge: -1})
+	http.SetCookie(w, &http.Cookie{Name: mcpFlowCookie, Value: "", Path: adminapi.Prefix + "/auth/mcp/", HttpOnly: true, Secure: a.opts.SignIn.TLS, SameSite: http.SameSiteLaxMode, MaxAge: -1})
 	data, err := a.opts.SignIn.Store.TakeSignInFlow(r.Context(), flowID(state), mcpFlowKind, a.opts.Now())
 	if errors.Is(err, store.ErrNotFound) {
 		a.auditMCPOAuth(r, "mcp.oauth.callback", "", "", "deny", "state_unknown")
@@ -327,7 +327,7 @@ func (a *API) mcpCallbackURL(r *http.Request) string {
 	if r.TLS != nil || a.opts.SignIn.TLS {
 		scheme = "https"
 	}
-	return scheme + "://" + r.Host + adminapi.Prefix + "/mcp/oauth/callback"
+	return scheme + "://" + r.Host + adminapi.Prefix + "/auth/mcp/callback"
 }
 
 func (a *API) mcpGrantChanged(server, user string) {

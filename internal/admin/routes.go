@@ -163,7 +163,7 @@ func (a *API) routes() []endpoint {
 		// The authorization server sends the browser back here: the state,
 		// bound to the user, the server and this browser's cookie, is the
 		// credential, taken once.
-		public("GET", "/mcp/oauth/callback", a.mcpOAuthCallback),
+		public("GET", "/auth/mcp/callback", a.mcpOAuthCallback),
 
 		global("POST", "/vault/rotate-kek", rbac.VaultRotateKEK, a.rotateKEK),
 		global("GET", "/vault/status", rbac.VaultStatus, a.vaultStatus),
