@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -213,7 +214,13 @@ func newFakeOAuthMCP(t testing.TB, as *fakeAS, issuer string) *fakeOAuthMCP {
 	mcp.AddTool(srv, &mcp.Tool{Name: "whoami", Description: "says who the token is for"}, func(_ context.Context, req *mcp.CallToolRequest, _ noIn) (*mcp.CallToolResult, any, error) {
 		tok := strings.TrimPrefix(req.Extra.Header.Get("Authorization"), "Bearer ")
 		sub, _ := as.subject(tok)
-		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "subject=" + sub + " token=" + tok}}}, nil, nil
+		sum := sha256.Sum256([]byte(tok))
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "subject=" + sub + " token#" + fmt.Sprintf("%x", sum[:8])}}}, nil, nil
+	})
+	// leak_auth hands back the credential it was called with, as a
+	// careless server might: keygate scrubs it.
+	mcp.AddTool(srv, &mcp.Tool{Name: "leak_auth", Description: "echoes its Authorization header"}, func(_ context.Context, req *mcp.CallToolRequest, _ noIn) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "called with " + req.Extra.Header.Get("Authorization")}}}, nil, nil
 	})
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)
 	mux := http.NewServeMux()
@@ -378,10 +385,14 @@ func TestMCPOAuthPerUser(t *testing.T) {
 		return resultText(res)
 	}
 	got := whoami(cs)
-	if !strings.HasPrefix(got, "subject=alice-upstream token=at-") {
+	if !strings.HasPrefix(got, "subject=alice-upstream token#") {
 		t.Fatalf("the server saw %q", got)
 	}
-	firstToken := strings.TrimPrefix(got, "subject=alice-upstream token=")
+	firstToken := strings.TrimPrefix(got, "subject=alice-upstream token#")
+	// A server echoing the token gets it scrubbed.
+	if res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "leak_auth", Arguments: map[string]any{}}); err != nil || strings.Contains(resultText(res), "at-") {
+		t.Fatalf("leak_auth: %v %v", err, res)
+	}
 
 	// Bob has not authorized: his key is told how to, and nothing of his
 	// reaches the server.
@@ -428,13 +439,16 @@ func TestMCPOAuthPerUser(t *testing.T) {
 	if resp, body := ab.get(resp.Header.Get("Location")); resp.StatusCode != http.StatusOK {
 		t.Fatalf("authorizing again: %d %s", resp.StatusCode, body)
 	}
-	second := strings.TrimPrefix(whoami(cs), "subject=alice-upstream token=")
+	second := strings.TrimPrefix(whoami(cs), "subject=alice-upstream token#")
 	if second == firstToken {
 		t.Fatal("after authorizing again keygate still sends the first token")
 	}
 	time.Sleep(time.Until(issuedAt.Add(6 * time.Second)))
 	third := whoami(cs)
-	if !strings.HasPrefix(third, "subject=alice-upstream token=at-") || strings.HasSuffix(third, second) {
+	if res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "leak_auth", Arguments: map[string]any{}}); err != nil || strings.Contains(resultText(res), "at-") {
+		t.Fatalf("leak_auth after the refresh: %v %v", err, res)
+	}
+	if !strings.HasPrefix(third, "subject=alice-upstream token#") || strings.HasSuffix(third, second) {
 		t.Fatalf("after expiry the server saw %q (the token before: %s)", third, second)
 	}
 	as.mu.Lock()
@@ -516,14 +530,17 @@ func TestMCPClientCredentials(t *testing.T) {
 		return resultText(res)
 	}
 	first := whoami()
-	if !strings.HasPrefix(first, "subject=client:keygate-cc token=at-") {
+	if !strings.HasPrefix(first, "subject=client:keygate-cc token#") {
 		t.Fatalf("the server saw %q", first)
+	}
+	if res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "leak_auth", Arguments: map[string]any{}}); err != nil || strings.Contains(resultText(res), "at-") {
+		t.Fatalf("leak_auth: %v %v", err, res)
 	}
 	if again := whoami(); again != first {
 		t.Fatalf("a second call within the token's life used another token: %q then %q", first, again)
 	}
 	time.Sleep(4 * time.Second)
-	if next := whoami(); next == first || !strings.HasPrefix(next, "subject=client:keygate-cc token=at-") {
+	if next := whoami(); next == first || !strings.HasPrefix(next, "subject=client:keygate-cc token#") {
 		t.Fatalf("after the token neared expiry the server saw %q (before: %q)", next, first)
 	}
 	as.mu.Lock()

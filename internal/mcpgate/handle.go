@@ -217,11 +217,11 @@ func (u *upstream) listTools(ctx context.Context) ([]*mcp.Tool, error) {
 
 // scrubTool removes injected credentials from a tool's description.
 func (u *upstream) scrubTool(t *mcp.Tool) *mcp.Tool {
-	if u.scrub.Empty() {
+	if u.scrubber().Empty() {
 		return t
 	}
 	cp := *t
-	cp.Description, cp.Title = u.scrub.String(cp.Description), u.scrub.String(cp.Title)
+	cp.Description, cp.Title = u.scrubber().String(cp.Description), u.scrubber().String(cp.Title)
 	return &cp
 }
 
@@ -382,7 +382,7 @@ func (g *Gate) forward(ctx context.Context, cl *call, named bool, send func(cont
 			// The server's own refusal goes back as it said it, less any
 			// credential it echoed.
 			g.record(cl, "error", "upstream_error", 0, nil)
-			return nil, &jsonrpc.Error{Code: werr.Code, Message: cl.u.scrub.String(werr.Message)}
+			return nil, &jsonrpc.Error{Code: werr.Code, Message: cl.u.scrubber().String(werr.Message)}
 		}
 		if cctx.Err() != nil && ctx.Err() == nil {
 			err = fmt.Errorf("no answer within %s (the server's call_timeout)", cl.u.cfg.CallTimeout)
@@ -399,8 +399,8 @@ func (g *Gate) forward(ctx context.Context, cl *call, named bool, send func(cont
 		g.record(cl, "error", "result_too_large", len(b), nil)
 		return nil, g.upstreamError(cl.u, errTooLarge)
 	}
-	if cl.u.scrub.Contains(b) {
-		cl.u.scrub.Bytes(b)
+	if cl.u.scrubber().Contains(b) {
+		cl.u.scrubber().Bytes(b)
 		if out, err = decode(b); err != nil {
 			g.record(cl, "error", "upstream_malformed", len(b), nil)
 			return nil, g.upstreamError(cl.u, err)
@@ -491,7 +491,7 @@ func (g *Gate) upstreamError(u *upstream, err error) error {
 	}
 	var werr *jsonrpc.Error
 	if errors.As(err, &werr) {
-		return &jsonrpc.Error{Code: werr.Code, Message: u.scrub.String(werr.Message)}
+		return &jsonrpc.Error{Code: werr.Code, Message: u.scrubber().String(werr.Message)}
 	}
 	g.opts.Log.Warn("MCP server call failed", "mcp_server", u.cfg.Name, "err", u.scrubErr(err))
 	msg := "MCP server " + u.cfg.Name + " could not be reached or did not answer properly; try again later"
@@ -562,7 +562,7 @@ func (g *Gate) listPrompts(ctx context.Context, v *view, c *caller) (*mcp.ListPr
 				}
 				cp := *p
 				cp.Name = join(v, u.cfg.Name, p.Name)
-				cp.Description = u.scrub.String(cp.Description)
+				cp.Description = u.scrubber().String(cp.Description)
 				out.Prompts = append(out.Prompts, &cp)
 			}
 			cancel()

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/keygate/keygate/internal/mcpoauth"
+	"github.com/keygate/keygate/internal/secret"
 )
 
 // OAuth upstreams. A server registered with auth oauth acts for a person:
@@ -220,19 +221,20 @@ func (t *clientToken) token(context.Context) (string, error) {
 
 // clientCredentials builds the token source of a client-credentials
 // server, its secret read from the vault.
-func (u *upstream) clientCredentials(ctx context.Context) (*clientToken, error) {
+func (u *upstream) clientCredentials(ctx context.Context) (*clientToken, secret.String, error) {
 	c := clientcredentials.Config{ClientID: u.cfg.ClientID, TokenURL: u.cfg.TokenURL, Scopes: u.cfg.Scopes,
 		EndpointParams: url.Values{"resource": {u.cfg.URL}}}
+	var sec secret.String
 	if u.cfg.Secret != "" {
 		v, err := u.g.opts.Source.Secret(ctx, u.cfg.Secret)
 		if err != nil {
-			return nil, errUnavailable(u.cfg.Name, fmt.Errorf("reading its client secret: %w", err))
+			return nil, sec, errUnavailable(u.cfg.Name, fmt.Errorf("reading its client secret: %w", err))
 		}
-		c.ClientSecret = v.Reveal()
+		c.ClientSecret, sec = v.Reveal(), v
 	}
 	hc := mcpoauth.HTTPClient(u.g.opts.Egress, privateHost(&u.cfg), 30*time.Second)
 	// The source outlives this request: it refreshes for the session.
-	return &clientToken{name: u.cfg.Name, src: c.TokenSource(context.WithValue(context.Background(), oauth2.HTTPClient, hc))}, nil
+	return &clientToken{name: u.cfg.Name, src: c.TokenSource(context.WithValue(context.Background(), oauth2.HTTPClient, hc))}, sec, nil
 }
 
 // privateHost is the host discovered and token URLs may share with a

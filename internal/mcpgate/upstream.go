@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -34,7 +35,13 @@ type upstream struct {
 	// resources: the URIs of the last resources/list, to find which server
 	// an aggregated resources/read is for.
 	resources map[string]bool
-	scrub     *scrub.Set // the credentials injected into this server
+	// scrub is the Set of the credentials injected into this server
+	// (scrubber), replaced when an OAuth token is renewed; scrubBase are
+	// the fixed ones.
+	scrub     atomic.Pointer[scrub.Set]
+	scrubBase []scrub.Credential
+	tokMu     sync.Mutex // guards lastToken (mu is held while connecting)
+	lastToken string     // the OAuth token the Set covers
 	closed    bool
 	// An OAuth server's connections, one per user (auth oauth): users on
 	// the server's upstream, user and tokens on each user's.
@@ -66,7 +73,8 @@ func (u *upstream) session(ctx context.Context) (*mcp.ClientSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	u.scrub = scrub.New(creds...)
+	u.scrubBase = creds
+	u.scrub.Store(scrub.New(creds...))
 	c := mcp.NewClient(&mcp.Implementation{Name: "keygate", Version: u.g.opts.Version}, &mcp.ClientOptions{
 		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {
 			u.mu.Lock()
@@ -131,16 +139,17 @@ func (u *upstream) transport(ctx context.Context) (mcp.Transport, []scrub.Creden
 			if u.tokens == nil {
 				return nil, nil, &AuthRequiredError{Server: u.cfg.Name, NoUser: true}
 			}
-			inj.tokens = u.tokens
+			inj.tokens, inj.injected = u.tokens, u.injected
 		case "client-credentials":
-			if u.tokens == nil {
-				ct, err := u.clientCredentials(ctx)
-				if err != nil {
-					return nil, nil, err
-				}
-				u.tokens = ct
+			ct, sec, err := u.clientCredentials(ctx)
+			if err != nil {
+				return nil, nil, err
 			}
-			inj.tokens = u.tokens
+			u.tokens = ct
+			if !sec.IsZero() {
+				creds = append(creds, scrub.Credential{Key: sec})
+			}
+			inj.tokens, inj.injected = u.tokens, u.injected
 		case "none", "":
 		default:
 			v, err := u.g.opts.Source.Secret(ctx, u.cfg.Secret)
@@ -208,7 +217,7 @@ func (w *logWriter) Write(p []byte) (int, error) {
 		line = line[:512] + "..."
 	}
 	if line != "" {
-		if s := w.u.scrub; s != nil {
+		if s := w.u.scrubber(); s != nil {
 			line = s.String(line)
 		}
 		w.u.g.opts.Log.Debug("MCP server stderr", "mcp_server", w.u.cfg.Name, "line", line)
@@ -216,10 +225,26 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// scrubber returns the Set of the credentials injected into this server.
+func (u *upstream) scrubber() *scrub.Set { return u.scrub.Load() }
+
+// injected adds an OAuth access token put on a request to what is
+// scrubbed from the server's answers, when it is a new one.
+func (u *upstream) injected(tok string) {
+	u.tokMu.Lock()
+	defer u.tokMu.Unlock()
+	if tok == u.lastToken {
+		return
+	}
+	u.lastToken = tok
+	creds := append(slices.Clone(u.scrubBase), scrub.Credential{Key: secret.New(tok), Header: secret.New("Bearer " + tok)})
+	u.scrub.Store(scrub.New(creds...))
+}
+
 func (u *upstream) scrubErr(err error) string {
 	msg := err.Error()
-	if u.scrub != nil {
-		msg = u.scrub.String(msg)
+	if s := u.scrubber(); s != nil {
+		msg = s.String(msg)
 	}
 	return msg
 }
@@ -233,8 +258,10 @@ type injector struct {
 	cred secret.String
 	max  int64
 	// tokens gives an OAuth server's access token (auth oauth or
-	// client-credentials), refreshed as it nears expiry.
-	tokens tokenSource
+	// client-credentials), refreshed as it nears expiry; injected learns
+	// each one put on a request, to scrub it from the answers.
+	tokens   tokenSource
+	injected func(tok string)
 }
 
 func (t *injector) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -248,6 +275,7 @@ func (t *injector) RoundTrip(r *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		setBearer(r, tok)
+		t.injected(tok)
 	}
 	switch t.cfg.Auth {
 	case "bearer":
