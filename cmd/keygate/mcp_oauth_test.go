@@ -18,7 +18,9 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/mcpgate"
+	"github.com/keygate/keygate/internal/store"
 )
 
 // fakeAS is an OAuth authorization server speaking the wire format an MCP
@@ -464,6 +466,11 @@ func TestMCPOAuthPerUser(t *testing.T) {
 			t.Fatalf("the MCP server received a keygate credential: %q", h)
 		}
 	}
+	// Removing the server destroys what its users granted.
+	var shown adminapi.MCPServer
+	decodeJSON(t, in.mustCLI(nil, "", "--json", "mcp", "show", "notes"), &shown)
+	in.mustCLI(nil, "", "mcp", "remove", "notes")
+
 	// No token, refresh token or client secret is on disk in clear.
 	in.stop()
 	disk := string(filesUnder(t, dir))
@@ -473,6 +480,15 @@ func TestMCPOAuthPerUser(t *testing.T) {
 		if strings.Contains(disk, s) {
 			t.Fatalf("a token or client secret the authorization server issued is on disk in clear: %s...", s[:6])
 		}
+	}
+	cfg := testConfig(t, dir)
+	st, err := store.Open(context.Background(), cfg.DatabaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if n, err := st.DeleteSecretRecords(context.Background(), "mcp-oauth/"+shown.ID+"/"); err != nil || n != 0 {
+		t.Fatalf("after mcp remove, %d sealed records of the server's grants were left (%v)", n, err)
 	}
 }
 

@@ -255,9 +255,20 @@ func (a *API) deleteMCPServer(w http.ResponseWriter, r *http.Request) {
 	if st == nil {
 		return
 	}
-	if err := st.DeleteMCPServer(r.Context(), r.PathValue("name")); err != nil {
+	m, err := st.GetMCPServer(r.Context(), r.PathValue("name"))
+	if err == nil {
+		err = st.DeleteMCPServer(r.Context(), m.Name)
+	}
+	if err != nil {
 		a.lookupError(w, "MCP server", r.PathValue("name"), err)
 		return
+	}
+	// The tokens users granted it, and keygate's registration at its
+	// authorization server, go with it.
+	if a.opts.MCPGrants != nil && m.Auth == "oauth" {
+		if err := a.opts.MCPGrants.DeleteServer(r.Context(), m.ID); err != nil {
+			a.opts.Log.Error("removing an MCP server: could not destroy its users' tokens; they stay sealed in the vault, unused", "mcp_server", m.Name, "err", err)
+		}
 	}
 	a.mcpChanged(r)
 	w.WriteHeader(http.StatusNoContent)

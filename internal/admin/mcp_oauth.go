@@ -55,6 +55,7 @@ type MCPGrantStore interface {
 	Grant(ctx context.Context, serverID, userID string) (*mcpoauth.Grant, error)
 	PutGrant(ctx context.Context, serverID, userID string, g *mcpoauth.Grant) error
 	DeleteGrant(ctx context.Context, serverID, userID string) error
+	DeleteServer(ctx context.Context, serverID string) error
 	Client(ctx context.Context, serverID string) (mcpoauth.Client, error)
 	PutClient(ctx context.Context, serverID string, c mcpoauth.Client) error
 }

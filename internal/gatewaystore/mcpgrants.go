@@ -26,6 +26,7 @@ type GrantVault interface {
 type GrantStore interface {
 	ScheduleDestroy(ctx context.Context, id string, below int, at time.Time) (int, error)
 	DeleteSecret(ctx context.Context, id string) error
+	DeleteSecretRecords(ctx context.Context, prefix string) (int, error)
 }
 
 // MCPGrants keeps users' authorizations at OAuth MCP servers, and keygate's
@@ -91,6 +92,13 @@ func (m MCPGrants) DeleteGrant(ctx context.Context, serverID, userID string) err
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	}
+	return err
+}
+
+// DeleteServer destroys every grant users made at a server, and keygate's
+// registration there: the server was removed.
+func (m MCPGrants) DeleteServer(ctx context.Context, serverID string) error {
+	_, err := m.st.DeleteSecretRecords(ctx, "mcp-oauth/"+serverID+"/")
 	return err
 }
 

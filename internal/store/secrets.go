@@ -49,6 +49,25 @@ func (s *Store) DeleteSecret(ctx context.Context, id string) error {
 	return nil
 }
 
+// DeleteSecretRecords removes every version of every vault record whose
+// id starts with prefix (say, all that one MCP server's users granted:
+// mcp-oauth/SERVER_ID/), and returns how many versions it removed.
+// prefix must not be empty.
+func (s *Store) DeleteSecretRecords(ctx context.Context, prefix string) (int, error) {
+	if prefix == "" {
+		return 0, fmt.Errorf("store: delete secret records: the id prefix is empty, which would delete every record")
+	}
+	res, err := s.w.ExecContext(ctx, rebind(s.dialect, `DELETE FROM secret_versions WHERE substr(id, 1, ?) = ?`), len(prefix), prefix)
+	if err != nil {
+		return 0, fmt.Errorf("store: delete secret records under %q: %w", prefix, mapErr(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("store: delete secret records under %q: %w", prefix, err)
+	}
+	return int(n), nil
+}
+
 func scanSecret(row rowScanner) (SecretVersion, error) {
 	var v SecretVersion
 	err := row.Scan(&v.ID, &v.Version, &v.Format, &v.KEKID, &v.WrappedDEK, &v.Ciphertext, timeCol{&v.CreatedAt}, nullTimeCol{&v.DestroyAt})

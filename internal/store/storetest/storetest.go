@@ -75,6 +75,7 @@ func Run(t *testing.T, newURL func(t testing.TB) string) {
 		{"ConcurrentReadsDuringWrites", testConcurrentReadsDuringWrites},
 		{"AdminTokenRole", testAdminTokenRole},
 		{"SecretMetaLifecycle", testSecretMetaLifecycle},
+		{"DeleteSecretRecords", testDeleteSecretRecords},
 		{"DestroySupersededVersions", testDestroySupersededVersions},
 		{"Rewrap", testRewrap},
 		{"KEKRecords", testKEKRecords},

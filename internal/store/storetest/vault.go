@@ -389,3 +389,32 @@ func testSnapshot(t *testing.T, newURL func(testing.TB) string) {
 		t.Errorf("a refused restore changed the database: %d versions, %d providers", len(again.SecretVersions), len(again.Providers))
 	}
 }
+
+// testDeleteSecretRecords: every version of every record under a prefix
+// goes, and nothing else: not a record whose id only begins like it, nor
+// one where the prefix's characters would be LIKE wildcards.
+func testDeleteSecretRecords(t *testing.T, newURL func(testing.TB) string) {
+	s := Open(t, newURL(t))
+	for _, id := range []string{"mcp-oauth/mcp_1/user/usr_a", "mcp-oauth/mcp_1/user/usr_b", "mcp-oauth/mcp_1/client", "mcp-oauth/mcp_10/client", "mcp-oauth/mcp%1/client", "secret/sec_1"} {
+		for v := 1; v <= 2; v++ {
+			must(t, s.PutSecretVersion(ctx(t), secretVersion(id, v)))
+		}
+	}
+	n, err := s.DeleteSecretRecords(ctx(t), "mcp-oauth/mcp_1/")
+	must(t, err)
+	if n != 6 {
+		t.Errorf("DeleteSecretRecords removed %d versions, want 6", n)
+	}
+	for _, id := range []string{"mcp-oauth/mcp_1/user/usr_a", "mcp-oauth/mcp_1/client"} {
+		_, err := s.LatestSecretVersion(ctx(t), id)
+		wantErr(t, err, store.ErrNotFound, "the latest version of deleted record "+id)
+	}
+	for _, id := range []string{"mcp-oauth/mcp_10/client", "mcp-oauth/mcp%1/client", "secret/sec_1"} {
+		if v, err := s.LatestSecretVersion(ctx(t), id); err != nil || v.Version != 2 {
+			t.Errorf("record %s outside the prefix: version %d, %v", id, v.Version, err)
+		}
+	}
+	if _, err := s.DeleteSecretRecords(ctx(t), ""); err == nil {
+		t.Error("DeleteSecretRecords with an empty prefix succeeded")
+	}
+}
