@@ -190,6 +190,18 @@ func (a *fakeAS) token(w http.ResponseWriter, r *http.Request) {
 	writeJSONBody(w, http.StatusOK, map[string]any{"access_token": at, "token_type": "Bearer", "expires_in": int(a.ttl.Seconds()), "refresh_token": rt})
 }
 
+// revokeAccess ends every access token of subject before its expiry, as
+// a person revoking a session at the server would.
+func (a *fakeAS) revokeAccess(subject string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for tok, at := range a.access {
+		if at.subject == subject {
+			delete(a.access, tok)
+		}
+	}
+}
+
 // subject returns who an access token was issued to, if it is valid.
 func (a *fakeAS) subject(tok string) (string, bool) {
 	a.mu.Lock()
@@ -396,6 +408,19 @@ func TestMCPOAuthPerUser(t *testing.T) {
 		t.Fatalf("leak_auth: %v %v", err, res)
 	}
 
+	// The server stops taking alice's token before its expiry: keygate
+	// refreshes it on the 401 and the call goes through.
+	as.revokeAccess("alice-upstream")
+	if got := whoami(cs); !strings.HasPrefix(got, "subject=alice-upstream token#") || strings.HasSuffix(got, firstToken) {
+		t.Fatalf("after the server revoked the token it saw %q", got)
+	}
+	as.mu.Lock()
+	refreshedBefore := as.refreshed
+	as.mu.Unlock()
+	if refreshedBefore != 1 {
+		t.Fatalf("a token refused before its expiry led to %d refreshes, want 1", refreshedBefore)
+	}
+
 	// Bob has not authorized: his key is told how to, and nothing of his
 	// reaches the server.
 	bcs := connectMCP(t, in.addrs.Gateway+mcpgate.Path, bobKey)
@@ -456,8 +481,8 @@ func TestMCPOAuthPerUser(t *testing.T) {
 	as.mu.Lock()
 	refreshed := as.refreshed
 	as.mu.Unlock()
-	if refreshed != 1 {
-		t.Fatalf("the authorization server honoured %d refreshes, want 1", refreshed)
+	if refreshed != refreshedBefore+1 {
+		t.Fatalf("the authorization server honoured %d refreshes near expiry, want 1", refreshed-refreshedBefore)
 	}
 
 	// Nothing the server received was a keygate credential.

@@ -530,6 +530,9 @@ func (g *Gate) record(cl *call, decision, reason string, size int, extra map[str
 	if h := g.argsHMAC(cl.args); h != "" {
 		f["args_hmac"] = h
 	}
+	if cl.c.user != "" {
+		f["user"] = cl.c.user // whose authorization an OAuth server was called with
+	}
 	if cl.approval != "" {
 		f["approval"], f["approved_by"] = cl.approval, cl.approvedBy
 	}

@@ -119,6 +119,9 @@ func (g *Gate) GrantChanged(server, user string) { g.forget(server, user) }
 // tokenSource is what puts an OAuth token on a server's requests.
 type tokenSource interface {
 	token(ctx context.Context) (string, error)
+	// renew answers the server's refusal (401) of token rejected: a new
+	// token to retry with, or rejected itself when there is none.
+	renew(ctx context.Context, rejected string) (string, error)
 }
 
 // userToken is one user's access token at one server: read from the
@@ -143,6 +146,28 @@ func (t *userToken) token(ctx context.Context) (string, error) {
 		}
 	}
 	if t.grant.Expiry.IsZero() || now.Add(refreshSkew).Before(t.grant.Expiry) {
+		return t.grant.AccessToken, nil
+	}
+	if err := t.refresh(ctx); err != nil {
+		return "", err
+	}
+	return t.grant.AccessToken, nil
+}
+
+func (t *userToken) renew(ctx context.Context, rejected string) (string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.grant == nil {
+		return rejected, nil
+	}
+	if t.grant.AccessToken != rejected {
+		return t.grant.AccessToken, nil // renewed meanwhile
+	}
+	// The user may have authorized again, or another node refreshed.
+	if err := t.read(ctx); err != nil {
+		return "", err
+	}
+	if t.grant.AccessToken != rejected {
 		return t.grant.AccessToken, nil
 	}
 	if err := t.refresh(ctx); err != nil {
@@ -210,6 +235,9 @@ type clientToken struct {
 	name string
 	src  oauth2.TokenSource // reuses its token until shortly before expiry; goroutine safe
 }
+
+// renew gives no new token: the source renews by expiry alone.
+func (t *clientToken) renew(_ context.Context, rejected string) (string, error) { return rejected, nil }
 
 func (t *clientToken) token(context.Context) (string, error) {
 	tok, err := t.src.Token()

@@ -266,9 +266,10 @@ type injector struct {
 
 func (t *injector) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
+	var tok string
 	if t.tokens != nil {
-		tok, err := t.tokens.token(r.Context())
-		if err != nil {
+		var err error
+		if tok, err = t.tokens.token(r.Context()); err != nil {
 			if r.Body != nil {
 				_ = r.Body.Close()
 			}
@@ -287,6 +288,13 @@ func (t *injector) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	if resp.StatusCode == http.StatusUnauthorized && tok != "" && (r.Body == nil || r.GetBody != nil) {
+		// The server refused an OAuth token before its expiry (revoked
+		// there, say): renew it and try once more.
+		if resp, err = t.retry(r, resp, tok); err != nil {
+			return nil, err
+		}
+	}
 	// A POST's answer is one response (JSON, or an SSE stream of that
 	// request's messages); a GET is the long-lived stream, whose events
 	// the SDK bounds one by one (MaxEventSize).
@@ -294,6 +302,30 @@ func (t *injector) RoundTrip(r *http.Request) (*http.Response, error) {
 		resp.Body = &capped{r: resp.Body, left: t.max}
 	}
 	return resp, nil
+}
+
+// retry sends r again with a renewed token after the server refused tok,
+// or returns its refusal when there is no other token.
+func (t *injector) retry(r *http.Request, refused *http.Response, tok string) (*http.Response, error) {
+	next, err := t.tokens.renew(r.Context(), tok)
+	if err != nil || next == tok {
+		if err != nil {
+			_ = refused.Body.Close()
+			return nil, err
+		}
+		return refused, nil
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(refused.Body, 64<<10))
+	_ = refused.Body.Close()
+	again := r.Clone(r.Context())
+	if r.GetBody != nil {
+		if again.Body, err = r.GetBody(); err != nil {
+			return nil, err
+		}
+	}
+	setBearer(again, next)
+	t.injected(next)
+	return t.base.RoundTrip(again)
 }
 
 // capped fails a body once it passes its bound, so a server cannot make
