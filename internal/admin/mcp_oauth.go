@@ -151,6 +151,11 @@ func (a *API) mcpOAuthStart(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadGateway, "discovery_failed", "keygate could not find how to authorize at MCP server "+m.Name+": "+err.Error())
 		return
 	}
+	var o adminapi.MCPOptions
+	_ = json.Unmarshal(m.Options, &o)
+	if o.OAuth != nil && len(o.OAuth.Scopes) > 0 {
+		md.Scopes = o.OAuth.Scopes // the operator's choice over what the server asks
+	}
 	redirect := a.mcpCallbackURL(r)
 	client, err := a.mcpClient(ctx, m, md, redirect, true)
 	if err != nil {
@@ -268,7 +273,8 @@ func (a *API) mcpClient(ctx context.Context, m store.MCPServer, md *mcpoauth.Met
 	_ = json.Unmarshal(m.Options, &o)
 	if o.OAuth != nil && o.OAuth.ClientID != "" {
 		c := mcpoauth.Client{ID: o.OAuth.ClientID, RedirectURL: redirect, Issuer: md.Issuer, AuthStyle: oauth2.AuthStyleInHeader}
-		if len(md.AuthMethods) > 0 && !slices.Contains(md.AuthMethods, "client_secret_basic") && slices.Contains(md.AuthMethods, "client_secret_post") {
+		if m.Secret == "" || (len(md.AuthMethods) > 0 && !slices.Contains(md.AuthMethods, "client_secret_basic") && slices.Contains(md.AuthMethods, "client_secret_post")) {
+			// A public client (no secret) names itself in the form.
 			c.AuthStyle = oauth2.AuthStyleInParams
 		}
 		if m.Secret != "" {

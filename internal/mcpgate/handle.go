@@ -155,7 +155,13 @@ func (g *Gate) listTools(ctx context.Context, v *view, c *caller) (*mcp.ListTool
 			if v.name != "" {
 				return nil, g.upstreamError(u, err)
 			}
-			// One failing server does not hide the others' tools.
+			// One failing server does not hide the others' tools; one
+			// the caller's user has not authorized is left out quietly.
+			var are *AuthRequiredError
+			if errors.As(err, &are) {
+				g.opts.Log.Debug("leaving out the tools of an MCP server the caller's user has not authorized", "mcp_server", u.cfg.Name)
+				continue
+			}
 			g.opts.Log.Warn("listing an MCP server's tools failed; leaving them out", "mcp_server", u.cfg.Name, "err", u.scrubErr(err))
 			continue
 		}

@@ -295,8 +295,6 @@ func (e *RefusedError) Error() string {
 	return e.What + ": the authorization server refused it (" + e.Code + ")"
 }
 
-// Marshal and Unmarshal keep a grant as JSON.
-
 // Marshal encodes g for the vault.
 func (g *Grant) Marshal() ([]byte, error) { return json.Marshal(g) }
 
