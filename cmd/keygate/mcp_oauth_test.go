@@ -191,13 +191,19 @@ func (a *fakeAS) token(w http.ResponseWriter, r *http.Request) {
 }
 
 // revokeAccess ends every access token of subject before its expiry, as
-// a person revoking a session at the server would.
-func (a *fakeAS) revokeAccess(subject string) {
+// a person revoking a session at the server would; with refresh, its
+// refresh tokens too, as a person withdrawing keygate's access would.
+func (a *fakeAS) revokeAccess(subject string, refresh bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for tok, at := range a.access {
 		if at.subject == subject {
 			delete(a.access, tok)
+		}
+	}
+	for rt, s := range a.refresh {
+		if refresh && s == subject {
+			delete(a.refresh, rt)
 		}
 	}
 }
@@ -410,7 +416,7 @@ func TestMCPOAuthPerUser(t *testing.T) {
 
 	// The server stops taking alice's token before its expiry: keygate
 	// refreshes it on the 401 and the call goes through.
-	as.revokeAccess("alice-upstream")
+	as.revokeAccess("alice-upstream", false)
 	if got := whoami(cs); !strings.HasPrefix(got, "subject=alice-upstream token#") || strings.HasSuffix(got, firstToken) {
 		t.Fatalf("after the server revoked the token it saw %q", got)
 	}
@@ -483,6 +489,15 @@ func TestMCPOAuthPerUser(t *testing.T) {
 	as.mu.Unlock()
 	if refreshed != refreshedBefore+1 {
 		t.Fatalf("the authorization server honoured %d refreshes near expiry, want 1", refreshed-refreshedBefore)
+	}
+
+	// Alice withdraws keygate's access at the authorization server: the
+	// next call finds its token refused and its refresh too, and she is
+	// told to authorize again.
+	as.revokeAccess("alice-upstream", true)
+	_, err = cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "whoami", Arguments: map[string]any{}})
+	if rpcCode(err) != mcpgate.CodeForbidden || !strings.Contains(err.Error(), "has ended") || !strings.Contains(err.Error(), "keygate mcp auth notes") {
+		t.Fatalf("a call after the authorization was withdrawn upstream: %v", err)
 	}
 
 	// Nothing the server received was a keygate credential.

@@ -184,7 +184,11 @@ func (u *upstream) listToolsAs(ctx context.Context, c *caller) ([]*mcp.Tool, err
 	if err != nil {
 		return nil, err
 	}
-	return cu.listTools(ctx)
+	tools, err := cu.listTools(ctx)
+	if are := cu.authRequired(); err != nil && are != nil {
+		return nil, are
+	}
+	return tools, err
 }
 
 // listTools returns the server's tools, from the cache while the server
@@ -382,6 +386,13 @@ func (g *Gate) forward(ctx context.Context, cl *call, named bool, send func(cont
 	defer cancel()
 	out, err := send(cctx, s)
 	if err != nil {
+		if are := cl.u.authRequired(); are != nil {
+			// The user's authorization ended during the session (revoked,
+			// or its refresh refused).
+			cl.u.drop(s)
+			g.record(cl, "deny", "authorization_required", 0, nil)
+			return nil, authError(are)
+		}
 		cl.u.failed(s, err)
 		var werr *jsonrpc.Error
 		if errors.As(err, &werr) {

@@ -94,6 +94,15 @@ func (u *upstream) as(c *caller) (*upstream, error) {
 	return cu, nil
 }
 
+// authRequired says why the user of this connection has no token now, or
+// nil: a call that failed for it is answered with how to authorize.
+func (u *upstream) authRequired() *AuthRequiredError {
+	if t, ok := u.tokens.(*userToken); ok {
+		return t.deniedErr()
+	}
+	return nil
+}
+
 // forget drops the cached grant of user at the server named name, so the
 // next call reads it again: after the user authorized again or revoked.
 func (g *Gate) forget(name, user string) {
@@ -134,11 +143,36 @@ type userToken struct {
 	mu     sync.Mutex // held across a refresh: single flight per user and server
 	grant  *mcpoauth.Grant
 	readAt time.Time
+	// denied is why the last token was refused to the user, until one is
+	// given: the MCP SDK keeps only the text of a transport's error.
+	denied *AuthRequiredError
+}
+
+// deniedErr returns why the user has no token now, or nil.
+func (t *userToken) deniedErr() *AuthRequiredError {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.denied
 }
 
 func (t *userToken) token(ctx context.Context) (string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	tok, err := t.tokenLocked(ctx)
+	t.note(err)
+	return tok, err
+}
+
+// note keeps err when it is a refusal to the user, or clears the last.
+func (t *userToken) note(err error) {
+	t.denied = nil
+	var are *AuthRequiredError
+	if errors.As(err, &are) {
+		t.denied = are
+	}
+}
+
+func (t *userToken) tokenLocked(ctx context.Context) (string, error) {
 	now := t.g.opts.Now()
 	if t.grant == nil || now.Sub(t.readAt) > grantTTL {
 		if err := t.read(ctx); err != nil {
@@ -157,6 +191,12 @@ func (t *userToken) token(ctx context.Context) (string, error) {
 func (t *userToken) renew(ctx context.Context, rejected string) (string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	tok, err := t.renewLocked(ctx, rejected)
+	t.note(err)
+	return tok, err
+}
+
+func (t *userToken) renewLocked(ctx context.Context, rejected string) (string, error) {
 	if t.grant == nil {
 		return rejected, nil
 	}

@@ -40,7 +40,7 @@ type upstream struct {
 	// the fixed ones.
 	scrub     atomic.Pointer[scrub.Set]
 	scrubBase []scrub.Credential
-	tokMu     sync.Mutex // guards lastToken (mu is held while connecting)
+	tokMu     sync.Mutex // guards scrubBase and lastToken (mu is held while connecting)
 	lastToken string     // the OAuth token the Set covers
 	closed    bool
 	// An OAuth server's connections, one per user (auth oauth): users on
@@ -73,8 +73,10 @@ func (u *upstream) session(ctx context.Context) (*mcp.ClientSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	u.scrubBase = creds
+	u.tokMu.Lock()
+	u.scrubBase, u.lastToken = creds, ""
 	u.scrub.Store(scrub.New(creds...))
+	u.tokMu.Unlock()
 	c := mcp.NewClient(&mcp.Implementation{Name: "keygate", Version: u.g.opts.Version}, &mcp.ClientOptions{
 		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {
 			u.mu.Lock()
