@@ -506,6 +506,27 @@ func TestMCPOAuthPerUser(t *testing.T) {
 			t.Fatalf("the MCP server received a keygate credential: %q", h)
 		}
 	}
+	// Every callback is on the audit trail, the refused ones with why.
+	var evs adminapi.AuditEvents
+	decodeJSON(t, in.mustCLI(nil, "", "--json", "audit", "search", "--type", "mcp.oauth.callback", "--since", "1h"), &evs)
+	seen := map[string]bool{}
+	for _, raw := range evs.Events {
+		if strings.Contains(string(raw), "at-") || strings.Contains(string(raw), "rt-") || strings.Contains(string(raw), "code-") {
+			t.Fatalf("an audit event carries a token or code: %s", raw)
+		}
+		var ev struct {
+			Decision string   `json:"decision"`
+			Reasons  []string `json:"reasons"`
+		}
+		_ = json.Unmarshal(raw, &ev)
+		seen[ev.Decision+":"+strings.Join(ev.Reasons, ",")] = true
+	}
+	for _, want := range []string{"allow:", "deny:state_unknown", "deny:wrong_user", "deny:state_mismatch"} {
+		if !seen[want] {
+			t.Errorf("no %s callback on the audit trail; saw %v", want, seen)
+		}
+	}
+
 	// Removing the server destroys what its users granted.
 	var shown adminapi.MCPServer
 	decodeJSON(t, in.mustCLI(nil, "", "--json", "mcp", "show", "notes"), &shown)
