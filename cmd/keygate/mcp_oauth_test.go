@@ -365,6 +365,11 @@ func TestMCPOAuthPerUser(t *testing.T) {
 	ab.signIn(in.addrs.Admin, alice)
 	asURL, _ := url.Parse(as.srv.URL)
 	ab.hc.Jar.SetCookies(asURL, []*http.Cookie{{Name: "as_user", Value: "alice-upstream", Path: "/authorize"}})
+	// The console's providers page offers her the same start, as a link.
+	if resp, body := ab.get(in.addrs.Admin + "/providers"); resp.StatusCode != http.StatusOK || !strings.Contains(body, `data-mcp="notes"`) ||
+		!strings.Contains(body, `<a href="/api/v1/me/mcp/notes/oauth/start" data-testid="mcp-authorize">Authorize</a>`) {
+		t.Fatalf("the console's providers page: %d %s", resp.StatusCode, body)
+	}
 	resp, body := ab.get(startURL)
 	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), as.srv.URL+"/authorize?") {
 		t.Fatalf("start: %d %s %s", resp.StatusCode, resp.Header.Get("Location"), body)
@@ -384,6 +389,10 @@ func TestMCPOAuthPerUser(t *testing.T) {
 	resp, body = ab.get(callback)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "notes") {
 		t.Fatalf("callback: %d %s", resp.StatusCode, body)
+	}
+
+	if _, body := ab.get(in.addrs.Admin + "/providers"); !strings.Contains(body, "Authorize again") {
+		t.Fatalf("after authorizing, the console's providers page says %s", body)
 	}
 
 	// The same callback again: the state was single use.
@@ -527,6 +536,18 @@ func TestMCPOAuthPerUser(t *testing.T) {
 		}
 	}
 
+	// The console's Revoke does what --revoke does.
+	req, _ := http.NewRequest("POST", in.addrs.Admin+"/mcp/notes/revoke", nil)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	if resp := ab.do(req); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the console's Revoke: %d", resp.StatusCode)
+	}
+	var st adminapi.MCPAuthorization
+	decodeJSON(t, in.mustAs(alice, "--json", "mcp", "auth", "notes", "--no-browser"), &st)
+	if st.Authorized {
+		t.Fatal("after the console's Revoke alice is still authorized")
+	}
+
 	// Removing the server destroys what its users granted.
 	var shown adminapi.MCPServer
 	decodeJSON(t, in.mustCLI(nil, "", "--json", "mcp", "show", "notes"), &shown)
@@ -543,12 +564,12 @@ func TestMCPOAuthPerUser(t *testing.T) {
 		}
 	}
 	cfg := testConfig(t, dir)
-	st, err := store.Open(context.Background(), cfg.DatabaseURL())
+	db, err := store.Open(context.Background(), cfg.DatabaseURL())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	if n, err := st.DeleteSecretRecords(context.Background(), "mcp-oauth/"+shown.ID+"/"); err != nil || n != 0 {
+	defer db.Close()
+	if n, err := db.DeleteSecretRecords(context.Background(), "mcp-oauth/"+shown.ID+"/"); err != nil || n != 0 {
 		t.Fatalf("after mcp remove, %d sealed records of the server's grants were left (%v)", n, err)
 	}
 }

@@ -65,7 +65,7 @@ func TestFormsRefuseCrossSiteAndNoSession(t *testing.T) {
 		}
 	}
 	forms := []string{"/keys/new", "/keys/" + key.Key.ID + "/suspend", "/keys/" + key.Key.ID + "/step-up", "/keys/" + key.Key.ID + "/rotate",
-		"/keys/" + key.Key.ID + "/revoke", "/keys/" + key.Key.ID + "/resume", "/providers/new", "/providers/openai/rotate", "/users/erin/disable",
+		"/keys/" + key.Key.ID + "/revoke", "/keys/" + key.Key.ID + "/resume", "/providers/new", "/providers/openai/rotate", "/mcp/notes/revoke", "/users/erin/disable",
 		"/alerts/alr_x/ack", "/alerts/alr_x/resolve", "/alerts/alr_x/suspend", "/approvals/apr_x/approve", "/approvals/apr_x/deny",
 		"/vault/read", "/signout",
 		"/teams/alpha/invite", "/invitations/" + inv.Invitation.ID + "/revoke", "/enrol/totp", "/enrol/confirm", "/invite/join"}

@@ -327,6 +327,9 @@ type providersData struct {
 	// errors, as the node that served the page sees them; nil when this
 	// keygate routes no aliases.
 	Health *adminapi.RoutingHealth
+	// MCP is the MCP servers, with the caller's own authorization at
+	// those that act for a person.
+	MCP []mcpRow
 }
 
 func (c *Console) providers(r *http.Request, v *view) error {
@@ -335,6 +338,10 @@ func (c *Console) providers(r *http.Request, v *view) error {
 		return err
 	}
 	d := providersData{Providers: pl.Providers, CanWrite: v.Me.Can("providers.write")}
+	var err error
+	if d.MCP, err = c.mcpServers(r); err != nil {
+		return err
+	}
 	var h adminapi.RoutingHealth
 	if err := c.api.get(r, "/routing/health", &h); err == nil {
 		d.Health = &h

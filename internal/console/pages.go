@@ -25,6 +25,7 @@ var messages = map[string]string{
 	"disabled":     "The user is disabled: every credential of theirs stopped working.",
 	"provider":     "The provider key is stored in the vault. It will not be shown again.",
 	"signedout":    "You are signed out.",
+	"mcp":          "Your authorization at the MCP server is deleted: your keys' calls to it are refused until you authorize again.",
 	"enrolled":     "Your second factor is set up: sign-ins now ask for a code from your authenticator app.",
 
 	"invitation-revoked": "The invitation is revoked: its link no longer works.",
@@ -149,6 +150,7 @@ func (c *Console) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /providers", c.page("providers", "Providers", []string{"providers.read"}, c.providers))
 	mux.HandleFunc("POST /providers/new", c.action(c.addProvider))
 	mux.HandleFunc("POST /providers/{name}/rotate", c.action(c.rotateProvider))
+	mux.HandleFunc("POST /mcp/{name}/revoke", c.action(c.revokeMCP))
 	mux.HandleFunc("GET /people", c.page("people", "Teams and users", []string{"users.read", "teams.read"}, c.people))
 	mux.HandleFunc("POST /users/{name}/disable", c.action(c.disableUser))
 	mux.HandleFunc("GET /teams/{name}", c.page("team", "Team", []string{"teams.read"}, c.teamPage))
