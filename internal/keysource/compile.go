@@ -25,8 +25,11 @@ func Compile(k store.Key, groupLimits []byte, loc *time.Location) *principal.Pri
 		ClientCert: k.ClientCert,
 		LeakAction: k.LeakAction,
 	}
+	// A key acts for a person when it is one's own: its owner within its
+	// team, or, outside teams, the user who created it. A team's shared
+	// key acts for no one.
 	p.User = k.Owner
-	if p.User == "" && strings.HasPrefix(k.CreatedBy, "usr_") {
+	if p.User == "" && k.Team == "" && strings.HasPrefix(k.CreatedBy, "usr_") {
 		p.User = k.CreatedBy
 	}
 	if k.ExpiresAt != nil {

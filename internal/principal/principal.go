@@ -26,9 +26,10 @@ type Principal struct {
 	Env    string // the environment tag of its kg_<env>_ prefix
 	Prefix string // the part of the key safe to display, kg_live_4fTq
 	Group  string // the group whose limits the key also obeys; "" none
-	// User is the user the key belongs to: its owner, else the user who
-	// created it; "" for a key of no user. MCP servers that act for a
-	// person are reached with this user's own authorization.
+	// User is the user the key belongs to: its owner within its team,
+	// or, for a key of no team, the user who created it; "" for a team's
+	// shared key or a key of no user. MCP servers that act for a person
+	// are reached with this user's own authorization.
 	User string
 
 	// Grant is what the key may reach (internal/authz decides).
