@@ -536,6 +536,14 @@ func TestMCPOAuthPerUser(t *testing.T) {
 		}
 	}
 
+	// A key of no user (made with the bootstrap admin credential) acts
+	// for no one there.
+	nobody := in.createKey("--name", "shared", "--allow-tool", "notes/*")
+	_, err = connectMCP(t, in.addrs.Gateway+mcpgate.PathPrefix+"notes", nobody).CallTool(context.Background(), &mcp.CallToolParams{Name: "whoami", Arguments: map[string]any{}})
+	if rpcCode(err) != mcpgate.CodeForbidden || !strings.Contains(err.Error(), "acts for no one") {
+		t.Fatalf("a key of no user: %v", err)
+	}
+
 	// The console's Revoke does what --revoke does.
 	req, _ := http.NewRequest("POST", in.addrs.Admin+"/mcp/notes/revoke", nil)
 	req.Header.Set("Sec-Fetch-Site", "same-origin")

@@ -61,7 +61,7 @@ type AuthRequiredError struct {
 func (e *AuthRequiredError) Error() string {
 	switch {
 	case e.NoUser:
-		return "MCP server " + e.Server + " acts for a person, and this key belongs to no user: use a key created by (or owned by) a user who ran `keygate mcp auth " + e.Server + "`"
+		return "MCP server " + e.Server + " acts for a person, and this key acts for no one (a team's shared key, or one made with an admin credential): use your own key, after `keygate mcp auth " + e.Server + "`"
 	case e.Expired:
 		return "your authorization at MCP server " + e.Server + " has ended (expired or revoked there): run `keygate mcp auth " + e.Server + "` again, then retry"
 	}
