@@ -70,6 +70,7 @@ type mcpFlow struct {
 	Verifier string            `json:"verifier"`
 	Meta     mcpoauth.Metadata `json:"meta"`
 	Redirect string            `json:"redirect"`
+	ClientID string            `json:"client_id"` // the client the code is issued to
 }
 
 // mcpOAuthServer resolves the route's server for the calling user, or
@@ -164,7 +165,7 @@ func (a *API) mcpOAuthStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	state, verifier := randomToken(), oauth2.GenerateVerifier()
-	data, _ := json.Marshal(mcpFlow{User: user, Server: m.Name, ServerID: m.ID, Verifier: verifier, Meta: *md, Redirect: redirect})
+	data, _ := json.Marshal(mcpFlow{User: user, Server: m.Name, ServerID: m.ID, Verifier: verifier, Meta: *md, Redirect: redirect, ClientID: client.ID})
 	if err := a.opts.SignIn.Store.PutSignInFlow(ctx, flowID(state), mcpFlowKind, data, a.opts.Now().Add(mcpFlowTTL)); err != nil {
 		a.internal(w, "start the MCP authorization", err)
 		return
@@ -224,6 +225,10 @@ func (a *API) mcpOAuthCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	client, err := a.mcpClient(r.Context(), m, &f.Meta, f.Redirect, false)
+	if err == nil && client.ID != f.ClientID {
+		// Another start registered keygate anew meanwhile.
+		err = errors.New("keygate's registration at its authorization server changed since this authorization started; start again")
+	}
 	if err != nil {
 		writeError(w, http.StatusBadGateway, "registration_failed", "MCP server "+m.Name+": "+err.Error())
 		return
