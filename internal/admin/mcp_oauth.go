@@ -284,6 +284,9 @@ func (a *API) mcpClient(ctx context.Context, m store.MCPServer, md *mcpoauth.Met
 		}
 		if m.Secret != "" {
 			meta, err := a.opts.Store.GetSecretMeta(ctx, m.Secret)
+			if err == nil && meta.DeletedAt != nil {
+				err = errors.New("the secret is deleted; restore it or store it again with keygate secret put")
+			}
 			if err != nil {
 				return c, fmt.Errorf("reading its client secret %s: %w", m.Secret, err)
 			}
