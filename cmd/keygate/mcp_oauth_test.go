@@ -660,3 +660,44 @@ func TestMCPClientCredentials(t *testing.T) {
 		}
 	}
 }
+
+// TestMCPOAuthConfiguredClient: at an authorization server where keygate
+// is registered already (--client-id, its secret in the vault), keygate
+// registers nothing and authorizes as that client.
+func TestMCPOAuthConfiguredClient(t *testing.T) {
+	as := newFakeAS(t)
+	up := newFakeOAuthMCP(t, as, as.srv.URL)
+	as.resource = up.url
+	in := start(t, testConfig(t, t.TempDir()), "")
+	sec := "pre-secret-" + randHex(t, 16)
+	as.mu.Lock()
+	as.clients["keygate-pre"] = fakeClient{secret: sec, redirect: in.addrs.Admin + "/api/v1/auth/mcp/callback"}
+	as.mu.Unlock()
+	in.mustCLI(nil, sec, "secret", "put", "notes-client", "--stdin")
+	in.mustCLI(nil, "", "mcp", "add", "notes", "--url", up.url, "--auth", "oauth", "--client-id", "keygate-pre", "--client-secret-secret", "notes-client", "--allow-private")
+	alice := in.addUser("alice", "--role", "admin")
+	key := in.keyAs(alice, "alice-agent", "--allow-tool", "notes/*")
+
+	ab := newBrowser(t)
+	ab.signIn(in.addrs.Admin, alice)
+	asURL, _ := url.Parse(as.srv.URL)
+	ab.hc.Jar.SetCookies(asURL, []*http.Cookie{{Name: "as_user", Value: "alice-upstream", Path: "/authorize"}})
+	resp, body := ab.get(in.addrs.Admin + "/api/v1/me/mcp/notes/oauth/start")
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusFound || loc.Query().Get("client_id") != "keygate-pre" {
+		t.Fatalf("start: %d %s %s", resp.StatusCode, resp.Header.Get("Location"), body)
+	}
+	resp, _ = ab.get(loc.String())
+	if resp, body := ab.get(resp.Header.Get("Location")); resp.StatusCode != http.StatusOK {
+		t.Fatalf("callback: %d %s", resp.StatusCode, body)
+	}
+	res, err := connectMCP(t, in.addrs.Gateway+mcpgate.PathPrefix+"notes", key).CallTool(context.Background(), &mcp.CallToolParams{Name: "whoami", Arguments: map[string]any{}})
+	if err != nil || !strings.HasPrefix(resultText(res), "subject=alice-upstream token#") {
+		t.Fatalf("whoami: %v %v", err, res)
+	}
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	if len(as.clients) != 1 {
+		t.Fatalf("keygate registered itself although it had a client: %d clients", len(as.clients))
+	}
+}
