@@ -176,7 +176,13 @@ func (t *userToken) tokenLocked(ctx context.Context) (string, error) {
 	now := t.g.opts.Now()
 	if t.grant == nil || now.Sub(t.readAt) > grantTTL {
 		if err := t.read(ctx); err != nil {
-			return "", err
+			var are *AuthRequiredError
+			if t.grant == nil || errors.As(err, &are) {
+				return "", err
+			}
+			// A vault that cannot be read for a moment does not end a
+			// grant this node holds.
+			t.g.opts.Log.Warn("could not read a user's MCP authorization again; using the one held", "mcp_server", t.cfg.Name, "err", err)
 		}
 	}
 	if t.grant.Expiry.IsZero() || now.Add(refreshSkew).Before(t.grant.Expiry) {
