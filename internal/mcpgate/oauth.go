@@ -183,6 +183,7 @@ func (t *userToken) tokenLocked(ctx context.Context) (string, error) {
 			// A vault that cannot be read for a moment does not end a
 			// grant this node holds.
 			t.g.opts.Log.Warn("could not read a user's MCP authorization again; using the one held", "mcp_server", t.cfg.Name, "err", err)
+			t.readAt = now
 		}
 	}
 	if t.grant.Expiry.IsZero() || now.Add(refreshSkew).Before(t.grant.Expiry) {
