@@ -258,6 +258,15 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		ProviderKeyGrace:     cfg.Vault.ProviderKeyGrace,
 		SecretRecoveryWindow: cfg.Vault.SecretRecoveryWindow,
 	})
+	if signIn != nil {
+		// People sign MCP clients in through keygate: the gateway serves the
+		// metadata, registration and token endpoints, the admin listener
+		// the consent page (mcpauth.go).
+		if n.mcpAuth, err = newMCPAuth(ctx, st, v, n.adm, n.addrs.Admin, cfg.TrustedProxyPrefixes(), n.trail.w, log); err != nil {
+			return err
+		}
+		n.tok.gateway.Authorization = n.mcpAuth
+	}
 	n.revs = newRevocationFollower(ctx, st, func(r store.Revocation) { n.gw.Revoked(gatewaystore.Revocation(r)) }, log)
 	n.revs.warm = func(ctx context.Context, id string) { _, _ = keys.ByID(ctx, id, time.Now()) }
 	n.chg = newChangeFollower(ctx, st, []changeTopic{

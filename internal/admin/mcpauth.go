@@ -1,0 +1,34 @@
+package admin
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/keygate/keygate/internal/mcpauth"
+)
+
+// SignedInPerson returns the person whose session a browser's request
+// carries, for keygate's authorization server for MCP clients
+// (internal/mcpauth), whose consent page is on the admin listener beside
+// the console. The session is checked as for any admin request (its
+// audience, idle and absolute ends, a disabled user, a cross-origin
+// change); a session still owing its second factor, or one of an admin
+// token with no person behind it, is not signed in: the person finishes
+// signing in at the console first, as the console itself requires.
+func (a *API) SignedInPerson(r *http.Request) (mcpauth.Person, error) {
+	p, s, ok, err := a.sessionPrincipal(r)
+	var ae *authError
+	switch {
+	case !ok, errors.As(err, &ae):
+		return mcpauth.Person{}, mcpauth.ErrNotSignedIn
+	case err != nil:
+		return mcpauth.Person{}, err
+	case s == nil || s.MFAPending || s.UserID == "" || p.UserID == "":
+		return mcpauth.Person{}, mcpauth.ErrNotSignedIn
+	}
+	amr := []string{s.Method}
+	if s.MFA != "" {
+		amr = append(amr, s.MFA)
+	}
+	return mcpauth.Person{ID: s.UserID, Name: p.Name, AMR: amr, Session: s.ID}, nil
+}
