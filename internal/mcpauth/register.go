@@ -85,9 +85,11 @@ func (s *Server) ServeRegister(w http.ResponseWriter, r *http.Request) {
 	if !s.registrationAllowed(w, r) {
 		return
 	}
+	// Metadata keygate does not use is ignored, as RFC 7591 §2 asks.
 	var req registration
-	if err := web.DecodeJSON(w, r, maxRegistration, &req); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_client_metadata", "the body must be a JSON object of client metadata under 16 KiB: "+err.Error())
+	r.Body = http.MaxBytesReader(w, r.Body, maxRegistration)
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_client_metadata", "the body must be a JSON object of client metadata under 16 KiB")
 		return
 	}
 	if err := validRegistration(&req); err != nil {
