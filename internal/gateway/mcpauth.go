@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/keygate/keygate/internal/detect"
 	"github.com/keygate/keygate/internal/mcpauth"
 	"github.com/keygate/keygate/internal/principal"
 	"github.com/keygate/keygate/internal/token"
@@ -84,6 +85,10 @@ func (g *Gateway) codeGrant(w http.ResponseWriter, r *http.Request, now time.Tim
 			}
 			g.Revoked(Revocation{Kind: token.RevokedFamily, Subject: te.Replayed, Until: now.Add(token.MaxFamilyLifetime + token.MaxLifetime + token.Leeway)})
 			g.auditEvent(r, "oauth.code_replay", te.KeyID, map[string]string{"family": te.Replayed})
+			if g.opts.Detect != nil && te.KeyID != "" {
+				// A replayed code is a stolen grant, like a reused refresh token.
+				g.opts.Detect.Observe(detect.Observation{At: now, KeyID: te.KeyID, Client: web.ClientAddr(r, g.opts.TrustedProxies).String(), RefreshReuse: true})
+			}
 		}
 		if den := g.authFailure(r, ""); den != nil {
 			w.Header().Set("Retry-After", strconv.FormatInt(int64(den.RetryAfter/time.Second), 10))
