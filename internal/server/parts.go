@@ -262,7 +262,11 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		// People sign MCP clients in through keygate: the gateway serves the
 		// metadata, registration and token endpoints, the admin listener
 		// the consent page (mcpauth.go).
-		if n.mcpAuth, err = newMCPAuth(ctx, st, v, n.adm, n.addrs.Admin, cfg.TrustedProxyPrefixes(), n.trail.w, log); err != nil {
+		adminURL := n.addrs.Admin
+		if cfg.SignIn.AdminURL != "" {
+			adminURL = cfg.SignIn.AdminURL
+		}
+		if n.mcpAuth, err = newMCPAuth(ctx, st, v, n.adm, adminURL, cfg.TrustedProxyPrefixes(), n.trail.w, log); err != nil {
 			return err
 		}
 		n.tok.gateway.Authorization = n.mcpAuth
