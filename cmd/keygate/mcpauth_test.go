@@ -339,6 +339,22 @@ func TestMCPSignInThroughKeygate(t *testing.T) {
 		}
 	}
 
+	// MCP clients in a browser (MCP Inspector) may read the public endpoints.
+	for _, p := range []string{"/.well-known/oauth-authorization-server", "/oauth/register", "/oauth/token", "/.well-known/oauth-protected-resource/mcp"} {
+		req, _ := http.NewRequest("OPTIONS", in.addrs.Gateway+p, nil)
+		req.Header.Set("Origin", "http://localhost:6274")
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "content-type, mcp-protocol-version")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+			t.Fatalf("preflight of %s: %d %v", p, resp.StatusCode, resp.Header)
+		}
+	}
+
 	// The trail has the registration, the authorizations, the tokens, the
 	// replay and the reuse.
 	want := map[string]bool{"oauth.client_registered/allow": false, "oauth.authorize/allow": false, "oauth.authorize/deny": false,

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/keygate/keygate/internal/authz"
+	"github.com/keygate/keygate/internal/mcpauth"
 	"github.com/keygate/keygate/internal/web"
 )
 
@@ -97,6 +98,9 @@ func requestOrigin(r *http.Request) string {
 // keygate signs MCP clients in (TokenOptions.Authorization), it names
 // itself, this origin, as the authorization server.
 func (g *Gateway) protectedResource(w http.ResponseWriter, r *http.Request) {
+	if mcpauth.PublicCORS(w, r) {
+		return
+	}
 	if r.Method != http.MethodGet {
 		http.Error(w, "use GET", http.StatusMethodNotAllowed)
 		return

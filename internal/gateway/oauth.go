@@ -17,6 +17,7 @@ import (
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/detect"
 	"github.com/keygate/keygate/internal/limitspec"
+	"github.com/keygate/keygate/internal/mcpauth"
 	"github.com/keygate/keygate/internal/otp"
 	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/internal/principal"
@@ -253,6 +254,9 @@ func unavailable(w http.ResponseWriter, desc string) {
 // exchange) or a refresh token (RFC 6749 §6) for a short-lived access token
 // and the next refresh token.
 func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
+	if mcpauth.PublicCORS(w, r) { // MCP clients in a browser exchange codes here
+		return
+	}
 	to := g.opts.Tokens
 	if to == nil {
 		oauthError(w, http.StatusNotFound, "unsupported_grant_type", "this keygate does not issue tokens")

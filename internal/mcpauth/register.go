@@ -35,6 +35,9 @@ const AuthorizePath = "/oauth/authorize"
 // endpoint is the gateway's /oauth/token, shared with token exchange.
 // Client ID metadata documents are not supported: clients register.
 func (s *Server) ServeMetadata(w http.ResponseWriter, r *http.Request) {
+	if PublicCORS(w, r) {
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET")
 		oauthError(w, http.StatusMethodNotAllowed, "invalid_request", "use GET")
@@ -61,6 +64,24 @@ func (s *Server) ServeMetadata(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// PublicCORS lets MCP clients that run in a browser (MCP Inspector) read
+// the answers of keygate's public OAuth endpoints: any origin may, and no
+// cookie is ever sent or honoured, so it grants nothing a page could not
+// get by asking from a server. It answers a CORS preflight itself and
+// reports whether it did.
+func PublicCORS(w http.ResponseWriter, r *http.Request) bool {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	if r.Method != http.MethodOptions || r.Header.Get("Access-Control-Request-Method") == "" {
+		return false
+	}
+	h.Set("Access-Control-Allow-Methods", "GET, POST")
+	h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, MCP-Protocol-Version")
+	h.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
+	return true
+}
+
 // registration is the part of an RFC 7591 request keygate reads.
 type registration struct {
 	RedirectURIs            []string `json:"redirect_uris"`
@@ -77,6 +98,9 @@ type registration struct {
 // throttled per address; clients are public (no secret; PKCE protects the
 // code), with redirect URIs that are https or http on a loopback address.
 func (s *Server) ServeRegister(w http.ResponseWriter, r *http.Request) {
+	if PublicCORS(w, r) {
+		return
+	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		oauthError(w, http.StatusMethodNotAllowed, "invalid_request", "register with POST and a JSON body (RFC 7591)")
