@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -22,7 +23,9 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/mcpgate"
+	"github.com/keygate/keygate/internal/store/storetest"
 )
 
 // mcpBrowser is a person's browser: it keeps cookies, follows keygate's
@@ -75,7 +78,10 @@ func (b *mcpBrowser) authorize(authURL, decision string) (url.Values, string) {
 				b.t.Fatalf("asked to sign in again: %s", body)
 			}
 			next := html.UnescapeString(regexp.MustCompile(`name="next" value="([^"]*)"`).FindStringSubmatch(body)[1])
-			code, _ := totp.GenerateCode(b.secret, time.Now().Add(30*time.Second))
+			code := ""
+			if b.secret != "" {
+				code, _ = totp.GenerateCode(b.secret, time.Now().Add(30*time.Second))
+			}
 			resp, err = b.c.PostForm(b.in.addrs.Admin+"/signin", url.Values{"user": {b.user}, "password": {b.password}, "otp": {code}, "next": {next}})
 			if err != nil {
 				b.t.Fatal(err)
@@ -141,8 +147,21 @@ func pkce(t *testing.T) (string, string) {
 // resource, an unregistered client and a reused refresh token are refused;
 // a token for /mcp/github is good nowhere else; the trail has it all.
 func TestMCPSignInThroughKeygate(t *testing.T) {
+	for name, dbURL := range databases(t) {
+		t.Run(name, func(t *testing.T) {
+			if name == "postgres" && os.Getenv(storetest.PostgresEnv) == "" {
+				t.Skip("set " + storetest.PostgresEnv + " to run against PostgreSQL")
+			}
+			cfg := testConfig(t, t.TempDir())
+			cfg.Database = dbURL(t)
+			testMCPSignIn(t, cfg)
+		})
+	}
+}
+
+func testMCPSignIn(t *testing.T, cfg config.Config) {
 	up := newFakeToolServer(t)
-	in := start(t, testConfig(t, t.TempDir()), "")
+	in := start(t, cfg, "")
 	in.mustCLI(nil, up.token, "secret", "put", "gh-token", "--stdin")
 	in.mustCLI(nil, "", "mcp", "add", "github", "--url", up.url, "--secret", "gh-token", "--allow-private")
 	in.mustCLI(nil, "", "team", "add", "tools")
@@ -154,9 +173,26 @@ func TestMCPSignInThroughKeygate(t *testing.T) {
 	if _, errb, err := in.asPerson(home, signInPassword+"\n", "login", "--user", "dev"); err != nil {
 		t.Fatalf("login: %v %s", err, errb)
 	}
-	secret := in.enrolTOTP(home) // ...and a second factor, which developers must use
-
 	const redirect = "http://127.0.0.1:39127/callback"
+	// Before the second factor developers must use, the consent page is
+	// not reached: the person is told to enrol it first.
+	resp, err := http.Post(in.addrs.Gateway+"/oauth/register", "application/json", strings.NewReader(`{"redirect_uris":["`+redirect+`"],"client_name":"early"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var early struct {
+		ClientID string `json:"client_id"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&early)
+	resp.Body.Close()
+	_, ch := pkce(t)
+	pending := newMCPBrowser(t, in, redirect, "dev", "")
+	if q, page := pending.authorize(in.addrs.Admin+"/oauth/authorize?"+url.Values{"response_type": {"code"}, "client_id": {early.ClientID}, "redirect_uri": {redirect},
+		"code_challenge": {ch}, "code_challenge_method": {"S256"}, "resource": {in.addrs.Gateway + mcpgate.Path}}.Encode(), "allow"); q != nil || !strings.Contains(page, "second factor") {
+		t.Fatalf("a person without the second factor their role needs: %v %s", q, page)
+	}
+	secret := in.enrolTOTP(home) // ...and the second factor
+
 	browser := newMCPBrowser(t, in, redirect, "dev", secret)
 	var authURLs []string
 	h, err := auth.NewAuthorizationCodeHandler(&auth.AuthorizationCodeHandlerConfig{

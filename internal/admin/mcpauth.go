@@ -12,9 +12,9 @@ import (
 // (internal/mcpauth), whose consent page is on the admin listener beside
 // the console. The session is checked as for any admin request (its
 // audience, idle and absolute ends, a disabled user, a cross-origin
-// change); a session still owing its second factor, or one of an admin
-// token with no person behind it, is not signed in: the person finishes
-// signing in at the console first, as the console itself requires.
+// change); one of an admin token with no person behind it is not signed
+// in, and one still owing its second factor is told to enrol it at the
+// console first, as the console itself requires.
 func (a *API) SignedInPerson(r *http.Request) (mcpauth.Person, error) {
 	p, s, ok, err := a.sessionPrincipal(r)
 	var ae *authError
@@ -23,8 +23,10 @@ func (a *API) SignedInPerson(r *http.Request) (mcpauth.Person, error) {
 		return mcpauth.Person{}, mcpauth.ErrNotSignedIn
 	case err != nil:
 		return mcpauth.Person{}, err
-	case s == nil || s.MFAPending || s.UserID == "" || p.UserID == "":
+	case s == nil || s.UserID == "" || p.UserID == "":
 		return mcpauth.Person{}, mcpauth.ErrNotSignedIn
+	case s.MFAPending:
+		return mcpauth.Person{}, mcpauth.ErrSecondFactorPending
 	}
 	amr := []string{s.Method}
 	if s.MFA != "" {

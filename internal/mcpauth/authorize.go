@@ -183,6 +183,10 @@ func (s *Server) ServeAuthorize(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, s.o.SignInURL+"?next="+url.QueryEscape(AuthorizePath+"?"+r.URL.RawQuery), http.StatusSeeOther)
 		return
 	}
+	if errors.Is(err, ErrSecondFactorPending) {
+		s.page(w, http.StatusForbidden, "Your role needs a second factor: set one up in the keygate console (keygate user totp, or a passkey), then start the sign-in from your MCP client again.", nil)
+		return
+	}
 	if err != nil {
 		s.o.Log.Error("reading the session of an authorization request failed", "err", err)
 		s.page(w, http.StatusServiceUnavailable, "keygate could not read your session right now; try again shortly.", nil)

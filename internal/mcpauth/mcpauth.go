@@ -78,15 +78,20 @@ type Person struct {
 	Session string
 }
 
-// ErrNotSignedIn means a request carries no usable session: none, an
-// expired one, or one whose second factor is still pending.
+// ErrNotSignedIn means a request carries no usable session: none, or an
+// expired or revoked one.
 var ErrNotSignedIn = errors.New("mcpauth: not signed in")
+
+// ErrSecondFactorPending means the person signed in but must still enrol
+// the second factor their role requires, which they do at the console.
+var ErrSecondFactorPending = errors.New("mcpauth: second factor pending")
 
 // People tells who a browser's request is signed in as; keygate's admin
 // API, which keeps sessions, is one.
 type People interface {
 	// SignedIn returns the person r's session belongs to, ErrNotSignedIn
-	// when there is none, or another error when sessions cannot be read.
+	// when there is none, ErrSecondFactorPending when it still owes its
+	// second factor, or another error when sessions cannot be read.
 	SignedIn(r *http.Request) (Person, error)
 }
 
