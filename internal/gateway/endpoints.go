@@ -107,7 +107,8 @@ func (g *Gateway) endpoint(w http.ResponseWriter, r *http.Request) {
 
 // recorded reports whether requests to path are audit events, which
 // fail-closed auditing refuses while the trail cannot record: everything
-// but the health and readiness checks and the public signing keys.
+// but the health and readiness checks and the public metadata (signing
+// keys, protected resource and authorization server).
 func recorded(path string) bool {
 	return path != "/healthz" && path != "/readyz" && path != "/.well-known/jwks.json" && !strings.HasPrefix(path, ProtectedResourcePath) &&
 		path != mcpauth.MetadataPath

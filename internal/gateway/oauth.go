@@ -251,8 +251,10 @@ func unavailable(w http.ResponseWriter, desc string) {
 }
 
 // tokenEndpoint is POST /oauth/token: a keygate key (RFC 8693 token
-// exchange) or a refresh token (RFC 6749 §6) for a short-lived access token
-// and the next refresh token.
+// exchange), a refresh token (RFC 6749 §6) or an authorization code an MCP
+// client got from a person (RFC 6749 §4.1.3 with PKCE; mcpauth.go) for a
+// short-lived access token and the next refresh token. It is public: the
+// grant presented is the credential.
 func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 	if mcpauth.PublicCORS(w, r) { // MCP clients in a browser exchange codes here
 		return
