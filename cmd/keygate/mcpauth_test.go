@@ -375,6 +375,20 @@ func testMCPSignIn(t *testing.T, cfg config.Config) {
 		}
 	}
 
+	// A person disabled (or no longer owning the key) ends their clients'
+	// refreshes.
+	code, verifier = codeFor(nil)
+	_, late := redeem(code, verifier, nil)
+	if st, a := exchange(t, in.addrs.Gateway, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {late.RefreshToken}}); st != http.StatusOK {
+		t.Fatalf("refresh before the person is disabled: %d %+v", st, a)
+	} else {
+		late = a
+	}
+	in.mustCLI(nil, "", "user", "disable", "dev")
+	if st, a := exchange(t, in.addrs.Gateway, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {late.RefreshToken}}); st != http.StatusBadRequest || a.Error != "invalid_grant" {
+		t.Fatalf("refresh after the person was disabled: %d %+v", st, a)
+	}
+
 	// MCP clients in a browser (MCP Inspector) may read the public endpoints.
 	for _, p := range []string{"/.well-known/oauth-authorization-server", "/oauth/register", "/oauth/token", "/.well-known/oauth-protected-resource/mcp"} {
 		req, _ := http.NewRequest("OPTIONS", in.addrs.Gateway+p, nil)

@@ -28,6 +28,10 @@ type AuthorizationServer interface {
 	// Redeem spends an authorization code presented at origin; a refusal
 	// is a *mcpauth.TokenError.
 	Redeem(ctx context.Context, form url.Values, origin string) (mcpauth.Grant, error)
+	// StillGranted checks, at each refresh, that the person who
+	// authorized a family may still use its key; a refusal is a
+	// *mcpauth.TokenError.
+	StillGranted(ctx context.Context, userID, keyID string) error
 }
 
 const grantAuthorizationCode = "authorization_code"
@@ -120,7 +124,7 @@ func (g *Gateway) codeGrant(w http.ResponseWriter, r *http.Request, now time.Tim
 		return nil, token.Family{}, "", nil, false
 	}
 	sj, _ := json.Marshal(grant.Scope)
-	want := token.Family{ID: grant.FamilyID, KeyID: k.ID, Scope: sj, AMR: grant.AMR, CreatedAt: now}
+	want := token.Family{ID: grant.FamilyID, KeyID: k.ID, Scope: sj, AMR: grant.AMR, CreatedAt: now, UserID: grant.UserID}
 	f, rt, err := to.Families.Start(ctx, want)
 	if err != nil {
 		g.opts.Log.Error("recording the refresh family of an authorization code failed", "err", err)
@@ -129,4 +133,30 @@ func (g *Gateway) codeGrant(w http.ResponseWriter, r *http.Request, now time.Tim
 	}
 	fields := map[string]string{"client_id": grant.ClientID, "user_id": grant.UserID, "resource": grant.Scope.Resource}
 	return k, f, rt.Reveal(), fields, true
+}
+
+// personStillGranted refuses the refresh of a family a person authorized
+// once that person may no longer use its key (disabled, or no longer its
+// owner). It answers the refusal itself and reports whether it did not.
+func (g *Gateway) personStillGranted(w http.ResponseWriter, r *http.Request, f token.Family) bool {
+	if f.UserID == "" {
+		return true
+	}
+	as := g.opts.Tokens.Authorization
+	if as == nil {
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "this keygate no longer signs MCP clients in; sign in again")
+		return false
+	}
+	err := as.StillGranted(r.Context(), f.UserID, f.KeyID)
+	var te *mcpauth.TokenError
+	switch {
+	case errors.As(err, &te):
+		oauthError(w, te.Status, te.Code, te.Desc)
+		return false
+	case err != nil:
+		g.opts.Log.Error("checking the person behind a refresh failed", "err", err)
+		unavailable(w, "keygate cannot check this refresh right now (its database does not answer); try again shortly")
+		return false
+	}
+	return true
 }

@@ -406,6 +406,9 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 			oauthError(w, http.StatusBadRequest, "invalid_grant", "the key this token was issued for is no longer usable")
 			return
 		}
+		if !g.personStillGranted(w, r, f) {
+			return
+		}
 		// The key's allowances may have narrowed since the exchange: a
 		// refreshed token never claims more than the key allows now.
 		// A token exchanged without a scope has an empty one, which the

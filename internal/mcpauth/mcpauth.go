@@ -103,7 +103,8 @@ type Key struct {
 }
 
 // Keys lists the keys a person owns that are usable now (not revoked,
-// expired or suspended) and allow at least one tool.
+// expired or suspended) and allow at least one tool; none when the person
+// is disabled.
 type Keys interface {
 	OwnedKeys(ctx context.Context, userID string, now time.Time) ([]Key, error)
 }

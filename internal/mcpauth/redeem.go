@@ -126,3 +126,20 @@ func verifierMatches(verifier, challenge string) bool {
 	sum := sha256.Sum256([]byte(verifier))
 	return subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(challenge)) == 1
 }
+
+// StillGranted checks that the person who authorized a refresh family may
+// still use its key: they are enabled and still own it, and it is usable
+// and allows tools. A refusal is a *TokenError (invalid_grant); any other
+// error means the store failed.
+func (s *Server) StillGranted(ctx context.Context, userID, keyID string) error {
+	ks, err := s.o.Keys.OwnedKeys(ctx, userID, s.o.Now())
+	if err != nil {
+		return err
+	}
+	for _, k := range ks {
+		if k.ID == keyID {
+			return nil
+		}
+	}
+	return invalidGrant("the person who signed this client in can no longer use its key (disabled, or no longer its owner); sign in again")
+}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -56,8 +57,19 @@ func (f signedIn) SignedIn(r *http.Request) (mcpauth.Person, error) { return f(r
 // ownedKeys lists a person's own usable keys with tools, for the consent page.
 type ownedKeys struct{ st *store.Store }
 
-// OwnedKeys returns the keys userID owns that are live and allow a tool.
+// OwnedKeys returns the keys userID owns that are live and allow a tool;
+// none when the user is disabled or gone.
 func (o ownedKeys) OwnedKeys(ctx context.Context, userID string, now time.Time) ([]mcpauth.Key, error) {
+	u, err := o.st.GetUser(ctx, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if u.DisabledAt != nil {
+		return nil, nil
+	}
 	ks, err := o.st.ListKeys(ctx)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,8 @@
 -- server of MCP clients. Clients registered themselves (RFC 7591); an
 -- authorization code is kept as an HMAC only, is spent once (used_at), and
 -- names the refresh family its exchange started, so a replay can revoke it.
+-- A refresh family records the person who authorized it, so every refresh
+-- checks that they still may use the key.
 
 CREATE TABLE oauth_clients (
     id            TEXT    NOT NULL PRIMARY KEY, -- "mcp_" + random: the client_id
@@ -29,3 +31,5 @@ CREATE TABLE oauth_codes (
 );
 
 CREATE INDEX oauth_codes_expires ON oauth_codes (expires_at);
+
+ALTER TABLE token_families ADD COLUMN user_id TEXT NOT NULL DEFAULT '';
