@@ -149,13 +149,13 @@ func (s *Server) ServeAuthorize(w http.ResponseWriter, r *http.Request) {
 	case http.MethodPost:
 		r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 		if err := r.ParseForm(); err != nil {
-			s.page(w, http.StatusBadRequest, "The form could not be read.", nil)
+			s.page(w, http.StatusBadRequest, "The form could not be read.")
 			return
 		}
 		v = r.PostForm
 	default:
 		h.Set("Allow", "GET, POST")
-		s.page(w, http.StatusMethodNotAllowed, "Use GET or POST.", nil)
+		s.page(w, http.StatusMethodNotAllowed, "Use GET or POST.")
 		return
 	}
 	req, err := s.parseAuthRequest(r, v)
@@ -164,38 +164,38 @@ func (s *Server) ServeAuthorize(w http.ResponseWriter, r *http.Request) {
 		var re *redirectError
 		switch {
 		case errors.As(err, &pe):
-			s.page(w, http.StatusBadRequest, pe.msg, nil)
+			s.page(w, http.StatusBadRequest, pe.msg)
 		case errors.As(err, &re):
 			s.audit(r, "oauth.authorize", "", "deny", map[string]string{"client_id": req.client.ID, "reason": re.code})
 			req.redirect(w, r, url.Values{"error": {re.code}, "error_description": {re.desc}})
 		default:
 			s.o.Log.Error("an authorization request failed", "err", err)
-			s.page(w, http.StatusServiceUnavailable, "keygate could not read this request right now; try again shortly.", nil)
+			s.page(w, http.StatusServiceUnavailable, "keygate could not read this request right now; try again shortly.")
 		}
 		return
 	}
 	person, err := s.o.People.SignedIn(r)
 	if errors.Is(err, ErrNotSignedIn) {
 		if r.Method == http.MethodPost {
-			s.page(w, http.StatusUnauthorized, "Your session ended; start the sign-in from your MCP client again.", nil)
+			s.page(w, http.StatusUnauthorized, "Your session ended; start the sign-in from your MCP client again.")
 			return
 		}
 		http.Redirect(w, r, s.o.SignInURL+"?next="+url.QueryEscape(AuthorizePath+"?"+r.URL.RawQuery), http.StatusSeeOther)
 		return
 	}
 	if errors.Is(err, ErrSecondFactorPending) {
-		s.page(w, http.StatusForbidden, "Your role needs a second factor: set one up in the keygate console (keygate user totp, or a passkey), then start the sign-in from your MCP client again.", nil)
+		s.page(w, http.StatusForbidden, "Your role needs a second factor: set one up in the keygate console (keygate user totp, or a passkey), then start the sign-in from your MCP client again.")
 		return
 	}
 	if err != nil {
 		s.o.Log.Error("reading the session of an authorization request failed", "err", err)
-		s.page(w, http.StatusServiceUnavailable, "keygate could not read your session right now; try again shortly.", nil)
+		s.page(w, http.StatusServiceUnavailable, "keygate could not read your session right now; try again shortly.")
 		return
 	}
 	keys, err := s.eligibleKeys(r, person, req)
 	if err != nil {
 		s.o.Log.Error("listing a person's keys failed", "err", err)
-		s.page(w, http.StatusServiceUnavailable, "keygate could not read your keys right now; try again shortly.", nil)
+		s.page(w, http.StatusServiceUnavailable, "keygate could not read your keys right now; try again shortly.")
 		return
 	}
 	if r.Method == http.MethodGet {
@@ -250,7 +250,7 @@ func (s *Server) csrfToken(p Person, req *authRequest) string {
 func (s *Server) decide(w http.ResponseWriter, r *http.Request, v url.Values, req *authRequest, p Person, keys []grantable) {
 	want := s.csrfToken(p, req)
 	if got := v.Get("csrf"); !hmac.Equal([]byte(got), []byte(want)) {
-		s.page(w, http.StatusForbidden, "This consent form was not shown to your session; start the sign-in from your MCP client again.", nil)
+		s.page(w, http.StatusForbidden, "This consent form was not shown to your session; start the sign-in from your MCP client again.")
 		return
 	}
 	fields := map[string]string{"client_id": req.client.ID, "client_name": req.client.Name, "user": p.Name, "resource": req.resource}
@@ -262,7 +262,7 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, v url.Values, re
 	}
 	i := slices.IndexFunc(keys, func(g grantable) bool { return g.Key.ID == v.Get("key") })
 	if i < 0 {
-		s.page(w, http.StatusBadRequest, "Choose one of your keys that allows the tools asked for.", nil)
+		s.page(w, http.StatusBadRequest, "Choose one of your keys that allows the tools asked for.")
 		return
 	}
 	g := keys[i]
@@ -273,7 +273,7 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, v url.Values, re
 	scope, _ := json.Marshal(sc)
 	raw, err := randomToken("kgc_", 32)
 	if err != nil {
-		s.page(w, http.StatusInternalServerError, "keygate could not make a code; try again.", nil)
+		s.page(w, http.StatusInternalServerError, "keygate could not make a code; try again.")
 		return
 	}
 	now := s.o.Now().UTC()
@@ -282,7 +282,7 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, v url.Values, re
 		Resource: req.resource, UserID: p.ID, KeyID: g.Key.ID, Scope: scope, AMR: p.AMR, CreatedAt: now, ExpiresAt: now.Add(CodeLifetime)})
 	if err != nil {
 		s.o.Log.Error("recording an authorization code failed", "err", err)
-		s.page(w, http.StatusServiceUnavailable, "keygate could not record the authorization right now; try again shortly.", nil)
+		s.page(w, http.StatusServiceUnavailable, "keygate could not record the authorization right now; try again shortly.")
 		return
 	}
 	fields["key"] = g.Key.Name
@@ -315,7 +315,7 @@ func (s *Server) consent(w http.ResponseWriter, req *authRequest, p Person, keys
 }
 
 // page shows a message, for requests the client cannot be told about.
-func (s *Server) page(w http.ResponseWriter, status int, msg string, _ any) {
+func (s *Server) page(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
