@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -204,5 +205,90 @@ func TestRegisterAndAuthorizeRequests(t *testing.T) {
 	_, err = s.Redeem(context.Background(), url.Values{"code": {"kgc_x"}, "client_id": {id}}, "http://127.0.0.1:8787")
 	if !errors.As(err, &te) || te.Code != "invalid_request" {
 		t.Fatalf("no verifier: %v", err)
+	}
+}
+
+type alice struct{ session string }
+
+func (a alice) SignedIn(*http.Request) (Person, error) {
+	return Person{ID: "usr_a", Name: "alice", AMR: []string{"password", "totp"}, Session: a.session}, nil
+}
+
+type aliceKeys struct{}
+
+func (aliceKeys) OwnedKeys(_ context.Context, userID string, _ time.Time) ([]Key, error) {
+	if userID != "usr_a" {
+		return nil, nil
+	}
+	return []Key{{ID: "key_a", Name: "alice-agent", Tools: []string{"github/*", "!github/delete_*"}}}, nil
+}
+
+// TestConsentForm: the consent page names the client, where it goes back
+// to and the tools; its form is good only with the CSRF token minted for
+// that session and request, and only for a key the person may use.
+func TestConsentForm(t *testing.T) {
+	s := newServer(t, 10)
+	s.o.People, s.o.Keys = alice{session: "ses_1"}, aliceKeys{}
+	w := httptest.NewRecorder()
+	s.ServeRegister(w, httptest.NewRequest("POST", RegisterPath, strings.NewReader(`{"redirect_uris":["http://127.0.0.1:4000/cb"],"client_name":"<b>Inspector</b>"}`)))
+	var reg struct {
+		ClientID string `json:"client_id"`
+	}
+	_ = json.Unmarshal(w.Body.Bytes(), &reg)
+	q := url.Values{"response_type": {"code"}, "client_id": {reg.ClientID}, "redirect_uri": {"http://127.0.0.1:4000/cb"}, "state": {"s"},
+		"code_challenge": {base64.RawURLEncoding.EncodeToString(make([]byte, 32))}, "code_challenge_method": {"S256"},
+		"resource": {"http://127.0.0.1:8787/mcp"}, "scope": {"tool:github/echo"}}
+	w = httptest.NewRecorder()
+	s.ServeAuthorize(w, httptest.NewRequest("GET", AuthorizePath+"?"+q.Encode(), nil))
+	page := w.Body.String()
+	if w.Code != http.StatusOK || !strings.Contains(page, "&lt;b&gt;Inspector&lt;/b&gt;") || !strings.Contains(page, "127.0.0.1:4000") ||
+		!strings.Contains(page, "tool:github/echo") || !strings.Contains(page, "alice-agent") || strings.Contains(page, "<b>Inspector") {
+		t.Fatalf("consent page %d: %s", w.Code, page)
+	}
+	if csp := w.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") || !strings.Contains(csp, "form-action 'self' http://127.0.0.1:4000") {
+		t.Fatalf("consent page CSP %q", csp)
+	}
+	csrf := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)
+	if csrf == nil {
+		t.Fatal("the consent form carries no CSRF token")
+	}
+	post := func(mod func(url.Values)) *httptest.ResponseRecorder {
+		f := url.Values{"decision": {"allow"}, "key": {"key_a"}, "csrf": {csrf[1]}}
+		for k, v := range q {
+			f[k] = v
+		}
+		mod(f)
+		r := httptest.NewRequest("POST", AuthorizePath, strings.NewReader(f.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		w := httptest.NewRecorder()
+		s.ServeAuthorize(w, r)
+		return w
+	}
+	if w := post(func(f url.Values) { f.Del("csrf") }); w.Code != http.StatusForbidden {
+		t.Fatalf("no CSRF token: %d", w.Code)
+	}
+	if w := post(func(f url.Values) { f.Set("scope", "tool:github/*") }); w.Code != http.StatusForbidden {
+		t.Fatalf("the token of another request (a wider scope): %d", w.Code)
+	}
+	s.o.People = alice{session: "ses_2"}
+	if w := post(func(url.Values) {}); w.Code != http.StatusForbidden {
+		t.Fatalf("the token of another session: %d", w.Code)
+	}
+	s.o.People = alice{session: "ses_1"}
+	if w := post(func(f url.Values) { f.Set("key", "key_someone_else") }); w.Code != http.StatusBadRequest {
+		t.Fatalf("a key not the person's: %d", w.Code)
+	}
+	w = post(func(url.Values) {})
+	loc, _ := url.Parse(w.Header().Get("Location"))
+	if w.Code != http.StatusSeeOther || loc.Host != "127.0.0.1:4000" || !strings.HasPrefix(loc.Query().Get("code"), "kgc_") || loc.Query().Get("state") != "s" ||
+		loc.Query().Get("iss") != "http://127.0.0.1:8787" {
+		t.Fatalf("allow: %d %s", w.Code, loc)
+	}
+	// The code is stored as an HMAC, bound to what it was asked for.
+	h := s.o.Codes.Hash(loc.Query().Get("code"))
+	c, err := s.o.Store.UseOAuthCode(context.Background(), h[:], "fam_t", time.Now())
+	if err != nil || c.KeyID != "key_a" || c.UserID != "usr_a" || c.Resource != "http://127.0.0.1:8787/mcp" || c.ClientID != reg.ClientID ||
+		!strings.Contains(string(c.Scope), `"tools":["github/echo"]`) || c.ExpiresAt.Sub(c.CreatedAt) > CodeLifetime {
+		t.Fatalf("stored code %+v %v", c, err)
 	}
 }
