@@ -47,15 +47,24 @@ func (e *redirectError) Error() string { return e.code + ": " + e.desc }
 // resource that is an MCP endpoint of keygate, and tool: scopes.
 func (s *Server) parseAuthRequest(r *http.Request, v url.Values) (*authRequest, error) {
 	id := v.Get("client_id")
-	if id == "" || len(id) > 64 {
+	if id == "" || len(id) > maxURI {
 		return nil, &pageError{"the request names no client (client_id); start the sign-in from your MCP client again"}
 	}
-	c, err := s.o.Store.GetOAuthClient(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, &pageError{"this MCP client is not registered with keygate; let it register again (it does so on its own when it connects)"}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read OAuth client: %w", err)
+	var c store.OAuthClient
+	if s.o.Documents != nil && isDocumentID(id) {
+		var err error
+		if c, err = s.clientDocument(r.Context(), id); err != nil {
+			return nil, &pageError{"this MCP client's metadata document (" + id + ") cannot be used: " + err.Error()}
+		}
+	} else {
+		var err error
+		c, err = s.o.Store.GetOAuthClient(r.Context(), id)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, &pageError{"this MCP client is not registered with keygate; let it register again (it does so on its own when it connects)"}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read OAuth client: %w", err)
+		}
 	}
 	req := &authRequest{client: c, redirectURI: v.Get("redirect_uri"), state: v.Get("state")}
 	if req.redirectURI == "" && len(c.RedirectURIs) == 1 {
@@ -294,6 +303,7 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, v url.Values, re
 // consentView is what the consent page shows.
 type consentView struct {
 	Client, RedirectHost, Resource, User string
+	Publisher                            string // the host of a client ID metadata document, which vouches for the name
 	Asked                                []string
 	Keys                                 []grantable
 	Hidden                               map[string]string
@@ -302,6 +312,7 @@ type consentView struct {
 func (s *Server) consent(w http.ResponseWriter, req *authRequest, p Person, keys []grantable) {
 	u, _ := url.Parse(req.redirectURI)
 	cv := consentView{Client: req.client.Name, RedirectHost: u.Host, Resource: req.resource, User: p.Name, Asked: req.tools, Keys: keys,
+		Publisher: documentHost(req.client.ID),
 		Hidden: map[string]string{"client_id": req.client.ID, "redirect_uri": req.redirectURI, "response_type": "code", "state": req.state,
 			"code_challenge": req.challenge, "code_challenge_method": "S256", "resource": req.resource, "scope": req.scope, "csrf": s.csrfToken(p, req)}}
 	// The form posts here, and its answer redirects to the client: both
@@ -327,6 +338,7 @@ var consentPage = template.Must(template.New("consent").Parse(`<!doctype html>
 <style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}code{background:#eee;padding:0 .2em}</style></head>
 <body>
 <h1>Allow <em>{{.Client}}</em> to use your tools?</h1>
+{{if .Publisher}}<p>The client describes itself from <strong>{{.Publisher}}</strong>.</p>{{else}}<p>The client registered itself with keygate: its name is its own claim.</p>{{end}}
 <p>Signed in as <strong>{{.User}}</strong>.</p>
 <p>The client will receive a token for <code>{{.Resource}}</code> alone, and will be sent back to <strong>{{.RedirectHost}}</strong>.</p>
 {{if .Asked}}<p>It asks for: {{range .Asked}}<code>tool:{{.}}</code> {{end}}</p>{{else}}<p>It asks for no particular tools: it will get the tools of the key you choose.</p>{{end}}
@@ -348,3 +360,13 @@ var messagePage = template.Must(template.New("message").Parse(`<!doctype html>
 <style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}</style></head>
 <body><h1>keygate</h1><p>{{.}}</p></body></html>
 `))
+
+// documentHost is the host of a client ID metadata document's URL, or ""
+// for a registered client.
+func documentHost(id string) string {
+	if !isDocumentID(id) {
+		return ""
+	}
+	u, _ := url.Parse(id)
+	return u.Host
+}

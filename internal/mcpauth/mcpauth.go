@@ -136,6 +136,12 @@ type Options struct {
 	// SignInURL is the sign-in page on the admin listener, relative to it
 	// ("/signin"); the request to come back to is added as ?next=.
 	SignInURL string
+	// Documents, when set, fetches client ID metadata documents: a client
+	// whose client_id is an https URL is described by the JSON document
+	// there, and needs no registration. Give it keygate's egress guard
+	// (no private addresses, no redirects) and a short timeout. nil: such
+	// clients must register.
+	Documents *http.Client
 	// Limiter throttles registrations per client address; nil: none.
 	Limiter              limit.Limiter
 	RegistrationsPerHour int64

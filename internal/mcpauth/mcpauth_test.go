@@ -292,3 +292,74 @@ func TestConsentForm(t *testing.T) {
 		t.Fatalf("stored code %+v %v", c, err)
 	}
 }
+
+// TestClientIDMetadataDocument: a client whose client_id is the https URL
+// of its metadata document needs no registration; the document must name
+// itself and list the redirect URI; the consent page names its host; its
+// code redeems with that client_id.
+func TestClientIDMetadataDocument(t *testing.T) {
+	var docs map[string]string
+	ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d, ok := docs[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(d))
+	}))
+	t.Cleanup(ts.Close)
+	good := ts.URL + "/client.json"
+	docs = map[string]string{
+		"/client.json": `{"client_id":"` + good + `","client_name":"Doc Agent","redirect_uris":["http://127.0.0.1:4100/cb"],"token_endpoint_auth_method":"none"}`,
+		"/other.json":  `{"client_id":"https://elsewhere.example/c.json","redirect_uris":["http://127.0.0.1:4100/cb"]}`,
+		"/evil.json":   `{"client_id":"` + ts.URL + `/evil.json","redirect_uris":["http://evil.example/cb"]}`,
+	}
+	s := newServer(t, 10)
+	s.o.People, s.o.Keys, s.o.Documents = alice{session: "ses_1"}, aliceKeys{}, ts.Client()
+
+	w := httptest.NewRecorder()
+	s.ServeMetadata(w, httptest.NewRequest("GET", MetadataPath, nil))
+	var md map[string]any
+	if err := json.Unmarshal(w.Body.Bytes(), &md); err != nil || md["client_id_metadata_document_supported"] != true {
+		t.Fatalf("metadata: %v %s", err, w.Body)
+	}
+	verifier := strings.Repeat("v", 43)
+	sum := sha256.Sum256([]byte(verifier))
+	q := func(id string) url.Values {
+		return url.Values{"response_type": {"code"}, "client_id": {id}, "redirect_uri": {"http://127.0.0.1:4100/cb"}, "state": {"s"},
+			"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"}, "resource": {"http://127.0.0.1:8787/mcp"}}
+	}
+	for name, id := range map[string]string{"not its own client_id": ts.URL + "/other.json", "a plain-http redirect": ts.URL + "/evil.json", "no document": ts.URL + "/none.json"} {
+		w := httptest.NewRecorder()
+		s.ServeAuthorize(w, httptest.NewRequest("GET", AuthorizePath+"?"+q(id).Encode(), nil))
+		if w.Code != http.StatusBadRequest || w.Header().Get("Location") != "" || !strings.Contains(w.Body.String(), "metadata document") {
+			t.Errorf("%s: %d %q %s", name, w.Code, w.Header().Get("Location"), w.Body)
+		}
+	}
+	w = httptest.NewRecorder()
+	s.ServeAuthorize(w, httptest.NewRequest("GET", AuthorizePath+"?"+q(good).Encode(), nil))
+	page := w.Body.String()
+	host := strings.TrimPrefix(ts.URL, "https://")
+	if w.Code != http.StatusOK || !strings.Contains(page, "Doc Agent") || !strings.Contains(page, "describes itself from <strong>"+host) {
+		t.Fatalf("consent page %d: %s", w.Code, page)
+	}
+	f := q(good)
+	f.Set("decision", "allow")
+	f.Set("key", "key_a")
+	f.Set("csrf", regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)[1])
+	r := httptest.NewRequest("POST", AuthorizePath, strings.NewReader(f.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	w = httptest.NewRecorder()
+	s.ServeAuthorize(w, r)
+	loc, _ := url.Parse(w.Header().Get("Location"))
+	code := loc.Query().Get("code")
+	if code == "" {
+		t.Fatalf("allow: %d %s", w.Code, loc)
+	}
+	g, err := s.Redeem(context.Background(), url.Values{"code": {code}, "client_id": {good}, "redirect_uri": {"http://127.0.0.1:4100/cb"},
+		"code_verifier": {verifier}, "resource": {"http://127.0.0.1:8787/mcp"}}, "http://127.0.0.1:8787")
+	if err != nil || g.KeyID != "key_a" || g.ClientID != good || g.Scope.Resource != "http://127.0.0.1:8787/mcp" {
+		t.Fatalf("redeem: %+v %v", g, err)
+	}
+}

@@ -60,13 +60,17 @@ func (s *Server) Redeem(ctx context.Context, form url.Values, origin string) (Gr
 	if verifier == "" {
 		return Grant{}, &TokenError{Status: http.StatusBadRequest, Code: "invalid_request", Desc: "code_verifier is required (PKCE)"}
 	}
-	if len(raw) > 128 {
+	if len(raw) > 128 || len(clientID) > maxURI {
 		return Grant{}, invalidGrant("the authorization code is invalid, expired or already used")
 	}
-	if _, err := s.o.Store.GetOAuthClient(ctx, clientID); errors.Is(err, store.ErrNotFound) {
-		return Grant{}, &TokenError{Status: http.StatusUnauthorized, Code: "invalid_client", Desc: "no client is registered with this client_id; register again"}
-	} else if err != nil {
-		return Grant{}, err
+	// A client described by a metadata document was checked when its code
+	// was made; the code is bound to its client_id.
+	if !(s.o.Documents != nil && isDocumentID(clientID)) {
+		if _, err := s.o.Store.GetOAuthClient(ctx, clientID); errors.Is(err, store.ErrNotFound) {
+			return Grant{}, &TokenError{Status: http.StatusUnauthorized, Code: "invalid_client", Desc: "no client is registered with this client_id; register again"}
+		} else if err != nil {
+			return Grant{}, err
+		}
 	}
 	fam, err := randomToken("fam_", 16)
 	if err != nil {

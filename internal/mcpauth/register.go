@@ -33,7 +33,8 @@ const AuthorizePath = "/oauth/authorize"
 // ServeMetadata is GET /.well-known/oauth-authorization-server: the
 // issuer is the gateway's origin as the client reached it, and the token
 // endpoint is the gateway's /oauth/token, shared with token exchange.
-// Client ID metadata documents are not supported: clients register.
+// Clients register (RFC 7591) or, when Options.Documents is set, are
+// described by a client ID metadata document.
 func (s *Server) ServeMetadata(w http.ResponseWriter, r *http.Request) {
 	if PublicCORS(w, r) {
 		return
@@ -59,7 +60,7 @@ func (s *Server) ServeMetadata(w http.ResponseWriter, r *http.Request) {
 		"token_endpoint_auth_methods_supported":          []string{"none"},
 		"revocation_endpoint_auth_methods_supported":     []string{"none"},
 		"authorization_response_iss_parameter_supported": true,
-		"client_id_metadata_document_supported":          false,
+		"client_id_metadata_document_supported":          s.o.Documents != nil,
 		"service_documentation":                          "https://github.com/keygate/keygate#sign-in-to-mcp-through-keygate",
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/audit"
+	"github.com/keygate/keygate/internal/egress"
 	"github.com/keygate/keygate/internal/limit"
 	"github.com/keygate/keygate/internal/mcpauth"
 	"github.com/keygate/keygate/internal/store"
@@ -22,10 +23,11 @@ import (
 
 // newMCPAuth builds keygate's authorization server for MCP clients: codes
 // hashed under a pepper of their own, the consent form signed with a key
-// every node shares, people's sessions read by the admin API, and the
+// every node shares, people's sessions read by the admin API, client ID
+// metadata documents fetched under the egress policy, and the
 // authorization endpoint on the admin listener at adminURL.
 func newMCPAuth(ctx context.Context, st *store.Store, v *vault.Vault, adm *admin.API, adminURL string, proxies []netip.Prefix,
-	trail interface{ Record(audit.Event) error }, log *slog.Logger) (*mcpauth.Server, error) {
+	egressPolicy egress.Policy, trail interface{ Record(audit.Event) error }, log *slog.Logger) (*mcpauth.Server, error) {
 	pepper, err := v.Ensure(ctx, "system/oauth-code-pepper", 32)
 	if err != nil {
 		return nil, fmt.Errorf("authorization code pepper: %w", err)
@@ -42,9 +44,12 @@ func newMCPAuth(ctx context.Context, st *store.Store, v *vault.Vault, adm *admin
 		Store: st, People: signedIn(adm.SignedInPerson), Keys: ownedKeys{st},
 		Codes: codes, CSRFKey: []byte(csrf.Reveal()),
 		AuthorizeURL: strings.TrimSuffix(adminURL, "/") + mcpauth.AuthorizePath,
-		Limiter:      limit.NewMemory(),
-		ClientAddr:   func(r *http.Request) string { return web.ClientAddr(r, proxies).String() },
-		Audit:        trail, Log: log,
+		// Client ID metadata documents are fetched under the egress guard
+		// (public addresses only, no redirects), briefly.
+		Documents:  egressPolicy.Client(5 * time.Second),
+		Limiter:    limit.NewMemory(),
+		ClientAddr: func(r *http.Request) string { return web.ClientAddr(r, proxies).String() },
+		Audit:      trail, Log: log,
 	})
 }
 

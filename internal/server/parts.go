@@ -266,7 +266,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		if cfg.SignIn.AdminURL != "" {
 			adminURL = cfg.SignIn.AdminURL
 		}
-		if n.mcpAuth, err = newMCPAuth(ctx, st, v, n.adm, adminURL, cfg.TrustedProxyPrefixes(), n.trail.w, log); err != nil {
+		if n.mcpAuth, err = newMCPAuth(ctx, st, v, n.adm, adminURL, cfg.TrustedProxyPrefixes(), cfg.EgressPolicy(), n.trail.w, log); err != nil {
 			return err
 		}
 		n.tok.gateway.Authorization = n.mcpAuth
