@@ -314,6 +314,12 @@ func testMCPSignIn(t *testing.T, cfg config.Config) {
 	if st != http.StatusOK || first.AccessToken == "" || first.RefreshToken == "" || first.Scope != "" {
 		t.Fatalf("redeem: %d %+v", st, first)
 	}
+	if amr := jwtClaim(t, first.AccessToken, "amr"); amr != `["pwd","mfa"]` {
+		t.Fatalf("the token's amr is %s, want the person's password and second factor", amr)
+	}
+	if aud := jwtClaim(t, first.AccessToken, "aud"); !strings.Contains(aud, `"`+resource+`"`) {
+		t.Fatalf("the token's aud %s does not name its resource %s", aud, resource)
+	}
 	if names := toolNames(t, connectMCP(t, resource, first.AccessToken)); len(names) != 3 {
 		t.Fatalf("the redeemed token sees %v", names)
 	}
@@ -461,4 +467,22 @@ func mcpStatus(t *testing.T, u, token string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// jwtClaim returns one claim of a JWT's payload, as JSON.
+func jwtClaim(t *testing.T, raw, name string) string {
+	t.Helper()
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims map[string]json.RawMessage
+	if err := json.Unmarshal(b, &claims); err != nil {
+		t.Fatal(err)
+	}
+	return string(claims[name])
 }

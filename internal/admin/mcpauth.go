@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/keygate/keygate/internal/mcpauth"
+	"github.com/keygate/keygate/internal/session"
 )
 
 // SignedInPerson returns the person whose session a browser's request
@@ -28,9 +29,27 @@ func (a *API) SignedInPerson(r *http.Request) (mcpauth.Person, error) {
 	case s.MFAPending:
 		return mcpauth.Person{}, mcpauth.ErrSecondFactorPending
 	}
-	amr := []string{s.Method}
-	if s.MFA != "" {
-		amr = append(amr, s.MFA)
+	return mcpauth.Person{ID: s.UserID, Name: p.Name, AMR: personAMR(s.Method, s.MFA), Session: s.ID}, nil
+}
+
+// personAMR names how a person signed in, in RFC 8176's terms: pwd, fed
+// (single sign-on), hwk (a passkey) or kgt (an admin token), and mfa with
+// a second factor. It never says "otp", which is what a key's own step-up
+// code earns its tokens: a person's sign-in does not stand in for that.
+func personAMR(method, mfa string) []string {
+	var amr []string
+	switch method {
+	case session.MethodPassword:
+		amr = []string{"pwd"}
+	case session.MethodOIDC:
+		amr = []string{"fed"}
+	case session.MethodWebAuthn:
+		amr = []string{"hwk"}
+	default:
+		amr = []string{"kgt"}
 	}
-	return mcpauth.Person{ID: s.UserID, Name: p.Name, AMR: amr, Session: s.ID}, nil
+	if mfa != "" {
+		amr = append(amr, "mfa")
+	}
+	return amr
 }
