@@ -32,7 +32,7 @@ type signinData struct {
 // sign-in may return to, and "" otherwise: never another host (//host or
 // a scheme), so the form cannot be turned into an open redirect.
 func localNext(next string) string {
-	if len(next) > 2048 || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") ||
+	if len(next) > 8192 || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") ||
 		strings.ContainsAny(next, "\r\n\\") {
 		return ""
 	}
