@@ -1,4 +1,4 @@
--- keygate schema version 28 for PostgreSQL: keygate as the OAuth authorization
+-- keygate schema version 27 for PostgreSQL: keygate as the OAuth authorization
 -- server of MCP clients. Clients registered themselves (RFC 7591); an
 -- authorization code is kept as an HMAC only, is spent once (used_at), and
 -- names the refresh family its exchange started, so a replay can revoke it.
