@@ -21,6 +21,11 @@ type SignIn struct {
 	// InvitationTTL is how long a new team invitation works unless its
 	// request says (default 168h, 7 days; at most 720h, 30 days).
 	InvitationTTL time.Duration `yaml:"invitation_ttl"`
+	// AdminURL is the admin listener's URL as people's browsers reach it
+	// (behind a proxy, say), such as https://keygate.example.com: MCP
+	// clients that sign people in through keygate send them to its
+	// /oauth/authorize. Unset means the address keygate listens on.
+	AdminURL string `yaml:"admin_url"`
 	// OIDC signs people in with an OpenID provider.
 	OIDC OIDC `yaml:"oidc"`
 	// WebAuthn lets users register passkeys and sign in with them.
@@ -110,6 +115,12 @@ func (c Config) validateSignIn(bad func(field, format string, args ...any)) {
 	}
 	if s.InvitationTTL < 0 || s.InvitationTTL > 30*24*time.Hour {
 		bad("signin.invitation_ttl", "must be between 0 (the default, 168h) and 720h (30 days)")
+	}
+	if s.AdminURL != "" {
+		u, err := url.Parse(s.AdminURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || strings.Trim(u.Path, "/") != "" {
+			bad("signin.admin_url", "must be an http(s) URL with a host and no path, query or fragment, such as https://keygate.example.com")
+		}
 	}
 	roles, err := c.RoleTable()
 	if err != nil {

@@ -49,10 +49,12 @@ func TestSignInSettings(t *testing.T) {
 		t.Fatal("an unset mfa_roles reads as a list: the default (roles that change keys) would be lost")
 	}
 	for body, field := range map[string]string{
-		"signin:\n  session_idle: 13h\n":    "signin.session_idle",
-		"signin:\n  mfa_roles: [wizard]\n":  "signin.mfa_roles",
-		"signin:\n  invitation_ttl: 721h\n": "signin.invitation_ttl",
-		"signin:\n  invitation_ttl: -1h\n":  "signin.invitation_ttl",
+		"signin:\n  session_idle: 13h\n":                      "signin.session_idle",
+		"signin:\n  mfa_roles: [wizard]\n":                    "signin.mfa_roles",
+		"signin:\n  invitation_ttl: 721h\n":                   "signin.invitation_ttl",
+		"signin:\n  invitation_ttl: -1h\n":                    "signin.invitation_ttl",
+		"signin:\n  admin_url: keygate.example\n":             "signin.admin_url",
+		"signin:\n  admin_url: https://keygate.example/x?y\n": "signin.admin_url",
 		"signin:\n  oidc:\n    issuer: http://idp.example.test\n    client_id: k\n    redirect_url: https://k.example/cb\n":                                        "signin.oidc.issuer",
 		"signin:\n  oidc:\n    issuer: https://idp.example.test\n    redirect_url: https://k.example/cb\n":                                                         "signin.oidc.client_id",
 		"signin:\n  oidc:\n    issuer: https://idp.example.test\n    client_id: k\n":                                                                               "signin.oidc.redirect_url",

@@ -23,11 +23,25 @@ type signInMethods struct {
 type signinData struct {
 	Methods signInMethods
 	User    string
+	// Next is where to go once signed in: a page of this origin that sent
+	// the person here, such as an MCP client's authorization request.
+	Next string
+}
+
+// localNext returns next when it is a path on this origin that the
+// sign-in may return to, and "" otherwise: never another host (//host or
+// a scheme), so the form cannot be turned into an open redirect.
+func localNext(next string) string {
+	if len(next) > 8192 || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") ||
+		strings.ContainsAny(next, "\r\n\\") {
+		return ""
+	}
+	return next
 }
 
 func (c *Console) signinPage(w http.ResponseWriter, r *http.Request) {
 	v := &view{Title: "Sign in", Path: r.URL.Path, Version: c.opts.Version, Flash: messages[r.URL.Query().Get("done")]}
-	d := signinData{Methods: signInMethods{Password: true, Token: true}}
+	d := signinData{Methods: signInMethods{Password: true, Token: true}, Next: localNext(r.URL.Query().Get("next"))}
 	if err := c.api.get(r, "/auth/methods", &d.Methods); err != nil && statusOf(err) != http.StatusNotFound {
 		c.logErr(r, "read the sign-in methods", err)
 	}
@@ -65,7 +79,7 @@ func (c *Console) startSession(w http.ResponseWriter, r *http.Request, path stri
 	rec, err := c.api.do(r, http.MethodPost, path, body, nil)
 	if err != nil {
 		v := &view{Title: "Sign in", Path: "/signin", Version: c.opts.Version}
-		d := signinData{Methods: signInMethods{Password: true, Token: true}, User: user}
+		d := signinData{Methods: signInMethods{Password: true, Token: true}, User: user, Next: localNext(r.PostForm.Get("next"))}
 		_ = c.api.get(r, "/auth/methods", &d.Methods)
 		v.Data = d
 		v.Error = "Sign-in failed: " + messageOf(err)
@@ -77,7 +91,11 @@ func (c *Console) startSession(w http.ResponseWriter, r *http.Request, path stri
 		return
 	}
 	copyCookies(w, rec)
-	http.Redirect(w, r, "/", http.StatusSeeOther)
+	to := "/"
+	if next := localNext(r.PostForm.Get("next")); next != "" {
+		to = next
+	}
+	http.Redirect(w, r, to, http.StatusSeeOther)
 }
 
 // signout ends the session and clears its cookie.

@@ -41,7 +41,7 @@ func (g *Gateway) authenticate(r *http.Request, c *call) (*principal.Principal, 
 				msg = "the access token has expired; exchange your key or refresh token for a new one at /oauth/token"
 			}
 			return nil, deny(http.StatusUnauthorized, "invalid_api_key", msg)
-		case errors.Is(err, errUnbound):
+		case errors.Is(err, errUnbound), errors.Is(err, errWrongResource):
 			return nil, deny(http.StatusUnauthorized, "invalid_api_key", err.Error())
 		case errors.Is(err, errSuspended):
 			return nil, deny(http.StatusForbidden, "key_suspended", "the key this token was issued for is suspended")

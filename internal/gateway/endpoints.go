@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/keygate/keygate/internal/jsonpeek"
+	"github.com/keygate/keygate/internal/mcpauth"
 	"github.com/keygate/keygate/internal/passthrough"
 	"github.com/keygate/keygate/internal/principal"
 	"github.com/keygate/keygate/internal/provider"
@@ -57,6 +58,8 @@ func (g *Gateway) endpoint(w http.ResponseWriter, r *http.Request) {
 		g.listModels(w, r, g.gemini)
 	case "/oauth/token":
 		g.tokenEndpoint(w, r)
+	case mcpauth.MetadataPath, mcpauth.RegisterPath: // public, as the MCP authorization spec asks (mcpauth.go)
+		g.serveAuthorizationServer(w, r)
 	case "/oauth/revoke":
 		g.revokeEndpoint(w, r)
 	case "/oauth/introspect":
@@ -106,9 +109,11 @@ func (g *Gateway) endpoint(w http.ResponseWriter, r *http.Request) {
 
 // recorded reports whether requests to path are audit events, which
 // fail-closed auditing refuses while the trail cannot record: everything
-// but the health and readiness checks and the public signing keys.
+// but the health and readiness checks and the public metadata (signing
+// keys, protected resource and authorization server).
 func recorded(path string) bool {
-	return path != "/healthz" && path != "/readyz" && path != "/.well-known/jwks.json" && !strings.HasPrefix(path, ProtectedResourcePath)
+	return path != "/healthz" && path != "/readyz" && path != "/.well-known/jwks.json" && !strings.HasPrefix(path, ProtectedResourcePath) &&
+		path != mcpauth.MetadataPath
 }
 
 // serveModel serves an API call of dialect d: an OpenAI or Anthropic

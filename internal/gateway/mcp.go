@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/keygate/keygate/internal/authz"
+	"github.com/keygate/keygate/internal/mcpauth"
 	"github.com/keygate/keygate/internal/web"
 )
 
@@ -94,10 +95,13 @@ func requestOrigin(r *http.Request) string {
 
 // protectedResource serves RFC 9728 metadata for /mcp (at
 // /.well-known/oauth-protected-resource/mcp, and without the suffix).
-// keygate's keys and access tokens go in the Authorization header; it
-// names no authorization server, since keygate does not yet run the
-// authorization-code flow MCP clients would start there.
+// keygate's keys and access tokens go in the Authorization header; when
+// keygate signs MCP clients in (TokenOptions.Authorization), it names
+// itself, this origin, as the authorization server.
 func (g *Gateway) protectedResource(w http.ResponseWriter, r *http.Request) {
+	if mcpauth.PublicCORS(w, r) {
+		return
+	}
 	if r.Method != http.MethodGet {
 		http.Error(w, "use GET", http.StatusMethodNotAllowed)
 		return
@@ -112,10 +116,13 @@ func (g *Gateway) protectedResource(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "max-age=300")
-	_ = json.NewEncoder(w).Encode(map[string]any{
+	md := map[string]any{
 		"resource":                 requestOrigin(r) + res,
 		"bearer_methods_supported": []string{"header"},
 		"resource_name":            "keygate MCP gateway",
-		"scopes_supported":         []string{"tool:SERVER/TOOL"},
-	})
+	}
+	if to := g.opts.Tokens; to != nil && to.Authorization != nil {
+		md["authorization_servers"] = []string{requestOrigin(r)}
+	}
+	_ = json.NewEncoder(w).Encode(md)
 }

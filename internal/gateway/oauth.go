@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/detect"
 	"github.com/keygate/keygate/internal/limitspec"
+	"github.com/keygate/keygate/internal/mcpauth"
 	"github.com/keygate/keygate/internal/otp"
 	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/internal/principal"
@@ -42,6 +44,10 @@ type TokenOptions struct {
 	// Workloads, when set, lets workloads exchange OIDC identity tokens
 	// from trusted issuers (workload.go).
 	Workloads WorkloadTrust
+	// Authorization, when set, is keygate's OAuth authorization server for
+	// MCP clients: /oauth/token also redeems its authorization codes
+	// (mcpauth.go).
+	Authorization AuthorizationServer
 	// VerifyTOTP checks a key's one-time password (step-up) presented from
 	// client; a code is accepted once. An error matching otp.ErrLockedOut
 	// (too many wrong codes) is answered 429 with Retry-After. nil: step-up
@@ -165,6 +171,11 @@ func (g *Gateway) verifyToken(ctx context.Context, r *http.Request, raw string, 
 	if to.Denied.denied(token.RevokedToken, claims.JTI) || to.Denied.denied(token.RevokedFamily, claims.FamilyID) {
 		return nil, apikey.ErrRevoked
 	}
+	// A token bound to an MCP resource is good there alone: not at
+	// another MCP endpoint, not at a model or any other endpoint.
+	if res := claims.Scope.Resource; res != "" && !resourceMatches(res, r) {
+		return nil, errWrongResource
+	}
 	key, err := g.opts.Keys.ByID(ctx, claims.Subject, now)
 	if errors.Is(err, apikey.ErrUnknown) {
 		return nil, apikey.ErrRevoked
@@ -240,9 +251,14 @@ func unavailable(w http.ResponseWriter, desc string) {
 }
 
 // tokenEndpoint is POST /oauth/token: a keygate key (RFC 8693 token
-// exchange) or a refresh token (RFC 6749 §6) for a short-lived access token
-// and the next refresh token.
+// exchange), a refresh token (RFC 6749 §6) or an authorization code an MCP
+// client got from a person (RFC 6749 §4.1.3 with PKCE; mcpauth.go) for a
+// short-lived access token and the next refresh token. It is public: the
+// grant presented is the credential.
 func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
+	if mcpauth.PublicCORS(w, r) { // MCP clients in a browser exchange codes here
+		return
+	}
 	to := g.opts.Tokens
 	if to == nil {
 		oauthError(w, http.StatusNotFound, "unsupported_grant_type", "this keygate does not issue tokens")
@@ -259,7 +275,13 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 	var key *principal.Principal
 	var fam token.Family
 	var refresh string
+	var extra map[string]string
 	switch r.PostForm.Get("grant_type") {
+	case grantAuthorizationCode:
+		var ok bool
+		if key, fam, refresh, extra, ok = g.codeGrant(w, r, now); !ok {
+			return
+		}
 	case grantTokenExchange:
 		if st := r.PostForm.Get("subject_token_type"); st == subjectTypeIDToken || st == subjectTypeJWT {
 			var ok bool
@@ -384,6 +406,9 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 			oauthError(w, http.StatusBadRequest, "invalid_grant", "the key this token was issued for is no longer usable")
 			return
 		}
+		if !g.personStillGranted(w, r, f) {
+			return
+		}
 		// The key's allowances may have narrowed since the exchange: a
 		// refreshed token never claims more than the key allows now.
 		// A token exchanged without a scope has an empty one, which the
@@ -395,7 +420,7 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 		}
 		key, fam, refresh = k, f, rt.Reveal()
 	default:
-		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be "+grantTokenExchange+" or "+grantRefresh)
+		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be "+grantTokenExchange+", "+grantRefresh+" or "+grantAuthorizationCode)
 		return
 	}
 	var scope token.Scope
@@ -407,6 +432,7 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fields := map[string]string{"family": fam.ID, "scope": formatScope(scope), "grant": r.PostForm.Get("grant_type")}
+	maps.Copy(fields, extra)
 	answer := map[string]any{
 		"access_token": access, "issued_token_type": issuedTypeAccess, "token_type": "Bearer",
 		"expires_in": int(to.Authority.Lifetime().Seconds()), "scope": formatScope(scope),

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keygate/keygate/internal/jsonpeek"
+	"github.com/keygate/keygate/internal/mcpauth"
 	"github.com/keygate/keygate/internal/passthrough"
 	"github.com/keygate/keygate/internal/principal"
 	"github.com/keygate/keygate/internal/provider"
@@ -160,7 +161,7 @@ func spanRoute(path string) string {
 	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages",
 		"/v1/responses/compact", "/v1/responses/input_tokens",
 		"/v1/messages/count_tokens", "/v1/models", "/oauth/token", "/oauth/revoke", "/oauth/introspect",
-		"/.well-known/jwks.json", SecretsPath, "/healthz":
+		"/.well-known/jwks.json", SecretsPath, "/healthz", mcpauth.RegisterPath, mcpauth.MetadataPath:
 		return path
 	}
 	if strings.HasPrefix(path, "/v1/responses/") {

@@ -20,6 +20,7 @@ import (
 	"github.com/keygate/keygate/internal/gateway"
 	"github.com/keygate/keygate/internal/lastused"
 	"github.com/keygate/keygate/internal/logbuf"
+	"github.com/keygate/keygate/internal/mcpauth"
 	"github.com/keygate/keygate/internal/mcpgate"
 	"github.com/keygate/keygate/internal/metrics"
 	"github.com/keygate/keygate/internal/otp"
@@ -63,7 +64,9 @@ type Node struct {
 	gw     *gateway.Gateway
 	mcp    *mcpgate.Gate // MCP servers served at the gateway's /mcp
 	adm    *admin.API
-	revs   *revocationFollower
+	// mcpAuth signs MCP clients in through keygate; nil without sign-in.
+	mcpAuth *mcpauth.Server
+	revs    *revocationFollower
 	// routing merges the file's routing with the database's and follows
 	// the routing generation.
 	routing *routingFollower
@@ -144,7 +147,7 @@ func Build(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, opt
 	if err != nil {
 		return nil, err
 	}
-	n.servers = []*http.Server{newServer(withLeakReports(n.gw, reports), cfg.Client, n.log), newServer(con.Mount(), cfg.Client, n.log)}
+	n.servers = []*http.Server{newServer(withLeakReports(n.gw, reports), cfg.Client, n.log), newServer(withAuthorize(con.Mount(), n.mcpAuth), cfg.Client, n.log)}
 	n.runner = newTaskRunner(n.taskTable(), n.log)
 
 	if cfg.BootstrapCredential == "none" {

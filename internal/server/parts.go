@@ -264,6 +264,19 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		ProviderKeyGrace:     cfg.Vault.ProviderKeyGrace,
 		SecretRecoveryWindow: cfg.Vault.SecretRecoveryWindow,
 	})
+	if signIn != nil {
+		// People sign MCP clients in through keygate: the gateway serves the
+		// metadata, registration and token endpoints, the admin listener
+		// the consent page (mcpauth.go).
+		adminURL := n.addrs.Admin
+		if cfg.SignIn.AdminURL != "" {
+			adminURL = cfg.SignIn.AdminURL
+		}
+		if n.mcpAuth, err = newMCPAuth(ctx, st, v, n.adm, adminURL, cfg.TrustedProxyPrefixes(), cfg.EgressPolicy(), n.trail.w, log); err != nil {
+			return err
+		}
+		n.tok.gateway.Authorization = n.mcpAuth
+	}
 	n.revs = newRevocationFollower(ctx, st, func(r store.Revocation) { n.gw.Revoked(gatewaystore.Revocation(r)) }, log)
 	n.revs.warm = func(ctx context.Context, id string) { _, _ = keys.ByID(ctx, id, time.Now()) }
 	n.chg = newChangeFollower(ctx, st, []changeTopic{

@@ -26,7 +26,7 @@ type tokenQueries struct {
 }
 
 const (
-	familyCols  = `id, key_id, scope, cnf, amr, created_at, expires_at, revoked_at, reason`
+	familyCols  = `id, key_id, scope, cnf, amr, created_at, expires_at, revoked_at, reason, user_id`
 	refreshCols = `hash, family_id, created_at, expires_at, used_at`
 	signingCols = `kid, alg, public_key, created_at, sign_from, sign_until, publish_until`
 )
@@ -40,7 +40,7 @@ func newTokenQueries(d Dialect) tokenQueries {
 		pruneRevocations: r(`DELETE FROM revocations WHERE until < ?`),
 		putSigningKey:    r(`INSERT INTO signing_keys (` + signingCols + `) VALUES (?, ?, ?, ?, ?, ?, ?)`),
 		listSigningKeys:  r(`SELECT ` + signingCols + ` FROM signing_keys ORDER BY sign_from, kid`),
-		createFamily:     r(`INSERT INTO token_families (` + familyCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		createFamily:     r(`INSERT INTO token_families (` + familyCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		getFamily:        r(`SELECT ` + familyCols + ` FROM token_families WHERE id = ?`),
 		// The first revocation wins, with its reason.
 		revokeFamily: r(`UPDATE token_families SET revoked_at = COALESCE(revoked_at, ?),
@@ -135,7 +135,7 @@ func (s *Store) ListSigningKeys(ctx context.Context) ([]SigningKey, error) {
 // CreateTokenFamily stores a new refresh-token family, or ErrConflict.
 func (s *Store) CreateTokenFamily(ctx context.Context, f TokenFamily) error {
 	_, err := s.w.ExecContext(ctx, s.t.createFamily, f.ID, f.KeyID, limitsArg(f.Scope), f.Cnf, listArg(f.AMR),
-		s.timeArg(f.CreatedAt), s.timeArg(f.ExpiresAt), s.nullTimeArg(f.RevokedAt), f.Reason)
+		s.timeArg(f.CreatedAt), s.timeArg(f.ExpiresAt), s.nullTimeArg(f.RevokedAt), f.Reason, f.UserID)
 	if err != nil {
 		return fmt.Errorf("store: create token family: %w", mapErr(err))
 	}
@@ -146,7 +146,7 @@ func (s *Store) CreateTokenFamily(ctx context.Context, f TokenFamily) error {
 func (s *Store) GetTokenFamily(ctx context.Context, id string) (TokenFamily, error) {
 	var f TokenFamily
 	err := s.r.QueryRowContext(ctx, s.t.getFamily, id).Scan(&f.ID, &f.KeyID, limitsCol{&f.Scope}, &f.Cnf, listCol{&f.AMR},
-		timeCol{&f.CreatedAt}, timeCol{&f.ExpiresAt}, nullTimeCol{&f.RevokedAt}, &f.Reason)
+		timeCol{&f.CreatedAt}, timeCol{&f.ExpiresAt}, nullTimeCol{&f.RevokedAt}, &f.Reason, &f.UserID)
 	if err != nil {
 		return TokenFamily{}, fmt.Errorf("store: get token family: %w", mapErr(err))
 	}

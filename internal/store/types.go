@@ -249,6 +249,10 @@ type TokenFamily struct {
 	ExpiresAt time.Time  // UTC; absolute lifetime of the family
 	RevokedAt *time.Time // set when revoked
 	Reason    string     // why it was revoked
+	// UserID is the person who authorized the family (an MCP client's
+	// sign-in through keygate), "" for a key's own exchange: every
+	// refresh checks that the person may still use the key.
+	UserID string
 }
 
 // RefreshToken is one opaque refresh token, stored as a hash.

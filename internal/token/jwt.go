@@ -56,6 +56,10 @@ type Scope struct {
 	Tools []string `json:"tools,omitempty"`
 	// Limits are the token's own limits, as a JSON object keygate's limiter reads.
 	Limits json.RawMessage `json:"limits,omitempty"`
+	// Resource, when set, binds the token to one protected resource (RFC
+	// 8707), such as keygate's MCP endpoint https://host/mcp: the token
+	// also names it in its aud claim, and is good there alone.
+	Resource string `json:"resource,omitempty"`
 }
 
 // Claims are the contents of an access token.
@@ -213,7 +217,7 @@ func (a *Authority) toWire(c Claims) wireClaims {
 	w := wireClaims{
 		Issuer:    a.issuer,
 		Subject:   c.Subject,
-		Audience:  jwt.Audience{a.audience},
+		Audience:  audience(a.audience, c.Scope.Resource),
 		Expiry:    jwt.NewNumericDate(c.Expiry),
 		NotBefore: jwt.NewNumericDate(c.NotBefore),
 		IssuedAt:  jwt.NewNumericDate(c.IssuedAt),
@@ -225,10 +229,20 @@ func (a *Authority) toWire(c Claims) wireClaims {
 		w.Cnf = &confirmation{X5tS256: c.CnfX5t}
 	}
 	s := c.Scope
-	if len(s.Providers) > 0 || len(s.Models) > 0 || len(s.Paths) > 0 || len(s.Limits) > 0 || c.FamilyID != "" {
+	if len(s.Providers) > 0 || len(s.Models) > 0 || len(s.Paths) > 0 || len(s.Limits) > 0 || c.FamilyID != "" ||
+		len(s.Services) > 0 || len(s.Secrets) > 0 || len(s.Tools) > 0 || s.Resource != "" {
 		w.Keygate = &keygateClaim{Scope: s, FamilyID: c.FamilyID}
 	}
 	return w
+}
+
+// audience is a token's aud: keygate's audience and, for a token bound to
+// a resource, that resource.
+func audience(base, resource string) jwt.Audience {
+	if resource == "" {
+		return jwt.Audience{base}
+	}
+	return jwt.Audience{base, resource}
 }
 
 // Verify checks an access token at now and returns its claims. It accepts
@@ -356,6 +370,9 @@ func (a *Authority) check(w *wireClaims, rk *ringKey) (Claims, error) {
 	if w.Keygate != nil {
 		c.Scope = w.Keygate.Scope
 		c.FamilyID = w.Keygate.FamilyID
+		if r := c.Scope.Resource; r != "" && !w.Audience.Contains(r) {
+			return Claims{}, refuse(ErrWrongAudience, fmt.Sprintf("bound to resource %.200q, which its aud does not name", r))
+		}
 	}
 	return c, nil
 }

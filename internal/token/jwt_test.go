@@ -398,3 +398,25 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestResourceBoundToken: a token bound to a resource (RFC 8707) names it
+// in aud beside keygate's audience, and Verify returns it.
+func TestResourceBoundToken(t *testing.T) {
+	_, n := rotatedNode(t)
+	raw := n.issue(t, token.Claims{Subject: "key_1", ClientID: "agent", FamilyID: "fam_1",
+		Scope: token.Scope{Tools: []string{"github/*"}, Resource: "https://keygate.example/mcp/github"}})
+	payload, err := base64.RawURLEncoding.DecodeString(strings.Split(raw, ".")[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w struct {
+		Aud []string `json:"aud"`
+	}
+	if err := json.Unmarshal(payload, &w); err != nil || len(w.Aud) != 2 || w.Aud[1] != "https://keygate.example/mcp/github" {
+		t.Fatalf("aud = %v (%v), want keygate's audience and the resource", w.Aud, err)
+	}
+	got, err := n.auth.Verify(ctx(t), raw, t0.Add(time.Minute))
+	if err != nil || got.Scope.Resource != "https://keygate.example/mcp/github" || !slices.Equal(got.Scope.Tools, []string{"github/*"}) {
+		t.Fatalf("Verify: %v, scope %+v", err, got.Scope)
+	}
+}

@@ -168,7 +168,7 @@ func (f *Families) Start(ctx context.Context, fam store.TokenFamily) (store.Toke
 //   - ErrMalformed: not shaped like a keygate refresh token;
 //   - ErrRefreshUnknown: keygate never issued it;
 //   - ErrRefreshReused: it was spent before, so the family is now revoked
-//     (log it as a security event);
+//     (log it as a security event); the family is returned with it;
 //   - ErrFamilyRevoked: its family was revoked;
 //   - ErrExpired: it or its family has expired.
 //
@@ -182,7 +182,10 @@ func (f *Families) Exchange(ctx context.Context, refresh string, now time.Time) 
 	rt, err := f.st.UseRefreshToken(ctx, h[:], now)
 	switch {
 	case errors.Is(err, store.ErrTokenReused):
-		return store.TokenFamily{}, secret.String{}, f.reused(ctx, rt.FamilyID, now)
+		// The family is returned with the error, so the caller can refuse
+		// its access tokens at once and say whose family it was.
+		fam, rerr := f.reused(ctx, rt.FamilyID, now)
+		return fam, secret.String{}, rerr
 	case errors.Is(err, store.ErrNotFound):
 		return store.TokenFamily{}, secret.String{}, refuse(ErrRefreshUnknown, "no such refresh token")
 	case err != nil:
@@ -212,23 +215,24 @@ func (f *Families) Exchange(ctx context.Context, refresh string, now time.Time) 
 }
 
 // reused handles a spent refresh token presented again: it revokes the
-// family and tells every node, unless the family was already revoked.
-func (f *Families) reused(ctx context.Context, famID string, now time.Time) error {
+// family and tells every node, unless the family was already revoked. It
+// returns the family (its ID at least) with the error.
+func (f *Families) reused(ctx context.Context, famID string, now time.Time) (store.TokenFamily, error) {
 	bad := refuse(ErrRefreshReused, fmt.Sprintf("a spent refresh token of family %q was presented again", famID))
 	if famID == "" {
-		return errors.Join(bad, errors.New("token: the store did not say which family the reused refresh token belongs to"))
+		return store.TokenFamily{}, errors.Join(bad, errors.New("token: the store did not say which family the reused refresh token belongs to"))
 	}
 	fam, err := f.st.GetTokenFamily(ctx, famID)
 	if err != nil {
-		return errors.Join(bad, fmt.Errorf("token: revoke family %q after refresh token reuse: %w", famID, err))
+		return store.TokenFamily{ID: famID}, errors.Join(bad, fmt.Errorf("token: revoke family %q after refresh token reuse: %w", famID, err))
 	}
 	if fam.RevokedAt != nil {
-		return bad
+		return fam, bad
 	}
 	if err := f.revoke(ctx, fam, ReasonReuse, now); err != nil {
-		return errors.Join(bad, err)
+		return fam, errors.Join(bad, err)
 	}
-	return bad
+	return fam, bad
 }
 
 // issue stores and returns a new refresh token of fam, valid from now.

@@ -153,8 +153,11 @@ func TestRefreshReuseRevokesFamily(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := t0.Add(2 * time.Minute)
-	_, _, err = f.Exchange(ctx(t), r1.Reveal(), at)
+	reused, _, err := f.Exchange(ctx(t), r1.Reveal(), at)
 	wantErr(t, err, token.ErrRefreshReused, "second Exchange of a token")
+	if reused.ID != fam.ID || reused.KeyID != "key_1" {
+		t.Errorf("reuse returned family %+v, want %s of key_1, so the caller can refuse its tokens at once", reused, fam.ID)
+	}
 	wantErr(t, err, token.ErrInvalid, "second Exchange of a token")
 	noSecretIn(t, err, r1.Reveal())
 	if !strings.Contains(err.Error(), fam.ID) {

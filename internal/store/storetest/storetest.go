@@ -112,6 +112,7 @@ func Run(t *testing.T, newURL func(t testing.TB) string) {
 		{"SignInFlows", testSignInFlows},
 		{"Changes", testChanges},
 		{"ResponseOwners", testResponseOwners},
+		{"OAuthServer", testOAuthServer},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newURL) })

@@ -134,13 +134,16 @@ func testSigningKeysAndFamilies(t *testing.T, newURL func(testing.TB) string) {
 	}
 	checkTime(t, "PublishUntil", ks[0].PublishUntil, at(2*time.Hour))
 
-	f := store.TokenFamily{ID: "fam_1", KeyID: "key_1", Scope: []byte(`{"models":["gpt-4o"]}`), Cnf: "thumb", AMR: []string{"otp"}, CreatedAt: at(0), ExpiresAt: at(24 * time.Hour)}
+	f := store.TokenFamily{ID: "fam_1", KeyID: "key_1", Scope: []byte(`{"models":["gpt-4o"]}`), Cnf: "thumb", AMR: []string{"otp"}, CreatedAt: at(0), ExpiresAt: at(24 * time.Hour), UserID: "usr_1"}
 	must(t, s.CreateTokenFamily(ctx(t), f))
 	must(t, s.CreateTokenFamily(ctx(t), store.TokenFamily{ID: "fam_2", KeyID: "key_1", CreatedAt: at(0), ExpiresAt: at(time.Hour)}))
 	got, err := s.GetTokenFamily(ctx(t), "fam_1")
 	must(t, err)
-	if string(got.Scope) != string(f.Scope) || got.Cnf != "thumb" || len(got.AMR) != 1 || got.RevokedAt != nil {
+	if string(got.Scope) != string(f.Scope) || got.Cnf != "thumb" || len(got.AMR) != 1 || got.RevokedAt != nil || got.UserID != "usr_1" {
 		t.Fatalf("family %+v", got)
+	}
+	if got, _ := s.GetTokenFamily(ctx(t), "fam_2"); got.UserID != "" {
+		t.Fatalf("a key's own family has user %q", got.UserID)
 	}
 	must(t, s.RevokeTokenFamily(ctx(t), "fam_1", at(time.Minute), "refresh token reuse"))
 	must(t, s.RevokeTokenFamily(ctx(t), "fam_1", at(time.Hour), "later"))
