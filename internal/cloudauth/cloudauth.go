@@ -86,6 +86,11 @@ type Credential struct {
 	ExternalID           string `json:"external_id,omitempty"`
 	WebIdentityTokenFile string `json:"web_identity_token_file,omitempty"`
 	STSEndpoint          string `json:"sts_endpoint,omitempty"`
+	// BedrockAPI picks the Bedrock runtime API that Anthropic Messages
+	// and OpenAI chat requests become (see BedrockAPIAuto): "auto" or ""
+	// (InvokeModel for Anthropic models, Converse for every other),
+	// "converse" (every model), "invoke" (every model, in Anthropic's body).
+	BedrockAPI string `json:"bedrock_api,omitempty"`
 
 	// google: a service-account key file's content; empty uses
 	// Application Default Credentials (workload identity federation).
