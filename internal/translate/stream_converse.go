@@ -197,8 +197,10 @@ func (s *converseStream) start(out []byte) []byte {
 	s.started = true
 	s.open = map[int]string{}
 	out = appendEvent(out, "message_start")
-	b, _ := marshal(map[string]any{"type": "message_start", "message": converseMessagesResponse{ID: s.id, Type: "message", Role: "assistant",
-		Model: s.model, Content: []converseMessagesBlock{}}})
+	b, _ := marshal(struct {
+		Type    string                   `json:"type"`
+		Message converseMessagesResponse `json:"message"`
+	}{"message_start", converseMessagesResponse{ID: s.id, Type: "message", Role: "assistant", Model: s.model, Content: []converseMessagesBlock{}}})
 	out = append(out, b...)
 	return append(out, "\n\n"...)
 }
@@ -212,14 +214,30 @@ func (s *converseStream) openBlock(out []byte, i int, typ, id, name string) []by
 	var block any
 	switch typ {
 	case "tool_use":
-		block = map[string]any{"type": "tool_use", "id": id, "name": name, "input": struct{}{}}
+		block = struct {
+			Type  string   `json:"type"`
+			ID    string   `json:"id"`
+			Name  string   `json:"name"`
+			Input struct{} `json:"input"`
+		}{Type: typ, ID: id, Name: name}
 	case "thinking":
-		block = map[string]any{"type": "thinking", "thinking": "", "signature": ""}
+		block = struct {
+			Type      string `json:"type"`
+			Thinking  string `json:"thinking"`
+			Signature string `json:"signature"`
+		}{Type: typ}
 	default:
-		block = map[string]any{"type": "text", "text": ""}
+		block = struct {
+			Type string `json:"type"`
+			Text string `json:"text"`
+		}{Type: "text"}
 	}
 	out = appendEvent(out, "content_block_start")
-	b, _ := marshal(map[string]any{"type": "content_block_start", "index": i, "content_block": block})
+	b, _ := marshal(struct {
+		Type         string `json:"type"`
+		Index        int    `json:"index"`
+		ContentBlock any    `json:"content_block"`
+	}{"content_block_start", i, block})
 	out = append(out, b...)
 	return append(out, "\n\n"...)
 }
@@ -259,7 +277,15 @@ func (s *converseStream) finish(out []byte, u *converseUsage) []byte {
 		usage = u.messages()
 	}
 	out = appendEvent(out, "message_delta")
-	b, _ := marshal(map[string]any{"type": "message_delta", "delta": map[string]any{"stop_reason": s.stop, "stop_sequence": nil}, "usage": usage})
+	type delta struct {
+		StopReason   string  `json:"stop_reason"`
+		StopSequence *string `json:"stop_sequence"`
+	}
+	b, _ := marshal(struct {
+		Type  string                `json:"type"`
+		Delta delta                 `json:"delta"`
+		Usage converseMessagesUsage `json:"usage"`
+	}{"message_delta", delta{StopReason: s.stop}, usage})
 	out = append(out, b...)
 	out = append(out, "\n\n"...)
 	out = appendEvent(out, "message_stop")
