@@ -106,6 +106,17 @@ func TestBedrockConverseThroughTheGateway(t *testing.T) {
 	}
 
 	an := anthropic.NewClient(aopt.WithBaseURL(in.addrs.Gateway), aopt.WithAPIKey(key), aopt.WithMaxRetries(0), aopt.WithHTTPClient(hc))
+	// Refused before anything goes upstream or any limit is taken, so it
+	// costs nothing (the usage below): Converse has no common top_k.
+	_, err = an.Messages.New(ctx, anthropic.MessageNewParams{Model: anthropic.Model("bedrock/" + llamaModel), MaxTokens: 64, TopK: anthropic.Int(5),
+		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}})
+	var aerr *anthropic.Error
+	if !errors.As(err, &aerr) || aerr.StatusCode != 400 || !strings.Contains(aerr.Error(), "top_k") || !strings.Contains(aerr.Error(), "through Bedrock's Converse API") {
+		t.Fatalf("top_k for a Converse model: %v", err)
+	}
+	if n := len(fake.Snapshot().Requests); n != 3 {
+		t.Fatalf("a refused request went upstream: %d requests", n)
+	}
 	msgs := anthropic.MessageNewParams{Model: anthropic.Model("bedrock/" + llamaModel), MaxTokens: 64, System: []anthropic.TextBlockParam{{Text: "You answer briefly."}},
 		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi")), anthropic.NewAssistantMessage(anthropic.NewTextBlock("Hello.")),
 			anthropic.NewUserMessage(anthropic.NewTextBlock("and again?"))}}
@@ -164,7 +175,8 @@ func TestBedrockConverseThroughTheGateway(t *testing.T) {
 	}
 
 	// Metered from Converse's usage and ConverseStream's metadata event:
-	// five answered calls of 10 input and 7 output tokens.
+	// five answered calls of 10 input and 7 output tokens, and nothing for
+	// the refused one.
 	until(t, "the usage of the Converse calls", func() bool {
 		var u adminapi.KeyUsage
 		decodeJSON(t, in.mustCLI(env, "", "--json", "key", "usage", "converse-app"), &u)
@@ -175,13 +187,6 @@ func TestBedrockConverseThroughTheGateway(t *testing.T) {
 		return got["bedrock/"+novaModel] == [3]int64{3, 30, 21} && got["bedrock/"+llamaModel] == [3]int64{2, 20, 14}
 	})
 
-	// Refused before anything goes upstream: Converse has no common top_k.
-	_, err = an.Messages.New(ctx, anthropic.MessageNewParams{Model: anthropic.Model("bedrock/" + llamaModel), MaxTokens: 64, TopK: anthropic.Int(5),
-		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}})
-	var aerr *anthropic.Error
-	if !errors.As(err, &aerr) || aerr.StatusCode != 400 || !strings.Contains(aerr.Error(), "top_k") {
-		t.Fatalf("top_k for a Converse model: %v", err)
-	}
 	// Bedrock's own ValidationException (an empty message), in OpenAI's shape.
 	_, err = oa.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "bedrock/" + novaModel, Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("")}})
 	var oerr *openai.Error

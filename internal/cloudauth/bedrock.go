@@ -75,6 +75,16 @@ func bedrockAPI(v string) (string, error) {
 	return "", fmt.Errorf("aws: bedrock_api %q is not auto, converse or invoke", v)
 }
 
+// CheckMessages implements MessagesChecker: a Messages request for a model
+// reached through Converse must translate to it.
+func (b *bedrock) CheckMessages(body []byte) error {
+	if !b.usesConverse(jsonString(body, "model")) {
+		return nil
+	}
+	_, _, _, err := translate.MessagesToConverseRequest(body)
+	return err
+}
+
 // usesConverse reports whether a Messages request for model goes to
 // Converse rather than InvokeModel.
 func (b *bedrock) usesConverse(model string) bool {

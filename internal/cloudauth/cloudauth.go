@@ -32,6 +32,15 @@ type Authorizer interface {
 	RoundTrip(req *http.Request, next http.RoundTripper) (*http.Response, error)
 }
 
+// MessagesChecker is implemented by an Authorizer that may refuse an
+// Anthropic Messages request it cannot send (Bedrock's, for a model it
+// reaches through Converse, which has no counterpart for some fields). The
+// gateway asks before it takes any limit, so a refusal costs nothing; the
+// error says which field and what to change.
+type MessagesChecker interface {
+	CheckMessages(body []byte) error
+}
+
 // Presets served with cloud identity, as stored on a provider.
 const (
 	PresetBedrock      = "bedrock"            // Anthropic models on AWS Bedrock (anthropic dialect)
