@@ -197,6 +197,31 @@ func TestBedrockConverseThroughTheGateway(t *testing.T) {
 		t.Fatalf("upstream requests after the refusals: %d, want %d", n, len(want)+1)
 	}
 
+	// A model alias whose deployment is a Bedrock model reaches Converse
+	// the same way.
+	in.mustCLI(env, "", "route", "add", "deployment", "nova", "--provider", "bedrock", "--model", novaModel)
+	in.mustCLI(env, "", "route", "add", "alias", "smart", "--deployment", "nova")
+	before := len(fake.Snapshot().Requests)
+	aliasChat := openai.ChatCompletionNewParams{Model: "smart", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}}
+	until(t, "the alias to be served", func() bool {
+		resp, err := oa.Chat.Completions.New(ctx, aliasChat)
+		return err == nil && resp.Choices[0].Message.Content == fakecloud.ReplyText
+	})
+	ast = an.Messages.NewStreaming(ctx, anthropic.MessageNewParams{Model: "smart", MaxTokens: 64, Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}})
+	macc = anthropic.Message{}
+	for ast.Next() {
+		if err := macc.Accumulate(ast.Current()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ast.Err(); err != nil || len(macc.Content) != 1 || macc.Content[0].Text != fakecloud.ReplyText {
+		t.Fatalf("anthropic SDK stream to an alias of a Bedrock deployment: %v %+v", err, macc)
+	}
+	seen = fake.Snapshot()
+	if got := seen.Requests[len(seen.Requests)-1]; got != "POST /model/"+novaModel+"/converse-stream" || len(seen.Requests) <= before {
+		t.Fatalf("the alias reached %v", seen.Requests[before:])
+	}
+
 	if strings.Contains(in.stderr.String(), c.AWSKey.SecretAccessKey) || strings.Contains(in.stderr.String(), key) {
 		t.Fatal("a credential reached keygate's log")
 	}
@@ -310,5 +335,62 @@ func TestBedrockCredentialSplitAcrossEvents(t *testing.T) {
 	})
 	if strings.Contains(in.stderr.String(), leaked) {
 		t.Fatal("the leaked key reached keygate's log")
+	}
+}
+
+// TestBedrockConverseToolUse: the official OpenAI SDK gives Amazon Nova a
+// function and requires a call; keygate sends it to Converse as a
+// toolConfig, and the model's toolUse comes back as a tool call, plain and
+// streamed (its input in two pieces); the tool's result, sent back as a
+// tool message, reaches the model as a toolResult.
+func TestBedrockConverseToolUse(t *testing.T) {
+	c := fakecloud.Start(t)
+	fake := &fakecloud.Bedrock{Keys: &c.SM.Keys}
+	in, env := converseGateway(t, fake, c)
+	key := in.createKeyEnv(env, "--name", "tools-app")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	oa := openai.NewClient(oopt.WithBaseURL(in.addrs.Gateway+"/v1"), oopt.WithAPIKey(key), oopt.WithMaxRetries(0), oopt.WithHTTPClient(gatewayHTTP(t, in)))
+	weather := openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{Name: "get_weather", Description: openai.String("Weather for a city"),
+		Parameters: openai.FunctionParameters{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}}, "required": []string{"city"}}})
+	params := openai.ChatCompletionNewParams{Model: "bedrock/" + novaModel, Tools: []openai.ChatCompletionToolUnionParam{weather},
+		ToolChoice: openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("required")},
+		Messages:   []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Weather in Paris?")}}
+	resp, err := oa.Chat.Completions.New(ctx, params)
+	if err != nil {
+		t.Fatalf("a required tool call: %v", err)
+	}
+	calls := resp.Choices[0].Message.ToolCalls
+	if resp.Choices[0].FinishReason != "tool_calls" || len(calls) != 1 || calls[0].Function.Name != "get_weather" || calls[0].Function.Arguments != `{"city":"Paris"}` || calls[0].ID != "tooluse_fake01" {
+		t.Fatalf("a required tool call: %+v", resp.Choices[0])
+	}
+	st := oa.Chat.Completions.NewStreaming(ctx, params)
+	var acc openai.ChatCompletionAccumulator
+	for st.Next() {
+		acc.AddChunk(st.Current())
+	}
+	if err := st.Err(); err != nil {
+		t.Fatalf("a streamed tool call: %v", err)
+	}
+	if tc := acc.Choices[0].Message.ToolCalls; acc.Choices[0].FinishReason != "tool_calls" || len(tc) != 1 || tc[0].Function.Name != "get_weather" || tc[0].Function.Arguments != `{"city":"Paris"}` {
+		t.Fatalf("a streamed tool call: %+v", acc.Choices[0])
+	}
+	var body struct {
+		ToolConfig struct {
+			Tools []struct {
+				ToolSpec struct{ Name string } `json:"toolSpec"`
+			} `json:"tools"`
+			ToolChoice map[string]any `json:"toolChoice"`
+		} `json:"toolConfig"`
+	}
+	if err := json.Unmarshal(fake.Snapshot().Bodies[0], &body); err != nil || len(body.ToolConfig.Tools) != 1 || body.ToolConfig.Tools[0].ToolSpec.Name != "get_weather" || body.ToolConfig.ToolChoice["any"] == nil {
+		t.Fatalf("the toolConfig upstream: %v %s", err, fake.Snapshot().Bodies[0])
+	}
+
+	params.Messages = append(params.Messages, resp.Choices[0].Message.ToParam(), openai.ToolMessage("18C and sunny", calls[0].ID))
+	params.ToolChoice = openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("auto")}
+	resp, err = oa.Chat.Completions.New(ctx, params)
+	if err != nil || resp.Choices[0].Message.Content != "tool result: 18C and sunny" || resp.Choices[0].FinishReason != "stop" {
+		t.Fatalf("the answer after the tool's result: %v %+v", err, resp)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 )
 
 // converseRequest is a Converse (and ConverseStream) request body as the
@@ -115,4 +116,61 @@ func checkConverseBlock(raw json.RawMessage) error {
 		}
 	}
 	return nil
+}
+
+// calledTool is the tool a request's toolChoice makes the model call: the
+// named one, or the first for "any"; "" for none.
+func (in *converseRequest) calledTool() string {
+	tc := in.ToolConfig
+	if tc == nil || len(tc.Tools) == 0 {
+		return ""
+	}
+	if raw, ok := tc.ToolChoice["tool"]; ok {
+		var named struct{ Name string }
+		_ = json.Unmarshal(raw, &named)
+		return named.Name
+	}
+	if _, ok := tc.ToolChoice["any"]; ok {
+		return tc.Tools[0].ToolSpec.Name
+	}
+	return ""
+}
+
+// lastToolResult is the text of a tool result in the last message, "" if
+// it holds none.
+func (in *converseRequest) lastToolResult() string {
+	last := in.Messages[len(in.Messages)-1]
+	for _, c := range last.Content {
+		var b struct {
+			ToolResult *struct {
+				Content []struct{ Text string } `json:"content"`
+			} `json:"toolResult"`
+		}
+		if json.Unmarshal(c, &b) == nil && b.ToolResult != nil && len(b.ToolResult.Content) > 0 {
+			return b.ToolResult.Content[0].Text
+		}
+	}
+	return ""
+}
+
+// converseToolUse answers with a call of tool, as Converse or as
+// ConverseStream (the input streamed in two pieces).
+func converseToolUse(w http.ResponseWriter, stream bool, tool string) {
+	const id = "tooluse_fake01"
+	if !stream {
+		writeJSON(w, 200, map[string]any{"output": map[string]any{"message": map[string]any{"role": "assistant", "content": []map[string]any{
+			{"toolUse": map[string]any{"toolUseId": id, "name": tool, "input": map[string]string{"city": "Paris"}}}}}},
+			"stopReason": "tool_use", "usage": map[string]int{"inputTokens": 10, "outputTokens": 7, "totalTokens": 17}, "metrics": map[string]int{"latencyMs": 5}})
+		return
+	}
+	w.Header().Set("Content-Type", "application/vnd.amazon.eventstream")
+	w.WriteHeader(200)
+	writeEvent(w, "messageStart", []byte(`{"role":"assistant"}`))
+	start, _ := json.Marshal(map[string]any{"contentBlockIndex": 0, "start": map[string]any{"toolUse": map[string]string{"toolUseId": id, "name": tool}}})
+	writeEvent(w, "contentBlockStart", start)
+	writeEvent(w, "contentBlockDelta", []byte(`{"contentBlockIndex":0,"delta":{"toolUse":{"input":"{\"city\":"}}}`))
+	writeEvent(w, "contentBlockDelta", []byte(`{"contentBlockIndex":0,"delta":{"toolUse":{"input":"\"Paris\"}"}}}`))
+	writeEvent(w, "contentBlockStop", []byte(`{"contentBlockIndex":0}`))
+	writeEvent(w, "messageStop", []byte(`{"stopReason":"tool_use"}`))
+	writeEvent(w, "metadata", []byte(`{"usage":{"inputTokens":10,"outputTokens":7,"totalTokens":17},"metrics":{"latencyMs":5}}`))
 }

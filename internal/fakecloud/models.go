@@ -157,6 +157,13 @@ func (b *Bedrock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			stop = "max_tokens"
 		}
 		w.Header().Set("X-Amzn-Requestid", "5f0c3a2e-8d9b-4c1e-a7f6-"+randomID()[:12])
+		if tool := in.calledTool(); tool != "" {
+			converseToolUse(w, op == "converse-stream", tool)
+			return
+		}
+		if res := in.lastToolResult(); res != "" {
+			pieces = []string{"tool result: ", res}
+		}
 		if op == "converse" {
 			writeJSON(w, 200, map[string]any{"output": map[string]any{"message": map[string]any{"role": "assistant", "content": []map[string]string{{"text": strings.Join(pieces, "")}}}},
 				"stopReason": stop, "usage": map[string]int{"inputTokens": 10, "outputTokens": 7, "totalTokens": 17}, "metrics": map[string]int{"latencyMs": 5}})
