@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/protocol/eventstream"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 
+	"github.com/keygate/keygate/internal/jsonpeek"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/translate"
 )
@@ -78,7 +79,7 @@ func bedrockAPI(v string) (string, error) {
 // CheckMessages implements MessagesChecker: a Messages request for a model
 // reached through Converse must translate to it.
 func (b *bedrock) CheckMessages(body []byte) error {
-	if !b.usesConverse(jsonString(body, "model")) {
+	if !b.usesConverse(requestModel(body)) {
 		return nil
 	}
 	_, _, _, err := translate.MessagesToConverseRequest(body)
@@ -140,7 +141,7 @@ func (b *bedrock) RoundTrip(req *http.Request, next http.RoundTripper) (*http.Re
 	case strings.HasSuffix(out.URL.Path, "/v1/messages"):
 		base := strings.TrimSuffix(out.URL.Path, "/v1/messages")
 		op := "invoke"
-		if converse = b.usesConverse(jsonString(body, "model")); converse {
+		if converse = b.usesConverse(requestModel(body)); converse {
 			op = "converse"
 			body, model, stream, err = translate.MessagesToConverseRequest(body)
 			if err != nil {
@@ -418,15 +419,14 @@ func messageIDPart(requestID string) string {
 	return id
 }
 
-// jsonString reads a top-level string member of a JSON object, "" when it
-// has none.
-func jsonString(body []byte, key string) string {
-	var m map[string]json.RawMessage
-	var s string
-	if json.Unmarshal(body, &m) == nil {
-		_ = json.Unmarshal(m[key], &s)
+// requestModel reads a Messages body's model without decoding the rest of
+// it; "" when it names none.
+func requestModel(body []byte) string {
+	f, err := jsonpeek.Scan(body)
+	if err != nil {
+		return ""
 	}
-	return s
+	return f.Model
 }
 
 // refusal answers a request keygate will not send upstream, in Anthropic's
