@@ -173,8 +173,8 @@ func (g *eventStreamGuard) release(force bool) {
 		if !force && len(h.spans) > 0 && h.spans[len(h.spans)-1].end() > g.passed {
 			break
 		}
-		g.write(h)
 		g.size -= len(h.doc)
+		g.write(h)
 	}
 	g.held = append(g.held[:0], g.held[i:]...)
 	low := g.passed

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"slices"
 	"strconv"
 
 	"github.com/aws/aws-sdk-go-v2/aws/protocol/eventstream"
@@ -172,7 +173,12 @@ func (s *converseStream) frame(out []byte, msg eventstream.Message) ([]byte, boo
 			out = s.closeBlock(out, i)
 		}
 	case "messageStop":
+		open := make([]int, 0, len(s.open))
 		for i := range s.open {
+			open = append(open, i)
+		}
+		slices.Sort(open)
+		for _, i := range open {
 			out = s.closeBlock(out, i)
 		}
 		s.stop, s.stopped = converseStopReason(ev.StopReason), true
