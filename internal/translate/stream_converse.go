@@ -22,7 +22,9 @@ const maxConverseBlock = maxBlocks
 //
 // ConverseStream reports usage in its last event (metadata), after
 // messageStop: message_start counts 0 tokens, and the final message_delta,
-// sent once the metadata arrives, carries the stop reason and every count.
+// sent once both have arrived (in either order), carries the stop reason and
+// every count; a stream that ends after messageStop without metadata
+// finishes with no counts.
 // A stream that ends before messageStop ends without an invented finish;
 // an exception event becomes an Anthropic error event and ends the stream.
 func ConverseStreamToMessages(upstream io.ReadCloser, id, model string) io.ReadCloser {
@@ -82,6 +84,7 @@ type converseStream struct {
 	open      map[int]string // content blocks started and not stopped: their Anthropic type
 	stop      string         // the Anthropic stop_reason, once messageStop came
 	stopped   bool
+	usage     *converseUsage // a metadata event's, when it came before messageStop
 	finished  bool
 }
 
@@ -182,8 +185,14 @@ func (s *converseStream) frame(out []byte, msg eventstream.Message) ([]byte, boo
 			out = s.closeBlock(out, i)
 		}
 		s.stop, s.stopped = converseStopReason(ev.StopReason), true
+		if s.usage != nil {
+			return s.finish(out, s.usage), true
+		}
 	case "metadata":
 		if !s.stopped {
+			// Bedrock sends it last; one that comes early is kept for
+			// the closing message_delta.
+			s.usage = ev.Usage
 			return out, false
 		}
 		return s.finish(out, ev.Usage), true
@@ -303,7 +312,7 @@ func (s *converseStream) finish(out []byte, u *converseUsage) []byte {
 // messageStop ends as it is.
 func (s *converseStream) end(out []byte) []byte {
 	if s.stopped && !s.finished {
-		return s.finish(out, nil)
+		return s.finish(out, s.usage)
 	}
 	return out
 }
