@@ -3,6 +3,7 @@ package cloudauth
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -20,7 +21,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/protocol/eventstream"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 
+	"github.com/keygate/keygate/internal/jsonpeek"
 	"github.com/keygate/keygate/internal/secret"
+	"github.com/keygate/keygate/internal/translate"
 )
 
 // BedrockAnthropicVersion is the anthropic_version Bedrock's Anthropic
@@ -30,27 +33,83 @@ const BedrockAnthropicVersion = "bedrock-2023-05-31"
 // maxBody bounds a request body the Authorizers read to sign or adapt.
 const maxBody = 32 << 20
 
+// Values of Credential.BedrockAPI: which Bedrock runtime API an Anthropic
+// Messages request (or an OpenAI chat request, translated to Messages by
+// the gateway) becomes.
+const (
+	// BedrockAPIAuto sends Anthropic models (a model id holding
+	// "anthropic.", inference profiles such as us.anthropic.claude-...
+	// included) to InvokeModel in Anthropic's own body, which keeps every
+	// Messages feature, and every other model (Amazon Nova, Meta Llama,
+	// Mistral, Cohere, an application inference profile's ARN) to Converse.
+	BedrockAPIAuto = "auto"
+	// BedrockAPIConverse sends every model to Converse.
+	BedrockAPIConverse = "converse"
+	// BedrockAPIInvoke sends every model to InvokeModel in Anthropic's
+	// body: for an application inference profile of a Claude model.
+	BedrockAPIInvoke = "invoke"
+)
+
 // bedrock signs requests to the Bedrock runtime with SigV4. An Anthropic
-// Messages request (POST .../v1/messages) becomes InvokeModel, or
-// InvokeModelWithResponseStream when it streams, whose event stream is
-// turned back into Anthropic server-sent events; Bedrock's own paths
+// Messages request (POST .../v1/messages) becomes InvokeModel (or
+// InvokeModelWithResponseStream), whose event stream is turned back into
+// Anthropic server-sent events, or Converse (ConverseStream), translated
+// both ways (internal/translate), as api says; Bedrock's own paths
 // (/model/{id}/invoke, /converse, /converse-stream, ...) are signed and
 // passed through for clients that speak them.
 type bedrock struct {
 	region string
+	api    string // a BedrockAPI* value
 	creds  aws.CredentialsProvider
 	signer *v4.Signer
 	now    func() time.Time
 }
 
+// bedrockAPI checks a credential document's bedrock_api.
+func bedrockAPI(v string) (string, error) {
+	switch v {
+	case "", BedrockAPIAuto:
+		return BedrockAPIAuto, nil
+	case BedrockAPIConverse, BedrockAPIInvoke:
+		return v, nil
+	}
+	return "", fmt.Errorf("aws: bedrock_api %q is not auto, converse or invoke", v)
+}
+
+// CheckMessages implements MessagesChecker: a Messages request for a model
+// reached through Converse must translate to it.
+func (b *bedrock) CheckMessages(body []byte) error {
+	if !b.usesConverse(requestModel(body)) {
+		return nil
+	}
+	_, _, _, err := translate.MessagesToConverseRequest(body)
+	return err
+}
+
+// usesConverse reports whether a Messages request for model goes to
+// Converse rather than InvokeModel.
+func (b *bedrock) usesConverse(model string) bool {
+	switch b.api {
+	case BedrockAPIConverse:
+		return true
+	case BedrockAPIInvoke:
+		return false
+	}
+	return !strings.Contains(model, "anthropic.")
+}
+
 func newBedrock(ctx context.Context, c Credential, o Options) (*bedrock, error) {
 	id := AWSIdentity{Region: c.Region, AccessKeyID: c.AccessKeyID, SecretAccessKey: secret.New(c.SecretAccessKey), SessionToken: secret.New(c.SessionToken),
 		RoleARN: c.RoleARN, ExternalID: c.ExternalID, WebIdentityTokenFile: c.WebIdentityTokenFile, STSEndpoint: c.STSEndpoint}
+	api, err := bedrockAPI(c.BedrockAPI)
+	if err != nil {
+		return nil, err
+	}
 	creds, err := id.Credentials(ctx, o.HTTP)
 	if err != nil {
 		return nil, err
 	}
-	return &bedrock{region: c.Region, creds: creds, signer: v4.NewSigner(), now: time.Now}, nil
+	return &bedrock{region: c.Region, api: api, creds: creds, signer: v4.NewSigner(), now: time.Now}, nil
 }
 
 // NewBedrock returns the Bedrock Authorizer for an AWS identity (exported
@@ -60,7 +119,7 @@ func NewBedrock(ctx context.Context, id AWSIdentity, hc *http.Client) (Authorize
 	if err != nil {
 		return nil, err
 	}
-	return &bedrock{region: id.Region, creds: creds, signer: v4.NewSigner(), now: time.Now}, nil
+	return &bedrock{region: id.Region, api: BedrockAPIAuto, creds: creds, signer: v4.NewSigner(), now: time.Now}, nil
 }
 
 func (b *bedrock) RoundTrip(req *http.Request, next http.RoundTripper) (*http.Response, error) {
@@ -76,18 +135,31 @@ func (b *bedrock) RoundTrip(req *http.Request, next http.RoundTripper) (*http.Re
 			delete(out.Header, k)
 		}
 	}
-	var stream, adapted bool
+	var stream, adapted, converse bool
+	var model string
 	switch {
 	case strings.HasSuffix(out.URL.Path, "/v1/messages"):
 		base := strings.TrimSuffix(out.URL.Path, "/v1/messages")
-		var model string
-		body, model, stream, err = adaptMessages(body, "bedrock", BedrockAnthropicVersion, betas, true)
-		if err != nil {
-			return nil, err
-		}
 		op := "invoke"
-		if stream {
+		if converse = b.usesConverse(requestModel(body)); converse {
+			op = "converse"
+			body, model, stream, err = translate.MessagesToConverseRequest(body)
+			if err != nil {
+				return refusal(req, err), nil
+			}
+		} else {
+			body, model, stream, err = adaptMessages(body, "bedrock", BedrockAnthropicVersion, betas, true)
+			if err != nil {
+				return nil, err
+			}
+		}
+		switch {
+		case stream && converse:
+			op = "converse-stream"
+		case stream:
 			op = "invoke-with-response-stream"
+		}
+		if stream {
 			out.Header.Set("Accept", "application/vnd.amazon.eventstream")
 		} else {
 			out.Header.Set("Accept", "application/json")
@@ -120,6 +192,8 @@ func (b *bedrock) RoundTrip(req *http.Request, next http.RoundTripper) (*http.Re
 	switch {
 	case resp.StatusCode >= 400:
 		return anthropicError(resp), nil
+	case converse:
+		return converseAnswer(resp, model, stream)
 	case stream:
 		resp.Body = eventStreamToSSE(resp.Body)
 		resp.Header.Set("Content-Type", "text/event-stream")
@@ -298,4 +372,70 @@ func writeEvent(w io.Writer, msg eventstream.Message) error {
 		return err
 	}
 	return nil
+}
+
+// converseAnswer turns a successful Converse or ConverseStream answer into
+// an Anthropic Messages answer: JSON, or server-sent events as the stream
+// arrives. The message id is Bedrock's request id.
+func converseAnswer(resp *http.Response, model string, stream bool) (*http.Response, error) {
+	id := "msg_bdrk_" + messageIDPart(resp.Header.Get("X-Amzn-Requestid"))
+	if stream {
+		resp.Body = translate.ConverseStreamToMessages(resp.Body, id, model)
+		resp.Header.Set("Content-Type", "text/event-stream")
+		resp.Header.Del("Content-Length")
+		resp.ContentLength = -1
+		return resp, nil
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	resp.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("bedrock: read the Converse answer: %w", err)
+	}
+	b, err := translate.ConverseToMessagesResponse(raw, id, model)
+	if err != nil {
+		return nil, fmt.Errorf("bedrock: %w", err)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	resp.ContentLength = int64(len(b))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
+	resp.Header.Set("Content-Type", "application/json")
+	return resp, nil
+}
+
+// messageIDPart keeps the characters of an AWS request id that belong in
+// a message id; a missing one is replaced by a random id.
+func messageIDPart(requestID string) string {
+	id := strings.Map(func(r rune) rune {
+		if r == '-' || (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') {
+			return r
+		}
+		return -1
+	}, requestID)
+	if id == "" || len(id) > 64 {
+		var b [12]byte
+		_, _ = rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+	}
+	return id
+}
+
+// requestModel reads a Messages body's model without decoding the rest of
+// it; "" when it names none.
+func requestModel(body []byte) string {
+	f, err := jsonpeek.Scan(body)
+	if err != nil {
+		return ""
+	}
+	return f.Model
+}
+
+// refusal answers a request keygate will not send upstream, in Anthropic's
+// error shape (400 invalid_request_error), which the gateway passes to an
+// Anthropic client and translates for an OpenAI one. Nothing went upstream.
+func refusal(req *http.Request, err error) *http.Response {
+	b, _ := json.Marshal(map[string]any{"type": "error", "error": map[string]string{"type": "invalid_request_error",
+		"message": strings.TrimPrefix(err.Error(), "translate: ")}})
+	return &http.Response{StatusCode: http.StatusBadRequest, Status: "400 Bad Request", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Content-Type": {"application/json"}, "Content-Length": {strconv.Itoa(len(b))}}, Body: io.NopCloser(bytes.NewReader(b)),
+		ContentLength: int64(len(b)), Request: req}
 }

@@ -32,6 +32,15 @@ type Authorizer interface {
 	RoundTrip(req *http.Request, next http.RoundTripper) (*http.Response, error)
 }
 
+// MessagesChecker is implemented by an Authorizer that may refuse an
+// Anthropic Messages request it cannot send (Bedrock's, for a model it
+// reaches through Converse, which has no counterpart for some fields). The
+// gateway asks before it takes any limit, so a refusal costs nothing; the
+// error says which field and what to change.
+type MessagesChecker interface {
+	CheckMessages(body []byte) error
+}
+
 // Presets served with cloud identity, as stored on a provider.
 const (
 	PresetBedrock      = "bedrock"            // Anthropic models on AWS Bedrock (anthropic dialect)
@@ -86,6 +95,11 @@ type Credential struct {
 	ExternalID           string `json:"external_id,omitempty"`
 	WebIdentityTokenFile string `json:"web_identity_token_file,omitempty"`
 	STSEndpoint          string `json:"sts_endpoint,omitempty"`
+	// BedrockAPI picks the Bedrock runtime API that Anthropic Messages
+	// and OpenAI chat requests become (see BedrockAPIAuto): "auto" or ""
+	// (InvokeModel for Anthropic models, Converse for every other),
+	// "converse" (every model), "invoke" (every model, in Anthropic's body).
+	BedrockAPI string `json:"bedrock_api,omitempty"`
 
 	// google: a service-account key file's content; empty uses
 	// Application Default Credentials (workload identity federation).

@@ -282,3 +282,48 @@ func TestAzureOpenAIEntraToken(t *testing.T) {
 		t.Fatalf("a wrong client secret gets no token, and the error does not repeat it: %v", err)
 	}
 }
+
+// TestBedrockAPIChoice: with bedrock_api auto, an Anthropic model goes to
+// InvokeModel and any other model to Converse; "converse" and "invoke"
+// send every model to one of them; any other value is refused when the
+// Authorizer is built, without quoting the document. The Converse answers
+// reach the Anthropic SDK translated, plain and streaming.
+func TestBedrockAPIChoice(t *testing.T) {
+	c := fakecloud.Start(t)
+	br := &fakecloud.Bedrock{Keys: &c.SM.Keys}
+	srv := httptest.NewTLSServer(br)
+	defer srv.Close()
+	doc := func(api string) secret.String {
+		return cloudauth.Credential{Kind: "aws", Region: "us-east-1", AccessKeyID: c.AWSKey.AccessKeyID, SecretAccessKey: c.AWSKey.SecretAccessKey, BedrockAPI: api}.Seal()
+	}
+	bedrockPreset, _ := cloudauth.LookupPreset(cloudauth.PresetBedrock)
+	const nova = "amazon.nova-pro-v1:0"
+	for _, tc := range []struct {
+		api, model, op string
+	}{
+		{"", bedrockModel, "invoke"},
+		{"auto", "us." + bedrockModel, "invoke"},
+		{"auto", nova, "converse"},
+		{"converse", bedrockModel, "converse"},
+		{"invoke", "us." + bedrockModel, "invoke"},
+	} {
+		a, err := cloudauth.New(context.Background(), bedrockPreset, mustURL(srv.URL), doc(tc.api), cloudauth.Options{HTTP: c.Client})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := len(br.Snapshot().Requests)
+		checkAnthropicSDK(t, anthropicClient(srv.URL, a, c.Client.Transport), tc.model)
+		got := br.Snapshot().Requests[before:]
+		want := []string{"POST /model/" + tc.model + "/" + tc.op, "POST /model/" + tc.model + "/" + tc.op + "-with-response-stream"}
+		if tc.op == "converse" {
+			want[1] = "POST /model/" + tc.model + "/converse-stream"
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("bedrock_api %q, %s: upstream %v, want %v", tc.api, tc.model, got, want)
+		}
+	}
+	_, err := cloudauth.New(context.Background(), bedrockPreset, mustURL(srv.URL), doc("chat"), cloudauth.Options{})
+	if err == nil || !strings.Contains(err.Error(), "bedrock_api") || strings.Contains(err.Error(), c.AWSKey.SecretAccessKey) {
+		t.Fatalf("bedrock_api chat: %v", err)
+	}
+}

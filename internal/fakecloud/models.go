@@ -15,17 +15,24 @@ import (
 // ReplyText is what the fake model APIs answer.
 const ReplyText = "Hello from a fake cloud model"
 
-// anthropicEvents are the Messages stream events of ReplyText, in order.
-func anthropicEvents(model string) []string {
-	return []string{
+// anthropicEvents are the Messages stream events of a reply streamed in
+// pieces (nil: ReplyText), in order.
+func anthropicEvents(model string, pieces []string) []string {
+	if pieces == nil {
+		pieces = []string{"Hello from a fake ", "cloud model"}
+	}
+	ev := []string{
 		fmt.Sprintf(`{"type":"message_start","message":{"id":"msg_fake","type":"message","role":"assistant","model":%q,"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":10,"output_tokens":1}}}`, model),
 		`{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}`,
-		`{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello from a fake "}}`,
-		`{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"cloud model"}}`,
+	}
+	for _, p := range pieces {
+		t, _ := json.Marshal(p)
+		ev = append(ev, `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":`+string(t)+`}}`)
+	}
+	return append(ev,
 		`{"type":"content_block_stop","index":0}`,
 		`{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":7}}`,
-		`{"type":"message_stop"}`,
-	}
+		`{"type":"message_stop"}`)
 }
 
 func anthropicMessage(model string) map[string]any {
@@ -53,30 +60,40 @@ func checkAnthropicBody(body []byte, version string) (map[string]any, error) {
 	return m, nil
 }
 
-// Bedrock is a fake Amazon Bedrock runtime: InvokeModel,
-// InvokeModelWithResponseStream (AWS event stream framing), Converse and
-// ConverseStream,
-// for Anthropic models, verifying every request's SigV4 signature.
+// Bedrock is a fake Amazon Bedrock runtime, verifying every request's SigV4
+// signature: InvokeModel and InvokeModelWithResponseStream (AWS event
+// stream framing) for Anthropic models, in Anthropic's body, and Converse
+// and ConverseStream for any model, in Converse's shapes (checked as the
+// AWS API reference describes them; see checkConverseBody). A maxTokens
+// below 7 stops the answer with max_tokens.
 type Bedrock struct {
 	Keys *AWSKeys
+
+	// Reply is the answer's text in the pieces it streams in (one
+	// event-stream frame each); nil answers ReplyText in two pieces.
+	Reply []string
 
 	mu       sync.Mutex
 	Requests []string // "METHOD path" of each verified request
 	Bodies   [][]byte
-	KeyIDs   []string // the access key id each request was signed with
+	KeyIDs   []string      // the access key id each request was signed with
+	Headers  []http.Header // each verified request's headers
 }
 
 // BedrockSeen is what a fake Bedrock runtime has verified so far.
 type BedrockSeen struct {
-	Requests []string // "METHOD path" of each verified request
-	KeyIDs   []string // the access key id each was signed with
+	Requests []string      // "METHOD path" of each verified request
+	KeyIDs   []string      // the access key id each was signed with
+	Bodies   [][]byte      // each request's body
+	Headers  []http.Header // each request's headers
 }
 
 // Snapshot returns what b has verified so far, safe to read while it serves.
 func (b *Bedrock) Snapshot() BedrockSeen {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return BedrockSeen{Requests: append([]string(nil), b.Requests...), KeyIDs: append([]string(nil), b.KeyIDs...)}
+	return BedrockSeen{Requests: append([]string(nil), b.Requests...), KeyIDs: append([]string(nil), b.KeyIDs...),
+		Bodies: append([][]byte(nil), b.Bodies...), Headers: append([]http.Header(nil), b.Headers...)}
 }
 
 // ServeHTTP serves /model/{id}/{operation}.
@@ -92,6 +109,7 @@ func (b *Bedrock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.Requests = append(b.Requests, r.Method+" "+r.URL.EscapedPath())
 	b.Bodies = append(b.Bodies, body)
 	b.KeyIDs = append(b.KeyIDs, keyID)
+	b.Headers = append(b.Headers, r.Header.Clone())
 	b.mu.Unlock()
 	rest, ok := strings.CutPrefix(r.URL.Path, "/model/")
 	i := strings.LastIndexByte(rest, '/')
@@ -100,6 +118,10 @@ func (b *Bedrock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	model, op := rest[:i], rest[i+1:]
+	pieces := b.Reply
+	if pieces == nil {
+		pieces = []string{"Hello from a fake ", "cloud model"}
+	}
 	switch op {
 	case "invoke", "invoke-with-response-stream":
 		if _, err := checkAnthropicBody(body, "bedrock-2023-05-31"); err != nil {
@@ -108,10 +130,12 @@ func (b *Bedrock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if op == "invoke" {
-			writeJSON(w, 200, anthropicMessage(model))
+			m := anthropicMessage(model)
+			m["content"] = []map[string]string{{"type": "text", "text": strings.Join(pieces, "")}}
+			writeJSON(w, 200, m)
 			return
 		}
-		events := anthropicEvents(model)
+		events := anthropicEvents(model, pieces)
 		// Bedrock adds the invocation's token counts to the last event.
 		last := events[len(events)-1]
 		events[len(events)-1] = last[:len(last)-1] + `,"amazon-bedrock-invocationMetrics":{"inputTokenCount":10,"outputTokenCount":7,"invocationLatency":5,"firstByteLatency":2}}`
@@ -122,29 +146,38 @@ func (b *Bedrock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeEvent(w, "chunk", payload)
 		}
 	case "converse", "converse-stream":
-		var in struct {
-			Messages []struct {
-				Role    string           `json:"role"`
-				Content []map[string]any `json:"content"`
-			} `json:"messages"`
-		}
-		if err := json.Unmarshal(body, &in); err != nil || len(in.Messages) == 0 {
+		in, err := checkConverseBody(body)
+		if err != nil {
 			w.Header().Set("X-Amzn-Errortype", "ValidationException")
-			writeJSON(w, 400, map[string]string{"message": "1 validation error detected: Value at 'messages' failed to satisfy constraint: Member must not be null"})
+			writeJSON(w, 400, map[string]string{"message": err.Error()})
 			return
 		}
+		stop := "end_turn"
+		if in.InferenceConfig != nil && in.InferenceConfig.MaxTokens != nil && *in.InferenceConfig.MaxTokens < 7 {
+			stop = "max_tokens"
+		}
+		w.Header().Set("X-Amzn-Requestid", "5f0c3a2e-8d9b-4c1e-a7f6-"+randomID()[:12])
+		if tool := in.calledTool(); tool != "" {
+			converseToolUse(w, op == "converse-stream", tool)
+			return
+		}
+		if res := in.lastToolResult(); res != "" {
+			pieces = []string{"tool result: ", res}
+		}
 		if op == "converse" {
-			writeJSON(w, 200, map[string]any{"output": map[string]any{"message": map[string]any{"role": "assistant", "content": []map[string]string{{"text": ReplyText}}}},
-				"stopReason": "end_turn", "usage": map[string]int{"inputTokens": 10, "outputTokens": 7, "totalTokens": 17}, "metrics": map[string]int{"latencyMs": 5}})
+			writeJSON(w, 200, map[string]any{"output": map[string]any{"message": map[string]any{"role": "assistant", "content": []map[string]string{{"text": strings.Join(pieces, "")}}}},
+				"stopReason": stop, "usage": map[string]int{"inputTokens": 10, "outputTokens": 7, "totalTokens": 17}, "metrics": map[string]int{"latencyMs": 5}})
 			return
 		}
 		w.Header().Set("Content-Type", "application/vnd.amazon.eventstream")
 		w.WriteHeader(200)
 		writeEvent(w, "messageStart", []byte(`{"role":"assistant"}`))
-		writeEvent(w, "contentBlockDelta", []byte(`{"contentBlockIndex":0,"delta":{"text":"Hello from a fake "}}`))
-		writeEvent(w, "contentBlockDelta", []byte(`{"contentBlockIndex":0,"delta":{"text":"cloud model"}}`))
+		for _, p := range pieces {
+			d, _ := json.Marshal(map[string]any{"contentBlockIndex": 0, "delta": map[string]string{"text": p}})
+			writeEvent(w, "contentBlockDelta", d)
+		}
 		writeEvent(w, "contentBlockStop", []byte(`{"contentBlockIndex":0}`))
-		writeEvent(w, "messageStop", []byte(`{"stopReason":"end_turn"}`))
+		writeEvent(w, "messageStop", []byte(`{"stopReason":"`+stop+`"}`))
 		writeEvent(w, "metadata", []byte(`{"usage":{"inputTokens":10,"outputTokens":7,"totalTokens":17},"metrics":{"latencyMs":5}}`))
 	default:
 		writeJSON(w, 404, map[string]string{"message": "unknown operation " + op})
@@ -199,7 +232,7 @@ func (v *Vertex) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		w.Header().Set("Content-Type", "text/event-stream")
-		for _, ev := range anthropicEvents(model) {
+		for _, ev := range anthropicEvents(model, nil) {
 			var t struct{ Type string }
 			_ = json.Unmarshal([]byte(ev), &t)
 			fmt.Fprintf(w, "event: %s\ndata: %s\n\n", t.Type, ev)

@@ -104,9 +104,21 @@ func (g *Gateway) checkAnswer(c *call, resp *http.Response) error {
 		}
 		c.answerLeaks = append(c.answerLeaks, h)
 	}
+	recordText := func(h leak.Hit) {
+		if len(c.answerLeaks) == 0 && len(c.answerTextLeaks) == 0 {
+			c.riskRules = append(c.riskRules, RuleCredentialLeak)
+		}
+		c.answerTextLeaks = append(c.answerTextLeaks, h)
+	}
+	redact := func(h leak.Hit) bool { return action(h) != leak.ActionAlert }
+	textRedact := redact
+	if g.opts.Leaks.StreamTextFindOnly {
+		textRedact = nil
+	}
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), eventStreamType) {
-		// An AWS event stream (Bedrock): checked message by message.
-		resp.Body = newEventStreamGuard(resp.Body, m, func(h leak.Hit) bool { return action(h) != leak.ActionAlert }, record)
+		// An AWS event stream (Bedrock): checked message by message, and
+		// its generated text across messages.
+		resp.Body = newEventStreamGuard(resp.Body, m, redact, record, textRedact, recordText)
 		resp.Header.Del("Content-Length")
 		resp.ContentLength = -1
 		return nil
@@ -146,23 +158,13 @@ func (g *Gateway) checkAnswer(c *call, resp *http.Response) error {
 		return nil
 	}
 	// A stream: checked as it passes, and its length may change.
-	redact := func(h leak.Hit) bool { return action(h) != leak.ActionAlert }
 	b := &leakBody{src: resp.Body}
 	b.s = m.NewStream(&b.out, false, func(h leak.Hit) error { record(h); return nil }).RedactWhen(redact)
 	resp.Body = b
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		// Its generated text, checked whole across events: a credential
 		// a model streams a few characters at a time.
-		textRedact := redact
-		if g.opts.Leaks.StreamTextFindOnly {
-			textRedact = nil
-		}
-		resp.Body = newTextGuard(m, b, c.dialect.Name(), func(h leak.Hit) {
-			if len(c.answerLeaks) == 0 && len(c.answerTextLeaks) == 0 {
-				c.riskRules = append(c.riskRules, RuleCredentialLeak)
-			}
-			c.answerTextLeaks = append(c.answerTextLeaks, h)
-		}, textRedact)
+		resp.Body = newTextGuard(m, b, c.dialect.Name(), recordText, textRedact)
 	}
 	resp.Header.Del("Content-Length")
 	resp.ContentLength = -1

@@ -11,6 +11,7 @@ import (
 
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/balance"
+	"github.com/keygate/keygate/internal/cloudauth"
 	"github.com/keygate/keygate/internal/jsonpeek"
 	"github.com/keygate/keygate/internal/principal"
 	"github.com/keygate/keygate/internal/provider"
@@ -77,6 +78,9 @@ func (g *Gateway) shapeForUpstream(r *http.Request, c *call, up *route.Upstream,
 			return nil, denyf(http.StatusBadRequest, "untranslatable_request",
 				"model %q is served by a provider of the %s API, and this request cannot be translated for it: %v", f.Model, up.Dialect, err)
 		}
+		if den := checkCloudMessages(up, upPath, out); den != nil {
+			return nil, den
+		}
 		c.translate, c.upDialect = true, g.wire(up)
 		return out, nil
 	}
@@ -84,10 +88,28 @@ func (g *Gateway) shapeForUpstream(r *http.Request, c *call, up *route.Upstream,
 	if model != f.Model {
 		body = jsonpeek.ReplaceString(body, f.ModelSpan, model)
 	}
+	if den := checkCloudMessages(up, upPath, body); den != nil {
+		return nil, den
+	}
 	if f.Stream && d == g.openai && r.URL.Path != "/v1/responses" {
 		body = askForStreamUsage(body)
 	}
 	return body, nil
+}
+
+// checkCloudMessages asks a cloud upstream whether it can send a Messages
+// request (Bedrock's Converse has no counterpart for some fields), before
+// any limit is taken: a refusal then costs the caller nothing.
+func checkCloudMessages(up *route.Upstream, upPath string, body []byte) *Denial {
+	ch, ok := up.Auth.(cloudauth.MessagesChecker)
+	if !ok || upPath != "/v1/messages" {
+		return nil
+	}
+	if err := ch.CheckMessages(body); err != nil {
+		return denyf(http.StatusBadRequest, "untranslatable_request",
+			"provider %q reaches this model through Bedrock's Converse API, and this request cannot be translated for it: %s", up.Name, strings.TrimPrefix(err.Error(), "translate: "))
+	}
+	return nil
 }
 
 // routeAlias narrows an alias to the deployments the key may use, in the

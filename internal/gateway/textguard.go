@@ -182,33 +182,41 @@ func (g *textGuard) write(ev *heldEvent) {
 		g.out.Write(ev.raw)
 		return
 	}
+	cutHits(&g.out, ev.raw, ev.spans, g.hits)
+}
+
+// cutHits writes raw to out with the text of its spans cut where a hit
+// covers it: the piece where a hit starts becomes [REDACTED:rule], the
+// other pieces of it go. Cuts never split an escape sequence, so JSON
+// stays valid.
+func cutHits(out *bytes.Buffer, raw []byte, spans []textSpan, hits []leak.Hit) {
 	pos := 0
-	for _, sp := range ev.spans {
-		g.out.Write(ev.raw[pos:sp.s])
+	for _, sp := range spans {
+		out.Write(raw[pos:sp.s])
 		pos = sp.s
-		for _, h := range g.hits {
+		for _, h := range hits {
 			if h.End <= sp.at || h.Start >= sp.end() {
 				continue
 			}
 			from := sp.s + int(max(h.Start-sp.at, 0))
 			to := sp.s + int(min(h.End-sp.at, int64(sp.e-sp.s)))
-			from, to = escapeSafe(ev.raw, sp.s, from), escapeSafe(ev.raw, sp.s, to)
+			from, to = escapeSafe(raw, sp.s, from), escapeSafe(raw, sp.s, to)
 			if from < pos {
 				from = pos
 			}
 			if to < from {
 				continue
 			}
-			g.out.Write(ev.raw[pos:from])
+			out.Write(raw[pos:from])
 			if h.Start >= sp.at {
-				g.out.WriteString("[REDACTED:" + h.Rule + "]")
+				out.WriteString("[REDACTED:" + h.Rule + "]")
 			}
 			pos = to
 		}
-		g.out.Write(ev.raw[pos:sp.e])
+		out.Write(raw[pos:sp.e])
 		pos = sp.e
 	}
-	g.out.Write(ev.raw[pos:])
+	out.Write(raw[pos:])
 }
 
 // escapeSafe moves a cut at i in the escaped string starting at start back

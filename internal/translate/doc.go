@@ -1,7 +1,11 @@
 // Package translate converts request, response, stream and error bodies
 // between the OpenAI Chat Completions API and the Anthropic Messages API, so
 // that a keygate user can call an Anthropic model with an OpenAI client and
-// the other way round.
+// the other way round; and from the Messages API to Amazon Bedrock's
+// Converse API and back (converse.go, stream_converse.go), so either client
+// reaches every model on Bedrock. What Converse maps and refuses is written
+// at the top of converse.go; the rest of this comment is about OpenAI and
+// Anthropic.
 //
 // # What is mapped
 //

@@ -8,10 +8,16 @@ import "fmt"
 type UnsupportedError struct {
 	Field  string
 	Reason string
+	// To names the API the request was translated to when it is not one
+	// of OpenAI's and Anthropic's (Bedrock's Converse API); "" otherwise.
+	To string
 }
 
 // Error implements error.
 func (e *UnsupportedError) Error() string {
+	if e.To != "" {
+		return fmt.Sprintf("translate: %s cannot be translated to %s: %s", e.Field, e.To, e.Reason)
+	}
 	return fmt.Sprintf("translate: %s cannot be translated between the OpenAI and Anthropic APIs: %s", e.Field, e.Reason)
 }
 

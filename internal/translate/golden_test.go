@@ -26,7 +26,8 @@ const (
 
 // runCase translates one testdata input the way its name says:
 // <direction>_<kind>_<rest>, direction c2m (OpenAI client, Anthropic
-// upstream) or m2c, kind req, resp, stream or err.
+// upstream), m2c, m2v (Anthropic request to Bedrock Converse) or v2m
+// (Converse answer to Anthropic), kind req, resp, stream or err.
 func runCase(t *testing.T, name string, in []byte) []byte {
 	t.Helper()
 	parts := strings.SplitN(name, "_", 3)
@@ -58,6 +59,12 @@ func runCase(t *testing.T, name string, in []byte) []byte {
 			t.Fatal(err)
 		}
 		return out
+	case "m2v_req", "v2m_resp", "v2m_stream":
+		var stream bool
+		out, err, stream = runConverseCase(t, dir+"_"+kind, in)
+		if stream {
+			return out
+		}
 	case "m2c_err", "c2m_err":
 		status, _, _ := strings.Cut(rest, "_")
 		code, convErr := strconv.Atoi(status)

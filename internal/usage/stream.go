@@ -311,6 +311,7 @@ const (
 	anthropicTextKey
 	responsesTextKey
 	geminiTextKey
+	converseTextKey
 )
 
 // textBytes adds up the lengths, as escaped on the wire, of the string
@@ -351,10 +352,18 @@ func eachText(data []byte, kind uint8, visit func(start, end int)) {
 // generated text (content, tool arguments, thinking; escaped as sent,
 // without quotes) that one server-sent event of the dialect carries: a
 // chat completions chunk, an Anthropic content_block_delta, a Responses
-// API *.delta event, a Gemini streamGenerateContent?alt=sse chunk. name is
-// the event's event field, empty when it has none. Any other event carries
-// none.
+// API *.delta event, a Gemini streamGenerateContent?alt=sse chunk, and,
+// for DialectBedrock, the payload of a ConverseStream contentBlockDelta
+// event (its text, tool input and reasoning). name is the event's event
+// field (a Bedrock event's :event-type), empty when it has none. Any other
+// event carries none.
 func EventText(dialect string, name, data []byte, visit func(start, end int)) {
+	if dialect == DialectBedrock {
+		if string(name) == "contentBlockDelta" {
+			eachText(data, converseTextKey, visit)
+		}
+		return
+	}
 	formats := formatsOf(dialect)
 	if len(name) == 0 || string(name) == "message" {
 		name = leadingType(data)
@@ -395,6 +404,11 @@ func isTextKey(key []byte, kind uint8) bool {
 		return string(key) == "delta"
 	case geminiTextKey:
 		return string(key) == "text"
+	case converseTextKey:
+		switch string(key) {
+		case "text", "input":
+			return true
+		}
 	}
 	return false
 }

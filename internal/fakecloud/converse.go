@@ -1,0 +1,176 @@
+package fakecloud
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// converseRequest is a Converse (and ConverseStream) request body as the
+// AWS API reference defines it; checkConverseBody refuses members it does
+// not list, so a translator that writes a wrong name fails here rather
+// than at AWS.
+type converseRequest struct {
+	Messages []struct {
+		Role    string            `json:"role"`
+		Content []json.RawMessage `json:"content"`
+	} `json:"messages"`
+	System          []map[string]json.RawMessage `json:"system"`
+	InferenceConfig *struct {
+		MaxTokens     *int     `json:"maxTokens"`
+		Temperature   *float64 `json:"temperature"`
+		TopP          *float64 `json:"topP"`
+		StopSequences []string `json:"stopSequences"`
+	} `json:"inferenceConfig"`
+	ToolConfig *struct {
+		Tools []struct {
+			ToolSpec *struct {
+				Name        string `json:"name"`
+				Description string `json:"description"`
+				InputSchema struct {
+					JSON json.RawMessage `json:"json"`
+				} `json:"inputSchema"`
+			} `json:"toolSpec"`
+		} `json:"tools"`
+		ToolChoice map[string]json.RawMessage `json:"toolChoice"`
+	} `json:"toolConfig"`
+	AdditionalModelRequestFields      json.RawMessage   `json:"additionalModelRequestFields"`
+	RequestMetadata                   map[string]string `json:"requestMetadata"`
+	GuardrailConfig                   json.RawMessage   `json:"guardrailConfig"`
+	PerformanceConfig                 json.RawMessage   `json:"performanceConfig"`
+	PromptVariables                   json.RawMessage   `json:"promptVariables"`
+	AdditionalModelResponseFieldPaths []string          `json:"additionalModelResponseFieldPaths"`
+}
+
+// converseBlockKinds are the members a Converse content block may hold,
+// exactly one each.
+var converseBlockKinds = map[string]bool{"text": true, "image": true, "document": true, "video": true, "toolUse": true,
+	"toolResult": true, "guardContent": true, "cachePoint": true, "reasoningContent": true, "citationsContent": true}
+
+// checkConverseBody validates a Converse request body the way Bedrock's
+// validation does, answering in its ValidationException wording.
+func checkConverseBody(body []byte) (*converseRequest, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	var in converseRequest
+	if err := dec.Decode(&in); err != nil {
+		return nil, fmt.Errorf("Malformed input request: %v, please reformat your input and try again.", err)
+	}
+	if len(in.Messages) == 0 {
+		return nil, errors.New("1 validation error detected: Value at 'messages' failed to satisfy constraint: Member must not be null")
+	}
+	if in.Messages[0].Role != "user" {
+		return nil, errors.New("A conversation must start with a user message. Try again with a conversation that starts with a user message.")
+	}
+	for i, m := range in.Messages {
+		if m.Role != "user" && m.Role != "assistant" {
+			return nil, fmt.Errorf("1 validation error detected: Value '%s' at 'messages.%d.member.role' failed to satisfy constraint: Member must satisfy enum value set: [user, assistant]", m.Role, i+1)
+		}
+		if i > 0 && in.Messages[i-1].Role == m.Role {
+			return nil, errors.New("A conversation must alternate between user and assistant roles. Make sure the conversation alternates between user and assistant roles and try again.")
+		}
+		if len(m.Content) == 0 {
+			return nil, fmt.Errorf("The content field in the Message object at messages.%d is empty. Add a ContentBlock object to the content field and try again.", i)
+		}
+		for j, c := range m.Content {
+			if err := checkConverseBlock(c); err != nil {
+				return nil, fmt.Errorf("messages.%d.content.%d: %w", i, j, err)
+			}
+		}
+	}
+	for i, s := range in.System {
+		if len(s) != 1 || (s["text"] == nil && s["cachePoint"] == nil && s["guardContent"] == nil) {
+			return nil, fmt.Errorf("system.%d: a SystemContentBlock holds exactly one of text, guardContent and cachePoint", i)
+		}
+	}
+	if tc := in.ToolConfig; tc != nil {
+		if len(tc.Tools) == 0 {
+			return nil, errors.New("1 validation error detected: Value '[]' at 'toolConfig.tools' failed to satisfy constraint: Member must have length greater than or equal to 1")
+		}
+		for i, t := range tc.Tools {
+			if t.ToolSpec == nil || t.ToolSpec.Name == "" || len(t.ToolSpec.InputSchema.JSON) == 0 {
+				return nil, fmt.Errorf("toolConfig.tools.%d: a tool needs toolSpec with a name and inputSchema.json", i)
+			}
+		}
+	}
+	return &in, nil
+}
+
+func checkConverseBlock(raw json.RawMessage) error {
+	var block map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &block); err != nil {
+		return errors.New("a ContentBlock is an object")
+	}
+	if len(block) != 1 {
+		return fmt.Errorf("a ContentBlock holds exactly one member, not %d", len(block))
+	}
+	for k, v := range block {
+		if !converseBlockKinds[k] {
+			return fmt.Errorf("unknown ContentBlock member %q", k)
+		}
+		var s string
+		if k == "text" && (json.Unmarshal(v, &s) != nil || s == "") {
+			return errors.New("The text field in the ContentBlock object is blank. Add text to the text field, and try again.")
+		}
+	}
+	return nil
+}
+
+// calledTool is the tool a request's toolChoice makes the model call: the
+// named one, or the first for "any"; "" for none.
+func (in *converseRequest) calledTool() string {
+	tc := in.ToolConfig
+	if tc == nil || len(tc.Tools) == 0 {
+		return ""
+	}
+	if raw, ok := tc.ToolChoice["tool"]; ok {
+		var named struct{ Name string }
+		_ = json.Unmarshal(raw, &named)
+		return named.Name
+	}
+	if _, ok := tc.ToolChoice["any"]; ok {
+		return tc.Tools[0].ToolSpec.Name
+	}
+	return ""
+}
+
+// lastToolResult is the text of a tool result in the last message, "" if
+// it holds none.
+func (in *converseRequest) lastToolResult() string {
+	last := in.Messages[len(in.Messages)-1]
+	for _, c := range last.Content {
+		var b struct {
+			ToolResult *struct {
+				Content []struct{ Text string } `json:"content"`
+			} `json:"toolResult"`
+		}
+		if json.Unmarshal(c, &b) == nil && b.ToolResult != nil && len(b.ToolResult.Content) > 0 {
+			return b.ToolResult.Content[0].Text
+		}
+	}
+	return ""
+}
+
+// converseToolUse answers with a call of tool, as Converse or as
+// ConverseStream (the input streamed in two pieces).
+func converseToolUse(w http.ResponseWriter, stream bool, tool string) {
+	const id = "tooluse_fake01"
+	if !stream {
+		writeJSON(w, 200, map[string]any{"output": map[string]any{"message": map[string]any{"role": "assistant", "content": []map[string]any{
+			{"toolUse": map[string]any{"toolUseId": id, "name": tool, "input": map[string]string{"city": "Paris"}}}}}},
+			"stopReason": "tool_use", "usage": map[string]int{"inputTokens": 10, "outputTokens": 7, "totalTokens": 17}, "metrics": map[string]int{"latencyMs": 5}})
+		return
+	}
+	w.Header().Set("Content-Type", "application/vnd.amazon.eventstream")
+	w.WriteHeader(200)
+	writeEvent(w, "messageStart", []byte(`{"role":"assistant"}`))
+	start, _ := json.Marshal(map[string]any{"contentBlockIndex": 0, "start": map[string]any{"toolUse": map[string]string{"toolUseId": id, "name": tool}}})
+	writeEvent(w, "contentBlockStart", start)
+	writeEvent(w, "contentBlockDelta", []byte(`{"contentBlockIndex":0,"delta":{"toolUse":{"input":"{\"city\":"}}}`))
+	writeEvent(w, "contentBlockDelta", []byte(`{"contentBlockIndex":0,"delta":{"toolUse":{"input":"\"Paris\"}"}}}`))
+	writeEvent(w, "contentBlockStop", []byte(`{"contentBlockIndex":0}`))
+	writeEvent(w, "messageStop", []byte(`{"stopReason":"tool_use"}`))
+	writeEvent(w, "metadata", []byte(`{"usage":{"inputTokens":10,"outputTokens":7,"totalTokens":17},"metrics":{"latencyMs":5}}`))
+}

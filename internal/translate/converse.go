@@ -1,0 +1,495 @@
+package translate
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// Bedrock's Converse API (POST /model/{modelId}/converse and
+// converse-stream) is a third wire format: one request and answer shape for
+// every model on Bedrock (Amazon Nova, Meta Llama, Mistral, Cohere,
+// Anthropic's too). keygate reaches it from the Anthropic Messages API, and
+// from the OpenAI Chat Completions API through Messages (the gateway
+// translates chat to Messages first), so each client dialect has one path to
+// every Bedrock model. The mapping:
+//
+//   - system text blocks <-> system [{text}]; max_tokens, temperature,
+//     top_p, stop_sequences <-> inferenceConfig.
+//   - text, base64 images ({image:{format,source:{bytes}}}), tool_use
+//     <-> toolUse, tool_result <-> toolResult (is_error <-> status
+//     "error"), thinking <-> reasoningContent.
+//   - tools <-> toolConfig.tools[].toolSpec, tool_choice auto/any/tool <->
+//     toolChoice; "none" leaves the tools out (refused when the
+//     conversation already holds tool calls, which Converse checks against
+//     the tools).
+//   - stopReason: end_turn, tool_use, max_tokens, stop_sequence and
+//     model_context_window_exceeded keep their names; guardrail_intervened
+//     and content_filtered become "refusal".
+//   - usage inputTokens, outputTokens, cacheReadInputTokens,
+//     cacheWriteInputTokens <-> input_tokens, output_tokens,
+//     cache_read_input_tokens, cache_creation_input_tokens.
+//
+// Refused, with an *UnsupportedError naming the field: top_k (model
+// specific on Bedrock), extended thinking, documents, image URLs (Converse
+// takes image bytes), server tools, disable_parallel_tool_use and strict
+// tools (Converse has neither control), and any field keygate does not know.
+// Dropped on purpose: metadata, service_tier and cache_control hints.
+
+// Converse request shapes written by MessagesToConverseRequest.
+type (
+	converseRequest struct {
+		Messages        []converseMessage  `json:"messages"`
+		System          []converseText     `json:"system,omitempty"`
+		InferenceConfig *converseInference `json:"inferenceConfig,omitempty"`
+		ToolConfig      *converseTools     `json:"toolConfig,omitempty"`
+	}
+	converseText struct {
+		Text string `json:"text"`
+	}
+	converseInference struct {
+		MaxTokens     *int64   `json:"maxTokens,omitempty"`
+		Temperature   *float64 `json:"temperature,omitempty"`
+		TopP          *float64 `json:"topP,omitempty"`
+		StopSequences []string `json:"stopSequences,omitempty"`
+	}
+	converseMessage struct {
+		Role    string          `json:"role"`
+		Content []converseBlock `json:"content"`
+	}
+	converseBlock struct {
+		Text             *string           `json:"text,omitempty"`
+		Image            *converseImage    `json:"image,omitempty"`
+		ToolUse          *converseToolUse  `json:"toolUse,omitempty"`
+		ToolResult       *converseResult   `json:"toolResult,omitempty"`
+		ReasoningContent *converseThinking `json:"reasoningContent,omitempty"`
+	}
+	converseImage struct {
+		Format string `json:"format"`
+		Source struct {
+			Bytes string `json:"bytes"`
+		} `json:"source"`
+	}
+	converseToolUse struct {
+		ToolUseID string          `json:"toolUseId"`
+		Name      string          `json:"name"`
+		Input     json.RawMessage `json:"input"`
+	}
+	converseResult struct {
+		ToolUseID string          `json:"toolUseId"`
+		Content   []converseBlock `json:"content"`
+		Status    string          `json:"status,omitempty"`
+	}
+	converseThinking struct {
+		ReasoningText *struct {
+			Text      string `json:"text"`
+			Signature string `json:"signature,omitempty"`
+		} `json:"reasoningText,omitempty"`
+		RedactedContent string `json:"redactedContent,omitempty"`
+	}
+	converseTools struct {
+		Tools      []converseTool `json:"tools"`
+		ToolChoice map[string]any `json:"toolChoice,omitempty"`
+	}
+	converseTool struct {
+		ToolSpec struct {
+			Name        string `json:"name"`
+			Description string `json:"description,omitempty"`
+			InputSchema struct {
+				JSON json.RawMessage `json:"json"`
+			} `json:"inputSchema"`
+		} `json:"toolSpec"`
+	}
+)
+
+// Anthropic shapes read only by MessagesToConverseRequest.
+type (
+	converseBlockIn struct {
+		Type      string          `json:"type"`
+		Text      string          `json:"text"`
+		Source    *messagesSource `json:"source"`
+		ID        string          `json:"id"`
+		Name      string          `json:"name"`
+		Input     json.RawMessage `json:"input"`
+		ToolUseID string          `json:"tool_use_id"`
+		Content   json.RawMessage `json:"content"`
+		IsError   bool            `json:"is_error"`
+		Thinking  string          `json:"thinking"`
+		Signature string          `json:"signature"`
+		Data      string          `json:"data"`
+	}
+	converseToolChoiceIn struct {
+		Type                   string `json:"type"`
+		Name                   string `json:"name"`
+		DisableParallelToolUse bool   `json:"disable_parallel_tool_use"`
+	}
+)
+
+// MessagesToConverseRequest translates an Anthropic Messages request body,
+// as keygate sends it upstream (the model named, max_tokens set), into a
+// Bedrock Converse request body. It returns the body, the model id the
+// request names (it goes in the URL) and whether the client asked for a
+// stream (ConverseStream). A field with no Converse counterpart fails with
+// *UnsupportedError; a malformed body with *InvalidError.
+func MessagesToConverseRequest(body []byte) (out []byte, model string, stream bool, err error) {
+	top, keys, err := topLevel(body, "Messages")
+	if err != nil {
+		return nil, "", false, err
+	}
+	var req converseRequest
+	var inf converseInference
+	var tools []converseTool
+	var choice *converseToolChoiceIn
+	for _, k := range keys {
+		v := top[k]
+		switch k {
+		case "messages", "metadata", "service_tier", "cache_control":
+			// messages are read below; the rest are hints that change no result.
+		case "model":
+			if err := decode(v, &model, k, "a string"); err != nil {
+				return nil, "", false, err
+			}
+		case "stream":
+			if err := decode(v, &stream, k, "a boolean"); err != nil {
+				return nil, "", false, err
+			}
+		case "max_tokens":
+			if err := decode(v, &inf.MaxTokens, k, "an integer"); err != nil {
+				return nil, "", false, err
+			}
+		case "temperature":
+			if err := decode(v, &inf.Temperature, k, "a number"); err != nil {
+				return nil, "", false, err
+			}
+		case "top_p":
+			if err := decode(v, &inf.TopP, k, "a number"); err != nil {
+				return nil, "", false, err
+			}
+		case "stop_sequences":
+			if err := decode(v, &inf.StopSequences, k, "an array of strings"); err != nil {
+				return nil, "", false, err
+			}
+		case "system":
+			text, blocks, err := stringOrParts[converseBlockIn](v, k)
+			if err != nil {
+				return nil, "", false, err
+			}
+			if text != nil && *text != "" {
+				req.System = append(req.System, converseText{Text: *text})
+			}
+			for i, b := range blocks {
+				if b.Type != "text" {
+					return nil, "", false, unsupportedConverse(fmt.Sprintf("system[%d].type", i), fmt.Sprintf("a %q block cannot be part of a Converse system prompt; send text", b.Type))
+				}
+				req.System = append(req.System, converseText{Text: b.Text})
+			}
+		case "tools":
+			var in []messagesToolIn
+			if err := decode(v, &in, k, "an array of tools"); err != nil {
+				return nil, "", false, err
+			}
+			for i, t := range in {
+				path := fmt.Sprintf("tools[%d]", i)
+				if t.Type != "" && t.Type != "custom" {
+					return nil, "", false, unsupportedConverse(path+".type", fmt.Sprintf("server tool %q runs at Anthropic and has no Converse counterpart; define a custom tool", t.Type))
+				}
+				if t.Strict != nil && *t.Strict {
+					return nil, "", false, unsupportedConverse(path+".strict", "Converse has no strict tool schemas; leave strict out")
+				}
+				if t.Name == "" {
+					return nil, "", false, invalid(path+".name", "a tool needs a name")
+				}
+				var ct converseTool
+				ct.ToolSpec.Name, ct.ToolSpec.Description = t.Name, t.Description
+				ct.ToolSpec.InputSchema.JSON = t.InputSchema
+				if isNull(t.InputSchema) {
+					ct.ToolSpec.InputSchema.JSON = json.RawMessage(`{"type":"object"}`)
+				}
+				tools = append(tools, ct)
+			}
+		case "tool_choice":
+			choice = new(converseToolChoiceIn)
+			if err := decode(v, choice, k, "a tool choice object"); err != nil {
+				return nil, "", false, err
+			}
+			if choice.DisableParallelToolUse {
+				return nil, "", false, unsupportedConverse("tool_choice.disable_parallel_tool_use", "Converse cannot stop a model from calling tools in parallel; leave it out (OpenAI: parallel_tool_calls)")
+			}
+		case "top_k":
+			return nil, "", false, unsupportedConverse(k, "top_k is model specific on Bedrock and Converse has no common field for it; leave it out")
+		case "thinking":
+			return nil, "", false, unsupportedConverse(k, "extended thinking is not translated to Converse; call an Anthropic model through InvokeModel for it, or leave it out")
+		default:
+			return nil, "", false, unsupportedConverse(k, "keygate does not know this field and will not drop it silently; leave it out for a Converse model")
+		}
+	}
+	if model == "" || strings.ContainsAny(model, "?#") {
+		return nil, "", false, invalid("model", "the request names no model id keygate can put in a URL")
+	}
+	var msgs []messagesMessageIn
+	if err := decode(top["messages"], &msgs, "messages", "an array of messages"); err != nil {
+		return nil, "", false, err
+	}
+	if len(msgs) == 0 {
+		return nil, "", false, invalid("messages", "at least one message is required")
+	}
+	hasToolBlocks := false
+	for i, m := range msgs {
+		path := fmt.Sprintf("messages[%d]", i)
+		if m.Role != "user" && m.Role != "assistant" {
+			return nil, "", false, invalid(path+".role", "expected user or assistant")
+		}
+		blocks, toolBlocks, err := converseBlocks(m.Content, m.Role, path+".content")
+		if err != nil {
+			return nil, "", false, err
+		}
+		hasToolBlocks = hasToolBlocks || toolBlocks
+		// Converse wants turns to alternate; Anthropic joins consecutive
+		// messages of one role, and so does keygate.
+		if n := len(req.Messages); n > 0 && req.Messages[n-1].Role == m.Role {
+			req.Messages[n-1].Content = append(req.Messages[n-1].Content, blocks...)
+			continue
+		}
+		req.Messages = append(req.Messages, converseMessage{Role: m.Role, Content: blocks})
+	}
+	if len(tools) > 0 {
+		tc := &converseTools{Tools: tools}
+		switch {
+		case choice == nil || choice.Type == "auto":
+			// Converse's default.
+		case choice.Type == "any":
+			tc.ToolChoice = map[string]any{"any": struct{}{}}
+		case choice.Type == "tool":
+			if choice.Name == "" {
+				return nil, "", false, invalid("tool_choice.name", "a tool choice of type tool needs a name")
+			}
+			tc.ToolChoice = map[string]any{"tool": map[string]string{"name": choice.Name}}
+		case choice.Type == "none":
+			if hasToolBlocks {
+				return nil, "", false, unsupportedConverse("tool_choice.type", `Converse has no tool choice "none" and needs the tools for a conversation that holds tool calls; use "auto"`)
+			}
+			tc = nil
+		default:
+			return nil, "", false, invalid("tool_choice.type", "expected auto, any, tool or none")
+		}
+		req.ToolConfig = tc
+	}
+	if inf.MaxTokens != nil || inf.Temperature != nil || inf.TopP != nil || len(inf.StopSequences) > 0 {
+		req.InferenceConfig = &inf
+	}
+	out, err = marshal(req)
+	return out, model, stream, err
+}
+
+// converseBlocks reads one Anthropic message's content as Converse blocks,
+// and whether it holds tool calls or results.
+func converseBlocks(raw json.RawMessage, role, path string) ([]converseBlock, bool, error) {
+	text, blocks, err := stringOrParts[converseBlockIn](raw, path)
+	if err != nil {
+		return nil, false, err
+	}
+	if text != nil {
+		return []converseBlock{{Text: text}}, false, nil
+	}
+	var out []converseBlock
+	tools := false
+	for i, b := range blocks {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		switch b.Type {
+		case "text":
+			t := b.Text
+			out = append(out, converseBlock{Text: &t})
+		case "image":
+			img, err := converseImageFrom(b.Source, p+".source")
+			if err != nil {
+				return nil, false, err
+			}
+			out = append(out, converseBlock{Image: img})
+		case "tool_use":
+			if role != "assistant" {
+				return nil, false, unsupportedConverse(p, "tool_use blocks belong in assistant messages")
+			}
+			input := b.Input
+			if isNull(input) {
+				input = json.RawMessage(`{}`)
+			}
+			obj, ok := compactObject(input)
+			if !ok {
+				return nil, false, invalid(p+".input", "a tool call's input must be a JSON object")
+			}
+			out = append(out, converseBlock{ToolUse: &converseToolUse{ToolUseID: b.ID, Name: b.Name, Input: obj}})
+			tools = true
+		case "tool_result":
+			res := &converseResult{ToolUseID: b.ToolUseID}
+			if b.IsError {
+				res.Status = "error"
+			}
+			content, _, err := converseBlocks(b.Content, "user", p+".content")
+			if err != nil {
+				return nil, false, err
+			}
+			for j, c := range content {
+				if c.Text == nil && c.Image == nil {
+					return nil, false, unsupportedConverse(fmt.Sprintf("%s.content[%d]", p, j), "a Converse tool result holds text and images only")
+				}
+			}
+			if content == nil {
+				content = []converseBlock{}
+			}
+			res.Content = content
+			out = append(out, converseBlock{ToolResult: res})
+			tools = true
+		case "thinking":
+			th := &converseThinking{ReasoningText: &struct {
+				Text      string `json:"text"`
+				Signature string `json:"signature,omitempty"`
+			}{Text: b.Thinking, Signature: b.Signature}}
+			out = append(out, converseBlock{ReasoningContent: th})
+		case "redacted_thinking":
+			out = append(out, converseBlock{ReasoningContent: &converseThinking{RedactedContent: b.Data}})
+		case "document":
+			return nil, false, unsupportedConverse(p, "document blocks are not translated to Converse; send the document's text")
+		default:
+			return nil, false, unsupportedConverse(p+".type", fmt.Sprintf("content block type %q has no Converse counterpart", b.Type))
+		}
+	}
+	if out == nil {
+		out = []converseBlock{}
+	}
+	return out, tools, nil
+}
+
+// converseImageFrom turns an Anthropic base64 image source into a Converse
+// image; Converse takes image bytes (or S3 locations), not URLs.
+func converseImageFrom(src *messagesSource, path string) (*converseImage, error) {
+	if src == nil {
+		return nil, invalid(path, "an image block needs a source")
+	}
+	if src.Type != "base64" {
+		return nil, unsupportedConverse(path+".type", fmt.Sprintf("Converse takes image bytes, not an image source of type %q; send the image as base64 data", src.Type))
+	}
+	format, ok := map[string]string{"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif", "image/webp": "webp"}[src.MediaType]
+	if !ok {
+		return nil, unsupportedConverse(path+".media_type", "Converse takes png, jpeg, gif and webp images")
+	}
+	img := &converseImage{Format: format}
+	img.Source.Bytes = src.Data
+	return img, nil
+}
+
+// Converse answer shapes read by ConverseToMessagesResponse.
+type (
+	converseResponseIn struct {
+		Output struct {
+			Message *struct {
+				Role    string `json:"role"`
+				Content []struct {
+					Text             *string          `json:"text"`
+					ToolUse          *converseToolUse `json:"toolUse"`
+					ReasoningContent *struct {
+						ReasoningText *struct {
+							Text      string `json:"text"`
+							Signature string `json:"signature"`
+						} `json:"reasoningText"`
+						RedactedContent string `json:"redactedContent"`
+					} `json:"reasoningContent"`
+				} `json:"content"`
+			} `json:"message"`
+		} `json:"output"`
+		StopReason string        `json:"stopReason"`
+		Usage      converseUsage `json:"usage"`
+	}
+	converseUsage struct {
+		InputTokens           uint64 `json:"inputTokens"`
+		OutputTokens          uint64 `json:"outputTokens"`
+		CacheReadInputTokens  uint64 `json:"cacheReadInputTokens"`
+		CacheWriteInputTokens uint64 `json:"cacheWriteInputTokens"`
+	}
+	converseMessagesBlock struct {
+		Type      string          `json:"type"`
+		Text      *string         `json:"text,omitempty"`
+		ID        string          `json:"id,omitempty"`
+		Name      string          `json:"name,omitempty"`
+		Input     json.RawMessage `json:"input,omitempty"`
+		Thinking  *string         `json:"thinking,omitempty"`
+		Signature *string         `json:"signature,omitempty"`
+		Data      string          `json:"data,omitempty"`
+	}
+	converseMessagesResponse struct {
+		ID           string                  `json:"id"`
+		Type         string                  `json:"type"`
+		Role         string                  `json:"role"`
+		Model        string                  `json:"model"`
+		Content      []converseMessagesBlock `json:"content"`
+		StopReason   *string                 `json:"stop_reason"`
+		StopSequence *string                 `json:"stop_sequence"`
+		Usage        converseMessagesUsage   `json:"usage"`
+	}
+	converseMessagesUsage struct {
+		InputTokens              uint64 `json:"input_tokens"`
+		CacheCreationInputTokens uint64 `json:"cache_creation_input_tokens"`
+		CacheReadInputTokens     uint64 `json:"cache_read_input_tokens"`
+		OutputTokens             uint64 `json:"output_tokens"`
+	}
+)
+
+// ConverseToMessagesResponse translates a successful Converse answer into
+// an Anthropic Messages response with the given id, naming model. Text,
+// tool calls and reasoning become text, tool_use and thinking blocks;
+// image and other output blocks are left out. Error bodies are AWS errors,
+// rewritten apart.
+func ConverseToMessagesResponse(body []byte, id, model string) ([]byte, error) {
+	var in converseResponseIn
+	if err := json.Unmarshal(body, &in); err != nil {
+		return nil, invalid("", "the upstream Converse answer is not a JSON object (%v)", err)
+	}
+	if in.Output.Message == nil {
+		return nil, invalid("output.message", "the upstream Converse answer holds no message")
+	}
+	stop := converseStopReason(in.StopReason)
+	out := converseMessagesResponse{ID: id, Type: "message", Role: "assistant", Model: model,
+		Content: []converseMessagesBlock{}, StopReason: &stop, Usage: in.Usage.messages()}
+	for i, c := range in.Output.Message.Content {
+		switch {
+		case c.Text != nil:
+			out.Content = append(out.Content, converseMessagesBlock{Type: "text", Text: c.Text})
+		case c.ToolUse != nil:
+			input := c.ToolUse.Input
+			if isNull(input) {
+				input = json.RawMessage(`{}`)
+			}
+			obj, ok := compactObject(input)
+			if !ok {
+				return nil, invalid(fmt.Sprintf("output.message.content[%d].toolUse.input", i), "the upstream tool input is not a JSON object")
+			}
+			out.Content = append(out.Content, converseMessagesBlock{Type: "tool_use", ID: c.ToolUse.ToolUseID, Name: c.ToolUse.Name, Input: obj})
+		case c.ReasoningContent != nil && c.ReasoningContent.ReasoningText != nil:
+			rt := c.ReasoningContent.ReasoningText
+			out.Content = append(out.Content, converseMessagesBlock{Type: "thinking", Thinking: &rt.Text, Signature: &rt.Signature})
+		case c.ReasoningContent != nil && c.ReasoningContent.RedactedContent != "":
+			out.Content = append(out.Content, converseMessagesBlock{Type: "redacted_thinking", Data: c.ReasoningContent.RedactedContent})
+		}
+	}
+	return marshal(out)
+}
+
+func (u converseUsage) messages() converseMessagesUsage {
+	return converseMessagesUsage{InputTokens: u.InputTokens, CacheCreationInputTokens: u.CacheWriteInputTokens,
+		CacheReadInputTokens: u.CacheReadInputTokens, OutputTokens: u.OutputTokens}
+}
+
+// converseStopReason maps a Converse stopReason to an Anthropic stop_reason.
+func converseStopReason(r string) string {
+	switch r {
+	case "end_turn", "tool_use", "max_tokens", "stop_sequence", "model_context_window_exceeded":
+		return r
+	case "guardrail_intervened", "content_filtered":
+		return "refusal"
+	}
+	return "end_turn"
+}
+
+// unsupportedConverse is an UnsupportedError for the Converse API.
+func unsupportedConverse(field, reason string) error {
+	return &UnsupportedError{Field: field, Reason: reason, To: "Bedrock's Converse API"}
+}
