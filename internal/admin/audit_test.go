@@ -176,7 +176,7 @@ func TestWebhookKeyShowAndRotate(t *testing.T) {
 	op := operator(t, h)
 	wantError(t, h.call("GET", "/api/v1/audit/webhook-key?for=audit", "", op), http.StatusForbidden, "forbidden")
 	wantError(t, h.call("POST", "/api/v1/audit/webhook-key/rotate", `{"for":"audit"}`, op), http.StatusForbidden, "forbidden")
-	wantError(t, h.do("GET", "/api/v1/audit/webhook-key?for=other", ""), http.StatusBadRequest, "bad_request", "audit or alerts")
+	wantError(t, h.do("GET", "/api/v1/audit/webhook-key?for=other", ""), http.StatusBadRequest, "bad_request", "audit, alerts or approvals")
 
 	var ref map[string]string
 	decode(t, h.do("POST", "/api/v1/audit/ref", `{"value":"`+admin.AuditWebhookKeyRecord+`"}`), &ref)

@@ -176,6 +176,15 @@ func (a *API) validateMCPServer(ctx context.Context, req *adminapi.CreateMCPServ
 			return m, fmt.Errorf("options.approval_required %q must be a tool name or a glob of the server's own tool names, such as delete_* or *", pat)
 		}
 	}
+	if o.ApprovalWebhook != "" {
+		u, err := url.Parse(o.ApprovalWebhook)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.Fragment != "" {
+			return m, errors.New("options.approval_webhook must be an http(s) URL without credentials, such as https://approvals.example.com/keygate")
+		}
+		if len(o.ApprovalRequired) == 0 {
+			return m, errors.New("options.approval_webhook asks about calls that wait for approval: name them with approval_required")
+		}
+	}
 	if o.OAuth != nil && m.Auth != "oauth" && m.Auth != "client-credentials" {
 		return m, errors.New("options.oauth is for auth oauth or client-credentials")
 	}

@@ -106,7 +106,7 @@ func operationDocs() map[string]opDoc {
 		"GET " + p + "/audit/nodes":               {summary: "The nodes that have written audit events", resp: adminapi.AuditNodes{}},
 		"GET " + p + "/audit/trail":               {summary: "Raw audit rows of one node, for an offline copy", resp: adminapi.AuditRows{}, query: nodeRows()},
 		"GET " + p + "/audit/checkpoints":         {summary: "Signed checkpoints of one node", resp: adminapi.AuditRows{}, query: nodeRows()},
-		"GET " + p + "/audit/webhook-key":         {summary: "The signing key of the audit or alert webhook", resp: adminapi.WebhookKey{}, query: []qp{{"for", "string", "audit or alerts"}}},
+		"GET " + p + "/audit/webhook-key":         {summary: "The signing key of the audit, alert or approval webhook", resp: adminapi.WebhookKey{}, query: []qp{{"for", "string", "audit, alerts or approvals"}}},
 		"POST " + p + "/audit/webhook-key/rotate": {summary: "Rotate a webhook signing key", req: adminapi.WebhookKeyRequest{}, resp: adminapi.WebhookKey{}},
 
 		"GET " + p + "/secrets":                     {summary: "List vault secrets (names and versions, never values)", resp: adminapi.SecretList{}, query: []qp{{"deleted", "boolean", "include deleted secrets still recoverable"}}},

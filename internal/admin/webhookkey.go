@@ -15,7 +15,10 @@ import (
 const (
 	AuditWebhookKeyRecord = "system/audit-webhook-key"
 	AlertWebhookKeyRecord = "system/alert-webhook-key"
-	WebhookKeySize        = 32
+	// ApprovalWebhookKeyRecord signs the questions MCP approval webhooks
+	// are asked.
+	ApprovalWebhookKeyRecord = "system/approval-webhook-key"
+	WebhookKeySize           = 32
 )
 
 // webhookRecord maps a WebhookKeyRequest.For to its vault record and to
@@ -26,6 +29,8 @@ func webhookRecord(which string) (record, applies string, ok bool) {
 		return AuditWebhookKeyRecord, "at once on this node, within vault.read_cache_ttl on the others", true
 	case adminapi.WebhookAlerts:
 		return AlertWebhookKeyRecord, "at each keygate node's next start", true
+	case adminapi.WebhookApprovals:
+		return ApprovalWebhookKeyRecord, "at once on this node, within vault.read_cache_ttl on the others", true
 	}
 	return "", "", false
 }
@@ -39,7 +44,7 @@ func (a *API) webhookKey(w http.ResponseWriter, r *http.Request) {
 	which := r.URL.Query().Get("for")
 	record, applies, ok := webhookRecord(which)
 	if !ok {
-		writeError(w, http.StatusBadRequest, "bad_request", "for must be audit or alerts: the webhook whose signing key to show")
+		writeError(w, http.StatusBadRequest, "bad_request", "for must be audit, alerts or approvals: the webhook whose signing key to show")
 		return
 	}
 	if _, err := a.opts.Vault.Ensure(r.Context(), record, WebhookKeySize); err != nil {
@@ -67,7 +72,7 @@ func (a *API) rotateWebhookKey(w http.ResponseWriter, r *http.Request) {
 	}
 	record, applies, ok := webhookRecord(req.For)
 	if !ok {
-		writeError(w, http.StatusBadRequest, "bad_request", `for must be "audit" or "alerts": the webhook whose signing key to rotate`)
+		writeError(w, http.StatusBadRequest, "bad_request", `for must be "audit", "alerts" or "approvals": the webhook whose signing key to rotate`)
 		return
 	}
 	buf := make([]byte, WebhookKeySize)

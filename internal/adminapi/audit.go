@@ -32,6 +32,9 @@ type AuditRow struct {
 const (
 	WebhookAudit  = "audit"
 	WebhookAlerts = "alerts"
+	// WebhookApprovals signs what an MCP server's approval webhook is
+	// asked (options.approval_webhook).
+	WebhookApprovals = "approvals"
 )
 
 // WebhookKeyRequest asks POST /api/v1/audit/webhook-key/rotate for a new

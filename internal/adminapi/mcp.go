@@ -50,6 +50,12 @@ type MCPOptions struct {
 	// (default 5m), after which it fails.
 	ApprovalRequired []string `json:"approval_required,omitempty"`
 	ApprovalTimeout  string   `json:"approval_timeout,omitempty"`
+	// ApprovalWebhook, an http(s) URL, is asked to decide each call that
+	// waits for approval, besides the queue: keygate POSTs the call
+	// (signed, X-Keygate-Signature, with the approvals webhook key) and an
+	// answer {"approval": ID, "decision": "approve"|"deny", "by": NAME}
+	// decides it; any other answer leaves it to a person in the queue.
+	ApprovalWebhook string `json:"approval_webhook,omitempty"`
 	// OAuth configures auth oauth and client-credentials.
 	OAuth *MCPOAuth `json:"oauth,omitempty"`
 }

@@ -135,7 +135,7 @@ func (a *app) webhookKeyCmd() *cobra.Command {
 		return err
 	}
 	show := &cobra.Command{
-		Use:   "show [--for audit|alerts]",
+		Use:   "show [--for audit|alerts|approvals]",
 		Short: "Print the key a webhook's bodies are signed with",
 		Long: `Print, in hex, the key keygate signs audit (or alert) webhook bodies with,
 so the receiver can check the X-Keygate-Signature header: HMAC-SHA256 of the
@@ -156,9 +156,9 @@ Only an admin credential may read it; every read is on the audit trail.
 			return printKey(cmd, k)
 		},
 	}
-	show.Flags().StringVar(&which, "for", adminapi.WebhookAudit, "the webhook: audit or alerts")
+	show.Flags().StringVar(&which, "for", adminapi.WebhookAudit, "the webhook: audit, alerts or approvals (an MCP server's approval webhook)")
 	rotate := &cobra.Command{
-		Use:   "rotate [--for audit|alerts]",
+		Use:   "rotate [--for audit|alerts|approvals]",
 		Short: "Replace a webhook's signing key with a new random one",
 		Long: `Make a new random signing key for the audit (or alert) webhook and print it
 once, in hex. The audit webhook signs with it at once on this node and
@@ -179,7 +179,7 @@ next start. Let the receiver accept the old and the new key until then.
 			return printKey(cmd, k)
 		},
 	}
-	rotate.Flags().StringVar(&which, "for", adminapi.WebhookAudit, "the webhook: audit or alerts")
+	rotate.Flags().StringVar(&which, "for", adminapi.WebhookAudit, "the webhook: audit, alerts or approvals (an MCP server's approval webhook)")
 	cmd := &cobra.Command{Use: "webhook-key", Short: "Show or rotate the key webhook bodies are signed with"}
 	cmd.AddCommand(show, rotate)
 	return cmd

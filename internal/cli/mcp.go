@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"sort"
 	"strings"
 
@@ -142,6 +143,7 @@ unanswered, it fails with a JSON-RPC error naming the approval.`,
 	f.Int64Var(&o.CallsPerDay, "calls-per-day", 0, "tool calls per day, per key (default: no limit)")
 	f.StringArrayVar(&o.ApprovalRequired, "approval-required", nil, "calls of the tools matching `GLOB` (the server's own names: delete_*, or * for all) wait for a person: keygate approvals list, keygate approve ID; repeat")
 	f.StringVar(&o.ApprovalTimeout, "approval-timeout", "", "how long such a call waits for a decision before it fails (default 5m)")
+	f.StringVar(&o.ApprovalWebhook, "approval-webhook", "", "also ask this http(s) `URL` to decide each such call: a signed POST (keygate audit webhook-key show --for approvals) answered {\"approval\":ID,\"decision\":\"approve\"|\"deny\",\"by\":NAME}")
 	return cmd
 }
 
@@ -335,6 +337,9 @@ func printMCPServer(w io.Writer, m adminapi.MCPServer) error {
 			wait = "5m"
 		}
 		rows = append(rows, [2]string{"Approval required", strings.Join(o.ApprovalRequired, ", ") + " (a call waits up to " + wait + ")"})
+		if o.ApprovalWebhook != "" {
+			rows = append(rows, [2]string{"Approval webhook", webhookHost(o.ApprovalWebhook) + " (asked beside the queue)"})
+		}
 	}
 	rows = append(rows, [2]string{"Created", fmtTime(m.CreatedAt)})
 	tw := newTable(w)
@@ -342,4 +347,13 @@ func printMCPServer(w io.Writer, m adminapi.MCPServer) error {
 		fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
 	}
 	return tw.Flush()
+}
+
+// webhookHost is the scheme and host of a webhook URL, shown without its
+// path and query, where a token may be.
+func webhookHost(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.Host != "" {
+		return u.Scheme + "://" + u.Host
+	}
+	return "(not a URL)"
 }

@@ -55,7 +55,7 @@ func (m MCPServers) MCPServers(ctx context.Context) ([]mcpgate.ServerConfig, err
 		if o.ConnectTimeout != "" {
 			c.ConnectTimeout, _ = adminapi.ParseDuration(o.ConnectTimeout)
 		}
-		c.ApprovalRequired = o.ApprovalRequired
+		c.ApprovalRequired, c.ApprovalWebhook = o.ApprovalRequired, o.ApprovalWebhook
 		if o.OAuth != nil {
 			c.TokenURL, c.ClientID, c.Scopes = o.OAuth.TokenURL, o.OAuth.ClientID, o.OAuth.Scopes
 		}
@@ -92,6 +92,7 @@ type ApprovalStore interface {
 	CreateApproval(ctx context.Context, a store.Approval) error
 	GetApproval(ctx context.Context, id string) (store.Approval, error)
 	UseApproval(ctx context.Context, id, requester string, at time.Time) (store.Approval, error)
+	DecideApproval(ctx context.Context, id, status, by, byName string, at time.Time) (store.Approval, error)
 }
 
 // MCPApprovals keeps MCP tool calls that wait for a person in the admin
@@ -135,6 +136,18 @@ func (m MCPApprovals) ApprovalState(ctx context.Context, id string) (string, str
 		return "expired", a.DecidedName, nil
 	}
 	return a.Status, a.DecidedName, nil
+}
+
+// DecideApproval implements mcpgate.Approvals: an approval webhook's
+// answer, recorded as the decision of "webhook NAME" (by), once; a person
+// who decided first wins.
+func (m MCPApprovals) DecideApproval(ctx context.Context, id string, approve bool, by string) error {
+	status := store.ApprovalDenied
+	if approve {
+		status = store.ApprovalApproved
+	}
+	_, err := m.st.DecideApproval(ctx, id, status, "webhook", by, m.now().UTC())
+	return err
 }
 
 // UseApproval implements mcpgate.Approvals.

@@ -22,6 +22,28 @@ type Approvals interface {
 	// UseApproval marks an approved call as run, once; it fails when the
 	// approval is not approved or was used already.
 	UseApproval(ctx context.Context, id, keyID string) error
+	// DecideApproval records an approval webhook's decision, named by,
+	// unless one was made already.
+	DecideApproval(ctx context.Context, id string, approve bool, by string) error
+}
+
+// WebhookAsker asks an approval webhook to decide a waiting call
+// (internal/approvalhook implements it: a signed POST, an answer read
+// back).
+type WebhookAsker interface {
+	// Ask sends q to url and returns the decision it answered with; ok
+	// is false when it answered none (the call stays in the queue).
+	Ask(ctx context.Context, url string, q WebhookQuestion) (approve bool, by string, ok bool, err error)
+}
+
+// WebhookQuestion is what an approval webhook is asked about a call.
+type WebhookQuestion struct {
+	Approval string    `json:"approval"`  // the approval's id, which the answer must repeat
+	Server   string    `json:"server"`    // the MCP server
+	Tool     string    `json:"tool"`      // the server's own tool name
+	KeyID    string    `json:"key_id"`    // the calling key
+	ArgsHMAC string    `json:"args_hmac"` // the arguments, keyed-hashed, never in clear
+	Expires  time.Time `json:"expires_at"`
 }
 
 // ApprovalRequest is a tool call waiting for a person.
@@ -46,6 +68,25 @@ func needsApproval(cfg *ServerConfig, tool string) bool {
 		}
 	}
 	return false
+}
+
+// askWebhook asks a server's approval webhook about a waiting call and
+// records its answer as the decision; no answer, or a failure, leaves the
+// call to the queue.
+func (g *Gate) askWebhook(ctx context.Context, hook string, q WebhookQuestion) {
+	approve, by, ok, err := g.opts.AskWebhook.Ask(ctx, hook, q)
+	switch {
+	case err != nil:
+		if ctx.Err() == nil {
+			g.opts.Log.Warn("an approval webhook did not decide a waiting call; it stays in the queue", "mcp_server", q.Server, "approval", q.Approval, "err", err)
+		}
+		return
+	case !ok:
+		return
+	}
+	if err := g.opts.Approvals.DecideApproval(ctx, q.Approval, approve, "webhook "+by); err != nil && ctx.Err() == nil {
+		g.opts.Log.Info("an approval webhook's decision came after another", "approval", q.Approval, "err", err)
+	}
 }
 
 // approve holds a tool call that needs a person's approval until one
@@ -79,6 +120,12 @@ func (g *Gate) approve(ctx context.Context, cl *call) error {
 
 	ctx, cancel := context.WithDeadline(ctx, expires)
 	defer cancel()
+	if hook := cl.u.cfg.ApprovalWebhook; hook != "" && g.opts.AskWebhook != nil {
+		// The webhook decides beside the queue: whichever decides first
+		// wins, and the wait below reads the decision either way.
+		q := WebhookQuestion{Approval: id, Server: cl.u.cfg.Name, Tool: cl.item, KeyID: cl.c.keyID, ArgsHMAC: g.argsHMAC(cl.send), Expires: expires.UTC()}
+		go g.askWebhook(ctx, hook, q)
+	}
 	timedOut := func() error {
 		g.record(cl, "deny", "approval_timeout", 0, map[string]string{"approval": id})
 		return rpcError(CodeForbidden, "approval_timeout", fmt.Sprintf("no one approved this call of tool %s on MCP server %s within %s (approval %s); call it again to ask anew", cl.item, cl.u.cfg.Name, wait, id))

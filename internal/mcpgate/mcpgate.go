@@ -83,6 +83,9 @@ type ServerConfig struct {
 	// wait for a person's approval, at most ApprovalTimeout (default 5m).
 	ApprovalRequired []string
 	ApprovalTimeout  time.Duration
+	// ApprovalWebhook, when set, is asked to decide each such call too
+	// (approval.go).
+	ApprovalWebhook string
 }
 
 // Source serves the registered servers and the vault secrets they name;
@@ -126,6 +129,9 @@ type Options struct {
 	// API's approval queue); without it a tool that needs approval is
 	// refused.
 	Approvals Approvals
+	// AskWebhook asks a server's approval webhook about a waiting call
+	// (approval.go); nil: approval webhooks are not asked.
+	AskWebhook WebhookAsker
 	// ApprovalPoll is how often a waiting call reads its approval
 	// (default 500ms).
 	ApprovalPoll time.Duration
@@ -271,7 +277,7 @@ func sameConfig(a, b ServerConfig) bool {
 	return a.ID == b.ID && a.TokenURL == b.TokenURL && a.ClientID == b.ClientID && slices.Equal(a.Scopes, b.Scopes) && a.Name == b.Name && a.Transport == b.Transport && a.URL == b.URL && a.Auth == b.Auth && a.AuthHeader == b.AuthHeader &&
 		a.Secret == b.Secret && a.AllowPrivate == b.AllowPrivate && a.CallTimeout == b.CallTimeout && a.ConnectTimeout == b.ConnectTimeout &&
 		a.MaxResultBytes == b.MaxResultBytes && a.RPM == b.RPM && a.Concurrency == b.Concurrency && a.CallsPerDay == b.CallsPerDay &&
-		slices.Equal(a.ApprovalRequired, b.ApprovalRequired) && a.ApprovalTimeout == b.ApprovalTimeout
+		slices.Equal(a.ApprovalRequired, b.ApprovalRequired) && a.ApprovalTimeout == b.ApprovalTimeout && a.ApprovalWebhook == b.ApprovalWebhook
 }
 
 // upstream returns the registered server name, or nil.

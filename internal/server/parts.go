@@ -10,6 +10,7 @@ import (
 
 	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/approvalhook"
 	"github.com/keygate/keygate/internal/balance"
 	"github.com/keygate/keygate/internal/detect"
 	"github.com/keygate/keygate/internal/gateway"
@@ -23,6 +24,7 @@ import (
 	"github.com/keygate/keygate/internal/passthrough"
 	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/internal/routing"
+	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/tracing"
 	"github.com/keygate/keygate/internal/vault"
@@ -149,6 +151,15 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		Limiter: n.lim.gateway.Shared, Location: cfg.Limits.Location(), ArgsKey: argsKey[:],
 		Egress: cfg.EgressPolicy(), Version: n.o.version, Leaks: mcpLeaks,
 		Approvals: gatewaystore.NewMCPApprovals(st),
+		// A server's approval webhook is asked beside the queue, signed
+		// with the approvals webhook key (made on first use).
+		AskWebhook: &approvalhook.Client{HTTP: cfg.EgressPolicy().Client(0), Key: func(ctx context.Context) (secret.String, error) {
+			if _, err := v.Ensure(ctx, admin.ApprovalWebhookKeyRecord, admin.WebhookKeySize); err != nil {
+				return secret.String{}, err
+			}
+			k, _, err := v.GetCached(ctx, admin.ApprovalWebhookKeyRecord)
+			return k, err
+		}},
 		Observe: func(keyID, client, server, tool string, denied bool) {
 			// Tool calls pass the same detectors as model calls: a burst
 			// of calls is a rate spike, a change in the tools used a
