@@ -141,3 +141,63 @@ func ruleAlerts(t *testing.T, in *instance, rule string) []detect.Alert {
 	}
 	return got
 }
+
+// TestDestructiveToolAfterAnUntrustedRead: the shape of a prompt injection
+// carried out. A key reads a web page through an open-world tool (its
+// server says openWorldHint) and then calls a destructive one
+// (destructiveHint): keygate raises destructive-after-untrusted, mapped
+// here to suspend, so the agent's next call is refused. A key that calls
+// the same destructive tool with nothing untrusted read raises nothing.
+func TestDestructiveToolAfterAnUntrustedRead(t *testing.T) {
+	up := newFakeToolServer(t)
+	cfg := testConfig(t, t.TempDir())
+	cfg.Alerts.Actions = map[string]string{detect.RuleDestructiveAfterUntrusted: "suspend"}
+	in := start(t, cfg, "")
+	in.mustCLI(nil, up.token, "secret", "put", "gh-token", "--stdin")
+	in.mustCLI(nil, "", "mcp", "add", "github", "--url", up.url, "--secret", "gh-token", "--allow-private")
+	call := func(cs *mcp.ClientSession, tool string) error {
+		_, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "github__" + tool, Arguments: map[string]any{"text": "x"}})
+		return err
+	}
+	careful := connectMCP(t, in.addrs.Gateway+mcpgate.Path, in.createKey("--name", "careful", "--allow-tool", "github/*"))
+	toolNames(t, careful)
+	if err := call(careful, "delete_repo"); err != nil {
+		t.Fatalf("a destructive call with nothing untrusted read: %v", err)
+	}
+	agent := connectMCP(t, in.addrs.Gateway+mcpgate.Path, in.createKey("--name", "browsing-agent", "--allow-tool", "github/*"))
+	toolNames(t, agent) // the tools' annotations, as an agent reads them first
+	if err := call(agent, "fetch_page"); err != nil {
+		t.Fatalf("fetch_page: %v", err)
+	}
+	if err := call(agent, "delete_repo"); err != nil {
+		t.Fatalf("delete_repo: %v", err)
+	}
+	var alerts []detect.Alert
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		alerts = ruleAlerts(t, in, detect.RuleDestructiveAfterUntrusted)
+		if len(alerts) > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(alerts) != 1 || alerts[0].Severity != detect.SeverityHigh || !strings.Contains(alerts[0].Summary, "github/delete_repo") || !strings.Contains(alerts[0].Summary, "github/fetch_page") {
+		t.Fatalf("destructive-after-untrusted alerts %+v, want one naming both tools", alerts)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		// A suspended key is refused at the HTTP door (403), which ends
+		// the client's session.
+		err := call(agent, "echo")
+		if err != nil && (strings.Contains(err.Error(), "suspended") || strings.Contains(err.Error(), "Forbidden")) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent's key was not suspended: %v", err)
+		}
+	}
+	n := up.called("echo")
+	if err := call(careful, "echo"); err != nil {
+		t.Fatalf("the other key after the alert: %v", err)
+	}
+	if got := up.called("echo"); got != n+1 {
+		t.Fatalf("the server saw %d echo calls once the agent's key was refused, want only the other key's", got-n)
+	}
+}

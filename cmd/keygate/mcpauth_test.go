@@ -219,7 +219,7 @@ func testMCPSignIn(t *testing.T, cfg config.Config) {
 		t.Fatalf("connect with sign-in through keygate: %v", err)
 	}
 	t.Cleanup(func() { _ = cs.Close() })
-	if names := toolNames(t, cs); strings.Join(names, ",") != "github__echo,github__read_config,github__whoami" {
+	if names := toolNames(t, cs); strings.Join(names, ",") != "github__echo,github__fetch_page,github__read_config,github__whoami" {
 		t.Fatalf("tools/list = %v", names)
 	}
 	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "github__echo", Arguments: map[string]any{"text": "signed-in-through-keygate"}})
@@ -320,7 +320,7 @@ func testMCPSignIn(t *testing.T, cfg config.Config) {
 	if aud := jwtClaim(t, first.AccessToken, "aud"); !strings.Contains(aud, `"`+resource+`"`) {
 		t.Fatalf("the token's aud %s does not name its resource %s", aud, resource)
 	}
-	if names := toolNames(t, connectMCP(t, resource, first.AccessToken)); len(names) != 3 {
+	if names := toolNames(t, connectMCP(t, resource, first.AccessToken)); len(names) != 4 {
 		t.Fatalf("the redeemed token sees %v", names)
 	}
 	if st, a := redeem(code, verifier, nil); st != http.StatusBadRequest || a.Error != "invalid_grant" {

@@ -48,6 +48,14 @@ type Observation struct {
 	Tool string
 	// ToolDenied marks a tool call keygate refused.
 	ToolDenied bool
+	// ToolOpenWorld marks a tool whose results come from outside (its
+	// server declares openWorldHint: a web fetch, a search, a mailbox):
+	// what it returns may carry instructions no one trusted.
+	ToolOpenWorld bool
+	// ToolDestructive marks a tool that changes or deletes (its server
+	// declares destructiveHint, or keygate's operator made its calls wait
+	// for approval).
+	ToolDestructive bool
 	// RefreshReuse marks a refresh token presented a second time (its family is revoked).
 	RefreshReuse bool
 	// EventSeq is the sequence number of the audit event the observation came from.
@@ -83,17 +91,21 @@ type Alert struct {
 // Rule names of the built-in detectors. Pass-through risk findings use the finding's own name,
 // refresh-token reuse uses RuleRefreshReuse, and a one-time-password lockout RuleOTPBruteForce.
 const (
-	RuleRateSpike        = "rate-spike"
-	RuleResourceShift    = "resource-shift"
-	RuleAuthFailClient   = "auth-failures-client"
-	RuleAuthFailPrefix   = "auth-failures-prefix"
-	RuleSpendVelocity    = "spend-velocity"
-	RuleRefreshReuse     = "refresh-reuse"
-	RuleLoop             = "agent-loop"
-	RuleContextGrowth    = "context-growth"
-	RuleNewTool          = "new-tool"
-	RuleOTPBruteForce    = "otp-brute-force"
-	RuleAlertsSuppressed = "alerts-suppressed"
+	RuleRateSpike      = "rate-spike"
+	RuleResourceShift  = "resource-shift"
+	RuleAuthFailClient = "auth-failures-client"
+	RuleAuthFailPrefix = "auth-failures-prefix"
+	RuleSpendVelocity  = "spend-velocity"
+	RuleRefreshReuse   = "refresh-reuse"
+	RuleLoop           = "agent-loop"
+	RuleContextGrowth  = "context-growth"
+	RuleNewTool        = "new-tool"
+	// RuleDestructiveAfterUntrusted: a destructive tool called soon after
+	// the key read an open-world tool's result, the shape of a prompt
+	// injection carried out (tools.go).
+	RuleDestructiveAfterUntrusted = "destructive-after-untrusted"
+	RuleOTPBruteForce             = "otp-brute-force"
+	RuleAlertsSuppressed          = "alerts-suppressed"
 )
 
 // Severities an Alert can carry.

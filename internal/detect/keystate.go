@@ -48,6 +48,10 @@ type keyState struct {
 	loop *loopState
 	// tools the key called (tools.go), for the new-tool rule; nil until one
 	tools *toolState
+	// the last open-world tool the key read from, and when (Unix seconds),
+	// for the destructive-after-untrusted rule (tools.go)
+	untrustedTool string
+	untrustedAt   int64
 
 	// resource shift
 	res        []resource
@@ -108,6 +112,9 @@ func (st *keyState) observe(e *Engine, id string, o *Observation) (pendingAlert,
 	}
 	if !tripped {
 		early, tripped = st.observeLoop(e, id, o)
+	}
+	if a, ok := st.observeUntrusted(id, o); ok && !tripped {
+		early, tripped = a, true
 	}
 	if !tripped {
 		early, tripped = st.observeTool(e, id, o)

@@ -97,3 +97,36 @@ func TestNewToolAlerts(t *testing.T) {
 		t.Fatalf("a new tool after the habit formed: %+v, want one alert for db/drop_table", got)
 	}
 }
+
+// TestDestructiveAfterUntrusted: a destructive tool called within ten
+// minutes of reading an open-world tool's result is a high alert naming
+// both; one called with no such read before, one called after the window,
+// and a refused call raise nothing, and a refused read taints nothing.
+func TestDestructiveAfterUntrusted(t *testing.T) {
+	r := newRig(t, Config{})
+	read := Observation{KeyID: "key_agent", Tool: "web/fetch", ToolOpenWorld: true}
+	del := Observation{KeyID: "key_agent", Tool: "github/delete_repo", ToolDestructive: true}
+	r.observe(del) // nothing untrusted read yet
+	r.observe(Observation{KeyID: "key_agent", Tool: "web/fetch", ToolOpenWorld: true, ToolDenied: true})
+	r.observe(del)
+	if got := r.alertsOf(RuleDestructiveAfterUntrusted); len(got) != 0 {
+		t.Fatalf("alerts without an untrusted read: %+v", got)
+	}
+	r.observe(read)
+	r.run(90, nil)
+	denied := del
+	denied.ToolDenied = true
+	r.observe(denied)
+	r.observe(del)
+	got := r.alertsOf(RuleDestructiveAfterUntrusted)
+	if len(got) != 1 || got[0].Severity != SeverityHigh || !strings.Contains(got[0].Summary, "github/delete_repo") ||
+		!strings.Contains(got[0].Summary, "web/fetch") || got[0].Numbers["seconds_since_untrusted"] != 90 {
+		t.Fatalf("a destructive call 90s after an untrusted read: %+v", got)
+	}
+	r.observe(Observation{KeyID: "key_other", Tool: "github/delete_repo", ToolDestructive: true})
+	r.run(600, nil)
+	r.observe(Observation{KeyID: "key_agent", Tool: "db/drop_table", ToolDestructive: true})
+	if got := r.alertsOf(RuleDestructiveAfterUntrusted); len(got) != 1 {
+		t.Fatalf("another key, or a call past the window, raised %+v", got[1:])
+	}
+}

@@ -1,6 +1,9 @@
 package detect
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // maxToolsPerKey bounds the tools remembered per key. A key that has used
 // more has no narrow habit to depart from; past the bound, new tools are
@@ -43,4 +46,40 @@ func (st *keyState) observeTool(e *Engine, id string, o *Observation) (pendingAl
 		Numbers: map[string]float64{"tools_known": float64(len(ts.seen) - 1), "seconds_of_use": float64(used)},
 		Events:  st.ev.list(),
 	}}, true
+}
+
+// untrustedWindow is how long after reading an open-world tool's result a
+// destructive call is suspect: an agent acts on what it just read within
+// a turn or two.
+const untrustedWindow = 10 * time.Minute
+
+// observeUntrusted follows what a key reads and does with its tools, and
+// returns a destructive-after-untrusted alert (high) when it calls a
+// destructive tool within untrustedWindow of reading an open-world tool's
+// result: text from outside (a web page, an email, an issue) told the
+// agent to delete, send or change something, which is how prompt
+// injection does its harm. A refused call is neither: it neither read nor
+// changed anything.
+func (st *keyState) observeUntrusted(id string, o *Observation) (pendingAlert, bool) {
+	if o.Tool == "" || o.ToolDenied {
+		return pendingAlert{}, false
+	}
+	now := o.At.Unix()
+	var p pendingAlert
+	alert := false
+	if o.ToolDestructive && st.untrustedTool != "" && now-st.untrustedAt <= int64(untrustedWindow.Seconds()) {
+		ago := now - st.untrustedAt
+		p = pendingAlert{subject: RuleDestructiveAfterUntrusted + "\x00" + id + "\x00" + o.Tool, a: Alert{
+			Rule: RuleDestructiveAfterUntrusted, KeyID: id, Client: o.Client, Severity: SeverityHigh,
+			Summary: fmt.Sprintf("call of destructive tool %s %ds after this key read the result of open-world tool %s",
+				o.Tool, ago, st.untrustedTool),
+			Numbers: map[string]float64{"seconds_since_untrusted": float64(ago)},
+			Events:  st.ev.list(),
+		}}
+		alert = true
+	}
+	if o.ToolOpenWorld {
+		st.untrustedTool, st.untrustedAt = o.Tool, now
+	}
+	return p, alert
 }

@@ -526,7 +526,7 @@ func (g *Gate) upstreamError(u *upstream, err error) error {
 // the arguments as an HMAC, never in clear.
 func (g *Gate) record(cl *call, decision, reason string, size int, extra map[string]string) {
 	if g.opts.Observe != nil && cl.method == "tools/call" && cl.c.keyID != "" {
-		g.opts.Observe(cl.c.keyID, cl.c.client, cl.target.Provider, cl.item, decision != "allow")
+		g.opts.Observe(cl.c.keyID, cl.c.client, cl.target.Provider, cl.item, decision != "allow", cl.u.hints(cl.item))
 	}
 	if g.opts.Audit == nil {
 		return

@@ -122,9 +122,9 @@ type Options struct {
 	// without it every call to such a server asks the user to authorize.
 	Grants Grants
 	// Observe, when set, hands every tools/call a key made to the anomaly
-	// detectors (keygate's detect engine): server and tool, and whether
-	// keygate refused it.
-	Observe func(keyID, client, server, tool string, denied bool)
+	// detectors (keygate's detect engine): server and tool, whether
+	// keygate refused it, and what the server declares of the tool.
+	Observe func(keyID, client, server, tool string, denied bool, hints ToolHints)
 	// Approvals keeps the tool calls that wait for a person (the admin
 	// API's approval queue); without it a tool that needs approval is
 	// refused.

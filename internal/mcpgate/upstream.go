@@ -380,3 +380,35 @@ func (g *Gate) transport(allowPrivate bool) http.RoundTripper {
 	}
 	return g.public
 }
+
+// ToolHints is what the detectors read of a tool: whether its results come
+// from outside (the server declares openWorldHint true), and whether it
+// changes or deletes (destructiveHint true on a tool not read-only, or
+// keygate's operator made its calls wait for approval). Only hints a
+// server states count: MCP's defaults would mark every tool without
+// annotations both.
+type ToolHints struct {
+	OpenWorld, Destructive bool
+}
+
+// hints returns what u's cached tools/list says of tool; a server whose
+// tools were never listed declares nothing.
+func (u *upstream) hints(tool string) ToolHints {
+	if u == nil {
+		return ToolHints{}
+	}
+	h := ToolHints{Destructive: needsApproval(&u.cfg, tool)}
+	u.mu.Lock()
+	tools := u.tools
+	u.mu.Unlock()
+	for _, t := range tools {
+		if t.Name != tool || t.Annotations == nil {
+			continue
+		}
+		a := t.Annotations
+		h.OpenWorld = a.OpenWorldHint != nil && *a.OpenWorldHint
+		h.Destructive = h.Destructive || !a.ReadOnlyHint && a.DestructiveHint != nil && *a.DestructiveHint
+		break
+	}
+	return h
+}

@@ -160,12 +160,13 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 			k, _, err := v.GetCached(ctx, admin.ApprovalWebhookKeyRecord)
 			return k, err
 		}},
-		Observe: func(keyID, client, server, tool string, denied bool) {
+		Observe: func(keyID, client, server, tool string, denied bool, hints mcpgate.ToolHints) {
 			// Tool calls pass the same detectors as model calls: a burst
 			// of calls is a rate spike, a change in the tools used a
 			// resource shift; a tool the key never used is its own rule.
 			n.det.engine.Observe(detect.Observation{At: time.Now(), KeyID: keyID, Client: client,
-				Provider: server, Model: tool, Path: mcpgate.Path, Tool: server + "/" + tool, ToolDenied: denied})
+				Provider: server, Model: tool, Path: mcpgate.Path, Tool: server + "/" + tool, ToolDenied: denied,
+				ToolOpenWorld: hints.OpenWorld, ToolDestructive: hints.Destructive})
 		},
 	})
 	if err := n.mcp.Reload(ctx); err != nil {
