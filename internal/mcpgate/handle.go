@@ -108,7 +108,8 @@ func (g *Gate) middleware(v *view) mcp.Middleware {
 			case "tools/list":
 				return g.listTools(ctx, v, c)
 			case "tools/call":
-				return g.callTool(ctx, v, c, req.(*mcp.CallToolRequest).Params)
+				ctr := req.(*mcp.CallToolRequest)
+				return g.callTool(ctx, v, c, ctr.Params, ctr.Session)
 			case "prompts/list":
 				return g.listPrompts(ctx, v, c)
 			case "prompts/get":
@@ -262,12 +263,17 @@ type call struct {
 	approval, approvedBy string
 }
 
-func (g *Gate) callTool(ctx context.Context, v *view, c *caller, p *mcp.CallToolParamsRaw) (mcp.Result, error) {
+func (g *Gate) callTool(ctx context.Context, v *view, c *caller, p *mcp.CallToolParamsRaw, ss *mcp.ServerSession) (mcp.Result, error) {
 	server, tool, ok := split(v, p.Name)
 	cl := &call{c: c, method: "tools/call", item: tool, args: p.Arguments, start: time.Now(),
 		target: authz.Target{Kind: authz.Tool, Provider: server, Model: tool}}
 	return g.forward(ctx, cl, ok, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
-		return s.CallTool(ctx, &mcp.CallToolParams{Meta: p.Meta, Name: tool, Arguments: json.RawMessage(cl.send)})
+		// A progress token is the client's own: the server sees one of
+		// keygate's, unique across every client on the shared session,
+		// and its progress goes back to this client under the client's.
+		meta, done := g.progress.route(ctx, p.Meta, ss, cl.u)
+		defer done()
+		return s.CallTool(ctx, &mcp.CallToolParams{Meta: meta, Name: tool, Arguments: json.RawMessage(cl.send)})
 	}, func(b []byte) (mcp.Result, error) {
 		var r mcp.CallToolResult
 		err := json.Unmarshal(b, &r)

@@ -165,6 +165,10 @@ type Gate struct {
 
 	transportOnce   sync.Once
 	public, private http.RoundTripper
+
+	// progress routes the progress notifications of calls in flight back
+	// to the client session that asked (progress.go).
+	progress progressRoutes
 }
 
 // view is one endpoint: /mcp (name "") or /mcp/{name}.

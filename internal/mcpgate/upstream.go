@@ -83,6 +83,9 @@ func (u *upstream) session(ctx context.Context) (*mcp.ClientSession, error) {
 			u.tools = nil
 			u.mu.Unlock()
 		},
+		ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+			u.g.progress.notify(req.Params)
+		},
 	})
 	s, err := c.Connect(ctx, t, nil)
 	if err != nil {
