@@ -31,25 +31,12 @@ func (s *Server) openAIRealtime(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, b)
 		return
 	}
-	ao := &websocket.AcceptOptions{InsecureSkipVerify: true}
-	if s.opts.WebSocketCompression {
-		ao.CompressionMode = websocket.CompressionNoContextTakeover
-	}
-	conn, err := websocket.Accept(w, r, ao)
-	if err != nil {
+	conn, ctx, cancel, ok := s.acceptWS(w, r)
+	if !ok {
 		return
 	}
 	defer conn.CloseNow()
-	conn.SetReadLimit(maxBodyBytes)
-	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	go func() {
-		select {
-		case <-s.closed:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	rt := &realtimeSession{s: s, conn: conn, model: model, id: s.newID("sess_"), serverVAD: true, createResponse: true}
 	if !rt.send(ctx, map[string]any{"type": "session.created", "event_id": s.newID("event_"), "session": rt.session()}) {
 		return

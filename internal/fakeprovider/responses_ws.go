@@ -29,21 +29,20 @@ func isWebSocketUpgrade(r *http.Request) bool {
 	return r.Method == http.MethodGet && strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
 }
 
-// openAIResponsesWS serves one Responses API WebSocket until the client
-// closes it or the fake closes.
-func (s *Server) openAIResponsesWS(w http.ResponseWriter, r *http.Request) {
+// acceptWS accepts a WebSocket (with permessage-deflate when the options
+// say so) and returns it with a context that ends with the request or
+// when the fake closes; ok is false when the upgrade failed.
+func (s *Server) acceptWS(w http.ResponseWriter, r *http.Request) (*websocket.Conn, context.Context, context.CancelFunc, bool) {
 	ao := &websocket.AcceptOptions{InsecureSkipVerify: true}
 	if s.opts.WebSocketCompression {
 		ao.CompressionMode = websocket.CompressionNoContextTakeover
 	}
 	conn, err := websocket.Accept(w, r, ao)
 	if err != nil {
-		return
+		return nil, nil, nil, false
 	}
-	defer conn.CloseNow()
 	conn.SetReadLimit(maxBodyBytes)
 	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
 	go func() {
 		select {
 		case <-s.closed:
@@ -51,6 +50,18 @@ func (s *Server) openAIResponsesWS(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 		}
 	}()
+	return conn, ctx, cancel, true
+}
+
+// openAIResponsesWS serves one Responses API WebSocket until the client
+// closes it or the fake closes.
+func (s *Server) openAIResponsesWS(w http.ResponseWriter, r *http.Request) {
+	conn, ctx, cancel, ok := s.acceptWS(w, r)
+	if !ok {
+		return
+	}
+	defer conn.CloseNow()
+	defer cancel()
 	kept := map[string]bool{} // answers of this connection, for previous_response_id
 	for {
 		typ, msg, err := conn.Read(ctx)

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -131,9 +129,7 @@ func (g *Gateway) serveRealtime(w http.ResponseWriter, r *http.Request) {
 	c.upstream, c.sentModel = up, sent
 	opts := g.opts.ResponsesWS.withDefaults()
 	if !g.sockets.acquire(key.ID, opts.MaxPerKey) {
-		d := deny(http.StatusTooManyRequests, "too_many_connections", "this API key already holds "+strconv.Itoa(opts.MaxPerKey)+" open WebSocket connections on this keygate, its limit; close one first")
-		d.RetryAfter = time.Second
-		g.refuse(w, r, d)
+		g.refuse(w, r, tooManySockets(opts.MaxPerKey))
 		return
 	}
 	defer g.sockets.release(key.ID)
@@ -214,7 +210,7 @@ func (s *rtSession) run() {
 	defer s.turns.Wait()
 	defer s.cancel()
 	go s.fromProvider()
-	go s.keepAlive()
+	go pingLoop(s.ctx, s.client, s.opts.PingInterval)
 	life := time.AfterFunc(s.opts.MaxLifetime, func() {
 		s.sendError(http.StatusBadRequest, "session_expired", "the Realtime session reached its maximum duration ("+s.opts.MaxLifetime.String()+"); open a new one")
 		s.close(websocket.StatusNormalClosure, "session lifetime reached")
@@ -328,16 +324,7 @@ func (s *rtSession) serveTurn(t *rtTurn) {
 	if body == nil {
 		body = []byte("{}")
 	}
-	h := s.up.Header.Clone()
-	for name := range h {
-		if strings.HasPrefix(name, "Sec-Websocket-") {
-			delete(h, name)
-		}
-	}
-	for _, name := range []string{"Upgrade", "Connection", "Origin", "Content-Length", "Accept-Encoding"} {
-		h.Del(name)
-	}
-	h.Set("Content-Type", "application/json")
+	h := turnHeaders(s.up)
 	req := (&http.Request{
 		Method: http.MethodPost, URL: &url.URL{Path: realtimePath, RawQuery: s.up.URL.RawQuery}, RequestURI: realtimePath,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
@@ -524,29 +511,6 @@ func responseID(msg []byte) string {
 	return ev.Response.ID
 }
 
-// keepAlive pings the client every PingInterval and closes a session
-// whose client does not answer within one.
-func (s *rtSession) keepAlive() {
-	t := time.NewTicker(s.opts.PingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(s.ctx, s.opts.PingInterval)
-			err := s.client.Ping(ctx)
-			cancel()
-			if err != nil {
-				if s.ctx.Err() == nil {
-					s.close(websocket.StatusPolicyViolation, "no answer to ping")
-				}
-				return
-			}
-		}
-	}
-}
-
 // toProvider sends one event to the provider; false when it cannot.
 func (s *rtSession) toProvider(msg []byte) bool {
 	ctx, cancel := context.WithTimeout(s.ctx, s.opts.WriteTimeout)
@@ -578,26 +542,7 @@ func (s *rtSession) sendError(status int, code, msg string) {
 
 // sendErrorBody sends an OpenAI error body as the Realtime API's error
 // event.
-func (s *rtSession) sendErrorBody(status int, body []byte) {
-	var e struct {
-		Error json.RawMessage `json:"error"`
-	}
-	if json.Unmarshal(body, &e) != nil || len(e.Error) == 0 || e.Error[0] != '{' {
-		e.Error, _ = json.Marshal(map[string]any{"type": "server_error", "code": "upstream_error", "message": "HTTP " + strconv.Itoa(status), "param": nil})
-	}
-	b := make([]byte, 0, len(e.Error)+48)
-	b = append(b, `{"type":"error","status":`...)
-	b = strconv.AppendInt(b, int64(status), 10)
-	b = append(b, `,"error":`...)
-	b = append(b, e.Error...)
-	b = append(b, '}')
-	_ = s.write(b)
-}
+func (s *rtSession) sendErrorBody(status int, body []byte) { _ = s.write(errorEvent(status, body)) }
 
 // close ends the client's session with a close frame.
-func (s *rtSession) close(code websocket.StatusCode, reason string) {
-	if len(reason) > 120 {
-		reason = reason[:120]
-	}
-	_ = s.client.Close(code, reason)
-}
+func (s *rtSession) close(code websocket.StatusCode, reason string) { closeWS(s.client, code, reason) }

@@ -112,6 +112,13 @@ func (s *socketCount) acquire(key string, max int) bool {
 	return true
 }
 
+// tooManySockets refuses a key's WebSocket past its max.
+func tooManySockets(max int) *Denial {
+	d := deny(http.StatusTooManyRequests, "too_many_connections", "this API key already holds "+strconv.Itoa(max)+" open WebSocket connections on this keygate, its limit; close one first")
+	d.RetryAfter = time.Second
+	return d
+}
+
 // release gives back a connection acquire took.
 func (s *socketCount) release(key string) {
 	s.mu.Lock()
@@ -189,9 +196,7 @@ func (g *Gateway) serveResponsesWS(w http.ResponseWriter, r *http.Request) {
 	}
 	opts := g.opts.ResponsesWS.withDefaults()
 	if !g.sockets.acquire(key.ID, opts.MaxPerKey) {
-		d := deny(http.StatusTooManyRequests, "too_many_connections", "this API key already holds "+strconv.Itoa(opts.MaxPerKey)+" open WebSocket connections on this keygate, its limit; close one, or use HTTP")
-		d.RetryAfter = time.Second
-		g.refuse(w, r, d)
+		g.refuse(w, r, tooManySockets(opts.MaxPerKey))
 		return
 	}
 	defer g.sockets.release(key.ID)
@@ -281,20 +286,24 @@ func (wc *wsConn) run(cancel context.CancelFunc) {
 // keepAlive pings the client every PingInterval and closes a connection
 // whose client does not answer within one; the reader goroutine takes the
 // pongs.
-func (wc *wsConn) keepAlive() {
-	t := time.NewTicker(wc.opts.PingInterval)
+func (wc *wsConn) keepAlive() { pingLoop(wc.ctx, wc.client, wc.opts.PingInterval) }
+
+// pingLoop pings a client every interval until ctx ends, and closes the
+// connection of one that does not answer within an interval.
+func pingLoop(ctx context.Context, conn *websocket.Conn, interval time.Duration) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
-		case <-wc.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(wc.ctx, wc.opts.PingInterval)
-			err := wc.client.Ping(ctx)
+			pctx, cancel := context.WithTimeout(ctx, interval)
+			err := conn.Ping(pctx)
 			cancel()
 			if err != nil {
-				if wc.ctx.Err() == nil {
-					wc.close(websocket.StatusPolicyViolation, "no answer to ping")
+				if ctx.Err() == nil {
+					closeWS(conn, websocket.StatusPolicyViolation, "no answer to ping")
 				}
 				return
 			}
@@ -378,6 +387,21 @@ func (wc *wsConn) turn(msg []byte) bool {
 // the upgrade's headers (the key among them) without the WebSocket ones.
 func (wc *wsConn) turnRequest(ctx context.Context, body []byte) *http.Request {
 	up := wc.up
+	h := turnHeaders(up)
+	h.Set("Accept", "text/event-stream")
+	req := (&http.Request{
+		Method: http.MethodPost, URL: &url.URL{Path: "/v1/responses"}, RequestURI: "/v1/responses",
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: h, Host: up.Host, RemoteAddr: up.RemoteAddr, TLS: up.TLS,
+		Body: http.NoBody, ContentLength: int64(len(body)),
+	}).WithContext(ctx)
+	req.Body = readCloser{bytes.NewReader(body)}
+	return req
+}
+
+// turnHeaders are the headers of a call a WebSocket message stands for:
+// the upgrade's (the key among them) without the WebSocket ones.
+func turnHeaders(up *http.Request) http.Header {
 	h := up.Header.Clone()
 	for name := range h {
 		if strings.HasPrefix(name, "Sec-Websocket-") {
@@ -388,15 +412,7 @@ func (wc *wsConn) turnRequest(ctx context.Context, body []byte) *http.Request {
 		h.Del(name)
 	}
 	h.Set("Content-Type", "application/json")
-	h.Set("Accept", "text/event-stream")
-	req := (&http.Request{
-		Method: http.MethodPost, URL: &url.URL{Path: "/v1/responses"}, RequestURI: "/v1/responses",
-		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: h, Host: up.Host, RemoteAddr: up.RemoteAddr, TLS: up.TLS,
-		Body: http.NoBody, ContentLength: int64(len(body)),
-	}).WithContext(ctx)
-	req.Body = readCloser{bytes.NewReader(body)}
-	return req
+	return h
 }
 
 // readCloser is a body read from memory.
@@ -471,11 +487,15 @@ func (wc *wsConn) write(msg []byte) error {
 }
 
 // close ends the connection with a close frame.
-func (wc *wsConn) close(code websocket.StatusCode, reason string) {
+func (wc *wsConn) close(code websocket.StatusCode, reason string) { closeWS(wc.client, code, reason) }
+
+// closeWS ends a client's WebSocket with a close frame whose reason fits
+// the frame.
+func closeWS(conn *websocket.Conn, code websocket.StatusCode, reason string) {
 	if len(reason) > 120 {
 		reason = reason[:120]
 	}
-	_ = wc.client.Close(code, reason)
+	_ = conn.Close(code, reason)
 }
 
 // sendError sends an error event of keygate's own.
@@ -485,7 +505,11 @@ func (wc *wsConn) sendError(status int, code, msg string) {
 
 // sendErrorBody sends an error event made of an OpenAI error body
 // ({"error":{...}}) and the status it came with.
-func (wc *wsConn) sendErrorBody(status int, body []byte) {
+func (wc *wsConn) sendErrorBody(status int, body []byte) { _ = wc.write(errorEvent(status, body)) }
+
+// errorEvent is the error event OpenAI's WebSocket APIs send, made of an
+// OpenAI error body ({"error":{...}}) and the status it came with.
+func errorEvent(status int, body []byte) []byte {
 	var e struct {
 		Error json.RawMessage `json:"error"`
 	}
@@ -497,8 +521,7 @@ func (wc *wsConn) sendErrorBody(status int, body []byte) {
 	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, `,"error":`...)
 	b = append(b, e.Error...)
-	b = append(b, '}')
-	_ = wc.write(b)
+	return append(b, '}')
 }
 
 // openAIErrorBody is the error body keygate answers an OpenAI call with.
