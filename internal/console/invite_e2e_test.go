@@ -103,6 +103,20 @@ func TestInvitationEndToEnd(t *testing.T) {
 	run(t, invitee, "confirm the second factor",
 		chromedp.SendKeys(chromedp.CSS(`#otp`), code),
 		chromedp.Submit(chromedp.CSS(`#otp`)),
+	)
+	// The enrolment page stays while the next one loads, and a read
+	// during the switch finds its nodes gone: wait for the next page's
+	// address before reading it.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		loc, err := chromedp.Run(invitee, chromedp.Location())
+		if err == nil && strings.Contains(loc, "done=enrolled") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the second factor's confirmation did not lead on: at %s", loc)
+		}
+	}
+	run(t, invitee, "the page after enrolment",
 		chromedp.WaitVisible(chromedp.CSS(`.flash`)),
 		chromedp.Func(readInto(&who, chromedp.Text(chromedp.CSS(`[data-testid="whoami"]`)))),
 	)
