@@ -184,14 +184,7 @@ func (g *eventStreamGuard) release(force bool) {
 			break
 		}
 	}
-	k := 0
-	for _, hit := range g.hits {
-		if hit.End > low {
-			g.hits[k] = hit
-			k++
-		}
-	}
-	g.hits = g.hits[:k]
+	g.hits = hitsAfter(g.hits, low)
 }
 
 // write encodes one message into the output, its text cut where a hit to

@@ -109,17 +109,7 @@ func realtimeEvents(evs []audit.Event) []audit.Event {
 
 func waitRealtime(t *testing.T, l *eventLog, n int) []audit.Event {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		got := realtimeEvents(l.of("request"))
-		if len(got) >= n || time.Now().After(deadline) {
-			if len(got) != n {
-				t.Fatalf("%d audit events of Realtime responses, want %d", len(got), n)
-			}
-			return got
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return waitEvents(t, l, n, "Realtime responses", realtimeEvents)
 }
 
 // TestRealtimeThroughKeygate: the official SDK's Realtime session through

@@ -272,14 +272,21 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 // event is recorded as its answer ends, just after its last message.
 func waitTurns(t *testing.T, l *eventLog, n int) []audit.Event {
 	t.Helper()
+	return waitEvents(t, l, n, "responses", turnEvents)
+}
+
+// waitEvents waits for n request events that pick chooses, what names
+// them in a failure.
+func waitEvents(t *testing.T, l *eventLog, n int, what string, pick func([]audit.Event) []audit.Event) []audit.Event {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		turns := turnEvents(l.of("request"))
-		if len(turns) >= n || time.Now().After(deadline) {
-			if len(turns) != n {
-				t.Fatalf("%d audit events of responses, want %d", len(turns), n)
+		got := pick(l.of("request"))
+		if len(got) >= n || time.Now().After(deadline) {
+			if len(got) != n {
+				t.Fatalf("%d audit events of %s, want %d", len(got), what, n)
 			}
-			return turns
+			return got
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

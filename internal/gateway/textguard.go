@@ -158,22 +158,26 @@ func (g *textGuard) release(force bool) {
 	g.held = append(g.held[:0], g.held[i:]...)
 	// Hits wholly before what is still held are done with.
 	low := g.passed
-	if len(g.held) > 0 {
-		for _, ev := range g.held {
-			if len(ev.spans) > 0 {
-				low = min(low, ev.spans[0].at)
-				break
-			}
+	for _, ev := range g.held {
+		if len(ev.spans) > 0 {
+			low = min(low, ev.spans[0].at)
+			break
 		}
 	}
+	g.hits = hitsAfter(g.hits, low)
+}
+
+// hitsAfter keeps, in place, the hits that end after text offset low:
+// those wholly before what a guard still holds are done with.
+func hitsAfter(hits []leak.Hit, low int64) []leak.Hit {
 	k := 0
-	for _, h := range g.hits {
+	for _, h := range hits {
 		if h.End > low {
-			g.hits[k] = h
+			hits[k] = h
 			k++
 		}
 	}
-	g.hits = g.hits[:k]
+	return hits[:k]
 }
 
 // write passes one event on, its text cut where a hit to redact covers it.
