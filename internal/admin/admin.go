@@ -20,6 +20,7 @@ import (
 	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/egress"
+	"github.com/keygate/keygate/internal/keylife"
 	"github.com/keygate/keygate/internal/leakreport"
 	"github.com/keygate/keygate/internal/rbac"
 	"github.com/keygate/keygate/internal/routing"
@@ -91,6 +92,18 @@ type KEKRotator interface {
 	Status(ctx context.Context) (vault.RotationStatus, error)
 }
 
+// KeyLifecycle changes keys' states with every side effect (store, this
+// node's cache, the other nodes, the audit trail); *keylife.Service is one.
+type KeyLifecycle interface {
+	Suspend(ctx context.Context, id string, by keylife.Actor) (keylife.Change, error)
+	Resume(ctx context.Context, id string, by keylife.Actor) (keylife.Change, error)
+	Revoke(ctx context.Context, id string, by keylife.Actor) (keylife.Change, error)
+	RequireStepUp(ctx context.Context, id string, until time.Time, by keylife.Actor) (keylife.Change, error)
+	Rotate(ctx context.Context, id string, grace time.Duration, by keylife.Actor) (keylife.Rotation, error)
+	Created(ctx context.Context, id string)
+	Changed(ctx context.Context, id string)
+}
+
 // Hasher computes the stored HMAC of a key or admin credential.
 type Hasher interface {
 	Hash(raw string) [32]byte
@@ -148,9 +161,15 @@ type Options struct {
 	// node in the answer, since the health is its own.
 	RoutingHealth func() []adminapi.AliasHealth
 	Node          string
-	// KeyRevoked runs after a revocation or a change to a key, so this
-	// node's key cache forgets the key before the next request.
+	// KeyRevoked makes this node's key cache forget a key, so the next
+	// request reads it anew; the key service made without Keys calls it
+	// after every change to a key.
 	KeyRevoked func(keyID string)
+	// Keys suspends, resumes, revokes and rotates keys, and announces new
+	// and changed ones; keygate passes the one service its alert actions
+	// and leak reports use too. Without it the API makes one from Store,
+	// Hasher, KeyRevoked, Audit, Log and Now.
+	Keys KeyLifecycle
 	// UpstreamLeak, when set, answers a reported leak whose token is not a
 	// keygate credential but may be a provider key keygate holds (see
 	// leakreport.Responder.Upstream): a minted one is rotated at once.
@@ -257,6 +276,13 @@ func build(opts Options, stub http.HandlerFunc) (*API, error) {
 	}
 	if opts.GroupsChanged == nil {
 		opts.GroupsChanged = func(context.Context) {}
+	}
+	if opts.Keys == nil {
+		ko := keylife.Options{Store: opts.Store, Hasher: opts.Hasher, Forget: opts.KeyRevoked, Log: opts.Log, Now: opts.Now}
+		if opts.Audit != nil {
+			ko.Audit = opts.Audit.Record
+		}
+		opts.Keys = keylife.New(ko)
 	}
 	if opts.UsageLocation == nil {
 		opts.UsageLocation = time.UTC

@@ -215,11 +215,10 @@ func (a *API) requireStepUp(w http.ResponseWriter, r *http.Request) {
 		a.lookupError(w, "key", r.PathValue("ref"), err)
 		return
 	}
-	until := a.opts.Now().UTC().Add(d)
-	if k, err = a.opts.Store.SetKeyStepUp(r.Context(), k.ID, &until); err != nil {
-		a.lookupError(w, "key", r.PathValue("ref"), err)
+	c, err := a.opts.Keys.RequireStepUp(r.Context(), k.ID, a.opts.Now().UTC().Add(d), a.actor(r))
+	if err != nil {
+		a.keyStateError(w, r.PathValue("ref"), err)
 		return
 	}
-	a.keyChanged(r, k, "required to step up with a second factor")
-	web.WriteJSON(w, http.StatusOK, keyView(k, a.opts.Now()))
+	web.WriteJSON(w, http.StatusOK, keyView(c.Key, a.opts.Now()))
 }

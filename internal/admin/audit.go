@@ -11,6 +11,7 @@ import (
 
 	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/audit"
+	"github.com/keygate/keygate/internal/keylife"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/web"
 )
@@ -72,18 +73,27 @@ func (a *API) auditEvent(r *http.Request, typ, resource, decision string, fields
 	if a.opts.Audit == nil {
 		return
 	}
+	by := a.actor(r)
+	f := by.Fields
+	for k, v := range fields {
+		f[k] = v
+	}
+	ev := audit.Event{Type: typ, Actor: by.ID, Client: by.Client, Resource: resource, Decision: decision, Fields: f}
+	if err := a.opts.Audit.Record(ev); err != nil {
+		a.opts.Log.Error("could not record an admin event in the audit trail", "type", typ, "err", err)
+	}
+}
+
+// actor names who made the request, for the audit trail: the principal,
+// its name and kind, the credential and sign-in it used, the request id
+// and the client address.
+func (a *API) actor(r *http.Request) keylife.Actor {
 	p := principal(r)
 	f := map[string]string{"request_id": requestID(r)}
 	if p.ID != "" {
 		f["actor_name"], f["actor_kind"], f["credential"], f["via"] = p.Name, string(p.Kind), p.Credential, p.Via
 	}
-	for k, v := range fields {
-		f[k] = v
-	}
-	ev := audit.Event{Type: typ, Actor: p.ID, Client: web.ClientAddr(r, a.opts.TrustedProxies).String(), Resource: resource, Decision: decision, Fields: f}
-	if err := a.opts.Audit.Record(ev); err != nil {
-		a.opts.Log.Error("could not record an admin event in the audit trail", "type", typ, "err", err)
-	}
+	return keylife.Actor{ID: p.ID, Client: web.ClientAddr(r, a.opts.TrustedProxies).String(), Fields: f}
 }
 
 // auditChange records what a change to people, roles, teams or policies

@@ -60,7 +60,7 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.opts.Log.Info("key created", "actor", principal(r).ID, "key_id", k.ID, "team", k.Team, "owner", k.Owner)
-	a.keyCreated(ctx, k.ID)
+	a.opts.Keys.Created(ctx, k.ID)
 	web.WriteJSON(w, http.StatusCreated, adminapi.CreatedKey{Key: a.named(r, keyView(k, now)), Secret: raw.Reveal()})
 }
 
@@ -290,14 +290,12 @@ func (a *API) revokeKey(w http.ResponseWriter, r *http.Request) {
 		a.lookupError(w, "key", r.PathValue("ref"), err)
 		return
 	}
-	k, err = a.opts.Store.RevokeKey(r.Context(), k.ID, a.opts.Now().UTC())
+	c, err := a.opts.Keys.Revoke(r.Context(), k.ID, a.actor(r))
 	if err != nil {
-		a.lookupError(w, "key", r.PathValue("ref"), err)
+		a.keyStateError(w, r.PathValue("ref"), err)
 		return
 	}
-	a.keyChanged(r, k, "revoked")
-	a.opts.Log.Info("key revoked", "actor", principal(r).ID, "key_id", k.ID, "name", k.Name)
-	web.WriteJSON(w, http.StatusOK, keyView(k, a.opts.Now()))
+	web.WriteJSON(w, http.StatusOK, keyView(c.Key, a.opts.Now()))
 }
 
 func keyView(k store.Key, now time.Time) adminapi.Key {

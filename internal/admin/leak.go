@@ -34,8 +34,8 @@ func (a *API) reportLeak(w http.ResponseWriter, r *http.Request) {
 	}
 	who := describe(principal(r))
 	resp := &leakreport.Responder{
-		Store: st, Hasher: a.opts.Hasher, Action: leakreport.ActionRevoke,
-		ForgetKey: a.opts.KeyRevoked, Upstream: a.opts.UpstreamLeak, Log: a.opts.Log, Now: a.opts.Now,
+		Store: st, Hasher: a.opts.Hasher, Keys: a.opts.Keys, Action: leakreport.ActionRevoke,
+		Upstream: a.opts.UpstreamLeak, Log: a.opts.Log, Now: a.opts.Now,
 		// The admin API has no alert dispatcher: the alert goes to the log
 		// and, as an "alert" event, to the audit trail.
 		Alert: func(al detect.Alert) {

@@ -132,7 +132,7 @@ func (a *API) updateKey(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	a.keyChanged(r, k, "updated")
+	a.opts.Keys.Changed(ctx, k.ID)
 	a.opts.Log.Info("key updated", "actor", principal(r).ID, "key_id", k.ID, "limits", string(limits), "group", k.Group)
 	web.WriteJSON(w, http.StatusOK, a.named(r, keyView(k, a.opts.Now())))
 }

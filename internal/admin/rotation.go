@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/adminapi"
-	"github.com/keygate/keygate/internal/audit"
+	"github.com/keygate/keygate/internal/keylife"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
 )
@@ -137,14 +137,17 @@ func (a *API) RunRotations(ctx context.Context) {
 		if old.ExpiresAt != nil && !now.Before(*old.ExpiresAt) {
 			continue
 		}
-		next, raw, prev, err := a.rotate(ctx, old, old.RotateGrace, now)
+		by := keylife.Schedule()
+		by.Fields = map[string]string{"deliver_to": redactDestination(old.DeliverTo)}
+		rot, err := a.opts.Keys.Rotate(ctx, old.ID, old.RotateGrace, by)
 		if err != nil {
 			a.opts.Log.Error("automatic key rotation failed; will retry", "key_id", old.ID, "err", err)
 			retry := now.Add(time.Minute)
 			_, _ = a.opts.Store.SetKeyRotation(ctx, old.ID, old.RotateEvery, old.RotateGrace, old.DeliverTo, &retry)
 			continue
 		}
-		if err := a.deliver(ctx, next, raw, prev); err != nil {
+		next, prev := rot.Key, rot.Previous
+		if err := a.deliver(ctx, next, rot.Secret, prev); err != nil {
 			// The successor exists; its first use is what matters. Tell the
 			// operator loudly: the app still has the old key, which stops
 			// working when the grace ends.
@@ -153,10 +156,6 @@ func (a *API) RunRotations(ctx context.Context) {
 			continue
 		}
 		a.opts.Log.Info("key rotated automatically", "key_id", prev.ID, "successor", next.ID, "deliver_to", redactDestination(next.DeliverTo), "old_expires_at", prev.ExpiresAt)
-		if a.opts.Audit != nil {
-			_ = a.opts.Audit.Record(audit.Event{Type: "key.rotated", Actor: "keygate", KeyID: prev.ID, Decision: "allow",
-				Fields: map[string]string{"successor": next.ID, "deliver_to": redactDestination(next.DeliverTo)}})
-		}
 	}
 }
 

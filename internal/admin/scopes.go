@@ -9,10 +9,9 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/adminapi"
-	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/keylife"
 	"github.com/keygate/keygate/internal/passthrough"
 	"github.com/keygate/keygate/internal/policy"
-	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/web"
 )
@@ -60,32 +59,6 @@ func staleKey(k store.Key, now time.Time, d time.Duration) bool {
 	return now.Sub(last) >= d
 }
 
-// keyChanged makes a change to a key take effect at once: this node's key
-// cache forgets it, and a revocation record tells every other node to.
-func (a *API) keyChanged(r *http.Request, k store.Key, what string) {
-	a.keyChangedID(r.Context(), k.ID, what)
-}
-
-func (a *API) keyChangedID(ctx context.Context, id, what string) {
-	a.opts.KeyRevoked(id)
-	until := a.opts.Now().UTC().Add(24 * time.Hour)
-	if _, err := a.opts.Store.AddRevocation(ctx, store.Revocation{Kind: "key", Subject: id, At: a.opts.Now().UTC(), Until: until}); err != nil {
-		a.opts.Log.Error("key "+what+" but other nodes could not be told at once; they apply it within key_cache_ttl", "key_id", id, "err", err)
-	}
-}
-
-// keyCreated tells every node of a new key through the revocation log,
-// which every node follows, so each reads the key into its cache now
-// rather than at its first request there: a database outage that starts a
-// moment later does not find the key unknown to the nodes that have not
-// served it yet.
-func (a *API) keyCreated(ctx context.Context, id string) {
-	now := a.opts.Now().UTC()
-	if _, err := a.opts.Store.AddRevocation(ctx, store.Revocation{Kind: "key", Subject: id, At: now, Until: now.Add(24 * time.Hour)}); err != nil {
-		a.opts.Log.Warn("key created; other nodes could not be told to read it ahead, so they read it at its first request", "key_id", id, "err", err)
-	}
-}
-
 // updateScopes applies the scope fields of an update, if any. The caller
 // has checked them with checkScopeUpdate.
 func (a *API) updateScopes(ctx context.Context, k store.Key, req adminapi.UpdateKeyRequest) (store.Key, error) {
@@ -129,35 +102,35 @@ type badRequest struct{ error }
 func (a *API) suspendKey(w http.ResponseWriter, r *http.Request) { a.setSuspended(w, r, true) }
 func (a *API) resumeKey(w http.ResponseWriter, r *http.Request)  { a.setSuspended(w, r, false) }
 
+// setSuspended suspends or resumes a key; resuming also lifts a
+// second-factor requirement an alert set.
 func (a *API) setSuspended(w http.ResponseWriter, r *http.Request, suspend bool) {
 	k, err := a.findKey(r, r.PathValue("ref"))
 	if err != nil {
 		a.lookupError(w, "key", r.PathValue("ref"), err)
 		return
 	}
-	var at *time.Time
-	what := "resumed"
+	change := a.opts.Keys.Resume
 	if suspend {
-		now := a.opts.Now().UTC()
-		at, what = &now, "suspended"
-		if k.SuspendedAt != nil {
-			at = k.SuspendedAt
-		}
+		change = a.opts.Keys.Suspend
 	}
-	if k, err = a.opts.Store.SetKeySuspended(r.Context(), k.ID, at); err != nil {
-		a.lookupError(w, "key", r.PathValue("ref"), err)
+	c, err := change(r.Context(), k.ID, a.actor(r))
+	if err != nil {
+		a.keyStateError(w, r.PathValue("ref"), err)
 		return
 	}
-	if !suspend && k.StepUpUntil != nil {
-		// Resuming also lifts a second-factor requirement an alert set.
-		if k, err = a.opts.Store.SetKeyStepUp(r.Context(), k.ID, nil); err != nil {
-			a.lookupError(w, "key", r.PathValue("ref"), err)
-			return
-		}
+	web.WriteJSON(w, http.StatusOK, keyView(c.Key, a.opts.Now()))
+}
+
+// keyStateError answers a lifecycle change that failed: one the key's
+// state refuses is a conflict, saying what to do instead.
+func (a *API) keyStateError(w http.ResponseWriter, ref string, err error) {
+	var refused *keylife.Error
+	if errors.As(err, &refused) {
+		writeError(w, http.StatusConflict, "conflict", refused.Msg)
+		return
 	}
-	a.keyChanged(r, k, what)
-	a.opts.Log.Info("key "+what, "actor", principal(r).ID, "key_id", k.ID)
-	web.WriteJSON(w, http.StatusOK, keyView(k, a.opts.Now()))
+	a.lookupError(w, "key", ref, err)
 }
 
 // rotateKey issues a successor with the same name (suffixed), scopes,
@@ -185,72 +158,22 @@ func (a *API) rotateKey(w http.ResponseWriter, r *http.Request) {
 		a.lookupError(w, "key", r.PathValue("ref"), err)
 		return
 	}
-	now := a.opts.Now().UTC()
-	if old.RevokedAt != nil || (old.ExpiresAt != nil && !now.Before(*old.ExpiresAt)) {
-		writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("key %q is revoked or expired; create a new key instead", old.Name))
+	rot, err := a.opts.Keys.Rotate(r.Context(), old.ID, grace, a.actor(r))
+	var refused *keylife.Error
+	switch {
+	case errors.As(err, &refused):
+		writeError(w, http.StatusConflict, "conflict", refused.Msg)
 		return
-	}
-	next, raw, old, err := a.rotate(r.Context(), old, grace, now)
-	if errors.Is(err, store.ErrConflict) {
+	case errors.Is(err, store.ErrConflict):
 		writeError(w, http.StatusConflict, "conflict", "a rotation of this key is already in progress; try again")
 		return
-	}
-	if err != nil {
+	case errors.Is(err, store.ErrNotFound):
+		a.lookupError(w, "key", r.PathValue("ref"), err)
+		return
+	case err != nil:
 		a.internal(w, "rotate the key", err)
 		return
 	}
-	a.opts.Log.Info("key rotated", "actor", principal(r).ID, "key_id", old.ID, "successor", next.ID, "old_expires_at", old.ExpiresAt)
-	web.WriteJSON(w, http.StatusCreated, adminapi.RotatedKey{Key: keyView(next, now), Secret: raw.Reveal(), Previous: keyView(old, now)})
-}
-
-// rotate creates old's successor and shortens old's life to the grace. The
-// successor inherits the rotation policy; the old key stops rotating.
-func (a *API) rotate(ctx context.Context, old store.Key, grace time.Duration, now time.Time) (store.Key, secret.String, store.Key, error) {
-	raw, err := apikey.Generate(old.Env)
-	if err != nil {
-		return store.Key{}, secret.String{}, old, err
-	}
-	p, err := apikey.Parse(raw.Reveal())
-	if err != nil {
-		return store.Key{}, secret.String{}, old, err
-	}
-	h := a.opts.Hasher.Hash(raw.Reveal())
-	next := old
-	next.ID, next.Hash, next.Prefix, next.CreatedAt = newID("key_"), h[:], p.Prefix, now
-	next.LastUsedAt, next.RevokedAt, next.SuspendedAt, next.RotatedFrom = nil, nil, nil, old.ID
-	next.Name = successorName(old.Name, now)
-	if old.ExpiresAt != nil {
-		// The successor lives as long as its predecessor was meant to.
-		exp := now.Add(old.ExpiresAt.Sub(old.CreatedAt))
-		next.ExpiresAt = &exp
-	}
-	if next.RotateEvery > 0 {
-		due := now.Add(next.RotateEvery)
-		next.NextRotationAt = &due
-	}
-	if err := a.opts.Store.CreateKey(ctx, next); err != nil {
-		return store.Key{}, secret.String{}, old, err
-	}
-	if old.RotateEvery > 0 {
-		if _, err := a.opts.Store.SetKeyRotation(ctx, old.ID, 0, 0, "", nil); err != nil {
-			return store.Key{}, secret.String{}, old, err
-		}
-	}
-	old, err = a.opts.Store.ShortenKeyExpiry(ctx, old.ID, now.Add(grace))
-	if err != nil {
-		return store.Key{}, secret.String{}, old, err
-	}
-	a.keyChangedID(ctx, old.ID, "rotated")
-	a.keyCreated(ctx, next.ID)
-	return next, raw, old, nil
-}
-
-// successorName names a rotated key: its base name and the rotation time.
-func successorName(name string, now time.Time) string {
-	base, _, _ := strings.Cut(name, ".rot-")
-	suffix := ".rot-" + now.Format("20060102T150405")
-	if len(base)+len(suffix) > 64 {
-		base = base[:64-len(suffix)]
-	}
-	return base + suffix
+	now := a.opts.Now()
+	web.WriteJSON(w, http.StatusCreated, adminapi.RotatedKey{Key: keyView(rot.Key, now), Secret: rot.Secret.Reveal(), Previous: keyView(rot.Previous, now)})
 }

@@ -10,23 +10,38 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/gateway"
+	"github.com/keygate/keygate/internal/keylife"
 	"github.com/keygate/keygate/internal/store"
 )
 
 // Store is the store's part this package adapts.
 type Store interface {
 	AddRevocation(ctx context.Context, r store.Revocation) (int64, error)
-	RevokeKey(ctx context.Context, id string, at time.Time) (store.Key, error)
 	LoadKeyHistory(ctx context.Context, keyID string) ([]byte, error)
 	SaveKeyHistories(ctx context.Context, hs []store.KeyHistory) error
 }
 
-// Adapter serves the gateway's revocation log and risk histories from a
-// Store.
-type Adapter struct{ st Store }
+// KeyRevoker revokes a key with every side effect of a revocation (this
+// node's cache, the other nodes, the audit trail); *keylife.Service is one.
+type KeyRevoker interface {
+	Revoke(ctx context.Context, id string, by keylife.Actor) (keylife.Change, error)
+}
 
-// New adapts st.
+// Adapter serves the gateway's revocation log and risk histories from a
+// Store, and revokes keys through a KeyRevoker.
+type Adapter struct {
+	st   Store
+	keys KeyRevoker
+}
+
+// New adapts st. Its RevokeKey refuses until WithKeys gives it a KeyRevoker.
 func New(st Store) Adapter { return Adapter{st: st} }
+
+// WithKeys returns the adapter revoking keys through keys.
+func (a Adapter) WithKeys(keys KeyRevoker) Adapter {
+	a.keys = keys
+	return a
+}
 
 // Announce adds r to the revocation log.
 func (a Adapter) Announce(ctx context.Context, r gateway.Revocation) error {
@@ -34,9 +49,14 @@ func (a Adapter) Announce(ctx context.Context, r gateway.Revocation) error {
 	return err
 }
 
-// RevokeKey marks a key revoked at at.
+// RevokeKey revokes a key at its holder's request (POST /oauth/revoke),
+// with every side effect of a revocation. The revocation is stamped by the
+// KeyRevoker's clock; at is the gateway's, which keygate sets the same.
 func (a Adapter) RevokeKey(ctx context.Context, id string, at time.Time) error {
-	_, err := a.st.RevokeKey(ctx, id, at)
+	if a.keys == nil {
+		return errors.New("gatewaystore: this adapter was made without a key service (WithKeys), so it cannot revoke keys")
+	}
+	_, err := a.keys.Revoke(ctx, id, keylife.Holder())
 	return err
 }
 

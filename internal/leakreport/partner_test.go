@@ -28,6 +28,7 @@ import (
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/detect"
+	"github.com/keygate/keygate/internal/keylife"
 	"github.com/keygate/keygate/internal/leakreport"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
@@ -98,9 +99,10 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) responder(action leakreport.Action) *leakreport.Responder {
 	return &leakreport.Responder{Store: f.st, Hasher: f.hasher, Admin: f.st, Action: action,
-		ForgetKey: func(id string) { f.mu.Lock(); f.forgot = append(f.forgot, id); f.mu.Unlock() },
-		Alert:     func(a detect.Alert) { f.mu.Lock(); f.alerts = append(f.alerts, a); f.mu.Unlock() },
-		Audit:     func(e audit.Event) error { f.mu.Lock(); f.events = append(f.events, e); f.mu.Unlock(); return nil },
+		Keys: keylife.New(keylife.Options{Store: f.st,
+			Forget: func(id string) { f.mu.Lock(); f.forgot = append(f.forgot, id); f.mu.Unlock() }}),
+		Alert: func(a detect.Alert) { f.mu.Lock(); f.alerts = append(f.alerts, a); f.mu.Unlock() },
+		Audit: func(e audit.Event) error { f.mu.Lock(); f.events = append(f.events, e); f.mu.Unlock(); return nil },
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/detect"
+	"github.com/keygate/keygate/internal/keylife"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
 )
@@ -37,9 +38,13 @@ const RuleLeakReported = "leak-reported"
 // Store is the persistence a Responder needs; *store.Store has it.
 type Store interface {
 	GetKeyByHash(ctx context.Context, hash []byte) (store.Key, error)
-	RevokeKey(ctx context.Context, id string, at time.Time) (store.Key, error)
-	SetKeySuspended(ctx context.Context, id string, at *time.Time) (store.Key, error)
-	AddRevocation(ctx context.Context, r store.Revocation) (int64, error)
+}
+
+// Keys revokes and suspends keys with every side effect (this node's
+// cache, the other nodes, the audit trail); *keylife.Service is one.
+type Keys interface {
+	Revoke(ctx context.Context, id string, by keylife.Actor) (keylife.Change, error)
+	Suspend(ctx context.Context, id string, by keylife.Actor) (keylife.Change, error)
 }
 
 // AdminTokens, when a Responder has it, lets a reported admin credential
@@ -54,17 +59,16 @@ type Hasher interface {
 	Hash(raw string) [32]byte
 }
 
-// Responder acts on reports. Store and Hasher are required.
+// Responder acts on reports. Store, Hasher and Keys are required.
 type Responder struct {
 	Store  Store
 	Hasher Hasher
+	// Keys revokes or suspends a reported key.
+	Keys Keys
 	// Admin, when set, handles reported admin credentials.
 	Admin AdminTokens
 	// Action is what happens to a reported key; empty means ActionRevoke.
 	Action Action
-	// ForgetKey makes this node's key cache forget a key at once (other
-	// nodes follow the revocation log).
-	ForgetKey func(keyID string)
 	// Upstream, when set, is asked about a reported token that is not a
 	// keygate credential: it reports whether the token is an upstream key
 	// keygate holds in its vault (a provider's key), and what was done
@@ -136,32 +140,30 @@ func (r *Responder) Handle(ctx context.Context, rep Report) (Outcome, error) {
 		return Outcome{}, fmt.Errorf("leakreport: looking up the reported key: %w", err)
 	}
 	out := Outcome{TruePositive: true, KeyID: k.ID, KeyName: k.Name, Prefix: k.Prefix}
-	at := now().UTC()
+	by := keylife.LeakReporter(rep.Reporter)
 	switch {
 	case k.RevokedAt != nil:
 		out.Action = "already revoked"
-	case r.Action == ActionSuspend && k.SuspendedAt != nil:
-		out.Action = "already suspended"
 	case r.Action == ActionSuspend:
-		if _, err := r.Store.SetKeySuspended(ctx, k.ID, &at); err != nil {
+		c, err := r.Keys.Suspend(ctx, k.ID, by)
+		if err != nil {
 			return out, fmt.Errorf("leakreport: suspending key %s: %w", k.ID, err)
 		}
 		out.Action = "suspended"
+		if !c.Changed {
+			out.Action = "already " + out.Action
+		}
 	default:
-		if _, err := r.Store.RevokeKey(ctx, k.ID, at); err != nil {
+		c, err := r.Keys.Revoke(ctx, k.ID, by)
+		if err != nil {
 			return out, fmt.Errorf("leakreport: revoking key %s: %w", k.ID, err)
 		}
 		out.Action = "revoked"
-	}
-	if out.Action == "revoked" || out.Action == "suspended" {
-		if r.ForgetKey != nil {
-			r.ForgetKey(k.ID)
-		}
-		if _, err := r.Store.AddRevocation(ctx, store.Revocation{Kind: "key", Subject: k.ID, At: at, Until: at.Add(24 * time.Hour)}); err != nil && r.Log != nil {
-			r.Log.Error("a reported key was "+out.Action+" but other nodes could not be told at once; they apply it within key_cache_ttl", "key_id", k.ID, "err", err)
+		if !c.Changed {
+			out.Action = "already " + out.Action
 		}
 	}
-	r.raise(rep, out, at)
+	r.raise(rep, out, now().UTC())
 	r.record(rep, out, "")
 	return out, nil
 }

@@ -10,9 +10,9 @@ import (
 
 	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/detect"
+	"github.com/keygate/keygate/internal/keylife"
 	"github.com/keygate/keygate/internal/metrics"
 	"github.com/keygate/keygate/internal/secret"
-	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/vault"
 )
 
@@ -30,11 +30,18 @@ type detection struct {
 	log    *slog.Logger
 }
 
+// alertKeys is what an alert's action changes keys through; *keylife.Service is one.
+type alertKeys interface {
+	Suspend(ctx context.Context, id string, by keylife.Actor) (keylife.Change, error)
+	RequireStepUp(ctx context.Context, id string, until time.Time, by keylife.Actor) (keylife.Change, error)
+}
+
 // newDetection builds the detectors and the notifiers the configuration
 // names. Every alert is logged, counted and put on the audit trail; an
-// alert whose rule maps to suspend suspends its key on every node.
-func newDetection(ctx context.Context, p *plan, st *store.Store, v *vault.Vault, trail *auditTrail, met *metrics.Metrics,
-	forgetKey func(string), log *slog.Logger) (*detection, error) {
+// alert whose rule maps to suspend (or step-up) changes its key through
+// keys, which tells every node and records it with the rule as the actor.
+func newDetection(ctx context.Context, p *plan, v *vault.Vault, trail *auditTrail, met *metrics.Metrics,
+	keys alertKeys, log *slog.Logger) (*detection, error) {
 	cfg := p.cfg
 	d := &detection{log: log}
 	notifiers := map[string]detect.Notifier{}
@@ -75,26 +82,23 @@ func newDetection(ctx context.Context, p *plan, st *store.Store, v *vault.Vault,
 		}
 		d.acting.Go(func() {
 			ctx := context.Background()
-			now := time.Now().UTC()
+			by := keylife.AlertActor(a.Rule, a.Summary, a.ID)
+			var c keylife.Change
 			var err error
-			evType, what := "key.suspended", "suspended"
+			what := "suspended"
 			if action == detect.ActionSuspend {
-				_, err = st.SetKeySuspended(ctx, a.KeyID, &now)
+				c, err = keys.Suspend(ctx, a.KeyID, by)
 			} else {
-				until := now.Add(stepUpFor)
-				evType, what = "key.step_up_required", "required to step up with a second factor"
-				_, err = st.SetKeyStepUp(ctx, a.KeyID, &until)
+				what = "required to step up with a second factor"
+				c, err = keys.RequireStepUp(ctx, a.KeyID, time.Now().Add(stepUpFor), by)
 			}
 			if err != nil {
 				log.Error("an alert asked to act on a key, and it could not", "action", action, "key_id", a.KeyID, "rule", a.Rule, "err", err)
 				return
 			}
-			// Every node re-reads the key on its next request.
-			_, _ = st.AddRevocation(ctx, store.Revocation{Kind: "key", Subject: a.KeyID, At: now, Until: now.Add(24 * time.Hour)})
-			forgetKey(a.KeyID)
-			_ = trail.w.Record(audit.Event{Type: evType, Actor: "alert", KeyID: a.KeyID, Decision: "deny",
-				Reasons: []string{a.Rule + ": " + a.Summary}, Fields: map[string]string{"alert_id": a.ID}})
-			log.Warn("key "+what+" by an alert", "key_id", a.KeyID, "rule", a.Rule)
+			if c.Changed {
+				log.Warn("key "+what+" by an alert", "key_id", a.KeyID, "rule", a.Rule)
+			}
 		})
 	}
 	d.raise = func(a detect.Alert) {

@@ -101,8 +101,8 @@ func (n *Node) leakReportHandler() (http.Handler, error) {
 		action = leakreport.ActionSuspend
 	}
 	resp := &leakreport.Responder{
-		Store: n.core.st, Hasher: n.core.hasher, Admin: n.core.st, Action: action,
-		ForgetKey: n.gw.ForgetKey, Alert: n.det.raise, Audit: n.trail.w.Record, Log: n.log,
+		Store: n.core.st, Hasher: n.core.hasher, Keys: n.keys, Admin: n.core.st, Action: action,
+		Alert: n.det.raise, Audit: n.trail.w.Record, Log: n.log,
 		Upstream: n.upstreamLeak,
 	}
 	o := leakreport.PartnerOptions{

@@ -18,6 +18,7 @@ import (
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/console"
 	"github.com/keygate/keygate/internal/gateway"
+	"github.com/keygate/keygate/internal/keylife"
 	"github.com/keygate/keygate/internal/lastused"
 	"github.com/keygate/keygate/internal/logbuf"
 	"github.com/keygate/keygate/internal/mcpauth"
@@ -53,10 +54,13 @@ type Node struct {
 	stopBG context.CancelFunc
 	core   *core
 
-	lim    *limits
-	tok    *tokens
-	trail  *auditTrail
-	det    *detection
+	lim   *limits
+	tok   *tokens
+	trail *auditTrail
+	det   *detection
+	// keys suspends, resumes, revokes and rotates keys with every side
+	// effect, for every part that does (keylife).
+	keys   *keylife.Service
 	stepUp *otp.Verifier
 	used   *lastused.Recorder
 	met    *metrics.Metrics

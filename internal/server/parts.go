@@ -15,6 +15,7 @@ import (
 	"github.com/keygate/keygate/internal/detect"
 	"github.com/keygate/keygate/internal/gateway"
 	"github.com/keygate/keygate/internal/gatewaystore"
+	"github.com/keygate/keygate/internal/keylife"
 	"github.com/keygate/keygate/internal/keysource"
 	"github.com/keygate/keygate/internal/lastused"
 	"github.com/keygate/keygate/internal/leak"
@@ -98,9 +99,14 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 	if n.trail, err = newAudit(ctx, p, st, v, log); err != nil {
 		return err
 	}
-	// Alert actions forget a key through the gateway, which is built after
+	// One service suspends, resumes, revokes and rotates keys for the admin
+	// API, alert actions, leak reports and /oauth/revoke. A key it changes
+	// is forgotten at once by this node's gateway, which is built after
 	// detection (the gateway observes through it).
-	if n.det, err = newDetection(ctx, p, st, v, n.trail, n.met, func(id string) { n.gw.ForgetKey(id) }, log); err != nil {
+	n.keys = keylife.New(keylife.Options{Store: st, Hasher: hasher, Forget: func(id string) { n.gw.ForgetKey(id) },
+		Audit: n.trail.w.Record, Log: log})
+	n.tok.gateway.Revocations = gatewaystore.New(st).WithKeys(n.keys)
+	if n.det, err = newDetection(ctx, p, v, n.trail, n.met, n.keys, log); err != nil {
 		return err
 	}
 	n.src.raiseTo(n.det.engine)
@@ -246,6 +252,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		RoutingHealth:    func() []adminapi.AliasHealth { return routingHealth(n.gw.RoutingHealth()) },
 		Node:             n.trail.node,
 		KeyRevoked:       n.gw.ForgetKey,
+		Keys:             n.keys,
 		UpstreamLeak:     n.upstreamLeak,
 		GroupsChanged:    n.lim.groupsChanged,
 		MCP:              st,

@@ -8,7 +8,6 @@ import (
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/gateway"
-	"github.com/keygate/keygate/internal/gatewaystore"
 	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/token"
 	"github.com/keygate/keygate/internal/vault"
@@ -47,8 +46,8 @@ func newTokens(ctx context.Context, cfg config.Config, st *store.Store, v *vault
 	if err != nil {
 		return nil, fmt.Errorf("refresh tokens: %w", err)
 	}
+	// Revocations are set once the key service exists (buildParts).
 	return &tokens{ring: ring, gateway: &gateway.TokenOptions{
-		Authority: auth, Families: fams, Keyring: ring, Revocations: gatewaystore.New(st),
-		Denied: &gateway.Denylist{},
+		Authority: auth, Families: fams, Keyring: ring, Denied: &gateway.Denylist{},
 	}}, nil
 }
