@@ -251,7 +251,6 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		RoutingFile:      n.routing.file,
 		RoutingHealth:    func() []adminapi.AliasHealth { return routingHealth(n.gw.RoutingHealth()) },
 		Node:             n.trail.node,
-		KeyRevoked:       n.gw.ForgetKey,
 		Keys:             n.keys,
 		UpstreamLeak:     n.upstreamLeak,
 		GroupsChanged:    n.lim.groupsChanged,
