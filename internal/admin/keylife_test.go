@@ -1,14 +1,19 @@
 package admin_test
 
 import (
+	"context"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/adminapi"
 	"github.com/keygate/keygate/internal/audit"
+	"github.com/keygate/keygate/internal/egress"
 )
 
 // keyEvents returns the stored events about key id, of the key.* types the
@@ -78,5 +83,35 @@ func TestKeyLifecycleOnTheTrail(t *testing.T) {
 		if ev.Type == "key.resumed" {
 			t.Fatal("a refused resume is on the trail as a resumption")
 		}
+	}
+}
+
+// TestScheduledRotationOnTheTrailWhenDeliveryFails: a scheduled rotation
+// is on the audit trail as keygate's, naming the successor and where it
+// goes, even when the successor could not be delivered (before, only a
+// delivered rotation was recorded, though the old key's life was cut
+// short either way).
+func TestScheduledRotationOnTheTrailWhenDeliveryFails(t *testing.T) {
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(hook.Close)
+	sink := &switchSink{}
+	w := newTrail(t, sink)
+	h := newHarness(t, func(o *admin.Options) {
+		o.Audit = w
+		o.Egress = egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
+	})
+	k := h.createKey(`{"name":"hooked","rotation":{"every":"7d","grace":"1h","deliver_to":"webhook:` + hook.URL + `"}}`).Key
+	h.now = h.now.Add(8 * 24 * time.Hour)
+	h.api.RunRotations(context.Background())
+	if !strings.Contains(h.log.String(), "could not be delivered") {
+		t.Fatalf("the failed delivery was not logged:\n%s", h.log.String())
+	}
+	var evs []audit.Event
+	waitUntil(t, func() bool { evs = sink.keyEvents(k.ID); return len(evs) > 0 }, "the rotation never reached the trail")
+	ev := evs[0]
+	if ev.Type != "key.rotated" || ev.Actor != "keygate" || ev.Fields["successor"] == "" || ev.Fields["deliver_to"] != "webhook:"+hook.URL {
+		t.Fatalf("the rotation's event: %+v", ev)
 	}
 }
