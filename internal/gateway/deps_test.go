@@ -18,7 +18,7 @@ func TestDataPlaneLayering(t *testing.T) {
 	const mod = "github.com/keygate/keygate/internal/"
 	dataPlane := []string{"gateway", "principal", "authz", "limit", "jsonpeek", "translate", "scrub", "provider", "passthrough", "policy", "balance", "web", "egress", "limitspec", "pricing", "usage", "mcpgate"}
 	never := []string{"github.com/jackc/pgx", "modernc.org/sqlite", "github.com/lib/pq", "github.com/redis/go-redis",
-		mod + "admin", mod + "adminapi", mod + "adminclient", mod + "cli", mod + "server", mod + "keysource", mod + "gatewaystore"}
+		mod + "admin", mod + "adminapi", mod + "adminclient", mod + "cli", mod + "server", mod + "keysource", mod + "gatewaystore", mod + "keylife"}
 	// The request path's own packages do not import the store at all.
 	noStore := []string{"gateway", "principal", "authz", "limit", "jsonpeek", "translate", "scrub", "provider", "passthrough", "policy", "balance", "web", "egress", "limitspec", "pricing", "mcpgate"}
 	for _, pkg := range dataPlane {
