@@ -94,6 +94,23 @@ func TestBedrockSigV4ThroughTheGateway(t *testing.T) {
 	if !strings.HasPrefix(creds.AccessKeyID, "KGAK") || strings.HasPrefix(creds.AccessKeyID, "AKIA") {
 		t.Fatalf("the access key id %s does not name keygate", creds.AccessKeyID)
 	}
+	// Handing out the pair is on the key's audit trail, naming who asked.
+	until(t, "the issuance on the audit trail", func() bool {
+		var evs adminapi.AuditEvents
+		decodeJSON(t, in.mustCLI(env, "", "--json", "audit", "search", "--type", "key.aws_credentials_issued", "--since", "1h", "--limit", "100"), &evs)
+		for _, raw := range evs.Events {
+			var ev struct {
+				KeyID  string            `json:"key_id"`
+				Actor  string            `json:"actor"`
+				Fields map[string]string `json:"fields"`
+			}
+			json.Unmarshal(raw, &ev)
+			if ev.KeyID != "" && ev.Actor != "" && ev.Fields["access_key_id"] == creds.AccessKeyID && !strings.Contains(string(raw), creds.SecretAccessKey) {
+				return true
+			}
+		}
+		return false
+	})
 	// The plain form is shell exports, ready for eval.
 	plain := in.mustCLI(env, "", "key", "aws-credentials", "claude-code")
 	if !strings.Contains(plain, "export AWS_ACCESS_KEY_ID="+creds.AccessKeyID+"\n") || !strings.Contains(plain, "export AWS_SECRET_ACCESS_KEY="+creds.SecretAccessKey+"\n") {

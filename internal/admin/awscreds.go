@@ -5,9 +5,14 @@ import (
 	"net/http"
 
 	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/sigv4auth"
 	"github.com/keygate/keygate/internal/web"
 )
+
+// EventAWSCredentialsIssued is the audit event of a key's AWS access key
+// pair handed to someone, naming the access key id.
+const EventAWSCredentialsIssued = "key.aws_credentials_issued"
 
 // AWSCredentialIssuer derives the AWS access key pair bound to a keygate
 // key; internal/sigv4auth's Deriver implements it.
@@ -40,5 +45,14 @@ func (a *API) awsCredentials(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.opts.Log.Info("key AWS credentials issued", "actor", principal(r).ID, "key_id", k.ID, "access_key_id", c.AccessKeyID)
+	// On the key's own trail too: who was handed a working credential for it.
+	if a.opts.Audit != nil {
+		by := a.actor(r)
+		by.Fields["access_key_id"] = c.AccessKeyID
+		ev := audit.Event{Type: EventAWSCredentialsIssued, Actor: by.ID, KeyID: k.ID, Client: by.Client, Resource: k.Name, Decision: "allow", Fields: by.Fields}
+		if err := a.opts.Audit.Record(ev); err != nil {
+			a.opts.Log.Error("AWS credentials were issued but the audit trail could not record it", "key_id", k.ID, "err", err)
+		}
+	}
 	web.WriteJSON(w, http.StatusOK, adminapi.AWSCredentials{KeyID: k.ID, KeyName: k.Name, AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey.Reveal()})
 }
