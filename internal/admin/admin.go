@@ -234,6 +234,11 @@ type Options struct {
 	// Sources lets provider keys and secrets be references to a cloud
 	// secret manager or Vault (sources.go).
 	Sources SourceOptions
+
+	// AWSCredentials issues the AWS access key pairs bound to keygate
+	// keys, for Bedrock clients that sign with SigV4 (awscreds.go); nil
+	// turns the route off (501).
+	AWSCredentials AWSCredentialIssuer
 }
 
 // API is the admin HTTP API.

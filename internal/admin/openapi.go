@@ -134,6 +134,7 @@ func operationDocs() map[string]opDoc {
 		"POST " + p + "/keys/{ref}/suspend":             {summary: "Suspend a key until resumed", resp: adminapi.Key{}},
 		"POST " + p + "/keys/{ref}/resume":              {summary: "Resume a suspended key", resp: adminapi.Key{}},
 		"POST " + p + "/keys/{ref}/rotate":              {summary: "Issue a successor key; the old one works for a grace period", req: adminapi.RotateKeyRequest{}, resp: adminapi.RotatedKey{}, status: 201},
+		"POST " + p + "/keys/{ref}/aws-credentials":     {summary: "The AWS access key pair bound to a key, for Bedrock clients that sign with SigV4", resp: adminapi.AWSCredentials{}},
 		"POST " + p + "/keys/{ref}/totp":                {summary: "Enrol a key for step-up one-time passwords", resp: adminapi.TOTPEnrollment{}, status: 201},
 		"GET " + p + "/keys/{ref}/usage":                {summary: "A key's daily usage and spend", resp: adminapi.KeyUsage{}, query: []qp{{"days", "integer", "how many days back (default 30)"}}},
 		"POST " + p + "/leaks":                          {summary: "Report a leaked keygate key (it is revoked) or provider key (a minted one is rotated)", req: adminapi.ReportLeakRequest{}, resp: adminapi.ReportLeakResult{}},

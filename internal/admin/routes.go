@@ -182,6 +182,9 @@ func (a *API) routes() []endpoint {
 		keys("POST", "/keys/{ref}/suspend", rbac.KeysSuspend, a.suspendKey),
 		keys("POST", "/keys/{ref}/resume", rbac.KeysSuspend, a.resumeKey),
 		keys("POST", "/keys/{ref}/rotate", rbac.KeysRotate, a.rotateKey),
+		// An AWS access key pair works as the key does: issuing it takes
+		// the power to mint a working credential for the key, as rotating does.
+		keys("POST", "/keys/{ref}/aws-credentials", rbac.KeysRotate, a.awsCredentials),
 		keys("POST", "/keys/{ref}/totp", rbac.KeysEnrollOTP, a.enrollTOTP),
 		keys("GET", "/keys/{ref}/usage", rbac.UsageRead, a.keyUsage),
 		keys("GET", "/keys/{ref}/events", rbac.UsageRead, a.keyEvents),

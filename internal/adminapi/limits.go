@@ -78,6 +78,17 @@ type RotatedKey struct {
 	Previous Key    `json:"previous"`
 }
 
+// AWSCredentials is the AWS access key pair bound to a keygate key: a
+// Bedrock client that signs with SigV4 (an AWS SDK, Claude Code's Bedrock
+// mode) uses it in place of AWS's own, and keygate treats its requests as
+// the key's. It works only while the key does.
+type AWSCredentials struct {
+	KeyID           string `json:"key_id"`
+	KeyName         string `json:"key_name"`
+	AccessKeyID     string `json:"access_key_id"`
+	SecretAccessKey string `json:"secret_access_key"`
+}
+
 // Group is a named set of limits that every key in it shares, such as a
 // team's or a project's.
 type Group struct {

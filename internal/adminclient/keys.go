@@ -79,3 +79,17 @@ func (c *Client) EnrollTOTP(ctx context.Context, ref string) (adminapi.TOTPEnrol
 	err = c.do(ctx, http.MethodPost, p+"/totp", nil, &out)
 	return out, err
 }
+
+// AWSCredentials returns the AWS access key pair bound to the key whose id
+// or name is ref, for Bedrock clients that sign with SigV4. The pair works
+// only while the key does; keygate derives it rather than storing it, so
+// asking again returns the same pair.
+func (c *Client) AWSCredentials(ctx context.Context, ref string) (adminapi.AWSCredentials, error) {
+	var out adminapi.AWSCredentials
+	p, err := segment("/keys/", "key id or name", ref)
+	if err != nil {
+		return out, err
+	}
+	err = c.do(ctx, http.MethodPost, p+"/aws-credentials", nil, &out)
+	return out, err
+}

@@ -20,7 +20,7 @@ func (a *app) keyCmd() *cobra.Command {
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(a.keyCreateCmd(), a.keyListCmd(), a.keyShowCmd(), a.keyUpdateCmd(), a.keyUsageCmd(),
-		a.keySuspendCmd(), a.keyResumeCmd(), a.keyRotateCmd(), a.keyRevokeCmd(), a.keyTOTPCmd(), a.keyReportLeakCmd())
+		a.keySuspendCmd(), a.keyResumeCmd(), a.keyRotateCmd(), a.keyAWSCredentialsCmd(), a.keyRevokeCmd(), a.keyTOTPCmd(), a.keyReportLeakCmd())
 	return cmd
 }
 

@@ -118,3 +118,47 @@ period ends. Its successor is named after it, as in NAME.rot-20250601T120000.
 	cmd.Flags().StringVar(&grace, "grace", "24h", "`DURATION` the old key keeps working, as in 1h or 7d")
 	return cmd
 }
+
+func (a *app) keyAWSCredentialsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "aws-credentials REF",
+		Short: "Print the AWS access key pair of a keygate API key, for Bedrock clients that sign with SigV4",
+		Long: `Prints an AWS access key id and secret access key bound to a key, as
+shell exports on standard output. Bedrock clients that sign their requests
+with SigV4 (the AWS SDKs, boto3, Claude Code's Bedrock mode) use them in place
+of AWS's own credentials and reach Bedrock through keygate with the key's
+scopes, limits and budgets; keygate signs upstream with its own AWS identity.
+
+The pair works only while the key does: revoking, suspending or rotating the
+key, or its expiry, stops it. keygate derives the pair from the key's id and
+a key sealed in its vault instead of storing it, so running this again prints
+the same pair; keep it as secret as the key.
+
+  eval "$(keygate key aws-credentials claude-code)"
+  export AWS_REGION=us-east-1 AWS_ENDPOINT_URL_BEDROCK_RUNTIME=https://keygate.internal:8787`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, cred, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			creds, err := c.AWSCredentials(cmd.Context(), args[0])
+			if err != nil {
+				return explain(fmt.Errorf("key aws-credentials %s: %w", args[0], err), cred)
+			}
+			out := cmd.OutOrStdout()
+			if a.json {
+				return writeJSON(out, creds)
+			}
+			if _, err := fmt.Fprintf(out, "export AWS_ACCESS_KEY_ID=%s\nexport AWS_SECRET_ACCESS_KEY=%s\n", creds.AccessKeyID, creds.SecretAccessKey); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(),
+				"These AWS credentials stand for key %s (%s): keep them as secret as the key.\n"+
+					"Point the Bedrock client at keygate's gateway (AWS_ENDPOINT_URL_BEDROCK_RUNTIME, or ANTHROPIC_BEDROCK_BASE_URL for Claude Code).\n"+
+					"They stop working when the key is revoked, suspended, expires or is rotated.\n",
+				creds.KeyName, creds.KeyID)
+			return nil
+		},
+	}
+}

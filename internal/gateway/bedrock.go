@@ -24,11 +24,12 @@ var bedrockOps = map[string]bool{"invoke": true, "invoke-with-response-stream": 
 var bedrockDialect provider.Dialect = provider.Bedrock{}
 
 // serveBedrock serves a Bedrock runtime call: the same steps as a model
-// call (authenticate, scopes, risk, the body's checks, authorize, admit,
-// forward, meter, settle, record), with the model taken from the path and
-// sent to a provider added with preset bedrock, whose Authorizer signs it
-// with keygate's cloud identity (SigV4). The body and the answer, event
-// stream included, pass through as Bedrock wrote them.
+// call (authenticate, by bearer key or SigV4 signature; scopes, risk, the
+// body's checks, authorize, admit, forward, meter, settle, record), with
+// the model taken from the path and sent to a provider added with preset
+// bedrock, whose Authorizer signs it with keygate's cloud identity (SigV4).
+// The body and the answer, event stream included, pass through as Bedrock
+// wrote them.
 func (g *Gateway) serveBedrock(w http.ResponseWriter, r *http.Request) {
 	c := callFrom(r.Context())
 	c.dialect = bedrockDialect
@@ -63,7 +64,7 @@ func (g *Gateway) prepareBedrockCall(h http.Header, r *http.Request, c *call) *D
 	if r.Method != http.MethodPost {
 		return denyf(http.StatusMethodNotAllowed, "method_not_allowed", "use POST for %s", r.URL.Path)
 	}
-	key, body, den := g.callerAndBody(r, c)
+	key, body, den := g.bedrockCaller(r, c)
 	if den != nil {
 		return den
 	}

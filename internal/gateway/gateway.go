@@ -7,7 +7,8 @@
 //	 -> endpoint     which API dialect the path speaks (OpenAI, Anthropic, or
 //	                 Gemini's native API, whose call is in gemini.go)
 //	 -> authenticate the keygate key or an access token exchanged for one
-//	                 (Authorization: Bearer or x-api-key; oauth.go)
+//	                 (Authorization: Bearer or x-api-key; oauth.go), or a
+//	                 Bedrock client's SigV4 signature (sigv4.go)
 //	 -> read body    size limit, then read model/stream without decoding the body
 //	 -> route        model -> provider (prefix, patterns, default); strip the prefix
 //	 -> scope        suspended? this path and method, network, hours (scopes.go)
@@ -128,7 +129,11 @@ type Options struct {
 	// key may read, cancel, delete or continue it (responses_owner.go).
 	// Each node also keeps the newest in memory; without it, only those.
 	ResponseOwners ResponseOwners
-	Now            func() time.Time
+	// SigV4, when set, verifies the signatures of Bedrock clients that
+	// sign with the AWS access key pair bound to their keygate key
+	// (sigv4.go); nil refuses such requests.
+	SigV4 SigV4Verifier
+	Now   func() time.Time
 }
 
 // Gateway is the data-plane handler.
@@ -315,7 +320,7 @@ func (g *Gateway) turnPrint(body []byte, f jsonpeek.Fields) uint64 {
 }
 
 // authDenials are the refusals that count as failed authentication.
-var authDenials = map[string]bool{"missing_api_key": true, "invalid_api_key": true, "too_many_auth_failures": true}
+var authDenials = map[string]bool{"missing_api_key": true, "invalid_api_key": true, "invalid_signature": true, "too_many_auth_failures": true}
 
 // observe hands a finished request to the anomaly detectors.
 func (g *Gateway) observe(r *http.Request, c *call, start time.Time) {

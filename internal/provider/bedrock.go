@@ -12,8 +12,10 @@ import (
 // Bedrock mode speaks it (POST /model/{modelId}/invoke,
 // invoke-with-response-stream, converse, converse-stream): the AWS SDKs
 // with a Bedrock API key (AWS_BEARER_TOKEN_BEDROCK), which carry the
-// keygate key as "Authorization: Bearer kg_...". keygate signs the
-// upstream request with its own cloud identity.
+// keygate key as "Authorization: Bearer kg_...", or with the AWS access key
+// pair keygate issued for a keygate key, which sign with SigV4 (verified by
+// the gateway, internal/sigv4auth). keygate signs the upstream request with
+// its own cloud identity.
 type Bedrock struct{}
 
 // Name implements Dialect.
@@ -74,11 +76,15 @@ func BedrockErrorType(status int) string {
 }
 
 // WriteError answers in the AWS JSON error shape. code, keygate's own
-// reason, is kept in the message so a person reading the SDK's error sees it.
+// reason, is kept in the message so a person reading the SDK's error sees
+// it. A refusal that already set X-Amzn-Errortype (a SigV4 signature
+// refused with AWS's own error type and words) keeps both.
 func (Bedrock) WriteError(w http.ResponseWriter, status int, code, message string) {
-	w.Header().Set("X-Amzn-Errortype", BedrockErrorType(status))
-	if code != "" && !strings.Contains(message, code) {
-		message = code + ": " + message
+	if w.Header().Get("X-Amzn-Errortype") == "" {
+		w.Header().Set("X-Amzn-Errortype", BedrockErrorType(status))
+		if code != "" && !strings.Contains(message, code) {
+			message = code + ": " + message
+		}
 	}
 	writeJSON(w, status, bedrockError{Message: message})
 }

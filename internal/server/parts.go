@@ -88,6 +88,13 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 	}
 	n.providers = len(table.Upstreams())
 	n.used = lastused.New(st, log)
+	// Bedrock clients that sign with SigV4 use an access key pair derived
+	// from a key sealed in the vault: the gateway verifies with it, the
+	// admin API issues with it.
+	sigv4, err := newSigV4Deriver(ctx, v)
+	if err != nil {
+		return err
+	}
 	if n.tok, err = newTokens(ctx, cfg, st, v); err != nil {
 		return err
 	}
@@ -217,6 +224,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		OverheadHeader:  cfg.Metrics.OverheadHeader,
 		// Who created each response, for every node (pruned by the janitor).
 		ResponseOwners: gatewaystore.NewResponseOwners(st, time.Now),
+		SigV4:          sigv4,
 
 		MaxInflightBodyBytes: int64(cfg.Client.MaxInflightBodyBytes),
 		ResponsesWS: gateway.ResponsesWSOptions{
@@ -281,6 +289,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		GatewayURL:           n.addrs.Gateway,
 		ProviderKeyGrace:     cfg.Vault.ProviderKeyGrace,
 		SecretRecoveryWindow: cfg.Vault.SecretRecoveryWindow,
+		AWSCredentials:       sigv4,
 	})
 	if signIn != nil {
 		// People sign MCP clients in through keygate: the gateway serves the
