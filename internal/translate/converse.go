@@ -18,34 +18,73 @@ import (
 //     top_p, stop_sequences <-> inferenceConfig.
 //   - text, base64 images ({image:{format,source:{bytes}}}), tool_use
 //     <-> toolUse, tool_result <-> toolResult (is_error <-> status
-//     "error"), thinking <-> reasoningContent.
+//     "error"; text, images and documents inside), thinking <->
+//     reasoningContent.
+//   - documents -> {document:{format,name,source:{bytes}}}
+//     (converse_document.go): a base64 source (PDF, Word, Excel, or text
+//     types) or a plain text source; the format from the media type, or
+//     from the title's extension when the media type does not say
+//     (application/octet-stream; text/plain titled data.csv); the name
+//     from the title, cut to the characters Converse allows (letters,
+//     digits, single spaces, hyphens, parentheses, square brackets; at
+//     most 200), "document N" when none is left, and made unique in the
+//     request; context <-> context. OpenAI file parts reach this as
+//     documents titled with their file name (ChatToMessagesRequest).
+//   - cache_control {"type":"ephemeral"} (ttl 5m or 1h) on a system text
+//     block, a content block or a tool -> a cachePoint {"type":"default"}
+//     (same ttl) right after it; on a block inside a tool_result, where
+//     Converse takes none, after the tool result.
 //   - tools <-> toolConfig.tools[].toolSpec, tool_choice auto/any/tool <->
 //     toolChoice; "none" leaves the tools out (refused when the
 //     conversation already holds tool calls, which Converse checks against
 //     the tools).
+//   - a provider's guardrail (ConverseOptions, converse_guardrail.go) ->
+//     guardrailConfig, with streamProcessingMode on ConverseStream.
 //   - stopReason: end_turn, tool_use, max_tokens, stop_sequence and
 //     model_context_window_exceeded keep their names; guardrail_intervened
-//     and content_filtered become "refusal".
+//     and content_filtered become "refusal" (OpenAI: "content_filter").
 //   - usage inputTokens, outputTokens, cacheReadInputTokens,
 //     cacheWriteInputTokens <-> input_tokens, output_tokens,
-//     cache_read_input_tokens, cache_creation_input_tokens.
+//     cache_read_input_tokens, cache_creation_input_tokens (OpenAI:
+//     prompt_tokens counts all three inputs, prompt_tokens_details.
+//     cached_tokens the cache reads), in the answer and in the stream's
+//     closing message_delta.
 //
 // Refused, with an *UnsupportedError naming the field: top_k (model
-// specific on Bedrock), extended thinking, documents, image URLs (Converse
-// takes image bytes), server tools, disable_parallel_tool_use and strict
-// tools (Converse has neither control), and any field keygate does not know.
-// Dropped on purpose: metadata, service_tier and cache_control hints.
+// specific on Bedrock), extended thinking, image and document URLs,
+// documents made of content blocks or from Anthropic's Files API, and
+// document citations (Converse takes bytes, and its citations are not
+// translated back), document media types Converse has no format for,
+// cache types other than ephemeral, server tools,
+// disable_parallel_tool_use and strict tools (Converse has neither
+// control), and any field keygate does not know.
+// Dropped on purpose: metadata, service_tier and the top-level
+// cache_control hint.
+//
+// Not mapped: video. Converse takes video blocks, but neither client
+// dialect has a video part (Anthropic's Messages API has none; OpenAI's
+// chat file part is for documents), so there is nothing to translate; an
+// OpenAI file part holding a video is refused as a file keygate does not
+// translate.
 
 // Converse request shapes written by MessagesToConverseRequest.
 type (
 	converseRequest struct {
-		Messages        []converseMessage  `json:"messages"`
-		System          []converseText     `json:"system,omitempty"`
-		InferenceConfig *converseInference `json:"inferenceConfig,omitempty"`
-		ToolConfig      *converseTools     `json:"toolConfig,omitempty"`
+		Messages        []converseMessage        `json:"messages"`
+		System          []converseSystemBlock    `json:"system,omitempty"`
+		InferenceConfig *converseInference       `json:"inferenceConfig,omitempty"`
+		ToolConfig      *converseTools           `json:"toolConfig,omitempty"`
+		GuardrailConfig *converseGuardrailConfig `json:"guardrailConfig,omitempty"`
 	}
-	converseText struct {
-		Text string `json:"text"`
+	// converseSystemBlock is one of text and cachePoint.
+	converseSystemBlock struct {
+		Text       *string             `json:"text,omitempty"`
+		CachePoint *converseCachePoint `json:"cachePoint,omitempty"`
+	}
+	// converseCachePoint marks the end of a prompt prefix Bedrock may cache.
+	converseCachePoint struct {
+		Type string `json:"type"`
+		TTL  string `json:"ttl,omitempty"`
 	}
 	converseInference struct {
 		MaxTokens     *int64   `json:"maxTokens,omitempty"`
@@ -58,11 +97,13 @@ type (
 		Content []converseBlock `json:"content"`
 	}
 	converseBlock struct {
-		Text             *string           `json:"text,omitempty"`
-		Image            *converseImage    `json:"image,omitempty"`
-		ToolUse          *converseToolUse  `json:"toolUse,omitempty"`
-		ToolResult       *converseResult   `json:"toolResult,omitempty"`
-		ReasoningContent *converseThinking `json:"reasoningContent,omitempty"`
+		Text             *string             `json:"text,omitempty"`
+		Image            *converseImage      `json:"image,omitempty"`
+		Document         *converseDocument   `json:"document,omitempty"`
+		ToolUse          *converseToolUse    `json:"toolUse,omitempty"`
+		ToolResult       *converseResult     `json:"toolResult,omitempty"`
+		ReasoningContent *converseThinking   `json:"reasoningContent,omitempty"`
+		CachePoint       *converseCachePoint `json:"cachePoint,omitempty"`
 	}
 	converseImage struct {
 		Format string `json:"format"`
@@ -91,14 +132,17 @@ type (
 		Tools      []converseTool `json:"tools"`
 		ToolChoice map[string]any `json:"toolChoice,omitempty"`
 	}
+	// converseTool is one of toolSpec and cachePoint.
 	converseTool struct {
-		ToolSpec struct {
-			Name        string `json:"name"`
-			Description string `json:"description,omitempty"`
-			InputSchema struct {
-				JSON json.RawMessage `json:"json"`
-			} `json:"inputSchema"`
-		} `json:"toolSpec"`
+		ToolSpec   *converseToolSpec   `json:"toolSpec,omitempty"`
+		CachePoint *converseCachePoint `json:"cachePoint,omitempty"`
+	}
+	converseToolSpec struct {
+		Name        string `json:"name"`
+		Description string `json:"description,omitempty"`
+		InputSchema struct {
+			JSON json.RawMessage `json:"json"`
+		} `json:"inputSchema"`
 	}
 )
 
@@ -117,6 +161,16 @@ type (
 		Thinking  string          `json:"thinking"`
 		Signature string          `json:"signature"`
 		Data      string          `json:"data"`
+		// document blocks
+		Title     string          `json:"title"`
+		Context   string          `json:"context"`
+		Citations json.RawMessage `json:"citations"`
+		// cache_control: a cache point after the block
+		CacheControl json.RawMessage `json:"cache_control"`
+	}
+	converseToolIn struct {
+		messagesToolIn
+		CacheControl json.RawMessage `json:"cache_control"`
 	}
 	converseToolChoiceIn struct {
 		Type                   string `json:"type"`
@@ -132,6 +186,16 @@ type (
 // stream (ConverseStream). A field with no Converse counterpart fails with
 // *UnsupportedError; a malformed body with *InvalidError.
 func MessagesToConverseRequest(body []byte) (out []byte, model string, stream bool, err error) {
+	return MessagesToConverseRequestWith(body, ConverseOptions{})
+}
+
+// MessagesToConverseRequestWith is MessagesToConverseRequest with what a
+// provider adds to every Converse call it sends (a guardrail). Options that
+// fail ConverseOptions.Check fail the call with that error.
+func MessagesToConverseRequestWith(body []byte, o ConverseOptions) (out []byte, model string, stream bool, err error) {
+	if err := o.Check(); err != nil {
+		return nil, "", false, err
+	}
 	top, keys, err := topLevel(body, "Messages")
 	if err != nil {
 		return nil, "", false, err
@@ -140,6 +204,7 @@ func MessagesToConverseRequest(body []byte) (out []byte, model string, stream bo
 	var inf converseInference
 	var tools []converseTool
 	var choice *converseToolChoiceIn
+	docs := &converseDocNames{}
 	for _, k := range keys {
 		v := top[k]
 		switch k {
@@ -175,16 +240,24 @@ func MessagesToConverseRequest(body []byte) (out []byte, model string, stream bo
 				return nil, "", false, err
 			}
 			if text != nil && *text != "" {
-				req.System = append(req.System, converseText{Text: *text})
+				req.System = append(req.System, converseSystemBlock{Text: text})
 			}
 			for i, b := range blocks {
+				path := fmt.Sprintf("system[%d]", i)
 				if b.Type != "text" {
-					return nil, "", false, unsupportedConverse(fmt.Sprintf("system[%d].type", i), fmt.Sprintf("a %q block cannot be part of a Converse system prompt; send text", b.Type))
+					return nil, "", false, unsupportedConverse(path+".type", fmt.Sprintf("a %q block cannot be part of a Converse system prompt; send text", b.Type))
 				}
-				req.System = append(req.System, converseText{Text: b.Text})
+				req.System = append(req.System, converseSystemBlock{Text: &b.Text})
+				cp, err := converseCachePointFrom(b.CacheControl, path+".cache_control")
+				if err != nil {
+					return nil, "", false, err
+				}
+				if cp != nil {
+					req.System = append(req.System, converseSystemBlock{CachePoint: cp})
+				}
 			}
 		case "tools":
-			var in []messagesToolIn
+			var in []converseToolIn
 			if err := decode(v, &in, k, "an array of tools"); err != nil {
 				return nil, "", false, err
 			}
@@ -199,13 +272,19 @@ func MessagesToConverseRequest(body []byte) (out []byte, model string, stream bo
 				if t.Name == "" {
 					return nil, "", false, invalid(path+".name", "a tool needs a name")
 				}
-				var ct converseTool
-				ct.ToolSpec.Name, ct.ToolSpec.Description = t.Name, t.Description
-				ct.ToolSpec.InputSchema.JSON = t.InputSchema
+				spec := &converseToolSpec{Name: t.Name, Description: t.Description}
+				spec.InputSchema.JSON = t.InputSchema
 				if isNull(t.InputSchema) {
-					ct.ToolSpec.InputSchema.JSON = json.RawMessage(`{"type":"object"}`)
+					spec.InputSchema.JSON = json.RawMessage(`{"type":"object"}`)
 				}
-				tools = append(tools, ct)
+				tools = append(tools, converseTool{ToolSpec: spec})
+				cp, err := converseCachePointFrom(t.CacheControl, path+".cache_control")
+				if err != nil {
+					return nil, "", false, err
+				}
+				if cp != nil {
+					tools = append(tools, converseTool{CachePoint: cp})
+				}
 			}
 		case "tool_choice":
 			choice = new(converseToolChoiceIn)
@@ -239,7 +318,7 @@ func MessagesToConverseRequest(body []byte) (out []byte, model string, stream bo
 		if m.Role != "user" && m.Role != "assistant" {
 			return nil, "", false, invalid(path+".role", "expected user or assistant")
 		}
-		blocks, toolBlocks, err := converseBlocks(m.Content, m.Role, path+".content")
+		blocks, toolBlocks, err := converseBlocks(m.Content, m.Role, path+".content", docs)
 		if err != nil {
 			return nil, "", false, err
 		}
@@ -277,24 +356,37 @@ func MessagesToConverseRequest(body []byte) (out []byte, model string, stream bo
 	if inf.MaxTokens != nil || inf.Temperature != nil || inf.TopP != nil || len(inf.StopSequences) > 0 {
 		req.InferenceConfig = &inf
 	}
+	req.GuardrailConfig = o.Guardrail.config(stream)
 	out, err = marshal(req)
 	return out, model, stream, err
 }
 
 // converseBlocks reads one Anthropic message's content as Converse blocks,
-// and whether it holds tool calls or results.
-func converseBlocks(raw json.RawMessage, role, path string) ([]converseBlock, bool, error) {
+// and whether it holds tool calls or results. A block's cache_control
+// becomes a cachePoint block after it.
+func converseBlocks(raw json.RawMessage, role, path string, docs *converseDocNames) ([]converseBlock, bool, error) {
+	out, tools, _, err := converseContent(raw, role, path, docs, false)
+	return out, tools, err
+}
+
+// converseContent reads Anthropic content blocks. Nested (a tool result's
+// content, where Converse has no cache points) it leaves cache points out
+// and reports whether any block asked for one, so that the caller puts one
+// after the tool result.
+func converseContent(raw json.RawMessage, role, path string, docs *converseDocNames, nested bool) (out []converseBlock, tools, cache bool, err error) {
 	text, blocks, err := stringOrParts[converseBlockIn](raw, path)
 	if err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
 	if text != nil {
-		return []converseBlock{{Text: text}}, false, nil
+		return []converseBlock{{Text: text}}, false, false, nil
 	}
-	var out []converseBlock
-	tools := false
 	for i, b := range blocks {
 		p := fmt.Sprintf("%s[%d]", path, i)
+		cp, err := converseCachePointFrom(b.CacheControl, p+".cache_control")
+		if err != nil {
+			return nil, false, false, err
+		}
 		switch b.Type {
 		case "text":
 			t := b.Text
@@ -302,12 +394,18 @@ func converseBlocks(raw json.RawMessage, role, path string) ([]converseBlock, bo
 		case "image":
 			img, err := converseImageFrom(b.Source, p+".source")
 			if err != nil {
-				return nil, false, err
+				return nil, false, false, err
 			}
 			out = append(out, converseBlock{Image: img})
+		case "document":
+			doc, err := converseDocumentFrom(b, p, docs)
+			if err != nil {
+				return nil, false, false, err
+			}
+			out = append(out, converseBlock{Document: doc})
 		case "tool_use":
 			if role != "assistant" {
-				return nil, false, unsupportedConverse(p, "tool_use blocks belong in assistant messages")
+				return nil, false, false, unsupportedConverse(p, "tool_use blocks belong in assistant messages")
 			}
 			input := b.Input
 			if isNull(input) {
@@ -315,22 +413,25 @@ func converseBlocks(raw json.RawMessage, role, path string) ([]converseBlock, bo
 			}
 			obj, ok := compactObject(input)
 			if !ok {
-				return nil, false, invalid(p+".input", "a tool call's input must be a JSON object")
+				return nil, false, false, invalid(p+".input", "a tool call's input must be a JSON object")
 			}
 			out = append(out, converseBlock{ToolUse: &converseToolUse{ToolUseID: b.ID, Name: b.Name, Input: obj}})
 			tools = true
 		case "tool_result":
+			if nested {
+				return nil, false, false, unsupportedConverse(p, "a tool result cannot hold another tool result")
+			}
 			res := &converseResult{ToolUseID: b.ToolUseID}
 			if b.IsError {
 				res.Status = "error"
 			}
-			content, _, err := converseBlocks(b.Content, "user", p+".content")
+			content, _, inner, err := converseContent(b.Content, "user", p+".content", docs, true)
 			if err != nil {
-				return nil, false, err
+				return nil, false, false, err
 			}
 			for j, c := range content {
-				if c.Text == nil && c.Image == nil {
-					return nil, false, unsupportedConverse(fmt.Sprintf("%s.content[%d]", p, j), "a Converse tool result holds text and images only")
+				if c.Text == nil && c.Image == nil && c.Document == nil {
+					return nil, false, false, unsupportedConverse(fmt.Sprintf("%s.content[%d]", p, j), "a Converse tool result holds text, images and documents only")
 				}
 			}
 			if content == nil {
@@ -339,6 +440,9 @@ func converseBlocks(raw json.RawMessage, role, path string) ([]converseBlock, bo
 			res.Content = content
 			out = append(out, converseBlock{ToolResult: res})
 			tools = true
+			if cp == nil && inner {
+				cp = &converseCachePoint{Type: "default"}
+			}
 		case "thinking":
 			th := &converseThinking{ReasoningText: &struct {
 				Text      string `json:"text"`
@@ -347,16 +451,44 @@ func converseBlocks(raw json.RawMessage, role, path string) ([]converseBlock, bo
 			out = append(out, converseBlock{ReasoningContent: th})
 		case "redacted_thinking":
 			out = append(out, converseBlock{ReasoningContent: &converseThinking{RedactedContent: b.Data}})
-		case "document":
-			return nil, false, unsupportedConverse(p, "document blocks are not translated to Converse; send the document's text")
 		default:
-			return nil, false, unsupportedConverse(p+".type", fmt.Sprintf("content block type %q has no Converse counterpart", b.Type))
+			return nil, false, false, unsupportedConverse(p+".type", fmt.Sprintf("content block type %q has no Converse counterpart", b.Type))
+		}
+		switch {
+		case cp == nil:
+		case nested:
+			cache = true
+		default:
+			out = append(out, converseBlock{CachePoint: cp})
 		}
 	}
 	if out == nil {
 		out = []converseBlock{}
 	}
-	return out, tools, nil
+	return out, tools, cache, nil
+}
+
+// converseCachePointFrom reads a block's (or tool's) cache_control: nil
+// when there is none, else the cachePoint that goes after it. Anthropic's
+// one cache type, ephemeral, is Converse's default, with the same TTLs.
+func converseCachePointFrom(raw json.RawMessage, path string) (*converseCachePoint, error) {
+	if isNull(raw) {
+		return nil, nil
+	}
+	var cc struct {
+		Type string `json:"type"`
+		TTL  string `json:"ttl"`
+	}
+	if err := decode(raw, &cc, path, `an object such as {"type":"ephemeral"}`); err != nil {
+		return nil, err
+	}
+	if cc.Type != "ephemeral" {
+		return nil, unsupportedConverse(path+".type", fmt.Sprintf(`cache type %q has no Converse cache point; use "ephemeral"`, cc.Type))
+	}
+	if cc.TTL != "" && cc.TTL != "5m" && cc.TTL != "1h" {
+		return nil, invalid(path+".ttl", `expected "5m" or "1h"`)
+	}
+	return &converseCachePoint{Type: "default", TTL: cc.TTL}, nil
 }
 
 // converseImageFrom turns an Anthropic base64 image source into a Converse

@@ -13,6 +13,13 @@
 //     Anthropic's top-level "system" (one text block each, hoisted to the top
 //     in their order); Anthropic's "system" string or text blocks become
 //     leading OpenAI "system" messages.
+//   - Documents: OpenAI "file" parts with file_data (a data: URI or bare
+//     base64) and a filename become Anthropic document blocks titled with
+//     the file name: PDF as a base64 source, plain text, Markdown, HTML and
+//     CSV as a plain text source, Word and Excel files as a base64 source
+//     in their media type (which Bedrock's Converse reads and Anthropic
+//     refuses). The media type is the data URI's, or the file name's
+//     extension's; file_id (a file stored at OpenAI) is refused.
 //   - Text content as a string or an array of parts, and images: OpenAI
 //     "image_url" parts with an http(s) URL or a data: base64 URI and Anthropic
 //     image blocks with a "url" or "base64" source. The OpenAI "detail" hint
@@ -39,8 +46,9 @@
 // *UnsupportedError naming the field and what to change: for example OpenAI
 // n>1, logprobs, audio, response_format other than text, non-zero penalties,
 // logit_bias, legacy functions, reasoning_effort, a temperature above 1
-// (Anthropic's maximum); and Anthropic top_k,
-// extended thinking, documents, server tools and images inside tool results.
+// (Anthropic's maximum), OpenAI file parts that are not documents; and
+// Anthropic top_k, extended thinking, documents (to OpenAI), server tools
+// and images inside tool results.
 // Fields the translator does not know are refused too, so that a new API
 // feature is never dropped without notice. A few hints that change no result
 // are dropped on purpose: OpenAI seed, store=false, metadata,

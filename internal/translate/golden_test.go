@@ -61,7 +61,7 @@ func runCase(t *testing.T, name string, in []byte) []byte {
 		return out
 	case "m2v_req", "v2m_resp", "v2m_stream":
 		var stream bool
-		out, err, stream = runConverseCase(t, dir+"_"+kind, in)
+		out, err, stream = runConverseCase(t, dir+"_"+kind, rest, in)
 		if stream {
 			return out
 		}

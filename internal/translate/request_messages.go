@@ -1,9 +1,11 @@
 package translate
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Anthropic request shapes written by ChatToMessagesRequest.
@@ -32,6 +34,7 @@ type (
 		Type      string          `json:"type"`
 		Text      string          `json:"text,omitempty"`
 		Source    *messagesSource `json:"source,omitempty"`
+		Title     string          `json:"title,omitempty"`
 		ID        string          `json:"id,omitempty"`
 		Name      string          `json:"name,omitempty"`
 		Input     json.RawMessage `json:"input,omitempty"`
@@ -75,6 +78,12 @@ type (
 		ImageURL *struct {
 			URL string `json:"url"`
 		} `json:"image_url"`
+		File *chatFile `json:"file"`
+	}
+	chatFile struct {
+		FileData string `json:"file_data"`
+		FileID   string `json:"file_id"`
+		Filename string `json:"filename"`
 	}
 	chatToolCall struct {
 		ID       string `json:"id"`
@@ -429,7 +438,11 @@ func userBlocks(raw json.RawMessage, path string) ([]messagesBlock, error) {
 		case "input_audio":
 			return nil, unsupported(pp, "Anthropic models do not accept audio input; transcribe it and send text")
 		case "file":
-			return nil, unsupported(pp, "file parts are not translated; send the file's text, or call the Anthropic API directly to send documents")
+			doc, err := documentBlock(p.File, pp+".file")
+			if err != nil {
+				return nil, err
+			}
+			blocks = append(blocks, doc)
 		default:
 			return nil, unsupported(pp+".type", fmt.Sprintf("content part type %q has no Anthropic counterpart; send text or image_url parts", p.Type))
 		}
@@ -552,4 +565,79 @@ func messagesToolChoiceFrom(raw json.RawMessage) (*messagesToolChoice, error) {
 		return nil, invalid("tool_choice.function.name", "a named tool choice needs the function name")
 	}
 	return &messagesToolChoice{Type: "tool", Name: tc.Function.Name}, nil
+}
+
+// documentMediaType is the media type of a document format (a Converse
+// format name, see converseDocExtension).
+func documentMediaType(format string) string {
+	switch format {
+	case "pdf":
+		return "application/pdf"
+	case "txt":
+		return "text/plain"
+	case "md":
+		return "text/markdown"
+	case "html":
+		return "text/html"
+	case "csv":
+		return "text/csv"
+	case "doc":
+		return "application/msword"
+	case "docx":
+		return "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+	case "xls":
+		return "application/vnd.ms-excel"
+	case "xlsx":
+		return "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+	}
+	return ""
+}
+
+// documentBlock translates an OpenAI file content part (file_data: a
+// data: URI or bare base64, with a filename) into an Anthropic document
+// block titled with the file name. PDF stays base64; text (plain,
+// Markdown, HTML, CSV) becomes a plain text source, the only text
+// Anthropic reads; Word and Excel files stay base64 in their media type,
+// which Bedrock's Converse reads and Anthropic refuses. The media type is
+// the data URI's, or the file name's extension's.
+func documentBlock(f *chatFile, p string) (messagesBlock, error) {
+	switch {
+	case f == nil:
+		return messagesBlock{}, invalid(p, "a file part needs a file object")
+	case f.FileID != "" && f.FileData == "":
+		return messagesBlock{}, unsupported(p+".file_id", "a file uploaded to OpenAI cannot be read by another provider; send its content as file_data (base64) with a filename")
+	case f.FileData == "":
+		return messagesBlock{}, invalid(p+".file_data", "a file part needs file_data")
+	}
+	mediaType, data := "", f.FileData
+	if strings.HasPrefix(data, "data:") {
+		var ok bool
+		if mediaType, data, ok = dataURI(data); !ok {
+			return messagesBlock{}, invalid(p+".file_data", "a data URI file must look like data:<media type>;base64,<data>")
+		}
+	}
+	mediaType, _, _ = strings.Cut(strings.ToLower(strings.TrimSpace(mediaType)), ";")
+	format := converseDocFormat(mediaType)
+	if format == "" || format == "txt" {
+		// A generic media type (application/octet-stream, or text/plain
+		// for a CSV file): the file name says more.
+		if byName := converseDocExtension(f.Filename); byName != "" {
+			format, mediaType = byName, documentMediaType(byName)
+		}
+	}
+	raw, err := base64.StdEncoding.DecodeString(data)
+	if err != nil {
+		return messagesBlock{}, invalid(p+".file_data", "the file's data is not base64")
+	}
+	src := &messagesSource{Type: "base64", MediaType: mediaType, Data: data}
+	switch format {
+	case "":
+		return messagesBlock{}, unsupported(p, fmt.Sprintf("the file (media type %q) is not a document keygate translates: PDF, plain text, Markdown, HTML, CSV, Word or Excel, by its media type or its file name's extension; send its text, or an image as an image_url part", mediaType))
+	case "txt", "md", "html", "csv":
+		if !utf8.Valid(raw) {
+			return messagesBlock{}, invalid(p+".file_data", "a %s file must hold UTF-8 text", format)
+		}
+		src = &messagesSource{Type: "text", MediaType: "text/plain", Data: string(raw)}
+	}
+	return messagesBlock{Type: "document", Source: src, Title: f.Filename}, nil
 }
