@@ -65,7 +65,9 @@ func checkAnthropicBody(body []byte, version string) (map[string]any, error) {
 // stream framing) for Anthropic models, in Anthropic's body, and Converse
 // and ConverseStream for any model, in Converse's shapes (checked as the
 // AWS API reference describes them; see checkConverseBody). A maxTokens
-// below 7 stops the answer with max_tokens.
+// below 7 stops the answer with max_tokens. A Converse request with a
+// cache point reports CachedTokens written to the cache the first time and
+// read from it afterwards.
 type Bedrock struct {
 	Keys *AWSKeys
 
@@ -73,11 +75,12 @@ type Bedrock struct {
 	// event-stream frame each); nil answers ReplyText in two pieces.
 	Reply []string
 
-	mu       sync.Mutex
-	Requests []string // "METHOD path" of each verified request
-	Bodies   [][]byte
-	KeyIDs   []string      // the access key id each request was signed with
-	Headers  []http.Header // each verified request's headers
+	mu        sync.Mutex
+	cacheWarm bool     // a request with a cache point has been answered
+	Requests  []string // "METHOD path" of each verified request
+	Bodies    [][]byte
+	KeyIDs    []string      // the access key id each request was signed with
+	Headers   []http.Header // each verified request's headers
 }
 
 // BedrockSeen is what a fake Bedrock runtime has verified so far.
@@ -146,7 +149,7 @@ func (b *Bedrock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeEvent(w, "chunk", payload)
 		}
 	case "converse", "converse-stream":
-		in, err := checkConverseBody(body)
+		in, err := checkConverseBody(body, op == "converse-stream")
 		if err != nil {
 			w.Header().Set("X-Amzn-Errortype", "ValidationException")
 			writeJSON(w, 400, map[string]string{"message": err.Error()})
@@ -157,8 +160,9 @@ func (b *Bedrock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			stop = "max_tokens"
 		}
 		w.Header().Set("X-Amzn-Requestid", "5f0c3a2e-8d9b-4c1e-a7f6-"+randomID()[:12])
+		usage := b.converseUsage(in)
 		if tool := in.calledTool(); tool != "" {
-			converseToolUse(w, op == "converse-stream", tool)
+			converseToolUse(w, op == "converse-stream", tool, usage)
 			return
 		}
 		if res := in.lastToolResult(); res != "" {
@@ -166,7 +170,7 @@ func (b *Bedrock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if op == "converse" {
 			writeJSON(w, 200, map[string]any{"output": map[string]any{"message": map[string]any{"role": "assistant", "content": []map[string]string{{"text": strings.Join(pieces, "")}}}},
-				"stopReason": stop, "usage": map[string]int{"inputTokens": 10, "outputTokens": 7, "totalTokens": 17}, "metrics": map[string]int{"latencyMs": 5}})
+				"stopReason": stop, "usage": usage, "metrics": map[string]int{"latencyMs": 5}})
 			return
 		}
 		w.Header().Set("Content-Type", "application/vnd.amazon.eventstream")
@@ -178,7 +182,7 @@ func (b *Bedrock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		writeEvent(w, "contentBlockStop", []byte(`{"contentBlockIndex":0}`))
 		writeEvent(w, "messageStop", []byte(`{"stopReason":"`+stop+`"}`))
-		writeEvent(w, "metadata", []byte(`{"usage":{"inputTokens":10,"outputTokens":7,"totalTokens":17},"metrics":{"latencyMs":5}}`))
+		writeEvent(w, "metadata", converseMetadata(usage))
 	default:
 		writeJSON(w, 404, map[string]string{"message": "unknown operation " + op})
 	}
