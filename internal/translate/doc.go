@@ -2,7 +2,7 @@
 // between the OpenAI Chat Completions API and the Anthropic Messages API, so
 // that a keygate user can call an Anthropic model with an OpenAI client and
 // the other way round; and from the Messages API to Amazon Bedrock's
-// Converse API and back (converse.go, stream_converse.go), so either client
+// Converse API and back (converse*.go, stream_converse.go), so either client
 // reaches every model on Bedrock. What Converse maps and refuses is written
 // at the top of converse.go; the rest of this comment is about OpenAI and
 // Anthropic.
