@@ -3,6 +3,7 @@ package translate
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"os"
@@ -235,6 +236,20 @@ func TestConverseDocumentNames(t *testing.T) {
 	} {
 		if got := d.name(tc.title); got != tc.want {
 			t.Errorf("name(%q) = %q, want %q", tc.title, got, tc.want)
+		}
+	}
+}
+
+// TestIsBase64: the shape check takes padded standard base64 and nothing
+// else (no line breaks, URL alphabet or misplaced padding).
+func TestIsBase64(t *testing.T) {
+	for s, want := range map[string]bool{"": true, "QQ==": true, "QUI=": true, "QUJD": true, "JVBERi0xLjQK": true,
+		"QQ=": false, "Q===": false, "QQ==QQ==": false, "QU JD": false, "QUJD\n": false, "QUJ-": false, "QUJ_": false} {
+		if got := isBase64(s); got != want {
+			t.Errorf("isBase64(%q) = %v, want %v", s, got, want)
+		}
+		if _, err := base64.StdEncoding.Strict().DecodeString(s); want && err != nil {
+			t.Errorf("%q passes the check but does not decode: %v", s, err)
 		}
 	}
 }

@@ -625,19 +625,23 @@ func documentBlock(f *chatFile, p string) (messagesBlock, error) {
 			format, mediaType = byName, documentMediaType(byName)
 		}
 	}
-	raw, err := base64.StdEncoding.DecodeString(data)
-	if err != nil {
-		return messagesBlock{}, invalid(p+".file_data", "the file's data is not base64")
-	}
 	src := &messagesSource{Type: "base64", MediaType: mediaType, Data: data}
 	switch format {
 	case "":
 		return messagesBlock{}, unsupported(p, fmt.Sprintf("the file (media type %q) is not a document keygate translates: PDF, plain text, Markdown, HTML, CSV, Word or Excel, by its media type or its file name's extension; send its text, or an image as an image_url part", mediaType))
 	case "txt", "md", "html", "csv":
+		raw, err := base64.StdEncoding.DecodeString(data)
+		if err != nil {
+			return messagesBlock{}, invalid(p+".file_data", "the file's data is not base64")
+		}
 		if !utf8.Valid(raw) {
 			return messagesBlock{}, invalid(p+".file_data", "a %s file must hold UTF-8 text", format)
 		}
 		src = &messagesSource{Type: "text", MediaType: "text/plain", Data: string(raw)}
+	default:
+		if !isBase64(data) {
+			return messagesBlock{}, invalid(p+".file_data", "the file's data is not base64")
+		}
 	}
 	return messagesBlock{Type: "document", Source: src, Title: f.Filename}, nil
 }
