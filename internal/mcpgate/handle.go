@@ -98,6 +98,8 @@ func (g *Gate) middleware(v *view) mcp.Middleware {
 				}
 				return nil, rpcError(CodeForbidden, "unauthenticated", "keygate could not tell who sent this request")
 			}
+			ss, _ := req.GetSession().(*mcp.ServerSession)
+			v.seen(ss, c)
 			switch method {
 			case "initialize":
 				res, err := next(ctx, method, req)
@@ -113,14 +115,17 @@ func (g *Gate) middleware(v *view) mcp.Middleware {
 			case "prompts/list":
 				return g.listPrompts(ctx, v, c)
 			case "prompts/get":
-				return g.getPrompt(ctx, v, c, req.(*mcp.GetPromptRequest).Params)
+				return g.getPrompt(ctx, v, c, req.(*mcp.GetPromptRequest).Params, ss)
 			case "resources/list":
 				return g.listResources(ctx, v, c)
 			case "resources/templates/list":
 				return g.listTemplates(ctx, v, c)
 			case "resources/read":
-				return g.readResource(ctx, v, c, req.(*mcp.ReadResourceRequest).Params)
-			case "ping", "notifications/initialized", "notifications/cancelled", "notifications/roots/list_changed":
+				return g.readResource(ctx, v, c, req.(*mcp.ReadResourceRequest).Params, ss)
+			case "ping", "notifications/initialized", "notifications/cancelled", "notifications/roots/list_changed",
+				// A client's log level, and its stream of list_changed
+				// notifications (protocol 2026-07-28), are the SDK's.
+				"logging/setLevel", "subscriptions/listen":
 				return next(ctx, method, req)
 			}
 			if strings.HasPrefix(method, "notifications/") {
@@ -261,19 +266,35 @@ type call struct {
 	start  time.Time
 	// approval is the approval a tool call waited for and who gave it.
 	approval, approvedBy string
+	// ss is the calling client's session: where the server's requests
+	// for input and its notifications about the call go.
+	ss *mcp.ServerSession
+}
+
+// sendFunc sends a call to the server; more, after the first round, holds
+// the client's answers to the server's input requests.
+type sendFunc func(ctx context.Context, s *mcp.ClientSession, more *inputReply) (mcp.Result, error)
+
+// withInput puts the answers to a server's input requests on a call.
+func withInput(more *inputReply) (mcp.InputResponseMap, string) {
+	if more == nil {
+		return nil, ""
+	}
+	return more.Responses, more.State
 }
 
 func (g *Gate) callTool(ctx context.Context, v *view, c *caller, p *mcp.CallToolParamsRaw, ss *mcp.ServerSession) (mcp.Result, error) {
 	server, tool, ok := split(v, p.Name)
-	cl := &call{c: c, method: "tools/call", item: tool, args: p.Arguments, start: time.Now(),
+	cl := &call{c: c, method: "tools/call", item: tool, args: p.Arguments, start: time.Now(), ss: ss,
 		target: authz.Target{Kind: authz.Tool, Provider: server, Model: tool}}
-	return g.forward(ctx, cl, ok, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
+	return g.forward(ctx, cl, ok, func(ctx context.Context, s *mcp.ClientSession, more *inputReply) (mcp.Result, error) {
 		// A progress token is the client's own: the server sees one of
 		// keygate's, unique across every client on the shared session,
 		// and its progress goes back to this client under the client's.
 		meta, done := g.progress.route(ctx, p.Meta, ss, cl.u)
 		defer done()
-		return s.CallTool(ctx, &mcp.CallToolParams{Meta: meta, Name: tool, Arguments: json.RawMessage(cl.send)})
+		in, state := withInput(more)
+		return s.CallTool(ctx, &mcp.CallToolParams{Meta: meta, Name: tool, Arguments: json.RawMessage(cl.send), InputResponses: in, RequestState: state})
 	}, func(b []byte) (mcp.Result, error) {
 		var r mcp.CallToolResult
 		err := json.Unmarshal(b, &r)
@@ -281,12 +302,12 @@ func (g *Gate) callTool(ctx context.Context, v *view, c *caller, p *mcp.CallTool
 	})
 }
 
-func (g *Gate) getPrompt(ctx context.Context, v *view, c *caller, p *mcp.GetPromptParams) (mcp.Result, error) {
+func (g *Gate) getPrompt(ctx context.Context, v *view, c *caller, p *mcp.GetPromptParams, ss *mcp.ServerSession) (mcp.Result, error) {
 	server, name, ok := split(v, p.Name)
 	args, _ := json.Marshal(p.Arguments)
-	cl := &call{c: c, method: "prompts/get", item: name, args: args, start: time.Now(),
+	cl := &call{c: c, method: "prompts/get", item: name, args: args, start: time.Now(), ss: ss,
 		target: authz.Target{Kind: authz.Tool, Provider: server, Model: authz.Prompts}}
-	return g.forward(ctx, cl, ok, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
+	return g.forward(ctx, cl, ok, func(ctx context.Context, s *mcp.ClientSession, more *inputReply) (mcp.Result, error) {
 		args := p.Arguments
 		if !bytes.Equal(cl.send, cl.args) {
 			args = nil
@@ -294,7 +315,8 @@ func (g *Gate) getPrompt(ctx context.Context, v *view, c *caller, p *mcp.GetProm
 				return nil, err
 			}
 		}
-		return s.GetPrompt(ctx, &mcp.GetPromptParams{Meta: p.Meta, Name: name, Arguments: args})
+		in, state := withInput(more)
+		return s.GetPrompt(ctx, &mcp.GetPromptParams{Meta: p.Meta, Name: name, Arguments: args, InputResponses: in, RequestState: state})
 	}, func(b []byte) (mcp.Result, error) {
 		var r mcp.GetPromptResult
 		err := json.Unmarshal(b, &r)
@@ -302,7 +324,7 @@ func (g *Gate) getPrompt(ctx context.Context, v *view, c *caller, p *mcp.GetProm
 	})
 }
 
-func (g *Gate) readResource(ctx context.Context, v *view, c *caller, p *mcp.ReadResourceParams) (mcp.Result, error) {
+func (g *Gate) readResource(ctx context.Context, v *view, c *caller, p *mcp.ReadResourceParams, ss *mcp.ServerSession) (mcp.Result, error) {
 	server := v.name
 	if server == "" {
 		// At /mcp a resource belongs to the server that listed it.
@@ -319,10 +341,11 @@ func (g *Gate) readResource(ctx context.Context, v *view, c *caller, p *mcp.Read
 			}
 		}
 	}
-	cl := &call{c: c, method: "resources/read", item: p.URI, start: time.Now(),
+	cl := &call{c: c, method: "resources/read", item: p.URI, start: time.Now(), ss: ss,
 		target: authz.Target{Kind: authz.Tool, Provider: server, Model: authz.Resources}}
-	return g.forward(ctx, cl, server != "", func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
-		return s.ReadResource(ctx, &mcp.ReadResourceParams{Meta: p.Meta, URI: p.URI})
+	return g.forward(ctx, cl, server != "", func(ctx context.Context, s *mcp.ClientSession, more *inputReply) (mcp.Result, error) {
+		in, state := withInput(more)
+		return s.ReadResource(ctx, &mcp.ReadResourceParams{Meta: p.Meta, URI: p.URI, InputResponses: in, RequestState: state})
 	}, func(b []byte) (mcp.Result, error) {
 		var r mcp.ReadResourceResult
 		err := json.Unmarshal(b, &r)
@@ -333,7 +356,7 @@ func (g *Gate) readResource(ctx context.Context, v *view, c *caller, p *mcp.Read
 // forward runs a call's steps: authorize, admit, send with the server's
 // timeout, bound and scrub the answer, record. Nothing reaches the server
 // before authorization and admission pass.
-func (g *Gate) forward(ctx context.Context, cl *call, named bool, send func(context.Context, *mcp.ClientSession) (mcp.Result, error), decode func([]byte) (mcp.Result, error)) (mcp.Result, error) {
+func (g *Gate) forward(ctx context.Context, cl *call, named bool, send sendFunc, decode func([]byte) (mcp.Result, error)) (mcp.Result, error) {
 	server := cl.target.Provider
 	if !named || (g.upstream(server) == nil) {
 		what := "tool"
@@ -368,16 +391,16 @@ func (g *Gate) forward(ctx context.Context, cl *call, named bool, send func(cont
 		return nil, refusal
 	}
 	cl.send = toSend
+	var more *inputReply
 	if err := g.approve(ctx, cl); err != nil {
 		return nil, err
 	}
-	res, release, err := g.admit(ctx, cl)
+	_, release, err := g.admit(ctx, cl)
 	if err != nil {
-		g.record(cl, "deny", "limit_exceeded", 0, leaks)
+		g.record(cl, "deny", reasonOf(err), 0, leaks)
 		return nil, err
 	}
 	defer release()
-	_ = res
 	s, err := cl.u.session(ctx)
 	if err != nil {
 		var are *AuthRequiredError
@@ -388,16 +411,91 @@ func (g *Gate) forward(ctx context.Context, cl *call, named bool, send func(cont
 		}
 		return nil, g.upstreamError(cl.u, err)
 	}
+	// The call's timeout bounds every round of it, the client's answers to
+	// the server's input requests included.
 	cctx, cancel := context.WithTimeout(ctx, cl.u.cfg.CallTimeout)
 	defer cancel()
-	out, err := send(cctx, s)
+	cctx, unroute := g.routes.open(cctx, cl)
+	defer unroute()
+	// info describes the server's requests for input, for the audit event.
+	var info map[string]string
+	rec := func(decision, reason string, size int) {
+		f := mergeFields(mergeFields(nil, leaks), info)
+		if asked := routeOf(cctx).askedOf(); len(asked) > 0 && f["input_requested"] == "" {
+			f = mergeFields(f, map[string]string{"input_requested": strings.Join(asked, ",")})
+		}
+		g.record(cl, decision, reason, size, f)
+	}
+	for round := 1; ; round++ {
+		out, size, err := g.exchange(ctx, cctx, cl, s, send, decode, more, &leaks)
+		if err != nil {
+			return nil, err
+		}
+		reqs, state, needs := inputOf(out)
+		if !needs {
+			if r, ok := out.(*mcp.CallToolResult); ok && r.IsError {
+				info = mergeFields(info, map[string]string{"tool_error": "true"})
+			}
+			rec("allow", "", size)
+			return out, nil
+		}
+		// The server needs the client's input before it answers (input.go).
+		asked := make([]string, 0, len(reqs))
+		for _, id := range slices.Sorted(maps.Keys(reqs)) {
+			asked = append(asked, inputMethod(reqs[id]))
+		}
+		info = mergeFields(info, map[string]string{"input_requested": strings.Join(asked, ","), "input_rounds": strconv.Itoa(round)})
+		if err := g.canAsk(cl, reqs); err != nil {
+			rec("deny", "client_capability_missing", size)
+			return nil, err
+		}
+		if len(reqs) == 0 || round >= maxInputRounds {
+			rec("error", "upstream_failed", size)
+			return nil, rpcError(CodeUpstream, "upstream_failed", "MCP server "+cl.u.cfg.Name+" kept asking for input without answering; try again later")
+		}
+		answers, f, err := g.askCaller(cctx, cl, reqs)
+		leaks = mergeFields(leaks, f)
+		if err != nil {
+			rec("error", reasonOf(err), size)
+			return nil, err
+		}
+		more = &inputReply{Responses: answers, State: state}
+	}
+}
+
+// reasonOf is the reason of a keygate refusal, for the audit trail.
+func reasonOf(err error) string {
+	var werr *jsonrpc.Error
+	if errors.As(err, &werr) && len(werr.Data) > 0 {
+		var d struct {
+			Reason string `json:"reason"`
+		}
+		if json.Unmarshal(werr.Data, &d) == nil && d.Reason != "" {
+			return d.Reason
+		}
+	}
+	return "refused"
+}
+
+// exchange sends one round of a call and checks the answer: the server's
+// errors, the size bound, the injected credential and the leak check. A
+// failure is recorded and returned as the caller's JSON-RPC error.
+func (g *Gate) exchange(ctx, cctx context.Context, cl *call, s *mcp.ClientSession, send sendFunc, decode func([]byte) (mcp.Result, error), more *inputReply, leaks *map[string]string) (mcp.Result, int, error) {
+	server := cl.target.Provider
+	out, err := send(cctx, s, more)
 	if err != nil {
+		if rt := routeOf(cctx); rt != nil && rt.refusal() != nil {
+			// The server asked the client for what it cannot give, and
+			// failed for it: the client hears why from keygate.
+			g.record(cl, "deny", "client_capability_missing", 0, map[string]string{"input_requested": strings.Join(rt.askedOf(), ",")})
+			return nil, 0, rt.refusal()
+		}
 		if are := cl.u.authRequired(); are != nil {
 			// The user's authorization ended during the session (revoked,
 			// or its refresh refused).
 			cl.u.drop(s)
 			g.record(cl, "deny", "authorization_required", 0, nil)
-			return nil, authError(are)
+			return nil, 0, authError(are)
 		}
 		cl.u.failed(s, err)
 		var werr *jsonrpc.Error
@@ -405,54 +503,44 @@ func (g *Gate) forward(ctx context.Context, cl *call, named bool, send func(cont
 			// The server's own refusal goes back as it said it, less any
 			// credential it echoed.
 			g.record(cl, "error", "upstream_error", 0, nil)
-			return nil, &jsonrpc.Error{Code: werr.Code, Message: cl.u.scrubber().String(werr.Message)}
+			return nil, 0, &jsonrpc.Error{Code: werr.Code, Message: cl.u.scrubber().String(werr.Message)}
 		}
 		if cctx.Err() != nil && ctx.Err() == nil {
 			err = fmt.Errorf("no answer within %s (the server's call_timeout)", cl.u.cfg.CallTimeout)
 		}
 		g.record(cl, "error", "upstream_failed", 0, nil)
-		return nil, g.upstreamError(cl.u, err)
+		return nil, 0, g.upstreamError(cl.u, err)
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
 		g.record(cl, "error", "upstream_malformed", 0, nil)
-		return nil, g.upstreamError(cl.u, err)
+		return nil, 0, g.upstreamError(cl.u, err)
 	}
 	if int64(len(b)) > cl.u.cfg.MaxResultBytes {
 		g.record(cl, "error", "result_too_large", len(b), nil)
-		return nil, g.upstreamError(cl.u, errTooLarge)
+		return nil, 0, g.upstreamError(cl.u, errTooLarge)
 	}
 	if cl.u.scrubber().Contains(b) {
 		cl.u.scrubber().Bytes(b)
 		if out, err = decode(b); err != nil {
 			g.record(cl, "error", "upstream_malformed", len(b), nil)
-			return nil, g.upstreamError(cl.u, err)
+			return nil, 0, g.upstreamError(cl.u, err)
 		}
 		g.opts.Log.Warn("an MCP server sent back the credential keygate injected; it was removed", "mcp_server", server)
 	}
 	if checked, found := g.checkResult(cl, b); found != nil {
-		if leaks == nil {
+		if *leaks == nil {
 			g.leakFound(cl)
 		}
 		if !bytes.Equal(checked, b) {
 			if out, err = decode(checked); err != nil {
 				g.record(cl, "error", "upstream_malformed", len(b), nil)
-				return nil, g.upstreamError(cl.u, err)
+				return nil, 0, g.upstreamError(cl.u, err)
 			}
 		}
-		if leaks == nil {
-			leaks = map[string]string{}
-		}
-		maps.Copy(leaks, found)
+		*leaks = mergeFields(*leaks, found)
 	}
-	if r, ok := out.(*mcp.CallToolResult); ok && r.IsError {
-		if leaks == nil {
-			leaks = map[string]string{}
-		}
-		leaks["tool_error"] = "true"
-	}
-	g.record(cl, "allow", "", len(b), leaks)
-	return out, nil
+	return out, len(b), nil
 }
 
 // admit reserves the server's per-key limits for one call; release gives

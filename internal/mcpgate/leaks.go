@@ -42,28 +42,34 @@ func (lc *LeakCheck) policy(c *caller) func(leak.Hit) leak.Action {
 // checkArgs checks what a call would send. It returns the arguments to
 // send and, for block, the refusal; fields are for the audit event.
 func (g *Gate) checkArgs(cl *call) (send []byte, fields map[string]string, refusal error) {
+	return g.checkBytes(cl, cl.args)
+}
+
+// checkBytes checks b, which a call would send to the server (its
+// arguments, or the client's answer to the server's request for input).
+func (g *Gate) checkBytes(cl *call, b []byte) (send []byte, fields map[string]string, refusal error) {
 	lc := g.opts.Leaks
-	if lc == nil || len(cl.args) == 0 {
-		return cl.args, nil, nil
+	if lc == nil || len(b) == 0 {
+		return b, nil, nil
 	}
 	m := lc.Matcher()
 	if m == nil {
-		return cl.args, nil, nil
+		return b, nil, nil
 	}
-	hits := m.Check(cl.args)
+	hits := m.Check(b)
 	if len(hits) == 0 {
-		return cl.args, nil, nil
+		return b, nil, nil
 	}
 	act := leak.Strictest(hits, lc.policy(cl.c))
 	fields = leakFields("leak_", string(act), hits)
 	switch act {
 	case leak.ActionBlock:
 		return nil, fields, rpcError(CodeForbidden, "credential_in_request",
-			"the call's arguments hold a credential ("+describe(hits)+"); keygate does not send credentials to tools. Keep it in the vault and let keygate inject it")
+			"what this call would send to the server holds a credential ("+describe(hits)+"); keygate does not send credentials to tools. Keep it in the vault and let keygate inject it")
 	case leak.ActionRedact:
-		return leak.Redacted(cl.args, hits), fields, nil
+		return leak.Redacted(b, hits), fields, nil
 	}
-	return cl.args, fields, nil
+	return b, fields, nil
 }
 
 // checkResult checks a server's answer; it returns the answer to pass on

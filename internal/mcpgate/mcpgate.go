@@ -26,7 +26,11 @@
 // Upstream, keygate is one MCP client per registered server, shared by
 // every caller: the server's credential is keygate's (a vault secret put
 // on each request, or a stdio process's environment), never the caller's
-// token, which goes no further than keygate.
+// token, which goes no further than keygate. What a server sends of its
+// own accord is tied to the call it is about or goes to no one: progress
+// by keygate's own token (progress.go), requests for input by the call's
+// result or the call's response stream (input.go, routes.go); list
+// changes go to every session that can see the server (listchanged.go).
 package mcpgate
 
 import (
@@ -169,6 +173,9 @@ type Gate struct {
 	// progress routes the progress notifications of calls in flight back
 	// to the client session that asked (progress.go).
 	progress progressRoutes
+	// routes ties the other messages a server sends about a call to the
+	// call (routes.go).
+	routes callRoutes
 }
 
 // view is one endpoint: /mcp (name "") or /mcp/{name}.
@@ -176,6 +183,10 @@ type view struct {
 	name    string
 	server  *mcp.Server
 	handler http.Handler
+	// changes and nudgeMu pass servers' list_changed notifications to
+	// the sessions that can see them (listchanged.go).
+	changes changes
+	nudgeMu sync.Mutex
 }
 
 // New builds a Gate; call Reload to read the registered servers.
@@ -368,10 +379,14 @@ func (g *Gate) view(name string) *view {
 	}
 	v := &view{name: name}
 	v.server = mcp.NewServer(&mcp.Implementation{Name: "keygate", Version: g.opts.Version}, &mcp.ServerOptions{
-		Capabilities: &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{}, Resources: &mcp.ResourceCapabilities{}, Prompts: &mcp.PromptCapabilities{}},
-		Logger:       g.opts.Log,
+		// list_changed of the servers behind keygate reaches the
+		// clients (listchanged.go); their log notifications too (routes.go).
+		Capabilities: &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{ListChanged: true}, Resources: &mcp.ResourceCapabilities{ListChanged: true},
+			Prompts: &mcp.PromptCapabilities{ListChanged: true}, Logging: &mcp.LoggingCapabilities{}},
+		Logger: g.opts.Log,
 	})
 	v.server.AddReceivingMiddleware(g.middleware(v))
+	v.server.AddSendingMiddleware(sendAs, g.filterListChanged(v))
 	sdk := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return v.server }, &mcp.StreamableHTTPOptions{
 		SessionTimeout:      g.opts.SessionTimeout,
 		MaxRequestBodyBytes: g.opts.MaxRequestBytes,
@@ -404,6 +419,9 @@ func (g *Gate) admitSession(keyID string) string {
 		for s := range v.server.Sessions() {
 			live[s.ID()] = true
 		}
+	}
+	for _, v := range g.views {
+		v.forget(live)
 	}
 	mine := 0
 	for id, k := range g.owners {

@@ -78,19 +78,54 @@ func (u *upstream) session(ctx context.Context) (*mcp.ClientSession, error) {
 	u.scrub.Store(scrub.New(creds...))
 	u.tokMu.Unlock()
 	c := mcp.NewClient(&mcp.Implementation{Name: "keygate", Version: u.g.opts.Version}, &mcp.ClientOptions{
+		// keygate may pass sampling, elicitation and roots requests on to
+		// the calling client; whether that client can answer is checked
+		// per call (input.go).
+		Capabilities: &mcp.ClientCapabilities{Sampling: &mcp.SamplingCapabilities{},
+			Elicitation: &mcp.ElicitationCapabilities{Form: &mcp.FormElicitationCapabilities{}, URL: &mcp.URLElicitationCapabilities{}},
+			RootsV2:     &mcp.RootCapabilities{}},
+		// Input requests in a result come back to forward, which asks the
+		// calling client; the SDK must not answer them for the session.
+		MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true},
 		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {
-			u.mu.Lock()
-			u.tools = nil
-			u.mu.Unlock()
+			u.listChanged("tools")
+		},
+		PromptListChangedHandler: func(context.Context, *mcp.PromptListChangedRequest) {
+			u.listChanged("prompts")
+		},
+		ResourceListChangedHandler: func(context.Context, *mcp.ResourceListChangedRequest) {
+			u.listChanged("resources")
 		},
 		ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
 			u.g.progress.notify(req.Params)
 		},
+		LoggingMessageHandler: func(_ context.Context, req *mcp.LoggingMessageRequest) {
+			u.notifyCaller("notifications/message", req.Params)
+		},
+		ResourceUpdatedHandler: func(_ context.Context, req *mcp.ResourceUpdatedNotificationRequest) {
+			u.notifyCaller("notifications/resources/updated", req.Params)
+		},
+	})
+	c.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			switch method {
+			case "sampling/createMessage", "elicitation/create", "roots/list":
+				return u.serverRequest(ctx, method, req)
+			}
+			return next(ctx, method, req)
+		}
 	})
 	s, err := c.Connect(ctx, t, nil)
 	if err != nil {
 		u.g.opts.Log.Warn("connecting to an MCP server failed", "mcp_server", u.cfg.Name, "err", u.scrubErr(err))
 		return nil, errUnavailable(u.cfg.Name, err)
+	}
+	if r := s.InitializeResult(); r != nil && r.ProtocolVersion < protocolInputRequests && r.Capabilities != nil && r.Capabilities.Logging != nil {
+		// An older server logs only once asked; each message goes to the
+		// client of the call it is about, at that client's own level.
+		if err := s.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "debug"}); err != nil {
+			u.g.opts.Log.Debug("asking an MCP server for its log messages failed", "mcp_server", u.cfg.Name, "err", u.scrubErr(err))
+		}
 	}
 	u.sess = s
 	go func() {
@@ -305,6 +340,11 @@ func (t *injector) RoundTrip(r *http.Request) (*http.Response, error) {
 	// the SDK bounds one by one (MaxEventSize).
 	if r.Method == http.MethodPost && t.max > 0 {
 		resp.Body = &capped{r: resp.Body, left: t.max}
+	}
+	// The response stream of a call's POST carries what the server sends
+	// about that call: tag it with the call's route (routes.go).
+	if rt := routeOf(r.Context()); rt != nil && r.Method == http.MethodPost && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		resp.Body = tagStream(resp.Body, rt.id)
 	}
 	return resp, nil
 }
