@@ -27,6 +27,7 @@ type MCPStore interface {
 	GetMCPServer(ctx context.Context, name string) (store.MCPServer, error)
 	ListMCPServers(ctx context.Context) ([]store.MCPServer, error)
 	DeleteMCPServer(ctx context.Context, name string) error
+	SetMCPServerOptions(ctx context.Context, name string, options []byte) (store.MCPServer, error)
 	SetKeyTools(ctx context.Context, id string, tools []string) (store.Key, error)
 }
 
@@ -188,11 +189,81 @@ func (a *API) validateMCPServer(ctx context.Context, req *adminapi.CreateMCPServ
 	if o.OAuth != nil && m.Auth != "oauth" && m.Auth != "client-credentials" {
 		return m, errors.New("options.oauth is for auth oauth or client-credentials")
 	}
-	if o.MaxResultBytes < 0 || o.RPM < 0 || o.Concurrency < 0 || o.CallsPerDay < 0 {
-		return m, errors.New("options: max_result_bytes, rpm, concurrency and calls_per_day must be 0 (no limit) or more")
+	if err := validateMCPLimits(o); err != nil {
+		return m, err
 	}
 	m.Options, _ = json.Marshal(o)
 	return m, nil
+}
+
+// validateMCPLimits checks a server's per-key limits and its tool limits.
+func validateMCPLimits(o adminapi.MCPOptions) error {
+	if o.MaxResultBytes < 0 || o.RPM < 0 || o.Concurrency < 0 || o.CallsPerDay < 0 {
+		return errors.New("options: max_result_bytes, rpm, concurrency and calls_per_day must be 0 (no limit) or more")
+	}
+	if len(o.ToolLimits) > 100 {
+		return errors.New("options.tool_limits: at most 100; use globs such as delete_* to cover several tools")
+	}
+	seen := map[string]bool{}
+	for _, l := range o.ToolLimits {
+		if _, err := path.Match(l.Tool, "x"); err != nil || l.Tool == "" || strings.Contains(l.Tool, "/") || len(l.Tool) > 128 {
+			return fmt.Errorf("options.tool_limits: tool %q must be a tool name or a glob of the server's own tool names, such as create_issue or delete_*", l.Tool)
+		}
+		if seen[l.Tool] {
+			return fmt.Errorf("options.tool_limits: %q is limited twice; give its limits in one entry, such as %s=rpm:10,per_day:100", l.Tool, l.Tool)
+		}
+		seen[l.Tool] = true
+		if l.RPM < 0 || l.Concurrency < 0 || l.PerDay < 0 || l.RPM+l.Concurrency+l.PerDay == 0 {
+			return fmt.Errorf("options.tool_limits: %q needs rpm, concurrency or per_day above 0 (and none below)", l.Tool)
+		}
+	}
+	return nil
+}
+
+// updateMCPServer changes a server's per-key limits (PATCH
+// /mcp/servers/{name}); the rest of its registration stays.
+func (a *API) updateMCPServer(w http.ResponseWriter, r *http.Request) {
+	st := a.mcpStore(w)
+	if st == nil {
+		return
+	}
+	var req adminapi.UpdateMCPServerRequest
+	if err := web.DecodeJSON(w, r, maxAdminBody, &req); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	m, err := st.GetMCPServer(r.Context(), r.PathValue("name"))
+	if err != nil {
+		a.lookupError(w, "MCP server", r.PathValue("name"), err)
+		return
+	}
+	var o adminapi.MCPOptions
+	if err := json.Unmarshal(m.Options, &o); err != nil {
+		a.internal(w, "read the MCP server's options", err)
+		return
+	}
+	for _, f := range []struct {
+		from *int64
+		to   *int64
+	}{{req.RPM, &o.RPM}, {req.Concurrency, &o.Concurrency}, {req.CallsPerDay, &o.CallsPerDay}} {
+		if f.from != nil {
+			*f.to = *f.from
+		}
+	}
+	if req.ToolLimits != nil {
+		o.ToolLimits = *req.ToolLimits
+	}
+	if err := validateMCPLimits(o); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	opts, _ := json.Marshal(o)
+	if m, err = st.SetMCPServerOptions(r.Context(), m.Name, opts); err != nil {
+		a.lookupError(w, "MCP server", r.PathValue("name"), err)
+		return
+	}
+	a.mcpChanged(r)
+	web.WriteJSON(w, http.StatusOK, mcpServerView(m))
 }
 
 // validateMCPOAuth checks an OAuth server's client configuration.

@@ -77,6 +77,7 @@ func operationDocs() map[string]opDoc {
 		"POST " + p + "/mcp/servers":                {summary: "Register an MCP server"},
 		"GET " + p + "/mcp/servers":                 {summary: "List MCP servers"},
 		"GET " + p + "/mcp/servers/{name}":          {summary: "One MCP server"},
+		"PATCH " + p + "/mcp/servers/{name}":        {summary: "Change an MCP server's per-key and per-tool limits"},
 		"DELETE " + p + "/mcp/servers/{name}":       {summary: "Remove an MCP server"},
 		"GET " + p + "/me/mcp/{name}/oauth":         {summary: "Whether the caller has authorized keygate at an MCP server that acts for a person", resp: adminapi.MCPAuthorization{}},
 		"GET " + p + "/me/mcp/{name}/oauth/start":   {summary: "Start the caller's authorization at an MCP server (in a browser): redirects to its authorization server", status: http.StatusFound},

@@ -152,6 +152,7 @@ func (a *API) routes() []endpoint {
 		global("POST", "/mcp/servers", rbac.ProvidersWrite, a.createMCPServer),
 		global("GET", "/mcp/servers", rbac.ProvidersRead, a.listMCPServers),
 		global("GET", "/mcp/servers/{name}", rbac.ProvidersRead, a.getMCPServer),
+		global("PATCH", "/mcp/servers/{name}", rbac.ProvidersWrite, a.updateMCPServer),
 		global("DELETE", "/mcp/servers/{name}", rbac.ProvidersWrite, a.deleteMCPServer),
 		// A user's own authorization at an MCP server that acts for a
 		// person (auth oauth): every signed-in user makes, reads and

@@ -1,6 +1,11 @@
 package adminapi
 
-import "time"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
 
 // MCPServer is an MCP server keygate fronts at the gateway's /mcp and
 // /mcp/{name}. Its credential never appears here: only the name of the
@@ -43,6 +48,10 @@ type MCPOptions struct {
 	RPM         int64 `json:"rpm,omitempty"`
 	Concurrency int64 `json:"concurrency,omitempty"`
 	CallsPerDay int64 `json:"calls_per_day,omitempty"`
+	// ToolLimits are limits per key on the calls of some tools, on top of
+	// the server's: each applies to the tools its glob matches, shared by
+	// them, and every one that matches a call applies.
+	ToolLimits []MCPToolLimit `json:"tool_limits,omitempty"`
 	// ApprovalRequired names the tools (glob patterns of the server's own
 	// tool names, such as "delete_*", or "*" for all) whose every call
 	// waits for a person to approve it (keygate approve ID) before it
@@ -58,6 +67,77 @@ type MCPOptions struct {
 	ApprovalWebhook string `json:"approval_webhook,omitempty"`
 	// OAuth configures auth oauth and client-credentials.
 	OAuth *MCPOAuth `json:"oauth,omitempty"`
+}
+
+// MCPToolLimit limits, per key, the calls of the tools Tool matches (a
+// tool name of the server's own, or a glob such as delete_*): per minute,
+// in flight at once, and per day. 0 sets no limit; at least one is set.
+type MCPToolLimit struct {
+	Tool        string `json:"tool"`
+	RPM         int64  `json:"rpm,omitempty"`
+	Concurrency int64  `json:"concurrency,omitempty"`
+	PerDay      int64  `json:"per_day,omitempty"`
+}
+
+// String writes l as ParseToolLimit reads it.
+func (l MCPToolLimit) String() string {
+	var parts []string
+	for _, p := range []struct {
+		name string
+		v    int64
+	}{{"rpm", l.RPM}, {"concurrency", l.Concurrency}, {"per_day", l.PerDay}} {
+		if p.v > 0 {
+			parts = append(parts, p.name+":"+strconv.FormatInt(p.v, 10))
+		}
+	}
+	return l.Tool + "=" + strings.Join(parts, ",")
+}
+
+// ParseToolLimit reads a tool limit as the CLI takes it:
+// TOOL=rpm:N,concurrency:N,per_day:N, naming one or more of the three,
+// such as create_issue=rpm:10,concurrency:2 or delete_*=per_day:5.
+func ParseToolLimit(s string) (MCPToolLimit, error) {
+	const form = "TOOL=rpm:N,concurrency:N,per_day:N (one or more of the three), such as create_issue=rpm:10,per_day:100"
+	tool, spec, ok := strings.Cut(strings.TrimSpace(s), "=")
+	l := MCPToolLimit{Tool: strings.TrimSpace(tool)}
+	if !ok || l.Tool == "" || strings.TrimSpace(spec) == "" {
+		return l, fmt.Errorf("tool limit %q: write it as %s", s, form)
+	}
+	seen := map[string]bool{}
+	for _, part := range strings.Split(spec, ",") {
+		name, v, ok := strings.Cut(strings.TrimSpace(part), ":")
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if !ok || err != nil || n <= 0 {
+			return l, fmt.Errorf("tool limit %q: %q must be a limit and a whole number above 0, as in %s", s, part, form)
+		}
+		name = strings.TrimSpace(name)
+		if seen[name] {
+			return l, fmt.Errorf("tool limit %q names %s twice", s, name)
+		}
+		seen[name] = true
+		switch name {
+		case "rpm":
+			l.RPM = n
+		case "concurrency":
+			l.Concurrency = n
+		case "per_day":
+			l.PerDay = n
+		default:
+			return l, fmt.Errorf("tool limit %q: %q is not a limit; the limits are rpm, concurrency and per_day", s, name)
+		}
+	}
+	return l, nil
+}
+
+// UpdateMCPServerRequest changes the per-key limits of a registered
+// server (PATCH /api/v1/mcp/servers/{name}); a field left out stays as
+// it is. ToolLimits, when given, replaces the whole list (an empty list
+// clears it).
+type UpdateMCPServerRequest struct {
+	RPM         *int64          `json:"rpm,omitempty"`
+	Concurrency *int64          `json:"concurrency,omitempty"`
+	CallsPerDay *int64          `json:"calls_per_day,omitempty"`
+	ToolLimits  *[]MCPToolLimit `json:"tool_limits,omitempty"`
 }
 
 // MCPOAuth is how keygate is an OAuth client of a server. With auth

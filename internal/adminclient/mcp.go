@@ -32,6 +32,17 @@ func (c *Client) GetMCPServer(ctx context.Context, name string) (adminapi.MCPSer
 	return out, err
 }
 
+// UpdateMCPServer changes the per-key and per-tool limits of an MCP server.
+func (c *Client) UpdateMCPServer(ctx context.Context, name string, req adminapi.UpdateMCPServerRequest) (adminapi.MCPServer, error) {
+	var out adminapi.MCPServer
+	p, err := segment("/mcp/servers/", "MCP server name", name)
+	if err != nil {
+		return out, err
+	}
+	err = c.do(ctx, http.MethodPatch, p, req, &out)
+	return out, err
+}
+
 // DeleteMCPServer removes an MCP server; the vault secrets it names stay.
 func (c *Client) DeleteMCPServer(ctx context.Context, name string) error {
 	p, err := segment("/mcp/servers/", "MCP server name", name)

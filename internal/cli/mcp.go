@@ -20,7 +20,7 @@ func (a *app) mcpCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(a.mcpAddCmd(), a.mcpListCmd(), a.mcpShowCmd(), a.mcpRemoveCmd(), a.mcpAuthCmd())
+	cmd.AddCommand(a.mcpAddCmd(), a.mcpUpdateCmd(), a.mcpListCmd(), a.mcpShowCmd(), a.mcpRemoveCmd(), a.mcpAuthCmd())
 	return cmd
 }
 
@@ -32,6 +32,7 @@ func (a *app) mcpAddCmd() *cobra.Command {
 		o                                                 adminapi.MCPOptions
 		oa                                                adminapi.MCPOAuth
 		clientSecret                                      string
+		toolLimits                                        []string
 	)
 	cmd := &cobra.Command{
 		Use:   "add NAME (--url URL [--secret NAME] | --command 'PROGRAM ARGS' [--env VAR=secret:NAME] | -- PROGRAM ARGS...)",
@@ -67,7 +68,14 @@ the --env values (secret:NAME reads a vault secret):
   keygate mcp add everything -- npx -y @modelcontextprotocol/server-everything stdio
 
 Keys reach no tool until given some: keygate key update NAME --allow-tool 'github/*'
---allow-tool '!github/delete_*'. The limits below count per key.
+--allow-tool '!github/delete_*'. The limits below count per key; --tool-limit
+adds limits for some tools on top of the server's:
+
+  keygate mcp add github ... --rpm 60 --tool-limit 'create_issue=rpm:10,concurrency:2,per_day:100' \
+    --tool-limit 'delete_*=per_day:5'
+
+A glob's limit is shared by the tools it matches; every --tool-limit that
+matches a call applies. keygate mcp update NAME changes the limits later.
 
 A tool can need a person's approval for every call: with
 --approval-required 'delete_*' such a call waits (up to --approval-timeout)
@@ -83,6 +91,13 @@ unanswered, it fails with a JSON-RPC error naming the approval.`,
 					return errors.New("mcp add: give the command either with --command or after --, not both")
 				}
 				argv = strings.Fields(command)
+			}
+			for _, tl := range toolLimits {
+				l, err := adminapi.ParseToolLimit(tl)
+				if err != nil {
+					return fmt.Errorf("mcp add: --tool-limit: %w", err)
+				}
+				o.ToolLimits = append(o.ToolLimits, l)
 			}
 			envMap := map[string]string{}
 			for _, e := range env {
@@ -141,9 +156,84 @@ unanswered, it fails with a JSON-RPC error naming the approval.`,
 	f.Int64Var(&o.RPM, "rpm", 0, "tool calls per minute, per key (default: no limit)")
 	f.Int64Var(&o.Concurrency, "concurrency", 0, "tool calls in flight at once, per key (default: no limit)")
 	f.Int64Var(&o.CallsPerDay, "calls-per-day", 0, "tool calls per day, per key (default: no limit)")
+	f.StringArrayVar(&toolLimits, "tool-limit", nil, toolLimitUsage)
 	f.StringArrayVar(&o.ApprovalRequired, "approval-required", nil, "calls of the tools matching `GLOB` (the server's own names: delete_*, or * for all) wait for a person: keygate approvals list, keygate approve ID; repeat")
 	f.StringVar(&o.ApprovalTimeout, "approval-timeout", "", "how long such a call waits for a decision before it fails (default 5m)")
 	f.StringVar(&o.ApprovalWebhook, "approval-webhook", "", "also ask this http(s) `URL` to decide each such call: a signed POST (keygate audit webhook-key show --for approvals) answered {\"approval\":ID,\"decision\":\"approve\"|\"deny\",\"by\":NAME}")
+	return cmd
+}
+
+const toolLimitUsage = "limit the calls of the tools matching `TOOL` (the server's own name, or a glob such as delete_*), per key: TOOL=rpm:N,concurrency:N,per_day:N (one or more); repeat"
+
+func (a *app) mcpUpdateCmd() *cobra.Command {
+	var (
+		rpm, concurrency, perDay int64
+		toolLimits               []string
+		clearToolLimits          bool
+	)
+	cmd := &cobra.Command{
+		Use:   "update NAME [--rpm N] [--concurrency N] [--calls-per-day N] [--tool-limit 'TOOL=rpm:N,...']... [--clear-tool-limits]",
+		Short: "Change an MCP server's limits per key and per tool",
+		Long: `Changes the limits of a registered MCP server; what is not named stays.
+--tool-limit replaces the server's whole list of tool limits (repeat it for
+several); --clear-tool-limits removes them. A limit of 0 is no limit.
+
+  keygate mcp update github --tool-limit 'create_issue=rpm:10,concurrency:2,per_day:100' --tool-limit 'delete_*=per_day:5'
+  keygate mcp update github --rpm 120 --clear-tool-limits
+
+Refused calls get a JSON-RPC error (-32002) naming the tool, the limit and
+when to retry, and never reach the server.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var req adminapi.UpdateMCPServerRequest
+			f := cmd.Flags()
+			if f.Changed("rpm") {
+				req.RPM = &rpm
+			}
+			if f.Changed("concurrency") {
+				req.Concurrency = &concurrency
+			}
+			if f.Changed("calls-per-day") {
+				req.CallsPerDay = &perDay
+			}
+			if clearToolLimits && len(toolLimits) > 0 {
+				return errors.New("mcp update: give --tool-limit or --clear-tool-limits, not both")
+			}
+			if clearToolLimits || len(toolLimits) > 0 {
+				limits := []adminapi.MCPToolLimit{}
+				for _, tl := range toolLimits {
+					l, err := adminapi.ParseToolLimit(tl)
+					if err != nil {
+						return fmt.Errorf("mcp update: --tool-limit: %w", err)
+					}
+					limits = append(limits, l)
+				}
+				req.ToolLimits = &limits
+			}
+			if req == (adminapi.UpdateMCPServerRequest{}) {
+				return errors.New("mcp update: name what to change: --rpm, --concurrency, --calls-per-day, --tool-limit or --clear-tool-limits")
+			}
+			c, cred, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			m, err := c.UpdateMCPServer(cmd.Context(), args[0], req)
+			if err != nil {
+				return explain(fmt.Errorf("mcp update %s: %w", args[0], err), cred)
+			}
+			if a.json {
+				return writeJSON(cmd.OutOrStdout(), m)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "Updated MCP server %s.\n", m.Name)
+			return printMCPServer(cmd.OutOrStdout(), m)
+		},
+	}
+	f := cmd.Flags()
+	f.Int64Var(&rpm, "rpm", 0, "tool calls per minute, per key (0: no limit)")
+	f.Int64Var(&concurrency, "concurrency", 0, "tool calls in flight at once, per key (0: no limit)")
+	f.Int64Var(&perDay, "calls-per-day", 0, "tool calls per day, per key (0: no limit)")
+	f.StringArrayVar(&toolLimits, "tool-limit", nil, toolLimitUsage+"; replaces the server's tool limits")
+	f.BoolVar(&clearToolLimits, "clear-tool-limits", false, "remove every tool limit of the server")
 	return cmd
 }
 
@@ -331,6 +421,9 @@ func printMCPServer(w io.Writer, m adminapi.MCPServer) error {
 		return fmt.Sprint(n)
 	}
 	rows = append(rows, [2]string{"Per key", fmt.Sprintf("rpm %s, concurrency %s, calls/day %s", lim(o.RPM), lim(o.Concurrency), lim(o.CallsPerDay))})
+	for _, l := range o.ToolLimits {
+		rows = append(rows, [2]string{"Tool limit", l.String() + " (per key)"})
+	}
 	if len(o.ApprovalRequired) > 0 {
 		wait := o.ApprovalTimeout
 		if wait == "" {

@@ -56,6 +56,9 @@ func (m MCPServers) MCPServers(ctx context.Context) ([]mcpgate.ServerConfig, err
 			c.ConnectTimeout, _ = adminapi.ParseDuration(o.ConnectTimeout)
 		}
 		c.ApprovalRequired, c.ApprovalWebhook = o.ApprovalRequired, o.ApprovalWebhook
+		for _, l := range o.ToolLimits {
+			c.ToolLimits = append(c.ToolLimits, mcpgate.ToolLimit{Tool: l.Tool, RPM: l.RPM, Concurrency: l.Concurrency, PerDay: l.PerDay})
+		}
 		if o.OAuth != nil {
 			c.TokenURL, c.ClientID, c.Scopes = o.OAuth.TokenURL, o.OAuth.ClientID, o.OAuth.Scopes
 		}

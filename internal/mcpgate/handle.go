@@ -9,6 +9,7 @@ import (
 	"maps"
 	"math"
 	"net/http"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -543,20 +544,50 @@ func (g *Gate) exchange(ctx, cctx context.Context, cl *call, s *mcp.ClientSessio
 	return out, len(b), nil
 }
 
-// admit reserves the server's per-key limits for one call; release gives
-// back the concurrency slot.
+// admit reserves the server's per-key limits for one call, and those of
+// the tool limits that match a tools/call, in one step: a refusal by any
+// takes nothing from the others. release gives back the concurrency slots.
 func (g *Gate) admit(ctx context.Context, cl *call) (limit.Decision, func(), error) {
 	cfg := cl.u.cfg
 	prefix := "mcp:" + cl.c.keyID + ":" + cfg.Name + ":"
 	var checks []limit.Check
-	if cfg.RPM > 0 {
-		checks = append(checks, limit.Check{Key: prefix + "rpm", Kind: limit.Rate, Limit: cfg.RPM, Period: time.Minute, Cost: 1})
+	// what names each check's limit for a refusal.
+	var what []string
+	add := func(key string, n int64, kind string, about string) {
+		if n <= 0 {
+			return
+		}
+		c := limit.Check{Key: key, Limit: n, Cost: 1}
+		switch kind {
+		case "rpm":
+			c.Kind, c.Period = limit.Rate, time.Minute
+		case "concurrency":
+			c.Kind = limit.Concurrency
+		case "day":
+			c.Kind, c.Calendar, c.Location = limit.Quota, limit.Day, g.opts.Location
+		}
+		checks = append(checks, c)
+		what = append(what, about)
 	}
-	if cfg.Concurrency > 0 {
-		checks = append(checks, limit.Check{Key: prefix + "conc", Kind: limit.Concurrency, Limit: cfg.Concurrency, Cost: 1})
-	}
-	if cfg.CallsPerDay > 0 {
-		checks = append(checks, limit.Check{Key: prefix + "day", Kind: limit.Quota, Limit: cfg.CallsPerDay, Calendar: limit.Day, Location: g.opts.Location, Cost: 1})
+	add(prefix+"rpm", cfg.RPM, "rpm", fmt.Sprintf("this key has used its %d calls per minute on MCP server %s", cfg.RPM, cfg.Name))
+	add(prefix+"conc", cfg.Concurrency, "concurrency", fmt.Sprintf("this key has its %d calls in flight on MCP server %s", cfg.Concurrency, cfg.Name))
+	add(prefix+"day", cfg.CallsPerDay, "day", fmt.Sprintf("this key has used its %d calls per day on MCP server %s", cfg.CallsPerDay, cfg.Name))
+	if cl.method == "tools/call" {
+		for _, tl := range cfg.ToolLimits {
+			if ok, _ := path.Match(tl.Tool, cl.item); !ok {
+				continue
+			}
+			// A glob's tools share its limit: the key is the pattern's.
+			tp := prefix + "tool:" + tl.Tool + ":"
+			rule := ""
+			if tl.Tool != cl.item {
+				rule = " (shared by the tools matching " + tl.Tool + ")"
+			}
+			tool := "tool " + cl.item + " of MCP server " + cfg.Name
+			add(tp+"rpm", tl.RPM, "rpm", fmt.Sprintf("this key has used its %d calls per minute of %s%s", tl.RPM, tool, rule))
+			add(tp+"conc", tl.Concurrency, "concurrency", fmt.Sprintf("this key has its %d calls of %s in flight%s", tl.Concurrency, tool, rule))
+			add(tp+"day", tl.PerDay, "day", fmt.Sprintf("this key has used its %d calls per day of %s%s", tl.PerDay, tool, rule))
+		}
 	}
 	if len(checks) == 0 {
 		return limit.Decision{Allowed: true}, func() {}, nil
@@ -567,24 +598,17 @@ func (g *Gate) admit(ctx context.Context, cl *call) (limit.Decision, func(), err
 		return d, nil, rpcError(CodeLimited, "limits_unavailable", "keygate could not check this server's limits right now; try again shortly")
 	}
 	if !d.Allowed {
-		names := []string{"calls per minute", "calls in flight", "calls per day"}
-		var which []string
-		if cfg.RPM > 0 {
-			which = append(which, names[0])
-		}
-		if cfg.Concurrency > 0 {
-			which = append(which, names[1])
-		}
-		if cfg.CallsPerDay > 0 {
-			which = append(which, names[2])
-		}
-		msg := fmt.Sprintf("this key has used its %s on MCP server %s", which[d.Denied], cfg.Name)
+		msg := what[d.Denied]
 		if d.RetryAfter > 0 {
 			msg += fmt.Sprintf("; retry in %ds", int64(math.Ceil(d.RetryAfter.Seconds())))
 		} else if d.RetryAfter == 0 {
 			msg += "; retry when a call ends"
 		}
-		return d, nil, rpcError(CodeLimited, "limit_exceeded", msg)
+		reason := "limit_exceeded"
+		if strings.HasPrefix(checks[d.Denied].Key, prefix+"tool:") {
+			reason = "tool_limit_exceeded"
+		}
+		return d, nil, rpcError(CodeLimited, reason, msg)
 	}
 	actual := make([]int64, len(checks))
 	for i := range actual {

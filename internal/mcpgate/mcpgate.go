@@ -83,6 +83,9 @@ type ServerConfig struct {
 	MaxResultBytes              int64
 	// Per key: calls per minute, in flight, per day; 0 is no limit.
 	RPM, Concurrency, CallsPerDay int64
+	// ToolLimits limit, per key, the calls of the tools each matches, on
+	// top of the server's limits (admit).
+	ToolLimits []ToolLimit
 	// ApprovalRequired are globs of the server's tool names whose calls
 	// wait for a person's approval, at most ApprovalTimeout (default 5m).
 	ApprovalRequired []string
@@ -90,6 +93,14 @@ type ServerConfig struct {
 	// ApprovalWebhook, when set, is asked to decide each such call too
 	// (approval.go).
 	ApprovalWebhook string
+}
+
+// ToolLimit limits, per key, the calls of the tools Tool matches (a name
+// of the server's own, or a glob such as delete_*, whose tools share the
+// limit): per minute, in flight, per day; 0 is no limit.
+type ToolLimit struct {
+	Tool                     string
+	RPM, Concurrency, PerDay int64
 }
 
 // Source serves the registered servers and the vault secrets they name;
@@ -292,7 +303,8 @@ func sameConfig(a, b ServerConfig) bool {
 	return a.ID == b.ID && a.TokenURL == b.TokenURL && a.ClientID == b.ClientID && slices.Equal(a.Scopes, b.Scopes) && a.Name == b.Name && a.Transport == b.Transport && a.URL == b.URL && a.Auth == b.Auth && a.AuthHeader == b.AuthHeader &&
 		a.Secret == b.Secret && a.AllowPrivate == b.AllowPrivate && a.CallTimeout == b.CallTimeout && a.ConnectTimeout == b.ConnectTimeout &&
 		a.MaxResultBytes == b.MaxResultBytes && a.RPM == b.RPM && a.Concurrency == b.Concurrency && a.CallsPerDay == b.CallsPerDay &&
-		slices.Equal(a.ApprovalRequired, b.ApprovalRequired) && a.ApprovalTimeout == b.ApprovalTimeout && a.ApprovalWebhook == b.ApprovalWebhook
+		slices.Equal(a.ApprovalRequired, b.ApprovalRequired) && a.ApprovalTimeout == b.ApprovalTimeout && a.ApprovalWebhook == b.ApprovalWebhook &&
+		slices.Equal(a.ToolLimits, b.ToolLimits)
 }
 
 // upstream returns the registered server name, or nil.

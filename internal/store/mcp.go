@@ -85,6 +85,19 @@ func (s *Store) DeleteMCPServer(ctx context.Context, name string) error {
 	return nil
 }
 
+// SetMCPServerOptions replaces the options (adminapi.MCPOptions, JSON) of
+// the MCP server with the given name and returns it, or ErrNotFound.
+func (s *Store) SetMCPServerOptions(ctx context.Context, name string, options []byte) (MCPServer, error) {
+	if len(options) == 0 {
+		options = []byte("{}")
+	}
+	m, err := scanMCPServer(s.w.QueryRowContext(ctx, rebind(s.dialect, `UPDATE mcp_servers SET options = ? WHERE name = ? RETURNING `+mcpCols), string(options), name))
+	if err != nil {
+		return MCPServer{}, fmt.Errorf("store: set the options of MCP server %q: %w", name, mapErr(err))
+	}
+	return m, nil
+}
+
 // SetKeyTools replaces the MCP tool patterns a key may call and returns
 // the key.
 func (s *Store) SetKeyTools(ctx context.Context, id string, tools []string) (Key, error) {

@@ -55,6 +55,18 @@ func testMCPServers(t *testing.T, newURL func(testing.TB) string) {
 	check(list[0], local) // everything < github
 	check(list[1], remote)
 
+	// Options are replaced whole, and seen by the other node.
+	limited := remote
+	limited.Options = []byte(`{"rpm":5,"tool_limits":[{"tool":"delete_*","per_day":3}]}`)
+	set, err := s.SetMCPServerOptions(ctx(t), "github", limited.Options)
+	must(t, err)
+	check(set, limited)
+	got, err = other.GetMCPServer(ctx(t), "github")
+	must(t, err)
+	check(got, limited)
+	_, err = s.SetMCPServerOptions(ctx(t), "missing", []byte("{}"))
+	wantErr(t, err, store.ErrNotFound, "SetMCPServerOptions of an unknown server")
+
 	must(t, other.DeleteMCPServer(ctx(t), "github"))
 	_, err = s.GetMCPServer(ctx(t), "github")
 	wantErr(t, err, store.ErrNotFound, "GetMCPServer after delete")
