@@ -33,3 +33,33 @@ func TestParseDuration(t *testing.T) {
 		}
 	}
 }
+
+func TestParseToolLimit(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want MCPToolLimit
+		ok   bool
+	}{
+		{"create_issue=rpm:10,concurrency:2,per_day:100", MCPToolLimit{Tool: "create_issue", RPM: 10, Concurrency: 2, PerDay: 100}, true},
+		{" delete_* = per_day:5 ", MCPToolLimit{Tool: "delete_*", PerDay: 5}, true},
+		{"x=concurrency: 1", MCPToolLimit{Tool: "x", Concurrency: 1}, true},
+		{"create_issue", MCPToolLimit{}, false},
+		{"=rpm:1", MCPToolLimit{}, false},
+		{"x=", MCPToolLimit{}, false},
+		{"x=rpm:0", MCPToolLimit{}, false},
+		{"x=rpm:-1", MCPToolLimit{}, false},
+		{"x=rpm:ten", MCPToolLimit{}, false},
+		{"x=rpm:1,rpm:2", MCPToolLimit{}, false},
+		{"x=tpm:1", MCPToolLimit{}, false},
+	} {
+		got, err := ParseToolLimit(tc.in)
+		if (err == nil) != tc.ok || (tc.ok && got != tc.want) {
+			t.Errorf("ParseToolLimit(%q) = %+v, %v; want %+v, ok %v", tc.in, got, err, tc.want, tc.ok)
+		}
+		if tc.ok {
+			if back, err := ParseToolLimit(got.String()); err != nil || back != got {
+				t.Errorf("ParseToolLimit(%q.String()) = %+v, %v", tc.in, back, err)
+			}
+		}
+	}
+}
