@@ -191,7 +191,7 @@ func TestMCPServerAsksTheCaller(t *testing.T) {
 			wg.Wait()
 			for name, ic := range map[string]*inputClient{"alpha": alpha, "beta": beta} {
 				// Notifications are handled apart from answers: wait for them.
-				for deadline := time.Now().Add(2 * time.Second); mode == "in-band" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 					ic.mu.Lock()
 					n := len(ic.logs)
 					ic.mu.Unlock()
@@ -203,9 +203,7 @@ func TestMCPServerAsksTheCaller(t *testing.T) {
 				if len(ic.prompts) != 1 || ic.prompts[0] != "summarize: notes of "+name {
 					t.Errorf("%s was asked %q, want only its own text", name, ic.prompts)
 				}
-				// A server on protocol 2026-07-28 logs only at a level the
-				// call names; keygate names none for an older client.
-				if mode == "in-band" && (len(ic.logs) != 1 || ic.logs[0] != "summarizing notes of "+name) {
+				if len(ic.logs) != 1 || ic.logs[0] != "summarizing notes of "+name {
 					t.Errorf("%s got log messages %q, want only its own call's", name, ic.logs)
 				}
 				ic.mu.Unlock()

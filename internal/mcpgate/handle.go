@@ -127,6 +127,9 @@ func (g *Gate) middleware(v *view) mcp.Middleware {
 				// A client's log level, and its stream of list_changed
 				// notifications (protocol 2026-07-28), are the SDK's.
 				"logging/setLevel", "subscriptions/listen":
+				if p, ok := req.GetParams().(*mcp.SetLoggingLevelParams); ok && method == "logging/setLevel" {
+					v.setLevel(ss, p.Level)
+				}
 				return next(ctx, method, req)
 			}
 			if strings.HasPrefix(method, "notifications/") {
@@ -292,7 +295,7 @@ func (g *Gate) callTool(ctx context.Context, v *view, c *caller, p *mcp.CallTool
 		// A progress token is the client's own: the server sees one of
 		// keygate's, unique across every client on the shared session,
 		// and its progress goes back to this client under the client's.
-		meta, done := g.progress.route(ctx, p.Meta, ss, cl.u)
+		meta, done := g.progress.route(ctx, v.withLevel(ss, p.Meta), ss, cl.u)
 		defer done()
 		in, state := withInput(more)
 		return s.CallTool(ctx, &mcp.CallToolParams{Meta: meta, Name: tool, Arguments: json.RawMessage(cl.send), InputResponses: in, RequestState: state})
@@ -317,7 +320,7 @@ func (g *Gate) getPrompt(ctx context.Context, v *view, c *caller, p *mcp.GetProm
 			}
 		}
 		in, state := withInput(more)
-		return s.GetPrompt(ctx, &mcp.GetPromptParams{Meta: p.Meta, Name: name, Arguments: args, InputResponses: in, RequestState: state})
+		return s.GetPrompt(ctx, &mcp.GetPromptParams{Meta: v.withLevel(ss, p.Meta), Name: name, Arguments: args, InputResponses: in, RequestState: state})
 	}, func(b []byte) (mcp.Result, error) {
 		var r mcp.GetPromptResult
 		err := json.Unmarshal(b, &r)
@@ -346,7 +349,7 @@ func (g *Gate) readResource(ctx context.Context, v *view, c *caller, p *mcp.Read
 		target: authz.Target{Kind: authz.Tool, Provider: server, Model: authz.Resources}}
 	return g.forward(ctx, cl, server != "", func(ctx context.Context, s *mcp.ClientSession, more *inputReply) (mcp.Result, error) {
 		in, state := withInput(more)
-		return s.ReadResource(ctx, &mcp.ReadResourceParams{Meta: p.Meta, URI: p.URI, InputResponses: in, RequestState: state})
+		return s.ReadResource(ctx, &mcp.ReadResourceParams{Meta: v.withLevel(ss, p.Meta), URI: p.URI, InputResponses: in, RequestState: state})
 	}, func(b []byte) (mcp.Result, error) {
 		var r mcp.ReadResourceResult
 		err := json.Unmarshal(b, &r)

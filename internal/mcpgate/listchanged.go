@@ -2,6 +2,7 @@ package mcpgate
 
 import (
 	"context"
+	"maps"
 	"sync"
 	"time"
 
@@ -36,8 +37,10 @@ type changes struct {
 	mu   sync.Mutex
 	when map[string]time.Time // server name -> time of its last change
 	// sessions maps each session to the caller that last used it, to
-	// know which servers it can see.
+	// know which servers it can see; levels to the log level its client
+	// set, to ask servers on protocol 2026-07-28 for their messages.
 	sessions map[*mcp.ServerSession]*caller
+	levels   map[*mcp.ServerSession]mcp.LoggingLevel
 }
 
 // listChanged tells the sessions that can see u that its list of kind
@@ -131,9 +134,42 @@ func (v *view) forget(live map[string]bool) {
 	for ss := range v.changes.sessions {
 		if !live[ss.ID()] {
 			delete(v.changes.sessions, ss)
+			delete(v.changes.levels, ss)
 		}
 	}
 	v.changes.mu.Unlock()
+}
+
+// setLevel records the log level the client of ss asked for.
+func (v *view) setLevel(ss *mcp.ServerSession, level mcp.LoggingLevel) {
+	if ss == nil {
+		return
+	}
+	v.changes.mu.Lock()
+	if v.changes.levels == nil {
+		v.changes.levels = map[*mcp.ServerSession]mcp.LoggingLevel{}
+	}
+	v.changes.levels[ss] = level
+	v.changes.mu.Unlock()
+}
+
+// withLevel returns meta with the log level the client of ss set, for a
+// server on protocol 2026-07-28, which logs to a call only at the level
+// the call names (an older server was asked for every message when
+// keygate connected). A level the client named itself stays.
+func (v *view) withLevel(ss *mcp.ServerSession, meta mcp.Meta) mcp.Meta {
+	v.changes.mu.Lock()
+	level, ok := v.changes.levels[ss]
+	v.changes.mu.Unlock()
+	if _, named := meta[mcp.MetaKeyLogLevel]; !ok || named {
+		return meta
+	}
+	out := maps.Clone(meta)
+	if out == nil {
+		out = mcp.Meta{}
+	}
+	out[mcp.MetaKeyLogLevel] = level
+	return out
 }
 
 // filterListChanged is a sending middleware of v: a list_changed
