@@ -74,6 +74,19 @@ func newAskingServer(t *testing.T, stateless bool) *askingServer {
 			name, _ := r.Content["name"].(string)
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: in.Text + " confirmed by " + name}}}, nil, nil
 		})
+	mcp.AddTool(a.srv, &mcp.Tool{Name: "stray", Description: "asks for sampling on no call's stream"},
+		func(ctx context.Context, req *mcp.CallToolRequest, in textIn) (*mcp.CallToolResult, any, error) {
+			// Sent apart from the call (the session's standalone stream):
+			// keygate cannot tell whose it is.
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			res, err := req.Session.CreateMessage(sctx, &mcp.CreateMessageParams{MaxTokens: 5,
+				Messages: []*mcp.SamplingMessage{{Role: "user", Content: &mcp.TextContent{Text: "stray " + in.Text}}}})
+			if err != nil {
+				return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "refused: " + err.Error()}}}, nil, nil
+			}
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprint("answered: ", res.Content)}}}, nil, nil
+		})
 	mcp.AddTool(a.srv, &mcp.Tool{Name: "wait", Description: "waits until cancelled"},
 		func(ctx context.Context, req *mcp.CallToolRequest, in textIn) (*mcp.CallToolResult, any, error) {
 			a.started <- in.Text
@@ -222,6 +235,23 @@ func TestMCPServerAsksTheCaller(t *testing.T) {
 				t.Fatalf("gamma was asked %q", gamma.messages)
 			}
 		})
+		if mode == "in-band" {
+			t.Run("sampling on no call's stream", func(t *testing.T) {
+				eps := connectInputClient(t, url, key, "epsilon", true, true)
+				res, err := eps.cs.CallTool(context.Background(), &mcp.CallToolParams{Name: server + "__stray", Arguments: map[string]any{"text": "question"}})
+				if err != nil {
+					t.Fatalf("stray: %v", err)
+				}
+				if got := resultText(res); !strings.HasPrefix(got, "refused: ") || !strings.Contains(got, "cannot tell which call") {
+					t.Fatalf("a request tied to no call was answered %q, want keygate's JSON-RPC error", got)
+				}
+				eps.mu.Lock()
+				defer eps.mu.Unlock()
+				if len(eps.prompts) != 0 {
+					t.Fatalf("a request tied to no call reached a client: %q", eps.prompts)
+				}
+			})
+		}
 		t.Run("no sampling capability/"+mode, func(t *testing.T) {
 			delta := connectInputClient(t, url, key, "delta", false, false)
 			_, err := delta.cs.CallTool(context.Background(), &mcp.CallToolParams{Name: server + "__summarize", Arguments: map[string]any{"text": "x"}})
@@ -237,8 +267,9 @@ func TestMCPServerAsksTheCaller(t *testing.T) {
 		}
 		a.mu.Unlock()
 	}
-	// Per mode: two calls of summarize, one of confirm, one refused.
-	evs := mcpEvents(t, in, 8)
+	// Per mode: two calls of summarize, one of confirm, one refused; and
+	// the stray call.
+	evs := mcpEvents(t, in, 9)
 	asked := map[string]int{}
 	for _, ev := range evs {
 		if f, _ := ev["fields"].(map[string]any); f != nil {

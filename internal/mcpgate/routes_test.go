@@ -2,10 +2,14 @@ package mcpgate
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // TestTagStream: on a call's response stream, the server's requests for
@@ -51,5 +55,41 @@ func TestTagStream(t *testing.T) {
 	}
 	if route(events[2]) != "" || !bytes.Contains(out, []byte("id: 3\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\"")) {
 		t.Errorf("progress or the answer was changed:\n%s", out)
+	}
+}
+
+// TestSendAs: a resource notification for one call reaches that call's
+// client session as notifications/resources/updated, though the SDK sends
+// one session only progress and log notifications of its own accord.
+func TestSendAs(t *testing.T) {
+	srv := mcp.NewServer(&mcp.Implementation{Name: "keygate", Version: "test"}, nil)
+	srv.AddSendingMiddleware(sendAs)
+	got := make(chan string, 1)
+	c := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "test"}, &mcp.ClientOptions{
+		ResourceUpdatedHandler: func(_ context.Context, req *mcp.ResourceUpdatedNotificationRequest) { got <- req.Params.URI },
+		ProgressNotificationHandler: func(context.Context, *mcp.ProgressNotificationClientRequest) {
+			got <- "progress"
+		}})
+	st, ct := mcp.NewInMemoryTransports()
+	ss, err := srv.Connect(context.Background(), st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := c.Connect(context.Background(), ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	ctx := context.WithValue(context.Background(), sendAsKey{}, &mcp.ResourceUpdatedNotificationParams{URI: "file:///notes.txt"})
+	if err := ss.NotifyProgress(ctx, &mcp.ProgressNotificationParams{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case uri := <-got:
+		if uri != "file:///notes.txt" {
+			t.Fatalf("the client got %q, want the resource's update", uri)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the client got nothing")
 	}
 }
