@@ -180,7 +180,8 @@ func tagEvent(lines [][]byte, id string) [][]byte {
 			n++
 		}
 	}
-	if n == 0 {
+	// Most events are the call's answer: leave them unparsed.
+	if n == 0 || !bytes.Contains(data, []byte(`"method"`)) {
 		return lines
 	}
 	var msg map[string]json.RawMessage
