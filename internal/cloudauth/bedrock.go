@@ -63,6 +63,9 @@ type bedrock struct {
 	creds  aws.CredentialsProvider
 	signer *v4.Signer
 	now    func() time.Time
+	// converse shapes the Converse calls made from Messages requests
+	// (the provider's guardrail).
+	converse translate.ConverseOptions
 }
 
 // bedrockAPI checks a credential document's bedrock_api.
@@ -82,7 +85,7 @@ func (b *bedrock) CheckMessages(body []byte) error {
 	if !b.usesConverse(requestModel(body)) {
 		return nil
 	}
-	_, _, _, err := translate.MessagesToConverseRequest(body)
+	_, _, _, err := translate.MessagesToConverseRequestWith(body, b.converse)
 	return err
 }
 
@@ -105,11 +108,15 @@ func newBedrock(ctx context.Context, c Credential, o Options) (*bedrock, error) 
 	if err != nil {
 		return nil, err
 	}
+	conv := translate.ConverseOptions{Guardrail: c.BedrockGuardrail}
+	if err := conv.Check(); err != nil {
+		return nil, fmt.Errorf("aws: %w", err)
+	}
 	creds, err := id.Credentials(ctx, o.HTTP)
 	if err != nil {
 		return nil, err
 	}
-	return &bedrock{region: c.Region, api: api, creds: creds, signer: v4.NewSigner(), now: time.Now}, nil
+	return &bedrock{region: c.Region, api: api, creds: creds, signer: v4.NewSigner(), now: time.Now, converse: conv}, nil
 }
 
 // NewBedrock returns the Bedrock Authorizer for an AWS identity (exported
@@ -143,7 +150,7 @@ func (b *bedrock) RoundTrip(req *http.Request, next http.RoundTripper) (*http.Re
 		op := "invoke"
 		if converse = b.usesConverse(requestModel(body)); converse {
 			op = "converse"
-			body, model, stream, err = translate.MessagesToConverseRequest(body)
+			body, model, stream, err = translate.MessagesToConverseRequestWith(body, b.converse)
 			if err != nil {
 				return refusal(req, err), nil
 			}

@@ -25,6 +25,7 @@ import (
 	"sync"
 
 	"github.com/keygate/keygate/internal/secret"
+	"github.com/keygate/keygate/internal/translate"
 )
 
 // Authorizer sends one upstream request with cloud identity, through next.
@@ -100,6 +101,10 @@ type Credential struct {
 	// (InvokeModel for Anthropic models, Converse for every other),
 	// "converse" (every model), "invoke" (every model, in Anthropic's body).
 	BedrockAPI string `json:"bedrock_api,omitempty"`
+	// BedrockGuardrail, when set, is applied to every Converse and
+	// ConverseStream call keygate makes for the provider (Bedrock's
+	// guardrailConfig); InvokeModel calls carry none.
+	BedrockGuardrail *translate.ConverseGuardrail `json:"bedrock_guardrail,omitempty"`
 
 	// google: a service-account key file's content; empty uses
 	// Application Default Credentials (workload identity federation).
