@@ -28,6 +28,8 @@ type automaton struct {
 	outAt    []int32 // state -> first index in outs; outAt[s+1] ends it
 	outs     []int32 // anchor ids, grouped by state
 	lens     []int32 // anchor id -> length
+	depth    []int32 // state -> length of the anchor prefix it stands for
+	maxLen   int     // the longest anchor
 }
 
 func lower(c byte) byte {
@@ -69,19 +71,21 @@ func newAutomaton(anchors []string) (*automaton, error) {
 
 	// Trie.
 	type node struct {
-		next map[uint8]int32
-		out  []int32
-		fail int32
+		next  map[uint8]int32
+		out   []int32
+		fail  int32
+		depth int32
 	}
 	nodes := []node{{next: map[uint8]int32{}}}
 	for id, s := range anchors {
+		a.maxLen = max(a.maxLen, len(s))
 		st := int32(0)
 		for j := 0; j < len(s); j++ {
 			k := a.class[s[j]]
 			nx, ok := nodes[st].next[k]
 			if !ok {
 				nx = int32(len(nodes))
-				nodes = append(nodes, node{next: map[uint8]int32{}})
+				nodes = append(nodes, node{next: map[uint8]int32{}, depth: int32(j + 1)})
 				nodes[st].next[k] = nx
 			}
 			st = nx
@@ -144,6 +148,10 @@ func newAutomaton(anchors []string) (*automaton, error) {
 		sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 		byNew[perm[st]] = out
 	}
+	a.depth = make([]int32, len(nodes))
+	for st := range nodes {
+		a.depth[perm[st]] = nodes[st].depth
+	}
 	a.outAt = make([]int32, len(nodes)+1)
 	for st, out := range byNew {
 		a.outAt[st] = int32(len(a.outs))
@@ -166,4 +174,16 @@ func (a *automaton) find(data []byte, hit func(id int, start int)) {
 			}
 		}
 	}
+}
+
+// partial returns the length of the longest end of data that begins some
+// anchor (ignoring case): where an anchor may still be arriving. Only the
+// last anchor-length bytes decide it, so only those are read.
+func (a *automaton) partial(data []byte) int {
+	data = data[max(0, len(data)-(a.maxLen-1)):]
+	st := int32(0)
+	for _, c := range data {
+		st = a.next[st<<a.shift|int32(a.class[c])]
+	}
+	return int(a.depth[st])
 }

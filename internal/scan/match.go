@@ -21,6 +21,7 @@ func (m Match) Secret(data []byte) []byte { return data[m.SecretStart:m.SecretEn
 type Matcher struct {
 	rules  []*compiled
 	ac     *automaton
+	pairs  *pairs
 	owner  []int32 // anchor id -> rule index
 	exact  []string
 	maxLen int
@@ -42,6 +43,9 @@ func NewMatcher(rules []Rule) (*Matcher, error) {
 		}
 		m.rules = append(m.rules, c)
 		for _, a := range r.Anchors {
+			if len(a) < 2 {
+				return nil, fmt.Errorf("scan: rule %s: anchor %q is shorter than two bytes; give it more of the format's fixed text", r.ID, a)
+			}
 			anchors = append(anchors, a)
 			m.owner = append(m.owner, int32(i))
 		}
@@ -53,6 +57,11 @@ func NewMatcher(rules []Rule) (*Matcher, error) {
 	}
 	m.ac = ac
 	m.exact = anchors
+	fold := make([]bool, len(anchors))
+	for i, ri := range m.owner {
+		fold[i] = !m.rules[ri].exact
+	}
+	m.pairs = newPairs(anchors, fold)
 	return m, nil
 }
 
@@ -89,7 +98,7 @@ func (m *Matcher) Find(data []byte) []Match {
 		}
 		claimed[at] = true
 	}
-	m.ac.find(data, func(id, at int) {
+	m.pairs.find(data, func(id, at int) {
 		ri := int(m.owner[id])
 		c := m.rules[ri]
 		if c.exact {

@@ -5,8 +5,8 @@
 // it (such as "ghp_" or "AKIA"), a regular expression checked only where an
 // anchor occurs, and optional checks a match must pass (a checksum, a
 // minimum entropy). A Matcher runs every rule over a buffer in one linear
-// pass: an Aho-Corasick automaton finds the anchors, and each rule's
-// expression runs on a small window at each one. Matches that look like
+// pass: an index of byte pairs finds the anchors (pairs.go), and each
+// rule's expression runs on a small window at each one. Matches that look like
 // placeholders or documented examples are dropped.
 //
 // Scanner walks files, standard input and git history with a Matcher, in
@@ -52,6 +52,11 @@ type Rule struct {
 	// Back is how many bytes before its anchor a match may start, for
 	// formats whose anchor sits inside them (":AA" of a Telegram token).
 	Back int
+	// BackClass is a character class (RE2, such as `[0-9a-f]`) holding
+	// every byte the part of a match before its anchor can have. A stream
+	// holds back only a run of such bytes while an anchor may still come;
+	// without it, a stream holds Back bytes of anything.
+	BackClass string
 	// MaxLen bounds a match's length, in bytes, from its anchor.
 	MaxLen int
 	// Check, when set, must accept the secret (a checksum, a decodable
@@ -99,6 +104,10 @@ type compiled struct {
 	// leftBound: the secret starts at the anchor, so a hit glued to a
 	// letter or digit on its left is dropped too.
 	exact, leftBound bool
+	// back: the bytes BackClass allows (all of them when it is empty).
+	back *[256]bool
+	// prefix tells a stream when a pending match can no longer be one.
+	prefix *undecided
 }
 
 func compileRule(r Rule) (*compiled, error) {
@@ -109,6 +118,13 @@ func compileRule(r Rule) (*compiled, error) {
 		return nil, fmt.Errorf("scan: rule %s needs MaxLen", r.ID)
 	}
 	c := &compiled{Rule: r, nameGrp: -1}
+	if r.Back > 0 {
+		set, err := byteClass(r.BackClass)
+		if err != nil {
+			return nil, fmt.Errorf("scan: rule %s: BackClass: %w", r.ID, err)
+		}
+		c.back = set
+	}
 	if r.Find != nil {
 		return c, nil
 	}
@@ -122,6 +138,11 @@ func compileRule(r Rule) (*compiled, error) {
 		return nil, fmt.Errorf("scan: rule %s: %w", r.ID, err)
 	}
 	c.re = re
+	if c.anchored {
+		if c.prefix, err = newUndecided(r.Pattern); err != nil {
+			return nil, fmt.Errorf("scan: rule %s: %w", r.ID, err)
+		}
+	}
 	if i := re.SubexpIndex("s"); i > 0 {
 		c.group = i
 	}
@@ -159,6 +180,26 @@ func (c *compiled) match(data []byte, at int) (Span, bool) {
 		sp.Name = string(win[loc[2*c.nameGrp]:loc[2*c.nameGrp+1]])
 	}
 	return sp, true
+}
+
+// byteClass returns the bytes a character class matches; every byte when
+// class is empty.
+func byteClass(class string) (*[256]bool, error) {
+	var set [256]bool
+	if class == "" {
+		for i := range set {
+			set[i] = true
+		}
+		return &set, nil
+	}
+	re, err := regexp.Compile(`\A` + class + `\z`)
+	if err != nil {
+		return nil, err
+	}
+	for i := range set {
+		set[i] = re.Match([]byte{byte(i)})
+	}
+	return &set, nil
 }
 
 func isAlnum(c byte) bool {

@@ -1,23 +1,30 @@
 package scan
 
 // Stream is the incremental form of Matcher.Find, for bodies that arrive
-// in pieces (a streamed model answer): each byte is read by the anchor
-// automaton once, whatever the size of the pieces, and only the bytes a
-// pending match could still need are kept. Offsets in its matches count
-// from the start of the stream.
+// in pieces (a streamed model answer): each byte is read once, whatever
+// the size of the pieces, and only the bytes a pending match could still
+// need are kept. Offsets in its matches count from the start of the
+// stream.
 //
 // Stream skips the generic rule's claim logic and reports the matches of
 // each piece as they complete; it is meant for rules with a bounded
 // MaxLen, such as the token formats.
+//
+// Hold says how far the stream is cleared: a caller passing text on as it
+// arrives (a streamed answer) holds back only what follows it. It is kept
+// tight, since every byte held is text the client sees late: the bytes
+// that may begin an anchor, the run of bytes before them that a rule
+// matching from before its anchor could take, and the matches still
+// pending, each dropped as soon as its pattern can no longer match.
 type Stream struct {
-	m        *Matcher
-	st       int32 // automaton state
-	buf      []byte
-	base     int64 // stream offset of buf[0]
-	end      int64 // bytes written so far
-	pending  []pendingHit
-	maxBack  int
-	maxAncho int
+	m       *Matcher
+	buf     []byte
+	base    int64 // stream offset of buf[0]
+	end     int64 // bytes written so far
+	pending []pendingHit
+	waiting []pairHit // anchors begun, not yet whole: stream offsets
+	partial int       // bytes at the end that may begin an anchor
+	backs   []*compiled
 }
 
 type pendingHit struct {
@@ -26,13 +33,16 @@ type pendingHit struct {
 }
 
 // NewStream starts an incremental match.
-func (m *Matcher) NewStream() *Stream {
-	s := &Stream{m: m}
+func (m *Matcher) NewStream() *Stream { return m.NewStreamAt(0) }
+
+// NewStreamAt starts an incremental match whose first byte is at stream
+// offset off: the offsets of its matches and Hold count from there.
+func (m *Matcher) NewStreamAt(off int64) *Stream {
+	s := &Stream{m: m, base: off, end: off}
 	for _, c := range m.rules {
-		s.maxBack = max(s.maxBack, c.Back)
-	}
-	for _, a := range m.exact {
-		s.maxAncho = max(s.maxAncho, len(a))
+		if c.Back > 0 {
+			s.backs = append(s.backs, c)
+		}
 	}
 	return s
 }
@@ -40,21 +50,34 @@ func (m *Matcher) NewStream() *Stream {
 // Write adds p to the stream and returns the matches that are now
 // complete.
 func (s *Stream) Write(p []byte) []Match {
+	from := max(0, len(s.buf)-1) // the pair across the last piece's end is new
 	s.buf = append(s.buf, p...)
-	a := s.m.ac
-	next, class, shift, firstOut := a.next, &a.class, a.shift, a.firstOut
-	st := s.st
-	for i, c := range p {
-		st = next[st<<shift|int32(class[c])]
-		if st >= firstOut {
-			pos := s.end + int64(i) + 1
-			for _, id := range a.outs[a.outAt[st]:a.outAt[st+1]] {
-				s.hit(int(id), pos-int64(a.lens[id]))
+	s.end += int64(len(p))
+	// Anchors whose first bytes came before: whole now, gone, or still
+	// arriving.
+	keep := s.waiting[:0]
+	for _, w := range s.waiting {
+		rel := w.start - int(s.base)
+		a := s.m.pairs.anchor(w.id)
+		switch {
+		case rel+len(a.anchor) <= len(s.buf):
+			if anchorAt(s.buf[rel:rel+len(a.anchor)], a) {
+				s.hit(w.id, int64(w.start))
 			}
+		case anchorPrefix(s.buf[rel:], a):
+			keep = append(keep, w)
 		}
 	}
-	s.st = st
-	s.end += int64(len(p))
+	s.waiting = keep
+	var stack [8]pairHit
+	for _, h := range s.m.pairs.scan(s.buf, from, stack[:0]) {
+		if h.end > len(s.buf) {
+			s.waiting = append(s.waiting, pairHit{h.end + int(s.base), h.id, h.start + int(s.base)})
+			continue
+		}
+		s.hit(h.id, s.base+int64(h.start))
+	}
+	s.partial = s.m.ac.partial(s.buf)
 	return s.settle(false)
 }
 
@@ -64,18 +87,28 @@ func (s *Stream) Close() []Match { return s.settle(true) }
 // Hold is the stream offset before which no match can still start: bytes
 // before it may be passed on.
 func (s *Stream) Hold() int64 {
-	h := s.end - int64(s.maxAncho-1) - int64(s.maxBack)
-	for _, p := range s.pending {
-		h = min(h, p.at-int64(s.m.rules[p.rule].Back))
+	h := s.end - int64(s.partial)
+	// A rule matching from before its anchor may yet take the run of its
+	// bytes right before where an anchor can still start.
+	low := h
+	for _, c := range s.backs {
+		run := 0
+		for i := int(h-s.base) - 1; i >= 0 && run < c.Back && c.back[s.buf[i]]; i-- {
+			run++
+		}
+		low = min(low, h-int64(run))
 	}
-	return max(h, s.base)
+	for _, p := range s.pending {
+		low = min(low, p.at-int64(s.m.rules[p.rule].Back))
+	}
+	return max(low, s.base)
 }
 
 func (s *Stream) hit(id int, at int64) {
 	ri := int(s.m.owner[id])
 	c := s.m.rules[ri]
 	if c.exact {
-		// The anchor's bytes are in buf: it ended at the byte just read.
+		// The anchor's bytes are in buf.
 		rel := int(at - s.base)
 		a := s.m.exact[id]
 		if rel < 0 || string(s.buf[rel:rel+len(a)]) != a {
@@ -95,11 +128,13 @@ func (s *Stream) settle(final bool) []Match {
 	keep := s.pending[:0]
 	for _, p := range s.pending {
 		c := s.m.rules[p.rule]
+		rel := int(p.at - s.base)
 		if !final && p.at+int64(c.MaxLen)+1 > s.end {
-			keep = append(keep, p)
+			if !c.cannotMatch(s.buf, rel) {
+				keep = append(keep, p)
+			}
 			continue
 		}
-		rel := int(p.at - s.base)
 		sp, ok := c.match(s.buf, rel)
 		if !ok {
 			continue
@@ -115,9 +150,25 @@ func (s *Stream) settle(final bool) []Match {
 		out = append(out, Match{Rule: &c.Rule, Span: sp})
 	}
 	s.pending = keep
-	if drop := int(s.Hold()-s.base) - 1; drop > 0 {
+	low := s.Hold()
+	for _, w := range s.waiting {
+		low = min(low, int64(w.start))
+	}
+	if drop := int(low-s.base) - 1; drop > 0 {
 		s.buf = append(s.buf[:0], s.buf[drop:]...)
 		s.base += int64(drop)
 	}
 	return resolve(out)
+}
+
+// cannotMatch reports whether the rule's pattern, run at the anchor at
+// offset at of data, is already decided against a match by the bytes
+// there, so no byte still to come can change that. A stream drops such a
+// pending hit at once instead of holding text back until MaxLen bytes
+// have arrived.
+func (c *compiled) cannotMatch(data []byte, at int) bool {
+	if c.Find != nil || c.prefix == nil {
+		return false
+	}
+	return c.prefix.dead(data[at:min(len(data), at+c.MaxLen)])
 }
