@@ -33,8 +33,11 @@ type engine struct {
 	floor int64 // bytes from here on are kept (a Stream has not passed them on yet)
 }
 
-func (m *Matcher) newEngine() *engine {
-	return &engine{m: m, fs: m.fmts.NewStream(), mac: hmac.New(sha256.New, m.key), floor: 1<<63 - 1}
+func (m *Matcher) newEngine() *engine { return m.newEngineAt(0) }
+
+// newEngineAt starts an engine whose first byte is at stream offset off.
+func (m *Matcher) newEngineAt(off int64) *engine {
+	return &engine{m: m, fs: m.fmts.NewStreamAt(off), mac: hmac.New(sha256.New, m.key), base: off, end: off, next: off, floor: 1<<63 - 1}
 }
 
 // write adds p and returns the hits now complete.
@@ -90,6 +93,9 @@ func (e *engine) confirm(final bool) []Hit {
 			continue
 		}
 		rel := int(c.at - e.base)
+		if rel < 0 {
+			continue // cannot be: a form starts where it is still kept (see hold)
+		}
 		if t := tag(e.mac, e.buf[rel:rel+f.length]); hmac.Equal(t[:], f.full[:]) {
 			hits = append(hits, Hit{Kind: KindVault, Rule: RuleVault, Name: e.m.names[f.value], Form: kindName(f.kind), Start: c.at, End: c.at + int64(f.length)})
 		}
@@ -102,8 +108,7 @@ func (e *engine) confirm(final bool) []Hit {
 func (e *engine) hold() int64 {
 	h := e.fs.Hold()
 	if len(e.m.forms) > 0 {
-		// The next probe may find a form starting up to S-1 bytes before it.
-		h = min(h, e.next-int64(e.m.s)+1)
+		h = min(h, e.unprobed())
 	}
 	for _, c := range e.cands {
 		h = min(h, c.at)
@@ -111,11 +116,34 @@ func (e *engine) hold() int64 {
 	return max(h, 0)
 }
 
+// unprobed is the stream offset before which no form can start that the
+// probes have not seen yet. The next probe may find a form starting up to
+// S-1 bytes before it, but only one still arriving (a form that has
+// arrived whole was probed already: see write): a form made of plain
+// bytes has only bytes such forms hold from its start to the end; any
+// other form has a byte that is not plain within head bytes of its start,
+// or has not got that far.
+func (e *engine) unprobed() int64 {
+	m := e.m
+	lo := e.next - int64(m.s) + 1
+	from := max(0, int(lo-e.base)) // trim keeps lo in buf
+	run := int64(0)
+	for i := len(e.buf) - 1; i >= from && m.inPlain[e.buf[i]]; i-- {
+		run++
+	}
+	h := e.end - run
+	if m.hasMark {
+		first := from + plainHead(e.buf[from:])
+		h = min(h, e.base+int64(first)-int64(m.head))
+	}
+	return max(lo, h)
+}
+
 // trim forgets bytes no candidate and no rolling step needs.
 func (e *engine) trim() {
 	keep := min(e.hold(), e.floor)
 	if len(e.m.forms) > 0 {
-		keep = min(keep, e.next)
+		keep = min(keep, e.next-int64(e.m.s)+1) // unprobed reads from there
 	}
 	if drop := int(keep - e.base); drop > 0 && drop <= len(e.buf) {
 		e.buf = append(e.buf[:0], e.buf[drop:]...)
@@ -301,6 +329,23 @@ func (s *Stream) Close() error {
 		s.err = errClosed
 	}
 	return err
+}
+
+// Cut tells the stream that no credential runs on past what it has been
+// given, as where one server-sent event ends and the next begins: what is
+// pending is decided now, everything is passed on, and what comes next is
+// checked afresh. A stream of events thus passes each event on whole as
+// soon as it has arrived, instead of holding its last bytes back until the
+// next one comes.
+func (s *Stream) Cut() error {
+	if s.err != nil {
+		return s.err
+	}
+	if err := s.pass(s.e.close(), s.e.end); err != nil {
+		return err
+	}
+	s.e = s.m.newEngineAt(s.e.end)
+	return nil
 }
 
 // pass reports new hits and writes the stream up to upto.

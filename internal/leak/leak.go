@@ -39,6 +39,15 @@
 //     key too and can test guesses: a value of low entropy (a short
 //     password) can be found by guessing, as from any hash; high-entropy
 //     values (API keys) cannot.
+//   - So that a stream of text is not held back a whole window while a
+//     form may still be arriving, two facts about the forms are kept: the
+//     set of bytes used by the forms made only of plain bytes (printable
+//     ASCII but for a few rare marks; for API keys and base64: letters,
+//     digits and a few marks), and for the other forms (binary keys, their
+//     escapes, non-ASCII passwords) the most plain bytes one starts with.
+//     A stream then passes on every byte followed by one outside the set,
+//     such as a space, unless a byte that is not plain comes soon after
+//     it. Neither says where a byte is in which secret, or how often.
 //
 // Values shorter than MinValueLen (8 bytes) are not watched: too short to
 // tell from ordinary text.
@@ -146,6 +155,9 @@ type Matcher struct {
 	windows map[[16]byte][]winRef // HMAC of a window -> where it is in which form
 	forms   []form
 	names   []string
+	inPlain [256]bool // bytes the forms made only of plain bytes hold
+	head    int       // the most plain bytes any other form starts with
+	hasMark bool      // some form holds a byte that is not plain
 
 	fmts   *scan.Matcher
 	issuer string
@@ -240,6 +252,13 @@ func New(o Options) (*Matcher, error) {
 			clear(p.text)
 			continue
 		}
+		if h := plainHead(p.text); h == len(p.text) {
+			for _, c := range p.text {
+				m.inPlain[c] = true
+			}
+		} else {
+			m.head, m.hasMark = max(m.head, h), true
+		}
 		fi := int32(len(m.forms))
 		m.forms = append(m.forms, form{value: p.value, kind: p.kind, length: len(p.text), full: tag(mac, p.text)})
 		for off := 0; off < m.s && off+m.w <= len(p.text); off++ {
@@ -252,6 +271,29 @@ func New(o Options) (*Matcher, error) {
 		clear(p.text)
 	}
 	return m, nil
+}
+
+// plain reports whether c is a byte of ordinary text and keys: printable
+// ASCII but for the few marks prose and keys rarely hold (\ { } | ^ `),
+// a tab or a line break. A random byte is one about a third of the time.
+func plain(c byte) bool {
+	switch c {
+	case '\\', '{', '}', '|', '^', '`':
+		return false
+	case '\t', '\n', '\r':
+		return true
+	}
+	return 0x20 <= c && c < 0x7f
+}
+
+// plainHead is how many bytes b starts with that are plain.
+func plainHead(b []byte) int {
+	for i, c := range b {
+		if !plain(c) {
+			return i
+		}
+	}
+	return len(b)
 }
 
 // Watched is how many vault values the Matcher watches for.
