@@ -162,6 +162,10 @@ func (g *Gateway) checkAnswer(c *call, resp *http.Response) error {
 	b.s = m.NewStream(&b.out, false, func(h leak.Hit) error { record(h); return nil }).RedactWhen(redact)
 	resp.Body = b
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		// Each event is checked up to its end and passed on whole: a
+		// credential does not run on across the blank line between
+		// events (one split over events' text is the text guard's).
+		b.events = true
 		// Its generated text, checked whole across events: a credential
 		// a model streams a few characters at a time.
 		resp.Body = newTextGuard(m, b, c.dialect.Name(), recordText, textRedact)
@@ -229,11 +233,13 @@ func (b *answerBody) Close() error {
 // leakBody is an answer read through a leak.Stream: each read takes what
 // the stream has passed on, reading the upstream's body as it needs.
 type leakBody struct {
-	src io.ReadCloser
-	s   *leak.Stream
-	out bytes.Buffer // passed on by the stream, not yet read
-	buf []byte
-	eof bool
+	src    io.ReadCloser
+	s      *leak.Stream
+	out    bytes.Buffer // passed on by the stream, not yet read
+	buf    []byte
+	eof    bool
+	events bool // server-sent events: cut the check where each ends
+	last   byte // the last byte read
 }
 
 func (b *leakBody) Read(p []byte) (int, error) {
@@ -246,7 +252,7 @@ func (b *leakBody) Read(p []byte) (int, error) {
 		}
 		n, err := b.src.Read(b.buf)
 		if n > 0 {
-			if _, werr := b.s.Write(b.buf[:n]); werr != nil {
+			if werr := b.write(b.buf[:n]); werr != nil {
 				return 0, werr
 			}
 		}
@@ -260,6 +266,53 @@ func (b *leakBody) Read(p []byte) (int, error) {
 		}
 	}
 	return b.out.Read(p)
+}
+
+// write checks p; in a stream of events, it cuts the check after the
+// last event p ends.
+func (b *leakBody) write(p []byte) error {
+	cut := -1
+	if b.events {
+		cut = lastEventEnd(b.last, p)
+	}
+	b.last = p[len(p)-1]
+	if cut < 0 {
+		_, err := b.s.Write(p)
+		return err
+	}
+	if _, err := b.s.Write(p[:cut]); err != nil {
+		return err
+	}
+	if err := b.s.Cut(); err != nil {
+		return err
+	}
+	if cut < len(p) {
+		_, err := b.s.Write(p[cut:])
+		return err
+	}
+	return nil
+}
+
+// lastEventEnd returns the offset in p just after the last blank line
+// that ends a server-sent event (the line break before it may end the
+// previous read, whose last byte was last), or -1.
+func lastEventEnd(last byte, p []byte) int {
+	for i := len(p) - 1; i >= 0; i-- {
+		if p[i] != '\n' {
+			continue
+		}
+		prev := last
+		if i > 0 {
+			prev = p[i-1]
+		}
+		if prev == '\n' {
+			return i + 1
+		}
+		if prev == '\r' && i >= 2 && p[i-2] == '\n' {
+			return i + 1
+		}
+	}
+	return -1
 }
 
 func (b *leakBody) Close() error { return b.src.Close() }

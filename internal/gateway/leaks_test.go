@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/fakeprovider"
@@ -205,7 +207,7 @@ func TestCredentialsInAnswersAreRedacted(t *testing.T) {
 			} else if leaked || !bytes.Contains(a.body, []byte("[REDACTED:vault-value]")) {
 				t.Fatalf("the answer was not redacted: %s", a.body)
 			}
-			if !bytes.Contains(a.body, []byte("and retry.")) {
+			if !strings.Contains(answerText(t, a.body), "and retry.") {
 				t.Fatalf("the rest of the answer was lost: %s", a.body)
 			}
 			evs := events.of("request")
@@ -375,4 +377,128 @@ func TestKeyLeakActionOverridesThePolicy(t *testing.T) {
 	if strings.Join(actions, ",") != "block,alert,redact,alert,block" {
 		t.Fatalf("leak actions on the trail: %v", actions)
 	}
+}
+
+// answerText is the text of an answer: the body itself, or the joined text
+// deltas of a chat completions or Anthropic stream (a stream may pass a
+// delta on in pieces).
+func answerText(t *testing.T, body []byte) string {
+	t.Helper()
+	if !bytes.Contains(body, []byte("data: ")) {
+		return string(body)
+	}
+	var out strings.Builder
+	for _, line := range strings.Split(string(body), "\n") {
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok || data == "[DONE]" {
+			continue
+		}
+		var ev struct {
+			Choices []struct {
+				Delta struct{ Content string } `json:"delta"`
+			} `json:"choices"`
+			Delta struct{ Text string } `json:"delta"`
+		}
+		if err := json.Unmarshal([]byte(data), &ev); err != nil {
+			t.Fatalf("event is not valid JSON (%v): %s", err, data)
+		}
+		for _, c := range ev.Choices {
+			out.WriteString(c.Delta.Content)
+		}
+		out.WriteString(ev.Delta.Text)
+	}
+	return out.String()
+}
+
+// TestCheckedStreamPassesEachEventWhenItEnds: with the credential check
+// on and binary keys in the vault (keygate's own), each event of a
+// streamed answer reaches the client as soon as it has arrived whole, and
+// the words of a text event as soon as they cannot begin a credential:
+// the upstream sends the next event only after the client has read the
+// one before.
+func TestCheckedStreamPassesEachEventWhenItEnds(t *testing.T) {
+	key := upstreamKey(t, "events")
+	next := make(chan struct{})
+	up := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fl := w.(http.Flusher)
+		for _, ev := range []string{
+			`{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}`,
+			`{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hello from the keygate fa"},"finish_reason":null}]}`,
+			`{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"ke upstream."},"finish_reason":"stop"}]}`,
+		} {
+			io.WriteString(w, "data: "+ev+"\n\n")
+			fl.Flush()
+			select {
+			case <-next:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		io.WriteString(w, "data: [DONE]\n\n")
+	}))
+	ks := newKeys(t)
+	g := newGatewayWith(t, ks.verifier(), nil, func(o *gateway.Options) {
+		o.Leaks = &gateway.LeakOptions{}
+	}, upstreamAt("openai", "openai", up.URL+"/v1", key, "gpt-*"))
+	values := []leak.Value{{Name: "providers/openai", Value: secret.New(key)}}
+	for i := range 6 {
+		b := make([]byte, 32)
+		rand.Read(b)
+		values = append(values, leak.Value{Name: "system/key-" + string(rune('a'+i)), Value: secret.New(string(b))})
+	}
+	m, err := leak.New(leak.Options{Values: values, TokenIssuer: "https://keygate.internal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.SetLeakMatcher(m)
+
+	req, _ := http.NewRequest("POST", g.url+"/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	req.Header.Set("Authorization", "Bearer "+ks.issue("app", nil))
+	// A client that gives up, so a stream held back fails the test
+	// rather than hanging it.
+	resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var seen []byte
+	buf := make([]byte, 4096)
+	readUntil := func(want string) {
+		t.Helper()
+		for !strings.Contains(answerText(t, completeEvents(seen)), want) || !bytes.HasSuffix(seen, []byte("\n\n")) {
+			n, err := resp.Body.Read(buf)
+			seen = append(seen, buf[:n]...)
+			if err != nil {
+				t.Fatalf("stream ended (%v) before %q arrived; got %q", err, want, seen)
+			}
+		}
+	}
+	readUntil("") // the role event, whole
+	if !bytes.Contains(seen, []byte(`"role":"assistant"`)) {
+		t.Fatalf("first read %q", seen)
+	}
+	next <- struct{}{}
+	// The words up to the one still arriving ("fa"), but for the space a
+	// binary key might begin with.
+	readUntil("Hello from the keygate")
+	if text := answerText(t, completeEvents(seen)); strings.TrimSuffix(text, " ") != "Hello from the keygate" {
+		t.Fatalf("before the next event the client has %q, want the words up to the one still arriving", text)
+	}
+	close(next) // the rest at once
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text := answerText(t, append(seen, rest...)); text != "Hello from the keygate fake upstream." {
+		t.Fatalf("the client got %q", text)
+	}
+}
+
+// completeEvents is stream up to the end of its last whole event.
+func completeEvents(stream []byte) []byte {
+	if i := bytes.LastIndex(stream, []byte("\n\n")); i >= 0 {
+		return stream[:i+2]
+	}
+	return nil
 }

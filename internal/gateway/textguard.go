@@ -150,6 +150,7 @@ func (g *textGuard) release(force bool) {
 	for ; i < len(g.held); i++ {
 		ev := &g.held[i]
 		if !force && len(ev.spans) > 0 && ev.spans[len(ev.spans)-1].end() > g.passed {
+			g.passCleared(ev)
 			break
 		}
 		g.write(ev)
@@ -165,6 +166,66 @@ func (g *textGuard) release(force bool) {
 		}
 	}
 	g.hits = hitsAfter(g.hits, low)
+}
+
+// passCleared passes on now the cleared start of the text of ev, the first
+// event still held, in a copy of the event, and keeps the rest of its
+// text held: the client sees each word as soon as it cannot be part of a
+// credential, rather than a whole event late. Only an event with one text
+// span, no hit in it and no end-of-answer field (a finish reason, usage)
+// is split, so a client never sees such a field twice.
+func (g *textGuard) passCleared(ev *heldEvent) {
+	if len(ev.spans) != 1 || splitUnsafe(ev.raw) {
+		return
+	}
+	sp := ev.spans[0]
+	if g.passed <= sp.at {
+		return
+	}
+	for _, h := range g.hits {
+		if h.End > sp.at && h.Start < sp.end() {
+			return
+		}
+	}
+	c := splitSafe(ev.raw, sp.s, sp.s+int(g.passed-sp.at))
+	if c <= sp.s {
+		return
+	}
+	g.out.Write(ev.raw[:c])
+	g.out.Write(ev.raw[sp.e:])
+	rest := make([]byte, 0, len(ev.raw)-(c-sp.s))
+	rest = append(append(rest, ev.raw[:sp.s]...), ev.raw[c:]...)
+	g.size -= len(ev.raw) - len(rest)
+	ev.raw = rest
+	ev.spans[0] = textSpan{s: sp.s, e: sp.e - (c - sp.s), at: sp.at + int64(c-sp.s)}
+}
+
+// splitUnsafe reports whether an event carries a field a client must see
+// once: a finish or stop reason, or usage.
+func splitUnsafe(raw []byte) bool {
+	for _, f := range [...]string{`"finish_reason":"`, `"finishReason"`, `"stop_reason":"`, `"usage":{`, `"usageMetadata"`} {
+		if bytes.Contains(raw, []byte(f)) {
+			return true
+		}
+	}
+	return false
+}
+
+// splitSafe moves a split at i of the escaped string starting at start
+// back to where both halves stay valid text: not inside an escape
+// sequence, a UTF-8 sequence or a surrogate pair.
+func splitSafe(raw []byte, start, i int) int {
+	i = escapeSafe(raw, start, i)
+	for i > start && raw[i]&0xC0 == 0x80 {
+		i--
+	}
+	// \uD800-\uDBFF opens a surrogate pair that the next escape closes.
+	if i-6 >= start && raw[i-6] == '\\' && raw[i-5] == 'u' && (raw[i-4]|0x20) == 'd' {
+		if c := raw[i-3] | 0x20; c == '8' || c == '9' || c == 'a' || c == 'b' {
+			i = escapeSafe(raw, start, i-6)
+		}
+	}
+	return i
 }
 
 // hitsAfter keeps, in place, the hits that end after text offset low:

@@ -10,6 +10,7 @@ import (
 
 	"github.com/keygate/keygate/internal/leak"
 	"github.com/keygate/keygate/internal/secret"
+	"github.com/keygate/keygate/internal/usage"
 )
 
 // chatStream renders pieces as an OpenAI chat completions stream, each
@@ -118,7 +119,9 @@ func TestTextGuardRedactsWhateverTheSplit(t *testing.T) {
 }
 
 // TestTextGuardPassesCleanStreamsUnchanged: a stream without a credential
-// comes out byte for byte as it went in, events without text included.
+// comes out with the same text and every event without text byte for
+// byte; an event whose last word could still begin a credential is only
+// split, its cleared start passed on at once.
 func TestTextGuardPassesCleanStreamsUnchanged(t *testing.T) {
 	m, err := leak.New(leak.Options{Values: []leak.Value{{Name: "secret/db", Value: secret.New("pw-" + strings.Repeat("z9", 16))}}})
 	if err != nil {
@@ -132,8 +135,60 @@ func TestTextGuardPassesCleanStreamsUnchanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(out, in) {
-		t.Fatalf("a clean stream changed:\n%s\nwant\n%s", out, in)
+	if got, want := chatText(t, out), chatText(t, in); got != want {
+		t.Fatalf("a clean stream's text changed:\n%q\nwant\n%q", got, want)
+	}
+	if a, b := withoutText(out), withoutText(in); a != b {
+		t.Fatalf("a clean stream's other events changed:\n%s\nwant\n%s", a, b)
+	}
+}
+
+// withoutText drops a chat stream's content events, leaving the others.
+func withoutText(stream []byte) string {
+	var out []string
+	for _, ev := range strings.SplitAfter(string(stream), "\n\n") {
+		if !strings.Contains(ev, `"content":`) {
+			out = append(out, ev)
+		}
+	}
+	return strings.Join(out, "")
+}
+
+// TestTextGuardPassesClearedWordsAtOnce: an event is not held whole while
+// its last word may still grow into a credential: the words before it
+// reach the client before the next event arrives, and the held word
+// follows with the next.
+func TestTextGuardPassesClearedWordsAtOnce(t *testing.T) {
+	m, err := leak.New(leak.Options{Values: []leak.Value{{Name: "secret/db", Value: secret.New("pw-" + strings.Repeat("z9", 16))}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	g := newTextGuard(m, pr, "openai", func(leak.Hit) { t.Error("a hit in a clean stream") }, func(leak.Hit) bool { return true })
+	first := chatStream([]string{"Hello from the keygate fa"})
+	go pw.Write(first[:bytes.LastIndex(first, []byte("data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},"))])
+	buf := make([]byte, 4096)
+	var got []byte
+	for !strings.Contains(string(got), "keygate ") {
+		n, err := g.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	if text := chatText(t, got); text != "Hello from the keygate " {
+		t.Fatalf("passed at once %q, want the words before the last", text)
+	}
+	go func() {
+		pw.Write([]byte("data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ke upstream.\"},\"finish_reason\":null}]}\n\n"))
+		pw.Close()
+	}()
+	rest, err := io.ReadAll(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text := chatText(t, append(got, rest...)); text != "Hello from the keygate fake upstream." {
+		t.Fatalf("text %q", text)
 	}
 }
 
@@ -232,8 +287,9 @@ func TestTextGuardGeminiStream(t *testing.T) {
 
 // FuzzTextGuard: whatever an upstream streams (broken events, escapes cut
 // anywhere, a vault value spread over them), the guard never panics, passes
-// every byte of a stream without the value unchanged, and never lets the
-// value through whole in the text of the events it reads.
+// a stream without the value unchanged but for events split where their
+// text is, and never lets the value through whole in the text of the
+// events it reads.
 func FuzzTextGuard(f *testing.F) {
 	value := "pw-" + strings.Repeat("f4", 12)
 	m, err := leak.New(leak.Options{Values: []leak.Value{{Name: "secret/db", Value: secret.New(value)}}})
@@ -253,8 +309,12 @@ func FuzzTextGuard(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Contains(in, []byte("f4f4")) && !bytes.Equal(out, in) {
-			t.Fatalf("a stream without the value changed:\n%q\n%q", in, out)
+		if !bytes.Contains(in, []byte("f4f4")) {
+			ti, si := splitText(dialect, in)
+			to, so := splitText(dialect, out)
+			if ti != to || si != so {
+				t.Fatalf("a stream without the value changed:\n%q\n%q", in, out)
+			}
 		}
 		if !bytes.Contains(in, []byte(value)) && bytes.Contains(out, []byte(value)) {
 			t.Fatalf("the output holds the value whole though the input did not: %q", out)
@@ -276,4 +336,41 @@ func (r *fixedSteps) Read(p []byte) (int, error) {
 	copy(p, r.b[:k])
 	r.b = r.b[k:]
 	return k, nil
+}
+
+// splitText reads a stream as the guard does and returns the text of its
+// events, as escaped in them, and the rest of its bytes with each text cut
+// out; an event split in two by the guard leaves the same rest twice in a
+// row, which is kept once.
+func splitText(dialect string, stream []byte) (text, rest string) {
+	var t, r strings.Builder
+	last := ""
+	for len(stream) > 0 {
+		end := eventEnd(stream)
+		if end < 0 {
+			r.Write(stream)
+			break
+		}
+		raw := stream[:end]
+		stream = stream[end:]
+		var skel bytes.Buffer
+		pos := 0
+		if name, data, off, ok := eventData(raw); ok {
+			usage.EventText(dialect, name, data, func(s, e int) {
+				t.Write(raw[off+s : off+e])
+				skel.Write(raw[pos : off+s])
+				pos = off + e
+			})
+		}
+		skel.Write(raw[pos:])
+		if pos > 0 && skel.String() == last {
+			continue
+		}
+		last = ""
+		if pos > 0 {
+			last = skel.String()
+		}
+		r.Write(skel.Bytes())
+	}
+	return t.String(), r.String()
 }
