@@ -76,12 +76,12 @@ func (g *Gateway) prepareBedrockCall(h http.Header, r *http.Request, c *call) *D
 	}
 	c.model, c.clientModel, c.op = model, model, "chat"
 	c.turn = g.turnPrint(body, f)
-	sp := g.startStep(r.Context(), "keygate.route")
+	st := g.startStep(r.Context())
 	up, sent, den := g.routeBedrock(model)
 	if den == nil {
 		den = g.authorize(c, key, up, sent)
 	}
-	endStep(sp, den)
+	st.end("keygate.route", den)
 	if den != nil {
 		return den
 	}

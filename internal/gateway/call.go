@@ -114,6 +114,7 @@ type call struct {
 	// start, the time spent waiting on upstream attempts and what keygate
 	// added before the answer's headers.
 	span         trace.Span
+	traced       bool // span is recording: the trace is sampled
 	op           string
 	respModel    string
 	timed        bool

@@ -214,12 +214,12 @@ func (g *Gateway) prepareModelCall(h http.Header, r *http.Request, c *call) *Den
 		// Admission: the worst case reserved against every limit at once.
 		return g.tracedAdmit(h, r, c, key, f.Model, f, len(body))
 	}
-	sp := g.startStep(r.Context(), "keygate.route")
+	st := g.startStep(r.Context())
 	up, model, den := g.route(c.dialect, f.Model)
 	if den == nil {
 		den = g.authorize(c, key, up, model)
 	}
-	endStep(sp, den)
+	st.end("keygate.route", den)
 	if den != nil {
 		return den
 	}

@@ -162,6 +162,9 @@ type Gateway struct {
 	owners *ownerRecord
 	// sockets counts the open Responses WebSockets by key (responses_ws.go).
 	sockets socketCount
+	// attrBufs lends traced requests the slices their spans' attributes
+	// are built in (tracing.go).
+	attrBufs attrBufs
 }
 
 // New builds a gateway serving the given routing table.

@@ -88,8 +88,8 @@ func (m *meteredBody) Close() error {
 				u, _ = usage.FromBedrockJSON(*m.buf)
 			default:
 				u, _ = usage.FromJSON(m.dialect, *m.buf)
-				if m.c.span != nil {
-					m.c.respModel = responseModel(*m.buf)
+				if m.c.traced {
+					m.c.respModel = responseModel(*m.buf, m.c.sentModel)
 				}
 			}
 			if cap(*m.buf) <= 1<<20 {

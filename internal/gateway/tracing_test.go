@@ -22,6 +22,7 @@ import (
 	"github.com/keygate/keygate/internal/gateway"
 	"github.com/keygate/keygate/internal/metrics"
 	"github.com/keygate/keygate/internal/pricing"
+	"github.com/keygate/keygate/internal/store"
 	"github.com/keygate/keygate/internal/tracing"
 )
 
@@ -96,8 +97,8 @@ func (okSink) Close() error                               { return nil }
 // trace, continued from the caller's traceparent and carried upstream,
 // exported over OTLP/HTTP to a collector: a server span named and
 // attributed after the GenAI conventions with keygate's key, decision
-// and cost, and spans for admission, routing, the upstream attempt and
-// the audit write. No secret is in any span. A refused call is traced
+// and cost, whose events are the routing, admission and audit steps,
+// and a client span for the upstream attempt. No secret is in any span. A refused call is traced
 // with its reason. The overhead is in the header and the histogram.
 func TestTracesExportedOverOTLP(t *testing.T) {
 	rcv := &otlpReceiver{}
@@ -186,14 +187,24 @@ func TestTracesExportedOverOTLP(t *testing.T) {
 			t.Errorf("request span has no %s: %v", k, ra)
 		}
 	}
-	for _, name := range []string{"keygate.admission", "keygate.route", "keygate.audit"} {
-		s := byName[name]
-		if s == nil {
-			t.Fatalf("no %s span among %v", name, names(spans))
+	// Two spans: the request and its one upstream attempt. The steps are
+	// events on the request's span, in the order they ran, each within
+	// the span and with its duration.
+	if len(spans) != 2 {
+		t.Errorf("want 2 spans (the request and its attempt), got %v", names(spans))
+	}
+	var steps []string
+	for _, e := range root.Events {
+		steps = append(steps, e.Name)
+		if e.TimeUnixNano < root.StartTimeUnixNano || e.TimeUnixNano > root.EndTimeUnixNano {
+			t.Errorf("event %s at %d is outside the request span [%d, %d]", e.Name, e.TimeUnixNano, root.StartTimeUnixNano, root.EndTimeUnixNano)
 		}
-		if string(s.ParentSpanId) != string(root.SpanId) {
-			t.Errorf("%s is not a child of the request span", name)
+		if d, err := strconv.ParseFloat(attrs(e.Attributes)["keygate.step.duration_seconds"], 64); err != nil || d < 0 || d > 10 {
+			t.Errorf("event %s has no keygate.step.duration_seconds: %v", e.Name, attrs(e.Attributes))
 		}
+	}
+	if got, want := strings.Join(steps, ","), "keygate.route,keygate.admission,keygate.audit"; got != want {
+		t.Errorf("the request span's step events are %s, want %s", got, want)
 	}
 	var attempt *tracepb.Span
 	for _, s := range spans {
@@ -242,6 +253,31 @@ func TestTracesExportedOverOTLP(t *testing.T) {
 	met.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if !strings.Contains(rec.Body.String(), "keygate_overhead_seconds_count 1\n") {
 		t.Errorf("keygate_overhead_seconds does not count the one forwarded call:\n%s", grepLines(rec.Body.String(), "keygate_overhead"))
+	}
+
+	// A call refused at routing: the keygate.route event carries the
+	// reason the span does.
+	scoped := k.issue("scoped", func(k *store.Key) { k.AllowModels = []string{"gpt-4o"} })
+	if a := send(t, "POST", g.url+"/v1/chat/completions", chatBody, "Authorization", "Bearer "+scoped); a.status != http.StatusForbidden {
+		t.Fatalf("a model the key may not use: %d %s", a.status, a.body)
+	}
+	if err := tp.ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var routeReason, spanReason string
+	for _, s := range rcv.take() {
+		if s.Kind != tracepb.Span_SPAN_KIND_SERVER {
+			continue
+		}
+		spanReason = attrs(s.Attributes)["keygate.denial.reason"]
+		for _, e := range s.Events {
+			if e.Name == "keygate.route" {
+				routeReason = attrs(e.Attributes)["keygate.denial.reason"]
+			}
+		}
+	}
+	if spanReason == "" || routeReason != spanReason {
+		t.Errorf("refused at routing: the span's reason is %q, the keygate.route event's %q", spanReason, routeReason)
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
@@ -63,7 +62,16 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		ratio = 1
 	}
 	tp := sdktrace.NewTracerProvider(
-		sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(2*time.Second)),
+		sdktrace.WithBatcher(exp,
+			// Large batches: one export (one request to the collector, one
+			// encoding pass) per 2,048 spans or 2 seconds, whichever comes
+			// first, with room to queue 16,384 spans (a few seconds of a
+			// busy gateway) while one is in flight before any is dropped.
+			sdktrace.WithBatchTimeout(2*time.Second),
+			sdktrace.WithMaxExportBatchSize(2048),
+			sdktrace.WithMaxQueueSize(16384),
+			sdktrace.WithExportTimeout(10*time.Second),
+		),
 		sdktrace.WithResource(res),
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))),
 	)
@@ -91,30 +99,33 @@ func (p *Provider) ForceFlush(ctx context.Context) error { return p.tp.ForceFlus
 // Shutdown sends what is pending and stops the exporter.
 func (p *Provider) Shutdown(ctx context.Context) error { return p.tp.Shutdown(ctx) }
 
-// newExporter picks OTLP/HTTP or OTLP/gRPC by the endpoint's scheme.
-// Headers (a vendor's API key) come from OTEL_EXPORTER_OTLP_HEADERS,
-// which both exporters read, so no secret sits in keygate's config file.
-func newExporter(ctx context.Context, endpoint string) (*otlptrace.Exporter, error) {
+// newExporter picks the SDK's OTLP/HTTP or OTLP/gRPC client by the
+// endpoint's scheme and encodes spans for it (exporter.go). Headers (a
+// vendor's API key) come from OTEL_EXPORTER_OTLP_HEADERS, which both
+// clients read, so no secret sits in keygate's config file.
+func newExporter(ctx context.Context, endpoint string) (sdktrace.SpanExporter, error) {
 	u, err := url.Parse(endpoint)
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("tracing: endpoint %q is not a URL; use http://collector:4318 (OTLP/HTTP) or grpc://collector:4317 (OTLP/gRPC)", endpoint)
 	}
 	switch u.Scheme {
 	case "http", "https":
-		opts := []otlptracehttp.Option{otlptracehttp.WithEndpoint(u.Host)}
+		// Protobuf always (OTEL_EXPORTER_OTLP_PROTOCOL=http/json is not
+		// followed): the spans arrive encoded.
+		opts := []otlptracehttp.Option{otlptracehttp.WithEndpoint(u.Host), otlptracehttp.WithEncoding(otlptracehttp.EncodingProtobuf)}
 		if u.Scheme == "http" {
 			opts = append(opts, otlptracehttp.WithInsecure())
 		}
 		if p := strings.TrimSuffix(u.Path, "/"); p != "" {
 			opts = append(opts, otlptracehttp.WithURLPath(p))
 		}
-		return otlptracehttp.New(ctx, opts...)
+		return newWireExporter(ctx, otlptracehttp.NewClient(opts...))
 	case "grpc", "grpcs":
 		opts := []otlptracegrpc.Option{otlptracegrpc.WithEndpoint(u.Host)}
 		if u.Scheme == "grpc" {
 			opts = append(opts, otlptracegrpc.WithInsecure())
 		}
-		return otlptracegrpc.New(ctx, opts...)
+		return newWireExporter(ctx, otlptracegrpc.NewClient(opts...))
 	}
 	return nil, fmt.Errorf("tracing: endpoint scheme %q is not supported; use http, https (OTLP/HTTP), grpc or grpcs (OTLP/gRPC)", u.Scheme)
 }
