@@ -76,12 +76,12 @@ func (g *Gateway) prepareBedrockCall(h http.Header, r *http.Request, c *call) *D
 	}
 	c.model, c.clientModel, c.op = model, model, "chat"
 	c.turn = g.turnPrint(body, f)
-	st := g.startStep(r.Context())
+	st := startStep(c)
 	up, sent, den := g.routeBedrock(model)
 	if den == nil {
 		den = g.authorize(c, key, up, sent)
 	}
-	st.end("keygate.route", den)
+	st.end(stepRoute)
 	if den != nil {
 		return den
 	}

@@ -114,7 +114,8 @@ type call struct {
 	// start, the time spent waiting on upstream attempts and what keygate
 	// added before the answer's headers.
 	span         trace.Span
-	traced       bool // span is recording: the trace is sampled
+	traced       bool                  // span is recording: the trace is sampled
+	steps        [nSteps]time.Duration // the pipeline steps' durations, when traced
 	op           string
 	respModel    string
 	timed        bool

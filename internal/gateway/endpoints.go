@@ -214,12 +214,12 @@ func (g *Gateway) prepareModelCall(h http.Header, r *http.Request, c *call) *Den
 		// Admission: the worst case reserved against every limit at once.
 		return g.tracedAdmit(h, r, c, key, f.Model, f, len(body))
 	}
-	st := g.startStep(r.Context())
+	st := startStep(c)
 	up, model, den := g.route(c.dialect, f.Model)
 	if den == nil {
 		den = g.authorize(c, key, up, model)
 	}
-	st.end("keygate.route", den)
+	st.end(stepRoute)
 	if den != nil {
 		return den
 	}

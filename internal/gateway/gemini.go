@@ -83,7 +83,7 @@ func (g *Gateway) prepareGeminiCall(h http.Header, r *http.Request, c *call, gc 
 		}
 		return geminiFields(g.tracedAdmit(h, r, c, key, gc.Model, f, len(body)))
 	}
-	st := g.startStep(r.Context())
+	st := startStep(c)
 	up, model, den := g.route(c.dialect, gc.Model)
 	if den == nil {
 		den = g.authorize(c, key, up, model)
@@ -97,7 +97,7 @@ func (g *Gateway) prepareGeminiCall(h http.Header, r *http.Request, c *call, gc 
 			den = deny(http.StatusBadRequest, "invalid_model", err.Error())
 		}
 	}
-	st.end("keygate.route", den)
+	st.end(stepRoute)
 	if den != nil {
 		return den
 	}

@@ -32,18 +32,22 @@ import (
 // the upstream attempts, one client span each, which carry the trace
 // context upstream as a W3C traceparent.
 //
-// The pipeline's own steps (keygate.route, keygate.admission,
-// keygate.audit) are events on the server span, each stamped when the
-// step ended and carrying its duration and, when it refused the call,
-// the reason. They are not spans because a span is what tracing costs:
-// each one is an SDK object with its own IDs, lock, attributes, snapshot
+// The pipeline's own steps are attributes of the server span, each the
+// step's duration: keygate.route.duration_seconds,
+// keygate.admission.duration_seconds, keygate.audit.duration_seconds
+// (with keygate.alias and keygate.deployments for an alias); a step that
+// refused the call is the last of them, and keygate.denial.reason says
+// why. They are not spans because a span is what tracing costs: each
+// one is an SDK object with its own IDs, lock, attribute set, snapshot
 // and trip through the batch queue, and an OTLP message of its own to
 // encode, send and store, while these steps take microseconds, run one
-// after the other inside the request and never leave the process. As
-// events a trace shows the same timeline (when each step ended and how
-// long it took) for a fraction of the cost: five spans a request became
-// two. The attempt stays a span: it crosses to another service, which
-// continues the trace from it.
+// after the other in a fixed order inside the request and never leave
+// the process. Nor are they span events, which cost three to four
+// allocations each in the SDK: as attributes they cost nothing but
+// their slots in the span's attribute slice, and a backend can query
+// them (find the requests whose admission took over a millisecond).
+// Five spans a request became two. The upstream attempt stays a span:
+// it crosses to another service, which continues the trace from it.
 //
 // No span or event holds a secret, a body, a query string or a
 // passthrough path. With no tracer every function here returns at its
@@ -77,7 +81,6 @@ const (
 	attrRequestID   = attribute.Key("keygate.request.id")
 	attrRisk        = attribute.Key("keygate.risk")
 	attrOverheadSec = attribute.Key("keygate.overhead_seconds")
-	attrStepSec     = attribute.Key("keygate.step.duration_seconds")
 	attrAlias       = attribute.Key("keygate.alias")
 	attrDeployments = attribute.Key("keygate.deployments")
 	attrErrorType   = attribute.Key("error.type")
@@ -167,6 +170,14 @@ func (g *Gateway) endTrace(r *http.Request, c *call, status int) {
 	}
 	if c.overhead > 0 {
 		attrs = append(attrs, attrOverheadSec.Float64(c.overhead.Seconds()))
+	}
+	if c.alias != nil {
+		attrs = append(attrs, attrAlias.String(c.alias.Name), attrDeployments.Int(len(c.order)))
+	}
+	for i, d := range c.steps {
+		if d > 0 {
+			attrs = append(attrs, stepAttrs[i].Float64(d.Seconds()))
+		}
 	}
 	sp.SetAttributes(attrs...)
 	if status >= 500 {
@@ -259,59 +270,58 @@ func genAIProvider(up *route.Upstream) string {
 	return up.Dialect
 }
 
-// A step is one pipeline step timed for the request's span (see the
-// comment at the top of this file): its start, zero when the request's
+// The pipeline steps timed for the request's span, indexes of
+// call.steps.
+const (
+	stepRoute = iota
+	stepAdmission
+	stepAudit
+	nSteps
+)
+
+// stepAttrs name the steps' durations on the request's span.
+var stepAttrs = [nSteps]attribute.Key{
+	stepRoute:     "keygate.route.duration_seconds",
+	stepAdmission: "keygate.admission.duration_seconds",
+	stepAudit:     "keygate.audit.duration_seconds",
+}
+
+// A step is one pipeline step being timed; zero when the request's
 // trace is not recorded.
 type step struct {
-	sp    trace.Span
+	c     *call
 	start time.Time
 }
 
-// startStep starts timing a step of the request whose context is ctx; a
-// zero step when tracing is off or the trace is not sampled.
-func (g *Gateway) startStep(ctx context.Context) step {
-	if g.opts.Tracer == nil {
-		return step{}
+// startStep starts timing a step of call c; a zero step when tracing is
+// off or the trace is not sampled.
+func startStep(c *call) step {
+	if c == nil || !c.traced {
+		return step{} // off, or a trace not sampled: its steps are not either
 	}
-	sp := trace.SpanFromContext(ctx)
-	if !sp.IsRecording() {
-		return step{} // a trace not sampled: its steps are not either
-	}
-	return step{sp: sp, start: time.Now()}
+	return step{c: c, start: time.Now()}
 }
 
-// end records the step as an event named name on the request's span,
-// with its duration, the denial's code if it refused the call, and more.
-func (st step) end(name string, den *Denial, more ...attribute.KeyValue) {
-	if st.sp == nil {
-		return
+// end adds the step's duration to the call's step i.
+func (st step) end(i int) {
+	if st.c != nil {
+		st.c.steps[i] += max(time.Since(st.start), 1) // ran, even within the clock's grain
 	}
-	// The SDK keeps an event's attributes as given: this slice is the
-	// event's own, sized once.
-	attrs := make([]attribute.KeyValue, 0, 2+len(more))
-	attrs = append(attrs, attrStepSec.Float64(time.Since(st.start).Seconds()))
-	if den != nil {
-		attrs = append(attrs, attrReason.String(den.Code))
-	}
-	attrs = append(attrs, more...)
-	st.sp.AddEvent(name, trace.WithAttributes(attrs...))
 }
 
-// tracedAdmit is admit (limits.go) as a keygate.admission step.
+// tracedAdmit is admit (limits.go), timed as the admission step.
 func (g *Gateway) tracedAdmit(h http.Header, r *http.Request, c *call, key *principal.Principal, model string, f jsonpeek.Fields, bodyLen int) *Denial {
-	st := g.startStep(r.Context())
+	st := startStep(c)
 	den := g.admit(h, r, c, key, model, f, bodyLen)
-	st.end("keygate.admission", den)
+	st.end(stepAdmission)
 	return den
 }
 
-// tracedRouteAlias is routeAlias (routing.go) as a keygate.route step.
+// tracedRouteAlias is routeAlias (routing.go), timed as the route step.
 func (g *Gateway) tracedRouteAlias(r *http.Request, c *call, key *principal.Principal, a *route.Alias) *Denial {
-	st := g.startStep(r.Context())
+	st := startStep(c)
 	den := g.routeAlias(r, c, key, a)
-	if st.sp != nil {
-		st.end("keygate.route", den, attrAlias.String(a.Name), attrDeployments.Int(len(c.order)))
-	}
+	st.end(stepRoute)
 	return den
 }
 
@@ -390,11 +400,11 @@ func errorType(err error) string {
 	return "unreachable"
 }
 
-// recordAudit is audit (gateway.go) as a keygate.audit step.
+// recordAudit is audit (gateway.go), timed as the audit step.
 func (g *Gateway) recordAudit(ctx context.Context, r *http.Request, c *call, status int, start time.Time) {
-	st := g.startStep(ctx)
+	st := startStep(c)
 	g.audit(r, c, status, start)
-	st.end("keygate.audit", nil)
+	st.end(stepAudit)
 }
 
 // responseModel reads the model an upstream's JSON answer names, for
@@ -458,7 +468,7 @@ func (b *attrBufs) get() *[]attribute.KeyValue {
 	if s, ok := b.p.Get().(*[]attribute.KeyValue); ok {
 		return s
 	}
-	s := make([]attribute.KeyValue, 0, 24)
+	s := make([]attribute.KeyValue, 0, 32)
 	return &s
 }
 
