@@ -181,3 +181,73 @@ func trim(m proto.Message) string {
 	}
 	return s
 }
+
+// BenchmarkExport sends one batch of 2,048 spans shaped like a traced
+// request's two (a server span with 25 attributes, a client span with
+// 9) to a collector in this process, encoded by the SDK's exporter and
+// by the wire exporter, without and with gzip: the export's cost per
+// span is ns/op / 2048.
+func BenchmarkExport(b *testing.B) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec),
+		sdktrace.WithResource(resource.NewWithAttributes(semconv.SchemaURL, semconv.ServiceName("keygate"))))
+	tr := tp.Tracer("github.com/keygate/keygate/internal/gateway")
+	for range 1024 {
+		ctx, server := tr.Start(context.Background(), "chat gpt-4o-mini", trace.WithSpanKind(trace.SpanKindServer))
+		_, client := tr.Start(ctx, "chat gpt-4o-mini", trace.WithSpanKind(trace.SpanKindClient))
+		client.SetAttributes(attribute.String("server.address", "api.openai.com"), attribute.String("http.request.method", "POST"),
+			attribute.String("keygate.provider", "openai"), attribute.String("gen_ai.operation.name", "chat"),
+			attribute.String("gen_ai.provider.name", "openai"), attribute.String("gen_ai.system", "openai"),
+			attribute.String("gen_ai.request.model", "gpt-4o-mini"), attribute.Int("http.response.status_code", 200))
+		client.End()
+		server.SetAttributes(attribute.String("http.request.method", "POST"), attribute.Int("http.response.status_code", 200),
+			attribute.String("keygate.request.id", "req_5648220aa5d4_3"), attribute.String("http.route", "/v1/chat/completions"),
+			attribute.String("gen_ai.operation.name", "chat"), attribute.String("gen_ai.request.model", "gpt-4o-mini"),
+			attribute.String("gen_ai.response.model", "gpt-4o-mini-2024-07-18"), attribute.String("keygate.key.id", "key_7f3a9c"),
+			attribute.String("keygate.provider", "openai"), attribute.String("gen_ai.provider.name", "openai"),
+			attribute.String("gen_ai.system", "openai"), attribute.String("keygate.decision", "allow"),
+			attribute.Int64("gen_ai.usage.input_tokens", 24), attribute.Int64("gen_ai.usage.output_tokens", 18),
+			attribute.Float64("keygate.cost.usd", 0.0000144), attribute.Float64("keygate.overhead_seconds", 0.000231),
+			attribute.Float64("keygate.route.duration_seconds", 0.0000023), attribute.Float64("keygate.admission.duration_seconds", 0.0000013),
+			attribute.Float64("keygate.audit.duration_seconds", 0.0000074))
+		server.End()
+	}
+	spans := rec.Ended()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		exp  func() (sdktrace.SpanExporter, error)
+	}{
+		{"sdk", func() (sdktrace.SpanExporter, error) {
+			return otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(srv.URL))
+		}},
+		{"sdk+gzip", func() (sdktrace.SpanExporter, error) {
+			return otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(srv.URL), otlptracehttp.WithCompression(otlptracehttp.GzipCompression))
+		}},
+		{"wire", func() (sdktrace.SpanExporter, error) {
+			return newExporter(ctx, srv.URL)
+		}},
+		{"wire+gzip", func() (sdktrace.SpanExporter, error) {
+			return newWireExporter(ctx, otlptracehttp.NewClient(otlptracehttp.WithEndpointURL(srv.URL), otlptracehttp.WithCompression(otlptracehttp.GzipCompression)))
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			exp, err := tc.exp()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer exp.Shutdown(ctx)
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := exp.ExportSpans(ctx, spans); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
