@@ -31,7 +31,7 @@ type wireExporter struct {
 }
 
 // newWireExporter starts client and exports through it.
-func newWireExporter(ctx context.Context, client otlptrace.Client) (*wireExporter, error) {
+func newWireExporter(ctx context.Context, client otlptrace.Client) (sdktrace.SpanExporter, error) {
 	if err := client.Start(ctx); err != nil {
 		return nil, err
 	}

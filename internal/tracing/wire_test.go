@@ -3,6 +3,7 @@ package tracing
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -18,6 +20,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 )
@@ -249,5 +252,74 @@ func BenchmarkExport(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// grpcCollector is an OTLP/gRPC trace service that keeps the requests
+// it is sent.
+type grpcCollector struct {
+	coltracepb.UnimplementedTraceServiceServer
+	mu  sync.Mutex
+	got []*coltracepb.ExportTraceServiceRequest
+}
+
+func (c *grpcCollector) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.got = append(c.got, req)
+	return &coltracepb.ExportTraceServiceResponse{}, nil
+}
+
+// TestWireOverGRPC: over OTLP/gRPC too, the collector receives the
+// spans the SDK's exporter would send.
+func TestWireOverGRPC(t *testing.T) {
+	spans := sampleSpans(t)
+	ctx := context.Background()
+	receive := func(newExp func(addr string) (sdktrace.SpanExporter, error)) *coltracepb.ExportTraceServiceRequest {
+		t.Helper()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		col := &grpcCollector{}
+		srv := grpc.NewServer()
+		coltracepb.RegisterTraceServiceServer(srv, col)
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Stop()
+		exp, err := newExp(ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := exp.ExportSpans(ctx, spans); err != nil {
+			t.Fatal(err)
+		}
+		_ = exp.Shutdown(ctx)
+		col.mu.Lock()
+		defer col.mu.Unlock()
+		if len(col.got) != 1 {
+			t.Fatalf("the collector got %d requests, want 1", len(col.got))
+		}
+		return col.got[0]
+	}
+	want := receive(func(addr string) (sdktrace.SpanExporter, error) {
+		return otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(addr), otlptracegrpc.WithInsecure())
+	})
+	got := receive(func(addr string) (sdktrace.SpanExporter, error) { return newExporter(ctx, "grpc://"+addr) })
+	for _, r := range []*coltracepb.ExportTraceServiceRequest{want, got} {
+		for _, rs := range r.ResourceSpans {
+			if ss := rs.ScopeSpans; len(ss) == 2 && ss[0].Scope.Name > ss[1].Scope.Name {
+				ss[0], ss[1] = ss[1], ss[0]
+			}
+			for _, ss := range rs.ScopeSpans {
+				for _, sp := range ss.Spans {
+					for _, l := range sp.Links {
+						l.TraceState = "" // carried by the wire encoder only
+					}
+				}
+			}
+		}
+	}
+	if !proto.Equal(want, got) {
+		t.Fatalf("over gRPC the request differs from the SDK's:\n got %v\nwant %v", trim(got), trim(want))
 	}
 }
