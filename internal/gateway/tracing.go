@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -35,9 +36,10 @@ import (
 // The pipeline's own steps are attributes of the server span, each the
 // step's duration: keygate.route.duration_seconds,
 // keygate.admission.duration_seconds, keygate.audit.duration_seconds
-// (with keygate.alias and keygate.deployments for an alias); a step that
-// refused the call is the last of them, and keygate.denial.reason says
-// why. They are not spans because a span is what tracing costs: each
+// (with keygate.alias and keygate.deployments for an alias). Which of
+// them ran tells where a refused call stopped (one refused at routing
+// has no admission time), and keygate.denial.reason says why. They are
+// not spans because a span is what tracing costs: each
 // one is an SDK object with its own IDs, lock, attribute set, snapshot
 // and trip through the batch queue, and an OTLP message of its own to
 // encode, send and store, while these steps take microseconds, run one
@@ -49,7 +51,7 @@ import (
 // Five spans a request became two. The upstream attempt stays a span:
 // it crosses to another service, which continues the trace from it.
 //
-// No span or event holds a secret, a body, a query string or a
+// No span holds a secret, a body, a query string or a
 // passthrough path. With no tracer every function here returns at its
 // first line: tracing off costs a nil check.
 
@@ -422,7 +424,7 @@ func responseModel(body []byte, sent string) string {
 		if len(v) < 2 || v[0] != '"' {
 			return ""
 		}
-		if string(v[1:len(v)-1]) == sent {
+		if raw := v[1 : len(v)-1]; string(raw) == sent && bytes.IndexByte(raw, '\\') < 0 {
 			return sent
 		}
 		m, ok := jsonpeek.AppendUnquoted(nil, v)
