@@ -25,6 +25,7 @@ type wireExporter struct {
 
 	mu      sync.Mutex // one export at a time: they share the buffers below
 	enc     encoder
+	buf     []byte
 	bodies  [][2]int
 	structs []*tracepb.ResourceSpans
 	stopped bool
@@ -48,21 +49,20 @@ func (x *wireExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnl
 	if x.stopped {
 		return nil
 	}
-	x.enc.b = x.enc.b[:0]
-	x.bodies = x.enc.export(spans, x.bodies[:0])
+	x.buf, x.bodies = x.enc.export(x.buf[:0], spans, x.bodies[:0])
 	for len(x.structs) < len(x.bodies) {
 		x.structs = append(x.structs, &tracepb.ResourceSpans{})
 	}
 	rss := x.structs[:len(x.bodies)]
 	for i, b := range x.bodies {
-		rss[i].ProtoReflect().SetUnknown(protoreflect.RawFields(x.enc.b[b[0]:b[1]]))
+		rss[i].ProtoReflect().SetUnknown(protoreflect.RawFields(x.buf[b[0]:b[1]]))
 	}
 	err := x.client.UploadTraces(ctx, rss)
 	for _, rs := range rss {
 		rs.ProtoReflect().SetUnknown(nil) // let go of the buffer
 	}
-	if cap(x.enc.b) > 16<<20 {
-		x.enc.b = nil // an outsized batch: do not keep its buffer
+	if cap(x.buf) > 16<<20 {
+		x.buf = nil // an outsized batch: do not keep its buffer
 	}
 	return err
 }

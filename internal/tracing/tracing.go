@@ -2,8 +2,11 @@
 // collector. Tracing is off unless an endpoint is configured; off, the
 // gateway holds no tracer and its request path does no tracing work at
 // all. The spans themselves are made by the gateway (internal/gateway);
-// this package builds the exporter, the sampler and the provider, and
-// names the attributes keygate adds to the GenAI semantic conventions.
+// this package builds the provider: a parent-based ratio sampler (a
+// caller's sampled trace is always kept), a batch span processor sized
+// for large exports, and an exporter that encodes spans to OTLP protobuf
+// itself (wire.go) and sends them through the SDK's OTLP client
+// (exporter.go).
 package tracing
 
 import (

@@ -105,231 +105,266 @@ const (
 	flagIsRemote    = 0x200
 )
 
-// encoder appends protobuf to b. A nested message is written in place
-// after one byte reserved for its length, moved along when the length
-// needs more (only messages of 128 bytes or more: spans, not their
-// attributes).
-type encoder struct {
-	b []byte
+// The append functions below write protobuf to the end of b and return
+// it, like protowire's: b stays a local (in registers) through a span's
+// hundred-odd appends, where a field of a heap object would be written,
+// under a GC write barrier, at each one. A nested message is written in
+// place after one byte reserved for its length (begin), moved along
+// when the length needs more (end: only messages of 128 bytes or more,
+// spans rather than their attributes).
+
+func appendTag(b []byte, field, wire int) []byte {
+	return binary.AppendUvarint(b, uint64(field)<<3|uint64(wire))
 }
 
-func (e *encoder) tag(field, wire int) {
-	e.b = binary.AppendUvarint(e.b, uint64(field)<<3|uint64(wire))
+func appendVarint(b []byte, field int, v uint64) []byte {
+	return binary.AppendUvarint(appendTag(b, field, wireVarint), v)
 }
 
-func (e *encoder) varint(field int, v uint64) {
-	e.tag(field, wireVarint)
-	e.b = binary.AppendUvarint(e.b, v)
-}
-
-// varintNonZero writes v unless it is 0, as proto3 leaves defaults out.
-func (e *encoder) varintNonZero(field int, v uint64) {
-	if v != 0 {
-		e.varint(field, v)
+// appendVarintNonZero writes v unless it is 0, as proto3 leaves
+// defaults out.
+func appendVarintNonZero(b []byte, field int, v uint64) []byte {
+	if v == 0 {
+		return b
 	}
+	return appendVarint(b, field, v)
 }
 
-func (e *encoder) fixed64(field int, v uint64) {
-	e.tag(field, wireFixed64)
-	e.b = binary.LittleEndian.AppendUint64(e.b, v)
+func appendFixed64(b []byte, field int, v uint64) []byte {
+	return binary.LittleEndian.AppendUint64(appendTag(b, field, wireFixed64), v)
 }
 
-func (e *encoder) fixed32(field int, v uint32) {
-	e.tag(field, wireFixed32)
-	e.b = binary.LittleEndian.AppendUint32(e.b, v)
+func appendFixed64NonZero(b []byte, field int, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	return appendFixed64(b, field, v)
 }
 
-// str writes a string field, left out when empty.
-func (e *encoder) str(field int, s string) {
+func appendFixed32(b []byte, field int, v uint32) []byte {
+	return binary.LittleEndian.AppendUint32(appendTag(b, field, wireFixed32), v)
+}
+
+// appendString writes a string field, even an empty one (a oneof
+// member's presence is its value).
+func appendString(b []byte, field int, s string) []byte {
+	b = binary.AppendUvarint(appendTag(b, field, wireBytes), uint64(len(s)))
+	return append(b, s...)
+}
+
+// appendStringNonEmpty writes a string field unless it is empty.
+func appendStringNonEmpty(b []byte, field int, s string) []byte {
 	if s == "" {
-		return
+		return b
 	}
-	e.tag(field, wireBytes)
-	e.b = binary.AppendUvarint(e.b, uint64(len(s)))
-	e.b = append(e.b, s...)
+	return appendString(b, field, s)
 }
 
-// bytes writes a bytes field, left out when empty.
-func (e *encoder) bytes(field int, p []byte) {
+// appendBytesNonEmpty writes a bytes field unless it is empty.
+func appendBytesNonEmpty(b []byte, field int, p []byte) []byte {
 	if len(p) == 0 {
-		return
+		return b
 	}
-	e.tag(field, wireBytes)
-	e.b = binary.AppendUvarint(e.b, uint64(len(p)))
-	e.b = append(e.b, p...)
+	b = binary.AppendUvarint(appendTag(b, field, wireBytes), uint64(len(p)))
+	return append(b, p...)
 }
 
-// begin opens a nested message in field; end closes it.
-func (e *encoder) begin(field int) int {
-	e.tag(field, wireBytes)
-	e.b = append(e.b, 0)
-	return len(e.b)
+// begin opens a nested message in field, returning b and where the
+// message's contents start; end closes it.
+func begin(b []byte, field int) ([]byte, int) {
+	b = append(appendTag(b, field, wireBytes), 0)
+	return b, len(b)
 }
 
-// end writes the length of the message begun at start and returns
+// end writes the length of the message begun at start, returning b and
 // where its contents now start.
-func (e *encoder) end(start int) int {
-	n := len(e.b) - start
+func end(b []byte, start int) ([]byte, int) {
+	n := len(b) - start
 	if n < 0x80 {
-		e.b[start-1] = byte(n)
-		return start
+		b[start-1] = byte(n)
+		return b, start
 	}
 	var lenBuf [binary.MaxVarintLen64]byte
 	k := binary.PutUvarint(lenBuf[:], uint64(n))
-	e.b = append(e.b, lenBuf[:k-1]...) // room for the longer length
-	copy(e.b[start-1+k:], e.b[start:start+n])
-	copy(e.b[start-1:], lenBuf[:k])
-	return start - 1 + k
+	b = append(b, lenBuf[:k-1]...) // room for the longer length
+	copy(b[start-1+k:], b[start:start+n])
+	copy(b[start-1:], lenBuf[:k])
+	return b, start - 1 + k
 }
 
-func (e *encoder) keyValues(field int, kvs []attribute.KeyValue) {
+// endMsg is end for a message whose position is not needed after.
+func endMsg(b []byte, start int) []byte {
+	b, _ = end(b, start)
+	return b
+}
+
+func appendKeyValue(b []byte, field int, kv attribute.KeyValue) []byte {
+	b, m := begin(b, field)
+	b = appendStringNonEmpty(b, fKVKey, string(kv.Key))
+	b, v := begin(b, fKVValue)
+	b = appendAnyValue(b, kv.Value)
+	b = endMsg(b, v)
+	return endMsg(b, m)
+}
+
+func appendKeyValues(b []byte, field int, kvs []attribute.KeyValue) []byte {
 	for _, kv := range kvs {
-		m := e.begin(field)
-		e.str(fKVKey, string(kv.Key))
-		v := e.begin(fKVValue)
-		e.anyValue(kv.Value)
-		e.end(v)
-		e.end(m)
+		b = appendKeyValue(b, field, kv)
 	}
+	return b
 }
 
-func (e *encoder) iterKeyValues(field int, it attribute.Iterator) {
-	for it.Next() {
-		kv := it.Attribute()
-		m := e.begin(field)
-		e.str(fKVKey, string(kv.Key))
-		v := e.begin(fKVValue)
-		e.anyValue(kv.Value)
-		e.end(v)
-		e.end(m)
+func appendSet(b []byte, field int, set *attribute.Set) []byte {
+	for it := set.Iter(); it.Next(); {
+		b = appendKeyValue(b, field, it.Attribute())
 	}
+	return b
 }
 
-// anyValue writes the fields of an AnyValue (inside it, not the message
-// itself), as the SDK's exporter maps attribute values.
-func (e *encoder) anyValue(v attribute.Value) {
+// appendAnyValue writes the fields of an AnyValue (inside it, not the
+// message itself), as the SDK's exporter maps attribute values.
+func appendAnyValue(b []byte, v attribute.Value) []byte {
 	switch v.Type() {
 	case attribute.BOOL:
-		b := uint64(0)
+		x := uint64(0)
 		if v.AsBool() {
-			b = 1
+			x = 1
 		}
-		e.varint(fAnyBool, b)
+		return appendVarint(b, fAnyBool, x)
 	case attribute.INT64:
-		e.varint(fAnyInt, uint64(v.AsInt64()))
+		return appendVarint(b, fAnyInt, uint64(v.AsInt64()))
 	case attribute.FLOAT64:
-		e.fixed64(fAnyDouble, math.Float64bits(v.AsFloat64()))
+		return appendFixed64(b, fAnyDouble, math.Float64bits(v.AsFloat64()))
 	case attribute.STRING:
-		// A oneof member is written even when empty.
-		s := v.AsString()
-		e.tag(fAnyString, wireBytes)
-		e.b = binary.AppendUvarint(e.b, uint64(len(s)))
-		e.b = append(e.b, s...)
+		return appendString(b, fAnyString, v.AsString())
 	case attribute.BYTESLICE:
 		p := v.AsByteSlice()
-		e.tag(fAnyBytes, wireBytes)
-		e.b = binary.AppendUvarint(e.b, uint64(len(p)))
-		e.b = append(e.b, p...)
+		b = binary.AppendUvarint(appendTag(b, fAnyBytes, wireBytes), uint64(len(p)))
+		return append(b, p...)
 	case attribute.BOOLSLICE:
-		a := e.begin(fAnyArray)
+		b, a := begin(b, fAnyArray)
 		for _, x := range v.AsBoolSlice() {
-			m := e.begin(fArrayValues)
-			e.anyValue(attribute.BoolValue(x))
-			e.end(m)
+			var m int
+			b, m = begin(b, fArrayValues)
+			b = appendAnyValue(b, attribute.BoolValue(x))
+			b = endMsg(b, m)
 		}
-		e.end(a)
+		return endMsg(b, a)
 	case attribute.INT64SLICE:
-		a := e.begin(fAnyArray)
+		b, a := begin(b, fAnyArray)
 		for _, x := range v.AsInt64Slice() {
-			m := e.begin(fArrayValues)
-			e.varint(fAnyInt, uint64(x))
-			e.end(m)
+			var m int
+			b, m = begin(b, fArrayValues)
+			b = appendVarint(b, fAnyInt, uint64(x))
+			b = endMsg(b, m)
 		}
-		e.end(a)
+		return endMsg(b, a)
 	case attribute.FLOAT64SLICE:
-		a := e.begin(fAnyArray)
+		b, a := begin(b, fAnyArray)
 		for _, x := range v.AsFloat64Slice() {
-			m := e.begin(fArrayValues)
-			e.fixed64(fAnyDouble, math.Float64bits(x))
-			e.end(m)
+			var m int
+			b, m = begin(b, fArrayValues)
+			b = appendFixed64(b, fAnyDouble, math.Float64bits(x))
+			b = endMsg(b, m)
 		}
-		e.end(a)
+		return endMsg(b, a)
 	case attribute.STRINGSLICE:
-		a := e.begin(fAnyArray)
+		b, a := begin(b, fAnyArray)
 		for _, x := range v.AsStringSlice() {
-			m := e.begin(fArrayValues)
-			e.anyValue(attribute.StringValue(x))
-			e.end(m)
+			var m int
+			b, m = begin(b, fArrayValues)
+			b = appendString(b, fAnyString, x)
+			b = endMsg(b, m)
 		}
-		e.end(a)
+		return endMsg(b, a)
 	case attribute.SLICE:
-		a := e.begin(fAnyArray)
+		b, a := begin(b, fAnyArray)
 		for _, x := range v.AsSlice() {
-			m := e.begin(fArrayValues)
-			e.anyValue(x)
-			e.end(m)
+			var m int
+			b, m = begin(b, fArrayValues)
+			b = appendAnyValue(b, x)
+			b = endMsg(b, m)
 		}
-		e.end(a)
+		return endMsg(b, a)
 	case attribute.MAP:
-		a := e.begin(fAnyKVList)
-		e.keyValues(fKVListValues, v.AsMap())
-		e.end(a)
+		b, a := begin(b, fAnyKVList)
+		b = appendKeyValues(b, fKVListValues, v.AsMap())
+		return endMsg(b, a)
 	case attribute.EMPTY:
-	default:
-		e.anyValue(attribute.StringValue("INVALID"))
+		return b
 	}
+	return appendString(b, fAnyString, "INVALID")
 }
 
-// export writes an ExportTraceServiceRequest holding spans, grouped by
-// resource and instrumentation scope in the order they first appear,
-// and returns where the contents of each of its ResourceSpans lie in b.
-func (e *encoder) export(spans []sdktrace.ReadOnlySpan, bodies [][2]int) [][2]int {
-	type group struct {
-		res   *resource.Resource
-		scope instrumentation.Scope
-	}
-	var small [4]group // a provider has one resource, keygate one tracer
-	groups := small[:0]
+// encoder writes ExportTraceServiceRequests, keeping what one export
+// works out about its spans for the next.
+type encoder struct {
+	groups []group // the resource and scope of each group of spans
+	of     []int   // each span's group, an index of groups
+}
+
+// group is one resource and instrumentation scope spans share.
+type group struct {
+	res   *resource.Resource
+	scope instrumentation.Scope
+}
+
+// export appends to b an ExportTraceServiceRequest holding spans,
+// grouped by resource and instrumentation scope in the order they first
+// appear, and appends to bodies where the contents of each of its
+// ResourceSpans lie in b.
+func (e *encoder) export(b []byte, spans []sdktrace.ReadOnlySpan, bodies [][2]int) ([]byte, [][2]int) {
+	e.groups, e.of = e.groups[:0], e.of[:0]
 	for _, s := range spans {
-		if s == nil {
-			continue
+		gi := -1
+		if s != nil {
+			g := group{s.Resource(), s.InstrumentationScope()}
+			for i := range e.groups {
+				if sameResource(e.groups[i].res, g.res) && e.groups[i].scope == g.scope {
+					gi = i
+					break
+				}
+			}
+			if gi < 0 {
+				gi = len(e.groups)
+				e.groups = append(e.groups, g)
+			}
 		}
-		g := group{s.Resource(), s.InstrumentationScope()}
-		seen := false
-		for _, h := range groups {
-			if sameResource(h.res, g.res) && h.scope == g.scope {
-				seen = true
+		e.of = append(e.of, gi)
+	}
+	for i, g := range e.groups {
+		first := true // the first group of its resource writes the resource
+		for _, h := range e.groups[:i] {
+			if sameResource(h.res, g.res) {
+				first = false
 				break
 			}
 		}
-		if !seen {
-			groups = append(groups, g)
+		if !first {
+			continue
 		}
-	}
-	for i, g := range groups {
-		if i > 0 && sameResource(groups[i-1].res, g.res) {
-			continue // written with the first group of its resource
-		}
-		rs := e.begin(fExportResourceSpans)
+		var rs int
+		b, rs = begin(b, fExportResourceSpans)
 		if g.res != nil {
-			r := e.begin(fRSResource)
-			e.iterKeyValues(fResourceAttrs, g.res.Iter())
-			e.end(r)
+			var r int
+			b, r = begin(b, fRSResource)
+			b = appendSet(b, fResourceAttrs, g.res.Set())
+			b = endMsg(b, r)
 		}
-		for _, h := range groups[i:] {
-			if !sameResource(h.res, g.res) {
-				continue
+		for j := i; j < len(e.groups); j++ {
+			if sameResource(e.groups[j].res, g.res) {
+				b = e.appendScopeSpans(b, spans, j)
 			}
-			e.scopeSpans(spans, h.res, h.scope)
 		}
 		if g.res != nil {
-			e.str(fRSSchemaURL, g.res.SchemaURL())
+			b = appendStringNonEmpty(b, fRSSchemaURL, g.res.SchemaURL())
 		}
-		end := len(e.b)
-		start := e.end(rs)
-		bodies = append(bodies, [2]int{start, start + end - rs})
+		n := len(b) - rs
+		b, rs = end(b, rs)
+		bodies = append(bodies, [2]int{rs, rs + n})
 	}
-	return bodies
+	clear(e.groups) // let go of the resources
+	return b, bodies
 }
 
 // sameResource reports whether two spans' resources are one.
@@ -343,75 +378,76 @@ func sameResource(a, b *resource.Resource) bool {
 	return a.Equivalent() == b.Equivalent()
 }
 
-// scopeSpans writes the ScopeSpans of the spans of one resource and scope.
-func (e *encoder) scopeSpans(spans []sdktrace.ReadOnlySpan, res *resource.Resource, scope instrumentation.Scope) {
-	ss := e.begin(fRSScopeSpans)
-	sc := e.begin(fSSScope)
-	e.str(fScopeName, scope.Name)
-	e.str(fScopeVersion, scope.Version)
-	e.iterKeyValues(fScopeAttrs, scope.Attributes.Iter())
-	e.end(sc)
-	for _, s := range spans {
-		if s != nil && sameResource(s.Resource(), res) && s.InstrumentationScope() == scope {
-			e.span(s)
+// appendScopeSpans writes the ScopeSpans of the spans of group gi.
+func (e *encoder) appendScopeSpans(b []byte, spans []sdktrace.ReadOnlySpan, gi int) []byte {
+	scope := &e.groups[gi].scope
+	b, ss := begin(b, fRSScopeSpans)
+	b, sc := begin(b, fSSScope)
+	b = appendStringNonEmpty(b, fScopeName, scope.Name)
+	b = appendStringNonEmpty(b, fScopeVersion, scope.Version)
+	b = appendSet(b, fScopeAttrs, &scope.Attributes)
+	b = endMsg(b, sc)
+	for i, s := range spans {
+		if e.of[i] == gi {
+			b = appendSpan(b, s)
 		}
 	}
-	e.str(fSSSchemaURL, scope.SchemaURL)
-	e.end(ss)
+	b = appendStringNonEmpty(b, fSSSchemaURL, scope.SchemaURL)
+	return endMsg(b, ss)
 }
 
-// span writes one Span.
-func (e *encoder) span(s sdktrace.ReadOnlySpan) {
-	m := e.begin(fSSSpans)
+// appendSpan writes one Span.
+func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
+	b, m := begin(b, fSSSpans)
 	sc := s.SpanContext()
 	tid, sid := sc.TraceID(), sc.SpanID()
-	e.bytes(fSpanTraceID, tid[:])
-	e.bytes(fSpanSpanID, sid[:])
-	e.str(fSpanTraceState, sc.TraceState().String())
+	b = appendBytesNonEmpty(b, fSpanTraceID, tid[:])
+	b = appendBytesNonEmpty(b, fSpanSpanID, sid[:])
+	if ts := sc.TraceState(); ts.Len() > 0 {
+		b = appendStringNonEmpty(b, fSpanTraceState, ts.String())
+	}
 	parent := s.Parent()
 	if psid := parent.SpanID(); psid.IsValid() {
-		e.bytes(fSpanParentSpanID, psid[:])
+		b = appendBytesNonEmpty(b, fSpanParentSpanID, psid[:])
 	}
-	e.str(fSpanName, s.Name())
-	e.varintNonZero(fSpanKind, uint64(spanKind(s.SpanKind())))
-	e.fixed64NonZero(fSpanStart, unixNano(s.StartTime()))
-	e.fixed64NonZero(fSpanEnd, unixNano(s.EndTime()))
-	e.keyValues(fSpanAttrs, s.Attributes())
-	e.varintNonZero(fSpanDroppedAttrs, clampUint32(s.DroppedAttributes()))
+	b = appendStringNonEmpty(b, fSpanName, s.Name())
+	b = appendVarintNonZero(b, fSpanKind, uint64(spanKind(s.SpanKind())))
+	b = appendFixed64NonZero(b, fSpanStart, unixNano(s.StartTime()))
+	b = appendFixed64NonZero(b, fSpanEnd, unixNano(s.EndTime()))
+	b = appendKeyValues(b, fSpanAttrs, s.Attributes())
+	b = appendVarintNonZero(b, fSpanDroppedAttrs, clampUint32(s.DroppedAttributes()))
 	for _, ev := range s.Events() {
-		em := e.begin(fSpanEvents)
-		e.fixed64NonZero(fEventTime, unixNano(ev.Time))
-		e.str(fEventName, ev.Name)
-		e.keyValues(fEventAttrs, ev.Attributes)
-		e.varintNonZero(fEventDroppedAttrs, clampUint32(ev.DroppedAttributeCount))
-		e.end(em)
+		var em int
+		b, em = begin(b, fSpanEvents)
+		b = appendFixed64NonZero(b, fEventTime, unixNano(ev.Time))
+		b = appendStringNonEmpty(b, fEventName, ev.Name)
+		b = appendKeyValues(b, fEventAttrs, ev.Attributes)
+		b = appendVarintNonZero(b, fEventDroppedAttrs, clampUint32(ev.DroppedAttributeCount))
+		b = endMsg(b, em)
 	}
-	e.varintNonZero(fSpanDroppedEvent, clampUint32(s.DroppedEvents()))
+	b = appendVarintNonZero(b, fSpanDroppedEvent, clampUint32(s.DroppedEvents()))
 	for _, l := range s.Links() {
-		lm := e.begin(fSpanLinks)
+		var lm int
+		b, lm = begin(b, fSpanLinks)
 		ltid, lsid := l.SpanContext.TraceID(), l.SpanContext.SpanID()
-		e.bytes(fLinkTraceID, ltid[:])
-		e.bytes(fLinkSpanID, lsid[:])
-		e.str(fLinkTraceState, l.SpanContext.TraceState().String())
-		e.keyValues(fLinkAttrs, l.Attributes)
-		e.varintNonZero(fLinkDroppedAttrs, clampUint32(l.DroppedAttributeCount))
-		e.fixed32(fLinkFlags, spanFlags(l.SpanContext.TraceFlags(), l.SpanContext))
-		e.end(lm)
+		b = appendBytesNonEmpty(b, fLinkTraceID, ltid[:])
+		b = appendBytesNonEmpty(b, fLinkSpanID, lsid[:])
+		if ts := l.SpanContext.TraceState(); ts.Len() > 0 {
+			b = appendStringNonEmpty(b, fLinkTraceState, ts.String())
+		}
+		b = appendKeyValues(b, fLinkAttrs, l.Attributes)
+		b = appendVarintNonZero(b, fLinkDroppedAttrs, clampUint32(l.DroppedAttributeCount))
+		b = appendFixed32(b, fLinkFlags, spanFlags(l.SpanContext.TraceFlags(), l.SpanContext))
+		b = endMsg(b, lm)
 	}
-	e.varintNonZero(fSpanDroppedLinks, clampUint32(s.DroppedLinks()))
-	st := e.begin(fSpanStatus) // always present, as the SDK's exporter writes it
+	b = appendVarintNonZero(b, fSpanDroppedLinks, clampUint32(s.DroppedLinks()))
+	b, st := begin(b, fSpanStatus) // always present, as the SDK's exporter writes it
 	status := s.Status()
-	e.str(fStatusMessage, status.Description)
-	e.varintNonZero(fStatusCode, uint64(statusCode(status.Code)))
-	e.end(st)
-	e.fixed32(fSpanFlags, spanFlags(sc.TraceFlags(), parent))
-	e.end(m)
-}
-
-func (e *encoder) fixed64NonZero(field int, v uint64) {
-	if v != 0 {
-		e.fixed64(field, v)
-	}
+	b = appendStringNonEmpty(b, fStatusMessage, status.Description)
+	b = appendVarintNonZero(b, fStatusCode, uint64(statusCode(status.Code)))
+	b = endMsg(b, st)
+	b = appendFixed32(b, fSpanFlags, spanFlags(sc.TraceFlags(), parent))
+	return endMsg(b, m)
 }
 
 // spanFlags are the W3C flags and whether the parent is remote.

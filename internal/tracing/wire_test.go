@@ -188,8 +188,9 @@ func trim(m proto.Message) string {
 // BenchmarkExport sends one batch of 2,048 spans shaped like a traced
 // request's two (a server span with 25 attributes, a client span with
 // 9) to a collector in this process, encoded by the SDK's exporter and
-// by the wire exporter, without and with gzip: the export's cost per
-// span is ns/op / 2048.
+// by the wire exporter, without and with gzip, and in the SDK's default
+// batches of 512, and the encoding alone: the export's cost per span is
+// ns/op / 2048.
 func BenchmarkExport(b *testing.B) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec),
@@ -216,6 +217,16 @@ func BenchmarkExport(b *testing.B) {
 		server.End()
 	}
 	spans := rec.Ended()
+	b.Run("encode-only", func(b *testing.B) {
+		var e encoder
+		var buf []byte
+		var bodies [][2]int
+		b.ReportAllocs()
+		for b.Loop() {
+			buf, bodies = e.export(buf[:0], spans, bodies[:0])
+		}
+		b.SetBytes(int64(len(buf)))
+	})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/x-protobuf")
@@ -238,6 +249,9 @@ func BenchmarkExport(b *testing.B) {
 		{"wire+gzip", func() (sdktrace.SpanExporter, error) {
 			return newWireExporter(ctx, otlptracehttp.NewClient(otlptracehttp.WithEndpointURL(srv.URL), otlptracehttp.WithCompression(otlptracehttp.GzipCompression)))
 		}},
+		{"wire-batches-of-512", func() (sdktrace.SpanExporter, error) {
+			return newExporter(ctx, srv.URL)
+		}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			exp, err := tc.exp()
@@ -245,10 +259,16 @@ func BenchmarkExport(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer exp.Shutdown(ctx)
+			batch := len(spans)
+			if strings.HasSuffix(tc.name, "-512") {
+				batch = 512 // the SDK's default batch: four exports for the same spans
+			}
 			b.ReportAllocs()
 			for b.Loop() {
-				if err := exp.ExportSpans(ctx, spans); err != nil {
-					b.Fatal(err)
+				for i := 0; i < len(spans); i += batch {
+					if err := exp.ExportSpans(ctx, spans[i:i+batch]); err != nil {
+						b.Fatal(err)
+					}
 				}
 			}
 		})
