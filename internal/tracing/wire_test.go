@@ -343,3 +343,36 @@ func TestWireOverGRPC(t *testing.T) {
 		t.Fatalf("over gRPC the request differs from the SDK's:\n got %v\nwant %v", trim(got), trim(want))
 	}
 }
+
+// TestWireKeepsSDKTransport: the SDK's client still sends the request,
+// so the headers a hosted collector wants come from
+// OTEL_EXPORTER_OTLP_HEADERS, and it goes as protobuf even when the
+// environment asks for JSON.
+func TestWireKeepsSDKTransport(t *testing.T) {
+	t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20collector-token")
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+	var mu sync.Mutex
+	var auth, ctype string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auth, ctype = r.Header.Get("Authorization"), r.Header.Get("Content-Type")
+		mu.Unlock()
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	exp, err := newExporter(ctx, srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exp.Shutdown(ctx)
+	if err := exp.ExportSpans(ctx, sampleSpans(t)); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if auth != "Bearer collector-token" || ctype != "application/x-protobuf" {
+		t.Fatalf("the collector saw Authorization %q and Content-Type %q", auth, ctype)
+	}
+}
