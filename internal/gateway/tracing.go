@@ -178,7 +178,7 @@ func (g *Gateway) endTrace(r *http.Request, c *call, status int) {
 	}
 	for i, d := range c.steps {
 		if d > 0 {
-			attrs = append(attrs, stepAttrs[i].Float64(d.Seconds()))
+			attrs = append(attrs, stepAttr(i).Float64(d.Seconds()))
 		}
 	}
 	sp.SetAttributes(attrs...)
@@ -281,11 +281,15 @@ const (
 	nSteps
 )
 
-// stepAttrs name the steps' durations on the request's span.
-var stepAttrs = [nSteps]attribute.Key{
-	stepRoute:     "keygate.route.duration_seconds",
-	stepAdmission: "keygate.admission.duration_seconds",
-	stepAudit:     "keygate.audit.duration_seconds",
+// stepAttr names step i's duration on the request's span.
+func stepAttr(i int) attribute.Key {
+	switch i {
+	case stepRoute:
+		return "keygate.route.duration_seconds"
+	case stepAdmission:
+		return "keygate.admission.duration_seconds"
+	}
+	return "keygate.audit.duration_seconds"
 }
 
 // A step is one pipeline step being timed; zero when the request's
