@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
@@ -34,7 +35,7 @@ type wireExporter struct {
 // newWireExporter starts client and exports through it.
 func newWireExporter(ctx context.Context, client otlptrace.Client) (sdktrace.SpanExporter, error) {
 	if err := client.Start(ctx); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("tracing: start the OTLP client: %w; check tracing.endpoint and the OTEL_EXPORTER_OTLP_* variables", err)
 	}
 	return &wireExporter{client: client}, nil
 }
@@ -64,7 +65,10 @@ func (x *wireExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnl
 	if cap(x.buf) > 16<<20 {
 		x.buf = nil // an outsized batch: do not keep its buffer
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("tracing: export %d spans to the collector: %w; they are dropped, requests are not affected; check that the collector at tracing.endpoint is up", len(spans), err)
+	}
+	return nil
 }
 
 // Shutdown implements sdktrace.SpanExporter.
