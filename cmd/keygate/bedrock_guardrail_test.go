@@ -31,7 +31,7 @@ func TestBedrockProviderGuardrail(t *testing.T) {
 	bad := cloudauth.Credential{Kind: "aws", Region: "us-east-1", AccessKeyID: c.AWSKey.AccessKeyID, SecretAccessKey: c.AWSKey.SecretAccessKey,
 		BedrockGuardrail: &translate.ConverseGuardrail{Identifier: "Not A Guardrail!", Version: "1"}}
 	_, stderr, err := in.cli(env, "", "provider", "add", "guarded-bad", "--preset", "bedrock", "--base-url", srv.URL, "--credential-file", credentialFile(t, bad))
-	if err == nil || !strings.Contains(stderr, "identifier") {
+	if err == nil || !strings.Contains(err.Error()+stderr, "guardrail: identifier") {
 		t.Fatalf("a bad guardrail was taken: %v %s", err, stderr)
 	}
 
