@@ -62,15 +62,23 @@ func TestAgentClaudeCodeBedrockSigV4(t *testing.T) {
 	if len(seen.Requests) == 0 {
 		t.Fatal("no request reached the fake Bedrock runtime")
 	}
+	// Claude Code also asks its small and background models, which it
+	// names itself; each call must be a Bedrock model path signed by
+	// keygate, and the turn's own on the model given.
+	asked := false
 	for i, r := range seen.Requests {
-		if !strings.HasPrefix(r, "POST /model/"+model+"/") || seen.KeyIDs[i] != c.AWSKey.AccessKeyID {
+		if !strings.HasPrefix(r, "POST /model/") || !strings.Contains(r, "anthropic.claude") || seen.KeyIDs[i] != c.AWSKey.AccessKeyID {
 			t.Errorf("upstream request %s signed by %s; want keygate's own AWS key on Bedrock's path", r, seen.KeyIDs[i])
 		}
+		asked = asked || strings.HasPrefix(r, "POST /model/"+model+"/")
 		for name, vals := range seen.Headers[i] {
 			if v := strings.Join(vals, " "); strings.Contains(v, creds.AccessKeyID) || strings.Contains(v, creds.SecretAccessKey) {
 				t.Errorf("upstream header %s carries the client's AWS credentials", name)
 			}
 		}
+	}
+	if !asked {
+		t.Errorf("no upstream request for %s: %v", model, seen.Requests)
 	}
 	if strings.Contains(in.stderr.String(), creds.SecretAccessKey) {
 		t.Error("the secret access key reached keygate's log")
