@@ -107,12 +107,13 @@ func TestBedrockConverseThroughTheGateway(t *testing.T) {
 
 	an := anthropic.NewClient(aopt.WithBaseURL(in.addrs.Gateway), aopt.WithAPIKey(key), aopt.WithMaxRetries(0), aopt.WithHTTPClient(hc))
 	// Refused before anything goes upstream or any limit is taken, so it
-	// costs nothing (the usage below): Converse has no common top_k.
-	_, err = an.Messages.New(ctx, anthropic.MessageNewParams{Model: anthropic.Model("bedrock/" + llamaModel), MaxTokens: 64, TopK: anthropic.Int(5),
+	// costs nothing (the usage below): extended thinking is not
+	// translated to Converse.
+	_, err = an.Messages.New(ctx, anthropic.MessageNewParams{Model: anthropic.Model("bedrock/" + llamaModel), MaxTokens: 2048, Thinking: anthropic.ThinkingConfigParamOfEnabled(1024),
 		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}})
 	var aerr *anthropic.Error
-	if !errors.As(err, &aerr) || aerr.StatusCode != 400 || !strings.Contains(aerr.Error(), "top_k") || !strings.Contains(aerr.Error(), "through Bedrock's Converse API") {
-		t.Fatalf("top_k for a Converse model: %v", err)
+	if !errors.As(err, &aerr) || aerr.StatusCode != 400 || !strings.Contains(aerr.Error(), "thinking") || !strings.Contains(aerr.Error(), "through Bedrock's Converse API") {
+		t.Fatalf("extended thinking for a Converse model: %v", err)
 	}
 	if n := len(fake.Snapshot().Requests); n != 3 {
 		t.Fatalf("a refused request went upstream: %d requests", n)

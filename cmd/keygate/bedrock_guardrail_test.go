@@ -21,6 +21,7 @@ import (
 // ConverseStream call keygate makes for it (the stream's processing mode
 // on ConverseStream only), and a document naming a guardrail Bedrock
 // would refuse is refused when the provider is added, naming the field.
+// An Anthropic top_k reaches Converse as additionalModelRequestFields.
 func TestBedrockProviderGuardrail(t *testing.T) {
 	c := fakecloud.Start(t)
 	fake := &fakecloud.Bedrock{Keys: &c.SM.Keys}
@@ -43,7 +44,9 @@ func TestBedrockProviderGuardrail(t *testing.T) {
 	defer cancel()
 	an := anthropic.NewClient(aopt.WithBaseURL(in.addrs.Gateway), aopt.WithAPIKey(key), aopt.WithMaxRetries(0), aopt.WithHTTPClient(gatewayHTTP(t, in)))
 	params := anthropic.MessageNewParams{Model: "guarded/" + llamaModel, MaxTokens: 64, Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}}
-	if _, err := an.Messages.New(ctx, params); err != nil {
+	withTopK := params
+	withTopK.TopK = anthropic.Int(20) // Converse has no common field: additionalModelRequestFields
+	if _, err := an.Messages.New(ctx, withTopK); err != nil {
 		t.Fatalf("a guarded call: %v", err)
 	}
 	streamMessage(t, ctx, an, params)
@@ -55,9 +58,13 @@ func TestBedrockProviderGuardrail(t *testing.T) {
 	for i, stream := range []bool{false, true} {
 		var body struct {
 			GuardrailConfig map[string]string `json:"guardrailConfig"`
+			Additional      map[string]int    `json:"additionalModelRequestFields"`
 		}
 		if err := json.Unmarshal(seen.Bodies[i], &body); err != nil {
 			t.Fatal(err)
+		}
+		if topK, ok := body.Additional["top_k"]; ok == stream || (!stream && topK != 20) {
+			t.Fatalf("call %d upstream carried additionalModelRequestFields %v", i, body.Additional)
 		}
 		g := body.GuardrailConfig
 		if g["guardrailIdentifier"] != "gr1abc2def3" || g["guardrailVersion"] != "DRAFT" || g["trace"] != "enabled" {

@@ -50,8 +50,12 @@ import (
 //     cached_tokens the cache reads), in the answer and in the stream's
 //     closing message_delta.
 //
-// Refused, with an *UnsupportedError naming the field: top_k (model
-// specific on Bedrock), extended thinking, image and document URLs,
+// top_k, which Converse has no common field for, goes in
+// additionalModelRequestFields as the Anthropic models on Bedrock take it;
+// a model without top-k sampling refuses it with Bedrock's
+// ValidationException, which reaches the client in its dialect.
+//
+// Refused, with an *UnsupportedError naming the field: extended thinking, image and document URLs,
 // documents made of content blocks or from Anthropic's Files API, and
 // document citations (Converse takes bytes, and its citations are not
 // translated back), document media types Converse has no format for,
@@ -75,6 +79,12 @@ type (
 		InferenceConfig *converseInference       `json:"inferenceConfig,omitempty"`
 		ToolConfig      *converseTools           `json:"toolConfig,omitempty"`
 		GuardrailConfig *converseGuardrailConfig `json:"guardrailConfig,omitempty"`
+		// AdditionalModelRequestFields carries what Converse has no common
+		// field for (top_k), for the model to take or Bedrock to refuse.
+		AdditionalModelRequestFields *converseAdditional `json:"additionalModelRequestFields,omitempty"`
+	}
+	converseAdditional struct {
+		TopK *int64 `json:"top_k,omitempty"`
 	}
 	// converseSystemBlock is one of text and cachePoint.
 	converseSystemBlock struct {
@@ -295,7 +305,14 @@ func MessagesToConverseRequestWith(body []byte, o ConverseOptions) (out []byte, 
 				return nil, "", false, unsupportedConverse("tool_choice.disable_parallel_tool_use", "Converse cannot stop a model from calling tools in parallel; leave it out (OpenAI: parallel_tool_calls)")
 			}
 		case "top_k":
-			return nil, "", false, unsupportedConverse(k, "top_k is model specific on Bedrock and Converse has no common field for it; leave it out")
+			var n int64
+			if err := decode(v, &n, k, "a whole number"); err != nil {
+				return nil, "", false, err
+			}
+			if n < 0 {
+				return nil, "", false, invalid(k, "top_k must be 0 or more")
+			}
+			req.AdditionalModelRequestFields = &converseAdditional{TopK: &n}
 		case "thinking":
 			return nil, "", false, unsupportedConverse(k, "extended thinking is not translated to Converse; call an Anthropic model through InvokeModel for it, or leave it out")
 		default:
