@@ -26,10 +26,14 @@ func chatStream(pieces []string) []byte {
 	return b.Bytes()
 }
 
-// chatText joins the content of a chat completions stream, failing on an
-// event that is not valid JSON.
+// chatText joins the generated text of a chat completions or Anthropic
+// stream, failing on an event that is not valid JSON. A body that is not
+// a stream is its own text.
 func chatText(t *testing.T, stream []byte) string {
 	t.Helper()
+	if !bytes.Contains(stream, []byte("data: ")) {
+		return string(stream)
+	}
 	var out strings.Builder
 	for _, line := range strings.Split(string(stream), "\n") {
 		data, ok := strings.CutPrefix(line, "data: ")
@@ -40,6 +44,7 @@ func chatText(t *testing.T, stream []byte) string {
 			Choices []struct {
 				Delta struct{ Content string } `json:"delta"`
 			} `json:"choices"`
+			Delta struct{ Text string } `json:"delta"`
 		}
 		if err := json.Unmarshal([]byte(data), &ev); err != nil {
 			t.Fatalf("event is not valid JSON (%v): %s", err, data)
@@ -47,6 +52,7 @@ func chatText(t *testing.T, stream []byte) string {
 		for _, c := range ev.Choices {
 			out.WriteString(c.Delta.Content)
 		}
+		out.WriteString(ev.Delta.Text)
 	}
 	return out.String()
 }
