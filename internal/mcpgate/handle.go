@@ -36,8 +36,10 @@ const (
 	// sessions refused the call; the message says when to retry.
 	CodeLimited = -32002
 	// CodeUpstream: the server could not be reached, did not answer in
-	// time, or answered too much or malformed.
-	CodeUpstream = -32003
+	// time, or answered too much or malformed. Not -32003 or -32004: the
+	// Go SDK reads those as its own "client/server is closing" and turns
+	// such an answer into a closed connection.
+	CodeUpstream = -32011
 	// CodeInvalidRequest is JSON-RPC's invalid request.
 	CodeInvalidRequest = -32600
 )
