@@ -12,9 +12,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/keygate/keygate/internal/adminapi"
+	"github.com/keygate/keygate/internal/mcpauth"
 	"github.com/keygate/keygate/internal/session"
 	"github.com/keygate/keygate/internal/sso"
 	"github.com/keygate/keygate/internal/store"
@@ -23,6 +25,7 @@ import (
 
 // Single sign-on, in the browser or for the CLI:
 //
+//	GET /auth/oidc/start[?next=/oauth/authorize?...]
 //	GET /auth/oidc/start[?cli_redirect=http://127.0.0.1:PORT/callback&cli_challenge=S256(verifier)]
 //	  -> 302 to the provider, with state, nonce and a PKCE challenge; the
 //	     state also goes in a short-lived cookie, so only the browser that
@@ -32,8 +35,9 @@ import (
 //	     PKCE verifier, the ID token verified (signature, issuer,
 //	     audience, expiry, nonce), the identity mapped to a user (created
 //	     just in time when allowed); then the session cookie and a redirect
-//	     to /, or, for the CLI, a redirect to its loopback listener with a
-//	     one-time code.
+//	     to / (or back to the MCP client's authorization request the
+//	     sign-in interrupted, kept with the flow), or, for the CLI, a
+//	     redirect to its loopback listener with a one-time code.
 //	POST /auth/oidc/exchange {"code", "verifier"}
 //	  -> the CLI trades the code and its verifier for the session token.
 //
@@ -55,6 +59,11 @@ type ssoFlow struct {
 	CLIChallenge string `json:"cli_challenge,omitempty"`
 	// Invitation is the id of the invitation the sign-in accepts, if any.
 	Invitation string `json:"invitation,omitempty"`
+	// Next is the authorization request of an MCP client to return to
+	// once signed in (see authorizeReturn). It is kept with the flow, so
+	// only the browser that started the sign-in, holding its state
+	// cookie, is sent there; the callback's own query cannot name it.
+	Next string `json:"next,omitempty"`
 }
 
 type ssoCLIGrant struct {
@@ -114,6 +123,11 @@ func (a *API) oidcStart(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	f := ssoFlow{Nonce: randomToken(), CLIRedirect: q.Get("cli_redirect"), CLIChallenge: q.Get("cli_challenge")}
+	if f.CLIRedirect == "" {
+		// Any other page to return to is dropped: the sign-in then ends
+		// on the console's home, as without one.
+		f.Next, _ = authorizeReturn(q.Get("next"))
+	}
 	if f.CLIRedirect != "" || f.CLIChallenge != "" {
 		if err := loopbackRedirect(f.CLIRedirect); err != nil {
 			writeError(w, http.StatusBadRequest, "bad_request", err.Error())
@@ -227,7 +241,31 @@ func (a *API) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	a.auditSignIn(r, session.MethodOIDC, u.Name, u.ID, mfa, "allow", "")
 	a.setSessionCookie(w, tok.Reveal(), s)
-	http.Redirect(w, r, "/", http.StatusSeeOther)
+	to := "/"
+	if next, ok := authorizeReturn(f.Next); ok {
+		to = next
+	}
+	http.Redirect(w, r, to, http.StatusSeeOther)
+}
+
+// authorizeReturn reports whether next is a page a browser sign-in may
+// return to: keygate's authorization endpoint for MCP clients on this
+// origin (mcpauth.AuthorizePath, with the client's query), as a path with
+// no scheme, host, user info or fragment. It returns next rebuilt from
+// its parsed parts, so nothing but that path and its query survives.
+func authorizeReturn(next string) (string, bool) {
+	if next == "" || len(next) > 8192 || !strings.HasPrefix(next, mcpauth.AuthorizePath) || strings.ContainsAny(next, "\\\r\n\t ") {
+		return "", false
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Fragment != "" || u.Opaque != "" || u.Path != mcpauth.AuthorizePath ||
+		u.RawPath != "" {
+		return "", false
+	}
+	if u.RawQuery == "" {
+		return u.Path, true
+	}
+	return u.Path + "?" + u.RawQuery, true
 }
 
 // oidcExchange trades a CLI's one-time code and verifier for its session:

@@ -49,6 +49,19 @@ func (u users) ExampleClientID() string { return "" }
 // Start serves a provider for ppl until the test ends.
 func Start(t testing.TB, ppl ...User) *Provider {
 	t.Helper()
+	return start(t, "", ppl)
+}
+
+// StartWeb serves a provider for ppl until the test ends whose client
+// signs people in in the browser (authorization code with PKCE) and may
+// be sent back to redirectURI alone. A person's part goes through the
+// provider's own login page; see SignIn.
+func StartWeb(t testing.TB, redirectURI string, ppl ...User) *Provider {
+	t.Helper()
+	return start(t, redirectURI, ppl)
+}
+
+func start(t testing.TB, redirectURI string, ppl []User) *Provider {
 	known := users{}
 	for _, p := range ppl {
 		// The provider's device pages make the user name the subject.
@@ -58,7 +71,11 @@ func Start(t testing.TB, ppl ...User) *Provider {
 	var raw [16]byte
 	_, _ = rand.Read(raw[:])
 	p := &Provider{ClientID: "keygate-test", ClientSecret: "client-secret-" + hex.EncodeToString(raw[:])}
-	st := storage.NewStorageWithClients(known, map[string]*storage.Client{p.ClientID: storage.DeviceClient(p.ClientID, p.ClientSecret)})
+	client := storage.DeviceClient(p.ClientID, p.ClientSecret)
+	if redirectURI != "" {
+		client = storage.WebClient(p.ClientID, p.ClientSecret, redirectURI)
+	}
+	st := storage.NewStorageWithClients(known, map[string]*storage.Client{p.ClientID: client})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -115,4 +132,22 @@ func (p *Provider) answer(userCode, name, password, action string) error {
 		return errors.New("the provider did not confirm the answer: " + body)
 	}
 	return nil
+}
+
+// SignIn is a person answering the provider's login page in a browser:
+// page is the answer that showed it (after the browser followed keygate's
+// redirect to the provider), c the browser, which follows the redirects
+// back to the client. It returns the browser's last answer.
+func (p *Provider) SignIn(c *http.Client, page *http.Response, name, password string) (*http.Response, error) {
+	_, _ = io.Copy(io.Discard, page.Body)
+	page.Body.Close()
+	u := page.Request.URL
+	if !strings.HasPrefix(u.String(), p.Issuer+"/login/username") {
+		return nil, fmt.Errorf("the browser is at %s, not the provider's login page", u.Redacted())
+	}
+	id := u.Query().Get("authRequestID")
+	if id == "" {
+		return nil, errors.New("the provider's login page names no authorization request")
+	}
+	return c.PostForm(p.Issuer+"/login/username", url.Values{"id": {id}, "username": {name}, "password": {password}})
 }
