@@ -142,6 +142,10 @@ type Options struct {
 	// (no private addresses, no redirects) and a short timeout. nil: such
 	// clients must register.
 	Documents *http.Client
+	// MaxDocuments bounds how many fetched client ID metadata documents
+	// are kept (each until its Cache-Control max-age, within 1 minute and
+	// 24 hours, ends); 0 is DefaultMaxDocuments.
+	MaxDocuments int
 	// Limiter throttles registrations per client address; nil: none.
 	Limiter              limit.Limiter
 	RegistrationsPerHour int64
@@ -156,7 +160,8 @@ type Options struct {
 // Server is keygate's OAuth authorization server for MCP clients. It is
 // safe for concurrent use.
 type Server struct {
-	o Options
+	o    Options
+	docs *documents
 }
 
 // New returns a Server, or an error naming the option that is missing.
@@ -194,7 +199,10 @@ func New(o Options) (*Server, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Server{o: o}, nil
+	if o.MaxDocuments <= 0 {
+		o.MaxDocuments = DefaultMaxDocuments
+	}
+	return &Server{o: o, docs: &documents{max: o.MaxDocuments}}, nil
 }
 
 // audit records an event; a trail that cannot record is logged, never
