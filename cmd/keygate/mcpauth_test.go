@@ -366,6 +366,35 @@ func testMCPSignIn(t *testing.T, cfg config.Config) {
 	if st, body := postJSON(t, in.addrs.Gateway+"/v1/chat/completions", gh.AccessToken, `{"model":"gpt-4o-mini","messages":[]}`); st != http.StatusUnauthorized || !strings.Contains(body, "bound to another resource") {
 		t.Fatalf("an MCP token at a model endpoint: %d %s", st, body)
 	}
+	// A refresh that names no resource keeps the grant's (RFC 8707 §2.2);
+	// one that names another is invalid_target, and leaves the refresh
+	// token unspent.
+	st, ghr := exchange(t, in.addrs.Gateway, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {gh.RefreshToken}})
+	if st != http.StatusOK || ghr.Scope != "tool:github/echo" {
+		t.Fatalf("a refresh without resource: %d %+v", st, ghr)
+	}
+	if aud := jwtClaim(t, ghr.AccessToken, "aud"); !strings.Contains(aud, `"`+one+`"`) || strings.Contains(aud, `"`+resource+`"`) {
+		t.Fatalf("the refreshed token's aud %s, want %s alone", aud, one)
+	}
+	if st := mcpStatus(t, one, ghr.AccessToken); st != http.StatusOK {
+		t.Fatalf("the refreshed token at its resource: %d", st)
+	}
+	if st := mcpStatus(t, resource, ghr.AccessToken); st != http.StatusUnauthorized {
+		t.Fatalf("the refreshed /mcp/github token at /mcp: %d, want 401", st)
+	}
+	for _, other := range []string{resource, "https://elsewhere.example/mcp"} {
+		st, a := exchange(t, in.addrs.Gateway, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {ghr.RefreshToken}, "resource": {other}})
+		if st != http.StatusBadRequest || a.Error != "invalid_target" || a.AccessToken != "" {
+			t.Fatalf("a refresh naming resource %s: %d %+v", other, st, a)
+		}
+	}
+	st, ghr = exchange(t, in.addrs.Gateway, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {ghr.RefreshToken}, "resource": {one}})
+	if st != http.StatusOK || ghr.AccessToken == "" {
+		t.Fatalf("a refresh naming its own resource, after refused ones: %d %+v", st, ghr)
+	}
+	if st := mcpStatus(t, one, ghr.AccessToken); st != http.StatusOK {
+		t.Fatalf("the token of a refresh naming its resource: %d", st)
+	}
 
 	// Registration takes https and loopback redirect URIs only.
 	for _, bad := range []string{`{"redirect_uris":["http://evil.example/cb"]}`, `{"redirect_uris":[]}`, `{"redirect_uris":["https://a.example/cb#frag"]}`} {

@@ -373,6 +373,26 @@ func (g *Gateway) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 		}
 		key, fam, refresh = k, f, rt.Reveal()
 	case grantRefresh:
+		// A refresh is bound to the resource of the grant it continues
+		// (RFC 8707 §2.2): without resource, the new token has the
+		// family's; naming another is refused before the refresh token is
+		// spent, so the client keeps it.
+		if res := r.PostForm.Get("resource"); res != "" {
+			if f, err := to.Families.FamilyOf(ctx, r.PostForm.Get("refresh_token")); err == nil {
+				var fs token.Scope
+				if len(f.Scope) > 0 {
+					_ = json.Unmarshal(f.Scope, &fs)
+				}
+				if fs.Resource != res {
+					desc := "resource differs from the one this refresh token's grant is bound to; omit it, or sign in again for the other resource"
+					if fs.Resource == "" {
+						desc = "this refresh token's grant is bound to no resource; omit resource"
+					}
+					oauthError(w, http.StatusBadRequest, "invalid_target", desc)
+					return
+				}
+			}
+		}
 		f, rt, err := to.Families.Exchange(ctx, r.PostForm.Get("refresh_token"), now)
 		if errors.Is(err, token.ErrRefreshReused) {
 			g.opts.Log.Warn("security: a spent refresh token was presented again; its family is revoked",

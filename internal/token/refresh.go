@@ -214,6 +214,32 @@ func (f *Families) Exchange(ctx context.Context, refresh string, now time.Time) 
 	return fam, next, nil
 }
 
+// FamilyOf returns the family of an unspent refresh token without
+// spending it, so a request can be checked against what the family
+// grants before the token is rotated. A token that is malformed, unknown
+// or already spent is an error wrapping ErrInvalid; whether the family is
+// still live is left to Exchange.
+func (f *Families) FamilyOf(ctx context.Context, refresh string) (store.TokenFamily, error) {
+	if !wellFormedRefresh(refresh) {
+		return store.TokenFamily{}, refuse(ErrMalformed, "not a keygate refresh token (they look like kgr_ and 43 letters and digits)")
+	}
+	h := f.hash.Hash(refresh)
+	rt, err := f.st.GetRefreshToken(ctx, h[:])
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return store.TokenFamily{}, refuse(ErrRefreshUnknown, "no such refresh token")
+	case err != nil:
+		return store.TokenFamily{}, fmt.Errorf("token: read refresh token: %w", err)
+	case rt.UsedAt != nil:
+		return store.TokenFamily{}, refuse(ErrRefreshReused, "the refresh token was already spent")
+	}
+	fam, err := f.st.GetTokenFamily(ctx, rt.FamilyID)
+	if err != nil {
+		return store.TokenFamily{}, fmt.Errorf("token: read refresh family %q: %w", rt.FamilyID, err)
+	}
+	return fam, nil
+}
+
 // reused handles a spent refresh token presented again: it revokes the
 // family and tells every node, unless the family was already revoked. It
 // returns the family (its ID at least) with the error.

@@ -365,3 +365,28 @@ func searchDB(t testing.TB, path string, needle []byte) bool {
 	}
 	return false
 }
+
+// TestFamilyOf: a refresh token's family is read without spending the
+// token; a spent, unknown or malformed token is refused.
+func TestFamilyOf(t *testing.T) {
+	e := newEnv(t)
+	f := newFamilies(t, e, token.FamilyOptions{})
+	fam, r1 := start(t, f, "key_1")
+	for range 2 {
+		got, err := f.FamilyOf(ctx(t), r1.Reveal())
+		if err != nil || got.ID != fam.ID || string(got.Scope) != `{"models":["gpt-4o"]}` {
+			t.Fatalf("FamilyOf = %+v %v, want family %s", got, err, fam.ID)
+		}
+	}
+	_, r2 := exchange(t, f, r1, t0.Add(time.Minute)) // r1 was not spent by FamilyOf
+	_, err := f.FamilyOf(ctx(t), r1.Reveal())
+	wantErr(t, err, token.ErrInvalid, "FamilyOf a spent token")
+	noSecretIn(t, err, r1.Reveal())
+	_, err = f.FamilyOf(ctx(t), "kgr_"+strings.Repeat("7", 43))
+	wantErr(t, err, token.ErrRefreshUnknown, "FamilyOf a token never issued")
+	_, err = f.FamilyOf(ctx(t), "kgr_short")
+	wantErr(t, err, token.ErrMalformed, "FamilyOf a malformed token")
+	if got, err := f.FamilyOf(ctx(t), r2.Reveal()); err != nil || got.ID != fam.ID {
+		t.Fatalf("FamilyOf the rotated token: %+v %v", got, err)
+	}
+}
