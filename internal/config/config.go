@@ -107,8 +107,15 @@ type Config struct {
 	// ProviderRefresh is how often the provider table is reloaded, so changes
 	// made through another node sharing the database are picked up.
 	ProviderRefresh time.Duration `yaml:"provider_refresh"`
-	// TrustedProxies lists CIDRs whose X-Forwarded-For is believed.
+	// TrustedProxies lists CIDRs whose X-Forwarded-For (and, without
+	// PublicURL, X-Forwarded-Proto and X-Forwarded-Host) is believed.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// PublicURL is the gateway's URL as clients reach it, such as
+	// https://keygate.example.com behind a TLS-terminating proxy: the
+	// OAuth issuer and metadata URLs keygate hands MCP clients use it.
+	// Empty: the request's own scheme and host, or a trusted proxy's
+	// forwarded ones.
+	PublicURL string `yaml:"public_url"`
 	// Egress lists the internal addresses keygate's webhooks may reach.
 	Egress Egress `yaml:"egress"`
 	// Log configures logging.
@@ -628,6 +635,16 @@ func (c Config) KEKURL() string {
 	return "file://" + filepath.ToSlash(c.MasterKeyPath())
 }
 
+// PublicOrigin returns PublicURL as scheme://host, lower-cased, or ""
+// when it is not set (call after Validate).
+func (c Config) PublicOrigin() string {
+	u, err := url.Parse(c.PublicURL)
+	if c.PublicURL == "" || err != nil {
+		return ""
+	}
+	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host)
+}
+
 // TrustedProxyPrefixes returns the parsed trusted proxy CIDRs (call after Validate).
 func (c Config) TrustedProxyPrefixes() []netip.Prefix {
 	var out []netip.Prefix
@@ -797,6 +814,13 @@ func (c Config) Validate() error {
 	for _, p := range c.TrustedProxies {
 		if _, err := parsePrefix(p); err != nil {
 			bad("trusted_proxies", "%q is not an IP address or CIDR", p)
+		}
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.ForceQuery ||
+			u.Fragment != "" || strings.Trim(u.Path, "/") != "" {
+			bad("public_url", "must be an http(s) URL with a host and no path, query or fragment, such as https://keygate.example.com")
 		}
 	}
 	errs = append(errs, c.validatePeople()...)

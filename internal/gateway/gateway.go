@@ -71,7 +71,11 @@ type Options struct {
 	MaxBodyBytes   int64
 	Transport      http.RoundTripper // upstream client transport; see NewTransport
 	TrustedProxies []netip.Prefix
-	AccessLog      bool
+	// PublicURL is the gateway's origin as clients reach it
+	// (config.Config.PublicOrigin), for the OAuth metadata and resources
+	// it names; "" takes it from each request (see origin).
+	PublicURL string
+	AccessLog bool
 	// LoadTable builds a fresh routing table (providers and their credentials).
 	LoadTable func(ctx context.Context) (*route.Table, error)
 	// KeyUsed, when set, is told each authenticated use of a key (it must not block).

@@ -82,15 +82,14 @@ func (g *Gateway) refuseMCP(w http.ResponseWriter, r *http.Request, d *Denial) {
 // resourceMetadataURL is where this request's client finds the protected
 // resource metadata, on the host it called.
 func (g *Gateway) resourceMetadataURL(r *http.Request) string {
-	return requestOrigin(r) + ProtectedResourcePath + r.URL.Path
+	return g.origin(r) + ProtectedResourcePath + r.URL.Path
 }
 
-func requestOrigin(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
+// origin is scheme://host as clients reach this gateway, for the URLs it
+// hands out about itself: Options.PublicURL when set, else a trusted
+// proxy's forwarded scheme and host, else the request's own.
+func (g *Gateway) origin(r *http.Request) string {
+	return web.PublicOrigin(r, g.opts.PublicURL, g.opts.TrustedProxies)
 }
 
 // protectedResource serves RFC 9728 metadata for /mcp (at
@@ -117,12 +116,12 @@ func (g *Gateway) protectedResource(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "max-age=300")
 	md := map[string]any{
-		"resource":                 requestOrigin(r) + res,
+		"resource":                 g.origin(r) + res,
 		"bearer_methods_supported": []string{"header"},
 		"resource_name":            "keygate MCP gateway",
 	}
 	if to := g.opts.Tokens; to != nil && to.Authorization != nil {
-		md["authorization_servers"] = []string{requestOrigin(r)}
+		md["authorization_servers"] = []string{g.origin(r)}
 	}
 	_ = json.NewEncoder(w).Encode(md)
 }

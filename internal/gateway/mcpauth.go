@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/keygate/keygate/internal/detect"
@@ -58,11 +59,13 @@ func (g *Gateway) serveAuthorizationServer(w http.ResponseWriter, r *http.Reques
 }
 
 // resourceMatches reports whether a token bound to resource may be used
-// for r: r is to that MCP endpoint, on the host the token was issued for.
-// The scheme is not compared, since TLS may end at a proxy in front.
-func resourceMatches(resource string, r *http.Request) bool {
+// for r: r is to that MCP endpoint, on the host the token was issued for
+// (the gateway's public host, see origin). The scheme is not compared,
+// since TLS may end at a proxy in front.
+func (g *Gateway) resourceMatches(resource string, r *http.Request) bool {
 	u, ok := mcpauth.MCPResource(resource)
-	return ok && u.Host == r.Host && u.EscapedPath() == r.URL.EscapedPath()
+	_, host, _ := strings.Cut(g.origin(r), "://")
+	return ok && strings.EqualFold(u.Host, host) && u.EscapedPath() == r.URL.EscapedPath()
 }
 
 // codeGrant redeems an authorization code (grant_type authorization_code)
@@ -76,7 +79,7 @@ func (g *Gateway) codeGrant(w http.ResponseWriter, r *http.Request, now time.Tim
 		return nil, token.Family{}, "", nil, false
 	}
 	ctx := r.Context()
-	grant, err := to.Authorization.Redeem(ctx, r.PostForm, requestOrigin(r))
+	grant, err := to.Authorization.Redeem(ctx, r.PostForm, g.origin(r))
 	var te *mcpauth.TokenError
 	if errors.As(err, &te) {
 		if te.Replayed != "" {

@@ -173,7 +173,7 @@ func (g *Gateway) verifyToken(ctx context.Context, r *http.Request, raw string, 
 	}
 	// A token bound to an MCP resource is good there alone: not at
 	// another MCP endpoint, not at a model or any other endpoint.
-	if res := claims.Scope.Resource; res != "" && !resourceMatches(res, r) {
+	if res := claims.Scope.Resource; res != "" && !g.resourceMatches(res, r) {
 		return nil, errWrongResource
 	}
 	key, err := g.opts.Keys.ByID(ctx, claims.Subject, now)

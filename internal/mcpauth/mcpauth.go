@@ -149,6 +149,10 @@ type Options struct {
 	// Limiter throttles registrations per client address; nil: none.
 	Limiter              limit.Limiter
 	RegistrationsPerHour int64
+	// Origin returns scheme://host as clients reach the gateway, the
+	// issuer: a configured public URL or a trusted proxy's forwarded
+	// scheme and host (web.PublicOrigin). nil: Origin, the request's own.
+	Origin func(r *http.Request) string
 	// ClientAddr returns a request's client address, as the audit trail
 	// names it (trusted proxies honoured).
 	ClientAddr func(r *http.Request) string
@@ -184,6 +188,9 @@ func New(o Options) (*Server, error) {
 	if o.RegistrationsPerHour == 0 {
 		o.RegistrationsPerHour = DefaultRegistrationsPerHour
 	}
+	if o.Origin == nil {
+		o.Origin = Origin
+	}
 	if o.ClientAddr == nil {
 		o.ClientAddr = func(r *http.Request) string {
 			h, _, err := net.SplitHostPort(r.RemoteAddr)
@@ -218,7 +225,8 @@ func (s *Server) audit(r *http.Request, typ, keyID, decision string, fields map[
 }
 
 // Origin is the scheme and host a request reached, as the gateway names
-// itself to MCP clients.
+// itself to MCP clients when no public URL or trusted proxy says
+// otherwise (Options.Origin).
 func Origin(r *http.Request) string {
 	scheme := "http"
 	if r.TLS != nil {

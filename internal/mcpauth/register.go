@@ -31,7 +31,8 @@ const RegisterPath = "/oauth/register"
 const AuthorizePath = "/oauth/authorize"
 
 // ServeMetadata is GET /.well-known/oauth-authorization-server: the
-// issuer is the gateway's origin as the client reached it, and the token
+// issuer is the gateway's origin as clients reach it (Options.Origin),
+// and the token
 // endpoint is the gateway's /oauth/token, shared with token exchange.
 // Clients register (RFC 7591) or, when Options.Documents is set, are
 // described by a client ID metadata document.
@@ -44,7 +45,7 @@ func (s *Server) ServeMetadata(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusMethodNotAllowed, "invalid_request", "use GET")
 		return
 	}
-	iss := Origin(r)
+	iss := s.o.Origin(r)
 	w.Header().Set("Cache-Control", "max-age=300")
 	web.WriteJSON(w, http.StatusOK, map[string]any{
 		"issuer":                                         iss,

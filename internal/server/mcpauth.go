@@ -24,9 +24,10 @@ import (
 // newMCPAuth builds keygate's authorization server for MCP clients: codes
 // hashed under a pepper of their own, the consent form signed with a key
 // every node shares, people's sessions read by the admin API, client ID
-// metadata documents fetched under the egress policy, and the
+// metadata documents fetched under the egress policy, the issuer at
+// publicURL (or as the request or a trusted proxy names it), and the
 // authorization endpoint on the admin listener at adminURL.
-func newMCPAuth(ctx context.Context, st *store.Store, v *vault.Vault, adm *admin.API, adminURL string, proxies []netip.Prefix,
+func newMCPAuth(ctx context.Context, st *store.Store, v *vault.Vault, adm *admin.API, adminURL, publicURL string, proxies []netip.Prefix,
 	egressPolicy egress.Policy, trail interface{ Record(audit.Event) error }, log *slog.Logger) (*mcpauth.Server, error) {
 	pepper, err := v.Ensure(ctx, "system/oauth-code-pepper", 32)
 	if err != nil {
@@ -48,6 +49,7 @@ func newMCPAuth(ctx context.Context, st *store.Store, v *vault.Vault, adm *admin
 		// (public addresses only, no redirects), briefly.
 		Documents:  egressPolicy.Client(5 * time.Second),
 		Limiter:    limit.NewMemory(),
+		Origin:     func(r *http.Request) string { return web.PublicOrigin(r, publicURL, proxies) },
 		ClientAddr: func(r *http.Request) string { return web.ClientAddr(r, proxies).String() },
 		Audit:      trail, Log: log,
 	})

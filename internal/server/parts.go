@@ -202,6 +202,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 			MaxIdleConnsPerHost:   cfg.Upstream.MaxIdleConnsPerHost,
 		}),
 		TrustedProxies: cfg.TrustedProxyPrefixes(),
+		PublicURL:      cfg.PublicOrigin(),
 		AccessLog:      cfg.Log.Requests,
 		LoadTable:      loadTable,
 		PassthroughTransport: passthrough.NewTransport(passthrough.TransportOptions{
@@ -299,7 +300,7 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		if cfg.SignIn.AdminURL != "" {
 			adminURL = cfg.SignIn.AdminURL
 		}
-		if n.mcpAuth, err = newMCPAuth(ctx, st, v, n.adm, adminURL, cfg.TrustedProxyPrefixes(), cfg.EgressPolicy(), n.trail.w, log); err != nil {
+		if n.mcpAuth, err = newMCPAuth(ctx, st, v, n.adm, adminURL, cfg.PublicOrigin(), cfg.TrustedProxyPrefixes(), cfg.EgressPolicy(), n.trail.w, log); err != nil {
 			return err
 		}
 		n.tok.gateway.Authorization = n.mcpAuth
