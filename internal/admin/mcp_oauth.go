@@ -18,6 +18,7 @@ import (
 	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/mcpoauth"
 	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/token"
 	"github.com/keygate/keygate/internal/web"
 )
 
@@ -133,7 +134,7 @@ func (a *API) mcpOAuthRevoke(w http.ResponseWriter, r *http.Request) {
 		a.internal(w, "delete the MCP authorization", err)
 		return
 	}
-	a.mcpGrantChanged(m.Name, user)
+	a.mcpGrantChanged(r, m.Name, user)
 	a.auditMCPOAuth(r, "mcp.oauth.revoke", user, m.Name, "allow", "")
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -245,7 +246,7 @@ func (a *API) mcpOAuthCallback(w http.ResponseWriter, r *http.Request) {
 		a.internal(w, "keep the MCP authorization", err)
 		return
 	}
-	a.mcpGrantChanged(m.Name, f.User)
+	a.mcpGrantChanged(r, m.Name, f.User)
 	a.auditMCPOAuth(r, "mcp.oauth.callback", f.User, f.Server, "allow", "")
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
@@ -345,9 +346,19 @@ func (a *API) mcpCallbackURL(r *http.Request) string {
 	return scheme + "://" + r.Host + adminapi.Prefix + "/auth/mcp/callback"
 }
 
-func (a *API) mcpGrantChanged(server, user string) {
+// mcpGrantChanged tells this node at once, and every other node through
+// the revocation log (which each follows within a second), that user's
+// authorization at server was made again or revoked, so none keeps using
+// the grant it holds.
+func (a *API) mcpGrantChanged(r *http.Request, server, user string) {
 	if a.opts.MCPGrantChanged != nil {
 		a.opts.MCPGrantChanged(server, user)
+	}
+	now := a.opts.Now().UTC()
+	rev := store.Revocation{Kind: token.RevokedMCPGrant, Subject: server + "/" + user, At: now, Until: now.Add(MaxTokenTTL)}
+	if _, err := a.opts.Store.AddRevocation(r.Context(), rev); err != nil {
+		a.opts.Log.Error("an MCP authorization changed but other nodes could not be told at once; they read it again within 30s",
+			"mcp_server", server, "user_id", user, "err", err)
 	}
 }
 

@@ -120,8 +120,9 @@ func (g *Gate) forget(name, user string) {
 }
 
 // GrantChanged is called after a user authorized keygate at a server, or
-// revoked it: this node's connection for the user is closed, so the next
-// call uses the new grant, or none. Other nodes read the vault again
+// revoked it, on any node (other nodes learn of it from the revocation
+// log): this node's connection for the user is closed, so the next call
+// uses the new grant, or none. Without it, a grant held is read again
 // within 30s.
 func (g *Gate) GrantChanged(server, user string) { g.forget(server, user) }
 

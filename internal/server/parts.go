@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -27,6 +28,7 @@ import (
 	"github.com/keygate/keygate/internal/routing"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/store"
+	"github.com/keygate/keygate/internal/token"
 	"github.com/keygate/keygate/internal/tracing"
 	"github.com/keygate/keygate/internal/vault"
 )
@@ -305,7 +307,17 @@ func (n *Node) buildParts(ctx context.Context) (err error) {
 		}
 		n.tok.gateway.Authorization = n.mcpAuth
 	}
-	n.revs = newRevocationFollower(ctx, st, func(r store.Revocation) { n.gw.Revoked(gatewaystore.Revocation(r)) }, log)
+	n.revs = newRevocationFollower(ctx, st, func(r store.Revocation) {
+		// A person's authorization at an MCP server made again or
+		// revoked on any node: the grant held here is dropped.
+		if r.Kind == token.RevokedMCPGrant {
+			if i := strings.LastIndexByte(r.Subject, '/'); i > 0 {
+				n.mcp.GrantChanged(r.Subject[:i], r.Subject[i+1:])
+			}
+			return
+		}
+		n.gw.Revoked(gatewaystore.Revocation(r))
+	}, log)
 	n.revs.warm = func(ctx context.Context, id string) { _, _ = keys.ByID(ctx, id, time.Now()) }
 	n.chg = newChangeFollower(ctx, st, []changeTopic{
 		// (Revocations, suspensions and changes to keys are followed by a

@@ -121,6 +121,11 @@ const (
 	RevokedFamily = "family"
 	// RevokedToken revokes one access token; the subject is its jti.
 	RevokedToken = "token"
+	// RevokedMCPGrant says a person's authorization at an MCP server
+	// changed (made again or revoked); the subject is SERVER/USER_ID (the
+	// server's name). Every node drops the grant it holds and reads the
+	// vault again at the next call.
+	RevokedMCPGrant = "mcp_grant"
 )
 
 // invalid is an error Verify or Exchange returns for a refused token: it
