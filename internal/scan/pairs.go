@@ -1,9 +1,6 @@
 package scan
 
-import (
-	"slices"
-	"sort"
-)
+import "slices"
 
 // pairs finds the same anchor occurrences as the automaton, faster on the
 // text the data path checks (prompts, answers, JSON): each anchor is
@@ -132,11 +129,11 @@ func (p *pairs) find(data []byte, hit func(id int, start int)) {
 	hs := p.scan(data, 0, stack[:0])
 	hs = slices.DeleteFunc(hs, func(h pairHit) bool { return h.end > len(data) })
 	if len(hs) > 1 {
-		sort.Slice(hs, func(i, j int) bool {
-			if hs[i].end != hs[j].end {
-				return hs[i].end < hs[j].end
+		slices.SortFunc(hs, func(a, b pairHit) int {
+			if a.end != b.end {
+				return a.end - b.end
 			}
-			return hs[i].id < hs[j].id
+			return a.id - b.id
 		})
 	}
 	for _, h := range hs {
