@@ -32,6 +32,8 @@ func benchCommand(sio cli.IO) *cobra.Command {
 (the baseline) and a real keygate with a realistic key, each as its own
 process, then drive each with the same load in alternating rounds and print
 requests/s, latency percentiles, streaming time to first byte and memory.
+"keygate, translated" sends the same OpenAI chat request for a model that
+keygate routes to a fake Anthropic upstream, translated both ways.
 
 --short is a few-second run for CI; with --min-ratio it fails when keygate's
 throughput falls below that fraction of the baseline's at any concurrency.`,
@@ -99,14 +101,21 @@ throughput falls below that fraction of the baseline's at any concurrency.`,
 	f.StringVar(&memProfile, "memprofile", "", "write a heap profile of this process after the run (use with --in-process to see what keygate keeps)")
 	f.Float64Var(&minRatio, "min-ratio", 0, "fail when keygate's requests/s fall below this fraction of the baseline's")
 
-	cmd.AddCommand(&cobra.Command{
+	var anthropic bool
+	up := &cobra.Command{
 		Use: "serve-upstream", Hidden: true, Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			serve := bench.ServeUpstream
+			if anthropic {
+				serve = bench.ServeAnthropicUpstream
+			}
 			return serveChild(sio, func(ctx context.Context, ln net.Listener) error {
-				return bench.ServeUpstream(ctx, ln, sio.Getenv("KEYGATE_BENCH_UPSTREAM_KEY"))
+				return serve(ctx, ln, sio.Getenv("KEYGATE_BENCH_UPSTREAM_KEY"))
 			})
 		},
-	})
+	}
+	up.Flags().BoolVar(&anthropic, "anthropic", false, "serve Anthropic's Messages API instead of OpenAI's")
+	cmd.AddCommand(up)
 	var upstream string
 	var pooled bool
 	base := &cobra.Command{

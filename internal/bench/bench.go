@@ -72,6 +72,10 @@ const (
 	Redis    = "keygate+redis"          // the same limits kept in Redis by a second keygate
 	Traced   = "keygate+otlp"           // keygate tracing every request, exported over OTLP/HTTP
 	NoLeaks  = "keygate, no leak check" // keygate with the credential check on the data path off
+	// Translated is keygate serving the same OpenAI chat request for a model
+	// whose provider speaks Anthropic's dialect: the request is translated to
+	// a Messages request and the answer (JSON or stream) back.
+	Translated = "keygate, translated"
 )
 
 // Row is one target at one concurrency, all rounds merged.
@@ -110,8 +114,16 @@ type Report struct {
 	Memory  []Memory
 }
 
-// request is the chat completion every target serves.
-const request = `{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write one sentence about reverse proxies."}],"max_tokens":128}`
+// request is the chat completion every target serves, for requestModel
+// unless a target names another.
+const request = `{"model":"` + requestModel + `","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write one sentence about reverse proxies."}],"max_tokens":128}`
+
+// requestModel is the model request names; translatedModel is the one
+// the translated target asks for instead, served by the Anthropic fake.
+const (
+	requestModel    = "gpt-4o-mini"
+	translatedModel = "claude-haiku-4-5"
+)
 
 // Run starts the upstream, the baseline and keygate, then measures them.
 func Run(ctx context.Context, o Options) (*Report, error) {
@@ -129,11 +141,17 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	l := launcher{binary: o.Binary, dir: dir, logs: o.Logs}
 
 	upKey := "bench-upstream-key-" + randHex(16)
-	up, err := l.upstream(ctx, upKey)
+	up, err := l.upstream(ctx, upKey, false)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
 	defer up.stop()
+	anthropicKey := "bench-anthropic-key-" + randHex(16)
+	aup, err := l.upstream(ctx, anthropicKey, true)
+	if err != nil {
+		return nil, fmt.Errorf("Anthropic upstream: %w", err)
+	}
+	defer aup.stop()
 	base, err := l.baseline(ctx, up.url+"/v1", upKey, false)
 	if err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
@@ -157,6 +175,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configure keygate: %w", err)
 	}
+	translatedKey, err := configureTranslated(ctx, kg, aup.url, anthropicKey)
+	if err != nil {
+		return nil, fmt.Errorf("configure keygate's Anthropic provider: %w", err)
+	}
 
 	targets := []target{
 		{name: Direct, url: up.url, keys: []string{upKey}},
@@ -164,6 +186,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		{name: Pooled, url: pooled.url, keys: []string{"client-key-replaced-by-the-proxy"}},
 		{name: Keygate, url: kg.url, keys: []string{kgKey}},
 		{name: Limited, url: kg.url, keys: []string{limitedKey}},
+		{name: Translated, url: kg.url, keys: []string{translatedKey}, model: translatedModel},
 	}
 	if o.Redis != "" {
 		rkg, err := l.keygate(ctx, "keygate-redis", variant{redis: o.Redis})
@@ -222,7 +245,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	for _, t := range targets { // every target must answer before it is measured
 		for _, k := range t.keys {
-			if err := check(ctx, t.url, k); err != nil {
+			if err := check(ctx, t, k); err != nil {
 				return nil, fmt.Errorf("%s: %w", t.name, err)
 			}
 		}
@@ -275,8 +298,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	for _, t := range targets {
-		if t.name == Direct || t.name == Baseline || t.name == Pooled || t.name == Keygate || t.name == NoLeaks {
-			rep.TTFB = append(rep.TTFB, ttfb(ctx, t.name, t.url, t.keys[0], o.StreamSamples))
+		switch t.name {
+		case Direct, Baseline, Pooled, Keygate, NoLeaks, Translated:
+			rep.TTFB = append(rep.TTFB, ttfb(ctx, t, o.StreamSamples))
 		}
 	}
 	for _, p := range []struct {
@@ -336,10 +360,44 @@ func createLimitedKey(ctx context.Context, kg *proc) (string, error) {
 	return k.Secret, nil
 }
 
-// target is one server under load and the keys its requests carry.
+// configureTranslated registers the Anthropic fake in keygate as an
+// Anthropic-dialect provider of translatedModel, and creates a key like the
+// benchmark key for it: OpenAI chat requests for that model are translated.
+func configureTranslated(ctx context.Context, kg *proc, upstream, upKey string) (string, error) {
+	c, err := adminclient.New(kg.admin, secret.New(kg.cred))
+	if err != nil {
+		return "", err
+	}
+	if _, err := c.CreateProvider(ctx, adminapi.CreateProviderRequest{Name: "anthropic", Dialect: "anthropic", BaseURL: upstream, Models: []string{"claude-*"}, APIKey: upKey}); err != nil {
+		return "", err
+	}
+	k, err := c.CreateKey(ctx, adminapi.CreateKeyRequest{
+		Name: "bench-agent-translated", AllowModels: []string{"claude-haiku-*"}, AllowProviders: []string{"anthropic"}, ExpiresIn: "30d",
+	})
+	if err != nil {
+		return "", err
+	}
+	return k.Secret, nil
+}
+
+// target is one server under load, the keys its requests carry and the
+// model they name ("" for requestModel).
 type target struct {
 	name, url string
 	keys      []string
+	model     string
+}
+
+// body is the chat request sent to t, streamed or not.
+func (t target) body(stream bool) []byte {
+	b := request
+	if t.model != "" {
+		b = strings.Replace(b, `"model":"`+requestModel+`"`, `"model":"`+t.model+`"`, 1)
+	}
+	if stream {
+		b = strings.Replace(b, `"max_tokens":128`, `"max_tokens":128,"stream":true`, 1)
+	}
+	return []byte(b)
 }
 
 // manyKeys creates n more keys like the benchmark key, eight at a time.
@@ -386,7 +444,7 @@ func manyKeys(ctx context.Context, kg *proc, n int) ([]string, error) {
 func touchAll(ctx context.Context, t target, c int) {
 	tgts := make([]vegeta.Target, len(t.keys))
 	for i, k := range t.keys {
-		tgts[i] = targetFor(t.url, k)
+		tgts[i] = targetFor(t, k)
 	}
 	var i int
 	var mu sync.Mutex
@@ -408,11 +466,12 @@ func touchAll(ctx context.Context, t target, c int) {
 	}
 }
 
-func targetFor(base, key string) vegeta.Target {
+// targetFor is t's chat request carrying key.
+func targetFor(t target, key string) vegeta.Target {
 	h := http.Header{}
 	h.Set("Authorization", "Bearer "+key)
 	h.Set("Content-Type", "application/json")
-	return vegeta.Target{Method: "POST", URL: base + "/v1/chat/completions", Body: []byte(request), Header: h}
+	return vegeta.Target{Method: "POST", URL: t.url + "/v1/chat/completions", Body: t.body(false), Header: h}
 }
 
 // attack drives one target with c closed-loop workers over c keep-alive
@@ -427,7 +486,7 @@ func attack(ctx context.Context, t target, c int, d time.Duration, m *vegeta.Met
 	start := time.Now()
 	tgts := make([]vegeta.Target, len(t.keys))
 	for i, k := range t.keys {
-		tgts[i] = targetFor(t.url, k)
+		tgts[i] = targetFor(t, k)
 	}
 	res := a.Attack(vegeta.NewStaticTargeter(tgts...), vegeta.ConstantPacer{}, d, "")
 	var ok uint64
@@ -449,22 +508,37 @@ func attack(ctx context.Context, t target, c int, d time.Duration, m *vegeta.Met
 	}
 }
 
-func check(ctx context.Context, base, key string) error {
-	t := targetFor(base, key)
-	req, err := t.Request()
+// check sends t's request once with key and requires an OpenAI chat
+// completion naming the model asked for; for a translated target, one
+// built from an Anthropic message.
+func check(ctx context.Context, t target, key string) error {
+	_, err := answer(ctx, t, key)
+	return err
+}
+
+// answer is check returning the body it checked.
+func answer(ctx context.Context, t target, key string) ([]byte, error) {
+	vt := targetFor(t, key)
+	req, err := vt.Request()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || !strings.Contains(string(b), "chat.completion") {
-		return fmt.Errorf("answered %d: %.200s", resp.StatusCode, b)
+	if resp.StatusCode != 200 || !bytes.Contains(b, []byte(`"chat.completion"`)) {
+		return b, fmt.Errorf("answered %d: %.200s", resp.StatusCode, b)
 	}
-	return nil
+	if t.model != "" && !bytes.Contains(b, []byte(`"model":"`+t.model+`"`)) {
+		return b, fmt.Errorf("answered for another model than %s: %.200s", t.model, b)
+	}
+	if t.name == Translated && !bytes.Contains(b, []byte(`"id":"msg_`)) {
+		return b, fmt.Errorf("answered a chat completion not translated from an Anthropic message: %.200s", b)
+	}
+	return b, nil
 }
 
 // firstText reports whether stream holds a whole event with generated
@@ -486,13 +560,13 @@ func firstText(stream []byte) bool {
 
 // ttfb measures time to the first streamed byte, and to the end of the
 // first event carrying text, over n sequential requests.
-func ttfb(ctx context.Context, name, base, key string, n int) TTFB {
-	body := strings.Replace(request, `"max_tokens":128`, `"max_tokens":128,"stream":true`, 1)
+func ttfb(ctx context.Context, t target, n int) TTFB {
+	body := t.body(true)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 	var first, text []time.Duration
 	for i := 0; i < n && ctx.Err() == nil; i++ {
-		req, _ := http.NewRequestWithContext(ctx, "POST", base+"/v1/chat/completions", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+key)
+		req, _ := http.NewRequestWithContext(ctx, "POST", t.url+"/v1/chat/completions", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+t.keys[0])
 		req.Header.Set("Content-Type", "application/json")
 		start := time.Now()
 		resp, err := client.Do(req)
@@ -526,7 +600,7 @@ func ttfb(ctx context.Context, name, base, key string, n int) TTFB {
 		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
 		return ds[int(p*float64(len(ds)-1))]
 	}
-	return TTFB{Target: name, P50: q(first, 0.5), P99: q(first, 0.99), TextP50: q(text, 0.5), TextP99: q(text, 0.99)}
+	return TTFB{Target: t.name, P50: q(first, 0.5), P99: q(first, 0.99), TextP50: q(text, 0.5), TextP99: q(text, 0.99)}
 }
 
 func randHex(n int) string {

@@ -31,7 +31,7 @@ type proc struct {
 	stop  func() error
 }
 
-// launcher starts the three servers, as child processes of binary (so each
+// launcher starts the servers, as child processes of binary (so each
 // one's memory is its own) or, when binary is "", inside this process.
 type launcher struct {
 	binary string
@@ -39,11 +39,21 @@ type launcher struct {
 	logs   io.Writer
 }
 
-func (l launcher) upstream(ctx context.Context, key string) (*proc, error) {
+// upstream starts the fake provider: OpenAI's API, or Anthropic's when
+// anthropic is set.
+func (l launcher) upstream(ctx context.Context, key string, anthropic bool) (*proc, error) {
 	if l.binary == "" {
-		return inProcess(func(ctx context.Context, ln net.Listener) error { return ServeUpstream(ctx, ln, key) })
+		serve := ServeUpstream
+		if anthropic {
+			serve = ServeAnthropicUpstream
+		}
+		return inProcess(func(ctx context.Context, ln net.Listener) error { return serve(ctx, ln, key) })
 	}
-	return l.child(ctx, []string{"bench", "serve-upstream"}, []string{"KEYGATE_BENCH_UPSTREAM_KEY=" + key}, readyLine)
+	args := []string{"bench", "serve-upstream"}
+	if anthropic {
+		args = append(args, "--anthropic")
+	}
+	return l.child(ctx, args, []string{"KEYGATE_BENCH_UPSTREAM_KEY=" + key}, readyLine)
 }
 
 func (l launcher) baseline(ctx context.Context, upstream, key string, pooled bool) (*proc, error) {

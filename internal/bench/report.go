@@ -36,7 +36,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	for _, c := range r.Options.Concurrencies {
 		d, _ := r.Row(Direct, c)
 		b, _ := r.Row(Baseline, c)
-		for _, t := range []string{Direct, Baseline, Pooled, Keygate, NoLeaks, Limited, Redis, Traced, ManyKeys} {
+		for _, t := range []string{Direct, Baseline, Pooled, Keygate, NoLeaks, Limited, Translated, Redis, Traced, ManyKeys} {
 			row, ok := r.Row(t, c)
 			if !ok {
 				continue

@@ -37,6 +37,13 @@ func ServeUpstream(ctx context.Context, ln net.Listener, key string) error {
 	return serveUntil(ctx, ln, fakeprovider.NewOpenAI(UpstreamOptions(key)))
 }
 
+// ServeAnthropicUpstream serves a fake Anthropic Messages API on ln until
+// ctx ends, answering like ServeUpstream (same reply size and stream
+// pacing): the upstream of the translated target.
+func ServeAnthropicUpstream(ctx context.Context, ln net.Listener, key string) error {
+	return serveUntil(ctx, ln, fakeprovider.NewAnthropic(UpstreamOptions(key)))
+}
+
 // NewBaseline is the yardstick: httputil.ReverseProxy with Rewrite that
 // points at the upstream and injects its key, nothing else, over the same
 // upstream transport keygate uses. pooled adds a copy-buffer pool, the one
