@@ -99,10 +99,12 @@ type TTFB struct {
 	TextP50, TextP99 time.Duration
 }
 
-// Memory is a server process's resident memory after the run.
+// Memory is a server process's resident memory after the run: all of it
+// (RSS), its peak, and the anonymous part (the process's own heap, stacks
+// and runtime; the rest is the executable's pages, shared and reclaimable).
 type Memory struct {
-	Target    string
-	RSS, Peak int64
+	Target          string
+	RSS, Peak, Anon int64
 }
 
 // Report is everything one run measured.
@@ -308,8 +310,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		p    *proc
 	}{{Baseline, base}, {Pooled, pooled}, {Keygate, kg}} {
 		if p.p.pid != 0 {
-			cur, peak := rss(p.p.pid)
-			rep.Memory = append(rep.Memory, Memory{Target: p.name, RSS: cur, Peak: peak})
+			cur, peak, anon := rss(p.p.pid)
+			rep.Memory = append(rep.Memory, Memory{Target: p.name, RSS: cur, Peak: peak, Anon: anon})
 		}
 	}
 	return rep, nil

@@ -225,11 +225,12 @@ func inProcess(serve func(context.Context, net.Listener) error) (*proc, error) {
 	return &proc{url: "http://" + ln.Addr().String(), stop: func() error { cancel(); return <-done }}, nil
 }
 
-// rss reads a process's resident memory (current and peak) from /proc, in bytes.
-func rss(pid int) (cur, peak int64) {
+// rss reads a process's resident memory (current, peak and anonymous)
+// from /proc, in bytes.
+func rss(pid int) (cur, peak, anon int64) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0
+		return 0, 0, 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
@@ -242,7 +243,9 @@ func rss(pid int) (cur, peak int64) {
 			cur = n << 10
 		case "VmHWM:":
 			peak = n << 10
+		case "RssAnon:":
+			anon = n << 10
 		}
 	}
-	return cur, peak
+	return cur, peak, anon
 }

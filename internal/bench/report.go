@@ -84,11 +84,11 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		}
 	}
 	if len(r.Memory) > 0 {
-		fmt.Fprintln(w, "\nResident memory after the run:")
-		fmt.Fprintln(w, "\n| process | RSS | peak RSS |")
-		fmt.Fprintln(w, "| --- | ---: | ---: |")
+		fmt.Fprintln(w, "\nResident memory after the run (anonymous: the process's own; the rest of RSS is the executable's pages):")
+		fmt.Fprintln(w, "\n| process | RSS | peak RSS | anonymous |")
+		fmt.Fprintln(w, "| --- | ---: | ---: | ---: |")
 		for _, m := range r.Memory {
-			fmt.Fprintf(w, "| %s | %.1f MiB | %.1f MiB |\n", m.Target, float64(m.RSS)/(1<<20), float64(m.Peak)/(1<<20))
+			fmt.Fprintf(w, "| %s | %.1f MiB | %.1f MiB | %.1f MiB |\n", m.Target, float64(m.RSS)/(1<<20), float64(m.Peak)/(1<<20), float64(m.Anon)/(1<<20))
 		}
 	}
 }
