@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,6 +47,50 @@ func TestRecordsLatestUseAndFlushesOnStop(t *testing.T) {
 	r.Flush(ctx)
 	if a2, _ := st.GetKey(ctx, "key_a"); !a2.LastUsedAt.Equal(*a.LastUsedAt) {
 		t.Fatal("flush without new use changed last_used_at")
+	}
+}
+
+// TestDropsKeysUnusedSinceTheLastFlush: a flush that finds a key unused
+// since the flush before forgets it; the key's next use is recorded and
+// written like a first one.
+func TestDropsKeysUnusedSinceTheLastFlush(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.Open(t, storetest.SQLiteURL(t))
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	if err := st.CreateKey(ctx, store.Key{ID: "key_a", Name: "a", Env: "live", Prefix: "kg_live_x", Hash: []byte("key_a-hash-0123456789012345678901234"), CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	r := New(st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	held := func() (n int) {
+		r.m.Range(func(any, any) bool { n++; return true })
+		return n
+	}
+	r.Seen("key_a", now)
+	r.Flush(ctx) // written
+	if held() != 1 {
+		t.Fatalf("a key used since the last flush was dropped (%d held)", held())
+	}
+	r.Flush(ctx) // unused since: dropped
+	if held() != 0 {
+		t.Fatalf("a key unused since the last flush is still held (%d held)", held())
+	}
+	r.Seen("key_a", now.Add(time.Minute))
+	r.Flush(ctx)
+	if a, _ := st.GetKey(ctx, "key_a"); a.LastUsedAt == nil || !a.LastUsedAt.Equal(now.Add(time.Minute)) {
+		t.Fatalf("the use after the drop was not written: %v", a.LastUsedAt)
+	}
+
+	// A use racing a flush that drops its entry is kept, in a fresh entry.
+	r.Flush(ctx)
+	v, _ := r.m.Load("key_a")
+	if v != nil {
+		t.Fatal("not dropped")
+	}
+	r.m.Store("key_a", func() any { a := new(atomic.Int64); a.Store(dropped); return a }())
+	r.Seen("key_a", now.Add(2*time.Minute))
+	r.Flush(ctx)
+	if a, _ := st.GetKey(ctx, "key_a"); !a.LastUsedAt.Equal(now.Add(2 * time.Minute)) {
+		t.Fatalf("a use that found a dropped entry was lost: %v", a.LastUsedAt)
 	}
 }
 
