@@ -42,7 +42,10 @@ type KeyHistory struct {
 }
 
 // histories is what this node has learned of each key's use, one lock per
-// key so keys do not wait on each other.
+// key so keys do not wait on each other. When what is learned is saved
+// (RiskOptions.History), FlushHistories drops the keys not used since its
+// previous run, so memory holds the keys in use, not every key ever used;
+// a dropped key's next request reads its history back.
 type histories struct {
 	mu sync.RWMutex
 	m  map[string]*keyHistory
@@ -53,6 +56,31 @@ type keyHistory struct {
 	h      policy.History
 	loaded bool // read from the store (or found absent)
 	dirty  bool // learned something since the last flush
+	used   bool // a request read it since the last flush
+	gone   bool // dropped by FlushHistories: no longer the key's entry
+}
+
+// lock returns the key's entry, locked and current: an entry dropped
+// while the caller waited for it is replaced by a fresh one.
+func (hs *histories) lock(id string) *keyHistory {
+	for {
+		kh := hs.of(id)
+		kh.mu.Lock()
+		if !kh.gone {
+			return kh
+		}
+		kh.mu.Unlock()
+		hs.drop(id, kh)
+	}
+}
+
+// drop removes kh from the map if it is still id's entry.
+func (hs *histories) drop(id string, kh *keyHistory) {
+	hs.mu.Lock()
+	if hs.m[id] == kh {
+		delete(hs.m, id)
+	}
+	hs.mu.Unlock()
 }
 
 func (hs *histories) of(id string) *keyHistory {
@@ -75,8 +103,10 @@ func (hs *histories) of(id string) *keyHistory {
 }
 
 // FlushHistories writes what was learned since the last flush, for every
-// key at once. keygate calls it periodically and at shutdown. Nodes write
-// their own view; the last write wins.
+// key at once, then forgets the keys no request used since the previous
+// flush (saved, they are read again at their next use). keygate calls it
+// periodically and at shutdown. Nodes write their own view; the last write
+// wins.
 func (g *Gateway) FlushHistories(ctx context.Context) {
 	ro := g.opts.Risk
 	if ro == nil || ro.History == nil {
@@ -103,16 +133,25 @@ func (g *Gateway) FlushHistories(ctx context.Context) {
 			batch = append(batch, KeyHistory{KeyID: id, Data: data, At: now})
 		}
 	}
-	if len(batch) == 0 {
-		return
+	if len(batch) > 0 {
+		if err := ro.History.SaveKeyHistories(ctx, batch); err != nil {
+			g.opts.Log.Warn("could not save what the risk rules learned of keys; will retry", "keys", len(batch), "err", err)
+			for _, h := range batch {
+				kh := khs[h.KeyID]
+				kh.mu.Lock()
+				kh.dirty = true
+				kh.mu.Unlock()
+			}
+		}
 	}
-	if err := ro.History.SaveKeyHistories(ctx, batch); err != nil {
-		g.opts.Log.Warn("could not save what the risk rules learned of keys; will retry", "keys", len(batch), "err", err)
-		for _, h := range batch {
-			kh := khs[h.KeyID]
-			kh.mu.Lock()
-			kh.dirty = true
-			kh.mu.Unlock()
+	for id, kh := range khs {
+		kh.mu.Lock()
+		idle := !kh.used && !kh.dirty
+		kh.used = false
+		kh.gone = kh.gone || idle
+		kh.mu.Unlock()
+		if idle {
+			g.histories.drop(id, kh)
 		}
 	}
 }
@@ -146,8 +185,8 @@ func (g *Gateway) assessRisk(r *http.Request, c *call, key *principal.Principal)
 	now := g.opts.Now()
 	stepUp := c.tokenScope != nil && slices.Contains(c.tokenAMR, "otp")
 
-	kh := g.histories.of(key.ID)
-	kh.mu.Lock()
+	kh := g.histories.lock(key.ID)
+	kh.used = true
 	if !kh.loaded && ro.History != nil {
 		// A key's first use on this node: start from what other nodes, and
 		// earlier runs, learned.

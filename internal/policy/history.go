@@ -34,14 +34,7 @@ func (h *History) Observe(s Sighting, loc *time.Location, keep int) {
 		keep = DefaultRecent
 	}
 
-	i := len(h.Recent)
-	for i > 0 && h.Recent[i-1].At.After(s.At) {
-		i--
-	}
-	h.Recent = slices.Insert(h.Recent, i, s)
-	if n := len(h.Recent); n > keep {
-		h.Recent = append(h.Recent[:0], h.Recent[n-keep:]...)
-	}
+	h.addRecent(s, keep)
 
 	lt := s.At.In(loc)
 	if c := &h.Hours[lt.Weekday()][lt.Hour()]; *c < math.MaxUint32 {
@@ -67,6 +60,33 @@ func (h *History) Observe(s Sighting, loc *time.Location, keep int) {
 		if h.Countries[c] < math.MaxUint32 {
 			h.Countries[c]++
 		}
+	}
+}
+
+// addRecent inserts s into Recent in time order and keeps the newest
+// keep. Recent's capacity never passes keep: a full Recent drops its
+// oldest use in place instead of growing.
+func (h *History) addRecent(s Sighting, keep int) {
+	i := len(h.Recent)
+	for i > 0 && h.Recent[i-1].At.After(s.At) {
+		i--
+	}
+	n := len(h.Recent)
+	if n < keep {
+		if n == cap(h.Recent) {
+			grown := make([]Sighting, n, min(keep, max(4, 2*n)))
+			copy(grown, h.Recent)
+			h.Recent = grown
+		}
+		h.Recent = slices.Insert(h.Recent, i, s)
+		return
+	}
+	if i > 0 { // else s is older than every use kept: it is the one dropped
+		copy(h.Recent[:i-1], h.Recent[1:i])
+		h.Recent[i-1] = s
+	}
+	if n > keep {
+		h.Recent = append(h.Recent[:0], h.Recent[n-keep:]...)
 	}
 }
 

@@ -46,6 +46,26 @@ func TestObserveRecent(t *testing.T) {
 	if len(d.Recent) != policy.DefaultRecent {
 		t.Errorf("keep 0 kept %d uses, want DefaultRecent (%d)", len(d.Recent), policy.DefaultRecent)
 	}
+	if cap(d.Recent) != policy.DefaultRecent {
+		t.Errorf("Recent grew to a capacity of %d for %d uses kept", cap(d.Recent), policy.DefaultRecent)
+	}
+
+	// A history read back holding more than keep (kept with a larger
+	// keep) is cut to the newest keep, the new use among them.
+	long := policy.History{}
+	for i := range 6 {
+		long.Recent = append(long.Recent, policy.Sighting{At: base.Add(time.Duration(i) * time.Minute)})
+	}
+	long.Observe(policy.Sighting{At: base.Add(4*time.Minute + 30*time.Second)}, nil, 3)
+	want = []time.Duration{4 * time.Minute, 4*time.Minute + 30*time.Second, 5 * time.Minute}
+	if len(long.Recent) != 3 {
+		t.Fatalf("kept %d uses, want 3", len(long.Recent))
+	}
+	for i, s := range long.Recent {
+		if !s.At.Equal(base.Add(want[i])) {
+			t.Errorf("after cutting, Recent[%d] at %v, want %v", i, s.At, base.Add(want[i]))
+		}
+	}
 }
 
 func TestObserveHours(t *testing.T) {
