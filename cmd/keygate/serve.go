@@ -11,6 +11,7 @@ import (
 
 	"github.com/keygate/keygate/internal/cli"
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/memlimit"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/server"
 )
@@ -56,7 +57,13 @@ KEYGATE_* environment variables, then these flags.`,
 			set("allow-plain-http", func() { cfg.AllowPlainHTTP = c.AllowPlainHTTP })
 			set("kek", func() { cfg.KEK = c.KEK })
 			set("redis", func() { cfg.Limits.Redis = c.Limits.Redis })
-			// Run checks the whole configuration before it creates anything.
+			// Run checks the whole configuration before it creates anything;
+			// the memory limit, which belongs to the process, is set once it
+			// is known to be valid.
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			memlimit.Set(int64(cfg.MemoryLimit), sio.Getenv, "/sys/fs/cgroup")
 			return server.Run(cmd.Context(), cfg, sio.Stdout, sio.Stderr, ready, serverOptions(sio)...)
 		},
 	}

@@ -91,6 +91,11 @@ type Config struct {
 	AllowPlainHTTP bool `yaml:"allow_plain_http"`
 	// MaxBodyBytes caps a client request body; larger requests get 413.
 	MaxBodyBytes ByteSize `yaml:"max_body_bytes"`
+	// MemoryLimit is the Go runtime's soft memory limit: near it the
+	// collector runs more often rather than let the heap grow. 0 keeps
+	// GOMEMLIMIT if set, else takes 90% of the container's memory limit,
+	// else sets none (internal/memlimit).
+	MemoryLimit ByteSize `yaml:"memory_limit"`
 	// Client bounds how long, and with how much memory, keygate waits on
 	// its clients, on both listeners.
 	Client Client `yaml:"client"`
@@ -589,6 +594,9 @@ func Default(home string) Config {
 	}
 }
 
+// MinMemoryLimit is the smallest memory_limit accepted.
+const MinMemoryLimit = 64 << 20
+
 // Load builds the configuration: defaults, then the YAML file at path (if
 // path is not empty), then KEYGATE_* variables read through getenv.
 func Load(path string, home string, getenv func(string) string) (Config, error) {
@@ -765,6 +773,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBodyBytes <= 0 {
 		bad("max_body_bytes", "must be positive")
+	}
+	if c.MemoryLimit < 0 || (c.MemoryLimit > 0 && c.MemoryLimit < MinMemoryLimit) {
+		bad("memory_limit", "must be 0 (GOMEMLIMIT, else 90%% of the container's limit, else none) or at least 64MiB: below that the collector would run almost all the time")
 	}
 	if c.Client.MaxInflightBodyBytes < c.MaxBodyBytes {
 		bad("client.max_inflight_body_bytes", "must be at least max_body_bytes (%d), or no request of the largest size could ever be read", c.MaxBodyBytes)

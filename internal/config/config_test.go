@@ -76,6 +76,8 @@ func TestValidateNamesEachField(t *testing.T) {
 		{"half tls", func(c *Config) { c.TLS.Cert = "a.pem" }, "tls:"},
 		{"self signed and cert", func(c *Config) { c.TLS = TLS{Cert: "a", Key: "b", SelfSigned: true} }, "tls.self_signed"},
 		{"body", func(c *Config) { c.MaxBodyBytes = 0 }, "max_body_bytes"},
+		{"memory limit too small", func(c *Config) { c.MemoryLimit = 16 << 20 }, "memory_limit"},
+		{"memory limit negative", func(c *Config) { c.MemoryLimit = -1 }, "memory_limit"},
 		{"sockets per key", func(c *Config) { c.Client.WebSocket.MaxPerKey = 0 }, "client.websocket.max_per_key"},
 		{"socket lifetime", func(c *Config) { c.Client.WebSocket.MaxLifetime = -time.Second }, "client.websocket.max_lifetime"},
 		{"grace", func(c *Config) { c.ShutdownGrace = 0 }, "shutdown_grace"},
