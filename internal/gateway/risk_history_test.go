@@ -100,4 +100,3 @@ func TestHistoriesForgetIdleKeys(t *testing.T) {
 		t.Fatal("lock returned a dropped entry")
 	}
 }
-
