@@ -10,7 +10,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,9 +24,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/keygate/keygate/internal/adminapi"
-	"github.com/keygate/keygate/internal/cloudauth"
 	"github.com/keygate/keygate/internal/fakecloud"
-	"github.com/keygate/keygate/internal/server"
 )
 
 // gatewayHTTPClient trusts the gateway's self-signed certificate.
@@ -81,14 +78,7 @@ func (in *instance) awsCredentials(env map[string]string, ref string) adminapi.A
 func TestBedrockSigV4ThroughTheGateway(t *testing.T) {
 	c := fakecloud.Start(t)
 	fake := &fakecloud.Bedrock{Keys: &c.SM.Keys}
-	bedrockSrv := httptest.NewServer(fake)
-	defer bedrockSrv.Close()
-	cfg := testConfig(t, t.TempDir())
-	cfg.TLS.SelfSigned = true
-	in := start(t, cfg, "", server.WithGetenv(func(string) string { return "" }))
-	cred := cloudauth.Credential{Kind: "aws", Region: "us-east-1", AccessKeyID: c.AWSKey.AccessKeyID, SecretAccessKey: c.AWSKey.SecretAccessKey}
-	env := map[string]string{"KEYGATE_ADMIN_CA": filepath.Join(cfg.DataDir, "tls", "self-signed.crt")}
-	in.mustCLI(env, "", "provider", "add", "bedrock", "--preset", "bedrock", "--base-url", bedrockSrv.URL, "--credential-file", credentialFile(t, cred))
+	in, env := converseGateway(t, fake, c)
 	in.createKeyEnv(env, "--name", "claude-code")
 	creds := in.awsCredentials(env, "claude-code")
 	if !strings.HasPrefix(creds.AccessKeyID, "KGAK") || strings.HasPrefix(creds.AccessKeyID, "AKIA") {

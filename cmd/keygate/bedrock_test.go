@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -21,9 +20,7 @@ import (
 	smithybearer "github.com/aws/smithy-go/auth/bearer"
 
 	"github.com/keygate/keygate/internal/adminapi"
-	"github.com/keygate/keygate/internal/cloudauth"
 	"github.com/keygate/keygate/internal/fakecloud"
-	"github.com/keygate/keygate/internal/server"
 )
 
 // bedrockClient is the official Bedrock runtime client in Bedrock API key
@@ -70,14 +67,7 @@ func (in *instance) createKeyEnv(env map[string]string, args ...string) string {
 func TestBedrockNativePathsThroughTheGateway(t *testing.T) {
 	c := fakecloud.Start(t)
 	fake := &fakecloud.Bedrock{Keys: &c.SM.Keys}
-	bedrockSrv := httptest.NewServer(fake)
-	defer bedrockSrv.Close()
-	cfg := testConfig(t, t.TempDir())
-	cfg.TLS.SelfSigned = true
-	in := start(t, cfg, "", server.WithGetenv(func(string) string { return "" }))
-	cred := cloudauth.Credential{Kind: "aws", Region: "us-east-1", AccessKeyID: c.AWSKey.AccessKeyID, SecretAccessKey: c.AWSKey.SecretAccessKey}
-	certEnv := map[string]string{"KEYGATE_ADMIN_CA": filepath.Join(cfg.DataDir, "tls", "self-signed.crt")}
-	in.mustCLI(certEnv, "", "provider", "add", "bedrock", "--preset", "bedrock", "--base-url", bedrockSrv.URL, "--credential-file", credentialFile(t, cred))
+	in, certEnv := converseGateway(t, fake, c)
 	key := in.createKeyEnv(certEnv, "--name", "bedrock-app")
 	const model = "anthropic.claude-sonnet-4-5-20250929-v1:0"
 	client := bedrockClient(t, in, key)
